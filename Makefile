@@ -1,0 +1,52 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA := data
+SERVER_NAME ?= localhost:8008
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: run test lint pytest synctest synctest-synapse bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install --quiet -e '.[speed]'
+	touch $@
+
+$(TEST_STAMP): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install --quiet -e '.[speed,test]'
+	touch $@ $(STAMP)
+
+$(DATA)/homeserver.yaml: | $(STAMP)
+	$(BIN)/homeserver generate-config --server-name "$(SERVER_NAME)" --data-dir $(DATA) \
+		--set registration.enabled=true --generate-keys
+
+## Serve on 127.0.0.1:8008 with SQLite under ./data (config and signing key made on first run).
+run: $(STAMP) $(DATA)/homeserver.yaml
+	$(BIN)/homeserver run --config $(DATA)/homeserver.yaml
+
+## Lint, the whole pytest suite on SQLite and PostgreSQL, then synctest against a fresh server.
+test: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python scripts/synctest_local.py
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
+
+pytest: $(TEST_STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+synctest: $(TEST_STAMP)
+	$(BIN)/python scripts/synctest_local.py
+
+## Run synctest against a real Synapse from PyPI (installed into .venv-synapse).
+synctest-synapse: $(TEST_STAMP)
+	bash scripts/synapse/run_synapse.sh
+
+clean:
+	rm -rf $(VENV) .venv-synapse build *.egg-info

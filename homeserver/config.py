@@ -1,0 +1,447 @@
+"""Configuration: YAML -> validated, typed `Config`.
+
+The JSON schema below is the single description of every option (`config.sample.yaml`
+documents them for people). Loading reports every problem at once, one line each,
+naming the key and what was expected, e.g. `listeners[0].port: expected an integer,
+got "80a"`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import jsonschema
+import yaml
+
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+_PORT = {"type": "integer", "minimum": 0, "maximum": 65535}
+_RATE = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "per_second": {"type": "number", "exclusiveMinimum": 0},
+        "burst_count": {"type": "integer", "minimum": 1},
+    },
+}
+
+CONFIG_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["server_name"],
+    "properties": {
+        "server_name": {"type": "string", "minLength": 1, "pattern": r"^[A-Za-z0-9.\-\[\]:]+$"},
+        "public_baseurl": {"type": ["string", "null"], "pattern": "^https?://"},
+        "serve_server_wellknown": {"type": "boolean"},
+        "signing_key_path": {"type": "string"},
+        "data_dir": {"type": "string"},
+        "default_room_version": {"type": "string", "enum": sorted(KNOWN_ROOM_VERSIONS)},
+        "listeners": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["port"],
+                "properties": {
+                    "host": {"type": "string"},
+                    "port": _PORT,
+                    "resources": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"enum": ["client", "federation", "admin", "metrics"]},
+                    },
+                    "tls": {
+                        "type": ["object", "null"],
+                        "additionalProperties": False,
+                        "required": ["certificate_path", "private_key_path"],
+                        "properties": {
+                            "certificate_path": {"type": "string"},
+                            "private_key_path": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+        "database": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "engine": {"enum": ["sqlite", "postgres"]},
+                "path": {"type": "string"},
+                "dsn": {"type": "string"},
+                "pool_min": {"type": "integer", "minimum": 1},
+                "pool_max": {"type": "integer", "minimum": 1},
+            },
+        },
+        "http": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "max_request_body_size": {"type": "integer", "minimum": 1024},
+                "shutdown_timeout": {"type": "number", "minimum": 0},
+                "x_forwarded": {"type": "boolean"},
+            },
+        },
+        "media": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "store_path": {"type": "string"},
+                "max_upload_size": {"type": "integer", "minimum": 1},
+                "max_image_pixels": {"type": "integer", "minimum": 1},
+                "unauthenticated_media_enabled": {"type": "boolean"},
+                "url_preview_enabled": {"type": "boolean"},
+                "url_preview_ip_range_allowlist": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "registration": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "require_token": {"type": "boolean"},
+                "shared_secret": {"type": ["string", "null"]},
+                "allow_guests": {"type": "boolean"},
+            },
+        },
+        "passwords": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "bcrypt_rounds": {"type": "integer", "minimum": 4, "maximum": 31},
+                "pepper": {"type": "string"},
+            },
+        },
+        "rate_limits": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "message": _RATE,
+                "login": _RATE,
+                "registration": _RATE,
+                "media_upload": _RATE,
+            },
+        },
+        "logging": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "level": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]},
+                "format": {"enum": ["text", "json"]},
+            },
+        },
+    },
+}
+
+DEFAULTS: dict[str, Any] = {
+    "public_baseurl": None,
+    "serve_server_wellknown": False,
+    "signing_key_path": "signing.key",
+    "data_dir": ".",
+    "default_room_version": "11",
+    "listeners": [
+        {"host": "127.0.0.1", "port": 8008, "resources": ["client", "federation", "admin"]},
+        {"host": "127.0.0.1", "port": 9008, "resources": ["metrics"]},
+    ],
+    "database": {"engine": "sqlite", "path": "homeserver.db", "pool_min": 1, "pool_max": 10},
+    "http": {"max_request_body_size": 50 * 1024 * 1024, "shutdown_timeout": 10, "x_forwarded": False},
+    "media": {
+        "store_path": "media_store",
+        "max_upload_size": 50 * 1024 * 1024,
+        "max_image_pixels": 32_000_000,
+        "unauthenticated_media_enabled": True,
+        "url_preview_enabled": False,
+        "url_preview_ip_range_allowlist": [],
+    },
+    "registration": {"enabled": False, "require_token": False, "shared_secret": None, "allow_guests": False},
+    "passwords": {"bcrypt_rounds": 12, "pepper": ""},
+    "rate_limits": {
+        "enabled": True,
+        "message": {"per_second": 0.2, "burst_count": 10},
+        "login": {"per_second": 0.17, "burst_count": 3},
+        "registration": {"per_second": 0.17, "burst_count": 3},
+        "media_upload": {"per_second": 1.0, "burst_count": 10},
+    },
+    "logging": {"level": "INFO", "format": "text"},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TlsConfig:
+    certificate_path: str
+    private_key_path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ListenerConfig:
+    host: str
+    port: int
+    resources: tuple[str, ...]
+    tls: TlsConfig | None
+
+
+@dataclasses.dataclass(frozen=True)
+class RateLimit:
+    per_second: float
+    burst_count: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The validated configuration. `raw` keeps the full merged dict for later sections."""
+
+    server_name: str
+    public_baseurl: str
+    serve_server_wellknown: bool
+    signing_key_path: str
+    data_dir: str
+    default_room_version: str
+    listeners: tuple[ListenerConfig, ...]
+    database: dict[str, Any]
+    max_request_body_size: int
+    shutdown_timeout: float
+    media: dict[str, Any]
+    registration: dict[str, Any]
+    passwords: dict[str, Any]
+    rate_limits_enabled: bool
+    rate_limits: dict[str, RateLimit]
+    log_level: str
+    log_format: str
+    raw: dict[str, Any]
+
+    def section(self, name: str) -> dict[str, Any]:
+        return self.raw.get(name, {})
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _format_path(path: Iterable[Any]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+_TYPE_NAMES = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "null",
+}
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    return str(value)
+
+
+def _explain(error: jsonschema.ValidationError) -> str:
+    path = _format_path(error.absolute_path)
+    validator, expected, value = error.validator, error.validator_value, error.instance
+    if validator == "type":
+        types = expected if isinstance(expected, list) else [expected]
+        wanted = " or ".join(_TYPE_NAMES.get(t, t) for t in types)
+        return f"{path}: expected {wanted}, got {_describe(value)}"
+    if validator == "enum":
+        options = ", ".join(_describe(v) for v in expected)
+        return f"{path}: expected one of {options}, got {_describe(value)}"
+    if validator == "required":
+        missing = [k for k in expected if k not in value]
+        prefix = f"{path}." if error.absolute_path else ""
+        return "; ".join(f"{prefix}{k}: required key is missing" for k in missing)
+    if validator == "additionalProperties":
+        unknown = sorted(set(value) - set(error.schema.get("properties", {})))
+        prefix = f"{path}." if error.absolute_path else ""
+        return "; ".join(f"{prefix}{k}: unknown key" for k in unknown)
+    if validator in ("minimum", "maximum", "exclusiveMinimum"):
+        word = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than"}[validator]
+        return f"{path}: expected a value {word} {expected}, got {_describe(value)}"
+    if validator == "pattern":
+        return f"{path}: {_describe(value)} does not match the expected form {expected}"
+    if validator in ("minItems", "minLength"):
+        return f"{path}: must not be empty"
+    return f"{path}: {error.message}"
+
+
+def validate_config_dict(raw: dict[str, Any]) -> None:
+    """Raise ConfigError listing every schema violation in `raw`."""
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): expected a mapping of options"])
+    validator = jsonschema.Draft202012Validator(CONFIG_SCHEMA)
+    errors = sorted(validator.iter_errors(raw), key=lambda e: [str(p) for p in e.absolute_path])
+    problems = [_explain(e) for e in errors]
+    raw_db = raw.get("database") or {}
+    if isinstance(raw_db, dict) and raw_db.get("engine") == "postgres" and not raw_db.get("dsn"):
+        problems.append("database.dsn: required when database.engine is postgres")
+    if problems:
+        raise ConfigError(problems)
+
+
+def parse_config(raw: dict[str, Any], base_dir: str = ".") -> Config:
+    """Validate a raw config mapping and return the typed Config."""
+    validate_config_dict(raw)
+    merged = _deep_merge(DEFAULTS, raw)
+    data_dir = os.path.join(base_dir, merged["data_dir"])
+
+    def in_data_dir(path: str) -> str:
+        return path if os.path.isabs(path) else os.path.normpath(os.path.join(data_dir, path))
+
+    listeners = tuple(
+        ListenerConfig(
+            host=lst.get("host", "127.0.0.1"),
+            port=lst["port"],
+            resources=tuple(lst.get("resources", ["client", "federation", "admin"])),
+            tls=TlsConfig(**lst["tls"]) if lst.get("tls") else None,
+        )
+        for lst in merged["listeners"]
+    )
+    db_raw = merged["database"]
+    database: dict[str, Any]
+    if db_raw.get("engine", "sqlite") == "sqlite":
+        database = {"engine": "sqlite", "path": in_data_dir(db_raw.get("path", "homeserver.db"))}
+    else:
+        database = {k: db_raw[k] for k in ("engine", "dsn", "pool_min", "pool_max") if k in db_raw}
+    media = dict(merged["media"])
+    media["store_path"] = in_data_dir(media["store_path"])
+    public_baseurl = merged["public_baseurl"]
+    if not public_baseurl:
+        first = listeners[0]
+        scheme = "https" if first.tls else "http"
+        public_baseurl = f"{scheme}://{merged['server_name']}/"
+    if not public_baseurl.endswith("/"):
+        public_baseurl += "/"
+    rate = merged["rate_limits"]
+    return Config(
+        server_name=merged["server_name"],
+        public_baseurl=public_baseurl,
+        serve_server_wellknown=merged["serve_server_wellknown"],
+        signing_key_path=in_data_dir(merged["signing_key_path"]),
+        data_dir=os.path.normpath(data_dir),
+        default_room_version=merged["default_room_version"],
+        listeners=listeners,
+        database=database,
+        max_request_body_size=merged["http"]["max_request_body_size"],
+        shutdown_timeout=float(merged["http"]["shutdown_timeout"]),
+        media=media,
+        registration=dict(merged["registration"]),
+        passwords=dict(merged["passwords"]),
+        rate_limits_enabled=rate["enabled"],
+        rate_limits={k: RateLimit(**v) for k, v in rate.items() if isinstance(v, dict)},
+        log_level=merged["logging"]["level"],
+        log_format=merged["logging"]["format"],
+        raw=merged,
+    )
+
+
+def load_config(path: str) -> Config:
+    """Read, validate and type the YAML config at `path`; relative paths resolve next to it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file; create one with `homeserver generate-config`"]) from None
+    except yaml.YAMLError as e:
+        raise ConfigError([f"{path}: not valid YAML: {e}"]) from None
+    if raw is None:
+        raw = {}
+    return parse_config(raw, base_dir=os.path.dirname(os.path.abspath(path)))
+
+
+# --- `--set KEY=VALUE` overrides -------------------------------------------------
+
+
+def _schema_at(schema: dict[str, Any], part: str, dotted: str) -> dict[str, Any]:
+    if schema.get("type") == "array" or "items" in schema:
+        if not part.isdigit():
+            raise ConfigError([f"{dotted}: {part!r} is not a list index"])
+        return schema.get("items", {})
+    props = schema.get("properties")
+    if props is None or part not in props:
+        raise ConfigError([f"{dotted}: unknown key {part!r}"])
+    return props[part]
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply one `dotted.key=yaml-value` to `raw` in place; unknown keys are an error."""
+    if "=" not in assignment:
+        raise ConfigError([f"{assignment}: expected KEY=VALUE"])
+    dotted, text = assignment.split("=", 1)
+    parts = dotted.strip().split(".")
+    try:
+        value = yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError as e:
+        raise ConfigError([f"{dotted}: value is not valid YAML: {e}"]) from None
+    schema: dict[str, Any] = CONFIG_SCHEMA
+    target: Any = raw
+    for i, part in enumerate(parts):
+        schema = _schema_at(schema, part, dotted)
+        last = i == len(parts) - 1
+        if isinstance(target, list):
+            index = int(part)
+            if index > len(target):
+                raise ConfigError([f"{dotted}: list index {index} is past the end (length {len(target)})"])
+            if index == len(target):
+                target.append({} if not last else None)
+            if last:
+                target[index] = value
+            else:
+                if target[index] is None:
+                    target[index] = [] if "items" in schema else {}
+                target = target[index]
+        else:
+            if last:
+                target[part] = value
+            else:
+                if not isinstance(target.get(part), (dict, list)):
+                    target[part] = [] if "items" in schema else {}
+                target = target[part]
+
+
+def generate_config_dict(server_name: str, data_dir: str = ".", overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """The config `generate-config` writes: the defaults made explicit, plus overrides."""
+    import secrets
+
+    raw: dict[str, Any] = copy.deepcopy(DEFAULTS)
+    raw["server_name"] = server_name
+    raw["data_dir"] = data_dir
+    raw["registration"]["shared_secret"] = secrets.token_urlsafe(32)
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    validate_config_dict(raw)
+    return raw

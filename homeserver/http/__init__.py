@@ -1,0 +1,1 @@
+"""HTTP layer: aiohttp routes only. Handlers parse, call one service method, render."""

@@ -1,0 +1,88 @@
+"""Request helpers shared by every handler: JSON bodies, query parameters, access tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from homeserver import jsonutil
+from homeserver.errors import MatrixError
+
+# Set by the app on each request: the listener's configured body limit.
+MAX_BODY_KEY = web.AppKey("max_body_size", int)
+X_FORWARDED_KEY = web.AppKey("x_forwarded", bool)
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The raw body, refused with 413 M_TOO_LARGE past the listener's limit."""
+    limit = request.app[MAX_BODY_KEY]
+    if request.content_length is not None and request.content_length > limit:
+        raise MatrixError(413, "M_TOO_LARGE", f"Request body is larger than the limit of {limit} bytes")
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise MatrixError(413, "M_TOO_LARGE", f"Request body is larger than the limit of {limit} bytes") from None
+
+
+async def json_body(request: web.Request, *, allow_empty: bool = False) -> Any:
+    """Any JSON value from the body; `400 M_NOT_JSON` if it does not parse."""
+    raw = await read_body(request)
+    if not raw.strip() and allow_empty:
+        return {}
+    try:
+        return jsonutil.decode(raw)
+    except jsonutil.JSONDecodeError as e:
+        raise MatrixError(400, "M_NOT_JSON", f"Content is not valid JSON: {e}") from None
+
+
+async def json_object(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
+    """A JSON object from the body: `M_NOT_JSON` if unparsable, `M_BAD_JSON` if not an object."""
+    value = await json_body(request, allow_empty=allow_empty)
+    if not isinstance(value, dict):
+        raise MatrixError(400, "M_BAD_JSON", "Content must be a JSON object")
+    return value
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=jsonutil.encode(body), status=status, content_type="application/json",
+                        headers=headers)
+
+
+def access_token(request: web.Request) -> str | None:
+    """The access token from `Authorization: Bearer` or the deprecated `access_token` query param."""
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise MatrixError(401, "M_MISSING_TOKEN", "Invalid Authorization header: expected 'Bearer <token>'")
+        return token.strip()
+    return request.query.get("access_token")
+
+
+def query_int(request: web.Request, name: str, default: int | None = None, *, minimum: int | None = None,
+              maximum: int | None = None) -> int | None:
+    """An integer query parameter; `400 M_INVALID_PARAM` naming it when malformed or out of range."""
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter {name!r} must be an integer") from None
+    if minimum is not None and value < minimum:
+        raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter {name!r} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        value = maximum
+    return value
+
+
+def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0"):
+        return False
+    raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter {name!r} must be true or false")

@@ -1,0 +1,26 @@
+"""The one fast JSON encoder/decoder for everything that is not canonical JSON.
+
+orjson is several times faster than the stdlib on /sync-sized payloads, rejects
+NaN/Infinity and invalid UTF-8 on input, and never emits them on output. Canonical
+JSON (hashes, signatures, federation) goes through `canonicaljson` instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+JSONDecodeError = orjson.JSONDecodeError
+
+
+def encode(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+def encode_str(value: Any) -> str:
+    return orjson.dumps(value).decode("utf-8")
+
+
+def decode(data: bytes | str) -> Any:
+    return orjson.loads(data)

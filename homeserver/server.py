@@ -1,0 +1,116 @@
+"""The composition root: builds every service with explicit dependencies and serves the listeners.
+
+Nothing else in the code base constructs services; handlers and services receive
+their collaborators from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import ssl
+from typing import Any
+
+from aiohttp import web
+
+from homeserver.config import Config, ListenerConfig
+from homeserver.http.app import build_app
+from homeserver.http.discovery import DiscoveryHandlers
+from homeserver.http.metrics import HttpMetrics
+from homeserver.signing_keys import load_or_create_signing_key
+from storage.engine import create_database
+
+logger = logging.getLogger(__name__)
+
+
+class HomeServer:
+    """One homeserver process: database, services, and an aiohttp app per listener."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.metrics = HttpMetrics()
+        self.db: Any = None
+        self.signing_key: Any = None
+        self._runners: list[web.AppRunner] = []
+        # (listener, host, bound port) once started; port 0 in config means "any free port".
+        self.bound_listeners: list[tuple[ListenerConfig, str, int]] = []
+
+    # --- lifecycle --------------------------------------------------------------
+    async def start(self) -> None:
+        self.signing_key = load_or_create_signing_key(self.config.signing_key_path)
+        self.db = await create_database(self.config.database)
+        self._build_services()
+        try:
+            for listener in self.config.listeners:
+                await self._start_listener(listener)
+        except BaseException:
+            await self.stop()
+            raise
+        for listener, host, port in self.bound_listeners:
+            logger.info("Listening on %s:%d for %s", host, port, ", ".join(listener.resources))
+
+    async def stop(self) -> None:
+        """Stop accepting connections, let in-flight requests finish, then close storage."""
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        if self.db is not None:
+            await self.db.close()
+            self.db = None
+
+    def base_url(self, resource: str = "client") -> str:
+        for listener, host, port in self.bound_listeners:
+            if resource in listener.resources:
+                scheme = "https" if listener.tls else "http"
+                shown = f"[{host}]" if ":" in host else host
+                return f"{scheme}://{shown}:{port}"
+        raise LookupError(f"no listener serves {resource!r}")
+
+    # --- wiring -----------------------------------------------------------------
+    def _build_services(self) -> None:
+        self.discovery = DiscoveryHandlers(self.config)
+
+    def _build_listener_app(self, listener: ListenerConfig) -> web.Application:
+        serves_matrix = bool({"client", "federation", "admin"} & set(listener.resources))
+        app = build_app(
+            max_body_size=self.config.max_request_body_size,
+            metrics=self.metrics if serves_matrix else None,
+            cors=serves_matrix,
+            x_forwarded=bool(self.config.raw["http"].get("x_forwarded")),
+        )
+        if "client" in listener.resources:
+            self.discovery.register_client(app)
+        if "metrics" in listener.resources:
+            self.metrics.register_routes(app)
+        return app
+
+    async def _start_listener(self, listener: ListenerConfig) -> None:
+        app = self._build_listener_app(listener)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.config.shutdown_timeout,
+                               handle_signals=False)
+        await runner.setup()
+        self._runners.append(runner)
+        ssl_context = None
+        if listener.tls:
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(listener.tls.certificate_path, listener.tls.private_key_path)
+        site = web.TCPSite(runner, listener.host, listener.port, ssl_context=ssl_context)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.bound_listeners.append((listener, listener.host, port))
+
+
+async def serve_forever(config: Config) -> None:
+    """Run until SIGINT/SIGTERM, then shut down gracefully."""
+    server = HomeServer(config)
+    os.makedirs(config.data_dir, exist_ok=True)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logger.info("Shutting down: finishing in-flight requests")
+    await server.stop()

@@ -1,0 +1,221 @@
+"""SQLite engine: WAL mode, one writer thread, a few reader threads, never blocking the event loop.
+
+Every sqlite3 call happens on a thread that owns its connection. Each thread is a one-worker
+executor, so calls to one connection run strictly in submission order: that is what makes
+rolling back after a cancellation safe (the ROLLBACK queues behind whatever is still running).
+Write transactions additionally hold an asyncio lock for their whole length, so at most one
+writes at a time and `BEGIN IMMEDIATE` never waits on ourselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from storage.database import Database, DatabaseConfigError, InteractionFunc, Isolation, Row, Transaction
+from storage.sql import SQLITE
+
+T = TypeVar("T")
+
+SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+_TRANSIENT_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _decode_boolean(value: bytes) -> bool:
+    return value not in (b"0", b"")
+
+
+class _Connection:
+    """A sqlite3 connection together with the single thread allowed to use it."""
+
+    def __init__(self, label: str) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{label}")
+        self.conn: sqlite3.Connection | None = None
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
+
+    async def open(self, path: str, pragmas: Sequence[str]) -> None:
+        def connect() -> sqlite3.Connection:
+            # isolation_level=None: the module must not open transactions behind our back;
+            # BEGIN/COMMIT are issued explicitly.
+            conn = sqlite3.connect(
+                path,
+                isolation_level=None,
+                check_same_thread=False,
+                detect_types=sqlite3.PARSE_DECLTYPES,
+                uri=path.startswith("file:"),
+            )
+            for pragma in pragmas:
+                conn.execute(pragma).fetchall()
+            return conn
+
+        self.conn = await self.call(connect)
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.call(self.conn.close)
+            self.conn = None
+        self.executor.shutdown(wait=False)
+
+
+def _execute(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> tuple[list[Row], int]:
+    cur = conn.execute(sql, params)
+    try:
+        if cur.description is None:
+            return [], cur.rowcount
+        rows = cur.fetchall()
+        # PostgreSQL reports the number of returned rows for SELECT and RETURNING; match it.
+        return rows, len(rows)
+    finally:
+        cur.close()
+
+
+def _executemany(conn: sqlite3.Connection, sql: str, seq: list[Sequence[Any]]) -> int:
+    cur = conn.executemany(sql, seq)
+    try:
+        return cur.rowcount
+    finally:
+        cur.close()
+
+
+def _execute_script(conn: sqlite3.Connection, statements: list[str]) -> None:
+    # Not conn.executescript(): that commits any open transaction first, and migrations must
+    # run inside the transaction that also records them.
+    for statement in statements:
+        conn.execute(statement).close()
+
+
+def _rollback_if_open(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _begin(conn: sqlite3.Connection, sql: str) -> None:
+    conn.execute(sql)
+
+
+class SqliteTransaction(Transaction):
+    def __init__(self, name: str, connection: _Connection) -> None:
+        super().__init__(SQLITE, name)
+        self._connection = connection
+
+    async def _execute(self, sql: str, params: Sequence[Any]) -> tuple[list[Row], int]:
+        return await self._connection.call(_execute, self._connection.conn, sql, params)
+
+    async def _executemany(self, sql: str, seq_of_params: list[Sequence[Any]]) -> int:
+        return await self._connection.call(_executemany, self._connection.conn, sql, seq_of_params)
+
+    async def _execute_script(self, statements: list[str]) -> None:
+        await self._connection.call(_execute_script, self._connection.conn, statements)
+
+
+class SqliteDatabase(Database):
+    """A SQLite database file opened for one process: one writer, `readers` reader connections."""
+
+    dialect = SQLITE
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        readers: int = 2,
+        busy_timeout_ms: int = 5000,
+        synchronous: str = "FULL",
+        **retry_options: Any,
+    ) -> None:
+        super().__init__(**retry_options)
+        if synchronous.upper() not in SYNCHRONOUS_MODES:
+            raise DatabaseConfigError(f"database.synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
+        if readers < 0:
+            raise DatabaseConfigError("database.readers must be 0 or more")
+        self.path = path
+        self._in_memory = path == ":memory:" or "mode=memory" in path
+        # A private in-memory database exists only on its one connection, so there is nothing to
+        # share with readers: reads then go through the writer.
+        self._reader_count = 0 if self._in_memory else readers
+        self._busy_timeout_ms = busy_timeout_ms
+        self._synchronous = synchronous.upper()
+        self._writer = _Connection("writer")
+        self._write_lock = asyncio.Lock()
+        self._readers: list[_Connection] = []
+        self._idle_readers: asyncio.Queue[_Connection] = asyncio.Queue()
+
+    async def open(self) -> None:
+        sqlite3.register_converter("BOOLEAN", _decode_boolean)
+        common = [f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}"]
+        # WAL lets readers run beside the writer; synchronous=FULL makes every commit durable
+        # across power loss, which acknowledged events require.
+        await self._writer.open(
+            self.path, ["PRAGMA journal_mode = WAL", f"PRAGMA synchronous = {self._synchronous}", *common]
+        )
+        for index in range(self._reader_count):
+            reader = _Connection(f"reader{index}")
+            await reader.open(self.path, [*common, "PRAGMA query_only = ON"])
+            self._readers.append(reader)
+            self._idle_readers.put_nowait(reader)
+
+    def is_transient_error(self, error: BaseException) -> bool:
+        if not isinstance(error, sqlite3.OperationalError):
+            return False
+        code = getattr(error, "sqlite_errorcode", None)
+        if code is not None:
+            return code & 0xFF in _TRANSIENT_CODES
+        message = str(error)
+        return "database is locked" in message or "database is busy" in message
+
+    async def _run_transaction(
+        self,
+        name: str,
+        func: InteractionFunc[T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        write: bool,
+        isolation: Isolation,
+    ) -> tuple[T, Transaction]:
+        if write or not self._readers:
+            async with self._write_lock:
+                # IMMEDIATE takes the write lock up front, so a conflict with another process
+                # surfaces as "database is locked" at BEGIN (and is retried) rather than midway.
+                return await self._run_on(self._writer, "BEGIN IMMEDIATE", name, func, args, kwargs)
+        reader = await self._idle_readers.get()
+        try:
+            # A read transaction pins one WAL snapshot for all its statements.
+            return await self._run_on(reader, "BEGIN", name, func, args, kwargs)
+        finally:
+            self._idle_readers.put_nowait(reader)
+
+    async def _run_on(
+        self,
+        connection: _Connection,
+        begin: str,
+        name: str,
+        func: InteractionFunc[T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[T, Transaction]:
+        conn = connection.conn
+        assert conn is not None, "database is not open"
+        txn = SqliteTransaction(name, connection)
+        try:
+            await connection.call(_begin, conn, begin)
+            result = await func(txn, *args, **kwargs)
+            await connection.call(conn.execute, "COMMIT")
+        except BaseException:
+            # Shielded so that a second cancellation cannot skip it; the connection's single
+            # thread runs it only after any statement still in flight.
+            await asyncio.shield(connection.call(_rollback_if_open, conn))
+            raise
+        return result, txn
+
+    async def _close(self) -> None:
+        async with self._write_lock:
+            for _ in self._readers:
+                await self._idle_readers.get()
+            for reader in self._readers:
+                await reader.close()
+            await self._writer.close()

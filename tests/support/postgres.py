@@ -1,0 +1,205 @@
+"""PostgreSQL for tests: one brand-new database per test, on whichever server can be had.
+
+Where the server comes from, in order:
+1. env `HS_TEST_POSTGRES`, a libpq DSN (it must answer: a configured server that is down is an error);
+2. 127.0.0.1:5432 as user `postgres` with trust authentication;
+3. a throwaway cluster made with `initdb`/`pg_ctl` in a temporary directory on a free port,
+   stopped and deleted at the end of the session.
+With none of these, tests needing PostgreSQL are skipped, except under `CI=true`, where that is
+an error: CI must exercise both engines.
+
+Use the fixtures by importing them into a conftest: `from tests.support.postgres import
+postgres_server, postgres_dsn`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+ENV_DSN = "HS_TEST_POSTGRES"
+LOCAL_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+
+
+class PostgresUnavailableError(RuntimeError):
+    """No PostgreSQL server could be found or started."""
+
+
+@dataclass
+class PostgresServer:
+    """A server tests may create databases on, through `admin_dsn` (a superuser DSN)."""
+
+    admin_dsn: str
+    # Set when this process started the cluster and so must stop it.
+    cluster_dir: Path | None = None
+    _run_as: list[str] = field(default_factory=list)
+
+    def stop(self) -> None:
+        if self.cluster_dir is None:
+            return
+        data_dir = self.cluster_dir / "data"
+        pg_ctl = _find_binary("pg_ctl")
+        if pg_ctl is not None and data_dir.exists():
+            subprocess.run(
+                [*self._run_as, pg_ctl, "-D", str(data_dir), "-m", "immediate", "-w", "stop"],
+                capture_output=True,
+                check=False,
+            )
+        shutil.rmtree(self.cluster_dir, ignore_errors=True)
+        self.cluster_dir = None
+
+
+def answers(dsn: str, timeout: int = 3) -> bool:
+    """Whether a PostgreSQL server accepts a connection with this DSN."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=timeout, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+def _find_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    # Debian keeps server binaries off PATH, one directory per major version; prefer the newest.
+    candidates = glob.glob(f"/usr/lib/postgresql/*/bin/{name}")
+    candidates.sort(key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0, reverse=True)
+    return candidates[0] if candidates else None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _unprivileged_user() -> tuple[list[str], int, int]:
+    """How to run a command as a non-root user (PostgreSQL refuses to run as root)."""
+    if os.geteuid() != 0:
+        return [], os.getuid(), os.getgid()
+    for name in ("postgres", "nobody"):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        prefix = [
+            "setpriv",
+            f"--reuid={entry.pw_uid}",
+            f"--regid={entry.pw_gid}",
+            "--clear-groups",
+            "--reset-env",
+        ]
+        return prefix, entry.pw_uid, entry.pw_gid
+    raise PostgresUnavailableError("running as root and found no postgres or nobody user to run PostgreSQL as")
+
+
+def start_throwaway_cluster() -> PostgresServer:
+    """initdb + pg_ctl start a private cluster on a free loopback port; stop() removes it."""
+    initdb, pg_ctl = _find_binary("initdb"), _find_binary("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        raise PostgresUnavailableError("initdb/pg_ctl not found on PATH or in /usr/lib/postgresql/*/bin")
+    run_as, uid, gid = _unprivileged_user()
+    cluster_dir = Path(tempfile.mkdtemp(prefix="hs-test-pg-"))
+    os.chown(cluster_dir, uid, gid)
+    server = PostgresServer(admin_dsn="", cluster_dir=cluster_dir, _run_as=run_as)
+    data_dir, log_file = cluster_dir / "data", cluster_dir / "server.log"
+    port = _free_port()
+    try:
+        subprocess.run(
+            [*run_as, initdb, "-D", str(data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+            capture_output=True,
+            check=True,
+        )
+        # fsync off: the cluster dies with the test session, durability buys nothing here.
+        options = f"-p {port} -k {cluster_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        subprocess.run(
+            [*run_as, pg_ctl, "-D", str(data_dir), "-l", str(log_file), "-o", options, "-w", "-t", "60", "start"],
+            capture_output=True,
+            check=True,
+        )
+    except subprocess.CalledProcessError as error:
+        output = (error.stdout or b"").decode(errors="replace") + (error.stderr or b"").decode(errors="replace")
+        server.stop()
+        raise PostgresUnavailableError(f"could not start a throwaway PostgreSQL: {output.strip()}") from error
+    atexit.register(server.stop)
+    server.admin_dsn = f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
+    return server
+
+
+_server: PostgresServer | None = None
+_searched = False
+
+
+def get_postgres_server() -> PostgresServer | None:
+    """The server for this test process (found or started once), or None if none can be had.
+
+    Raises instead of returning None when `CI=true`, or when HS_TEST_POSTGRES names a server
+    that does not answer.
+    """
+    global _server, _searched
+    if _searched:
+        return _server
+    _searched = True
+    configured = os.environ.get(ENV_DSN)
+    if configured:
+        if not answers(configured):
+            raise PostgresUnavailableError(f"{ENV_DSN}={configured!r} does not accept connections")
+        _server = PostgresServer(configured)
+    elif answers(LOCAL_DSN):
+        _server = PostgresServer(LOCAL_DSN)
+    else:
+        try:
+            _server = start_throwaway_cluster()
+        except PostgresUnavailableError:
+            if os.environ.get("CI", "").lower() == "true":
+                raise
+            _server = None
+    return _server
+
+
+@contextlib.contextmanager
+def fresh_database(server: PostgresServer) -> Iterator[str]:
+    """Create an empty database with a random name, yield its DSN, and drop it afterwards."""
+    name = f"hs_test_{secrets.token_hex(8)}"
+    with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name)))
+    try:
+        yield make_conninfo(server.admin_dsn, dbname=name)
+    finally:
+        with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
+            # FORCE: a test that leaked a connection must not leak the database too.
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = get_postgres_server()
+    if server is None:
+        pytest.skip(f"no PostgreSQL: set {ENV_DSN}, run one on 127.0.0.1:5432, or install initdb/pg_ctl")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: PostgresServer) -> Iterator[str]:
+    """A DSN for a brand-new, empty database that exists for this one test."""
+    with fresh_database(postgres_server) as dsn:
+        yield dsn
