@@ -118,6 +118,16 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "allow_guests": {"type": "boolean"},
             },
         },
+        "sessions": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "refreshable_access_token_lifetime_ms": {"type": ["integer", "null"], "minimum": 1000},
+                "refresh_token_lifetime_ms": {"type": ["integer", "null"], "minimum": 1000},
+                "login_token_lifetime_ms": {"type": "integer", "minimum": 1000},
+                "last_seen_max_age_days": {"type": "integer", "minimum": 1},
+            },
+        },
         "passwords": {
             "type": "object",
             "additionalProperties": False,
@@ -133,6 +143,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "enabled": {"type": "boolean"},
                 "message": _RATE,
                 "login": _RATE,
+                "login_failures": _RATE,
                 "registration": _RATE,
                 "media_upload": _RATE,
             },
@@ -169,11 +180,18 @@ DEFAULTS: dict[str, Any] = {
         "url_preview_ip_range_allowlist": [],
     },
     "registration": {"enabled": False, "require_token": False, "shared_secret": None, "allow_guests": False},
+    "sessions": {
+        "refreshable_access_token_lifetime_ms": 300_000,
+        "refresh_token_lifetime_ms": None,
+        "login_token_lifetime_ms": 120_000,
+        "last_seen_max_age_days": 90,
+    },
     "passwords": {"bcrypt_rounds": 12, "pepper": ""},
     "rate_limits": {
         "enabled": True,
         "message": {"per_second": 0.2, "burst_count": 10},
         "login": {"per_second": 0.17, "burst_count": 3},
+        "login_failures": {"per_second": 0.17, "burst_count": 3},
         "registration": {"per_second": 0.17, "burst_count": 3},
         "media_upload": {"per_second": 1.0, "burst_count": 10},
     },

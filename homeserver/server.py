@@ -15,12 +15,23 @@ from typing import Any
 
 from aiohttp import web
 
+from homeserver.accounts.auth import AuthService
+from homeserver.accounts.login import LoginService
+from homeserver.accounts.passwords import PasswordHasher
+from homeserver.accounts.registration import RegistrationService
+from homeserver.accounts.sessions import SessionService
+from homeserver.accounts.uia import UserInteractiveAuth
+from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
 from homeserver.http.app import build_app
+from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.client_session import AdminRegisterHandlers, SessionHandlers
 from homeserver.http.discovery import DiscoveryHandlers
 from homeserver.http.metrics import HttpMetrics
+from homeserver.ratelimit import RateLimiter
 from homeserver.signing_keys import load_or_create_signing_key
 from storage.engine import create_database
+from storage.stores.accounts import AccountStore
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +45,7 @@ class HomeServer:
         self.db: Any = None
         self.signing_key: Any = None
         self._runners: list[web.AppRunner] = []
+        self._background: list[Any] = []  # services with start()/stop(), stopped in reverse order
         # (listener, host, bound port) once started; port 0 in config means "any free port".
         self.bound_listeners: list[tuple[ListenerConfig, str, int]] = []
 
@@ -56,6 +68,9 @@ class HomeServer:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
+        for service in reversed(self._background):
+            await service.stop()
+        self._background.clear()
         if self.db is not None:
             await self.db.close()
             self.db = None
@@ -70,7 +85,36 @@ class HomeServer:
 
     # --- wiring -----------------------------------------------------------------
     def _build_services(self) -> None:
-        self.discovery = DiscoveryHandlers(self.config)
+        config = self.config
+        clock = Clock()
+        sessions_config = config.section("sessions")
+        self.clock = clock
+        self.ratelimiter = RateLimiter(clock, config.rate_limits, enabled=config.rate_limits_enabled)
+        self.account_store = AccountStore(self.db)
+        self.auth = AuthService(self.account_store, clock)
+        self.auth.start()
+        self._background.append(self.auth)
+        passwords = PasswordHasher(config.passwords["bcrypt_rounds"], config.passwords["pepper"])
+        self.uia = UserInteractiveAuth(self.account_store, clock)
+        self.sessions = SessionService(
+            self.account_store, self.auth, clock,
+            refreshable_access_token_lifetime_ms=sessions_config["refreshable_access_token_lifetime_ms"],
+            refresh_token_lifetime_ms=sessions_config["refresh_token_lifetime_ms"],
+            login_token_lifetime_ms=sessions_config["login_token_lifetime_ms"],
+        )
+        self.registration = RegistrationService(
+            config.server_name, self.account_store, self.sessions, self.uia, passwords, clock,
+            enabled=config.registration["enabled"], require_token=config.registration["require_token"],
+            shared_secret=config.registration["shared_secret"], allow_guests=config.registration["allow_guests"],
+        )
+        self.login = LoginService(config.server_name, self.account_store, self.sessions, passwords,
+                                  self.ratelimiter, self.uia)
+        authenticate = RequestAuthenticator(self.auth)
+
+        self.discovery = DiscoveryHandlers(config)
+        self.session_handlers = SessionHandlers(self.registration, self.login, self.sessions, authenticate,
+                                                self.ratelimiter)
+        self.admin_register_handlers = AdminRegisterHandlers(self.registration)
 
     def _build_listener_app(self, listener: ListenerConfig) -> web.Application:
         serves_matrix = bool({"client", "federation", "admin"} & set(listener.resources))
@@ -82,6 +126,11 @@ class HomeServer:
         )
         if "client" in listener.resources:
             self.discovery.register_client(app)
+            self.session_handlers.register_routes(app)
+        if "federation" in listener.resources:
+            self.discovery.register_federation(app)
+        if "admin" in listener.resources:
+            self.admin_register_handlers.register_routes(app)
         if "metrics" in listener.resources:
             self.metrics.register_routes(app)
         return app

@@ -97,7 +97,12 @@ async def apply_migrations(db: Database, migrations: list[Migration] | None = No
     if migrations is None:
         migrations = load_migrations(db.dialect)
     latest = migrations[-1].version if migrations else 0
-    return await db.run_interaction("apply_migrations", _migrate, migrations, latest)
+    # READ COMMITTED, not the default REPEATABLE READ: a repeatable-read snapshot would be taken
+    # by the advisory-lock statement itself, before the lock is granted, and so would miss the
+    # versions recorded by the process that held the lock.
+    return await db.run_interaction(
+        "apply_migrations", _migrate, migrations, latest, isolation="read_committed"
+    )
 
 
 async def _migrate(txn: Transaction, migrations: list[Migration], latest: int) -> list[int]:

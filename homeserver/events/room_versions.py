@@ -135,7 +135,7 @@ KNOWN_ROOM_VERSIONS: dict[str, RoomVersion] = {
 }
 
 # rooms/_index.md: "Servers SHOULD use room version 12 as the default room version".
-DEFAULT_ROOM_VERSION = "12"
+DEFAULT_ROOM_VERSION = "11"
 
 
 class UnsupportedRoomVersion(Exception):

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from homeserver.errors import MatrixError
 from homeserver.http.metrics import HttpMetrics
-from homeserver.http.request import MAX_BODY_KEY, X_FORWARDED_KEY, json_response
+from homeserver.http.request import MAX_BODY_KEY, X_FORWARDED_KEY, client_ip, json_response
 
 logger = logging.getLogger("homeserver.access")
 error_logger = logging.getLogger("homeserver.http")
@@ -49,14 +49,6 @@ def _safe_path(request: web.Request) -> str:
         query["access_token"] = "<redacted>"
         return request.path + "?" + "&".join(f"{k}={v}" for k, v in query.items())
     return request.path_qs
-
-
-def _client_ip(request: web.Request) -> str:
-    if request.app.get(X_FORWARDED_KEY):
-        forwarded = request.headers.get("X-Forwarded-For")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
-    return request.remote or "-"
 
 
 def _error_response(err: MatrixError) -> web.Response:
@@ -109,7 +101,7 @@ def make_middleware(metrics: HttpMetrics | None, cors: bool) -> Callable:
         logger.info(
             "%s %s %s %s %d %.1fms",
             request_id,
-            _client_ip(request),
+            client_ip(request),
             request.method,
             _safe_path(request),
             response.status,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from homeserver import __version__
 from homeserver.config import Config
 from homeserver.errors import MatrixError
 from homeserver.http.request import json_response
@@ -36,6 +37,12 @@ class DiscoveryHandlers:
 
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(text="OK", content_type="text/plain")
+
+    async def federation_version(self, request: web.Request) -> web.Response:
+        return json_response({"server": {"name": "huiskamer-homeserver", "version": __version__}})
+
+    def register_federation(self, app: web.Application) -> None:
+        app.router.add_get("/_matrix/federation/v1/version", self.federation_version)
 
     def register_client(self, app: web.Application) -> None:
         app.router.add_get("/_matrix/client/versions", self.versions)

@@ -86,3 +86,12 @@ def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
     if text in ("false", "0"):
         return False
     raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter {name!r} must be true or false")
+
+
+def client_ip(request: web.Request) -> str:
+    """The client's address; X-Forwarded-For is believed only when the config says so."""
+    if request.app.get(X_FORWARDED_KEY):
+        forwarded = request.headers.get("X-Forwarded-For")
+        if forwarded:
+            return forwarded.split(",")[0].strip()
+    return request.remote or "-"

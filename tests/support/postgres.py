@@ -108,7 +108,9 @@ def _unprivileged_user() -> tuple[list[str], int, int]:
             "--reset-env",
         ]
         return prefix, entry.pw_uid, entry.pw_gid
-    raise PostgresUnavailableError("running as root and found no postgres or nobody user to run PostgreSQL as")
+    raise PostgresUnavailableError(
+        "running as root and found no postgres or nobody user to run PostgreSQL as"
+    )
 
 
 def start_throwaway_cluster() -> PostgresServer:
@@ -124,19 +126,45 @@ def start_throwaway_cluster() -> PostgresServer:
     port = _free_port()
     try:
         subprocess.run(
-            [*run_as, initdb, "-D", str(data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+            [
+                *run_as,
+                initdb,
+                "-D",
+                str(data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
             capture_output=True,
             check=True,
         )
         # fsync off: the cluster dies with the test session, durability buys nothing here.
         options = f"-p {port} -k {cluster_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
         subprocess.run(
-            [*run_as, pg_ctl, "-D", str(data_dir), "-l", str(log_file), "-o", options, "-w", "-t", "60", "start"],
+            [
+                *run_as,
+                pg_ctl,
+                "-D",
+                str(data_dir),
+                "-l",
+                str(log_file),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
             capture_output=True,
             check=True,
         )
     except subprocess.CalledProcessError as error:
-        output = (error.stdout or b"").decode(errors="replace") + (error.stderr or b"").decode(errors="replace")
+        output = (error.stdout or b"").decode(errors="replace") + (error.stderr or b"").decode(
+            errors="replace"
+        )
         server.stop()
         raise PostgresUnavailableError(f"could not start a throwaway PostgreSQL: {output.strip()}") from error
     atexit.register(server.stop)
@@ -180,7 +208,9 @@ def fresh_database(server: PostgresServer) -> Iterator[str]:
     """Create an empty database with a random name, yield its DSN, and drop it afterwards."""
     name = f"hs_test_{secrets.token_hex(8)}"
     with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name))
+        )
     try:
         yield make_conninfo(server.admin_dsn, dbname=name)
     finally:

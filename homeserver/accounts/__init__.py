@@ -1,0 +1,1 @@
+"""Accounts: registration, login, access tokens, devices, profiles, account data, filters."""

@@ -1,0 +1,112 @@
+"""Access-token authentication: token -> Requester, with a cache and batched last-seen writes.
+
+Token lookup runs on every authenticated request, so it must not cost a database round
+trip each time: resolved tokens are cached (bounded, short TTL) and invalidated the
+moment a token is deleted through this process. Last-seen IP/user agent sightings are
+coalesced in memory and written in one batch every few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from homeserver.accounts.tokens import hash_token
+from homeserver.clock import Clock
+from homeserver.errors import MatrixError
+from storage.stores.accounts import AccountStore, TokenInfo
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who is making a request."""
+
+    user_id: str
+    device_id: str | None
+    access_token_id: int | None
+    is_guest: bool = False
+
+
+class AuthService:
+    def __init__(self, store: AccountStore, clock: Clock, *, cache_size: int = 10_000,
+                 cache_ttl_s: float = 300.0, last_seen_flush_s: float = 5.0):
+        self._store = store
+        self._clock = clock
+        self._cache: OrderedDict[str, tuple[TokenInfo, float]] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_ttl_s = cache_ttl_s
+        self._pending_last_seen: dict[tuple[str, str | None, str, str], int] = {}
+        self._last_seen_flush_s = last_seen_flush_s
+        self._flusher: asyncio.Task[None] | None = None
+
+    # --- lifecycle -------------------------------------------------------------
+    def start(self) -> None:
+        self._flusher = asyncio.create_task(self._flush_periodically())
+
+    async def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        await self.flush_last_seen()
+
+    # --- lookups ---------------------------------------------------------------
+    async def get_requester(self, token: str | None, *, ip: str = "-", user_agent: str = "",
+                            allow_guest: bool = False, allow_expired: bool = False) -> Requester:
+        """Resolve an access token; 401 `M_MISSING_TOKEN` / `M_UNKNOWN_TOKEN` when it does not."""
+        if not token:
+            raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
+        token_hash = hash_token(token)
+        info = await self._lookup(token_hash)
+        if info is None or info.deactivated:
+            raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown access token", soft_logout=False)
+        if not allow_expired and info.valid_until_ms is not None and info.valid_until_ms <= self._clock.time_ms():
+            # The client may refresh: a soft logout keeps its keys and session.
+            raise MatrixError(401, "M_UNKNOWN_TOKEN", "Access token has expired", soft_logout=True)
+        if info.is_guest and not allow_guest:
+            raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is not allowed here")
+        self._note_last_seen(info.user_id, info.device_id, ip, user_agent)
+        return Requester(info.user_id, info.device_id, info.token_id, info.is_guest)
+
+    async def _lookup(self, token_hash: str) -> TokenInfo | None:
+        now = self._clock.monotonic()
+        cached = self._cache.get(token_hash)
+        if cached is not None and now - cached[1] < self._cache_ttl_s:
+            self._cache.move_to_end(token_hash)
+            return cached[0]
+        info = await self._store.get_access_token(token_hash)
+        if info is not None:
+            self._cache[token_hash] = (info, now)
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return info
+
+    def invalidate_token_hashes(self, token_hashes: list[str]) -> None:
+        for token_hash in token_hashes:
+            self._cache.pop(token_hash, None)
+
+    def invalidate_user(self, user_id: str) -> None:
+        for token_hash in [h for h, (info, _) in self._cache.items() if info.user_id == user_id]:
+            del self._cache[token_hash]
+
+    # --- last seen ---------------------------------------------------------------
+    def _note_last_seen(self, user_id: str, device_id: str | None, ip: str, user_agent: str) -> None:
+        self._pending_last_seen[(user_id, device_id, ip, user_agent[:512])] = self._clock.time_ms()
+
+    async def flush_last_seen(self) -> None:
+        if not self._pending_last_seen:
+            return
+        batch, self._pending_last_seen = self._pending_last_seen, {}
+        entries = [(u, d, ip, ua, ts) for (u, d, ip, ua), ts in batch.items()]
+        try:
+            await self._store.record_last_seen(entries)
+        except Exception:
+            logger.exception("Could not record %d last-seen entries", len(entries))
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._last_seen_flush_s)
+            await self.flush_last_seen()

@@ -1,0 +1,187 @@
+"""Creating accounts: open registration with UIA, registration tokens, shared-secret admin registration."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+from homeserver.accounts.passwords import PasswordHasher
+from homeserver.accounts.sessions import SessionService
+from homeserver.accounts.uia import DUMMY, REGISTRATION_TOKEN, UserInteractiveAuth
+from homeserver.clock import Clock
+from homeserver.errors import MatrixError
+from homeserver.identifiers import check_new_localpart
+from storage.stores.accounts import AccountStore, UserExistsError
+
+MAX_PASSWORD_LENGTH = 512
+NONCE_LIFETIME_MS = 60_000
+
+
+def _optional_str(body: dict[str, Any], key: str, max_length: int = 512) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_length:
+        raise MatrixError(400, "M_INVALID_PARAM", f"{key}: must be a string of at most {max_length} characters")
+    return value
+
+
+def _optional_bool(body: dict[str, Any], key: str) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise MatrixError(400, "M_INVALID_PARAM", f"{key}: must be true or false")
+    return value
+
+
+class RegistrationService:
+    def __init__(self, server_name: str, store: AccountStore, sessions: SessionService, uia: UserInteractiveAuth,
+                 passwords: PasswordHasher, clock: Clock, *, enabled: bool, require_token: bool,
+                 shared_secret: str | None, allow_guests: bool):
+        self._server_name = server_name
+        self._store = store
+        self._sessions = sessions
+        self._uia = uia
+        self._passwords = passwords
+        self._clock = clock
+        self._enabled = enabled
+        self._require_token = require_token
+        self._shared_secret = shared_secret
+        self._allow_guests = allow_guests
+        self._nonces: dict[str, int] = {}
+        uia.register_stage(REGISTRATION_TOKEN, self._check_registration_token_stage)
+
+    @property
+    def flows(self) -> list[list[str]]:
+        return [[REGISTRATION_TOKEN]] if self._require_token else [[DUMMY]]
+
+    # --- availability ----------------------------------------------------------------
+    async def check_username_available(self, localpart: str) -> None:
+        """Raise M_INVALID_USERNAME / M_USER_IN_USE, or return when the name can be registered."""
+        check_new_localpart(localpart, self._server_name)
+        user_id = f"@{localpart}:{self._server_name}"
+        if await self._store.find_user_case_insensitive(user_id) is not None:
+            raise MatrixError(400, "M_USER_IN_USE", "User ID already taken")
+
+    async def registration_token_valid(self, token: str) -> bool:
+        return await self._store.registration_token_valid(token, self._clock.time_ms())
+
+    # --- POST /register ----------------------------------------------------------------
+    async def register(self, body: dict[str, Any], *, kind: str, uri: str) -> dict[str, Any]:
+        """Run the whole `/register` request, UIA included; returns the response body."""
+        if kind == "guest":
+            raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
+        if kind != "user":
+            raise MatrixError(400, "M_INVALID_PARAM", "kind: must be 'user' or 'guest'")
+        if not self._enabled:
+            raise MatrixError(403, "M_FORBIDDEN", "Registration has been disabled")
+        username = _optional_str(body, "username", 255)
+        password = _optional_str(body, "password", MAX_PASSWORD_LENGTH)
+        _optional_str(body, "device_id", 255)
+        _optional_str(body, "initial_device_display_name")
+        _optional_bool(body, "inhibit_login")
+        _optional_bool(body, "refresh_token")
+        if username is not None:
+            username = username.lower()
+            await self.check_username_available(username)
+
+        completed, params, session_id = await self._uia.check(body, self.flows, uri=uri, method="POST")
+        username = params.get("username")
+        password = params.get("password")
+        user_id = await self._uia.get_server_value(session_id, "registered_user_id")
+        if user_id is None:
+            if username is not None:
+                username = username.lower()
+                await self.check_username_available(username)
+                user_id = f"@{username}:{self._server_name}"
+            else:
+                user_id = await self._generate_user_id()
+            password_hash = await self._passwords.hash(password) if password else None
+            try:
+                await self._store.create_user(user_id, password_hash, created_ts=self._clock.time_ms())
+            except UserExistsError:
+                raise MatrixError(400, "M_USER_IN_USE", "User ID already taken") from None
+            token = completed.get(REGISTRATION_TOKEN)
+            if isinstance(token, str):
+                await self._store.use_registration_token(token, self._clock.time_ms())
+            await self._uia.set_server_value(session_id, "registered_user_id", user_id)
+
+        if params.get("inhibit_login"):
+            return {"user_id": user_id, "home_server": self._server_name}
+        response = await self._sessions.start_session(
+            user_id,
+            device_id=params.get("device_id"),
+            display_name=params.get("initial_device_display_name"),
+            want_refresh_token=bool(params.get("refresh_token")),
+        )
+        response["home_server"] = self._server_name
+        return response
+
+    async def _generate_user_id(self) -> str:
+        for _ in range(10):
+            candidate = f"@{secrets.randbelow(10**9):09d}:{self._server_name}"
+            if await self._store.get_user(candidate) is None:
+                return candidate
+        raise MatrixError(500, "M_UNKNOWN", "Could not find a free user ID")
+
+    async def _check_registration_token_stage(self, auth: dict[str, Any], session: dict[str, Any]) -> str:
+        token = auth.get("token")
+        if not isinstance(token, str) or not token:
+            raise MatrixError(400, "M_MISSING_PARAM", "auth.token: missing registration token")
+        if not await self.registration_token_valid(token):
+            raise MatrixError(401, "M_UNAUTHORIZED", "Invalid registration token")
+        return token
+
+    # --- shared-secret admin registration (Synapse's /_synapse/admin/v1/register) -------------
+    def new_nonce(self) -> str:
+        if not self._shared_secret:
+            raise MatrixError(400, "M_UNKNOWN", "Shared secret registration is not enabled")
+        now = self._clock.time_ms()
+        self._nonces = {n: ts for n, ts in self._nonces.items() if ts > now - NONCE_LIFETIME_MS}
+        nonce = secrets.token_hex(32)
+        self._nonces[nonce] = now
+        return nonce
+
+    async def register_with_shared_secret(self, body: dict[str, Any]) -> dict[str, Any]:
+        if not self._shared_secret:
+            raise MatrixError(400, "M_UNKNOWN", "Shared secret registration is not enabled")
+        nonce = body.get("nonce")
+        if not isinstance(nonce, str):
+            raise MatrixError(400, "M_MISSING_PARAM", "nonce: must be a string")
+        issued = self._nonces.pop(nonce, None)
+        if issued is None or issued <= self._clock.time_ms() - NONCE_LIFETIME_MS:
+            raise MatrixError(400, "M_UNKNOWN", "nonce: unrecognised or expired nonce")
+        username = body.get("username")
+        if not isinstance(username, str) or not username or len(username) > 255:
+            raise MatrixError(400, "M_INVALID_PARAM", "username: must be a non-empty string")
+        password = body.get("password")
+        if not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH:
+            raise MatrixError(400, "M_INVALID_PARAM", "password: must be a string")
+        admin = body.get("admin", False)
+        if not isinstance(admin, bool):
+            raise MatrixError(400, "M_INVALID_PARAM", "admin: must be true or false")
+        user_type = _optional_str(body, "user_type", 64)
+        displayname = _optional_str(body, "displayname", 256)
+        mac_given = body.get("mac")
+        if not isinstance(mac_given, str):
+            raise MatrixError(400, "M_MISSING_PARAM", "mac: must be a string")
+        mac = hmac.new(self._shared_secret.encode(), digestmod=hashlib.sha1)
+        mac.update(nonce.encode() + b"\x00" + username.encode() + b"\x00" + password.encode() + b"\x00")
+        mac.update(b"admin" if admin else b"notadmin")
+        if user_type is not None:
+            mac.update(b"\x00" + user_type.encode())
+        if not hmac.compare_digest(mac.hexdigest(), mac_given):
+            raise MatrixError(403, "M_FORBIDDEN", "HMAC incorrect")
+        localpart = username.lower()
+        check_new_localpart(localpart, self._server_name)
+        user_id = f"@{localpart}:{self._server_name}"
+        password_hash = await self._passwords.hash(password)
+        try:
+            await self._store.create_user(user_id, password_hash, created_ts=self._clock.time_ms(), admin=admin,
+                                          user_type=user_type, displayname=displayname)
+        except UserExistsError:
+            raise MatrixError(400, "M_USER_IN_USE", "User ID already taken") from None
+        response = await self._sessions.start_session(user_id)
+        response["home_server"] = self._server_name
+        return response

@@ -1,0 +1,45 @@
+"""/.well-known/matrix/client and /.well-known/matrix/server.
+
+Both documents are optional: the spec documents 404 for "no discovery information" on the
+client file, and server discovery falls through to other methods when the server file is
+absent. What is served must have the schema's shape.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from synctest.checks import expect, expect_schema, expect_status
+from synctest.context import Context
+from synctest.registry import case
+
+CLIENT = "/.well-known/matrix/client"
+SERVER = "/.well-known/matrix/server"
+
+
+@case
+async def client_discovery_is_valid_or_absent(ctx: Context) -> None:
+    response = await ctx.get(CLIENT)
+    expect_status(response, 200, 404)
+    if response.status == 404:
+        return
+    body = expect_schema(response, CLIENT)
+    base_url = body["m.homeserver"]["base_url"]
+    parts = urlsplit(base_url)
+    expect(
+        parts.scheme in ("http", "https") and parts.netloc,
+        f"{response.describe()}: m.homeserver.base_url {base_url!r} is not an http(s) URL",
+    )
+
+
+@case
+async def server_delegation_is_valid_or_absent(ctx: Context) -> None:
+    response = await ctx.get(SERVER)
+    expect_status(response, 200, 404)
+    if response.status == 404:
+        return
+    body = expect_schema(response, SERVER)
+    expect(
+        isinstance(body.get("m.server"), str) and body["m.server"],
+        f"{response.describe()}: m.server missing or empty in {body}",
+    )

@@ -1,0 +1,89 @@
+"""Client and federation serialisation of events."""
+
+from homeserver.events.event import Event
+from homeserver.events.format import serialize_for_client, serialize_for_federation, serialize_for_sync
+from homeserver.events.hashing import add_content_hash
+from homeserver.events.room_versions import get_room_version
+
+V10, V11 = get_room_version("10"), get_room_version("11")
+
+
+def make(rv=V10, **overrides) -> Event:
+    pdu = {
+        "type": "m.room.message",
+        "sender": "@alice:example.org",
+        "room_id": "!room:example.org",
+        "content": {"body": "hello", "msgtype": "m.text"},
+        "origin_server_ts": 1000,
+        "depth": 3,
+        "prev_events": [],
+        "auth_events": [],
+        "origin": "example.org",
+        "signatures": {"example.org": {"ed25519:1": "sig"}},
+        "unsigned": {"age_ts": 900, "secret_local": 1, "invite_room_state": [{"type": "m.room.name"}]},
+    }
+    pdu.update(overrides)
+    return Event(add_content_hash(pdu), rv)
+
+
+def test_client_format_has_exactly_the_client_event_fields():
+    event = make()
+    assert serialize_for_client(event, now=1500) == {
+        "content": {"body": "hello", "msgtype": "m.text"},
+        "event_id": event.event_id,
+        "origin_server_ts": 1000,
+        "room_id": "!room:example.org",
+        "sender": "@alice:example.org",
+        "type": "m.room.message",
+        "unsigned": {"age": 500},
+    }
+
+
+def test_sync_format_omits_room_id_and_state_events_carry_state_key():
+    state = make(type="m.room.topic", state_key="", content={"topic": "t"})
+    out = serialize_for_sync(state, now=1000, prev_content={"topic": "old"})
+    assert "room_id" not in out
+    assert out["state_key"] == ""
+    assert out["unsigned"] == {"age": 0, "prev_content": {"topic": "old"}}
+
+
+def test_age_uses_the_local_receipt_time_when_known():
+    assert serialize_for_client(make(), now=1500, age_ts=1400)["unsigned"]["age"] == 100
+
+
+def test_transaction_id_and_extra_unsigned_are_passed_through():
+    out = serialize_for_client(make(), now=1000, transaction_id="txn1", unsigned={"membership": "join"})
+    assert out["unsigned"] == {"age": 0, "transaction_id": "txn1", "membership": "join"}
+
+
+def test_a_redacted_event_shows_redacted_content_and_its_redaction():
+    event = make(type="m.room.member", state_key="@alice:example.org",
+                 content={"membership": "join", "displayname": "Alice"})  # fmt: skip
+    because = {"type": "m.room.redaction", "event_id": "$r"}
+    out = serialize_for_client(event, now=1000, redacted_because=because)
+    assert out["content"] == {"membership": "join"}
+    assert out["unsigned"]["redacted_because"] == because
+    assert event.content["displayname"] == "Alice", "the stored event is untouched"
+
+
+def test_redaction_events_show_redacts_both_top_level_and_in_content_in_every_version():
+    old = serialize_for_client(make(V10, type="m.room.redaction", content={}, redacts="$t"), now=1000)
+    new = serialize_for_client(make(V11, type="m.room.redaction", content={"redacts": "$t"}), now=1000)
+    for out in (old, new):
+        assert out["redacts"] == "$t" and out["content"]["redacts"] == "$t"
+
+
+def test_federation_format_is_the_pdu_with_a_fresh_age_and_no_local_unsigned_bits():
+    event = make()
+    out = serialize_for_federation(event, now=1500, age_ts=1400)
+    assert out["unsigned"] == {"age": 100, "invite_room_state": [{"type": "m.room.name"}]}
+    assert {k: v for k, v in out.items() if k != "unsigned"} == {
+        k: v for k, v in event.pdu.items() if k != "unsigned"
+    }
+
+
+def test_federation_format_of_a_redacted_event_is_the_redacted_pdu():
+    out = serialize_for_federation(make(), now=1000, redacted=True)
+    assert out["content"] == {}
+    assert out["hashes"] == make().pdu["hashes"]
+    assert out["unsigned"] == {"age": 0}

@@ -1,0 +1,264 @@
+"""Self-tests of the synctest machinery: no homeserver needed."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from synctest import schema
+from synctest.context import Context
+from synctest.registry import CaseFailure, all_cases, run_cases, select
+from synctest.users import shared_secret_mac
+
+
+def test_the_spec_directory_defaults_to_shared_matrix_spec_beside_the_project() -> None:
+    project_root = Path(schema.__file__).resolve().parent.parent
+    assert schema.spec_dir() == (project_root.parent / "shared" / "matrix-spec").resolve()
+
+
+def test_the_spec_directory_can_be_overridden_by_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("MATRIX_SPEC_DIR", str(tmp_path))
+    assert schema.spec_dir() == tmp_path.resolve()
+    with pytest.raises(schema.SpecError, match="MATRIX_SPEC_DIR"):
+        schema.Spec(tmp_path)
+
+
+def test_a_valid_versions_response_passes() -> None:
+    schema.validate_response("GET", "/_matrix/client/versions", 200, {"versions": ["v1.1", "v1.12"]})
+
+
+def test_a_wrong_item_type_is_reported_with_its_json_path() -> None:
+    with pytest.raises(schema.SchemaViolation, match=r"\$\.versions\[1\]: 3 is not of type 'string'"):
+        schema.validate_response("GET", "/_matrix/client/versions", 200, {"versions": ["v1.1", 3]})
+
+
+def test_a_missing_required_property_is_reported() -> None:
+    with pytest.raises(schema.SchemaViolation, match="'versions' is a required property"):
+        schema.validate_response("GET", "/_matrix/client/versions", 200, {})
+
+
+def test_error_responses_follow_a_relative_ref_into_the_shared_error_schema() -> None:
+    schema.validate_response("POST", "/_matrix/client/v3/login", 400, {"errcode": "M_NOT_JSON", "error": "x"})
+    with pytest.raises(schema.SchemaViolation, match=r"\$: 'errcode' is a required property"):
+        schema.validate_response("POST", "/_matrix/client/v3/login", 400, {"error": "no code"})
+
+
+def test_a_schema_level_ref_to_the_rate_limit_schema_is_followed() -> None:
+    with pytest.raises(schema.SchemaViolation, match=r"\$\.retry_after_ms: 'soon' is not of type 'integer'"):
+        schema.validate_response(
+            "POST", "/_matrix/client/v3/login", 429, {"errcode": "M_LIMIT_EXCEEDED", "retry_after_ms": "soon"}
+        )
+
+
+def test_a_response_level_ref_to_shared_components_is_followed() -> None:
+    # content-repo.yaml answers 429 with `$ref: '#/components/responses/rateLimited'`.
+    uri = schema.load_spec().response_schema_uri("POST", "/_matrix/media/v3/upload", 429)
+    assert uri is not None and uri.endswith(
+        "#/components/responses/rateLimited/content/application~1json/schema"
+    )
+    with pytest.raises(schema.SchemaViolation, match=r"\$\.retry_after_ms"):
+        schema.validate_response(
+            "POST", "/_matrix/media/v3/upload", 429, {"errcode": "M_LIMIT_EXCEEDED", "retry_after_ms": "soon"}
+        )
+
+
+def test_refs_into_event_schemas_are_resolved_deep_inside_sync() -> None:
+    body = {
+        "next_batch": "s1",
+        "rooms": {"join": {"!r:x": {"timeline": {"events": [{"type": "m.room.message"}]}}}},
+    }
+    with pytest.raises(schema.SchemaViolation) as failure:
+        schema.validate_response("GET", "/_matrix/client/v3/sync", 200, body)
+    assert "$.rooms.join['!r:x'].timeline.events[0]: 'event_id' is a required property" in str(failure.value)
+
+
+def test_path_parameter_names_need_not_match_the_spec() -> None:
+    op = schema.load_spec().operation("get", "/_matrix/client/v3/rooms/{room}/state/{t}/{k}")
+    assert op.full_path == "/_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"
+
+
+def test_federation_and_wellknown_base_paths_are_indexed() -> None:
+    spec = schema.load_spec()
+    assert spec.operation("GET", "/_matrix/federation/v1/version").file.name == "version.yaml"
+    assert spec.operation("GET", "/.well-known/matrix/server").file.parent.name == "server-server"
+    assert spec.operation("GET", "/.well-known/matrix/client").file.parent.name == "client-server"
+
+
+def test_no_operation_is_defined_twice_in_the_spec() -> None:
+    assert {key: ops for key, ops in schema.load_spec().operations.items() if len(ops) > 1} == {}
+
+
+def test_a_documented_response_without_a_body_accepts_anything() -> None:
+    schema.validate_response("GET", "/.well-known/matrix/client", 404, "not json at all")
+
+
+def test_an_undocumented_status_is_a_spec_error() -> None:
+    with pytest.raises(schema.SpecError, match="status 418 is not documented"):
+        schema.validate_response("GET", "/_matrix/client/versions", 418, {})
+
+
+def test_an_unknown_operation_is_a_spec_error() -> None:
+    with pytest.raises(schema.SpecError, match="no operation DELETE /_matrix/client/versions"):
+        schema.validate_response("DELETE", "/_matrix/client/versions", 200, {})
+
+
+def test_a_whole_schema_file_can_be_used_directly() -> None:
+    schema.validate_against_file("api/client-server/definitions/errors/error.yaml", {"errcode": "M_UNKNOWN"})
+    with pytest.raises(schema.SchemaViolation, match=r"\$\.errcode: 5 is not of type 'string'"):
+        schema.validate_against_file("api/client-server/definitions/errors/error.yaml", {"errcode": 5})
+
+
+def _refs(node: Any):
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            yield node["$ref"]
+        for key, value in node.items():
+            if key not in ("examples", "example"):
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def test_every_ref_reachable_from_every_json_response_schema_resolves() -> None:
+    spec = schema.load_spec()
+    resolver = spec.registry.resolver()
+    pending: list[str] = []
+    for (method, path), (op, *_) in spec.operations.items():
+        responses = resolver.lookup(f"{op.uri}#{op.pointer}").contents.get("responses") or {}
+        for status in responses:
+            if str(status).isdigit():
+                uri = spec.response_schema_uri(method, path, int(status))
+                if uri is not None:
+                    pending.append(uri)
+    assert len(pending) > 300
+    seen: set[str] = set()
+    while pending:
+        uri = pending.pop()
+        if uri in seen:
+            continue
+        seen.add(uri)
+        contents = resolver.lookup(uri).contents  # raises if the ref is dangling
+        base = uri.partition("#")[0]
+        pending.extend(urljoin(base, ref) for ref in _refs(contents))
+    assert any("event-schemas" in uri for uri in seen)
+    assert any("/data/schemas/" in uri for uri in seen)
+
+
+def test_the_shared_secret_mac_matches_an_independent_hmac_sha1() -> None:
+    expected = hmac.new(b"s3cret", b"nonce\x00alice\x00pw\x00admin", hashlib.sha1).hexdigest()
+    assert shared_secret_mac("s3cret", "nonce", "alice", "pw", admin=True) == expected
+    assert shared_secret_mac("s3cret", "nonce", "alice", "pw", admin=False) != expected
+
+
+def test_cases_are_registered_with_unique_area_qualified_names() -> None:
+    names = [case.name for case in all_cases()]
+    assert len(names) == len(set(names))
+    assert "versions.lists_v1_1_and_a_current_version" in names
+    assert all("." in name for name in names)
+
+
+def test_the_filter_selects_cases_by_substring() -> None:
+    chosen = select(all_cases(), "cors")
+    assert chosen and all("cors" in case.name for case in chosen)
+
+
+def test_the_runner_reports_pass_fail_and_a_plain_summary_line() -> None:
+    from synctest.registry import Case
+
+    async def passes(ctx: object) -> None:
+        return None
+
+    async def fails(ctx: object) -> None:
+        raise CaseFailure("expected 404, got 500")
+
+    async def fails_quoting_an_html_body(ctx: object) -> None:
+        raise CaseFailure("got <html>\n  <body>\n1 passed, 0 failed")
+
+    async def crashes(ctx: object) -> None:
+        raise KeyError("errcode")
+
+    lines: list[str] = []
+    cases = [
+        Case("demo.passes", passes),
+        Case("demo.fails", fails),
+        Case("demo.html", fails_quoting_an_html_body),
+        Case("demo.crashes", crashes),
+    ]
+    failed = asyncio.run(run_cases(cases, object(), lines.append))
+    assert failed == 3
+    assert lines == [
+        "PASS demo.passes",
+        "FAIL demo.fails: expected 404, got 500",
+        "FAIL demo.html: got <html> <body> 1 passed, 0 failed",
+        "FAIL demo.crashes: KeyError: 'errcode'",
+        "1 passed, 3 failed",
+    ]
+
+
+async def _run_against(app: web.Application, substring: str | None = None) -> dict[str, str]:
+    """Serve ``app`` on a loopback port, run the selected cases against it, return name -> line."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    lines: list[str] = []
+    try:
+        async with aiohttp.ClientSession() as session:
+            ctx = Context(f"http://127.0.0.1:{port}", session, "secret")
+            await run_cases(select(all_cases(), substring), ctx, lines.append)
+    finally:
+        await runner.cleanup()
+    return {line.split()[1].rstrip(":"): line for line in lines[:-1]}
+
+
+def test_only_the_optional_well_known_cases_pass_against_a_server_that_404s_everything() -> None:
+    async def plain_404(request: web.Request) -> web.Response:
+        return web.Response(status=404, text="nothing here")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", plain_404)
+    results = asyncio.run(_run_against(app))
+    passed = sorted(name for name, line in results.items() if line.startswith("PASS"))
+    assert passed == [
+        "wellknown.client_discovery_is_valid_or_absent",
+        "wellknown.server_delegation_is_valid_or_absent",
+    ]
+
+
+def test_a_preflight_answered_by_the_endpoint_logic_fails() -> None:
+    async def always_401(request: web.Request) -> web.Response:
+        headers = {
+            "Access-Control-Allow-Origin": "*",
+            "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
+            "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization",
+        }
+        return web.json_response({"errcode": "M_MISSING_TOKEN"}, status=401, headers=headers)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", always_401)
+    results = asyncio.run(_run_against(app, "cors.preflight_runs_no_endpoint_logic"))
+    line = results["cors.preflight_runs_no_endpoint_logic"]
+    assert line.startswith("FAIL cors.preflight_runs_no_endpoint_logic: ")
+    assert "OPTIONS /_matrix/client/v3/account/whoami -> 401, expected 200 or 204" in line
+
+
+def test_versions_without_a_current_release_fail_with_the_list_in_the_message() -> None:
+    async def old_versions(request: web.Request) -> web.Response:
+        return web.json_response({"versions": ["r0.6.1", "v1.1"]})
+
+    app = web.Application()
+    app.router.add_get("/_matrix/client/versions", old_versions)
+    results = asyncio.run(_run_against(app, "versions.lists"))
+    assert results["versions.lists_v1_1_and_a_current_version"] == (
+        "FAIL versions.lists_v1_1_and_a_current_version: no version >= v1.11 advertised in ['r0.6.1', 'v1.1']"
+    )
