@@ -71,6 +71,16 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_register_user(args: argparse.Namespace) -> int:
+    from homeserver.register_user import prompt_missing, register_user
+
+    config = load_config(args.config)
+    username, password = prompt_missing(args.user, args.password)
+    result = register_user(config, username, password, args.admin, base_url=args.url)
+    print(f"Registered {result['user_id']}{' (admin)' if args.admin else ''}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="homeserver", description="A Matrix homeserver")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -92,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("generate-keys", help="write the signing key named in the config if missing")
     keys.add_argument("--config", "-c", required=True)
     keys.set_defaults(func=_cmd_generate_keys)
+
+    reg = sub.add_parser("register-user", help="create an account on the running server (shared secret)")
+    reg.add_argument("--config", "-c", required=True)
+    reg.add_argument("--user", "-u", help="localpart of the new user (prompted when missing)")
+    reg.add_argument("--password", "-p", help="password (prompted when missing)")
+    reg.add_argument("--admin", action="store_true", help="make the user a server admin")
+    reg.add_argument("--url", help="base URL of the admin listener (default: from the config)")
+    reg.set_defaults(func=_cmd_register_user)
 
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("config")

@@ -76,7 +76,7 @@ class RegistrationService:
             raise MatrixError(400, "M_INVALID_PARAM", "kind: must be 'user' or 'guest'")
         if not self._enabled:
             raise MatrixError(403, "M_FORBIDDEN", "Registration has been disabled")
-        username = _optional_str(body, "username", 255)
+        username = _optional_str(body, "username", 1024)
         password = _optional_str(body, "password", MAX_PASSWORD_LENGTH)
         _optional_str(body, "device_id", 255)
         _optional_str(body, "initial_device_display_name")
