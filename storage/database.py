@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextvars
 import inspect
 import logging
 import random
@@ -28,6 +29,11 @@ T = TypeVar("T")
 Row = tuple[Any, ...]
 Isolation = Literal["repeatable_read", "read_committed", "serializable"]
 ISOLATION_LEVELS: tuple[Isolation, ...] = ("repeatable_read", "read_committed", "serializable")
+
+
+# The interaction the current task is inside, to catch nested interactions: on SQLite a write
+# nested in a write would wait forever for the writer it already holds.
+_current_interaction: contextvars.ContextVar[str | None] = contextvars.ContextVar("interaction", default=None)
 
 
 class DatabaseError(Exception):
@@ -279,11 +285,16 @@ class Database(abc.ABC):
             raise DatabaseError("database is closed")
         if isolation not in ISOLATION_LEVELS:
             raise ValueError(f"unknown isolation level {isolation!r}")
+        outer = _current_interaction.get()
+        if outer is not None:
+            raise DatabaseError(
+                f"interaction {name!r} started inside interaction {outer!r}; use the transaction you were given"
+            )
         attempt = 0
         while True:
             started = time.monotonic()
             try:
-                result, txn = await self._run_transaction(name, func, args, kwargs, write, isolation)
+                result, txn = await self._run_transaction_marked(name, func, args, kwargs, write, isolation)
             except Exception as error:
                 if not self.is_transient_error(error):
                     raise
@@ -291,9 +302,8 @@ class Database(abc.ABC):
                     raise RetriesExhaustedError(
                         f"transaction {name!r} still conflicting after {attempt + 1} attempts: {error}"
                     ) from error
-                delay = min(self.retry_max_delay, self.retry_base_delay * 2**attempt) * random.uniform(
-                    0.5, 1.5
-                )
+                delay = min(self.retry_max_delay, self.retry_base_delay * 2**attempt)
+                delay *= random.uniform(0.5, 1.5)  # jitter, so conflicting retries do not collide again
                 logger.info(
                     "transaction %s conflicted (%s); retry %d in %.3fs", name, error, attempt + 1, delay
                 )
@@ -303,6 +313,21 @@ class Database(abc.ABC):
             logger.debug("transaction %s took %.1fms", name, (time.monotonic() - started) * 1000)
             await _run_after_commit(name, txn)
             return result
+
+    async def _run_transaction_marked(
+        self,
+        name: str,
+        func: InteractionFunc[T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        write: bool,
+        isolation: Isolation,
+    ) -> tuple[T, Transaction]:
+        token = _current_interaction.set(name)
+        try:
+            return await self._run_transaction(name, func, args, kwargs, write, isolation)
+        finally:
+            _current_interaction.reset(token)
 
     async def close(self) -> None:
         if not self._closed:

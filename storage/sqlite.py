@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +21,15 @@ from storage.database import Database, DatabaseConfigError, InteractionFunc, Iso
 from storage.sql import SQLITE
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 _TRANSIENT_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _journal_mode(conn: sqlite3.Connection | None) -> str:
+    assert conn is not None
+    return str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
 
 
 def _decode_boolean(value: bytes) -> bool:
@@ -176,6 +183,11 @@ class SqliteDatabase(Database):
         await self._writer.open(
             self.path, ["PRAGMA journal_mode = WAL", f"PRAGMA synchronous = {self._synchronous}", *common]
         )
+        mode = await self._writer.call(_journal_mode, self._writer.conn)
+        if mode != "wal" and not self._in_memory:
+            logger.warning(
+                "SQLite database %s is in %s mode, not WAL: readers will wait for writers", self.path, mode
+            )
         for index in range(self._reader_count):
             reader = _Connection(f"reader{index}")
             await reader.open(self.path, [*common, "PRAGMA query_only = ON"])
@@ -200,10 +212,12 @@ class SqliteDatabase(Database):
         write: bool,
         isolation: Isolation,
     ) -> tuple[T, Transaction]:
+        # Without readers (in-memory databases) reads share the writer, unenforced as read-only.
         if write or not self._readers:
             async with self._write_lock:
-                # IMMEDIATE takes the write lock up front, so a conflict with another process
-                # surfaces as "database is locked" at BEGIN (and is retried) rather than midway.
+                # IMMEDIATE takes the file's write lock up front, so a conflict with another
+                # process surfaces as "database is locked" at the first statement (and is
+                # retried) rather than when a read lock must be upgraded midway.
                 return await self._run_on(self._writer, "BEGIN IMMEDIATE", name, func, args, kwargs)
         reader = await self._idle_readers.get()
         try:

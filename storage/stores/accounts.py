@@ -336,6 +336,35 @@ class AccountStore:
             "prune_user_ips", "DELETE FROM user_ips WHERE last_seen < ?", (older_than_ts,)
         )
 
+    async def prune_last_seen(self, older_than_ts: int) -> int:
+        """Forget sightings older than the cut-off: user_ips rows and the devices' last IP/user agent.
+
+        Returns how many user_ips rows went. The devices keep last_seen_ts, which says when
+        but not from where.
+        """
+
+        async def txn_fn(txn: Transaction) -> int:
+            await txn.execute("DELETE FROM user_ips WHERE last_seen < ?", (older_than_ts,))
+            pruned = txn.rowcount
+            await txn.execute(
+                "UPDATE devices SET last_seen_ip = NULL, last_seen_user_agent = NULL"
+                " WHERE last_seen_ts < ? AND (last_seen_ip IS NOT NULL OR last_seen_user_agent IS NOT NULL)",
+                (older_than_ts,),
+            )
+            return pruned
+
+        return await self.db.run_interaction("prune_last_seen", txn_fn)
+
+    async def get_user_ips(self, user_id: str) -> list[dict[str, Any]]:
+        """Every recorded (device, ip, user agent) sighting of a user, newest first."""
+        rows = await self.db.fetch_all(
+            "get_user_ips",
+            "SELECT device_id, ip, user_agent, last_seen FROM user_ips WHERE user_id = ?"
+            " ORDER BY last_seen DESC",
+            (user_id,),
+        )
+        return [{"device_id": r[0], "ip": r[1], "user_agent": r[2], "last_seen": r[3]} for r in rows]
+
     # --- registration tokens -----------------------------------------------------
     async def registration_token_valid(self, token: str, now_ms: int) -> bool:
         row = await self.db.fetch_one(

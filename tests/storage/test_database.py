@@ -223,3 +223,29 @@ async def test_interaction_functions_receive_extra_positional_and_keyword_argume
         return await txn.fetch_value("SELECT (? + ?) * ?", (a, b, scale))
 
     assert await db.run_interaction("combine", combine, 2, 3, scale=10, write=False) == 50
+
+
+async def test_starting_an_interaction_inside_another_is_refused_rather_than_deadlocking(
+    db: Database,
+) -> None:
+    async def outer(txn: Transaction) -> None:
+        await txn.insert("users", {"user_id": "@outer:x", "created_ts": 0})
+        await db.simple_insert("users", {"user_id": "@inner:x", "created_ts": 0})
+
+    with pytest.raises(DatabaseError, match="inside interaction 'outer'"):
+        await asyncio.wait_for(db.run_interaction("outer", outer), timeout=5)
+    assert await count_users(db) == 0
+
+
+async def test_after_commit_callbacks_may_use_the_database(db: Database) -> None:
+    copied: list[int] = []
+
+    async def copy_count() -> None:
+        copied.append(await count_users(db))
+
+    async def write(txn: Transaction) -> None:
+        await txn.insert("users", {"user_id": "@a:x", "created_ts": 0})
+        txn.call_after_commit(copy_count)
+
+    await db.run_interaction("write", write)
+    assert copied == [1]
