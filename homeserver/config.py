@@ -118,6 +118,13 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "allow_guests": {"type": "boolean"},
             },
         },
+        "rooms": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "redaction_retention_days": {"type": ["integer", "null"], "minimum": 0},
+            },
+        },
         "sessions": {
             "type": "object",
             "additionalProperties": False,
@@ -180,6 +187,7 @@ DEFAULTS: dict[str, Any] = {
         "url_preview_ip_range_allowlist": [],
     },
     "registration": {"enabled": False, "require_token": False, "shared_secret": None, "allow_guests": False},
+    "rooms": {"redaction_retention_days": 7},
     "sessions": {
         "refreshable_access_token_lifetime_ms": 300_000,
         "refresh_token_lifetime_ms": None,

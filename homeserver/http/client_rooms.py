@@ -1,0 +1,212 @@
+"""Client API: creating rooms, membership, sending events and state, reading events and state."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from homeserver.errors import MatrixError
+from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.request import json_object, json_response
+from homeserver.http.routing import add_client_route
+from homeserver.ratelimit import RateLimiter
+from homeserver.rooms.creation import RoomCreator
+from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.reading import RoomReader
+from homeserver.rooms.redaction import RedactionService
+from homeserver.rooms.sender import RoomEventSender
+
+MAX_TXN_ID_LENGTH = 255
+
+
+# Event IDs of room versions 3 contain `/`, which arrives decoded, hence `{eventId:.+}` in routes.
+
+
+def _room_id(request: web.Request) -> str:
+    room_id = request.match_info["roomId"]
+    if not room_id.startswith("!"):
+        raise MatrixError(400, "M_INVALID_PARAM", f"roomId: {room_id!r} is not a room ID")
+    return room_id
+
+
+def _txn_id(request: web.Request) -> str:
+    txn_id = request.match_info["txnId"]
+    if not txn_id or len(txn_id) > MAX_TXN_ID_LENGTH:
+        raise MatrixError(400, "M_INVALID_PARAM", "txnId: must be 1-255 characters")
+    return txn_id
+
+
+def _massaged_ts(request: web.Request) -> int | None:
+    # `?ts=` is only honoured for application services (a later issue); ignored otherwise.
+    return None
+
+
+class RoomHandlers:
+    def __init__(self, creator: RoomCreator, membership: MembershipService, sender: RoomEventSender,
+                 reader: RoomReader, redactions: RedactionService, authenticate: RequestAuthenticator,
+                 ratelimiter: RateLimiter):
+        self._creator = creator
+        self._membership = membership
+        self._sender = sender
+        self._reader = reader
+        self._redactions = redactions
+        self._authenticate = authenticate
+        self._ratelimiter = ratelimiter
+
+    # --- rooms and membership --------------------------------------------------------
+    async def create_room(self, request: web.Request) -> web.Response:
+        requester = await self._authenticate(request)
+        body = await json_object(request, allow_empty=True)
+        self._ratelimiter.check("message", requester.user_id)
+        return json_response(await self._creator.create_room(requester.user_id, body))
+
+    async def join(self, request: web.Request) -> web.Response:
+        requester = await self._authenticate(request)
+        body = await json_object(request, allow_empty=True)
+        target = unquote(request.match_info["roomIdOrAlias"])
+        event = await self._membership.join(requester.user_id, target, body.get("reason"))
+        return json_response({"room_id": event.room_id})
+
+    async def join_by_id(self, request: web.Request) -> web.Response:
+        requester = await self._authenticate(request)
+        body = await json_object(request, allow_empty=True)
+        event = await self._membership.join(requester.user_id, _room_id(request), body.get("reason"))
+        return json_response({"room_id": event.room_id})
+
+    async def knock(self, request: web.Request) -> web.Response:
+        requester = await self._authenticate(request)
+        body = await json_object(request, allow_empty=True)
+        target = unquote(request.match_info["roomIdOrAlias"])
+        event = await self._membership.knock(requester.user_id, target, body.get("reason"))
+        return json_response({"room_id": event.room_id})
+
+    async def invite(self, request: web.Request) -> web.Response:
+        requester = await self._authenticate(request)
+        body = await json_object(request)
+        if "user_id" not in body:
+            if "id_server" in body or "medium" in body:
+                raise MatrixError(400, "M_THREEPID_DENIED", "Third-party invites are not supported here")
+            raise MatrixError(400, "M_MISSING_PARAM", "user_id: required")
+        await self._membership.invite(requester.user_id, _room_id(request), body["user_id"], body.get("reason"))
+        return json_response({})
+
+    async def leave(self, request: web.Request) -> web.Response:
+        requester = await self._authenticate(request)
+        body = await json_object(request, allow_empty=True)
+        await self._membership.leave(requester.user_id, _room_id(request), body.get("reason"))
+        return json_response({})
+
+    async def forget(self, request: web.Request) -> web.Response:
+        requester = await self._authenticate(request)
+        await self._membership.forget(requester.user_id, _room_id(request))
+        return json_response({})
+
+    async def _target_action(self, request: web.Request, action) -> web.Response:
+        requester = await self._authenticate(request)
+        body = await json_object(request)
+        if "user_id" not in body:
+            raise MatrixError(400, "M_MISSING_PARAM", "user_id: required")
+        await action(requester.user_id, _room_id(request), body["user_id"], body.get("reason"))
+        return json_response({})
+
+    async def kick(self, request: web.Request) -> web.Response:
+        return await self._target_action(request, self._membership.kick)
+
+    async def ban(self, request: web.Request) -> web.Response:
+        return await self._target_action(request, self._membership.ban)
+
+    async def unban(self, request: web.Request) -> web.Response:
+        return await self._target_action(request, self._membership.unban)
+
+    async def joined_rooms(self, request: web.Request) -> web.Response:
+        requester = await self._authenticate(request)
+        return json_response({"joined_rooms": await self._reader.joined_rooms(requester)})
+
+    # --- sending -----------------------------------------------------------------------
+    async def send(self, request: web.Request) -> web.Response:
+        requester = await self._authenticate(request)
+        room_id, txn_id = _room_id(request), _txn_id(request)
+        event_type = request.match_info["eventType"]
+        content = await json_object(request)
+        self._ratelimiter.check("message", requester.user_id)
+        event = await self._sender.send(
+            room_id, requester.user_id, event_type, content,
+            txn=(requester.user_id, requester.device_id or "", txn_id), origin_server_ts=_massaged_ts(request),
+        )
+        return json_response({"event_id": event.event_id})
+
+    async def put_state(self, request: web.Request) -> web.Response:
+        requester = await self._authenticate(request)
+        room_id = _room_id(request)
+        event_type = request.match_info["eventType"]
+        state_key = request.match_info.get("stateKey", "")
+        content = await json_object(request)
+        if event_type == "m.room.member":
+            membership = content.get("membership")
+            if membership not in ("join", "invite", "leave", "ban", "knock"):
+                raise MatrixError(400, "M_BAD_JSON", "membership: must be one of join, invite, leave, ban, knock")
+        self._ratelimiter.check("message", requester.user_id)
+        event = await self._sender.send(room_id, requester.user_id, event_type, content, state_key=state_key,
+                                        origin_server_ts=_massaged_ts(request), skip_unchanged_state=True)
+        return json_response({"event_id": event.event_id})
+
+    async def redact(self, request: web.Request) -> web.Response:
+        requester = await self._authenticate(request)
+        body = await json_object(request, allow_empty=True)
+        event = await self._redactions.redact(requester, _room_id(request), request.match_info["eventId"], body,
+                                              _txn_id(request))
+        return json_response({"event_id": event.event_id})
+
+    # --- reading -----------------------------------------------------------------------
+    async def get_event(self, request: web.Request) -> web.Response:
+        requester = await self._authenticate(request)
+        return json_response(await self._reader.get_event(requester, _room_id(request),
+                                                          request.match_info["eventId"]))
+
+    async def get_state(self, request: web.Request) -> web.Response:
+        requester = await self._authenticate(request)
+        return json_response(await self._reader.get_state(requester, _room_id(request)))
+
+    async def get_state_event(self, request: web.Request) -> web.Response:
+        requester = await self._authenticate(request)
+        full = request.query.get("format") == "event"
+        return json_response(await self._reader.get_state_event(
+            requester, _room_id(request), request.match_info["eventType"], request.match_info.get("stateKey", ""),
+            full_event=full,
+        ))
+
+    async def members(self, request: web.Request) -> web.Response:
+        requester = await self._authenticate(request)
+        chunk = await self._reader.get_members(
+            requester, _room_id(request), at=request.query.get("at"),
+            membership=request.query.get("membership"), not_membership=request.query.get("not_membership"),
+        )
+        return json_response({"chunk": chunk})
+
+    async def joined_members(self, request: web.Request) -> web.Response:
+        requester = await self._authenticate(request)
+        return json_response(await self._reader.get_joined_members(requester, _room_id(request)))
+
+    def register_routes(self, app: web.Application) -> None:
+        add_client_route(app, "POST", "/createRoom", self.create_room)
+        add_client_route(app, "POST", "/join/{roomIdOrAlias}", self.join)
+        add_client_route(app, "POST", "/knock/{roomIdOrAlias}", self.knock)
+        add_client_route(app, "POST", "/rooms/{roomId}/join", self.join_by_id)
+        add_client_route(app, "POST", "/rooms/{roomId}/invite", self.invite)
+        add_client_route(app, "POST", "/rooms/{roomId}/leave", self.leave)
+        add_client_route(app, "POST", "/rooms/{roomId}/forget", self.forget)
+        add_client_route(app, "POST", "/rooms/{roomId}/kick", self.kick)
+        add_client_route(app, "POST", "/rooms/{roomId}/ban", self.ban)
+        add_client_route(app, "POST", "/rooms/{roomId}/unban", self.unban)
+        add_client_route(app, "GET", "/joined_rooms", self.joined_rooms)
+        add_client_route(app, "PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", self.send)
+        add_client_route(app, "PUT", "/rooms/{roomId}/state/{eventType}", self.put_state)
+        add_client_route(app, "PUT", "/rooms/{roomId}/state/{eventType}/{stateKey:.*}", self.put_state)
+        add_client_route(app, "GET", "/rooms/{roomId}/state", self.get_state)
+        add_client_route(app, "GET", "/rooms/{roomId}/state/{eventType}", self.get_state_event)
+        add_client_route(app, "GET", "/rooms/{roomId}/state/{eventType}/{stateKey:.*}", self.get_state_event)
+        add_client_route(app, "PUT", "/rooms/{roomId}/redact/{eventId:.+}/{txnId}", self.redact)
+        add_client_route(app, "GET", "/rooms/{roomId}/event/{eventId:.+}", self.get_event)
+        add_client_route(app, "GET", "/rooms/{roomId}/members", self.members)
+        add_client_route(app, "GET", "/rooms/{roomId}/joined_members", self.joined_members)

@@ -1,0 +1,1 @@
+"""Rooms: creating rooms, membership, sending events, relations, upgrades."""

@@ -1,0 +1,159 @@
+"""Changing memberships: join, invite, leave, kick, ban, unban, knock, forget."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from homeserver.errors import MatrixError
+from homeserver.events.event import Event
+from homeserver.identifiers import is_valid_user_id, split_id
+from homeserver.rooms.creation import ProfileLookup
+from homeserver.rooms.sender import RoomEventSender
+from storage.stores.aliases import AliasStore
+from storage.stores.events import EventStore
+
+logger = logging.getLogger(__name__)
+
+MAX_REASON_LENGTH = 1024
+
+
+class MembershipService:
+    def __init__(self, server_name: str, sender: RoomEventSender, events: EventStore, aliases: AliasStore,
+                 profiles: ProfileLookup):
+        self._server_name = server_name
+        self._sender = sender
+        self._events = events
+        self._aliases = aliases
+        self._profiles = profiles
+
+    async def resolve_room(self, room_id_or_alias: str) -> str:
+        """A room ID from `!room` or `#alias`; 404 for unknown aliases and rooms."""
+        if room_id_or_alias.startswith("#"):
+            found = await self._aliases.get_alias(room_id_or_alias)
+            if found is None:
+                try:
+                    _, server = split_id(room_id_or_alias, "#")
+                except ValueError:
+                    raise MatrixError(400, "M_INVALID_PARAM", f"{room_id_or_alias!r} is not a valid alias") from None
+                if server != self._server_name:
+                    raise MatrixError(404, "M_NOT_FOUND", "Joining rooms on other servers is not available yet")
+                raise MatrixError(404, "M_NOT_FOUND", f"Room alias {room_id_or_alias} not found")
+            return found["room_id"]
+        if not room_id_or_alias.startswith("!"):
+            raise MatrixError(400, "M_INVALID_PARAM", f"{room_id_or_alias!r} is neither a room ID nor an alias")
+        return room_id_or_alias
+
+    async def _content(self, user_id: str, membership: str, reason: Any, extra: dict[str, Any] | None = None,
+                       with_profile: bool = True) -> dict[str, Any]:
+        content: dict[str, Any] = {"membership": membership}
+        if with_profile:
+            profile = await self._profiles(user_id)
+            if profile:
+                for key in ("displayname", "avatar_url"):
+                    if isinstance(profile.get(key), str):
+                        content[key] = profile[key]
+        if reason is not None:
+            if not isinstance(reason, str) or len(reason) > MAX_REASON_LENGTH:
+                raise MatrixError(400, "M_BAD_JSON", f"reason: must be a string of at most {MAX_REASON_LENGTH} characters")
+            content["reason"] = reason
+        if extra:
+            content.update(extra)
+        return content
+
+    async def _require_room(self, room_id: str) -> None:
+        if await self._events.get_room_version_id(room_id) is None:
+            raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
+
+    def _require_local_target(self, user_id: Any, field: str = "user_id") -> str:
+        if not isinstance(user_id, str) or not is_valid_user_id(user_id):
+            raise MatrixError(400, "M_INVALID_PARAM", f"{field}: must be a valid user ID")
+        return user_id
+
+    async def join(self, user_id: str, room_id_or_alias: str, reason: Any = None,
+                   txn: tuple[str, str, str] | None = None) -> Event:
+        room_id = await self.resolve_room(room_id_or_alias)
+        await self._require_room(room_id)
+        current, event_id = await self._events.get_membership(room_id, user_id)
+        content = await self._content(user_id, "join", reason)
+        return await self._sender.send(room_id, user_id, "m.room.member", content, state_key=user_id, txn=txn)
+
+    async def invite(self, sender: str, room_id: str, target: Any, reason: Any = None) -> Event:
+        target = self._require_local_target(target)
+        await self._require_room(room_id)
+        _, server = split_id(target, "@")
+        if server != self._server_name:
+            raise MatrixError(403, "M_FORBIDDEN", "Inviting users of other servers is not available yet")
+        current, _ = await self._events.get_membership(room_id, target)
+        if current in ("join", "ban"):
+            raise MatrixError(403, "M_FORBIDDEN", f"{target} is already {'in' if current == 'join' else 'banned from'} the room")
+        content = await self._content(target, "invite", reason)
+        return await self._sender.send(room_id, sender, "m.room.member", content, state_key=target)
+
+    async def leave(self, user_id: str, room_id: str, reason: Any = None) -> Event:
+        await self._require_room(room_id)
+        current, _ = await self._events.get_membership(room_id, user_id)
+        if current is None or current == "leave":
+            raise MatrixError(403, "M_FORBIDDEN", "You are not in this room")
+        content = await self._content(user_id, "leave", reason, with_profile=False)
+        return await self._sender.send(room_id, user_id, "m.room.member", content, state_key=user_id)
+
+    async def kick(self, sender: str, room_id: str, target: Any, reason: Any = None) -> Event:
+        target = self._require_local_target(target)
+        await self._require_room(room_id)
+        current, _ = await self._events.get_membership(room_id, target)
+        if current not in ("join", "invite", "knock"):
+            raise MatrixError(403, "M_FORBIDDEN", f"{target} is not in the room")
+        content = await self._content(target, "leave", reason, with_profile=False)
+        return await self._sender.send(room_id, sender, "m.room.member", content, state_key=target)
+
+    async def ban(self, sender: str, room_id: str, target: Any, reason: Any = None) -> Event:
+        target = self._require_local_target(target)
+        await self._require_room(room_id)
+        content = await self._content(target, "ban", reason, with_profile=False)
+        return await self._sender.send(room_id, sender, "m.room.member", content, state_key=target)
+
+    async def unban(self, sender: str, room_id: str, target: Any, reason: Any = None) -> Event:
+        target = self._require_local_target(target)
+        await self._require_room(room_id)
+        current, _ = await self._events.get_membership(room_id, target)
+        if current != "ban":
+            raise MatrixError(403, "M_FORBIDDEN", f"{target} is not banned")
+        content = await self._content(target, "leave", reason, with_profile=False)
+        return await self._sender.send(room_id, sender, "m.room.member", content, state_key=target)
+
+    async def knock(self, user_id: str, room_id_or_alias: str, reason: Any = None) -> Event:
+        room_id = await self.resolve_room(room_id_or_alias)
+        await self._require_room(room_id)
+        content = await self._content(user_id, "knock", reason)
+        return await self._sender.send(room_id, user_id, "m.room.member", content, state_key=user_id)
+
+    async def update_profile_in_rooms(self, user_id: str, displayname: Any, avatar_url: Any) -> None:
+        """Send a fresh join event carrying the new profile into every room the user is joined to."""
+        rooms = await self._events.get_rooms_for_user(user_id, ("join",))
+        for room_id in sorted(rooms):
+            _, event_id = await self._events.get_membership(room_id, user_id)
+            current = await self._events.get_event(event_id) if event_id else None
+            content = dict(current.content) if current is not None else {"membership": "join"}
+            for key, value in (("displayname", displayname), ("avatar_url", avatar_url)):
+                if isinstance(value, str):
+                    content[key] = value
+                else:
+                    content.pop(key, None)
+            content.pop("reason", None)
+            try:
+                await self._sender.send(room_id, user_id, "m.room.member", content, state_key=user_id,
+                                        skip_unchanged_state=True)
+            except MatrixError as e:
+                # One room refusing (e.g. power levels) must not stop the others.
+                logger.warning("Could not update %s's member event in %s: %s", user_id, room_id, e)
+
+    async def forget(self, user_id: str, room_id: str) -> None:
+        current, _ = await self._events.get_membership(room_id, user_id)
+        if current is None:
+            if await self._events.get_room_version_id(room_id) is None:
+                raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
+            raise MatrixError(400, "M_UNKNOWN", "You were never in this room")
+        if current in ("join", "invite", "knock"):
+            raise MatrixError(400, "M_UNKNOWN", "Leave the room before forgetting it")
+        await self._events.forget_room(user_id, room_id)

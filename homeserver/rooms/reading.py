@@ -1,0 +1,148 @@
+"""Reading rooms: single events, state, members — with history visibility enforced."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from homeserver.accounts.auth import Requester
+from homeserver.errors import MatrixError
+from homeserver.events.event import Event
+from homeserver.rooms.serialize import ClientEventSerializer
+from homeserver.state import StateAtEvent, is_event_visible
+from homeserver.state.visibility import HISTORY_VISIBILITY_KEY
+from storage.stores.events import EventStore, StateMap
+
+MEMBERSHIPS = ("join", "invite", "leave", "ban", "knock")
+
+
+class RoomReader:
+    def __init__(self, events: EventStore, serializer: ClientEventSerializer):
+        self._events = events
+        self._serializer = serializer
+
+    # --- visibility --------------------------------------------------------------
+    async def state_at_event_for(self, user_id: str, event_id: str) -> StateAtEvent:
+        state = await self._events.get_state_before_event(event_id)
+        wanted = [eid for eid in (state.get(HISTORY_VISIBILITY_KEY), state.get(("m.room.member", user_id))) if eid]
+        loaded = await self._events.get_events(wanted)
+        visibility_event = loaded.get(state.get(HISTORY_VISIBILITY_KEY, ""))
+        member_event = loaded.get(state.get(("m.room.member", user_id), ""))
+        return StateAtEvent(
+            history_visibility=visibility_event.content.get("history_visibility") if visibility_event else None,
+            membership=member_event.membership if member_event else None,
+        )
+
+    async def filter_visible(self, user_id: str, events: Sequence[Event]) -> list[Event]:
+        """The events the user may see, in order."""
+        if not events:
+            return []
+        membership_now, _ = await self._events.get_membership(events[0].room_id, user_id)
+        joined_now = membership_now == "join"
+        visible = []
+        for event in events:
+            state = await self.state_at_event_for(user_id, event.event_id)
+            if is_event_visible(user_id, event, state, joined_afterwards=joined_now):
+                visible.append(event)
+        return visible
+
+    async def require_membership(self, user_id: str, room_id: str) -> tuple[str | None, str | None]:
+        """The user's (membership, member event id); 403 when they never were in the room."""
+        membership, event_id = await self._events.get_membership(room_id, user_id)
+        if membership is None:
+            if await self._events.get_room_version_id(room_id) is None:
+                raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
+            raise MatrixError(403, "M_FORBIDDEN", "You are not a member of this room")
+        return membership, event_id
+
+    async def _readable_state(self, user_id: str, room_id: str) -> StateMap:
+        """Current state for members; the state when they left for former members."""
+        membership, member_event_id = await self.require_membership(user_id, room_id)
+        if membership == "join":
+            return await self._events.get_current_state_ids(room_id)
+        if membership in ("leave", "ban") and member_event_id:
+            return await self._events.get_state_after_event(member_event_id)
+        raise MatrixError(403, "M_FORBIDDEN", "You are not a member of this room")
+
+    # --- endpoints ---------------------------------------------------------------
+    async def get_event(self, requester: Requester, room_id: str, event_id: str) -> dict[str, Any]:
+        event = await self._events.get_event(event_id)
+        if event is None or event.room_id != room_id or event.rejected_reason is not None:
+            raise MatrixError(404, "M_NOT_FOUND", "Event not found")
+        await self.require_membership(requester.user_id, room_id)
+        if not await self.filter_visible(requester.user_id, [event]):
+            raise MatrixError(404, "M_NOT_FOUND", "Event not found")
+        return await self._serializer.serialize_one(event, requester)
+
+    async def get_state(self, requester: Requester, room_id: str) -> list[dict[str, Any]]:
+        state = await self._readable_state(requester.user_id, room_id)
+        events = await self._events.get_events(state.values())
+        ordered = [events[e] for e in sorted(state.values()) if e in events]
+        return await self._serializer.serialize(ordered, requester, bundle=False)
+
+    async def get_state_event(self, requester: Requester, room_id: str, event_type: str, state_key: str,
+                              *, full_event: bool = False) -> dict[str, Any]:
+        state = await self._readable_state(requester.user_id, room_id)
+        event_id = state.get((event_type, state_key))
+        event = await self._events.get_event(event_id) if event_id else None
+        if event is None:
+            raise MatrixError(404, "M_NOT_FOUND", f"No {event_type} state event with state key {state_key!r}")
+        if full_event:
+            return await self._serializer.serialize_one(event, requester, bundle=False)
+        if event.internal_metadata.get("redacted_by"):
+            serialized = await self._serializer.serialize_one(event, requester, bundle=False)
+            return serialized["content"]
+        return dict(event.content)
+
+    async def get_members(self, requester: Requester, room_id: str, *, at: str | None = None,
+                          membership: str | None = None, not_membership: str | None = None) -> list[dict[str, Any]]:
+        for name, value in (("membership", membership), ("not_membership", not_membership)):
+            if value is not None and value not in MEMBERSHIPS:
+                raise MatrixError(400, "M_INVALID_PARAM", f"{name}: must be one of {', '.join(MEMBERSHIPS)}")
+        if at is not None:
+            await self.require_membership(requester.user_id, room_id)
+            state = await self._state_at_token(room_id, at)
+        else:
+            state = await self._readable_state(requester.user_id, room_id)
+        member_ids = [eid for (t, _), eid in state.items() if t == "m.room.member"]
+        events = await self._events.get_events(member_ids)
+        chosen = []
+        for event_id in sorted(member_ids):
+            event = events.get(event_id)
+            if event is None:
+                continue
+            if membership is not None and event.membership != membership:
+                continue
+            if not_membership is not None and event.membership == not_membership:
+                continue
+            chosen.append(event)
+        return await self._serializer.serialize(chosen, requester, bundle=False)
+
+    async def _state_at_token(self, room_id: str, token: str) -> StateMap:
+        """State at a sync/pagination token: after the last room event at or before its stream position."""
+        from homeserver.sync.tokens import parse_stream_position
+
+        position = parse_stream_position(token)
+        event_id = await self._events.get_last_event_before(room_id, position)
+        if event_id is None:
+            return {}
+        return await self._events.get_state_after_event(event_id)
+
+    async def get_joined_members(self, requester: Requester, room_id: str) -> dict[str, Any]:
+        membership, _ = await self.require_membership(requester.user_id, room_id)
+        if membership != "join":
+            raise MatrixError(403, "M_FORBIDDEN", "You are not joined to this room")
+        state = await self._events.get_current_state_ids(room_id)
+        member_ids = [eid for (t, _), eid in state.items() if t == "m.room.member"]
+        events = await self._events.get_events(member_ids)
+        joined: dict[str, Any] = {}
+        for event in events.values():
+            if event.membership == "join":
+                joined[event.state_key] = {
+                    "display_name": event.content.get("displayname") if isinstance(event.content.get("displayname"), str) else None,
+                    "avatar_url": event.content.get("avatar_url") if isinstance(event.content.get("avatar_url"), str) else None,
+                }
+        return {"joined": joined}
+
+    async def joined_rooms(self, requester: Requester) -> list[str]:
+        return sorted(await self._events.get_rooms_for_user(requester.user_id, ("join",)))

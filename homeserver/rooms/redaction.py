@@ -1,0 +1,109 @@
+"""Redactions: who may redact what, applying them, and pruning the originals after a while.
+
+A redaction is applied (the target served redacted, with `redacted_because`) as soon
+as it is persisted. The original JSON of the redacted event is kept for
+`rooms.redaction_retention_days` (for moderators and abuse reports) and then pruned
+for good by a periodic task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from homeserver.accounts.auth import Requester
+from homeserver.auth import get_named_level, get_user_power_level, may_apply_redaction
+from homeserver.clock import Clock
+from homeserver.errors import MatrixError
+from homeserver.events.event import Event
+from homeserver.rooms.sender import RoomEventSender
+from storage.stores.events import EventStore, PersistContext
+
+logger = logging.getLogger(__name__)
+
+
+class RedactionService:
+    def __init__(self, sender: RoomEventSender, events: EventStore, clock: Clock, *,
+                 retention_days: int | None, prune_interval_s: float = 3600.0):
+        self._sender = sender
+        self._events = events
+        self._clock = clock
+        self._retention_days = retention_days
+        self._prune_interval_s = prune_interval_s
+        self._task: asyncio.Task[None] | None = None
+        sender.add_persisted_callback(self._apply_redaction)
+
+    def start(self) -> None:
+        if self._retention_days is not None:
+            self._task = asyncio.create_task(self._prune_periodically())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def redact(self, requester: Requester, room_id: str, event_id: str, body: dict[str, Any],
+                     txn_id: str) -> Event:
+        """Send an m.room.redaction for `event_id` on the requester's behalf."""
+        reason = body.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise MatrixError(400, "M_BAD_JSON", "reason: must be a string")
+        txn = (requester.user_id, requester.device_id or "", txn_id)
+        existing_id = await self._events.get_event_id_for_txn(*txn)
+        if existing_id is not None:
+            existing = await self._events.get_event(existing_id)
+            if existing is not None:
+                return existing
+        target = await self._events.get_event(event_id)
+        if target is None or target.room_id != room_id:
+            raise MatrixError(404, "M_NOT_FOUND", "Event not found")
+        if target.sender != requester.user_id:
+            state = await self._events.get_current_state_ids(room_id)
+            keys = [("m.room.power_levels", ""), ("m.room.create", "")]
+            loaded = await self._events.get_events([state[k] for k in keys if k in state])
+            auth_state = {k: loaded[state[k]] for k in keys if k in state and state[k] in loaded}
+            room_version = await self._sender.room_version(room_id)
+            pl = auth_state.get(("m.room.power_levels", ""))
+            if get_user_power_level(requester.user_id, auth_state, room_version) < get_named_level(
+                    pl.content if pl else None, "redact"):
+                raise MatrixError(403, "M_FORBIDDEN", "You may only redact your own events")
+        content = {"reason": reason} if reason is not None else {}
+        return await self._sender.send(room_id, requester.user_id, "m.room.redaction", content, txn=txn,
+                                       redacts=event_id)
+
+    async def _apply_redaction(self, event: Event, context: PersistContext) -> None:
+        redacts = event.redacts
+        if redacts is None or event.rejected_reason is not None:
+            return
+        target = await self._events.get_event(redacts)
+        if target is None or target.room_id != event.room_id:
+            return  # applied when (if) the target arrives; federation's concern
+        if target.type == "m.room.create":
+            return
+        state = await self._events.get_state_before_event(event.event_id)
+        keys = [("m.room.power_levels", ""), ("m.room.create", "")]
+        loaded = await self._events.get_events([state[k] for k in keys if k in state])
+        auth_state = {k: loaded[state[k]] for k in keys if k in state and state[k] in loaded}
+        if target.sender == event.sender or may_apply_redaction(event, target, auth_state, event.room_version):
+            await self._events.mark_redacted(target.event_id, event.event_id)
+
+    async def prune_redacted_originals(self) -> int:
+        """Replace the stored JSON of events redacted before the retention window; returns how many."""
+        if self._retention_days is None:
+            return 0
+        cutoff = self._clock.time_ms() - self._retention_days * 86_400_000
+        return await self._events.censor_redacted_events(cutoff)
+
+    async def _prune_periodically(self) -> None:
+        while True:
+            try:
+                pruned = await self.prune_redacted_originals()
+                if pruned:
+                    logger.info("Pruned the original content of %d redacted events", pruned)
+            except Exception:
+                logger.exception("Pruning redacted events failed")
+            await asyncio.sleep(self._prune_interval_s)

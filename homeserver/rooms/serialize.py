@@ -1,0 +1,75 @@
+"""Turning stored events into what a client sees: redactions applied, prev_content, txn ids.
+
+Every endpoint that returns events (/sync, /messages, /context, /event, /state,
+/relations) goes through `ClientEventSerializer`, so redactions and unsigned data look
+the same everywhere. Bundled aggregations are added by an optional hook that the
+relations module installs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from homeserver.accounts.auth import Requester
+from homeserver.clock import Clock
+from homeserver.events.event import Event
+from homeserver.events.format import serialize_for_client
+from storage.stores.events import EventStore
+
+# (events, requester) -> event_id -> extra unsigned keys (e.g. m.relations)
+UnsignedHook = Callable[[Sequence[Event], Requester | None], Awaitable[dict[str, dict[str, Any]]]]
+
+
+class ClientEventSerializer:
+    def __init__(self, events: EventStore, clock: Clock):
+        self._events = events
+        self._clock = clock
+        self._unsigned_hooks: list[UnsignedHook] = []
+
+    def add_unsigned_hook(self, hook: UnsignedHook) -> None:
+        self._unsigned_hooks.append(hook)
+
+    async def serialize(self, events: Sequence[Event], requester: Requester | None, *,
+                        include_room_id: bool = True, bundle: bool = True) -> list[dict[str, Any]]:
+        """Client-format dicts of `events`, in order."""
+        now = self._clock.time_ms()
+        related_ids = set()
+        for event in events:
+            redacted_by = event.internal_metadata.get("redacted_by")
+            if redacted_by:
+                related_ids.add(redacted_by)
+            replaced = event.internal_metadata.get("replaces_state")
+            if replaced:
+                related_ids.add(replaced)
+        related = await self._events.get_events(related_ids) if related_ids else {}
+        extra_unsigned: dict[str, dict[str, Any]] = {}
+        if bundle:
+            for hook in self._unsigned_hooks:
+                for event_id, extra in (await hook(events, requester)).items():
+                    extra_unsigned.setdefault(event_id, {}).update(extra)
+        out = []
+        for event in events:
+            redacted_because = None
+            redaction = related.get(event.internal_metadata.get("redacted_by", ""))
+            if redaction is not None:
+                redacted_because = serialize_for_client(redaction, now, include_room_id=include_room_id)
+            prev_content = None
+            replaced = related.get(event.internal_metadata.get("replaces_state", ""))
+            if replaced is not None:
+                prev_content = replaced.content
+            transaction_id = None
+            if (requester is not None and event.sender == requester.user_id
+                    and event.internal_metadata.get("device_id") == requester.device_id):
+                transaction_id = event.internal_metadata.get("txn_id")
+            unsigned = extra_unsigned.get(event.event_id) if redaction is None else None
+            if prev_content is not None:
+                unsigned = {**(unsigned or {}), "replaces_state": replaced.event_id}
+            out.append(serialize_for_client(
+                event, now, include_room_id=include_room_id, redacted_because=redacted_because,
+                prev_content=prev_content, transaction_id=transaction_id, unsigned=unsigned,
+            ))
+        return out
+
+    async def serialize_one(self, event: Event, requester: Requester | None, **kwargs: Any) -> dict[str, Any]:
+        return (await self.serialize([event], requester, **kwargs))[0]

@@ -1,0 +1,1 @@
+"""/sync and the notifier that wakes it."""

@@ -1,0 +1,79 @@
+"""Sync and pagination tokens.
+
+A sync token is the vector of every stream's position, `s{events}_{account_data}_...`
+in the order of `STREAMS`; missing trailing parts read as 0 so new streams can be
+appended without invalidating tokens clients hold. A pagination token is
+`t{depth}-{stream}` (a position in the room's topological order), and /messages also
+accepts a sync token, which names a stream position only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from homeserver.errors import MatrixError
+
+STREAMS = ("events", "account_data", "receipts", "typing", "to_device", "device_lists", "presence", "push_rules")
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncToken:
+    positions: tuple[int, ...]
+
+    def get(self, stream: str) -> int:
+        return self.positions[STREAMS.index(stream)]
+
+    def replace(self, **changes: int) -> SyncToken:
+        values = list(self.positions)
+        for stream, value in changes.items():
+            values[STREAMS.index(stream)] = value
+        return SyncToken(tuple(values))
+
+    def __str__(self) -> str:
+        return "s" + "_".join(str(p) for p in self.positions)
+
+    @classmethod
+    def zero(cls) -> SyncToken:
+        return cls((0,) * len(STREAMS))
+
+
+def parse_sync_token(text: str, field: str = "since") -> SyncToken:
+    if not isinstance(text, str) or not text.startswith("s"):
+        raise MatrixError(400, "M_INVALID_PARAM", f"{field}: not a valid sync token")
+    try:
+        values = [int(part) for part in text[1:].split("_")]
+    except ValueError:
+        raise MatrixError(400, "M_INVALID_PARAM", f"{field}: not a valid sync token") from None
+    if len(values) > len(STREAMS) or any(v < 0 for v in values):
+        raise MatrixError(400, "M_INVALID_PARAM", f"{field}: not a valid sync token")
+    values += [0] * (len(STREAMS) - len(values))
+    return SyncToken(tuple(values))
+
+
+@dataclasses.dataclass(frozen=True)
+class PaginationToken:
+    """A position in a room: topological (depth), then stream. `depth` None means 'stream only'."""
+
+    depth: int | None
+    stream: int
+
+    def __str__(self) -> str:
+        if self.depth is None:
+            return f"s{self.stream}"
+        return f"t{self.depth}-{self.stream}"
+
+
+def parse_pagination_token(text: str, field: str = "from") -> PaginationToken:
+    if text.startswith("t"):
+        depth_text, sep, stream_text = text[1:].partition("-")
+        try:
+            if not sep:
+                raise ValueError
+            return PaginationToken(int(depth_text), int(stream_text))
+        except ValueError:
+            raise MatrixError(400, "M_INVALID_PARAM", f"{field}: not a valid pagination token") from None
+    return PaginationToken(None, parse_sync_token(text, field).get("events"))
+
+
+def parse_stream_position(text: str, field: str = "at") -> int:
+    return parse_pagination_token(text, field).stream

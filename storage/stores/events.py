@@ -1,0 +1,403 @@
+"""Room events, the DAG, state groups, current state and memberships.
+
+Events are immutable once stored, so they are cached by ID; the only thing that
+changes about a stored event is whether a redaction applies to it (`redacted_by`),
+which the cache entry carries and `mark_redacted` updates.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from homeserver.events.event import Event
+from homeserver.events.room_versions import get_room_version
+from homeserver.jsonutil import decode, encode_str
+from storage.database import Database, Transaction
+from storage.streams import EVENTS, allocate_stream_positions, get_stream_position
+
+StateKey = tuple[str, str]
+StateMap = dict[StateKey, str]
+
+
+@dataclass
+class PersistContext:
+    """Everything decided about an event before it is written in one transaction."""
+
+    # The state group holding the state *after* this event.
+    state_group: int | None
+    # When the event creates a new state group: its parent and the delta from it.
+    new_group_prev: int | None = None
+    new_group_delta: StateMap | None = None
+    # Changes to the room's current state (None: unchanged).
+    current_state_delta: StateMap | None = None
+    # Forward extremities this event replaces.
+    replaces_extremities: Sequence[str] = ()
+    # (user_id, device_id, txn_id) of the client request that sent it, for idempotency.
+    txn: tuple[str, str, str] | None = None
+    received_ts: int = 0
+    # Filled in by persist: the stream ordering given to the event.
+    stream_ordering: int = 0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class EventStore:
+    def __init__(self, db: Database, cache_size: int = 50_000):
+        self.db = db
+        self._cache: OrderedDict[str, Event] = OrderedDict()
+        self._cache_size = cache_size
+        # State groups never change once written, so their full state is cached.
+        self._group_cache: OrderedDict[int, StateMap] = OrderedDict()
+        self._room_versions: dict[str, str] = {}
+
+    # --- rooms -----------------------------------------------------------------
+    async def store_room(self, room_id: str, room_version: str, creator: str, created_ts: int,
+                         is_public: bool = False) -> None:
+        await self.db.simple_insert("rooms", {"room_id": room_id, "room_version": room_version, "creator": creator,
+                                              "created_ts": created_ts, "is_public": is_public})
+        self._room_versions[room_id] = room_version
+
+    async def get_room_version_id(self, room_id: str) -> str | None:
+        cached = self._room_versions.get(room_id)
+        if cached is not None:
+            return cached
+        version = await self.db.fetch_value("get_room_version", "SELECT room_version FROM rooms WHERE room_id = ?",
+                                            (room_id,))
+        if version is not None:
+            self._room_versions[room_id] = version
+        return version
+
+    # --- reading events ----------------------------------------------------------
+    async def get_events(self, event_ids: Iterable[str]) -> dict[str, Event]:
+        """The stored events among `event_ids`, keyed by ID (missing ones are left out)."""
+        found: dict[str, Event] = {}
+        missing: list[str] = []
+        for event_id in event_ids:
+            event = self._cache.get(event_id)
+            if event is not None:
+                found[event_id] = event
+            elif event_id not in found:
+                missing.append(event_id)
+        if missing:
+            loaded = await self.db.run_interaction("get_events", _load_events, missing, write=False)
+            for event in loaded:
+                self._remember(event)
+                found[event.event_id] = event
+        return found
+
+    async def get_event(self, event_id: str) -> Event | None:
+        return (await self.get_events([event_id])).get(event_id)
+
+    def _remember(self, event: Event) -> None:
+        self._cache[event.event_id] = event
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    async def get_forward_extremities(self, room_id: str) -> list[str]:
+        rows = await self.db.fetch_all("get_forward_extremities",
+                                       "SELECT event_id FROM event_forward_extremities WHERE room_id = ?", (room_id,))
+        return [r[0] for r in rows]
+
+    async def get_event_id_for_txn(self, user_id: str, device_id: str, txn_id: str) -> str | None:
+        return await self.db.fetch_value(
+            "get_event_id_for_txn",
+            "SELECT event_id FROM event_txn_ids WHERE user_id = ? AND device_id = ? AND txn_id = ?",
+            (user_id, device_id, txn_id),
+        )
+
+    async def current_stream_position(self) -> int:
+        return await self.db.run_interaction("events_position", get_stream_position, EVENTS, write=False)
+
+    # --- state ---------------------------------------------------------------------
+    async def get_state_group_for_event(self, event_id: str) -> int | None:
+        return await self.db.fetch_value("get_state_group_for_event",
+                                         "SELECT state_group FROM event_to_state_groups WHERE event_id = ?",
+                                         (event_id,))
+
+    async def get_state_groups_for_events(self, event_ids: Sequence[str]) -> dict[str, int]:
+        if not event_ids:
+            return {}
+
+        async def txn_fn(txn: Transaction) -> dict[str, int]:
+            clause, params = txn.dialect.in_list("event_id", list(event_ids))
+            rows = await txn.fetch_all(f"SELECT event_id, state_group FROM event_to_state_groups WHERE {clause}",
+                                       params)
+            return {r[0]: r[1] for r in rows}
+
+        return await self.db.run_interaction("get_state_groups_for_events", txn_fn, write=False)
+
+    async def get_state_for_group(self, group: int) -> StateMap:
+        """The full state of a state group (type, state_key) -> event_id. Do not mutate the result."""
+        cached = self._group_cache.get(group)
+        if cached is not None:
+            self._group_cache.move_to_end(group)
+            return cached
+        # Walk back to the nearest cached ancestor, then apply deltas forwards.
+        chain: list[int] = []
+        base: StateMap = {}
+        cursor: int | None = group
+        while cursor is not None:
+            cached = self._group_cache.get(cursor)
+            if cached is not None:
+                base = cached
+                break
+            chain.append(cursor)
+            cursor = await self.db.fetch_value("state_group_prev",
+                                               "SELECT prev_state_group FROM state_group_edges WHERE state_group = ?",
+                                               (cursor,))
+        deltas = await self.db.run_interaction("state_group_deltas", _load_group_deltas, chain, write=False)
+        state = dict(base)
+        for g in reversed(chain):
+            state.update(deltas.get(g, {}))
+            self._group_cache[g] = dict(state)
+        while len(self._group_cache) > 2000:
+            self._group_cache.popitem(last=False)
+        return self._group_cache[group]
+
+    async def get_state_after_event(self, event_id: str) -> StateMap:
+        group = await self.get_state_group_for_event(event_id)
+        if group is None:
+            return {}
+        return await self.get_state_for_group(group)
+
+    async def get_state_before_event(self, event_id: str) -> StateMap:
+        """State before the event: its group's parent when the event made the group, else its group."""
+        row = await self.db.fetch_one(
+            "state_group_before",
+            "SELECT s.state_group, g.event_id, e.prev_state_group FROM event_to_state_groups s"
+            " JOIN state_groups g ON g.id = s.state_group"
+            " LEFT JOIN state_group_edges e ON e.state_group = s.state_group WHERE s.event_id = ?",
+            (event_id,),
+        )
+        if row is None:
+            return {}
+        group, creator_event, prev_group = row
+        if creator_event == event_id:
+            return await self.get_state_for_group(prev_group) if prev_group is not None else {}
+        return await self.get_state_for_group(group)
+
+    async def get_current_state_ids(self, room_id: str) -> StateMap:
+        rows = await self.db.fetch_all("get_current_state",
+                                       "SELECT type, state_key, event_id FROM current_state_events WHERE room_id = ?",
+                                       (room_id,))
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    async def get_current_state_event_id(self, room_id: str, event_type: str, state_key: str) -> str | None:
+        return await self.db.fetch_value(
+            "get_current_state_event",
+            "SELECT event_id FROM current_state_events WHERE room_id = ? AND type = ? AND state_key = ?",
+            (room_id, event_type, state_key),
+        )
+
+    async def get_last_event_before(self, room_id: str, stream_position: int) -> str | None:
+        """The room's last event at or before a stream position."""
+        return await self.db.fetch_value(
+            "last_event_before",
+            "SELECT event_id FROM events WHERE room_id = ? AND stream_ordering <= ? AND outlier = ?"
+            " ORDER BY stream_ordering DESC LIMIT 1",
+            (room_id, stream_position, False),
+        )
+
+    # --- memberships -----------------------------------------------------------------
+    async def get_rooms_for_user(self, user_id: str, memberships: Sequence[str] = ("join",)) -> dict[str, str]:
+        """room_id -> membership for the user's current memberships among `memberships`."""
+
+        async def txn_fn(txn: Transaction) -> dict[str, str]:
+            clause, params = txn.dialect.in_list("membership", list(memberships))
+            rows = await txn.fetch_all(
+                "SELECT room_id, membership FROM current_state_events"
+                f" WHERE type = 'm.room.member' AND state_key = ? AND {clause}",
+                (user_id, *params),
+            )
+            return {r[0]: r[1] for r in rows}
+
+        return await self.db.run_interaction("get_rooms_for_user", txn_fn, write=False)
+
+    async def get_membership(self, room_id: str, user_id: str) -> tuple[str | None, str | None]:
+        """(membership, event_id) of the user's current member event in the room."""
+        row = await self.db.fetch_one(
+            "get_membership",
+            "SELECT membership, event_id FROM current_state_events"
+            " WHERE room_id = ? AND type = 'm.room.member' AND state_key = ?",
+            (room_id, user_id),
+        )
+        return (row[0], row[1]) if row else (None, None)
+
+    async def get_members(self, room_id: str, memberships: Sequence[str] = ("join",)) -> list[str]:
+        async def txn_fn(txn: Transaction) -> list[str]:
+            clause, params = txn.dialect.in_list("membership", list(memberships))
+            rows = await txn.fetch_all(
+                "SELECT state_key FROM current_state_events"
+                f" WHERE room_id = ? AND type = 'm.room.member' AND {clause}",
+                (room_id, *params),
+            )
+            return [r[0] for r in rows]
+
+        return await self.db.run_interaction("get_members", txn_fn, write=False)
+
+    async def forget_room(self, user_id: str, room_id: str) -> None:
+        await self.db.simple_upsert("room_forgotten", {"user_id": user_id, "room_id": room_id}, {})
+
+    async def is_forgotten(self, user_id: str, room_id: str) -> bool:
+        return bool(await self.db.fetch_value(
+            "is_forgotten", "SELECT 1 FROM room_forgotten WHERE user_id = ? AND room_id = ?", (user_id, room_id)))
+
+    # --- writing ---------------------------------------------------------------------
+    async def persist_event(self, event: Event, context: PersistContext) -> int:
+        """Write the event and everything derived from it in one transaction; returns its stream ordering."""
+        stream_ordering = await self.db.run_interaction("persist_event", _persist_event, event, context,
+                                                        isolation="read_committed")
+        context.stream_ordering = stream_ordering
+        event.internal_metadata["stream_ordering"] = stream_ordering
+        self._remember(event)
+        if context.new_group_delta is not None and context.state_group is not None:
+            parent = self._group_cache.get(context.new_group_prev) if context.new_group_prev is not None else {}
+            if parent is not None:
+                self._group_cache[context.state_group] = {**parent, **context.new_group_delta}
+        return stream_ordering
+
+    async def censor_redacted_events(self, redacted_before_ts: int) -> int:
+        """Prune the stored JSON of events whose redaction is older than the cutoff; returns the count."""
+        from homeserver.events.redaction import redact
+
+        async def txn_fn(txn: Transaction) -> int:
+            rows = await txn.fetch_all(
+                "SELECT r.event_id, r.redacts, j.json, rm.room_version FROM redactions r"
+                " JOIN events e ON e.event_id = r.redacts AND e.redacted_by = r.event_id"
+                " JOIN event_json j ON j.event_id = r.redacts JOIN rooms rm ON rm.room_id = e.room_id"
+                " WHERE r.have_censored = ? AND r.received_ts < ? LIMIT 500",
+                (False, redacted_before_ts),
+            )
+            for redaction_id, target_id, raw, version in rows:
+                pruned = redact(decode(raw), get_room_version(version))
+                await txn.execute("UPDATE event_json SET json = ? WHERE event_id = ?", (encode_str(pruned), target_id))
+                await txn.execute("UPDATE redactions SET have_censored = ? WHERE event_id = ?", (True, redaction_id))
+            return len(rows)
+
+        count = await self.db.run_interaction("censor_redacted_events", txn_fn)
+        if count:
+            self._cache.clear()
+        return count
+
+    async def mark_redacted(self, event_id: str, redaction_id: str) -> None:
+        await self.db.simple_update("events", {"event_id": event_id}, {"redacted_by": redaction_id})
+        self._cache.pop(event_id, None)
+
+
+# --- transaction functions -------------------------------------------------------------
+
+
+async def _load_events(txn: Transaction, event_ids: list[str]) -> list[Event]:
+    clause, params = txn.dialect.in_list("event_id", event_ids)
+    rows = await txn.fetch_all(
+        "SELECT event_id, event_json.json, rooms.room_version, events.rejected_reason, events.stream_ordering,"
+        " events.redacted_by, events.outlier, event_json.internal_metadata"
+        " FROM events JOIN event_json USING (event_id) JOIN rooms ON rooms.room_id = events.room_id"
+        f" WHERE {clause}",
+        params,
+    )
+    events = []
+    for event_id, raw, version, rejected, stream_ordering, redacted_by, outlier, metadata in rows:
+        event = Event(decode(raw), get_room_version(version), event_id=event_id, rejected_reason=rejected)
+        event.internal_metadata.update(decode(metadata) if metadata else {})
+        event.internal_metadata["stream_ordering"] = stream_ordering
+        event.internal_metadata["outlier"] = bool(outlier)
+        if redacted_by:
+            event.internal_metadata["redacted_by"] = redacted_by
+        events.append(event)
+    return events
+
+
+async def _load_group_deltas(txn: Transaction, groups: list[int]) -> dict[int, StateMap]:
+    if not groups:
+        return {}
+    clause, params = txn.dialect.in_list("state_group", groups)
+    rows = await txn.fetch_all(f"SELECT state_group, type, state_key, event_id FROM state_groups_state WHERE {clause}",
+                               params)
+    deltas: dict[int, StateMap] = {}
+    for group, event_type, state_key, event_id in rows:
+        deltas.setdefault(group, {})[(event_type, state_key)] = event_id
+    return deltas
+
+
+async def create_state_group(txn: Transaction, room_id: str, event_id: str, prev_group: int | None,
+                             delta: Mapping[StateKey, str]) -> int:
+    group = int(await txn.fetch_value("INSERT INTO state_groups (room_id, event_id) VALUES (?, ?) RETURNING id",
+                                      (room_id, event_id)))
+    if prev_group is not None:
+        await txn.execute("INSERT INTO state_group_edges (state_group, prev_state_group) VALUES (?, ?)",
+                          (group, prev_group))
+    await txn.executemany(
+        "INSERT INTO state_groups_state (state_group, room_id, type, state_key, event_id) VALUES (?, ?, ?, ?, ?)",
+        [(group, room_id, t, sk, eid) for (t, sk), eid in delta.items()],
+    )
+    return group
+
+
+async def _persist_event(txn: Transaction, event: Event, ctx: PersistContext) -> int:
+    [stream_ordering] = await allocate_stream_positions(txn, EVENTS)
+    room_id = event.room_id
+    await txn.execute(
+        "INSERT INTO events (event_id, room_id, type, state_key, sender, stream_ordering, depth, origin_server_ts,"
+        " received_ts, outlier, rejected_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (event.event_id, room_id, event.type, event.state_key, event.sender, stream_ordering, event.depth,
+         event.origin_server_ts, ctx.received_ts, False, event.rejected_reason),
+    )
+    metadata = {k: v for k, v in event.internal_metadata.items() if k in ("txn_id", "device_id", "token_id", "replaces_state")}
+    await txn.execute(
+        "INSERT INTO event_json (event_id, room_id, format_version, internal_metadata, json) VALUES (?, ?, ?, ?, ?)",
+        (event.event_id, room_id, 3, encode_str(metadata), encode_str(dict(event.pdu))),
+    )
+    await txn.executemany("INSERT INTO event_edges (event_id, prev_event_id, room_id) VALUES (?, ?, ?)",
+                          [(event.event_id, p, room_id) for p in event.prev_event_ids])
+    await txn.executemany("INSERT INTO event_auth (event_id, auth_id, room_id) VALUES (?, ?, ?)",
+                          [(event.event_id, a, room_id) for a in event.auth_event_ids])
+    if ctx.new_group_delta is not None:
+        ctx.state_group = await create_state_group(txn, room_id, event.event_id, ctx.new_group_prev,
+                                                   ctx.new_group_delta)
+    if ctx.state_group is not None:
+        await txn.execute("INSERT INTO event_to_state_groups (event_id, state_group) VALUES (?, ?)",
+                          (event.event_id, ctx.state_group))
+    if event.rejected_reason is None:
+        for extremity in ctx.replaces_extremities:
+            await txn.execute("DELETE FROM event_forward_extremities WHERE room_id = ? AND event_id = ?",
+                              (room_id, extremity))
+        await txn.execute("INSERT INTO event_forward_extremities (room_id, event_id) VALUES (?, ?)",
+                          (room_id, event.event_id))
+    if ctx.current_state_delta:
+        for (event_type, state_key), event_id in ctx.current_state_delta.items():
+            membership = None
+            if event_type == "m.room.member":
+                membership = ctx.extras.get("memberships", {}).get(event_id)
+            await txn.execute(
+                "INSERT INTO current_state_events (room_id, type, state_key, event_id, membership)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, type, state_key)"
+                " DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership",
+                (room_id, event_type, state_key, event_id, membership),
+            )
+    if event.type == "m.room.member" and event.rejected_reason is None:
+        content = event.content
+        displayname = content.get("displayname") if isinstance(content.get("displayname"), str) else None
+        avatar_url = content.get("avatar_url") if isinstance(content.get("avatar_url"), str) else None
+        await txn.execute(
+            "INSERT INTO room_memberships (event_id, user_id, sender, room_id, membership, display_name, avatar_url,"
+            " stream_ordering) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (event.event_id, event.state_key, event.sender, room_id, content.get("membership"), displayname,
+             avatar_url, stream_ordering),
+        )
+        if content.get("membership") == "join":
+            await txn.execute("DELETE FROM room_forgotten WHERE user_id = ? AND room_id = ?", (event.state_key, room_id))
+    redacts = event.redacts
+    if redacts is not None and event.rejected_reason is None:
+        await txn.execute("INSERT INTO redactions (event_id, redacts, received_ts) VALUES (?, ?, ?)"
+                          " ON CONFLICT (event_id) DO NOTHING", (event.event_id, redacts, ctx.received_ts))
+    if ctx.txn is not None:
+        user_id, device_id, txn_id = ctx.txn
+        await txn.execute(
+            "INSERT INTO event_txn_ids (user_id, device_id, txn_id, room_id, event_id, inserted_ts)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (user_id, device_id, txn_id, room_id, event.event_id, ctx.received_ts),
+        )
+    return stream_ordering

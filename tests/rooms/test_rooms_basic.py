@@ -1,0 +1,116 @@
+"""Creating rooms, membership and sending events through the client API."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.rooms.helpers import new_user
+
+
+async def test_a_created_room_has_the_preset_state_and_the_creator_joined(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room(name="Huiskamer", topic="Gezellig")
+    state = await alice.call("GET", f"/rooms/{room_id}/state")
+    types = {(e["type"], e["state_key"]) for e in state}
+    assert ("m.room.create", "") in types and ("m.room.member", alice.user_id) in types
+    assert ("m.room.join_rules", "") in types and ("m.room.power_levels", "") in types
+    name = await alice.call("GET", f"/rooms/{room_id}/state/m.room.name/")
+    assert name == {"name": "Huiskamer"}
+    assert (await alice.call("GET", "/joined_rooms"))["joined_rooms"] == [room_id]
+
+
+@pytest.mark.parametrize("version", ["1", "3", "10", "11", "12"])
+async def test_rooms_of_each_version_take_messages(client, version):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room(room_version=version)
+    event_id = await alice.send(room_id, "hoi")
+    event = await alice.call("GET", f"/rooms/{room_id}/event/{event_id}")
+    assert event["content"]["body"] == "hoi" and event["sender"] == alice.user_id
+
+
+async def test_unknown_room_versions_are_refused(client):
+    alice = await new_user(client, "alice")
+    body = await alice.call("POST", "/createRoom", {"room_version": "99"}, expect=400)
+    assert body["errcode"] == "M_UNSUPPORTED_ROOM_VERSION"
+
+
+async def test_invite_join_leave_and_the_auth_rules_in_between(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    room_id = await alice.create_room(preset="private_chat")
+    denied = await bob.call("POST", f"/join/{room_id}", {}, expect=403)
+    assert denied["errcode"] == "M_FORBIDDEN"
+    await alice.call("POST", f"/rooms/{room_id}/invite", {"user_id": bob.user_id})
+    await bob.join(room_id)
+    members = await alice.call("GET", f"/rooms/{room_id}/joined_members")
+    assert set(members["joined"]) == {alice.user_id, bob.user_id}
+    await bob.send(room_id, "dank je")
+    await bob.call("POST", f"/rooms/{room_id}/leave", {})
+    forbidden = await bob.call("PUT", f"/rooms/{room_id}/send/m.room.message/x1", {"body": "x", "msgtype": "m.text"},
+                               expect=403)
+    assert forbidden["errcode"] == "M_FORBIDDEN"
+
+
+async def test_a_repeated_transaction_id_returns_the_same_event(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    path = f"/rooms/{room_id}/send/m.room.message/same-txn"
+    first = await alice.call("PUT", path, {"msgtype": "m.text", "body": "once"})
+    second = await alice.call("PUT", path, {"msgtype": "m.text", "body": "once"})
+    assert first == second
+
+
+async def test_redacted_events_are_served_with_empty_content_and_redacted_because(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    event_id = await alice.send(room_id, "oops")
+    redaction = await alice.call("PUT", f"/rooms/{room_id}/redact/{event_id}/r1", {"reason": "typo"})
+    event = await alice.call("GET", f"/rooms/{room_id}/event/{event_id}")
+    assert event["content"] == {}
+    assert event["unsigned"]["redacted_because"]["event_id"] == redaction["event_id"]
+
+
+async def test_others_events_need_the_redact_power(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await bob.join(room_id)
+    event_id = await alice.send(room_id, "mine")
+    body = await bob.call("PUT", f"/rooms/{room_id}/redact/{event_id}/r1", {}, expect=403)
+    assert body["errcode"] == "M_FORBIDDEN"
+    bob_event = await bob.send(room_id, "bob's")
+    await alice.call("PUT", f"/rooms/{room_id}/redact/{bob_event}/r2", {})
+
+
+async def test_state_changes_show_prev_content(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room(name="one")
+    await alice.call("PUT", f"/rooms/{room_id}/state/m.room.name/", {"name": "two"})
+    event = await alice.call("GET", f"/rooms/{room_id}/state/m.room.name/", format="event")
+    assert event["content"] == {"name": "two"}
+    assert event["unsigned"]["prev_content"] == {"name": "one"}
+
+
+async def test_profile_changes_reach_member_events(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    await alice.call("PUT", f"/profile/{alice.user_id}/displayname", {"displayname": "Alies"})
+    member = await alice.call("GET", f"/rooms/{room_id}/state/m.room.member/{alice.user_id}")
+    assert member["displayname"] == "Alies"
+
+
+async def test_room_aliases_from_create_room_resolve_for_joins(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    room_id = await alice.create_room(preset="public_chat", room_alias_name="woonkamer")
+    server = alice.user_id.split(":", 1)[1]
+    joined = await bob.call("POST", f"/join/%23woonkamer:{server}", {})
+    assert joined["room_id"] == room_id
+    again = await alice.call("POST", "/createRoom", {"room_alias_name": "woonkamer"}, expect=400)
+    assert again["errcode"] == "M_ROOM_IN_USE"
+
+
+async def test_members_filters_by_membership(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    room_id = await alice.create_room(invite=[bob.user_id])
+    invited = await alice.call("GET", f"/rooms/{room_id}/members", membership="invite")
+    assert [e["state_key"] for e in invited["chunk"]] == [bob.user_id]
+    not_invited = await alice.call("GET", f"/rooms/{room_id}/members", not_membership="invite")
+    assert [e["state_key"] for e in not_invited["chunk"]] == [alice.user_id]
