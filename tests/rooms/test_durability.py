@@ -1,0 +1,113 @@
+"""Concurrency and restart safety of sending: nothing acknowledged is lost, nothing is stored twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import aiohttp
+import yaml
+
+from tests.conftest import free_port, make_test_config
+from tests.rooms.helpers import User, new_user
+
+
+async def test_fifty_concurrent_senders_each_land_once_in_one_linear_order(hs, client):
+    owner = await new_user(client, "owner")
+    room_id = await owner.create_room(preset="public_chat")
+    users = await asyncio.gather(*(new_user(client, f"sender{i}") for i in range(50)))
+    await asyncio.gather(*(u.join(room_id) for u in users))
+
+    async def send_twice(user: User, i: int) -> list[str]:
+        # The retry of the same transaction must come back with the same event.
+        path = f"/rooms/{room_id}/send/m.room.message/txn-{i}"
+        first, second = await asyncio.gather(
+            user.call("PUT", path, {"msgtype": "m.text", "body": f"message {i}"}),
+            user.call("PUT", path, {"msgtype": "m.text", "body": f"message {i}"}),
+        )
+        return [first["event_id"], second["event_id"]]
+
+    results = await asyncio.gather(*(send_twice(u, i) for i, u in enumerate(users)))
+    assert all(a == b for a, b in results)
+    sent_ids = {a for a, _ in results}
+    assert len(sent_ids) == 50
+
+    events = await hs.event_store.get_events(sent_ids)
+    assert set(events) == sent_ids
+    # Each event builds on exactly one predecessor: the room's history is one line.
+    extremities = await hs.event_store.get_forward_extremities(room_id)
+    assert len(extremities) == 1
+    orderings = sorted(e.internal_metadata["stream_ordering"] for e in events.values())
+    assert len(set(orderings)) == 50
+    for event in events.values():
+        assert len(event.prev_event_ids) == 1
+
+
+def _wait_for_versions(base_url: str, proc: subprocess.Popen, deadline_s: float = 30) -> None:
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            urllib.request.urlopen(base_url + "/_matrix/client/versions", timeout=1).read()
+            return
+        except OSError:
+            assert proc.poll() is None, "server exited"
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+
+
+async def test_events_acknowledged_before_a_kill_9_survive_the_restart(tmp_path, database_config):
+    raw = make_test_config(tmp_path, database_config)
+    raw["listeners"][1]["port"] = free_port()
+    port = raw["listeners"][0]["port"]
+    config_path = tmp_path / "homeserver.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    base_url = f"http://127.0.0.1:{port}"
+
+    def start() -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-m", "homeserver", "run", "--config", str(config_path)],
+                                cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for_versions(base_url, proc)
+        return proc
+
+    proc = await asyncio.to_thread(start)
+    acknowledged: dict[str, str] = {}
+    try:
+        async with aiohttp.ClientSession(base_url) as client:
+            alice = await new_user(client, "alice")
+            room_id = await alice.create_room()
+
+            async def keep_sending() -> None:
+                for i in range(10_000):
+                    try:
+                        body = await alice.call("PUT", f"/rooms/{room_id}/send/m.room.message/k{i}",
+                                                {"msgtype": "m.text", "body": f"#{i}"})
+                    except (aiohttp.ClientError, AssertionError, ValueError):
+                        return
+                    acknowledged[f"k{i}"] = body["event_id"]
+
+            sender = asyncio.create_task(keep_sending())
+            while len(acknowledged) < 20:
+                await asyncio.sleep(0.01)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            await sender
+
+        proc = await asyncio.to_thread(start)
+        async with aiohttp.ClientSession(base_url) as client:
+            alice.client = client
+            for txn_id, event_id in acknowledged.items():
+                event = await alice.call("GET", f"/rooms/{room_id}/event/{event_id}")
+                assert event["event_id"] == event_id
+                # Retrying an acknowledged transaction returns the original event, not a new one.
+                again = await alice.call("PUT", f"/rooms/{room_id}/send/m.room.message/{txn_id}",
+                                         {"msgtype": "m.text", "body": "retry"})
+                assert again["event_id"] == event_id
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
