@@ -9,10 +9,12 @@ power level values it would later crash on) are listed in KNOWN_DIFFERENCES with
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,19 @@ from tests.core.auth import test_auth_membership_rules, test_auth_power_level_ru
 from tests.core.auth.authroom import ALICE, BOB, CAROL, CREATOR, MOD, AuthRoom, versions
 
 _REPO = Path(__file__).resolve().parents[3]
-_SYNAPSE_PYTHON = Path(os.environ.get("SYNAPSE_PYTHON", _REPO / ".venv-synapse" / "bin" / "python"))
+
+
+def _find_synapse_python() -> Path:
+    """$SYNAPSE_PYTHON, else .venv-synapse, else this interpreter when Synapse imports here (make test)."""
+    if "SYNAPSE_PYTHON" in os.environ:
+        return Path(os.environ["SYNAPSE_PYTHON"])
+    dedicated = _REPO / ".venv-synapse" / "bin" / "python"
+    if dedicated.exists() or importlib.util.find_spec("synapse") is None:
+        return dedicated
+    return Path(sys.executable)
+
+
+_SYNAPSE_PYTHON = _find_synapse_python()
 _DRIVER = Path(__file__).with_name("synapse_auth_driver.py")
 
 pytestmark = pytest.mark.skipif(not _SYNAPSE_PYTHON.exists(), reason="no Python with Synapse installed")
