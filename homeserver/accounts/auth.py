@@ -84,6 +84,10 @@ class AuthService:
                 self._cache.popitem(last=False)
         return info
 
+    async def is_server_admin(self, user_id: str) -> bool:
+        user = await self._store.get_user(user_id)
+        return bool(user is not None and user.admin)
+
     def invalidate_token_hashes(self, token_hashes: list[str]) -> None:
         for token_hash in token_hashes:
             self._cache.pop(token_hash, None)

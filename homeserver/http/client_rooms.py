@@ -16,6 +16,7 @@ from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.reading import RoomReader
 from homeserver.rooms.redaction import RedactionService
 from homeserver.rooms.sender import RoomEventSender
+from homeserver.rooms.upgrade import RoomUpgrader
 
 MAX_TXN_ID_LENGTH = 255
 
@@ -44,13 +45,14 @@ def _massaged_ts(request: web.Request) -> int | None:
 
 class RoomHandlers:
     def __init__(self, creator: RoomCreator, membership: MembershipService, sender: RoomEventSender,
-                 reader: RoomReader, redactions: RedactionService, authenticate: RequestAuthenticator,
-                 ratelimiter: RateLimiter):
+                 reader: RoomReader, redactions: RedactionService, upgrader: RoomUpgrader,
+                 authenticate: RequestAuthenticator, ratelimiter: RateLimiter):
         self._creator = creator
         self._membership = membership
         self._sender = sender
         self._reader = reader
         self._redactions = redactions
+        self._upgrader = upgrader
         self._authenticate = authenticate
         self._ratelimiter = ratelimiter
 
@@ -118,6 +120,11 @@ class RoomHandlers:
 
     async def unban(self, request: web.Request) -> web.Response:
         return await self._target_action(request, self._membership.unban)
+
+    async def upgrade(self, request: web.Request) -> web.Response:
+        requester = await self._authenticate(request)
+        body = await json_object(request)
+        return json_response(await self._upgrader.upgrade(requester.user_id, _room_id(request), body))
 
     async def joined_rooms(self, request: web.Request) -> web.Response:
         requester = await self._authenticate(request)
@@ -200,6 +207,7 @@ class RoomHandlers:
         add_client_route(app, "POST", "/rooms/{roomId}/ban", self.ban)
         add_client_route(app, "POST", "/rooms/{roomId}/unban", self.unban)
         add_client_route(app, "GET", "/joined_rooms", self.joined_rooms)
+        add_client_route(app, "POST", "/rooms/{roomId}/upgrade", self.upgrade)
         add_client_route(app, "PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", self.send)
         add_client_route(app, "PUT", "/rooms/{roomId}/state/{eventType}", self.put_state)
         add_client_route(app, "PUT", "/rooms/{roomId}/state/{eventType}/{stateKey:.*}", self.put_state)

@@ -56,7 +56,7 @@ def default_power_levels(creator: str, room_version: RoomVersion, preset: str,
     }
 
 
-def _random_room_id(server_name: str) -> str:
+def random_room_id(server_name: str) -> str:
     alphabet = string.ascii_letters
     return "!" + "".join(secrets.choice(alphabet) for _ in range(18)) + ":" + server_name
 
@@ -123,7 +123,7 @@ class RoomCreator:
         if room_version.creator_power_infinite and PRESETS[preset][3] and invitees:
             extra = create_content.get("additional_creators", [])
             create_content["additional_creators"] = [*extra, *[u for u in invitees if u not in extra]]
-        room_id = None if room_version.room_id_from_create_event else _random_room_id(self._server_name)
+        room_id = None if room_version.room_id_from_create_event else random_room_id(self._server_name)
         create_event = await self._sender.create_room(room_id, room_version, creator, create_content,
                                                       is_public=visibility == "public")
         room_id = create_event.room_id

@@ -114,3 +114,41 @@ async def test_members_filters_by_membership(client):
     assert [e["state_key"] for e in invited["chunk"]] == [bob.user_id]
     not_invited = await alice.call("GET", f"/rooms/{room_id}/members", not_membership="invite")
     assert [e["state_key"] for e in not_invited["chunk"]] == [alice.user_id]
+
+
+async def test_an_upgrade_tombstones_the_old_room_and_carries_state_and_aliases(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    old = await alice.create_room(preset="public_chat", name="Oud", room_version="10", room_alias_name="kamer")
+    await bob.join(old)
+    denied = await bob.call("POST", f"/rooms/{old}/upgrade", {"new_version": "11"}, expect=403)
+    assert denied["errcode"] == "M_FORBIDDEN"
+    new = (await alice.call("POST", f"/rooms/{old}/upgrade", {"new_version": "12"}))["replacement_room"]
+    tombstone = await alice.call("GET", f"/rooms/{old}/state/m.room.tombstone/")
+    assert tombstone["replacement_room"] == new
+    create = await alice.call("GET", f"/rooms/{new}/state/m.room.create/")
+    assert create["predecessor"]["room_id"] == old and create["room_version"] == "12"
+    assert (await alice.call("GET", f"/rooms/{new}/state/m.room.name/")) == {"name": "Oud"}
+    server = alice.user_id.split(":", 1)[1]
+    resolved = await alice.call("GET", f"/directory/room/%23kamer:{server}")
+    assert resolved["room_id"] == new
+    # Ordinary members can no longer talk in the old room.
+    await bob.call("PUT", f"/rooms/{old}/send/m.room.message/t1", {"msgtype": "m.text", "body": "x"}, expect=403)
+    await bob.join(new)
+
+
+async def test_aliases_can_be_created_resolved_and_deleted(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    room_id = await alice.create_room()
+    server = alice.user_id.split(":", 1)[1]
+    alias = f"%23speelhoek:{server}"
+    missing = await alice.call("GET", f"/directory/room/{alias}", expect=404)
+    assert missing["errcode"] == "M_NOT_FOUND"
+    await alice.call("PUT", f"/directory/room/{alias}", {"room_id": room_id})
+    assert (await alice.call("PUT", f"/directory/room/{alias}", {"room_id": room_id}, expect=409))["errcode"]
+    assert (await bob.call("GET", f"/directory/room/{alias}"))["room_id"] == room_id
+    assert (await alice.call("GET", f"/rooms/{room_id}/aliases"))["aliases"] == [f"#speelhoek:{server}"]
+    await bob.call("DELETE", f"/directory/room/{alias}", expect=403)
+    await alice.call("DELETE", f"/directory/room/{alias}")
+    await alice.call("GET", f"/directory/room/{alias}", expect=404)
+    bad = await alice.call("PUT", "/directory/room/notanalias", {"room_id": room_id}, expect=400)
+    assert bad["errcode"] == "M_INVALID_PARAM"

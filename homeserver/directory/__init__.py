@@ -1,0 +1,1 @@
+"""Room aliases, the public room list, the user directory and search."""

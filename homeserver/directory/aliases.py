@@ -1,0 +1,84 @@
+"""Room aliases: creating, resolving and deleting `#alias:server` names of rooms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.accounts.auth import Requester
+from homeserver.auth import get_required_level, get_user_power_level
+from homeserver.clock import Clock
+from homeserver.errors import MatrixError
+from homeserver.identifiers import split_id
+from homeserver.rooms.sender import RoomEventSender
+from storage.stores.aliases import AliasExistsError, AliasStore
+from storage.stores.events import EventStore
+
+
+class AliasService:
+    def __init__(self, server_name: str, aliases: AliasStore, events: EventStore, sender: RoomEventSender,
+                 clock: Clock, is_admin):
+        self._server_name = server_name
+        self._aliases = aliases
+        self._events = events
+        self._sender = sender
+        self._clock = clock
+        self._is_admin = is_admin
+
+    def _parse(self, alias: str) -> str:
+        try:
+            localpart, server = split_id(alias, "#")
+        except ValueError:
+            raise MatrixError(400, "M_INVALID_PARAM", f"roomAlias: {alias!r} is not a valid room alias") from None
+        if len(alias.encode()) > 255 or any(c in localpart for c in " \t\n:"):
+            raise MatrixError(400, "M_INVALID_PARAM", f"roomAlias: {alias!r} is not a valid room alias")
+        return server
+
+    async def resolve(self, alias: str) -> dict[str, Any]:
+        server = self._parse(alias)
+        if server != self._server_name:
+            raise MatrixError(404, "M_NOT_FOUND", "Resolving aliases of other servers is not available yet")
+        found = await self._aliases.get_alias(alias)
+        if found is None:
+            raise MatrixError(404, "M_NOT_FOUND", f"Room alias {alias} not found")
+        return {"room_id": found["room_id"], "servers": [self._server_name]}
+
+    async def create(self, requester: Requester, alias: str, body: dict[str, Any]) -> None:
+        if self._parse(alias) != self._server_name:
+            raise MatrixError(400, "M_INVALID_PARAM", "roomAlias: you can only create aliases on this server")
+        room_id = body.get("room_id")
+        if not isinstance(room_id, str) or not room_id.startswith("!"):
+            raise MatrixError(400, "M_INVALID_PARAM", "room_id: must be a room ID")
+        if await self._events.get_room_version_id(room_id) is None:
+            raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
+        try:
+            await self._aliases.create_alias(alias, room_id, requester.user_id, self._clock.time_ms())
+        except AliasExistsError:
+            raise MatrixError(409, "M_UNKNOWN", f"Room alias {alias} already exists") from None
+
+    async def delete(self, requester: Requester, alias: str) -> None:
+        self._parse(alias)
+        found = await self._aliases.get_alias(alias)
+        if found is None:
+            raise MatrixError(404, "M_NOT_FOUND", f"Room alias {alias} not found")
+        if found["creator"] != requester.user_id and not await self._is_admin(requester.user_id) \
+                and not await self._may_set_canonical_alias(requester.user_id, found["room_id"]):
+            raise MatrixError(403, "M_FORBIDDEN", "You may not delete this alias")
+        await self._aliases.delete_alias(alias)
+
+    async def _may_set_canonical_alias(self, user_id: str, room_id: str) -> bool:
+        state = await self._events.get_current_state_ids(room_id)
+        keys = [("m.room.power_levels", ""), ("m.room.create", "")]
+        loaded = await self._events.get_events([state[k] for k in keys if k in state])
+        auth_state = {k: loaded[state[k]] for k in keys if k in state and state[k] in loaded}
+        version = await self._sender.room_version(room_id)
+        pl = auth_state.get(("m.room.power_levels", ""))
+        return get_user_power_level(user_id, auth_state, version) >= get_required_level(
+            "m.room.canonical_alias", True, pl.content if pl else None)
+
+    async def aliases_of_room(self, requester: Requester, room_id: str) -> dict[str, Any]:
+        membership, _ = await self._events.get_membership(room_id, requester.user_id)
+        if membership != "join":
+            if await self._events.get_room_version_id(room_id) is None:
+                raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
+            raise MatrixError(403, "M_FORBIDDEN", "You are not joined to this room")
+        return {"aliases": await self._aliases.get_aliases_for_room(room_id)}

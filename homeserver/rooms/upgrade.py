@@ -1,0 +1,145 @@
+"""Room upgrades: a new room of another version that continues an old one.
+
+Following the spec (and Synapse's order): the new room is created with the old room's
+important state and a `predecessor`, the old room gets an `m.room.tombstone` pointing
+at the new one, the old room's power levels are tightened so that only moderators can
+still talk or invite, and local aliases move to the new room.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.auth import get_required_level, get_user_power_level
+from homeserver.clock import Clock
+from homeserver.errors import MatrixError
+from homeserver.events.room_versions import RoomVersion
+from homeserver.rooms.creation import ProfileLookup, random_room_id
+from homeserver.rooms.sender import RoomEventSender, room_version_or_error
+from storage.stores.aliases import AliasStore
+from storage.stores.events import EventStore
+
+# State copied from the old room into the new one.
+COPIED_STATE = (
+    "m.room.server_acl",
+    "m.room.encryption",
+    "m.room.name",
+    "m.room.history_visibility",
+    "m.room.guest_access",
+    "m.room.avatar",
+    "m.room.topic",
+    "m.room.join_rules",
+    "m.room.power_levels",
+    "m.room.canonical_alias",
+)
+
+
+class RoomUpgrader:
+    def __init__(self, sender: RoomEventSender, events: EventStore, aliases: AliasStore, clock: Clock,
+                 profiles: ProfileLookup):
+        self._sender = sender
+        self._events = events
+        self._aliases = aliases
+        self._clock = clock
+        self._profiles = profiles
+
+    async def upgrade(self, user_id: str, old_room_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /rooms/{roomId}/upgrade; returns `{"replacement_room": ...}`."""
+        new_version = room_version_or_error(body.get("new_version"))
+        old_version = await self._sender.room_version(old_room_id)
+        membership, _ = await self._events.get_membership(old_room_id, user_id)
+        if membership != "join":
+            raise MatrixError(403, "M_FORBIDDEN", "You are not joined to this room")
+        state_ids = await self._events.get_current_state_ids(old_room_id)
+        state = await self._events.get_events(state_ids.values())
+        by_key = {k: state[eid] for k, eid in state_ids.items() if eid in state}
+        pl_event = by_key.get(("m.room.power_levels", ""))
+        pl_content = dict(pl_event.content) if pl_event is not None else {}
+        if get_user_power_level(user_id, by_key, old_version) < get_required_level(
+                "m.room.tombstone", True, pl_content or None):
+            raise MatrixError(403, "M_FORBIDDEN", "You may not upgrade this room")
+
+        new_room_id = await self._create_successor(user_id, old_room_id, new_version, by_key, pl_content)
+        await self._sender.send(old_room_id, user_id, "m.room.tombstone",
+                                {"body": "This room has been replaced", "replacement_room": new_room_id},
+                                state_key="")
+        await self._restrict_old_room(user_id, old_room_id, pl_content)
+        await self._move_aliases(user_id, old_room_id, new_room_id, by_key)
+        return {"replacement_room": new_room_id}
+
+    async def _create_successor(self, user_id: str, old_room_id: str, version: RoomVersion,
+                                by_key: dict[tuple[str, str], Any], pl_content: dict[str, Any]) -> str:
+        old_create = by_key.get(("m.room.create", ""))
+        create_content: dict[str, Any] = {"predecessor": {"room_id": old_room_id}}
+        if old_create is not None and "m.federate" in old_create.content:
+            create_content["m.federate"] = old_create.content["m.federate"]
+        if old_create is not None and "type" in old_create.content:
+            create_content["type"] = old_create.content["type"]
+        if not version.implicit_room_creator:
+            create_content["creator"] = user_id
+        create_content["room_version"] = version.identifier
+        server_name = user_id.split(":", 1)[1]
+        room_id = None if version.room_id_from_create_event else random_room_id(server_name)
+        create = await self._sender.create_room(room_id, version, user_id, create_content)
+        new_room_id = create.room_id
+        join_content: dict[str, Any] = {"membership": "join"}
+        profile = await self._profiles(user_id)
+        for key in ("displayname", "avatar_url"):
+            if profile and isinstance(profile.get(key), str):
+                join_content[key] = profile[key]
+        await self._sender.send(new_room_id, user_id, "m.room.member", join_content, state_key=user_id)
+
+        # The upgrading user needs enough power to send the copied state, so they are raised
+        # first and the old room's levels are put back at the end (creators are implicit from v12).
+        final_pl = dict(pl_content) if pl_content else {}
+        final_users = dict(final_pl.get("users", {}))
+        if version.creator_power_infinite:
+            final_users.pop(user_id, None)
+        final_pl["users"] = final_users
+        raised_pl = final_pl
+        if not version.creator_power_infinite:
+            needed = max([100, *[v for v in final_users.values() if isinstance(v, int)]])
+            raised_pl = {**final_pl, "users": {**final_users, user_id: needed}}
+        await self._sender.send(new_room_id, user_id, "m.room.power_levels", raised_pl, state_key="")
+        for event_type in COPIED_STATE:
+            if event_type in ("m.room.power_levels", "m.room.canonical_alias"):
+                continue
+            event = by_key.get((event_type, ""))
+            if event is not None:
+                await self._sender.send(new_room_id, user_id, event_type, dict(event.content), state_key="")
+        if raised_pl is not final_pl:
+            await self._sender.send(new_room_id, user_id, "m.room.power_levels", final_pl, state_key="",
+                                    skip_unchanged_state=True)
+        return new_room_id
+
+    async def _restrict_old_room(self, user_id: str, room_id: str, pl_content: dict[str, Any]) -> None:
+        users_default = pl_content.get("users_default", 0)
+        restricted = max(50, (users_default if isinstance(users_default, int) else 0) + 1)
+        new_pl = dict(pl_content)
+        changed = False
+        for key in ("events_default", "invite"):
+            current = new_pl.get(key, 0)
+            if not isinstance(current, int) or current < restricted:
+                new_pl[key] = restricted
+                changed = True
+        if changed:
+            try:
+                await self._sender.send(room_id, user_id, "m.room.power_levels", new_pl, state_key="")
+            except MatrixError:
+                pass  # the user may tombstone but not change power levels: the old room stays open
+
+    async def _move_aliases(self, user_id: str, old_room_id: str, new_room_id: str,
+                            by_key: dict[tuple[str, str], Any]) -> None:
+        for alias in await self._aliases.get_aliases_for_room(old_room_id):
+            found = await self._aliases.get_alias(alias)
+            await self._aliases.delete_alias(alias)
+            await self._aliases.create_alias(alias, new_room_id, found["creator"] if found else user_id,
+                                             self._clock.time_ms())
+        canonical = by_key.get(("m.room.canonical_alias", ""))
+        if canonical is not None and canonical.content:
+            await self._sender.send(new_room_id, user_id, "m.room.canonical_alias", dict(canonical.content),
+                                    state_key="")
+            try:
+                await self._sender.send(old_room_id, user_id, "m.room.canonical_alias", {}, state_key="")
+            except MatrixError:
+                pass
