@@ -42,6 +42,8 @@ class AuthService:
         self._pending_last_seen: dict[tuple[str, str | None, str, str], int] = {}
         self._last_seen_flush_s = last_seen_flush_s
         self._flusher: asyncio.Task[None] | None = None
+        # Bumped on every invalidation, so a lookup that raced with one does not re-cache a dead token.
+        self._generation = 0
 
     # --- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -77,8 +79,9 @@ class AuthService:
         if cached is not None and now - cached[1] < self._cache_ttl_s:
             self._cache.move_to_end(token_hash)
             return cached[0]
+        generation = self._generation
         info = await self._store.get_access_token(token_hash)
-        if info is not None:
+        if info is not None and generation == self._generation:
             self._cache[token_hash] = (info, now)
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
@@ -89,10 +92,12 @@ class AuthService:
         return bool(user is not None and user.admin)
 
     def invalidate_token_hashes(self, token_hashes: list[str]) -> None:
+        self._generation += 1
         for token_hash in token_hashes:
             self._cache.pop(token_hash, None)
 
     def invalidate_user(self, user_id: str) -> None:
+        self._generation += 1
         for token_hash in [h for h, (info, _) in self._cache.items() if info.user_id == user_id]:
             del self._cache[token_hash]
 

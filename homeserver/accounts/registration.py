@@ -9,7 +9,7 @@ from typing import Any
 
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.sessions import SessionService
-from homeserver.accounts.uia import DUMMY, REGISTRATION_TOKEN, UserInteractiveAuth
+from homeserver.accounts.uia import DUMMY, REGISTRATION_TOKEN, InteractiveAuthRequired, UserInteractiveAuth
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
 from homeserver.identifiers import check_new_localpart
@@ -86,9 +86,18 @@ class RegistrationService:
             username = username.lower()
             await self.check_username_available(username)
 
-        completed, params, session_id = await self._uia.check(body, self.flows, uri=uri, method="POST")
+        # The password never enters the UIA session: only its hash, kept server-side.
+        uia_body = {k: v for k, v in body.items() if k != "password"}
+        password_hash = await self._passwords.hash(password) if password else None
+        try:
+            completed, params, session_id = await self._uia.check(uia_body, self.flows, uri=uri, method="POST")
+        except InteractiveAuthRequired as challenge:
+            if password_hash is not None:
+                await self._uia.set_server_value(challenge.body["session"], "password_hash", password_hash)
+            raise
         username = params.get("username")
-        password = params.get("password")
+        if password_hash is None:
+            password_hash = await self._uia.get_server_value(session_id, "password_hash")
         user_id = await self._uia.get_server_value(session_id, "registered_user_id")
         if user_id is None:
             if username is not None:
@@ -97,7 +106,6 @@ class RegistrationService:
                 user_id = f"@{username}:{self._server_name}"
             else:
                 user_id = await self._generate_user_id()
-            password_hash = await self._passwords.hash(password) if password else None
             try:
                 await self._store.create_user(user_id, password_hash, created_ts=self._clock.time_ms())
             except UserExistsError:

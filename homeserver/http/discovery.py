@@ -14,7 +14,10 @@ from homeserver.http.request import json_response
 SUPPORTED_SPEC_VERSIONS = ("r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6",
                            "v1.7", "v1.8", "v1.9", "v1.10", "v1.11")
 
-UNSTABLE_FEATURES: dict[str, bool] = {}
+# Only features actually served. Extended profiles (MSC4133) are served at their stable v3 paths,
+# which spec v1.16 defines; until we list v1.16 this flag is how clients (matrix-js-sdk, ruma)
+# learn to use them there.
+UNSTABLE_FEATURES: dict[str, bool] = {"uk.tcpip.msc4133.stable": True}
 
 
 class DiscoveryHandlers:

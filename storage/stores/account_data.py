@@ -40,7 +40,8 @@ class AccountDataStore:
         async def txn_fn(txn: Transaction) -> int:
             (position,) = await allocate_stream_positions(txn, ACCOUNT_DATA)
             await txn.upsert(
-                "account_data", {"user_id": user_id, "account_data_type": data_type},
+                "account_data",
+                {"user_id": user_id, "account_data_type": data_type},
                 {"stream_id": position, "content": json.dumps(content, ensure_ascii=False)},
             )
             return position
@@ -58,7 +59,10 @@ class AccountDataStore:
         return await self.db.run_interaction("put_room_account_data", txn_fn, isolation="read_committed")
 
     async def update_room(
-        self, user_id: str, room_id: str, data_type: str,
+        self,
+        user_id: str,
+        room_id: str,
+        data_type: str,
         update: Callable[[dict[str, Any] | None], dict[str, Any] | None],
     ) -> int | None:
         """Rewrite room account data with `update(current)`; no write when it returns None."""
@@ -75,7 +79,9 @@ class AccountDataStore:
             return position
 
         try:
-            return await self.db.run_interaction("update_room_account_data", txn_fn, isolation="read_committed")
+            return await self.db.run_interaction(
+                "update_room_account_data", txn_fn, isolation="read_committed"
+            )
         except _NoChange:
             return None
 
@@ -141,6 +147,7 @@ async def _write_room(
     txn: Transaction, user_id: str, room_id: str, data_type: str, content: dict[str, Any], position: int
 ) -> None:
     await txn.upsert(
-        "room_account_data", {"user_id": user_id, "room_id": room_id, "account_data_type": data_type},
+        "room_account_data",
+        {"user_id": user_id, "room_id": room_id, "account_data_type": data_type},
         {"stream_id": position, "content": json.dumps(content, ensure_ascii=False)},
     )

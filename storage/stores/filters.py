@@ -46,7 +46,8 @@ class FilterStore:
 
     async def get_filter(self, user_id: str, filter_id: int) -> dict[str, Any] | None:
         text = await self.db.fetch_value(
-            "get_filter", "SELECT filter_json FROM filters WHERE user_id = ? AND filter_id = ?",
+            "get_filter",
+            "SELECT filter_json FROM filters WHERE user_id = ? AND filter_id = ?",
             (user_id, filter_id),
         )
         return None if text is None else json.loads(text)

@@ -56,7 +56,9 @@ class ProfileStore:
         """Every field of a local user's profile; None when there is no such user."""
         return await self.db.run_interaction("get_profile", _read_profile, user_id, write=False)
 
-    async def set_field(self, user_id: str, field: str, value: Any, *, max_profile_bytes: int) -> dict[str, Any]:
+    async def set_field(
+        self, user_id: str, field: str, value: Any, *, max_profile_bytes: int
+    ) -> dict[str, Any]:
         """Set one field (None for a column field clears it) and return the whole new profile.
 
         The size check and the write share a transaction so that two concurrent writes cannot
@@ -78,7 +80,8 @@ class ProfileStore:
                 await txn.upsert("profiles", {"user_id": user_id}, {field: value})
             else:
                 await txn.upsert(
-                    "profile_fields", {"user_id": user_id, "field_name": field},
+                    "profile_fields",
+                    {"user_id": user_id, "field_name": field},
                     {"value_json": json.dumps(value, ensure_ascii=False)},
                 )
             return profile

@@ -1,0 +1,177 @@
+"""Managing one's own account: password changes, deactivation, and third-party identifiers.
+
+This server sends no e-mail or SMS and proxies to no identity server, so it holds no
+third-party identifiers (3PIDs): the token-request endpoints refuse with
+`M_THREEPID_MEDIUM_NOT_SUPPORTED`, binding with `M_SERVER_NOT_TRUSTED`, and adding one
+finds no validated session, as Synapse answers when no delivery is configured.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from homeserver.accounts.auth import AuthService, Requester
+from homeserver.accounts.devices import PASSWORD_FLOWS, DeviceService, check_password_stage_user
+from homeserver.accounts.passwords import PasswordHasher
+from homeserver.accounts.registration import MAX_PASSWORD_LENGTH
+from homeserver.accounts.uia import InteractiveAuthRequired, UserInteractiveAuth
+from homeserver.errors import MatrixError
+from storage.stores.accounts import AccountStore
+
+# The UIA session remembers a hash of the new password, never the password itself.
+NEW_PASSWORD_HASH_KEY = "new_password_hash"
+CLIENT_SECRET_RE = re.compile(r"[0-9a-zA-Z.=_\-]{1,255}")
+MAX_FIELD_LENGTH = 2048
+
+# (field, JSON type, required). Checked in order, so the first problem is the one reported.
+FieldSpec = tuple[str, type, bool]
+
+EMAIL_TOKEN_REQUEST: Sequence[FieldSpec] = (
+    ("client_secret", str, True), ("email", str, True), ("send_attempt", int, True),
+    ("next_link", str, False), ("id_server", str, False), ("id_access_token", str, False),
+)
+MSISDN_TOKEN_REQUEST: Sequence[FieldSpec] = (
+    ("client_secret", str, True), ("country", str, True), ("phone_number", str, True),
+    ("send_attempt", int, True), ("next_link", str, False), ("id_server", str, False),
+    ("id_access_token", str, False),
+)
+THREEPID_ADD: Sequence[FieldSpec] = (("client_secret", str, True), ("sid", str, True))
+THREEPID_BIND: Sequence[FieldSpec] = (
+    ("client_secret", str, True), ("id_access_token", str, True), ("id_server", str, True), ("sid", str, True),
+)
+THREEPID_UNBIND: Sequence[FieldSpec] = (("address", str, True), ("medium", str, True), ("id_server", str, False))
+PASSWORD_CHANGE: Sequence[FieldSpec] = (("new_password", str, False), ("logout_devices", bool, False))
+DEACTIVATE: Sequence[FieldSpec] = (("erase", bool, False), ("id_server", str, False))
+
+MEDIA = ("email", "msisdn")
+TOKEN_REQUEST_FIELDS = {"email": EMAIL_TOKEN_REQUEST, "msisdn": MSISDN_TOKEN_REQUEST}
+MEDIUM_REFUSALS = {
+    "email": "This homeserver does not send e-mail, so it cannot verify e-mail addresses",
+    "msisdn": "This homeserver does not send SMS, so it cannot verify phone numbers",
+}
+
+
+def check_fields(body: dict[str, Any], spec: Sequence[FieldSpec], prefix: str = "") -> None:
+    """Validate the listed fields of a JSON object: presence, JSON type, and sane lengths."""
+    for name, kind, required in spec:
+        value = body.get(name)
+        if value is None:
+            if required:
+                raise MatrixError(400, "M_MISSING_PARAM", f"{prefix}{name}: required")
+            continue
+        # bool is an int in Python, but never a number in JSON.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            article = {str: "a string", int: "an integer", bool: "true or false"}[kind]
+            raise MatrixError(400, "M_BAD_JSON", f"{prefix}{name}: must be {article}")
+        if kind is str and len(value) > MAX_FIELD_LENGTH:
+            raise MatrixError(400, "M_TOO_LARGE", f"{prefix}{name}: longer than {MAX_FIELD_LENGTH} characters")
+    secret = body.get("client_secret")
+    if isinstance(secret, str) and not CLIENT_SECRET_RE.fullmatch(secret):
+        raise MatrixError(400, "M_INVALID_PARAM",
+                          f"{prefix}client_secret: must be 1-255 characters of [0-9a-zA-Z.=_-]")
+    medium = body.get("medium")
+    if any(name == "medium" for name, _, _ in spec) and medium not in MEDIA:
+        raise MatrixError(400, "M_INVALID_PARAM", f"{prefix}medium: must be 'email' or 'msisdn'")
+
+
+class AccountService:
+    def __init__(self, store: AccountStore, auth: AuthService, uia: UserInteractiveAuth, devices: DeviceService,
+                 passwords: PasswordHasher):
+        self._store = store
+        self._auth = auth
+        self._uia = uia
+        self._devices = devices
+        self._passwords = passwords
+
+    # --- password ----------------------------------------------------------------------
+    async def change_password(self, requester: Requester, body: dict[str, Any], *, uri: str) -> None:
+        """`POST /account/password`: UIA with the current password, then set the new one.
+
+        Unless `logout_devices` is false, every other session ends; the requester's stays.
+        """
+        check_fields(body, PASSWORD_CHANGE)
+        new_password = body.get("new_password") or None
+        if new_password is not None and len(new_password) > MAX_PASSWORD_LENGTH:
+            raise MatrixError(400, "M_TOO_LARGE", f"new_password: longer than {MAX_PASSWORD_LENGTH} characters")
+        # The plain new password must not be stored in the UIA session along with the request.
+        uia_body = {k: v for k, v in body.items() if k != "new_password"}
+        try:
+            completed, params, session_id = await self._uia.check(
+                uia_body, PASSWORD_FLOWS, uri=uri, method="POST", for_user=requester.user_id)
+        except InteractiveAuthRequired as challenge:
+            if new_password is not None:
+                await self._remember_new_password(challenge.body["session"], new_password)
+            raise
+        check_password_stage_user(completed, requester.user_id)
+        if new_password is not None:
+            password_hash = await self._passwords.hash(new_password)
+        else:
+            password_hash = await self._uia.get_server_value(session_id, NEW_PASSWORD_HASH_KEY)
+        if not password_hash:
+            raise MatrixError(400, "M_MISSING_PARAM", "new_password: required")
+        await self._store.set_password_hash(requester.user_id, password_hash)
+        if params.get("logout_devices", True) is not False:
+            await self._devices.delete_other_devices(requester.user_id, requester.device_id,
+                                                     requester.access_token_id)
+        await self._store.delete_uia_session(session_id)
+
+    async def _remember_new_password(self, session_id: str, new_password: str) -> None:
+        if await self._uia.get_server_value(session_id, NEW_PASSWORD_HASH_KEY) is None:
+            await self._uia.set_server_value(session_id, NEW_PASSWORD_HASH_KEY,
+                                             await self._passwords.hash(new_password))
+
+    # --- deactivation --------------------------------------------------------------------
+    async def deactivate(self, requester: Requester, body: dict[str, Any], *, uri: str) -> dict[str, Any]:
+        """`POST /account/deactivate`: UIA, then no password, no devices, no tokens; `erase` recorded."""
+        check_fields(body, DEACTIVATE)
+        completed, params, session_id = await self._uia.check(
+            body, PASSWORD_FLOWS, uri=uri, method="POST", for_user=requester.user_id)
+        check_password_stage_user(completed, requester.user_id)
+        await self._store.mark_deactivated(requester.user_id, erase=params.get("erase") is True)
+        self._auth.invalidate_user(requester.user_id)
+        await self._store.delete_uia_session(session_id)
+        # Hook for the rooms and privacy work: leave joined rooms, clear the profile when erasing,
+        # remove pushers and the user directory entry.
+        return {"id_server_unbind_result": "no-support"}
+
+    # --- third-party identifiers -------------------------------------------------------
+    async def list_threepids(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's 3PIDs: none, since no endpoint here can validate and add one."""
+        return []
+
+    def request_token(self, medium: str, body: dict[str, Any]) -> None:
+        """Any `.../{email,msisdn}/requestToken`: validate the request, then refuse the medium."""
+        check_fields(body, TOKEN_REQUEST_FIELDS[medium])
+        raise MatrixError(400, "M_THREEPID_MEDIUM_NOT_SUPPORTED", MEDIUM_REFUSALS[medium])
+
+    async def add_threepid(self, requester: Requester, body: dict[str, Any], *, uri: str) -> None:
+        """`POST /account/3pid/add`: UIA, then look for the validated session (there is none)."""
+        check_fields(body, THREEPID_ADD)
+        completed, _, _ = await self._uia.check(body, PASSWORD_FLOWS, uri=uri, method="POST",
+                                                for_user=requester.user_id)
+        check_password_stage_user(completed, requester.user_id)
+        raise MatrixError(400, "M_THREEPID_AUTH_FAILED", "sid: no validated third-party identifier session")
+
+    def add_threepid_legacy(self, body: dict[str, Any]) -> None:
+        """The deprecated `POST /account/3pid`, which validated through an identity server."""
+        key = "three_pid_creds" if "three_pid_creds" in body else "threePidCreds"
+        creds = body.get(key)
+        if creds is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "three_pid_creds: required")
+        if not isinstance(creds, dict):
+            raise MatrixError(400, "M_BAD_JSON", f"{key}: must be an object")
+        check_fields(creds, THREEPID_ADD, prefix=f"{key}.")
+        raise MatrixError(403, "M_THREEPID_AUTH_FAILED", "This homeserver trusts no identity server to verify 3PIDs")
+
+    def bind_threepid(self, body: dict[str, Any]) -> None:
+        """`POST /account/3pid/bind`: we proxy to no identity server."""
+        check_fields(body, THREEPID_BIND)
+        raise MatrixError(400, "M_SERVER_NOT_TRUSTED",
+                          "id_server: this homeserver does not bind identifiers on identity servers")
+
+    def unbind_threepid(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /account/3pid/unbind` and `/delete`: nothing is bound anywhere, nothing held here."""
+        check_fields(body, THREEPID_UNBIND)
+        return {"id_server_unbind_result": "no-support"}

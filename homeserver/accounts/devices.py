@@ -1,0 +1,161 @@
+"""A user's devices: listing, renaming, deleting (behind UIA), and forgetting old sightings.
+
+Deleting a device takes its access and refresh tokens with it; their hashes are dropped
+from the token cache at once, so a deleted device's token stops working on the next request.
+Last-seen IP addresses and user agents are personal data: an hourly task forgets those older
+than `sessions.last_seen_max_age_days`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from homeserver.accounts.auth import AuthService, Requester
+from homeserver.accounts.sessions import MAX_DISPLAY_NAME_LENGTH
+from homeserver.accounts.uia import PASSWORD, UserInteractiveAuth
+from homeserver.clock import Clock
+from homeserver.errors import MatrixError
+from storage.stores.accounts import AccountStore
+
+logger = logging.getLogger(__name__)
+
+DAY_MS = 24 * 3600 * 1000
+PRUNE_INTERVAL_S = 3600.0
+FIRST_PRUNE_DELAY_S = 60.0
+PASSWORD_FLOWS = [[PASSWORD]]
+MAX_DEVICES_PER_DELETE = 1000
+
+# Columns a client may see. The user agent stays private (admin API only), as in Synapse.
+_CLIENT_FIELDS = ("device_id", "display_name", "last_seen_ip", "last_seen_ts")
+
+
+def device_for_client(row: dict[str, Any]) -> dict[str, Any]:
+    """The spec's Device object: absent rather than null for what is not known."""
+    return {key: row[key] for key in _CLIENT_FIELDS if row.get(key) is not None}
+
+
+def parse_device_ids(body: dict[str, Any]) -> list[str]:
+    """`devices` of a `/delete_devices` body: a list of strings, required."""
+    if "devices" not in body:
+        raise MatrixError(400, "M_MISSING_PARAM", "devices: required")
+    devices = body["devices"]
+    if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
+        raise MatrixError(400, "M_BAD_JSON", "devices: must be a list of device ID strings")
+    if len(devices) > MAX_DEVICES_PER_DELETE:
+        raise MatrixError(400, "M_TOO_LARGE", f"devices: at most {MAX_DEVICES_PER_DELETE} per request")
+    return list(dict.fromkeys(devices))
+
+
+def parse_display_name(body: dict[str, Any]) -> str | None:
+    """`display_name` of a `PUT /devices/{id}` body; None (absent or null) leaves the name alone."""
+    name = body.get("display_name")
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise MatrixError(400, "M_BAD_JSON", "display_name: must be a string")
+    if len(name) > MAX_DISPLAY_NAME_LENGTH:
+        raise MatrixError(400, "M_TOO_LARGE", f"display_name: longer than {MAX_DISPLAY_NAME_LENGTH} characters")
+    return name
+
+
+def check_password_stage_user(completed: dict[str, Any], user_id: str) -> None:
+    """A completed password stage must have proven *this* user's password.
+
+    The stage already checks the password against the requester, but a session ID is a
+    bearer secret: this stops a session completed by one user being replayed by another.
+    """
+    if completed.get(PASSWORD) != user_id:
+        raise MatrixError(403, "M_FORBIDDEN", "auth: the authentication session belongs to another user")
+
+
+class DeviceService:
+    def __init__(self, store: AccountStore, auth: AuthService, uia: UserInteractiveAuth, clock: Clock, *,
+                 last_seen_max_age_days: int):
+        self._store = store
+        self._auth = auth
+        self._uia = uia
+        self._clock = clock
+        self._max_age_ms = last_seen_max_age_days * DAY_MS
+        self._pruner: asyncio.Task[None] | None = None
+
+    # --- lifecycle ---------------------------------------------------------------
+    def start(self) -> None:
+        self._pruner = asyncio.create_task(self._prune_periodically())
+
+    async def stop(self) -> None:
+        if self._pruner is not None:
+            self._pruner.cancel()
+            self._pruner = None
+
+    # --- reading and renaming --------------------------------------------------------
+    async def list_devices(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's devices as the client API shows them."""
+        return [device_for_client(row) for row in await self._store.get_devices(user_id)]
+
+    async def get_device(self, user_id: str, device_id: str) -> dict[str, Any]:
+        """One of the user's devices; 404 `M_NOT_FOUND` if they have no such device."""
+        row = await self._store.get_device(user_id, device_id)
+        if row is None:
+            raise MatrixError(404, "M_NOT_FOUND", "device_id: no such device")
+        return device_for_client(row)
+
+    async def rename_device(self, user_id: str, device_id: str, display_name: str | None) -> None:
+        """Set a device's display name (None keeps it); 404 if the user has no such device."""
+        # Appservices (MSC4190) may create devices through PUT; that arrives with appservice support.
+        if await self._store.get_device(user_id, device_id) is None:
+            raise MatrixError(404, "M_NOT_FOUND", "device_id: no such device")
+        if display_name is not None:
+            await self._store.set_device_display_name(user_id, device_id, display_name)
+
+    # --- deleting ----------------------------------------------------------------------
+    async def delete_devices_with_auth(self, requester: Requester, body: dict[str, Any], device_ids: list[str],
+                                       *, uri: str, method: str) -> None:
+        """Run the password UIA for the requester, then delete the devices and their tokens.
+
+        Unknown device IDs are ignored, as Synapse does: deleting is idempotent.
+        """
+        completed, _, session_id = await self._uia.check(body, PASSWORD_FLOWS, uri=uri, method=method,
+                                                         for_user=requester.user_id)
+        check_password_stage_user(completed, requester.user_id)
+        await self.delete_devices(requester.user_id, device_ids)
+        # A finished session must not authorise the same request again.
+        await self._store.delete_uia_session(session_id)
+
+    async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
+        """Delete devices with their tokens, and drop those tokens from the cache."""
+        if not device_ids:
+            return
+        hashes = await self._store.delete_devices(user_id, device_ids)
+        self._auth.invalidate_token_hashes(hashes)
+        # Hook for the e2ee work: device-list updates and to-device cleanup for these devices.
+
+    async def delete_other_devices(self, user_id: str, keep_device_id: str | None,
+                                   keep_token_id: int | None) -> None:
+        """Log out everywhere except one session (device and token): after a password change."""
+        others = [d["device_id"] for d in await self._store.get_devices(user_id) if d["device_id"] != keep_device_id]
+        await self.delete_devices(user_id, others)
+        # Tokens without a device, or other tokens of the kept device, go too.
+        hashes = await self._store.delete_access_tokens(user_id, except_token_id=keep_token_id)
+        self._auth.invalidate_token_hashes(hashes)
+
+    # --- forgetting old sightings --------------------------------------------------------
+    async def prune_last_seen(self) -> int:
+        """Forget last-seen IPs and user agents older than the configured age; returns user_ips rows removed."""
+        cutoff = self._clock.time_ms() - self._max_age_ms
+        # Sightings still buffered in memory must reach the database before the cut-off applies.
+        await self._auth.flush_last_seen()
+        return await self._store.prune_last_seen(cutoff)
+
+    async def _prune_periodically(self) -> None:
+        # A short first delay keeps start-up quick and still prunes servers that restart often.
+        await asyncio.sleep(FIRST_PRUNE_DELAY_S)
+        while True:
+            try:
+                removed = await self.prune_last_seen()
+                if removed:
+                    logger.info("Forgot %d last-seen entries older than the configured age", removed)
+            except Exception:
+                logger.exception("Could not prune last-seen entries")
+            await asyncio.sleep(PRUNE_INTERVAL_S)

@@ -1,0 +1,1 @@
+"""Push: rules (defaults, per-user changes, merging), and later their evaluation and pushers."""

@@ -1,0 +1,291 @@
+"""Queries /sync needs, shaped for many rooms at once: one round trip per question, not per room.
+
+Per-room "newest N rows" questions are answered with a UNION ALL of small per-room subqueries,
+each walking the (room_id, stream_ordering) index backwards from its own upper bound, which both
+engines execute as cheap index range scans; a window function over every room's events would
+read the whole range first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from storage.database import Database, Transaction
+
+# SQLite refuses compound SELECTs of more than 500 terms; stay well below.
+_UNION_CHUNK = 100
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipRow:
+    """One of the user's membership events: which room, what membership, where in the stream."""
+
+    room_id: str
+    membership: str
+    event_id: str
+    stream_ordering: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineRange:
+    """Ask for the newest `limit` events of a room with `after < stream_ordering <= upto`."""
+
+    room_id: str
+    after: int | None
+    upto: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineRow:
+    event_id: str
+    stream_ordering: int
+
+
+def _chunks(items: Sequence, size: int = _UNION_CHUNK) -> list[Sequence]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+class SyncStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def get_stream_positions(self) -> dict[str, int]:
+        """Every stream's current position in one read."""
+        rows = await self.db.fetch_all("sync_stream_positions", "SELECT stream_name, position FROM stream_positions")
+        return {name: int(position) for name, position in rows}
+
+    # --- which rooms ---------------------------------------------------------------------
+    async def get_memberships_at(self, user_id: str, upto: int) -> dict[str, MembershipRow]:
+        """The user's membership in every room they have one in, as of stream position `upto`."""
+
+        async def txn_fn(txn: Transaction) -> dict[str, MembershipRow]:
+            rows = await txn.fetch_all(
+                "SELECT c.room_id, c.membership, c.event_id, e.stream_ordering FROM current_state_events c"
+                " JOIN events e ON e.event_id = c.event_id"
+                " WHERE c.type = 'm.room.member' AND c.state_key = ?",
+                (user_id,),
+            )
+            found = {r[0]: MembershipRow(r[0], r[1], r[2], int(r[3])) for r in rows}
+            # Current state may already hold a change committed after `upto` was read: step back to
+            # the membership the token describes, so the response agrees with its next_batch.
+            newer = [room_id for room_id, row in found.items() if row.stream_ordering > upto]
+            if newer:
+                older = await _latest_memberships(txn, user_id, newer, upto)
+                for room_id in newer:
+                    if room_id in older:
+                        found[room_id] = older[room_id]
+                    else:
+                        del found[room_id]
+            return found
+
+        return await self.db.run_interaction("sync_memberships_at", txn_fn, write=False)
+
+    async def get_memberships_before(self, user_id: str, room_ids: Sequence[str], position: int
+                                     ) -> dict[str, MembershipRow]:
+        """The user's latest membership event at or before `position` in each of `room_ids`."""
+        if not room_ids:
+            return {}
+        return await self.db.run_interaction("sync_memberships_before", _latest_memberships, user_id,
+                                             list(room_ids), position, write=False)
+
+    async def get_membership_changes(self, user_id: str, after: int, upto: int) -> list[MembershipRow]:
+        """The user's membership events with `after < stream_ordering <= upto`, oldest first."""
+        rows = await self.db.fetch_all(
+            "sync_membership_changes",
+            "SELECT room_id, membership, event_id, stream_ordering FROM room_memberships"
+            " WHERE user_id = ? AND stream_ordering > ? AND stream_ordering <= ? ORDER BY stream_ordering",
+            (user_id, after, upto),
+        )
+        return [MembershipRow(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+    async def get_rooms_with_new_events(self, room_ids: Sequence[str], after: int, upto: int) -> dict[str, int]:
+        """room_id -> newest stream position, for the rooms among `room_ids` with events in the range."""
+        if not room_ids or after >= upto:
+            return {}
+
+        async def txn_fn(txn: Transaction) -> dict[str, int]:
+            clause, params = txn.dialect.in_list("room_id", list(room_ids))
+            rows = await txn.fetch_all(
+                "SELECT room_id, MAX(stream_ordering) FROM events"
+                f" WHERE {clause} AND stream_ordering > ? AND stream_ordering <= ? AND outlier = ?"
+                " GROUP BY room_id",
+                (*params, after, upto, False),
+            )
+            return {r[0]: int(r[1]) for r in rows}
+
+        return await self.db.run_interaction("sync_rooms_with_new_events", txn_fn, write=False)
+
+    async def get_forgotten_rooms(self, user_id: str) -> set[str]:
+        rows = await self.db.fetch_all("sync_forgotten_rooms", "SELECT room_id FROM room_forgotten WHERE user_id = ?",
+                                       (user_id,))
+        return {r[0] for r in rows}
+
+    # --- timelines -------------------------------------------------------------------------
+    async def get_timelines(self, ranges: Sequence[TimelineRange]) -> dict[str, list[TimelineRow]]:
+        """For each range, its room's newest `limit` events inside it, returned oldest first."""
+        if not ranges:
+            return {}
+
+        async def txn_fn(txn: Transaction) -> dict[str, list[TimelineRow]]:
+            out: dict[str, list[TimelineRow]] = {r.room_id: [] for r in ranges}
+            for chunk in _chunks(list(ranges)):
+                parts, params = [], []
+                for i, r in enumerate(chunk):
+                    lower = "" if r.after is None else " AND stream_ordering > ?"
+                    parts.append(
+                        f"SELECT * FROM (SELECT room_id, event_id, stream_ordering FROM events"
+                        f" WHERE room_id = ? AND stream_ordering <= ?{lower} AND outlier = ?"
+                        f" AND rejected_reason IS NULL ORDER BY stream_ordering DESC LIMIT ?) AS t{i}"
+                    )
+                    params.extend([r.room_id, r.upto, *(() if r.after is None else (r.after,)), False, r.limit])
+                for room_id, event_id, stream_ordering in await txn.fetch_all(" UNION ALL ".join(parts), params):
+                    out[room_id].append(TimelineRow(event_id, int(stream_ordering)))
+            for rows in out.values():
+                rows.sort(key=lambda row: row.stream_ordering)
+            return out
+
+        return await self.db.run_interaction("sync_timelines", txn_fn, write=False)
+
+    # --- state -------------------------------------------------------------------------------
+    async def get_state_groups_at(self, positions: Sequence[tuple[str, int]]) -> dict[str, int]:
+        """room_id -> the state group after the room's last event at or before each position."""
+        if not positions:
+            return {}
+
+        async def txn_fn(txn: Transaction) -> dict[str, int]:
+            out: dict[str, int] = {}
+            for chunk in _chunks(list(positions)):
+                parts, params = [], []
+                for i, (room_id, position) in enumerate(chunk):
+                    parts.append(
+                        f"SELECT * FROM (SELECT e.room_id, s.state_group FROM events e"
+                        f" JOIN event_to_state_groups s ON s.event_id = e.event_id"
+                        f" WHERE e.room_id = ? AND e.stream_ordering <= ? AND e.outlier = ?"
+                        f" ORDER BY e.stream_ordering DESC LIMIT 1) AS t{i}"
+                    )
+                    params.extend([room_id, position, False])
+                for room_id, group in await txn.fetch_all(" UNION ALL ".join(parts), params):
+                    out[room_id] = int(group)
+            return out
+
+        return await self.db.run_interaction("sync_state_groups_at", txn_fn, write=False)
+
+    async def get_state_groups_around(self, event_ids: Sequence[str]) -> dict[str, tuple[int | None, int]]:
+        """event_id -> (state group before it, state group after it).
+
+        An event that changed state created its own group, whose parent holds the state before it;
+        any other event shares the group of the state it was sent in.
+        """
+        if not event_ids:
+            return {}
+
+        async def txn_fn(txn: Transaction) -> dict[str, tuple[int | None, int]]:
+            clause, params = _qualified_in_list(txn, "s", "event_id", list(event_ids))
+            rows = await txn.fetch_all(
+                "SELECT s.event_id, s.state_group, g.event_id, e.prev_state_group FROM event_to_state_groups s"
+                " JOIN state_groups g ON g.id = s.state_group"
+                " LEFT JOIN state_group_edges e ON e.state_group = s.state_group"
+                f" WHERE {clause}",
+                params,
+            )
+            out: dict[str, tuple[int | None, int]] = {}
+            for event_id, group, creator, prev_group in rows:
+                before = (None if prev_group is None else int(prev_group)) if creator == event_id else int(group)
+                out[event_id] = (before, int(group))
+            return out
+
+        return await self.db.run_interaction("sync_state_groups_around", txn_fn, write=False)
+
+    # --- summaries -----------------------------------------------------------------------------
+    async def get_member_counts(self, room_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """room_id -> membership -> number of users with it, from current state."""
+        if not room_ids:
+            return {}
+
+        async def txn_fn(txn: Transaction) -> dict[str, dict[str, int]]:
+            clause, params = txn.dialect.in_list("room_id", list(room_ids))
+            rows = await txn.fetch_all(
+                "SELECT room_id, membership, COUNT(*) FROM current_state_events"
+                f" WHERE type = 'm.room.member' AND {clause} GROUP BY room_id, membership",
+                params,
+            )
+            out: dict[str, dict[str, int]] = {room_id: {} for room_id in room_ids}
+            for room_id, membership, count in rows:
+                out[room_id][membership] = int(count)
+            return out
+
+        return await self.db.run_interaction("sync_member_counts", txn_fn, write=False)
+
+    async def get_first_members(self, room_ids: Sequence[str], memberships: Sequence[str], limit: int
+                                ) -> dict[str, list[str]]:
+        """room_id -> up to `limit` users with one of `memberships`, in the order their member events came."""
+        if not room_ids:
+            return {}
+
+        async def txn_fn(txn: Transaction) -> dict[str, list[str]]:
+            out: dict[str, list[str]] = {room_id: [] for room_id in room_ids}
+            for chunk in _chunks(list(room_ids)):
+                parts, params = [], []
+                for i, room_id in enumerate(chunk):
+                    clause, clause_params = _qualified_in_list(txn, "c", "membership", list(memberships))
+                    parts.append(
+                        f"SELECT * FROM (SELECT c.room_id, c.state_key, e.stream_ordering FROM current_state_events c"
+                        f" JOIN events e ON e.event_id = c.event_id"
+                        f" WHERE c.room_id = ? AND c.type = 'm.room.member' AND {clause}"
+                        f" ORDER BY e.stream_ordering LIMIT ?) AS t{i}"
+                    )
+                    params.extend([room_id, *clause_params, limit])
+                rows = await txn.fetch_all(" UNION ALL ".join(parts), params)
+                for room_id, user_id, _ in sorted(rows, key=lambda r: r[2]):
+                    out[room_id].append(user_id)
+            return out
+
+        return await self.db.run_interaction("sync_first_members", txn_fn, write=False)
+
+    async def get_current_state_event_ids(self, room_ids: Sequence[str], types: Sequence[str]
+                                          ) -> dict[str, dict[tuple[str, str], str]]:
+        """room_id -> (type, state_key) -> event_id of the current state events of the given types."""
+        if not room_ids:
+            return {}
+
+        async def txn_fn(txn: Transaction) -> dict[str, dict[tuple[str, str], str]]:
+            room_clause, room_params = txn.dialect.in_list("room_id", list(room_ids))
+            type_clause, type_params = txn.dialect.in_list("type", list(types))
+            rows = await txn.fetch_all(
+                "SELECT room_id, type, state_key, event_id FROM current_state_events"
+                f" WHERE {room_clause} AND {type_clause}",
+                (*room_params, *type_params),
+            )
+            out: dict[str, dict[tuple[str, str], str]] = {room_id: {} for room_id in room_ids}
+            for room_id, event_type, state_key, event_id in rows:
+                out[room_id][(event_type, state_key)] = event_id
+            return out
+
+        return await self.db.run_interaction("sync_current_state_of_types", txn_fn, write=False)
+
+
+def _qualified_in_list(txn: Transaction, table: str, column: str, values: list) -> tuple[str, tuple]:
+    """`in_list` for a column of an aliased table in a join."""
+    clause, params = txn.dialect.in_list(column, values)
+    if clause.startswith(column):
+        clause = f"{table}.{clause}"
+    return clause, params
+
+
+async def _latest_memberships(txn: Transaction, user_id: str, room_ids: list[str], position: int
+                              ) -> dict[str, MembershipRow]:
+    out: dict[str, MembershipRow] = {}
+    for chunk in _chunks(room_ids):
+        parts, params = [], []
+        for i, room_id in enumerate(chunk):
+            parts.append(
+                f"SELECT * FROM (SELECT room_id, membership, event_id, stream_ordering FROM room_memberships"
+                f" WHERE room_id = ? AND user_id = ? AND stream_ordering <= ?"
+                f" ORDER BY stream_ordering DESC LIMIT 1) AS t{i}"
+            )
+            params.extend([room_id, user_id, position])
+        for room_id, membership, event_id, stream_ordering in await txn.fetch_all(" UNION ALL ".join(parts), params):
+            out[room_id] = MembershipRow(room_id, membership, event_id, int(stream_ordering))
+    return out

@@ -1,0 +1,273 @@
+"""Reading a room's timeline: pages in topological order, neighbours of an event, and the state
+that history visibility reads, all in a round trip or two per request.
+
+Positions are (depth, stream_ordering) pairs. A position names the gap just *after* the event
+at that pair, so paging backwards from it returns events at or before it and paging forwards
+returns events strictly after it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from storage.database import Database, Transaction
+from storage.sql import Dialect
+
+StateKey = tuple[str, str]
+Position = tuple[int, int]
+
+_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+@dataclass(frozen=True)
+class EventConditions:
+    """Which events a page holds (a RoomEventFilter's database-side part). None means any."""
+
+    types: tuple[str, ...] | None = None
+    not_types: tuple[str, ...] = ()
+    senders: tuple[str, ...] | None = None
+    not_senders: tuple[str, ...] = ()
+    contains_url: bool | None = None
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    event_id: str
+    depth: int
+    stream_ordering: int
+
+    @property
+    def position(self) -> Position:
+        return (self.depth, self.stream_ordering)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One end of a page: a topological position, or a stream position only (sync tokens)."""
+
+    depth: int | None
+    stream: int
+
+
+def in_list(dialect: Dialect, column: str, values: Sequence[object]) -> tuple[str, tuple[object, ...]]:
+    # Dialect.in_list only accepts bare column names; these queries need qualified ones.
+    if not _COLUMN.match(column):
+        raise ValueError(f"not a column: {column!r}")
+    values = list(values)
+    if not values:
+        return "1 = 0", ()
+    if dialect.is_postgres:
+        return f"{column} = ANY(?)", (values,)
+    return f"{column} IN ({', '.join('?' * len(values))})", tuple(values)
+
+
+def _like_pattern(glob: str) -> str:
+    escaped = glob.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%")
+
+
+def _type_clause(patterns: Sequence[str]) -> tuple[str, list[Any]]:
+    parts, params = [], []
+    for pattern in patterns:
+        if "*" in pattern:
+            parts.append("e.type LIKE ? ESCAPE '\\'")
+            params.append(_like_pattern(pattern))
+        else:
+            parts.append("e.type = ?")
+            params.append(pattern)
+    return "(" + " OR ".join(parts) + ")", params
+
+
+def condition_sql(dialect: Dialect, conditions: EventConditions) -> tuple[str, list[Any], bool]:
+    """SQL (ANDed, leading ' AND ') for the conditions, its parameters, and whether it reads event_json j."""
+    sql, params = "", []
+    if conditions.types is not None:
+        if not conditions.types:
+            return " AND 1 = 0", [], False
+        clause, more = _type_clause(conditions.types)
+        sql += " AND " + clause
+        params += more
+    if conditions.not_types:
+        clause, more = _type_clause(conditions.not_types)
+        sql += " AND NOT " + clause
+        params += more
+    if conditions.senders is not None:
+        clause, more = in_list(dialect, "e.sender", conditions.senders)
+        sql += " AND " + clause
+        params += more
+    if conditions.not_senders:
+        clause, more = in_list(dialect, "e.sender", conditions.not_senders)
+        sql += " AND NOT " + clause
+        params += more
+    needs_json = conditions.contains_url is not None
+    if needs_json:
+        if dialect.is_postgres:
+            has_url = "COALESCE(jsonb_typeof(j.json::jsonb -> 'content' -> 'url'), '') = 'string'"
+        else:
+            has_url = "COALESCE(json_type(j.json, '$.content.url'), '') = 'text'"
+        sql += " AND " + (has_url if conditions.contains_url else f"NOT ({has_url})")
+    return sql, params, needs_json
+
+
+def bound_sql(bound: Bound, op: str) -> tuple[str, list[Any]]:
+    if bound.depth is None:
+        return f" AND e.stream_ordering {op} ?", [bound.stream]
+    return f" AND (e.depth, e.stream_ordering) {op} (?, ?)", [bound.depth, bound.stream]
+
+
+_TIMELINE = "e.outlier = ? AND e.rejected_reason IS NULL"
+
+
+class TimelineStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def paginate(self, room_id: str, *, backwards: bool, limit: int, from_bound: Bound | None,
+                       to_bound: Bound | None = None, conditions: EventConditions = EventConditions(),
+                       ) -> list[TimelineRow]:
+        """Up to `limit` events from `from_bound` in the given direction, nearest first."""
+        return await self.db.run_interaction("paginate_room", _paginate, room_id, backwards, limit, from_bound,
+                                             to_bound, conditions, write=False)
+
+    async def get_position(self, event_id: str) -> tuple[str, Position] | None:
+        """(room_id, (depth, stream)) of a timeline event."""
+        row = await self.db.fetch_one(
+            "timeline_position",
+            f"SELECT e.room_id, e.depth, e.stream_ordering FROM events e WHERE e.event_id = ? AND {_TIMELINE}",
+            (event_id, False),
+        )
+        return None if row is None else (row[0], (row[1], row[2]))
+
+    async def get_positions(self, event_ids: Sequence[str]) -> dict[str, Position]:
+        async def txn_fn(txn: Transaction) -> dict[str, Position]:
+            clause, params = in_list(txn.dialect, "e.event_id", event_ids)
+            rows = await txn.fetch_all(f"SELECT e.event_id, e.depth, e.stream_ordering FROM events e WHERE {clause}",
+                                       params)
+            return {r[0]: (r[1], r[2]) for r in rows}
+
+        return await self.db.run_interaction("timeline_positions", txn_fn, write=False)
+
+    async def closest_event_to_timestamp(self, room_id: str, ts: int, forwards: bool) -> tuple[str, int] | None:
+        """(event_id, origin_server_ts) of the first event at or after `ts` (or at or before it)."""
+        op, order = (">=", "ASC") if forwards else ("<=", "DESC")
+        row = await self.db.fetch_one(
+            "closest_event_to_timestamp",
+            f"SELECT e.event_id, e.origin_server_ts FROM events e WHERE e.room_id = ? AND e.origin_server_ts {op} ?"
+            f" AND {_TIMELINE} ORDER BY e.origin_server_ts {order}, e.stream_ordering {order} LIMIT 1",
+            (room_id, ts, False),
+        )
+        return None if row is None else (row[0], row[1])
+
+    async def get_member_history(self, room_id: str, user_id: str) -> list[tuple[str, int]]:
+        """(membership, stream_ordering) of each of the user's member events in the room, oldest first."""
+        rows = await self.db.fetch_all(
+            "member_history",
+            "SELECT membership, stream_ordering FROM room_memberships WHERE room_id = ? AND user_id = ?"
+            " ORDER BY stream_ordering",
+            (room_id, user_id),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def get_state_before_events(self, event_ids: Sequence[str],
+                                      keys: Sequence[StateKey]) -> dict[str, dict[StateKey, str]]:
+        """For each event, the `keys` entries of the room state just before it, in one interaction.
+
+        Consecutive events share state groups, so the work is per distinct group, and each
+        group chain is walked inside the database rather than one round trip per link.
+        """
+        return await self.db.run_interaction("state_before_events", _state_before_events, list(event_ids),
+                                             list(keys), write=False)
+
+
+async def _paginate(txn: Transaction, room_id: str, backwards: bool, limit: int, from_bound: Bound | None,
+                    to_bound: Bound | None, conditions: EventConditions) -> list[TimelineRow]:
+    if limit <= 0:
+        return []
+    sql = "SELECT e.event_id, e.depth, e.stream_ordering FROM events e"
+    where = f" WHERE e.room_id = ? AND {_TIMELINE}"
+    params: list[Any] = [room_id, False]
+    if from_bound is not None:
+        clause, more = bound_sql(from_bound, "<=" if backwards else ">")
+        where += clause
+        params += more
+    if to_bound is not None:
+        clause, more = bound_sql(to_bound, ">" if backwards else "<=")
+        where += clause
+        params += more
+    clause, more, needs_json = condition_sql(txn.dialect, conditions)
+    if needs_json:
+        sql += " JOIN event_json j ON j.event_id = e.event_id"
+    where += clause
+    params += more
+    order = "DESC" if backwards else "ASC"
+    rows = await txn.fetch_all(f"{sql}{where} ORDER BY e.depth {order}, e.stream_ordering {order} LIMIT {int(limit)}",
+                               params)
+    return [TimelineRow(r[0], r[1], r[2]) for r in rows]
+
+
+async def _state_before_events(txn: Transaction, event_ids: list[str],
+                               keys: list[StateKey]) -> dict[str, dict[StateKey, str]]:
+    if not event_ids:
+        return {}
+    clause, params = in_list(txn.dialect, "s.event_id", event_ids)
+    rows = await txn.fetch_all(
+        "SELECT s.event_id, s.state_group, g.event_id, x.prev_state_group FROM event_to_state_groups s"
+        " JOIN state_groups g ON g.id = s.state_group"
+        f" LEFT JOIN state_group_edges x ON x.state_group = s.state_group WHERE {clause}",
+        params,
+    )
+    # An event that created its group (a state event) sees its parent group; others see their own.
+    group_before: dict[str, int | None] = {}
+    for event_id, group, creator, prev in rows:
+        group_before[event_id] = prev if creator == event_id else group
+    values = await _key_values_at_groups(txn, {g for g in group_before.values() if g is not None}, keys)
+    return {event_id: (values.get(group, {}) if group is not None else {})
+            for event_id, group in group_before.items()}
+
+
+async def _key_values_at_groups(txn: Transaction, groups: set[int],
+                                keys: list[StateKey]) -> dict[int, dict[StateKey, str]]:
+    """The values of `keys` in the full state of each group.
+
+    Walks the chain of the newest unresolved group in one recursive query; the groups of one
+    page almost always lie on that chain, so this usually runs once.
+    """
+    result: dict[int, dict[StateKey, str]] = {}
+    pending = set(groups)
+    key_sql = " OR ".join("(s.type = ? AND s.state_key = ?)" for _ in keys) or "1 = 0"
+    key_params = [part for key in keys for part in key]
+    cast = "CAST(? AS BIGINT)" if txn.dialect.is_postgres else "?"
+    while pending:
+        top = max(pending)
+        wanted, wanted_params = in_list(txn.dialect, "c.sg", sorted(pending))
+        rows = await txn.fetch_all(
+            f"WITH RECURSIVE chain(sg, hop) AS (SELECT {cast}, 0 UNION ALL"
+            " SELECT x.prev_state_group, c.hop + 1 FROM chain c JOIN state_group_edges x ON x.state_group = c.sg)"
+            " SELECT c.sg, c.hop, s.type, s.state_key, s.event_id FROM chain c"
+            f" LEFT JOIN state_groups_state s ON s.state_group = c.sg AND ({key_sql})"
+            f" WHERE s.event_id IS NOT NULL OR {wanted}",
+            [top, *key_params, *wanted_params],
+        )
+        hop_of: dict[int, int] = {}
+        deltas: list[tuple[int, StateKey, str]] = []
+        for sg, hop, event_type, state_key, event_id in rows:
+            if sg in pending:
+                hop_of[sg] = hop
+            if event_id is not None:
+                deltas.append((hop, (event_type, state_key), event_id))
+        deltas.sort(key=lambda d: d[0])
+        for group, hop in hop_of.items():
+            # The nearest delta at or above the group's own link wins.
+            found: dict[StateKey, str] = {}
+            for delta_hop, key, event_id in deltas:
+                if delta_hop >= hop and key not in found:
+                    found[key] = event_id
+            result[group] = found
+        resolved = set(hop_of) or {top}
+        pending -= resolved
+        for group in resolved - set(hop_of):
+            result[group] = {}
+    return result
