@@ -12,7 +12,12 @@ import pytest
 
 from homeserver.config import parse_config
 from homeserver.server import HomeServer
-from tests.support.postgres import postgres_dsn, postgres_server  # noqa: F401  (fixtures)
+from tests.support.postgres import (  # noqa: F401  (fixtures)
+    migrated_postgres_dsn,
+    postgres_dsn,
+    postgres_server,
+    postgres_template,
+)
 
 SHARED_SECRET = "test-shared-secret"
 
@@ -28,7 +33,8 @@ def database_config(request: pytest.FixtureRequest, tmp_path) -> dict[str, Any]:
     """The `database` config section of an isolated, empty database of each engine."""
     if request.param == "sqlite":
         return {"engine": "sqlite", "path": str(tmp_path / "homeserver.db")}
-    return {"engine": "postgres", "dsn": request.getfixturevalue("postgres_dsn"), "pool_min": 1, "pool_max": 4}
+    return {"engine": "postgres", "dsn": request.getfixturevalue("migrated_postgres_dsn"), "pool_min": 1,
+            "pool_max": 4}
 
 
 def make_test_config(tmp_path, database_config: dict[str, Any], **overrides: Any) -> dict[str, Any]:
