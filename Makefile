@@ -48,5 +48,10 @@ synctest: $(TEST_STAMP)
 synctest-synapse: $(TEST_STAMP)
 	bash scripts/synapse/run_synapse.sh
 
+## Side-by-side benchmarks against Synapse (installs it into .venv-synapse on first use).
+bench: $(TEST_STAMP)
+	$(BIN)/python bench/messaging.py
+	$(BIN)/python bench/state_res.py
+
 clean:
 	rm -rf $(VENV) .venv-synapse build *.egg-info
