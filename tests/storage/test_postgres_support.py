@@ -11,6 +11,7 @@ from tests.support.postgres import (
     answers,
     fresh_database,
     start_throwaway_cluster,
+    wait_for_pending_drops,
 )
 
 
@@ -30,6 +31,7 @@ def test_each_fresh_database_is_new_empty_and_dropped_afterwards(postgres_server
             assert tables == (0,)
         # A connection left open must not stop the drop.
         leaked = psycopg.connect(first)
+    wait_for_pending_drops()
     assert not database_exists(postgres_server, first)
     assert not database_exists(postgres_server, second)
     leaked.close()

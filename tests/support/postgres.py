@@ -214,6 +214,11 @@ def _drop_database(server: PostgresServer, name: str) -> None:
 _dropper = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-dropper")
 
 
+def wait_for_pending_drops() -> None:
+    """Block until every database handed to the dropper so far is gone (the dropper is FIFO)."""
+    _dropper.submit(lambda: None).result()
+
+
 @contextlib.contextmanager
 def fresh_database(server: PostgresServer, template: str = "template0") -> Iterator[str]:
     """Create a database with a random name (a copy of `template`), yield its DSN, then drop it."""
