@@ -30,6 +30,8 @@ from homeserver.accounts.uia import UserInteractiveAuth
 from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
 from homeserver.directory.aliases import AliasService
+from homeserver.ephemeral.receipts import ReceiptService
+from homeserver.ephemeral.typing import TypingService
 from homeserver.http.app import build_app
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.client_account import AccountHandlers
@@ -37,23 +39,31 @@ from homeserver.http.client_account_data import AccountDataHandlers
 from homeserver.http.client_capabilities import CapabilitiesHandlers
 from homeserver.http.client_devices import DeviceHandlers
 from homeserver.http.client_directory import DirectoryHandlers
+from homeserver.http.client_ephemeral import EphemeralHandlers
 from homeserver.http.client_filters import FilterHandlers
+from homeserver.http.client_history import HistoryHandlers
 from homeserver.http.client_profile import ProfileHandlers
 from homeserver.http.client_push_rules import PushRuleHandlers
+from homeserver.http.client_relations import RelationHandlers
 from homeserver.http.client_rooms import RoomHandlers
 from homeserver.http.client_session import AdminRegisterHandlers, SessionHandlers
+from homeserver.http.client_sync import SyncHandlers
 from homeserver.http.discovery import DiscoveryHandlers
 from homeserver.http.metrics import HttpMetrics
 from homeserver.push.push_rules import PushRulesService
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.creation import RoomCreator
+from homeserver.rooms.history import HistoryVisibilityFilter, RoomHistory
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.reading import RoomReader
 from homeserver.rooms.redaction import RedactionService
+from homeserver.rooms.relations import RelationsService
 from homeserver.rooms.sender import RoomEventSender
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.signing_keys import load_or_create_signing_key
+from homeserver.sync.extensions import EphemeralSource
+from homeserver.sync.handler import SyncService
 from homeserver.sync.notifier import Notifier
 from storage.engine import create_database
 from storage.stores.account_data import AccountDataStore
@@ -63,6 +73,10 @@ from storage.stores.events import EventStore
 from storage.stores.filters import FilterStore
 from storage.stores.profiles import ProfileStore
 from storage.stores.push_rules import PushRuleStore
+from storage.stores.receipts import ReceiptStore
+from storage.stores.relations import RelationStore
+from storage.stores.sync import SyncStore
+from storage.stores.timeline import TimelineStore
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +199,15 @@ class HomeServer:
                                            retention_days=config.section("rooms")["redaction_retention_days"])
         self.redactions.start()
         self._background.append(self.redactions)
+        # History and relations; relations registers its after-persist callback after the redaction one.
+        timeline_store = TimelineStore(self.db)
+        self.history_visibility = HistoryVisibilityFilter(self.event_store, timeline_store)
+        self.room_history = RoomHistory(self.event_store, timeline_store, self.event_serializer,
+                                        self.history_visibility, self.account_data_store.get_global)
+        self.relations = RelationsService(self.event_store, RelationStore(self.db), self.room_history,
+                                          self.history_visibility, self.event_serializer, self.event_sender)
+        self.history_handlers = HistoryHandlers(self.room_history, authenticate)
+        self.relation_handlers = RelationHandlers(self.relations, authenticate)
         self.room_upgrader = RoomUpgrader(self.event_sender, self.event_store, self.alias_store, clock,
                                           profile_store.get_profile)
         self.room_handlers = RoomHandlers(self.room_creator, self.membership, self.event_sender, self.room_reader,
@@ -192,6 +215,23 @@ class HomeServer:
         self.alias_service = AliasService(config.server_name, self.alias_store, self.event_store,
                                           self.event_sender, clock, self.auth.is_server_admin)
         self.directory_handlers = DirectoryHandlers(self.alias_service, authenticate)
+        # Ephemeral: typing and receipts are /sync ephemeral providers (current_position, events_for_rooms).
+        self.typing = TypingService(self.event_store, self.notifier)
+        self.event_sender.add_persisted_callback(self.typing.on_event_persisted)
+        self._background.append(self.typing)
+        self.receipts = ReceiptService(ReceiptStore(self.db), self.event_store, self.room_reader,
+                                       self.account_data, self.notifier, clock)
+        self.ephemeral_handlers = EphemeralHandlers(self.typing, self.receipts, authenticate)
+        # Sync: typing and receipts plug in as ephemeral sources; account data and push rule
+        # changes wake the user's waiting syncs.
+        self.sync = SyncService(self.event_store, SyncStore(self.db), self.event_serializer,
+                                self.account_data_store, self.push_rules, self.filters, self.notifier, clock)
+        for source in (self.typing, self.receipts):
+            self.sync.add_ephemeral_source(EphemeralSource(source.stream_name, source.current_position,
+                                                           source.events_for_rooms))
+        self.account_data.add_changed_callback(self.sync.account_data_changed)
+        self.push_rules.add_changed_callback(self.sync.push_rules_changed)
+        self.sync_handlers = SyncHandlers(self.sync, authenticate)
 
     def _build_listener_app(self, listener: ListenerConfig) -> web.Application:
         serves_matrix = bool({"client", "federation", "admin"} & set(listener.resources))
@@ -212,7 +252,11 @@ class HomeServer:
             self.account_handlers.register_routes(app)
             self.push_rule_handlers.register_routes(app)
             self.room_handlers.register_routes(app)
+            self.history_handlers.register_routes(app)
+            self.relation_handlers.register_routes(app)
             self.directory_handlers.register_routes(app)
+            self.ephemeral_handlers.register_routes(app)
+            self.sync_handlers.register_routes(app)
         if "federation" in listener.resources:
             self.discovery.register_federation(app)
         if "admin" in listener.resources:

@@ -32,8 +32,12 @@ _CLIENT_FIELDS = ("device_id", "display_name", "last_seen_ip", "last_seen_ts")
 
 
 def device_for_client(row: dict[str, Any]) -> dict[str, Any]:
-    """The spec's Device object: absent rather than null for what is not known."""
-    return {key: row[key] for key in _CLIENT_FIELDS if row.get(key) is not None}
+    """The spec's Device object, with null for what is not known.
+
+    The spec would allow leaving unknown fields out, but matrix-nio's response schema
+    requires `last_seen_ip` and friends to be present, and Synapse sends null.
+    """
+    return {key: row.get(key) for key in _CLIENT_FIELDS}
 
 
 def parse_device_ids(body: dict[str, Any]) -> list[str]:

@@ -27,7 +27,8 @@ class SyncHandlers:
         since = parse_sync_token(since_text, "since") if since_text else None
         set_presence = query.get("set_presence", "online")
         if set_presence not in PRESENCE_STATES:
-            raise MatrixError(400, "M_INVALID_PARAM", f"set_presence: must be one of {', '.join(PRESENCE_STATES)}")
+            raise MatrixError(400, "M_INVALID_PARAM",
+                              f"set_presence: must be one of {', '.join(PRESENCE_STATES)}")
         # Unknown parameters (Element's `_cacheBuster`, `use_state_after` for now) are ignored.
         sync_request = SyncRequest(
             requester=requester,

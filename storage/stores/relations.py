@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from storage.database import Database, Transaction
-from storage.stores.timeline import Bound, TimelineRow, bound_sql, in_list
+from storage.stores.timeline import ROW_COLUMNS, ROW_JOINS, Bound, TimelineRow, bound_sql, in_list, row_from
 
 THREAD = "m.thread"
 _LIVE = "e.redacted_by IS NULL AND e.rejected_reason IS NULL"
@@ -68,8 +68,8 @@ class RelationStore:
                 " SELECT event_id, 1 FROM event_relations WHERE relates_to_id = ?"
                 " UNION SELECT r.event_id, x.hops + 1 FROM event_relations r"
                 " JOIN related x ON r.relates_to_id = x.event_id WHERE x.hops < ?)"
-                " SELECT DISTINCT e.event_id, e.depth, e.stream_ordering FROM related x"
-                " JOIN event_relations r ON r.event_id = x.event_id JOIN events e ON e.event_id = x.event_id"
+                f" SELECT DISTINCT {ROW_COLUMNS} FROM related x"
+                f" JOIN event_relations r ON r.event_id = x.event_id JOIN events e ON e.event_id = x.event_id{ROW_JOINS}"
                 f" WHERE e.room_id = ? AND {_LIVE}"
             )
             if relation_type is not None:
@@ -89,7 +89,7 @@ class RelationStore:
             order = "DESC" if backwards else "ASC"
             rows = await txn.fetch_all(
                 f"{sql} ORDER BY e.depth {order}, e.stream_ordering {order} LIMIT {int(limit)}", params)
-            return [TimelineRow(r[0], r[1], r[2]) for r in rows]
+            return [row_from(row) for row in rows]
 
         if limit <= 0:
             return []
@@ -100,29 +100,43 @@ class RelationStore:
 
         async def txn_fn(txn: Transaction) -> Aggregations:
             result = Aggregations()
-            parents, params = in_list(txn.dialect, "r.relates_to_id", parent_ids)
-            rows = await txn.fetch_all(
-                "SELECT r.relates_to_id, r.relation_type, e.event_id, e.sender, e.origin_server_ts, e.stream_ordering"
-                " FROM event_relations r JOIN events e ON e.event_id = r.event_id"
-                f" WHERE {parents} AND r.relation_type IN ('m.replace', 'm.reference') AND {_LIVE}"
-                " ORDER BY e.stream_ordering",
+            # Most events have no relations: one narrow probe over the index decides which
+            # parents need the joins below, so a page of plain messages costs one statement.
+            clause, params = in_list(txn.dialect, "relates_to_id", parent_ids)
+            probe = await txn.fetch_all(
+                "SELECT DISTINCT relates_to_id, relation_type FROM event_relations"
+                f" WHERE {clause} AND relation_type IN ('m.replace', 'm.reference', 'm.thread')",
                 params,
             )
-            result.children = [ChildRelation(*row) for row in rows]
-            threads = await txn.fetch_all(
-                "SELECT r.relates_to_id, COUNT(*), MAX(e.stream_ordering),"
-                " MAX(CASE WHEN e.sender = ? THEN 1 ELSE 0 END)"
-                " FROM event_relations r JOIN events e ON e.event_id = r.event_id"
-                f" WHERE {parents} AND r.relation_type = ? AND {_LIVE} GROUP BY r.relates_to_id",
-                (user_id or "", *params, THREAD),
-            )
-            if threads:
-                latest, latest_params = in_list(txn.dialect, "stream_ordering", [t[2] for t in threads])
-                ids = dict(await txn.fetch_all(f"SELECT stream_ordering, event_id FROM events WHERE {latest}",
-                                               latest_params))
-                for parent, count, max_stream, participated in threads:
-                    if max_stream in ids:
-                        result.threads[parent] = ThreadSummary(int(count), ids[max_stream], bool(participated))
+            children_of = sorted({p for p, t in probe if t != THREAD})
+            threads_of = sorted({p for p, t in probe if t == THREAD})
+            if children_of:
+                parents, params = in_list(txn.dialect, "r.relates_to_id", children_of)
+                rows = await txn.fetch_all(
+                    "SELECT r.relates_to_id, r.relation_type, e.event_id, e.sender, e.origin_server_ts,"
+                    " e.stream_ordering FROM event_relations r JOIN events e ON e.event_id = r.event_id"
+                    f" WHERE {parents} AND r.relation_type IN ('m.replace', 'm.reference') AND {_LIVE}"
+                    " ORDER BY e.stream_ordering",
+                    params,
+                )
+                result.children = [ChildRelation(*row) for row in rows]
+            if threads_of:
+                parents, params = in_list(txn.dialect, "r.relates_to_id", threads_of)
+                threads = await txn.fetch_all(
+                    "SELECT r.relates_to_id, COUNT(*), MAX(e.stream_ordering),"
+                    " MAX(CASE WHEN e.sender = ? THEN 1 ELSE 0 END)"
+                    " FROM event_relations r JOIN events e ON e.event_id = r.event_id"
+                    f" WHERE {parents} AND r.relation_type = ? AND {_LIVE} GROUP BY r.relates_to_id",
+                    (user_id or "", *params, THREAD),
+                )
+                if threads:
+                    latest, latest_params = in_list(txn.dialect, "stream_ordering", [t[2] for t in threads])
+                    ids = dict(await txn.fetch_all(f"SELECT stream_ordering, event_id FROM events WHERE {latest}",
+                                                   latest_params))
+                    for parent, count, max_stream, participated in threads:
+                        if max_stream in ids:
+                            result.threads[parent] = ThreadSummary(int(count), ids[max_stream],
+                                                                   bool(participated))
             return result
 
         if not parent_ids:

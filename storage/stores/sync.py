@@ -53,7 +53,8 @@ class SyncStore:
 
     async def get_stream_positions(self) -> dict[str, int]:
         """Every stream's current position in one read."""
-        rows = await self.db.fetch_all("sync_stream_positions", "SELECT stream_name, position FROM stream_positions")
+        rows = await self.db.fetch_all("sync_stream_positions",
+                                       "SELECT stream_name, position FROM stream_positions")
         return {name: int(position) for name, position in rows}
 
     # --- which rooms ---------------------------------------------------------------------
@@ -100,7 +101,8 @@ class SyncStore:
         )
         return [MembershipRow(r[0], r[1], r[2], int(r[3])) for r in rows]
 
-    async def get_rooms_with_new_events(self, room_ids: Sequence[str], after: int, upto: int) -> dict[str, int]:
+    async def get_rooms_with_new_events(self, room_ids: Sequence[str], after: int, upto: int
+                                        ) -> dict[str, int]:
         """room_id -> newest stream position, for the rooms among `room_ids` with events in the range."""
         if not room_ids or after >= upto:
             return {}
@@ -118,8 +120,8 @@ class SyncStore:
         return await self.db.run_interaction("sync_rooms_with_new_events", txn_fn, write=False)
 
     async def get_forgotten_rooms(self, user_id: str) -> set[str]:
-        rows = await self.db.fetch_all("sync_forgotten_rooms", "SELECT room_id FROM room_forgotten WHERE user_id = ?",
-                                       (user_id,))
+        rows = await self.db.fetch_all("sync_forgotten_rooms",
+                                       "SELECT room_id FROM room_forgotten WHERE user_id = ?", (user_id,))
         return {r[0] for r in rows}
 
     # --- timelines -------------------------------------------------------------------------
@@ -139,8 +141,10 @@ class SyncStore:
                         f" WHERE room_id = ? AND stream_ordering <= ?{lower} AND outlier = ?"
                         f" AND rejected_reason IS NULL ORDER BY stream_ordering DESC LIMIT ?) AS t{i}"
                     )
-                    params.extend([r.room_id, r.upto, *(() if r.after is None else (r.after,)), False, r.limit])
-                for room_id, event_id, stream_ordering in await txn.fetch_all(" UNION ALL ".join(parts), params):
+                    lower_params = () if r.after is None else (r.after,)
+                    params.extend([r.room_id, r.upto, *lower_params, False, r.limit])
+                rows = await txn.fetch_all(" UNION ALL ".join(parts), params)
+                for room_id, event_id, stream_ordering in rows:
                     out[room_id].append(TimelineRow(event_id, int(stream_ordering)))
             for rows in out.values():
                 rows.sort(key=lambda row: row.stream_ordering)
@@ -184,7 +188,8 @@ class SyncStore:
         async def txn_fn(txn: Transaction) -> dict[str, tuple[int | None, int]]:
             clause, params = _qualified_in_list(txn, "s", "event_id", list(event_ids))
             rows = await txn.fetch_all(
-                "SELECT s.event_id, s.state_group, g.event_id, e.prev_state_group FROM event_to_state_groups s"
+                "SELECT s.event_id, s.state_group, g.event_id, e.prev_state_group"
+                " FROM event_to_state_groups s"
                 " JOIN state_groups g ON g.id = s.state_group"
                 " LEFT JOIN state_group_edges e ON e.state_group = s.state_group"
                 f" WHERE {clause}",
@@ -192,7 +197,10 @@ class SyncStore:
             )
             out: dict[str, tuple[int | None, int]] = {}
             for event_id, group, creator, prev_group in rows:
-                before = (None if prev_group is None else int(prev_group)) if creator == event_id else int(group)
+                if creator == event_id:
+                    before = None if prev_group is None else int(prev_group)
+                else:
+                    before = int(group)
                 out[event_id] = (before, int(group))
             return out
 
@@ -231,7 +239,8 @@ class SyncStore:
                 for i, room_id in enumerate(chunk):
                     clause, clause_params = _qualified_in_list(txn, "c", "membership", list(memberships))
                     parts.append(
-                        f"SELECT * FROM (SELECT c.room_id, c.state_key, e.stream_ordering FROM current_state_events c"
+                        f"SELECT * FROM (SELECT c.room_id, c.state_key, e.stream_ordering"
+                        f" FROM current_state_events c"
                         f" JOIN events e ON e.event_id = c.event_id"
                         f" WHERE c.room_id = ? AND c.type = 'm.room.member' AND {clause}"
                         f" ORDER BY e.stream_ordering LIMIT ?) AS t{i}"
@@ -286,6 +295,7 @@ async def _latest_memberships(txn: Transaction, user_id: str, room_ids: list[str
                 f" ORDER BY stream_ordering DESC LIMIT 1) AS t{i}"
             )
             params.extend([room_id, user_id, position])
-        for room_id, membership, event_id, stream_ordering in await txn.fetch_all(" UNION ALL ".join(parts), params):
+        rows = await txn.fetch_all(" UNION ALL ".join(parts), params)
+        for room_id, membership, event_id, stream_ordering in rows:
             out[room_id] = MembershipRow(room_id, membership, event_id, int(stream_ordering))
     return out

@@ -9,7 +9,7 @@ returns events strictly after it.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,14 @@ class EventConditions:
     senders: tuple[str, ...] | None = None
     not_senders: tuple[str, ...] = ()
     contains_url: bool | None = None
+    # Senders whose non-state events are hidden (the reader's ignored users).
+    hidden_senders: tuple[str, ...] = ()
+
+
+# Markers for TimelineRow.group_before: the query did not fetch it / the event has no state
+# (it is then never shown to clients).
+NOT_LOOKED_UP = -1
+NO_STATE = -2
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,8 @@ class TimelineRow:
     event_id: str
     depth: int
     stream_ordering: int
+    # The state group holding the state just before the event; None for the create event (empty state).
+    group_before: int | None = NOT_LOOKED_UP
 
     @property
     def position(self) -> Position:
@@ -102,6 +112,10 @@ def condition_sql(dialect: Dialect, conditions: EventConditions) -> tuple[str, l
         clause, more = in_list(dialect, "e.sender", conditions.not_senders)
         sql += " AND NOT " + clause
         params += more
+    if conditions.hidden_senders:
+        clause, more = in_list(dialect, "e.sender", conditions.hidden_senders)
+        sql += f" AND NOT (e.state_key IS NULL AND {clause})"
+        params += more
     needs_json = conditions.contains_url is not None
     if needs_json:
         if dialect.is_postgres:
@@ -119,6 +133,23 @@ def bound_sql(bound: Bound, op: str) -> tuple[str, list[Any]]:
 
 
 _TIMELINE = "e.outlier = ? AND e.rejected_reason IS NULL"
+
+# Timeline rows with the state group before each event, so visibility needs no lookup per event.
+ROW_COLUMNS = "e.event_id, e.depth, e.stream_ordering, sg.state_group, sgc.event_id, sge.prev_state_group"
+ROW_JOINS = (
+    " LEFT JOIN event_to_state_groups sg ON sg.event_id = e.event_id"
+    " LEFT JOIN state_groups sgc ON sgc.id = sg.state_group"
+    " LEFT JOIN state_group_edges sge ON sge.state_group = sg.state_group"
+)
+
+
+def row_from(columns: Sequence[Any]) -> TimelineRow:
+    """A TimelineRow from ROW_COLUMNS."""
+    event_id, depth, stream, group, creator, prev = columns
+    if group is None:
+        return TimelineRow(event_id, depth, stream, NO_STATE)
+    # An event that created its group (a state event) sees its parent group; others see their own.
+    return TimelineRow(event_id, depth, stream, prev if creator == event_id else group)
 
 
 class TimelineStore:
@@ -141,15 +172,6 @@ class TimelineStore:
         )
         return None if row is None else (row[0], (row[1], row[2]))
 
-    async def get_positions(self, event_ids: Sequence[str]) -> dict[str, Position]:
-        async def txn_fn(txn: Transaction) -> dict[str, Position]:
-            clause, params = in_list(txn.dialect, "e.event_id", event_ids)
-            rows = await txn.fetch_all(f"SELECT e.event_id, e.depth, e.stream_ordering FROM events e WHERE {clause}",
-                                       params)
-            return {r[0]: (r[1], r[2]) for r in rows}
-
-        return await self.db.run_interaction("timeline_positions", txn_fn, write=False)
-
     async def closest_event_to_timestamp(self, room_id: str, ts: int, forwards: bool) -> tuple[str, int] | None:
         """(event_id, origin_server_ts) of the first event at or after `ts` (or at or before it)."""
         op, order = (">=", "ASC") if forwards else ("<=", "DESC")
@@ -161,15 +183,23 @@ class TimelineStore:
         )
         return None if row is None else (row[0], row[1])
 
-    async def get_member_history(self, room_id: str, user_id: str) -> list[tuple[str, int]]:
-        """(membership, stream_ordering) of each of the user's member events in the room, oldest first."""
-        rows = await self.db.fetch_all(
-            "member_history",
-            "SELECT membership, stream_ordering FROM room_memberships WHERE room_id = ? AND user_id = ?"
-            " ORDER BY stream_ordering",
-            (room_id, user_id),
-        )
-        return [(r[0], r[1]) for r in rows]
+    async def get_visibility_inputs(self, room_id: str, user_id: str, event_ids: Sequence[str],
+                                    keys: Sequence[StateKey], groups_before: Mapping[str, int | None] | None = None,
+                                    ) -> tuple[dict[str, dict[StateKey, str]], list[tuple[str, int]]]:
+        """`get_state_before_events` and the user's (membership, stream_ordering) history in the room.
+
+        `groups_before` (from TimelineRow.group_before) saves looking the events' state groups up.
+        """
+
+        async def txn_fn(txn: Transaction) -> tuple[dict[str, dict[StateKey, str]], list[tuple[str, int]]]:
+            if groups_before is None:
+                state = await _state_before_events(txn, list(event_ids), list(keys))
+            else:
+                state = await _state_at_groups(txn, {e: groups_before[e] for e in event_ids if e in groups_before},
+                                               list(keys))
+            return state, await _member_history(txn, room_id, user_id)
+
+        return await self.db.run_interaction("visibility_inputs", txn_fn, write=False)
 
     async def get_state_before_events(self, event_ids: Sequence[str],
                                       keys: Sequence[StateKey]) -> dict[str, dict[StateKey, str]]:
@@ -186,7 +216,7 @@ async def _paginate(txn: Transaction, room_id: str, backwards: bool, limit: int,
                     to_bound: Bound | None, conditions: EventConditions) -> list[TimelineRow]:
     if limit <= 0:
         return []
-    sql = "SELECT e.event_id, e.depth, e.stream_ordering FROM events e"
+    sql = f"SELECT {ROW_COLUMNS} FROM events e{ROW_JOINS}"
     where = f" WHERE e.room_id = ? AND {_TIMELINE}"
     params: list[Any] = [room_id, False]
     if from_bound is not None:
@@ -205,7 +235,16 @@ async def _paginate(txn: Transaction, room_id: str, backwards: bool, limit: int,
     order = "DESC" if backwards else "ASC"
     rows = await txn.fetch_all(f"{sql}{where} ORDER BY e.depth {order}, e.stream_ordering {order} LIMIT {int(limit)}",
                                params)
-    return [TimelineRow(r[0], r[1], r[2]) for r in rows]
+    return [row_from(row) for row in rows]
+
+
+async def _member_history(txn: Transaction, room_id: str, user_id: str) -> list[tuple[str, int]]:
+    rows = await txn.fetch_all(
+        "SELECT membership, stream_ordering FROM room_memberships WHERE room_id = ? AND user_id = ?"
+        " ORDER BY stream_ordering",
+        (room_id, user_id),
+    )
+    return [(r[0], r[1]) for r in rows]
 
 
 async def _state_before_events(txn: Transaction, event_ids: list[str],
@@ -219,10 +258,14 @@ async def _state_before_events(txn: Transaction, event_ids: list[str],
         f" LEFT JOIN state_group_edges x ON x.state_group = s.state_group WHERE {clause}",
         params,
     )
-    # An event that created its group (a state event) sees its parent group; others see their own.
     group_before: dict[str, int | None] = {}
     for event_id, group, creator, prev in rows:
         group_before[event_id] = prev if creator == event_id else group
+    return await _state_at_groups(txn, group_before, keys)
+
+
+async def _state_at_groups(txn: Transaction, group_before: Mapping[str, int | None],
+                           keys: list[StateKey]) -> dict[str, dict[StateKey, str]]:
     values = await _key_values_at_groups(txn, {g for g in group_before.values() if g is not None}, keys)
     return {event_id: (values.get(group, {}) if group is not None else {})
             for event_id, group in group_before.items()}

@@ -8,7 +8,7 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from synctest.checks import expect, expect_schema, expect_status
+from synctest.checks import expect, expect_error, expect_schema, expect_status
 from synctest.context import Context
 from synctest.registry import case
 from synctest.users import User
@@ -282,3 +282,24 @@ async def malformed_since_and_filter_are_400(ctx: Context) -> None:
         response = await ctx.get(SYNC, token=alice.access_token, params=params)
         expect_status(response, 400)
         expect(isinstance(response.json.get("errcode"), str), f"{response.describe()}: no errcode")
+    unknown = await ctx.get(SYNC, token=alice.access_token, params={"filter": "987654321"})
+    expect_error(unknown, 400, "M_INVALID_PARAM")
+
+
+@case
+async def a_knock_appears_under_knock_with_stripped_state(ctx: Context) -> None:
+    alice, bob = await ctx.register_user(), await ctx.register_user()
+    room_id = await create_room(ctx, alice, room_version="10", name="knock knock", initial_state=[
+        {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}])
+    since = (await sync(ctx, bob))["next_batch"]
+    knocked = await ctx.post(f"{CLIENT}/knock/{q(room_id)}", json={"reason": "let me in"}, token=bob.access_token)
+    expect_status(knocked, 200)
+    body = await sync(ctx, bob, since=since)
+    knock = section(body, "knock").get(room_id)
+    expect(knock is not None, f"{room_id} not in rooms.knock")
+    events = knock["knock_state"]["events"]
+    types = {e["type"] for e in events}
+    for wanted in ("m.room.create", "m.room.join_rules", "m.room.name"):
+        expect(wanted in types, f"knock_state lacks {wanted}: {sorted(types)}")
+    mine = [e for e in events if e["type"] == "m.room.member" and e.get("state_key") == bob.user_id]
+    expect(mine and mine[0]["content"].get("membership") == "knock", "no knock member event for the knocker")

@@ -62,11 +62,11 @@ async def test_listing_includes_last_seen_ip_and_time_but_never_the_user_agent(h
     assert "last_seen_user_agent" not in device and "Secret" not in str(body)
 
 
-async def test_a_device_without_a_name_has_no_display_name_key(client):
+async def test_a_device_without_a_name_shows_null_fields_as_synapse_and_nio_expect(client):
     created = await register(client, "cees")
     status, device = await call(client, "GET", f"{V3}/devices/{created['device_id']}", created["access_token"])
     assert status == 200 and device["device_id"] == created["device_id"]
-    assert "display_name" not in device
+    assert device["display_name"] is None and "last_seen_ip" in device and "last_seen_ts" in device
 
 
 @pytest.mark.parametrize("prefix", ["/_matrix/client/v3", "/_matrix/client/r0"])
@@ -96,7 +96,7 @@ async def test_an_unknown_or_someone_elses_device_is_404_not_found(client, metho
         assert status == 404 and body["errcode"] == "M_NOT_FOUND"
     # Nothing was renamed on the other user's side.
     _, device = await call(client, "GET", f"{V3}/devices/{theirs['device_id']}", theirs["access_token"])
-    assert "display_name" not in device
+    assert device["display_name"] is None
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""Ephemeral room data: typing notifications and read receipts (presence later)."""

@@ -1,0 +1,510 @@
+"""The /sync v2 engine: decide which rooms changed between two tokens, then render them in batches.
+
+Building a response runs a fixed number of queries however many rooms it covers: stream positions,
+memberships, the timelines of every room (one UNION ALL), state groups, then events from the
+event cache. Long polls register with the Notifier *before* checking for news, so an event that
+commits in between still wakes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from homeserver.accounts.auth import Requester
+from homeserver.accounts.filters import FilterService, check_filter
+from homeserver.clock import Clock
+from homeserver.errors import MatrixError
+from homeserver.events.event import Event
+from homeserver.jsonutil import JSONDecodeError, decode
+from homeserver.push.push_rules import PUSH_RULES_ACCOUNT_DATA_TYPE, PushRulesService
+from homeserver.rooms.serialize import ClientEventSerializer
+from homeserver.sync import rendering
+from homeserver.sync.extensions import EphemeralSource, RoomFieldsProvider, TopLevelSource
+from homeserver.sync.filtering import SyncFilter, filter_plain_events, only_fields, parse_sync_filter
+from homeserver.sync.notifier import Notifier
+from homeserver.sync.room_list import (
+    INVITE,
+    JOIN,
+    KNOCK,
+    LEAVE,
+    RoomSyncEntry,
+    incremental_entries,
+    initial_entries,
+    rooms_needing_prior_membership,
+)
+from homeserver.sync.timeline import Timeline, TimelineReader, event_position
+from homeserver.sync.tokens import STREAMS, SyncToken
+from storage.stores.account_data import ACCOUNT_DATA, AccountDataStore
+from storage.stores.events import EventStore
+from storage.stores.sync import SyncStore
+
+logger = logging.getLogger(__name__)
+
+IGNORED_USER_LIST = "m.ignored_user_list"
+PRESENCE_STATES = ("offline", "online", "unavailable")
+LAZY_CACHE_DEVICES = 2000
+OWN_STREAMS = ("events", "account_data", "push_rules")
+NAMING_TYPES = ("m.room.name", "m.room.canonical_alias")
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    requester: Requester
+    filter: SyncFilter = SyncFilter()
+    since: SyncToken | None = None
+    full_state: bool = False
+    timeout_ms: int = 0
+    set_presence: str = "online"
+
+
+class SyncService:
+    def __init__(self, events: EventStore, store: SyncStore, serializer: ClientEventSerializer,
+                 account_data: AccountDataStore, push_rules: PushRulesService, filters: FilterService,
+                 notifier: Notifier, clock: Clock):
+        self._events = events
+        self._store = store
+        self._serializer = serializer
+        self._account_data = account_data
+        self._push_rules = push_rules
+        self._filters = filters
+        self._notifier = notifier
+        self._clock = clock
+        self._timeline_reader = TimelineReader(events, store)
+        self._ephemeral: list[EphemeralSource] = []
+        self._room_fields: list[RoomFieldsProvider] = []
+        self._top_level: list[TopLevelSource] = []
+        self._ignored: dict[str, frozenset[str]] = {}
+        # (user, device) -> room -> member user -> member event ID this device was sent (lazy loading).
+        self._lazy_sent: OrderedDict[tuple[str, str | None], dict[str, dict[str, str]]] = OrderedDict()
+
+    # --- extension points -------------------------------------------------------------
+    def add_ephemeral_source(self, source: EphemeralSource) -> None:
+        self._check_stream(source.stream)
+        self._ephemeral.append(source)
+
+    def add_room_fields_provider(self, provider: RoomFieldsProvider) -> None:
+        self._room_fields.append(provider)
+
+    def add_top_level_source(self, source: TopLevelSource) -> None:
+        self._check_stream(source.stream)
+        self._top_level.append(source)
+
+    @staticmethod
+    def _check_stream(stream: str) -> None:
+        if stream not in STREAMS:
+            raise ValueError(f"unknown sync stream {stream!r}; add it to homeserver.sync.tokens.STREAMS")
+
+    async def account_data_changed(self, user_id: str, position: int) -> None:
+        """Account data callback: forget the cached ignore list and wake the user's syncs."""
+        self._ignored.pop(user_id, None)
+        self._notifier.notify_users([user_id])
+
+    async def push_rules_changed(self, user_id: str, position: int) -> None:
+        self._notifier.notify_users([user_id])
+
+    # --- request parsing ----------------------------------------------------------------
+    async def resolve_filter(self, requester: Requester, text: str | None) -> SyncFilter:
+        """The filter of a `filter` query parameter: inline JSON when it starts with `{`, else an ID."""
+        if text is None or text == "":
+            return SyncFilter()
+        if text.lstrip().startswith("{"):
+            try:
+                data = decode(text)
+            except JSONDecodeError:
+                raise MatrixError(400, "M_NOT_JSON", "filter: not valid JSON") from None
+            if not isinstance(data, dict):
+                raise MatrixError(400, "M_BAD_JSON", "filter: must be a JSON object")
+            try:
+                check_filter(data)
+            except MatrixError as e:
+                raise MatrixError(400, "M_BAD_JSON", f"filter: {e.message}") from None
+            return parse_sync_filter(data)
+        try:
+            data = await self._filters.get_filter(requester.user_id, requester.user_id, text)
+        except MatrixError:
+            raise MatrixError(400, "M_INVALID_PARAM", f"filter: no filter with ID {text!r}") from None
+        return parse_sync_filter(data)
+
+    # --- tokens -----------------------------------------------------------------------
+    async def current_token(self) -> SyncToken:
+        positions = await self._store.get_stream_positions()
+        values = {"events": positions.get("events", 0), "account_data": positions.get(ACCOUNT_DATA, 0),
+                  "push_rules": positions.get("push_rules", 0)}
+        for source in (*self._ephemeral, *self._top_level):
+            # Streams kept in the positions table were just read with the others; only in-memory
+            # streams (typing) need asking.
+            if source.stream in positions:
+                values[source.stream] = positions[source.stream]
+            else:
+                values[source.stream] = await source.current_position()
+        return SyncToken.zero().replace(**values)
+
+    # --- the endpoint -----------------------------------------------------------------
+    async def sync(self, request: SyncRequest) -> dict[str, Any]:
+        """The /sync response; long-polls up to the timeout for news on incremental syncs."""
+        if request.set_presence not in PRESENCE_STATES:
+            raise MatrixError(400, "M_INVALID_PARAM",
+                              f"set_presence: must be one of {', '.join(PRESENCE_STATES)}")
+        if request.since is None or request.full_state or request.timeout_ms <= 0:
+            return (await self._build(request))[0]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + request.timeout_ms / 1000
+        user_id = request.requester.user_id
+        listen_rooms: Sequence[str] = list(await self._events.get_rooms_for_user(user_id, ("join",)))
+        while True:
+            async with self._notifier.listen(user_id, listen_rooms) as listener:
+                result, news, joined = await self._build(request)
+                remaining = deadline - loop.time()
+                if news or remaining <= 0 or not await listener.wait(remaining):
+                    return result
+            # Woken: build again under a fresh listener, which also follows rooms joined meanwhile.
+            listen_rooms = joined
+
+    async def _ignored_users(self, user_id: str) -> frozenset[str]:
+        cached = self._ignored.get(user_id)
+        if cached is None:
+            content = await self._account_data.get_global(user_id, IGNORED_USER_LIST) or {}
+            ignored = content.get("ignored_users")
+            cached = frozenset(ignored) if isinstance(ignored, dict) else frozenset()
+            self._ignored[user_id] = cached
+        return cached
+
+    async def _build(self, request: SyncRequest) -> tuple[dict[str, Any], bool, list[str]]:
+        requester = request.requester
+        user_id = requester.user_id
+        sync_filter = request.filter
+        now = await self.current_token()
+        since = request.since
+        if since is not None:
+            # A token from the future (e.g. a restored database) reads as "now" on the streams this
+            # engine owns; extension sources judge their own positions (typing restarts at 0).
+            since = since.replace(**{s: min(since.get(s), now.get(s)) for s in OWN_STREAMS})
+        now_pos = now.get("events")
+        memberships = await self._store.get_memberships_at(user_id, now_pos)
+        forgotten: set[str] = set()
+        if any(row.membership in ("leave", "ban") for row in memberships.values()):
+            forgotten = await self._store.get_forgotten_rooms(user_id)
+        if since is None:
+            entries = initial_entries(memberships, now_pos, include_leave=sync_filter.include_leave,
+                                      forgotten=forgotten)
+        else:
+            since_pos = since.get("events")
+            changes = await self._store.get_membership_changes(user_id, since_pos, now_pos)
+            before = await self._store.get_memberships_before(
+                user_id, rooms_needing_prior_membership(memberships, changes), since_pos)
+            entries = incremental_entries(memberships, changes, before, since_pos, now_pos,
+                                          full_state=request.full_state, forgotten=forgotten)
+        entries = [e for e in entries if sync_filter.allows_room(e.room_id)]
+        joined = [e.room_id for e in entries if e.section == JOIN]
+        ignored = await self._ignored_users(user_id)
+
+        account_data = await self._account_data_changes(user_id, since, now)
+        room_account_data = account_data.get("rooms", {})
+        ephemeral = await self._ephemeral_events(user_id, joined, since, now, sync_filter)
+
+        # Joined rooms whose timeline and state need reading: all on a full sync, otherwise the
+        # newly joined ones and those with events since the token.
+        active = [e for e in entries if e.section in (JOIN, LEAVE)]
+        if since is not None and not request.full_state:
+            quiet = [e.room_id for e in active if e.section == JOIN and not e.changed]
+            with_news = await self._store.get_rooms_with_new_events(quiet, since.get("events"), now_pos)
+            active = [e for e in active if e.section != JOIN or e.changed or e.room_id in with_news]
+        rendered = await self._render_rooms(request, active, now, ignored)
+
+        rooms: dict[str, dict[str, Any]] = {JOIN: {}, INVITE: {}, LEAVE: {}, KNOCK: {}}
+        for entry in entries:
+            room_id = entry.room_id
+            if entry.section in (INVITE, KNOCK):
+                continue
+            body = rendered.get(room_id)
+            room_data = filter_plain_events(
+                [{"type": t, "content": c} for t, c in room_account_data.get(room_id, {}).items()],
+                sync_filter.room_account_data, room_id)
+            if entry.section == LEAVE:
+                if body is not None:
+                    rooms[LEAVE][room_id] = {**body, "account_data": {"events": room_data}}
+                continue
+            room_ephemeral = ephemeral.get(room_id, [])
+            if body is None:
+                if since is not None and not room_ephemeral and not room_data:
+                    continue
+                body = self._empty_room_body(now, entry)
+            elif (since is not None and not entry.changed and not request.full_state
+                  and not body["timeline"]["events"] and not body["state"]["events"]
+                  and not room_ephemeral and not room_data):
+                continue
+            body["ephemeral"] = {"events": room_ephemeral}
+            body["account_data"] = {"events": room_data}
+            rooms[JOIN][room_id] = body
+        await self._add_room_fields(request, rooms[JOIN], since, now)
+        invites = [e for e in entries if e.section in (INVITE, KNOCK)]
+        stripped_states = await self._stripped_states(invites, requester, ignored)
+        for entry, stripped in zip(invites, stripped_states, strict=True):
+            if stripped is None:
+                continue
+            key = "invite_state" if entry.section == INVITE else "knock_state"
+            rooms[entry.section][entry.room_id] = {key: {"events": stripped}}
+
+        global_data = filter_plain_events(account_data.get("global", []), sync_filter.account_data)
+        response: dict[str, Any] = {
+            "next_batch": str(now),
+            "rooms": rooms,
+            "account_data": {"events": global_data},
+            "presence": {"events": []},
+            "to_device": {"events": []},
+            "device_lists": {"changed": [], "left": []},
+            # What Synapse sends before any keys exist; clients read a missing count as "upload more".
+            "device_one_time_keys_count": {"signed_curve25519": 0},
+            "device_unused_fallback_key_types": [],
+        }
+        news = bool(global_data) or any(rooms.values())
+        for source in self._top_level:
+            start = None if since is None else since.get(source.stream)
+            end = now.get(source.stream)
+            if start is not None and start == end and not source.every_sync:
+                continue
+            sections = await source.get_sections(user_id, requester.device_id, start, end)
+            response.update(sections)
+            news = news or source.is_news(sections)
+        all_joined = [room_id for room_id, row in memberships.items() if row.membership == "join"]
+        return response, news, all_joined
+
+    # --- account data and ephemeral ------------------------------------------------------
+    async def _account_data_changes(self, user_id: str, since: SyncToken | None, now: SyncToken
+                                    ) -> dict[str, Any]:
+        out: dict[str, Any] = {"global": [], "rooms": {}}
+        start = 0 if since is None else since.get("account_data")
+        end = now.get("account_data")
+        if since is None or start < end:
+            changes = await self._account_data.get_changes(user_id, start, end)
+            out["global"] = [{"type": t, "content": c} for t, c in sorted(changes.global_data.items())]
+            out["rooms"] = changes.room_data
+        if since is None or since.get("push_rules") < now.get("push_rules"):
+            if since is None or await self._push_rules.version(user_id) > since.get("push_rules"):
+                out["global"].append({"type": PUSH_RULES_ACCOUNT_DATA_TYPE,
+                                      "content": await self._push_rules.account_data_content(user_id)})
+        return out
+
+    async def _ephemeral_events(self, user_id: str, room_ids: list[str], since: SyncToken | None,
+                                now: SyncToken, sync_filter: SyncFilter) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        if not room_ids or sync_filter.ephemeral.is_empty_set:
+            return out
+        for source in self._ephemeral:
+            start = None if since is None else since.get(source.stream)
+            end = now.get(source.stream)
+            if start is not None and start == end:
+                continue
+            try:
+                found = await source.get_events(user_id, room_ids, start, end)
+            except Exception:
+                # One broken source must not take /sync down with it.
+                logger.exception("ephemeral source %s failed", source.stream)
+                continue
+            for room_id, events in found.items():
+                out.setdefault(room_id, []).extend(events)
+        return {room_id: kept for room_id, events in out.items()
+                if (kept := [dict(e) for e in filter_plain_events(events, sync_filter.ephemeral, room_id)])}
+
+    async def _add_room_fields(self, request: SyncRequest, joined: dict[str, dict[str, Any]],
+                               since: SyncToken | None, now: SyncToken) -> None:
+        for body in joined.values():
+            body["unread_notifications"] = {"highlight_count": 0, "notification_count": 0}
+            if request.filter.timeline.unread_thread_notifications:
+                body["unread_thread_notifications"] = {}
+        if not joined:
+            return
+        room_ids = list(joined)
+        for provider in self._room_fields:
+            try:
+                extra = await provider(request.requester.user_id, room_ids, since, now)
+            except Exception:
+                logger.exception("room fields provider %r failed", provider)
+                continue
+            for room_id, fields in extra.items():
+                if room_id in joined:
+                    joined[room_id].update(fields)
+
+    def _empty_room_body(self, now: SyncToken, entry: RoomSyncEntry) -> dict[str, Any]:
+        prev_batch = str(now.replace(events=entry.upto))
+        return {"timeline": {"events": [], "limited": False, "prev_batch": prev_batch},
+                "state": {"events": []}, "summary": {}}
+
+    # --- rendering joined and left rooms ------------------------------------------------
+    async def _render_rooms(self, request: SyncRequest, entries: list[RoomSyncEntry], now: SyncToken,
+                            ignored: frozenset[str]) -> dict[str, dict[str, Any]]:
+        if not entries:
+            return {}
+        requester = request.requester
+        user_id = requester.user_id
+        sync_filter = request.filter
+        timelines = await self._timeline_reader.read(entries, user_id, sync_filter, ignored)
+
+        # State at the start of each timeline, and at the token for deltas.
+        firsts = {e.room_id: timelines[e.room_id].events[0].event_id
+                  for e in entries if timelines[e.room_id].events}
+        around = await self._store.get_state_groups_around(list(firsts.values()))
+        start_groups: dict[str, int | None] = {room_id: around.get(event_id, (None, 0))[0]
+                                               for room_id, event_id in firsts.items()}
+        no_timeline = [(e.room_id, e.upto) for e in entries if e.room_id not in firsts and not e.never_joined]
+        start_groups.update(await self._store.get_state_groups_at(no_timeline))
+        deltas_from = [(e.room_id, e.state_after) for e in entries
+                       if e.state_after is not None and not e.never_joined]
+        since_groups = await self._store.get_state_groups_at(deltas_from)
+
+        lazy = sync_filter.lazy_load_members
+        device_key = (user_id, requester.device_id)
+        if lazy and (request.since is None or request.full_state):
+            self._lazy_sent.pop(device_key, None)
+        sent = self._lazy_sent.setdefault(device_key, {}) if lazy else {}
+        if lazy:
+            self._lazy_sent.move_to_end(device_key)
+            while len(self._lazy_sent) > LAZY_CACHE_DEVICES:
+                self._lazy_sent.popitem(last=False)
+
+        state_ids: dict[str, dict[tuple[str, str], str]] = {}
+        full_states: dict[str, dict[tuple[str, str], str]] = {}
+        for entry in entries:
+            room_id = entry.room_id
+            if entry.never_joined:
+                state_ids[room_id] = {}
+                continue
+            group = start_groups.get(room_id)
+            start = await self._events.get_state_for_group(group) if group is not None else {}
+            full_states[room_id] = start
+            if entry.state_after is None:
+                state_ids[room_id] = dict(start)
+                continue
+            since_group = since_groups.get(room_id)
+            if since_group is not None and since_group == group:
+                state_ids[room_id] = {}
+                continue
+            before = await self._events.get_state_for_group(since_group) if since_group is not None else {}
+            state_ids[room_id] = rendering.state_delta(before, start)
+
+        summaries = await self._summaries(user_id, entries, timelines, state_ids, request)
+        for entry in entries:
+            room_id = entry.room_id
+            if not lazy or entry.never_joined:
+                continue
+            senders = {e.sender for e in timelines[room_id].events}
+            always = [*(summaries.get(room_id, {}).get("m.heroes", []))]
+            if entry.state_after is None:
+                always.append(user_id)
+            room_sent = sent.setdefault(room_id, {})
+            members = rendering.members_to_load(
+                full_states.get(room_id, {}), timeline_senders=sorted(senders), always=always,
+                already_sent=None if sync_filter.state.include_redundant_members else room_sent)
+            chosen = rendering.select_state(state_ids[room_id], lazy_load=True, lazy_members=members,
+                                            gap_members_kept=entry.state_after is not None)
+            state_ids[room_id] = chosen
+            for (event_type, state_key), event_id in chosen.items():
+                if event_type == "m.room.member":
+                    room_sent[state_key] = event_id
+
+        state_events = await self._events.get_events(
+            {eid for ids in state_ids.values() for eid in ids.values()})
+        room_state: dict[str, list[Event]] = {}
+        for entry in entries:
+            ids = state_ids[entry.room_id].values()
+            events = sorted((state_events[eid] for eid in ids if eid in state_events), key=event_position)
+            room_state[entry.room_id] = rendering.filter_state_events(events, sync_filter.state,
+                                                                      entry.room_id)
+
+        include_room_id = sync_filter.event_format == "federation"
+        all_timeline = [e for entry in entries for e in timelines[entry.room_id].events]
+        all_state = [e for entry in entries for e in room_state[entry.room_id]]
+        timeline_json = iter(await self._serializer.serialize(all_timeline, requester,
+                                                              include_room_id=include_room_id))
+        state_json = iter(await self._serializer.serialize(all_state, requester,
+                                                           include_room_id=include_room_id, bundle=False))
+        fields = sync_filter.event_fields
+        out: dict[str, dict[str, Any]] = {}
+        for entry in entries:
+            room_id = entry.room_id
+            timeline = timelines[room_id]
+            events_json = [next(timeline_json) for _ in timeline.events]
+            state_json_room = [next(state_json) for _ in room_state[room_id]]
+            if fields is not None:
+                events_json = [only_fields(e, fields) for e in events_json]
+                state_json_room = [only_fields(e, fields) for e in state_json_room]
+            prev = event_position(timeline.events[0]) - 1 if timeline.events else entry.upto
+            body: dict[str, Any] = {
+                "timeline": {"events": events_json, "limited": timeline.limited,
+                             "prev_batch": str(now.replace(events=prev))},
+                "state": {"events": state_json_room},
+            }
+            if entry.section == JOIN:
+                body["summary"] = summaries.get(room_id, {})
+            out[room_id] = body
+        return out
+
+    async def _summaries(self, user_id: str, entries: list[RoomSyncEntry], timelines: dict[str, Timeline],
+                         state_ids: dict[str, dict[tuple[str, str], str]], request: SyncRequest
+                         ) -> dict[str, dict[str, Any]]:
+        """Member counts and heroes for joined rooms a client sees whole or whose membership moved."""
+        wanted = [
+            e.room_id for e in entries if e.section == JOIN and (
+                e.state_after is None
+                or any(k[0] == "m.room.member" for k in state_ids[e.room_id])
+                or any(ev.type == "m.room.member" for ev in timelines[e.room_id].events))
+        ]
+        if not wanted:
+            return {}
+        counts = await self._store.get_member_counts(wanted)
+        naming = await self._store.get_current_state_event_ids(wanted, NAMING_TYPES)
+        naming_events = await self._events.get_events(
+            {eid for ids in naming.values() for eid in ids.values()})
+
+        def naming_event(room_id: str, event_type: str) -> Event | None:
+            return naming_events.get(naming[room_id].get((event_type, ""), ""))
+
+        unnamed = [room_id for room_id in wanted
+                   if not rendering.has_display_name(naming_event(room_id, "m.room.name"),
+                                                     naming_event(room_id, "m.room.canonical_alias"))]
+        present = await self._store.get_first_members(unnamed, ("join", "invite"), rendering.MAX_HEROES + 1)
+        lonely = [room_id for room_id in unnamed if not [u for u in present[room_id] if u != user_id]]
+        departed = await self._store.get_first_members(lonely, ("leave", "ban"), rendering.MAX_HEROES + 1)
+        out = {}
+        for room_id in wanted:
+            heroes = None
+            if room_id in present:
+                heroes = rendering.pick_heroes(user_id, present[room_id], departed.get(room_id, []))
+            out[room_id] = rendering.summary(counts.get(room_id, {}), heroes)
+        return out
+
+    # --- invites and knocks ---------------------------------------------------------------
+    async def _stripped_states(self, entries: list[RoomSyncEntry], requester: Requester,
+                               ignored: frozenset[str]) -> list[list[dict[str, Any]] | None]:
+        if not entries:
+            return []
+        member_ids = [e.membership.event_id for e in entries]
+        members = await self._events.get_events(member_ids)
+        groups = await self._store.get_state_groups_around(member_ids)
+        states = {}
+        for entry in entries:
+            after = groups.get(entry.membership.event_id, (None, None))[1]
+            states[entry.room_id] = await self._events.get_state_for_group(after) if after is not None else {}
+        wanted = {eid for state in states.values() for eid in rendering.stripped_state_keys(state)}
+        loaded = await self._events.get_events(wanted)
+        member_events = [members[eid] for eid in member_ids if eid in members]
+        member_json = await self._serializer.serialize(member_events, requester, include_room_id=False,
+                                                       bundle=False)
+        serialized = dict(zip((e.event_id for e in member_events), member_json, strict=True))
+        out: list[list[dict[str, Any]] | None] = []
+        for entry in entries:
+            member = members.get(entry.membership.event_id)
+            if member is None or (entry.section == INVITE and member.sender in ignored):
+                out.append(None)
+                continue
+            stripped = [rendering.stripped_event(loaded[eid])
+                        for eid in rendering.stripped_state_keys(states[entry.room_id]) if eid in loaded]
+            stripped.append(serialized[member.event_id])
+            out.append(stripped)
+        return out
+

@@ -1,0 +1,116 @@
+"""Reading timelines for sync: each room's newest events that pass the filter, the ignore list and
+history visibility, fetched for many rooms per query and refetched further back only for rooms
+where events dropped out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from homeserver.events.event import Event
+from homeserver.state.visibility import HISTORY_VISIBILITY_KEY, StateAtEvent, is_event_visible
+from homeserver.sync.filtering import SyncFilter
+from homeserver.sync.room_list import JOIN, RoomSyncEntry
+from storage.stores.events import EventStore
+from storage.stores.sync import SyncStore, TimelineRange
+
+# Refetch rounds when filters or visibility drop events from a timeline page; past this the page is
+# returned short and marked limited (the client paginates with prev_batch).
+MAX_TIMELINE_ROUNDS = 4
+MAX_FETCH = 1000
+
+
+def event_position(event: Event) -> int:
+    return int(event.internal_metadata.get("stream_ordering", 0))
+
+
+@dataclass
+class Timeline:
+    events: list[Event] = field(default_factory=list)
+    limited: bool = False
+
+
+class TimelineReader:
+    def __init__(self, events: EventStore, store: SyncStore):
+        self._events = events
+        self._store = store
+
+    async def read(self, entries: Sequence[RoomSyncEntry], user_id: str, sync_filter: SyncFilter,
+                   ignored: frozenset[str]) -> dict[str, Timeline]:
+        """Each room's newest visible, filter-passing events, refetching further back when some drop out."""
+        limit = sync_filter.timeline_limit
+        out = {e.room_id: Timeline() for e in entries}
+        if limit <= 0 or sync_filter.timeline.is_empty_set:
+            for timeline in out.values():
+                timeline.limited = True
+            return out
+        by_room = {e.room_id: e for e in entries}
+        pending = {e.room_id: TimelineRange(e.room_id, e.timeline_after, e.upto, limit + 1) for e in entries}
+        for round_number in range(MAX_TIMELINE_ROUNDS):
+            if not pending:
+                break
+            rows = await self._store.get_timelines(list(pending.values()))
+            loaded = await self._events.get_events(
+                [r.event_id for room_rows in rows.values() for r in room_rows])
+            next_pending: dict[str, TimelineRange] = {}
+            for room_id, asked in pending.items():
+                room_rows = rows.get(room_id, [])
+                candidates = [loaded[r.event_id] for r in room_rows if r.event_id in loaded]
+                kept = [e for e in candidates
+                        if sync_filter.timeline.matches(e.type, e.sender, e.content, room_id=room_id)
+                        and (e.sender not in ignored or e.is_state() or e.sender == user_id)]
+                kept = await self._visible(user_id, by_room[room_id], kept)
+                timeline = out[room_id]
+                timeline.events = kept + timeline.events
+                exhausted = len(room_rows) < asked.limit
+                if len(timeline.events) > limit:
+                    timeline.events = timeline.events[-limit:]
+                    timeline.limited = True
+                elif exhausted:
+                    timeline.limited = False
+                elif len(timeline.events) == limit or round_number == MAX_TIMELINE_ROUNDS - 1:
+                    timeline.limited = True
+                else:
+                    upto = room_rows[0].stream_ordering - 1
+                    next_pending[room_id] = TimelineRange(room_id, asked.after, upto,
+                                                          min(asked.limit * 2, MAX_FETCH))
+            pending = next_pending
+        return out
+
+    async def _visible(self, user_id: str, entry: RoomSyncEntry, events: list[Event]) -> list[Event]:
+        """History visibility for one room's timeline page, with a fast path for members throughout."""
+        if not events:
+            return events
+        membership = entry.membership
+        if membership.membership == "join" and membership.stream_ordering < event_position(events[0]):
+            # Joined since before the page and still joined: every event in it was sent while joined.
+            return events
+        if entry.never_joined:
+            # A room the user only saw from outside (rejected invite, ban): their own membership only.
+            return [e for e in events if e.type == "m.room.member" and e.state_key == user_id]
+        groups = await self._store.get_state_groups_around([e.event_id for e in events])
+        states = {}
+        for before, _ in groups.values():
+            if before is not None and before not in states:
+                states[before] = await self._events.get_state_for_group(before)
+        wanted = set()
+        for state in states.values():
+            for key in (HISTORY_VISIBILITY_KEY, ("m.room.member", user_id)):
+                if key in state:
+                    wanted.add(state[key])
+        loaded = await self._events.get_events(wanted)
+        joined_afterwards = entry.section == JOIN
+        visible = []
+        for event in events:
+            before = groups.get(event.event_id, (None, 0))[0]
+            state = states.get(before, {}) if before is not None else {}
+            hv = loaded.get(state.get(HISTORY_VISIBILITY_KEY, ""))
+            member = loaded.get(state.get(("m.room.member", user_id), ""))
+            at_event = StateAtEvent(
+                history_visibility=hv.content.get("history_visibility") if hv is not None else None,
+                membership=member.membership if member is not None else None,
+            )
+            if is_event_visible(user_id, event, at_event, joined_afterwards=joined_afterwards):
+                visible.append(event)
+        return visible
