@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.accounts.auth import Requester
-from homeserver.auth import get_required_level, get_user_power_level
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
 from homeserver.identifiers import split_id
+from homeserver.rooms.power import RoomPower
 from homeserver.rooms.sender import RoomEventSender
 from storage.stores.aliases import AliasExistsError, AliasStore
 from storage.stores.events import EventStore
@@ -67,13 +67,8 @@ class AliasService:
 
     async def _may_set_canonical_alias(self, user_id: str, room_id: str) -> bool:
         state = await self._events.get_current_state_ids(room_id)
-        keys = [("m.room.power_levels", ""), ("m.room.create", "")]
-        loaded = await self._events.get_events([state[k] for k in keys if k in state])
-        auth_state = {k: loaded[state[k]] for k in keys if k in state and state[k] in loaded}
-        version = await self._sender.room_version(room_id)
-        pl = auth_state.get(("m.room.power_levels", ""))
-        return get_user_power_level(user_id, auth_state, version) >= get_required_level(
-            "m.room.canonical_alias", True, pl.content if pl else None)
+        power = await RoomPower.load(self._events, state, await self._sender.room_version(room_id))
+        return power.may_send_state(user_id, "m.room.canonical_alias")
 
     async def aliases_of_room(self, requester: Requester, room_id: str) -> dict[str, Any]:
         membership, _ = await self._events.get_membership(room_id, requester.user_id)

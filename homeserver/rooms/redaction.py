@@ -14,10 +14,11 @@ import logging
 from typing import Any
 
 from homeserver.accounts.auth import Requester
-from homeserver.auth import get_named_level, get_user_power_level, may_apply_redaction
+from homeserver.auth import may_apply_redaction
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
 from homeserver.events.event import Event
+from homeserver.rooms.power import RoomPower
 from homeserver.rooms.sender import RoomEventSender
 from storage.stores.events import EventStore, PersistContext
 
@@ -63,13 +64,8 @@ class RedactionService:
             raise MatrixError(404, "M_NOT_FOUND", "Event not found")
         if target.sender != requester.user_id:
             state = await self._events.get_current_state_ids(room_id)
-            keys = [("m.room.power_levels", ""), ("m.room.create", "")]
-            loaded = await self._events.get_events([state[k] for k in keys if k in state])
-            auth_state = {k: loaded[state[k]] for k in keys if k in state and state[k] in loaded}
-            room_version = await self._sender.room_version(room_id)
-            pl = auth_state.get(("m.room.power_levels", ""))
-            if get_user_power_level(requester.user_id, auth_state, room_version) < get_named_level(
-                    pl.content if pl else None, "redact"):
+            power = await RoomPower.load(self._events, state, await self._sender.room_version(room_id))
+            if not power.has_named_level(requester.user_id, "redact"):
                 raise MatrixError(403, "M_FORBIDDEN", "You may only redact your own events")
         content = {"reason": reason} if reason is not None else {}
         return await self._sender.send(room_id, requester.user_id, "m.room.redaction", content, txn=txn,
@@ -85,10 +81,8 @@ class RedactionService:
         if target.type == "m.room.create":
             return
         state = await self._events.get_state_before_event(event.event_id)
-        keys = [("m.room.power_levels", ""), ("m.room.create", "")]
-        loaded = await self._events.get_events([state[k] for k in keys if k in state])
-        auth_state = {k: loaded[state[k]] for k in keys if k in state and state[k] in loaded}
-        if target.sender == event.sender or may_apply_redaction(event, target, auth_state, event.room_version):
+        power = await RoomPower.load(self._events, state, event.room_version)
+        if target.sender == event.sender or may_apply_redaction(event, target, power.auth_state, event.room_version):
             await self._events.mark_redacted(target.event_id, event.event_id)
 
     async def prune_redacted_originals(self) -> int:

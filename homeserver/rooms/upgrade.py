@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeserver.auth import get_required_level, get_user_power_level
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
 from homeserver.events.room_versions import RoomVersion
 from homeserver.rooms.creation import ProfileLookup, random_room_id
+from homeserver.rooms.power import RoomPower
 from homeserver.rooms.sender import RoomEventSender, room_version_or_error
 from storage.stores.aliases import AliasStore
 from storage.stores.events import EventStore
@@ -55,8 +55,7 @@ class RoomUpgrader:
         by_key = {k: state[eid] for k, eid in state_ids.items() if eid in state}
         pl_event = by_key.get(("m.room.power_levels", ""))
         pl_content = dict(pl_event.content) if pl_event is not None else {}
-        if get_user_power_level(user_id, by_key, old_version) < get_required_level(
-                "m.room.tombstone", True, pl_content or None):
+        if not RoomPower(by_key, old_version).may_send_state(user_id, "m.room.tombstone"):
             raise MatrixError(403, "M_FORBIDDEN", "You may not upgrade this room")
 
         new_room_id = await self._create_successor(user_id, old_room_id, new_version, by_key, pl_content)
