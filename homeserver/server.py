@@ -27,6 +27,7 @@ from homeserver.accounts.profiles import ProfileService
 from homeserver.accounts.registration import RegistrationService
 from homeserver.accounts.sessions import SessionService
 from homeserver.accounts.uia import UserInteractiveAuth
+from homeserver.accounts.whois import WhoisService
 from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
 from homeserver.directory.aliases import AliasService
@@ -36,6 +37,7 @@ from homeserver.http.app import build_app
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.client_account import AccountHandlers
 from homeserver.http.client_account_data import AccountDataHandlers
+from homeserver.http.client_admin import ClientAdminHandlers
 from homeserver.http.client_capabilities import CapabilitiesHandlers
 from homeserver.http.client_devices import DeviceHandlers
 from homeserver.http.client_directory import DirectoryHandlers
@@ -45,9 +47,11 @@ from homeserver.http.client_history import HistoryHandlers
 from homeserver.http.client_profile import ProfileHandlers
 from homeserver.http.client_push_rules import PushRuleHandlers
 from homeserver.http.client_relations import RelationHandlers
+from homeserver.http.client_reports import ReportHandlers
 from homeserver.http.client_rooms import RoomHandlers
 from homeserver.http.client_session import AdminRegisterHandlers, SessionHandlers
 from homeserver.http.client_sync import SyncHandlers
+from homeserver.http.client_unconfigured import UnconfiguredServiceHandlers
 from homeserver.http.discovery import DiscoveryHandlers
 from homeserver.http.metrics import HttpMetrics
 from homeserver.push.push_rules import PushRulesService
@@ -58,6 +62,7 @@ from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.reading import RoomReader
 from homeserver.rooms.redaction import RedactionService
 from homeserver.rooms.relations import RelationsService
+from homeserver.rooms.reports import ReportService
 from homeserver.rooms.sender import RoomEventSender
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.rooms.upgrade import RoomUpgrader
@@ -75,6 +80,7 @@ from storage.stores.profiles import ProfileStore
 from storage.stores.push_rules import PushRuleStore
 from storage.stores.receipts import ReceiptStore
 from storage.stores.relations import RelationStore
+from storage.stores.reports import ReportStore
 from storage.stores.sync import SyncStore
 from storage.stores.timeline import TimelineStore
 
@@ -215,6 +221,11 @@ class HomeServer:
         self.alias_service = AliasService(config.server_name, self.alias_store, self.event_store,
                                           self.event_sender, clock, self.auth.is_server_admin)
         self.directory_handlers = DirectoryHandlers(self.alias_service, authenticate)
+        self.reports = ReportService(ReportStore(self.db), self.event_store, self.account_store, self.room_reader,
+                                     clock)
+        self.report_handlers = ReportHandlers(self.reports, authenticate, self.ratelimiter)
+        self.client_admin_handlers = ClientAdminHandlers(WhoisService(self.account_store, self.auth), authenticate)
+        self.unconfigured_handlers = UnconfiguredServiceHandlers(authenticate)
         # Ephemeral: typing and receipts are /sync ephemeral providers (current_position, events_for_rooms).
         self.typing = TypingService(self.event_store, self.notifier)
         self.event_sender.add_persisted_callback(self.typing.on_event_persisted)
@@ -255,6 +266,9 @@ class HomeServer:
             self.history_handlers.register_routes(app)
             self.relation_handlers.register_routes(app)
             self.directory_handlers.register_routes(app)
+            self.report_handlers.register_routes(app)
+            self.client_admin_handlers.register_routes(app)
+            self.unconfigured_handlers.register_routes(app)
             self.ephemeral_handlers.register_routes(app)
             self.sync_handlers.register_routes(app)
         if "federation" in listener.resources:

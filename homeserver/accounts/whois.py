@@ -1,0 +1,31 @@
+"""`GET /admin/whois/{userId}`: a user's sessions and the connections seen for each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.accounts.auth import AuthService, Requester
+from homeserver.errors import MatrixError
+from homeserver.identifiers import parse_user_id
+from storage.stores.accounts import AccountStore
+
+
+class WhoisService:
+    def __init__(self, store: AccountStore, auth: AuthService):
+        self._store = store
+        self._auth = auth
+
+    async def whois(self, requester: Requester, user_id: str) -> dict[str, Any]:
+        """Server admins may ask about anyone; users about themselves (as Synapse allows)."""
+        parse_user_id(user_id, "userId")
+        if requester.user_id != user_id and not await self._auth.is_server_admin(requester.user_id):
+            raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")
+        if await self._store.get_user(user_id) is None:
+            raise MatrixError(404, "M_NOT_FOUND", "User not found")
+        devices: dict[str, Any] = {}
+        for sighting in await self._store.get_user_ips(user_id):
+            device = devices.setdefault(sighting["device_id"] or "", {"sessions": [{"connections": []}]})
+            device["sessions"][0]["connections"].append({
+                "ip": sighting["ip"], "last_seen": sighting["last_seen"], "user_agent": sighting["user_agent"],
+            })
+        return {"user_id": user_id, "devices": devices}
