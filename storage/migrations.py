@@ -114,12 +114,14 @@ async def _migrate(txn: Transaction, migrations: list[Migration], latest: int) -
         "CREATE TABLE IF NOT EXISTS schema_version ("
         " version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_ts BIGINT NOT NULL)"
     )
-    current = await txn.fetch_value("SELECT COALESCE(MAX(version), 0) FROM schema_version") or 0
+    done = {row[0] for row in await txn.fetch_all("SELECT version FROM schema_version")}
+    current = max(done, default=0)
     if current > latest:
         raise SchemaTooNewError(current, latest)
     applied = []
     for migration in migrations:
-        if migration.version <= current:
+        # By set, not by maximum: a lower-numbered file that arrived later (parallel work) still runs.
+        if migration.version in done:
             continue
         await txn.execute_script(migration.sql)
         await txn.execute(

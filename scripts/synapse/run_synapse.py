@@ -126,6 +126,9 @@ def synapse_config(workdir: Path, port: int, shared_secret: str) -> dict:
         "trusted_key_servers": [],
         "suppress_key_server_warning": True,
         "presence": {"enabled": True},
+        # Synapse refuses to publish rooms to the directory by default; our server lets room admins
+        # publish, so the directory cases test the same path on both.
+        "room_list_publication_rules": [{"action": "allow"}],
         **_RATE_LIMITS,
     }
 

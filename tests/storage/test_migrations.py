@@ -101,6 +101,22 @@ async def test_new_migrations_apply_on_top_of_recorded_ones_in_order(
         await db.close()
 
 
+async def test_a_lower_numbered_migration_that_arrives_later_still_runs(
+    db_config: dict[str, Any], tmp_path: Path
+) -> None:
+    schema = write_schema(tmp_path / "schema", {"001_first.sql": "CREATE TABLE t1 (x INTEGER);",
+                                                "013_late.sql": "CREATE TABLE t13 (x INTEGER);"})
+    db = await open_database(db_config)
+    try:
+        assert await apply_migrations(db, load_migrations(db.dialect, schema)) == [1, 13]
+        write_schema(schema, {"010_gap.sql": "CREATE TABLE t10 (x INTEGER);"})
+        assert await apply_migrations(db, load_migrations(db.dialect, schema)) == [10]
+        assert await table_exists(db, "t10")
+        assert await apply_migrations(db, load_migrations(db.dialect, schema)) == []
+    finally:
+        await db.close()
+
+
 async def test_a_failing_migration_leaves_no_trace(db_config: dict[str, Any], tmp_path: Path) -> None:
     schema = write_schema(
         tmp_path / "schema",
