@@ -57,7 +57,8 @@ def main() -> int:
                     time.sleep(0.1)
             result = subprocess.run(
                 [sys.executable, "-m", "synctest", "--base-url", base_url,
-                 "--registration-shared-secret", secret],
+                 # One argument: a secret that starts with "-" would otherwise read as an option.
+                 f"--registration-shared-secret={secret}"],
                 cwd=root,
             )
             return result.returncode

@@ -230,8 +230,8 @@ def run_synctest(server: SynapseServer, extra: list[str]) -> int:
         "synctest",
         "--base-url",
         server.url,
-        "--registration-shared-secret",
-        server.registration_shared_secret,
+        # One argument: a secret that starts with "-" would otherwise read as an option.
+        f"--registration-shared-secret={server.registration_shared_secret}",
         *extra,
     ]
     return subprocess.run(command, cwd=PROJECT_ROOT).returncode
