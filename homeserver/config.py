@@ -104,6 +104,12 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "max_upload_size": {"type": "integer", "minimum": 1},
                 "max_image_pixels": {"type": "integer", "minimum": 1},
                 "unauthenticated_media_enabled": {"type": "boolean"},
+                # ISO date (UTC) of the spec's "freeze": media added from then on is only served by
+                # the authenticated endpoints.
+                "unauthenticated_media_freeze_date": {
+                    "type": ["string", "null"],
+                    "pattern": r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?([+-]\d{2}:\d{2}|Z)?)?$",
+                },
                 "url_preview_enabled": {"type": "boolean"},
                 "url_preview_ip_range_allowlist": {"type": "array", "items": {"type": "string"}},
             },
@@ -123,6 +129,20 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "redaction_retention_days": {"type": ["integer", "null"], "minimum": 0},
+            },
+        },
+        "presence": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "enabled": {"type": "boolean"},
+            },
+        },
+        "user_directory": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "search_all_users": {"type": "boolean"},
             },
         },
         "sessions": {
@@ -183,11 +203,14 @@ DEFAULTS: dict[str, Any] = {
         "max_upload_size": 50 * 1024 * 1024,
         "max_image_pixels": 32_000_000,
         "unauthenticated_media_enabled": True,
+        "unauthenticated_media_freeze_date": None,
         "url_preview_enabled": False,
         "url_preview_ip_range_allowlist": [],
     },
     "registration": {"enabled": False, "require_token": False, "shared_secret": None, "allow_guests": False},
     "rooms": {"redaction_retention_days": 7},
+    "presence": {"enabled": True},
+    "user_directory": {"search_all_users": False},
     "sessions": {
         "refreshable_access_token_lifetime_ms": 300_000,
         "refresh_token_lifetime_ms": None,

@@ -31,6 +31,15 @@ from homeserver.accounts.whois import WhoisService
 from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
 from homeserver.directory.aliases import AliasService
+from homeserver.directory.public_rooms import RoomDirectoryService
+from homeserver.directory.search import SearchService
+from homeserver.directory.user_directory import UserDirectoryService
+from homeserver.e2ee.cross_signing import CrossSigningService
+from homeserver.e2ee.device_lists import DeviceListService
+from homeserver.e2ee.key_backup import KeyBackupService
+from homeserver.e2ee.keys import KeysService
+from homeserver.e2ee.to_device import ToDeviceService
+from homeserver.ephemeral.presence import PresenceService
 from homeserver.ephemeral.receipts import ReceiptService
 from homeserver.ephemeral.typing import TypingService
 from homeserver.http.app import build_app
@@ -44,17 +53,30 @@ from homeserver.http.client_directory import DirectoryHandlers
 from homeserver.http.client_ephemeral import EphemeralHandlers
 from homeserver.http.client_filters import FilterHandlers
 from homeserver.http.client_history import HistoryHandlers
+from homeserver.http.client_keys import KeysHandlers
+from homeserver.http.client_presence import PresenceHandlers
 from homeserver.http.client_profile import ProfileHandlers
+from homeserver.http.client_public_rooms import PublicRoomHandlers
 from homeserver.http.client_push_rules import PushRuleHandlers
+from homeserver.http.client_pushers import PusherHandlers
 from homeserver.http.client_relations import RelationHandlers
 from homeserver.http.client_reports import ReportHandlers
+from homeserver.http.client_room_keys import RoomKeysHandlers
 from homeserver.http.client_rooms import RoomHandlers
+from homeserver.http.client_search import SearchHandlers
 from homeserver.http.client_session import AdminRegisterHandlers, SessionHandlers
 from homeserver.http.client_sync import SyncHandlers
+from homeserver.http.client_to_device import ToDeviceHandlers
 from homeserver.http.client_unconfigured import UnconfiguredServiceHandlers
+from homeserver.http.client_user_directory import UserDirectoryHandlers
 from homeserver.http.discovery import DiscoveryHandlers
+from homeserver.http.media import MediaHandlers
 from homeserver.http.metrics import HttpMetrics
+from homeserver.media.filestore import MediaFileStore
+from homeserver.media.service import MediaService
+from homeserver.push.notifications import NotificationService
 from homeserver.push.push_rules import PushRulesService
+from homeserver.push.pushers import PusherService
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.creation import RoomCreator
 from homeserver.rooms.history import HistoryVisibilityFilter, RoomHistory
@@ -67,22 +89,31 @@ from homeserver.rooms.sender import RoomEventSender
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.signing_keys import load_or_create_signing_key
-from homeserver.sync.extensions import EphemeralSource
+from homeserver.sync.extensions import EphemeralSource, TopLevelSource
 from homeserver.sync.handler import SyncService
 from homeserver.sync.notifier import Notifier
 from storage.engine import create_database
 from storage.stores.account_data import AccountDataStore
 from storage.stores.accounts import AccountStore
 from storage.stores.aliases import AliasStore
+from storage.stores.directory import DirectoryStore
+from storage.stores.e2ee import E2eeKeyStore
 from storage.stores.events import EventStore
 from storage.stores.filters import FilterStore
+from storage.stores.key_backup import KeyBackupStore
+from storage.stores.media import MediaStore
+from storage.stores.notifications import NotificationStore
+from storage.stores.presence import PresenceStore
 from storage.stores.profiles import ProfileStore
 from storage.stores.push_rules import PushRuleStore
+from storage.stores.pushers import PusherStore
 from storage.stores.receipts import ReceiptStore
 from storage.stores.relations import RelationStore
 from storage.stores.reports import ReportStore
+from storage.stores.search import SearchStore
 from storage.stores.sync import SyncStore
 from storage.stores.timeline import TimelineStore
+from storage.stores.to_device import ToDeviceStore
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +218,13 @@ class HomeServer:
         # Sync and push evaluation subscribe with push_rules.add_changed_callback.
         self.push_rules = PushRulesService(PushRuleStore(self.db))
         self.push_rule_handlers = PushRuleHandlers(self.push_rules, authenticate)
+        # Media; federation later passes its RemoteMediaFetcher as `remote=`.
+        self.media = MediaService(config.server_name, MediaStore(self.db),
+                                  MediaFileStore(config.media["store_path"]), clock, self.ratelimiter,
+                                  config.media)
+        self.media.start()
+        self._background.append(self.media)
+        self.media_handlers = MediaHandlers(self.media, authenticate)
 
         # Rooms.
         self.notifier = Notifier()
@@ -226,6 +264,20 @@ class HomeServer:
         self.report_handlers = ReportHandlers(self.reports, authenticate, self.ratelimiter)
         self.client_admin_handlers = ClientAdminHandlers(WhoisService(self.account_store, self.auth), authenticate)
         self.unconfigured_handlers = UnconfiguredServiceHandlers(authenticate)
+        # Directory and search (issue 7): canonical alias check on send, room and user directories,
+        # and the search index fed after each event commits.
+        self.event_sender.add_send_check(self.alias_service.check_canonical_alias)
+        directory_store = DirectoryStore(self.db)
+        self.room_directory = RoomDirectoryService(config.server_name, directory_store, self.event_store,
+                                                   self.alias_service.may_manage_directory)
+        self.public_room_handlers = PublicRoomHandlers(self.room_directory, authenticate)
+        self.user_directory = UserDirectoryService(
+            directory_store, search_all_users=config.section("user_directory")["search_all_users"])
+        self.user_directory_handlers = UserDirectoryHandlers(self.user_directory, authenticate)
+        self.search = SearchService(self.event_store, SearchStore(self.db), timeline_store, self.room_history,
+                                    self.event_serializer)
+        self.event_sender.add_persisted_callback(self.search.on_event_persisted)
+        self.search_handlers = SearchHandlers(self.search, authenticate)
         # Ephemeral: typing and receipts are /sync ephemeral providers (current_position, events_for_rooms).
         self.typing = TypingService(self.event_store, self.notifier)
         self.event_sender.add_persisted_callback(self.typing.on_event_persisted)
@@ -243,6 +295,53 @@ class HomeServer:
         self.account_data.add_changed_callback(self.sync.account_data_changed)
         self.push_rules.add_changed_callback(self.sync.push_rules_changed)
         self.sync_handlers = SyncHandlers(self.sync, authenticate)
+        # Push: every local event is evaluated for the room's local members off the send path;
+        # counts reach /sync as room fields, notified members' pushers get gateway requests.
+        self.notifications = NotificationService(config.server_name, self.event_store, NotificationStore(self.db),
+                                                 self.push_rules, self.event_serializer, self.notifier, clock,
+                                                 registry=self.metrics.registry)
+        self.notifications.start()
+        self._background.append(self.notifications)
+        self.event_sender.add_persisted_callback(self.notifications.on_event_persisted)
+        self.receipts.add_receipt_updated_callback(self.notifications.on_receipt)
+        self.push_rules.add_changed_callback(self.notifications.on_push_rules_changed)
+        self.sync.add_room_fields_provider(self.notifications.room_fields)
+        self.pushers = PusherService(PusherStore(self.db), self.notifications, clock)
+        self.pushers.start()
+        self._background.append(self.pushers)
+        self.notifications.add_notified_callback(self.pushers.on_notified)
+        self.pusher_handlers = PusherHandlers(self.pushers, self.notifications, authenticate)
+        # Presence: a /sync top-level source; syncs and sent events keep users online.
+        self.presence = PresenceService(config.server_name, PresenceStore(self.db), self.event_store, self.notifier,
+                                        clock, enabled=config.section("presence")["enabled"])
+        self.presence.start()
+        self._background.append(self.presence)
+        self.event_sender.add_persisted_callback(self.presence.on_event_persisted)
+        self.sync.set_presence_tracker(self.presence.syncing)
+        self.sync.add_top_level_source(TopLevelSource(self.presence.stream_name, self.presence.current_position,
+                                                      self.presence.sync_sections))
+        self.presence_handlers = PresenceHandlers(self.presence, authenticate)
+        # End-to-end encryption: device lists (with key counts, every sync) and to-device messages are
+        # /sync top-level sources; deleting a device drops its keys and inbox.
+        e2ee_store = E2eeKeyStore(self.db)
+        self.device_lists = DeviceListService(e2ee_store, self.event_store, self.notifier)
+        self.event_sender.add_persisted_callback(self.device_lists.on_event_persisted)
+        self.keys = KeysService(config.server_name, e2ee_store, self.device_lists, clock)
+        self.devices.add_devices_deleted_callback(self.keys.delete_devices)
+        self.sessions.add_devices_deleted_callback(self.keys.delete_devices)
+        self.sessions.add_device_created_callback(self.keys.device_created)
+        self.cross_signing = CrossSigningService(config.server_name, e2ee_store, self.device_lists, self.uia,
+                                                 self.account_store, clock)
+        self.to_device = ToDeviceService(config.server_name, ToDeviceStore(self.db), self.notifier, clock)
+        self.key_backup = KeyBackupService(KeyBackupStore(self.db))
+        self.sync.add_top_level_source(TopLevelSource(self.device_lists.stream_name,
+                                                      self.device_lists.current_position,
+                                                      self.device_lists.sync_sections, every_sync=True))
+        self.sync.add_top_level_source(TopLevelSource(self.to_device.stream_name, self.to_device.current_position,
+                                                      self.to_device.sync_sections, every_sync=True))
+        self.keys_handlers = KeysHandlers(self.keys, self.cross_signing, authenticate)
+        self.to_device_handlers = ToDeviceHandlers(self.to_device, authenticate)
+        self.room_keys_handlers = RoomKeysHandlers(self.key_backup, authenticate)
 
     def _build_listener_app(self, listener: ListenerConfig) -> web.Application:
         serves_matrix = bool({"client", "federation", "admin"} & set(listener.resources))
@@ -262,6 +361,7 @@ class HomeServer:
             self.device_handlers.register_routes(app)
             self.account_handlers.register_routes(app)
             self.push_rule_handlers.register_routes(app)
+            self.media_handlers.register_routes(app)
             self.room_handlers.register_routes(app)
             self.history_handlers.register_routes(app)
             self.relation_handlers.register_routes(app)
@@ -269,8 +369,16 @@ class HomeServer:
             self.report_handlers.register_routes(app)
             self.client_admin_handlers.register_routes(app)
             self.unconfigured_handlers.register_routes(app)
+            self.public_room_handlers.register_routes(app)
+            self.user_directory_handlers.register_routes(app)
+            self.search_handlers.register_routes(app)
+            self.presence_handlers.register_routes(app)
+            self.keys_handlers.register_routes(app)
+            self.to_device_handlers.register_routes(app)
+            self.room_keys_handlers.register_routes(app)
             self.ephemeral_handlers.register_routes(app)
             self.sync_handlers.register_routes(app)
+            self.pusher_handlers.register_routes(app)
         if "federation" in listener.resources:
             self.discovery.register_federation(app)
         if "admin" in listener.resources:

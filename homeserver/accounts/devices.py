@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.accounts.auth import AuthService, Requester
@@ -83,6 +84,11 @@ class DeviceService:
         self._clock = clock
         self._max_age_ms = last_seen_max_age_days * DAY_MS
         self._pruner: asyncio.Task[None] | None = None
+        self._on_deleted: list[Callable[[str, list[str]], Awaitable[None]]] = []
+
+    def add_devices_deleted_callback(self, callback: Callable[[str, list[str]], Awaitable[None]]) -> None:
+        """Call `callback(user_id, device_ids)` after devices are deleted (E2EE keys, inboxes)."""
+        self._on_deleted.append(callback)
 
     # --- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
@@ -133,7 +139,8 @@ class DeviceService:
             return
         hashes = await self._store.delete_devices(user_id, device_ids)
         self._auth.invalidate_token_hashes(hashes)
-        # Hook for the e2ee work: device-list updates and to-device cleanup for these devices.
+        for callback in self._on_deleted:
+            await callback(user_id, device_ids)
 
     async def delete_other_devices(self, user_id: str, keep_device_id: str | None,
                                    keep_token_id: int | None) -> None:

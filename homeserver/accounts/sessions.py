@@ -6,6 +6,7 @@ tokens are made, stored and expired in exactly one place.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.accounts.auth import AuthService
@@ -28,6 +29,16 @@ class SessionService:
         self._access_lifetime_ms = refreshable_access_token_lifetime_ms
         self._refresh_lifetime_ms = refresh_token_lifetime_ms
         self.login_token_lifetime_ms = login_token_lifetime_ms
+        self._on_created: list[Callable[[str, str], Awaitable[None]]] = []
+        self._on_deleted: list[Callable[[str, list[str]], Awaitable[None]]] = []
+
+    def add_device_created_callback(self, callback: Callable[[str, str], Awaitable[None]]) -> None:
+        """Call `callback(user_id, device_id)` after a login creates a new device (device lists)."""
+        self._on_created.append(callback)
+
+    def add_devices_deleted_callback(self, callback: Callable[[str, list[str]], Awaitable[None]]) -> None:
+        """Call `callback(user_id, device_ids)` after logging out deletes devices (E2EE keys, inboxes)."""
+        self._on_deleted.append(callback)
 
     async def start_session(self, user_id: str, *, device_id: str | None = None,
                             display_name: str | None = None, want_refresh_token: bool = False) -> dict[str, Any]:
@@ -41,7 +52,9 @@ class SessionService:
             raise MatrixError(400, "M_INVALID_PARAM",
                               f"initial_device_display_name: must be a string of at most {MAX_DISPLAY_NAME_LENGTH} characters")
         now = self._clock.time_ms()
-        await self._store.ensure_device(user_id, device_id, display_name, now)
+        if await self._store.ensure_device(user_id, device_id, display_name, now):
+            for created in self._on_created:
+                await created(user_id, device_id)
         response: dict[str, Any] = {"user_id": user_id, "device_id": device_id}
         refresh_token_id = None
         valid_until_ms = None
@@ -88,13 +101,19 @@ class SessionService:
         else:
             hashes = await self._store.delete_access_tokens(user_id, token_id=token_id)
         self._auth.invalidate_token_hashes(hashes)
+        if device_id is not None:
+            for deleted in self._on_deleted:
+                await deleted(user_id, [device_id])
 
     async def end_all_sessions(self, user_id: str) -> None:
         devices = await self._store.get_devices(user_id)
-        hashes = await self._store.delete_devices(user_id, [d["device_id"] for d in devices])
+        device_ids = [d["device_id"] for d in devices]
+        hashes = await self._store.delete_devices(user_id, device_ids)
         hashes += await self._store.delete_access_tokens(user_id)
         await self._store.delete_refresh_tokens(user_id)
         self._auth.invalidate_token_hashes(hashes)
+        for deleted in self._on_deleted:
+            await deleted(user_id, device_ids)
 
     async def create_login_token(self, user_id: str) -> tuple[str, int]:
         token = new_token("sylt")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from homeserver.accounts.auth import Requester
@@ -69,6 +70,51 @@ class AliasService:
         state = await self._events.get_current_state_ids(room_id)
         power = await RoomPower.load(self._events, state, await self._sender.room_version(room_id))
         return power.may_send_state(user_id, "m.room.canonical_alias")
+
+    async def check_canonical_alias(self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any],
+                                    state_key: str | None) -> None:
+        """Send check: aliases newly named by an m.room.canonical_alias event must point at the room.
+
+        Aliases the current event already names are not checked again, so re-sending (or trimming)
+        an older event still works after an alias moved. Remote aliases cannot be resolved yet
+        and are accepted.
+        """
+        if event_type != "m.room.canonical_alias" or state_key != "":
+            return
+        alias = content.get("alias")
+        alt_aliases = content.get("alt_aliases")
+        if alias is not None and not isinstance(alias, str):
+            raise MatrixError(400, "M_INVALID_PARAM", "alias: must be a string")
+        if alt_aliases is not None and (not isinstance(alt_aliases, list)
+                                        or not all(isinstance(a, str) for a in alt_aliases)):
+            raise MatrixError(400, "M_INVALID_PARAM", "alt_aliases: must be a list of strings")
+        current_id = await self._events.get_current_state_event_id(room_id, "m.room.canonical_alias", "")
+        current = await self._events.get_event(current_id) if current_id else None
+        known: set[str] = set()
+        if current is not None:
+            if isinstance(current.content.get("alias"), str):
+                known.add(current.content["alias"])
+            if isinstance(current.content.get("alt_aliases"), list):
+                known.update(a for a in current.content["alt_aliases"] if isinstance(a, str))
+        for field, name in [("alias", alias), *(("alt_aliases", a) for a in alt_aliases or [])]:
+            if not name or name in known:
+                continue
+            try:
+                server = self._parse(name)
+            except MatrixError:
+                raise MatrixError(400, "M_INVALID_PARAM", f"{field}: {name!r} is not a valid room alias") from None
+            if server != self._server_name:
+                continue
+            found = await self._aliases.get_alias(name)
+            if found is None or found["room_id"] != room_id:
+                raise MatrixError(400, "M_BAD_ALIAS", f"{field}: room alias {name} does not point to this room")
+
+    async def may_manage_directory(self, user_id: str, room_id: str) -> bool:
+        """Whether the user may publish the room: a server admin, or a member allowed to set its aliases."""
+        if await self._is_admin(user_id):
+            return True
+        membership, _ = await self._events.get_membership(room_id, user_id)
+        return membership == "join" and await self._may_set_canonical_alias(user_id, room_id)
 
     async def aliases_of_room(self, requester: Requester, room_id: str) -> dict[str, Any]:
         membership, _ = await self._events.get_membership(room_id, requester.user_id)

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 MAX_PREV_EVENTS = 10
 
 PersistedCallback = Callable[[Event, PersistContext], Awaitable[None]]
+# (room_id, sender, event_type, content, state_key) -> None, or raises MatrixError to refuse the send.
+SendCheck = Callable[[str, str, str, Mapping[str, Any], str | None], Awaitable[None]]
 
 
 @dataclass
@@ -69,10 +71,15 @@ class RoomEventSender:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._heads: dict[str, RoomHead] = {}
         self._after_persist: list[PersistedCallback] = []
+        self._send_checks: list[SendCheck] = []
 
     def add_persisted_callback(self, callback: PersistedCallback) -> None:
         """Run `callback(event, context)` after each local event commits (push, appservices, ...)."""
         self._after_persist.append(callback)
+
+    def add_send_check(self, check: SendCheck) -> None:
+        """Run `check(room_id, sender, type, content, state_key)` before each local send (content rules)."""
+        self._send_checks.append(check)
 
     def room_lock(self, room_id: str) -> asyncio.Lock:
         lock = self._locks.get(room_id)
@@ -158,6 +165,8 @@ class RoomEventSender:
             existing = await self._existing_txn_event(txn)
             if existing is not None:
                 return existing
+        for check in self._send_checks:
+            await check(room_id, sender, event_type, content, state_key)
         async with self.room_lock(room_id):
             if txn is not None:
                 existing = await self._existing_txn_event(txn)

@@ -28,6 +28,9 @@ RoomFieldsProvider = Callable[[str, Sequence[str], SyncToken | None, SyncToken],
                               Awaitable[dict[str, dict[str, Any]]]]
 # (user_id, device_id, from_position or None, to_position) -> {top-level key: value}
 TopLevelGetter = Callable[[str, str | None, int | None, int], Awaitable[dict[str, Any]]]
+# A TopLevelSource that delivers only part of what is pending (to-device messages in batches) puts
+# the position it delivered up to under this key; `next_batch` then stops there for its stream.
+DELIVERED_UPTO = "__delivered_upto__"
 
 
 @dataclass(frozen=True)

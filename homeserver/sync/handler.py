@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ from homeserver.jsonutil import JSONDecodeError, decode
 from homeserver.push.push_rules import PUSH_RULES_ACCOUNT_DATA_TYPE, PushRulesService
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.sync import rendering
-from homeserver.sync.extensions import EphemeralSource, RoomFieldsProvider, TopLevelSource
+from homeserver.sync.extensions import DELIVERED_UPTO, EphemeralSource, RoomFieldsProvider, TopLevelSource
 from homeserver.sync.filtering import SyncFilter, filter_plain_events, only_fields, parse_sync_filter
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.room_list import (
@@ -79,6 +80,8 @@ class SyncService:
         self._room_fields: list[RoomFieldsProvider] = []
         self._top_level: list[TopLevelSource] = []
         self._ignored: dict[str, frozenset[str]] = {}
+        # (user_id, set_presence) -> async context manager held around the request (presence).
+        self._presence_tracker: Callable[[str, str], AbstractAsyncContextManager[Any]] | None = None
         # (user, device) -> room -> member user -> member event ID this device was sent (lazy loading).
         self._lazy_sent: OrderedDict[tuple[str, str | None], dict[str, dict[str, str]]] = OrderedDict()
 
@@ -93,6 +96,10 @@ class SyncService:
     def add_top_level_source(self, source: TopLevelSource) -> None:
         self._check_stream(source.stream)
         self._top_level.append(source)
+
+    def set_presence_tracker(self, tracker: Callable[[str, str], AbstractAsyncContextManager[Any]]) -> None:
+        """Let `set_presence` take effect: `tracker(user_id, set_presence)` wraps each request."""
+        self._presence_tracker = tracker
 
     @staticmethod
     def _check_stream(stream: str) -> None:
@@ -150,6 +157,12 @@ class SyncService:
         if request.set_presence not in PRESENCE_STATES:
             raise MatrixError(400, "M_INVALID_PARAM",
                               f"set_presence: must be one of {', '.join(PRESENCE_STATES)}")
+        if self._presence_tracker is None:
+            return await self._sync(request)
+        async with self._presence_tracker(request.requester.user_id, request.set_presence):
+            return await self._sync(request)
+
+    async def _sync(self, request: SyncRequest) -> dict[str, Any]:
         if request.since is None or request.full_state or request.timeout_ms <= 0:
             return (await self._build(request))[0]
         loop = asyncio.get_running_loop()
@@ -269,6 +282,10 @@ class SyncService:
             if start is not None and start == end and not source.every_sync:
                 continue
             sections = await source.get_sections(user_id, requester.device_id, start, end)
+            delivered_upto = sections.pop(DELIVERED_UPTO, None)
+            if delivered_upto is not None and delivered_upto < end:
+                now = now.replace(**{source.stream: delivered_upto})
+                response["next_batch"] = str(now)
             response.update(sections)
             news = news or source.is_news(sections)
         all_joined = [room_id for room_id, row in memberships.items() if row.membership == "join"]
@@ -329,6 +346,15 @@ class SyncService:
             for room_id, fields in extra.items():
                 if room_id in joined:
                     joined[room_id].update(fields)
+        if not request.filter.timeline.unread_thread_notifications:
+            # Providers report thread counts apart from the main timeline's; a client that did not
+            # opt in to thread counts gets them folded into the room's totals (spec, "Threading").
+            for body in joined.values():
+                threads = body.pop("unread_thread_notifications", None) or {}
+                totals = body["unread_notifications"]
+                for counts in threads.values():
+                    for key in ("highlight_count", "notification_count"):
+                        totals[key] = totals.get(key, 0) + counts.get(key, 0)
 
     def _empty_room_body(self, now: SyncToken, entry: RoomSyncEntry) -> dict[str, Any]:
         prev_batch = str(now.replace(events=entry.upto))

@@ -1,0 +1,146 @@
+"""The room directory: publishing rooms (/directory/list/room) and listing them (/publicRooms)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from homeserver.accounts.auth import Requester
+from homeserver.errors import MatrixError
+from storage.stores.directory import DirectoryStore
+from storage.stores.events import EventStore
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 500
+VISIBILITIES = ("public", "private")
+
+# user_id, room_id -> whether the user may change the room's directory entries.
+RoomManagerCheck = Callable[[str, str], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class PublicRoomsQuery:
+    limit: int = DEFAULT_LIMIT
+    offset: int = 0
+    search_term: str | None = None
+    # None: any type; otherwise the allowed `room_type`s, None in it meaning "no type".
+    room_types: frozenset[str | None] | None = None
+
+
+def parse_since(since: Any) -> int:
+    if since is None:
+        return 0
+    if not isinstance(since, str) or not since.startswith("p") or not since[1:].isdigit():
+        raise MatrixError(400, "M_INVALID_PARAM", "since: not a token from a previous /publicRooms response")
+    return int(since[1:])
+
+
+def parse_limit(limit: Any) -> int:
+    if limit is None:
+        return DEFAULT_LIMIT
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise MatrixError(400, "M_INVALID_PARAM", "limit: must be a non-negative integer")
+    return min(limit, MAX_LIMIT)
+
+
+def parse_public_rooms_body(body: Mapping[str, Any]) -> PublicRoomsQuery:
+    """The query of a POST /publicRooms body; 400 naming the field when malformed."""
+    search_filter = body.get("filter")
+    if search_filter is None:
+        search_filter = {}
+    if not isinstance(search_filter, Mapping):
+        raise MatrixError(400, "M_BAD_JSON", "filter: must be an object")
+    term = search_filter.get("generic_search_term")
+    if term is not None and not isinstance(term, str):
+        raise MatrixError(400, "M_BAD_JSON", "filter.generic_search_term: must be a string")
+    room_types = search_filter.get("room_types")
+    if room_types is not None and (not isinstance(room_types, list)
+                                   or not all(t is None or isinstance(t, str) for t in room_types)):
+        raise MatrixError(400, "M_BAD_JSON", "filter.room_types: must be a list of strings or nulls")
+    return PublicRoomsQuery(limit=parse_limit(body.get("limit")), offset=parse_since(body.get("since")),
+                            search_term=term.strip() or None if term else None,
+                            room_types=frozenset(room_types) if room_types else None)
+
+
+def room_entry(room_id: str, joined: int, state: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """One PublishedRoomsChunk entry from the room's directory state contents, keyed by type."""
+    def text(event_type: str, key: str) -> str | None:
+        value = state.get(event_type, {}).get(key)
+        return value if isinstance(value, str) and value else None
+
+    entry: dict[str, Any] = {
+        "room_id": room_id,
+        "num_joined_members": joined,
+        "world_readable": text("m.room.history_visibility", "history_visibility") == "world_readable",
+        "guest_can_join": text("m.room.guest_access", "guest_access") == "can_join",
+        "join_rule": text("m.room.join_rules", "join_rule") or "public",
+    }
+    for field, event_type, key in (("name", "m.room.name", "name"), ("topic", "m.room.topic", "topic"),
+                                   ("canonical_alias", "m.room.canonical_alias", "alias"),
+                                   ("avatar_url", "m.room.avatar", "url"), ("room_type", "m.room.create", "type")):
+        value = text(event_type, key)
+        if value is not None:
+            entry[field] = value
+    return entry
+
+
+def matches(entry: Mapping[str, Any], query: PublicRoomsQuery) -> bool:
+    if query.room_types is not None and entry.get("room_type") not in query.room_types:
+        return False
+    if query.search_term:
+        needle = query.search_term.casefold()
+        return any(needle in str(entry.get(f, "")).casefold() for f in ("name", "topic", "canonical_alias"))
+    return True
+
+
+def page(entries: list[dict[str, Any]], query: PublicRoomsQuery) -> dict[str, Any]:
+    """The /publicRooms response for matching entries, largest rooms first."""
+    ordered = sorted(entries, key=lambda e: (-e["num_joined_members"], e["room_id"]))
+    chunk = ordered[query.offset:query.offset + query.limit]
+    out: dict[str, Any] = {"chunk": chunk, "total_room_count_estimate": len(ordered)}
+    if query.offset + query.limit < len(ordered):
+        out["next_batch"] = f"p{query.offset + query.limit}"
+    if query.offset > 0:
+        out["prev_batch"] = f"p{max(0, query.offset - query.limit)}"
+    return out
+
+
+class RoomDirectoryService:
+    def __init__(self, server_name: str, store: DirectoryStore, events: EventStore, may_manage: RoomManagerCheck):
+        self._server_name = server_name
+        self._store = store
+        self._events = events
+        self._may_manage = may_manage
+
+    async def get_visibility(self, room_id: str) -> dict[str, str]:
+        public = await self._store.get_room_visibility(room_id)
+        if public is None:
+            raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
+        return {"visibility": "public" if public else "private"}
+
+    async def set_visibility(self, requester: Requester, room_id: str, body: Mapping[str, Any]) -> None:
+        """Publish or unpublish a room; only its admins (or a server admin) may."""
+        visibility = body.get("visibility", "public")
+        if visibility not in VISIBILITIES:
+            raise MatrixError(400, "M_INVALID_PARAM", "visibility: must be 'public' or 'private'")
+        if await self._store.get_room_visibility(room_id) is None:
+            raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
+        if not await self._may_manage(requester.user_id, room_id):
+            raise MatrixError(403, "M_FORBIDDEN", "You may not change the directory entry of this room")
+        await self._store.set_room_visibility(room_id, visibility == "public")
+
+    async def public_rooms(self, query: PublicRoomsQuery, server: str | None = None) -> dict[str, Any]:
+        """A page of the rooms published on this server."""
+        if server is not None and server != self._server_name:
+            raise MatrixError(404, "M_NOT_FOUND", f"server: listing the rooms of {server} is not available")
+        rooms = await self._store.get_public_rooms()
+        state_ids = await self._store.get_directory_state([room_id for room_id, _ in rooms])
+        loaded = await self._events.get_events(eid for ids in state_ids.values() for eid in ids.values())
+        entries = []
+        for room_id, joined in rooms:
+            state = {t: loaded[eid].content for t, eid in state_ids.get(room_id, {}).items() if eid in loaded}
+            entry = room_entry(room_id, joined, state)
+            if matches(entry, query):
+                entries.append(entry)
+        return page(entries, query)

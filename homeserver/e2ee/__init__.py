@@ -1,0 +1,1 @@
+"""End-to-end encryption plumbing: device and one-time keys, cross-signing, to-device messages, key backup."""

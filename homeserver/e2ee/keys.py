@@ -1,0 +1,267 @@
+"""Device keys, one-time keys and fallback keys: /keys/upload, /keys/query, /keys/claim, /keys/changes.
+
+A device's identity keys are fixed for its lifetime: a client that lost them must log in as a new
+device, because other users' devices have already trusted (and maybe verified) the old ones, so a
+silent swap would be an impersonation vector. Re-uploading the same keys (with more signatures,
+say) is accepted. Users on other servers cannot be asked yet (no federation): they are reported in
+`failures` under their server name, as Synapse reports an unreachable server.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from homeserver.accounts.auth import Requester
+from homeserver.clock import Clock
+from homeserver.e2ee.device_lists import SIGNED_CURVE25519, DeviceListService
+from homeserver.e2ee.signing import ED25519, has_valid_signature, merge_signatures
+from homeserver.errors import MatrixError, bad_json, invalid_param
+from homeserver.identifiers import parse_user_id
+from homeserver.sync.tokens import parse_sync_token
+from storage.stores.e2ee import ClaimRequest, E2eeKeyStore, OneTimeKeyConflict
+
+logger = logging.getLogger(__name__)
+
+MAX_ONE_TIME_KEYS_PER_UPLOAD = 1000
+MAX_QUERY_USERS = 1000
+MAX_CLAIMS = 1000
+CROSS_SIGNING_TYPES = ("master", "self_signing", "user_signing")
+REMOTE_FAILURE = {"status": 503, "message": "Federation is not available on this server yet"}
+
+
+def _string_map(value: Any, field: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise bad_json(f"{field}: must be an object of strings")
+    return value
+
+
+def parse_device_keys(value: Any, user_id: str, device_id: str) -> dict[str, Any]:
+    """A validated `device_keys` object, self-signed by this device's ed25519 key."""
+    field = "device_keys"
+    if not isinstance(value, dict):
+        raise bad_json(f"{field}: must be an object")
+    if value.get("user_id") != user_id:
+        raise invalid_param(f"{field}.user_id: must be your user ID {user_id}")
+    if value.get("device_id") != device_id:
+        raise invalid_param(f"{field}.device_id: must be this session's device ID {device_id}")
+    algorithms = value.get("algorithms")
+    if not isinstance(algorithms, list) or not all(isinstance(a, str) for a in algorithms):
+        raise bad_json(f"{field}.algorithms: must be a list of strings")
+    keys = _string_map(value.get("keys"), f"{field}.keys")
+    key_id = f"{ED25519}:{device_id}"
+    if key_id not in keys:
+        raise bad_json(f"{field}.keys: must contain the device's {key_id} key")
+    if not isinstance(value.get("signatures"), dict):
+        raise bad_json(f"{field}.signatures: must be an object")
+    if not has_valid_signature(value, user_id, key_id, keys[key_id]):
+        raise MatrixError(400, "M_INVALID_SIGNATURE",
+                          f"{field}.signatures: no valid signature by {user_id} with {key_id}")
+    # `unsigned` is the server's to fill in (the device's display name).
+    return {k: v for k, v in value.items() if k != "unsigned"}
+
+
+def parse_key_map(value: Any, field: str) -> list[tuple[str, str, Any]]:
+    """`{"<algorithm>:<key_id>": key}` as (algorithm, key_id, key) triples."""
+    if not isinstance(value, dict):
+        raise bad_json(f"{field}: must be an object")
+    out = []
+    for name, key in value.items():
+        algorithm, sep, key_id = name.partition(":")
+        if not sep or not algorithm or not key_id:
+            raise bad_json(f"{field}: key name {name!r} must be <algorithm>:<key_id>")
+        if isinstance(key, dict):
+            _check_key_object(key, f"{field}.{name}")
+        elif not isinstance(key, str):
+            raise bad_json(f"{field}.{name}: must be a string or a signed key object")
+        out.append((algorithm, key_id, key))
+    return out
+
+
+def _check_key_object(key: dict[str, Any], field: str) -> None:
+    """A signed key object: `key` and `signatures` are what claimers need (Synapse insists too)."""
+    if not isinstance(key.get("key"), str):
+        raise bad_json(f"{field}.key: required, a string")
+    signatures = key.get("signatures")
+    if not isinstance(signatures, dict) or not all(
+            isinstance(sigs, dict) and all(isinstance(v, str) for v in sigs.values())
+            for sigs in signatures.values()):
+        raise bad_json(f"{field}.signatures: required, an object of user ID to {{key ID: signature}}")
+    if "fallback" in key and not isinstance(key["fallback"], bool):
+        raise bad_json(f"{field}.fallback: must be a boolean")
+
+
+def parse_fallback_keys(value: Any, field: str) -> list[tuple[str, str, Any]]:
+    keys = parse_key_map(value, field)
+    algorithms = [algorithm for algorithm, _, _ in keys]
+    if len(set(algorithms)) != len(algorithms):
+        raise bad_json(f"{field}: at most one fallback key per algorithm")
+    return keys
+
+
+def parse_query(body: dict[str, Any]) -> dict[str, list[str]]:
+    """`device_keys` of a /keys/query body: {user_id: [device_id, ...]} (empty list: all devices)."""
+    device_keys = body.get("device_keys")
+    if not isinstance(device_keys, dict):
+        raise bad_json("device_keys: required, an object of user ID to device ID list")
+    if len(device_keys) > MAX_QUERY_USERS:
+        raise MatrixError(400, "M_TOO_LARGE", f"device_keys: at most {MAX_QUERY_USERS} users per query")
+    out = {}
+    for user_id, devices in device_keys.items():
+        parse_user_id(user_id, "device_keys")
+        if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
+            raise bad_json(f"device_keys.{user_id}: must be a list of device IDs")
+        out[user_id] = list(dict.fromkeys(devices))
+    return out
+
+
+def parse_claim(body: dict[str, Any]) -> list[ClaimRequest]:
+    """`one_time_keys` of a /keys/claim body: {user_id: {device_id: algorithm}}."""
+    one_time_keys = body.get("one_time_keys")
+    if not isinstance(one_time_keys, dict):
+        raise bad_json("one_time_keys: required, an object of user ID to {device ID: algorithm}")
+    requests = []
+    for user_id, devices in one_time_keys.items():
+        parse_user_id(user_id, "one_time_keys")
+        if not isinstance(devices, dict):
+            raise bad_json(f"one_time_keys.{user_id}: must be an object of device ID to algorithm")
+        for device_id, algorithm in devices.items():
+            if not isinstance(algorithm, str) or not algorithm:
+                raise bad_json(f"one_time_keys.{user_id}.{device_id}: must be an algorithm name")
+            requests.append(ClaimRequest(user_id, device_id, algorithm))
+    if len(requests) > MAX_CLAIMS:
+        raise MatrixError(400, "M_TOO_LARGE", f"one_time_keys: at most {MAX_CLAIMS} keys per claim")
+    return requests
+
+
+def _server_of(user_id: str) -> str:
+    return user_id.partition(":")[2]
+
+
+class KeysService:
+    def __init__(self, server_name: str, store: E2eeKeyStore, device_lists: DeviceListService, clock: Clock):
+        self._server_name = server_name
+        self._store = store
+        self._device_lists = device_lists
+        self._clock = clock
+
+    async def upload(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
+        """/keys/upload: store device, one-time and fallback keys; the one-time key counts."""
+        user_id, device_id = requester.user_id, requester.device_id
+        if device_id is None:
+            raise invalid_param("device_id: this access token has no device to upload keys for")
+        device_keys = None
+        if body.get("device_keys") is not None:
+            device_keys = parse_device_keys(body["device_keys"], user_id, device_id)
+        one_time = []
+        if body.get("one_time_keys") is not None:
+            one_time = parse_key_map(body["one_time_keys"], "one_time_keys")
+            if len(one_time) > MAX_ONE_TIME_KEYS_PER_UPLOAD:
+                raise MatrixError(400, "M_TOO_LARGE",
+                                  f"one_time_keys: at most {MAX_ONE_TIME_KEYS_PER_UPLOAD} per upload")
+        fallback_field = next((f for f in ("fallback_keys", "org.matrix.msc2732.fallback_keys")
+                               if body.get(f) is not None), None)
+        fallback = parse_fallback_keys(body[fallback_field], fallback_field) if fallback_field else []
+
+        if device_keys is not None:
+            existing = await self._store.get_device_keys(user_id, device_id)
+            if existing is not None and existing.get("keys") != device_keys["keys"]:
+                raise invalid_param("device_keys.keys: this device already has different identity keys;"
+                                    " log in as a new device to use new keys")
+            if existing != device_keys:
+                await self._store.set_device_keys(user_id, device_id, device_keys, self._clock.time_ms())
+                await self._device_lists.notify_key_change(user_id)
+        if one_time:
+            try:
+                await self._store.add_one_time_keys(user_id, device_id, one_time, self._clock.time_ms())
+            except OneTimeKeyConflict as e:
+                raise invalid_param(f"one_time_keys: key {e.key_id} was already uploaded with other content"
+                                    ) from None
+        if fallback:
+            await self._store.set_fallback_keys(user_id, device_id, fallback)
+        counts = await self._store.count_one_time_keys(user_id, device_id)
+        return {"one_time_key_counts": {SIGNED_CURVE25519: 0, **counts}}
+
+    async def query(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
+        """/keys/query: device keys and cross-signing keys of local users; remote servers in `failures`."""
+        wanted = parse_query(body)
+        local = {u: d for u, d in wanted.items() if _server_of(u) == self._server_name}
+        failures = {_server_of(u): REMOTE_FAILURE for u in wanted if u not in local}
+        device_keys: dict[str, dict[str, Any]] = {user_id: {} for user_id in local}
+        rows = await self._store.query_device_keys(local)
+        signatures = await self._store.get_signatures([(r.user_id, r.device_id) for r in rows])
+        extra: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
+        for s in signatures:
+            extra.setdefault((s.target_user_id, s.target_key_id), {}).setdefault(
+                s.signer_user_id, {})[s.signer_key_id] = s.signature
+        for row in rows:
+            keys = merge_signatures(row.keys, extra.get((row.user_id, row.device_id), {}))
+            if row.display_name is not None:
+                keys = {**keys, "unsigned": {"device_display_name": row.display_name}}
+            device_keys[row.user_id][row.device_id] = keys
+
+        response: dict[str, Any] = {"device_keys": device_keys, "failures": failures,
+                                    "master_keys": {}, "self_signing_keys": {}}
+        cross_signing = await self._store.get_cross_signing_keys(list(local))
+        masters = {u: k["master"] for u, k in cross_signing.items() if "master" in k}
+        master_targets = [(u, _public_key(k)) for u, k in masters.items()]
+        master_sigs: dict[str, dict[str, dict[str, str]]] = {}
+        for s in await self._store.get_signatures(master_targets):
+            # Signatures others made on a master key are theirs to see: only the key's owner's and
+            # the requester's own are shown (Synapse shows the requester's).
+            if s.signer_user_id in (requester.user_id, s.target_user_id):
+                master_sigs.setdefault(s.target_user_id, {}).setdefault(
+                    s.signer_user_id, {})[s.signer_key_id] = s.signature
+        for user_id, master in masters.items():
+            response["master_keys"][user_id] = merge_signatures(master, master_sigs.get(user_id, {}))
+        for user_id, keys in cross_signing.items():
+            if "self_signing" in keys:
+                response["self_signing_keys"][user_id] = keys["self_signing"]
+        own = cross_signing.get(requester.user_id, {})
+        if requester.user_id in local and "user_signing" in own:
+            response["user_signing_keys"] = {requester.user_id: own["user_signing"]}
+        else:
+            response["user_signing_keys"] = {}
+        return response
+
+    async def claim(self, body: dict[str, Any]) -> dict[str, Any]:
+        """/keys/claim: one one-time key per requested device, or its fallback key when none is left."""
+        requests = parse_claim(body)
+        local = [r for r in requests if _server_of(r.user_id) == self._server_name]
+        failures = {_server_of(r.user_id): REMOTE_FAILURE for r in requests
+                    if _server_of(r.user_id) != self._server_name}
+        claimed = await self._store.claim_keys(local)
+        one_time_keys: dict[str, dict[str, dict[str, Any]]] = {}
+        for request, (key_id, key) in claimed.items():
+            one_time_keys.setdefault(request.user_id, {}).setdefault(request.device_id, {})[
+                f"{request.algorithm}:{key_id}"] = key
+        return {"one_time_keys": one_time_keys, "failures": failures}
+
+    async def changes(self, requester: Requester, from_text: str | None, to_text: str | None) -> dict[str, Any]:
+        """/keys/changes: users whose device lists changed between two sync tokens."""
+        if from_text is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "from: required")
+        if to_text is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "to: required")
+        start = parse_sync_token(from_text, "from").get("device_lists")
+        end = parse_sync_token(to_text, "to").get("device_lists")
+        end = min(end, await self._device_lists.current_position())
+        changed, left = await self._device_lists.get_changes(requester.user_id, start, end)
+        return {"changed": changed, "left": left}
+
+    async def device_created(self, user_id: str, device_id: str) -> None:
+        """Login hook: a new device is a device-list change, so others fetch its keys once it has some."""
+        await self._store.record_device_change(user_id, [device_id])
+        await self._device_lists.notify_key_change(user_id)
+
+    async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
+        """Device-deletion hook: forget the devices' keys and inboxes, and tell who shares a room."""
+        if not device_ids:
+            return
+        await self._store.delete_device_keys(user_id, device_ids)
+        await self._device_lists.notify_key_change(user_id)
+
+
+def _public_key(key: dict[str, Any]) -> str:
+    """The public part of a (validated, stored) cross-signing key."""
+    return next(iter(key["keys"].values()))

@@ -1,0 +1,94 @@
+"""To-device messages: PUT /sendToDevice, and delivery through /sync's `to_device` section.
+
+A message waits in its device's inbox until a sync *acknowledges* it: a sync whose `since` token
+is at or past the message's position proves the client stored the response that carried it, so
+only then is it deleted (a lost response is simply delivered again). At most `MAX_PER_SYNC`
+messages go out per sync; the token then stops at the last one delivered, so the rest follow.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from homeserver.accounts.auth import Requester
+from homeserver.clock import Clock
+from homeserver.errors import bad_json, invalid_param
+from homeserver.identifiers import parse_user_id
+from homeserver.sync.extensions import DELIVERED_UPTO
+from homeserver.sync.notifier import Notifier
+from storage.stores.to_device import TO_DEVICE, ToDeviceStore
+
+logger = logging.getLogger(__name__)
+
+MAX_PER_SYNC = 100
+MAX_MESSAGES_PER_REQUEST = 10_000
+
+
+def parse_messages(body: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """`messages` of a /sendToDevice body as (user_id, device_id or `*`, content) triples."""
+    messages = body.get("messages")
+    if not isinstance(messages, dict):
+        raise bad_json("messages: required, an object of user ID to {device ID: content}")
+    out = []
+    for user_id, devices in messages.items():
+        parse_user_id(user_id, "messages")
+        if not isinstance(devices, dict):
+            raise bad_json(f"messages.{user_id}: must be an object of device ID to content")
+        for device_id, content in devices.items():
+            if not device_id:
+                raise bad_json(f"messages.{user_id}: device IDs must not be empty")
+            if not isinstance(content, dict):
+                raise bad_json(f"messages.{user_id}.{device_id}: must be an object")
+            out.append((user_id, device_id, content))
+    if len(out) > MAX_MESSAGES_PER_REQUEST:
+        raise bad_json(f"messages: at most {MAX_MESSAGES_PER_REQUEST} per request")
+    return out
+
+
+class ToDeviceService:
+    """Sending to-device messages; also the /sync top-level source of the `to_device` stream."""
+
+    stream_name = TO_DEVICE
+
+    def __init__(self, server_name: str, store: ToDeviceStore, notifier: Notifier, clock: Clock):
+        self._server_name = server_name
+        self._store = store
+        self._notifier = notifier
+        self._clock = clock
+
+    async def current_position(self) -> int:
+        return await self._store.current_position()
+
+    async def send(self, requester: Requester, event_type: str, txn_id: str, body: dict[str, Any]) -> None:
+        """Queue the messages for their devices; a repeated txn_id from the same device is a no-op."""
+        if not event_type:
+            raise invalid_param("eventType: must not be empty")
+        parsed = parse_messages(body)
+        local = [(u, d, c) for u, d, c in parsed if u.partition(":")[2] == self._server_name]
+        if len(local) != len(parsed):
+            logger.info("Dropping to-device messages for remote users: federation is not available yet")
+        deliveries = [(user_id, device_id, {"type": event_type, "sender": requester.user_id, "content": content})
+                      for user_id, device_id, content in local]
+        stored = await self._store.add_messages(requester.user_id, requester.device_id or "", txn_id,
+                                                deliveries, self._clock.time_ms())
+        if stored is not None:
+            _, recipients = stored
+            self._notifier.notify_users(recipients)
+
+    async def sync_sections(self, user_id: str, device_id: str | None, from_position: int | None,
+                            to_position: int) -> dict[str, Any]:
+        """Acknowledge what `from_position` covers, then deliver the next batch up to `to_position`."""
+        if device_id is None:
+            return {}
+        after = 0
+        if from_position is not None:
+            # A token from the future must not delete messages its holder never received.
+            after = min(from_position, to_position)
+            if after > 0:
+                await self._store.delete_messages(user_id, device_id, after)
+        messages = await self._store.get_messages(user_id, device_id, after, to_position, MAX_PER_SYNC)
+        out: dict[str, Any] = {"to_device": {"events": [message for _, message in messages]}}
+        if len(messages) == MAX_PER_SYNC:
+            out[DELIVERED_UPTO] = messages[-1][0]
+        return out

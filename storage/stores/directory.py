@@ -1,0 +1,112 @@
+"""Queries behind the room directory (/publicRooms, /directory/list/room) and the user directory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from storage.database import Database, Transaction
+from storage.stores.timeline import in_list
+
+# The state that a public room list entry is built from; all have an empty state key.
+DIRECTORY_STATE_TYPES = (
+    "m.room.create", "m.room.name", "m.room.topic", "m.room.canonical_alias", "m.room.avatar",
+    "m.room.join_rules", "m.room.history_visibility", "m.room.guest_access",
+)
+# Enough rows for ranking in Python to find the best matches of any realistic search term.
+USER_CANDIDATE_LIMIT = 1000
+
+
+def _like_escape(word: str) -> str:
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class DirectoryStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    # --- room directory ----------------------------------------------------------------
+    async def get_room_visibility(self, room_id: str) -> bool | None:
+        """Whether the room is published in the directory; None for an unknown room."""
+        row = await self.db.fetch_one("room_visibility", "SELECT is_public FROM rooms WHERE room_id = ?", (room_id,))
+        return None if row is None else bool(row[0])
+
+    async def set_room_visibility(self, room_id: str, public: bool) -> None:
+        await self.db.simple_update("rooms", {"room_id": room_id}, {"is_public": public})
+
+    async def get_public_rooms(self) -> list[tuple[str, int]]:
+        """(room_id, joined member count) of every published room that still has members."""
+        rows = await self.db.fetch_all(
+            "public_rooms",
+            "SELECT r.room_id, COUNT(c.state_key) FROM rooms r"
+            " JOIN current_state_events c ON c.room_id = r.room_id AND c.type = 'm.room.member'"
+            " AND c.membership = 'join'"
+            " WHERE r.is_public = ? GROUP BY r.room_id",
+            (True,),
+        )
+        return [(row[0], int(row[1])) for row in rows]
+
+    async def get_directory_state(self, room_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """room_id -> event type -> event ID of the DIRECTORY_STATE_TYPES state of the rooms."""
+
+        async def txn_fn(txn: Transaction) -> dict[str, dict[str, str]]:
+            rooms_clause, rooms_params = in_list(txn.dialect, "room_id", room_ids)
+            types_clause, types_params = in_list(txn.dialect, "type", DIRECTORY_STATE_TYPES)
+            rows = await txn.fetch_all(
+                f"SELECT room_id, type, event_id FROM current_state_events WHERE {rooms_clause}"
+                f" AND {types_clause} AND state_key = ''", (*rooms_params, *types_params))
+            out: dict[str, dict[str, str]] = {}
+            for room_id, event_type, event_id in rows:
+                out.setdefault(room_id, {})[event_type] = event_id
+            return out
+
+        if not room_ids:
+            return {}
+        return await self.db.run_interaction("directory_state", txn_fn, write=False)
+
+    # --- user directory ----------------------------------------------------------------
+    async def search_users(self, searcher: str, words: Sequence[str], *, all_users: bool
+                           ) -> list[tuple[str, str | None, str | None]]:
+        """(user_id, displayname, avatar_url) of users the searcher may find whose ID or display
+        name contains every word; a superset of the final matches, which the caller ranks.
+
+        Findable are users who share a joined room with the searcher or are joined to a public room
+        (published, or with a public join rule), or with `all_users` every active local user.
+        """
+
+        async def txn_fn(txn: Transaction) -> list[tuple[str, str | None, str | None]]:
+            params: list[object] = []
+            match = ""
+            for word in words:
+                pattern = f"%{_like_escape(word)}%"
+                match += (" AND (lower(u.user_id) LIKE ? ESCAPE '\\'"
+                          " OR lower(COALESCE(p.displayname, '')) LIKE ? ESCAPE '\\')")
+                params += [pattern, pattern]
+            if all_users:
+                rows = await txn.fetch_all(
+                    "SELECT u.user_id, p.displayname, p.avatar_url FROM users u"
+                    " LEFT JOIN profiles p ON p.user_id = u.user_id"
+                    f" WHERE u.deactivated = ? AND u.is_guest = ?{match}"
+                    f" ORDER BY u.user_id LIMIT {USER_CANDIDATE_LIMIT}",
+                    (False, False, *params))
+                return [(r[0], r[1], r[2]) for r in rows]
+            if txn.dialect.is_postgres:
+                join_rule = "(j.json::jsonb -> 'content' ->> 'join_rule')"
+            else:
+                join_rule = "json_extract(j.json, '$.content.join_rule')"
+            rows = await txn.fetch_all(
+                "WITH findable_rooms AS ("
+                " SELECT room_id FROM current_state_events WHERE type = 'm.room.member' AND state_key = ?"
+                " AND membership = 'join'"
+                " UNION SELECT room_id FROM rooms WHERE is_public = ?"
+                " UNION SELECT c.room_id FROM current_state_events c JOIN event_json j ON j.event_id = c.event_id"
+                f" WHERE c.type = 'm.room.join_rules' AND c.state_key = '' AND {join_rule} = 'public')"
+                " SELECT DISTINCT u.user_id, p.displayname, p.avatar_url FROM current_state_events c"
+                " JOIN findable_rooms f ON f.room_id = c.room_id"
+                " JOIN users u ON u.user_id = c.state_key"
+                " LEFT JOIN profiles p ON p.user_id = u.user_id"
+                f" WHERE c.type = 'm.room.member' AND c.membership = 'join' AND u.deactivated = ?{match}"
+                f" ORDER BY u.user_id LIMIT {USER_CANDIDATE_LIMIT}",
+                (searcher, True, False, *params))
+            return [(r[0], r[1], r[2]) for r in rows]
+
+        return await self.db.run_interaction("search_user_directory", txn_fn, write=False)

@@ -1,0 +1,373 @@
+"""Device keys, one-time and fallback keys, cross-signing keys and signatures, and the device_lists stream.
+
+Every write that changes what /keys/query would answer for a user allocates a position on the
+`device_lists` stream in the same transaction and records the user there, so /sync and
+/keys/changes can ask "whose keys changed between two positions". Membership changes that start
+or may end room sharing are recorded on the same stream (`device_list_membership_changes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from homeserver.jsonutil import decode, encode_str
+from storage.database import Database, Transaction
+from storage.streams import allocate_stream_positions, get_stream_position
+
+DEVICE_LISTS = "device_lists"
+# device_id of a device-list change that is about the user's cross-signing keys, not one device.
+NO_DEVICE = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    user_id: str
+    device_id: str
+    algorithm: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceKeysRow:
+    user_id: str
+    device_id: str
+    keys: dict[str, Any]
+    display_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureRow:
+    signer_user_id: str
+    signer_key_id: str
+    target_user_id: str
+    target_key_id: str
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChange:
+    room_id: str
+    user_id: str
+    joined: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceListDelta:
+    """What moved on the device_lists stream between two positions."""
+
+    key_changes: frozenset[str]
+    memberships: tuple[MembershipChange, ...]
+
+
+class OneTimeKeyConflict(Exception):
+    """A one-time key ID was uploaded again with different content."""
+
+    def __init__(self, key_id: str):
+        super().__init__(key_id)
+        self.key_id = key_id
+
+
+def _in_list(txn: Transaction, column: str, values: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
+    """`column IN (...)` for a qualified column name (the dialect helper takes plain identifiers only)."""
+    values = list(values)
+    if txn.dialect.is_postgres:
+        return f"{column} = ANY(?)", (values,)
+    return f"{column} IN ({', '.join('?' * len(values))})", tuple(values)
+
+
+async def bump_device_lists(txn: Transaction, changes: Iterable[tuple[str, str]]) -> int:
+    """Record (user_id, device_id) changes at a new device_lists position, returned."""
+    (position,) = await allocate_stream_positions(txn, DEVICE_LISTS)
+    await txn.insert_many("device_list_changes", ("stream_id", "user_id", "device_id"),
+                          [(position, user_id, device_id) for user_id, device_id in dict.fromkeys(changes)])
+    return position
+
+
+class E2eeKeyStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def current_device_lists_position(self) -> int:
+        return await self.db.run_interaction("device_lists_position", get_stream_position, DEVICE_LISTS,
+                                             write=False)
+
+    # --- device keys ---------------------------------------------------------------------
+    async def get_device_keys(self, user_id: str, device_id: str) -> dict[str, Any] | None:
+        value = await self.db.fetch_value(
+            "get_device_keys", "SELECT key_json FROM e2e_device_keys WHERE user_id = ? AND device_id = ?",
+            (user_id, device_id))
+        return None if value is None else decode(value)
+
+    async def set_device_keys(self, user_id: str, device_id: str, keys: dict[str, Any], now_ms: int) -> int:
+        """Store (or overwrite) a device's keys and announce the change; the new device_lists position."""
+
+        async def txn_fn(txn: Transaction) -> int:
+            await txn.upsert("e2e_device_keys", {"user_id": user_id, "device_id": device_id},
+                             {"key_json": encode_str(keys)}, {"added_ts": now_ms})
+            return await bump_device_lists(txn, [(user_id, device_id)])
+
+        return await self.db.run_interaction("set_device_keys", txn_fn, isolation="read_committed")
+
+    async def query_device_keys(self, queries: dict[str, list[str]]) -> list[DeviceKeysRow]:
+        """Keys of existing devices; an empty device list asks for every device of that user."""
+
+        async def txn_fn(txn: Transaction) -> list[DeviceKeysRow]:
+            out: list[DeviceKeysRow] = []
+            whole = [user_id for user_id, devices in queries.items() if not devices]
+            sql = ("SELECT k.user_id, k.device_id, k.key_json, d.display_name FROM e2e_device_keys k"
+                   " JOIN devices d ON d.user_id = k.user_id AND d.device_id = k.device_id WHERE ")
+            if whole:
+                clause, params = _in_list(txn, "k.user_id", whole)
+                out += [DeviceKeysRow(r[0], r[1], decode(r[2]), r[3]) for r in await txn.fetch_all(sql + clause,
+                                                                                                   params)]
+            for user_id, devices in queries.items():
+                if devices:
+                    clause, params = _in_list(txn, "k.device_id", devices)
+                    rows = await txn.fetch_all(sql + "k.user_id = ? AND " + clause, (user_id, *params))
+                    out += [DeviceKeysRow(r[0], r[1], decode(r[2]), r[3]) for r in rows]
+            return out
+
+        return await self.db.run_interaction("query_device_keys", txn_fn, write=False)
+
+    # --- one-time and fallback keys ---------------------------------------------------------
+    async def add_one_time_keys(self, user_id: str, device_id: str,
+                                keys: Sequence[tuple[str, str, dict[str, Any]]], now_ms: int) -> None:
+        """Add (algorithm, key_id, key) triples; re-uploading an identical key is a no-op.
+
+        Raises OneTimeKeyConflict when a key ID is already stored with other content.
+        """
+
+        async def txn_fn(txn: Transaction) -> None:
+            new = []
+            for algorithm, key_id, key in keys:
+                existing = await txn.fetch_value(
+                    "SELECT key_json FROM e2e_one_time_keys"
+                    " WHERE user_id = ? AND device_id = ? AND algorithm = ? AND key_id = ?",
+                    (user_id, device_id, algorithm, key_id))
+                if existing is None:
+                    new.append((user_id, device_id, algorithm, key_id, encode_str(key), now_ms))
+                elif decode(existing) != key:
+                    raise OneTimeKeyConflict(f"{algorithm}:{key_id}")
+            # A duplicate within one upload with equal content collapses to one row.
+            unique = {row[2:4]: row for row in new}
+            await txn.insert_many("e2e_one_time_keys",
+                                  ("user_id", "device_id", "algorithm", "key_id", "key_json", "added_ts"),
+                                  unique.values())
+
+        await self.db.run_interaction("add_one_time_keys", txn_fn)
+
+    async def count_one_time_keys(self, user_id: str, device_id: str) -> dict[str, int]:
+        rows = await self.db.fetch_all(
+            "count_one_time_keys",
+            "SELECT algorithm, COUNT(*) FROM e2e_one_time_keys WHERE user_id = ? AND device_id = ?"
+            " GROUP BY algorithm", (user_id, device_id))
+        return {algorithm: int(count) for algorithm, count in rows}
+
+    async def set_fallback_keys(self, user_id: str, device_id: str,
+                                keys: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+        """Replace the fallback key of each algorithm; re-uploading the same key keeps its used flag."""
+
+        async def txn_fn(txn: Transaction) -> None:
+            for algorithm, key_id, key in keys:
+                row = await txn.fetch_one(
+                    "SELECT key_id, key_json FROM e2e_fallback_keys"
+                    " WHERE user_id = ? AND device_id = ? AND algorithm = ?", (user_id, device_id, algorithm))
+                if row is not None and row[0] == key_id and decode(row[1]) == key:
+                    continue
+                await txn.upsert("e2e_fallback_keys",
+                                 {"user_id": user_id, "device_id": device_id, "algorithm": algorithm},
+                                 {"key_id": key_id, "key_json": encode_str(key), "used": False})
+
+        await self.db.run_interaction("set_fallback_keys", txn_fn)
+
+    async def get_unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
+        rows = await self.db.fetch_all(
+            "unused_fallback_key_types",
+            "SELECT algorithm FROM e2e_fallback_keys WHERE user_id = ? AND device_id = ? AND used = FALSE"
+            " ORDER BY algorithm", (user_id, device_id))
+        return [r[0] for r in rows]
+
+    async def claim_keys(self, requests: Sequence[ClaimRequest]
+                         ) -> dict[ClaimRequest, tuple[str, dict[str, Any]]]:
+        """Take one one-time key per request (or the fallback key when none is left): {request: (key_id, key)}.
+
+        The key is deleted by the statement that reads it, so two concurrent claims can never both
+        get it: on PostgreSQL the candidate row is locked with SKIP LOCKED (a concurrent claimer
+        moves on to the next key), on SQLite the single writer serialises claims.
+        """
+
+        async def txn_fn(txn: Transaction) -> dict[ClaimRequest, tuple[str, dict[str, Any]]]:
+            lock = " FOR UPDATE SKIP LOCKED" if txn.dialect.is_postgres else ""
+            out: dict[ClaimRequest, tuple[str, dict[str, Any]]] = {}
+            for request in dict.fromkeys(requests):
+                params = (request.user_id, request.device_id, request.algorithm)
+                row = await txn.fetch_one(
+                    "DELETE FROM e2e_one_time_keys WHERE user_id = ? AND device_id = ? AND algorithm = ?"
+                    " AND key_id = (SELECT key_id FROM e2e_one_time_keys"
+                    " WHERE user_id = ? AND device_id = ? AND algorithm = ? ORDER BY key_id LIMIT 1" + lock + ")"
+                    " RETURNING key_id, key_json", params + params)
+                if row is None:
+                    row = await txn.fetch_one(
+                        "UPDATE e2e_fallback_keys SET used = TRUE WHERE user_id = ? AND device_id = ?"
+                        " AND algorithm = ? RETURNING key_id, key_json", params)
+                if row is not None:
+                    out[request] = (row[0], decode(row[1]))
+            return out
+
+        return await self.db.run_interaction("claim_keys", txn_fn, isolation="read_committed")
+
+    # --- cross-signing ---------------------------------------------------------------------
+    async def get_cross_signing_keys(self, user_ids: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        """{user_id: {key_type: key}} for the users that have any."""
+        if not user_ids:
+            return {}
+
+        async def txn_fn(txn: Transaction) -> list[Any]:
+            clause, params = txn.dialect.in_list("user_id", list(user_ids))
+            return await txn.fetch_all(
+                f"SELECT user_id, key_type, key_json FROM e2e_cross_signing_keys WHERE {clause}", params)
+
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for user_id, key_type, key_json in await self.db.run_interaction("get_cross_signing_keys", txn_fn,
+                                                                          write=False):
+            out.setdefault(user_id, {})[key_type] = decode(key_json)
+        return out
+
+    async def set_cross_signing_keys(self, user_id: str, keys: dict[str, tuple[str, dict[str, Any]]],
+                                     now_ms: int) -> int:
+        """Store {key_type: (public_key, key)} for the user; the new device_lists position."""
+
+        async def txn_fn(txn: Transaction) -> int:
+            for key_type, (public_key, key) in keys.items():
+                await txn.upsert("e2e_cross_signing_keys", {"user_id": user_id, "key_type": key_type},
+                                 {"public_key": public_key, "key_json": encode_str(key), "added_ts": now_ms})
+            return await bump_device_lists(txn, [(user_id, NO_DEVICE)])
+
+        return await self.db.run_interaction("set_cross_signing_keys", txn_fn, isolation="read_committed")
+
+    async def add_signatures(self, signatures: Sequence[SignatureRow], announce: Iterable[str]) -> int | None:
+        """Store signatures and announce a key change for the `announce` users; the position, if any."""
+        if not signatures:
+            return None
+
+        async def txn_fn(txn: Transaction) -> int:
+            for s in signatures:
+                await txn.upsert("e2e_cross_signing_signatures",
+                                 {"target_user_id": s.target_user_id, "target_key_id": s.target_key_id,
+                                  "signer_user_id": s.signer_user_id, "signer_key_id": s.signer_key_id},
+                                 {"signature": s.signature})
+            return await bump_device_lists(txn, [(user_id, NO_DEVICE) for user_id in announce])
+
+        return await self.db.run_interaction("add_signatures", txn_fn, isolation="read_committed")
+
+    async def get_signatures(self, targets: Sequence[tuple[str, str]]) -> list[SignatureRow]:
+        """Uploaded signatures over the (target_user_id, target_key_id) keys."""
+        if not targets:
+            return []
+
+        async def txn_fn(txn: Transaction) -> list[SignatureRow]:
+            out: list[SignatureRow] = []
+            by_user: dict[str, list[str]] = {}
+            for user_id, key_id in targets:
+                by_user.setdefault(user_id, []).append(key_id)
+            for user_id, key_ids in by_user.items():
+                clause, params = txn.dialect.in_list("target_key_id", key_ids)
+                rows = await txn.fetch_all(
+                    "SELECT signer_user_id, signer_key_id, target_user_id, target_key_id, signature"
+                    f" FROM e2e_cross_signing_signatures WHERE target_user_id = ? AND {clause}",
+                    (user_id, *params))
+                out += [SignatureRow(*r) for r in rows]
+            return out
+
+        return await self.db.run_interaction("get_signatures", txn_fn, write=False)
+
+    async def record_device_change(self, user_id: str, device_ids: Sequence[str]) -> int:
+        """Announce a change to these devices (e.g. a new login); the new device_lists position."""
+
+        async def txn_fn(txn: Transaction) -> int:
+            return await bump_device_lists(txn, [(user_id, device_id) for device_id in device_ids])
+
+        return await self.db.run_interaction("record_device_change", txn_fn, isolation="read_committed")
+
+    # --- devices going away -------------------------------------------------------------------
+    async def delete_device_keys(self, user_id: str, device_ids: Sequence[str]) -> int:
+        """Forget everything E2EE about these devices and announce it; the new device_lists position."""
+
+        async def txn_fn(txn: Transaction) -> int:
+            for device_id in device_ids:
+                for table in ("e2e_device_keys", "e2e_one_time_keys", "e2e_fallback_keys", "to_device_inbox"):
+                    await txn.delete(table, {"user_id": user_id, "device_id": device_id})
+                await txn.delete("to_device_txns", {"user_id": user_id, "device_id": device_id})
+                await txn.delete("e2e_cross_signing_signatures",
+                                 {"target_user_id": user_id, "target_key_id": device_id})
+            return await bump_device_lists(txn, [(user_id, device_id) for device_id in device_ids])
+
+        return await self.db.run_interaction("delete_device_keys", txn_fn, isolation="read_committed")
+
+    # --- device-list stream ------------------------------------------------------------------
+    async def record_membership_change(self, room_id: str, user_id: str, joined: bool) -> int:
+        async def txn_fn(txn: Transaction) -> int:
+            (position,) = await allocate_stream_positions(txn, DEVICE_LISTS)
+            await txn.insert("device_list_membership_changes",
+                             {"stream_id": position, "room_id": room_id, "user_id": user_id, "joined": joined})
+            return position
+
+        return await self.db.run_interaction("record_membership_change", txn_fn, isolation="read_committed")
+
+    async def get_device_list_delta(self, from_position: int, to_position: int) -> DeviceListDelta:
+        """Users whose keys changed, and membership changes, with from < position <= to."""
+
+        async def txn_fn(txn: Transaction) -> DeviceListDelta:
+            users = await txn.fetch_all(
+                "SELECT DISTINCT user_id FROM device_list_changes WHERE stream_id > ? AND stream_id <= ?",
+                (from_position, to_position))
+            members = await txn.fetch_all(
+                "SELECT room_id, user_id, joined FROM device_list_membership_changes"
+                " WHERE stream_id > ? AND stream_id <= ? ORDER BY stream_id", (from_position, to_position))
+            return DeviceListDelta(frozenset(r[0] for r in users),
+                                   tuple(MembershipChange(r[0], r[1], bool(r[2])) for r in members))
+
+        return await self.db.run_interaction("get_device_list_delta", txn_fn, write=False)
+
+    async def get_joined_rooms(self, user_id: str) -> set[str]:
+        rows = await self.db.fetch_all(
+            "e2ee_joined_rooms",
+            "SELECT room_id FROM current_state_events WHERE type = 'm.room.member' AND state_key = ?"
+            " AND membership = 'join'", (user_id,))
+        return {r[0] for r in rows}
+
+    async def get_joined_members(self, room_ids: Sequence[str]) -> set[str]:
+        """Everyone joined to any of these rooms now."""
+        if not room_ids:
+            return set()
+
+        async def txn_fn(txn: Transaction) -> list[Any]:
+            clause, params = txn.dialect.in_list("room_id", list(room_ids))
+            return await txn.fetch_all(
+                "SELECT DISTINCT state_key FROM current_state_events"
+                f" WHERE type = 'm.room.member' AND membership = 'join' AND {clause}", params)
+
+        return {r[0] for r in await self.db.run_interaction("e2ee_joined_members", txn_fn, write=False)}
+
+    async def get_users_sharing_a_room(self, user_id: str, candidates: Sequence[str] | None = None) -> set[str]:
+        """Users joined to a room the user is joined to (the user included when joined anywhere).
+
+        With `candidates`, only those among them are looked up.
+        """
+
+        async def txn_fn(txn: Transaction) -> list[Any]:
+            sql = ("SELECT DISTINCT o.state_key FROM current_state_events o"
+                   " JOIN current_state_events m ON m.room_id = o.room_id"
+                   " WHERE m.type = 'm.room.member' AND m.state_key = ? AND m.membership = 'join'"
+                   " AND o.type = 'm.room.member' AND o.membership = 'join'")
+            params: tuple[Any, ...] = (user_id,)
+            if candidates is not None:
+                clause, extra = _in_list(txn, "o.state_key", list(candidates))
+                sql += " AND " + clause
+                params += extra
+            return await txn.fetch_all(sql, params)
+
+        if candidates is not None and not candidates:
+            return set()
+        return {r[0] for r in await self.db.run_interaction("users_sharing_a_room", txn_fn, write=False)}

@@ -1,0 +1,206 @@
+"""Push actions (who is notified of which event) and the unread counts derived from them.
+
+Counts live in `event_push_counts`, one row per (user, room, thread) with something unread. They
+are incremented as events are evaluated and recomputed from `event_push_actions` when a read
+receipt moves or a counted event is redacted. The caller serialises writes per room (the push
+worker handles a room's events, receipts and redactions one at a time), so an increment and a
+recomputation of the same row never interleave.
+
+A user's read-up-to point in a thread is the later of their unthreaded receipt and their receipt
+in that thread, over both `m.read` and `m.read.private`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from storage.database import Database, Transaction
+
+MAIN_THREAD = "main"
+UNTHREADED = ""
+READ_RECEIPT_TYPES = ("m.read", "m.read.private")
+# Below every stream ordering, including backfilled (negative) ones.
+BEFORE_EVERYTHING = -(2**62)
+
+
+@dataclass(frozen=True, slots=True)
+class PushActionRow:
+    user_id: str
+    actions: list[Any]
+    highlight: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoredNotification:
+    event_id: str
+    room_id: str
+    thread_id: str
+    stream_ordering: int
+    received_ts: int
+    actions: list[Any]
+    highlight: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadCounts:
+    notifications: int
+    highlights: int
+
+
+class NotificationStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    # --- writes --------------------------------------------------------------------------
+    async def add_push_actions(self, room_id: str, event_id: str, thread_id: str, stream_ordering: int,
+                               received_ts: int, rows: Sequence[PushActionRow]) -> None:
+        """Record who is notified of an event and count it as unread for them."""
+        if not rows:
+            return
+
+        async def txn_fn(txn: Transaction) -> None:
+            await txn.executemany(
+                "INSERT INTO event_push_actions (user_id, event_id, room_id, thread_id, stream_ordering,"
+                " received_ts, actions, highlight) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (user_id, event_id) DO NOTHING",
+                [(r.user_id, event_id, room_id, thread_id, stream_ordering, received_ts,
+                  json.dumps(r.actions, ensure_ascii=False), r.highlight) for r in rows],
+            )
+            await txn.executemany(
+                "INSERT INTO event_push_counts (user_id, room_id, thread_id, notification_count, highlight_count)"
+                " VALUES (?, ?, ?, 1, ?) ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET"
+                " notification_count = event_push_counts.notification_count + 1,"
+                " highlight_count = event_push_counts.highlight_count + excluded.highlight_count",
+                [(r.user_id, room_id, thread_id, 1 if r.highlight else 0) for r in rows],
+            )
+
+        await self.db.run_interaction("add_push_actions", txn_fn)
+
+    async def recount(self, room_id: str, user_ids: Iterable[str]) -> dict[str, dict[str, UnreadCounts]]:
+        """Recompute the users' counts in the room from their receipts; returns {user: {thread: counts}}."""
+        users = sorted(set(user_ids))
+
+        async def txn_fn(txn: Transaction) -> dict[str, dict[str, UnreadCounts]]:
+            out = {}
+            for user_id in users:
+                counts = await _count_unread(txn, user_id, room_id)
+                await txn.execute("DELETE FROM event_push_counts WHERE user_id = ? AND room_id = ?",
+                                  (user_id, room_id))
+                await txn.executemany(
+                    "INSERT INTO event_push_counts (user_id, room_id, thread_id, notification_count,"
+                    " highlight_count) VALUES (?, ?, ?, ?, ?)",
+                    [(user_id, room_id, thread, c.notifications, c.highlights) for thread, c in counts.items()],
+                )
+                out[user_id] = counts
+            return out
+
+        return await self.db.run_interaction("recount_unread", txn_fn)
+
+    async def remove_push_actions_for_event(self, event_id: str) -> list[str]:
+        """Forget who was notified of an event (it was redacted); returns those users."""
+
+        async def txn_fn(txn: Transaction) -> list[str]:
+            rows = await txn.fetch_all("SELECT user_id FROM event_push_actions WHERE event_id = ?", (event_id,))
+            await txn.execute("DELETE FROM event_push_actions WHERE event_id = ?", (event_id,))
+            return [row[0] for row in rows]
+
+        return await self.db.run_interaction("remove_push_actions_for_event", txn_fn)
+
+    # --- reads ---------------------------------------------------------------------------
+    async def get_counts(self, user_id: str, room_ids: Sequence[str]) -> dict[str, dict[str, UnreadCounts]]:
+        """{room_id: {thread_id: counts}} for the rooms with anything unread."""
+        if not room_ids:
+            return {}
+
+        async def txn_fn(txn: Transaction) -> dict[str, dict[str, UnreadCounts]]:
+            out: dict[str, dict[str, UnreadCounts]] = {}
+            # Bounded IN lists keep statements small in rooms-heavy accounts.
+            for start in range(0, len(room_ids), 500):
+                chunk = list(room_ids[start:start + 500])
+                marks = ", ".join("?" for _ in chunk)
+                rows = await txn.fetch_all(
+                    "SELECT room_id, thread_id, notification_count, highlight_count FROM event_push_counts"
+                    f" WHERE user_id = ? AND room_id IN ({marks})", (user_id, *chunk))
+                for room_id, thread_id, notifications, highlights in rows:
+                    out.setdefault(room_id, {})[thread_id] = UnreadCounts(int(notifications), int(highlights))
+            return out
+
+        return await self.db.run_interaction("get_unread_counts", txn_fn, write=False)
+
+    async def get_total_unread(self, user_id: str) -> int:
+        """The user's unread notifications across all rooms (the push badge)."""
+        total = await self.db.fetch_value(
+            "get_total_unread", "SELECT SUM(notification_count) FROM event_push_counts WHERE user_id = ?",
+            (user_id,))
+        return int(total or 0)
+
+    async def get_notifications(self, user_id: str, *, before: int | None, limit: int,
+                                only_highlight: bool) -> list[StoredNotification]:
+        """The user's notifications, newest first, below stream ordering `before`."""
+        sql = ("SELECT event_id, room_id, thread_id, stream_ordering, received_ts, actions, highlight"
+               " FROM event_push_actions WHERE user_id = ?")
+        params: list[Any] = [user_id]
+        if before is not None:
+            sql += " AND stream_ordering < ?"
+            params.append(before)
+        if only_highlight:
+            sql += " AND highlight = ?"
+            params.append(True)
+        sql += " ORDER BY stream_ordering DESC LIMIT ?"
+        params.append(limit)
+        rows = await self.db.fetch_all("get_notifications", sql, params)
+        return [StoredNotification(r[0], r[1], r[2], int(r[3]), int(r[4]), json.loads(r[5]), bool(r[6]))
+                for r in rows]
+
+    async def get_read_positions(self, user_id: str, room_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """{room_id: {thread_id or '' for unthreaded: stream ordering read up to}}."""
+        if not room_ids:
+            return {}
+
+        async def txn_fn(txn: Transaction) -> dict[str, dict[str, int]]:
+            out: dict[str, dict[str, int]] = {}
+            for start in range(0, len(room_ids), 500):
+                chunk = list(room_ids[start:start + 500])
+                marks = ", ".join("?" for _ in chunk)
+                rows = await txn.fetch_all(
+                    "SELECT r.room_id, r.thread_id, MAX(e.stream_ordering) FROM receipts AS r"
+                    " JOIN events AS e ON e.event_id = r.event_id"
+                    f" WHERE r.user_id = ? AND r.receipt_type IN (?, ?) AND r.room_id IN ({marks})"
+                    " GROUP BY r.room_id, r.thread_id", (user_id, *READ_RECEIPT_TYPES, *chunk))
+                for room_id, thread_id, position in rows:
+                    out.setdefault(room_id, {})[thread_id] = int(position)
+            return out
+
+        return await self.db.run_interaction("get_read_positions", txn_fn, write=False)
+
+
+def read_up_to(positions: dict[str, int], thread_id: str) -> int:
+    """The stream ordering a user has read up to in a thread, given their receipt positions in the room."""
+    return max(positions.get(UNTHREADED, BEFORE_EVERYTHING), positions.get(thread_id, BEFORE_EVERYTHING))
+
+
+async def _count_unread(txn: Transaction, user_id: str, room_id: str) -> dict[str, UnreadCounts]:
+    rows = await txn.fetch_all(
+        "SELECT r.thread_id, MAX(e.stream_ordering) FROM receipts AS r JOIN events AS e ON e.event_id = r.event_id"
+        " WHERE r.user_id = ? AND r.room_id = ? AND r.receipt_type IN (?, ?) GROUP BY r.thread_id",
+        (user_id, room_id, *READ_RECEIPT_TYPES))
+    positions = {thread_id: int(position) for thread_id, position in rows}
+    unthreaded = positions.get(UNTHREADED, BEFORE_EVERYTHING)
+    counted = await txn.fetch_all(
+        "SELECT thread_id, COUNT(*), SUM(CASE WHEN highlight THEN 1 ELSE 0 END) FROM event_push_actions"
+        " WHERE user_id = ? AND room_id = ? AND stream_ordering > ? GROUP BY thread_id",
+        (user_id, room_id, unthreaded))
+    counts = {thread: UnreadCounts(int(n), int(h or 0)) for thread, n, h in counted}
+    # A thread receipt ahead of the unthreaded one narrows that thread further.
+    for thread_id, position in positions.items():
+        if thread_id == UNTHREADED or position <= unthreaded or thread_id not in counts:
+            continue
+        row = await txn.fetch_one(
+            "SELECT COUNT(*), SUM(CASE WHEN highlight THEN 1 ELSE 0 END) FROM event_push_actions"
+            " WHERE user_id = ? AND room_id = ? AND thread_id = ? AND stream_ordering > ?",
+            (user_id, room_id, thread_id, position))
+        counts[thread_id] = UnreadCounts(int(row[0]), int(row[1] or 0)) if row else UnreadCounts(0, 0)
+    return {thread: c for thread, c in counts.items() if c.notifications or c.highlights}

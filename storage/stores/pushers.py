@@ -1,0 +1,75 @@
+"""Users' pushers: where to send push notifications, keyed by (user, app_id, pushkey)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from storage.database import Database, Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPusher:
+    user_id: str
+    app_id: str
+    pushkey: str
+    kind: str
+    app_display_name: str
+    device_display_name: str
+    profile_tag: str | None
+    lang: str
+    data: dict[str, Any]
+    device_id: str | None
+    pushkey_ts: int  # milliseconds
+
+
+_COLUMNS = ("user_id, app_id, pushkey, kind, app_display_name, device_display_name, profile_tag, lang, data,"
+            " device_id, pushkey_ts")
+
+
+def _pusher(row: Any) -> StoredPusher:
+    return StoredPusher(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], json.loads(row[8]),
+                        row[9], int(row[10]))
+
+
+class PusherStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def get_all(self) -> list[StoredPusher]:
+        rows = await self.db.fetch_all("get_all_pushers", f"SELECT {_COLUMNS} FROM pushers")
+        return [_pusher(r) for r in rows]
+
+    async def get_for_user(self, user_id: str) -> list[StoredPusher]:
+        rows = await self.db.fetch_all(
+            "get_pushers_for_user", f"SELECT {_COLUMNS} FROM pushers WHERE user_id = ? ORDER BY app_id, pushkey",
+            (user_id,))
+        return [_pusher(r) for r in rows]
+
+    async def set_pusher(self, pusher: StoredPusher, *, replace_other_users: bool) -> list[StoredPusher]:
+        """Create or update a pusher; with `replace_other_users`, delete other users' pushers of the
+        same app_id and pushkey. Returns the pushers deleted."""
+
+        async def txn_fn(txn: Transaction) -> list[StoredPusher]:
+            removed: list[StoredPusher] = []
+            if replace_other_users:
+                rows = await txn.fetch_all(
+                    f"SELECT {_COLUMNS} FROM pushers WHERE app_id = ? AND pushkey = ? AND user_id <> ?",
+                    (pusher.app_id, pusher.pushkey, pusher.user_id))
+                removed = [_pusher(r) for r in rows]
+                await txn.execute("DELETE FROM pushers WHERE app_id = ? AND pushkey = ? AND user_id <> ?",
+                                  (pusher.app_id, pusher.pushkey, pusher.user_id))
+            await txn.upsert(
+                "pushers", {"user_id": pusher.user_id, "app_id": pusher.app_id, "pushkey": pusher.pushkey},
+                {"kind": pusher.kind, "app_display_name": pusher.app_display_name,
+                 "device_display_name": pusher.device_display_name, "profile_tag": pusher.profile_tag,
+                 "lang": pusher.lang, "data": json.dumps(pusher.data, ensure_ascii=False),
+                 "device_id": pusher.device_id, "pushkey_ts": pusher.pushkey_ts})
+            return removed
+
+        return await self.db.run_interaction("set_pusher", txn_fn)
+
+    async def delete_pusher(self, user_id: str, app_id: str, pushkey: str) -> bool:
+        deleted = await self.db.simple_delete("pushers", {"user_id": user_id, "app_id": app_id, "pushkey": pushkey})
+        return deleted > 0
