@@ -276,6 +276,7 @@ class HomeServer:
         self.user_directory_handlers = UserDirectoryHandlers(self.user_directory, authenticate)
         self.search = SearchService(self.event_store, SearchStore(self.db), timeline_store, self.room_history,
                                     self.event_serializer)
+        self.event_store.add_persist_hook(self.search.index_in_transaction)
         self.event_sender.add_persisted_callback(self.search.on_event_persisted)
         self.search_handlers = SearchHandlers(self.search, authenticate)
         # Ephemeral: typing and receipts are /sync ephemeral providers (current_position, events_for_rooms).

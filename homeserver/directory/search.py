@@ -19,8 +19,9 @@ from homeserver.rooms.event_filter import check_room_event_filter, conditions_of
 from homeserver.rooms.history import RoomHistory, token_after, token_before
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.sync.filtering import EventFilter, parse_event_filter
+from storage.database import Transaction
 from storage.stores.events import EventStore
-from storage.stores.search import SearchHit, SearchQuery, SearchStore, search_words
+from storage.stores.search import SearchHit, SearchQuery, SearchStore, index_event_txn, search_words
 from storage.stores.timeline import Bound, TimelineStore
 
 # Which text of which event type is indexed, under the key clients name in `keys`.
@@ -140,11 +141,14 @@ class SearchService:
         self._history = history
         self._serializer = serializer
 
-    async def on_event_persisted(self, event: Event, context: Any = None) -> None:
-        """After-persist callback: index the event's texts; drop a redacted target's."""
+    async def index_in_transaction(self, txn: Transaction, event: Event) -> None:
+        """Persist hook: index the event's texts in the transaction that stores the event."""
         texts = texts_to_index(event)
         if texts:
-            await self._store.index_event(event.event_id, event.room_id, texts)
+            await index_event_txn(txn, event.event_id, event.room_id, texts)
+
+    async def on_event_persisted(self, event: Event, context: Any = None) -> None:
+        """After-persist callback: drop a redacted target's texts from the index."""
         if event.type == "m.room.redaction" and event.redacts and await self._store.is_redacted(event.redacts):
             await self._store.remove_event(event.redacts)
 

@@ -24,8 +24,9 @@ from homeserver.rooms.history import (
 from homeserver.rooms.sender import RoomEventSender
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.sync.tokens import parse_pagination_token
-from storage.stores.events import EventStore, PersistContext
-from storage.stores.relations import THREAD, RelationStore
+from storage.database import Transaction
+from storage.stores.events import EventStore
+from storage.stores.relations import THREAD, RelationStore, add_relation_txn
 
 REPLACE = "m.replace"
 REFERENCE = "m.reference"
@@ -69,16 +70,15 @@ class RelationsService:
         self._history = history
         self._visibility = visibility
         self._serializer = serializer
-        sender.add_persisted_callback(self._record_relation)
+        events.add_persist_hook(self._record_relation)
         serializer.add_unsigned_hook(self.bundled_aggregations)
 
-    async def _record_relation(self, event: Event, context: PersistContext) -> None:
-        if event.rejected_reason is not None:
-            return
+    async def _record_relation(self, txn: Transaction, event: Event) -> None:
+        """Persist hook: the relation commits with the event, so a crash cannot lose it."""
         relation = relation_of(event.content)
         if relation is not None:
             rel_type, parent, key = relation
-            await self._store.add_relation(event.event_id, event.room_id, parent, rel_type, key)
+            await add_relation_txn(txn, event.event_id, event.room_id, parent, rel_type, key)
 
     async def _visible_parent(self, user_id: str, room_id: str, event_id: str) -> Event:
         event = await self._events.get_event(event_id)

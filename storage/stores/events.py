@@ -8,7 +8,7 @@ which the cache entry carries and `mark_redacted` updates.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,11 @@ from storage.streams import EVENTS, allocate_stream_positions, get_stream_positi
 
 StateKey = tuple[str, str]
 StateMap = dict[StateKey, str]
+
+# Writes derived from an event (search index, relations) that must commit with it: run inside the
+# event's own transaction, so a crash can never keep the event and lose them, and no extra
+# transaction is spent per event.
+PersistHook = Callable[["Transaction", Event], Awaitable[None]]
 
 
 @dataclass
@@ -51,6 +56,11 @@ class EventStore:
         # State groups never change once written, so their full state is cached.
         self._group_cache: OrderedDict[int, StateMap] = OrderedDict()
         self._room_versions: dict[str, str] = {}
+        self._persist_hooks: list[PersistHook] = []
+
+    def add_persist_hook(self, hook: PersistHook) -> None:
+        """Run `hook(txn, event)` inside the transaction that persists each non-rejected event."""
+        self._persist_hooks.append(hook)
 
     # --- rooms -----------------------------------------------------------------
     async def store_room(self, room_id: str, room_version: str, creator: str, created_ts: int,
@@ -248,7 +258,7 @@ class EventStore:
     async def persist_event(self, event: Event, context: PersistContext) -> int:
         """Write the event and everything derived from it in one transaction; returns its stream ordering."""
         stream_ordering = await self.db.run_interaction("persist_event", _persist_event, event, context,
-                                                        isolation="read_committed")
+                                                        self._persist_hooks, isolation="read_committed")
         context.stream_ordering = stream_ordering
         event.internal_metadata["stream_ordering"] = stream_ordering
         self._remember(event)
@@ -336,7 +346,7 @@ async def create_state_group(txn: Transaction, room_id: str, event_id: str, prev
     return group
 
 
-async def _persist_event(txn: Transaction, event: Event, ctx: PersistContext) -> int:
+async def _persist_event(txn: Transaction, event: Event, ctx: PersistContext, hooks: Sequence[PersistHook]) -> int:
     [stream_ordering] = await allocate_stream_positions(txn, EVENTS)
     room_id = event.room_id
     await txn.execute(
@@ -393,6 +403,9 @@ async def _persist_event(txn: Transaction, event: Event, ctx: PersistContext) ->
     if redacts is not None and event.rejected_reason is None:
         await txn.execute("INSERT INTO redactions (event_id, redacts, received_ts) VALUES (?, ?, ?)"
                           " ON CONFLICT (event_id) DO NOTHING", (event.event_id, redacts, ctx.received_ts))
+    if event.rejected_reason is None:
+        for hook in hooks:
+            await hook(txn, event)
     if ctx.txn is not None:
         user_id, device_id, txn_id = ctx.txn
         await txn.execute(

@@ -47,15 +47,6 @@ class RelationStore:
     def __init__(self, db: Database):
         self.db = db
 
-    async def add_relation(self, event_id: str, room_id: str, relates_to_id: str, relation_type: str,
-                           aggregation_key: str | None) -> None:
-        await self.db.execute(
-            "add_relation",
-            "INSERT INTO event_relations (event_id, room_id, relates_to_id, relation_type, aggregation_key)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-            (event_id, room_id, relates_to_id, relation_type, aggregation_key),
-        )
-
     async def get_children(self, room_id: str, parent_id: str, *, relation_type: str | None, event_type: str | None,
                            backwards: bool, limit: int, from_bound: Bound | None, to_bound: Bound | None,
                            max_hops: int = 1) -> list[TimelineRow]:
@@ -168,3 +159,13 @@ class RelationStore:
         sql += f" ORDER BY MAX(e.stream_ordering) DESC LIMIT {int(limit)}"
         rows = await self.db.fetch_all("list_threads", sql, params)
         return [(r[0], r[1]) for r in rows]
+
+
+async def add_relation_txn(txn: Transaction, event_id: str, room_id: str, relates_to_id: str, relation_type: str,
+                           aggregation_key: str | None) -> None:
+    """Record a relation inside the caller's transaction (the event's own, when persisting)."""
+    await txn.execute(
+        "INSERT INTO event_relations (event_id, room_id, relates_to_id, relation_type, aggregation_key)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+        (event_id, room_id, relates_to_id, relation_type, aggregation_key),
+    )

@@ -70,26 +70,6 @@ class SearchStore:
     def __init__(self, db: Database):
         self.db = db
 
-    async def index_event(self, event_id: str, room_id: str, texts: Sequence[tuple[str, str]]) -> None:
-        """Index an event's (key, text) pairs, e.g. ("content.body", "hello")."""
-        if not texts:
-            return
-
-        async def txn_fn(txn: Transaction) -> None:
-            if txn.dialect.is_postgres:
-                await txn.executemany(
-                    "INSERT INTO event_search (event_id, room_id, key, vector)"
-                    f" VALUES (?, ?, ?, to_tsvector('{TS_CONFIG}', ?)) ON CONFLICT DO NOTHING",
-                    [(event_id, room_id, key, text) for key, text in texts])
-            else:
-                existing = await txn.fetch_one("SELECT 1 FROM event_search WHERE event_id = ?", (event_id,))
-                if existing is None:
-                    await txn.executemany(
-                        "INSERT INTO event_search (value, event_id, room_id, key) VALUES (?, ?, ?, ?)",
-                        [(text, event_id, room_id, key) for key, text in texts])
-
-        await self.db.run_interaction("index_event_text", txn_fn)
-
     async def remove_event(self, event_id: str) -> None:
         """Drop an event's texts from the index (it was redacted)."""
         await self.db.execute("unindex_event_text", "DELETE FROM event_search WHERE event_id = ?", (event_id,))
@@ -155,3 +135,20 @@ async def _search(txn: Transaction, query: SearchQuery) -> tuple[list[SearchHit]
         seen.add(timeline_row.event_id)
         hits.append(SearchHit(timeline_row, row[6], float(row[7] or 0.0)))
     return hits, int(count or 0)
+
+
+async def index_event_txn(txn: Transaction, event_id: str, room_id: str, texts: Sequence[tuple[str, str]]) -> None:
+    """Index an event's texts inside the caller's transaction (the event's own, when persisting)."""
+    if not texts:
+        return
+    if txn.dialect.is_postgres:
+        await txn.executemany(
+            "INSERT INTO event_search (event_id, room_id, key, vector)"
+            f" VALUES (?, ?, ?, to_tsvector('{TS_CONFIG}', ?)) ON CONFLICT DO NOTHING",
+            [(event_id, room_id, key, text) for key, text in texts])
+    else:
+        existing = await txn.fetch_one("SELECT 1 FROM event_search WHERE event_id = ?", (event_id,))
+        if existing is None:
+            await txn.executemany(
+                "INSERT INTO event_search (value, event_id, room_id, key) VALUES (?, ?, ?, ?)",
+                [(text, event_id, room_id, key) for key, text in texts])
