@@ -31,6 +31,7 @@ from homeserver.accounts.whois import WhoisService
 from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
 from homeserver.directory.aliases import AliasService
+from homeserver.directory.hierarchy import SpaceHierarchyService
 from homeserver.directory.public_rooms import RoomDirectoryService
 from homeserver.directory.search import SearchService
 from homeserver.directory.user_directory import UserDirectoryService
@@ -52,6 +53,7 @@ from homeserver.http.client_devices import DeviceHandlers
 from homeserver.http.client_directory import DirectoryHandlers
 from homeserver.http.client_ephemeral import EphemeralHandlers
 from homeserver.http.client_filters import FilterHandlers
+from homeserver.http.client_hierarchy import HierarchyHandlers
 from homeserver.http.client_history import HistoryHandlers
 from homeserver.http.client_keys import KeysHandlers
 from homeserver.http.client_presence import PresenceHandlers
@@ -274,6 +276,7 @@ class HomeServer:
         self.user_directory = UserDirectoryService(
             directory_store, search_all_users=config.section("user_directory")["search_all_users"])
         self.user_directory_handlers = UserDirectoryHandlers(self.user_directory, authenticate)
+        self.hierarchy_handlers = HierarchyHandlers(SpaceHierarchyService(self.event_store), authenticate)
         self.search = SearchService(self.event_store, SearchStore(self.db), timeline_store, self.room_history,
                                     self.event_serializer)
         self.event_store.add_persist_hook(self.search.index_in_transaction)
@@ -306,6 +309,7 @@ class HomeServer:
         self.event_sender.add_persisted_callback(self.notifications.on_event_persisted)
         self.receipts.add_receipt_updated_callback(self.notifications.on_receipt)
         self.push_rules.add_changed_callback(self.notifications.on_push_rules_changed)
+        self.account_data.add_changed_callback(self.notifications.on_account_data_changed)
         self.sync.add_room_fields_provider(self.notifications.room_fields)
         self.pushers = PusherService(PusherStore(self.db), self.notifications, clock)
         self.pushers.start()
@@ -372,6 +376,7 @@ class HomeServer:
             self.unconfigured_handlers.register_routes(app)
             self.public_room_handlers.register_routes(app)
             self.user_directory_handlers.register_routes(app)
+            self.hierarchy_handlers.register_routes(app)
             self.search_handlers.register_routes(app)
             self.presence_handlers.register_routes(app)
             self.keys_handlers.register_routes(app)

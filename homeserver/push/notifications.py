@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 YIELD_EVERY = 64
 COMPILED_CACHE_SIZE = 20_000
 ROOM_SNAPSHOTS = 2_000
+# Rows of push actions written per transaction.
+WRITE_CHUNK = 100
 # How long /sync waits for a room's evaluation to catch up with its token before answering anyway.
 SYNC_WAIT_S = 5.0
 # Waiting for an event position that never reaches us (none should exist) stalls syncs at most once.
@@ -118,6 +120,9 @@ class NotificationService:
         self._clock = clock
         self._queues: dict[str, _RoomQueue] = {}
         self._compiled: OrderedDict[str, CompiledRules] = OrderedDict()
+        # Whom each user ignores: their events notify nobody who ignores them.
+        self._ignored: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._ignored_changes = 0
         self._rule_changes = 0
         self._snapshots: OrderedDict[str, _RoomSnapshot] = OrderedDict()
         self._on_notified: list[NotifiedCallback] = []
@@ -166,6 +171,11 @@ class NotificationService:
         done = asyncio.get_running_loop().create_future()
         self._enqueue(room_id, None, lambda: self._recount(room_id, [user_id]), done)
         await done
+
+    def on_account_data_changed(self, user_id: str, position: int) -> None:
+        """AccountDataService callback: the user's ignore list may have changed."""
+        self._ignored_changes += 1
+        self._ignored.pop(user_id, None)
 
     def on_push_rules_changed(self, user_id: str, position: int) -> None:
         """PushRulesService callback: the user's compiled rules are stale."""
@@ -255,6 +265,7 @@ class NotificationService:
                 and event.state_key.endswith(self._server_suffix) and event.state_key != event.sender
                 and event.state_key not in snapshot.display_names):
             recipients.append(event.state_key)
+        recipients = await self._not_ignoring(recipients, event.sender)
         if not recipients:
             return
         auth_state = {k: v for k, v in ((POWER_LEVELS_KEY, snapshot.power_levels), (CREATE_KEY, snapshot.create))
@@ -290,10 +301,13 @@ class NotificationService:
         if not notified:
             return
         thread_id = await self._thread_of(event)
-        await self._store.add_push_actions(
-            event.room_id, event.event_id, thread_id, int(event.internal_metadata["stream_ordering"]),
-            context.received_ts or self._clock.time_ms(),
-            [PushActionRow(n.user_id, n.outcome.actions, n.outcome.highlight) for n in notified])
+        rows = [PushActionRow(n.user_id, n.outcome.actions, n.outcome.highlight) for n in notified]
+        # Several short transactions rather than one long one: on SQLite every write shares one
+        # connection, and a message being sent meanwhile should wait for one chunk at most.
+        for start in range(0, len(rows), WRITE_CHUNK):
+            await self._store.add_push_actions(
+                event.room_id, event.event_id, thread_id, int(event.internal_metadata["stream_ordering"]),
+                context.received_ts or self._clock.time_ms(), rows[start:start + WRITE_CHUNK])
         self._notifier.notify_users([n.user_id for n in notified])
         batch = EventNotifications(event, notified, snapshot.display_names.get(event.sender),
                                    snapshot.room_name, snapshot.room_alias)
@@ -302,6 +316,26 @@ class NotificationService:
                 await callback(batch)
             except Exception:
                 logger.exception("notified callback %r failed for %s", callback, event.event_id)
+
+    async def _not_ignoring(self, user_ids: list[str], sender: str) -> list[str]:
+        missing = [u for u in user_ids if u not in self._ignored]
+        if missing:
+            changes = self._ignored_changes
+            loaded = await self._store.get_ignored_users(missing)
+            if changes == self._ignored_changes:
+                self._ignored.update(loaded)
+                while len(self._ignored) > COMPILED_CACHE_SIZE:
+                    self._ignored.popitem(last=False)
+        else:
+            loaded = {}
+        kept = []
+        for user_id in user_ids:
+            ignored = self._ignored.get(user_id)
+            if ignored is None:
+                ignored = loaded.get(user_id, frozenset())
+            if sender not in ignored:
+                kept.append(user_id)
+        return kept
 
     async def _load_compiled(self, user_id: str) -> CompiledRules:
         changes = self._rule_changes

@@ -61,6 +61,9 @@ class PushRulesService:
         self._on_changed: list[PushRulesChangedCallback] = []
         self._cache: OrderedDict[str, UserPushRules] = OrderedDict()
         self._cache_size = cache_size
+        # Bumped on every change: a read that overlapped a change must not be cached, even when
+        # the stored version it then checks was read before that change committed.
+        self._generation = 0
 
     def add_changed_callback(self, callback: PushRulesChangedCallback) -> None:
         """Call `callback(user_id, position)` after every committed change to a user's rules."""
@@ -73,12 +76,13 @@ class PushRulesService:
         if cached is not None:
             self._cache.move_to_end(user_id)
             return cached
+        generation = self._generation
         stored = await self._store.get_rules(user_id)
         rules = UserPushRules(user_id, stored.version,
                               tuple(merge_rules(user_id, stored.user_rules, stored.default_changes)))
         # A change committed while we read would have invalidated an entry we then overwrite with
         # stale data; only cache what is at least as new as the version now stored.
-        if stored.version >= await self._store.get_version(user_id):
+        if stored.version >= await self._store.get_version(user_id) and generation == self._generation:
             self._cache[user_id] = rules
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
@@ -164,6 +168,7 @@ class PushRulesService:
         return rule
 
     async def _changed(self, user_id: str, position: int) -> None:
+        self._generation += 1
         self._cache.pop(user_id, None)
         for callback in self._on_changed:
             try:

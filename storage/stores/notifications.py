@@ -22,6 +22,7 @@ from storage.database import Database, Transaction
 MAIN_THREAD = "main"
 UNTHREADED = ""
 READ_RECEIPT_TYPES = ("m.read", "m.read.private")
+IGNORED_USER_LIST = "m.ignored_user_list"
 # Below every stream ordering, including backfilled (negative) ones.
 BEFORE_EVERYTHING = -(2**62)
 
@@ -61,13 +62,19 @@ class NotificationStore:
         if not rows:
             return
 
+        # Recipients share a handful of action lists: encode each once.
+        encoded: dict[int, str] = {}
+        for row in rows:
+            if id(row.actions) not in encoded:
+                encoded[id(row.actions)] = json.dumps(row.actions, ensure_ascii=False)
+
         async def txn_fn(txn: Transaction) -> None:
             await txn.executemany(
                 "INSERT INTO event_push_actions (user_id, event_id, room_id, thread_id, stream_ordering,"
                 " received_ts, actions, highlight) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (user_id, event_id) DO NOTHING",
                 [(r.user_id, event_id, room_id, thread_id, stream_ordering, received_ts,
-                  json.dumps(r.actions, ensure_ascii=False), r.highlight) for r in rows],
+                  encoded[id(r.actions)], r.highlight) for r in rows],
             )
             await txn.executemany(
                 "INSERT INTO event_push_counts (user_id, room_id, thread_id, notification_count, highlight_count)"
@@ -154,6 +161,26 @@ class NotificationStore:
         rows = await self.db.fetch_all("get_notifications", sql, params)
         return [StoredNotification(r[0], r[1], r[2], int(r[3]), int(r[4]), json.loads(r[5]), bool(r[6]))
                 for r in rows]
+
+    async def get_ignored_users(self, user_ids: Sequence[str]) -> dict[str, frozenset[str]]:
+        """{user: the users they ignore} from `m.ignored_user_list` account data (all given users)."""
+        out: dict[str, frozenset[str]] = {user_id: frozenset() for user_id in user_ids}
+
+        async def txn_fn(txn: Transaction) -> None:
+            for start in range(0, len(user_ids), 500):
+                chunk = list(user_ids[start:start + 500])
+                marks = ", ".join("?" for _ in chunk)
+                rows = await txn.fetch_all(
+                    "SELECT user_id, content FROM account_data WHERE account_data_type = ?"
+                    f" AND user_id IN ({marks})", (IGNORED_USER_LIST, *chunk))
+                for user_id, content in rows:
+                    ignored = json.loads(content).get("ignored_users")
+                    if isinstance(ignored, dict):
+                        out[user_id] = frozenset(k for k in ignored if isinstance(k, str))
+
+        if user_ids:
+            await self.db.run_interaction("get_ignored_users", txn_fn, write=False)
+        return out
 
     async def get_read_positions(self, user_id: str, room_ids: Sequence[str]) -> dict[str, dict[str, int]]:
         """{room_id: {thread_id or '' for unthreaded: stream ordering read up to}}."""

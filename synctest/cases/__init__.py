@@ -12,6 +12,7 @@ from synctest.cases import (  # noqa: F401
     ephemeral,
     errors,
     filters,
+    hierarchy,
     login,
     media,
     messages,

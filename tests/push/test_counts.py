@@ -207,3 +207,16 @@ async def test_notifications_rejects_a_malformed_token(client):
     bob = await new_user(client, "bob")
     error = await bob.call("GET", "/notifications", expect=400, **{"from": "nope"})
     assert error["errcode"] == "M_INVALID_PARAM"
+
+
+async def test_messages_from_an_ignored_user_do_not_count(client):
+    (alice, bob, carol), room_id = await group(client, "alice", "bob", "carol")
+    await alice.send(room_id, "before ignoring")
+    await bob.call("PUT", f"/user/{quote(bob.user_id)}/account_data/m.ignored_user_list",
+                   {"ignored_users": {alice.user_id: {}}})
+    await alice.send(room_id, "ignored", **{"m.mentions": {"user_ids": [bob.user_id]}})
+    await carol.send(room_id, "from carol")
+    assert await unread(bob, room_id) == (2, 0)
+    await bob.call("PUT", f"/user/{quote(bob.user_id)}/account_data/m.ignored_user_list", {"ignored_users": {}})
+    await alice.send(room_id, "heard again")
+    assert await unread(bob, room_id) == (3, 0)
