@@ -6,12 +6,12 @@ wake waiting syncs register an `on_account_data_changed(user_id, position)` call
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from homeserver.callbacks import notify_listeners
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.identifiers import is_valid_user_id, parse_user_id
 from storage.stores.account_data import TAG_TYPE, AccountDataChanges, AccountDataStore
@@ -190,13 +190,7 @@ class AccountDataService:
     async def _notify(self, user_id: str, position: int | None) -> None:
         if position is None:
             return
-        for callback in self._on_changed:
-            try:
-                result = callback(user_id, position)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                logger.exception("account data callback %r failed for %s", callback, user_id)
+        await notify_listeners(self._on_changed, user_id, position, what="account data")
 
 
 def _check_owner(requester_id: str, user_id: str) -> None:

@@ -6,12 +6,12 @@ The display name and avatar also live in the user's member events; the rooms wor
 
 from __future__ import annotations
 
-import inspect
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from homeserver.callbacks import notify_listeners
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.identifiers import parse_user_id
 from storage.stores.profiles import ProfileStore, ProfileTooLargeError, UnknownUserError
@@ -150,11 +150,4 @@ class ProfileService:
         if key not in (DISPLAYNAME, AVATAR_URL):
             return  # member events carry only these two
         displayname, avatar_url = profile.get(DISPLAYNAME), profile.get(AVATAR_URL)
-        for callback in self._on_profile_changed:
-            # The change is committed; a failing listener must not turn it into an error.
-            try:
-                result = callback(user_id, displayname, avatar_url)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                logger.exception("profile change callback %r failed for %s", callback, user_id)
+        await notify_listeners(self._on_profile_changed, user_id, displayname, avatar_url, what="profile change")

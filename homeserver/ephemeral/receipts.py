@@ -16,13 +16,13 @@ mark, so a callback for an `m.read` behind the private receipt must not rewind c
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from homeserver.accounts.account_data import AccountDataService
+from homeserver.callbacks import notify_listeners
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, invalid_param, not_found
 from homeserver.events.event import Event
@@ -203,13 +203,7 @@ class ReceiptService:
             self._notifier.notify_users([user_id])  # nobody else can see it
         else:
             self._notifier.notify_room(room_id)
-        for callback in self._on_updated:
-            try:
-                result = callback(room_id, user_id, event.event_id, thread_id)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                logger.exception("receipt callback %r failed for %s in %s", callback, user_id, room_id)
+        await notify_listeners(self._on_updated, room_id, user_id, event.event_id, thread_id, what="receipt")
 
     async def _set_fully_read(self, user_id: str, room_id: str, event: Event) -> None:
         key = (room_id, user_id)

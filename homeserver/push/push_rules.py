@@ -7,13 +7,13 @@ compiled form per user: either compare `UserPushRules.version`, or register
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.callbacks import notify_listeners
 from homeserver.errors import MatrixError, invalid_param
 from homeserver.push.rules import (
     PushRule,
@@ -170,10 +170,4 @@ class PushRulesService:
     async def _changed(self, user_id: str, position: int) -> None:
         self._generation += 1
         self._cache.pop(user_id, None)
-        for callback in self._on_changed:
-            try:
-                result = callback(user_id, position)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                logger.exception("push rules callback %r failed for %s", callback, user_id)
+        await notify_listeners(self._on_changed, user_id, position, what="push rules")
