@@ -40,7 +40,8 @@ from signedjson.sign import sign_json
 from unpaddedbase64 import encode_base64
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import servers  # noqa: E402  (bench/ is a script directory, not a package)
+import report  # noqa: E402  (bench/ is a script directory, not a package)
+import servers  # noqa: E402
 from messaging import CLIENT, Api, User, bounded, q, shared_secret_mac  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -244,12 +245,6 @@ async def bench_server(kind: str, db: str, w: Workload) -> dict[str, Any]:
     return result
 
 
-def dig(result: Any, *path: str) -> float | None:
-    for key in path:
-        if not isinstance(result, dict) or key not in result:
-            return None
-        result = result[key]
-    return result if isinstance(result, int | float) else None
 
 
 FIGURES = [
@@ -268,20 +263,7 @@ FIGURES = [
 
 
 def render(results: dict[str, dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
-    ours, synapse = results.get("ours", {}), results.get("synapse", {})
-    rows = []
-    for label, path, goal in FIGURES:
-        a, b = dig(ours, *path), dig(synapse, *path)
-        ratio = a / b if a is not None and b else None
-        rows.append({"figure": label, "ours": a, "synapse": b, "ours/syn": ratio, "goal": goal})
-
-    def fmt(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:.2f}"
-
-    lines = [f"{'figure':42} {'ours':>10} {'synapse':>10} {'ours/syn':>9}  goal"]
-    lines += [f"{r['figure']:42} {fmt(r['ours']):>10} {fmt(r['synapse']):>10} {fmt(r['ours/syn']):>9}  {r['goal']}"
-              for r in rows]
-    return "\n".join(lines), rows
+    return report.render(results, FIGURES)
 
 
 async def bench(args: argparse.Namespace) -> int:
