@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +42,6 @@ import report  # noqa: E402  (bench/ is a script directory, not a package)
 import servers  # noqa: E402
 from messaging import CLIENT, Api, User, bounded, q, shared_secret_mac  # noqa: E402
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SETUP_CONCURRENCY = 10
 INDEX_WAIT_SECONDS = 600.0
 RARE_WORD = "zephyrine"
@@ -284,12 +281,8 @@ async def bench(args: argparse.Namespace) -> int:
                   if isinstance(r, dict) and "count" in r}
         if counts:
             print(f"  {kind} search counts: {counts}")
-    RESULTS_DIR.mkdir(exist_ok=True)
-    (RESULTS_DIR / ".gitignore").write_text("*\n")
-    out = args.out or RESULTS_DIR / f"e2ee_search-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
-    out.write_text(json.dumps({"db": args.db, "workload": asdict(w), "figures": rows, "servers": results},
-                              indent=2))
-    print(f"\nresults: {out}")
+    report.save_results("e2ee_search", {"db": args.db, "workload": asdict(w), "figures": rows, "servers": results},
+                        args.out)
     return 0
 
 

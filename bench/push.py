@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
 import statistics
 import sys
 import time
 import urllib.request
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +40,6 @@ import report  # noqa: E402  (bench/ is a script directory, not a package)
 import servers  # noqa: E402
 from messaging import CLIENT, Api, User, bounded, percentile, q, shared_secret_mac  # noqa: E402
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SETUP_CONCURRENCY = 10
 SENDERS = 5
 PROBE_POLL_SECONDS = 0.005
@@ -252,12 +249,8 @@ async def bench(args: argparse.Namespace) -> int:
             errors.append(str(result["error"]))
         for error in errors:
             print(f"  {kind}: {error}")
-    RESULTS_DIR.mkdir(exist_ok=True)
-    (RESULTS_DIR / ".gitignore").write_text("*\n")
-    out = args.out or RESULTS_DIR / f"push-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
-    out.write_text(json.dumps({"db": args.db, "workload": asdict(w), "figures": rows, "servers": results},
-                              indent=2))
-    print(f"\nresults: {out}")
+    report.save_results("push", {"db": args.db, "workload": asdict(w), "figures": rows, "servers": results},
+                        args.out)
     return 0
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 # (label, path into a server's results, goal text)
@@ -34,3 +37,16 @@ def render(results: dict[str, dict[str, Any]], figures: Sequence[Figure]) -> tup
     lines += [f"{r['figure']:42} {fmt(r['ours']):>10} {fmt(r['synapse']):>10} {fmt(r['ours/syn']):>9}  {r['goal']}"
               for r in rows]
     return "\n".join(lines), rows
+
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def save_results(name: str, payload: dict[str, Any], out: Path | None = None) -> Path:
+    """Write a run's JSON under bench/results/ (per machine, never committed) and say where."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / ".gitignore").write_text("*\n")
+    out = out or RESULTS_DIR / f"{name}-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
+    out.write_text(json.dumps(payload, indent=2))
+    print(f"\nresults: {out}")
+    return out

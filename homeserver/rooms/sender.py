@@ -70,6 +70,7 @@ class RoomEventSender:
         self._notifier = notifier
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._heads: dict[str, RoomHead] = {}
+        self._txns_in_flight: dict[tuple[str, str, str], int] = {}
         self._after_persist: list[PersistedCallback] = []
         self._send_checks: list[SendCheck] = []
 
@@ -161,14 +162,32 @@ class RoomEventSender:
         and the current one is returned, as Synapse does for PUT /state.
         """
         room_version = await self.room_version(room_id)
+        racing = False
         if txn is not None:
             existing = await self._existing_txn_event(txn)
             if existing is not None:
                 return existing
+            # Only a request racing another with the same transaction ID needs a second look
+            # under the lock; the usual send then costs one lookup, not two.
+            racing = self._txns_in_flight.get(txn, 0) > 0
+            self._txns_in_flight[txn] = self._txns_in_flight.get(txn, 0) + 1
+        try:
+            return await self._send_new(room_id, room_version, sender, event_type, content, state_key, txn,
+                                        racing, origin_server_ts, redacts, skip_unchanged_state)
+        finally:
+            if txn is not None:
+                remaining = self._txns_in_flight.pop(txn) - 1
+                if remaining:
+                    self._txns_in_flight[txn] = remaining
+
+    async def _send_new(self, room_id: str, room_version: RoomVersion, sender: str, event_type: str,
+                        content: Mapping[str, Any], state_key: str | None, txn: tuple[str, str, str] | None,
+                        racing: bool, origin_server_ts: int | None, redacts: str | None,
+                        skip_unchanged_state: bool) -> Event:
         for check in self._send_checks:
             await check(room_id, sender, event_type, content, state_key)
         async with self.room_lock(room_id):
-            if txn is not None:
+            if txn is not None and racing:
                 existing = await self._existing_txn_event(txn)
                 if existing is not None:
                     return existing
