@@ -138,6 +138,14 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "enabled": {"type": "boolean"},
             },
         },
+        "outbound": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "min_retry_interval_s": {"type": "number", "exclusiveMinimum": 0},
+                "max_retry_interval_s": {"type": "number", "exclusiveMinimum": 0},
+            },
+        },
         "user_directory": {
             "type": "object",
             "additionalProperties": False,
@@ -210,6 +218,7 @@ DEFAULTS: dict[str, Any] = {
     "registration": {"enabled": False, "require_token": False, "shared_secret": None, "allow_guests": False},
     "rooms": {"redaction_retention_days": 7},
     "presence": {"enabled": True},
+    "outbound": {"min_retry_interval_s": 2.0, "max_retry_interval_s": 3600.0},
     "user_directory": {"search_all_users": False},
     "sessions": {
         "refreshable_access_token_lifetime_ms": 300_000,

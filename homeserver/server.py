@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -76,13 +77,16 @@ from homeserver.http.media import MediaHandlers
 from homeserver.http.metrics import HttpMetrics
 from homeserver.media.filestore import MediaFileStore
 from homeserver.media.service import MediaService
+from homeserver.outbound.queue import OutboundQueue
 from homeserver.push.notifications import NotificationService
 from homeserver.push.push_rules import PushRulesService
 from homeserver.push.pushers import PusherService
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.creation import RoomCreator
+from homeserver.rooms.heads import RoomHeads
 from homeserver.rooms.history import HistoryVisibilityFilter, RoomHistory
 from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.persister import EventPersister
 from homeserver.rooms.reading import RoomReader
 from homeserver.rooms.redaction import RedactionService
 from homeserver.rooms.relations import RelationsService
@@ -91,9 +95,20 @@ from homeserver.rooms.sender import RoomEventSender
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.signing_keys import load_or_create_signing_key
-from homeserver.sync.extensions import EphemeralSource, TopLevelSource
+from homeserver.streams.bus import StreamBus
+from homeserver.streams.notifier import Notifier
+from homeserver.streams.sources import EphemeralSource, TopLevelSource
+from homeserver.streams.updates import (
+    AccountDataChanged,
+    DeviceCreated,
+    DevicesDeleted,
+    EventPersisted,
+    OutboundItemsQueued,
+    ProfileChanged,
+    PushRulesChanged,
+    ReadReceiptStored,
+)
 from homeserver.sync.handler import SyncService
-from homeserver.sync.notifier import Notifier
 from storage.engine import create_database
 from storage.stores.account_data import AccountDataStore
 from storage.stores.accounts import AccountStore
@@ -105,14 +120,16 @@ from storage.stores.filters import FilterStore
 from storage.stores.key_backup import KeyBackupStore
 from storage.stores.media import MediaStore
 from storage.stores.notifications import NotificationStore
+from storage.stores.outbound import OutboundStore
 from storage.stores.presence import PresenceStore
 from storage.stores.profiles import ProfileStore
 from storage.stores.push_rules import PushRuleStore
-from storage.stores.pushers import PusherStore
+from storage.stores.pushers import PUSHER_KIND, PusherStore
 from storage.stores.receipts import ReceiptStore
 from storage.stores.relations import RelationStore
 from storage.stores.reports import ReportStore
 from storage.stores.search import SearchStore
+from storage.stores.stages import StagePositionStore
 from storage.stores.sync import SyncStore
 from storage.stores.timeline import TimelineStore
 from storage.stores.to_device import ToDeviceStore
@@ -138,6 +155,7 @@ class HomeServer:
         self.signing_key = load_or_create_signing_key(self.config.signing_key_path)
         self.db = await create_database(self.config.database)
         self._build_services()
+        await self._start_background()
         try:
             for listener in self.config.listeners:
                 await self._start_listener(listener)
@@ -169,19 +187,37 @@ class HomeServer:
 
     # --- wiring -----------------------------------------------------------------
     def _build_services(self) -> None:
+        """Wire everything, top to bottom: stores, services, stream consumers, HTTP handlers."""
         config = self.config
-        clock = Clock()
+        db = self.db
+        clock = self.clock = Clock()
+        registry = self.metrics.registry
         sessions_config = config.section("sessions")
-        self.clock = clock
+
+        # --- stores: one per table family; SQL lives only here ---------------------------------
+        self.account_store = AccountStore(db)
+        profile_store = ProfileStore(db)
+        self.account_data_store = AccountDataStore(db)
+        self.event_store = EventStore(db)
+        self.alias_store = AliasStore(db)
+        timeline_store = TimelineStore(db)
+        directory_store = DirectoryStore(db)
+        notification_store = NotificationStore(db)
+        stage_positions = StagePositionStore(db)
+        e2ee_store = E2eeKeyStore(db)
+        outbound_store = OutboundStore(db)
+
+        # --- the stream layer: what services publish to after commit ---------------------------
+        self.bus = bus = StreamBus()
+        self.notifier = notifier = Notifier()
+
+        # --- services ------------------------------------------------------------------------
         self.ratelimiter = RateLimiter(clock, config.rate_limits, enabled=config.rate_limits_enabled)
-        self.account_store = AccountStore(self.db)
         self.auth = AuthService(self.account_store, clock)
-        self.auth.start()
-        self._background.append(self.auth)
         passwords = PasswordHasher(config.passwords["bcrypt_rounds"], config.passwords["pepper"])
         self.uia = UserInteractiveAuth(self.account_store, clock)
         self.sessions = SessionService(
-            self.account_store, self.auth, clock,
+            self.account_store, self.auth, bus, clock,
             refreshable_access_token_lifetime_ms=sessions_config["refreshable_access_token_lifetime_ms"],
             refresh_token_lifetime_ms=sessions_config["refresh_token_lifetime_ms"],
             login_token_lifetime_ms=sessions_config["login_token_lifetime_ms"],
@@ -193,160 +229,159 @@ class HomeServer:
         )
         self.login = LoginService(config.server_name, self.account_store, self.sessions, passwords,
                                   self.ratelimiter, self.uia)
-        authenticate = RequestAuthenticator(self.auth)
-
-        self.discovery = DiscoveryHandlers(config)
-        self.session_handlers = SessionHandlers(self.registration, self.login, self.sessions, authenticate,
-                                                self.ratelimiter)
-        self.admin_register_handlers = AdminRegisterHandlers(self.registration)
-        # The rooms work adds its member-event updater with profiles.add_profile_changed_callback.
-        profile_store = ProfileStore(self.db)
-        self.profiles = ProfileService(config.server_name, profile_store)
-        self.account_data_store = AccountDataStore(self.db)
-        self.account_data = AccountDataService(self.account_data_store)
-        self.filters = FilterService(FilterStore(self.db))
-        self.profile_handlers = ProfileHandlers(self.profiles, authenticate)
-        self.account_data_handlers = AccountDataHandlers(self.account_data, authenticate)
-        self.filter_handlers = FilterHandlers(self.filters, authenticate)
-        self.capabilities_handlers = CapabilitiesHandlers(build_capabilities(config.default_room_version),
-                                                          authenticate)
-        self.devices = DeviceService(self.account_store, self.auth, self.uia, clock,
+        self.profiles = ProfileService(config.server_name, profile_store, bus)
+        self.account_data = AccountDataService(self.account_data_store, bus)
+        self.filters = FilterService(FilterStore(db))
+        self.devices = DeviceService(self.account_store, self.auth, self.uia, bus, clock,
                                      last_seen_max_age_days=sessions_config["last_seen_max_age_days"])
-        self.devices.start()
-        self._background.append(self.devices)
         self.accounts = AccountService(self.account_store, self.auth, self.uia, self.devices, passwords)
-        self.device_handlers = DeviceHandlers(self.devices, authenticate)
-        self.account_handlers = AccountHandlers(self.accounts, authenticate)
-        # Sync and push evaluation subscribe with push_rules.add_changed_callback.
-        self.push_rules = PushRulesService(PushRuleStore(self.db))
-        self.push_rule_handlers = PushRuleHandlers(self.push_rules, authenticate)
-        # Media; federation later passes its RemoteMediaFetcher as `remote=`.
-        self.media = MediaService(config.server_name, MediaStore(self.db),
-                                  MediaFileStore(config.media["store_path"]), clock, self.ratelimiter,
-                                  config.media)
-        self.media.start()
-        self._background.append(self.media)
-        self.media_handlers = MediaHandlers(self.media, authenticate)
+        self.push_rules = PushRulesService(PushRuleStore(db), bus)
+        self.media = MediaService(config.server_name, MediaStore(db), MediaFileStore(config.media["store_path"]),
+                                  clock, self.ratelimiter, config.media)
 
-        # Rooms.
-        self.notifier = Notifier()
-        self.event_store = EventStore(self.db)
-        self.alias_store = AliasStore(self.db)
-        self.event_sender = RoomEventSender(config.server_name, self.signing_key, self.event_store, clock,
-                                            self.notifier)
+        # Rooms: events are created by the sender and written by the persister (group commit).
+        self.room_heads = RoomHeads(self.event_store)
+        self.persister = EventPersister(self.event_store, self.room_heads, notifier, bus, registry=registry)
+        self.alias_service = AliasService(config.server_name, self.alias_store, self.event_store, clock,
+                                          self.auth.is_server_admin)
+        self.event_sender = RoomEventSender(config.server_name, self.signing_key, self.event_store, self.room_heads,
+                                            self.persister, clock,
+                                            send_checks=[self.alias_service.check_canonical_alias])
         self.room_creator = RoomCreator(config.server_name, self.event_sender, self.alias_store, clock,
                                         profile_store.get_profile, config.default_room_version)
         self.membership = MembershipService(config.server_name, self.event_sender, self.event_store,
                                             self.alias_store, profile_store.get_profile)
-        self.profiles.add_profile_changed_callback(self.membership.update_profile_in_rooms)
         self.event_serializer = ClientEventSerializer(self.event_store, clock)
         self.room_reader = RoomReader(self.event_store, self.event_serializer)
         self.redactions = RedactionService(self.event_sender, self.event_store, clock,
                                            retention_days=config.section("rooms")["redaction_retention_days"])
-        self.redactions.start()
-        self._background.append(self.redactions)
-        # History and relations; relations registers its after-persist callback after the redaction one.
-        timeline_store = TimelineStore(self.db)
         self.history_visibility = HistoryVisibilityFilter(self.event_store, timeline_store)
         self.room_history = RoomHistory(self.event_store, timeline_store, self.event_serializer,
                                         self.history_visibility, self.account_data_store.get_global)
-        self.relations = RelationsService(self.event_store, RelationStore(self.db), self.room_history,
-                                          self.history_visibility, self.event_serializer, self.event_sender)
-        self.history_handlers = HistoryHandlers(self.room_history, authenticate)
-        self.relation_handlers = RelationHandlers(self.relations, authenticate)
+        self.relations = RelationsService(self.event_store, RelationStore(db), self.room_history,
+                                          self.history_visibility, self.event_serializer)
+        self.event_serializer.add_unsigned_hook(self.relations.bundled_aggregations)
         self.room_upgrader = RoomUpgrader(self.event_sender, self.event_store, self.alias_store, clock,
                                           profile_store.get_profile)
-        self.room_handlers = RoomHandlers(self.room_creator, self.membership, self.event_sender, self.room_reader,
-                                          self.redactions, self.room_upgrader, authenticate, self.ratelimiter)
-        self.alias_service = AliasService(config.server_name, self.alias_store, self.event_store,
-                                          self.event_sender, clock, self.auth.is_server_admin)
-        self.directory_handlers = DirectoryHandlers(self.alias_service, authenticate)
-        self.reports = ReportService(ReportStore(self.db), self.event_store, self.account_store, self.room_reader,
-                                     clock)
-        self.report_handlers = ReportHandlers(self.reports, authenticate, self.ratelimiter)
-        self.client_admin_handlers = ClientAdminHandlers(WhoisService(self.account_store, self.auth), authenticate)
-        self.unconfigured_handlers = UnconfiguredServiceHandlers(authenticate)
-        # Directory and search (issue 7): canonical alias check on send, room and user directories,
-        # and the search index fed after each event commits.
-        self.event_sender.add_send_check(self.alias_service.check_canonical_alias)
-        directory_store = DirectoryStore(self.db)
+        self.reports = ReportService(ReportStore(db), self.event_store, self.account_store, self.room_reader, clock)
+        self.whois = WhoisService(self.account_store, self.auth)
+
+        # Directories and search.
         self.room_directory = RoomDirectoryService(config.server_name, directory_store, self.event_store,
                                                    self.alias_service.may_manage_directory)
-        self.public_room_handlers = PublicRoomHandlers(self.room_directory, authenticate)
         self.user_directory = UserDirectoryService(
             directory_store, search_all_users=config.section("user_directory")["search_all_users"])
-        self.user_directory_handlers = UserDirectoryHandlers(self.user_directory, authenticate)
-        self.hierarchy_handlers = HierarchyHandlers(SpaceHierarchyService(self.event_store), authenticate)
-        self.search = SearchService(self.event_store, SearchStore(self.db), timeline_store, self.room_history,
-                                    self.event_serializer)
-        self.event_store.add_persist_hook(self.search.index_in_transaction)
-        self.event_sender.add_persisted_callback(self.search.on_event_persisted)
-        self.search_handlers = SearchHandlers(self.search, authenticate)
-        # Ephemeral: typing and receipts are /sync ephemeral providers (current_position, events_for_rooms).
-        self.typing = TypingService(self.event_store, self.notifier)
-        self.event_sender.add_persisted_callback(self.typing.on_event_persisted)
-        self._background.append(self.typing)
-        self.receipts = ReceiptService(ReceiptStore(self.db), self.event_store, self.room_reader,
-                                       self.account_data, self.notifier, clock)
-        self.ephemeral_handlers = EphemeralHandlers(self.typing, self.receipts, authenticate)
-        # Sync: typing and receipts plug in as ephemeral sources; account data and push rule
-        # changes wake the user's waiting syncs.
-        self.sync = SyncService(self.event_store, SyncStore(self.db), self.event_serializer,
-                                self.account_data_store, self.push_rules, self.filters, self.notifier, clock)
+        self.hierarchy = SpaceHierarchyService(self.event_store)
+        self.search = SearchService(self.event_store, SearchStore(db), timeline_store, self.room_history,
+                                    self.event_serializer, stage_positions, registry=registry)
+
+        # Ephemeral data, push, presence and end-to-end encryption.
+        self.typing = TypingService(self.event_store, notifier)
+        self.receipts = ReceiptService(ReceiptStore(db), self.event_store, self.room_reader, self.account_data,
+                                       notifier, bus, clock)
+        self.notifications = NotificationService(config.server_name, self.event_store, notification_store,
+                                                 self.push_rules, self.event_serializer, notifier, stage_positions,
+                                                 clock, registry=registry)
+        self.pushers = PusherService(PusherStore(db), self.notifications, notification_store, self.event_store,
+                                     stage_positions, bus, clock, registry=registry)
+        self.presence = PresenceService(config.server_name, PresenceStore(db), self.event_store, notifier,
+                                        clock, enabled=config.section("presence")["enabled"])
+        self.device_lists = DeviceListService(e2ee_store, self.event_store, notifier)
+        self.keys = KeysService(config.server_name, e2ee_store, self.device_lists, clock)
+        self.cross_signing = CrossSigningService(config.server_name, e2ee_store, self.device_lists, self.uia,
+                                                 self.account_store, clock)
+        self.to_device = ToDeviceService(config.server_name, ToDeviceStore(db), notifier, clock)
+        self.key_backup = KeyBackupService(KeyBackupStore(db))
+
+        # /sync reads every stream; typing and receipts are ephemeral sources, presence, device lists
+        # (with key counts, every sync) and to-device messages top-level ones, push adds unread counts.
+        self.sync = SyncService(self.event_store, SyncStore(db), self.event_serializer, self.account_data_store,
+                                self.push_rules, self.filters, notifier, clock)
         for source in (self.typing, self.receipts):
             self.sync.add_ephemeral_source(EphemeralSource(source.stream_name, source.current_position,
                                                            source.events_for_rooms))
-        self.account_data.add_changed_callback(self.sync.account_data_changed)
-        self.push_rules.add_changed_callback(self.sync.push_rules_changed)
-        self.sync_handlers = SyncHandlers(self.sync, authenticate)
-        # Push: every local event is evaluated for the room's local members off the send path;
-        # counts reach /sync as room fields, notified members' pushers get gateway requests.
-        self.notifications = NotificationService(config.server_name, self.event_store, NotificationStore(self.db),
-                                                 self.push_rules, self.event_serializer, self.notifier, clock,
-                                                 registry=self.metrics.registry)
-        self.notifications.start()
-        self._background.append(self.notifications)
-        self.event_sender.add_persisted_callback(self.notifications.on_event_persisted)
-        self.receipts.add_receipt_updated_callback(self.notifications.on_receipt)
-        self.push_rules.add_changed_callback(self.notifications.on_push_rules_changed)
-        self.account_data.add_changed_callback(self.notifications.on_account_data_changed)
         self.sync.add_room_fields_provider(self.notifications.room_fields)
-        self.pushers = PusherService(PusherStore(self.db), self.notifications, clock)
-        self.pushers.start()
-        self._background.append(self.pushers)
-        self.notifications.add_notified_callback(self.pushers.on_notified)
-        self.pusher_handlers = PusherHandlers(self.pushers, self.notifications, authenticate)
-        # Presence: a /sync top-level source; syncs and sent events keep users online.
-        self.presence = PresenceService(config.server_name, PresenceStore(self.db), self.event_store, self.notifier,
-                                        clock, enabled=config.section("presence")["enabled"])
-        self.presence.start()
-        self._background.append(self.presence)
-        self.event_sender.add_persisted_callback(self.presence.on_event_persisted)
         self.sync.set_presence_tracker(self.presence.syncing)
         self.sync.add_top_level_source(TopLevelSource(self.presence.stream_name, self.presence.current_position,
                                                       self.presence.sync_sections))
-        self.presence_handlers = PresenceHandlers(self.presence, authenticate)
-        # End-to-end encryption: device lists (with key counts, every sync) and to-device messages are
-        # /sync top-level sources; deleting a device drops its keys and inbox.
-        e2ee_store = E2eeKeyStore(self.db)
-        self.device_lists = DeviceListService(e2ee_store, self.event_store, self.notifier)
-        self.event_sender.add_persisted_callback(self.device_lists.on_event_persisted)
-        self.keys = KeysService(config.server_name, e2ee_store, self.device_lists, clock)
-        self.devices.add_devices_deleted_callback(self.keys.delete_devices)
-        self.sessions.add_devices_deleted_callback(self.keys.delete_devices)
-        self.sessions.add_device_created_callback(self.keys.device_created)
-        self.cross_signing = CrossSigningService(config.server_name, e2ee_store, self.device_lists, self.uia,
-                                                 self.account_store, clock)
-        self.to_device = ToDeviceService(config.server_name, ToDeviceStore(self.db), self.notifier, clock)
-        self.key_backup = KeyBackupService(KeyBackupStore(self.db))
         self.sync.add_top_level_source(TopLevelSource(self.device_lists.stream_name,
                                                       self.device_lists.current_position,
                                                       self.device_lists.sync_sections, every_sync=True))
         self.sync.add_top_level_source(TopLevelSource(self.to_device.stream_name, self.to_device.current_position,
                                                       self.to_device.sync_sections, every_sync=True))
+
+        # Outbound delivery: one durable queue, a courier per kind.
+        outbound_config = config.section("outbound")
+        self.outbound = OutboundQueue(outbound_store, clock, {PUSHER_KIND: self.pushers},
+                                      min_retry_s=outbound_config["min_retry_interval_s"],
+                                      max_retry_s=outbound_config["max_retry_interval_s"], registry=registry)
+
+        # --- stream consumers: who hears what, in this order -----------------------------------
+        for stage in (self.notifications.stage, self.pushers.stage, self.search.stage):
+            bus.subscribe(EventPersisted, stage.on_event_persisted)
+        bus.subscribe(EventPersisted, self.typing.on_event_persisted)
+        bus.subscribe(EventPersisted, self.presence.on_event_persisted)
+        bus.subscribe(EventPersisted, self.device_lists.on_event_persisted)
+        bus.subscribe(ProfileChanged, self.membership.on_profile_changed)
+        bus.subscribe(AccountDataChanged, self.sync.on_account_data_changed)
+        bus.subscribe(AccountDataChanged, self.notifications.on_account_data_changed)
+        bus.subscribe(PushRulesChanged, self.sync.on_push_rules_changed)
+        bus.subscribe(PushRulesChanged, self.notifications.on_push_rules_changed)
+        bus.subscribe(ReadReceiptStored, self.notifications.on_receipt)
+        bus.subscribe(DeviceCreated, self.keys.on_device_created)
+        bus.subscribe(DevicesDeleted, self.keys.on_devices_deleted)
+        bus.subscribe(OutboundItemsQueued, lambda update: self.outbound.poke(update.kind, update.destination,
+                                                                              update.count))
+
+        # --- HTTP handlers -------------------------------------------------------------------
+        authenticate = RequestAuthenticator(self.auth)
+        self.discovery = DiscoveryHandlers(config)
+        self.session_handlers = SessionHandlers(self.registration, self.login, self.sessions, authenticate,
+                                                self.ratelimiter)
+        self.admin_register_handlers = AdminRegisterHandlers(self.registration)
+        self.profile_handlers = ProfileHandlers(self.profiles, authenticate)
+        self.account_data_handlers = AccountDataHandlers(self.account_data, authenticate)
+        self.filter_handlers = FilterHandlers(self.filters, authenticate)
+        self.capabilities_handlers = CapabilitiesHandlers(build_capabilities(config.default_room_version),
+                                                          authenticate)
+        self.device_handlers = DeviceHandlers(self.devices, authenticate)
+        self.account_handlers = AccountHandlers(self.accounts, authenticate)
+        self.push_rule_handlers = PushRuleHandlers(self.push_rules, authenticate)
+        self.media_handlers = MediaHandlers(self.media, authenticate)
+        self.history_handlers = HistoryHandlers(self.room_history, authenticate)
+        self.relation_handlers = RelationHandlers(self.relations, authenticate)
+        self.room_handlers = RoomHandlers(self.room_creator, self.membership, self.event_sender, self.room_reader,
+                                          self.redactions, self.room_upgrader, authenticate, self.ratelimiter)
+        self.directory_handlers = DirectoryHandlers(self.alias_service, authenticate)
+        self.report_handlers = ReportHandlers(self.reports, authenticate, self.ratelimiter)
+        self.client_admin_handlers = ClientAdminHandlers(self.whois, authenticate)
+        self.unconfigured_handlers = UnconfiguredServiceHandlers(authenticate)
+        self.public_room_handlers = PublicRoomHandlers(self.room_directory, authenticate)
+        self.user_directory_handlers = UserDirectoryHandlers(self.user_directory, authenticate)
+        self.hierarchy_handlers = HierarchyHandlers(self.hierarchy, authenticate)
+        self.search_handlers = SearchHandlers(self.search, authenticate)
+        self.ephemeral_handlers = EphemeralHandlers(self.typing, self.receipts, authenticate)
+        self.sync_handlers = SyncHandlers(self.sync, authenticate)
+        self.pusher_handlers = PusherHandlers(self.pushers, self.notifications, authenticate)
+        self.presence_handlers = PresenceHandlers(self.presence, authenticate)
         self.keys_handlers = KeysHandlers(self.keys, self.cross_signing, authenticate)
         self.to_device_handlers = ToDeviceHandlers(self.to_device, authenticate)
         self.room_keys_handlers = RoomKeysHandlers(self.key_backup, authenticate)
+
+    async def _start_background(self) -> None:
+        """Start the background work, in dependency order; `stop` stops it in reverse."""
+        for service in (self.auth, self.devices, self.media, self.redactions, self.presence):
+            service.start()
+            self._background.append(service)
+        self._background.append(self.typing)
+        await self.outbound.start()
+        self._background.append(self.outbound)
+        for stage in (self.notifications.stage, self.pushers.stage, self.search.stage):
+            await stage.start()
+            self._background.append(stage)
+        self.persister.start()
+        self._background.append(self.persister)
+        self._background.append(_Closing(self.pushers.close))
 
     def _build_listener_app(self, listener: ListenerConfig) -> web.Application:
         serves_matrix = bool({"client", "federation", "admin"} & set(listener.resources))
@@ -407,6 +442,16 @@ class HomeServer:
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.bound_listeners.append((listener, listener.host, port))
+
+
+class _Closing:
+    """Something with only an async close, stopped with the background services."""
+
+    def __init__(self, close: Callable[[], Awaitable[None]]):
+        self._close = close
+
+    async def stop(self) -> None:
+        await self._close()
 
 
 async def serve_forever(config: Config) -> None:

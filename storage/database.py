@@ -59,6 +59,8 @@ class Transaction(abc.ABC):
         self._rows: list[Row] = []
         self._cursor_pos = 0
         self.rowcount = -1
+        # Statements sent to the engine (an executemany counts once), for the database's tally.
+        self.statements = 0
         self._after_commit: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
 
     @property
@@ -79,11 +81,13 @@ class Transaction(abc.ABC):
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Run one statement; its result rows (if any) become available via fetchone/fetchall."""
+        self.statements += 1
         self._rows, self.rowcount = await self._execute(self.dialect.translate(sql), tuple(params))
         self._cursor_pos = 0
 
     async def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> None:
         batch = [tuple(p) for p in seq_of_params]
+        self.statements += 1 if batch else 0
         self._rows, self._cursor_pos = [], 0
         self.rowcount = await self._executemany(self.dialect.translate(sql), batch) if batch else 0
 
@@ -239,6 +243,10 @@ class Database(abc.ABC):
         self.retry_base_delay = retry_base_delay
         self.retry_max_delay = retry_max_delay
         self._closed = False
+        # Committed transactions and their statements since the database was opened (tests count
+        # these to catch N+1 query patterns; metrics may export them).
+        self.transactions_run = 0
+        self.statements_run = 0
 
     @property
     def engine(self) -> str:
@@ -311,6 +319,8 @@ class Database(abc.ABC):
                 await asyncio.sleep(delay)
                 continue
             logger.debug("transaction %s took %.1fms", name, (time.monotonic() - started) * 1000)
+            self.transactions_run += 1
+            self.statements_run += txn.statements
             await _run_after_commit(name, txn)
             return result
 

@@ -1,19 +1,19 @@
 """Account data (global and per room) and room tags, which are the room account data `m.tag`.
 
 Every write moves the `account_data` stream so that /sync can deliver it; callers that need to
-wake waiting syncs register an `on_account_data_changed(user_id, position)` callback.
+react to a write consume the `AccountDataChanged` updates it publishes on the stream bus.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from homeserver.callbacks import notify_listeners
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.identifiers import is_valid_user_id, parse_user_id
+from homeserver.streams.bus import StreamBus
+from homeserver.streams.updates import AccountDataChanged
 from storage.stores.account_data import TAG_TYPE, AccountDataChanges, AccountDataStore
 
 logger = logging.getLogger(__name__)
@@ -29,9 +29,6 @@ MAX_TYPE_BYTES = 255
 MAX_ROOM_ID_BYTES = 255
 # "The name of a tag MUST NOT exceed 255 bytes" (room tagging module).
 MAX_TAG_BYTES = 255
-
-AccountDataChangedCallback = Callable[[str, int], "Awaitable[None] | None"]
-
 
 def check_type(data_type: str) -> None:
     if not data_type:
@@ -83,15 +80,9 @@ def check_tag(tag: str, content: dict[str, Any]) -> None:
 
 
 class AccountDataService:
-    def __init__(
-        self, store: AccountDataStore, on_account_data_changed: Iterable[AccountDataChangedCallback] = ()
-    ):
+    def __init__(self, store: AccountDataStore, bus: StreamBus):
         self._store = store
-        self._on_changed: list[AccountDataChangedCallback] = list(on_account_data_changed)
-
-    def add_changed_callback(self, callback: AccountDataChangedCallback) -> None:
-        """Call `callback(user_id, position)` after every committed account data write."""
-        self._on_changed.append(callback)
+        self._bus = bus
 
     # --- global -----------------------------------------------------------------------
     async def set_global(
@@ -190,7 +181,7 @@ class AccountDataService:
     async def _notify(self, user_id: str, position: int | None) -> None:
         if position is None:
             return
-        await notify_listeners(self._on_changed, user_id, position, what="account data")
+        await self._bus.publish(AccountDataChanged(user_id, position))
 
 
 def _check_owner(requester_id: str, user_id: str) -> None:

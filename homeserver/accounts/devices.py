@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.accounts.auth import AuthService, Requester
@@ -18,6 +17,8 @@ from homeserver.accounts.sessions import MAX_DISPLAY_NAME_LENGTH
 from homeserver.accounts.uia import PASSWORD, UserInteractiveAuth
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
+from homeserver.streams.bus import StreamBus
+from homeserver.streams.updates import DevicesDeleted
 from storage.stores.accounts import AccountStore
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def check_password_stage_user(completed: dict[str, Any], user_id: str) -> None:
 
 
 class DeviceService:
-    def __init__(self, store: AccountStore, auth: AuthService, uia: UserInteractiveAuth, clock: Clock, *,
+    def __init__(self, store: AccountStore, auth: AuthService, uia: UserInteractiveAuth, bus: StreamBus, clock: Clock, *,
                  last_seen_max_age_days: int):
         self._store = store
         self._auth = auth
@@ -84,11 +85,7 @@ class DeviceService:
         self._clock = clock
         self._max_age_ms = last_seen_max_age_days * DAY_MS
         self._pruner: asyncio.Task[None] | None = None
-        self._on_deleted: list[Callable[[str, list[str]], Awaitable[None]]] = []
-
-    def add_devices_deleted_callback(self, callback: Callable[[str, list[str]], Awaitable[None]]) -> None:
-        """Call `callback(user_id, device_ids)` after devices are deleted (E2EE keys, inboxes)."""
-        self._on_deleted.append(callback)
+        self._bus = bus
 
     # --- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
@@ -139,8 +136,7 @@ class DeviceService:
             return
         hashes = await self._store.delete_devices(user_id, device_ids)
         self._auth.invalidate_token_hashes(hashes)
-        for callback in self._on_deleted:
-            await callback(user_id, device_ids)
+        await self._bus.publish(DevicesDeleted(user_id, tuple(device_ids)))
 
     async def delete_other_devices(self, user_id: str, keep_device_id: str | None,
                                    keep_token_id: int | None) -> None:

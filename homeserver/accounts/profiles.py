@@ -1,19 +1,19 @@
 """User profiles: display name, avatar and the extended profile fields of spec v1.16.
 
-The display name and avatar also live in the user's member events; the rooms work registers an
-`on_profile_changed` callback to rewrite those events whenever either changes.
+The display name and avatar also live in the user's member events; a change of either is
+published as `ProfileChanged`, from which the rooms work rewrites those events.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from homeserver.callbacks import notify_listeners
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.identifiers import parse_user_id
+from homeserver.streams.bus import StreamBus
+from homeserver.streams.updates import ProfileChanged
 from storage.stores.profiles import ProfileStore, ProfileTooLargeError, UnknownUserError
 
 logger = logging.getLogger(__name__)
@@ -35,9 +35,6 @@ MAX_AVATAR_URL_CHARS = 1000
 # the grammar, so clients written against it keep working here.
 _KEY_NAME = re.compile(r"^[a-z][a-z0-9._\-]*$")
 _MXC_URI = re.compile(r"^mxc://[A-Za-z0-9.\-:\[\]]+/[A-Za-z0-9_\-]+$")
-
-ProfileChangedCallback = Callable[[str, "str | None", "str | None"], "Awaitable[None] | None"]
-
 
 def check_key_name(key: str) -> None:
     """400 `M_KEY_TOO_LARGE` past 255 bytes, `M_INVALID_PARAM` outside the key grammar."""
@@ -81,16 +78,10 @@ def normalise_value(key: str, value: Any) -> Any:
 
 
 class ProfileService:
-    def __init__(
-        self, server_name: str, store: ProfileStore, on_profile_changed: Iterable[ProfileChangedCallback] = ()
-    ):
+    def __init__(self, server_name: str, store: ProfileStore, bus: StreamBus):
         self._server_name = server_name
         self._store = store
-        self._on_profile_changed: list[ProfileChangedCallback] = list(on_profile_changed)
-
-    def add_profile_changed_callback(self, callback: ProfileChangedCallback) -> None:
-        """Call `callback(user_id, displayname, avatar_url)` after either of the two changes."""
-        self._on_profile_changed.append(callback)
+        self._bus = bus
 
     async def get_profile(self, user_id: str) -> dict[str, Any]:
         """The whole profile of a user; 404 when the user is unknown."""
@@ -150,4 +141,4 @@ class ProfileService:
         if key not in (DISPLAYNAME, AVATAR_URL):
             return  # member events carry only these two
         displayname, avatar_url = profile.get(DISPLAYNAME), profile.get(AVATAR_URL)
-        await notify_listeners(self._on_profile_changed, user_id, displayname, avatar_url, what="profile change")
+        await self._bus.publish(ProfileChanged(user_id, displayname, avatar_url))

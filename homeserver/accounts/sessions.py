@@ -6,13 +6,14 @@ tokens are made, stored and expired in exactly one place.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.accounts.auth import AuthService
 from homeserver.accounts.tokens import hash_token, new_device_id, new_token
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
+from homeserver.streams.bus import StreamBus
+from homeserver.streams.updates import DeviceCreated, DevicesDeleted
 from storage.stores.accounts import AccountStore
 
 MAX_DEVICE_ID_LENGTH = 255
@@ -20,7 +21,7 @@ MAX_DISPLAY_NAME_LENGTH = 512
 
 
 class SessionService:
-    def __init__(self, store: AccountStore, auth: AuthService, clock: Clock, *,
+    def __init__(self, store: AccountStore, auth: AuthService, bus: StreamBus, clock: Clock, *,
                  refreshable_access_token_lifetime_ms: int | None, refresh_token_lifetime_ms: int | None,
                  login_token_lifetime_ms: int):
         self._store = store
@@ -29,16 +30,7 @@ class SessionService:
         self._access_lifetime_ms = refreshable_access_token_lifetime_ms
         self._refresh_lifetime_ms = refresh_token_lifetime_ms
         self.login_token_lifetime_ms = login_token_lifetime_ms
-        self._on_created: list[Callable[[str, str], Awaitable[None]]] = []
-        self._on_deleted: list[Callable[[str, list[str]], Awaitable[None]]] = []
-
-    def add_device_created_callback(self, callback: Callable[[str, str], Awaitable[None]]) -> None:
-        """Call `callback(user_id, device_id)` after a login creates a new device (device lists)."""
-        self._on_created.append(callback)
-
-    def add_devices_deleted_callback(self, callback: Callable[[str, list[str]], Awaitable[None]]) -> None:
-        """Call `callback(user_id, device_ids)` after logging out deletes devices (E2EE keys, inboxes)."""
-        self._on_deleted.append(callback)
+        self._bus = bus
 
     async def start_session(self, user_id: str, *, device_id: str | None = None,
                             display_name: str | None = None, want_refresh_token: bool = False) -> dict[str, Any]:
@@ -53,8 +45,7 @@ class SessionService:
                               f"initial_device_display_name: must be a string of at most {MAX_DISPLAY_NAME_LENGTH} characters")
         now = self._clock.time_ms()
         if await self._store.ensure_device(user_id, device_id, display_name, now):
-            for created in self._on_created:
-                await created(user_id, device_id)
+            await self._bus.publish(DeviceCreated(user_id, device_id))
         response: dict[str, Any] = {"user_id": user_id, "device_id": device_id}
         refresh_token_id = None
         valid_until_ms = None
@@ -102,8 +93,7 @@ class SessionService:
             hashes = await self._store.delete_access_tokens(user_id, token_id=token_id)
         self._auth.invalidate_token_hashes(hashes)
         if device_id is not None:
-            for deleted in self._on_deleted:
-                await deleted(user_id, [device_id])
+            await self._bus.publish(DevicesDeleted(user_id, (device_id,)))
 
     async def end_all_sessions(self, user_id: str) -> None:
         devices = await self._store.get_devices(user_id)
@@ -112,8 +102,7 @@ class SessionService:
         hashes += await self._store.delete_access_tokens(user_id)
         await self._store.delete_refresh_tokens(user_id)
         self._auth.invalidate_token_hashes(hashes)
-        for deleted in self._on_deleted:
-            await deleted(user_id, device_ids)
+        await self._bus.publish(DevicesDeleted(user_id, tuple(device_ids)))
 
     async def create_login_token(self, user_id: str) -> tuple[str, int]:
         token = new_token("sylt")

@@ -8,20 +8,18 @@ from typing import Any
 from homeserver.accounts.auth import Requester
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
+from homeserver.events.room_versions import get_room_version
 from homeserver.identifiers import split_id
 from homeserver.rooms.power import RoomPower
-from homeserver.rooms.sender import RoomEventSender
 from storage.stores.aliases import AliasExistsError, AliasStore
 from storage.stores.events import EventStore
 
 
 class AliasService:
-    def __init__(self, server_name: str, aliases: AliasStore, events: EventStore, sender: RoomEventSender,
-                 clock: Clock, is_admin):
+    def __init__(self, server_name: str, aliases: AliasStore, events: EventStore, clock: Clock, is_admin):
         self._server_name = server_name
         self._aliases = aliases
         self._events = events
-        self._sender = sender
         self._clock = clock
         self._is_admin = is_admin
 
@@ -67,8 +65,11 @@ class AliasService:
         await self._aliases.delete_alias(alias)
 
     async def _may_set_canonical_alias(self, user_id: str, room_id: str) -> bool:
+        version = await self._events.get_room_version_id(room_id)
+        if version is None:
+            return False
         state = await self._events.get_current_state_ids(room_id)
-        power = await RoomPower.load(self._events, state, await self._sender.room_version(room_id))
+        power = await RoomPower.load(self._events, state, get_room_version(version))
         return power.may_send_state(user_id, "m.room.canonical_alias")
 
     async def check_canonical_alias(self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any],

@@ -12,16 +12,19 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from homeserver.accounts.auth import Requester
 from homeserver.errors import MatrixError
 from homeserver.events.event import Event
+from homeserver.events.filtering import EventFilter, parse_event_filter
 from homeserver.rooms.event_filter import check_room_event_filter, conditions_of
 from homeserver.rooms.history import RoomHistory, token_after, token_before
 from homeserver.rooms.serialize import ClientEventSerializer
-from homeserver.sync.filtering import EventFilter, parse_event_filter
-from storage.database import Transaction
+from homeserver.streams.stages import EventStage
 from storage.stores.events import EventStore
-from storage.stores.search import SearchHit, SearchQuery, SearchStore, index_event_txn, search_words
+from storage.stores.search import SearchHit, SearchQuery, SearchStore, search_words
+from storage.stores.stages import StagePositionStore
 from storage.stores.timeline import Bound, TimelineStore
 
 # Which text of which event type is indexed, under the key clients name in `keys`.
@@ -33,6 +36,9 @@ INDEXED_TEXTS: dict[str, tuple[str, str]] = {
 ALL_KEYS = tuple(key for key, _ in INDEXED_TEXTS.values())
 ORDERS = ("rank", "recent")
 DEFAULT_LIMIT = 10
+INDEX_STAGE = "search_index"
+# How long /search waits for indexing to catch up before answering from what is indexed.
+INDEX_WAIT_S = 5.0
 MAX_LIMIT = 100
 DEFAULT_CONTEXT = 5
 MAX_CONTEXT = 100
@@ -134,27 +140,36 @@ def parse_batch(token: str | None, order_by: str) -> tuple[int, int | None]:
 
 class SearchService:
     def __init__(self, events: EventStore, store: SearchStore, timeline: TimelineStore, history: RoomHistory,
-                 serializer: ClientEventSerializer):
+                 serializer: ClientEventSerializer, positions: StagePositionStore, *,
+                 registry: CollectorRegistry | None = None):
         self._events = events
         self._store = store
         self._timeline = timeline
         self._history = history
         self._serializer = serializer
+        # The index follows the events stream after commit, a batch per transaction.
+        self.stage = EventStage(INDEX_STAGE, events, positions, self._index_batch, registry=registry)
 
-    async def index_in_transaction(self, txn: Transaction, event: Event) -> None:
-        """Persist hook: index the event's texts in the transaction that stores the event."""
-        texts = texts_to_index(event)
-        if texts:
-            await index_event_txn(txn, event.event_id, event.room_id, texts)
-
-    async def on_event_persisted(self, event: Event, context: Any = None) -> None:
-        """After-persist callback: drop a redacted target's texts from the index."""
-        if event.type == "m.room.redaction" and event.redacts and await self._store.is_redacted(event.redacts):
-            await self._store.remove_event(event.redacts)
+    async def _index_batch(self, events: Sequence[Event], upto: int) -> bool:
+        rows: list[tuple[str, str, str, str]] = []
+        redacted: list[str] = []
+        for event in events:
+            if event.rejected_reason is not None:
+                continue
+            if event.redacts is not None and event.internal_metadata.get("redacted_by") is None:
+                target = await self._events.get_event(event.redacts)
+                if target is not None and target.internal_metadata.get("redacted_by") == event.event_id:
+                    redacted.append(target.event_id)
+            if event.internal_metadata.get("redacted_by") is None:
+                rows.extend((event.event_id, event.room_id, key, text) for key, text in texts_to_index(event))
+        await self._store.index_batch(rows, redacted, stage=INDEX_STAGE, upto=upto)
+        return True
 
     async def search(self, requester: Requester, body: Mapping[str, Any], next_batch: str | None
                      ) -> dict[str, Any]:
         """The /search response body."""
+        # Indexing follows the events stream after commit; a search sees what was sent before it.
+        await self.stage.wait_for_live(INDEX_WAIT_S)
         categories = body.get("search_categories")
         if not isinstance(categories, Mapping):
             raise MatrixError(400, "M_BAD_JSON", "search_categories: required, an object")

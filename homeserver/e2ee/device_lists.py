@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from homeserver.events.event import Event
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.notifier import Notifier
+from homeserver.streams.updates import EventPersisted
 from storage.stores.e2ee import DEVICE_LISTS, DeviceListDelta, E2eeKeyStore
 from storage.stores.events import EventStore
 
@@ -53,8 +53,9 @@ class DeviceListService:
         users = await self._store.get_users_sharing_a_room(user_id)
         self._notifier.notify_users(users | {user_id})
 
-    async def on_event_persisted(self, event: Event, context: Any) -> None:
-        """After-persist callback: record joins and leaves, which start or may end room sharing."""
+    async def on_event_persisted(self, update: EventPersisted) -> None:
+        """Record joins and leaves, which start or may end room sharing."""
+        event = update.event
         if event.type != "m.room.member" or not event.state_key:
             return
         joined = event.content.get("membership") == "join"

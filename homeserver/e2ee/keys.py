@@ -18,7 +18,8 @@ from homeserver.e2ee.device_lists import SIGNED_CURVE25519, DeviceListService
 from homeserver.e2ee.signing import ED25519, has_valid_signature, merge_signatures
 from homeserver.errors import MatrixError, bad_json, invalid_param
 from homeserver.identifiers import parse_user_id
-from homeserver.sync.tokens import parse_sync_token
+from homeserver.streams.tokens import parse_sync_token
+from homeserver.streams.updates import DeviceCreated, DevicesDeleted
 from storage.stores.e2ee import ClaimRequest, E2eeKeyStore, OneTimeKeyConflict
 
 logger = logging.getLogger(__name__)
@@ -249,17 +250,17 @@ class KeysService:
         changed, left = await self._device_lists.get_changes(requester.user_id, start, end)
         return {"changed": changed, "left": left}
 
-    async def device_created(self, user_id: str, device_id: str) -> None:
-        """Login hook: a new device is a device-list change, so others fetch its keys once it has some."""
-        await self._store.record_device_change(user_id, [device_id])
-        await self._device_lists.notify_key_change(user_id)
+    async def on_device_created(self, update: DeviceCreated) -> None:
+        """A new device is a device-list change, so others fetch its keys once it has some."""
+        await self._store.record_device_change(update.user_id, [update.device_id])
+        await self._device_lists.notify_key_change(update.user_id)
 
-    async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
-        """Device-deletion hook: forget the devices' keys and inboxes, and tell who shares a room."""
-        if not device_ids:
+    async def on_devices_deleted(self, update: DevicesDeleted) -> None:
+        """Forget the devices' keys and inboxes, and tell who shares a room."""
+        if not update.device_ids:
             return
-        await self._store.delete_device_keys(user_id, device_ids)
-        await self._device_lists.notify_key_change(user_id)
+        await self._store.delete_device_keys(update.user_id, list(update.device_ids))
+        await self._device_lists.notify_key_change(update.user_id)
 
 
 def _public_key(key: dict[str, Any]) -> str:

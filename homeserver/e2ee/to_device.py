@@ -15,8 +15,8 @@ from homeserver.accounts.auth import Requester
 from homeserver.clock import Clock
 from homeserver.errors import bad_json, invalid_param
 from homeserver.identifiers import parse_user_id
-from homeserver.sync.extensions import DELIVERED_UPTO
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.notifier import Notifier
+from homeserver.streams.sources import DELIVERED_UPTO
 from storage.stores.to_device import TO_DEVICE, ToDeviceStore
 
 logger = logging.getLogger(__name__)

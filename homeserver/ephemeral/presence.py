@@ -23,9 +23,9 @@ from typing import Any
 from homeserver.accounts.auth import Requester
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
-from homeserver.events.event import Event
 from homeserver.identifiers import parse_user_id
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.notifier import Notifier
+from homeserver.streams.updates import EventPersisted
 from storage.stores.events import EventStore
 from storage.stores.presence import PRESENCE, PresenceRow, PresenceStore
 
@@ -235,8 +235,9 @@ class PresenceService:
                 if row is not None:
                     self._rows[user_id] = dataclasses.replace(row, last_user_sync_ts=done)
 
-    async def on_event_persisted(self, event: Event, context: Any = None) -> None:
-        """After-persist callback: a local user sending an event is active."""
+    async def on_event_persisted(self, update: EventPersisted) -> None:
+        """A local user sending an event is active."""
+        event = update.event
         if not self.enabled or not self._is_local(event.sender):
             return
         now = self._clock.time_ms()

@@ -7,10 +7,10 @@ receipts are only ever shown to their owner. The fully-read marker is not a rece
 room account data `m.fully_read`, written through the AccountDataService, and it too only moves
 forwards.
 
-The push work resets notification counts from `receipt_updated(room_id, user_id, event_id,
-thread_id)` callbacks, which run after each stored `m.read` / `m.read.private` receipt
-(`thread_id` None when unthreaded). Between the two, the later one is the user's read-up-to
-mark, so a callback for an `m.read` behind the private receipt must not rewind counts.
+Each stored `m.read` / `m.read.private` receipt is published as `ReadReceiptStored` (the push
+work resets notification counts from it; `thread_id` None when unthreaded). Between the two, the
+later one is the user's read-up-to mark, so a consumer seeing an `m.read` behind the private
+receipt must not rewind counts.
 """
 
 from __future__ import annotations
@@ -18,16 +18,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from homeserver.accounts.account_data import AccountDataService
-from homeserver.callbacks import notify_listeners
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, invalid_param, not_found
 from homeserver.events.event import Event
 from homeserver.rooms.reading import RoomReader
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.bus import StreamBus
+from homeserver.streams.notifier import Notifier
+from homeserver.streams.updates import ReadReceiptStored
 from storage.stores.events import EventStore
 from storage.stores.receipts import RECEIPTS, ReceiptStore, StoredReceipt
 
@@ -41,9 +42,6 @@ RECEIPT_EVENT_TYPE = "m.receipt"
 MAIN_TIMELINE = "main"
 # The spec recommends following relations at most 3 hops up to find an event's thread.
 MAX_RELATION_HOPS = 3
-
-ReceiptUpdatedCallback = Callable[[str, str, str, "str | None"], "Awaitable[None] | None"]
-
 
 def check_receipt_type(receipt_type: str) -> None:
     if receipt_type not in RECEIPT_TYPES:
@@ -108,22 +106,18 @@ class ReceiptService:
     stream_name = RECEIPTS
 
     def __init__(self, store: ReceiptStore, events: EventStore, reader: RoomReader,
-                 account_data: AccountDataService, notifier: Notifier, clock: Clock):
+                 account_data: AccountDataService, notifier: Notifier, bus: StreamBus, clock: Clock):
         self._store = store
         self._events = events
         self._reader = reader
         self._account_data = account_data
         self._notifier = notifier
         self._clock = clock
-        self._on_updated: list[ReceiptUpdatedCallback] = []
+        self._bus = bus
         # Serialises read-then-write of one user's fully-read marker in one room.
         self._marker_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
-
-    def add_receipt_updated_callback(self, callback: ReceiptUpdatedCallback) -> None:
-        """Call `callback(room_id, user_id, event_id, thread_id)` after each stored read receipt."""
-        self._on_updated.append(callback)
 
     # --- requests ---------------------------------------------------------------------
     async def send_receipt(self, user_id: str, room_id: str, receipt_type: str, event_id: str,
@@ -203,7 +197,7 @@ class ReceiptService:
             self._notifier.notify_users([user_id])  # nobody else can see it
         else:
             self._notifier.notify_room(room_id)
-        await notify_listeners(self._on_updated, room_id, user_id, event.event_id, thread_id, what="receipt")
+        await self._bus.publish(ReadReceiptStored(room_id, user_id, event.event_id, thread_id))
 
     async def _set_fully_read(self, user_id: str, room_id: str, event: Event) -> None:
         key = (room_id, user_id)

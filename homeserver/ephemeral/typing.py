@@ -19,9 +19,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, missing_param
-from homeserver.events.event import Event
 from homeserver.identifiers import parse_user_id
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.notifier import Notifier
+from homeserver.streams.updates import EventPersisted
 from storage.stores.events import EventStore
 
 TYPING = "typing"
@@ -81,8 +81,9 @@ class TypingService:
         else:
             self._stop(room_id, user_id)
 
-    async def on_event_persisted(self, event: Event, context: Any = None) -> None:
+    async def on_event_persisted(self, update: EventPersisted) -> None:
         """Drop the typing state of a member who leaves (or is kicked or banned from) the room."""
+        event = update.event
         if event.type == "m.room.member" and event.state_key is not None and event.membership != "join":
             self._stop(event.room_id, event.state_key)
 

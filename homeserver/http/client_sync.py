@@ -8,8 +8,8 @@ from homeserver.errors import MatrixError
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import json_response, query_bool, query_int
 from homeserver.http.routing import add_client_route
+from homeserver.streams.tokens import parse_sync_token
 from homeserver.sync.handler import PRESENCE_STATES, SyncRequest, SyncService
-from homeserver.sync.tokens import parse_sync_token
 
 # Long polls are capped so that proxies' idle timeouts never cut a held request.
 MAX_TIMEOUT_MS = 5 * 60 * 1000

@@ -1,17 +1,15 @@
 """Evaluating new events for every local member, unread counts, and GET /notifications.
 
-Every locally persisted event is queued on its room's worker (an after-persist callback that only
-enqueues, so sending never waits for evaluation). The worker handles the room's jobs strictly in
-order: evaluating events, applying redactions of counted events, and recounting after read
-receipts. Because a receipt can only name an event whose persist callback already ran, the
-receipt's recount always runs after that event's evaluation, which keeps the incremental counts
-exact without cross-room locking.
+Evaluation is a stream stage (`push_evaluation`): it follows the events stream in order, in
+batches, after the events have committed, so sending never waits for it. Each batch's push
+actions, the unread counts they add to and the stage's new position commit in one
+transaction, so after a crash evaluation resumes exactly after the last batch it finished.
 
-/sync asks for counts as of its token: `room_fields` first waits (briefly) until each room's worker
-has evaluated every event up to the token, so a sync that shows a new message also counts it.
-The sender wakes syncs before it runs after-persist callbacks, so an event can be in a sync's
-token before it reached our queue: the service also tracks the highest event position handed to
-it at all, and waits for that to reach the token first.
+A read receipt recounts the reader's unread notifications in the room once evaluation has
+reached the event the receipt names; recounts and batch writes take one lock, so an increment
+and a recount of the same counts never interleave. /sync asks for counts as of its token:
+`room_fields` first waits (briefly) until evaluation has reached the token, so a sync that
+shows a new message also counts it.
 """
 
 from __future__ import annotations
@@ -19,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -35,16 +33,20 @@ from homeserver.events.event import Event
 from homeserver.push.evaluator import CompiledRules, EventView, Outcome, RoomFacts, compile_rules
 from homeserver.push.push_rules import PushRulesService
 from homeserver.rooms.serialize import ClientEventSerializer
-from homeserver.sync.notifier import Notifier
-from homeserver.sync.tokens import SyncToken
-from storage.stores.events import EventStore, PersistContext
+from homeserver.streams.notifier import Notifier
+from homeserver.streams.stages import EventStage
+from homeserver.streams.tokens import SyncToken
+from homeserver.streams.updates import AccountDataChanged, PushRulesChanged, ReadReceiptStored
+from storage.stores.events import EventStore
 from storage.stores.notifications import (
     MAIN_THREAD,
+    EventPushActions,
     NotificationStore,
     PushActionRow,
     UnreadCounts,
     read_up_to,
 )
+from storage.stores.stages import StagePositionStore
 
 logger = logging.getLogger(__name__)
 
@@ -52,36 +54,11 @@ logger = logging.getLogger(__name__)
 YIELD_EVERY = 64
 COMPILED_CACHE_SIZE = 20_000
 ROOM_SNAPSHOTS = 2_000
-# Rows of push actions written per transaction.
-WRITE_CHUNK = 100
 # How long /sync waits for a room's evaluation to catch up with its token before answering anyway.
 SYNC_WAIT_S = 5.0
-# Waiting for an event position that never reaches us (none should exist) stalls syncs at most once.
-UNSEEN_WAIT_S = 2.0
+EVALUATION_STAGE = "push_evaluation"
 MAX_NOTIFICATIONS_LIMIT = 1000
 DEFAULT_NOTIFICATIONS_LIMIT = 50
-
-
-@dataclass(frozen=True, slots=True)
-class Notified:
-    """One recipient's outcome for an event, handed to pushers."""
-
-    user_id: str
-    outcome: Outcome
-
-
-@dataclass(frozen=True, slots=True)
-class EventNotifications:
-    """Everything pushers need about one evaluated event."""
-
-    event: Event
-    notified: list[Notified]
-    sender_display_name: str | None
-    room_name: str | None
-    room_alias: str | None
-
-
-NotifiedCallback = Callable[[EventNotifications], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -97,20 +74,10 @@ class _RoomSnapshot:
     room_alias: str | None
 
 
-@dataclass(slots=True)
-class _RoomQueue:
-    jobs: deque[tuple[int | None, Callable[[], Awaitable[None]], asyncio.Future[None] | None]] = field(
-        default_factory=deque)
-    task: asyncio.Task[None] | None = None
-    enqueued: int = 0  # highest event position queued
-    done: int = 0  # highest event position fully handled
-    advanced: asyncio.Event = field(default_factory=asyncio.Event)
-
-
 class NotificationService:
     def __init__(self, server_name: str, events: EventStore, store: NotificationStore,
                  push_rules: PushRulesService, serializer: ClientEventSerializer, notifier: Notifier,
-                 clock: Clock, registry: CollectorRegistry | None = None):
+                 positions: StagePositionStore, clock: Clock, registry: CollectorRegistry | None = None):
         self._server_suffix = ":" + server_name
         self._events = events
         self._store = store
@@ -118,148 +85,65 @@ class NotificationService:
         self._serializer = serializer
         self._notifier = notifier
         self._clock = clock
-        self._queues: dict[str, _RoomQueue] = {}
         self._compiled: OrderedDict[str, CompiledRules] = OrderedDict()
         # Whom each user ignores: their events notify nobody who ignores them.
         self._ignored: OrderedDict[str, frozenset[str]] = OrderedDict()
         self._ignored_changes = 0
         self._rule_changes = 0
         self._snapshots: OrderedDict[str, _RoomSnapshot] = OrderedDict()
-        self._on_notified: list[NotifiedCallback] = []
-        self._stopping = False
-        # Highest event stream position handed to on_event_persisted (None: read it at first use).
-        self._seen_upto: int | None = None
-        self._seen_advanced = asyncio.Event()
+        # Batch writes and recounts of counts never interleave.
+        self._counts_lock = asyncio.Lock()
         self._evaluation_time, self._recipients = _metrics(registry) if registry is not None else (None, None)
+        self.stage = EventStage(EVALUATION_STAGE, events, positions, self._evaluate_batch, registry=registry)
 
-    def add_notified_callback(self, callback: NotifiedCallback) -> None:
-        """Call `callback(EventNotifications)` after an event's notifications are stored."""
-        self._on_notified.append(callback)
-
-    # --- lifecycle ---------------------------------------------------------------------
-    def start(self) -> None:
-        self._stopping = False
-
-    async def stop(self) -> None:
-        """Let queued work finish (briefly), then cancel what is left."""
-        self._stopping = True
-        tasks = [q.task for q in self._queues.values() if q.task is not None]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=5)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-
-    # --- hooks ---------------------------------------------------------------------------
-    async def on_event_persisted(self, event: Event, context: PersistContext) -> None:
-        """After-persist callback: queue the event for evaluation and return at once."""
-        position = int(event.internal_metadata.get("stream_ordering") or context.stream_ordering)
-        if not (event.rejected_reason is not None or event.internal_metadata.get("outlier")):
-            self._enqueue(event.room_id, position, lambda: self._handle_event(event, context))
-        self._saw(position)
-
-    def _saw(self, position: int) -> None:
-        if self._seen_upto is not None and position > self._seen_upto:
-            self._seen_upto = position
-            advanced, self._seen_advanced = self._seen_advanced, asyncio.Event()
-            advanced.set()
-
-    async def on_receipt(self, room_id: str, user_id: str, event_id: str, thread_id: str | None) -> None:
-        """Receipt callback: recount the user's unread notifications in the room (thread-aware)."""
-        if not user_id.endswith(self._server_suffix):
+    # --- consumers of the stream bus -------------------------------------------------------
+    async def on_receipt(self, update: ReadReceiptStored) -> None:
+        """Recount the reader's unread notifications in the room (thread-aware)."""
+        if not update.user_id.endswith(self._server_suffix):
             return
-        done = asyncio.get_running_loop().create_future()
-        self._enqueue(room_id, None, lambda: self._recount(room_id, [user_id]), done)
-        await done
+        event = await self._events.get_event(update.event_id)
+        if event is not None:
+            await self.stage.wait_until(int(event.internal_metadata.get("stream_ordering") or 0), SYNC_WAIT_S)
+        await self._recount(update.room_id, [update.user_id])
 
-    def on_account_data_changed(self, user_id: str, position: int) -> None:
-        """AccountDataService callback: the user's ignore list may have changed."""
+    def on_account_data_changed(self, update: AccountDataChanged) -> None:
+        """The user's ignore list may have changed."""
         self._ignored_changes += 1
-        self._ignored.pop(user_id, None)
+        self._ignored.pop(update.user_id, None)
 
-    def on_push_rules_changed(self, user_id: str, position: int) -> None:
-        """PushRulesService callback: the user's compiled rules are stale."""
+    def on_push_rules_changed(self, update: PushRulesChanged) -> None:
+        """The user's compiled rules are stale."""
         self._rule_changes += 1
-        self._compiled.pop(user_id, None)
+        self._compiled.pop(update.user_id, None)
 
-    # --- the per-room worker ----------------------------------------------------------------
-    def _enqueue(self, room_id: str, position: int | None, job: Callable[[], Awaitable[None]],
-                 done: asyncio.Future[None] | None = None) -> None:
-        queue = self._queues.get(room_id)
-        if queue is None:
-            queue = self._queues[room_id] = _RoomQueue()
-        queue.jobs.append((position, job, done))
-        if position is not None:
-            queue.enqueued = max(queue.enqueued, position)
-        if queue.task is None:
-            queue.task = asyncio.create_task(self._drain(room_id, queue), name=f"push-{room_id}")
-
-    async def _drain(self, room_id: str, queue: _RoomQueue) -> None:
-        try:
-            while queue.jobs:
-                position, job, done = queue.jobs.popleft()
-                try:
-                    await job()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    logger.exception("push evaluation job failed in %s", room_id)
-                finally:
-                    if done is not None and not done.done():
-                        done.set_result(None)
-                if position is not None and position > queue.done:
-                    queue.done = position
-                    advanced, queue.advanced = queue.advanced, asyncio.Event()
-                    advanced.set()
-        finally:
-            queue.task = None
-            for _, _, done in queue.jobs:
-                if done is not None and not done.done():
-                    done.cancel()
-            if not queue.jobs and self._queues.get(room_id) is queue:
-                # Idle rooms keep no state; positions restart from 0 and are only compared to
-                # positions queued since.
-                del self._queues[room_id]
-
-    async def wait_until_evaluated(self, room_ids: Sequence[str], position: int, timeout_s: float) -> None:
-        """Wait until every event up to `position` in these rooms is evaluated (or the timeout)."""
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        await self._wait_until_seen(position, min(timeout_s, UNSEEN_WAIT_S))
-        for room_id in room_ids:
-            while True:
-                queue = self._queues.get(room_id)
-                if queue is None or queue.done >= min(position, queue.enqueued):
-                    break
-                remaining = deadline - asyncio.get_running_loop().time()
-                if remaining <= 0:
-                    return
-                try:
-                    await asyncio.wait_for(queue.advanced.wait(), remaining)
-                except TimeoutError:
-                    return
-
-    async def _wait_until_seen(self, position: int, timeout_s: float) -> None:
-        if self._seen_upto is None:
-            # Everything committed before we started listening needs no evaluation by us.
-            current = await self._events.current_stream_position()
-            self._seen_upto = current if self._seen_upto is None else max(self._seen_upto, current)
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while self._seen_upto < position:
-            remaining = deadline - asyncio.get_running_loop().time()
-            try:
-                if remaining <= 0:
-                    raise TimeoutError
-                await asyncio.wait_for(self._seen_advanced.wait(), remaining)
-            except TimeoutError:
-                logger.warning("event position %d never reached push evaluation; not waiting again", position)
-                self._saw(position)
-                return
+    # --- the stage ---------------------------------------------------------------------------
+    async def _evaluate_batch(self, events: Sequence[Event], upto: int) -> bool:
+        # Events read back from the database (after a restart) lack their state group: one query.
+        unknown = [e.event_id for e in events if "state_group" not in e.internal_metadata]
+        if unknown:
+            groups = await self._events.get_state_groups_for_events(unknown)
+            for event in events:
+                if event.event_id in groups:
+                    event.internal_metadata["state_group"] = groups[event.event_id]
+        notified: list[EventPushActions] = []
+        for event in events:
+            if event.rejected_reason is not None or event.internal_metadata.get("outlier"):
+                continue
+            if event.redacts is not None:
+                await self._forget_redacted(event)
+            entry = await self._evaluate(event)
+            if entry is not None:
+                notified.append(entry)
+        async with self._counts_lock:
+            await self._store.add_push_actions(notified, stage=EVALUATION_STAGE, upto=upto)
+        users = {row.user_id for entry in notified for row in entry.rows}
+        if users:
+            self._notifier.notify_users(users)
+        return True
 
     # --- jobs -----------------------------------------------------------------------------
-    async def _handle_event(self, event: Event, context: PersistContext) -> None:
-        if event.redacts is not None:
-            await self._forget_redacted(event)
-        snapshot = await self._snapshot(event, context)
+    async def _evaluate(self, event: Event) -> EventPushActions | None:
+        snapshot = await self._snapshot(event)
         recipients = [u for u in snapshot.local_joined if u != event.sender]
         if (event.type == "m.room.member" and event.membership == "invite" and event.state_key
                 and event.state_key.endswith(self._server_suffix) and event.state_key != event.sender
@@ -267,7 +151,7 @@ class NotificationService:
             recipients.append(event.state_key)
         recipients = await self._not_ignoring(recipients, event.sender)
         if not recipients:
-            return
+            return None
         auth_state = {k: v for k, v in ((POWER_LEVELS_KEY, snapshot.power_levels), (CREATE_KEY, snapshot.create))
                       if v is not None}
         notifications = snapshot.power_levels.content.get("notifications") if snapshot.power_levels else None
@@ -280,7 +164,7 @@ class NotificationService:
         loop = asyncio.get_running_loop()
         started = loop.time()
         spent = 0.0
-        notified: list[Notified] = []
+        notified: list[tuple[str, Outcome]] = []
         for index, user_id in enumerate(recipients):
             if index and index % YIELD_EVERY == 0:
                 spent += loop.time() - started
@@ -293,29 +177,19 @@ class NotificationService:
                 started = loop.time()
             outcome = rules.evaluate(view, facts, snapshot.display_names.get(user_id))
             if outcome is not None and outcome.notify:
-                notified.append(Notified(user_id, outcome))
+                notified.append((user_id, outcome))
         spent += loop.time() - started
         if self._evaluation_time is not None and self._recipients is not None:
             self._evaluation_time.observe(spent)
             self._recipients.inc(len(recipients))
         if not notified:
-            return
+            return None
         thread_id = await self._thread_of(event)
-        rows = [PushActionRow(n.user_id, n.outcome.actions, n.outcome.highlight) for n in notified]
-        # Several short transactions rather than one long one: on SQLite every write shares one
-        # connection, and a message being sent meanwhile should wait for one chunk at most.
-        for start in range(0, len(rows), WRITE_CHUNK):
-            await self._store.add_push_actions(
-                event.room_id, event.event_id, thread_id, int(event.internal_metadata["stream_ordering"]),
-                context.received_ts or self._clock.time_ms(), rows[start:start + WRITE_CHUNK])
-        self._notifier.notify_users([n.user_id for n in notified])
-        batch = EventNotifications(event, notified, snapshot.display_names.get(event.sender),
-                                   snapshot.room_name, snapshot.room_alias)
-        for callback in self._on_notified:
-            try:
-                await callback(batch)
-            except Exception:
-                logger.exception("notified callback %r failed for %s", callback, event.event_id)
+        return EventPushActions(
+            room_id=event.room_id, event_id=event.event_id, thread_id=thread_id,
+            stream_ordering=int(event.internal_metadata["stream_ordering"]),
+            received_ts=self._clock.time_ms(),
+            rows=[PushActionRow(user_id, outcome.actions, outcome.highlight) for user_id, outcome in notified])
 
     async def _not_ignoring(self, user_ids: list[str], sender: str) -> list[str]:
         missing = [u for u in user_ids if u not in self._ignored]
@@ -356,7 +230,8 @@ class NotificationService:
             await self._recount(redaction.room_id, users)
 
     async def _recount(self, room_id: str, user_ids: list[str]) -> None:
-        await self._store.recount(room_id, user_ids)
+        async with self._counts_lock:
+            await self._store.recount(room_id, user_ids)
         self._notifier.notify_users(user_ids)
 
     async def _thread_of(self, event: Event) -> str:
@@ -374,8 +249,10 @@ class NotificationService:
                 return parent_relation["event_id"]
         return MAIN_THREAD
 
-    async def _snapshot(self, event: Event, context: PersistContext) -> _RoomSnapshot:
-        group = context.state_group
+    async def _snapshot(self, event: Event) -> _RoomSnapshot:
+        group = event.internal_metadata.get("state_group")
+        if group is None:
+            group = await self._events.get_state_group_for_event(event.event_id)
         cached = self._snapshots.get(event.room_id)
         if cached is not None and group is not None and cached.state_group == group:
             self._snapshots.move_to_end(event.room_id)
@@ -423,7 +300,7 @@ class NotificationService:
         `unread_thread_notifications` is always returned; the sync engine folds it into
         `unread_notifications` when the filter did not ask for thread counts.
         """
-        await self.wait_until_evaluated(room_ids, now.get("events"), SYNC_WAIT_S)
+        await self.stage.wait_until(now.get("events"), SYNC_WAIT_S)
         counts = await self._store.get_counts(user_id, room_ids)
         out: dict[str, dict[str, Any]] = {}
         for room_id in room_ids:

@@ -1,19 +1,17 @@
 """Reading and changing a user's push rules; the `m.push_rules` account data /sync delivers.
 
 Every change moves the `push_rules` stream and the user's rule-set version. Evaluation caches a
-compiled form per user: either compare `UserPushRules.version`, or register
-`add_changed_callback` to drop the user's entry when their rules change.
+compiled form per user: either compare `UserPushRules.version`, or consume the
+`PushRulesChanged` updates published on the stream bus to drop the user's entry.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from homeserver.callbacks import notify_listeners
 from homeserver.errors import MatrixError, invalid_param
 from homeserver.push.rules import (
     PushRule,
@@ -27,12 +25,13 @@ from homeserver.push.rules import (
     rule_not_found,
     ruleset_json,
 )
-from storage.stores.push_rules import PushRuleStore
+from homeserver.streams.bus import StreamBus
+from homeserver.streams.updates import PushRulesChanged
+from storage.stores.push_rules import PushRuleStore, StoredPushRule
 
 logger = logging.getLogger(__name__)
 
 PUSH_RULES_ACCOUNT_DATA_TYPE = "m.push_rules"
-PushRulesChangedCallback = Callable[[str, int], "Awaitable[None] | None"]
 # Merged rule lists kept in memory; a busy room's members are looked up on every message.
 DEFAULT_CACHE_SIZE = 10_000
 
@@ -56,18 +55,14 @@ class UserPushRules:
 
 
 class PushRulesService:
-    def __init__(self, store: PushRuleStore, cache_size: int = DEFAULT_CACHE_SIZE):
+    def __init__(self, store: PushRuleStore, bus: StreamBus, cache_size: int = DEFAULT_CACHE_SIZE):
         self._store = store
-        self._on_changed: list[PushRulesChangedCallback] = []
+        self._bus = bus
         self._cache: OrderedDict[str, UserPushRules] = OrderedDict()
         self._cache_size = cache_size
         # Bumped on every change: a read that overlapped a change must not be cached, even when
         # the stored version it then checks was read before that change committed.
         self._generation = 0
-
-    def add_changed_callback(self, callback: PushRulesChangedCallback) -> None:
-        """Call `callback(user_id, position)` after every committed change to a user's rules."""
-        self._on_changed.append(callback)
 
     # --- reading ----------------------------------------------------------------------
     async def get_user_rules(self, user_id: str) -> UserPushRules:
@@ -79,7 +74,8 @@ class PushRulesService:
         generation = self._generation
         stored = await self._store.get_rules(user_id)
         rules = UserPushRules(user_id, stored.version,
-                              tuple(merge_rules(user_id, stored.user_rules, stored.default_changes)))
+                              tuple(merge_rules(user_id, [_rule_of(r) for r in stored.user_rules],
+                                                stored.default_changes)))
         # A change committed while we read would have invalidated an entry we then overwrite with
         # stale data; only cache what is at least as new as the version now stored.
         if stored.version >= await self._store.get_version(user_id) and generation == self._generation:
@@ -170,4 +166,9 @@ class PushRulesService:
     async def _changed(self, user_id: str, position: int) -> None:
         self._generation += 1
         self._cache.pop(user_id, None)
-        await notify_listeners(self._on_changed, user_id, position, what="push rules")
+        await self._bus.publish(PushRulesChanged(user_id, position))
+
+
+def _rule_of(stored: StoredPushRule) -> PushRule:
+    return PushRule(stored.kind, stored.rule_id, stored.actions, default=False, enabled=stored.enabled,
+                    conditions=stored.conditions, pattern=stored.pattern)

@@ -1,32 +1,45 @@
 """Pushers: the users' push gateways, and delivering notifications to them.
 
-Each pusher has its own delivery queue and task, so notifications to one device arrive in order
-and a slow or failing gateway delays nobody else. A failed delivery (network error, timeout, 5xx,
-429) is retried with exponential backoff; after `max_attempts` the notification is dropped (the
-next one carries fresh counts anyway). A gateway that lists the pushkey as `rejected` loses the
-pusher (spec: "Homeservers must cease sending notification requests for these pushkeys").
+Delivery is durable. A stream stage (`pusher_handoff`) follows push evaluation: for each batch
+of evaluated events it reads the push actions of users with pushers and queues one outbound
+item per notification and pusher, in the transaction that also moves the stage. The outbound
+queue then delivers each pusher's items in order (one gateway request each), retrying with
+backoff while the gateway is down or answers 5xx/429, across restarts too. A gateway that
+answers another 4xx gets nothing more for that notification; one that lists the pushkey as
+`rejected` loses the pusher (spec: "Homeservers must cease sending notification requests for
+these pushkeys").
 
-All pushers are kept in memory: there are few of them, and each evaluated event looks up the
+All pushers are kept in memory: there are few of them, and every evaluated batch looks up the
 pushers of every notified member.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from prometheus_client import CollectorRegistry
 
 from homeserver.accounts.auth import Requester
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, invalid_param
-from homeserver.push.evaluator import Outcome
-from homeserver.push.notifications import EventNotifications, NotificationService
-from storage.stores.pushers import PusherStore, StoredPusher
+from homeserver.events.event import Event
+from homeserver.outbound.queue import PermanentDeliveryError
+from homeserver.push.evaluator import outcome_of
+from homeserver.push.notifications import NotificationService
+from homeserver.streams.bus import StreamBus
+from homeserver.streams.stages import EventStage
+from homeserver.streams.updates import OutboundItemsQueued
+from storage.stores.events import EventStore
+from storage.stores.notifications import NotificationStore
+from storage.stores.pushers import PUSHER_KIND, PusherStore, StoredPusher
+from storage.stores.stages import StagePositionStore
 
 logger = logging.getLogger(__name__)
 
@@ -36,19 +49,17 @@ MAX_PUSHKEY_BYTES = 512
 EVENT_ID_ONLY = "event_id_only"
 _REQUIRED = ("app_display_name", "device_display_name", "lang", "data")
 
-PusherKey = tuple[str, str, str]  # (user_id, app_id, pushkey)
+HANDOFF_STAGE = "pusher_handoff"
 
 
-@dataclass(frozen=True, slots=True)
-class _Delivery:
-    batch: EventNotifications
-    outcome: Outcome
+class DeliveryFailed(Exception):
+    """The gateway could not take the notification now; the outbound queue retries."""
 
 
-@dataclass(slots=True)
-class _PusherQueue:
-    deliveries: deque[_Delivery] = field(default_factory=deque)
-    task: asyncio.Task[None] | None = None
+def pusher_destination(pusher: StoredPusher) -> str:
+    """The outbound queue destination of a pusher: its user and a digest of app ID and pushkey."""
+    digest = hashlib.sha256(f"{pusher.app_id}\0{pusher.pushkey}".encode()).hexdigest()[:16]
+    return f"{pusher.user_id}/{digest}"
 
 
 def pusher_json(pusher: StoredPusher) -> dict[str, Any]:
@@ -63,10 +74,18 @@ def pusher_json(pusher: StoredPusher) -> dict[str, Any]:
     return body
 
 
-def notification_body(pusher: StoredPusher, delivery: _Delivery, unread: int) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class RoomFacts:
+    """What a notification names about its room and sender, read when it is sent."""
+
+    sender_display_name: str | None
+    room_name: str | None
+    room_alias: str | None
+
+
+def notification_body(pusher: StoredPusher, event: Event, tweaks: dict[str, Any], facts: RoomFacts,
+                      unread: int) -> dict[str, Any]:
     """The JSON body POSTed to the push gateway (push gateway API, /notify)."""
-    event = delivery.batch.event
-    tweaks = delivery.outcome.tweaks
     device = {
         "app_id": pusher.app_id, "pushkey": pusher.pushkey, "pushkey_ts": pusher.pushkey_ts // 1000,
         # Everything the client gave except `url` (client-server API, /pushers/set).
@@ -81,12 +100,12 @@ def notification_body(pusher: StoredPusher, delivery: _Delivery, unread: int) ->
     if pusher.data.get("format") != EVENT_ID_ONLY:
         notification["type"] = event.type
         notification["sender"] = event.sender
-        if delivery.batch.sender_display_name:
-            notification["sender_display_name"] = delivery.batch.sender_display_name
-        if delivery.batch.room_name:
-            notification["room_name"] = delivery.batch.room_name
-        if delivery.batch.room_alias:
-            notification["room_alias"] = delivery.batch.room_alias
+        if facts.sender_display_name:
+            notification["sender_display_name"] = facts.sender_display_name
+        if facts.room_name:
+            notification["room_name"] = facts.room_name
+        if facts.room_alias:
+            notification["room_alias"] = facts.room_alias
         if event.type == "m.room.member" and event.state_key is not None:
             notification["user_is_target"] = event.state_key == pusher.user_id
         if event.content:
@@ -98,33 +117,28 @@ def notification_body(pusher: StoredPusher, delivery: _Delivery, unread: int) ->
 
 
 class PusherService:
-    def __init__(self, store: PusherStore, notifications: NotificationService, clock: Clock, *,
-                 request_timeout_s: float = 15.0):
+    """Pushers over the client API, the `pusher_handoff` stage, and the courier of `pusher` items."""
+
+    # One gateway request per notification.
+    max_items = 1
+
+    def __init__(self, store: PusherStore, notifications: NotificationService, notification_store: NotificationStore,
+                 events: EventStore, positions: StagePositionStore, bus: StreamBus, clock: Clock, *,
+                 request_timeout_s: float = 15.0, registry: CollectorRegistry | None = None):
         self._store = store
         self._notifications = notifications
+        self._notification_store = notification_store
+        self._events = events
+        self._bus = bus
         self._clock = clock
         self._request_timeout_s = request_timeout_s
         self._by_user: dict[str, dict[tuple[str, str], StoredPusher]] | None = None
         self._load_lock = asyncio.Lock()
-        self._queues: dict[PusherKey, _PusherQueue] = {}
         self._session: aiohttp.ClientSession | None = None
-        self._stopped = False
-        # Backoff between attempts: initial, doubling, capped. Tests shorten these.
-        self.retry_initial_s = 2.0
-        self.retry_max_s = 600.0
-        self.max_attempts = 10
+        self.stage = EventStage(HANDOFF_STAGE, events, positions, self._hand_off, upstream=notifications.stage,
+                                registry=registry)
 
-    # --- lifecycle ---------------------------------------------------------------------
-    def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        self._stopped = True
-        tasks = [q.task for q in self._queues.values() if q.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._queues.clear()
+    async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -199,57 +213,68 @@ class PusherService:
         await self._store.delete_pusher(user_id, app_id, pushkey)
         (await self._pushers()).get(user_id, {}).pop((app_id, pushkey), None)
 
-    # --- delivery ----------------------------------------------------------------------------
-    async def on_notified(self, batch: EventNotifications) -> None:
-        """NotificationService callback: queue a gateway request for each pusher of each notified user."""
-        if self._stopped:
-            return
+    # --- the hand-off stage -------------------------------------------------------------------
+    async def _hand_off(self, events: Sequence[Event], upto: int) -> bool:
+        """Queue a delivery per notification and pusher; False when there was nothing to queue."""
         pushers = await self._pushers()
-        for notified in batch.notified:
-            for (app_id, pushkey) in pushers.get(notified.user_id, {}):
-                key = (notified.user_id, app_id, pushkey)
-                queue = self._queues.get(key)
-                if queue is None:
-                    queue = self._queues[key] = _PusherQueue()
-                queue.deliveries.append(_Delivery(batch, notified.outcome))
-                if queue.task is None:
-                    queue.task = asyncio.create_task(self._deliver_all(key, queue), name=f"pusher-{pushkey[:16]}")
+        users = [user_id for user_id, of_user in pushers.items() if of_user]
+        if not events or not users:
+            return False
+        notifications = await self._notification_store.get_push_actions_for_events(
+            [event.event_id for event in events], users)
+        queued: dict[str, list[dict[str, Any]]] = {}
+        for notification in notifications:
+            for pusher in pushers.get(notification.user_id, {}).values():
+                queued.setdefault(pusher_destination(pusher), []).append({
+                    "user_id": pusher.user_id, "app_id": pusher.app_id, "pushkey": pusher.pushkey,
+                    "event_id": notification.event_id, "actions": notification.actions,
+                })
+        if not queued:
+            return False
+        await self._store.queue_deliveries(queued, stage=HANDOFF_STAGE, upto=upto, now_ms=self._clock.time_ms())
+        for destination, items in queued.items():
+            await self._bus.publish(OutboundItemsQueued(PUSHER_KIND, destination, len(items)))
+        return True
 
-    async def _deliver_all(self, key: PusherKey, queue: _PusherQueue) -> None:
-        try:
-            while queue.deliveries:
-                delivery = queue.deliveries.popleft()
-                try:
-                    await self._deliver(key, delivery)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    logger.exception("pusher delivery failed for %s", key[0])
-        finally:
-            queue.task = None
-            if not queue.deliveries and self._queues.get(key) is queue:
-                del self._queues[key]
+    # --- the courier -----------------------------------------------------------------------------
+    async def deliver(self, destination: str, txn_id: str, items: list[dict[str, Any]]) -> None:
+        """Send queued notifications to a pusher's gateway (outbound queue courier)."""
+        for item in items:
+            await self._deliver(item)
 
-    async def _deliver(self, key: PusherKey, delivery: _Delivery) -> None:
-        user_id, app_id, pushkey = key
-        delay = self.retry_initial_s
-        for attempt in range(1, self.max_attempts + 1):
-            pusher = (await self._pushers()).get(user_id, {}).get((app_id, pushkey))
-            if pusher is None:
-                return  # deleted meanwhile
-            unread = await self._notifications.total_unread(user_id)
-            outcome = await self._post(pusher, notification_body(pusher, delivery, unread))
-            if outcome == "ok":
-                return
-            if outcome == "rejected":
-                logger.info("push gateway rejected pushkey of %s (%s): removing the pusher", user_id, app_id)
-                await self._delete(user_id, app_id, pushkey)
-                return
-            if outcome == "give_up" or attempt == self.max_attempts:
-                logger.warning("dropping a notification for %s after %d attempt(s)", user_id, attempt)
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.retry_max_s)
+    async def _deliver(self, item: dict[str, Any]) -> None:
+        user_id, app_id, pushkey = item["user_id"], item["app_id"], item["pushkey"]
+        pusher = (await self._pushers()).get(user_id, {}).get((app_id, pushkey))
+        if pusher is None:
+            return  # deleted meanwhile: nothing to deliver to
+        event = await self._events.get_event(item["event_id"])
+        if event is None:
+            return  # purged meanwhile
+        tweaks = outcome_of("", "", item["actions"]).tweaks
+        unread = await self._notifications.total_unread(user_id)
+        body = notification_body(pusher, event, tweaks, await self._room_facts(event), unread)
+        outcome = await self._post(pusher, body)
+        if outcome == "rejected":
+            logger.info("push gateway rejected pushkey of %s (%s): removing the pusher", user_id, app_id)
+            await self._delete(user_id, app_id, pushkey)
+        elif outcome == "give_up":
+            raise PermanentDeliveryError("the gateway refused the notification")
+        elif outcome == "retry":
+            raise DeliveryFailed("the gateway is unreachable or failing")
+
+    async def _room_facts(self, event: Event) -> RoomFacts:
+        wanted = [("m.room.name", ""), ("m.room.canonical_alias", ""), ("m.room.member", event.sender)]
+        state = await self._events.get_current_state_ids(event.room_id)
+        loaded = await self._events.get_events([state[k] for k in wanted if k in state])
+
+        def field(key: tuple[str, str], name: str) -> str | None:
+            found = loaded.get(state.get(key, ""))
+            value = found.content.get(name) if found is not None else None
+            return value if isinstance(value, str) and value else None
+
+        return RoomFacts(sender_display_name=field(("m.room.member", event.sender), "displayname"),
+                         room_name=field(("m.room.name", ""), "name"),
+                         room_alias=field(("m.room.canonical_alias", ""), "alias"))
 
     async def _post(self, pusher: StoredPusher, body: dict[str, Any]) -> str:
         """'ok', 'rejected' (the gateway refused this pushkey), 'retry' or 'give_up'."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from homeserver import jsonutil
 from homeserver.errors import MatrixError
-from homeserver.sync.filtering import EventFilter, parse_event_filter
+from homeserver.events.filtering import EventFilter, parse_event_filter
 from storage.stores.timeline import EventConditions
 
 _LIST_FIELDS = ("types", "not_types", "senders", "not_senders", "rooms", "not_rooms")

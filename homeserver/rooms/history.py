@@ -14,12 +14,12 @@ from typing import Any
 from homeserver.accounts.auth import Requester
 from homeserver.errors import MatrixError
 from homeserver.events.event import Event
+from homeserver.events.filtering import EventFilter
 from homeserver.rooms.event_filter import conditions_of
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.state import StateAtEvent, is_event_visible
 from homeserver.state.visibility import HISTORY_VISIBILITY_KEY, WORLD_READABLE
-from homeserver.sync.filtering import EventFilter
-from homeserver.sync.tokens import PaginationToken, parse_pagination_token
+from homeserver.streams.tokens import PaginationToken, parse_pagination_token
 from storage.stores.events import EventStore
 from storage.stores.timeline import (
     NO_STATE,

@@ -10,6 +10,7 @@ from homeserver.events.event import Event
 from homeserver.identifiers import is_valid_user_id, split_id
 from homeserver.rooms.creation import ProfileLookup
 from homeserver.rooms.sender import RoomEventSender
+from homeserver.streams.updates import ProfileChanged
 from storage.stores.aliases import AliasStore
 from storage.stores.events import EventStore
 
@@ -128,8 +129,9 @@ class MembershipService:
         content = await self._content(user_id, "knock", reason)
         return await self._sender.send(room_id, user_id, "m.room.member", content, state_key=user_id)
 
-    async def update_profile_in_rooms(self, user_id: str, displayname: Any, avatar_url: Any) -> None:
+    async def on_profile_changed(self, update: ProfileChanged) -> None:
         """Send a fresh join event carrying the new profile into every room the user is joined to."""
+        user_id, displayname, avatar_url = update.user_id, update.displayname, update.avatar_url
         rooms = await self._events.get_rooms_for_user(user_id, ("join",))
         for room_id in sorted(rooms):
             _, event_id = await self._events.get_membership(room_id, user_id)

@@ -120,7 +120,7 @@ class RoomReader:
 
     async def _state_at_token(self, room_id: str, token: str) -> StateMap:
         """State at a sync/pagination token: after the last room event at or before its stream position."""
-        from homeserver.sync.tokens import parse_stream_position
+        from homeserver.streams.tokens import parse_stream_position
 
         position = parse_stream_position(token)
         event_id = await self._events.get_last_event_before(room_id, position)

@@ -1,7 +1,7 @@
 """Redactions: who may redact what, applying them, and pruning the originals after a while.
 
-A redaction is applied (the target served redacted, with `redacted_because`) as soon
-as it is persisted. The original JSON of the redacted event is kept for
+A redaction is applied (the target served redacted, with `redacted_because`) in the
+transaction that persists it (see rooms/persister.py). The original JSON of the redacted event is kept for
 `rooms.redaction_retention_days` (for moderators and abuse reports) and then pruned
 for good by a periodic task.
 """
@@ -14,13 +14,12 @@ import logging
 from typing import Any
 
 from homeserver.accounts.auth import Requester
-from homeserver.auth import may_apply_redaction
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
 from homeserver.events.event import Event
 from homeserver.rooms.power import RoomPower
 from homeserver.rooms.sender import RoomEventSender
-from storage.stores.events import EventStore, PersistContext
+from storage.stores.events import EventStore
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +33,6 @@ class RedactionService:
         self._retention_days = retention_days
         self._prune_interval_s = prune_interval_s
         self._task: asyncio.Task[None] | None = None
-        sender.add_persisted_callback(self._apply_redaction)
 
     def start(self) -> None:
         if self._retention_days is not None:
@@ -70,20 +68,6 @@ class RedactionService:
         content = {"reason": reason} if reason is not None else {}
         return await self._sender.send(room_id, requester.user_id, "m.room.redaction", content, txn=txn,
                                        redacts=event_id)
-
-    async def _apply_redaction(self, event: Event, context: PersistContext) -> None:
-        redacts = event.redacts
-        if redacts is None or event.rejected_reason is not None:
-            return
-        target = await self._events.get_event(redacts)
-        if target is None or target.room_id != event.room_id:
-            return  # applied when (if) the target arrives; federation's concern
-        if target.type == "m.room.create":
-            return
-        state = await self._events.get_state_before_event(event.event_id)
-        power = await RoomPower.load(self._events, state, event.room_version)
-        if target.sender == event.sender or may_apply_redaction(event, target, power.auth_state, event.room_version):
-            await self._events.mark_redacted(target.event_id, event.event_id)
 
     async def prune_redacted_originals(self) -> int:
         """Replace the stored JSON of events redacted before the retention window; returns how many."""

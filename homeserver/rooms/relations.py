@@ -1,4 +1,4 @@
-"""Relations and threads: recording `m.relates_to`, /relations, /threads and bundled aggregations.
+"""Relations and threads: /relations, /threads and bundled aggregations.
 
 Every event served with `bundle=True` gets `unsigned.m.relations` with its latest edit by
 the original sender (`m.replace`), its thread summary (`m.thread`) and the events that
@@ -13,6 +13,7 @@ from typing import Any
 from homeserver.accounts.auth import Requester
 from homeserver.errors import MatrixError
 from homeserver.events.event import Event
+from homeserver.events.relations import ANNOTATION, REFERENCE, REPLACE, relation_of
 from homeserver.rooms.history import (
     HistoryVisibilityFilter,
     RoomHistory,
@@ -21,33 +22,16 @@ from homeserver.rooms.history import (
     token_after,
     token_before,
 )
-from homeserver.rooms.sender import RoomEventSender
 from homeserver.rooms.serialize import ClientEventSerializer
-from homeserver.sync.tokens import parse_pagination_token
-from storage.database import Transaction
+from homeserver.streams.tokens import parse_pagination_token
 from storage.stores.events import EventStore
-from storage.stores.relations import THREAD, RelationStore, add_relation_txn
+from storage.stores.relations import THREAD, RelationStore
 
-REPLACE = "m.replace"
-REFERENCE = "m.reference"
-ANNOTATION = "m.annotation"
 # The spec asks for at least three levels when `recurse` is set.
 RECURSION_DEPTH = 3
 DEFAULT_RELATIONS_LIMIT = 5
 DEFAULT_THREADS_LIMIT = 5
 MAX_LIMIT = 1000
-
-
-def relation_of(content: Mapping[str, Any]) -> tuple[str, str, str | None] | None:
-    """(rel_type, parent event_id, annotation key) from an event's content, if it has a relation."""
-    relates_to = content.get("m.relates_to")
-    if not isinstance(relates_to, Mapping):
-        return None
-    rel_type, parent = relates_to.get("rel_type"), relates_to.get("event_id")
-    if not isinstance(rel_type, str) or not isinstance(parent, str) or not rel_type or not parent:
-        return None
-    key = relates_to.get("key") if rel_type == ANNOTATION and isinstance(relates_to.get("key"), str) else None
-    return rel_type, parent, key
 
 
 def _is_valid_edit(original: Event, edit: Event) -> bool:
@@ -64,21 +48,12 @@ def _is_valid_edit(original: Event, edit: Event) -> bool:
 
 class RelationsService:
     def __init__(self, events: EventStore, store: RelationStore, history: RoomHistory,
-                 visibility: HistoryVisibilityFilter, serializer: ClientEventSerializer, sender: RoomEventSender):
+                 visibility: HistoryVisibilityFilter, serializer: ClientEventSerializer):
         self._events = events
         self._store = store
         self._history = history
         self._visibility = visibility
         self._serializer = serializer
-        events.add_persist_hook(self._record_relation)
-        serializer.add_unsigned_hook(self.bundled_aggregations)
-
-    async def _record_relation(self, txn: Transaction, event: Event) -> None:
-        """Persist hook: the relation commits with the event, so a crash cannot lose it."""
-        relation = relation_of(event.content)
-        if relation is not None:
-            rel_type, parent, key = relation
-            await add_relation_txn(txn, event.event_id, event.room_id, parent, rel_type, key)
 
     async def _visible_parent(self, user_id: str, room_id: str, event_id: str) -> Event:
         event = await self._events.get_event(event_id)

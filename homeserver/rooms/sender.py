@@ -1,19 +1,20 @@
-"""Creating, authorising and persisting local room events.
+"""Creating local room events: building, authorising, and handing them to the persister.
 
-Events of one room are built and persisted one at a time under that room's lock, so
-each new event's prev_events are the room's current forward extremities and its
-state is known before the commit. An event is acknowledged (its ID returned) only
-after its transaction has committed.
+An event is built on its room's head (rooms/heads.py) under the room's lock, checked
+against the auth rules, and handed to the persister, which commits it in the next group
+commit. The lock is released as soon as the event is queued, so the next event of the room
+can be built on it while it is still being written; only an event that creates a state
+group keeps the lock until it commits, because the group's ID is assigned by the database
+and the next event needs it. An event is acknowledged (its ID returned) only after its
+transaction has committed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-import weakref
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from signedjson.key import SigningKey
@@ -25,103 +26,43 @@ from homeserver.events.builder import MAX_DEPTH, build_event
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion, UnsupportedRoomVersion, get_room_version
 from homeserver.events.validation import EventValidationError, validate_pdu
-from homeserver.state import EventGraphStore, resolve_state
-from homeserver.sync.notifier import Notifier
-from storage.stores.events import EventStore, PersistContext, StateMap
+from homeserver.rooms.heads import RoomHead, RoomHeads
+from homeserver.rooms.persister import EventPersister, redaction_applies
+from storage.stores.events import EventStore, PersistContext
 
 logger = logging.getLogger(__name__)
 
-# At most this many prev_events per new event, as Synapse does.
-MAX_PREV_EVENTS = 10
-
-PersistedCallback = Callable[[Event, PersistContext], Awaitable[None]]
 # (room_id, sender, event_type, content, state_key) -> None, or raises MatrixError to refuse the send.
 SendCheck = Callable[[str, str, str, Mapping[str, Any], str | None], Awaitable[None]]
+# Transactions answered recently, kept so a retry racing the first request's commit still finds them.
+RECENT_TXNS = 10_000
+# Times an event is rebuilt when the head it was built on was dropped meanwhile.
+MAX_REBUILDS = 3
 
 
-@dataclass
-class RoomHead:
-    """What the next event of a room builds on; valid while the room's lock is held."""
-
-    extremities: list[str]
-    state_group: int | None
-    state: StateMap
-    depth: int
-    # With several extremities, `state` is their resolution and `state_group` the first one's
-    # group; the difference goes into the next event's new state group.
-    pending_delta: StateMap = dataclasses.field(default_factory=dict)
-
-
-class _StoreForStateRes(EventGraphStore):
-    def __init__(self, events: EventStore):
-        self._events = events
-
-    async def get_events(self, event_ids):  # type: ignore[override]
-        return await self._events.get_events(event_ids)
+class _StaleHead(Exception):
+    """The head was dropped while the event was being built on it (an earlier event failed)."""
 
 
 class RoomEventSender:
-    def __init__(self, server_name: str, signing_key: SigningKey, events: EventStore, clock: Clock,
-                 notifier: Notifier):
+    def __init__(self, server_name: str, signing_key: SigningKey, events: EventStore, heads: RoomHeads,
+                 persister: EventPersister, clock: Clock, *, send_checks: Sequence[SendCheck] = ()):
         self._server_name = server_name
         self._signing_key = signing_key
         self._events = events
+        self._heads = heads
+        self._persister = persister
         self._clock = clock
-        self._notifier = notifier
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        self._heads: dict[str, RoomHead] = {}
-        self._txns_in_flight: dict[tuple[str, str, str], int] = {}
-        self._after_persist: list[PersistedCallback] = []
-        self._send_checks: list[SendCheck] = []
-
-    def add_persisted_callback(self, callback: PersistedCallback) -> None:
-        """Run `callback(event, context)` after each local event commits (push, appservices, ...)."""
-        self._after_persist.append(callback)
-
-    def add_send_check(self, check: SendCheck) -> None:
-        """Run `check(room_id, sender, type, content, state_key)` before each local send (content rules)."""
-        self._send_checks.append(check)
-
-    def room_lock(self, room_id: str) -> asyncio.Lock:
-        lock = self._locks.get(room_id)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[room_id] = lock
-        return lock
+        self._send_checks = list(send_checks)
+        # Sends in flight by transaction (user_id, device_id, txn_id), and those recently answered.
+        self._pending_txns: dict[tuple[str, str, str], asyncio.Future[Event]] = {}
+        self._recent_txns: OrderedDict[tuple[str, str, str], Event] = OrderedDict()
 
     async def room_version(self, room_id: str) -> RoomVersion:
         version = await self._events.get_room_version_id(room_id)
         if version is None:
             raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
         return get_room_version(version)
-
-    # --- the room's head ---------------------------------------------------------
-    async def _load_head(self, room_id: str, room_version: RoomVersion) -> RoomHead:
-        head = self._heads.get(room_id)
-        if head is not None:
-            return head
-        extremities = sorted(await self._events.get_forward_extremities(room_id))
-        if not extremities:
-            raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
-        prev_events = await self._events.get_events(extremities)
-        groups = await self._events.get_state_groups_for_events(extremities)
-        depth = max(e.depth for e in prev_events.values())
-        group = groups.get(extremities[0])
-        base = await self._events.get_state_for_group(group) if group is not None else {}
-        pending: StateMap = {}
-        if len(extremities) == 1:
-            state = dict(base)
-        else:
-            state_sets = [await self._events.get_state_for_group(groups[e]) for e in extremities if e in groups]
-            state = await resolve_state(room_version, state_sets, _StoreForStateRes(self._events))
-            pending = {k: v for k, v in state.items() if base.get(k) != v}
-        head = RoomHead(extremities[:MAX_PREV_EVENTS], group, state, depth, pending)
-        self._heads[room_id] = head
-        return head
-
-    def forget_head(self, room_id: str) -> None:
-        """Drop the cached head (after events arrive from elsewhere, e.g. federation)."""
-        self._heads.pop(room_id, None)
 
     # --- sending ---------------------------------------------------------------------
     async def create_room(self, room_id: str | None, room_version: RoomVersion, creator: str,
@@ -141,13 +82,12 @@ class RoomEventSender:
             raise MatrixError(400, "M_BAD_JSON", f"Invalid m.room.create event: {e}") from None
         room_id = event.room_id
         await self._events.store_room(room_id, room_version.identifier, creator, now, is_public)
-        async with self.room_lock(room_id):
+        async with self._heads.lock(room_id):
             key = ("m.room.create", "")
             context = PersistContext(state_group=None, new_group_prev=None, new_group_delta={key: event.event_id},
                                      current_state_delta={key: event.event_id}, received_ts=now)
-            await self._events.persist_event(event, context)
-            self._heads[room_id] = RoomHead([event.event_id], context.state_group, {key: event.event_id}, 1)
-        await self._after_commit(event, context)
+            await self._persister.persist(event, context)
+            self._heads.set(room_id, RoomHead([event.event_id], context.state_group, {key: event.event_id}, 1))
         return event
 
     async def send(self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any], *,
@@ -162,36 +102,64 @@ class RoomEventSender:
         and the current one is returned, as Synapse does for PUT /state.
         """
         room_version = await self.room_version(room_id)
-        racing = False
-        if txn is not None:
-            existing = await self._existing_txn_event(txn)
-            if existing is not None:
-                return existing
-            # Only a request racing another with the same transaction ID needs a second look
-            # under the lock; the usual send then costs one lookup, not two.
-            racing = self._txns_in_flight.get(txn, 0) > 0
-            self._txns_in_flight[txn] = self._txns_in_flight.get(txn, 0) + 1
+        if txn is None:
+            return await self._send_new(room_id, room_version, sender, event_type, content, state_key, None,
+                                        origin_server_ts, redacts, skip_unchanged_state)
+        existing = await self._answered_txn(txn)
+        if existing is not None:
+            return await existing if isinstance(existing, asyncio.Future) else existing
+        answer: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        self._pending_txns[txn] = answer
         try:
-            return await self._send_new(room_id, room_version, sender, event_type, content, state_key, txn,
-                                        racing, origin_server_ts, redacts, skip_unchanged_state)
+            event = await self._send_new(room_id, room_version, sender, event_type, content, state_key, txn,
+                                         origin_server_ts, redacts, skip_unchanged_state)
+        except BaseException as error:
+            answer.set_exception(error)
+            answer.exception()  # retrieved: a failure nobody else awaited is not an unhandled error
+            raise
         finally:
-            if txn is not None:
-                remaining = self._txns_in_flight.pop(txn) - 1
-                if remaining:
-                    self._txns_in_flight[txn] = remaining
+            self._pending_txns.pop(txn, None)
+        answer.set_result(event)
+        self._recent_txns[txn] = event
+        if len(self._recent_txns) > RECENT_TXNS:
+            self._recent_txns.popitem(last=False)
+        return event
+
+    async def _answered_txn(self, txn: tuple[str, str, str]) -> Event | asyncio.Future[Event] | None:
+        """The event (or the pending send) that already answered this transaction, if any."""
+        found = self._pending_txns.get(txn) or self._recent_txns.get(txn)
+        if found is not None:
+            return asyncio.shield(found) if isinstance(found, asyncio.Future) else found
+        event_id = await self._events.get_event_id_for_txn(*txn)
+        if event_id is not None:
+            return await self._events.get_event(event_id)
+        # The first request may have registered while we read.
+        found = self._pending_txns.get(txn) or self._recent_txns.get(txn)
+        if isinstance(found, asyncio.Future):
+            return asyncio.shield(found)
+        return found
 
     async def _send_new(self, room_id: str, room_version: RoomVersion, sender: str, event_type: str,
                         content: Mapping[str, Any], state_key: str | None, txn: tuple[str, str, str] | None,
-                        racing: bool, origin_server_ts: int | None, redacts: str | None,
+                        origin_server_ts: int | None, redacts: str | None,
                         skip_unchanged_state: bool) -> Event:
         for check in self._send_checks:
             await check(room_id, sender, event_type, content, state_key)
-        async with self.room_lock(room_id):
-            if txn is not None and racing:
-                existing = await self._existing_txn_event(txn)
-                if existing is not None:
-                    return existing
-            head = await self._load_head(room_id, room_version)
+        for attempt in range(MAX_REBUILDS):
+            try:
+                return await self._build_and_persist(room_id, room_version, sender, event_type, content, state_key,
+                                                     txn, origin_server_ts, redacts, skip_unchanged_state)
+            except _StaleHead:
+                logger.info("head of %s dropped while building an event; rebuilding (attempt %d)", room_id,
+                            attempt + 1)
+        raise MatrixError(503, "M_UNKNOWN", "The room is busy; try again")
+
+    async def _build_and_persist(self, room_id: str, room_version: RoomVersion, sender: str, event_type: str,
+                                 content: Mapping[str, Any], state_key: str | None,
+                                 txn: tuple[str, str, str] | None, origin_server_ts: int | None,
+                                 redacts: str | None, skip_unchanged_state: bool) -> Event:
+        async with self._heads.lock(room_id):
+            head = await self._heads.load(room_id, room_version)
             if skip_unchanged_state and state_key is not None and (event_type, state_key) in head.state:
                 current = await self._events.get_event(head.state[(event_type, state_key)])
                 if current is not None and current.sender == sender and dict(current.content) == dict(content):
@@ -199,18 +167,21 @@ class RoomEventSender:
             try:
                 event, context = await self._build_and_check(room_id, room_version, head, sender, event_type,
                                                              content, state_key, txn, origin_server_ts, redacts)
-                await self._events.persist_event(event, context)
+                if event.redacts is not None:
+                    context.applies_redaction = await redaction_applies(self._events, event, head.state)
             except BaseException:
                 # Whatever happened, the cached head may no longer match the database.
-                self._heads.pop(room_id, None)
+                self._heads.forget(room_id)
                 raise
-            self._advance_head(room_id, head, event, context)
-        await self._after_commit(event, context)
+            if not self._heads.is_current(room_id, head):
+                raise _StaleHead()
+            committed = self._persister.enqueue(event, context)
+            if context.new_group_delta is not None:
+                # The new group's ID comes from the database; the next event of the room needs it.
+                await committed
+            self._heads.advance(head, event, context)
+        await committed
         return event
-
-    async def _existing_txn_event(self, txn: tuple[str, str, str]) -> Event | None:
-        event_id = await self._events.get_event_id_for_txn(*txn)
-        return None if event_id is None else await self._events.get_event(event_id)
 
     async def _build_and_check(self, room_id: str, room_version: RoomVersion, head: RoomHead, sender: str,
                                event_type: str, content: Mapping[str, Any], state_key: str | None,
@@ -260,7 +231,7 @@ class RoomEventSender:
             context.current_state_delta = delta
             memberships = {eid: (await self._membership_of(eid, event)) for (t, _), eid in delta.items()
                            if t == "m.room.member"}
-            context.extras["memberships"] = memberships
+            context.memberships = memberships
         return event, context
 
     async def _membership_of(self, event_id: str, new_event: Event) -> str | None:
@@ -274,24 +245,6 @@ class RoomEventSender:
             validate_pdu(event.pdu, room_version)
         except EventValidationError as e:
             raise e.to_matrix_error() from None
-
-    def _advance_head(self, room_id: str, head: RoomHead, event: Event, context: PersistContext) -> None:
-        head.extremities = [event.event_id]
-        head.depth = event.depth
-        head.state_group = context.state_group
-        head.pending_delta = {}
-        if context.current_state_delta:
-            head.state.update(context.current_state_delta)
-
-    async def _after_commit(self, event: Event, context: PersistContext) -> None:
-        self._notifier.notify_room(event.room_id)
-        if event.type == "m.room.member" and event.state_key:
-            self._notifier.notify_users([event.state_key])
-        for callback in self._after_persist:
-            try:
-                await callback(event, context)
-            except Exception:
-                logger.exception("after-persist callback failed for %s", event.event_id)
 
 
 def room_version_or_error(identifier: Any) -> RoomVersion:

@@ -21,13 +21,15 @@ from homeserver.accounts.filters import FilterService, check_filter
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
 from homeserver.events.event import Event
+from homeserver.events.filtering import SyncFilter, filter_plain_events, only_fields, parse_sync_filter
 from homeserver.jsonutil import JSONDecodeError, decode
 from homeserver.push.push_rules import PUSH_RULES_ACCOUNT_DATA_TYPE, PushRulesService
 from homeserver.rooms.serialize import ClientEventSerializer
+from homeserver.streams.notifier import Notifier
+from homeserver.streams.sources import DELIVERED_UPTO, EphemeralSource, RoomFieldsProvider, TopLevelSource
+from homeserver.streams.tokens import STREAMS, SyncToken
+from homeserver.streams.updates import AccountDataChanged, PushRulesChanged
 from homeserver.sync import rendering
-from homeserver.sync.extensions import DELIVERED_UPTO, EphemeralSource, RoomFieldsProvider, TopLevelSource
-from homeserver.sync.filtering import SyncFilter, filter_plain_events, only_fields, parse_sync_filter
-from homeserver.sync.notifier import Notifier
 from homeserver.sync.room_list import (
     INVITE,
     JOIN,
@@ -39,7 +41,6 @@ from homeserver.sync.room_list import (
     rooms_needing_prior_membership,
 )
 from homeserver.sync.timeline import Timeline, TimelineReader, event_position
-from homeserver.sync.tokens import STREAMS, SyncToken
 from storage.stores.account_data import ACCOUNT_DATA, AccountDataStore
 from storage.stores.events import EventStore
 from storage.stores.sync import SyncStore
@@ -104,15 +105,15 @@ class SyncService:
     @staticmethod
     def _check_stream(stream: str) -> None:
         if stream not in STREAMS:
-            raise ValueError(f"unknown sync stream {stream!r}; add it to homeserver.sync.tokens.STREAMS")
+            raise ValueError(f"unknown sync stream {stream!r}; add it to homeserver.streams.tokens.STREAMS")
 
-    async def account_data_changed(self, user_id: str, position: int) -> None:
-        """Account data callback: forget the cached ignore list and wake the user's syncs."""
-        self._ignored.pop(user_id, None)
-        self._notifier.notify_users([user_id])
+    def on_account_data_changed(self, update: AccountDataChanged) -> None:
+        """Forget the cached ignore list and wake the user's syncs."""
+        self._ignored.pop(update.user_id, None)
+        self._notifier.notify_users([update.user_id])
 
-    async def push_rules_changed(self, user_id: str, position: int) -> None:
-        self._notifier.notify_users([user_id])
+    def on_push_rules_changed(self, update: PushRulesChanged) -> None:
+        self._notifier.notify_users([update.user_id])
 
     # --- request parsing ----------------------------------------------------------------
     async def resolve_filter(self, requester: Requester, text: str | None) -> SyncFilter:

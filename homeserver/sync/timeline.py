@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from homeserver.events.event import Event
+from homeserver.events.filtering import SyncFilter
 from homeserver.state.visibility import HISTORY_VISIBILITY_KEY, StateAtEvent, is_event_visible
-from homeserver.sync.filtering import SyncFilter
 from homeserver.sync.room_list import JOIN, RoomSyncEntry
 from storage.stores.events import EventStore
 from storage.stores.sync import SyncStore, TimelineRange

@@ -8,11 +8,11 @@ which the cache entry carries and `mark_redacted` updates.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from homeserver.events.event import Event
+from homeserver.events.relations import relation_of
 from homeserver.events.room_versions import get_room_version
 from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
@@ -20,11 +20,6 @@ from storage.streams import EVENTS, allocate_stream_positions, get_stream_positi
 
 StateKey = tuple[str, str]
 StateMap = dict[StateKey, str]
-
-# Writes derived from an event (search index, relations) that must commit with it: run inside the
-# event's own transaction, so a crash can never keep the event and lose them, and no extra
-# transaction is spent per event.
-PersistHook = Callable[["Transaction", Event], Awaitable[None]]
 
 
 @dataclass
@@ -43,9 +38,12 @@ class PersistContext:
     # (user_id, device_id, txn_id) of the client request that sent it, for idempotency.
     txn: tuple[str, str, str] | None = None
     received_ts: int = 0
+    # Membership of each m.room.member event in `current_state_delta`, by event ID.
+    memberships: dict[str, str | None] = field(default_factory=dict)
+    # Whether this redaction event applies to its target (decided against the state before it).
+    applies_redaction: bool = False
     # Filled in by persist: the stream ordering given to the event.
     stream_ordering: int = 0
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class EventStore:
@@ -56,11 +54,6 @@ class EventStore:
         # State groups never change once written, so their full state is cached.
         self._group_cache: OrderedDict[int, StateMap] = OrderedDict()
         self._room_versions: dict[str, str] = {}
-        self._persist_hooks: list[PersistHook] = []
-
-    def add_persist_hook(self, hook: PersistHook) -> None:
-        """Run `hook(txn, event)` inside the transaction that persists each non-rejected event."""
-        self._persist_hooks.append(hook)
 
     # --- rooms -----------------------------------------------------------------
     async def store_room(self, room_id: str, room_version: str, creator: str, created_ts: int,
@@ -116,6 +109,14 @@ class EventStore:
             "SELECT event_id FROM event_txn_ids WHERE user_id = ? AND device_id = ? AND txn_id = ?",
             (user_id, device_id, txn_id),
         )
+
+    async def get_event_ids_between(self, after: int, upto: int, limit: int) -> list[tuple[int, str]]:
+        """(stream ordering, event ID) of events with after < ordering <= upto, oldest first."""
+        rows = await self.db.fetch_all(
+            "get_event_ids_between",
+            "SELECT stream_ordering, event_id FROM events WHERE stream_ordering > ? AND stream_ordering <= ?"
+            " ORDER BY stream_ordering LIMIT ?", (after, upto, limit))
+        return [(int(r[0]), r[1]) for r in rows]
 
     async def current_stream_position(self) -> int:
         return await self.db.run_interaction("events_position", get_stream_position, EVENTS, write=False)
@@ -255,18 +256,33 @@ class EventStore:
             "is_forgotten", "SELECT 1 FROM room_forgotten WHERE user_id = ? AND room_id = ?", (user_id, room_id)))
 
     # --- writing ---------------------------------------------------------------------
+    async def persist_events(self, batch: Sequence[tuple[Event, PersistContext]]) -> list[int]:
+        """Write events and everything derived from them in one transaction, in order.
+
+        Returns their stream orderings. The batch may span rooms; events of one room must come in
+        the order they were built, each after the events it builds on.
+        """
+        if not batch:
+            return []
+        positions = await self.db.run_interaction("persist_events", _persist_events, batch,
+                                                  isolation="read_committed")
+        for (event, context), stream_ordering in zip(batch, positions, strict=True):
+            context.stream_ordering = stream_ordering
+            event.internal_metadata["stream_ordering"] = stream_ordering
+            # Kept on the cached event for the stages that follow the stream (not stored).
+            event.internal_metadata["state_group"] = context.state_group
+            self._remember(event)
+            if context.applies_redaction and event.redacts is not None:
+                self._forget(event.redacts)
+            if context.new_group_delta is not None and context.state_group is not None:
+                parent = self._group_cache.get(context.new_group_prev) if context.new_group_prev is not None else {}
+                if parent is not None:
+                    self._group_cache[context.state_group] = {**parent, **context.new_group_delta}
+        return positions
+
     async def persist_event(self, event: Event, context: PersistContext) -> int:
-        """Write the event and everything derived from it in one transaction; returns its stream ordering."""
-        stream_ordering = await self.db.run_interaction("persist_event", _persist_event, event, context,
-                                                        self._persist_hooks, isolation="read_committed")
-        context.stream_ordering = stream_ordering
-        event.internal_metadata["stream_ordering"] = stream_ordering
-        self._remember(event)
-        if context.new_group_delta is not None and context.state_group is not None:
-            parent = self._group_cache.get(context.new_group_prev) if context.new_group_prev is not None else {}
-            if parent is not None:
-                self._group_cache[context.state_group] = {**parent, **context.new_group_delta}
-        return stream_ordering
+        """Write one event in its own transaction; returns its stream ordering."""
+        return (await self.persist_events([(event, context)]))[0]
 
     async def censor_redacted_events(self, redacted_before_ts: int) -> int:
         """Prune the stored JSON of events whose redaction is older than the cutoff; returns the count."""
@@ -293,6 +309,9 @@ class EventStore:
 
     async def mark_redacted(self, event_id: str, redaction_id: str) -> None:
         await self.db.simple_update("events", {"event_id": event_id}, {"redacted_by": redaction_id})
+        self._forget(event_id)
+
+    def _forget(self, event_id: str) -> None:
         self._cache.pop(event_id, None)
 
 
@@ -346,71 +365,95 @@ async def create_state_group(txn: Transaction, room_id: str, event_id: str, prev
     return group
 
 
-async def _persist_event(txn: Transaction, event: Event, ctx: PersistContext, hooks: Sequence[PersistHook]) -> int:
-    [stream_ordering] = await allocate_stream_positions(txn, EVENTS)
-    room_id = event.room_id
-    await txn.execute(
+async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, PersistContext]]) -> list[int]:
+    """Write a batch of events in order, each table with one statement where the order allows it."""
+    positions = await allocate_stream_positions(txn, EVENTS, len(batch))
+    event_rows, json_rows, edge_rows, auth_rows, group_rows, membership_rows = [], [], [], [], [], []
+    forgotten, redaction_rows, applied_redactions, relation_rows, txn_rows = [], [], [], [], []
+    # Forward extremities: the net effect of the batch, so an event that a later one in the same
+    # batch builds on is never inserted only to be deleted again.
+    added_extremities: dict[str, set[str]] = {}
+    removed_extremities: dict[str, set[str]] = {}
+    current_state: dict[tuple[str, str, str], tuple[str, str | None]] = {}
+    for (event, ctx), stream_ordering in zip(batch, positions, strict=True):
+        room_id = event.room_id
+        accepted = event.rejected_reason is None
+        event_rows.append((event.event_id, room_id, event.type, event.state_key, event.sender, stream_ordering,
+                           event.depth, event.origin_server_ts, ctx.received_ts, False, event.rejected_reason))
+        metadata = {k: v for k, v in event.internal_metadata.items() if k in _STORED_METADATA}
+        json_rows.append((event.event_id, room_id, 3, encode_str(metadata), encode_str(dict(event.pdu))))
+        edge_rows.extend((event.event_id, prev, room_id) for prev in event.prev_event_ids)
+        auth_rows.extend((event.event_id, auth, room_id) for auth in event.auth_event_ids)
+        if ctx.new_group_delta is not None:
+            ctx.state_group = await create_state_group(txn, room_id, event.event_id, ctx.new_group_prev,
+                                                       ctx.new_group_delta)
+        if ctx.state_group is not None:
+            group_rows.append((event.event_id, ctx.state_group))
+        if accepted:
+            added = added_extremities.setdefault(room_id, set())
+            removed = removed_extremities.setdefault(room_id, set())
+            for extremity in ctx.replaces_extremities:
+                if extremity in added:
+                    added.discard(extremity)
+                else:
+                    removed.add(extremity)
+            added.add(event.event_id)
+        for (event_type, state_key), state_event_id in (ctx.current_state_delta or {}).items():
+            membership = ctx.memberships.get(state_event_id) if event_type == "m.room.member" else None
+            current_state[(room_id, event_type, state_key)] = (state_event_id, membership)
+        if event.type == "m.room.member" and accepted:
+            content = event.content
+            displayname = content.get("displayname") if isinstance(content.get("displayname"), str) else None
+            avatar_url = content.get("avatar_url") if isinstance(content.get("avatar_url"), str) else None
+            membership_rows.append((event.event_id, event.state_key, event.sender, room_id, content.get("membership"),
+                                    displayname, avatar_url, stream_ordering))
+            if content.get("membership") == "join":
+                forgotten.append((event.state_key, room_id))
+        if event.redacts is not None and accepted:
+            redaction_rows.append((event.event_id, event.redacts, ctx.received_ts))
+            if ctx.applies_redaction:
+                applied_redactions.append((event.event_id, event.redacts))
+        if accepted:
+            relation = relation_of(event.content)
+            if relation is not None:
+                rel_type, parent, key = relation
+                relation_rows.append((event.event_id, room_id, parent, rel_type, key))
+        if ctx.txn is not None:
+            user_id, device_id, txn_id = ctx.txn
+            txn_rows.append((user_id, device_id, txn_id, room_id, event.event_id, ctx.received_ts))
+    await txn.executemany(
         "INSERT INTO events (event_id, room_id, type, state_key, sender, stream_ordering, depth, origin_server_ts,"
-        " received_ts, outlier, rejected_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (event.event_id, room_id, event.type, event.state_key, event.sender, stream_ordering, event.depth,
-         event.origin_server_ts, ctx.received_ts, False, event.rejected_reason),
-    )
-    metadata = {k: v for k, v in event.internal_metadata.items() if k in ("txn_id", "device_id", "token_id", "replaces_state")}
-    await txn.execute(
+        " received_ts, outlier, rejected_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", event_rows)
+    await txn.executemany(
         "INSERT INTO event_json (event_id, room_id, format_version, internal_metadata, json) VALUES (?, ?, ?, ?, ?)",
-        (event.event_id, room_id, 3, encode_str(metadata), encode_str(dict(event.pdu))),
-    )
-    await txn.executemany("INSERT INTO event_edges (event_id, prev_event_id, room_id) VALUES (?, ?, ?)",
-                          [(event.event_id, p, room_id) for p in event.prev_event_ids])
-    await txn.executemany("INSERT INTO event_auth (event_id, auth_id, room_id) VALUES (?, ?, ?)",
-                          [(event.event_id, a, room_id) for a in event.auth_event_ids])
-    if ctx.new_group_delta is not None:
-        ctx.state_group = await create_state_group(txn, room_id, event.event_id, ctx.new_group_prev,
-                                                   ctx.new_group_delta)
-    if ctx.state_group is not None:
-        await txn.execute("INSERT INTO event_to_state_groups (event_id, state_group) VALUES (?, ?)",
-                          (event.event_id, ctx.state_group))
-    if event.rejected_reason is None:
-        for extremity in ctx.replaces_extremities:
-            await txn.execute("DELETE FROM event_forward_extremities WHERE room_id = ? AND event_id = ?",
-                              (room_id, extremity))
-        await txn.execute("INSERT INTO event_forward_extremities (room_id, event_id) VALUES (?, ?)",
-                          (room_id, event.event_id))
-    if ctx.current_state_delta:
-        for (event_type, state_key), event_id in ctx.current_state_delta.items():
-            membership = None
-            if event_type == "m.room.member":
-                membership = ctx.extras.get("memberships", {}).get(event_id)
-            await txn.execute(
-                "INSERT INTO current_state_events (room_id, type, state_key, event_id, membership)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, type, state_key)"
-                " DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership",
-                (room_id, event_type, state_key, event_id, membership),
-            )
-    if event.type == "m.room.member" and event.rejected_reason is None:
-        content = event.content
-        displayname = content.get("displayname") if isinstance(content.get("displayname"), str) else None
-        avatar_url = content.get("avatar_url") if isinstance(content.get("avatar_url"), str) else None
-        await txn.execute(
-            "INSERT INTO room_memberships (event_id, user_id, sender, room_id, membership, display_name, avatar_url,"
-            " stream_ordering) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (event.event_id, event.state_key, event.sender, room_id, content.get("membership"), displayname,
-             avatar_url, stream_ordering),
-        )
-        if content.get("membership") == "join":
-            await txn.execute("DELETE FROM room_forgotten WHERE user_id = ? AND room_id = ?", (event.state_key, room_id))
-    redacts = event.redacts
-    if redacts is not None and event.rejected_reason is None:
-        await txn.execute("INSERT INTO redactions (event_id, redacts, received_ts) VALUES (?, ?, ?)"
-                          " ON CONFLICT (event_id) DO NOTHING", (event.event_id, redacts, ctx.received_ts))
-    if event.rejected_reason is None:
-        for hook in hooks:
-            await hook(txn, event)
-    if ctx.txn is not None:
-        user_id, device_id, txn_id = ctx.txn
-        await txn.execute(
-            "INSERT INTO event_txn_ids (user_id, device_id, txn_id, room_id, event_id, inserted_ts)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (user_id, device_id, txn_id, room_id, event.event_id, ctx.received_ts),
-        )
-    return stream_ordering
+        json_rows)
+    await txn.executemany("INSERT INTO event_edges (event_id, prev_event_id, room_id) VALUES (?, ?, ?)", edge_rows)
+    await txn.executemany("INSERT INTO event_auth (event_id, auth_id, room_id) VALUES (?, ?, ?)", auth_rows)
+    await txn.executemany("INSERT INTO event_to_state_groups (event_id, state_group) VALUES (?, ?)", group_rows)
+    await txn.executemany("DELETE FROM event_forward_extremities WHERE room_id = ? AND event_id = ?",
+                          [(room, e) for room, ids in removed_extremities.items() for e in sorted(ids)])
+    await txn.executemany("INSERT INTO event_forward_extremities (room_id, event_id) VALUES (?, ?)",
+                          [(room, e) for room, ids in added_extremities.items() for e in sorted(ids)])
+    await txn.executemany(
+        "INSERT INTO current_state_events (room_id, type, state_key, event_id, membership)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, type, state_key)"
+        " DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership",
+        [(room, t, sk, eid, membership) for (room, t, sk), (eid, membership) in current_state.items()])
+    await txn.executemany(
+        "INSERT INTO room_memberships (event_id, user_id, sender, room_id, membership, display_name, avatar_url,"
+        " stream_ordering) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", membership_rows)
+    await txn.executemany("DELETE FROM room_forgotten WHERE user_id = ? AND room_id = ?", forgotten)
+    await txn.executemany("INSERT INTO redactions (event_id, redacts, received_ts) VALUES (?, ?, ?)"
+                          " ON CONFLICT (event_id) DO NOTHING", redaction_rows)
+    await txn.executemany("UPDATE events SET redacted_by = ? WHERE event_id = ?", applied_redactions)
+    await txn.executemany(
+        "INSERT INTO event_relations (event_id, room_id, relates_to_id, relation_type, aggregation_key)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING", relation_rows)
+    await txn.executemany(
+        "INSERT INTO event_txn_ids (user_id, device_id, txn_id, room_id, event_id, inserted_ts)"
+        " VALUES (?, ?, ?, ?, ?, ?)", txn_rows)
+    return positions
+
+
+# Internal metadata kept with the event: what the client API needs to render it later.
+_STORED_METADATA = ("txn_id", "device_id", "token_id", "replaces_state")

@@ -2,8 +2,8 @@
 
 Counts live in `event_push_counts`, one row per (user, room, thread) with something unread. They
 are incremented as events are evaluated and recomputed from `event_push_actions` when a read
-receipt moves or a counted event is redacted. The caller serialises writes per room (the push
-worker handles a room's events, receipts and redactions one at a time), so an increment and a
+receipt moves or a counted event is redacted. The caller serialises these writes (the push
+evaluation stage holds one lock around batch writes and recounts), so an increment and a
 recomputation of the same row never interleave.
 
 A user's read-up-to point in a thread is the later of their unthreaded receipt and their receipt
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage.database import Database, Transaction
+from storage.stores.stages import save_stage_position_txn
 
 MAIN_THREAD = "main"
 UNTHREADED = ""
@@ -43,6 +44,19 @@ class StoredNotification:
     received_ts: int
     actions: list[Any]
     highlight: bool
+    user_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EventPushActions:
+    """Who is notified of one event."""
+
+    room_id: str
+    event_id: str
+    thread_id: str
+    stream_ordering: int
+    received_ts: int
+    rows: Sequence[PushActionRow]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,35 +70,54 @@ class NotificationStore:
         self.db = db
 
     # --- writes --------------------------------------------------------------------------
-    async def add_push_actions(self, room_id: str, event_id: str, thread_id: str, stream_ordering: int,
-                               received_ts: int, rows: Sequence[PushActionRow]) -> None:
-        """Record who is notified of an event and count it as unread for them."""
-        if not rows:
-            return
+    async def add_push_actions(self, notified: Sequence[EventPushActions], *, stage: str, upto: int) -> None:
+        """Record who is notified of each event, count them unread, and move the stage to `upto`.
 
+        One transaction for a whole batch of events, so a crash either keeps all of it with the
+        stage's new position or none of it.
+        """
         # Recipients share a handful of action lists: encode each once.
         encoded: dict[int, str] = {}
-        for row in rows:
-            if id(row.actions) not in encoded:
-                encoded[id(row.actions)] = json.dumps(row.actions, ensure_ascii=False)
+        action_rows, count_rows = [], []
+        for entry in notified:
+            for r in entry.rows:
+                if id(r.actions) not in encoded:
+                    encoded[id(r.actions)] = json.dumps(r.actions, ensure_ascii=False)
+                action_rows.append((r.user_id, entry.event_id, entry.room_id, entry.thread_id, entry.stream_ordering,
+                                    entry.received_ts, encoded[id(r.actions)], r.highlight))
+                count_rows.append((r.user_id, entry.room_id, entry.thread_id, 1 if r.highlight else 0))
 
         async def txn_fn(txn: Transaction) -> None:
             await txn.executemany(
                 "INSERT INTO event_push_actions (user_id, event_id, room_id, thread_id, stream_ordering,"
                 " received_ts, actions, highlight) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (user_id, event_id) DO NOTHING",
-                [(r.user_id, event_id, room_id, thread_id, stream_ordering, received_ts,
-                  encoded[id(r.actions)], r.highlight) for r in rows],
-            )
+                " ON CONFLICT (user_id, event_id) DO NOTHING", action_rows)
             await txn.executemany(
                 "INSERT INTO event_push_counts (user_id, room_id, thread_id, notification_count, highlight_count)"
                 " VALUES (?, ?, ?, 1, ?) ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET"
                 " notification_count = event_push_counts.notification_count + 1,"
-                " highlight_count = event_push_counts.highlight_count + excluded.highlight_count",
-                [(r.user_id, room_id, thread_id, 1 if r.highlight else 0) for r in rows],
-            )
+                " highlight_count = event_push_counts.highlight_count + excluded.highlight_count", count_rows)
+            await save_stage_position_txn(txn, stage, upto)
 
         await self.db.run_interaction("add_push_actions", txn_fn)
+
+    async def get_push_actions_for_events(self, event_ids: Sequence[str], user_ids: Sequence[str]
+                                          ) -> list[StoredNotification]:
+        """The stored notifications of these users for these events, in stream order."""
+        if not event_ids or not user_ids:
+            return []
+
+        async def txn_fn(txn: Transaction) -> list[StoredNotification]:
+            events_clause, event_params = txn.dialect.in_list("event_id", list(event_ids))
+            users_clause, user_params = txn.dialect.in_list("user_id", list(user_ids))
+            rows = await txn.fetch_all(
+                "SELECT event_id, room_id, thread_id, stream_ordering, received_ts, actions, highlight, user_id"
+                f" FROM event_push_actions WHERE {events_clause} AND {users_clause}"
+                " ORDER BY stream_ordering, user_id", (*event_params, *user_params))
+            return [StoredNotification(r[0], r[1], r[2], int(r[3]), int(r[4]), json.loads(r[5]), bool(r[6]),
+                                       user_id=r[7]) for r in rows]
+
+        return await self.db.run_interaction("get_push_actions_for_events", txn_fn, write=False)
 
     async def recount(self, room_id: str, user_ids: Iterable[str]) -> dict[str, dict[str, UnreadCounts]]:
         """Recompute the users' counts in the room from their receipts; returns {user: {thread: counts}}."""

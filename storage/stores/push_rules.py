@@ -10,13 +10,40 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from homeserver.push.rules import DefaultRuleChange, PushRule
 from storage.database import Database, Transaction
 from storage.streams import allocate_stream_positions, get_stream_position
 
 PUSH_RULES = "push_rules"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPushRule:
+    """One of the user's own rules as stored."""
+
+    kind: str
+    rule_id: str
+    actions: list[Any]
+    enabled: bool
+    conditions: list[dict[str, Any]] | None
+    pattern: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDefaultRuleChange:
+    """The user's change to a server-default rule; None leaves that attribute at its default."""
+
+    enabled: bool | None
+    actions: list[Any] | None
+
+
+class RuleToStore(Protocol):
+    kind: str
+    rule_id: str
+    actions: list[Any]
+    conditions: list[dict[str, Any]] | None
+    pattern: str | None
 
 
 @dataclass(slots=True)
@@ -24,8 +51,8 @@ class StoredPushRules:
     """Everything stored for one user; `version` is 0 until the user first changes a rule."""
 
     version: int
-    user_rules: list[PushRule] = field(default_factory=list)  # most important first within a kind
-    default_changes: dict[tuple[str, str], DefaultRuleChange] = field(default_factory=dict)
+    user_rules: list[StoredPushRule] = field(default_factory=list)  # most important first within a kind
+    default_changes: dict[tuple[str, str], StoredDefaultRuleChange] = field(default_factory=dict)
 
 
 class PushRuleStore:
@@ -47,7 +74,7 @@ class PushRuleStore:
         return await self.db.run_interaction("push_rules_position", get_stream_position, PUSH_RULES, write=False)
 
     # --- writes --------------------------------------------------------------------
-    async def put_rule(self, user_id: str, rule: PushRule, place: Callable[[list[str]], list[str]]) -> int:
+    async def put_rule(self, user_id: str, rule: RuleToStore, place: Callable[[list[str]], list[str]]) -> int:
         """Create or replace a user rule; `place(current_order)` gives the kind's new order.
 
         Exceptions from `place` (e.g. an unknown `before` rule) roll the write back and propagate.
@@ -159,14 +186,14 @@ async def _read_rules(txn: Transaction, user_id: str) -> StoredPushRules:
         " WHERE user_id = ? ORDER BY kind, priority DESC",
         (user_id,),
     ):
-        stored.user_rules.append(PushRule(
-            kind, rule_id, json.loads(actions), default=False, enabled=bool(enabled),
+        stored.user_rules.append(StoredPushRule(
+            kind, rule_id, json.loads(actions), enabled=bool(enabled),
             conditions=None if conditions is None else json.loads(conditions), pattern=pattern,
         ))
     for kind, rule_id, enabled, actions in await txn.fetch_all(
         "SELECT kind, rule_id, enabled, actions FROM push_rule_default_changes WHERE user_id = ?", (user_id,)
     ):
-        stored.default_changes[(kind, rule_id)] = DefaultRuleChange(
+        stored.default_changes[(kind, rule_id)] = StoredDefaultRuleChange(
             enabled=None if enabled is None else bool(enabled),
             actions=None if actions is None else json.loads(actions),
         )

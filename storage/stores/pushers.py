@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage.database import Database, Transaction
+from storage.stores.outbound import enqueue_outbound_txn
+from storage.stores.stages import save_stage_position_txn
+
+# The outbound queue kind of push gateway deliveries.
+PUSHER_KIND = "pusher"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,17 @@ class PusherStore:
             return removed
 
         return await self.db.run_interaction("set_pusher", txn_fn)
+
+    async def queue_deliveries(self, queued: dict[str, list[dict[str, Any]]], *, stage: str, upto: int,
+                               now_ms: int) -> None:
+        """Queue notifications per pusher destination and move the hand-off stage, in one transaction."""
+
+        async def txn_fn(txn: Transaction) -> None:
+            for destination, payloads in queued.items():
+                await enqueue_outbound_txn(txn, PUSHER_KIND, destination, payloads, now_ms)
+            await save_stage_position_txn(txn, stage, upto)
+
+        await self.db.run_interaction("queue_pusher_deliveries", txn_fn)
 
     async def delete_pusher(self, user_id: str, app_id: str, pushkey: str) -> bool:
         deleted = await self.db.simple_delete("pushers", {"user_id": user_id, "app_id": app_id, "pushkey": pushkey})

@@ -13,6 +13,7 @@ from typing import Any
 
 from storage.database import Database, Transaction
 from storage.sql import Dialect
+from storage.stores.stages import save_stage_position_txn
 from storage.stores.timeline import (
     ROW_COLUMNS,
     ROW_JOINS,
@@ -70,14 +71,20 @@ class SearchStore:
     def __init__(self, db: Database):
         self.db = db
 
+    async def index_batch(self, rows: Sequence[tuple[str, str, str, str]], redacted: Sequence[str], *, stage: str,
+                          upto: int) -> None:
+        """Index texts, drop redacted events' texts and move the search stage, in one transaction."""
+
+        async def txn_fn(txn: Transaction) -> None:
+            await _index_texts_txn(txn, rows)
+            await txn.executemany("DELETE FROM event_search WHERE event_id = ?", [(e,) for e in redacted])
+            await save_stage_position_txn(txn, stage, upto)
+
+        await self.db.run_interaction("index_search_batch", txn_fn)
+
     async def remove_event(self, event_id: str) -> None:
         """Drop an event's texts from the index (it was redacted)."""
         await self.db.execute("unindex_event_text", "DELETE FROM event_search WHERE event_id = ?", (event_id,))
-
-    async def is_redacted(self, event_id: str) -> bool:
-        value = await self.db.fetch_value("search_event_redacted",
-                                          "SELECT redacted_by FROM events WHERE event_id = ?", (event_id,))
-        return value is not None
 
     async def search(self, query: SearchQuery) -> tuple[list[SearchHit], int]:
         """A page of matching events, best (or newest) first, and how many match in all."""
@@ -137,18 +144,15 @@ async def _search(txn: Transaction, query: SearchQuery) -> tuple[list[SearchHit]
     return hits, int(count or 0)
 
 
-async def index_event_txn(txn: Transaction, event_id: str, room_id: str, texts: Sequence[tuple[str, str]]) -> None:
-    """Index an event's texts inside the caller's transaction (the event's own, when persisting)."""
-    if not texts:
+async def _index_texts_txn(txn: Transaction, rows: Sequence[tuple[str, str, str, str]]) -> None:
+    """Index (event_id, room_id, key, text) rows. Each event is indexed once, by the search stage."""
+    if not rows:
         return
     if txn.dialect.is_postgres:
         await txn.executemany(
             "INSERT INTO event_search (event_id, room_id, key, vector)"
-            f" VALUES (?, ?, ?, to_tsvector('{TS_CONFIG}', ?)) ON CONFLICT DO NOTHING",
-            [(event_id, room_id, key, text) for key, text in texts])
+            f" VALUES (?, ?, ?, to_tsvector('{TS_CONFIG}', ?)) ON CONFLICT DO NOTHING", rows)
     else:
-        existing = await txn.fetch_one("SELECT 1 FROM event_search WHERE event_id = ?", (event_id,))
-        if existing is None:
-            await txn.executemany(
-                "INSERT INTO event_search (value, event_id, room_id, key) VALUES (?, ?, ?, ?)",
-                [(text, event_id, room_id, key) for key, text in texts])
+        await txn.executemany(
+            "INSERT INTO event_search (value, event_id, room_id, key) VALUES (?, ?, ?, ?)",
+            [(text, event_id, room_id, key) for event_id, room_id, key, text in rows])

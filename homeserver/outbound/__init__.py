@@ -1,0 +1,1 @@
+"""Durable outbound delivery: per-destination queues in the database, sent with backoff."""

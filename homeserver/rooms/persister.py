@@ -1,0 +1,224 @@
+"""Persisting events into the room DAG: the one path every event takes, local or remote.
+
+Events are handed over with everything decided about them (`PersistContext`: state group,
+state delta, extremities replaced). A single writer task takes every event waiting at that
+moment, from any room, and writes them in one transaction (group commit): one commit and one
+fsync for the lot. Events of one room stay in the order they were handed over. Each caller's
+`persist` returns only once its event has committed; if the transaction fails, the batch is
+retried event by event so that one bad event fails only itself and the events of its room
+queued after it (they build on it).
+
+After the commit, waiting /sync requests are woken at once, and a publisher task (so the
+writer is never held up) publishes every event on the stream bus as `EventPersisted`, in
+stream order, before answering its caller; the bus's consumers are light (typing, presence,
+device lists, waking the stages). Heavy work that can happen later (push evaluation, search
+indexing, outbound delivery) is done by stream stages that resume from their own persisted
+position, so it never delays the acknowledgement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Histogram
+
+from homeserver.auth import may_apply_redaction
+from homeserver.events.event import Event
+from homeserver.rooms.heads import RoomHeads
+from homeserver.rooms.power import RoomPower
+from homeserver.streams.bus import StreamBus
+from homeserver.streams.notifier import Notifier
+from homeserver.streams.updates import EventPersisted
+from storage.stores.events import EventStore, PersistContext, StateMap
+
+logger = logging.getLogger(__name__)
+
+# At most this many events per transaction; a burst larger than this is written in several.
+MAX_BATCH = 500
+
+
+@dataclass(slots=True)
+class _Pending:
+    event: Event
+    context: PersistContext
+    done: asyncio.Future[int]
+
+
+class EventPersister:
+    def __init__(self, events: EventStore, heads: RoomHeads, notifier: Notifier, bus: StreamBus, *,
+                 registry: CollectorRegistry | None = None, max_batch: int = MAX_BATCH):
+        self._events = events
+        self._notifier = notifier
+        self._bus = bus
+        self._max_batch = max_batch
+        self._queue: list[_Pending] = []
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._publisher: asyncio.Task[None] | None = None
+        self._committed: asyncio.Queue[list[_Pending] | None] = asyncio.Queue()
+        self._heads = heads
+        self._stopping = False
+        self._batch_sizes, self._persist_seconds = _metrics(registry)
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._stopping = False
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_forever(), name="event-writer")
+            self._publisher = asyncio.create_task(self._publish_forever(), name="event-publisher")
+
+    async def stop(self) -> None:
+        """Write what is queued, then stop the writer."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._writer is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._writer), timeout=10)
+            except TimeoutError:
+                self._writer.cancel()
+            self._writer = None
+        if self._publisher is not None:
+            self._committed.put_nowait(None)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._publisher), timeout=10)
+            except TimeoutError:
+                self._publisher.cancel()
+            self._publisher = None
+        for pending in self._queue:
+            if not pending.done.done():
+                pending.done.set_exception(RuntimeError("the server is shutting down"))
+        self._queue.clear()
+
+    # --- persisting ------------------------------------------------------------------------
+    def enqueue(self, event: Event, context: PersistContext) -> asyncio.Future[int]:
+        """Queue an event for the next commit; the future gives its stream ordering once durable."""
+        if self._stopping:
+            raise RuntimeError("the server is shutting down")
+        if self._writer is None:
+            self.start()
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(event, context, done))
+        self._wakeup.set()
+        return done
+
+    async def persist(self, event: Event, context: PersistContext) -> int:
+        """Persist one event; returns its stream ordering once it has committed."""
+        return await self.enqueue(event, context)
+
+    async def _write_forever(self) -> None:
+        while True:
+            if not self._queue:
+                if self._stopping:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch, self._queue = self._queue[:self._max_batch], self._queue[self._max_batch:]
+            try:
+                await self._write(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let the writer die: later events must still be written
+                logger.exception("persisting a batch of %d events failed", len(batch))
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            await self._events.persist_events([(p.event, p.context) for p in batch])
+            committed = batch
+        except Exception as error:
+            if len(batch) == 1:
+                self._fail(batch[0], error)
+                committed = []
+            else:
+                logger.warning("a batch of %d events failed (%s); writing them one at a time", len(batch), error)
+                committed = await self._write_one_by_one(batch)
+        if self._persist_seconds is not None:
+            self._persist_seconds.observe(loop.time() - started)
+            self._batch_sizes.observe(len(batch))
+        if committed:
+            self._wake(committed)
+            self._committed.put_nowait(committed)
+
+    async def _write_one_by_one(self, batch: Sequence[_Pending]) -> list[_Pending]:
+        failed_rooms: set[str] = set()
+        committed = []
+        for pending in batch:
+            room_id = pending.event.room_id
+            if room_id in failed_rooms:
+                self._fail(pending, RuntimeError("an earlier event of the room failed to persist"))
+                continue
+            try:
+                await self._events.persist_events([(pending.event, pending.context)])
+            except Exception as error:
+                failed_rooms.add(room_id)
+                self._fail(pending, error)
+                continue
+            committed.append(pending)
+        return committed
+
+    def _fail(self, pending: _Pending, error: BaseException) -> None:
+        room_id = pending.event.room_id
+        # Whatever else is queued for the room builds on the failed event.
+        doomed = [p for p in self._queue if p.event.room_id == room_id]
+        self._queue = [p for p in self._queue if p.event.room_id != room_id]
+        for item in (pending, *doomed):
+            if not item.done.done():
+                item.done.set_exception(error)
+        # The room's cached head may name the failed event: the next local event must not build on it.
+        self._heads.forget(room_id)
+
+    def _wake(self, committed: Sequence[_Pending]) -> None:
+        for room_id in {p.event.room_id for p in committed}:
+            self._notifier.notify_room(room_id)
+        targets = [p.event.state_key for p in committed if p.event.type == "m.room.member" and p.event.state_key]
+        if targets:
+            self._notifier.notify_users(targets)
+
+    async def _publish_forever(self) -> None:
+        while True:
+            committed = await self._committed.get()
+            if committed is None:
+                return
+            for pending in committed:
+                try:
+                    await self._bus.publish(EventPersisted(pending.event, pending.context))
+                finally:
+                    if not pending.done.done():
+                        pending.done.set_result(pending.context.stream_ordering)
+
+
+async def redaction_applies(events: EventStore, redaction: Event, state_before: StateMap) -> bool:
+    """Whether a redaction takes effect on its target, judged against the state before it.
+
+    A redaction of an event we do not hold, or of another room's event, does not apply (yet).
+    """
+    if redaction.redacts is None or redaction.rejected_reason is not None:
+        return False
+    target = await events.get_event(redaction.redacts)
+    if target is None or target.room_id != redaction.room_id or target.type == "m.room.create":
+        return False
+    if target.sender == redaction.sender:
+        return True
+    power = await RoomPower.load(events, state_before, redaction.room_version)
+    return may_apply_redaction(redaction, target, power.auth_state, redaction.room_version)
+
+
+def _metrics(registry: CollectorRegistry | None) -> tuple[Histogram | None, Histogram | None]:
+    if registry is None:
+        return None, None
+    existing = getattr(registry, "_event_persister_metrics", None)
+    if existing is not None:
+        return existing
+    metrics = (
+        Histogram("event_persist_batch_size", "Events written per group-commit transaction",
+                  buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500), registry=registry),
+        Histogram("event_persist_seconds", "Time to write and commit one batch of events",
+                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=registry),
+    )
+    registry._event_persister_metrics = metrics  # type: ignore[attr-defined]
+    return metrics

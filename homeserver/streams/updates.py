@@ -1,0 +1,70 @@
+"""The committed changes services publish on the bus, one frozen dataclass per kind.
+
+A consumer subscribes to a kind by its class. Every update describes something already
+durable: a consumer that fails cannot undo it, so failures are logged, not raised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homeserver.events.event import Event
+from storage.stores.events import PersistContext
+
+
+@dataclass(frozen=True, slots=True)
+class EventPersisted:
+    """A room event (local or from another server) is in the DAG and has a stream position."""
+
+    event: Event
+    context: PersistContext
+
+
+@dataclass(frozen=True, slots=True)
+class AccountDataChanged:
+    user_id: str
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class PushRulesChanged:
+    user_id: str
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileChanged:
+    user_id: str
+    displayname: str | None
+    avatar_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadReceiptStored:
+    """An `m.read` or `m.read.private` receipt moved the user's read position in a room."""
+
+    room_id: str
+    user_id: str
+    event_id: str
+    thread_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCreated:
+    user_id: str
+    device_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DevicesDeleted:
+    user_id: str
+    device_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundItemsQueued:
+    """Items for a destination committed to the outbound queue; the queue should deliver them."""
+
+    kind: str
+    destination: str
+    count: int
