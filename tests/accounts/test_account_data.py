@@ -6,6 +6,7 @@ from urllib.parse import quote
 
 import pytest
 
+from homeserver.streams.updates import AccountDataChanged
 from tests.accounts.helpers import bearer, register
 
 V3 = "/_matrix/client/v3"
@@ -239,8 +240,8 @@ async def test_each_write_moves_the_stream_and_changes_since_a_position_are_retu
     assert (await hs.account_data.get_changes(user_id, end)).global_data == {}
 
 
-async def test_change_callbacks_hear_of_every_write(hs, client, alice):
+async def test_every_write_is_published_on_the_bus(hs, client, alice):
     heard = []
-    hs.account_data.add_changed_callback(lambda user_id, position: heard.append((user_id, position)))
+    hs.bus.subscribe(AccountDataChanged, lambda update: heard.append((update.user_id, update.position)))
     await call(client, "PUT", global_path(alice["user_id"], "org.example.a"), alice["access_token"], {})
     assert heard == [(alice["user_id"], await hs.account_data.current_position())]

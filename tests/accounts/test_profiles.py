@@ -7,6 +7,7 @@ from urllib.parse import quote
 import pytest
 
 from homeserver.accounts.profiles import MAX_PROFILE_BYTES
+from homeserver.streams.updates import ProfileChanged
 from tests.accounts.helpers import bearer, register
 
 V3 = "/_matrix/client/v3"
@@ -106,17 +107,17 @@ async def test_an_empty_display_name_clears_it(client, alice):
     assert await get(client, profile_path(alice["user_id"])) == (200, {})
 
 
-async def test_profile_changes_call_the_change_callbacks_with_both_member_fields(hs, client, alice):
+async def test_profile_changes_are_published_with_both_member_fields(hs, client, alice):
     seen = []
 
-    async def record(user_id, displayname, avatar_url):
-        seen.append((user_id, displayname, avatar_url))
+    async def record(update):
+        seen.append((update.user_id, update.displayname, update.avatar_url))
 
-    def broken(user_id, displayname, avatar_url):
-        raise RuntimeError("a failing listener must not fail the request")
+    def broken(update):
+        raise RuntimeError("a failing consumer must not fail the request")
 
-    hs.profiles.add_profile_changed_callback(broken)
-    hs.profiles.add_profile_changed_callback(record)
+    hs.bus.subscribe(ProfileChanged, broken)
+    hs.bus.subscribe(ProfileChanged, record)
     token, user_id = alice["access_token"], alice["user_id"]
     assert (await put(client, profile_path(user_id, "displayname"), {"displayname": "A"}, token))[0] == 200
     assert (await put(client, profile_path(user_id, "avatar_url"), {"avatar_url": "mxc://x.org/a"}, token))[

@@ -8,6 +8,7 @@ import pytest
 
 from homeserver.ephemeral.receipts import parse_read_markers, parse_thread_id
 from homeserver.errors import MatrixError
+from homeserver.streams.updates import ReadReceiptStored
 from tests.rooms.helpers import new_user
 
 
@@ -190,10 +191,11 @@ async def test_read_markers_write_nothing_when_one_event_is_unknown(hs, client):
     await bob.call("GET", fully_read_path(bob.user_id, room_id), expect=404)
 
 
-async def test_stored_read_receipts_run_the_receipt_updated_callbacks(hs, client):
+async def test_stored_read_receipts_are_published_on_the_bus(hs, client):
     alice, bob, room_id = await room_with_two(client)
     calls = []
-    hs.receipts.add_receipt_updated_callback(lambda *args: calls.append(args))
+    hs.bus.subscribe(ReadReceiptStored,
+                     lambda u: calls.append((u.room_id, u.user_id, u.event_id, u.thread_id)))
     root = await alice.send(room_id, "root")
     await bob.call("POST", receipt_path(room_id, root), {})
     await bob.call("POST", receipt_path(room_id, root, "m.read.private"), {"thread_id": "main"})

@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 import pytest
 
+from homeserver.streams.updates import PushRulesChanged
 from tests.accounts.helpers import bearer, register
 
 V3 = "/_matrix/client/v3"
@@ -210,9 +211,9 @@ async def test_a_body_that_is_not_json_is_refused(alice):
         assert (resp.status, (await resp.json())["errcode"]) == (400, "M_NOT_JSON")
 
 
-async def test_every_change_moves_the_stream_and_the_users_version_and_calls_back(hs, alice):
+async def test_every_change_moves_the_stream_and_the_users_version_and_is_published(hs, alice):
     calls: list[tuple[str, int]] = []
-    hs.push_rules.add_changed_callback(lambda user_id, position: calls.append((user_id, position)))
+    hs.bus.subscribe(PushRulesChanged, lambda update: calls.append((update.user_id, update.position)))
     _, whoami = await alice.get(f"{V3}/account/whoami")
     user_id = whoami["user_id"]
     assert await hs.push_rules.version(user_id) == 0

@@ -20,9 +20,9 @@ async def gateway():
 
 @pytest.fixture
 def fast_retries(hs):
-    hs.pushers.retry_initial_s = 0.01
-    hs.pushers.retry_max_s = 0.05
-    return hs.pushers
+    hs.outbound.min_retry_s = 0.01
+    hs.outbound.max_retry_s = 0.05
+    return hs.outbound
 
 
 async def group(client, *names: str):

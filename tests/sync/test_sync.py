@@ -275,7 +275,7 @@ async def test_the_sender_sees_the_transaction_id_of_their_own_message(client):
 
 
 async def test_extensions_add_room_fields_ephemeral_events_and_top_level_sections(hs, client):
-    from homeserver.sync.extensions import EphemeralSource, TopLevelSource
+    from homeserver.streams.sources import EphemeralSource, TopLevelSource
 
     alice = await new_user(client, "alice")
     room_id = await alice.create_room()

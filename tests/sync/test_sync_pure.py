@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from homeserver.sync import rendering
-from homeserver.sync.filtering import (
+from homeserver.events.filtering import (
     DEFAULT_TIMELINE_LIMIT,
     EventFilter,
     filter_plain_events,
@@ -14,6 +13,7 @@ from homeserver.sync.filtering import (
     split_field_path,
     type_matches,
 )
+from homeserver.sync import rendering
 from homeserver.sync.room_list import incremental_entries, initial_entries, rooms_needing_prior_membership
 from storage.stores.sync import MembershipRow
 

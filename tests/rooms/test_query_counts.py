@@ -1,0 +1,71 @@
+"""Read paths run a bounded number of queries however much they return (no N+1 patterns).
+
+Each test measures the same request over a small and a large amount of data, with the event
+cache emptied first so every event comes from the database, and requires the same number of
+statements (give or take a couple for chunked IN lists).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from urllib.parse import quote
+
+from tests.rooms.helpers import new_user
+
+SLACK = 2
+
+
+async def fill_room(hs, room_id: str, sender: str, count: int) -> None:
+    async def send(i: int) -> None:
+        await hs.event_sender.send(room_id, sender, "m.room.message", {"msgtype": "m.text", "body": f"n{i}"})
+
+    for start in range(0, count, 100):
+        await asyncio.gather(*(send(i) for i in range(start, min(start + 100, count))))
+
+
+async def statements_of(hs, request) -> int:
+    """Statements run by `request()` alone: background stages idle, event cache cold."""
+    for stage in (hs.notifications.stage, hs.pushers.stage, hs.search.stage):
+        assert await stage.wait_for_live(10)
+    hs.event_store._cache.clear()
+    before = hs.db.statements_run
+    await request()
+    return hs.db.statements_run - before
+
+
+async def test_a_page_of_a_thousand_events_costs_what_a_page_of_ten_does(hs, client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    await fill_room(hs, room_id, alice.user_id, 1000)
+    pages = {}
+
+    async def page(limit: int) -> None:
+        pages[limit] = await alice.call("GET", f"/rooms/{quote(room_id)}/messages", dir="b", limit=str(limit))
+
+    small = await statements_of(hs, lambda: page(10))
+    large = await statements_of(hs, lambda: page(1000))
+    assert len(pages[1000]["chunk"]) == 1000
+    assert large <= small + SLACK, (small, large)
+
+
+async def test_an_initial_sync_of_ten_rooms_costs_what_one_of_two_rooms_does(hs, client):
+    alice = await new_user(client, "alice")
+    rooms = [await alice.create_room() for _ in range(10)]
+    for room_id in rooms:
+        await fill_room(hs, room_id, alice.user_id, 30)
+    bob = await new_user(client, "bob")
+    for room_id in rooms[:2]:
+        await alice.call("POST", f"/rooms/{quote(room_id)}/invite", {"user_id": bob.user_id})
+        await bob.join(room_id)
+    timeline = json.dumps({"room": {"timeline": {"limit": 20}}})
+    bodies = {}
+
+    async def sync(user) -> None:
+        bodies[user.user_id] = await user.call("GET", "/sync", filter=timeline)
+
+    two_rooms = await statements_of(hs, lambda: sync(bob))
+    ten_rooms = await statements_of(hs, lambda: sync(alice))
+    assert set(bodies[alice.user_id]["rooms"]["join"]) == set(rooms)
+    assert all(len(bodies[alice.user_id]["rooms"]["join"][r]["timeline"]["events"]) == 20 for r in rooms)
+    assert ten_rooms <= two_rooms + SLACK, (two_rooms, ten_rooms)
