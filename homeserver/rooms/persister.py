@@ -121,8 +121,11 @@ class EventPersister:
                 await self._write(batch)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # never let the writer die: later events must still be written
+            except Exception as error:  # never let the writer die: later events must still be written
                 logger.exception("persisting a batch of %d events failed", len(batch))
+                for pending in batch:
+                    if not pending.done.done():
+                        self._fail(pending, error)
 
     async def _write(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
