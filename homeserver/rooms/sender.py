@@ -25,6 +25,7 @@ from homeserver.events.builder import MAX_DEPTH, build_event
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion, UnsupportedRoomVersion, get_room_version
 from homeserver.events.validation import EventValidationError, validate_pdu
+from homeserver.rooms.transactions import client_txn_id
 from homeserver.state import EventGraphStore, resolve_state
 from homeserver.sync.notifier import Notifier
 from storage.stores.events import EventStore, PersistContext, StateMap
@@ -235,7 +236,7 @@ class RoomEventSender:
         )
         self._validate(event, room_version)
         if txn is not None:
-            event.internal_metadata["txn_id"] = txn[2]
+            event.internal_metadata["txn_id"] = client_txn_id(txn[2])
             event.internal_metadata["device_id"] = txn[1]
         if event.is_state() and event.state_tuple() in head.state:
             # Kept so clients can be shown `prev_content` without a state lookup.
