@@ -44,7 +44,7 @@ from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.ephemeral.presence import PresenceService
 from homeserver.ephemeral.receipts import ReceiptService
 from homeserver.ephemeral.typing import TypingService
-from homeserver.http.app import build_app
+from homeserver.http.app import MatrixAppRunner, build_app
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.client_account import AccountHandlers
 from homeserver.http.client_account_data import AccountDataHandlers
@@ -430,7 +430,7 @@ class HomeServer:
 
     async def _start_listener(self, listener: ListenerConfig) -> None:
         app = self._build_listener_app(listener)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.config.shutdown_timeout,
+        runner = MatrixAppRunner(app, access_log=None, shutdown_timeout=self.config.shutdown_timeout,
                                handle_signals=False)
         await runner.setup()
         self._runners.append(runner)

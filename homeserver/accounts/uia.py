@@ -66,13 +66,9 @@ class UserInteractiveAuth:
         `for_user` is the authenticated requester, whose password a password stage must be.
         """
         params = params or {}
-        auth = body.get("auth")
-        if auth is not None and not isinstance(auth, dict):
-            raise MatrixError(400, "M_BAD_JSON", "auth: must be an object")
+        auth = check_auth_shape(body)
         clientdict = {k: v for k, v in body.items() if k != "auth"}
         session_id = auth.get("session") if auth else None
-        if session_id is not None and not isinstance(session_id, str):
-            raise MatrixError(400, "M_BAD_JSON", "auth.session: must be a string")
 
         if session_id is None:
             session_id = random_string(24)
@@ -123,6 +119,22 @@ class UserInteractiveAuth:
 
     async def set_server_value(self, session_id: str, key: str, value: Any) -> None:
         await self._store.set_uia_server_value(session_id, key, value)
+
+
+def check_auth_shape(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The request's `auth` object, its `type` and `session` strings when present; else 400 M_BAD_JSON.
+
+    Endpoints that skip UIA for some requests call this too, so a malformed `auth` is refused alike.
+    """
+    auth = body.get("auth")
+    if auth is None:
+        return None
+    if not isinstance(auth, dict):
+        raise MatrixError(400, "M_BAD_JSON", "auth: must be an object")
+    for key in ("type", "session"):
+        if key in auth and not isinstance(auth[key], str):
+            raise MatrixError(400, "M_BAD_JSON", f"auth.{key}: must be a string")
+    return auth
 
 
 def _flow_complete(flows: Sequence[Sequence[str]], completed: dict[str, Any]) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.accounts.auth import Requester
+from homeserver.client_input import MAX_SAFE_INT
 from homeserver.errors import MatrixError
 from storage.stores.directory import DirectoryStore
 from storage.stores.events import EventStore
@@ -31,7 +32,8 @@ class PublicRoomsQuery:
 def parse_since(since: Any) -> int:
     if since is None:
         return 0
-    if not isinstance(since, str) or not since.startswith("p") or not since[1:].isdigit():
+    if (not isinstance(since, str) or not since.startswith("p") or not since[1:].isascii()
+            or not since[1:].isdigit() or int(since[1:]) > MAX_SAFE_INT):
         raise MatrixError(400, "M_INVALID_PARAM", "since: not a token from a previous /publicRooms response")
     return int(since[1:])
 

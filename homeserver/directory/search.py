@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from homeserver.accounts.auth import Requester
+from homeserver.client_input import MAX_SAFE_INT
 from homeserver.errors import MatrixError
 from homeserver.events.event import Event
 from homeserver.events.filtering import EventFilter, parse_event_filter
@@ -133,7 +134,7 @@ def parse_batch(token: str | None, order_by: str) -> tuple[int, int | None]:
     if token is None:
         return 0, None
     marker, number = ("r", token[1:]) if order_by == "rank" else ("s", token[1:])
-    if not token.startswith(marker) or not number.isdigit():
+    if not token.startswith(marker) or not number.isdigit() or int(number) > MAX_SAFE_INT:
         raise MatrixError(400, "M_INVALID_PARAM", "next_batch: not a batch token of this search")
     return (int(number), None) if order_by == "rank" else (0, int(number))
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from homeserver.accounts.auth import Requester
 from homeserver.accounts.devices import check_password_stage_user
-from homeserver.accounts.uia import PASSWORD, UserInteractiveAuth
+from homeserver.accounts.uia import PASSWORD, UserInteractiveAuth, check_auth_shape
 from homeserver.clock import Clock
 from homeserver.e2ee.device_lists import DeviceListService
 from homeserver.e2ee.signing import ED25519, has_valid_signature, without_signatures
@@ -93,6 +93,7 @@ class CrossSigningService:
     async def upload_signing_keys(self, requester: Requester, body: dict[str, Any], *, uri: str) -> None:
         """/keys/device_signing/upload: store the user's master, self-signing and user-signing keys."""
         user_id = requester.user_id
+        check_auth_shape(body)
         existing = (await self._store.get_cross_signing_keys([user_id])).get(user_id, {})
         uploaded = {f: body[f] for f in UPLOAD_FIELDS if body.get(f) is not None}
         unchanged = bool(uploaded) and all(existing.get(UPLOAD_FIELDS[f]) == v for f, v in uploaded.items())

@@ -1,5 +1,9 @@
 """Building the aiohttp application of one listener: error rendering, CORS, logging, metrics.
 
+Requests that aiohttp's HTTP parser refuses before any route runs (oversized request line or
+headers, unknown method, contradictory framing) are answered with a Matrix error body too,
+by `MatrixAppRunner`'s connections, and logged as one line.
+
 Routing happens before any handler (and so before authentication) runs: a path we do
 not serve is `404 M_UNRECOGNIZED` even without a token, and a known path with the
 wrong method is `405 M_UNRECOGNIZED`.
@@ -13,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong, PayloadEncodingError
 
 from homeserver.errors import MatrixError
 from homeserver.http.metrics import HttpMetrics
@@ -69,6 +74,16 @@ def _http_exception_as_matrix(exc: web.HTTPException) -> MatrixError:
     return MatrixError(exc.status_code, errcode, exc.reason or "Error")
 
 
+def _refuse_nul_in_url(request: web.Request) -> None:
+    """U+0000 in a path part or query parameter is refused, as in JSON bodies."""
+    for name, value in request.match_info.items():
+        if "\x00" in value:
+            raise MatrixError(400, "M_INVALID_PARAM", f"{name}: must not contain U+0000")
+    for name, value in request.query.items():
+        if "\x00" in value or "\x00" in name:
+            raise MatrixError(400, "M_INVALID_PARAM", f"{name!r}: query parameters must not contain U+0000")
+
+
 def make_middleware(metrics: HttpMetrics | None, cors: bool) -> Callable:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -80,6 +95,7 @@ def make_middleware(metrics: HttpMetrics | None, cors: bool) -> Callable:
             response = web.Response(status=204)
         else:
             try:
+                _refuse_nul_in_url(request)
                 response = await handler(request)
             except MatrixError as err:
                 response = _error_response(err)
@@ -120,3 +136,52 @@ def build_app(*, max_body_size: int, metrics: HttpMetrics | None, cors: bool = T
     app[MAX_BODY_KEY] = max_body_size
     app[X_FORWARDED_KEY] = x_forwarded
     return app
+
+
+def _parser_error(exc: HttpProcessingError) -> MatrixError:
+    """The Matrix error for a request aiohttp's parser refused; never echoes the request back."""
+    reason = (getattr(exc, "message", "") or type(exc).__name__).splitlines()[0][:120].rstrip(": ")
+    if isinstance(exc, LineTooLong) or reason.startswith("Too many headers"):
+        return MatrixError(400, "M_TOO_LARGE", "The request line or headers are too large")
+    if isinstance(exc, BadHttpMethod):
+        return MatrixError(400, "M_UNRECOGNIZED", "Unrecognized HTTP method")
+    if isinstance(exc, PayloadEncodingError):
+        return MatrixError(400, "M_BAD_JSON", f"The request body could not be read: {reason}")
+    return MatrixError(400, "M_UNRECOGNIZED", f"Malformed HTTP request: {reason}")
+
+
+class _MatrixRequestHandler(web.RequestHandler):
+    """A connection whose own error responses (those no route produced) are Matrix JSON."""
+
+    __slots__ = ()
+
+    def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            raise ConnectionError("Response is sent already, cannot send another response with the error message")
+        if isinstance(exc, HttpProcessingError):
+            err = _parser_error(exc)
+            error_logger.info("Refused an unparsable request from %s: %s %s", request.remote, err.errcode,
+                              err.message)
+        else:
+            # Not a client's fault: everything a handler raises is caught by the middleware.
+            self.log_exception("Error handling request from %s", request.remote, exc_info=exc)
+            err = MatrixError(status if status >= 400 else 500, "M_UNKNOWN", "Internal server error")
+        response = json_response(err.to_json(), status=err.http_status)
+        response.force_close()
+        return response
+
+
+class _MatrixServer(web.Server):
+    def __call__(self) -> web.RequestHandler:
+        return _MatrixRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class MatrixAppRunner(web.AppRunner):
+    """An AppRunner whose connections answer requests refused by the HTTP parser with Matrix errors."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        return _MatrixServer(server.request_handler, request_factory=server.request_factory,
+                             loop=server._loop, **server._kwargs)
+

@@ -35,7 +35,7 @@ class AccountHandlers:
 
     async def deactivate(self, request: web.Request) -> web.Response:
         requester = await self._authenticate(request)
-        body = await json_object(request, allow_empty=True)
+        body = await json_object(request)
         return json_response(await self._accounts.deactivate(requester, body, uri=request.path))
 
     async def list_threepids(self, request: web.Request) -> web.Response:

@@ -44,8 +44,7 @@ class EphemeralHandlers:
         receipt_type = request.match_info["receiptType"]
         check_receipt_type(receipt_type)
         event_id = check_event_id(request.match_info["eventId"], "eventId")
-        # Older clients send no body at all, although the spec requires an object.
-        body = await json_object(request, allow_empty=True)
+        body = await json_object(request)
         thread_id = parse_thread_id(body, receipt_type)
         await self._receipts.send_receipt(requester.user_id, room_id, receipt_type, event_id, thread_id)
         return json_response({})

@@ -26,7 +26,7 @@ class PublicRoomHandlers:
 
     async def set_visibility(self, request: web.Request) -> web.Response:
         requester = await self._authenticate(request)
-        body = await json_object(request, allow_empty=True)
+        body = await json_object(request)
         await self._directory.set_visibility(requester, request.match_info["roomId"], body)
         return json_response({})
 
@@ -40,7 +40,7 @@ class PublicRoomHandlers:
 
     async def post_public_rooms(self, request: web.Request) -> web.Response:
         await self._authenticate(request)
-        query = parse_public_rooms_body(await json_object(request, allow_empty=True))
+        query = parse_public_rooms_body(await json_object(request))
         return json_response(await self._directory.public_rooms(query, request.query.get("server")))
 
     def register_routes(self, app: web.Application) -> None:

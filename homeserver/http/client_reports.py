@@ -19,21 +19,21 @@ class ReportHandlers:
 
     async def report_event(self, request: web.Request) -> web.Response:
         requester = await self._authenticate(request)
-        body = await json_object(request, allow_empty=True)
+        body = await json_object(request)
         self._ratelimiter.check("message", requester.user_id)
         await self._reports.report_event(requester, request.match_info["roomId"], request.match_info["eventId"], body)
         return json_response({})
 
     async def report_room(self, request: web.Request) -> web.Response:
         requester = await self._authenticate(request)
-        body = await json_object(request, allow_empty=True)
+        body = await json_object(request)
         self._ratelimiter.check("message", requester.user_id)
         await self._reports.report_room(requester, request.match_info["roomId"], body)
         return json_response({})
 
     async def report_user(self, request: web.Request) -> web.Response:
         requester = await self._authenticate(request)
-        body = await json_object(request, allow_empty=True)
+        body = await json_object(request)
         self._ratelimiter.check("message", requester.user_id)
         await self._reports.report_user(requester, request.match_info["userId"], body)
         return json_response({})

@@ -16,6 +16,7 @@ from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.reading import RoomReader
 from homeserver.rooms.redaction import RedactionService
 from homeserver.rooms.sender import RoomEventSender
+from homeserver.rooms.transactions import scoped_txn_id
 from homeserver.rooms.upgrade import RoomUpgrader
 
 MAX_TXN_ID_LENGTH = 255
@@ -59,7 +60,7 @@ class RoomHandlers:
     # --- rooms and membership --------------------------------------------------------
     async def create_room(self, request: web.Request) -> web.Response:
         requester = await self._authenticate(request)
-        body = await json_object(request, allow_empty=True)
+        body = await json_object(request)
         self._ratelimiter.check("message", requester.user_id)
         return json_response(await self._creator.create_room(requester.user_id, body))
 
@@ -78,14 +79,14 @@ class RoomHandlers:
 
     async def knock(self, request: web.Request) -> web.Response:
         requester = await self._authenticate(request)
-        body = await json_object(request, allow_empty=True)
+        body = await json_object(request)
         target = unquote(request.match_info["roomIdOrAlias"])
         event = await self._membership.knock(requester.user_id, target, body.get("reason"))
         return json_response({"room_id": event.room_id})
 
     async def invite(self, request: web.Request) -> web.Response:
         requester = await self._authenticate(request)
-        body = await json_object(request)
+        body = await json_object(request, allow_empty=True)
         if "user_id" not in body:
             if "id_server" in body or "medium" in body:
                 raise MatrixError(400, "M_THREEPID_DENIED", "Third-party invites are not supported here")
@@ -106,7 +107,7 @@ class RoomHandlers:
 
     async def _target_action(self, request: web.Request, action) -> web.Response:
         requester = await self._authenticate(request)
-        body = await json_object(request)
+        body = await json_object(request, allow_empty=True)
         if "user_id" not in body:
             raise MatrixError(400, "M_MISSING_PARAM", "user_id: required")
         await action(requester.user_id, _room_id(request), body["user_id"], body.get("reason"))
@@ -139,7 +140,8 @@ class RoomHandlers:
         self._ratelimiter.check("message", requester.user_id)
         event = await self._sender.send(
             room_id, requester.user_id, event_type, content,
-            txn=(requester.user_id, requester.device_id or "", txn_id), origin_server_ts=_massaged_ts(request),
+            txn=(requester.user_id, requester.device_id or "", scoped_txn_id("send", room_id, event_type, txn_id)),
+            origin_server_ts=_massaged_ts(request),
         )
         return json_response({"event_id": event.event_id})
 
@@ -160,7 +162,7 @@ class RoomHandlers:
 
     async def redact(self, request: web.Request) -> web.Response:
         requester = await self._authenticate(request)
-        body = await json_object(request, allow_empty=True)
+        body = await json_object(request)
         event = await self._redactions.redact(requester, _room_id(request), request.match_info["eventId"], body,
                                               _txn_id(request))
         return json_response({"event_id": event.event_id})

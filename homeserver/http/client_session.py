@@ -26,7 +26,7 @@ class SessionHandlers:
         self._ratelimiter = ratelimiter
 
     async def register(self, request: web.Request) -> web.Response:
-        body = await json_object(request, allow_empty=True)
+        body = await json_object(request)
         self._ratelimiter.check("registration", client_ip(request))
         kind = request.query.get("kind", "user")
         return json_response(await self._registration.register(body, kind=kind, uri=request.path))

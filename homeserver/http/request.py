@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from homeserver import jsonutil
+from homeserver.client_input import MIN_SAFE_INT, check_json_value, parse_int_text
 from homeserver.errors import MatrixError
 
 # Set by the app on each request: the listener's configured body limit.
@@ -31,9 +32,11 @@ async def json_body(request: web.Request, *, allow_empty: bool = False) -> Any:
     if not raw.strip() and allow_empty:
         return {}
     try:
-        return jsonutil.decode(raw)
+        value = jsonutil.decode(raw)
     except jsonutil.JSONDecodeError as e:
         raise MatrixError(400, "M_NOT_JSON", f"Content is not valid JSON: {e}") from None
+    check_json_value(value)
+    return value
 
 
 async def json_object(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
@@ -50,8 +53,20 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def access_token(request: web.Request) -> str | None:
-    """The access token from `Authorization: Bearer` or the deprecated `access_token` query param."""
-    header = request.headers.get("Authorization")
+    """The access token from `Authorization: Bearer` or the deprecated `access_token` query param.
+
+    A request may carry one token only: a header together with the query parameter, or two
+    headers, is refused (`401 M_MISSING_TOKEN`, as Synapse does) rather than trusting either.
+    """
+    headers = request.headers.getall("Authorization", [])
+    if len(headers) > 1:
+        raise MatrixError(401, "M_MISSING_TOKEN", "Too many Authorization headers")
+    if headers and "access_token" in request.query:
+        raise MatrixError(401, "M_MISSING_TOKEN",
+                          "Mixing the Authorization header and the access_token query parameter")
+    if len(request.query.getall("access_token", [])) > 1:
+        raise MatrixError(401, "M_MISSING_TOKEN", "Too many access_token query parameters")
+    header = headers[0] if headers else None
     if header is not None:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -62,16 +77,12 @@ def access_token(request: web.Request) -> str | None:
 
 def query_int(request: web.Request, name: str, default: int | None = None, *, minimum: int | None = None,
               maximum: int | None = None) -> int | None:
-    """An integer query parameter; `400 M_INVALID_PARAM` naming it when malformed or out of range."""
+    """An integer query parameter in the safe range; `400 M_INVALID_PARAM` naming it when malformed
+    or out of range. Values above `maximum` are clamped to it."""
     text = request.query.get(name)
     if text is None:
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter {name!r} must be an integer") from None
-    if minimum is not None and value < minimum:
-        raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter {name!r} must be at least {minimum}")
+    value = parse_int_text(text, name, minimum=MIN_SAFE_INT if minimum is None else minimum)
     if maximum is not None and value > maximum:
         value = maximum
     return value

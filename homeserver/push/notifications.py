@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from homeserver.accounts.auth import Requester
 from homeserver.auth.constants import CREATE_KEY, POWER_LEVELS_KEY
 from homeserver.auth.power_levels import get_user_power_level
+from homeserver.client_input import parse_int_text
 from homeserver.clock import Clock
 from homeserver.errors import invalid_param
 from homeserver.events.event import Event
@@ -321,10 +322,7 @@ class NotificationService:
         """GET /notifications: the user's notified events, newest first."""
         before = None
         if from_token is not None:
-            try:
-                before = int(from_token)
-            except ValueError:
-                raise invalid_param("from: not a token returned by this endpoint") from None
+            before = parse_int_text(from_token, "from")
         if limit is None:
             limit = DEFAULT_NOTIFICATIONS_LIMIT
         if limit < 0:

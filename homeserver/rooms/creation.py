@@ -75,15 +75,22 @@ class RoomCreator:
         """Create a room from a /createRoom request body; returns `{"room_id": ...}`."""
         room_version = room_version_or_error(body.get("room_version", self._default_room_version))
         visibility = body.get("visibility", "private")
-        if visibility not in ("public", "private"):
+        if not isinstance(visibility, str) or visibility not in ("public", "private"):
             raise MatrixError(400, "M_INVALID_PARAM", "visibility: must be 'public' or 'private'")
         preset = body.get("preset", "public_chat" if visibility == "public" else "private_chat")
-        if preset not in PRESETS:
+        if not isinstance(preset, str) or preset not in PRESETS:
             raise MatrixError(400, "M_INVALID_PARAM", f"preset: must be one of {', '.join(PRESETS)}")
         invitees = body.get("invite", [])
         if not isinstance(invitees, list) or not all(isinstance(u, str) and is_valid_user_id(u) for u in invitees):
             raise MatrixError(400, "M_INVALID_PARAM", "invite: must be a list of user IDs")
-        if body.get("invite_3pid"):
+        invite_3pid = body.get("invite_3pid", [])
+        if not isinstance(invite_3pid, list) or not all(isinstance(item, dict) for item in invite_3pid):
+            raise MatrixError(400, "M_BAD_JSON", "invite_3pid: must be a list of objects")
+        for i, item in enumerate(invite_3pid):
+            for key in ("id_server", "id_access_token", "medium", "address"):
+                if not isinstance(item.get(key), str):
+                    raise MatrixError(400, "M_BAD_JSON", f"invite_3pid[{i}].{key}: required, a string")
+        if invite_3pid:
             raise MatrixError(400, "M_THREEPID_DENIED", "invite_3pid: third-party invites are not supported here")
         creation_content = body.get("creation_content", {})
         if not isinstance(creation_content, dict):

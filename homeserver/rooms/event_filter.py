@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from homeserver import jsonutil
+from homeserver.client_input import check_json_value
 from homeserver.errors import MatrixError
 from homeserver.events.filtering import EventFilter, parse_event_filter
 from storage.stores.timeline import EventConditions
@@ -44,6 +45,7 @@ def parse_filter_param(text: str | None, field: str = "filter") -> EventFilter:
         value = jsonutil.decode(text)
     except jsonutil.JSONDecodeError:
         raise MatrixError(400, "M_NOT_JSON", f"{field}: is not valid JSON") from None
+    check_json_value(value)
     check_room_event_filter(value, field)
     return parse_event_filter(value)
 

@@ -19,6 +19,7 @@ from homeserver.errors import MatrixError
 from homeserver.events.event import Event
 from homeserver.rooms.power import RoomPower
 from homeserver.rooms.sender import RoomEventSender
+from homeserver.rooms.transactions import scoped_txn_id
 from storage.stores.events import EventStore
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class RedactionService:
         reason = body.get("reason")
         if reason is not None and not isinstance(reason, str):
             raise MatrixError(400, "M_BAD_JSON", "reason: must be a string")
-        txn = (requester.user_id, requester.device_id or "", txn_id)
+        txn = (requester.user_id, requester.device_id or "", scoped_txn_id("redact", room_id, event_id, txn_id))
         existing_id = await self._events.get_event_id_for_txn(*txn)
         if existing_id is not None:
             existing = await self._events.get_event(existing_id)

@@ -28,6 +28,7 @@ from homeserver.events.room_versions import RoomVersion, UnsupportedRoomVersion,
 from homeserver.events.validation import EventValidationError, validate_pdu
 from homeserver.rooms.heads import RoomHead, RoomHeads
 from homeserver.rooms.persister import EventPersister, redaction_applies
+from homeserver.rooms.transactions import client_txn_id
 from storage.stores.events import EventStore, PersistContext
 
 logger = logging.getLogger(__name__)
@@ -206,7 +207,7 @@ class RoomEventSender:
         )
         self._validate(event, room_version)
         if txn is not None:
-            event.internal_metadata["txn_id"] = txn[2]
+            event.internal_metadata["txn_id"] = client_txn_id(txn[2])
             event.internal_metadata["device_id"] = txn[1]
         if event.is_state() and event.state_tuple() in head.state:
             # Kept so clients can be shown `prev_content` without a state lookup.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from homeserver.client_input import parse_int_text
 from homeserver.errors import MatrixError
 
 STREAMS = ("events", "account_data", "receipts", "typing", "to_device", "device_lists", "presence", "push_rules")
@@ -41,8 +42,8 @@ def parse_sync_token(text: str, field: str = "since") -> SyncToken:
     if not isinstance(text, str) or not text.startswith("s"):
         raise MatrixError(400, "M_INVALID_PARAM", f"{field}: not a valid sync token")
     try:
-        values = [int(part) for part in text[1:].split("_")]
-    except ValueError:
+        values = [parse_int_text(part, field, minimum=0) for part in text[1:].split("_")]
+    except MatrixError:
         raise MatrixError(400, "M_INVALID_PARAM", f"{field}: not a valid sync token") from None
     if len(values) > len(STREAMS) or any(v < 0 for v in values):
         raise MatrixError(400, "M_INVALID_PARAM", f"{field}: not a valid sync token")
@@ -69,8 +70,8 @@ def parse_pagination_token(text: str, field: str = "from") -> PaginationToken:
         try:
             if not sep:
                 raise ValueError
-            return PaginationToken(int(depth_text), int(stream_text))
-        except ValueError:
+            return PaginationToken(parse_int_text(depth_text, field), parse_int_text(stream_text, field, minimum=0))
+        except (ValueError, MatrixError):
             raise MatrixError(400, "M_INVALID_PARAM", f"{field}: not a valid pagination token") from None
     return PaginationToken(None, parse_sync_token(text, field).get("events"))
 

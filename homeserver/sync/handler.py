@@ -18,6 +18,7 @@ from typing import Any
 
 from homeserver.accounts.auth import Requester
 from homeserver.accounts.filters import FilterService, check_filter
+from homeserver.client_input import check_json_value
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
 from homeserver.events.event import Event
@@ -125,6 +126,7 @@ class SyncService:
                 data = decode(text)
             except JSONDecodeError:
                 raise MatrixError(400, "M_NOT_JSON", "filter: not valid JSON") from None
+            check_json_value(data)
             if not isinstance(data, dict):
                 raise MatrixError(400, "M_BAD_JSON", "filter: must be a JSON object")
             try:
