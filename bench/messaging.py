@@ -281,7 +281,7 @@ class Run:
         senders = self.throughput_senders()
         return await self.send_all("tput", senders, send_schedule(senders, self.user_rooms, self.w.messages))
 
-    async def latency(self) -> dict[str, Any]:
+    async def latency(self, phase: str = "lat") -> dict[str, Any]:
         w = self.w
         receivers = [self.users[i] for i in range(min(w.latency_receivers, w.users))]
         senders = list(range(w.users - 1, w.users - 1 - w.latency_senders, -1))
@@ -290,7 +290,7 @@ class Run:
         schedule = send_schedule(senders, self.user_rooms, w.latency_messages)
         started_at: dict[str, float] = {}
         expected = {
-            (f"lat-{p}-{i}", r.index)
+            (f"{phase}-{p}-{i}", r.index)
             for p, rooms in enumerate(schedule) for i, room in enumerate(rooms)
             for r in receivers if room in self.user_rooms[r.index]
         }
@@ -333,9 +333,9 @@ class Run:
         async def sender(position: int) -> None:
             user = self.users[senders[position]]
             for i, room in enumerate(schedule[position]):
-                tag = f"lat-{position}-{i}"
+                tag = f"{phase}-{position}-{i}"
                 started_at[tag] = time.perf_counter()
-                await self.send(user, room, tag, f"lat-{self.run_tag}-{i}")
+                await self.send(user, room, tag, f"{phase}-{self.run_tag}-{i}")
                 await asyncio.sleep(w.latency_interval)
 
         tokens = await asyncio.gather(*(first_since(r) for r in receivers))
@@ -363,6 +363,18 @@ class Run:
             "p50_ms": percentile(latencies_ms, 0.50), "p95_ms": percentile(latencies_ms, 0.95),
             "p99_ms": percentile(latencies_ms, 0.99), "max_ms": max(latencies_ms), **stats,
         }
+
+    async def latency_under_load(self) -> dict[str, Any]:
+        """The same delivery measurement while the throughput senders keep every room busy."""
+        senders = self.throughput_senders()
+        load = asyncio.create_task(self.send_all("load", senders,
+                                                 send_schedule(senders, self.user_rooms, self.w.messages)))
+        try:
+            await asyncio.sleep(0.5)  # the load is running before the first measured message
+            measured = await self.latency("loadlat")
+        finally:
+            loaded = await load
+        return {**measured, "load_messages_per_second": loaded["per_second"]}
 
     async def fill_history(self) -> dict[str, Any]:
         senders = self.throughput_senders()
@@ -434,6 +446,7 @@ async def run_phases(run: Run) -> dict[str, Any]:
         ("rooms", run.make_rooms, ("register",)),
         ("throughput", run.throughput, ("rooms",)),
         ("latency", run.latency, ("rooms",)),
+        ("latency_under_load", run.latency_under_load, ("rooms",)),
         ("history", run.fill_history, ("rooms",)),
         ("initial_sync", run.initial_sync, ("history",)),
         ("messages", run.messages, ("history",)),
@@ -501,16 +514,20 @@ class Figure:
 
 def figures_for(w: Workload) -> list[Figure]:
     return [
-        Figure("throughput", f"send throughput, {w.senders} senders (msg/s)", "higher", 2.0,
+        Figure("throughput", f"send throughput, {w.senders} senders (msg/s)", "higher", 3.0,
                ("phases", "throughput", "per_second")),
-        Figure("latency_p50", "send->sync latency p50 (ms)", "lower", 0.5, ("phases", "latency", "p50_ms")),
+        Figure("latency_p50", "send->sync latency, idle, p50 (ms)", "lower", 0.3, ("phases", "latency", "p50_ms")),
         Figure("latency_p95", "send->sync latency p95 (ms)", "lower", None, ("phases", "latency", "p95_ms")),
         Figure("latency_p99", "send->sync latency p99 (ms)", "lower", None, ("phases", "latency", "p99_ms")),
-        Figure("initial_sync", f"initial /sync, {w.rooms} rooms, {w.history} msgs (ms)", "lower", 0.5,
+        Figure("load_latency_p50", "send->sync latency, under load, p50 (ms)", "lower", 0.5,
+               ("phases", "latency_under_load", "p50_ms")),
+        Figure("load_latency_p99", "send->sync latency, under load, p99 (ms)", "lower", None,
+               ("phases", "latency_under_load", "p99_ms")),
+        Figure("initial_sync", f"initial /sync, {w.rooms} rooms, {w.history} msgs (ms)", "lower", 0.2,
                ("phases", "initial_sync", "median_ms")),
-        Figure("messages", f"/messages back {w.page} events (ms)", "lower", None,
+        Figure("messages", f"/messages back {w.page} events (ms)", "lower", 0.2,
                ("phases", "messages", "median_ms")),
-        Figure("peak_rss", "peak RSS of server process tree (MiB)", "lower", 0.5, ("peak_rss_mib",),
+        Figure("peak_rss", "peak RSS of server process tree (MiB)", "lower", 0.35, ("peak_rss_mib",),
                whole_run=True),
         Figure("register", f"register {w.users} users (s)", "lower", None, ("phases", "register", "seconds")),
         Figure("rooms", f"create {w.rooms} rooms + invites/joins (s)", "lower", None,
