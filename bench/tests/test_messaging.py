@@ -146,7 +146,8 @@ def test_table_shows_na_ratios_and_missed_goals():
             messaging.compare(FIGURES["messages"], None, 30.0)]
     table = messaging.render_table(rows)
     assert "0.50x" in table and "MISSED" in table
-    assert table.splitlines()[-1].split()[-4:] == ["n/a", "30.00", "n/a", "lower"]
+    # A figure without a measurement of ours shows n/a and an undecided goal.
+    assert table.splitlines()[-1].split()[-7:] == ["n/a", "30.00", "n/a", "lower", "<=", "0.2x", "?"]
 
 
 def test_quick_flag_picks_the_small_workload_and_explicit_flags_override_it():
