@@ -431,7 +431,7 @@ class HomeServer:
     async def _start_listener(self, listener: ListenerConfig) -> None:
         app = self._build_listener_app(listener)
         runner = MatrixAppRunner(app, access_log=None, shutdown_timeout=self.config.shutdown_timeout,
-                               handle_signals=False)
+                                 handle_signals=False)
         await runner.setup()
         self._runners.append(runner)
         ssl_context = None

@@ -70,3 +70,20 @@ async def missing_access_token_is_401_missing_token(ctx: Context) -> None:
 async def unknown_access_token_is_401_unknown_token(ctx: Context) -> None:
     response = await ctx.get("/_matrix/client/v3/account/whoami", token="synctest_not_a_real_token")
     expect_error(response, 401, "M_UNKNOWN_TOKEN")
+
+
+@case
+async def a_header_token_with_a_query_token_is_401_missing_token(ctx: Context) -> None:
+    user = await ctx.register_user()
+    response = await ctx.get("/_matrix/client/v3/account/whoami", token=user.access_token,
+                             params={"access_token": "synctest_not_a_real_token"})
+    expect_error(response, 401, "M_MISSING_TOKEN")
+
+
+@case
+async def create_room_with_an_empty_body_is_400_not_json(ctx: Context) -> None:
+    user = await ctx.register_user()
+    response = await ctx.post("/_matrix/client/v3/createRoom", body=b"", token=user.access_token,
+                              headers={"Content-Type": "application/json"})
+    expect_error(response, 400, "M_NOT_JSON")
+

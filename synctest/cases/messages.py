@@ -225,3 +225,23 @@ async def timestamp_to_event_finds_the_nearest_event(ctx: Context) -> None:
     expect(body["event_id"] == last, f"closest event before the future is {body['event_id']}, not {last}")
     response = await ctx.get(path, token=alice.access_token, params={"ts": str(future), "dir": "f"})
     expect_error(response, 404, "M_NOT_FOUND")
+
+
+@case
+async def a_txn_id_reused_in_another_room_is_a_new_request(ctx: Context) -> None:
+    # Only the room is varied: Synapse keys stored transaction IDs by room, user, device and ID,
+    # so a redaction reusing a send's ID in the same room gets the sent event back there.
+    user = await ctx.register_user()
+    room_a, room_b = await create_room(ctx, user), await create_room(ctx, user)
+    txn_id = f"synctest-scoped-{time.monotonic_ns()}"
+    sent_a = await ctx.put(f"{CLIENT}/rooms/{q(room_a)}/send/m.room.message/{txn_id}",
+                           json={"msgtype": "m.text", "body": "to A"}, token=user.access_token)
+    expect_status(sent_a, 200)
+    sent_b = await ctx.put(f"{CLIENT}/rooms/{q(room_b)}/send/m.room.message/{txn_id}",
+                           json={"msgtype": "m.text", "body": "to B"}, token=user.access_token)
+    expect_status(sent_b, 200)
+    expect(sent_a.json["event_id"] != sent_b.json["event_id"], "the same txnId in two rooms returned one event")
+    again = await ctx.put(f"{CLIENT}/rooms/{q(room_a)}/send/m.room.message/{txn_id}",
+                          json={"msgtype": "m.text", "body": "to A"}, token=user.access_token)
+    expect_status(again, 200)
+    expect(again.json["event_id"] == sent_a.json["event_id"], "a retried send returned a new event")

@@ -244,12 +244,13 @@ async def test_receipts_for_history_hidden_from_the_user_are_refused(client):
     await bob.call("POST", receipt_path(room_id, shown), {})
 
 
-async def test_a_receipt_without_a_body_is_accepted(client):
+async def test_a_receipt_without_a_body_is_m_not_json_as_in_synapse(client):
     alice, bob, room_id = await room_with_two(client)
     event_id = await alice.send(room_id, "hallo")
     async with client.post("/_matrix/client/v3" + receipt_path(room_id, event_id),
                            headers={"Authorization": f"Bearer {bob.token}"}) as resp:
-        assert resp.status == 200, await resp.text()
+        assert resp.status == 400, await resp.text()
+        assert (await resp.json())["errcode"] == "M_NOT_JSON"
 
 
 async def test_an_initial_sync_gets_every_current_receipt(hs, client):
