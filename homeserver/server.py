@@ -120,6 +120,10 @@ from storage.stores.to_device import ToDeviceStore
 logger = logging.getLogger(__name__)
 
 
+class ListenerBindError(Exception):
+    """A configured listener could not bind its address; the message names the listener."""
+
+
 class HomeServer:
     """One homeserver process: database, services, and an aiohttp app per listener."""
 
@@ -404,7 +408,12 @@ class HomeServer:
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_context.load_cert_chain(listener.tls.certificate_path, listener.tls.private_key_path)
         site = web.TCPSite(runner, listener.host, listener.port, ssl_context=ssl_context)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as e:
+            raise ListenerBindError(
+                f"cannot listen on {listener.host}:{listener.port} (the {', '.join(listener.resources)} listener):"
+                f" {e.strerror or e}") from None
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.bound_listeners.append((listener, listener.host, port))
 
