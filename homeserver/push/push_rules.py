@@ -96,6 +96,11 @@ class PushRulesService:
         """The content of the user's `m.push_rules` account data event (the same as GET /pushrules/)."""
         return await self.get_ruleset(user_id)
 
+    async def get_kind(self, user_id: str, kind: str) -> list[dict[str, Any]]:
+        """The user's rules of one kind, most important first (GET /pushrules/global/{kind}/)."""
+        check_kind(kind)
+        return (await self.get_ruleset(user_id))["global"][kind]
+
     async def get_rule(self, user_id: str, kind: str, rule_id: str) -> dict[str, Any]:
         return (await self._find(user_id, kind, rule_id)).to_json()
 

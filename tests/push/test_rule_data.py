@@ -218,14 +218,19 @@ def test_placing_a_rule_relative_to_an_unknown_rule_names_the_parameter(before, 
         place_rule(["a"], "x", before=before, after=after)
 
 
+def test_room_and_sender_rules_not_named_by_an_id_are_accepted_as_synapse_accepts_them():
+    assert parse_new_rule("room", "not-a-room", {"actions": []}).match_conditions() == [
+        {"kind": "event_match", "key": "room_id", "pattern": "not-a-room"}]
+    assert parse_new_rule("sender", "bob", {"actions": []}).rule_id == "bob"
+
+
 @pytest.mark.parametrize(("kind", "rule_id", "body", "errcode", "field"), [
     ("bogus", "r", {"actions": []}, "M_INVALID_PARAM", "kind"),
     ("override", ".m.rule.master", {"actions": [], "conditions": []}, "M_INVALID_PARAM", "ruleId"),
     ("override", ".mine", {"actions": [], "conditions": []}, "M_INVALID_PARAM", "ruleId"),
     ("override", "a\\b", {"actions": [], "conditions": []}, "M_INVALID_PARAM", "ruleId"),
     ("override", "x" * 256, {"actions": [], "conditions": []}, "M_INVALID_PARAM", "ruleId"),
-    ("room", "not-a-room", {"actions": []}, "M_INVALID_PARAM", "ruleId"),
-    ("sender", "bob", {"actions": []}, "M_INVALID_PARAM", "ruleId"),
+    ("room", "", {"actions": []}, "M_INVALID_PARAM", "ruleId"),
     ("override", "r", {"conditions": []}, "M_BAD_JSON", "actions"),
     ("override", "r", {"actions": "notify", "conditions": []}, "M_BAD_JSON", "actions"),
     ("override", "r", {"actions": ["shout"], "conditions": []}, "M_BAD_JSON", "actions[0]"),
