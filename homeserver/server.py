@@ -277,6 +277,10 @@ class HomeServer:
         self.room_directory = RoomDirectoryService(config.server_name, directory_store, self.event_store,
                                                    self.alias_service.may_manage_directory)
         self.public_room_handlers = PublicRoomHandlers(self.room_directory, authenticate)
+        # A room upgrade carries the directory entry and local members' tags, m.direct and room push rules.
+        for on_upgraded in (self.room_directory.room_upgraded, self.account_data.room_upgraded,
+                            self.push_rules.room_upgraded):
+            self.room_upgrader.add_upgraded_callback(on_upgraded)
         self.user_directory = UserDirectoryService(
             directory_store, search_all_users=config.section("user_directory")["search_all_users"])
         self.user_directory_handlers = UserDirectoryHandlers(self.user_directory, authenticate)

@@ -179,6 +179,27 @@ class AccountDataService:
 
         await self._notify(user_id, await self._store.update_room(user_id, room_id, TAG_TYPE, update))
 
+    # --- room upgrades ----------------------------------------------------------------
+    async def room_upgraded(self, old_room_id: str, new_room_id: str, user_ids: Iterable[str]) -> None:
+        """Carry each user's tags over to the new room and list it in `m.direct` beside the old one
+        (what Synapse copies for the local members of an upgraded room)."""
+        for user_id in user_ids:
+            tags = await self._store.get_room(user_id, old_room_id, TAG_TYPE)
+            if tags and await self._store.get_room(user_id, new_room_id, TAG_TYPE) is None:
+                await self._notify(user_id, await self._store.put_room(user_id, new_room_id, TAG_TYPE, tags))
+            direct = await self._store.get_global(user_id, "m.direct")
+            if not isinstance(direct, dict):
+                continue
+            changed = False
+            updated: dict[str, Any] = {}
+            for other, rooms in direct.items():
+                if isinstance(rooms, list) and old_room_id in rooms and new_room_id not in rooms:
+                    rooms = [*rooms, new_room_id]
+                    changed = True
+                updated[other] = rooms
+            if changed:
+                await self._notify(user_id, await self._store.put_global(user_id, "m.direct", updated))
+
     # --- for /sync --------------------------------------------------------------------
     async def get_changes(self, user_id: str, since: int, upto: int | None = None) -> AccountDataChanges:
         """Account data written after stream position `since` (0: all of it)."""

@@ -130,6 +130,12 @@ class RoomDirectoryService:
             raise MatrixError(403, "M_FORBIDDEN", "You may not change the directory entry of this room")
         await self._store.set_room_visibility(room_id, visibility == "public")
 
+    async def room_upgraded(self, old_room_id: str, new_room_id: str, user_ids: Any = ()) -> None:
+        """A published room's directory entry moves to its replacement (as in Synapse)."""
+        if await self._store.get_room_visibility(old_room_id):
+            await self._store.set_room_visibility(old_room_id, False)
+            await self._store.set_room_visibility(new_room_id, True)
+
     async def public_rooms(self, query: PublicRoomsQuery, server: str | None = None) -> dict[str, Any]:
         """A page of the rooms published on this server."""
         if server is not None and server != self._server_name:

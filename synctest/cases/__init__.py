@@ -21,6 +21,7 @@ from synctest.cases import (  # noqa: F401
     profile,
     push_rules,
     relations,
+    rooms,
     search,
     sync,
     versions,
