@@ -64,6 +64,7 @@ from homeserver.http.client_pushers import PusherHandlers
 from homeserver.http.client_relations import RelationHandlers
 from homeserver.http.client_reports import ReportHandlers
 from homeserver.http.client_room_keys import RoomKeysHandlers
+from homeserver.http.client_room_summary import RoomSummaryHandlers
 from homeserver.http.client_rooms import RoomHandlers
 from homeserver.http.client_search import SearchHandlers
 from homeserver.http.client_session import AdminRegisterHandlers, SessionHandlers
@@ -284,7 +285,10 @@ class HomeServer:
         self.user_directory = UserDirectoryService(
             directory_store, search_all_users=config.section("user_directory")["search_all_users"])
         self.user_directory_handlers = UserDirectoryHandlers(self.user_directory, authenticate)
-        self.hierarchy_handlers = HierarchyHandlers(SpaceHierarchyService(self.event_store), authenticate)
+        self.hierarchy = SpaceHierarchyService(self.event_store)
+        self.hierarchy_handlers = HierarchyHandlers(self.hierarchy, authenticate)
+        self.room_summary_handlers = RoomSummaryHandlers(self.hierarchy, self.alias_service, self.room_reader,
+                                                         authenticate)
         self.search = SearchService(self.event_store, SearchStore(self.db), timeline_store, self.room_history,
                                     self.event_serializer)
         self.event_store.add_persist_hook(self.search.index_in_transaction)
@@ -385,6 +389,7 @@ class HomeServer:
             self.public_room_handlers.register_routes(app)
             self.user_directory_handlers.register_routes(app)
             self.hierarchy_handlers.register_routes(app)
+            self.room_summary_handlers.register_routes(app)
             self.search_handlers.register_routes(app)
             self.presence_handlers.register_routes(app)
             self.keys_handlers.register_routes(app)

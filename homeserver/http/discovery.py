@@ -25,6 +25,7 @@ UNSTABLE_FEATURES: dict[str, bool] = {
     "org.matrix.msc3827.stable": True,  # /publicRooms filter.room_types
     "org.matrix.msc3440.stable": True,  # threads: m.thread relations, /threads, thread filters
     "org.matrix.msc3771": True,  # threaded read receipts (thread_id)
+    "uk.half-shot.msc2666.query_mutual_rooms.stable": True,  # GET /_matrix/client/v1/mutual_rooms
     "uk.tcpip.msc4133.stable": True,
 }
 

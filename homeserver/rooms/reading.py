@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from typing import Any
 
 from homeserver.accounts.auth import Requester
 from homeserver.errors import MatrixError
 from homeserver.events.event import Event
+from homeserver.identifiers import is_valid_user_id
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.state import StateAtEvent, is_event_visible
 from homeserver.state.visibility import HISTORY_VISIBILITY_KEY
 from storage.stores.events import EventStore, StateMap
 
 MEMBERSHIPS = ("join", "invite", "leave", "ban", "knock")
+MUTUAL_ROOMS_BATCH = 100
 
 
 class RoomReader:
@@ -45,6 +48,32 @@ class RoomReader:
             if is_event_visible(user_id, event, state, joined_afterwards=joined_now):
                 visible.append(event)
         return visible
+
+    async def mutual_rooms(self, requester: Requester, other_user_id: str, from_token: str | None) -> dict[str, Any]:
+        """GET /mutual_rooms: the rooms both users have joined, by room ID, 100 at a time.
+
+        `next_batch` is the last room ID of the page, so a page stays stable when rooms are
+        joined or left between requests (as in Synapse, which sorts the same way).
+        """
+        if not is_valid_user_id(other_user_id):
+            raise MatrixError(400, "M_INVALID_PARAM", f"user_id: {other_user_id!r} is not a valid user ID")
+        if other_user_id == requester.user_id:
+            raise MatrixError(400, "M_INVALID_PARAM", "user_id: you cannot ask for the rooms you share with yourself")
+        after = None
+        if from_token:
+            try:
+                after = base64.b64decode(from_token + "=" * (-len(from_token) % 4), altchars=b"-_",
+                                         validate=True).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                raise MatrixError(400, "M_INVALID_PARAM", "from: not a token from a previous response") from None
+        mine = await self._events.get_rooms_for_user(requester.user_id, ("join",))
+        theirs = await self._events.get_rooms_for_user(other_user_id, ("join",))
+        shared = sorted(set(mine) & set(theirs))
+        page = [room_id for room_id in shared if after is None or room_id > after][:MUTUAL_ROOMS_BATCH]
+        result: dict[str, Any] = {"joined": page, "count": len(shared)}
+        if page and page[-1] != shared[-1]:
+            result["next_batch"] = base64.urlsafe_b64encode(page[-1].encode("utf-8")).decode("ascii").rstrip("=")
+        return result
 
     async def require_membership(self, user_id: str, room_id: str) -> tuple[str | None, str | None]:
         """The user's (membership, member event id); 403 when they never were in the room."""
