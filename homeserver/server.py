@@ -56,6 +56,7 @@ from homeserver.http.client_filters import FilterHandlers
 from homeserver.http.client_hierarchy import HierarchyHandlers
 from homeserver.http.client_history import HistoryHandlers
 from homeserver.http.client_keys import KeysHandlers
+from homeserver.http.client_legacy import LegacyHandlers
 from homeserver.http.client_presence import PresenceHandlers
 from homeserver.http.client_profile import ProfileHandlers
 from homeserver.http.client_public_rooms import PublicRoomHandlers
@@ -83,6 +84,7 @@ from homeserver.push.pushers import PusherService
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.creation import RoomCreator
 from homeserver.rooms.history import HistoryVisibilityFilter, RoomHistory
+from homeserver.rooms.legacy import LegacyRoomViews
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.reading import RoomReader
 from homeserver.rooms.redaction import RedactionService
@@ -311,6 +313,12 @@ class HomeServer:
         self.account_data.add_changed_callback(self.sync.account_data_changed)
         self.push_rules.add_changed_callback(self.sync.push_rules_changed)
         self.sync_handlers = SyncHandlers(self.sync, authenticate)
+        # The legacy /events and /initialSync views, built from the sync and history services.
+        self.legacy_views = LegacyRoomViews(self.event_store, timeline_store, self.room_history,
+                                            self.history_visibility, self.event_serializer, self.account_data_store,
+                                            self.notifier, self.sync.current_token, self.receipts.events_for_rooms,
+                                            directory_store.get_room_visibility)
+        self.legacy_handlers = LegacyHandlers(self.legacy_views, authenticate)
         # Push: every local event is evaluated for the room's local members off the send path;
         # counts reach /sync as room fields, notified members' pushers get gateway requests.
         self.notifications = NotificationService(config.server_name, self.event_store, NotificationStore(self.db),
@@ -397,6 +405,7 @@ class HomeServer:
             self.room_keys_handlers.register_routes(app)
             self.ephemeral_handlers.register_routes(app)
             self.sync_handlers.register_routes(app)
+            self.legacy_handlers.register_routes(app)
             self.pusher_handlers.register_routes(app)
         if "federation" in listener.resources:
             self.discovery.register_federation(app)

@@ -84,13 +84,26 @@ class RoomReader:
             raise MatrixError(403, "M_FORBIDDEN", "You are not a member of this room")
         return membership, event_id
 
+    async def _is_world_readable(self, room_id: str) -> bool:
+        state = await self._events.get_current_state_ids(room_id)
+        event_id = state.get(HISTORY_VISIBILITY_KEY)
+        event = await self._events.get_event(event_id) if event_id else None
+        return event is not None and event.content.get("history_visibility") == "world_readable"
+
+    async def require_membership_or_peek(self, user_id: str, room_id: str) -> tuple[str | None, str | None]:
+        """Like `require_membership`, but anyone may peek into a world-readable room (as in Synapse)."""
+        membership, event_id = await self._events.get_membership(room_id, user_id)
+        if membership in ("join", "leave", "ban") or await self._is_world_readable(room_id):
+            return membership, event_id
+        return await self.require_membership(user_id, room_id)
+
     async def _readable_state(self, user_id: str, room_id: str) -> StateMap:
-        """Current state for members; the state when they left for former members."""
-        membership, member_event_id = await self.require_membership(user_id, room_id)
-        if membership == "join":
-            return await self._events.get_current_state_ids(room_id)
+        """Current state for members and world-readable peeks; the state when they left for former members."""
+        membership, member_event_id = await self.require_membership_or_peek(user_id, room_id)
         if membership in ("leave", "ban") and member_event_id:
             return await self._events.get_state_after_event(member_event_id)
+        if membership == "join" or await self._is_world_readable(room_id):
+            return await self._events.get_current_state_ids(room_id)
         raise MatrixError(403, "M_FORBIDDEN", "You are not a member of this room")
 
     # --- endpoints ---------------------------------------------------------------
@@ -98,7 +111,7 @@ class RoomReader:
         event = await self._events.get_event(event_id)
         if event is None or event.room_id != room_id or event.rejected_reason is not None:
             raise MatrixError(404, "M_NOT_FOUND", "Event not found")
-        await self.require_membership(requester.user_id, room_id)
+        await self.require_membership_or_peek(requester.user_id, room_id)
         if not await self.filter_visible(requester.user_id, [event]):
             raise MatrixError(404, "M_NOT_FOUND", "Event not found")
         return await self._serializer.serialize_one(event, requester)
