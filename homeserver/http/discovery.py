@@ -10,9 +10,10 @@ from homeserver.errors import MatrixError
 from homeserver.http.request import json_response
 
 # The spec versions whose client-server features this server implements. Element needs
-# v1.1 listed; mautrix bridges need v1.4 or later. Keep this honest as features land.
+# v1.1 listed; mautrix bridges need v1.4 or later. Keep this honest as features land: v1.16
+# waits for `use_state_after` on /sync (docs/decisions.md has the per-version reasoning).
 SUPPORTED_SPEC_VERSIONS = ("r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6",
-                           "v1.7", "v1.8", "v1.9", "v1.10", "v1.11")
+                           "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15")
 
 # Only features actually served; clients gate whole features on these flags (Element Web starts
 # cross-signing set-up only when it sees `org.matrix.e2e_cross_signing`). Extended profiles

@@ -13,6 +13,7 @@ from synctest.cases import (  # noqa: F401
     errors,
     filters,
     hierarchy,
+    legacy,
     login,
     media,
     messages,

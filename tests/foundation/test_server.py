@@ -35,6 +35,13 @@ async def test_versions_advertises_the_unstable_features_clients_gate_on(client)
         assert features.get(flag) is True, flag
 
 
+async def test_versions_go_up_to_v1_15_and_not_beyond_what_is_served(client):
+    async with client.get("/_matrix/client/versions") as resp:
+        versions = (await resp.json())["versions"]
+    assert versions[-4:] == ["v1.12", "v1.13", "v1.14", "v1.15"]
+    assert "v1.16" not in versions  # /sync's use_state_after (v1.16) is not served yet
+
+
 async def test_room_aliases_are_served_at_the_msc2432_unstable_path(client):
     from tests.rooms.helpers import new_user
     alice = await new_user(client, "aliasowner")
