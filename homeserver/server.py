@@ -273,7 +273,7 @@ class HomeServer:
         self.report_handlers = ReportHandlers(self.reports, authenticate, self.ratelimiter)
         self.client_admin_handlers = ClientAdminHandlers(WhoisService(self.account_store, self.auth), authenticate)
         self.unconfigured_handlers = UnconfiguredServiceHandlers(authenticate)
-        # Directory and search (issue 7): canonical alias check on send, room and user directories,
+        # Directory and search: canonical alias check on send, room and user directories,
         # and the search index fed after each event commits.
         self.event_sender.add_send_check(self.alias_service.check_canonical_alias)
         directory_store = DirectoryStore(self.db)

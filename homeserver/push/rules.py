@@ -1,6 +1,6 @@
 """Push rules as plain data: the server-default rule set, per-user changes, merging, validation.
 
-Pure functions only, so that evaluation (issue 6) can compile a user's merged rule list once and
+Pure functions only, so that push evaluation can compile a user's merged rule list once and
 reuse it until the user's rules change (`PushRulesService` hands out a version with the list).
 
 Ordering (client-server API, "Push Rules" and "Predefined Rules"): kinds are evaluated override,
