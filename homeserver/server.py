@@ -317,7 +317,8 @@ class HomeServer:
         self.legacy_views = LegacyRoomViews(self.event_store, timeline_store, self.room_history,
                                             self.history_visibility, self.event_serializer, self.account_data_store,
                                             self.notifier, self.sync.current_token, self.receipts.events_for_rooms,
-                                            directory_store.get_room_visibility)
+                                            directory_store.get_room_visibility,
+                                            SyncStore(self.db).get_rooms_with_new_events)
         self.legacy_handlers = LegacyHandlers(self.legacy_views, authenticate)
         # Push: every local event is evaluated for the room's local members off the send path;
         # counts reach /sync as room fields, notified members' pushers get gateway requests.

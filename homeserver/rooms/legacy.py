@@ -44,13 +44,16 @@ CurrentToken = Callable[[], Awaitable[SyncToken]]
 ReceiptsForRooms = Callable[[str, Sequence[str], int | None, int], Awaitable[dict[str, list[dict[str, Any]]]]]
 # room_id -> whether it is published in the room directory
 IsPublished = Callable[[str], Awaitable[bool | None]]
+# (room_ids, after, upto) -> {room_id: newest stream position} for the rooms with events in the range
+RoomsWithNewEvents = Callable[[Sequence[str], int, int], Awaitable[dict[str, int]]]
 
 
 class LegacyRoomViews:
     def __init__(self, events: EventStore, timeline: TimelineStore, history: RoomHistory,
                  visibility: HistoryVisibilityFilter, serializer: ClientEventSerializer,
                  account_data: AccountDataStore, notifier: Notifier, current_token: CurrentToken,
-                 receipts_for_rooms: ReceiptsForRooms, is_published: IsPublished):
+                 receipts_for_rooms: ReceiptsForRooms, is_published: IsPublished,
+                 rooms_with_new_events: RoomsWithNewEvents):
         self._events = events
         self._timeline = timeline
         self._history = history
@@ -61,6 +64,7 @@ class LegacyRoomViews:
         self._current_token = current_token
         self._receipts_for_rooms = receipts_for_rooms
         self._is_published = is_published
+        self._rooms_with_new_events = rooms_with_new_events
 
     # --- GET /events/{eventId} ---------------------------------------------------------
     async def get_event(self, requester: Requester, event_id: str) -> dict[str, Any]:
@@ -104,7 +108,7 @@ class LegacyRoomViews:
             return [], now if upto >= start else since
         per_room: dict[str, list[TimelineRow]] = {}
         end_stream = upto
-        for room_id in rooms:
+        for room_id in sorted(await self._rooms_with_new_events(rooms, start, upto)):
             rows = await self._timeline.paginate(room_id, backwards=False, limit=limit,
                                                  from_bound=Bound(None, start), to_bound=Bound(None, upto))
             rows = [r for r in rows if start < r.stream_ordering <= upto]
