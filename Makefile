@@ -48,10 +48,10 @@ synctest: $(TEST_STAMP)
 synctest-synapse: $(TEST_STAMP)
 	bash scripts/synapse/run_synapse.sh
 
-## Side-by-side benchmarks against Synapse (installs it into .venv-synapse on first use).
+## Every benchmark under bench/ against Synapse (installs it into .venv-synapse on first use),
+## then a summary naming what ran and what was skipped; BENCH_ARGS=--quick for smoke runs.
 bench: $(TEST_STAMP)
-	$(BIN)/python bench/messaging.py
-	$(BIN)/python bench/state_res.py
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-synapse build *.egg-info

@@ -160,7 +160,7 @@ def start_ours(db: str, workdir: Path, cleanups: list[Callable[[], None]],
     port, metrics_port = run_synapse.free_port(), run_synapse.free_port()
     overrides = [
         f"listeners.0.port={port}",
-        f"listeners.1.port={metrics_port}",
+        f"listeners.1={{host: 127.0.0.1, port: {metrics_port}, resources: [metrics]}}",  # metrics are opt-in
         "registration.enabled=true",
         "rate_limits.enabled=false",
         f"passwords.bcrypt_rounds={BCRYPT_ROUNDS}",

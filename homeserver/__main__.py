@@ -14,7 +14,7 @@ from homeserver.config import ConfigError, generate_config_dict, load_config
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from homeserver.logging_setup import setup_logging
-    from homeserver.server import serve_forever
+    from homeserver.server import ListenerBindError, serve_forever
 
     config = load_config(args.config)
     setup_logging(config.log_level, config.log_format)
@@ -24,7 +24,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(serve_forever(config))
+    try:
+        asyncio.run(serve_forever(config))
+    except ListenerBindError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

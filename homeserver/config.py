@@ -201,8 +201,8 @@ DEFAULTS: dict[str, Any] = {
     "data_dir": ".",
     "default_room_version": "11",
     "listeners": [
+        # Metrics are off unless a listener with the `metrics` resource is configured (as in Synapse).
         {"host": "127.0.0.1", "port": 8008, "resources": ["client", "federation", "admin"]},
-        {"host": "127.0.0.1", "port": 9008, "resources": ["metrics"]},
     ],
     "database": {"engine": "sqlite", "path": "homeserver.db", "pool_min": 1, "pool_max": 10},
     "http": {"max_request_body_size": 50 * 1024 * 1024, "shutdown_timeout": 10, "x_forwarded": False},

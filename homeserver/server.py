@@ -57,6 +57,7 @@ from homeserver.http.client_filters import FilterHandlers
 from homeserver.http.client_hierarchy import HierarchyHandlers
 from homeserver.http.client_history import HistoryHandlers
 from homeserver.http.client_keys import KeysHandlers
+from homeserver.http.client_legacy import LegacyHandlers
 from homeserver.http.client_presence import PresenceHandlers
 from homeserver.http.client_profile import ProfileHandlers
 from homeserver.http.client_public_rooms import PublicRoomHandlers
@@ -65,6 +66,7 @@ from homeserver.http.client_pushers import PusherHandlers
 from homeserver.http.client_relations import RelationHandlers
 from homeserver.http.client_reports import ReportHandlers
 from homeserver.http.client_room_keys import RoomKeysHandlers
+from homeserver.http.client_room_summary import RoomSummaryHandlers
 from homeserver.http.client_rooms import RoomHandlers
 from homeserver.http.client_search import SearchHandlers
 from homeserver.http.client_session import AdminRegisterHandlers, SessionHandlers
@@ -85,6 +87,7 @@ from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.creation import RoomCreator
 from homeserver.rooms.heads import RoomHeads
 from homeserver.rooms.history import HistoryVisibilityFilter, RoomHistory
+from homeserver.rooms.legacy import LegacyRoomViews
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.persister import EventPersister
 from homeserver.rooms.reading import RoomReader
@@ -107,6 +110,7 @@ from homeserver.streams.updates import (
     ProfileChanged,
     PushRulesChanged,
     ReadReceiptStored,
+    RoomUpgraded,
 )
 from homeserver.sync.handler import SyncService
 from storage.engine import create_database
@@ -135,6 +139,10 @@ from storage.stores.timeline import TimelineStore
 from storage.stores.to_device import ToDeviceStore
 
 logger = logging.getLogger(__name__)
+
+
+class ListenerBindError(Exception):
+    """A configured listener could not bind its address; the message names the listener."""
 
 
 class HomeServer:
@@ -206,6 +214,7 @@ class HomeServer:
         stage_positions = StagePositionStore(db)
         e2ee_store = E2eeKeyStore(db)
         outbound_store = OutboundStore(db)
+        sync_store = SyncStore(db)
 
         # --- the stream layer: what services publish to after commit ---------------------------
         self.bus = bus = StreamBus()
@@ -261,7 +270,7 @@ class HomeServer:
         self.relations = RelationsService(self.event_store, RelationStore(db), self.room_history,
                                           self.history_visibility, self.event_serializer)
         self.event_serializer.add_unsigned_hook(self.relations.bundled_aggregations)
-        self.room_upgrader = RoomUpgrader(self.event_sender, self.event_store, self.alias_store, clock,
+        self.room_upgrader = RoomUpgrader(self.event_sender, self.event_store, self.alias_store, bus, clock,
                                           profile_store.get_profile)
         self.reports = ReportService(ReportStore(db), self.event_store, self.account_store, self.room_reader, clock)
         self.whois = WhoisService(self.account_store, self.auth)
@@ -295,7 +304,7 @@ class HomeServer:
 
         # /sync reads every stream; typing and receipts are ephemeral sources, presence, device lists
         # (with key counts, every sync) and to-device messages top-level ones, push adds unread counts.
-        self.sync = SyncService(self.event_store, SyncStore(db), self.event_serializer, self.account_data_store,
+        self.sync = SyncService(self.event_store, sync_store, self.event_serializer, self.account_data_store,
                                 self.push_rules, self.filters, notifier, clock)
         for source in (self.typing, self.receipts):
             self.sync.add_ephemeral_source(EphemeralSource(source.stream_name, source.current_position,
@@ -309,6 +318,12 @@ class HomeServer:
                                                       self.device_lists.sync_sections, every_sync=True))
         self.sync.add_top_level_source(TopLevelSource(self.to_device.stream_name, self.to_device.current_position,
                                                       self.to_device.sync_sections, every_sync=True))
+
+        # The legacy /events and /initialSync views, built from the sync and history services.
+        self.legacy_views = LegacyRoomViews(self.event_store, timeline_store, self.room_history,
+                                            self.history_visibility, self.event_serializer, self.account_data_store,
+                                            notifier, self.sync.current_token, self.receipts.events_for_rooms,
+                                            directory_store.get_room_visibility, sync_store.get_rooms_with_new_events)
 
         # Outbound delivery: one durable queue, a courier per kind.
         outbound_config = config.section("outbound")
@@ -328,6 +343,9 @@ class HomeServer:
         bus.subscribe(PushRulesChanged, self.sync.on_push_rules_changed)
         bus.subscribe(PushRulesChanged, self.notifications.on_push_rules_changed)
         bus.subscribe(ReadReceiptStored, self.notifications.on_receipt)
+        for on_upgraded in (self.room_directory.on_room_upgraded, self.account_data.on_room_upgraded,
+                            self.push_rules.on_room_upgraded):
+            bus.subscribe(RoomUpgraded, on_upgraded)
         bus.subscribe(DeviceCreated, self.keys.on_device_created)
         bus.subscribe(DevicesDeleted, self.keys.on_devices_deleted)
         bus.subscribe(OutboundItemsQueued, lambda update: self.outbound.poke(update.kind, update.destination,
@@ -359,6 +377,9 @@ class HomeServer:
         self.public_room_handlers = PublicRoomHandlers(self.room_directory, authenticate)
         self.user_directory_handlers = UserDirectoryHandlers(self.user_directory, authenticate)
         self.hierarchy_handlers = HierarchyHandlers(self.hierarchy, authenticate)
+        self.room_summary_handlers = RoomSummaryHandlers(self.hierarchy, self.alias_service, self.room_reader,
+                                                         authenticate)
+        self.legacy_handlers = LegacyHandlers(self.legacy_views, authenticate)
         self.search_handlers = SearchHandlers(self.search, authenticate)
         self.ephemeral_handlers = EphemeralHandlers(self.typing, self.receipts, authenticate)
         self.sync_handlers = SyncHandlers(self.sync, authenticate)
@@ -412,6 +433,7 @@ class HomeServer:
             self.public_room_handlers.register_routes(app)
             self.user_directory_handlers.register_routes(app)
             self.hierarchy_handlers.register_routes(app)
+            self.room_summary_handlers.register_routes(app)
             self.search_handlers.register_routes(app)
             self.presence_handlers.register_routes(app)
             self.keys_handlers.register_routes(app)
@@ -419,6 +441,7 @@ class HomeServer:
             self.room_keys_handlers.register_routes(app)
             self.ephemeral_handlers.register_routes(app)
             self.sync_handlers.register_routes(app)
+            self.legacy_handlers.register_routes(app)
             self.pusher_handlers.register_routes(app)
         if "federation" in listener.resources:
             self.discovery.register_federation(app)
@@ -439,7 +462,12 @@ class HomeServer:
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_context.load_cert_chain(listener.tls.certificate_path, listener.tls.private_key_path)
         site = web.TCPSite(runner, listener.host, listener.port, ssl_context=ssl_context)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as e:
+            raise ListenerBindError(
+                f"cannot listen on {listener.host}:{listener.port} (the {', '.join(listener.resources)} listener):"
+                f" {e.strerror or e}") from None
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.bound_listeners.append((listener, listener.host, port))
 

@@ -26,12 +26,12 @@ def free_port() -> int:
 def main() -> int:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with tempfile.TemporaryDirectory(prefix="synctest-hs-") as tmp:
-        port, metrics_port = free_port(), free_port()
+        port = free_port()
         config_path = os.path.join(tmp, "homeserver.yaml")
         subprocess.run(
             [sys.executable, "-m", "homeserver", "generate-config", "--server-name", f"localhost:{port}",
              "--data-dir", tmp, "--generate-keys",
-             "--set", f"listeners.0.port={port}", "--set", f"listeners.1.port={metrics_port}",
+             "--set", f"listeners.0.port={port}",
              "--set", "registration.enabled=true", "--set", "rate_limits.enabled=false",
              "--set", "passwords.bcrypt_rounds=4"],
             check=True, cwd=root, stdout=subprocess.DEVNULL,

@@ -17,9 +17,19 @@ from synctest import schema
 from synctest.context import Context
 from synctest.registry import CaseFailure, all_cases, run_cases, select
 from synctest.users import shared_secret_mac
+from tests.support.spec import need_spec
 
 
-def test_the_spec_directory_defaults_to_shared_matrix_spec_beside_the_project() -> None:
+@pytest.fixture(autouse=True)
+def _the_spec_checkout(request: pytest.FixtureRequest) -> None:
+    """Schema checks need the spec: skipped without it, failing under CI=true."""
+    if not request.function.__name__.startswith("test_the_spec_directory"):
+        need_spec("data", "api")
+
+
+def test_the_spec_directory_defaults_to_shared_matrix_spec_beside_the_project(monkeypatch: pytest.MonkeyPatch
+                                                                               ) -> None:
+    monkeypatch.delenv("MATRIX_SPEC_DIR", raising=False)
     project_root = Path(schema.__file__).resolve().parent.parent
     assert schema.spec_dir() == (project_root.parent / "shared" / "matrix-spec").resolve()
 
@@ -29,6 +39,19 @@ def test_the_spec_directory_can_be_overridden_by_environment(monkeypatch: pytest
     assert schema.spec_dir() == tmp_path.resolve()
     with pytest.raises(schema.SpecError, match="MATRIX_SPEC_DIR"):
         schema.Spec(tmp_path)
+
+
+def test_the_spec_directory_missing_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    monkeypatch.setenv("MATRIX_SPEC_DIR", str(tmp_path))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="MATRIX_SPEC_DIR"):
+        need_spec("data", "api")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="MATRIX_SPEC_DIR"):
+        need_spec("data", "api")
+    (tmp_path / "data" / "api").mkdir(parents=True)
+    assert need_spec("data", "api") == tmp_path.resolve() / "data" / "api"
 
 
 def test_a_valid_versions_response_passes() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.identifiers import is_valid_user_id, parse_user_id
 from homeserver.streams.bus import StreamBus
-from homeserver.streams.updates import AccountDataChanged
+from homeserver.streams.updates import AccountDataChanged, RoomUpgraded
 from storage.stores.account_data import TAG_TYPE, AccountDataChanges, AccountDataStore
 
 logger = logging.getLogger(__name__)
@@ -169,6 +169,28 @@ class AccountDataService:
             return {**(current or {}), "tags": tags}
 
         await self._notify(user_id, await self._store.update_room(user_id, room_id, TAG_TYPE, update))
+
+    # --- room upgrades ----------------------------------------------------------------
+    async def on_room_upgraded(self, update: RoomUpgraded) -> None:
+        """Carry each user's tags over to the new room and list it in `m.direct` beside the old one
+        (what Synapse copies for the local members of an upgraded room)."""
+        old_room_id, new_room_id = update.old_room_id, update.new_room_id
+        for user_id in update.local_user_ids:
+            tags = await self._store.get_room(user_id, old_room_id, TAG_TYPE)
+            if tags and await self._store.get_room(user_id, new_room_id, TAG_TYPE) is None:
+                await self._notify(user_id, await self._store.put_room(user_id, new_room_id, TAG_TYPE, tags))
+            direct = await self._store.get_global(user_id, "m.direct")
+            if not isinstance(direct, dict):
+                continue
+            changed = False
+            updated: dict[str, Any] = {}
+            for other, rooms in direct.items():
+                if isinstance(rooms, list) and old_room_id in rooms and new_room_id not in rooms:
+                    rooms = [*rooms, new_room_id]
+                    changed = True
+                updated[other] = rooms
+            if changed:
+                await self._notify(user_id, await self._store.put_global(user_id, "m.direct", updated))
 
     # --- for /sync --------------------------------------------------------------------
     async def get_changes(self, user_id: str, since: int, upto: int | None = None) -> AccountDataChanges:

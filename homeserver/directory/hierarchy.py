@@ -185,6 +185,22 @@ class SpaceHierarchyService:
             response["next_batch"] = self._remember(walk)
         return response
 
+    async def summary(self, user_id: str | None, room_id: str) -> dict[str, Any]:
+        """GET /room_summary/{roomIdOrAlias} (MSC3266) for a room this server knows.
+
+        Anyone who may preview the room gets its summary; without a token (`user_id` None) that
+        is a public, knockable or world-readable room. Unknown and hidden rooms look the same:
+        404, so the answer does not reveal that a private room exists.
+        """
+        room = await self._load(room_id, user_id or "", suggested_only=False)
+        if room is None or not await self._visible(room, _LazyRooms(self._events, user_id or "")):
+            raise MatrixError(404, "M_NOT_FOUND", "Room not found or is not accessible")
+        entry = room_summary(room.room_id, room.joined, room.version, room.state, [])
+        del entry["children_state"]
+        if user_id is not None:
+            entry["membership"] = room.membership or "leave"
+        return entry
+
     def _resume(self, token: str, user_id: str, room_id: str, suggested_only: bool, max_depth: int) -> _Walk:
         self._expire()
         walk = self._walks.get(token)

@@ -9,6 +9,7 @@ from typing import Any
 from homeserver.accounts.auth import Requester
 from homeserver.client_input import MAX_SAFE_INT
 from homeserver.errors import MatrixError
+from homeserver.streams.updates import RoomUpgraded
 from storage.stores.directory import DirectoryStore
 from storage.stores.events import EventStore
 
@@ -131,6 +132,12 @@ class RoomDirectoryService:
         if not await self._may_manage(requester.user_id, room_id):
             raise MatrixError(403, "M_FORBIDDEN", "You may not change the directory entry of this room")
         await self._store.set_room_visibility(room_id, visibility == "public")
+
+    async def on_room_upgraded(self, update: RoomUpgraded) -> None:
+        """A published room's directory entry moves to its replacement (as in Synapse)."""
+        if await self._store.get_room_visibility(update.old_room_id):
+            await self._store.set_room_visibility(update.old_room_id, False)
+            await self._store.set_room_visibility(update.new_room_id, True)
 
     async def public_rooms(self, query: PublicRoomsQuery, server: str | None = None) -> dict[str, Any]:
         """A page of the rooms published on this server."""

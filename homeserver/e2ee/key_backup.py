@@ -23,14 +23,19 @@ def should_replace(current: RoomKey, new: RoomKey) -> bool:
     return new.forwarded_count < current.forwarded_count
 
 
-def parse_version_body(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(algorithm, auth_data) of a backup version body."""
+def parse_version_body(body: dict[str, Any]) -> tuple[str, dict[str, Any] | str]:
+    """(algorithm, auth_data) of a backup version body.
+
+    Older clients send `auth_data` as an opaque (base64) string, the form the key backup
+    proposal first described; Synapse stores whatever JSON it is given and serves it back
+    unchanged, so a string is kept as a string and returned as such.
+    """
     algorithm = body.get("algorithm")
     if not isinstance(algorithm, str) or not algorithm:
         raise bad_json("algorithm: required, a string")
     auth_data = body.get("auth_data")
-    if not isinstance(auth_data, dict):
-        raise bad_json("auth_data: required, an object")
+    if not isinstance(auth_data, (dict, str)):
+        raise bad_json("auth_data: required, an object (or, from older clients, a string)")
     return algorithm, auth_data
 
 

@@ -38,3 +38,5 @@ class DirectoryHandlers:
         add_client_route(app, "PUT", "/directory/room/{roomAlias}", self.put_alias)
         add_client_route(app, "DELETE", "/directory/room/{roomAlias}", self.delete_alias)
         add_client_route(app, "GET", "/rooms/{roomId}/aliases", self.room_aliases)
+        # Advertised as `org.matrix.msc2432` in /versions; older clients still call this path.
+        app.router.add_get("/_matrix/client/unstable/org.matrix.msc2432/rooms/{roomId}/aliases", self.room_aliases)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from homeserver.errors import MatrixError, invalid_param
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import json_body, json_object, json_response
 from homeserver.http.routing import add_client_route
 from homeserver.push.push_rules import PushRulesService
 
 _RULE = "/pushrules/global/{kind}/{rule_id}"
+_ATTRIBUTES = ("enabled", "actions")
 
 
 class PushRuleHandlers:
@@ -72,6 +74,29 @@ class PushRuleHandlers:
         await self._push_rules.set_actions(requester.user_id, m["kind"], m["rule_id"], body)
         return json_response({})
 
+    async def other_paths(self, request: web.Request) -> web.Response:
+        """Every other /pushrules/ path: the list of one kind, or a 400 naming what is wrong.
+
+        The spec's paths are /pushrules/global/{kind}/{ruleId}[/enabled|/actions]; a path that
+        does not fit them is a malformed request (400, as in Synapse), not an unknown endpoint.
+        """
+        requester = await self._authenticate(request)
+        parts = request.match_info["tail"].split("/")
+        if parts[0] != "global":
+            raise invalid_param(f"scope: {parts[0]!r} is not a push rule scope; the only one is 'global'")
+        if len(parts) < 3:
+            raise MatrixError(400, "M_UNRECOGNIZED",
+                              "Push rule paths end with a slash: /pushrules/global/ or /pushrules/global/{kind}/")
+        kind, rule_id = parts[1], parts[2]
+        if len(parts) == 3 and not rule_id:
+            if request.method == "GET":
+                return json_response(await self._push_rules.get_kind(requester.user_id, kind))
+            await self._push_rules.get_kind(requester.user_id, kind)  # 400 for an unknown kind first
+            raise invalid_param("ruleId: must not be empty")
+        await self._push_rules.get_kind(requester.user_id, kind)
+        raise MatrixError(400, "M_UNRECOGNIZED",
+                          f"Unknown push rule attribute {'/'.join(parts[3:])!r}; one of {', '.join(_ATTRIBUTES)}")
+
     def register_routes(self, app: web.Application) -> None:
         add_client_route(app, "GET", "/pushrules/", self.get_all)
         add_client_route(app, "GET", "/pushrules/global/", self.get_global)
@@ -82,3 +107,5 @@ class PushRuleHandlers:
         add_client_route(app, "PUT", _RULE + "/enabled", self.put_enabled)
         add_client_route(app, "GET", _RULE + "/actions", self.get_actions)
         add_client_route(app, "PUT", _RULE + "/actions", self.put_actions)
+        for method in ("GET", "PUT", "DELETE"):
+            add_client_route(app, method, "/pushrules/{tail:.+}", self.other_paths)

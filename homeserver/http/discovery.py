@@ -10,14 +10,25 @@ from homeserver.errors import MatrixError
 from homeserver.http.request import json_response
 
 # The spec versions whose client-server features this server implements. Element needs
-# v1.1 listed; mautrix bridges need v1.4 or later. Keep this honest as features land.
+# v1.1 listed; mautrix bridges need v1.4 or later. Keep this honest as features land: v1.16
+# waits for `use_state_after` on /sync (docs/decisions.md has the per-version reasoning).
 SUPPORTED_SPEC_VERSIONS = ("r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6",
-                           "v1.7", "v1.8", "v1.9", "v1.10", "v1.11")
+                           "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15")
 
-# Only features actually served. Extended profiles (MSC4133) are served at their stable v3 paths,
-# which spec v1.16 defines; until we list v1.16 this flag is how clients (matrix-js-sdk, ruma)
-# learn to use them there.
-UNSTABLE_FEATURES: dict[str, bool] = {"uk.tcpip.msc4133.stable": True}
+# Only features actually served; clients gate whole features on these flags (Element Web starts
+# cross-signing set-up only when it sees `org.matrix.e2e_cross_signing`). Extended profiles
+# (MSC4133) are served at their stable v3 paths, which spec v1.16 defines; until we list v1.16
+# that flag is how clients (matrix-js-sdk, ruma) learn to use them there.
+UNSTABLE_FEATURES: dict[str, bool] = {
+    "org.matrix.e2e_cross_signing": True,  # /keys/device_signing/upload, /keys/signatures/upload
+    "org.matrix.msc2432": True,  # GET /rooms/{roomId}/aliases, also at its unstable path
+    "org.matrix.msc2285.stable": True,  # private read receipts (m.read.private)
+    "org.matrix.msc3827.stable": True,  # /publicRooms filter.room_types
+    "org.matrix.msc3440.stable": True,  # threads: m.thread relations, /threads, thread filters
+    "org.matrix.msc3771": True,  # threaded read receipts (thread_id)
+    "uk.half-shot.msc2666.query_mutual_rooms.stable": True,  # GET /_matrix/client/v1/mutual_rooms
+    "uk.tcpip.msc4133.stable": True,
+}
 
 
 class DiscoveryHandlers:

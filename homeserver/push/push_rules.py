@@ -7,6 +7,7 @@ compiled form per user: either compare `UserPushRules.version`, or consume the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from homeserver.push.rules import (
     ruleset_json,
 )
 from homeserver.streams.bus import StreamBus
-from homeserver.streams.updates import PushRulesChanged
+from homeserver.streams.updates import PushRulesChanged, RoomUpgraded
 from storage.stores.push_rules import PushRuleStore, StoredPushRule
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,11 @@ class PushRulesService:
         """The content of the user's `m.push_rules` account data event (the same as GET /pushrules/)."""
         return await self.get_ruleset(user_id)
 
+    async def get_kind(self, user_id: str, kind: str) -> list[dict[str, Any]]:
+        """The user's rules of one kind, most important first (GET /pushrules/global/{kind}/)."""
+        check_kind(kind)
+        return (await self.get_ruleset(user_id))["global"][kind]
+
     async def get_rule(self, user_id: str, kind: str, rule_id: str) -> dict[str, Any]:
         return (await self._find(user_id, kind, rule_id)).to_json()
 
@@ -143,6 +149,27 @@ class PushRulesService:
         """Replace the actions of a rule, the user's own or a server default."""
         await self._set_attribute(user_id, kind, rule_id, actions=parse_actions(body))
 
+    async def on_room_upgraded(self, update: RoomUpgraded) -> None:
+        """Copy each user's rules about the old room to the new one, as Synapse does on upgrade:
+        the room rule named by the old room ID, and override/underride rules with a condition
+        on it (the rule ID and condition get the new room ID)."""
+        old_room_id, new_room_id = update.old_room_id, update.new_room_id
+        for user_id in update.local_user_ids:
+            rules = await self.get_user_rules(user_id)
+            existing = {(rule.kind, rule.rule_id) for rule in rules.rules}
+            for rule in rules.rules:
+                if rule.default or old_room_id not in rule.rule_id and not _mentions_room(rule, old_room_id):
+                    continue
+                copy = _rule_for_room(rule, old_room_id, new_room_id)
+                if copy is None or (copy.kind, copy.rule_id) in existing:
+                    continue
+                position = await self._store.put_rule(
+                    user_id, copy, lambda order, new=copy.rule_id, old=rule.rule_id: place_rule(order, new, before=old))
+                if not rule.enabled:
+                    position = await self._store.set_user_rule_attribute(user_id, copy.kind, copy.rule_id,
+                                                                         enabled=False) or position
+                await self._changed(user_id, position)
+
     async def _set_attribute(self, user_id: str, kind: str, rule_id: str, *, enabled: bool | None = None,
                              actions: list[Any] | None = None) -> None:
         check_kind(kind)
@@ -172,3 +199,22 @@ class PushRulesService:
 def _rule_of(stored: StoredPushRule) -> PushRule:
     return PushRule(stored.kind, stored.rule_id, stored.actions, default=False, enabled=stored.enabled,
                     conditions=stored.conditions, pattern=stored.pattern)
+
+
+def _mentions_room(rule: PushRule, room_id: str) -> bool:
+    return any(isinstance(c, dict) and c.get("kind") == "event_match" and c.get("key") == "room_id"
+               and c.get("pattern") == room_id for c in rule.conditions or [])
+
+
+def _rule_for_room(rule: PushRule, old_room_id: str, new_room_id: str) -> PushRule | None:
+    """A copy of `rule` about the new room instead of the old one; None when it is not about it."""
+    if rule.kind == "room":
+        if rule.rule_id != old_room_id:
+            return None
+        return dataclasses.replace(rule, rule_id=new_room_id)
+    if rule.kind not in ("override", "underride") or not _mentions_room(rule, old_room_id):
+        return None
+    conditions = [{**c, "pattern": new_room_id}
+                  if isinstance(c, dict) and c.get("kind") == "event_match" and c.get("key") == "room_id"
+                  and c.get("pattern") == old_room_id else c for c in rule.conditions or []]
+    return dataclasses.replace(rule, rule_id=rule.rule_id.replace(old_room_id, new_room_id), conditions=conditions)

@@ -1,6 +1,6 @@
 """Push rules as plain data: the server-default rule set, per-user changes, merging, validation.
 
-Pure functions only, so that evaluation (issue 6) can compile a user's merged rule list once and
+Pure functions only, so that push evaluation can compile a user's merged rule list once and
 reuse it until the user's rules change (`PushRulesService` hands out a version with the list).
 
 Ordering (client-server API, "Push Rules" and "Predefined Rules"): kinds are evaluated override,
@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from homeserver.errors import MatrixError, bad_json, invalid_param
-from homeserver.identifiers import is_valid_user_id
 
 # In evaluation order.
 KINDS: tuple[str, ...] = ("override", "content", "room", "sender", "underride")
@@ -259,7 +258,7 @@ def check_kind(kind: str) -> None:
 
 
 def check_new_rule_id(kind: str, rule_id: str) -> None:
-    """Rules the client may create: no reserved '.' prefix, no slashes, and room/sender IDs that fit."""
+    """Rules the client may create: not empty, no reserved '.' prefix, no slashes, not too long."""
     if not rule_id:
         raise invalid_param("ruleId: must not be empty")
     if rule_id.startswith("."):
@@ -268,10 +267,8 @@ def check_new_rule_id(kind: str, rule_id: str) -> None:
         raise invalid_param("ruleId: must not contain '/' or '\\'")
     if len(rule_id.encode("utf-8")) > MAX_RULE_ID_BYTES:
         raise invalid_param(f"ruleId: longer than {MAX_RULE_ID_BYTES} bytes")
-    if kind == "room" and (len(rule_id) < 2 or rule_id[0] != "!"):
-        raise invalid_param(f"ruleId: room rules are named by a room ID, not {rule_id!r}")
-    if kind == "sender" and not is_valid_user_id(rule_id):
-        raise invalid_param(f"ruleId: sender rules are named by a user ID, not {rule_id!r}")
+    # A room rule is named by its room ID and a sender rule by the user ID, but as in Synapse any
+    # other name is stored too: its condition simply matches no event (see docs/decisions.md).
 
 
 def check_actions(actions: Any, field: str = "actions") -> list[Any]:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from typing import Any
 
 from homeserver.accounts.auth import Requester
 from homeserver.errors import MatrixError
 from homeserver.events.event import Event
+from homeserver.identifiers import is_valid_user_id
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.state import StateAtEvent, is_event_visible
 from homeserver.state.visibility import HISTORY_VISIBILITY_KEY
 from storage.stores.events import EventStore, StateMap
 
 MEMBERSHIPS = ("join", "invite", "leave", "ban", "knock")
+MUTUAL_ROOMS_BATCH = 100
 
 
 class RoomReader:
@@ -46,6 +49,32 @@ class RoomReader:
                 visible.append(event)
         return visible
 
+    async def mutual_rooms(self, requester: Requester, other_user_id: str, from_token: str | None) -> dict[str, Any]:
+        """GET /mutual_rooms: the rooms both users have joined, by room ID, 100 at a time.
+
+        `next_batch` is the last room ID of the page, so a page stays stable when rooms are
+        joined or left between requests (as in Synapse, which sorts the same way).
+        """
+        if not is_valid_user_id(other_user_id):
+            raise MatrixError(400, "M_INVALID_PARAM", f"user_id: {other_user_id!r} is not a valid user ID")
+        if other_user_id == requester.user_id:
+            raise MatrixError(400, "M_INVALID_PARAM", "user_id: you cannot ask for the rooms you share with yourself")
+        after = None
+        if from_token:
+            try:
+                after = base64.b64decode(from_token + "=" * (-len(from_token) % 4), altchars=b"-_",
+                                         validate=True).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                raise MatrixError(400, "M_INVALID_PARAM", "from: not a token from a previous response") from None
+        mine = await self._events.get_rooms_for_user(requester.user_id, ("join",))
+        theirs = await self._events.get_rooms_for_user(other_user_id, ("join",))
+        shared = sorted(set(mine) & set(theirs))
+        page = [room_id for room_id in shared if after is None or room_id > after][:MUTUAL_ROOMS_BATCH]
+        result: dict[str, Any] = {"joined": page, "count": len(shared)}
+        if page and page[-1] != shared[-1]:
+            result["next_batch"] = base64.urlsafe_b64encode(page[-1].encode("utf-8")).decode("ascii").rstrip("=")
+        return result
+
     async def require_membership(self, user_id: str, room_id: str) -> tuple[str | None, str | None]:
         """The user's (membership, member event id); 403 when they never were in the room."""
         membership, event_id = await self._events.get_membership(room_id, user_id)
@@ -55,13 +84,26 @@ class RoomReader:
             raise MatrixError(403, "M_FORBIDDEN", "You are not a member of this room")
         return membership, event_id
 
+    async def _is_world_readable(self, room_id: str) -> bool:
+        state = await self._events.get_current_state_ids(room_id)
+        event_id = state.get(HISTORY_VISIBILITY_KEY)
+        event = await self._events.get_event(event_id) if event_id else None
+        return event is not None and event.content.get("history_visibility") == "world_readable"
+
+    async def require_membership_or_peek(self, user_id: str, room_id: str) -> tuple[str | None, str | None]:
+        """Like `require_membership`, but anyone may peek into a world-readable room (as in Synapse)."""
+        membership, event_id = await self._events.get_membership(room_id, user_id)
+        if membership in ("join", "leave", "ban") or await self._is_world_readable(room_id):
+            return membership, event_id
+        return await self.require_membership(user_id, room_id)
+
     async def _readable_state(self, user_id: str, room_id: str) -> StateMap:
-        """Current state for members; the state when they left for former members."""
-        membership, member_event_id = await self.require_membership(user_id, room_id)
-        if membership == "join":
-            return await self._events.get_current_state_ids(room_id)
+        """Current state for members and world-readable peeks; the state when they left for former members."""
+        membership, member_event_id = await self.require_membership_or_peek(user_id, room_id)
         if membership in ("leave", "ban") and member_event_id:
             return await self._events.get_state_after_event(member_event_id)
+        if membership == "join" or await self._is_world_readable(room_id):
+            return await self._events.get_current_state_ids(room_id)
         raise MatrixError(403, "M_FORBIDDEN", "You are not a member of this room")
 
     # --- endpoints ---------------------------------------------------------------
@@ -69,7 +111,7 @@ class RoomReader:
         event = await self._events.get_event(event_id)
         if event is None or event.room_id != room_id or event.rejected_reason is not None:
             raise MatrixError(404, "M_NOT_FOUND", "Event not found")
-        await self.require_membership(requester.user_id, room_id)
+        await self.require_membership_or_peek(requester.user_id, room_id)
         if not await self.filter_visible(requester.user_id, [event]):
             raise MatrixError(404, "M_NOT_FOUND", "Event not found")
         return await self._serializer.serialize_one(event, requester)

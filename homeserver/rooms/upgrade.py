@@ -4,6 +4,14 @@ Following the spec (and Synapse's order): the new room is created with the old r
 important state and a `predecessor`, the old room gets an `m.room.tombstone` pointing
 at the new one, the old room's power levels are tightened so that only moderators can
 still talk or invite, and local aliases move to the new room.
+
+The copied state is Synapse's: join rules, name, topic, history visibility, guest access,
+avatar, encryption, server ACL and power levels, plus a space's children; where the old room
+lacks join rules, history visibility or guest access, the new one gets the `private_chat`
+preset's values (`invite`, `shared`, `can_join`), as in Synapse, so a client waiting for that
+state in the new room sees it. Bans carry over. Afterwards the upgraded callbacks run with
+(old room, new room, local users who were joined), so per-user state (tags, `m.direct`,
+room push rules) and the directory entry follow the room.
 """
 
 from __future__ import annotations
@@ -16,32 +24,42 @@ from homeserver.events.room_versions import RoomVersion
 from homeserver.rooms.creation import ProfileLookup, random_room_id
 from homeserver.rooms.power import RoomPower
 from homeserver.rooms.sender import RoomEventSender, room_version_or_error
+from homeserver.streams.bus import StreamBus
+from homeserver.streams.updates import RoomUpgraded
 from storage.stores.aliases import AliasStore
 from storage.stores.events import EventStore
 
-# State copied from the old room into the new one.
+# State copied from the old room into the new one (power levels and the canonical alias are
+# sent separately, around these).
 COPIED_STATE = (
-    "m.room.server_acl",
-    "m.room.encryption",
+    "m.room.join_rules",
     "m.room.name",
+    "m.room.topic",
     "m.room.history_visibility",
     "m.room.guest_access",
     "m.room.avatar",
-    "m.room.topic",
-    "m.room.join_rules",
-    "m.room.power_levels",
-    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.server_acl",
 )
+# What the new room gets when the old one lacks the state: the private_chat preset's values.
+PRESET_DEFAULTS = {
+    "m.room.join_rules": {"join_rule": "invite"},
+    "m.room.history_visibility": {"history_visibility": "shared"},
+    "m.room.guest_access": {"guest_access": "can_join"},
+}
+
+# (old_room_id, new_room_id, local users joined to the old room), after the upgrade committed.
 
 
 class RoomUpgrader:
-    def __init__(self, sender: RoomEventSender, events: EventStore, aliases: AliasStore, clock: Clock,
-                 profiles: ProfileLookup):
+    def __init__(self, sender: RoomEventSender, events: EventStore, aliases: AliasStore, bus: StreamBus,
+                 clock: Clock, profiles: ProfileLookup):
         self._sender = sender
         self._events = events
         self._aliases = aliases
         self._clock = clock
         self._profiles = profiles
+        self._bus = bus
 
     async def upgrade(self, user_id: str, old_room_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST /rooms/{roomId}/upgrade; returns `{"replacement_room": ...}`."""
@@ -64,6 +82,10 @@ class RoomUpgrader:
                                 state_key="")
         await self._restrict_old_room(user_id, old_room_id, pl_content)
         await self._move_aliases(user_id, old_room_id, new_room_id, by_key)
+        server = ":" + user_id.split(":", 1)[1]
+        local_members = [member for member in await self._events.get_members(old_room_id)
+                         if member.endswith(server)]
+        await self._bus.publish(RoomUpgraded(old_room_id, new_room_id, tuple(local_members)))
         return {"replacement_room": new_room_id}
 
     async def _create_successor(self, user_id: str, old_room_id: str, version: RoomVersion,
@@ -97,15 +119,28 @@ class RoomUpgrader:
         final_pl["users"] = final_users
         raised_pl = final_pl
         if not version.creator_power_infinite:
-            needed = max([100, *[v for v in final_users.values() if isinstance(v, int)]])
+            events = final_pl.get("events")
+            levels = [*final_users.values(), final_pl.get("state_default"), final_pl.get("ban"),
+                      *(events.values() if isinstance(events, dict) else ())]
+            needed = max([100, *[v for v in levels if isinstance(v, int) and not isinstance(v, bool)]])
             raised_pl = {**final_pl, "users": {**final_users, user_id: needed}}
         await self._sender.send(new_room_id, user_id, "m.room.power_levels", raised_pl, state_key="")
         for event_type in COPIED_STATE:
-            if event_type in ("m.room.power_levels", "m.room.canonical_alias"):
-                continue
             event = by_key.get((event_type, ""))
-            if event is not None:
-                await self._sender.send(new_room_id, user_id, event_type, dict(event.content), state_key="")
+            content = dict(event.content) if event is not None else PRESET_DEFAULTS.get(event_type)
+            if content is not None:
+                await self._sender.send(new_room_id, user_id, event_type, content, state_key="")
+        if create_content.get("type") == "m.space":
+            for (event_type, state_key), event in by_key.items():
+                if event_type == "m.space.child" and event.content:
+                    await self._sender.send(new_room_id, user_id, event_type, dict(event.content),
+                                            state_key=state_key)
+        for (event_type, state_key), event in by_key.items():
+            if event_type == "m.room.member" and event.content.get("membership") == "ban":
+                ban = {"membership": "ban"}
+                if isinstance(event.content.get("reason"), str):
+                    ban["reason"] = event.content["reason"]
+                await self._sender.send(new_room_id, user_id, event_type, ban, state_key=state_key)
         if raised_pl is not final_pl:
             await self._sender.send(new_room_id, user_id, "m.room.power_levels", final_pl, state_key="",
                                     skip_unchanged_state=True)

@@ -68,3 +68,12 @@ class OutboundItemsQueued:
     kind: str
     destination: str
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoomUpgraded:
+    """A room was replaced by a new one; `local_user_ids` were its local members."""
+
+    old_room_id: str
+    new_room_id: str
+    local_user_ids: tuple[str, ...]

@@ -192,6 +192,8 @@ class E2eeKeyStore:
                          ) -> dict[ClaimRequest, tuple[str, dict[str, Any]]]:
         """Take one one-time key per request (or the fallback key when none is left): {request: (key_id, key)}.
 
+        Keys go out in the order they were uploaded, as the spec asks (oldest upload first).
+
         The key is deleted by the statement that reads it, so two concurrent claims can never both
         get it: on PostgreSQL the candidate row is locked with SKIP LOCKED (a concurrent claimer
         moves on to the next key), on SQLite the single writer serialises claims.
@@ -205,7 +207,8 @@ class E2eeKeyStore:
                 row = await txn.fetch_one(
                     "DELETE FROM e2e_one_time_keys WHERE user_id = ? AND device_id = ? AND algorithm = ?"
                     " AND key_id = (SELECT key_id FROM e2e_one_time_keys"
-                    " WHERE user_id = ? AND device_id = ? AND algorithm = ? ORDER BY key_id LIMIT 1" + lock + ")"
+                    " WHERE user_id = ? AND device_id = ? AND algorithm = ? ORDER BY added_ts, key_id LIMIT 1"
+                    + lock + ")"
                     " RETURNING key_id, key_json", params + params)
                 if row is None:
                     row = await txn.fetch_one(

@@ -18,7 +18,7 @@ from storage.database import Database, Transaction
 class BackupVersion:
     version: int
     algorithm: str
-    auth_data: dict[str, Any]
+    auth_data: dict[str, Any] | str  # a string from older clients
     etag: int
     count: int
 
@@ -82,7 +82,7 @@ class KeyBackupStore:
     def __init__(self, db: Database):
         self.db = db
 
-    async def create_version(self, user_id: str, algorithm: str, auth_data: dict[str, Any]) -> int:
+    async def create_version(self, user_id: str, algorithm: str, auth_data: dict[str, Any] | str) -> int:
         """A new backup version, which becomes the current one; numbers are never reused."""
 
         async def txn_fn(txn: Transaction) -> int:
@@ -104,7 +104,7 @@ class KeyBackupStore:
 
         return await self.db.run_interaction("get_backup_version", txn_fn, write=False)
 
-    async def update_auth_data(self, user_id: str, version: int, auth_data: dict[str, Any]) -> bool:
+    async def update_auth_data(self, user_id: str, version: int, auth_data: dict[str, Any] | str) -> bool:
         updated = await self.db.execute(
             "update_backup_version",
             "UPDATE e2e_room_keys_versions SET auth_data = ? WHERE user_id = ? AND version = ? AND deleted = FALSE",

@@ -205,3 +205,21 @@ async def user_directory_reports_limited_when_more_users_match(ctx: Context) -> 
     expect(len(every["results"]) == 3, f"expected the 3 members, got {every['results']}")
     limited = await search_users_until(ctx, alice, word, lambda b: True, limit=2)
     expect(len(limited["results"]) == 2 and limited["limited"] is True, f"limit 2 gave {limited}")
+
+
+@case
+async def room_aliases_are_listed_at_the_stable_and_msc2432_paths(ctx: Context) -> None:
+    # Servers advertising `org.matrix.msc2432` serve the list at its unstable path too.
+    alice = await ctx.register_user()
+    word = unique_word("aliases")
+    room_id = await create_room(ctx, alice, room_alias_name=word)
+    advertised = (await ctx.get("/_matrix/client/versions")).json.get("unstable_features", {})
+    paths = [f"{CLIENT}/rooms/{q(room_id)}/aliases"]
+    if advertised.get("org.matrix.msc2432"):
+        paths.append(f"/_matrix/client/unstable/org.matrix.msc2432/rooms/{q(room_id)}/aliases")
+    for path in paths:
+        response = await ctx.get(path, token=alice.access_token)
+        expect_status(response, 200)
+        aliases = response.json.get("aliases")
+        expect(isinstance(aliases, list) and any(a.startswith(f"#{word}:") for a in aliases),
+               f"{path} lists {aliases}, not #{word}")

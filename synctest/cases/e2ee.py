@@ -123,6 +123,18 @@ async def uploaded_device_keys_are_returned_by_query(ctx: Context) -> None:
 
 
 @case
+async def device_keys_with_a_bad_self_signature_are_stored_for_clients_to_judge(ctx: Context) -> None:
+    # Synapse stores them; clients check the self-signature on /keys/query before trusting a device.
+    alice = await ctx.register_user()
+    keys, _ = device_keys(alice)
+    keys["signatures"][alice.user_id][f"ed25519:{alice.device_id}"] = "bm90IGEgc2lnbmF0dXJl"
+    await upload_keys(ctx, alice, {"device_keys": keys})
+    served = (await query_keys(ctx, alice, [alice.user_id]))["device_keys"].get(alice.user_id, {})
+    expect(alice.device_id in served, f"the device's keys were not stored: {served}")
+    expect(served[alice.device_id]["keys"] == keys["keys"], f"keys differ: {served[alice.device_id]}")
+
+
+@case
 async def one_time_keys_are_counted_and_claimed_once_then_the_fallback(ctx: Context) -> None:
     alice, bob = await ctx.register_user(), await ctx.register_user()
     _, device_key = device_keys(alice)
@@ -307,6 +319,19 @@ async def backup_versions_are_created_updated_and_deleted(ctx: Context) -> None:
     expect_status(await ctx.delete(f"{CLIENT}/room_keys/version/{version}", token=alice.access_token), 200)
     expect_error(await ctx.get(f"{CLIENT}/room_keys/version/{version}", token=alice.access_token),
                  404, "M_NOT_FOUND")
+
+
+@case
+async def backup_auth_data_given_as_a_string_is_served_back_unchanged(ctx: Context) -> None:
+    # Older clients send auth_data as an opaque string; Synapse keeps whatever JSON it gets.
+    alice = await ctx.register_user()
+    body = {"algorithm": BACKUP_ALGORITHM, "auth_data": "dGhpcyBzaG91bGQgYmUgZW5jcnlwdGVkIGpzb24K"}
+    response = await ctx.post(BACKUP_VERSION, json=body, token=alice.access_token)
+    expect_status(response, 200)
+    version = response.json["version"]
+    response = await ctx.get(f"{CLIENT}/room_keys/version/{version}", token=alice.access_token)
+    expect_status(response, 200)
+    expect(response.json.get("auth_data") == body["auth_data"], f"auth_data came back as {response.json}")
 
 
 @case

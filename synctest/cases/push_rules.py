@@ -241,3 +241,42 @@ async def malformed_rules_are_400(ctx: Context) -> None:
                              token=user.access_token)
     expect_status(response, 400)
     expect("bad" not in await rule_ids(ctx, user, "override"), "a refused rule was created anyway")
+
+
+@case
+async def a_kind_with_a_trailing_slash_lists_that_kind(ctx: Context) -> None:
+    user = await ctx.register_user()
+    room_id = "!listed:example.org"
+    await put_rule(ctx, user, "room", room_id, {"actions": []})
+    for kind in ("override", "content", "room", "sender", "underride"):
+        response = await ctx.get(f"{GLOBAL}{kind}/", token=user.access_token)
+        expect_status(response, 200)
+        listed = response.json
+        expect(isinstance(listed, list), f"GET {GLOBAL}{kind}/ is not a list: {listed}")
+        ids = [rule.get("rule_id") for rule in listed]
+        expect(ids == await rule_ids(ctx, user, kind), f"{kind}/ lists {ids}")
+    expect(room_id in await rule_ids(ctx, user, "room"), "the room rule is not listed")
+
+
+@case
+async def malformed_scope_kind_and_attribute_paths_are_400(ctx: Context) -> None:
+    user = await ctx.register_user()
+    for method, path in (
+        ("GET", "/_matrix/client/v3/pushrules/device/override/x"),
+        ("PUT", "/_matrix/client/v3/pushrules/device/room/x"),
+        ("GET", f"{GLOBAL}bogus/"),
+        ("GET", f"{GLOBAL}override/.m.rule.master/colour"),
+        ("PUT", f"{GLOBAL}override/.m.rule.master/colour"),
+    ):
+        response = await ctx.request(method, path, json={"actions": []}, token=user.access_token)
+        expect_status(response, 400)
+        expect(isinstance(response.json.get("errcode"), str), f"{method} {path}: {response.describe()}: no errcode")
+
+
+@case
+async def a_room_rule_not_named_by_a_room_id_is_accepted(ctx: Context) -> None:
+    # The spec says room rules are named by the room ID; Synapse stores any name (the rule then
+    # matches no room), and so do we.
+    user = await ctx.register_user()
+    await put_rule(ctx, user, "room", "not-a-room", {"actions": []})
+    expect("not-a-room" in await rule_ids(ctx, user, "room"), "the rule is not listed")

@@ -58,3 +58,13 @@ async def unstable_features_are_namespaced(ctx: Context) -> None:
     features = expect_schema(response, PATH).get("unstable_features", {})
     bare = [name for name in features if "." not in name]
     expect(not bare, f"unstable_features must be namespaced, got {bare}")
+
+
+@case
+async def cross_signing_is_advertised_for_element(ctx: Context) -> None:
+    # Element Web starts cross-signing set-up only when it sees this flag.
+    response = await ctx.get(PATH)
+    expect_status(response, 200)
+    features = expect_schema(response, PATH).get("unstable_features", {})
+    expect(features.get("org.matrix.e2e_cross_signing") is True,
+           f"org.matrix.e2e_cross_signing is not advertised: {features}")

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
 from homeserver.accounts.filters import SCHEMA_DIR, SCHEMA_FILES
 from tests.accounts.helpers import bearer, register
+from tests.support.spec import need_spec
 
 V3 = "/_matrix/client/v3"
-SPEC_DEFINITIONS = (
-    Path(__file__).resolve().parents[3] / "shared/matrix-spec/data/api/client-server/definitions"
-)
 
 LAZY_LOADING_FILTER = {
     "event_fields": ["type", "content", "sender"],
@@ -148,7 +145,7 @@ async def test_a_missing_token_is_401_missing_token(client, alice):
         assert status == 401 and body["errcode"] == "M_MISSING_TOKEN"
 
 
-@pytest.mark.skipif(not SPEC_DEFINITIONS.is_dir(), reason="no matrix-spec checkout next to the project")
 @pytest.mark.parametrize("name", SCHEMA_FILES)
 def test_the_bundled_filter_schemas_match_the_spec_checkout(name):
-    assert (SCHEMA_DIR / name).read_text() == (SPEC_DEFINITIONS / name).read_text()
+    definitions = need_spec("data/api/client-server/definitions")
+    assert (SCHEMA_DIR / name).read_text() == (definitions / name).read_text()

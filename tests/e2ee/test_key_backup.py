@@ -75,6 +75,24 @@ async def test_versions_are_created_read_updated_and_deleted(client):
     assert int(third) > int(second)  # version numbers are never reused
 
 
+async def test_auth_data_given_as_a_string_by_older_clients_is_kept_and_served_as_a_string(client):
+    alice = await new_user(client, "alice")
+    legacy = {"algorithm": ALGORITHM, "auth_data": "dGhpcyBzaG91bGQgYmUgZW5jcnlwdGVkIGpzb24K"}
+    version = (await alice.call("POST", "/room_keys/version", legacy))["version"]
+    assert (await alice.call("GET", "/room_keys/version"))["auth_data"] == legacy["auth_data"]
+    await alice.call("PUT", f"/room_keys/version/{version}", {**legacy, "auth_data": "bmV3"})
+    assert (await alice.call("GET", f"/room_keys/version/{version}"))["auth_data"] == "bmV3"
+
+
+@pytest.mark.parametrize("auth_data", [None, 5, ["a"], True])
+async def test_auth_data_neither_object_nor_string_is_bad_json(client, auth_data):
+    alice = await new_user(client, "alice")
+    body = await alice.call("POST", "/room_keys/version", {"algorithm": ALGORITHM, "auth_data": auth_data},
+                            expect=400)
+    assert body["errcode"] == "M_BAD_JSON"
+    assert body["error"].startswith("auth_data")
+
+
 async def test_keys_round_trip_at_every_level_and_the_etag_moves(client):
     alice = await new_user(client, "alice")
     version = (await alice.call("POST", "/room_keys/version", VERSION_BODY))["version"]

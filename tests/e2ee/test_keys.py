@@ -26,15 +26,25 @@ def test_device_keys_signed_by_their_own_device_key_are_accepted():
     lambda k: k.update(algorithms=["other"]),
     lambda k: k["keys"].update({"curve25519:DEV": "swapped"}),
     lambda k: k["signatures"]["@alice:test"].update({"ed25519:DEV": "AAAA"}),
-    lambda k: k.pop("signatures"),
 ])
-def test_device_keys_whose_signature_does_not_verify_are_refused(tamper):
+def test_device_keys_whose_self_signature_does_not_verify_are_kept_for_clients_to_judge(tamper):
+    keys, _ = device_keys(FakeUser())  # type: ignore[arg-type]
+    tamper(keys)
+    assert parse_device_keys(keys, "@alice:test", "DEV")["signatures"] == keys["signatures"]
+
+
+@pytest.mark.parametrize("tamper", [
+    lambda k: k.pop("signatures"),
+    lambda k: k.update(signatures={"@alice:test": "AAAA"}),
+    lambda k: k.update(signatures={"@alice:test": {"ed25519:DEV": 5}}),
+])
+def test_device_keys_without_a_signatures_object_are_bad_json(tamper):
     keys, _ = device_keys(FakeUser())  # type: ignore[arg-type]
     tamper(keys)
     with pytest.raises(MatrixError) as caught:
         parse_device_keys(keys, "@alice:test", "DEV")
-    assert caught.value.errcode in ("M_INVALID_SIGNATURE", "M_BAD_JSON")
-    assert caught.value.message.startswith("device_keys")
+    assert caught.value.errcode == "M_BAD_JSON"
+    assert caught.value.message.startswith("device_keys.signatures")
 
 
 @pytest.mark.parametrize(("user_id", "device_id", "field"), [
@@ -73,6 +83,15 @@ async def test_uploaded_device_keys_are_returned_by_query_with_the_display_name(
     assert served["signatures"] == keys["signatures"]
     assert served["unsigned"] == {"device_display_name": "Phone"}
     assert body["failures"] == {}
+
+
+async def test_device_keys_with_a_bad_self_signature_are_stored_and_served_as_uploaded(client):
+    alice = await new_user(client, "alice")
+    keys, _ = device_keys(alice)
+    keys["signatures"][alice.user_id][f"ed25519:{alice.device_id}"] = "bm90IGEgc2lnbmF0dXJl"
+    await alice.call("POST", "/keys/upload", {"device_keys": keys})
+    body = await alice.call("POST", "/keys/query", {"device_keys": {alice.user_id: []}})
+    assert body["device_keys"][alice.user_id][alice.device_id]["signatures"] == keys["signatures"]
 
 
 async def test_query_for_unknown_and_remote_users(client):
@@ -135,6 +154,17 @@ async def test_claim_hands_out_each_one_time_key_once_then_the_fallback_key(clie
     sync = await alice.call("GET", "/sync", timeout="0")
     assert sync["device_unused_fallback_key_types"] == []
     assert sync["device_one_time_keys_count"] == {"signed_curve25519": 0}
+
+
+async def test_one_time_keys_are_claimed_in_the_order_they_were_uploaded(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    await alice.call("POST", "/keys/upload", {"one_time_keys": one_time_keys("z", 1)})
+    await asyncio.sleep(0.01)  # the next upload is a later millisecond
+    await alice.call("POST", "/keys/upload", {"one_time_keys": one_time_keys("a", 1)})
+    claim = {"one_time_keys": {alice.user_id: {alice.device_id: "signed_curve25519"}}}
+    got = [next(iter((await bob.call("POST", "/keys/claim", claim))["one_time_keys"][alice.user_id][alice.device_id]))
+           for _ in range(2)]
+    assert got == ["signed_curve25519:z0", "signed_curve25519:a0"]
 
 
 async def test_claiming_from_a_device_without_keys_returns_nothing(client):

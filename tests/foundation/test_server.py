@@ -26,6 +26,32 @@ async def test_versions_lists_v1_1_and_current_versions(client):
     assert resp.headers["Access-Control-Allow-Origin"] == "*"
 
 
+async def test_versions_advertises_the_unstable_features_clients_gate_on(client):
+    async with client.get("/_matrix/client/versions") as resp:
+        features = (await resp.json())["unstable_features"]
+    for flag in ("org.matrix.e2e_cross_signing", "org.matrix.msc2432", "org.matrix.msc2285.stable",
+                 "org.matrix.msc3827.stable", "org.matrix.msc3440.stable", "org.matrix.msc3771",
+                 "uk.tcpip.msc4133.stable"):
+        assert features.get(flag) is True, flag
+
+
+async def test_versions_go_up_to_v1_15_and_not_beyond_what_is_served(client):
+    async with client.get("/_matrix/client/versions") as resp:
+        versions = (await resp.json())["versions"]
+    assert versions[-4:] == ["v1.12", "v1.13", "v1.14", "v1.15"]
+    assert "v1.16" not in versions  # /sync's use_state_after (v1.16) is not served yet
+
+
+async def test_room_aliases_are_served_at_the_msc2432_unstable_path(client):
+    from tests.rooms.helpers import new_user
+    alice = await new_user(client, "aliasowner")
+    room_id = await alice.create_room(room_alias_name="listed")
+    stable = await alice.call("GET", f"/rooms/{room_id}/aliases")
+    unstable = await alice.call("GET", f"/_matrix/client/unstable/org.matrix.msc2432/rooms/{room_id}/aliases")
+    assert unstable == stable
+    assert any(alias.startswith("#listed:") for alias in unstable["aliases"])
+
+
 async def test_wellknown_client_points_at_the_public_base_url(hs, client):
     async with client.get("/.well-known/matrix/client") as resp:
         assert resp.status == 200
@@ -127,7 +153,7 @@ def test_the_cli_serves_versions_soon_after_a_cold_start(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "homeserver", "generate-config", "--server-name", "localhost:8008",
          "--data-dir", str(tmp_path), "--set", f"listeners.0.port={port}",
-         "--set", f"listeners.1.port={metrics_port}"],
+         "--set", f"listeners.1={{host: 127.0.0.1, port: {metrics_port}, resources: [metrics]}}"],
         check=True, cwd=root, capture_output=True,
     )
     proc = subprocess.Popen([sys.executable, "-m", "homeserver", "run", "--config", str(tmp_path / "homeserver.yaml")],
@@ -148,3 +174,29 @@ def test_the_cli_serves_versions_soon_after_a_cold_start(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(timeout=20) == 0
+
+
+def test_a_generated_config_serves_no_metrics_unless_asked(tmp_path):
+    from homeserver.config import generate_config_dict
+    raw = generate_config_dict("example.org", str(tmp_path))
+    assert [listener["resources"] for listener in raw["listeners"]] == [["client", "federation", "admin"]]
+
+
+def test_a_taken_port_stops_the_cli_with_one_line_naming_the_listener(tmp_path):
+    import socket
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        subprocess.run(
+            [sys.executable, "-m", "homeserver", "generate-config", "--server-name", "localhost",
+             "--data-dir", str(tmp_path), "--set", f"listeners.0.port={port}"],
+            check=True, cwd=root, capture_output=True,
+        )
+        done = subprocess.run([sys.executable, "-m", "homeserver", "run", "--config", str(tmp_path / "homeserver.yaml")],
+                              cwd=root, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot listen on 127.0.0.1:{port} (the client, federation, admin listener)")

@@ -196,6 +196,44 @@ async def test_bad_requests_get_the_right_error(alice, method, path, body, statu
         assert (resp.status, (await resp.json())["errcode"]) == (status, errcode)
 
 
+async def test_get_of_a_kind_with_a_trailing_slash_lists_that_kind(alice):
+    await alice.put(rule_path("room", "!a:hs"), {"actions": []})
+    for kind in ("override", "content", "room", "sender", "underride"):
+        status, body = await alice.get(f"{V3}/pushrules/global/{kind}/")
+        assert status == 200
+        assert [rule["rule_id"] for rule in body] == await alice.rule_ids(kind)
+    assert (await alice.get(f"{V3}/pushrules/global/room/"))[1][0]["rule_id"] == "!a:hs"
+
+
+@pytest.mark.parametrize(("method", "path", "errcode", "names"), [
+    ("GET", "/pushrules/device/override/x", "M_INVALID_PARAM", "scope"),
+    ("PUT", "/pushrules/device/room/!a:hs", "M_INVALID_PARAM", "scope"),
+    ("DELETE", "/pushrules/device/room/!a:hs", "M_INVALID_PARAM", "scope"),
+    ("GET", "/pushrules/device/", "M_INVALID_PARAM", "scope"),
+    ("GET", "/pushrules/global/bogus/", "M_INVALID_PARAM", "kind"),
+    ("GET", "/pushrules/global/override", "M_UNRECOGNIZED", "slash"),
+    ("GET", "/pushrules/global", "M_UNRECOGNIZED", "slash"),
+    ("PUT", "/pushrules/global/room/", "M_INVALID_PARAM", "ruleId"),
+    ("DELETE", "/pushrules/global/room/", "M_INVALID_PARAM", "ruleId"),
+    ("GET", "/pushrules/global/override/.m.rule.master/colour", "M_UNRECOGNIZED", "attribute"),
+    ("PUT", "/pushrules/global/override/.m.rule.master/colour", "M_UNRECOGNIZED", "attribute"),
+    ("GET", "/pushrules/global/bogus/x/colour", "M_INVALID_PARAM", "kind"),
+])
+async def test_malformed_push_rule_paths_are_400_naming_the_problem(alice, method, path, errcode, names):
+    async with alice.client.request(method, V3 + path, json={"actions": []}, headers=alice.headers) as resp:
+        body = await resp.json()
+    assert (resp.status, body["errcode"]) == (400, errcode), body
+    assert names in body["error"]
+
+
+async def test_a_room_rule_not_named_by_a_room_id_is_stored_as_synapse_stores_it(alice):
+    assert await alice.put(rule_path("room", "not-a-room"), {"actions": []}) == (200, {})
+    status, body = await alice.get(rule_path("room", "not-a-room"))
+    assert status == 200
+    assert body["rule_id"] == "not-a-room"
+    assert "conditions" not in body  # room rules are served without conditions, as every room rule
+
+
 async def test_concurrent_new_rules_all_land_with_distinct_places(alice):
     rooms = [f"!r{i}:hs" for i in range(20)]
     results = await asyncio.gather(*(alice.put(rule_path("room", room), {"actions": []}) for room in rooms))

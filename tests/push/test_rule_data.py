@@ -19,7 +19,7 @@ from homeserver.push.rules import (
     place_rule,
     ruleset_json,
 )
-from synctest.schema import spec_dir
+from tests.support.spec import need_spec
 
 ALICE = "@alice:example.org"
 
@@ -128,14 +128,13 @@ def test_the_actions_of_the_default_rules_are_the_specs():
 
 def _spec_definitions() -> dict[str, dict]:
     """Each "Definition:" JSON block of the spec's Predefined Rules section, by rule_id."""
-    text = (spec_dir() / "content/client-server-api/modules/push.md").read_text(encoding="utf-8")
+    text = need_spec("content/client-server-api/modules/push.md").read_text(encoding="utf-8")
     section = text[text.index("#### Predefined Rules"):text.index("#### Push Rules: API")]
     blocks = re.findall(r"```json\n(.*?)```", section, flags=re.S)
     definitions = [json.loads(block) for block in blocks]
     return {d["rule_id"]: d for d in definitions}
 
 
-@pytest.mark.skipif(not (spec_dir() / "content").is_dir(), reason="no matrix-spec checkout next to the project")
 def test_each_default_rule_the_spec_defines_matches_its_definition_exactly():
     definitions = _spec_definitions()
     assert len(definitions) >= 15
@@ -218,14 +217,19 @@ def test_placing_a_rule_relative_to_an_unknown_rule_names_the_parameter(before, 
         place_rule(["a"], "x", before=before, after=after)
 
 
+def test_room_and_sender_rules_not_named_by_an_id_are_accepted_as_synapse_accepts_them():
+    assert parse_new_rule("room", "not-a-room", {"actions": []}).match_conditions() == [
+        {"kind": "event_match", "key": "room_id", "pattern": "not-a-room"}]
+    assert parse_new_rule("sender", "bob", {"actions": []}).rule_id == "bob"
+
+
 @pytest.mark.parametrize(("kind", "rule_id", "body", "errcode", "field"), [
     ("bogus", "r", {"actions": []}, "M_INVALID_PARAM", "kind"),
     ("override", ".m.rule.master", {"actions": [], "conditions": []}, "M_INVALID_PARAM", "ruleId"),
     ("override", ".mine", {"actions": [], "conditions": []}, "M_INVALID_PARAM", "ruleId"),
     ("override", "a\\b", {"actions": [], "conditions": []}, "M_INVALID_PARAM", "ruleId"),
     ("override", "x" * 256, {"actions": [], "conditions": []}, "M_INVALID_PARAM", "ruleId"),
-    ("room", "not-a-room", {"actions": []}, "M_INVALID_PARAM", "ruleId"),
-    ("sender", "bob", {"actions": []}, "M_INVALID_PARAM", "ruleId"),
+    ("room", "", {"actions": []}, "M_INVALID_PARAM", "ruleId"),
     ("override", "r", {"conditions": []}, "M_BAD_JSON", "actions"),
     ("override", "r", {"actions": "notify", "conditions": []}, "M_BAD_JSON", "actions"),
     ("override", "r", {"actions": ["shout"], "conditions": []}, "M_BAD_JSON", "actions[0]"),

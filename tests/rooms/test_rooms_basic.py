@@ -136,6 +136,63 @@ async def test_an_upgrade_tombstones_the_old_room_and_carries_state_and_aliases(
     await bob.join(new)
 
 
+async def test_an_upgrade_copies_the_state_synapse_copies_and_the_private_chat_defaults(client):
+    alice, bob, carol = (await new_user(client, "alice"), await new_user(client, "bob"),
+                         await new_user(client, "carol"))
+    old = await alice.create_room(preset="public_chat", name="Oud", topic="Praat", room_version="10")
+    await bob.join(old)
+    copied = {
+        "m.room.avatar": {"url": "mxc://example.org/avatar"},
+        "m.room.encryption": {"algorithm": "m.megolm.v1.aes-sha2"},
+        "m.room.server_acl": {"allow": ["*"], "deny": ["evil.example"], "allow_ip_literals": False},
+        "m.room.history_visibility": {"history_visibility": "joined"},
+    }
+    for event_type, content in copied.items():
+        await alice.call("PUT", f"/rooms/{old}/state/{event_type}/", content)
+    await alice.call("POST", f"/rooms/{old}/ban", {"user_id": carol.user_id, "reason": "spam"})
+    new = (await alice.call("POST", f"/rooms/{old}/upgrade", {"new_version": "11"}))["replacement_room"]
+    for event_type, content in copied.items():
+        assert await alice.call("GET", f"/rooms/{new}/state/{event_type}/") == content, event_type
+    assert (await alice.call("GET", f"/rooms/{new}/state/m.room.topic/"))["topic"] == "Praat"
+    assert await alice.call("GET", f"/rooms/{new}/state/m.room.join_rules/") == {"join_rule": "public"}
+    # The old room had no guest access event: the new one gets private_chat's, as in Synapse.
+    assert await alice.call("GET", f"/rooms/{new}/state/m.room.guest_access/") == {"guest_access": "can_join"}
+    ban = await alice.call("GET", f"/rooms/{new}/state/m.room.member/{carol.user_id}")
+    assert ban == {"membership": "ban", "reason": "spam"}
+    await carol.call("POST", f"/join/{new}", {}, expect=403)
+
+
+async def test_an_upgrade_of_a_space_copies_its_children(client):
+    alice = await new_user(client, "alice")
+    space = await alice.create_room(creation_content={"type": "m.space"})
+    child = await alice.create_room()
+    await alice.call("PUT", f"/rooms/{space}/state/m.space.child/{child}", {"via": ["example.org"]})
+    new = (await alice.call("POST", f"/rooms/{space}/upgrade", {"new_version": "11"}))["replacement_room"]
+    assert (await alice.call("GET", f"/rooms/{new}/state/m.room.create/"))["type"] == "m.space"
+    assert await alice.call("GET", f"/rooms/{new}/state/m.space.child/{child}") == {"via": ["example.org"]}
+
+
+async def test_an_upgrade_carries_members_tags_direct_rooms_push_rules_and_the_directory_entry(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    old = await alice.create_room(preset="public_chat", visibility="public")
+    await bob.join(old)
+    await bob.call("PUT", f"/user/{bob.user_id}/rooms/{old}/tags/m.favourite", {"order": 0.5})
+    await bob.call("PUT", f"/user/{bob.user_id}/account_data/m.direct", {alice.user_id: [old]})
+    await bob.call("PUT", f"/pushrules/global/room/{old}", {"actions": []})
+    quiet = {"conditions": [{"kind": "event_match", "key": "room_id", "pattern": old}], "actions": []}
+    await bob.call("PUT", f"/pushrules/global/override/quiet-{old}", quiet)
+    new = (await alice.call("POST", f"/rooms/{old}/upgrade", {"new_version": "11"}))["replacement_room"]
+    tags = await bob.call("GET", f"/user/{bob.user_id}/rooms/{new}/tags")
+    assert tags == {"tags": {"m.favourite": {"order": 0.5}}}
+    assert await bob.call("GET", f"/user/{bob.user_id}/account_data/m.direct") == {alice.user_id: [old, new]}
+    room_rule = await bob.call("GET", f"/pushrules/global/room/{new}")
+    assert room_rule["rule_id"] == new and room_rule["actions"] == []
+    override = await bob.call("GET", f"/pushrules/global/override/quiet-{new}")
+    assert override["conditions"] == [{"kind": "event_match", "key": "room_id", "pattern": new}]
+    assert (await alice.call("GET", f"/directory/list/room/{new}"))["visibility"] == "public"
+    assert (await alice.call("GET", f"/directory/list/room/{old}"))["visibility"] == "private"
+
+
 async def test_aliases_can_be_created_resolved_and_deleted(client):
     alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
     room_id = await alice.create_room()

@@ -1,8 +1,9 @@
 """Our resolver and Synapse's give the same state on random forked rooms.
 
-Needs Synapse importable (a separate venv: it is not a dependency of the project):
+Needs Synapse importable (it is not a dependency of the project; the test extra installs it into
+.venv, and `make synctest-synapse` keeps one in .venv-synapse); skipped otherwise:
 
-    PYTHONPATH=/work/main /tmp/synvenv-state/bin/python -m pytest tests/core/state -q
+    .venv/bin/python -m pytest tests/core/state -q
 """
 
 from __future__ import annotations
