@@ -313,13 +313,6 @@ class HomeServer:
         self.account_data.add_changed_callback(self.sync.account_data_changed)
         self.push_rules.add_changed_callback(self.sync.push_rules_changed)
         self.sync_handlers = SyncHandlers(self.sync, authenticate)
-        # The legacy /events and /initialSync views, built from the sync and history services.
-        self.legacy_views = LegacyRoomViews(self.event_store, timeline_store, self.room_history,
-                                            self.history_visibility, self.event_serializer, self.account_data_store,
-                                            self.notifier, self.sync.current_token, self.receipts.events_for_rooms,
-                                            directory_store.get_room_visibility,
-                                            SyncStore(self.db).get_rooms_with_new_events)
-        self.legacy_handlers = LegacyHandlers(self.legacy_views, authenticate)
         # Push: every local event is evaluated for the room's local members off the send path;
         # counts reach /sync as room fields, notified members' pushers get gateway requests.
         self.notifications = NotificationService(config.server_name, self.event_store, NotificationStore(self.db),
@@ -347,6 +340,15 @@ class HomeServer:
         self.sync.add_top_level_source(TopLevelSource(self.presence.stream_name, self.presence.current_position,
                                                       self.presence.sync_sections))
         self.presence_handlers = PresenceHandlers(self.presence, authenticate)
+        # The legacy /events and /initialSync views, built from the sync, history and presence services.
+        self.legacy_views = LegacyRoomViews(self.event_store, timeline_store, self.room_history,
+                                            self.history_visibility, self.event_serializer, self.account_data_store,
+                                            self.notifier, self.sync.current_token, self.receipts.events_for_rooms,
+                                            directory_store.get_room_visibility,
+                                            SyncStore(self.db).get_rooms_with_new_events,
+                                            TopLevelSource(self.presence.stream_name, self.presence.current_position,
+                                                           self.presence.sync_sections))
+        self.legacy_handlers = LegacyHandlers(self.legacy_views, authenticate)
         # End-to-end encryption: device lists (with key counts, every sync) and to-device messages are
         # /sync top-level sources; deleting a device drops its keys and inbox.
         e2ee_store = E2eeKeyStore(self.db)

@@ -12,7 +12,8 @@ Everything is built from the services /sync and /messages use: sync tokens name 
 (so `end` of /initialSync is a valid `from` for /events, and `messages.start` a valid `from`
 for /messages), history visibility decides what is shown, and the notifier wakes a waiting
 /events call. The event stream carries room events only; typing, receipts and presence
-reach these clients through /sync.
+changes reach clients through /sync (the snapshots include receipts and the presence of users
+sharing a room, as an initial /sync would).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from homeserver.errors import MatrixError
 from homeserver.events.event import Event
 from homeserver.rooms.history import HistoryVisibilityFilter, RoomHistory
 from homeserver.rooms.serialize import ClientEventSerializer
+from homeserver.sync.extensions import TopLevelSource
 from homeserver.sync.filtering import EventFilter
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.tokens import PaginationToken, SyncToken, parse_sync_token
@@ -53,7 +55,7 @@ class LegacyRoomViews:
                  visibility: HistoryVisibilityFilter, serializer: ClientEventSerializer,
                  account_data: AccountDataStore, notifier: Notifier, current_token: CurrentToken,
                  receipts_for_rooms: ReceiptsForRooms, is_published: IsPublished,
-                 rooms_with_new_events: RoomsWithNewEvents):
+                 rooms_with_new_events: RoomsWithNewEvents, presence: TopLevelSource | None = None):
         self._events = events
         self._timeline = timeline
         self._history = history
@@ -65,6 +67,7 @@ class LegacyRoomViews:
         self._receipts_for_rooms = receipts_for_rooms
         self._is_published = is_published
         self._rooms_with_new_events = rooms_with_new_events
+        self._presence = presence
 
     # --- GET /events/{eventId} ---------------------------------------------------------
     async def get_event(self, requester: Requester, event_id: str) -> dict[str, Any]:
@@ -130,6 +133,14 @@ class LegacyRoomViews:
         end = now.replace(events=end_stream) if end_stream < upto else now
         return await self._serializer.serialize(visible, requester), end
 
+    async def _presence_snapshot(self, user_id: str) -> list[dict[str, Any]]:
+        """The m.presence events an initial /sync would carry: users sharing a room, not offline."""
+        if self._presence is None:
+            return []
+        position = await self._presence.current_position()
+        sections = await self._presence.get_sections(user_id, None, None, position)
+        return list(sections.get("presence", {}).get("events", []))
+
     # --- GET /rooms/{roomId}/initialSync -------------------------------------------------
     async def room_initial_sync(self, requester: Requester, room_id: str, limit: int = DEFAULT_LIMIT
                                 ) -> dict[str, Any]:
@@ -146,6 +157,9 @@ class LegacyRoomViews:
         receipts = await self._receipts_for_rooms(user_id, [room_id], None, now.get("receipts"))
         result["receipts"] = [{**event, "room_id": room_id} for event in receipts.get(room_id, [])]
         result["presence"] = []
+        if membership == "join":
+            members = set(await self._events.get_members(room_id))
+            result["presence"] = [e for e in await self._presence_snapshot(user_id) if e.get("sender") in members]
         changes = await self._account_data.get_changes(user_id, 0)
         result["account_data"] = _room_account_data(changes.room_data.get(room_id, {}))
         return result
@@ -206,7 +220,7 @@ class LegacyRoomViews:
             out.append(entry)
         return {
             "rooms": out,
-            "presence": [],
+            "presence": await self._presence_snapshot(user_id),
             "account_data": [{"type": t, "content": c} for t, c in sorted(changes.global_data.items())],
             "receipts": [{**event, "room_id": room_id} for room_id in joined for event in receipts.get(room_id, [])],
             "end": str(now),

@@ -19,6 +19,7 @@ async def test_initial_sync_lists_joined_and_invited_rooms_with_messages_state_a
     await alice.call("PUT", f"/user/{alice.user_id}/rooms/{room_id}/tags/u.work", {})
     await alice.call("PUT", f"/user/{alice.user_id}/account_data/org.example.setting", {"on": True})
     invite_room = await bob.create_room(invite=[alice.user_id])
+    await alice.call("PUT", f"/presence/{alice.user_id}/status", {"presence": "online"})
     body = await alice.call("GET", "/initialSync", limit=2)
     rooms = {room["room_id"]: room for room in body["rooms"]}
     joined = rooms[room_id]
@@ -31,7 +32,9 @@ async def test_initial_sync_lists_joined_and_invited_rooms_with_messages_state_a
     assert (invited["membership"], invited["inviter"]) == ("invite", bob.user_id)
     assert invited["invite"]["content"]["membership"] == "invite"
     assert {"type": "org.example.setting", "content": {"on": True}} in body["account_data"]
-    assert body["end"] and isinstance(body["receipts"], list) and body["presence"] == []
+    assert body["end"] and isinstance(body["receipts"], list)
+    # Bob shares no joined room with alice (she is only invited to his), so only she is listed.
+    assert [(e["sender"], e["content"]["presence"]) for e in body["presence"]] == [(alice.user_id, "online")]
     # messages.start continues backwards through /messages.
     older = await alice.call("GET", f"/rooms/{room_id}/messages", dir="b", limit=1,
                              **{"from": joined["messages"]["start"]})
@@ -56,9 +59,12 @@ async def test_room_initial_sync_for_members_former_members_and_world_readable_p
     await bob.call("POST", f"/rooms/{room_id}/leave", {})
     await alice.send(room_id, "na")
     await alice.call("PUT", f"/rooms/{room_id}/state/m.room.name/", {"name": "Later"})
+    for user in (alice, bob, eve):
+        await user.call("PUT", f"/presence/{user.user_id}/status", {"presence": "online"})
     mine = await alice.call("GET", f"/rooms/{room_id}/initialSync")
     assert mine["membership"] == "join" and bodies(mine["messages"]["chunk"])[-2:] == ["voor", "na"]
-    assert mine["receipts"] == [] and mine["presence"] == [] and mine["account_data"] == []
+    assert mine["receipts"] == [] and mine["account_data"] == []
+    assert [e["sender"] for e in mine["presence"]] == [alice.user_id]  # bob left; eve was never in
     departed = await bob.call("GET", f"/rooms/{room_id}/initialSync")
     assert departed["membership"] == "leave"
     assert "na" not in bodies(departed["messages"]["chunk"])
