@@ -347,7 +347,10 @@ class HomeServer:
                                             directory_store.get_room_visibility,
                                             SyncStore(self.db).get_rooms_with_new_events,
                                             TopLevelSource(self.presence.stream_name, self.presence.current_position,
-                                                           self.presence.sync_sections))
+                                                           self.presence.sync_sections),
+                                            [EphemeralSource(source.stream_name, source.current_position,
+                                                             source.events_for_rooms)
+                                             for source in (self.typing, self.receipts)])
         self.legacy_handlers = LegacyHandlers(self.legacy_views, authenticate)
         # End-to-end encryption: device lists (with key counts, every sync) and to-device messages are
         # /sync top-level sources; deleting a device drops its keys and inbox.

@@ -11,9 +11,9 @@
 Everything is built from the services /sync and /messages use: sync tokens name positions
 (so `end` of /initialSync is a valid `from` for /events, and `messages.start` a valid `from`
 for /messages), history visibility decides what is shown, and the notifier wakes a waiting
-/events call. The event stream carries room events only; typing, receipts and presence
-changes reach clients through /sync (the snapshots include receipts and the presence of users
-sharing a room, as an initial /sync would).
+/events call. The event stream carries room events, then typing and receipt events (each
+with its `room_id`); presence changes reach clients through /sync (the snapshots include the
+presence of users sharing a room, as an initial /sync would).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from homeserver.errors import MatrixError
 from homeserver.events.event import Event
 from homeserver.rooms.history import HistoryVisibilityFilter, RoomHistory
 from homeserver.rooms.serialize import ClientEventSerializer
-from homeserver.sync.extensions import TopLevelSource
+from homeserver.sync.extensions import EphemeralSource, TopLevelSource
 from homeserver.sync.filtering import EventFilter
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.tokens import PaginationToken, SyncToken, parse_sync_token
@@ -55,7 +55,8 @@ class LegacyRoomViews:
                  visibility: HistoryVisibilityFilter, serializer: ClientEventSerializer,
                  account_data: AccountDataStore, notifier: Notifier, current_token: CurrentToken,
                  receipts_for_rooms: ReceiptsForRooms, is_published: IsPublished,
-                 rooms_with_new_events: RoomsWithNewEvents, presence: TopLevelSource | None = None):
+                 rooms_with_new_events: RoomsWithNewEvents, presence: TopLevelSource | None = None,
+                 ephemeral: Sequence[EphemeralSource] = ()):
         self._events = events
         self._timeline = timeline
         self._history = history
@@ -68,6 +69,7 @@ class LegacyRoomViews:
         self._is_published = is_published
         self._rooms_with_new_events = rooms_with_new_events
         self._presence = presence
+        self._ephemeral = list(ephemeral)
 
     # --- GET /events/{eventId} ---------------------------------------------------------
     async def get_event(self, requester: Requester, event_id: str) -> dict[str, Any]:
@@ -106,9 +108,10 @@ class LegacyRoomViews:
     async def _stream_page(self, requester: Requester, rooms: Sequence[str], since: SyncToken,
                            limit: int) -> tuple[list[dict[str, Any]], SyncToken]:
         now = await self._current_token()
+        ephemeral = await self._ephemeral_events(requester.user_id, rooms, since, now)
         start, upto = since.get("events"), now.get("events")
         if upto <= start or not rooms:
-            return [], now if upto >= start else since
+            return ephemeral, now if upto >= start else since
         per_room: dict[str, list[TimelineRow]] = {}
         end_stream = upto
         for room_id in sorted(await self._rooms_with_new_events(rooms, start, upto)):
@@ -131,7 +134,19 @@ class LegacyRoomViews:
             visible += await self._history.load_visible(requester.user_id, [r for r in rows if r.event_id in wanted])
         visible.sort(key=lambda e: e.internal_metadata.get("stream_ordering", 0))
         end = now.replace(events=end_stream) if end_stream < upto else now
-        return await self._serializer.serialize(visible, requester), end
+        return await self._serializer.serialize(visible, requester) + ephemeral, end
+
+    async def _ephemeral_events(self, user_id: str, rooms: Sequence[str], since: SyncToken,
+                                now: SyncToken) -> list[dict[str, Any]]:
+        """Typing and receipt events of the rooms that moved between the tokens, each naming its room."""
+        out: list[dict[str, Any]] = []
+        for source in self._ephemeral:
+            before, after = since.get(source.stream), now.get(source.stream)
+            if not rooms or after <= before:
+                continue
+            by_room = await source.get_events(user_id, rooms, before, after)
+            out += [{**event, "room_id": room_id} for room_id in sorted(by_room) for event in by_room[room_id]]
+        return out
 
     async def _presence_snapshot(self, user_id: str) -> list[dict[str, Any]]:
         """The m.presence events an initial /sync would carry: users sharing a room, not offline."""

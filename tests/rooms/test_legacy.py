@@ -167,3 +167,20 @@ async def test_state_members_and_events_of_a_world_readable_room_can_be_peeked(c
     members = await eve.call("GET", f"/rooms/{room_id}/members")
     assert [m["state_key"] for m in members["chunk"]] == [alice.user_id]
     assert (await eve.call("GET", f"/rooms/{room_id}/event/{event_id}"))["content"]["body"] == "kijk maar"
+
+
+async def test_the_event_stream_carries_typing_and_receipts_with_their_room(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await bob.join(room_id)
+    event_id = await alice.send(room_id, "lees mij")
+    start = (await bob.call("GET", "/initialSync", limit=0))["end"]
+    await alice.call("PUT", f"/rooms/{room_id}/typing/{alice.user_id}", {"typing": True, "timeout": 30000})
+    await bob.call("POST", f"/rooms/{room_id}/receipt/m.read/{event_id}", {})
+    page = await bob.call("GET", "/events", timeout=0, **{"from": start})
+    by_type = {e["type"]: e for e in page["chunk"]}
+    assert by_type["m.typing"] == {"type": "m.typing", "room_id": room_id, "content": {"user_ids": [alice.user_id]}}
+    receipt = by_type["m.receipt"]
+    assert receipt["room_id"] == room_id and bob.user_id in receipt["content"][event_id]["m.read"]
+    after = await bob.call("GET", "/events", timeout=0, **{"from": page["end"]})
+    assert after["chunk"] == []
