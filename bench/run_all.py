@@ -23,10 +23,10 @@ HELPERS = {
 }
 
 
-def plan(bench_dir: Path = BENCH_DIR) -> list[tuple[str, str | None]]:
+def plan(bench_dir: Path | None = None) -> list[tuple[str, str | None]]:
     """(script, reason it is skipped or None) for every Python file in the bench directory."""
     out: list[tuple[str, str | None]] = []
-    for path in sorted(bench_dir.glob("*.py")):
+    for path in sorted((bench_dir or BENCH_DIR).glob("*.py")):
         if path.name.startswith("_"):
             continue
         if path.name in HELPERS:
@@ -42,17 +42,18 @@ def accepts_quick(script: Path) -> bool:
     return '"--quick"' in script.read_text(encoding="utf-8")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, bench_dir: Path | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="pass --quick to the benchmarks that take it")
     args = parser.parse_args(argv)
+    bench_dir = bench_dir or BENCH_DIR
     outcomes: list[str] = []
     failed = False
-    for name, skip_reason in plan():
+    for name, skip_reason in plan(bench_dir):
         if skip_reason is not None:
             outcomes.append(f"skipped {name}: {skip_reason}")
             continue
-        script = BENCH_DIR / name
+        script = bench_dir / name
         command = [sys.executable, str(script)]
         note = ""
         if args.quick:
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 note = " (no --quick option: full run)"
         print(f"=== {name}{note}", flush=True)
-        status = subprocess.run(command, cwd=BENCH_DIR.parent).returncode
+        status = subprocess.run(command, cwd=bench_dir.parent).returncode
         failed |= status != 0
         outcomes.append(f"{'ran' if status == 0 else f'FAILED (exit {status})'} {name}{note}")
     print("\n=== bench summary")

@@ -323,7 +323,12 @@ class HomeServer:
         self.legacy_views = LegacyRoomViews(self.event_store, timeline_store, self.room_history,
                                             self.history_visibility, self.event_serializer, self.account_data_store,
                                             notifier, self.sync.current_token, self.receipts.events_for_rooms,
-                                            directory_store.get_room_visibility, sync_store.get_rooms_with_new_events)
+                                            directory_store.get_room_visibility, sync_store.get_rooms_with_new_events,
+                                            TopLevelSource(self.presence.stream_name, self.presence.current_position,
+                                                           self.presence.sync_sections),
+                                            [EphemeralSource(source.stream_name, source.current_position,
+                                                             source.events_for_rooms)
+                                             for source in (self.typing, self.receipts)])
 
         # Outbound delivery: one durable queue, a courier per kind.
         outbound_config = config.section("outbound")

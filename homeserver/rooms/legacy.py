@@ -11,8 +11,9 @@
 Everything is built from the services /sync and /messages use: sync tokens name positions
 (so `end` of /initialSync is a valid `from` for /events, and `messages.start` a valid `from`
 for /messages), history visibility decides what is shown, and the notifier wakes a waiting
-/events call. The event stream carries room events only; typing, receipts and presence
-reach these clients through /sync.
+/events call. The event stream carries room events, then typing and receipt events (each
+with its `room_id`); presence changes reach clients through /sync (the snapshots include the
+presence of users sharing a room, as an initial /sync would).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from homeserver.events.filtering import EventFilter
 from homeserver.rooms.history import HistoryVisibilityFilter, RoomHistory
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.streams.notifier import Notifier
+from homeserver.streams.sources import EphemeralSource, TopLevelSource
 from homeserver.streams.tokens import PaginationToken, SyncToken, parse_sync_token
 from storage.stores.account_data import TAG_TYPE, AccountDataStore
 from storage.stores.events import EventStore
@@ -53,7 +55,8 @@ class LegacyRoomViews:
                  visibility: HistoryVisibilityFilter, serializer: ClientEventSerializer,
                  account_data: AccountDataStore, notifier: Notifier, current_token: CurrentToken,
                  receipts_for_rooms: ReceiptsForRooms, is_published: IsPublished,
-                 rooms_with_new_events: RoomsWithNewEvents):
+                 rooms_with_new_events: RoomsWithNewEvents, presence: TopLevelSource | None = None,
+                 ephemeral: Sequence[EphemeralSource] = ()):
         self._events = events
         self._timeline = timeline
         self._history = history
@@ -65,6 +68,8 @@ class LegacyRoomViews:
         self._receipts_for_rooms = receipts_for_rooms
         self._is_published = is_published
         self._rooms_with_new_events = rooms_with_new_events
+        self._presence = presence
+        self._ephemeral = list(ephemeral)
 
     # --- GET /events/{eventId} ---------------------------------------------------------
     async def get_event(self, requester: Requester, event_id: str) -> dict[str, Any]:
@@ -103,9 +108,10 @@ class LegacyRoomViews:
     async def _stream_page(self, requester: Requester, rooms: Sequence[str], since: SyncToken,
                            limit: int) -> tuple[list[dict[str, Any]], SyncToken]:
         now = await self._current_token()
+        ephemeral = await self._ephemeral_events(requester.user_id, rooms, since, now)
         start, upto = since.get("events"), now.get("events")
         if upto <= start or not rooms:
-            return [], now if upto >= start else since
+            return ephemeral, now if upto >= start else since
         per_room: dict[str, list[TimelineRow]] = {}
         end_stream = upto
         for room_id in sorted(await self._rooms_with_new_events(rooms, start, upto)):
@@ -128,7 +134,27 @@ class LegacyRoomViews:
             visible += await self._history.load_visible(requester.user_id, [r for r in rows if r.event_id in wanted])
         visible.sort(key=lambda e: e.internal_metadata.get("stream_ordering", 0))
         end = now.replace(events=end_stream) if end_stream < upto else now
-        return await self._serializer.serialize(visible, requester), end
+        return await self._serializer.serialize(visible, requester) + ephemeral, end
+
+    async def _ephemeral_events(self, user_id: str, rooms: Sequence[str], since: SyncToken,
+                                now: SyncToken) -> list[dict[str, Any]]:
+        """Typing and receipt events of the rooms that moved between the tokens, each naming its room."""
+        out: list[dict[str, Any]] = []
+        for source in self._ephemeral:
+            before, after = since.get(source.stream), now.get(source.stream)
+            if not rooms or after <= before:
+                continue
+            by_room = await source.get_events(user_id, rooms, before, after)
+            out += [{**event, "room_id": room_id} for room_id in sorted(by_room) for event in by_room[room_id]]
+        return out
+
+    async def _presence_snapshot(self, user_id: str) -> list[dict[str, Any]]:
+        """The m.presence events an initial /sync would carry: users sharing a room, not offline."""
+        if self._presence is None:
+            return []
+        position = await self._presence.current_position()
+        sections = await self._presence.get_sections(user_id, None, None, position)
+        return list(sections.get("presence", {}).get("events", []))
 
     # --- GET /rooms/{roomId}/initialSync -------------------------------------------------
     async def room_initial_sync(self, requester: Requester, room_id: str, limit: int = DEFAULT_LIMIT
@@ -146,6 +172,9 @@ class LegacyRoomViews:
         receipts = await self._receipts_for_rooms(user_id, [room_id], None, now.get("receipts"))
         result["receipts"] = [{**event, "room_id": room_id} for event in receipts.get(room_id, [])]
         result["presence"] = []
+        if membership == "join":
+            members = set(await self._events.get_members(room_id))
+            result["presence"] = [e for e in await self._presence_snapshot(user_id) if e.get("sender") in members]
         changes = await self._account_data.get_changes(user_id, 0)
         result["account_data"] = _room_account_data(changes.room_data.get(room_id, {}))
         return result
@@ -206,7 +235,7 @@ class LegacyRoomViews:
             out.append(entry)
         return {
             "rooms": out,
-            "presence": [],
+            "presence": await self._presence_snapshot(user_id),
             "account_data": [{"type": t, "content": c} for t, c in sorted(changes.global_data.items())],
             "receipts": [{**event, "room_id": room_id} for room_id in joined for event in receipts.get(room_id, [])],
             "end": str(now),

@@ -19,6 +19,7 @@ async def test_initial_sync_lists_joined_and_invited_rooms_with_messages_state_a
     await alice.call("PUT", f"/user/{alice.user_id}/rooms/{room_id}/tags/u.work", {})
     await alice.call("PUT", f"/user/{alice.user_id}/account_data/org.example.setting", {"on": True})
     invite_room = await bob.create_room(invite=[alice.user_id])
+    await alice.call("PUT", f"/presence/{alice.user_id}/status", {"presence": "online"})
     body = await alice.call("GET", "/initialSync", limit=2)
     rooms = {room["room_id"]: room for room in body["rooms"]}
     joined = rooms[room_id]
@@ -31,7 +32,9 @@ async def test_initial_sync_lists_joined_and_invited_rooms_with_messages_state_a
     assert (invited["membership"], invited["inviter"]) == ("invite", bob.user_id)
     assert invited["invite"]["content"]["membership"] == "invite"
     assert {"type": "org.example.setting", "content": {"on": True}} in body["account_data"]
-    assert body["end"] and isinstance(body["receipts"], list) and body["presence"] == []
+    assert body["end"] and isinstance(body["receipts"], list)
+    # Bob shares no joined room with alice (she is only invited to his), so only she is listed.
+    assert [(e["sender"], e["content"]["presence"]) for e in body["presence"]] == [(alice.user_id, "online")]
     # messages.start continues backwards through /messages.
     older = await alice.call("GET", f"/rooms/{room_id}/messages", dir="b", limit=1,
                              **{"from": joined["messages"]["start"]})
@@ -56,9 +59,12 @@ async def test_room_initial_sync_for_members_former_members_and_world_readable_p
     await bob.call("POST", f"/rooms/{room_id}/leave", {})
     await alice.send(room_id, "na")
     await alice.call("PUT", f"/rooms/{room_id}/state/m.room.name/", {"name": "Later"})
+    for user in (alice, bob, eve):
+        await user.call("PUT", f"/presence/{user.user_id}/status", {"presence": "online"})
     mine = await alice.call("GET", f"/rooms/{room_id}/initialSync")
     assert mine["membership"] == "join" and bodies(mine["messages"]["chunk"])[-2:] == ["voor", "na"]
-    assert mine["receipts"] == [] and mine["presence"] == [] and mine["account_data"] == []
+    assert mine["receipts"] == [] and mine["account_data"] == []
+    assert [e["sender"] for e in mine["presence"]] == [alice.user_id]  # bob left; eve was never in
     departed = await bob.call("GET", f"/rooms/{room_id}/initialSync")
     assert departed["membership"] == "leave"
     assert "na" not in bodies(departed["messages"]["chunk"])
@@ -161,3 +167,20 @@ async def test_state_members_and_events_of_a_world_readable_room_can_be_peeked(c
     members = await eve.call("GET", f"/rooms/{room_id}/members")
     assert [m["state_key"] for m in members["chunk"]] == [alice.user_id]
     assert (await eve.call("GET", f"/rooms/{room_id}/event/{event_id}"))["content"]["body"] == "kijk maar"
+
+
+async def test_the_event_stream_carries_typing_and_receipts_with_their_room(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await bob.join(room_id)
+    event_id = await alice.send(room_id, "lees mij")
+    start = (await bob.call("GET", "/initialSync", limit=0))["end"]
+    await alice.call("PUT", f"/rooms/{room_id}/typing/{alice.user_id}", {"typing": True, "timeout": 30000})
+    await bob.call("POST", f"/rooms/{room_id}/receipt/m.read/{event_id}", {})
+    page = await bob.call("GET", "/events", timeout=0, **{"from": start})
+    by_type = {e["type"]: e for e in page["chunk"]}
+    assert by_type["m.typing"] == {"type": "m.typing", "room_id": room_id, "content": {"user_ids": [alice.user_id]}}
+    receipt = by_type["m.receipt"]
+    assert receipt["room_id"] == room_id and bob.user_id in receipt["content"][event_id]["m.read"]
+    after = await bob.call("GET", "/events", timeout=0, **{"from": page["end"]})
+    assert after["chunk"] == []
