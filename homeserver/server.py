@@ -190,6 +190,7 @@ class HomeServer:
             config.server_name, self.account_store, self.sessions, self.uia, passwords, clock,
             enabled=config.registration["enabled"], require_token=config.registration["require_token"],
             shared_secret=config.registration["shared_secret"], allow_guests=config.registration["allow_guests"],
+            auth=self.auth, ratelimiter=self.ratelimiter,
         )
         self.login = LoginService(config.server_name, self.account_store, self.sessions, passwords,
                                   self.ratelimiter, self.uia)

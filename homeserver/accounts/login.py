@@ -84,7 +84,7 @@ class LoginService:
         password = body.get("password")
         if not isinstance(password, str):
             raise MatrixError(400, "M_BAD_JSON", "password: must be a string")
-        self._ratelimiter.check("login_failures", user_id.lower(), cost=0)
+        self._ratelimiter.check("login_failures", user_id.lower(), update=False)
         user = await self.verify_password(user_id, password)
         if user is None:
             self._ratelimiter.check("login_failures", user_id.lower())

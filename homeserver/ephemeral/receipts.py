@@ -24,6 +24,7 @@ from typing import Any
 from homeserver.accounts.account_data import AccountDataService
 from homeserver.callbacks import notify_listeners
 from homeserver.clock import Clock
+from homeserver.identifiers import is_valid_event_id
 from homeserver.errors import MatrixError, invalid_param, not_found
 from homeserver.events.event import Event
 from homeserver.rooms.reading import RoomReader
@@ -51,7 +52,7 @@ def check_receipt_type(receipt_type: str) -> None:
 
 
 def check_event_id(event_id: Any, field: str) -> str:
-    if not isinstance(event_id, str) or not event_id.startswith("$") or len(event_id) < 2:
+    if not is_valid_event_id(event_id):
         raise invalid_param(f"{field}: must be an event ID")
     return event_id
 

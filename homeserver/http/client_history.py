@@ -8,6 +8,7 @@ from homeserver.errors import MatrixError
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import json_response, query_int
 from homeserver.http.routing import add_client_route
+from homeserver.identifiers import is_valid_room_id
 from homeserver.rooms.event_filter import parse_filter_param
 from homeserver.rooms.history import DEFAULT_LIMIT, MAX_LIMIT, RoomHistory
 
@@ -16,7 +17,7 @@ CLIENT_V1 = ("/_matrix/client/v1", "/_matrix/client/unstable/org.matrix.msc3030"
 
 def room_id_param(request: web.Request) -> str:
     room_id = request.match_info["roomId"]
-    if not room_id.startswith("!"):
+    if not is_valid_room_id(room_id):
         raise MatrixError(400, "M_INVALID_PARAM", f"roomId: {room_id!r} is not a room ID")
     return room_id
 

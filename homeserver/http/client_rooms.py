@@ -10,6 +10,7 @@ from homeserver.errors import MatrixError
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import json_object, json_response
 from homeserver.http.routing import add_client_route
+from homeserver.identifiers import is_valid_room_id
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.creation import RoomCreator
 from homeserver.rooms.membership import MembershipService
@@ -26,7 +27,7 @@ MAX_TXN_ID_LENGTH = 255
 
 def _room_id(request: web.Request) -> str:
     room_id = request.match_info["roomId"]
-    if not room_id.startswith("!"):
+    if not is_valid_room_id(room_id):
         raise MatrixError(400, "M_INVALID_PARAM", f"roomId: {room_id!r} is not a room ID")
     return room_id
 

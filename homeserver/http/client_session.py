@@ -27,15 +27,17 @@ class SessionHandlers:
 
     async def register(self, request: web.Request) -> web.Response:
         body = await json_object(request, allow_empty=True)
-        self._ratelimiter.check("registration", client_ip(request))
+        # Only a completed registration takes a token (the service does); UIA rounds do not.
+        self._ratelimiter.check("registration", client_ip(request), update=False)
         kind = request.query.get("kind", "user")
-        return json_response(await self._registration.register(body, kind=kind, uri=request.path))
+        return json_response(await self._registration.register(body, kind=kind, uri=request.path,
+                                                               ip=client_ip(request)))
 
     async def register_available(self, request: web.Request) -> web.Response:
         username = request.query.get("username")
         if not username:
             raise MatrixError(400, "M_MISSING_PARAM", "username: query parameter is required")
-        self._ratelimiter.check("registration", client_ip(request))
+        self._ratelimiter.check("registration_checks", client_ip(request))
         await self._registration.check_username_available(username.lower())
         return json_response({"available": True})
 
@@ -43,7 +45,7 @@ class SessionHandlers:
         token = request.query.get("token")
         if token is None:
             raise MatrixError(400, "M_MISSING_PARAM", "token: query parameter is required")
-        self._ratelimiter.check("registration", client_ip(request))
+        self._ratelimiter.check("registration_checks", client_ip(request))
         return json_response({"valid": await self._registration.registration_token_valid(token)})
 
     async def login_flows(self, request: web.Request) -> web.Response:

@@ -107,6 +107,14 @@ class AccountStore:
                 return user
         return users[0] if len(users) == 1 else None
 
+    async def upgrade_guest(self, user_id: str, password_hash: str | None) -> bool:
+        """Turn a guest account into a full one with this password; False if it is no guest."""
+        updated = await self.db.execute(
+            "upgrade_guest", "UPDATE users SET is_guest = ?, password_hash = ? WHERE user_id = ? AND is_guest = ?",
+            (False, password_hash, user_id, True),
+        )
+        return updated > 0
+
     async def set_password_hash(self, user_id: str, password_hash: str | None) -> None:
         await self.db.simple_update("users", {"user_id": user_id}, {"password_hash": password_hash})
 
