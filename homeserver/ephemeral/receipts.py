@@ -24,9 +24,9 @@ from typing import Any
 from homeserver.accounts.account_data import AccountDataService
 from homeserver.callbacks import notify_listeners
 from homeserver.clock import Clock
-from homeserver.identifiers import is_valid_event_id
 from homeserver.errors import MatrixError, invalid_param, not_found
 from homeserver.events.event import Event
+from homeserver.identifiers import is_valid_event_id
 from homeserver.rooms.reading import RoomReader
 from homeserver.sync.notifier import Notifier
 from storage.stores.events import EventStore
