@@ -240,6 +240,7 @@ class HomeServer:
         self.membership = MembershipService(config.server_name, self.event_sender, self.event_store,
                                             self.alias_store, profile_store.get_profile)
         self.profiles.add_profile_changed_callback(self.membership.update_profile_in_rooms)
+        self.event_sender.add_persisted_callback(self.membership.remove_guests_when_revoked)
         self.event_serializer = ClientEventSerializer(self.event_store, clock)
         self.room_reader = RoomReader(self.event_store, self.event_serializer)
         self.redactions = RedactionService(self.event_sender, self.event_store, clock,

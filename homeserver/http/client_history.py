@@ -37,7 +37,7 @@ class HistoryHandlers:
         self._authenticate = authenticate
 
     async def messages(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         room_id = room_id_param(request)
         # `dir` was required before v1.3 and is still sent by every client; Synapse defaults it to b.
         direction = direction_param(request, "b")
@@ -50,7 +50,7 @@ class HistoryHandlers:
         return json_response(body)
 
     async def context(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         room_id = room_id_param(request)
         limit = query_int(request, "limit", DEFAULT_LIMIT, minimum=0, maximum=MAX_LIMIT)
         event_filter = parse_filter_param(request.query.get("filter"))

@@ -65,16 +65,18 @@ class RoomHandlers:
         return json_response(await self._creator.create_room(requester.user_id, body))
 
     async def join(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         body = await json_object(request, allow_empty=True)
         target = unquote(request.match_info["roomIdOrAlias"])
-        event = await self._membership.join(requester.user_id, target, body.get("reason"))
+        event = await self._membership.join(requester.user_id, target, body.get("reason"),
+                                            is_guest=requester.is_guest)
         return json_response({"room_id": event.room_id})
 
     async def join_by_id(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         body = await json_object(request, allow_empty=True)
-        event = await self._membership.join(requester.user_id, _room_id(request), body.get("reason"))
+        event = await self._membership.join(requester.user_id, _room_id(request), body.get("reason"),
+                                            is_guest=requester.is_guest)
         return json_response({"room_id": event.room_id})
 
     async def knock(self, request: web.Request) -> web.Response:
@@ -95,7 +97,7 @@ class RoomHandlers:
         return json_response({})
 
     async def leave(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         body = await json_object(request, allow_empty=True)
         await self._membership.leave(requester.user_id, _room_id(request), body.get("reason"))
         return json_response({})
@@ -128,12 +130,12 @@ class RoomHandlers:
         return json_response(await self._upgrader.upgrade(requester.user_id, _room_id(request), body))
 
     async def joined_rooms(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         return json_response({"joined_rooms": await self._reader.joined_rooms(requester)})
 
     # --- sending -----------------------------------------------------------------------
     async def send(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         room_id, txn_id = _room_id(request), _txn_id(request)
         event_type = request.match_info["eventType"]
         content = await json_object(request)
@@ -145,7 +147,7 @@ class RoomHandlers:
         return json_response({"event_id": event.event_id})
 
     async def put_state(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         room_id = _room_id(request)
         event_type = request.match_info["eventType"]
         state_key = request.match_info.get("stateKey", "")
@@ -168,16 +170,16 @@ class RoomHandlers:
 
     # --- reading -----------------------------------------------------------------------
     async def get_event(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         return json_response(await self._reader.get_event(requester, _room_id(request),
                                                           request.match_info["eventId"]))
 
     async def get_state(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         return json_response(await self._reader.get_state(requester, _room_id(request)))
 
     async def get_state_event(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         full = request.query.get("format") == "event"
         return json_response(await self._reader.get_state_event(
             requester, _room_id(request), request.match_info["eventType"], request.match_info.get("stateKey", ""),
@@ -185,7 +187,7 @@ class RoomHandlers:
         ))
 
     async def members(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         chunk = await self._reader.get_members(
             requester, _room_id(request), at=request.query.get("at"),
             membership=request.query.get("membership"), not_membership=request.query.get("not_membership"),
@@ -193,7 +195,7 @@ class RoomHandlers:
         return json_response({"chunk": chunk})
 
     async def joined_members(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         return json_response(await self._reader.get_joined_members(requester, _room_id(request)))
 
     def register_routes(self, app: web.Application) -> None:
