@@ -136,13 +136,16 @@ class RoomHandlers:
     # --- sending -----------------------------------------------------------------------
     async def send(self, request: web.Request) -> web.Response:
         requester = await self._authenticate(request, allow_guest=True)
-        room_id, txn_id = _room_id(request), _txn_id(request)
+        room_id = _room_id(request)
+        # The legacy POST form has no transaction ID, so a retry sends again (as Synapse).
+        txn_id = _txn_id(request) if "txnId" in request.match_info else None
         event_type = request.match_info["eventType"]
         content = await json_object(request)
         self._ratelimiter.check("message", requester.user_id)
         event = await self._sender.send(
             room_id, requester.user_id, event_type, content,
-            txn=(requester.user_id, requester.device_id or "", txn_id), origin_server_ts=_massaged_ts(request),
+            txn=None if txn_id is None else (requester.user_id, requester.device_id or "", txn_id),
+            origin_server_ts=_massaged_ts(request),
         )
         return json_response({"event_id": event.event_id})
 
@@ -212,6 +215,7 @@ class RoomHandlers:
         add_client_route(app, "GET", "/joined_rooms", self.joined_rooms)
         add_client_route(app, "POST", "/rooms/{roomId}/upgrade", self.upgrade)
         add_client_route(app, "PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", self.send)
+        add_client_route(app, "POST", "/rooms/{roomId}/send/{eventType}", self.send)
         add_client_route(app, "PUT", "/rooms/{roomId}/state/{eventType}", self.put_state)
         add_client_route(app, "PUT", "/rooms/{roomId}/state/{eventType}/{stateKey:.*}", self.put_state)
         add_client_route(app, "GET", "/rooms/{roomId}/state", self.get_state)

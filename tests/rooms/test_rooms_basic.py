@@ -59,6 +59,24 @@ async def test_a_repeated_transaction_id_returns_the_same_event(client):
     assert first == second
 
 
+async def test_the_legacy_post_send_without_a_transaction_id_sends_each_time(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    path = f"/rooms/{room_id}/send/m.room.message"
+    first = await alice.call("POST", path, {"msgtype": "m.text", "body": "again"})
+    second = await alice.call("POST", path, {"msgtype": "m.text", "body": "again"})
+    assert first["event_id"] != second["event_id"]
+    event = await alice.call("GET", f"/rooms/{room_id}/event/{second['event_id']}")
+    assert event["content"] == {"msgtype": "m.text", "body": "again"} and "transaction_id" not in event["unsigned"]
+
+
+@pytest.mark.parametrize("room_id", ["!abc:localhost%0A", "!abc%0A:localhost", "not-a-room"])
+async def test_room_ids_with_a_newline_or_no_sigil_are_m_invalid_param(client, room_id):
+    alice = await new_user(client, "alice")
+    body = await alice.call("GET", f"/rooms/{room_id}/state", expect=400)
+    assert body["errcode"] == "M_INVALID_PARAM"
+
+
 async def test_redacted_events_are_served_with_empty_content_and_redacted_because(client):
     alice = await new_user(client, "alice")
     room_id = await alice.create_room()
