@@ -193,7 +193,8 @@ class HomeServer:
             auth=self.auth, ratelimiter=self.ratelimiter,
         )
         self.login = LoginService(config.server_name, self.account_store, self.sessions, passwords,
-                                  self.ratelimiter, self.uia)
+                                  self.ratelimiter, self.uia,
+                                  login_via_existing_session=sessions_config["login_via_existing_session"])
         authenticate = RequestAuthenticator(self.auth)
 
         self.discovery = DiscoveryHandlers(config)
@@ -209,8 +210,9 @@ class HomeServer:
         self.profile_handlers = ProfileHandlers(self.profiles, authenticate)
         self.account_data_handlers = AccountDataHandlers(self.account_data, authenticate)
         self.filter_handlers = FilterHandlers(self.filters, authenticate)
-        self.capabilities_handlers = CapabilitiesHandlers(build_capabilities(config.default_room_version),
-                                                          authenticate)
+        self.capabilities_handlers = CapabilitiesHandlers(
+            build_capabilities(config.default_room_version, get_login_token=self.login.get_token_enabled),
+            authenticate)
         self.devices = DeviceService(self.account_store, self.auth, self.uia, clock,
                                      last_seen_max_age_days=sessions_config["last_seen_max_age_days"])
         self.devices.start()

@@ -72,6 +72,11 @@ class SessionHandlers:
         await self._sessions.end_all_sessions(requester.user_id)
         return json_response({})
 
+    async def get_login_token(self, request: web.Request) -> web.Response:
+        requester = await self._authenticate(request)
+        body = await json_object(request, allow_empty=True)
+        return json_response(await self._login.issue_login_token(requester, body, uri=request.path))
+
     async def whoami(self, request: web.Request) -> web.Response:
         requester = await self._authenticate(request, allow_guest=True)
         body = {"user_id": requester.user_id, "is_guest": requester.is_guest}
@@ -91,6 +96,9 @@ class SessionHandlers:
         add_client_route(app, "POST", "/logout", self.logout)
         add_client_route(app, "POST", "/logout/all", self.logout_all)
         add_client_route(app, "GET", "/account/whoami", self.whoami)
+        # Not served at all unless enabled, as Synapse (404 M_UNRECOGNIZED).
+        if self._login.get_token_enabled:
+            add_client_route(app, "POST", "/login/get_token", self.get_login_token, prefixes=CLIENT_V1)
 
 
 class AdminRegisterHandlers:
