@@ -22,6 +22,7 @@ from homeserver.accounts.capabilities import build_capabilities
 from homeserver.accounts.devices import DeviceService
 from homeserver.accounts.filters import FilterService
 from homeserver.accounts.login import LoginService
+from homeserver.accounts.openid import OpenIdService
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.profiles import ProfileService
 from homeserver.accounts.registration import RegistrationService
@@ -56,6 +57,7 @@ from homeserver.http.client_filters import FilterHandlers
 from homeserver.http.client_hierarchy import HierarchyHandlers
 from homeserver.http.client_history import HistoryHandlers
 from homeserver.http.client_keys import KeysHandlers
+from homeserver.http.client_openid import OpenIdHandlers
 from homeserver.http.client_presence import PresenceHandlers
 from homeserver.http.client_profile import ProfileHandlers
 from homeserver.http.client_public_rooms import PublicRoomHandlers
@@ -201,6 +203,8 @@ class HomeServer:
         self.session_handlers = SessionHandlers(self.registration, self.login, self.sessions, authenticate,
                                                 self.ratelimiter)
         self.admin_register_handlers = AdminRegisterHandlers(self.registration)
+        self.openid_handlers = OpenIdHandlers(OpenIdService(config.server_name, self.account_store, clock),
+                                              authenticate)
         # The rooms work adds its member-event updater with profiles.add_profile_changed_callback.
         profile_store = ProfileStore(self.db)
         self.profiles = ProfileService(config.server_name, profile_store)
@@ -389,8 +393,10 @@ class HomeServer:
             self.ephemeral_handlers.register_routes(app)
             self.sync_handlers.register_routes(app)
             self.pusher_handlers.register_routes(app)
+            self.openid_handlers.register_routes(app)
         if "federation" in listener.resources:
             self.discovery.register_federation(app)
+            self.openid_handlers.register_federation(app)
         if "admin" in listener.resources:
             self.admin_register_handlers.register_routes(app)
         if "metrics" in listener.resources:
