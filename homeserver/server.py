@@ -323,6 +323,8 @@ class HomeServer:
         self.pushers.start()
         self._background.append(self.pushers)
         self.notifications.add_notified_callback(self.pushers.on_notified)
+        self.devices.add_devices_deleted_callback(self.pushers.remove_for_devices)
+        self.sessions.add_devices_deleted_callback(self.pushers.remove_for_devices)
         self.pusher_handlers = PusherHandlers(self.pushers, self.notifications, authenticate)
         # Presence: a /sync top-level source; syncs and sent events keep users online.
         self.presence = PresenceService(config.server_name, PresenceStore(self.db), self.event_store, self.notifier,

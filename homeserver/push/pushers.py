@@ -199,6 +199,16 @@ class PusherService:
         await self._store.delete_pusher(user_id, app_id, pushkey)
         (await self._pushers()).get(user_id, {}).pop((app_id, pushkey), None)
 
+    async def remove_for_devices(self, user_id: str, device_ids: list[str]) -> None:
+        """Devices-deleted callback: a session's pushers end with it (logout, password change)."""
+        for key in await self._store.delete_for_devices(user_id, device_ids):
+            (await self._pushers()).get(user_id, {}).pop(key, None)
+
+    async def remove_all_for_user(self, user_id: str) -> None:
+        """Forget every pusher of the user (deactivation)."""
+        await self._store.delete_for_user(user_id)
+        (await self._pushers()).pop(user_id, None)
+
     # --- delivery ----------------------------------------------------------------------------
     async def on_notified(self, batch: EventNotifications) -> None:
         """NotificationService callback: queue a gateway request for each pusher of each notified user."""
