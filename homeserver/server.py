@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.accounts.account_data import AccountDataService
-from homeserver.accounts.account_management import AccountService
+from homeserver.accounts.account_management import AccountDeactivation, AccountService
 from homeserver.accounts.auth import AuthService
 from homeserver.accounts.capabilities import build_capabilities
 from homeserver.accounts.devices import DeviceService
@@ -100,6 +100,7 @@ from storage.engine import create_database
 from storage.stores.account_data import AccountDataStore
 from storage.stores.accounts import AccountStore
 from storage.stores.aliases import AliasStore
+from storage.stores.deactivation import DeactivationStore
 from storage.stores.directory import DirectoryStore
 from storage.stores.e2ee import E2eeKeyStore
 from storage.stores.events import EventStore
@@ -221,9 +222,7 @@ class HomeServer:
                                      last_seen_max_age_days=sessions_config["last_seen_max_age_days"])
         self.devices.start()
         self._background.append(self.devices)
-        self.accounts = AccountService(self.account_store, self.auth, self.uia, self.devices, passwords)
         self.device_handlers = DeviceHandlers(self.devices, authenticate)
-        self.account_handlers = AccountHandlers(self.accounts, authenticate)
         # Sync and push evaluation subscribe with push_rules.add_changed_callback.
         self.push_rules = PushRulesService(PushRuleStore(self.db))
         self.push_rule_handlers = PushRuleHandlers(self.push_rules, authenticate)
@@ -238,6 +237,9 @@ class HomeServer:
         # Rooms.
         self.notifier = Notifier()
         self.event_store = EventStore(self.db)
+        # Events of users erased at deactivation are served redacted to readers who were not in the room.
+        self.deactivation_store = DeactivationStore(self.db)
+        erased_users = self.deactivation_store.get_erased_users
         self.alias_store = AliasStore(self.db)
         self.event_sender = RoomEventSender(config.server_name, self.signing_key, self.event_store, clock,
                                             self.notifier)
@@ -248,14 +250,14 @@ class HomeServer:
         self.profiles.add_profile_changed_callback(self.membership.update_profile_in_rooms)
         self.event_sender.add_persisted_callback(self.membership.remove_guests_when_revoked)
         self.event_serializer = ClientEventSerializer(self.event_store, clock)
-        self.room_reader = RoomReader(self.event_store, self.event_serializer)
+        self.room_reader = RoomReader(self.event_store, self.event_serializer, erased_users)
         self.redactions = RedactionService(self.event_sender, self.event_store, clock,
                                            retention_days=config.section("rooms")["redaction_retention_days"])
         self.redactions.start()
         self._background.append(self.redactions)
         # History and relations; relations registers its after-persist callback after the redaction one.
         timeline_store = TimelineStore(self.db)
-        self.history_visibility = HistoryVisibilityFilter(self.event_store, timeline_store)
+        self.history_visibility = HistoryVisibilityFilter(self.event_store, timeline_store, erased_users)
         self.room_history = RoomHistory(self.event_store, timeline_store, self.event_serializer,
                                         self.history_visibility, self.account_data_store.get_global)
         self.relations = RelationsService(self.event_store, RelationStore(self.db), self.room_history,
@@ -300,7 +302,8 @@ class HomeServer:
         # Sync: typing and receipts plug in as ephemeral sources; account data and push rule
         # changes wake the user's waiting syncs.
         self.sync = SyncService(self.event_store, SyncStore(self.db), self.event_serializer,
-                                self.account_data_store, self.push_rules, self.filters, self.notifier, clock)
+                                self.account_data_store, self.push_rules, self.filters, self.notifier, clock,
+                                erased_users=erased_users)
         for source in (self.typing, self.receipts):
             self.sync.add_ephemeral_source(EphemeralSource(source.stream_name, source.current_position,
                                                            source.events_for_rooms))
@@ -357,6 +360,14 @@ class HomeServer:
         self.keys_handlers = KeysHandlers(self.keys, self.cross_signing, authenticate)
         self.to_device_handlers = ToDeviceHandlers(self.to_device, authenticate)
         self.room_keys_handlers = RoomKeysHandlers(self.key_backup, authenticate)
+        # Account management last: deactivation reaches into rooms, pushers, presence and storage of every area.
+        self.deactivation = AccountDeactivation(
+            self.account_store, self.deactivation_store, self.auth, self.devices,
+            leave_all_rooms=self.membership.leave_all_rooms, remove_pushers=self.pushers.remove_all_for_user,
+            clear_presence=self.presence.clear, forget_cached_events=self.event_store.forget_cached_events)
+        self.accounts = AccountService(self.account_store, self.auth, self.uia, self.devices, passwords,
+                                       self.deactivation)
+        self.account_handlers = AccountHandlers(self.accounts, authenticate)
 
     def _build_listener_app(self, listener: ListenerConfig) -> web.Application:
         serves_matrix = bool({"client", "federation", "admin"} & set(listener.resources))

@@ -134,6 +134,16 @@ class MembershipService:
         content = await self._content(user_id, "leave", reason, with_profile=False)
         return await self._sender.send(room_id, user_id, "m.room.member", content, state_key=user_id)
 
+    async def leave_all_rooms(self, user_id: str) -> None:
+        """Leave every joined room, reject every invite and withdraw every knock (deactivation)."""
+        rooms = await self._events.get_rooms_for_user(user_id, ("join", "invite", "knock"))
+        for room_id in sorted(rooms):
+            try:
+                await self._sender.send(room_id, user_id, "m.room.member", {"membership": "leave"},
+                                        state_key=user_id)
+            except MatrixError as e:
+                logger.warning("Could not make %s leave %s: %s", user_id, room_id, e)
+
     async def kick(self, sender: str, room_id: str, target: Any, reason: Any = None) -> Event:
         target = self._require_local_target(target)
         await self._require_room(room_id)

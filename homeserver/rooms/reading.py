@@ -8,6 +8,7 @@ from typing import Any
 from homeserver.accounts.auth import Requester
 from homeserver.errors import MatrixError
 from homeserver.events.event import Event
+from homeserver.rooms.erasure import ErasedUsers, strip_erased_senders
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.state import StateAtEvent, is_event_visible
 from homeserver.state.visibility import HISTORY_VISIBILITY_KEY
@@ -17,9 +18,11 @@ MEMBERSHIPS = ("join", "invite", "leave", "ban", "knock")
 
 
 class RoomReader:
-    def __init__(self, events: EventStore, serializer: ClientEventSerializer):
+    def __init__(self, events: EventStore, serializer: ClientEventSerializer,
+                 erased_users: ErasedUsers | None = None):
         self._events = events
         self._serializer = serializer
+        self._erased_users = erased_users
 
     # --- visibility --------------------------------------------------------------
     async def state_at_event_for(self, user_id: str, event_id: str) -> StateAtEvent:
@@ -40,11 +43,14 @@ class RoomReader:
         membership_now, _ = await self._events.get_membership(events[0].room_id, user_id)
         joined_now = membership_now == "join"
         visible = []
+        unjoined = set()
         for event in events:
             state = await self.state_at_event_for(user_id, event.event_id)
             if is_event_visible(user_id, event, state, joined_afterwards=joined_now):
                 visible.append(event)
-        return visible
+                if state.membership != "join":
+                    unjoined.add(event.event_id)
+        return await strip_erased_senders(visible, unjoined, self._erased_users)
 
     async def require_membership(self, user_id: str, room_id: str) -> tuple[str | None, str | None]:
         """The user's (membership, member event id); 403 when they never were in the room."""
@@ -70,9 +76,10 @@ class RoomReader:
         if event is None or event.room_id != room_id or event.rejected_reason is not None:
             raise MatrixError(404, "M_NOT_FOUND", "Event not found")
         await self.require_membership(requester.user_id, room_id)
-        if not await self.filter_visible(requester.user_id, [event]):
+        visible = await self.filter_visible(requester.user_id, [event])
+        if not visible:
             raise MatrixError(404, "M_NOT_FOUND", "Event not found")
-        return await self._serializer.serialize_one(event, requester)
+        return await self._serializer.serialize_one(visible[0], requester)
 
     async def get_state(self, requester: Requester, room_id: str) -> list[dict[str, Any]]:
         state = await self._readable_state(requester.user_id, room_id)
