@@ -225,3 +225,17 @@ async def timestamp_to_event_finds_the_nearest_event(ctx: Context) -> None:
     expect(body["event_id"] == last, f"closest event before the future is {body['event_id']}, not {last}")
     response = await ctx.get(path, token=alice.access_token, params={"ts": str(future), "dir": "f"})
     expect_error(response, 404, "M_NOT_FOUND")
+
+
+@case
+async def the_legacy_post_send_without_a_transaction_id_sends_each_time(ctx: Context) -> None:
+    alice = await ctx.register_user()
+    room_id = await create_room(ctx, alice)
+    path = f"{CLIENT}/rooms/{q(room_id)}/send/m.room.message"
+    content = {"msgtype": "m.text", "body": "legacy"}
+    first = await ctx.post(path, json=content, token=alice.access_token)
+    second = await ctx.post(path, json=content, token=alice.access_token)
+    expect_status(first, 200)
+    expect_status(second, 200)
+    expect(first.json["event_id"] != second.json["event_id"],
+           f"{second.describe()}: two POSTs gave one event {first.json['event_id']}")
