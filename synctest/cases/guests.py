@@ -116,3 +116,24 @@ async def a_guest_upgrades_to_a_full_account(ctx: Context) -> None:
     whoami = await ctx.get(CLIENT + "/account/whoami", token=response.json["access_token"])
     expect_status(whoami, 200)
     expect(whoami.json.get("is_guest") is False, f"{whoami.describe()}: still a guest after upgrading")
+
+
+@case
+async def a_guest_reads_a_world_readable_room_without_joining(ctx: Context) -> None:
+    owner = await ctx.register_user()
+    created = await ctx.post(CLIENT + "/createRoom", token=owner.access_token, json={
+        "preset": "public_chat",
+        "initial_state": [{"type": "m.room.history_visibility", "state_key": "",
+                           "content": {"history_visibility": "world_readable"}}],
+    })
+    expect_status(created, 200)
+    room_id = created.json["room_id"]
+    sent = await ctx.put(f"{CLIENT}/rooms/{q(room_id)}/send/m.room.message/wr{time.monotonic_ns()}",
+                         json={"msgtype": "m.text", "body": "public"}, token=owner.access_token)
+    expect_status(sent, 200)
+    guest = await register_guest(ctx)
+    messages = await ctx.get(f"{CLIENT}/rooms/{q(room_id)}/messages", params={"dir": "b"},
+                             token=guest["access_token"])
+    expect_status(messages, 200)
+    expect(sent.json["event_id"] in [e["event_id"] for e in messages.json["chunk"]],
+           f"{messages.describe()}: the guest does not see the world-readable message")

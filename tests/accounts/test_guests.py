@@ -122,3 +122,16 @@ async def test_an_upgrade_needs_the_guests_own_token_and_name(guest_client):
             "auth": {"type": "m.login.dummy"}}
     async with guest_client.post(REGISTER, json=body) as resp:
         assert resp.status == 403
+
+
+async def test_a_guest_reads_a_world_readable_room_without_joining(guest_client):
+    owner = await new_user(guest_client, "owner")
+    room_id = await owner.create_room(preset="public_chat", initial_state=[
+        {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "world_readable"}},
+    ])
+    sent = await owner.send(room_id, "anyone may read this")
+    guest = await register_guest(guest_client)
+    messages = await guest.call("GET", f"/rooms/{room_id}/messages", dir="b")
+    assert sent in [e["event_id"] for e in messages["chunk"]]
+    private = await owner.create_room(preset="private_chat")
+    await guest.call("GET", f"/rooms/{private}/messages", dir="b", expect=403)
