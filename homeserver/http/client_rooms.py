@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -20,6 +21,7 @@ from homeserver.rooms.sender import RoomEventSender
 from homeserver.rooms.upgrade import RoomUpgrader
 
 MAX_TXN_ID_LENGTH = 255
+RECENT_TXNS = 10_000  # transaction IDs remembered so that retries are not rate limited again
 
 
 # Event IDs of room versions 3 contain `/`, which arrives decoded, hence `{eventId:.+}` in routes.
@@ -56,6 +58,7 @@ class RoomHandlers:
         self._upgrader = upgrader
         self._authenticate = authenticate
         self._ratelimiter = ratelimiter
+        self._recent_txns: OrderedDict[tuple[str, str, str], None] = OrderedDict()
 
     # --- rooms and membership --------------------------------------------------------
     async def create_room(self, request: web.Request) -> web.Response:
@@ -141,12 +144,19 @@ class RoomHandlers:
         txn_id = _txn_id(request) if "txnId" in request.match_info else None
         event_type = request.match_info["eventType"]
         content = await json_object(request)
-        self._ratelimiter.check("message", requester.user_id)
+        txn = None if txn_id is None else (requester.user_id, requester.device_id or "", txn_id)
+        # A retry of a send that went through is answered from the transaction, as Synapse's
+        # response cache does, so it does not count against the limit a second time.
+        if txn is None or txn not in self._recent_txns:
+            self._ratelimiter.check("message", requester.user_id)
         event = await self._sender.send(
-            room_id, requester.user_id, event_type, content,
-            txn=None if txn_id is None else (requester.user_id, requester.device_id or "", txn_id),
-            origin_server_ts=_massaged_ts(request),
+            room_id, requester.user_id, event_type, content, txn=txn, origin_server_ts=_massaged_ts(request),
         )
+        if txn is not None:
+            self._recent_txns[txn] = None
+            self._recent_txns.move_to_end(txn)
+            if len(self._recent_txns) > RECENT_TXNS:
+                self._recent_txns.popitem(last=False)
         return json_response({"event_id": event.event_id})
 
     async def put_state(self, request: web.Request) -> web.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 from tests.rooms.helpers import new_user
@@ -170,3 +171,18 @@ async def test_aliases_can_be_created_resolved_and_deleted(client):
     await alice.call("GET", f"/directory/room/{alias}", expect=404)
     bad = await alice.call("PUT", "/directory/room/notanalias", {"room_id": room_id}, expect=400)
     assert bad["errcode"] == "M_INVALID_PARAM"
+
+
+async def test_retrying_a_sent_transaction_does_not_count_against_the_message_limit(make_homeserver):
+    server = await make_homeserver(rate_limits={"enabled": True, "message": {"per_second": 0.001, "burst_count": 3}})
+    async with aiohttp.ClientSession(server.base_url()) as session:
+        alice = await new_user(session, "alice")
+        room_id = await alice.create_room()  # one token
+        path = f"/rooms/{room_id}/send/m.room.message/retried"
+        first = await alice.call("PUT", path, {"msgtype": "m.text", "body": "once"})  # two
+        for _ in range(3):
+            assert await alice.call("PUT", path, {"msgtype": "m.text", "body": "once"}) == first
+        await alice.call("PUT", f"/rooms/{room_id}/send/m.room.message/new", {"msgtype": "m.text", "body": "x"})
+        error = await alice.call("PUT", f"/rooms/{room_id}/send/m.room.message/newer",
+                                 {"msgtype": "m.text", "body": "y"}, expect=429)
+        assert error["errcode"] == "M_LIMIT_EXCEEDED"
