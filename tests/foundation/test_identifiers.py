@@ -69,3 +69,25 @@ def test_signing_key_versions_with_a_trailing_newline_are_refused():
     generate_signing_key("abc")
     with pytest.raises(ValueError):
         generate_signing_key("abc\n")
+
+
+# --- the same inputs through the client API ------------------------------------------------------
+
+async def test_a_profile_lookup_for_a_user_id_with_a_trailing_newline_is_m_invalid_param(hs, client):
+    from tests.accounts.helpers import register
+
+    await register(client, "alice")
+    async with client.get(f"/_matrix/client/v3/profile/@alice:{hs.config.server_name}%0A") as resp:
+        assert resp.status == 400
+        assert (await resp.json())["errcode"] == "M_INVALID_PARAM"
+
+
+@pytest.mark.parametrize("alias", ["%23kitchen:{server}%0A", "%23kitchen%0A:{server}"])
+async def test_an_alias_with_a_newline_is_refused(hs, client, alias):
+    from tests.rooms.helpers import new_user
+
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    path = f"/directory/room/{alias.format(server=hs.config.server_name)}"
+    body = await alice.call("PUT", path, {"room_id": room_id}, expect=400)
+    assert body["errcode"] == "M_INVALID_PARAM"
