@@ -161,6 +161,38 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "refresh_token_lifetime_ms": {"type": ["integer", "null"], "minimum": 1000},
                 "login_token_lifetime_ms": {"type": "integer", "minimum": 1000},
                 "last_seen_max_age_days": {"type": "integer", "minimum": 1},
+                # POST /login/get_token: a signed-in device issues a login token for a new one.
+                "login_via_existing_session": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "enabled": {"type": "boolean"},
+                        "require_ui_auth": {"type": "boolean"},
+                        "token_timeout_ms": {"type": "integer", "minimum": 1000},
+                    },
+                },
+            },
+        },
+        # GET /.well-known/matrix/support; 404 while neither contacts nor a support page is set.
+        "support": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "contacts": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["role"],
+                        "anyOf": [{"required": ["matrix_id"]}, {"required": ["email_address"]}],
+                        "properties": {
+                            "matrix_id": {"type": "string", "pattern": "^@"},
+                            "email_address": {"type": "string"},
+                            "role": {"type": "string", "minLength": 1},
+                        },
+                    },
+                },
+                "support_page": {"type": ["string", "null"], "pattern": "^https?://"},
             },
         },
         "passwords": {
@@ -180,6 +212,8 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "login": _RATE,
                 "login_failures": _RATE,
                 "registration": _RATE,
+                "registration_checks": _RATE,
+                "login_token_request": _RATE,
                 "media_upload": _RATE,
             },
         },
@@ -225,7 +259,9 @@ DEFAULTS: dict[str, Any] = {
         "refresh_token_lifetime_ms": None,
         "login_token_lifetime_ms": 120_000,
         "last_seen_max_age_days": 90,
+        "login_via_existing_session": {"enabled": False, "require_ui_auth": True, "token_timeout_ms": 300_000},
     },
+    "support": {"contacts": [], "support_page": None},
     "passwords": {"bcrypt_rounds": 12, "pepper": ""},
     "rate_limits": {
         "enabled": True,
@@ -233,6 +269,8 @@ DEFAULTS: dict[str, Any] = {
         "login": {"per_second": 0.17, "burst_count": 3},
         "login_failures": {"per_second": 0.17, "burst_count": 3},
         "registration": {"per_second": 0.17, "burst_count": 3},
+        "registration_checks": {"per_second": 1.0, "burst_count": 10},
+        "login_token_request": {"per_second": 0.0167, "burst_count": 1},
         "media_upload": {"per_second": 1.0, "burst_count": 10},
     },
     "logging": {"level": "INFO", "format": "text"},

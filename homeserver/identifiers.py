@@ -7,17 +7,51 @@ import re
 from homeserver.errors import MatrixError
 
 # Localparts we create: the spec's strict grammar for new user IDs.
-_LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+$")
+_LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+\Z")
 # Localparts we accept from elsewhere (historical user IDs may contain more).
-_HISTORICAL_LOCALPART = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
+_HISTORICAL_LOCALPART = re.compile(r"^[\x21-\x39\x3b-\x7e]+\Z")
 _SERVER_NAME = re.compile(
-    r"^(?:\[[0-9A-Fa-f:.]{2,45}\]|[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[A-Za-z0-9\-.]{1,255})(?::[0-9]{1,5})?$"
+    r"^(?:\[[0-9A-Fa-f:.]{2,45}\]|[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[A-Za-z0-9\-.]{1,255})(?::[0-9]{1,5})?\Z"
 )
+# Opaque parts of room and event IDs: printable ASCII without spaces (no control characters,
+# so no trailing newline either).
+_OPAQUE = re.compile(r"[\x21-\x7e]+")
 MAX_USER_ID_LENGTH = 255
+MAX_ID_LENGTH = 255
 
 
 def is_valid_server_name(name: str) -> bool:
-    return bool(_SERVER_NAME.match(name))
+    return isinstance(name, str) and bool(_SERVER_NAME.match(name))
+
+
+def _is_valid_opaque_id(identifier: str, sigil: str) -> bool:
+    """`sigil` + printable ASCII, at most 255 bytes; a `:server` suffix must be a valid server name.
+
+    Room IDs of room version 12 and event IDs of versions 3+ carry no server name.
+    """
+    if not isinstance(identifier, str) or len(identifier) < 2 or identifier[0] != sigil:
+        return False
+    if len(identifier) > MAX_ID_LENGTH or not _OPAQUE.fullmatch(identifier):
+        return False
+    _, colon, server = identifier.partition(":")
+    return not colon or is_valid_server_name(server)
+
+
+def is_valid_room_id(room_id: str) -> bool:
+    return _is_valid_opaque_id(room_id, "!")
+
+
+def is_valid_event_id(event_id: str) -> bool:
+    return _is_valid_opaque_id(event_id, "$")
+
+
+def is_valid_room_alias(alias: str) -> bool:
+    """`#localpart:server`; the localpart may be any Unicode except whitespace and `:` (as Synapse)."""
+    try:
+        localpart, _ = split_id(alias, "#")
+    except ValueError:
+        return False
+    return len(alias.encode()) <= MAX_ID_LENGTH and not any(c.isspace() or c == ":" for c in localpart)
 
 
 def split_id(identifier: str, sigil: str) -> tuple[str, str]:

@@ -16,8 +16,12 @@ class RateLimiter:
         # (action, key) -> (tokens available, time of last update)
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
 
-    def check(self, action: str, key: str, *, cost: float = 1.0) -> None:
-        """Take `cost` from the bucket or raise 429 with how long to wait."""
+    def check(self, action: str, key: str, *, cost: float = 1.0, update: bool = True) -> None:
+        """Take `cost` from the bucket or raise 429 with how long to wait.
+
+        With `update=False` nothing is taken: the call only refuses when `cost` is not
+        available, for requests that count against a limit only once they complete.
+        """
         if not self._enabled:
             return
         limit = self._limits.get(action)
@@ -30,7 +34,7 @@ class RateLimiter:
             retry_after_ms = int((cost - tokens) / limit.per_second * 1000) + 1
             self._buckets[(action, key)] = (tokens, now)
             raise MatrixError(429, "M_LIMIT_EXCEEDED", "Too many requests", retry_after_ms=retry_after_ms)
-        self._buckets[(action, key)] = (tokens - cost, now)
+        self._buckets[(action, key)] = (tokens - cost if update else tokens, now)
         if len(self._buckets) > self._max_keys:
             self._evict_full(now)
 

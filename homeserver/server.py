@@ -17,12 +17,13 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.accounts.account_data import AccountDataService
-from homeserver.accounts.account_management import AccountService
+from homeserver.accounts.account_management import AccountDeactivation, AccountService
 from homeserver.accounts.auth import AuthService
 from homeserver.accounts.capabilities import build_capabilities
 from homeserver.accounts.devices import DeviceService
 from homeserver.accounts.filters import FilterService
 from homeserver.accounts.login import LoginService
+from homeserver.accounts.openid import OpenIdService
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.profiles import ProfileService
 from homeserver.accounts.registration import RegistrationService
@@ -58,6 +59,7 @@ from homeserver.http.client_hierarchy import HierarchyHandlers
 from homeserver.http.client_history import HistoryHandlers
 from homeserver.http.client_keys import KeysHandlers
 from homeserver.http.client_legacy import LegacyHandlers
+from homeserver.http.client_openid import OpenIdHandlers
 from homeserver.http.client_presence import PresenceHandlers
 from homeserver.http.client_profile import ProfileHandlers
 from homeserver.http.client_public_rooms import PublicRoomHandlers
@@ -117,6 +119,7 @@ from storage.engine import create_database
 from storage.stores.account_data import AccountDataStore
 from storage.stores.accounts import AccountStore
 from storage.stores.aliases import AliasStore
+from storage.stores.deactivation import DeactivationStore
 from storage.stores.directory import DirectoryStore
 from storage.stores.e2ee import E2eeKeyStore
 from storage.stores.events import EventStore
@@ -207,6 +210,7 @@ class HomeServer:
         profile_store = ProfileStore(db)
         self.account_data_store = AccountDataStore(db)
         self.event_store = EventStore(db)
+        self.deactivation_store = DeactivationStore(db)
         self.alias_store = AliasStore(db)
         timeline_store = TimelineStore(db)
         directory_store = DirectoryStore(db)
@@ -235,15 +239,17 @@ class HomeServer:
             config.server_name, self.account_store, self.sessions, self.uia, passwords, clock,
             enabled=config.registration["enabled"], require_token=config.registration["require_token"],
             shared_secret=config.registration["shared_secret"], allow_guests=config.registration["allow_guests"],
+            auth=self.auth, ratelimiter=self.ratelimiter,
         )
         self.login = LoginService(config.server_name, self.account_store, self.sessions, passwords,
-                                  self.ratelimiter, self.uia)
+                                  self.ratelimiter, self.uia,
+                                  login_via_existing_session=sessions_config["login_via_existing_session"])
+        self.openid = OpenIdService(config.server_name, self.account_store, clock)
         self.profiles = ProfileService(config.server_name, profile_store, bus)
         self.account_data = AccountDataService(self.account_data_store, bus)
         self.filters = FilterService(FilterStore(db))
         self.devices = DeviceService(self.account_store, self.auth, self.uia, bus, clock,
                                      last_seen_max_age_days=sessions_config["last_seen_max_age_days"])
-        self.accounts = AccountService(self.account_store, self.auth, self.uia, self.devices, passwords)
         self.push_rules = PushRulesService(PushRuleStore(db), bus)
         self.media = MediaService(config.server_name, MediaStore(db), MediaFileStore(config.media["store_path"]),
                                   clock, self.ratelimiter, config.media)
@@ -261,10 +267,12 @@ class HomeServer:
         self.membership = MembershipService(config.server_name, self.event_sender, self.event_store,
                                             self.alias_store, profile_store.get_profile)
         self.event_serializer = ClientEventSerializer(self.event_store, clock)
-        self.room_reader = RoomReader(self.event_store, self.event_serializer)
+        # Events of users erased at deactivation are served redacted to readers who were not in the room.
+        erased_users = self.deactivation_store.get_erased_users
+        self.room_reader = RoomReader(self.event_store, self.event_serializer, erased_users)
         self.redactions = RedactionService(self.event_sender, self.event_store, clock,
                                            retention_days=config.section("rooms")["redaction_retention_days"])
-        self.history_visibility = HistoryVisibilityFilter(self.event_store, timeline_store)
+        self.history_visibility = HistoryVisibilityFilter(self.event_store, timeline_store, erased_users)
         self.room_history = RoomHistory(self.event_store, timeline_store, self.event_serializer,
                                         self.history_visibility, self.account_data_store.get_global)
         self.relations = RelationsService(self.event_store, RelationStore(db), self.room_history,
@@ -305,7 +313,7 @@ class HomeServer:
         # /sync reads every stream; typing and receipts are ephemeral sources, presence, device lists
         # (with key counts, every sync) and to-device messages top-level ones, push adds unread counts.
         self.sync = SyncService(self.event_store, sync_store, self.event_serializer, self.account_data_store,
-                                self.push_rules, self.filters, notifier, clock)
+                                self.push_rules, self.filters, notifier, clock, erased_users=erased_users)
         for source in (self.typing, self.receipts):
             self.sync.add_ephemeral_source(EphemeralSource(source.stream_name, source.current_position,
                                                            source.events_for_rooms))
@@ -330,6 +338,14 @@ class HomeServer:
                                                              source.events_for_rooms)
                                              for source in (self.typing, self.receipts)])
 
+        # Account management last: deactivation reaches into rooms, pushers, presence and storage of every area.
+        self.deactivation = AccountDeactivation(
+            self.account_store, self.deactivation_store, self.auth, self.devices,
+            leave_all_rooms=self.membership.leave_all_rooms, remove_pushers=self.pushers.remove_all_for_user,
+            clear_presence=self.presence.clear, forget_cached_events=self.event_store.forget_cached_events)
+        self.accounts = AccountService(self.account_store, self.auth, self.uia, self.devices, passwords,
+                                       self.deactivation)
+
         # Outbound delivery: one durable queue, a courier per kind.
         outbound_config = config.section("outbound")
         self.outbound = OutboundQueue(outbound_store, clock, {PUSHER_KIND: self.pushers},
@@ -342,6 +358,7 @@ class HomeServer:
         bus.subscribe(EventPersisted, self.typing.on_event_persisted)
         bus.subscribe(EventPersisted, self.presence.on_event_persisted)
         bus.subscribe(EventPersisted, self.device_lists.on_event_persisted)
+        bus.subscribe(EventPersisted, self.membership.on_event_persisted)
         bus.subscribe(ProfileChanged, self.membership.on_profile_changed)
         bus.subscribe(AccountDataChanged, self.sync.on_account_data_changed)
         bus.subscribe(AccountDataChanged, self.notifications.on_account_data_changed)
@@ -353,6 +370,7 @@ class HomeServer:
             bus.subscribe(RoomUpgraded, on_upgraded)
         bus.subscribe(DeviceCreated, self.keys.on_device_created)
         bus.subscribe(DevicesDeleted, self.keys.on_devices_deleted)
+        bus.subscribe(DevicesDeleted, self.pushers.on_devices_deleted)
         bus.subscribe(OutboundItemsQueued, lambda update: self.outbound.poke(update.kind, update.destination,
                                                                               update.count))
 
@@ -362,11 +380,13 @@ class HomeServer:
         self.session_handlers = SessionHandlers(self.registration, self.login, self.sessions, authenticate,
                                                 self.ratelimiter)
         self.admin_register_handlers = AdminRegisterHandlers(self.registration)
+        self.openid_handlers = OpenIdHandlers(self.openid, authenticate)
         self.profile_handlers = ProfileHandlers(self.profiles, authenticate)
         self.account_data_handlers = AccountDataHandlers(self.account_data, authenticate)
         self.filter_handlers = FilterHandlers(self.filters, authenticate)
-        self.capabilities_handlers = CapabilitiesHandlers(build_capabilities(config.default_room_version),
-                                                          authenticate)
+        self.capabilities_handlers = CapabilitiesHandlers(
+            build_capabilities(config.default_room_version, get_login_token=self.login.get_token_enabled),
+            authenticate)
         self.device_handlers = DeviceHandlers(self.devices, authenticate)
         self.account_handlers = AccountHandlers(self.accounts, authenticate)
         self.push_rule_handlers = PushRuleHandlers(self.push_rules, authenticate)
@@ -448,8 +468,10 @@ class HomeServer:
             self.sync_handlers.register_routes(app)
             self.legacy_handlers.register_routes(app)
             self.pusher_handlers.register_routes(app)
+            self.openid_handlers.register_routes(app)
         if "federation" in listener.resources:
             self.discovery.register_federation(app)
+            self.openid_handlers.register_federation(app)
         if "admin" in listener.resources:
             self.admin_register_handlers.register_routes(app)
         if "metrics" in listener.resources:

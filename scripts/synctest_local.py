@@ -33,6 +33,8 @@ def main() -> int:
              "--data-dir", tmp, "--generate-keys",
              "--set", f"listeners.0.port={port}",
              "--set", "registration.enabled=true", "--set", "rate_limits.enabled=false",
+             "--set", "registration.allow_guests=true",
+             "--set", "sessions.login_via_existing_session.enabled=true",
              "--set", "passwords.bcrypt_rounds=4"],
             check=True, cwd=root, stdout=subprocess.DEVNULL,
         )

@@ -18,7 +18,7 @@ from storage.sql import Dialect
 
 SCHEMA_DIR = Path(__file__).parent / "schema"
 
-_FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[a-z0-9_]+?)(?:\.(?P<engine>sqlite|postgres))?\.sql$")
+_FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[a-z0-9_]+?)(?:\.(?P<engine>sqlite|postgres))?\.sql\Z")
 
 # Arbitrary constant that identifies "this homeserver's migrations" among advisory locks.
 _ADVISORY_LOCK_KEY = 0x6D_6174_7269_78  # "matrix"

@@ -255,6 +255,7 @@ def test_only_the_optional_well_known_cases_pass_against_a_server_that_404s_ever
     assert passed == [
         "wellknown.client_discovery_is_valid_or_absent",
         "wellknown.server_delegation_is_valid_or_absent",
+        "wellknown.support_information_is_valid_or_absent",
     ]
 
 

@@ -8,8 +8,9 @@ finds no validated session, as Synapse answers when no delivery is configured.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from homeserver.accounts.auth import AuthService, Requester
@@ -19,6 +20,9 @@ from homeserver.accounts.registration import MAX_PASSWORD_LENGTH
 from homeserver.accounts.uia import InteractiveAuthRequired, UserInteractiveAuth
 from homeserver.errors import MatrixError
 from storage.stores.accounts import AccountStore
+from storage.stores.deactivation import DeactivationStore
+
+logger = logging.getLogger(__name__)
 
 # The UIA session remembers a hash of the new password, never the password itself.
 NEW_PASSWORD_HASH_KEY = "new_password_hash"
@@ -76,14 +80,53 @@ def check_fields(body: dict[str, Any], spec: Sequence[FieldSpec], prefix: str = 
         raise MatrixError(400, "M_INVALID_PARAM", f"{prefix}medium: must be 'email' or 'msisdn'")
 
 
+UserAction = Callable[[str], Awaitable[None]]
+
+
+class AccountDeactivation:
+    """Deactivating an account, with or without erasure: what the client API and the admin API both call."""
+
+    def __init__(self, store: AccountStore, deactivation_store: DeactivationStore, auth: AuthService,
+                 devices: DeviceService, *, leave_all_rooms: UserAction, remove_pushers: UserAction,
+                 clear_presence: UserAction, forget_cached_events: Callable[[Iterable[str]], None]):
+        self._store = store
+        self._deactivation_store = deactivation_store
+        self._auth = auth
+        self._devices = devices
+        self._leave_all_rooms = leave_all_rooms
+        self._remove_pushers = remove_pushers
+        self._clear_presence = clear_presence
+        self._forget_cached_events = forget_cached_events
+
+    async def deactivate(self, user_id: str, *, erase: bool) -> None:
+        """Deactivate `user_id`: no devices, tokens or password, out of every room and the user
+        directory, no pushers, account data, push rules or key backups. With `erase`, their
+        profile, status message and IP log go too, their member events lose name and avatar,
+        and users who join rooms later see their events without content."""
+        devices = await self._store.get_devices(user_id)
+        # Through the device service, so E2EE keys and pushers of each device go with it.
+        await self._devices.delete_devices(user_id, [d["device_id"] for d in devices])
+        await self._store.mark_deactivated(user_id, erase=erase)  # the directory skips deactivated users
+        self._auth.invalidate_user(user_id)
+        await self._remove_pushers(user_id)
+        if erase:
+            self._auth.forget_pending_last_seen(user_id)
+            await self._clear_presence(user_id)
+            self._forget_cached_events(await self._deactivation_store.erase_personal_data(user_id))
+        await self._leave_all_rooms(user_id)
+        await self._deactivation_store.purge_settings(user_id)
+        logger.info("Deactivated %s (erase=%s)", user_id, erase)
+
+
 class AccountService:
     def __init__(self, store: AccountStore, auth: AuthService, uia: UserInteractiveAuth, devices: DeviceService,
-                 passwords: PasswordHasher):
+                 passwords: PasswordHasher, deactivation: AccountDeactivation):
         self._store = store
         self._auth = auth
         self._uia = uia
         self._devices = devices
         self._passwords = passwords
+        self._deactivation = deactivation
 
     # --- password ----------------------------------------------------------------------
     async def change_password(self, requester: Requester, body: dict[str, Any], *, uri: str) -> None:
@@ -124,16 +167,13 @@ class AccountService:
 
     # --- deactivation --------------------------------------------------------------------
     async def deactivate(self, requester: Requester, body: dict[str, Any], *, uri: str) -> dict[str, Any]:
-        """`POST /account/deactivate`: UIA, then no password, no devices, no tokens; `erase` recorded."""
+        """`POST /account/deactivate`: UIA, then deactivation (and erasure when `erase` is true)."""
         check_fields(body, DEACTIVATE)
         completed, params, session_id = await self._uia.check(
             body, PASSWORD_FLOWS, uri=uri, method="POST", for_user=requester.user_id)
         check_password_stage_user(completed, requester.user_id)
-        await self._store.mark_deactivated(requester.user_id, erase=params.get("erase") is True)
-        self._auth.invalidate_user(requester.user_id)
         await self._store.delete_uia_session(session_id)
-        # Hook for the rooms and privacy work: leave joined rooms, clear the profile when erasing,
-        # remove pushers and the user directory entry.
+        await self._deactivation.deactivate(requester.user_id, erase=params.get("erase") is True)
         return {"id_server_unbind_result": "no-support"}
 
     # --- third-party identifiers -------------------------------------------------------

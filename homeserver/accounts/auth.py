@@ -101,6 +101,11 @@ class AuthService:
         for token_hash in [h for h, (info, _) in self._cache.items() if info.user_id == user_id]:
             del self._cache[token_hash]
 
+    def forget_pending_last_seen(self, user_id: str) -> None:
+        """Drop the user's sightings not yet written (erasure: none may be written afterwards)."""
+        for key in [k for k in self._pending_last_seen if k[0] == user_id]:
+            del self._pending_last_seen[key]
+
     # --- last seen ---------------------------------------------------------------
     def _note_last_seen(self, user_id: str, device_id: str | None, ip: str, user_agent: str) -> None:
         self._pending_last_seen[(user_id, device_id, ip, user_agent[:512])] = self._clock.time_ms()

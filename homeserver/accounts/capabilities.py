@@ -7,7 +7,7 @@ from typing import Any
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 
 
-def build_capabilities(default_room_version: str) -> dict[str, Any]:
+def build_capabilities(default_room_version: str, *, get_login_token: bool = False) -> dict[str, Any]:
     """The `capabilities` object: room versions from the table, and the account features on offer."""
     return {
         "m.room_versions": {
@@ -21,5 +21,5 @@ def build_capabilities(default_room_version: str) -> dict[str, Any]:
         "m.profile_fields": {"enabled": True},
         # No e-mail or SMS delivery is configured, so 3PIDs can be neither added nor verified.
         "m.3pid_changes": {"enabled": False},
-        "m.get_login_token": {"enabled": False},
+        "m.get_login_token": {"enabled": get_login_token},
     }

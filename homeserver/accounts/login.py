@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeserver.accounts.auth import Requester
+from homeserver.accounts.devices import PASSWORD_FLOWS, check_password_stage_user
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.sessions import SessionService
 from homeserver.accounts.uia import PASSWORD, UserInteractiveAuth
@@ -17,8 +19,14 @@ LOGIN_FLOWS = [{"type": "m.login.password"}, {"type": "m.login.token"}]
 
 class LoginService:
     def __init__(self, server_name: str, store: AccountStore, sessions: SessionService, passwords: PasswordHasher,
-                 ratelimiter: RateLimiter, uia: UserInteractiveAuth):
+                 ratelimiter: RateLimiter, uia: UserInteractiveAuth, *,
+                 login_via_existing_session: dict[str, Any] | None = None):
         self._server_name = server_name
+        existing = login_via_existing_session or {}
+        self.get_token_enabled = bool(existing.get("enabled"))
+        self._get_token_requires_uia = existing.get("require_ui_auth", True) is not False
+        self._get_token_timeout_ms = int(existing.get("token_timeout_ms") or 300_000)
+        self._uia = uia
         self._store = store
         self._sessions = sessions
         self._passwords = passwords
@@ -60,6 +68,18 @@ class LoginService:
         response["home_server"] = self._server_name
         return response
 
+    async def issue_login_token(self, requester: Requester, body: dict[str, Any], *, uri: str) -> dict[str, Any]:
+        """`POST /login/get_token`: after UIA (unless configured off), a one-time login token for a new device."""
+        if self._get_token_requires_uia:
+            completed, _, session_id = await self._uia.check(body, PASSWORD_FLOWS, uri=uri, method="POST",
+                                                             for_user=requester.user_id)
+            check_password_stage_user(completed, requester.user_id)
+            await self._store.delete_uia_session(session_id)
+        # Counted after UIA, so the 401 round does not use up the (one a minute) allowance.
+        self._ratelimiter.check("login_token_request", requester.user_id.lower())
+        token, lifetime_ms = await self._sessions.create_login_token(requester.user_id, self._get_token_timeout_ms)
+        return {"login_token": token, "expires_in_ms": lifetime_ms}
+
     def _qualify(self, user: str) -> str:
         return user if user.startswith("@") else f"@{user}:{self._server_name}"
 
@@ -84,7 +104,7 @@ class LoginService:
         password = body.get("password")
         if not isinstance(password, str):
             raise MatrixError(400, "M_BAD_JSON", "password: must be a string")
-        self._ratelimiter.check("login_failures", user_id.lower(), cost=0)
+        self._ratelimiter.check("login_failures", user_id.lower(), update=False)
         user = await self.verify_password(user_id, password)
         if user is None:
             self._ratelimiter.check("login_failures", user_id.lower())

@@ -33,8 +33,8 @@ MAX_AVATAR_URL_CHARS = 1000
 # Custom keys follow the Common Namespaced Identifier Grammar (appendices). The OpenAPI pattern is
 # stricter (it demands a dot and forbids '-'), but the prose names the grammar, and Synapse accepts
 # the grammar, so clients written against it keep working here.
-_KEY_NAME = re.compile(r"^[a-z][a-z0-9._\-]*$")
-_MXC_URI = re.compile(r"^mxc://[A-Za-z0-9.\-:\[\]]+/[A-Za-z0-9_\-]+$")
+_KEY_NAME = re.compile(r"^[a-z][a-z0-9._\-]*\Z")
+_MXC_URI = re.compile(r"^mxc://[A-Za-z0-9.\-:\[\]]+/[A-Za-z0-9_\-]+\Z")
 
 def check_key_name(key: str) -> None:
     """400 `M_KEY_TOO_LARGE` past 255 bytes, `M_INVALID_PARAM` outside the key grammar."""

@@ -7,12 +7,14 @@ import hmac
 import secrets
 from typing import Any
 
+from homeserver.accounts.auth import AuthService
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.sessions import SessionService
 from homeserver.accounts.uia import DUMMY, REGISTRATION_TOKEN, InteractiveAuthRequired, UserInteractiveAuth
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
 from homeserver.identifiers import check_new_localpart
+from homeserver.ratelimit import RateLimiter
 from storage.stores.accounts import AccountStore, UserExistsError
 
 MAX_PASSWORD_LENGTH = 512
@@ -38,7 +40,8 @@ def _optional_bool(body: dict[str, Any], key: str) -> bool:
 class RegistrationService:
     def __init__(self, server_name: str, store: AccountStore, sessions: SessionService, uia: UserInteractiveAuth,
                  passwords: PasswordHasher, clock: Clock, *, enabled: bool, require_token: bool,
-                 shared_secret: str | None, allow_guests: bool):
+                 shared_secret: str | None, allow_guests: bool, auth: AuthService | None = None,
+                 ratelimiter: RateLimiter | None = None):
         self._server_name = server_name
         self._store = store
         self._sessions = sessions
@@ -49,6 +52,8 @@ class RegistrationService:
         self._require_token = require_token
         self._shared_secret = shared_secret
         self._allow_guests = allow_guests
+        self._auth = auth
+        self._ratelimiter = ratelimiter
         self._nonces: dict[str, int] = {}
         uia.register_stage(REGISTRATION_TOKEN, self._check_registration_token_stage)
 
@@ -57,10 +62,19 @@ class RegistrationService:
         return [[REGISTRATION_TOKEN]] if self._require_token else [[DUMMY]]
 
     # --- availability ----------------------------------------------------------------
-    async def check_username_available(self, localpart: str) -> None:
-        """Raise M_INVALID_USERNAME / M_USER_IN_USE, or return when the name can be registered."""
+    async def check_username_available(self, localpart: str, *, guest_user_id: str | None = None,
+                                       registered_user_id: str | None = None) -> None:
+        """Raise M_INVALID_USERNAME / M_USER_IN_USE, or return when the name can be registered.
+
+        The name stays available to the guest upgrading to it (`guest_user_id`) and to the
+        UIA session that already registered it (`registered_user_id`).
+        """
         check_new_localpart(localpart, self._server_name)
         user_id = f"@{localpart}:{self._server_name}"
+        if guest_user_id is None and localpart.isdigit():
+            raise MatrixError(400, "M_INVALID_USERNAME", "username: numeric user IDs are reserved for guests")
+        if user_id in (guest_user_id, registered_user_id):
+            return
         if await self._store.find_user_case_insensitive(user_id) is not None:
             raise MatrixError(400, "M_USER_IN_USE", "User ID already taken")
 
@@ -68,10 +82,10 @@ class RegistrationService:
         return await self._store.registration_token_valid(token, self._clock.time_ms())
 
     # --- POST /register ----------------------------------------------------------------
-    async def register(self, body: dict[str, Any], *, kind: str, uri: str) -> dict[str, Any]:
+    async def register(self, body: dict[str, Any], *, kind: str, uri: str, ip: str = "-") -> dict[str, Any]:
         """Run the whole `/register` request, UIA included; returns the response body."""
         if kind == "guest":
-            raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
+            return await self._register_guest(body, ip)
         if kind != "user":
             raise MatrixError(400, "M_INVALID_PARAM", "kind: must be 'user' or 'guest'")
         if not self._enabled:
@@ -82,9 +96,16 @@ class RegistrationService:
         _optional_str(body, "initial_device_display_name")
         _optional_bool(body, "inhibit_login")
         _optional_bool(body, "refresh_token")
+        guest_user_id = await self._guest_being_upgraded(_optional_str(body, "guest_access_token", 1024))
+        # A replayed session that already registered its user answers as the first completion did.
+        auth = body.get("auth")
+        session_hint = auth.get("session") if isinstance(auth, dict) else None
+        registered_user_id = (await self._uia.get_server_value(session_hint, "registered_user_id")
+                              if isinstance(session_hint, str) else None)
         if username is not None:
             username = username.lower()
-            await self.check_username_available(username)
+            await self.check_username_available(username, guest_user_id=guest_user_id,
+                                                registered_user_id=registered_user_id)
 
         # The password never enters the UIA session: only its hash, kept server-side.
         uia_body = {k: v for k, v in body.items() if k != "password"}
@@ -100,16 +121,29 @@ class RegistrationService:
             password_hash = await self._uia.get_server_value(session_id, "password_hash")
         user_id = await self._uia.get_server_value(session_id, "registered_user_id")
         if user_id is None:
+            guest_user_id = await self._guest_being_upgraded(params.get("guest_access_token"))
             if username is not None:
                 username = username.lower()
-                await self.check_username_available(username)
+                await self.check_username_available(username, guest_user_id=guest_user_id)
                 user_id = f"@{username}:{self._server_name}"
+            elif guest_user_id is not None:
+                user_id = guest_user_id
             else:
                 user_id = await self._generate_user_id()
-            try:
-                await self._store.create_user(user_id, password_hash, created_ts=self._clock.time_ms())
-            except UserExistsError:
-                raise MatrixError(400, "M_USER_IN_USE", "User ID already taken") from None
+            if guest_user_id is not None and user_id != guest_user_id:
+                raise MatrixError(403, "M_FORBIDDEN",
+                                  "username: a guest may only upgrade to its own user ID")
+            # Only a completed registration counts against the address's registration limit.
+            if self._ratelimiter is not None:
+                self._ratelimiter.check("registration", ip)
+            if guest_user_id is not None:
+                if not await self._store.upgrade_guest(user_id, password_hash):
+                    raise MatrixError(400, "M_USER_IN_USE", "User ID already taken")
+            else:
+                try:
+                    await self._store.create_user(user_id, password_hash, created_ts=self._clock.time_ms())
+                except UserExistsError:
+                    raise MatrixError(400, "M_USER_IN_USE", "User ID already taken") from None
             token = completed.get(REGISTRATION_TOKEN)
             if isinstance(token, str):
                 await self._store.use_registration_token(token, self._clock.time_ms())
@@ -123,6 +157,43 @@ class RegistrationService:
             display_name=params.get("initial_device_display_name"),
             want_refresh_token=bool(params.get("refresh_token")),
         )
+        response["home_server"] = self._server_name
+        return response
+
+    async def _guest_being_upgraded(self, guest_access_token: Any) -> str | None:
+        """The guest user whose access token came with the registration, or None without one."""
+        if guest_access_token is None:
+            return None
+        if not isinstance(guest_access_token, str):
+            raise MatrixError(400, "M_INVALID_PARAM", "guest_access_token: must be a string")
+        try:
+            requester = await self._auth.get_requester(guest_access_token, allow_guest=True)
+        except MatrixError:
+            requester = None
+        if requester is None or not requester.is_guest:
+            raise MatrixError(403, "M_FORBIDDEN", "guest_access_token: not the access token of a guest")
+        return requester.user_id
+
+    async def _register_guest(self, body: dict[str, Any], ip: str) -> dict[str, Any]:
+        """`POST /register?kind=guest`: a numeric guest account, logged in, no UIA."""
+        if not self._allow_guests:
+            raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
+        display_name = _optional_str(body, "initial_device_display_name")
+        want_refresh = _optional_bool(body, "refresh_token")
+        if self._ratelimiter is not None:
+            self._ratelimiter.check("registration", ip)
+        for _ in range(10):
+            user_id = await self._generate_user_id()
+            try:
+                await self._store.create_user(user_id, None, created_ts=self._clock.time_ms(), is_guest=True)
+                break
+            except UserExistsError:
+                continue
+        else:
+            raise MatrixError(500, "M_UNKNOWN", "Could not find a free guest user ID")
+        # Guests choose no device ID (Synapse: "we have nowhere to store it").
+        response = await self._sessions.start_session(user_id, display_name=display_name,
+                                                      want_refresh_token=want_refresh)
         response["home_server"] = self._server_name
         return response
 

@@ -104,11 +104,12 @@ class SessionService:
         self._auth.invalidate_token_hashes(hashes)
         await self._bus.publish(DevicesDeleted(user_id, tuple(device_ids)))
 
-    async def create_login_token(self, user_id: str) -> tuple[str, int]:
+    async def create_login_token(self, user_id: str, lifetime_ms: int | None = None) -> tuple[str, int]:
+        """A one-time `m.login.token` for the user; returns (token, lifetime in ms)."""
+        lifetime_ms = lifetime_ms or self.login_token_lifetime_ms
         token = new_token("sylt")
-        await self._store.add_login_token(hash_token(token), user_id,
-                                          self._clock.time_ms() + self.login_token_lifetime_ms)
-        return token, self.login_token_lifetime_ms
+        await self._store.add_login_token(hash_token(token), user_id, self._clock.time_ms() + lifetime_ms)
+        return token, lifetime_ms
 
     async def consume_login_token(self, token: str) -> str | None:
         return await self._store.consume_login_token(hash_token(token), self._clock.time_ms())

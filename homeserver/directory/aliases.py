@@ -9,7 +9,7 @@ from homeserver.accounts.auth import Requester
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
 from homeserver.events.room_versions import get_room_version
-from homeserver.identifiers import split_id
+from homeserver.identifiers import is_valid_room_alias, split_id
 from homeserver.rooms.power import RoomPower
 from storage.stores.aliases import AliasExistsError, AliasStore
 from storage.stores.events import EventStore
@@ -24,13 +24,9 @@ class AliasService:
         self._is_admin = is_admin
 
     def _parse(self, alias: str) -> str:
-        try:
-            localpart, server = split_id(alias, "#")
-        except ValueError:
-            raise MatrixError(400, "M_INVALID_PARAM", f"roomAlias: {alias!r} is not a valid room alias") from None
-        if len(alias.encode()) > 255 or any(c in localpart for c in " \t\n:"):
+        if not is_valid_room_alias(alias):
             raise MatrixError(400, "M_INVALID_PARAM", f"roomAlias: {alias!r} is not a valid room alias")
-        return server
+        return split_id(alias, "#")[1]
 
     async def resolve(self, alias: str) -> dict[str, Any]:
         server = self._parse(alias)

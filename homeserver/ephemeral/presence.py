@@ -212,6 +212,11 @@ class PresenceService:
         now = self._clock.time_ms()
         await self._update(user_id, lambda r: apply_set(r, state, status_msg, now))
 
+    async def clear(self, user_id: str) -> None:
+        """Offline, without a status message (erasure)."""
+        now = self._clock.time_ms()
+        await self._update(user_id, lambda r: apply_set(r, OFFLINE, None, now))
+
     @contextlib.asynccontextmanager
     async def syncing(self, user_id: str, set_presence: str) -> AsyncIterator[None]:
         """Around a /sync request: applies `set_presence` and counts the user as syncing meanwhile."""

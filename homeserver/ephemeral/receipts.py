@@ -25,6 +25,7 @@ from homeserver.accounts.account_data import AccountDataService
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, invalid_param, not_found
 from homeserver.events.event import Event
+from homeserver.identifiers import is_valid_event_id
 from homeserver.rooms.reading import RoomReader
 from homeserver.streams.bus import StreamBus
 from homeserver.streams.notifier import Notifier
@@ -49,7 +50,7 @@ def check_receipt_type(receipt_type: str) -> None:
 
 
 def check_event_id(event_id: Any, field: str) -> str:
-    if not isinstance(event_id, str) or not event_id.startswith("$") or len(event_id) < 2:
+    if not is_valid_event_id(event_id):
         raise invalid_param(f"{field}: must be an event ID")
     return event_id
 

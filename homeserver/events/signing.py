@@ -23,7 +23,7 @@ from homeserver.events.room_versions import RoomVersion
 
 ED25519 = NACL_ED25519  # "ed25519"
 # Key versions are limited to [a-zA-Z0-9_] by the key ID grammar Synapse enforces.
-_KEY_VERSION_RE = re.compile(r"^[A-Za-z0-9_]+$")
+_KEY_VERSION_RE = re.compile(r"^[A-Za-z0-9_]+\Z")
 
 
 class SignatureError(Exception):

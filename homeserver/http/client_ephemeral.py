@@ -16,11 +16,12 @@ from homeserver.errors import invalid_param
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import json_object, json_response
 from homeserver.http.routing import add_client_route
+from homeserver.identifiers import is_valid_room_id
 
 
 def _room_id(request: web.Request) -> str:
     room_id = request.match_info["roomId"]
-    if not room_id.startswith("!"):
+    if not is_valid_room_id(room_id):
         raise invalid_param(f"roomId: {room_id!r} is not a room ID")
     return room_id
 

@@ -8,6 +8,7 @@ from homeserver.errors import MatrixError
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import json_response, query_int
 from homeserver.http.routing import add_client_route
+from homeserver.identifiers import is_valid_room_id
 from homeserver.rooms.event_filter import parse_filter_param
 from homeserver.rooms.history import DEFAULT_LIMIT, MAX_LIMIT, RoomHistory
 
@@ -16,7 +17,7 @@ CLIENT_V1 = ("/_matrix/client/v1", "/_matrix/client/unstable/org.matrix.msc3030"
 
 def room_id_param(request: web.Request) -> str:
     room_id = request.match_info["roomId"]
-    if not room_id.startswith("!"):
+    if not is_valid_room_id(room_id):
         raise MatrixError(400, "M_INVALID_PARAM", f"roomId: {room_id!r} is not a room ID")
     return room_id
 
@@ -36,7 +37,7 @@ class HistoryHandlers:
         self._authenticate = authenticate
 
     async def messages(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         room_id = room_id_param(request)
         # `dir` was required before v1.3 and is still sent by every client; Synapse defaults it to b.
         direction = direction_param(request, "b")
@@ -49,7 +50,7 @@ class HistoryHandlers:
         return json_response(body)
 
     async def context(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         room_id = room_id_param(request)
         limit = query_int(request, "limit", DEFAULT_LIMIT, minimum=0, maximum=MAX_LIMIT)
         event_filter = parse_filter_param(request.query.get("filter"))

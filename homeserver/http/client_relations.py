@@ -25,7 +25,7 @@ class RelationHandlers:
         self._authenticate = authenticate
 
     async def relations(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         room_id = room_id_param(request)
         limit = query_int(request, "limit", DEFAULT_RELATIONS_LIMIT, minimum=0, maximum=MAX_LIMIT)
         recurse = query_bool(request, "recurse", False)

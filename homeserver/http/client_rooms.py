@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -10,6 +11,7 @@ from homeserver.errors import MatrixError
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import json_object, json_response
 from homeserver.http.routing import add_client_route
+from homeserver.identifiers import is_valid_room_id
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.creation import RoomCreator
 from homeserver.rooms.membership import MembershipService
@@ -20,6 +22,7 @@ from homeserver.rooms.transactions import scoped_txn_id
 from homeserver.rooms.upgrade import RoomUpgrader
 
 MAX_TXN_ID_LENGTH = 255
+RECENT_TXNS = 10_000  # transaction IDs remembered so that retries are not rate limited again
 
 
 # Event IDs of room versions 3 contain `/`, which arrives decoded, hence `{eventId:.+}` in routes.
@@ -27,7 +30,7 @@ MAX_TXN_ID_LENGTH = 255
 
 def _room_id(request: web.Request) -> str:
     room_id = request.match_info["roomId"]
-    if not room_id.startswith("!"):
+    if not is_valid_room_id(room_id):
         raise MatrixError(400, "M_INVALID_PARAM", f"roomId: {room_id!r} is not a room ID")
     return room_id
 
@@ -56,6 +59,7 @@ class RoomHandlers:
         self._upgrader = upgrader
         self._authenticate = authenticate
         self._ratelimiter = ratelimiter
+        self._recent_txns: OrderedDict[tuple[str, str, str], None] = OrderedDict()
 
     # --- rooms and membership --------------------------------------------------------
     async def create_room(self, request: web.Request) -> web.Response:
@@ -65,16 +69,18 @@ class RoomHandlers:
         return json_response(await self._creator.create_room(requester.user_id, body))
 
     async def join(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         body = await json_object(request, allow_empty=True)
         target = unquote(request.match_info["roomIdOrAlias"])
-        event = await self._membership.join(requester.user_id, target, body.get("reason"))
+        event = await self._membership.join(requester.user_id, target, body.get("reason"),
+                                            is_guest=requester.is_guest)
         return json_response({"room_id": event.room_id})
 
     async def join_by_id(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         body = await json_object(request, allow_empty=True)
-        event = await self._membership.join(requester.user_id, _room_id(request), body.get("reason"))
+        event = await self._membership.join(requester.user_id, _room_id(request), body.get("reason"),
+                                            is_guest=requester.is_guest)
         return json_response({"room_id": event.room_id})
 
     async def knock(self, request: web.Request) -> web.Response:
@@ -95,7 +101,7 @@ class RoomHandlers:
         return json_response({})
 
     async def leave(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         body = await json_object(request, allow_empty=True)
         await self._membership.leave(requester.user_id, _room_id(request), body.get("reason"))
         return json_response({})
@@ -128,25 +134,35 @@ class RoomHandlers:
         return json_response(await self._upgrader.upgrade(requester.user_id, _room_id(request), body))
 
     async def joined_rooms(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         return json_response({"joined_rooms": await self._reader.joined_rooms(requester)})
 
     # --- sending -----------------------------------------------------------------------
     async def send(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
-        room_id, txn_id = _room_id(request), _txn_id(request)
+        requester = await self._authenticate(request, allow_guest=True)
+        room_id = _room_id(request)
+        # The legacy POST form has no transaction ID, so a retry sends again (as Synapse).
+        txn_id = _txn_id(request) if "txnId" in request.match_info else None
         event_type = request.match_info["eventType"]
         content = await json_object(request)
-        self._ratelimiter.check("message", requester.user_id)
+        txn = None if txn_id is None else (requester.user_id, requester.device_id or "",
+                                           scoped_txn_id("send", room_id, event_type, txn_id))
+        # A retry of a send that went through is answered from the transaction, as Synapse's
+        # response cache does, so it does not count against the limit a second time.
+        if txn is None or txn not in self._recent_txns:
+            self._ratelimiter.check("message", requester.user_id)
         event = await self._sender.send(
-            room_id, requester.user_id, event_type, content,
-            txn=(requester.user_id, requester.device_id or "", scoped_txn_id("send", room_id, event_type, txn_id)),
-            origin_server_ts=_massaged_ts(request),
+            room_id, requester.user_id, event_type, content, txn=txn, origin_server_ts=_massaged_ts(request),
         )
+        if txn is not None:
+            self._recent_txns[txn] = None
+            self._recent_txns.move_to_end(txn)
+            if len(self._recent_txns) > RECENT_TXNS:
+                self._recent_txns.popitem(last=False)
         return json_response({"event_id": event.event_id})
 
     async def put_state(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         room_id = _room_id(request)
         event_type = request.match_info["eventType"]
         state_key = request.match_info.get("stateKey", "")
@@ -169,16 +185,16 @@ class RoomHandlers:
 
     # --- reading -----------------------------------------------------------------------
     async def get_event(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         return json_response(await self._reader.get_event(requester, _room_id(request),
                                                           request.match_info["eventId"]))
 
     async def get_state(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         return json_response(await self._reader.get_state(requester, _room_id(request)))
 
     async def get_state_event(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         full = request.query.get("format") == "event"
         return json_response(await self._reader.get_state_event(
             requester, _room_id(request), request.match_info["eventType"], request.match_info.get("stateKey", ""),
@@ -186,7 +202,7 @@ class RoomHandlers:
         ))
 
     async def members(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         chunk = await self._reader.get_members(
             requester, _room_id(request), at=request.query.get("at"),
             membership=request.query.get("membership"), not_membership=request.query.get("not_membership"),
@@ -194,7 +210,7 @@ class RoomHandlers:
         return json_response({"chunk": chunk})
 
     async def joined_members(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         return json_response(await self._reader.get_joined_members(requester, _room_id(request)))
 
     def register_routes(self, app: web.Application) -> None:
@@ -211,6 +227,7 @@ class RoomHandlers:
         add_client_route(app, "GET", "/joined_rooms", self.joined_rooms)
         add_client_route(app, "POST", "/rooms/{roomId}/upgrade", self.upgrade)
         add_client_route(app, "PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", self.send)
+        add_client_route(app, "POST", "/rooms/{roomId}/send/{eventType}", self.send)
         add_client_route(app, "PUT", "/rooms/{roomId}/state/{eventType}", self.put_state)
         add_client_route(app, "PUT", "/rooms/{roomId}/state/{eventType}/{stateKey:.*}", self.put_state)
         add_client_route(app, "GET", "/rooms/{roomId}/state", self.get_state)

@@ -27,15 +27,17 @@ class SessionHandlers:
 
     async def register(self, request: web.Request) -> web.Response:
         body = await json_object(request)
-        self._ratelimiter.check("registration", client_ip(request))
+        # Only a completed registration takes a token (the service does); UIA rounds do not.
+        self._ratelimiter.check("registration", client_ip(request), update=False)
         kind = request.query.get("kind", "user")
-        return json_response(await self._registration.register(body, kind=kind, uri=request.path))
+        return json_response(await self._registration.register(body, kind=kind, uri=request.path,
+                                                               ip=client_ip(request)))
 
     async def register_available(self, request: web.Request) -> web.Response:
         username = request.query.get("username")
         if not username:
             raise MatrixError(400, "M_MISSING_PARAM", "username: query parameter is required")
-        self._ratelimiter.check("registration", client_ip(request))
+        self._ratelimiter.check("registration_checks", client_ip(request))
         await self._registration.check_username_available(username.lower())
         return json_response({"available": True})
 
@@ -43,7 +45,7 @@ class SessionHandlers:
         token = request.query.get("token")
         if token is None:
             raise MatrixError(400, "M_MISSING_PARAM", "token: query parameter is required")
-        self._ratelimiter.check("registration", client_ip(request))
+        self._ratelimiter.check("registration_checks", client_ip(request))
         return json_response({"valid": await self._registration.registration_token_valid(token)})
 
     async def login_flows(self, request: web.Request) -> web.Response:
@@ -70,6 +72,11 @@ class SessionHandlers:
         await self._sessions.end_all_sessions(requester.user_id)
         return json_response({})
 
+    async def get_login_token(self, request: web.Request) -> web.Response:
+        requester = await self._authenticate(request)
+        body = await json_object(request, allow_empty=True)
+        return json_response(await self._login.issue_login_token(requester, body, uri=request.path))
+
     async def whoami(self, request: web.Request) -> web.Response:
         requester = await self._authenticate(request, allow_guest=True)
         body = {"user_id": requester.user_id, "is_guest": requester.is_guest}
@@ -89,6 +96,9 @@ class SessionHandlers:
         add_client_route(app, "POST", "/logout", self.logout)
         add_client_route(app, "POST", "/logout/all", self.logout_all)
         add_client_route(app, "GET", "/account/whoami", self.whoami)
+        # Not served at all unless enabled, as Synapse (404 M_UNRECOGNIZED).
+        if self._login.get_token_enabled:
+            add_client_route(app, "POST", "/login/get_token", self.get_login_token, prefixes=CLIENT_V1)
 
 
 class AdminRegisterHandlers:

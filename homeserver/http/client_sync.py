@@ -21,7 +21,7 @@ class SyncHandlers:
         self._authenticate = authenticate
 
     async def sync(self, request: web.Request) -> web.Response:
-        requester = await self._authenticate(request)
+        requester = await self._authenticate(request, allow_guest=True)
         query = request.query
         since_text = query.get("since")
         since = parse_sync_token(since_text, "since") if since_text else None

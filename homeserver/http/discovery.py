@@ -49,6 +49,17 @@ class DiscoveryHandlers:
             delegated += ":443"
         return json_response({"m.server": delegated})
 
+    async def wellknown_support(self, request: web.Request) -> web.Response:
+        support = self._config.section("support")
+        body: dict[str, object] = {}
+        if support.get("contacts"):
+            body["contacts"] = support["contacts"]
+        if support.get("support_page"):
+            body["support_page"] = support["support_page"]
+        if not body:
+            raise MatrixError(404, "M_NOT_FOUND", "This server publishes no support information")
+        return json_response(body)
+
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(text="OK", content_type="text/plain")
 
@@ -62,4 +73,5 @@ class DiscoveryHandlers:
         app.router.add_get("/_matrix/client/versions", self.versions)
         app.router.add_get("/.well-known/matrix/client", self.wellknown_client)
         app.router.add_get("/.well-known/matrix/server", self.wellknown_server)
+        app.router.add_get("/.well-known/matrix/support", self.wellknown_support)
         app.router.add_get("/health", self.health)

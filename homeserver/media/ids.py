@@ -10,7 +10,7 @@ from homeserver.errors import MatrixError
 from homeserver.identifiers import is_valid_server_name
 
 # The spec allows only these characters, which also keeps IDs safe as path components.
-_MEDIA_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_MEDIA_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}\Z")
 _ALPHABET = string.ascii_letters
 MEDIA_ID_LENGTH = 24
 

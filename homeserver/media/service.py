@@ -115,8 +115,10 @@ class MediaService:
         return {"m.upload.size": self.max_upload_size}
 
     # --- uploads ----------------------------------------------------------------
-    def _check_upload_start(self, user_id: str, content_length: int | None) -> None:
-        self._ratelimiter.check("media_upload", user_id)
+    def _check_upload_start(self, user_id: str, content_length: int | None, *, counted: bool = False) -> None:
+        # An upload to a reserved ID was counted when the ID was created.
+        if not counted:
+            self._ratelimiter.check("media_upload", user_id)
         if content_length is not None and content_length > self.max_upload_size:
             raise too_large(self.max_upload_size)
 
@@ -158,7 +160,7 @@ class MediaService:
             raise MatrixError(403, "M_FORBIDDEN", "mediaId: this media ID was reserved by another user")
         if row["content_hash"] is not None:
             raise MatrixError(409, "M_CANNOT_OVERWRITE_MEDIA", "mediaId: this media ID already has content")
-        self._check_upload_start(user_id, content_length)
+        self._check_upload_start(user_id, content_length, counted=True)
         stored = await self._files.write_stream(chunks, self.max_upload_size)
         filled = await self._store.fill_reserved_media(
             media_id, content_type=content_type, upload_name=upload_name, content_hash=stored.content_hash,

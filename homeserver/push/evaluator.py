@@ -29,7 +29,7 @@ _WORD = "A-Za-z0-9_"
 # non-word character, so "@room" matches in "hi@room".
 _START_BOUNDARY = f"(?:(?<![{_WORD}])|(?=[^{_WORD}]))"
 _END_BOUNDARY = f"(?:(?![{_WORD}])|(?<=[^{_WORD}]))"
-_MEMBER_COUNT = re.compile(r"^(==|<=|>=|<|>)?([0-9]+)$")
+_MEMBER_COUNT = re.compile(r"^(==|<=|>=|<|>)?([0-9]+)\Z")
 DEFAULT_NOTIFICATION_LEVEL = 50
 
 

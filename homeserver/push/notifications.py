@@ -332,7 +332,8 @@ class NotificationService:
                                                    only_highlight=only == "highlight")
         events = await self._events.get_events([r.event_id for r in rows])
         rows = [r for r in rows if r.event_id in events]
-        serialized = await self._serializer.serialize([events[r.event_id] for r in rows], requester)
+        serialized = await self._serializer.serialize([events[r.event_id] for r in rows], requester,
+                                                      include_room_id=False)
         positions = await self._store.get_read_positions(requester.user_id, sorted({r.room_id for r in rows}))
         notifications = [
             {"actions": row.actions, "event": body,

@@ -35,7 +35,7 @@ from homeserver.push.evaluator import outcome_of
 from homeserver.push.notifications import NotificationService
 from homeserver.streams.bus import StreamBus
 from homeserver.streams.stages import EventStage
-from homeserver.streams.updates import OutboundItemsQueued
+from homeserver.streams.updates import DevicesDeleted, OutboundItemsQueued
 from storage.stores.events import EventStore
 from storage.stores.notifications import NotificationStore
 from storage.stores.pushers import PUSHER_KIND, PusherStore, StoredPusher
@@ -212,6 +212,16 @@ class PusherService:
     async def _delete(self, user_id: str, app_id: str, pushkey: str) -> None:
         await self._store.delete_pusher(user_id, app_id, pushkey)
         (await self._pushers()).get(user_id, {}).pop((app_id, pushkey), None)
+
+    async def on_devices_deleted(self, update: DevicesDeleted) -> None:
+        """A session's pushers end with it (logout, password change, device deletion)."""
+        for key in await self._store.delete_for_devices(update.user_id, list(update.device_ids)):
+            (await self._pushers()).get(update.user_id, {}).pop(key, None)
+
+    async def remove_all_for_user(self, user_id: str) -> None:
+        """Forget every pusher of the user (deactivation)."""
+        await self._store.delete_for_user(user_id)
+        (await self._pushers()).pop(user_id, None)
 
     # --- the hand-off stage -------------------------------------------------------------------
     async def _hand_off(self, events: Sequence[Event], upto: int) -> bool:

@@ -40,7 +40,7 @@ IGNORED_ACTIONS = frozenset({"dont_notify", "coalesce"})
 MAX_RULE_ID_BYTES = 255
 # Canonical JSON integers (appendices, "Canonical JSON").
 _MAX_SAFE_INT = 2**53 - 1
-_MEMBER_COUNT = re.compile(r"^(==|<=|>=|<|>)?[0-9]+$")
+_MEMBER_COUNT = re.compile(r"^(==|<=|>=|<|>)?[0-9]+\Z")
 
 
 @dataclass(frozen=True, slots=True)

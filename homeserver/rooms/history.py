@@ -15,6 +15,7 @@ from homeserver.accounts.auth import Requester
 from homeserver.errors import MatrixError
 from homeserver.events.event import Event
 from homeserver.events.filtering import EventFilter
+from homeserver.rooms.erasure import ErasedUsers, strip_erased_senders
 from homeserver.rooms.event_filter import conditions_of
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.state import StateAtEvent, is_event_visible
@@ -63,9 +64,10 @@ def earlier_bound(a: Bound, b: Bound) -> Bound:
 class HistoryVisibilityFilter:
     """Which of a room's events a user may see, decided per batch."""
 
-    def __init__(self, events: EventStore, timeline: TimelineStore):
+    def __init__(self, events: EventStore, timeline: TimelineStore, erased_users: ErasedUsers | None = None):
         self._events = events
         self._timeline = timeline
+        self._erased_users = erased_users
 
     async def filter(self, user_id: str, events: Sequence[Event],
                      groups_before: Mapping[str, int | None] | None = None) -> list[Event]:
@@ -83,6 +85,7 @@ class HistoryVisibilityFilter:
         loaded = await self._events.get_events(referenced)
         last_join = max((stream for membership, stream in history if membership == "join"), default=None)
         visible = []
+        unjoined: set[str] = set()
         for event in events:
             entry = state.get(event.event_id)
             if entry is None:
@@ -97,7 +100,9 @@ class HistoryVisibilityFilter:
             joined_afterwards = last_join is not None and stream < last_join
             if is_event_visible(user_id, event, before, joined_afterwards=joined_afterwards):
                 visible.append(event)
-        return visible
+                if before.membership != "join":
+                    unjoined.add(event.event_id)
+        return await strip_erased_senders(visible, unjoined, self._erased_users)
 
 
 class RoomHistory:
@@ -208,8 +213,10 @@ class RoomHistory:
             raise MatrixError(404, "M_NOT_FOUND", "Event not found")
         position = found[1]
         event = await self._events.get_event(event_id)
-        if event is None or not await self._visibility.filter(user_id, [event]):
+        visible = await self._visibility.filter(user_id, [event]) if event is not None else []
+        if not visible:
             raise MatrixError(404, "M_NOT_FOUND", "Event not found")
+        event = visible[0]
         limit = max(0, min(limit, MAX_LIMIT))
         conditions = await self._conditions(user_id, event_filter)
         before_limit = limit // 2

@@ -10,13 +10,15 @@ from homeserver.events.event import Event
 from homeserver.identifiers import is_valid_user_id, split_id
 from homeserver.rooms.creation import ProfileLookup
 from homeserver.rooms.sender import RoomEventSender
-from homeserver.streams.updates import ProfileChanged
+from homeserver.streams.updates import EventPersisted, ProfileChanged
 from storage.stores.aliases import AliasStore
 from storage.stores.events import EventStore
 
 logger = logging.getLogger(__name__)
 
 MAX_REASON_LENGTH = 1024
+GUEST_ACCESS = "m.room.guest_access"
+CAN_JOIN = "can_join"
 
 
 class MembershipService:
@@ -72,12 +74,47 @@ class MembershipService:
         return user_id
 
     async def join(self, user_id: str, room_id_or_alias: str, reason: Any = None,
-                   txn: tuple[str, str, str] | None = None) -> Event:
+                   txn: tuple[str, str, str] | None = None, *, is_guest: bool = False) -> Event:
         room_id = await self.resolve_room(room_id_or_alias)
         await self._require_room(room_id)
         current, event_id = await self._events.get_membership(room_id, user_id)
-        content = await self._content(user_id, "join", reason)
+        # Guests are a local concept, so this is checked here rather than by the auth rules;
+        # `kind: guest` marks them for removal when the room stops allowing guests (as Synapse).
+        extra = None
+        if is_guest:
+            if await self._guest_access(room_id) != CAN_JOIN:
+                raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guests may not join this room")
+            extra = {"kind": "guest"}
+        content = await self._content(user_id, "join", reason, extra)
         return await self._sender.send(room_id, user_id, "m.room.member", content, state_key=user_id, txn=txn)
+
+    async def _guest_access(self, room_id: str) -> Any:
+        event_id = await self._events.get_current_state_event_id(room_id, GUEST_ACCESS, "")
+        event = await self._events.get_event(event_id) if event_id else None
+        return event.content.get("guest_access") if event is not None else None
+
+    async def on_event_persisted(self, update: EventPersisted) -> None:
+        """After `m.room.guest_access` stops being `can_join`, make the room's local guests leave.
+
+        The guests leave by their own member event, so no power level is needed (as Synapse).
+        """
+        event = update.event
+        if event.type != GUEST_ACCESS or event.state_key != "" or event.content.get("guest_access") == CAN_JOIN:
+            return
+        if await self._guest_access(event.room_id) == CAN_JOIN:
+            return  # changed back meanwhile
+        state = await self._events.get_current_state_ids(event.room_id)
+        member_ids = [eid for (etype, _), eid in state.items() if etype == "m.room.member"]
+        for member in (await self._events.get_events(member_ids)).values():
+            target = member.state_key
+            if (member.content.get("kind") != "guest" or member.membership not in ("join", "invite")
+                    or not isinstance(target, str) or not target.endswith(f":{self._server_name}")):
+                continue
+            try:
+                await self._sender.send(event.room_id, target, "m.room.member", {"membership": "leave"},
+                                        state_key=target)
+            except MatrixError as e:
+                logger.warning("Could not remove guest %s from %s: %s", target, event.room_id, e)
 
     async def invite(self, sender: str, room_id: str, target: Any, reason: Any = None) -> Event:
         target = self._require_local_target(target)
@@ -98,6 +135,16 @@ class MembershipService:
             raise MatrixError(403, "M_FORBIDDEN", "You are not in this room")
         content = await self._content(user_id, "leave", reason, with_profile=False)
         return await self._sender.send(room_id, user_id, "m.room.member", content, state_key=user_id)
+
+    async def leave_all_rooms(self, user_id: str) -> None:
+        """Leave every joined room, reject every invite and withdraw every knock (deactivation)."""
+        rooms = await self._events.get_rooms_for_user(user_id, ("join", "invite", "knock"))
+        for room_id in sorted(rooms):
+            try:
+                await self._sender.send(room_id, user_id, "m.room.member", {"membership": "leave"},
+                                        state_key=user_id)
+            except MatrixError as e:
+                logger.warning("Could not make %s leave %s: %s", user_id, room_id, e)
 
     async def kick(self, sender: str, room_id: str, target: Any, reason: Any = None) -> Event:
         target = self._require_local_target(target)

@@ -19,6 +19,7 @@ position, so it never delays the acknowledgement.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,11 +41,24 @@ logger = logging.getLogger(__name__)
 MAX_BATCH = 500
 
 
+# Set while the publisher runs the bus's consumers. A consumer that sends an event (guests leaving
+# when guest access is revoked) must not wait for that event's own publication, which queues
+# behind the consumer: inside the publisher, `persist` answers once the event has committed.
+_publishing: contextvars.ContextVar[bool] = contextvars.ContextVar("publishing_events", default=False)
+
+
 @dataclass(slots=True)
 class _Pending:
     event: Event
     context: PersistContext
-    done: asyncio.Future[int]
+    committed: asyncio.Future[int]
+    done: asyncio.Future[int]  # committed and published
+
+    def fail(self, error: BaseException) -> None:
+        for future in (self.committed, self.done):
+            if not future.done():
+                future.set_exception(error)
+                future.exception()  # retrieved: only one of the two is awaited
 
 
 class EventPersister:
@@ -88,25 +102,29 @@ class EventPersister:
                 self._publisher.cancel()
             self._publisher = None
         for pending in self._queue:
-            if not pending.done.done():
-                pending.done.set_exception(RuntimeError("the server is shutting down"))
+            pending.fail(RuntimeError("the server is shutting down"))
         self._queue.clear()
 
     # --- persisting ------------------------------------------------------------------------
-    def enqueue(self, event: Event, context: PersistContext) -> asyncio.Future[int]:
-        """Queue an event for the next commit; the future gives its stream ordering once durable."""
+    def enqueue(self, event: Event, context: PersistContext) -> tuple[asyncio.Future[int], asyncio.Future[int]]:
+        """Queue an event for the next commit.
+
+        Returns two futures of its stream ordering: one done at the commit, one when the event has
+        also been published (inside the publisher, both are the commit's).
+        """
         if self._stopping:
             raise RuntimeError("the server is shutting down")
         if self._writer is None:
             self.start()
-        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(event, context, done))
+        loop = asyncio.get_running_loop()
+        pending = _Pending(event, context, loop.create_future(), loop.create_future())
+        self._queue.append(pending)
         self._wakeup.set()
-        return done
+        return pending.committed, pending.committed if _publishing.get() else pending.done
 
     async def persist(self, event: Event, context: PersistContext) -> int:
-        """Persist one event; returns its stream ordering once it has committed."""
-        return await self.enqueue(event, context)
+        """Persist one event; returns its stream ordering once it has committed and been published."""
+        return await self.enqueue(event, context)[1]
 
     async def _write_forever(self) -> None:
         while True:
@@ -144,6 +162,9 @@ class EventPersister:
             self._persist_seconds.observe(loop.time() - started)
             self._batch_sizes.observe(len(batch))
         if committed:
+            for pending in committed:
+                if not pending.committed.done():
+                    pending.committed.set_result(pending.context.stream_ordering)
             self._wake(committed)
             self._committed.put_nowait(committed)
 
@@ -170,8 +191,7 @@ class EventPersister:
         doomed = [p for p in self._queue if p.event.room_id == room_id]
         self._queue = [p for p in self._queue if p.event.room_id != room_id]
         for item in (pending, *doomed):
-            if not item.done.done():
-                item.done.set_exception(error)
+            item.fail(error)
         # The room's cached head may name the failed event: the next local event must not build on it.
         self._heads.forget(room_id)
 
@@ -183,6 +203,7 @@ class EventPersister:
             self._notifier.notify_users(targets)
 
     async def _publish_forever(self) -> None:
+        _publishing.set(True)
         while True:
             committed = await self._committed.get()
             if committed is None:

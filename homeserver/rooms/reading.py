@@ -10,6 +10,7 @@ from homeserver.accounts.auth import Requester
 from homeserver.errors import MatrixError
 from homeserver.events.event import Event
 from homeserver.identifiers import is_valid_user_id
+from homeserver.rooms.erasure import ErasedUsers, strip_erased_senders
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.state import StateAtEvent, is_event_visible
 from homeserver.state.visibility import HISTORY_VISIBILITY_KEY
@@ -20,9 +21,11 @@ MUTUAL_ROOMS_BATCH = 100
 
 
 class RoomReader:
-    def __init__(self, events: EventStore, serializer: ClientEventSerializer):
+    def __init__(self, events: EventStore, serializer: ClientEventSerializer,
+                 erased_users: ErasedUsers | None = None):
         self._events = events
         self._serializer = serializer
+        self._erased_users = erased_users
 
     # --- visibility --------------------------------------------------------------
     async def state_at_event_for(self, user_id: str, event_id: str) -> StateAtEvent:
@@ -43,11 +46,14 @@ class RoomReader:
         membership_now, _ = await self._events.get_membership(events[0].room_id, user_id)
         joined_now = membership_now == "join"
         visible = []
+        unjoined = set()
         for event in events:
             state = await self.state_at_event_for(user_id, event.event_id)
             if is_event_visible(user_id, event, state, joined_afterwards=joined_now):
                 visible.append(event)
-        return visible
+                if state.membership != "join":
+                    unjoined.add(event.event_id)
+        return await strip_erased_senders(visible, unjoined, self._erased_users)
 
     async def mutual_rooms(self, requester: Requester, other_user_id: str, from_token: str | None) -> dict[str, Any]:
         """GET /mutual_rooms: the rooms both users have joined, by room ID, 100 at a time.
@@ -112,9 +118,10 @@ class RoomReader:
         if event is None or event.room_id != room_id or event.rejected_reason is not None:
             raise MatrixError(404, "M_NOT_FOUND", "Event not found")
         await self.require_membership_or_peek(requester.user_id, room_id)
-        if not await self.filter_visible(requester.user_id, [event]):
+        visible = await self.filter_visible(requester.user_id, [event])
+        if not visible:
             raise MatrixError(404, "M_NOT_FOUND", "Event not found")
-        return await self._serializer.serialize_one(event, requester)
+        return await self._serializer.serialize_one(visible[0], requester)
 
     async def get_state(self, requester: Requester, room_id: str) -> list[dict[str, Any]]:
         state = await self._readable_state(requester.user_id, room_id)

@@ -176,12 +176,13 @@ class RoomEventSender:
                 raise
             if not self._heads.is_current(room_id, head):
                 raise _StaleHead()
-            committed = self._persister.enqueue(event, context)
+            committed, published = self._persister.enqueue(event, context)
             if context.new_group_delta is not None:
                 # The new group's ID comes from the database; the next event of the room needs it.
+                # (Only the commit: consumers of the publication may send into this room.)
                 await committed
             self._heads.advance(head, event, context)
-        await committed
+        await published
         return event
 
     async def _build_and_check(self, room_id: str, room_version: RoomVersion, head: RoomHead, sender: str,

@@ -25,6 +25,7 @@ from homeserver.events.event import Event
 from homeserver.events.filtering import SyncFilter, filter_plain_events, only_fields, parse_sync_filter
 from homeserver.jsonutil import JSONDecodeError, decode
 from homeserver.push.push_rules import PUSH_RULES_ACCOUNT_DATA_TYPE, PushRulesService
+from homeserver.rooms.erasure import ErasedUsers
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.streams.notifier import Notifier
 from homeserver.streams.sources import DELIVERED_UPTO, EphemeralSource, RoomFieldsProvider, TopLevelSource
@@ -68,7 +69,7 @@ class SyncRequest:
 class SyncService:
     def __init__(self, events: EventStore, store: SyncStore, serializer: ClientEventSerializer,
                  account_data: AccountDataStore, push_rules: PushRulesService, filters: FilterService,
-                 notifier: Notifier, clock: Clock):
+                 notifier: Notifier, clock: Clock, *, erased_users: ErasedUsers | None = None):
         self._events = events
         self._store = store
         self._serializer = serializer
@@ -77,7 +78,7 @@ class SyncService:
         self._filters = filters
         self._notifier = notifier
         self._clock = clock
-        self._timeline_reader = TimelineReader(events, store)
+        self._timeline_reader = TimelineReader(events, store, erased_users)
         self._ephemeral: list[EphemeralSource] = []
         self._room_fields: list[RoomFieldsProvider] = []
         self._top_level: list[TopLevelSource] = []

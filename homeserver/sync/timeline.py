@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from homeserver.events.event import Event
 from homeserver.events.filtering import SyncFilter
+from homeserver.rooms.erasure import ErasedUsers, strip_erased_senders
 from homeserver.state.visibility import HISTORY_VISIBILITY_KEY, StateAtEvent, is_event_visible
 from homeserver.sync.room_list import JOIN, RoomSyncEntry
 from storage.stores.events import EventStore
@@ -32,9 +33,10 @@ class Timeline:
 
 
 class TimelineReader:
-    def __init__(self, events: EventStore, store: SyncStore):
+    def __init__(self, events: EventStore, store: SyncStore, erased_users: ErasedUsers | None = None):
         self._events = events
         self._store = store
+        self._erased_users = erased_users
 
     async def read(self, entries: Sequence[RoomSyncEntry], user_id: str, sync_filter: SyncFilter,
                    ignored: frozenset[str]) -> dict[str, Timeline]:
@@ -102,6 +104,7 @@ class TimelineReader:
         loaded = await self._events.get_events(wanted)
         joined_afterwards = entry.section == JOIN
         visible = []
+        unjoined: set[str] = set()
         for event in events:
             before = groups.get(event.event_id, (None, 0))[0]
             state = states.get(before, {}) if before is not None else {}
@@ -113,4 +116,6 @@ class TimelineReader:
             )
             if is_event_visible(user_id, event, at_event, joined_afterwards=joined_afterwards):
                 visible.append(event)
-        return visible
+                if at_event.membership != "join":
+                    unjoined.add(event.event_id)
+        return await strip_erased_senders(visible, unjoined, self._erased_users)

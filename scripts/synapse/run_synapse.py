@@ -129,6 +129,9 @@ def synapse_config(workdir: Path, port: int, shared_secret: str) -> dict:
         # Synapse refuses to publish rooms to the directory by default; our server lets room admins
         # publish, so the directory cases test the same path on both.
         "room_list_publication_rules": [{"action": "allow"}],
+        # The guest and login-token cases need both enabled on both servers.
+        "allow_guest_access": True,
+        "login_via_existing_session": {"enabled": True, "require_ui_auth": True},
         **_RATE_LIMITS,
     }
 

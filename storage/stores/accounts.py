@@ -107,6 +107,14 @@ class AccountStore:
                 return user
         return users[0] if len(users) == 1 else None
 
+    async def upgrade_guest(self, user_id: str, password_hash: str | None) -> bool:
+        """Turn a guest account into a full one with this password; False if it is no guest."""
+        updated = await self.db.execute(
+            "upgrade_guest", "UPDATE users SET is_guest = ?, password_hash = ? WHERE user_id = ? AND is_guest = ?",
+            (False, password_hash, user_id, True),
+        )
+        return updated > 0
+
     async def set_password_hash(self, user_id: str, password_hash: str | None) -> None:
         await self.db.simple_update("users", {"user_id": user_id}, {"password_hash": password_hash})
 
@@ -240,6 +248,28 @@ class AccountStore:
             return None if row is None else row[0]
 
         return await self.db.run_interaction("consume_login_token", txn_fn)
+
+    # --- OpenID tokens ------------------------------------------------------------
+    async def add_openid_token(self, token_hash: str, user_id: str, expires_ts: int, now_ms: int) -> None:
+        """Store a new OpenID token, dropping expired ones on the way."""
+
+        async def txn_fn(txn: Transaction) -> None:
+            await txn.execute("DELETE FROM openid_tokens WHERE expires_ts <= ?", (now_ms,))
+            await txn.execute(
+                "INSERT INTO openid_tokens (token_hash, user_id, expires_ts) VALUES (?, ?, ?)",
+                (token_hash, user_id, expires_ts),
+            )
+
+        await self.db.run_interaction("add_openid_token", txn_fn)
+
+    async def get_openid_token_user(self, token_hash: str, now_ms: int) -> str | None:
+        """The user of an unexpired OpenID token, or None."""
+        row = await self.db.fetch_one(
+            "get_openid_token_user",
+            "SELECT user_id FROM openid_tokens WHERE token_hash = ? AND expires_ts > ?",
+            (token_hash, now_ms),
+        )
+        return None if row is None else row[0]
 
     # --- devices -----------------------------------------------------------------
     async def ensure_device(

@@ -307,6 +307,11 @@ class EventStore:
             self._cache.clear()
         return count
 
+    def forget_cached_events(self, event_ids: Iterable[str]) -> None:
+        """Drop events from the cache after their stored JSON was rewritten (erasure)."""
+        for event_id in event_ids:
+            self._cache.pop(event_id, None)
+
     async def mark_redacted(self, event_id: str, redaction_id: str) -> None:
         await self.db.simple_update("events", {"event_id": event_id}, {"redacted_by": redaction_id})
         self._forget(event_id)

@@ -89,3 +89,23 @@ class PusherStore:
     async def delete_pusher(self, user_id: str, app_id: str, pushkey: str) -> bool:
         deleted = await self.db.simple_delete("pushers", {"user_id": user_id, "app_id": app_id, "pushkey": pushkey})
         return deleted > 0
+
+    async def delete_for_devices(self, user_id: str, device_ids: list[str]) -> list[tuple[str, str]]:
+        """Delete the pushers the given devices created; returns their (app_id, pushkey)."""
+
+        async def txn_fn(txn: Transaction) -> list[tuple[str, str]]:
+            clause, params = txn.dialect.in_list("device_id", device_ids)
+            rows = await txn.fetch_all(
+                f"DELETE FROM pushers WHERE user_id = ? AND {clause} RETURNING app_id, pushkey", (user_id, *params))
+            return [(r[0], r[1]) for r in rows]
+
+        return await self.db.run_interaction("delete_pushers_for_devices", txn_fn) if device_ids else []
+
+    async def delete_for_user(self, user_id: str) -> list[tuple[str, str]]:
+        """Delete every pusher of the user; returns their (app_id, pushkey)."""
+        sql = "DELETE FROM pushers WHERE user_id = ? RETURNING app_id, pushkey"
+
+        async def txn_fn(txn: Transaction) -> list[tuple[str, str]]:
+            return [(r[0], r[1]) for r in await txn.fetch_all(sql, (user_id,))]
+
+        return await self.db.run_interaction("delete_pushers_for_user", txn_fn)

@@ -19,7 +19,7 @@ from storage.sql import Dialect
 StateKey = tuple[str, str]
 Position = tuple[int, int]
 
-_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?\Z")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,10 @@ Both servers under test deliver no e-mail or SMS and bind nothing on identity se
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
+from urllib.parse import quote
 
 from synctest.cases.devices import challenge_for, login_again, password_auth
 from synctest.checks import expect, expect_error, expect_schema, expect_status
@@ -98,6 +101,62 @@ async def deactivation_ends_the_session_and_the_login(ctx: Context) -> None:
     expect("id_server_unbind_result" in body, f"{response.describe()}: no id_server_unbind_result")
     expect_error(await ctx.get(WHOAMI, token=user.access_token), 401, "M_UNKNOWN_TOKEN")
     expect(await password_login_status(ctx, user, user.password) == 403, "a deactivated account still logs in")
+
+
+def q(part: str) -> str:
+    return quote(part, safe="@:!$")
+
+
+async def room_with(ctx: Context, owner: User, member: User) -> str:
+    created = await ctx.post(f"{V3}/createRoom", token=owner.access_token, json={
+        "preset": "public_chat",
+        "initial_state": [{"type": "m.room.history_visibility", "state_key": "",
+                           "content": {"history_visibility": "shared"}}]})
+    expect_status(created, 200)
+    room_id = created.json["room_id"]
+    expect_status(await ctx.post(f"{V3}/join/{q(room_id)}", json={}, token=member.access_token), 200)
+    return room_id
+
+
+@case
+async def deactivation_leaves_joined_rooms_and_rejects_invites(ctx: Context) -> None:
+    alice, bob = await ctx.register_user(), await ctx.register_user()
+    joined = await room_with(ctx, alice, bob)
+    invited = await ctx.post(f"{V3}/createRoom", json={"invite": [bob.user_id]}, token=alice.access_token)
+    expect_status(invited, 200)
+    expect_status(await with_password(ctx, DEACTIVATE, bob, {}), 200)
+    # Synapse leaves the rooms in the background after answering; allow it a moment.
+    for room_id in (joined, invited.json["room_id"]):
+        deadline = time.monotonic() + 10.0
+        while True:
+            member = await ctx.get(f"{V3}/rooms/{q(room_id)}/state/m.room.member/{q(bob.user_id)}",
+                                   token=alice.access_token)
+            expect_status(member, 200)
+            if member.json.get("membership") == "leave" or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        expect(member.json.get("membership") == "leave",
+               f"{member.describe()}: membership {member.json.get('membership')!r} after deactivation")
+
+
+@case
+async def later_joiners_see_an_erased_users_messages_without_content(ctx: Context) -> None:
+    alice, bob = await ctx.register_user(), await ctx.register_user()
+    room_id = await room_with(ctx, alice, bob)
+    sent = await ctx.put(f"{V3}/rooms/{q(room_id)}/send/m.room.message/erase{time.monotonic_ns()}",
+                         json={"msgtype": "m.text", "body": "to be erased"}, token=bob.access_token)
+    expect_status(sent, 200)
+    expect_status(await with_password(ctx, DEACTIVATE, bob, {"erase": True}), 200)
+    carol = await ctx.register_user()
+    expect_status(await ctx.post(f"{V3}/join/{q(room_id)}", json={}, token=carol.access_token), 200)
+    event_id = sent.json["event_id"]
+    seen = await ctx.get(f"{V3}/rooms/{q(room_id)}/event/{q(event_id)}", token=carol.access_token)
+    expect_status(seen, 200)
+    expect(seen.json.get("content") == {}, f"{seen.describe()}: a later joiner sees {seen.json.get('content')}")
+    kept = await ctx.get(f"{V3}/rooms/{q(room_id)}/event/{q(event_id)}", token=alice.access_token)
+    expect_status(kept, 200)
+    expect(kept.json.get("content", {}).get("body") == "to be erased",
+           f"{kept.describe()}: a member at the time lost the content")
 
 
 @case

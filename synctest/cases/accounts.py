@@ -55,3 +55,27 @@ async def taken_username_is_400_user_in_use(ctx: Context) -> None:
     expect_status(response, 400)
     body = expect_schema(response, REGISTER)
     expect(body["errcode"] == "M_USER_IN_USE", f"errcode {body['errcode']!r}, expected 'M_USER_IN_USE'")
+
+
+@case
+async def a_username_with_a_trailing_newline_is_invalid(ctx: Context) -> None:
+    localpart = unique_localpart() + "-\n"
+    response = await ctx.post(REGISTER, json={"username": localpart, "password": os.urandom(8).hex(),
+                                              "auth": {"type": "m.login.dummy"}})
+    expect_status(response, 400)
+    expect(response.json.get("errcode") == "M_INVALID_USERNAME",
+           f"{response.describe()}: errcode {response.json.get('errcode')!r}, expected M_INVALID_USERNAME")
+
+
+@case
+async def a_completed_registration_session_replayed_returns_the_same_user(ctx: Context) -> None:
+    localpart = unique_localpart()
+    first = await ctx.post(REGISTER, json={"username": localpart, "password": os.urandom(8).hex()})
+    expect_status(first, 401)
+    complete = {"username": localpart, "auth": {"type": "m.login.dummy", "session": first.json["session"]}}
+    done = await ctx.post(REGISTER, json=complete)
+    expect_status(done, 200)
+    again = await ctx.post(REGISTER, json=complete)
+    expect_status(again, 200)
+    expect(again.json["user_id"] == done.json["user_id"],
+           f"{again.describe()}: replay registered {again.json['user_id']}, first {done.json['user_id']}")

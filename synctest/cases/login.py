@@ -53,3 +53,25 @@ async def password_login_with_a_wrong_password_is_403_forbidden(ctx: Context) ->
     )
     expect_error(response, 403, "M_FORBIDDEN")
     expect_schema(response, LOGIN)
+
+
+@case
+async def a_signed_in_device_gets_a_login_token_for_a_new_one(ctx: Context) -> None:
+    from synctest.cases.devices import challenge_for, password_auth
+
+    path = "/_matrix/client/v1/login/get_token"
+    user = await ctx.register_user()
+    capabilities = await ctx.get("/_matrix/client/v3/capabilities", token=user.access_token)
+    expect_status(capabilities, 200)
+    enabled = capabilities.json["capabilities"].get("m.get_login_token", {}).get("enabled")
+    expect(enabled is True, f"{capabilities.describe()}: m.get_login_token is not enabled")
+    challenge = await challenge_for(ctx, "POST", path, path, user, {})
+    response = await ctx.post(path, json={"auth": password_auth(user, challenge["session"])},
+                              token=user.access_token)
+    expect_status(response, 200)
+    body = expect_schema(response, path)
+    login = await ctx.post(LOGIN, json={"type": "m.login.token", "token": body["login_token"]})
+    expect_status(login, 200)
+    expect(login.json["user_id"] == user.user_id, f"{login.describe()}: logged in as {login.json['user_id']}")
+    expect_error(await ctx.post(LOGIN, json={"type": "m.login.token", "token": body["login_token"]}), 403,
+                 "M_FORBIDDEN")

@@ -245,3 +245,16 @@ async def a_txn_id_reused_in_another_room_is_a_new_request(ctx: Context) -> None
                           json={"msgtype": "m.text", "body": "to A"}, token=user.access_token)
     expect_status(again, 200)
     expect(again.json["event_id"] == sent_a.json["event_id"], "a retried send returned a new event")
+
+
+async def the_legacy_post_send_without_a_transaction_id_sends_each_time(ctx: Context) -> None:
+    alice = await ctx.register_user()
+    room_id = await create_room(ctx, alice)
+    path = f"{CLIENT}/rooms/{q(room_id)}/send/m.room.message"
+    content = {"msgtype": "m.text", "body": "legacy"}
+    first = await ctx.post(path, json=content, token=alice.access_token)
+    second = await ctx.post(path, json=content, token=alice.access_token)
+    expect_status(first, 200)
+    expect_status(second, 200)
+    expect(first.json["event_id"] != second.json["event_id"],
+           f"{second.describe()}: two POSTs gave one event {first.json['event_id']}")

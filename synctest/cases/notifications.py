@@ -223,3 +223,28 @@ async def sync_counts_unread_mentions_until_a_read_receipt(ctx: Context) -> None
     while (counts := await room_counts(ctx, bob, room_id)) != {"notification_count": 0, "highlight_count": 0}:
         expect(time.monotonic() < deadline, f"counts after reading: {counts}")
         await asyncio.sleep(0.5)
+
+
+@case
+async def logging_out_removes_that_sessions_pushers(ctx: Context) -> None:
+    from synctest.cases.devices import login_again
+
+    user = await ctx.register_user()
+    other = await login_again(ctx, user)
+    other_user = User(user.user_id, other["access_token"], other["device_id"], user.password)
+    await set_pusher(ctx, user, pusher("synctest-stays"))
+    await set_pusher(ctx, other_user, pusher("synctest-goes", append=True))
+    expect_status(await ctx.post(CLIENT + "/logout", json={}, token=other_user.access_token), 200)
+    keys = [p["pushkey"] for p in await list_pushers(ctx, user)]
+    expect(keys == ["synctest-stays"], f"pushers after the other session logged out: {keys}")
+
+
+@case
+async def notifications_carry_the_room_id_beside_the_event(ctx: Context) -> None:
+    alice, bob, room_id = await shared_room(ctx)
+    await send_message(ctx, alice, room_id, "for bob", **{"m.mentions": {"user_ids": [bob.user_id]}})
+    body = await notifications_until(ctx, bob, 1)
+    expect(body["notifications"], "no notification listed")
+    notification = body["notifications"][0]
+    expect(notification["room_id"] == room_id, f"notification room_id {notification['room_id']!r}")
+    expect("room_id" not in notification["event"], "the notification's event repeats room_id")

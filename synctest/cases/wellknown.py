@@ -43,3 +43,13 @@ async def server_delegation_is_valid_or_absent(ctx: Context) -> None:
         isinstance(body.get("m.server"), str) and body["m.server"],
         f"{response.describe()}: m.server missing or empty in {body}",
     )
+
+
+@case
+async def support_information_is_valid_or_absent(ctx: Context) -> None:
+    response = await ctx.get("/.well-known/matrix/support")
+    expect_status(response, 200, 404)
+    if response.status == 200:
+        body = expect_schema(response, "/.well-known/matrix/support")
+        expect(body.get("contacts") or body.get("support_page"),
+               f"{response.describe()}: neither contacts nor support_page")

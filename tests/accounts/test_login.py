@@ -149,3 +149,26 @@ async def test_login_is_rate_limited_per_ip(make_homeserver):
             async with client.post(LOGIN, json=body) as resp:
                 statuses.append(resp.status)
         assert statuses == [403, 403, 429]
+
+
+async def test_an_account_with_too_many_failed_logins_is_refused_even_with_the_right_password(make_homeserver):
+    server = await make_homeserver(rate_limits={"enabled": True,
+                                                "login_failures": {"per_second": 0.001, "burst_count": 2}})
+    async with aiohttp.ClientSession(server.base_url()) as client:
+        await register(client, "guarded")
+        statuses = []
+        for password in ("wrong", "wrong", "correct horse"):
+            body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "guarded"},
+                    "password": password}
+            async with client.post(LOGIN, json=body) as resp:
+                statuses.append(resp.status)
+        assert statuses == [403, 403, 429]
+
+
+@pytest.mark.parametrize("user", ["guarded\n", "@guarded:{server}\n"])
+async def test_a_user_id_with_a_trailing_newline_does_not_log_in(hs, client, user):
+    await register(client, "guarded")
+    body = {"type": "m.login.password", "password": "correct horse",
+            "identifier": {"type": "m.id.user", "user": user.format(server=hs.config.server_name)}}
+    async with client.post(LOGIN, json=body) as resp:
+        assert resp.status == 403

@@ -82,7 +82,7 @@ async def test_an_unknown_session_is_rejected(client):
         assert resp.status == 400
 
 
-async def test_guest_registration_is_refused(client):
+async def test_guest_registration_is_refused_unless_guests_are_allowed(client):
     async with client.post(REGISTER + "?kind=guest", json={}) as resp:
         assert resp.status == 403
         assert (await resp.json())["errcode"] == "M_GUEST_ACCESS_FORBIDDEN"
@@ -138,16 +138,63 @@ async def test_shared_secret_registration_refuses_a_bad_mac_and_reused_nonce(cli
         assert resp.status == 400  # the nonce is gone
 
 
-async def test_registration_is_rate_limited_per_ip(make_homeserver):
-    server = await make_homeserver(rate_limits={"enabled": True, "registration": {"per_second": 0.01, "burst_count": 2}})
+async def test_only_completed_registrations_count_against_the_registration_limit(make_homeserver):
+    server = await make_homeserver(rate_limits={"enabled": True, "registration": {"per_second": 0.001, "burst_count": 2}})
     async with aiohttp.ClientSession(server.base_url()) as session:
-        statuses = []
-        for _ in range(3):
-            async with session.post(REGISTER, json={}) as resp:
-                statuses.append(resp.status)
-                body = await resp.json()
-        assert statuses == [401, 401, 429]
+        # Element's sign-up: a first round that only gets the flows, then the completing round.
+        for name in ("first", "second"):
+            async with session.post(REGISTER, json={"username": name, "password": "pw"}) as resp:
+                assert resp.status == 401
+                uia_session = (await resp.json())["session"]
+            async with session.post(REGISTER, json={"auth": {"type": "m.login.dummy", "session": uia_session}}) as resp:
+                assert resp.status == 200, await resp.text()
+        async with session.post(REGISTER, json={"username": "third", "password": "pw",
+                                                "auth": {"type": "m.login.dummy"}}) as resp:
+            assert resp.status == 429
+            body = await resp.json()
         assert body["errcode"] == "M_LIMIT_EXCEEDED" and body["retry_after_ms"] > 0
+        async with session.post(REGISTER, json={}) as resp:
+            assert resp.status == 429  # an exhausted address is refused before any UIA round
+
+
+async def test_availability_checks_do_not_use_up_registrations(make_homeserver):
+    server = await make_homeserver(rate_limits={"enabled": True, "registration": {"per_second": 0.001, "burst_count": 1}})
+    async with aiohttp.ClientSession(server.base_url()) as session:
+        for _ in range(3):
+            async with session.get("/_matrix/client/v3/register/available", params={"username": "kim"}) as resp:
+                assert resp.status == 200
+        await register(session, "kim")
+
+
+async def test_a_completed_registration_session_replayed_returns_the_same_user(hs, client):
+    async with client.post(REGISTER, json={"username": "replay", "password": "pw"}) as resp:
+        uia_session = (await resp.json())["session"]
+    complete = {"username": "replay", "auth": {"type": "m.login.dummy", "session": uia_session}}
+    async with client.post(REGISTER, json=complete) as resp:
+        assert resp.status == 200
+        first = await resp.json()
+    async with client.post(REGISTER, json=complete) as resp:
+        assert resp.status == 200, await resp.text()
+        again = await resp.json()
+    assert again["user_id"] == first["user_id"] == f"@replay:{hs.config.server_name}"
+    assert again["access_token"] != first["access_token"]
+
+
+@pytest.mark.parametrize("username", ["name-\n", "name\n", "\nname"])
+async def test_a_username_with_a_newline_is_m_invalid_username(client, username):
+    body = {"username": username, "password": "pw", "auth": {"type": "m.login.dummy"}}
+    async with client.post(REGISTER, json=body) as resp:
+        assert resp.status == 400
+        assert (await resp.json())["errcode"] == "M_INVALID_USERNAME"
+    async with client.get("/_matrix/client/v3/register/available", params={"username": username}) as resp:
+        assert (await resp.json())["errcode"] == "M_INVALID_USERNAME"
+
+
+async def test_numeric_usernames_are_reserved_for_guests(client):
+    body = {"username": "12345", "password": "pw", "auth": {"type": "m.login.dummy"}}
+    async with client.post(REGISTER, json=body) as resp:
+        assert resp.status == 400
+        assert (await resp.json())["errcode"] == "M_INVALID_USERNAME"
 
 
 async def test_the_register_user_command_creates_an_admin_on_a_running_server(hs, tmp_path):

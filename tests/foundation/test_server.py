@@ -71,6 +71,28 @@ async def test_wellknown_server_delegates_when_configured(make_homeserver):
             assert await resp.json() == {"m.server": "matrix.example.org:443"}
 
 
+async def test_wellknown_support_is_404_unless_configured(client):
+    async with client.get("/.well-known/matrix/support") as resp:
+        assert resp.status == 404
+
+
+async def test_wellknown_support_publishes_the_configured_contacts_and_page(make_homeserver):
+    contacts = [{"matrix_id": "@admin:example.org", "email_address": "admin@example.org", "role": "m.role.admin"},
+                {"email_address": "security@example.org", "role": "m.role.security"}]
+    server = await make_homeserver(support={"contacts": contacts, "support_page": "https://example.org/help"})
+    async with aiohttp.ClientSession(server.base_url()) as session:
+        async with session.get("/.well-known/matrix/support") as resp:
+            assert resp.status == 200
+            assert await resp.json() == {"contacts": contacts, "support_page": "https://example.org/help"}
+
+
+def test_a_support_contact_without_a_way_to_reach_it_is_a_config_error(tmp_path):
+    raw = make_test_config(tmp_path, {"engine": "sqlite", "path": str(tmp_path / "x.db")},
+                           support={"contacts": [{"role": "m.role.admin"}]})
+    with pytest.raises(Exception, match="support"):
+        parse_config(raw)
+
+
 async def test_health_answers_ok(client):
     async with client.get("/health") as resp:
         assert resp.status == 200

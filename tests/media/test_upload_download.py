@@ -200,3 +200,20 @@ async def test_media_added_after_the_freeze_date_is_only_served_authenticated(ma
             mxc = await alice.upload(b"new", "text/plain")
             status, _, _ = await alice.get("/_matrix/media/v3/download/" + mxc.removeprefix("mxc://"), auth=False)
             assert status == expected
+
+
+async def test_an_upload_to_a_created_media_id_counts_once_against_the_upload_limit(make_homeserver):
+    hs = await make_homeserver(rate_limits={"enabled": True,
+                                            "media_upload": {"per_second": 0.001, "burst_count": 2}})
+    async with aiohttp.ClientSession(hs.base_url()) as client:
+        alice = await media_user(client, "alice")
+        for content in (b"one", b"two"):
+            async with client.post("/_matrix/media/v1/create", headers=alice.auth) as resp:
+                assert resp.status == 200
+                mxc = (await resp.json())["content_uri"]
+            server_name, media_id = mxc[len("mxc://"):].split("/")
+            async with client.put(f"/_matrix/media/v3/upload/{server_name}/{media_id}", data=content,
+                                  headers={**alice.auth, "Content-Type": "text/plain"}) as resp:
+                assert resp.status == 200, await resp.text()
+        async with client.post("/_matrix/media/v1/create", headers=alice.auth) as resp:
+            assert resp.status == 429

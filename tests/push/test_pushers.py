@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import quote
 
 import pytest
 
+from tests.accounts.helpers import login
 from tests.push.helpers import PushGateway, pusher_body, read
-from tests.rooms.helpers import new_user
+from tests.rooms.helpers import User, new_user
 
 
 @pytest.fixture
@@ -157,3 +159,53 @@ async def test_a_client_error_from_the_gateway_is_not_retried(client, gateway, f
     await alice.send(room_id, "once")
     assert len(await gateway.wait_for(1)) == 1
     assert len((await bob.call("GET", "/pushers"))["pushers"]) == 1
+
+
+# --- pushers end with their sessions ----------------------------------------------------------
+
+async def test_a_password_change_removes_the_pushers_of_the_other_sessions(client, gateway):
+    bob = await new_user(client, "bob")
+    other = User(client, await login(client, "bob"))
+    await bob.call("POST", "/pushers/set", pusher_body(gateway.url, pushkey="this-session"))
+    await other.call("POST", "/pushers/set", pusher_body(gateway.url, pushkey="other-session", append=True))
+    assert len((await bob.call("GET", "/pushers"))["pushers"]) == 2
+    challenge = await bob.call("POST", "/account/password", {"new_password": "new pw"}, expect=401)
+    auth = {"type": "m.login.password", "session": challenge["session"], "password": "correct horse",
+            "identifier": {"type": "m.id.user", "user": bob.user_id}}
+    await bob.call("POST", "/account/password", {"new_password": "new pw", "auth": auth})
+    assert [p["pushkey"] for p in (await bob.call("GET", "/pushers"))["pushers"]] == ["this-session"]
+
+
+async def test_logging_out_removes_that_sessions_pushers_only(client, gateway):
+    bob = await new_user(client, "bob")
+    other = User(client, await login(client, "bob"))
+    await bob.call("POST", "/pushers/set", pusher_body(gateway.url, pushkey="stays"))
+    await other.call("POST", "/pushers/set", pusher_body(gateway.url, pushkey="goes", append=True))
+    await other.call("POST", "/logout", {})
+    assert [p["pushkey"] for p in (await bob.call("GET", "/pushers"))["pushers"]] == ["stays"]
+
+
+async def test_a_logged_out_sessions_pusher_gets_no_more_notifications(client, gateway):
+    (alice, bob), room_id = await group(client, "alice", "bob")
+    phone = User(client, await login(client, "bob"))
+    await phone.call("POST", "/pushers/set", pusher_body(gateway.url, pushkey="phone"))
+    await bob.call("POST", "/pushers/set", pusher_body(gateway.url, pushkey="laptop", append=True))
+    await phone.call("POST", "/logout", {})
+    await alice.send(room_id, "after the logout")
+    await gateway.wait_for(1)
+    await alice.send(room_id, "and another")
+    notifications = await gateway.wait_for(2)
+    assert [n["devices"][0]["pushkey"] for n in notifications] == ["laptop", "laptop"]
+
+
+async def test_notifications_list_events_without_room_id_beside_their_room(client):
+    (alice, bob), room_id = await group(client, "alice", "bob")
+    await alice.send(room_id, "count me", **{"m.mentions": {"user_ids": [bob.user_id]}})
+    for _ in range(50):
+        listed = (await bob.call("GET", "/notifications"))["notifications"]
+        if listed:
+            break
+        await asyncio.sleep(0.05)
+    (notification,) = listed
+    assert notification["room_id"] == room_id and "room_id" not in notification["event"]
+    assert set(notification) >= {"actions", "event", "read", "room_id", "ts"}

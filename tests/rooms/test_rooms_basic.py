@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 from tests.rooms.helpers import new_user
@@ -57,6 +58,24 @@ async def test_a_repeated_transaction_id_returns_the_same_event(client):
     first = await alice.call("PUT", path, {"msgtype": "m.text", "body": "once"})
     second = await alice.call("PUT", path, {"msgtype": "m.text", "body": "once"})
     assert first == second
+
+
+async def test_the_legacy_post_send_without_a_transaction_id_sends_each_time(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    path = f"/rooms/{room_id}/send/m.room.message"
+    first = await alice.call("POST", path, {"msgtype": "m.text", "body": "again"})
+    second = await alice.call("POST", path, {"msgtype": "m.text", "body": "again"})
+    assert first["event_id"] != second["event_id"]
+    event = await alice.call("GET", f"/rooms/{room_id}/event/{second['event_id']}")
+    assert event["content"] == {"msgtype": "m.text", "body": "again"} and "transaction_id" not in event["unsigned"]
+
+
+@pytest.mark.parametrize("room_id", ["!abc:localhost%0A", "!abc%0A:localhost", "not-a-room"])
+async def test_room_ids_with_a_newline_or_no_sigil_are_m_invalid_param(client, room_id):
+    alice = await new_user(client, "alice")
+    body = await alice.call("GET", f"/rooms/{room_id}/state", expect=400)
+    assert body["errcode"] == "M_INVALID_PARAM"
 
 
 async def test_redacted_events_are_served_with_empty_content_and_redacted_because(client):
@@ -209,3 +228,18 @@ async def test_aliases_can_be_created_resolved_and_deleted(client):
     await alice.call("GET", f"/directory/room/{alias}", expect=404)
     bad = await alice.call("PUT", "/directory/room/notanalias", {"room_id": room_id}, expect=400)
     assert bad["errcode"] == "M_INVALID_PARAM"
+
+
+async def test_retrying_a_sent_transaction_does_not_count_against_the_message_limit(make_homeserver):
+    server = await make_homeserver(rate_limits={"enabled": True, "message": {"per_second": 0.001, "burst_count": 3}})
+    async with aiohttp.ClientSession(server.base_url()) as session:
+        alice = await new_user(session, "alice")
+        room_id = await alice.create_room()  # one token
+        path = f"/rooms/{room_id}/send/m.room.message/retried"
+        first = await alice.call("PUT", path, {"msgtype": "m.text", "body": "once"})  # two
+        for _ in range(3):
+            assert await alice.call("PUT", path, {"msgtype": "m.text", "body": "once"}) == first
+        await alice.call("PUT", f"/rooms/{room_id}/send/m.room.message/new", {"msgtype": "m.text", "body": "x"})
+        error = await alice.call("PUT", f"/rooms/{room_id}/send/m.room.message/newer",
+                                 {"msgtype": "m.text", "body": "y"}, expect=429)
+        assert error["errcode"] == "M_LIMIT_EXCEEDED"

@@ -1,0 +1,76 @@
+"""What deactivating and erasing an account removes, across the tables that hold a user's data.
+
+Deactivation is the one operation that must reach into every area at once, so its SQL is kept
+together here rather than spread as one-off methods over each area's store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from homeserver.events.redaction import redact
+from homeserver.events.room_versions import get_room_version
+from homeserver.jsonutil import decode, encode_str
+from storage.database import Database, Transaction
+
+
+class DeactivationStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def purge_settings(self, user_id: str) -> None:
+        """Account data (global and per room), push rules and server-side key backups (as Synapse)."""
+
+        async def txn_fn(txn: Transaction) -> None:
+            for table in ("account_data", "room_account_data", "push_rules", "push_rule_default_changes",
+                          "e2e_room_keys", "e2e_room_keys_versions"):
+                await txn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))
+
+        await self.db.run_interaction("purge_user_settings", txn_fn)
+
+    async def erase_personal_data(self, user_id: str) -> list[str]:
+        """Erase what identifies the user: profile, status message, IP/user-agent log, their own
+        member events' display name and avatar (stored in redacted form) and the search index of
+        their events. Returns the IDs of the rewritten events, for caches to drop."""
+
+        async def txn_fn(txn: Transaction) -> list[str]:
+            await txn.execute("DELETE FROM profile_fields WHERE user_id = ?", (user_id,))
+            await txn.execute("UPDATE profiles SET displayname = NULL, avatar_url = NULL WHERE user_id = ?",
+                              (user_id,))
+            await txn.execute("UPDATE presence_state SET status_msg = NULL WHERE user_id = ?", (user_id,))
+            await txn.execute("DELETE FROM user_ips WHERE user_id = ?", (user_id,))
+            await txn.execute(
+                "UPDATE room_memberships SET display_name = NULL, avatar_url = NULL WHERE user_id = ?", (user_id,))
+            await txn.execute(
+                "DELETE FROM event_search WHERE event_id IN (SELECT event_id FROM events WHERE sender = ?)",
+                (user_id,))
+            rows = await txn.fetch_all(
+                "SELECT j.event_id, j.json, r.room_version FROM events e JOIN event_json j USING (event_id)"
+                " JOIN rooms r ON r.room_id = e.room_id WHERE e.type = 'm.room.member' AND e.state_key = ?",
+                (user_id,))
+            rewritten = []
+            for event_id, raw, version in rows:
+                pdu = decode(raw)
+                content = pdu.get("content")
+                if not isinstance(content, dict) or not ({"displayname", "avatar_url"} & content.keys()):
+                    continue
+                # The redacted form keeps the membership and keeps the signatures valid.
+                pruned = redact(pdu, get_room_version(version))
+                await txn.execute("UPDATE event_json SET json = ? WHERE event_id = ?", (encode_str(pruned), event_id))
+                rewritten.append(event_id)
+            return rewritten
+
+        return await self.db.run_interaction("erase_personal_data", txn_fn)
+
+    async def get_erased_users(self, user_ids: Iterable[str]) -> set[str]:
+        """Which of these users asked for erasure when they deactivated."""
+        wanted = sorted(set(user_ids))
+        if not wanted:
+            return set()
+
+        async def txn_fn(txn: Transaction) -> set[str]:
+            clause, params = txn.dialect.in_list("user_id", wanted)
+            rows = await txn.fetch_all(f"SELECT user_id FROM users WHERE erased = ? AND {clause}", (True, *params))
+            return {r[0] for r in rows}
+
+        return await self.db.run_interaction("get_erased_users", txn_fn, write=False)
