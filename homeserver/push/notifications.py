@@ -259,6 +259,10 @@ class NotificationService:
     async def _handle_event(self, event: Event, context: PersistContext) -> None:
         if event.redacts is not None:
             await self._forget_redacted(event)
+        if (event.type == "m.room.member" and event.membership == "join" and event.state_key == event.sender
+                and event.sender.endswith(self._server_suffix)):
+            # Counts start at the join: what notified the user before it (their invite) is read.
+            await self._recount(event.room_id, [event.sender])
         snapshot = await self._snapshot(event, context)
         recipients = [u for u in snapshot.local_joined if u != event.sender]
         if (event.type == "m.room.member" and event.membership == "invite" and event.state_key

@@ -223,3 +223,22 @@ async def sync_counts_unread_mentions_until_a_read_receipt(ctx: Context) -> None
     while (counts := await room_counts(ctx, bob, room_id)) != {"notification_count": 0, "highlight_count": 0}:
         expect(time.monotonic() < deadline, f"counts after reading: {counts}")
         await asyncio.sleep(0.5)
+
+
+@case
+async def sync_counts_neither_the_invite_nor_a_notice_once_joined(ctx: Context) -> None:
+    alice, bob = await ctx.register_user(), await ctx.register_user()
+    created = await ctx.post(CLIENT + "/createRoom", json={"preset": "private_chat", "invite": [bob.user_id]},
+                             token=alice.access_token)
+    expect_status(created, 200)
+    room_id = created.json["room_id"]
+    expect_status(await ctx.post(f"{CLIENT}/join/{q(room_id)}", json={}, token=bob.access_token), 200)
+    await send_message(ctx, alice, room_id, "plain")
+    await send_message(ctx, alice, room_id, "bob!", **{"m.mentions": {"user_ids": [bob.user_id]}})
+    await send_message(ctx, alice, room_id, "a bot speaks", msgtype="m.notice")
+    # The invite and the two messages are listed; the notice is not.
+    body = await notifications_until(ctx, bob, 3)
+    types = [n["event"]["type"] for n in body["notifications"]]
+    expect(types == ["m.room.message", "m.room.message", "m.room.member"], f"notifications listed {types}")
+    counts = await room_counts(ctx, bob, room_id)
+    expect(counts == {"notification_count": 2, "highlight_count": 1}, f"counts: {counts}")
