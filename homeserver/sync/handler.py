@@ -412,6 +412,7 @@ class SyncService:
                 continue
             before = await self._events.get_state_for_group(since_group) if since_group is not None else {}
             state_ids[room_id] = rendering.state_delta(before, start)
+        await self._add_hidden_state(entries, timelines, full_states, state_ids)
 
         summaries = await self._summaries(user_id, entries, timelines, state_ids, request)
         for entry in entries:
@@ -460,8 +461,11 @@ class SyncService:
                 events_json = [only_fields(e, fields) for e in events_json]
                 state_json_room = [only_fields(e, fields) for e in state_json_room]
             prev = event_position(timeline.events[0]) - 1 if timeline.events else entry.upto
+            # A room (re)joined since the token starts afresh: limited, as Synapse marks it.
+            limited = timeline.limited or (request.since is not None and not request.full_state
+                                           and entry.section == JOIN and entry.changed)
             body: dict[str, Any] = {
-                "timeline": {"events": events_json, "limited": timeline.limited,
+                "timeline": {"events": events_json, "limited": limited,
                              "prev_batch": str(now.replace(events=prev))},
                 "state": {"events": state_json_room},
             }
@@ -469,6 +473,36 @@ class SyncService:
                 body["summary"] = summaries.get(room_id, {})
             out[room_id] = body
         return out
+
+    async def _add_hidden_state(self, entries: list[RoomSyncEntry], timelines: dict[str, Timeline],
+                                full_states: dict[str, dict[tuple[str, str], str]],
+                                state_ids: dict[str, dict[tuple[str, str], str]]) -> None:
+        """Add the state that events hidden from the timeline changed (members who joined while the
+        user was away): the room's state at the end of the range for those keys, unless the
+        timeline itself ends with it."""
+        hidden: dict[str, set[tuple[str, str]]] = {}
+        for entry in entries:
+            timeline = timelines[entry.room_id]
+            if entry.never_joined or not timeline.events or not timeline.hidden_state:
+                continue
+            start = event_position(timeline.events[0])
+            keys = {e.state_tuple() for e in timeline.hidden_state if event_position(e) > start}
+            if keys:
+                hidden[entry.room_id] = keys
+        if not hidden:
+            return
+        end_groups = await self._store.get_state_groups_at(
+            [(e.room_id, e.upto) for e in entries if e.room_id in hidden])
+        for room_id, keys in hidden.items():
+            group = end_groups.get(room_id)
+            if group is None:
+                continue
+            end = await self._events.get_state_for_group(group)
+            in_timeline = {e.event_id for e in timelines[room_id].events}
+            for key in keys:
+                event_id = end.get(key)
+                if event_id is not None and event_id not in in_timeline and full_states[room_id].get(key) != event_id:
+                    state_ids[room_id][key] = event_id
 
     async def _summaries(self, user_id: str, entries: list[RoomSyncEntry], timelines: dict[str, Timeline],
                          state_ids: dict[str, dict[tuple[str, str], str]], request: SyncRequest

@@ -29,6 +29,9 @@ def event_position(event: Event) -> int:
 class Timeline:
     events: list[Event] = field(default_factory=list)
     limited: bool = False
+    # State events in the range read that history visibility hid from the user (e.g. members who
+    # joined while the user was away): their effect belongs in the `state` section.
+    hidden_state: list[Event] = field(default_factory=list)
 
 
 class TimelineReader:
@@ -60,8 +63,12 @@ class TimelineReader:
                 kept = [e for e in candidates
                         if sync_filter.timeline.matches(e.type, e.sender, e.content, room_id=room_id)
                         and (e.sender not in ignored or e.is_state() or e.sender == user_id)]
-                kept = await self._visible(user_id, by_room[room_id], kept)
+                visible = await self._visible(user_id, by_room[room_id], kept)
                 timeline = out[room_id]
+                if len(visible) < len(kept):
+                    shown = {e.event_id for e in visible}
+                    timeline.hidden_state[:0] = [e for e in kept if e.is_state() and e.event_id not in shown]
+                kept = visible
                 timeline.events = kept + timeline.events
                 exhausted = len(room_rows) < asked.limit
                 if len(timeline.events) > limit:
