@@ -76,9 +76,11 @@ class TimelineReader:
                     timeline.limited = True
                 elif exhausted:
                     timeline.limited = False
-                elif len(timeline.events) == limit or round_number == MAX_TIMELINE_ROUNDS - 1:
+                elif round_number == MAX_TIMELINE_ROUNDS - 1:
                     timeline.limited = True
                 else:
+                    # Exactly `limit` kept so far is not yet limited: only an older kept event
+                    # would make it so, and the next round looks for one.
                     upto = room_rows[0].stream_ordering - 1
                     next_pending[room_id] = TimelineRange(room_id, asked.after, upto,
                                                           min(asked.limit * 2, MAX_FETCH))

@@ -225,3 +225,19 @@ async def timestamp_to_event_finds_the_nearest_event(ctx: Context) -> None:
     expect(body["event_id"] == last, f"closest event before the future is {body['event_id']}, not {last}")
     response = await ctx.get(path, token=alice.access_token, params={"ts": str(future), "dir": "f"})
     expect_error(response, 404, "M_NOT_FOUND")
+
+
+@case
+async def messages_forwards_to_the_live_end_give_an_end_that_picks_up_new_events(ctx: Context) -> None:
+    alice = await ctx.register_user()
+    room_id = await create_room(ctx, alice)
+    sent = [await send_text(ctx, alice, room_id, f"m{i}") for i in range(4)]
+    back = await messages(ctx, alice, room_id, dir="b", limit=2)
+    forward = await messages(ctx, alice, room_id, dir="f", limit=10, **{"from": back["end"]})
+    ids = [e["event_id"] for e in forward["chunk"]]
+    expect(ids == sent[-2:], f"forwards from the back page listed {ids}, expected {sent[-2:]}")
+    expect(isinstance(forward.get("end"), str), "a forward page reaching the live end has no end")
+    later = await send_text(ctx, alice, room_id, "later")
+    after = await messages(ctx, alice, room_id, dir="f", limit=10, **{"from": forward["end"]})
+    ids = [e["event_id"] for e in after["chunk"]]
+    expect(ids == [later], f"forwards from the live end's end listed {ids}, expected [{later}]")

@@ -324,3 +324,15 @@ async def rejoining_a_joined_only_room_syncs_who_joined_while_away(ctx: Context)
                for e in room["state"]["events"] + room["timeline"]["events"] if e["type"] == "m.room.member"}
     expect(members.get(carol.user_id) == "join", f"carol's join is missing: members {members}")
     expect(members.get(bob.user_id) == "join", f"bob's own join is missing: members {members}")
+
+
+@case
+async def a_filtered_timeline_with_exactly_limit_matching_events_is_not_limited(ctx: Context) -> None:
+    alice = await ctx.register_user()
+    room_id = await create_room(ctx, alice, name="synctest one message")
+    await send_message(ctx, alice, room_id, "the only message")
+    only_messages = {"room": {"timeline": {"limit": 1, "types": ["m.room.message"]}}}
+    room = joined(await sync(ctx, alice, sync_filter=only_messages)).get(room_id)
+    expect(room is not None, f"{room_id} not in rooms.join")
+    expect(timeline_bodies(room) == ["the only message"], f"timeline {timeline_bodies(room)}")
+    expect(room["timeline"]["limited"] is False, "one matching event under limit 1 is marked limited")

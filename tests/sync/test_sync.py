@@ -374,3 +374,17 @@ async def test_rejoining_a_joined_only_room_syncs_the_members_who_joined_while_a
     assert members[alice.user_id] == "join"
     assert members[bob.user_id] == "join"
     assert room["summary"]["m.joined_member_count"] == 3
+
+
+async def test_a_filtered_timeline_with_exactly_limit_matching_events_is_not_limited(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room(name="Eén")
+    await alice.send(room_id, "the only message")
+    only_messages = {"room": {"timeline": {"limit": 1, "types": ["m.room.message"]}}}
+    room = (await sync(alice, filter=only_messages))["rooms"]["join"][room_id]
+    assert bodies(room) == ["the only message"]
+    assert room["timeline"]["limited"] is False
+    await alice.send(room_id, "a second one")
+    room = (await sync(alice, filter=only_messages))["rooms"]["join"][room_id]
+    assert bodies(room) == ["a second one"]
+    assert room["timeline"]["limited"] is True
