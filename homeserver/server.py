@@ -323,6 +323,7 @@ class HomeServer:
         self._background.append(self.presence)
         self.event_sender.add_persisted_callback(self.presence.on_event_persisted)
         self.sync.set_presence_tracker(self.presence.syncing)
+        self.sync.set_presence_lookup(self.presence.presence_events)
         self.sync.add_top_level_source(TopLevelSource(self.presence.stream_name, self.presence.current_position,
                                                       self.presence.sync_sections))
         self.presence_handlers = PresenceHandlers(self.presence, authenticate)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +82,8 @@ class SyncService:
         self._ignored: dict[str, frozenset[str]] = {}
         # (user_id, set_presence) -> async context manager held around the request (presence).
         self._presence_tracker: Callable[[str, str], AbstractAsyncContextManager[Any]] | None = None
+        # user IDs -> their current m.presence events, for users newly sharing a room (presence).
+        self._presence_lookup: Callable[[Sequence[str]], Awaitable[list[dict[str, Any]]]] | None = None
         # (user, device) -> room -> member user -> member event ID this device was sent (lazy loading).
         self._lazy_sent: OrderedDict[tuple[str, str | None], dict[str, dict[str, str]]] = OrderedDict()
 
@@ -100,6 +102,11 @@ class SyncService:
     def set_presence_tracker(self, tracker: Callable[[str, str], AbstractAsyncContextManager[Any]]) -> None:
         """Let `set_presence` take effect: `tracker(user_id, set_presence)` wraps each request."""
         self._presence_tracker = tracker
+
+    def set_presence_lookup(self, lookup: Callable[[Sequence[str]], Awaitable[list[dict[str, Any]]]]) -> None:
+        """`lookup(user_ids)` gives current presence events: an incremental sync adds those of users
+        who came to share a room with the syncing user since the token."""
+        self._presence_lookup = lookup
 
     @staticmethod
     def _check_stream(stream: str) -> None:
@@ -288,8 +295,40 @@ class SyncService:
                 response["next_batch"] = str(now)
             response.update(sections)
             news = news or source.is_news(sections)
+        if since is not None and not request.full_state and self._presence_lookup is not None:
+            await self._add_newly_shared_presence(response, user_id, entries, rooms[JOIN])
         all_joined = [room_id for room_id, row in memberships.items() if row.membership == "join"]
         return response, news, all_joined
+
+    async def _add_newly_shared_presence(self, response: dict[str, Any], user_id: str,
+                                         entries: list[RoomSyncEntry], joined: dict[str, dict[str, Any]]) -> None:
+        """Presence of users who came to share a room with the user since the token, as Synapse
+        sends it: every member of a room the user joined, and whoever joined, was invited to or
+        knocked on a room whose new events this sync carries. Their presence may not have moved
+        since the token, so the presence stream alone would never show it."""
+        users: set[str] = set()
+        for entry in entries:
+            body = joined.get(entry.room_id)
+            if body is None:
+                continue
+            if entry.changed:
+                users.update(await self._events.get_members(entry.room_id))
+                continue
+            for event in (*body["state"]["events"], *body["timeline"]["events"]):
+                content = event.get("content")
+                if (event.get("type") == "m.room.member" and isinstance(event.get("state_key"), str)
+                        and isinstance(content, dict) and content.get("membership") in ("join", "invite", "knock")):
+                    users.add(event["state_key"])
+        users.discard(user_id)
+        if not users:
+            return
+        assert self._presence_lookup is not None
+        section = response.get("presence")
+        current = section.get("events", []) if isinstance(section, dict) else []
+        already = {e.get("sender") for e in current}
+        extra = [e for e in await self._presence_lookup(sorted(users)) if e["sender"] not in already]
+        if extra:
+            response["presence"] = {"events": [*current, *extra]}
 
     # --- account data and ephemeral ------------------------------------------------------
     async def _account_data_changes(self, user_id: str, since: SyncToken | None, now: SyncToken
