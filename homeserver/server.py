@@ -21,6 +21,7 @@ from homeserver.accounts.auth import AuthService
 from homeserver.accounts.capabilities import build_capabilities
 from homeserver.accounts.devices import DeviceService
 from homeserver.accounts.filters import FilterService
+from homeserver.accounts.identity import IdentityServerClient
 from homeserver.accounts.login import LoginService
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.profiles import ProfileService
@@ -72,6 +73,7 @@ from homeserver.http.client_to_device import ToDeviceHandlers
 from homeserver.http.client_unconfigured import UnconfiguredServiceHandlers
 from homeserver.http.client_user_directory import UserDirectoryHandlers
 from homeserver.http.discovery import DiscoveryHandlers
+from homeserver.http.federation_third_party import ThirdPartyBindHandlers
 from homeserver.http.media import MediaHandlers
 from homeserver.http.metrics import HttpMetrics
 from homeserver.media.filestore import MediaFileStore
@@ -89,6 +91,7 @@ from homeserver.rooms.relations import RelationsService
 from homeserver.rooms.reports import ReportService
 from homeserver.rooms.sender import RoomEventSender
 from homeserver.rooms.serialize import ClientEventSerializer
+from homeserver.rooms.third_party_invites import ThirdPartyInviter
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.signing_keys import load_or_create_signing_key
 from homeserver.sync.extensions import EphemeralSource, TopLevelSource
@@ -102,6 +105,7 @@ from storage.stores.directory import DirectoryStore
 from storage.stores.e2ee import E2eeKeyStore
 from storage.stores.events import EventStore
 from storage.stores.filters import FilterStore
+from storage.stores.identity import IdentityBindingStore
 from storage.stores.key_backup import KeyBackupStore
 from storage.stores.media import MediaStore
 from storage.stores.notifications import NotificationStore
@@ -214,7 +218,14 @@ class HomeServer:
                                      last_seen_max_age_days=sessions_config["last_seen_max_age_days"])
         self.devices.start()
         self._background.append(self.devices)
-        self.accounts = AccountService(self.account_store, self.auth, self.uia, self.devices, passwords)
+        identity_config = config.section("identity")
+        self.identity_client = IdentityServerClient(
+            config.server_name, self.signing_key, scheme=identity_config["scheme"],
+            ip_range_allowlist=identity_config["ip_range_allowlist"],
+            trusted_servers=identity_config["trusted_servers"])
+        self._background.append(self.identity_client)
+        self.accounts = AccountService(self.account_store, self.auth, self.uia, self.devices, passwords,
+                                       identity=self.identity_client, bindings=IdentityBindingStore(self.db))
         self.device_handlers = DeviceHandlers(self.devices, authenticate)
         self.account_handlers = AccountHandlers(self.accounts, authenticate)
         # Sync and push evaluation subscribe with push_rules.add_changed_callback.
@@ -256,8 +267,11 @@ class HomeServer:
         self.relation_handlers = RelationHandlers(self.relations, authenticate)
         self.room_upgrader = RoomUpgrader(self.event_sender, self.event_store, self.alias_store, clock,
                                           profile_store.get_profile)
+        self.third_party_invites = ThirdPartyInviter(self.identity_client, self.membership, self.event_sender,
+                                                     self.event_store, profile_store.get_profile)
         self.room_handlers = RoomHandlers(self.room_creator, self.membership, self.event_sender, self.room_reader,
-                                          self.redactions, self.room_upgrader, authenticate, self.ratelimiter)
+                                          self.redactions, self.room_upgrader, authenticate, self.ratelimiter,
+                                          third_party=self.third_party_invites)
         self.alias_service = AliasService(config.server_name, self.alias_store, self.event_store,
                                           self.event_sender, clock, self.auth.is_server_admin)
         self.directory_handlers = DirectoryHandlers(self.alias_service, authenticate)
@@ -388,6 +402,7 @@ class HomeServer:
             self.pusher_handlers.register_routes(app)
         if "federation" in listener.resources:
             self.discovery.register_federation(app)
+            ThirdPartyBindHandlers(self.third_party_invites).register_federation(app)
         if "admin" in listener.resources:
             self.admin_register_handlers.register_routes(app)
         if "metrics" in listener.resources:
