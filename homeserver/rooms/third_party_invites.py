@@ -52,10 +52,10 @@ class ThirdPartyInviter:
 
     async def invite(self, sender: str, room_id: str, body: dict[str, Any]) -> Event:
         """Invite the Matrix user bound to the address, or leave an m.room.third_party_invite."""
-        id_server = self._identity.check_server(body.get("id_server"))
-        token = _required_string(body, "id_access_token")
         medium = _required_string(body, "medium")
         address = _required_string(body, "address")
+        id_server = self._identity.check_server(_required_string(body, "id_server"))
+        token = _required_string(body, "id_access_token")
         if await self._events.get_room_version_id(room_id) is None:
             raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
         # Nobody outside the room makes this server contact an identity server about it.

@@ -241,3 +241,13 @@ async def messages_forwards_to_the_live_end_give_an_end_that_picks_up_new_events
     after = await messages(ctx, alice, room_id, dir="f", limit=10, **{"from": forward["end"]})
     ids = [e["event_id"] for e in after["chunk"]]
     expect(ids == [later], f"forwards from the live end's end listed {ids}, expected [{later}]")
+
+
+@case
+async def a_third_party_invite_without_an_identity_server_token_is_400_missing_param(ctx: Context) -> None:
+    alice = await ctx.register_user()
+    room_id = await create_room(ctx, alice, preset="private_chat")
+    path = f"{CLIENT}/rooms/{q(room_id)}/invite"
+    for body in ({"medium": "email", "address": "synctest@example.org", "id_server": "id.example.org"},
+                 {"medium": "email", "address": "synctest@example.org"}):
+        expect_error(await ctx.post(path, json=body, token=alice.access_token), 400, "M_MISSING_PARAM")
