@@ -260,8 +260,9 @@ class NotificationService:
         if event.redacts is not None:
             await self._forget_redacted(event)
         if (event.type == "m.room.member" and event.membership == "join" and event.state_key == event.sender
-                and event.sender.endswith(self._server_suffix)):
-            # Counts start at the join: what notified the user before it (their invite) is read.
+                and event.sender.endswith(self._server_suffix) and event.internal_metadata.get("replaces_state")):
+            # Counts start at the join: what notified the user before it (their invite) is read. A
+            # first membership event (a public room's join, the creator's) has nothing to recount.
             await self._recount(event.room_id, [event.sender])
         snapshot = await self._snapshot(event, context)
         recipients = [u for u in snapshot.local_joined if u != event.sender]

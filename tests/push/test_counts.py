@@ -167,8 +167,12 @@ async def test_an_invite_notifies_the_invitee(client):
     bob = await new_user(client, "bob")
     room_id = await alice.create_room()
     await alice.call("POST", f"/rooms/{quote(room_id)}/invite", {"user_id": bob.user_id})
-    await asyncio.sleep(0.2)
-    listed = await bob.call("GET", "/notifications")
+    # /notifications does not wait for evaluation: poll (briefly) until the invite is listed.
+    for _ in range(50):
+        listed = await bob.call("GET", "/notifications")
+        if listed["notifications"]:
+            break
+        await asyncio.sleep(0.1)
     assert [n["event"]["type"] for n in listed["notifications"]] == ["m.room.member"]
     assert listed["notifications"][0]["room_id"] == room_id
 
