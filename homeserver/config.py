@@ -153,6 +153,17 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "search_all_users": {"type": "boolean"},
             },
         },
+        "identity": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                # Identity servers clients may name (null: any that resolves to a public address).
+                "trusted_servers": {"type": ["array", "null"], "items": {"type": "string"}},
+                # "http" only for tests against an identity server on loopback.
+                "scheme": {"enum": ["https", "http"]},
+                "ip_range_allowlist": {"type": "array", "items": {"type": "string"}},
+            },
+        },
         "sessions": {
             "type": "object",
             "additionalProperties": False,
@@ -254,6 +265,7 @@ DEFAULTS: dict[str, Any] = {
     "presence": {"enabled": True},
     "outbound": {"min_retry_interval_s": 2.0, "max_retry_interval_s": 3600.0},
     "user_directory": {"search_all_users": False},
+    "identity": {"trusted_servers": None, "scheme": "https", "ip_range_allowlist": []},
     "sessions": {
         "refreshable_access_token_lifetime_ms": 300_000,
         "refresh_token_lifetime_ms": None,

@@ -22,6 +22,7 @@ from homeserver.accounts.auth import AuthService
 from homeserver.accounts.capabilities import build_capabilities
 from homeserver.accounts.devices import DeviceService
 from homeserver.accounts.filters import FilterService
+from homeserver.accounts.identity import IdentityServerClient
 from homeserver.accounts.login import LoginService
 from homeserver.accounts.openid import OpenIdService
 from homeserver.accounts.passwords import PasswordHasher
@@ -77,6 +78,7 @@ from homeserver.http.client_to_device import ToDeviceHandlers
 from homeserver.http.client_unconfigured import UnconfiguredServiceHandlers
 from homeserver.http.client_user_directory import UserDirectoryHandlers
 from homeserver.http.discovery import DiscoveryHandlers
+from homeserver.http.federation_third_party import ThirdPartyBindHandlers
 from homeserver.http.media import MediaHandlers
 from homeserver.http.metrics import HttpMetrics
 from homeserver.media.filestore import MediaFileStore
@@ -98,6 +100,7 @@ from homeserver.rooms.relations import RelationsService
 from homeserver.rooms.reports import ReportService
 from homeserver.rooms.sender import RoomEventSender
 from homeserver.rooms.serialize import ClientEventSerializer
+from homeserver.rooms.third_party_invites import ThirdPartyInviter
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.signing_keys import load_or_create_signing_key
 from homeserver.streams.bus import StreamBus
@@ -124,6 +127,7 @@ from storage.stores.directory import DirectoryStore
 from storage.stores.e2ee import E2eeKeyStore
 from storage.stores.events import EventStore
 from storage.stores.filters import FilterStore
+from storage.stores.identity import IdentityBindingStore
 from storage.stores.key_backup import KeyBackupStore
 from storage.stores.media import MediaStore
 from storage.stores.notifications import NotificationStore
@@ -319,6 +323,7 @@ class HomeServer:
                                                            source.events_for_rooms))
         self.sync.add_room_fields_provider(self.notifications.room_fields)
         self.sync.set_presence_tracker(self.presence.syncing)
+        self.sync.set_presence_lookup(self.presence.presence_events)
         self.sync.add_top_level_source(TopLevelSource(self.presence.stream_name, self.presence.current_position,
                                                       self.presence.sync_sections))
         self.sync.add_top_level_source(TopLevelSource(self.device_lists.stream_name,
@@ -343,8 +348,16 @@ class HomeServer:
             self.account_store, self.deactivation_store, self.auth, self.devices,
             leave_all_rooms=self.membership.leave_all_rooms, remove_pushers=self.pushers.remove_all_for_user,
             clear_presence=self.presence.clear, forget_cached_events=self.event_store.forget_cached_events)
+        identity_config = config.section("identity")
+        self.identity_client = IdentityServerClient(
+            config.server_name, self.signing_key, scheme=identity_config["scheme"],
+            ip_range_allowlist=identity_config["ip_range_allowlist"],
+            trusted_servers=identity_config["trusted_servers"])
         self.accounts = AccountService(self.account_store, self.auth, self.uia, self.devices, passwords,
-                                       self.deactivation)
+                                       self.deactivation, identity=self.identity_client,
+                                       bindings=IdentityBindingStore(db))
+        self.third_party_invites = ThirdPartyInviter(self.identity_client, self.membership, self.event_sender,
+                                                     self.event_store, profile_store.get_profile)
 
         # Outbound delivery: one durable queue, a courier per kind.
         outbound_config = config.section("outbound")
@@ -394,7 +407,8 @@ class HomeServer:
         self.history_handlers = HistoryHandlers(self.room_history, authenticate)
         self.relation_handlers = RelationHandlers(self.relations, authenticate)
         self.room_handlers = RoomHandlers(self.room_creator, self.membership, self.event_sender, self.room_reader,
-                                          self.redactions, self.room_upgrader, authenticate, self.ratelimiter)
+                                          self.redactions, self.room_upgrader, authenticate, self.ratelimiter,
+                                          third_party=self.third_party_invites)
         self.directory_handlers = DirectoryHandlers(self.alias_service, authenticate)
         self.report_handlers = ReportHandlers(self.reports, authenticate, self.ratelimiter)
         self.client_admin_handlers = ClientAdminHandlers(self.whois, authenticate)
@@ -428,6 +442,7 @@ class HomeServer:
         self.persister.start()
         self._background.append(self.persister)
         self._background.append(_Closing(self.pushers.close))
+        self._background.append(self.identity_client)
 
     def _build_listener_app(self, listener: ListenerConfig) -> web.Application:
         serves_matrix = bool({"client", "federation", "admin"} & set(listener.resources))
@@ -472,6 +487,7 @@ class HomeServer:
         if "federation" in listener.resources:
             self.discovery.register_federation(app)
             self.openid_handlers.register_federation(app)
+            ThirdPartyBindHandlers(self.third_party_invites).register_federation(app)
         if "admin" in listener.resources:
             self.admin_register_handlers.register_routes(app)
         if "metrics" in listener.resources:

@@ -15,12 +15,14 @@ from typing import Any
 
 from homeserver.accounts.auth import AuthService, Requester
 from homeserver.accounts.devices import PASSWORD_FLOWS, DeviceService, check_password_stage_user
+from homeserver.accounts.identity import IdentityServerClient
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import MAX_PASSWORD_LENGTH
 from homeserver.accounts.uia import InteractiveAuthRequired, UserInteractiveAuth
 from homeserver.errors import MatrixError
 from storage.stores.accounts import AccountStore
 from storage.stores.deactivation import DeactivationStore
+from storage.stores.identity import IdentityBindingStore
 
 logger = logging.getLogger(__name__)
 
@@ -120,13 +122,16 @@ class AccountDeactivation:
 
 class AccountService:
     def __init__(self, store: AccountStore, auth: AuthService, uia: UserInteractiveAuth, devices: DeviceService,
-                 passwords: PasswordHasher, deactivation: AccountDeactivation):
+                 passwords: PasswordHasher, deactivation: AccountDeactivation, *,
+                 identity: IdentityServerClient | None = None, bindings: IdentityBindingStore | None = None):
         self._store = store
         self._auth = auth
         self._uia = uia
         self._devices = devices
         self._passwords = passwords
         self._deactivation = deactivation
+        self._identity = identity
+        self._bindings = bindings
 
     # --- password ----------------------------------------------------------------------
     async def change_password(self, requester: Requester, body: dict[str, Any], *, uri: str) -> None:
@@ -205,13 +210,37 @@ class AccountService:
         check_fields(creds, THREEPID_ADD, prefix=f"{key}.")
         raise MatrixError(403, "M_THREEPID_AUTH_FAILED", "This homeserver trusts no identity server to verify 3PIDs")
 
-    def bind_threepid(self, body: dict[str, Any]) -> None:
-        """`POST /account/3pid/bind`: we proxy to no identity server."""
+    async def bind_threepid(self, requester: Requester, body: dict[str, Any]) -> None:
+        """`POST /account/3pid/bind`: proxied to the identity server the client names, which binds the
+        validated session's 3PID to the user; the server is remembered for a later unbind."""
         check_fields(body, THREEPID_BIND)
-        raise MatrixError(400, "M_SERVER_NOT_TRUSTED",
-                          "id_server: this homeserver does not bind identifiers on identity servers")
+        if self._identity is None or self._bindings is None:
+            raise MatrixError(400, "M_SERVER_NOT_TRUSTED",
+                              "id_server: this homeserver does not bind identifiers on identity servers")
+        id_server = self._identity.check_server(body["id_server"])
+        answer = await self._identity.bind(id_server, body["id_access_token"], body["sid"], body["client_secret"],
+                                           requester.user_id)
+        medium, address = answer.get("medium"), answer.get("address")
+        if isinstance(medium, str) and isinstance(address, str):
+            await self._bindings.add_binding(requester.user_id, medium, address, id_server)
 
-    def unbind_threepid(self, body: dict[str, Any]) -> dict[str, Any]:
-        """`POST /account/3pid/unbind` and `/delete`: nothing is bound anywhere, nothing held here."""
+    async def unbind_threepid(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /account/3pid/unbind` and `/delete`: ask the named identity server, or those the 3PID
+        was bound through, to forget the binding. `no-support` when there is none to ask or it refuses."""
         check_fields(body, THREEPID_UNBIND)
-        return {"id_server_unbind_result": "no-support"}
+        if self._identity is None or self._bindings is None:
+            return {"id_server_unbind_result": "no-support"}
+        medium, address = body["medium"], body["address"]
+        if body.get("id_server") is not None:
+            servers = [self._identity.check_server(body["id_server"])]
+        else:
+            servers = await self._bindings.get_binding_servers(requester.user_id, medium, address)
+        if not servers:
+            return {"id_server_unbind_result": "no-support"}
+        unbound = True
+        for id_server in servers:
+            if await self._identity.unbind(id_server, requester.user_id, medium, address):
+                await self._bindings.remove_binding(requester.user_id, medium, address, id_server)
+            else:
+                unbound = False
+        return {"id_server_unbind_result": "success" if unbound else "no-support"}

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from homeserver.accounts.auth import Requester
@@ -247,6 +247,19 @@ class PresenceService:
             return
         now = self._clock.time_ms()
         await self._update(event.sender, lambda r: apply_activity(r, now))
+
+    async def presence_events(self, user_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Current m.presence events of these users, offline ones included (as Synapse sends for
+        users who newly share a room with the syncing user)."""
+        if not self.enabled or not user_ids:
+            return []
+        stored = {row.user_id: row for row in await self._store.get_presence_many(sorted(set(user_ids)))}
+        now = self._clock.time_ms()
+        events = []
+        for user_id in sorted(set(user_ids)):
+            row = self._rows.get(user_id) or stored.get(user_id) or initial_row(user_id, now)
+            events.append({"type": "m.presence", "sender": user_id, "content": presence_content(row, now)})
+        return events
 
     # --- the sync source ----------------------------------------------------------------
     async def current_position(self) -> int:

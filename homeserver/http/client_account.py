@@ -54,13 +54,13 @@ class AccountHandlers:
         return json_response({})
 
     async def bind_threepid(self, request: web.Request) -> web.Response:
-        await self._authenticate(request)
-        self._accounts.bind_threepid(await json_object(request))
+        requester = await self._authenticate(request)
+        await self._accounts.bind_threepid(requester, await json_object(request))
         return json_response({})
 
     async def unbind_threepid(self, request: web.Request) -> web.Response:
-        await self._authenticate(request)
-        return json_response(self._accounts.unbind_threepid(await json_object(request)))
+        requester = await self._authenticate(request)
+        return json_response(await self._accounts.unbind_threepid(requester, await json_object(request)))
 
     def _request_token(self, medium: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handler(request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.reading import RoomReader
 from homeserver.rooms.redaction import RedactionService
 from homeserver.rooms.sender import RoomEventSender
+from homeserver.rooms.third_party_invites import ThirdPartyInviter
 from homeserver.rooms.transactions import scoped_txn_id
 from homeserver.rooms.upgrade import RoomUpgrader
 
@@ -50,7 +51,9 @@ def _massaged_ts(request: web.Request) -> int | None:
 class RoomHandlers:
     def __init__(self, creator: RoomCreator, membership: MembershipService, sender: RoomEventSender,
                  reader: RoomReader, redactions: RedactionService, upgrader: RoomUpgrader,
-                 authenticate: RequestAuthenticator, ratelimiter: RateLimiter):
+                 authenticate: RequestAuthenticator, ratelimiter: RateLimiter, *,
+                 third_party: ThirdPartyInviter | None = None):
+        self._third_party = third_party
         self._creator = creator
         self._membership = membership
         self._sender = sender
@@ -94,8 +97,12 @@ class RoomHandlers:
         requester = await self._authenticate(request)
         body = await json_object(request, allow_empty=True)
         if "user_id" not in body:
-            if "id_server" in body or "medium" in body:
-                raise MatrixError(400, "M_THREEPID_DENIED", "Third-party invites are not supported here")
+            if "id_server" in body or "medium" in body or "address" in body:
+                if self._third_party is None:
+                    raise MatrixError(400, "M_THREEPID_DENIED", "Third-party invites are not supported here")
+                self._ratelimiter.check("message", requester.user_id)
+                await self._third_party.invite(requester.user_id, _room_id(request), body)
+                return json_response({})
             raise MatrixError(400, "M_MISSING_PARAM", "user_id: required")
         await self._membership.invite(requester.user_id, _room_id(request), body["user_id"], body.get("reason"))
         return json_response({})

@@ -64,7 +64,7 @@ def is_address_allowed(address: IpAddress, allowlist: list[IpNetwork]) -> bool:
     return address.is_global and not address.is_multicast
 
 
-class _GuardedResolver(AbstractResolver):
+class GuardedResolver(AbstractResolver):
     """The default resolver, refusing the whole name if any address it resolves to is not allowed."""
 
     def __init__(self, allowlist: list[IpNetwork]):
@@ -135,7 +135,7 @@ class UrlPreviewer:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(resolver=_GuardedResolver(self._allowlist), limit=20,
+            connector = aiohttp.TCPConnector(resolver=GuardedResolver(self._allowlist), limit=20,
                                              use_dns_cache=False)
             self._session = aiohttp.ClientSession(
                 connector=connector, headers={"User-Agent": USER_AGENT},

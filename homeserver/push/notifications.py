@@ -127,16 +127,24 @@ class NotificationService:
                 if event.event_id in groups:
                     event.internal_metadata["state_group"] = groups[event.event_id]
         notified: list[EventPushActions] = []
+        joined: list[tuple[str, str]] = []
         for event in events:
             if event.rejected_reason is not None or event.internal_metadata.get("outlier"):
                 continue
             if event.redacts is not None:
                 await self._forget_redacted(event)
+            if (event.type == "m.room.member" and event.membership == "join" and event.state_key == event.sender
+                    and event.sender.endswith(self._server_suffix) and event.internal_metadata.get("replaces_state")):
+                # Counts start at the join: what notified the user before it (their invite) is read. A
+                # first membership event (a public room's join, the creator's) has nothing to recount.
+                joined.append((event.room_id, event.sender))
             entry = await self._evaluate(event)
             if entry is not None:
                 notified.append(entry)
         async with self._counts_lock:
             await self._store.add_push_actions(notified, stage=EVALUATION_STAGE, upto=upto)
+        for room_id, user_id in joined:
+            await self._recount(room_id, [user_id])
         users = {row.user_id for entry in notified for row in entry.rows}
         if users:
             self._notifier.notify_users(users)

@@ -188,7 +188,9 @@ class RoomHistory:
             "chunk": await self._serializer.serialize(events, requester),
             "start": from_token or await self._default_start(rows, backwards),
         }
-        if rows and len(rows) >= limit:
+        # Forwards without a bound, a short page is only the live end for now: later events will
+        # follow that `end` (Synapse gives it too). An empty page gives none.
+        if rows and (len(rows) >= limit or (not backwards and to_bound is None)):
             last = rows[-1].position
             result["end"] = token_before(last) if backwards else token_after(last)
         if event_filter.lazy_load_members and events:

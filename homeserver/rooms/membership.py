@@ -68,6 +68,13 @@ class MembershipService:
         if await self._events.get_room_version_id(room_id) is None:
             raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
 
+    def is_local(self, user_id: str) -> bool:
+        """Whether a (well-formed) user ID belongs to this server."""
+        try:
+            return is_valid_user_id(user_id) and split_id(user_id, "@")[1] == self._server_name
+        except ValueError:
+            return False
+
     def _require_local_target(self, user_id: Any, field: str = "user_id") -> str:
         if not isinstance(user_id, str) or not is_valid_user_id(user_id):
             raise MatrixError(400, "M_INVALID_PARAM", f"{field}: must be a valid user ID")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +85,8 @@ class SyncService:
         self._ignored: dict[str, frozenset[str]] = {}
         # (user_id, set_presence) -> async context manager held around the request (presence).
         self._presence_tracker: Callable[[str, str], AbstractAsyncContextManager[Any]] | None = None
+        # user IDs -> their current m.presence events, for users newly sharing a room (presence).
+        self._presence_lookup: Callable[[Sequence[str]], Awaitable[list[dict[str, Any]]]] | None = None
         # (user, device) -> room -> member user -> member event ID this device was sent (lazy loading).
         self._lazy_sent: OrderedDict[tuple[str, str | None], dict[str, dict[str, str]]] = OrderedDict()
 
@@ -103,6 +105,11 @@ class SyncService:
     def set_presence_tracker(self, tracker: Callable[[str, str], AbstractAsyncContextManager[Any]]) -> None:
         """Let `set_presence` take effect: `tracker(user_id, set_presence)` wraps each request."""
         self._presence_tracker = tracker
+
+    def set_presence_lookup(self, lookup: Callable[[Sequence[str]], Awaitable[list[dict[str, Any]]]]) -> None:
+        """`lookup(user_ids)` gives current presence events: an incremental sync adds those of users
+        who came to share a room with the syncing user since the token."""
+        self._presence_lookup = lookup
 
     @staticmethod
     def _check_stream(stream: str) -> None:
@@ -292,8 +299,40 @@ class SyncService:
                 response["next_batch"] = str(now)
             response.update(sections)
             news = news or source.is_news(sections)
+        if since is not None and not request.full_state and self._presence_lookup is not None:
+            await self._add_newly_shared_presence(response, user_id, entries, rooms[JOIN])
         all_joined = [room_id for room_id, row in memberships.items() if row.membership == "join"]
         return response, news, all_joined
+
+    async def _add_newly_shared_presence(self, response: dict[str, Any], user_id: str,
+                                         entries: list[RoomSyncEntry], joined: dict[str, dict[str, Any]]) -> None:
+        """Presence of users who came to share a room with the user since the token, as Synapse
+        sends it: every member of a room the user joined, and whoever joined, was invited to or
+        knocked on a room whose new events this sync carries. Their presence may not have moved
+        since the token, so the presence stream alone would never show it."""
+        users: set[str] = set()
+        for entry in entries:
+            body = joined.get(entry.room_id)
+            if body is None:
+                continue
+            if entry.changed:
+                users.update(await self._events.get_members(entry.room_id))
+                continue
+            for event in (*body["state"]["events"], *body["timeline"]["events"]):
+                content = event.get("content")
+                if (event.get("type") == "m.room.member" and isinstance(event.get("state_key"), str)
+                        and isinstance(content, dict) and content.get("membership") in ("join", "invite", "knock")):
+                    users.add(event["state_key"])
+        users.discard(user_id)
+        if not users:
+            return
+        assert self._presence_lookup is not None
+        section = response.get("presence")
+        current = section.get("events", []) if isinstance(section, dict) else []
+        already = {e.get("sender") for e in current}
+        extra = [e for e in await self._presence_lookup(sorted(users)) if e["sender"] not in already]
+        if extra:
+            response["presence"] = {"events": [*current, *extra]}
 
     # --- account data and ephemeral ------------------------------------------------------
     async def _account_data_changes(self, user_id: str, since: SyncToken | None, now: SyncToken
@@ -416,6 +455,7 @@ class SyncService:
                 continue
             before = await self._events.get_state_for_group(since_group) if since_group is not None else {}
             state_ids[room_id] = rendering.state_delta(before, start)
+        await self._add_hidden_state(entries, timelines, full_states, state_ids)
 
         summaries = await self._summaries(user_id, entries, timelines, state_ids, request)
         for entry in entries:
@@ -464,8 +504,11 @@ class SyncService:
                 events_json = [only_fields(e, fields) for e in events_json]
                 state_json_room = [only_fields(e, fields) for e in state_json_room]
             prev = event_position(timeline.events[0]) - 1 if timeline.events else entry.upto
+            # A room (re)joined since the token starts afresh: limited, as Synapse marks it.
+            limited = timeline.limited or (request.since is not None and not request.full_state
+                                           and entry.section == JOIN and entry.changed)
             body: dict[str, Any] = {
-                "timeline": {"events": events_json, "limited": timeline.limited,
+                "timeline": {"events": events_json, "limited": limited,
                              "prev_batch": str(now.replace(events=prev))},
                 "state": {"events": state_json_room},
             }
@@ -473,6 +516,36 @@ class SyncService:
                 body["summary"] = summaries.get(room_id, {})
             out[room_id] = body
         return out
+
+    async def _add_hidden_state(self, entries: list[RoomSyncEntry], timelines: dict[str, Timeline],
+                                full_states: dict[str, dict[tuple[str, str], str]],
+                                state_ids: dict[str, dict[tuple[str, str], str]]) -> None:
+        """Add the state that events hidden from the timeline changed (members who joined while the
+        user was away): the room's state at the end of the range for those keys, unless the
+        timeline itself ends with it."""
+        hidden: dict[str, set[tuple[str, str]]] = {}
+        for entry in entries:
+            timeline = timelines[entry.room_id]
+            if entry.never_joined or not timeline.events or not timeline.hidden_state:
+                continue
+            start = event_position(timeline.events[0])
+            keys = {e.state_tuple() for e in timeline.hidden_state if event_position(e) > start}
+            if keys:
+                hidden[entry.room_id] = keys
+        if not hidden:
+            return
+        end_groups = await self._store.get_state_groups_at(
+            [(e.room_id, e.upto) for e in entries if e.room_id in hidden])
+        for room_id, keys in hidden.items():
+            group = end_groups.get(room_id)
+            if group is None:
+                continue
+            end = await self._events.get_state_for_group(group)
+            in_timeline = {e.event_id for e in timelines[room_id].events}
+            for key in keys:
+                event_id = end.get(key)
+                if event_id is not None and event_id not in in_timeline and full_states[room_id].get(key) != event_id:
+                    state_ids[room_id][key] = event_id
 
     async def _summaries(self, user_id: str, entries: list[RoomSyncEntry], timelines: dict[str, Timeline],
                          state_ids: dict[str, dict[tuple[str, str], str]], request: SyncRequest

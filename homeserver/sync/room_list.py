@@ -83,7 +83,9 @@ def incremental_entries(memberships: Mapping[str, MembershipRow], changes: Seque
         previous = before.get(room_id)
         was_joined = previous is not None and previous.membership == "join"
         if section == JOIN:
-            newly_joined = bool(history) and not was_joined
+            # Left and joined again since the token counts as newly joined too (as in Synapse): what
+            # happened while away may be invisible to the user, so they get the room afresh.
+            newly_joined = bool(history) and (not was_joined or any(h.membership != "join" for h in history))
             if newly_joined:
                 entries.append(RoomSyncEntry(room_id, JOIN, row, upto, None, None, changed=True))
             else:

@@ -30,6 +30,9 @@ def event_position(event: Event) -> int:
 class Timeline:
     events: list[Event] = field(default_factory=list)
     limited: bool = False
+    # State events in the range read that history visibility hid from the user (e.g. members who
+    # joined while the user was away): their effect belongs in the `state` section.
+    hidden_state: list[Event] = field(default_factory=list)
 
 
 class TimelineReader:
@@ -62,8 +65,12 @@ class TimelineReader:
                 kept = [e for e in candidates
                         if sync_filter.timeline.matches(e.type, e.sender, e.content, room_id=room_id)
                         and (e.sender not in ignored or e.is_state() or e.sender == user_id)]
-                kept = await self._visible(user_id, by_room[room_id], kept)
+                visible = await self._visible(user_id, by_room[room_id], kept)
                 timeline = out[room_id]
+                if len(visible) < len(kept):
+                    shown = {e.event_id for e in visible}
+                    timeline.hidden_state[:0] = [e for e in kept if e.is_state() and e.event_id not in shown]
+                kept = visible
                 timeline.events = kept + timeline.events
                 exhausted = len(room_rows) < asked.limit
                 if len(timeline.events) > limit:
@@ -71,9 +78,11 @@ class TimelineReader:
                     timeline.limited = True
                 elif exhausted:
                     timeline.limited = False
-                elif len(timeline.events) == limit or round_number == MAX_TIMELINE_ROUNDS - 1:
+                elif round_number == MAX_TIMELINE_ROUNDS - 1:
                     timeline.limited = True
                 else:
+                    # Exactly `limit` kept so far is not yet limited: only an older kept event
+                    # would make it so, and the next round looks for one.
                     upto = room_rows[0].stream_ordering - 1
                     next_pending[room_id] = TimelineRange(room_id, asked.after, upto,
                                                           min(asked.limit * 2, MAX_FETCH))

@@ -69,8 +69,10 @@ class DirectoryStore:
         """(user_id, displayname, avatar_url) of users the searcher may find whose ID or display
         name contains every word; a superset of the final matches, which the caller ranks.
 
-        Findable are users who share a joined room with the searcher or are joined to a public room
-        (published, or with a public join rule), or with `all_users` every active local user.
+        Findable are users who share a joined room with the searcher or are joined to a public room,
+        or with `all_users` every active local user. A room is public when anyone may join it or
+        read it (join rule `public`, or history visibility `world_readable`), as Synapse judges it;
+        publication in the room directory does not make an invite-only room's members findable.
         """
 
         async def txn_fn(txn: Transaction) -> list[tuple[str, str | None, str | None]]:
@@ -91,22 +93,24 @@ class DirectoryStore:
                 return [(r[0], r[1], r[2]) for r in rows]
             if txn.dialect.is_postgres:
                 join_rule = "(j.json::jsonb -> 'content' ->> 'join_rule')"
+                visibility = "(j.json::jsonb -> 'content' ->> 'history_visibility')"
             else:
                 join_rule = "json_extract(j.json, '$.content.join_rule')"
+                visibility = "json_extract(j.json, '$.content.history_visibility')"
             rows = await txn.fetch_all(
                 "WITH findable_rooms AS ("
                 " SELECT room_id FROM current_state_events WHERE type = 'm.room.member' AND state_key = ?"
                 " AND membership = 'join'"
-                " UNION SELECT room_id FROM rooms WHERE is_public = ?"
                 " UNION SELECT c.room_id FROM current_state_events c JOIN event_json j ON j.event_id = c.event_id"
-                f" WHERE c.type = 'm.room.join_rules' AND c.state_key = '' AND {join_rule} = 'public')"
+                f" WHERE c.state_key = '' AND ((c.type = 'm.room.join_rules' AND {join_rule} = 'public')"
+                f" OR (c.type = 'm.room.history_visibility' AND {visibility} = 'world_readable')))"
                 " SELECT DISTINCT u.user_id, p.displayname, p.avatar_url FROM current_state_events c"
                 " JOIN findable_rooms f ON f.room_id = c.room_id"
                 " JOIN users u ON u.user_id = c.state_key"
                 " LEFT JOIN profiles p ON p.user_id = u.user_id"
                 f" WHERE c.type = 'm.room.member' AND c.membership = 'join' AND u.deactivated = ?{match}"
                 f" ORDER BY u.user_id LIMIT {USER_CANDIDATE_LIMIT}",
-                (searcher, True, False, *params))
+                (searcher, False, *params))
             return [(r[0], r[1], r[2]) for r in rows]
 
         return await self.db.run_interaction("search_user_directory", txn_fn, write=False)

@@ -7,7 +7,8 @@ evaluation stage holds one lock around batch writes and recounts), so an increme
 recomputation of the same row never interleave.
 
 A user's read-up-to point in a thread is the later of their unthreaded receipt and their receipt
-in that thread, over both `m.read` and `m.read.private`.
+in that thread, over both `m.read` and `m.read.private`; without an unthreaded receipt, the
+unthreaded point is their membership event in the room (so an invite stops counting once joined).
 """
 
 from __future__ import annotations
@@ -248,7 +249,15 @@ async def _count_unread(txn: Transaction, user_id: str, room_id: str) -> dict[st
         " WHERE r.user_id = ? AND r.room_id = ? AND r.receipt_type IN (?, ?) GROUP BY r.thread_id",
         (user_id, room_id, *READ_RECEIPT_TYPES))
     positions = {thread_id: int(position) for thread_id, position in rows}
-    unthreaded = positions.get(UNTHREADED, BEFORE_EVERYTHING)
+    if UNTHREADED in positions:
+        unthreaded = positions[UNTHREADED]
+    else:
+        # Without an unthreaded receipt the user has read up to their membership event (their
+        # join), as Synapse counts: the invite that brought them in is not unread once joined.
+        joined_at = await txn.fetch_value(
+            "SELECT e.stream_ordering FROM current_state_events AS c JOIN events AS e ON e.event_id = c.event_id"
+            " WHERE c.room_id = ? AND c.type = 'm.room.member' AND c.state_key = ?", (room_id, user_id))
+        unthreaded = BEFORE_EVERYTHING if joined_at is None else int(joined_at)
     counted = await txn.fetch_all(
         "SELECT thread_id, COUNT(*), SUM(CASE WHEN highlight THEN 1 ELSE 0 END) FROM event_push_actions"
         " WHERE user_id = ? AND room_id = ? AND stream_ordering > ? GROUP BY thread_id",

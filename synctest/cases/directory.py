@@ -223,3 +223,24 @@ async def room_aliases_are_listed_at_the_stable_and_msc2432_paths(ctx: Context) 
         aliases = response.json.get("aliases")
         expect(isinstance(aliases, list) and any(a.startswith(f"#{word}:") for a in aliases),
                f"{path} lists {aliases}, not #{word}")
+
+
+async def user_directory_public_means_joinable_or_world_readable_not_published(ctx: Context) -> None:
+    alice, carol, dave = await ctx.register_user(), await ctx.register_user(), await ctx.register_user()
+    erin, fran = await ctx.register_user(), await ctx.register_user()
+    word = unique_word("neighbour")
+    for user, name in ((carol, "Carol"), (dave, "Dave"), (erin, "Erin"), (fran, "Fran")):
+        await set_displayname(ctx, user, f"{name} {word}")
+    # Alice is only in a private room, with Carol.
+    private = await create_room(ctx, alice, preset="private_chat", invite=[carol.user_id])
+    await join(ctx, carol, private)
+    await create_room(ctx, dave, preset="public_chat")
+    # Invite-only, though listed in the room directory: its members are not public.
+    await create_room(ctx, erin, preset="private_chat", visibility="public")
+    # Invite-only but world-readable: its members are public.
+    await create_room(ctx, fran, preset="private_chat", initial_state=[
+        {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "world_readable"}}])
+    found = await search_users_until(ctx, alice, word, lambda b: len(b["results"]) >= 3)
+    ids = sorted(r["user_id"] for r in found["results"])
+    expect(ids == sorted([carol.user_id, dave.user_id, fran.user_id]),
+           f"searching {word!r} found {ids}; expected the room mate and the public rooms' members only")

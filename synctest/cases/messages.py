@@ -258,3 +258,28 @@ async def the_legacy_post_send_without_a_transaction_id_sends_each_time(ctx: Con
     expect_status(second, 200)
     expect(first.json["event_id"] != second.json["event_id"],
            f"{second.describe()}: two POSTs gave one event {first.json['event_id']}")
+
+
+async def messages_forwards_to_the_live_end_give_an_end_that_picks_up_new_events(ctx: Context) -> None:
+    alice = await ctx.register_user()
+    room_id = await create_room(ctx, alice)
+    sent = [await send_text(ctx, alice, room_id, f"m{i}") for i in range(4)]
+    back = await messages(ctx, alice, room_id, dir="b", limit=2)
+    forward = await messages(ctx, alice, room_id, dir="f", limit=10, **{"from": back["end"]})
+    ids = [e["event_id"] for e in forward["chunk"]]
+    expect(ids == sent[-2:], f"forwards from the back page listed {ids}, expected {sent[-2:]}")
+    expect(isinstance(forward.get("end"), str), "a forward page reaching the live end has no end")
+    later = await send_text(ctx, alice, room_id, "later")
+    after = await messages(ctx, alice, room_id, dir="f", limit=10, **{"from": forward["end"]})
+    ids = [e["event_id"] for e in after["chunk"]]
+    expect(ids == [later], f"forwards from the live end's end listed {ids}, expected [{later}]")
+
+
+@case
+async def a_third_party_invite_without_an_identity_server_token_is_400_missing_param(ctx: Context) -> None:
+    alice = await ctx.register_user()
+    room_id = await create_room(ctx, alice, preset="private_chat")
+    path = f"{CLIENT}/rooms/{q(room_id)}/invite"
+    for body in ({"medium": "email", "address": "synctest@example.org", "id_server": "id.example.org"},
+                 {"medium": "email", "address": "synctest@example.org"}):
+        expect_error(await ctx.post(path, json=body, token=alice.access_token), 400, "M_MISSING_PARAM")

@@ -248,3 +248,21 @@ async def notifications_carry_the_room_id_beside_the_event(ctx: Context) -> None
     notification = body["notifications"][0]
     expect(notification["room_id"] == room_id, f"notification room_id {notification['room_id']!r}")
     expect("room_id" not in notification["event"], "the notification's event repeats room_id")
+
+
+async def sync_counts_neither_the_invite_nor_a_notice_once_joined(ctx: Context) -> None:
+    alice, bob = await ctx.register_user(), await ctx.register_user()
+    created = await ctx.post(CLIENT + "/createRoom", json={"preset": "private_chat", "invite": [bob.user_id]},
+                             token=alice.access_token)
+    expect_status(created, 200)
+    room_id = created.json["room_id"]
+    expect_status(await ctx.post(f"{CLIENT}/join/{q(room_id)}", json={}, token=bob.access_token), 200)
+    await send_message(ctx, alice, room_id, "plain")
+    await send_message(ctx, alice, room_id, "bob!", **{"m.mentions": {"user_ids": [bob.user_id]}})
+    await send_message(ctx, alice, room_id, "a bot speaks", msgtype="m.notice")
+    # The invite and the two messages are listed; the notice is not.
+    body = await notifications_until(ctx, bob, 3)
+    types = [n["event"]["type"] for n in body["notifications"]]
+    expect(types == ["m.room.message", "m.room.message", "m.room.member"], f"notifications listed {types}")
+    counts = await room_counts(ctx, bob, room_id)
+    expect(counts == {"notification_count": 2, "highlight_count": 1}, f"counts: {counts}")

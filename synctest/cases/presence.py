@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -82,3 +83,38 @@ async def set_presence_on_sync_takes_effect(ctx: Context) -> None:
     expect_status(response, 200)
     expect((await get_status(ctx, alice, alice.user_id))["presence"] == "unavailable",
            "set_presence=unavailable set the user unavailable")
+
+
+async def presence_since(ctx: Context, user: User, since: str | None, attempt: int = 0) -> tuple[dict[str, Any], str]:
+    """{sender: content} of a sync's presence events, and its next_batch."""
+    # A never-matching type makes each request distinct (Synapse caches identical syncs briefly).
+    sync_filter = json.dumps({"room": {"timeline": {"limit": 1, "not_types": [f"org.synctest.nonce{attempt}"]}}})
+    params = {"filter": sync_filter, "timeout": "0", **({"since": since} if since else {})}
+    response = await ctx.get(SYNC, token=user.access_token, params=params)
+    expect_status(response, 200)
+    body = expect_schema(response, SYNC)
+    return {e.get("sender"): e.get("content", {}) for e in body.get("presence", {}).get("events", [])}, \
+        body["next_batch"]
+
+
+@case
+async def users_who_come_to_share_a_room_see_each_others_presence(ctx: Context) -> None:
+    alice, bob = await ctx.register_user(), await ctx.register_user()
+    for user, status in ((alice, "alice here"), (bob, "bob here")):
+        expect_status(await ctx.put(status_path(user.user_id), json={"presence": "online", "status_msg": status},
+                                    token=user.access_token), 200)
+    _, alice_since = await presence_since(ctx, alice, None)
+    _, bob_since = await presence_since(ctx, bob, None)
+    room_id = await create_room(ctx, alice, preset="public_chat")
+    await join(ctx, bob, room_id)
+    for observer, since, other, status in ((bob, bob_since, alice, "alice here"),
+                                           (alice, alice_since, bob, "bob here")):
+        deadline = time.monotonic() + 10
+        attempt = 0
+        while True:
+            attempt += 1
+            seen, _ = await presence_since(ctx, observer, since, attempt)
+            if seen.get(other.user_id, {}).get("status_msg") == status:
+                break
+            expect(time.monotonic() < deadline, f"the sync after sharing a room lacks the other's presence: {seen}")
+            await asyncio.sleep(0.5)

@@ -303,3 +303,36 @@ async def a_knock_appears_under_knock_with_stripped_state(ctx: Context) -> None:
         expect(wanted in types, f"knock_state lacks {wanted}: {sorted(types)}")
     mine = [e for e in events if e["type"] == "m.room.member" and e.get("state_key") == bob.user_id]
     expect(mine and mine[0]["content"].get("membership") == "knock", "no knock member event for the knocker")
+
+
+@case
+async def rejoining_a_joined_only_room_syncs_who_joined_while_away(ctx: Context) -> None:
+    alice, bob, carol = await ctx.register_user(), await ctx.register_user(), await ctx.register_user()
+    room_id = await create_room(ctx, alice, preset="public_chat", initial_state=[
+        {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "joined"}}])
+    await join(ctx, bob, room_id)
+    since = (await sync(ctx, bob))["next_batch"]
+    expect_status(await ctx.post(f"{CLIENT}/rooms/{q(room_id)}/leave", json={}, token=bob.access_token), 200)
+    await join(ctx, carol, room_id)
+    await send_message(ctx, alice, room_id, "while bob was away")
+    await join(ctx, bob, room_id)
+    room = joined(await sync(ctx, bob, since=since)).get(room_id)
+    expect(room is not None, f"{room_id} not in rooms.join after rejoining")
+    expect(room["timeline"]["limited"] is True, "the timeline after a rejoin is not limited")
+    expect("while bob was away" not in timeline_bodies(room), "a message sent while away was shown")
+    members = {e["state_key"]: e["content"].get("membership")
+               for e in room["state"]["events"] + room["timeline"]["events"] if e["type"] == "m.room.member"}
+    expect(members.get(carol.user_id) == "join", f"carol's join is missing: members {members}")
+    expect(members.get(bob.user_id) == "join", f"bob's own join is missing: members {members}")
+
+
+@case
+async def a_filtered_timeline_with_exactly_limit_matching_events_is_not_limited(ctx: Context) -> None:
+    alice = await ctx.register_user()
+    room_id = await create_room(ctx, alice, name="synctest one message")
+    await send_message(ctx, alice, room_id, "the only message")
+    only_messages = {"room": {"timeline": {"limit": 1, "types": ["m.room.message"]}}}
+    room = joined(await sync(ctx, alice, sync_filter=only_messages)).get(room_id)
+    expect(room is not None, f"{room_id} not in rooms.join")
+    expect(timeline_bodies(room) == ["the only message"], f"timeline {timeline_bodies(room)}")
+    expect(room["timeline"]["limited"] is False, "one matching event under limit 1 is marked limited")

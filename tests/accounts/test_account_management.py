@@ -204,9 +204,9 @@ async def test_a_uia_session_completed_by_one_user_cannot_serve_another(client):
     assert (status, result["errcode"]) == (403, "M_FORBIDDEN")
 
 
-async def test_binding_on_an_identity_server_is_refused(client):
+async def test_binding_on_an_identity_server_at_a_private_address_is_refused(client):
     created = await register(client, "piet")
-    body = {"client_secret": "s3cret", "sid": "1", "id_server": "id.example.org", "id_access_token": "t"}
+    body = {"client_secret": "s3cret", "sid": "1", "id_server": "127.0.0.1:1", "id_access_token": "t"}
     status, result = await call(client, "POST", f"{V3}/account/3pid/bind", created["access_token"], body)
     assert (status, result["errcode"]) == (400, "M_SERVER_NOT_TRUSTED")
 

@@ -128,3 +128,25 @@ async def test_search_all_users_finds_users_in_no_shared_room(make_homeserver):
         loner = await new_user(session, "loner")
         found = await alice.call("POST", "/user_directory/search", {"search_term": "loner"})
         assert [r["user_id"] for r in found["results"]] == [loner.user_id]
+
+
+async def test_user_directory_counts_public_join_rules_and_world_readable_rooms_as_public_not_publication(client):
+    alice, carol = await new_user(client, "alice"), await new_user(client, "carol")
+    erin, fran = await new_user(client, "erin"), await new_user(client, "fran")
+    # Alice is only in a private room, with Carol.
+    private = await alice.create_room(preset="private_chat", invite=[carol.user_id])
+    await carol.join(private)
+    # Erin's room is invite-only though listed in the room directory: its members stay private.
+    listed = await erin.create_room(preset="private_chat", visibility="public")
+    assert (await erin.call("GET", f"/directory/list/room/{listed}"))["visibility"] == "public"
+    # Fran's room is invite-only but world-readable: anyone can see its members, so they are public.
+    await fran.create_room(preset="private_chat", initial_state=[
+        {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "world_readable"}}])
+
+    async def finds(term: str) -> list[str]:
+        return [r["user_id"] for r in (await alice.call("POST", "/user_directory/search",
+                                                        {"search_term": term}))["results"]]
+
+    assert await finds("carol") == [carol.user_id]
+    assert await finds("erin") == []
+    assert await finds("fran") == [fran.user_id]

@@ -300,3 +300,19 @@ async def test_timestamp_to_event_finds_the_closest_event_each_way(client):
     assert last["event_id"] == sent[2]
     missing = await alice.call("GET", path, expect=400, ts=ts)
     assert missing["errcode"] == "M_MISSING_PARAM"
+
+
+async def test_forward_messages_reaching_the_live_end_give_an_end_that_picks_up_new_events(client):
+    alice = await new_user(client, "alice")
+    room_id, sent = await _room_with_messages(alice, 4)
+    first = await alice.call("GET", f"/rooms/{room_id}/messages", dir="b", limit=2)
+    forward = await alice.call("GET", f"/rooms/{room_id}/messages", dir="f", limit=10, **{"from": first["end"]})
+    assert [e["event_id"] for e in forward["chunk"]] == sent[-2:]
+    # Fewer than asked for: the live end. New events may still come, so `end` is given (as Synapse).
+    assert "end" in forward
+    later = await alice.send(room_id, "later")
+    after = await alice.call("GET", f"/rooms/{room_id}/messages", dir="f", limit=10, **{"from": forward["end"]})
+    assert [e["event_id"] for e in after["chunk"]] == [later]
+    # An empty forward page has nothing to continue from: no `end`, as Synapse answers.
+    empty = await alice.call("GET", f"/rooms/{room_id}/messages", dir="f", limit=10, **{"from": after["end"]})
+    assert empty["chunk"] == [] and "end" not in empty

@@ -351,3 +351,40 @@ async def test_a_limited_incremental_sync_returns_the_state_changed_in_the_gap(c
     assert state[("m.room.member", bob.user_id)]["membership"] == "join"
     assert ("m.room.name", "") not in state
     assert room["summary"]["m.joined_member_count"] == 2
+
+
+async def test_rejoining_a_joined_only_room_syncs_the_members_who_joined_while_away(client):
+    alice, bob, carol = [await new_user(client, n) for n in ("alice", "bob", "carol")]
+    room_id = await alice.create_room(preset="public_chat", initial_state=[
+        {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "joined"}}])
+    await bob.join(room_id)
+    await alice.send(room_id, "before")
+    since = (await sync(bob))["next_batch"]
+    await bob.call("POST", f"/rooms/{room_id}/leave", {})
+    await carol.join(room_id)
+    await alice.send(room_id, "while bob was away")
+    await bob.join(room_id)
+    room = (await sync(bob, since=since))["rooms"]["join"][room_id]
+    # A rejoin is a new start, as Synapse treats it: a limited timeline and the room's state.
+    assert room["timeline"]["limited"] is True
+    assert "while bob was away" not in bodies(room)
+    members = {e["state_key"]: e["content"]["membership"]
+               for e in [*room["state"]["events"], *room["timeline"]["events"]] if e["type"] == "m.room.member"}
+    assert members[carol.user_id] == "join"
+    assert members[alice.user_id] == "join"
+    assert members[bob.user_id] == "join"
+    assert room["summary"]["m.joined_member_count"] == 3
+
+
+async def test_a_filtered_timeline_with_exactly_limit_matching_events_is_not_limited(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room(name="Eén")
+    await alice.send(room_id, "the only message")
+    only_messages = {"room": {"timeline": {"limit": 1, "types": ["m.room.message"]}}}
+    room = (await sync(alice, filter=only_messages))["rooms"]["join"][room_id]
+    assert bodies(room) == ["the only message"]
+    assert room["timeline"]["limited"] is False
+    await alice.send(room_id, "a second one")
+    room = (await sync(alice, filter=only_messages))["rooms"]["join"][room_id]
+    assert bodies(room) == ["a second one"]
+    assert room["timeline"]["limited"] is True
