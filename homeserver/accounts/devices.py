@@ -85,6 +85,11 @@ class DeviceService:
         self._max_age_ms = last_seen_max_age_days * DAY_MS
         self._pruner: asyncio.Task[None] | None = None
         self._on_deleted: list[Callable[[str, list[str]], Awaitable[None]]] = []
+        self._on_created: list[Callable[[str, str], Awaitable[None]]] = []
+
+    def add_device_created_callback(self, callback: Callable[[str, str], Awaitable[None]]) -> None:
+        """Call `callback(user_id, device_id)` after an application service creates a device."""
+        self._on_created.append(callback)
 
     def add_devices_deleted_callback(self, callback: Callable[[str, list[str]], Awaitable[None]]) -> None:
         """Call `callback(user_id, device_ids)` after devices are deleted (E2EE keys, inboxes)."""
@@ -111,9 +116,20 @@ class DeviceService:
             raise MatrixError(404, "M_NOT_FOUND", "device_id: no such device")
         return device_for_client(row)
 
+    async def upsert_device(self, user_id: str, device_id: str, display_name: str | None) -> bool:
+        """Create the device or rename it (MSC4190, for application services); True when created."""
+        if not device_id or len(device_id) > 255:
+            raise MatrixError(400, "M_INVALID_PARAM", "device_id: must be 1-255 characters")
+        if await self._store.ensure_device(user_id, device_id, display_name, self._clock.time_ms()):
+            for created in self._on_created:
+                await created(user_id, device_id)
+            return True
+        if display_name is not None:
+            await self._store.set_device_display_name(user_id, device_id, display_name)
+        return False
+
     async def rename_device(self, user_id: str, device_id: str, display_name: str | None) -> None:
         """Set a device's display name (None keeps it); 404 if the user has no such device."""
-        # Appservices (MSC4190) may create devices through PUT; that arrives with appservice support.
         if await self._store.get_device(user_id, device_id) is None:
             raise MatrixError(404, "M_NOT_FOUND", "device_id: no such device")
         if display_name is not None:
@@ -124,8 +140,12 @@ class DeviceService:
                                        *, uri: str, method: str) -> None:
         """Run the password UIA for the requester, then delete the devices and their tokens.
 
-        Unknown device IDs are ignored, as Synapse does: deleting is idempotent.
+        Unknown device IDs are ignored, as Synapse does: deleting is idempotent. Application
+        services manage their users' devices without UIA (MSC4190).
         """
+        if requester.app_service_id is not None:
+            await self.delete_devices(requester.user_id, device_ids)
+            return
         completed, _, session_id = await self._uia.check(body, PASSWORD_FLOWS, uri=uri, method=method,
                                                          for_user=requester.user_id)
         check_password_stage_user(completed, requester.user_id)

@@ -87,6 +87,11 @@ class ProfileService:
         self._server_name = server_name
         self._store = store
         self._on_profile_changed: list[ProfileChangedCallback] = list(on_profile_changed)
+        self._unknown_user_resolvers: list[Callable[[str], Awaitable[bool]]] = []
+
+    def add_unknown_user_resolver(self, resolver: Callable[[str], Awaitable[bool]]) -> None:
+        """Ask `resolver(user_id)` about unknown local users (an appservice may create them); True if it did."""
+        self._unknown_user_resolvers.append(resolver)
 
     def add_profile_changed_callback(self, callback: ProfileChangedCallback) -> None:
         """Call `callback(user_id, displayname, avatar_url)` after either of the two changes."""
@@ -144,7 +149,12 @@ class ProfileService:
         if parse_user_id(user_id)[1] != self._server_name:
             # Remote profiles need a federation query, which arrives with the federation work.
             return None
-        return await self._store.get_profile(user_id)
+        profile = await self._store.get_profile(user_id)
+        if profile is None:
+            for resolver in self._unknown_user_resolvers:
+                if await resolver(user_id):
+                    return await self._store.get_profile(user_id)
+        return profile
 
     async def _changed(self, user_id: str, key: str, profile: dict[str, Any]) -> None:
         if key not in (DISPLAYNAME, AVATAR_URL):

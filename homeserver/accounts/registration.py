@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from homeserver.accounts.passwords import PasswordHasher
@@ -50,17 +51,24 @@ class RegistrationService:
         self._shared_secret = shared_secret
         self._allow_guests = allow_guests
         self._nonces: dict[str, int] = {}
+        self._user_id_checks: list[Callable[[str], None]] = []
         uia.register_stage(REGISTRATION_TOKEN, self._check_registration_token_stage)
 
     @property
     def flows(self) -> list[list[str]]:
         return [[REGISTRATION_TOKEN]] if self._require_token else [[DUMMY]]
 
+    def add_user_id_check(self, check: Callable[[str], None]) -> None:
+        """Run `check(user_id)` on every name asked for; it raises to refuse (namespaces of appservices)."""
+        self._user_id_checks.append(check)
+
     # --- availability ----------------------------------------------------------------
     async def check_username_available(self, localpart: str) -> None:
         """Raise M_INVALID_USERNAME / M_USER_IN_USE, or return when the name can be registered."""
         check_new_localpart(localpart, self._server_name)
         user_id = f"@{localpart}:{self._server_name}"
+        for check in self._user_id_checks:
+            check(user_id)
         if await self._store.find_user_case_insensitive(user_id) is not None:
             raise MatrixError(400, "M_USER_IN_USE", "User ID already taken")
 

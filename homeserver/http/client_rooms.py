@@ -6,6 +6,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from homeserver.accounts.auth import Requester
 from homeserver.errors import MatrixError
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import json_object, json_response
@@ -38,9 +39,18 @@ def _txn_id(request: web.Request) -> str:
     return txn_id
 
 
-def _massaged_ts(request: web.Request) -> int | None:
-    # `?ts=` is only honoured for application services (a later issue); ignored otherwise.
-    return None
+def _massaged_ts(request: web.Request, requester: Requester) -> int | None:
+    """`?ts=`: the origin_server_ts an application service asks for; ignored for everyone else."""
+    text = request.query.get("ts")
+    if text is None or requester.app_service_id is None:
+        return None
+    try:
+        ts = int(text)
+    except ValueError:
+        raise MatrixError(400, "M_INVALID_PARAM", "ts: must be an integer (milliseconds since the epoch)") from None
+    if ts < 0:
+        raise MatrixError(400, "M_INVALID_PARAM", "ts: must not be negative")
+    return ts
 
 
 class RoomHandlers:
@@ -139,7 +149,7 @@ class RoomHandlers:
         self._ratelimiter.check("message", requester.user_id)
         event = await self._sender.send(
             room_id, requester.user_id, event_type, content,
-            txn=(requester.user_id, requester.device_id or "", txn_id), origin_server_ts=_massaged_ts(request),
+            txn=(requester.user_id, requester.device_id or "", txn_id), origin_server_ts=_massaged_ts(request, requester),
         )
         return json_response({"event_id": event.event_id})
 
@@ -155,7 +165,7 @@ class RoomHandlers:
                 raise MatrixError(400, "M_BAD_JSON", "membership: must be one of join, invite, leave, ban, knock")
         self._ratelimiter.check("message", requester.user_id)
         event = await self._sender.send(room_id, requester.user_id, event_type, content, state_key=state_key,
-                                        origin_server_ts=_massaged_ts(request), skip_unchanged_state=True)
+                                        origin_server_ts=_massaged_ts(request, requester), skip_unchanged_state=True)
         return json_response({"event_id": event.event_id})
 
     async def redact(self, request: web.Request) -> web.Response:

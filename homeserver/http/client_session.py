@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from aiohttp import web
 
+from homeserver.accounts.auth import Requester
 from homeserver.accounts.login import LoginService
 from homeserver.accounts.registration import RegistrationService
 from homeserver.accounts.sessions import SessionService
@@ -14,6 +18,9 @@ from homeserver.http.routing import add_client_route
 from homeserver.ratelimit import RateLimiter
 
 CLIENT_V1 = ("/_matrix/client/v1",)
+APP_SERVICE_LOGIN = "m.login.application_service"
+# (application service requester, request body) -> response body
+AppServiceSessionStarter = Callable[[Requester, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class SessionHandlers:
@@ -24,9 +31,27 @@ class SessionHandlers:
         self._sessions = sessions
         self._authenticate = authenticate
         self._ratelimiter = ratelimiter
+        self._app_service_register: AppServiceSessionStarter | None = None
+        self._app_service_login: AppServiceSessionStarter | None = None
+
+    def set_app_service_sessions(self, register: AppServiceSessionStarter, login: AppServiceSessionStarter) -> None:
+        """Serve `m.login.application_service` registrations and logins (made with an as_token)."""
+        self._app_service_register = register
+        self._app_service_login = login
+
+    async def _app_service_session(self, request: web.Request, body: dict[str, Any],
+                                   start: AppServiceSessionStarter | None) -> web.Response:
+        if "Authorization" not in request.headers and "access_token" not in request.query:
+            raise MatrixError(400, "M_MISSING_TOKEN", f"{APP_SERVICE_LOGIN}: the as_token must be provided")
+        requester = await self._authenticate(request)
+        if requester.app_service_id is None or start is None:
+            raise MatrixError(401, "M_UNKNOWN_TOKEN", f"{APP_SERVICE_LOGIN}: the token is not an as_token")
+        return json_response(await start(requester, body))
 
     async def register(self, request: web.Request) -> web.Response:
         body = await json_object(request, allow_empty=True)
+        if body.get("type") == APP_SERVICE_LOGIN:
+            return await self._app_service_session(request, body, self._app_service_register)
         self._ratelimiter.check("registration", client_ip(request))
         kind = request.query.get("kind", "user")
         return json_response(await self._registration.register(body, kind=kind, uri=request.path))
@@ -47,10 +72,15 @@ class SessionHandlers:
         return json_response({"valid": await self._registration.registration_token_valid(token)})
 
     async def login_flows(self, request: web.Request) -> web.Response:
-        return json_response({"flows": self._login.flows()})
+        flows = self._login.flows()
+        if self._app_service_login is not None:
+            flows = [*flows, {"type": APP_SERVICE_LOGIN}]
+        return json_response({"flows": flows})
 
     async def login(self, request: web.Request) -> web.Response:
         body = await json_object(request)
+        if body.get("type") == APP_SERVICE_LOGIN:
+            return await self._app_service_session(request, body, self._app_service_login)
         return json_response(await self._login.login(body, ip=client_ip(request)))
 
     async def refresh(self, request: web.Request) -> web.Response:
