@@ -140,27 +140,37 @@ class AppServiceClient:
         return int((time.monotonic() - started) * 1000)
 
     # --- transactions --------------------------------------------------------------------------
-    async def send_transaction(self, registration: AppServiceRegistration, txn_id: str,
-                               body: Mapping[str, Any]) -> bool:
-        """PUT /transactions/{txnId}; True when the service accepted it (2xx), False to retry later."""
-        if registration.url is None:
-            return True  # a service without a URL receives nothing, by its own choice
+    async def _put_transaction(self, registration: AppServiceRegistration, url: str,
+                               body: Mapping[str, Any]) -> int:
+        """The status the service answered, or 0 when it could not be reached."""
         headers, query = self._auth(registration)
-        labels = (registration.id,)
         try:
-            async with self._http().put(f"{registration.url}{APP_PREFIX}/transactions/{quote(txn_id, safe='')}",
-                                        json=body, headers=headers, params=query,
+            async with self._http().put(url, json=body, headers=headers, params=query,
                                         timeout=self._timeout) as response:
                 await response.read()
-                ok = 200 <= response.status < 300
-                if not ok:
-                    logger.warning("Application service %s refused transaction %s: HTTP %d",
-                                   registration.id, txn_id, response.status)
-        except (TimeoutError, aiohttp.ClientError, OSError) as e:
-            logger.warning("Could not send transaction %s to application service %s: %s",
-                           txn_id, registration.id, e)
-            ok = False
-        if not ok:
+                return response.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            logger.warning("Could not reach application service %s at %s: %s", registration.id, url, e)
+            return 0
+
+    async def send_transaction(self, registration: AppServiceRegistration, txn_id: str,
+                               body: Mapping[str, Any]) -> bool:
+        """PUT /transactions/{txnId}; True when the service accepted it (2xx), False to retry later.
+
+        A service that does not know the versioned route (404/405) gets the legacy unprefixed one,
+        as the spec's legacy routes say; any other failure is retried on the versioned route.
+        """
+        if registration.url is None:
+            return True  # a service without a URL receives nothing, by its own choice
+        path = f"/transactions/{quote(txn_id, safe='')}"
+        status = await self._put_transaction(registration, f"{registration.url}{APP_PREFIX}{path}", body)
+        if status in (404, 405):
+            status = await self._put_transaction(registration, f"{registration.url}{path}", body)
+        labels = (registration.id,)
+        if not 200 <= status < 300:
+            if status:
+                logger.warning("Application service %s refused transaction %s: HTTP %d",
+                               registration.id, txn_id, status)
             self._metrics.transaction_failures.labels(*labels).inc()
             return False
         self._metrics.transactions_sent.labels(*labels).inc()
