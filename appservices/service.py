@@ -83,6 +83,12 @@ class AppServices:
             raise MatrixError(400, "M_UNKNOWN_DEVICE", f"device_id: {user_id} has no device {device_id}")
         return Requester(user_id, device_id or None, None, app_service_id=registration.id)
 
+    def _by_token(self, as_token: str) -> AppServiceRegistration:
+        registration = self.registry.by_token(as_token)
+        if registration is None:
+            raise MatrixError(401, "M_UNKNOWN_TOKEN", "m.login.application_service: the token is not an as_token")
+        return registration
+
     def _own(self, requester: Requester) -> AppServiceRegistration:
         registration = self.registry.by_id(requester.app_service_id or "")
         if registration is None:
@@ -90,9 +96,9 @@ class AppServices:
         return registration
 
     # --- registration and login ----------------------------------------------------------------
-    async def register_user(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
+    async def register_user(self, as_token: str, body: dict[str, Any]) -> dict[str, Any]:
         """`POST /register` with `m.login.application_service`: create a user in the namespace."""
-        registration = self._own(requester)
+        registration = self._by_token(as_token)
         username = body.get("username")
         if not isinstance(username, str) or not username or len(username) > 512:
             raise MatrixError(400, "M_INVALID_PARAM", "username: required, a non-empty string")
@@ -124,9 +130,9 @@ class AppServices:
         response["home_server"] = self._server_name
         return response
 
-    async def login(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
+    async def login(self, as_token: str, body: dict[str, Any]) -> dict[str, Any]:
         """`POST /login` with `m.login.application_service`: a session for a user in the namespace."""
-        registration = self._own(requester)
+        registration = self._by_token(as_token)
         identifier = body.get("identifier")
         if identifier is None and isinstance(body.get("user"), str):
             identifier = {"type": "m.id.user", "user": body["user"]}

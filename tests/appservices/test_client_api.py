@@ -200,3 +200,11 @@ async def test_users_of_an_unlimited_appservice_are_not_rate_limited(make_homese
         await alice.send(room_id)
         limited = await alice.call("PUT", f"/rooms/{room_id}/send/m.room.message/z", {"body": "x"}, expect=429)
         assert limited["errcode"] == "M_LIMIT_EXCEEDED"
+
+
+async def test_registration_ignores_the_user_id_of_the_ghost_being_created(bridged_hs, bridge):
+    # mautrix sends every ghost request, /register included, with ?user_id= of that ghost.
+    ghost = f"@bridge_kim:{server(bridged_hs)}"
+    body = await bridge.call("POST", "/register", {"type": "m.login.application_service", "username": "bridge_kim",
+                                                   "inhibit_login": True}, user_id=ghost, kind="user")
+    assert body["user_id"] == ghost
