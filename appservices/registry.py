@@ -46,6 +46,14 @@ class AppServiceRegistry:
     def check_alias_creation(self, requester: Requester, alias: str) -> None:
         """An appservice creates aliases in its namespace only; users none that one claims exclusively."""
         own = self.by_id(requester.app_service_id) if requester.app_service_id else None
+        self._check_alias(own, alias)
+
+    def check_alias_for_room_creator(self, creator: str, alias: str) -> None:
+        """`room_alias_name` of /createRoom: the creator's own appservice (if any) decides as above."""
+        own = next((r for r in self.registrations if r.is_exclusive_user(creator)), None)
+        self._check_alias(own, alias)
+
+    def _check_alias(self, own: AppServiceRegistration | None, alias: str) -> None:
         if own is not None and not own.is_interested_in_alias(alias):
             raise MatrixError(400, "M_EXCLUSIVE", f"roomAlias: {alias} is outside this application service's "
                                                   "alias namespace")

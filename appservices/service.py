@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from appservices.client import AppServiceClient
+from appservices.interest import RoomContext, services_for_event
 from appservices.metrics import AppServiceMetrics
 from appservices.registration import AppServiceRegistration
 from appservices.registry import AppServiceRegistry
@@ -22,6 +23,8 @@ from homeserver.clock import Clock
 from homeserver.errors import MatrixError
 from homeserver.identifiers import is_valid_user_id, split_id
 from storage.stores.accounts import AccountStore, UserExistsError
+from storage.stores.aliases import AliasStore
+from storage.stores.events import EventStore
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +33,8 @@ THIRD_PARTY_KINDS = ("user", "location")
 
 class AppServices:
     def __init__(self, server_name: str, registry: AppServiceRegistry, client: AppServiceClient,
-                 metrics: AppServiceMetrics, accounts: AccountStore, sessions: SessionService, clock: Clock):
+                 metrics: AppServiceMetrics, accounts: AccountStore, sessions: SessionService, clock: Clock,
+                 events: EventStore, aliases: AliasStore):
         self._server_name = server_name
         self.registry = registry
         self._client = client
@@ -38,6 +42,8 @@ class AppServices:
         self._accounts = accounts
         self._sessions = sessions
         self._clock = clock
+        self._events = events
+        self._aliases = aliases
         self._on_ping_success: list[Callable[[AppServiceRegistration], Awaitable[None]]] = []
 
     def add_ping_success_callback(self, callback: Callable[[AppServiceRegistration], Awaitable[None]]) -> None:
@@ -167,8 +173,26 @@ class AppServices:
     def check_alias_creation(self, requester: Requester, alias: str) -> None:
         self.registry.check_alias_creation(requester, alias)
 
+    def check_room_alias_name(self, creator: str, alias: str) -> None:
+        self.registry.check_alias_for_room_creator(creator, alias)
+
     def is_rate_limit_exempt(self, key: str) -> bool:
         return self.registry.is_rate_limit_exempt(key)
+
+    # --- interest, for the outbound queue ------------------------------------------------------
+    async def room_context(self, room_id: str) -> RoomContext:
+        """The room's local joined members and local aliases: what interest depends on."""
+        suffix = f":{self._server_name}"
+        members = [m for m in await self._events.get_members(room_id) if m.endswith(suffix)]
+        return RoomContext(members=frozenset(members),
+                           aliases=frozenset(await self._aliases.get_aliases_for_room(room_id)))
+
+    async def services_for_event(self, event: Any) -> list[AppServiceRegistration]:
+        """The registrations that should receive a persisted event (an Event or a client-format dict)."""
+        if not self.registry:
+            return []
+        room_id = event["room_id"] if isinstance(event, Mapping) else event.room_id
+        return services_for_event(self.registry.registrations, event, await self.room_context(room_id))
 
     # --- queries -------------------------------------------------------------------------------
     async def resolve_unknown_user(self, user_id: str) -> bool:

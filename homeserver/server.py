@@ -365,13 +365,15 @@ class HomeServer:
         client = AppServiceClient(metrics,
                                   legacy_authorization=self.config.raw["use_appservice_legacy_authorization"])
         self.app_services = AppServices(self.config.server_name, AppServiceRegistry(registrations), client,
-                                        metrics, self.account_store, self.sessions, self.clock)
+                                        metrics, self.account_store, self.sessions, self.clock, self.event_store,
+                                        self.alias_store)
         self._background.append(self.app_services)
         self.authenticate.set_app_service_resolver(self.app_services.requester_for_token)
         self.session_handlers.set_app_service_sessions(self.app_services.register_user, self.app_services.login)
         self.registration.add_user_id_check(self.app_services.check_user_id_for_registration)
         self.ratelimiter.add_exemption(self.app_services.is_rate_limit_exempt)
         self.alias_service.add_create_check(self.app_services.check_alias_creation)
+        self.room_creator.add_alias_check(self.app_services.check_room_alias_name)
         self.alias_service.add_unknown_alias_resolver(self.app_services.resolve_unknown_alias)
         self.membership.add_unknown_id_resolver(self.app_services.resolve_unknown_id)
         self.profiles.add_unknown_user_resolver(self.app_services.resolve_unknown_user)

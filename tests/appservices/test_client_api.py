@@ -208,3 +208,15 @@ async def test_registration_ignores_the_user_id_of_the_ghost_being_created(bridg
     body = await bridge.call("POST", "/register", {"type": "m.login.application_service", "username": "bridge_kim",
                                                    "inhibit_login": True}, user_id=ghost, kind="user")
     assert body["user_id"] == ghost
+
+
+async def test_create_room_cannot_take_an_alias_an_appservice_claims(bridged_hs, bridge, client):
+    alice = await new_user(client, "alice")
+    refused = await alice.call("POST", "/createRoom", {"room_alias_name": "bridge_lobby"}, expect=400)
+    assert refused["errcode"] == "M_EXCLUSIVE"
+    ghost = f"@bridge_lou:{server(bridged_hs)}"
+    await bridge.register("bridge_lou", inhibit_login=True)
+    outside = await bridge.call("POST", "/createRoom", {"room_alias_name": "lobby"}, expect=400, user_id=ghost)
+    assert outside["errcode"] == "M_EXCLUSIVE"
+    room_id = (await bridge.call("POST", "/createRoom", {"room_alias_name": "bridge_lobby"}, user_id=ghost))["room_id"]
+    assert (await alice.call("GET", f"/directory/room/%23bridge_lobby:{server(bridged_hs)}"))["room_id"] == room_id

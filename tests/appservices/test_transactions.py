@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -27,7 +28,8 @@ from appservices.transactions import (
     TransactionSender,
     build_transaction_body,
 )
-from tests.appservices.support import HS_TOKEN
+from tests.appservices.support import HS_TOKEN, AsClient, registration_yaml
+from tests.rooms.helpers import new_user
 
 
 def registration(name: str = "irc", url: str | None = "http://as.invalid", **extra) -> AppServiceRegistration:
@@ -204,3 +206,19 @@ async def test_the_legacy_access_token_parameter_is_sent_only_when_configured(ap
         await client.close()
     [put] = appservice.of("PUT", "/_matrix/app/v1/transactions/9")
     assert put.query == {"access_token": HS_TOKEN}
+
+
+async def test_the_server_finds_the_services_interested_in_a_stored_event(make_homeserver, appservice, tmp_path):
+    hs = await make_homeserver(app_service_config_files=[registration_yaml(tmp_path, appservice.url)])
+    async with aiohttp.ClientSession(hs.base_url("client")) as session:
+        bridge, alice = AsClient(session), await new_user(session, "alice")
+        room_id = await alice.create_room(preset="public_chat")
+        first = await hs.event_store.get_event(await alice.send(room_id, "nobody bridged yet"))
+        assert await hs.app_services.services_for_event(first) == []
+        ghost = f"@bridge_max:{hs.config.server_name}"
+        await bridge.register("bridge_max", inhibit_login=True)
+        await bridge.call("POST", f"/join/{room_id}", {}, user_id=ghost)
+        second = await hs.event_store.get_event(await alice.send(room_id, "now the bridge listens"))
+        assert [r.id for r in await hs.app_services.services_for_event(second)] == ["bridge"]
+        context = await hs.app_services.room_context(room_id)
+        assert context.members == {alice.user_id, ghost}
