@@ -7,6 +7,7 @@ the token also travels as the deprecated `access_token` query parameter, as Syna
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -137,7 +138,8 @@ class AppServiceClient:
         if not 200 <= status < 300:
             raise MatrixError(502, "M_BAD_STATUS", f"Ping returned status {status}", status=status,
                               body=raw[:MAX_ERROR_BODY].decode("utf-8", "replace"))
-        return int((time.monotonic() - started) * 1000)
+        # Rounded up: a loopback ping takes under a millisecond, and mautrix reads 0 as "no duration".
+        return math.ceil((time.monotonic() - started) * 1000)
 
     # --- transactions --------------------------------------------------------------------------
     async def _put_transaction(self, registration: AppServiceRegistration, url: str,
