@@ -183,23 +183,26 @@ async def test_an_appservice_publishes_rooms_in_its_network_directory(bridged_hs
     assert names(await alice.call("GET", "/publicRooms", third_party_instance_id="bridge|irc")) == []
 
 
-async def test_users_of_an_unlimited_appservice_are_not_rate_limited(make_homeserver, appservice, tmp_path):
-    path = registration_yaml(tmp_path, appservice.url)
-    hs = await make_homeserver(app_service_config_files=[path],
+async def test_users_of_an_appservice_are_rate_limited_only_when_it_says_so(make_homeserver, appservice, tmp_path):
+    unlimited = registration_yaml(tmp_path, appservice.url)
+    limited = registration_yaml(tmp_path, appservice.url, name="slow", as_token="slow-token", hs_token="slow-hs",
+                                rate_limited=True)
+    hs = await make_homeserver(app_service_config_files=[unlimited, limited],
                                rate_limits={"enabled": True, "message": {"per_second": 0.01, "burst_count": 2},
                                             "registration": {"per_second": 100, "burst_count": 100}})
     async with aiohttp.ClientSession(hs.base_url("client")) as session:
-        bridge = AsClient(session)
-        ghost = f"@bridge_judy:{hs.config.server_name}"
-        await bridge.register("bridge_judy", inhibit_login=True)
-        room_id = (await bridge.call("POST", "/createRoom", {}, user_id=ghost))["room_id"]
-        for n in range(5):
-            await bridge.call("PUT", f"/rooms/{room_id}/send/m.room.message/r{n}", {"body": "x"}, user_id=ghost)
-        alice = await new_user(session, "alice")
-        room_id = await alice.create_room()
-        await alice.send(room_id)
-        limited = await alice.call("PUT", f"/rooms/{room_id}/send/m.room.message/z", {"body": "x"}, expect=429)
-        assert limited["errcode"] == "M_LIMIT_EXCEEDED"
+        for as_client, name, allowed in ((AsClient(session), "bridge_judy", 5),
+                                         (AsClient(session, "slow-token"), "slow_judy", 1)):
+            ghost = f"@{name}:{hs.config.server_name}"
+            await as_client.register(name, inhibit_login=True)
+            room_id = (await as_client.call("POST", "/createRoom", {}, user_id=ghost))["room_id"]
+            for n in range(allowed):
+                await as_client.call("PUT", f"/rooms/{room_id}/send/m.room.message/r{n}", {"body": "x"},
+                                     user_id=ghost)
+            if name.startswith("slow"):
+                limited_error = await as_client.call("PUT", f"/rooms/{room_id}/send/m.room.message/z", {"body": "x"},
+                                                     expect=429, user_id=ghost)
+                assert limited_error["errcode"] == "M_LIMIT_EXCEEDED"
 
 
 async def test_registration_ignores_the_user_id_of_the_ghost_being_created(bridged_hs, bridge):
@@ -220,3 +223,13 @@ async def test_create_room_cannot_take_an_alias_an_appservice_claims(bridged_hs,
     assert outside["errcode"] == "M_EXCLUSIVE"
     room_id = (await bridge.call("POST", "/createRoom", {"room_alias_name": "bridge_lobby"}, user_id=ghost))["room_id"]
     assert (await alice.call("GET", f"/directory/room/%23bridge_lobby:{server(bridged_hs)}"))["room_id"] == room_id
+
+
+async def test_logout_with_the_as_token_does_not_end_the_ghosts_sessions(bridged_hs, bridge):
+    ghost = f"@bridge_noor:{server(bridged_hs)}"
+    session = await bridge.register("bridge_noor")
+    await bridge.call("POST", "/logout", {}, user_id=ghost)
+    noor = User(bridge.client, session)
+    assert (await noor.call("GET", "/account/whoami"))["user_id"] == ghost
+    await bridge.call("POST", "/logout", {}, user_id=ghost, device_id=session["device_id"])
+    await noor.call("GET", "/account/whoami", expect=401)
