@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import weakref
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
+# A server restarted in the same process (tests) builds its services again on the same registry.
+_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, AppServiceMetrics] = weakref.WeakKeyDictionary()
 
 
 class AppServiceMetrics:
+    @classmethod
+    def for_registry(cls, registry: CollectorRegistry) -> AppServiceMetrics:
+        """The metrics on `registry`, created on first use."""
+        metrics = _BY_REGISTRY.get(registry)
+        if metrics is None:
+            metrics = _BY_REGISTRY[registry] = cls(registry)
+        return metrics
+
     def __init__(self, registry: CollectorRegistry):
         self.transactions_sent = Counter(
             "appservice_transactions_sent", "Transactions an application service accepted", ["service"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -29,6 +30,9 @@ from storage.stores.events import EventStore
 logger = logging.getLogger(__name__)
 
 THIRD_PARTY_KINDS = ("user", "location")
+# Users an appservice acted as are remembered: accounts are never deleted, so a positive answer stays
+# true, and a bridge's every request asserts a user.
+KNOWN_USERS_CACHE_SIZE = 50_000
 
 
 class AppServices:
@@ -44,6 +48,7 @@ class AppServices:
         self._clock = clock
         self._events = events
         self._aliases = aliases
+        self._known_users: OrderedDict[str, None] = OrderedDict()
         self._on_ping_success: list[Callable[[AppServiceRegistration], Awaitable[None]]] = []
 
     def add_ping_success_callback(self, callback: Callable[[AppServiceRegistration], Awaitable[None]]) -> None:
@@ -81,13 +86,24 @@ class AppServices:
             if not registration.is_interested_in_user(user_id):
                 raise MatrixError(403, "M_FORBIDDEN",
                                   f"user_id: {user_id} is outside the application service's user namespace")
-            if await self._accounts.get_user(user_id) is None:
+            if not await self._is_registered(user_id):
                 raise MatrixError(403, "M_FORBIDDEN",
                                   f"user_id: the application service has not registered {user_id}")
         device_id = query.get("device_id") or query.get("org.matrix.msc3202.device_id")
         if device_id and await self._accounts.get_device(user_id, device_id) is None:
             raise MatrixError(400, "M_UNKNOWN_DEVICE", f"device_id: {user_id} has no device {device_id}")
         return Requester(user_id, device_id or None, None, app_service_id=registration.id)
+
+    async def _is_registered(self, user_id: str) -> bool:
+        if user_id in self._known_users:
+            self._known_users.move_to_end(user_id)
+            return True
+        if await self._accounts.get_user(user_id) is None:
+            return False
+        self._known_users[user_id] = None
+        if len(self._known_users) > KNOWN_USERS_CACHE_SIZE:
+            self._known_users.popitem(last=False)
+        return True
 
     def _by_token(self, as_token: str) -> AppServiceRegistration:
         registration = self.registry.by_token(as_token)

@@ -361,7 +361,7 @@ class HomeServer:
 
     def _build_app_services(self, registrations: list[Any]) -> None:
         """Application services: as_token requests, ghost users, namespaces, queries and ping."""
-        metrics = AppServiceMetrics(self.metrics.registry)
+        metrics = AppServiceMetrics.for_registry(self.metrics.registry)
         client = AppServiceClient(metrics,
                                   legacy_authorization=self.config.raw["use_appservice_legacy_authorization"])
         self.app_services = AppServices(self.config.server_name, AppServiceRegistry(registrations), client,

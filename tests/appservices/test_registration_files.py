@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 import yaml
 
 from appservices.registration import load_registrations
 from homeserver.config import ConfigError, parse_config
 from homeserver.server import HomeServer
-from tests.appservices.support import registration_yaml
+from tests.appservices.support import AsClient, registration_yaml
 from tests.conftest import make_test_config
 
 MAUTRIX_STYLE = """\
@@ -119,3 +120,12 @@ async def test_the_sender_user_is_created_at_start_up(bridged_hs, bridge):
                                                            "is_guest": False}
     profile = await bridge.call("GET", f"/profile/@bridgebot:{bridged_hs.config.server_name}")
     assert profile == {"displayname": "bridgebot"}
+
+
+async def test_a_restarted_server_keeps_serving_the_appservice_and_its_ghosts(bridged_hs, bridge):
+    ghost = f"@bridge_olga:{bridged_hs.config.server_name}"
+    await bridge.register("bridge_olga", inhibit_login=True)
+    await bridged_hs.stop()
+    await bridged_hs.start()
+    async with aiohttp.ClientSession(bridged_hs.base_url("client")) as session:
+        assert (await AsClient(session).call("GET", "/account/whoami", user_id=ghost))["user_id"] == ghost
