@@ -225,7 +225,9 @@ class AppServices:
         return False
 
     async def resolve_unknown_alias(self, alias: str) -> bool:
-        """Ask the services whose namespace covers an unknown alias; True when one says it made it."""
+        """Ask the services whose namespace covers an unknown local alias; True when one says it made it."""
+        if not alias.endswith(f":{self._server_name}"):
+            return False
         for registration in self.registry.interested_in_alias(alias):
             if await self._client.query_alias(registration, alias):
                 return True
