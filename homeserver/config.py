@@ -228,6 +228,10 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "media_upload": _RATE,
             },
         },
+        # Registration files of application services (bridges, bots), as Synapse names the option.
+        "app_service_config_files": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        # Also send hs_token as the deprecated `access_token` query parameter (Synapse's option).
+        "use_appservice_legacy_authorization": {"type": "boolean"},
         "logging": {
             "type": "object",
             "additionalProperties": False,
@@ -285,6 +289,8 @@ DEFAULTS: dict[str, Any] = {
         "login_token_request": {"per_second": 0.0167, "burst_count": 1},
         "media_upload": {"per_second": 1.0, "burst_count": 10},
     },
+    "app_service_config_files": [],
+    "use_appservice_legacy_authorization": False,
     "logging": {"level": "INFO", "format": "text"},
 }
 
@@ -331,6 +337,8 @@ class Config:
     log_level: str
     log_format: str
     raw: dict[str, Any]
+    # Paths resolved against the config file's directory.
+    app_service_config_files: tuple[str, ...] = ()
 
     def section(self, name: str) -> dict[str, Any]:
         return self.raw.get(name, {})
@@ -474,6 +482,10 @@ def parse_config(raw: dict[str, Any], base_dir: str = ".") -> Config:
         log_level=merged["logging"]["level"],
         log_format=merged["logging"]["format"],
         raw=merged,
+        app_service_config_files=tuple(
+            p if os.path.isabs(p) else os.path.normpath(os.path.join(base_dir, p))
+            for p in merged["app_service_config_files"]
+        ),
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from homeserver.clock import Clock
 from homeserver.config import RateLimit
 from homeserver.errors import MatrixError
@@ -15,6 +17,11 @@ class RateLimiter:
         self._max_keys = max_keys
         # (action, key) -> (tokens available, time of last update)
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
+        self._exempt: list[Callable[[str], bool]] = []
+
+    def add_exemption(self, is_exempt: Callable[[str], bool]) -> None:
+        """Never limit keys for which `is_exempt(key)` holds (application services' users)."""
+        self._exempt.append(is_exempt)
 
     def check(self, action: str, key: str, *, cost: float = 1.0, update: bool = True) -> None:
         """Take `cost` from the bucket or raise 429 with how long to wait.
@@ -25,7 +32,7 @@ class RateLimiter:
         if not self._enabled:
             return
         limit = self._limits.get(action)
-        if limit is None:
+        if limit is None or any(is_exempt(key) for is_exempt in self._exempt):
             return
         now = self._clock.monotonic()
         tokens, last = self._buckets.get((action, key), (float(limit.burst_count), now))

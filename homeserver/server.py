@@ -16,6 +16,12 @@ from typing import Any
 
 from aiohttp import web
 
+from appservices.client import AppServiceClient
+from appservices.http import AppServiceHandlers
+from appservices.metrics import AppServiceMetrics
+from appservices.registration import load_registrations
+from appservices.registry import AppServiceRegistry
+from appservices.service import AppServices
 from homeserver.accounts.account_data import AccountDataService
 from homeserver.accounts.account_management import AccountDeactivation, AccountService
 from homeserver.accounts.auth import AuthService
@@ -168,10 +174,15 @@ class HomeServer:
     # --- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
         self.signing_key = load_or_create_signing_key(self.config.signing_key_path)
+        # Registration files are checked before anything starts: a broken bridge config stops start-up.
+        app_service_registrations = load_registrations(self.config.app_service_config_files,
+                                                       self.config.server_name)
         self.db = await create_database(self.config.database)
         self._build_services()
+        self._build_app_services(app_service_registrations)
         await self._start_background()
         try:
+            await self.app_services.start()
             for listener in self.config.listeners:
                 await self._start_listener(listener)
         except BaseException:
@@ -388,7 +399,7 @@ class HomeServer:
                                                                               update.count))
 
         # --- HTTP handlers -------------------------------------------------------------------
-        authenticate = RequestAuthenticator(self.auth)
+        authenticate = self.authenticate = RequestAuthenticator(self.auth)
         self.discovery = DiscoveryHandlers(config)
         self.session_handlers = SessionHandlers(self.registration, self.login, self.sessions, authenticate,
                                                 self.ratelimiter)
@@ -427,6 +438,26 @@ class HomeServer:
         self.keys_handlers = KeysHandlers(self.keys, self.cross_signing, authenticate)
         self.to_device_handlers = ToDeviceHandlers(self.to_device, authenticate)
         self.room_keys_handlers = RoomKeysHandlers(self.key_backup, authenticate)
+
+    def _build_app_services(self, registrations: list[Any]) -> None:
+        """Application services: as_token requests, ghost users, namespaces, queries and ping."""
+        metrics = AppServiceMetrics.for_registry(self.metrics.registry)
+        client = AppServiceClient(metrics,
+                                  legacy_authorization=self.config.raw["use_appservice_legacy_authorization"])
+        self.app_services = AppServices(self.config.server_name, AppServiceRegistry(registrations), client,
+                                        metrics, self.account_store, self.sessions, self.clock, self.event_store,
+                                        self.alias_store)
+        self._background.append(self.app_services)
+        self.authenticate.set_app_service_resolver(self.app_services.requester_for_token)
+        self.session_handlers.set_app_service_sessions(self.app_services.register_user, self.app_services.login)
+        self.registration.add_user_id_check(self.app_services.check_user_id_for_registration)
+        self.ratelimiter.add_exemption(self.app_services.is_rate_limit_exempt)
+        self.alias_service.add_create_check(self.app_services.check_alias_creation)
+        self.room_creator.add_alias_check(self.app_services.check_room_alias_name)
+        self.alias_service.add_unknown_alias_resolver(self.app_services.resolve_unknown_alias)
+        self.membership.add_unknown_id_resolver(self.app_services.resolve_unknown_id)
+        self.profiles.add_unknown_user_resolver(self.app_services.resolve_unknown_user)
+        self.app_service_handlers = AppServiceHandlers(self.app_services, self.authenticate)
 
     async def _start_background(self) -> None:
         """Start the background work, in dependency order; `stop` stops it in reverse."""
@@ -484,6 +515,7 @@ class HomeServer:
             self.legacy_handlers.register_routes(app)
             self.pusher_handlers.register_routes(app)
             self.openid_handlers.register_routes(app)
+            self.app_service_handlers.register_routes(app)
         if "federation" in listener.resources:
             self.discovery.register_federation(app)
             self.openid_handlers.register_federation(app)

@@ -29,6 +29,8 @@ class Requester:
     device_id: str | None
     access_token_id: int | None
     is_guest: bool = False
+    # Set when an application service makes the request with its as_token (acting as `user_id`).
+    app_service_id: str | None = None
 
 
 class AuthService:

@@ -18,7 +18,7 @@ from homeserver.accounts.uia import PASSWORD, UserInteractiveAuth
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
 from homeserver.streams.bus import StreamBus
-from homeserver.streams.updates import DevicesDeleted
+from homeserver.streams.updates import DeviceCreated, DevicesDeleted
 from storage.stores.accounts import AccountStore
 
 logger = logging.getLogger(__name__)
@@ -108,9 +108,19 @@ class DeviceService:
             raise MatrixError(404, "M_NOT_FOUND", "device_id: no such device")
         return device_for_client(row)
 
+    async def upsert_device(self, user_id: str, device_id: str, display_name: str | None) -> bool:
+        """Create the device or rename it (MSC4190, for application services); True when created."""
+        if not device_id or len(device_id) > 255:
+            raise MatrixError(400, "M_INVALID_PARAM", "device_id: must be 1-255 characters")
+        if await self._store.ensure_device(user_id, device_id, display_name, self._clock.time_ms()):
+            await self._bus.publish(DeviceCreated(user_id, device_id))
+            return True
+        if display_name is not None:
+            await self._store.set_device_display_name(user_id, device_id, display_name)
+        return False
+
     async def rename_device(self, user_id: str, device_id: str, display_name: str | None) -> None:
         """Set a device's display name (None keeps it); 404 if the user has no such device."""
-        # Appservices (MSC4190) may create devices through PUT; that arrives with appservice support.
         if await self._store.get_device(user_id, device_id) is None:
             raise MatrixError(404, "M_NOT_FOUND", "device_id: no such device")
         if display_name is not None:
@@ -121,8 +131,12 @@ class DeviceService:
                                        *, uri: str, method: str) -> None:
         """Run the password UIA for the requester, then delete the devices and their tokens.
 
-        Unknown device IDs are ignored, as Synapse does: deleting is idempotent.
+        Unknown device IDs are ignored, as Synapse does: deleting is idempotent. Application
+        services manage their users' devices without UIA (MSC4190).
         """
+        if requester.app_service_id is not None:
+            await self.delete_devices(requester.user_id, device_ids)
+            return
         completed, _, session_id = await self._uia.check(body, PASSWORD_FLOWS, uri=uri, method=method,
                                                          for_user=requester.user_id)
         check_password_stage_user(completed, requester.user_id)

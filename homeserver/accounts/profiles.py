@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.errors import MatrixError, forbidden, not_found
@@ -82,6 +83,11 @@ class ProfileService:
         self._server_name = server_name
         self._store = store
         self._bus = bus
+        self._unknown_user_resolvers: list[Callable[[str], Awaitable[bool]]] = []
+
+    def add_unknown_user_resolver(self, resolver: Callable[[str], Awaitable[bool]]) -> None:
+        """Ask `resolver(user_id)` about unknown local users (an appservice may create them); True if it did."""
+        self._unknown_user_resolvers.append(resolver)
 
     async def get_profile(self, user_id: str) -> dict[str, Any]:
         """The whole profile of a user; 404 when the user is unknown."""
@@ -135,7 +141,12 @@ class ProfileService:
         if parse_user_id(user_id)[1] != self._server_name:
             # Remote profiles need a federation query, which arrives with the federation work.
             return None
-        return await self._store.get_profile(user_id)
+        profile = await self._store.get_profile(user_id)
+        if profile is None:
+            for resolver in self._unknown_user_resolvers:
+                if await resolver(user_id):
+                    return await self._store.get_profile(user_id)
+        return profile
 
     async def _changed(self, user_id: str, key: str, profile: dict[str, Any]) -> None:
         if key not in (DISPLAYNAME, AVATAR_URL):

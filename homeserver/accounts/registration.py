@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from homeserver.accounts.auth import AuthService
@@ -55,11 +56,16 @@ class RegistrationService:
         self._auth = auth
         self._ratelimiter = ratelimiter
         self._nonces: dict[str, int] = {}
+        self._user_id_checks: list[Callable[[str], None]] = []
         uia.register_stage(REGISTRATION_TOKEN, self._check_registration_token_stage)
 
     @property
     def flows(self) -> list[list[str]]:
         return [[REGISTRATION_TOKEN]] if self._require_token else [[DUMMY]]
+
+    def add_user_id_check(self, check: Callable[[str], None]) -> None:
+        """Run `check(user_id)` on every name asked for; it raises to refuse (namespaces of appservices)."""
+        self._user_id_checks.append(check)
 
     # --- availability ----------------------------------------------------------------
     async def check_username_available(self, localpart: str, *, guest_user_id: str | None = None,
@@ -73,6 +79,8 @@ class RegistrationService:
         user_id = f"@{localpart}:{self._server_name}"
         if guest_user_id is None and localpart.isdigit():
             raise MatrixError(400, "M_INVALID_USERNAME", "username: numeric user IDs are reserved for guests")
+        for check in self._user_id_checks:
+            check(user_id)
         if user_id in (guest_user_id, registered_user_id):
             return
         if await self._store.find_user_case_insensitive(user_id) is not None:

@@ -87,6 +87,8 @@ class SessionService:
 
     async def end_session(self, user_id: str, device_id: str | None, token_id: int | None) -> None:
         """Log out one access token; its device (and the device's other tokens) go with it."""
+        if device_id is None and token_id is None:
+            return  # an appservice's as_token without a masqueraded device: nothing to end
         if device_id is not None:
             hashes = await self._store.delete_devices(user_id, [device_id])
         else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from homeserver.accounts.auth import Requester
@@ -22,6 +22,16 @@ class AliasService:
         self._events = events
         self._clock = clock
         self._is_admin = is_admin
+        self._create_checks: list[Callable[[Requester, str], None]] = []
+        self._unknown_resolvers: list[Callable[[str], Awaitable[bool]]] = []
+
+    def add_create_check(self, check: Callable[[Requester, str], None]) -> None:
+        """Run `check(requester, alias)` before creating an alias; it raises to refuse (appservice namespaces)."""
+        self._create_checks.append(check)
+
+    def add_unknown_alias_resolver(self, resolver: Callable[[str], Awaitable[bool]]) -> None:
+        """Ask `resolver(alias)` about unknown local aliases (an appservice may create them); True if it did."""
+        self._unknown_resolvers.append(resolver)
 
     def _parse(self, alias: str) -> str:
         if not is_valid_room_alias(alias):
@@ -33,6 +43,9 @@ class AliasService:
         if server != self._server_name:
             raise MatrixError(404, "M_NOT_FOUND", "Resolving aliases of other servers is not available yet")
         found = await self._aliases.get_alias(alias)
+        for resolver in self._unknown_resolvers:
+            if found is None and await resolver(alias):
+                found = await self._aliases.get_alias(alias)
         if found is None:
             raise MatrixError(404, "M_NOT_FOUND", f"Room alias {alias} not found")
         return {"room_id": found["room_id"], "servers": [self._server_name]}
@@ -40,6 +53,8 @@ class AliasService:
     async def create(self, requester: Requester, alias: str, body: dict[str, Any]) -> None:
         if self._parse(alias) != self._server_name:
             raise MatrixError(400, "M_INVALID_PARAM", "roomAlias: you can only create aliases on this server")
+        for check in self._create_checks:
+            check(requester, alias)
         room_id = body.get("room_id")
         if not isinstance(room_id, str) or not room_id.startswith("!"):
             raise MatrixError(400, "M_INVALID_PARAM", "room_id: must be a room ID")

@@ -28,6 +28,25 @@ class PublicRoomsQuery:
     search_term: str | None = None
     # None: any type; otherwise the allowed `room_type`s, None in it meaning "no type".
     room_types: frozenset[str | None] | None = None
+    # An application service network's list, as (appservice_id, network_id); or every list.
+    network: tuple[str, str] | None = None
+    include_all_networks: bool = False
+
+
+def parse_network(third_party_instance_id: Any, include_all_networks: Any) -> dict[str, Any]:
+    """The network fields of a /publicRooms request; 400 naming the field when malformed."""
+    if not isinstance(include_all_networks, bool):
+        raise MatrixError(400, "M_INVALID_PARAM", "include_all_networks: must be true or false")
+    if third_party_instance_id is None:
+        return {"network": None, "include_all_networks": include_all_networks}
+    if include_all_networks:
+        raise MatrixError(400, "M_INVALID_PARAM",
+                          "third_party_instance_id: cannot be combined with include_all_networks")
+    if not isinstance(third_party_instance_id, str) or "|" not in third_party_instance_id:
+        raise MatrixError(400, "M_INVALID_PARAM",
+                          "third_party_instance_id: not an instance_id from /thirdparty/protocols")
+    appservice_id, _, network_id = third_party_instance_id.partition("|")
+    return {"network": (appservice_id, network_id), "include_all_networks": False}
 
 
 def parse_since(since: Any) -> int:
@@ -63,7 +82,9 @@ def parse_public_rooms_body(body: Mapping[str, Any]) -> PublicRoomsQuery:
         raise MatrixError(400, "M_BAD_JSON", "filter.room_types: must be a list of strings or nulls")
     return PublicRoomsQuery(limit=parse_limit(body.get("limit")), offset=parse_since(body.get("since")),
                             search_term=term.strip() or None if term else None,
-                            room_types=frozenset(room_types) if room_types else None)
+                            room_types=frozenset(room_types) if room_types else None,
+                            **parse_network(body.get("third_party_instance_id"),
+                                            body.get("include_all_networks", False)))
 
 
 def room_entry(room_id: str, joined: int, state: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -139,11 +160,24 @@ class RoomDirectoryService:
             await self._store.set_room_visibility(update.old_room_id, False)
             await self._store.set_room_visibility(update.new_room_id, True)
 
+    async def set_network_visibility(self, requester: Requester, network_id: str, room_id: str,
+                                     body: Mapping[str, Any]) -> None:
+        """Publish or unpublish a room in the directory of the requesting appservice's network."""
+        if requester.app_service_id is None:
+            raise MatrixError(403, "M_FORBIDDEN", "Only application services can edit a network's room list")
+        visibility = body.get("visibility", "public")
+        if visibility not in VISIBILITIES:
+            raise MatrixError(400, "M_INVALID_PARAM", "visibility: must be 'public' or 'private'")
+        if await self._store.get_room_visibility(room_id) is None:
+            raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
+        await self._store.set_network_room_visibility(requester.app_service_id, network_id, room_id,
+                                                      visibility == "public")
+
     async def public_rooms(self, query: PublicRoomsQuery, server: str | None = None) -> dict[str, Any]:
         """A page of the rooms published on this server."""
         if server is not None and server != self._server_name:
             raise MatrixError(404, "M_NOT_FOUND", f"server: listing the rooms of {server} is not available")
-        rooms = await self._store.get_public_rooms()
+        rooms = await self._store.get_public_rooms(query.network, all_networks=query.include_all_networks)
         state_ids = await self._store.get_directory_state([room_id for room_id, _ in rooms])
         loaded = await self._events.get_events(eid for ids in state_ids.values() for eid in ids.values())
         entries = []

@@ -97,7 +97,8 @@ class CrossSigningService:
         existing = (await self._store.get_cross_signing_keys([user_id])).get(user_id, {})
         uploaded = {f: body[f] for f in UPLOAD_FIELDS if body.get(f) is not None}
         unchanged = bool(uploaded) and all(existing.get(UPLOAD_FIELDS[f]) == v for f, v in uploaded.items())
-        if "master" in existing and not unchanged:
+        # Application services replace their users' keys without UIA (MSC4190).
+        if "master" in existing and not unchanged and requester.app_service_id is None:
             completed, params, session_id = await self._uia.check(body, PASSWORD_FLOWS, uri=uri, method="POST",
                                                                   for_user=user_id)
             check_password_stage_user(completed, user_id)

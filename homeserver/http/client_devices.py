@@ -26,6 +26,10 @@ class DeviceHandlers:
     async def update_device(self, request: web.Request) -> web.Response:
         requester = await self._authenticate(request, allow_guest=True)
         body = await json_object(request)
+        if requester.app_service_id is not None:
+            created = await self._devices.upsert_device(requester.user_id, request.match_info["device_id"],
+                                                        parse_display_name(body))
+            return json_response({}, status=201 if created else 200)
         await self._devices.rename_device(requester.user_id, request.match_info["device_id"],
                                           parse_display_name(body))
         return json_response({})

@@ -8,11 +8,12 @@ from homeserver.directory.public_rooms import (
     PublicRoomsQuery,
     RoomDirectoryService,
     parse_limit,
+    parse_network,
     parse_public_rooms_body,
     parse_since,
 )
 from homeserver.http.auth import RequestAuthenticator
-from homeserver.http.request import json_object, json_response, query_int
+from homeserver.http.request import json_object, json_response, query_bool, query_int
 from homeserver.http.routing import add_client_route
 
 
@@ -35,7 +36,9 @@ class PublicRoomHandlers:
         if "Authorization" in request.headers or "access_token" in request.query:
             await self._authenticate(request)
         query = PublicRoomsQuery(limit=parse_limit(query_int(request, "limit", minimum=0)),
-                                 offset=parse_since(request.query.get("since")))
+                                 offset=parse_since(request.query.get("since")),
+                                 **parse_network(request.query.get("third_party_instance_id"),
+                                                 query_bool(request, "include_all_networks")))
         return json_response(await self._directory.public_rooms(query, request.query.get("server")))
 
     async def post_public_rooms(self, request: web.Request) -> web.Response:
@@ -43,7 +46,15 @@ class PublicRoomHandlers:
         query = parse_public_rooms_body(await json_object(request))
         return json_response(await self._directory.public_rooms(query, request.query.get("server")))
 
+    async def set_network_visibility(self, request: web.Request) -> web.Response:
+        requester = await self._authenticate(request)
+        body = await json_object(request, allow_empty=True)
+        await self._directory.set_network_visibility(requester, request.match_info["networkId"],
+                                                     request.match_info["roomId"], body)
+        return json_response({})
+
     def register_routes(self, app: web.Application) -> None:
+        add_client_route(app, "PUT", "/directory/list/appservice/{networkId}/{roomId}", self.set_network_visibility)
         add_client_route(app, "GET", "/directory/list/room/{roomId}", self.get_visibility)
         add_client_route(app, "PUT", "/directory/list/room/{roomId}", self.set_visibility)
         add_client_route(app, "GET", "/publicRooms", self.get_public_rooms)

@@ -7,6 +7,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from homeserver.accounts.auth import Requester
 from homeserver.errors import MatrixError
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import json_object, json_response
@@ -43,9 +44,18 @@ def _txn_id(request: web.Request) -> str:
     return txn_id
 
 
-def _massaged_ts(request: web.Request) -> int | None:
-    # `?ts=` is only honoured for application services (a later issue); ignored otherwise.
-    return None
+def _massaged_ts(request: web.Request, requester: Requester) -> int | None:
+    """`?ts=`: the origin_server_ts an application service asks for; ignored for everyone else."""
+    text = request.query.get("ts")
+    if text is None or requester.app_service_id is None:
+        return None
+    try:
+        ts = int(text)
+    except ValueError:
+        raise MatrixError(400, "M_INVALID_PARAM", "ts: must be an integer (milliseconds since the epoch)") from None
+    if ts < 0:
+        raise MatrixError(400, "M_INVALID_PARAM", "ts: must not be negative")
+    return ts
 
 
 class RoomHandlers:
@@ -159,7 +169,8 @@ class RoomHandlers:
         if txn is None or txn not in self._recent_txns:
             self._ratelimiter.check("message", requester.user_id)
         event = await self._sender.send(
-            room_id, requester.user_id, event_type, content, txn=txn, origin_server_ts=_massaged_ts(request),
+            room_id, requester.user_id, event_type, content, txn=txn,
+            origin_server_ts=_massaged_ts(request, requester),
         )
         if txn is not None:
             self._recent_txns[txn] = None
@@ -180,7 +191,7 @@ class RoomHandlers:
                 raise MatrixError(400, "M_BAD_JSON", "membership: must be one of join, invite, leave, ban, knock")
         self._ratelimiter.check("message", requester.user_id)
         event = await self._sender.send(room_id, requester.user_id, event_type, content, state_key=state_key,
-                                        origin_server_ts=_massaged_ts(request), skip_unchanged_state=True)
+                                        origin_server_ts=_massaged_ts(request, requester), skip_unchanged_state=True)
         return json_response({"event_id": event.event_id})
 
     async def redact(self, request: web.Request) -> web.Response:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from aiohttp import web
 
 from homeserver.accounts.login import LoginService
@@ -9,11 +12,14 @@ from homeserver.accounts.registration import RegistrationService
 from homeserver.accounts.sessions import SessionService
 from homeserver.errors import MatrixError
 from homeserver.http.auth import RequestAuthenticator
-from homeserver.http.request import client_ip, json_object, json_response
+from homeserver.http.request import access_token, client_ip, json_object, json_response
 from homeserver.http.routing import add_client_route
 from homeserver.ratelimit import RateLimiter
 
 CLIENT_V1 = ("/_matrix/client/v1",)
+APP_SERVICE_LOGIN = "m.login.application_service"
+# (the as_token of the request, request body) -> response body; 401 M_UNKNOWN_TOKEN for other tokens
+AppServiceSessionStarter = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class SessionHandlers:
@@ -24,9 +30,28 @@ class SessionHandlers:
         self._sessions = sessions
         self._authenticate = authenticate
         self._ratelimiter = ratelimiter
+        self._app_service_register: AppServiceSessionStarter | None = None
+        self._app_service_login: AppServiceSessionStarter | None = None
+
+    def set_app_service_sessions(self, register: AppServiceSessionStarter, login: AppServiceSessionStarter) -> None:
+        """Serve `m.login.application_service` registrations and logins (made with an as_token)."""
+        self._app_service_register = register
+        self._app_service_login = login
+
+    async def _app_service_session(self, request: web.Request, body: dict[str, Any],
+                                   start: AppServiceSessionStarter | None) -> web.Response:
+        # Only the token counts here: a bridge's `?user_id=` names the ghost it is about to create.
+        token = access_token(request)
+        if not token:
+            raise MatrixError(400, "M_MISSING_TOKEN", f"{APP_SERVICE_LOGIN}: the as_token must be provided")
+        if start is None:
+            raise MatrixError(401, "M_UNKNOWN_TOKEN", f"{APP_SERVICE_LOGIN}: the token is not an as_token")
+        return json_response(await start(token, body))
 
     async def register(self, request: web.Request) -> web.Response:
         body = await json_object(request)
+        if body.get("type") == APP_SERVICE_LOGIN:
+            return await self._app_service_session(request, body, self._app_service_register)
         # Only a completed registration takes a token (the service does); UIA rounds do not.
         self._ratelimiter.check("registration", client_ip(request), update=False)
         kind = request.query.get("kind", "user")
@@ -49,10 +74,15 @@ class SessionHandlers:
         return json_response({"valid": await self._registration.registration_token_valid(token)})
 
     async def login_flows(self, request: web.Request) -> web.Response:
-        return json_response({"flows": self._login.flows()})
+        flows = self._login.flows()
+        if self._app_service_login is not None:
+            flows = [*flows, {"type": APP_SERVICE_LOGIN}]
+        return json_response({"flows": flows})
 
     async def login(self, request: web.Request) -> web.Response:
         body = await json_object(request)
+        if body.get("type") == APP_SERVICE_LOGIN:
+            return await self._app_service_session(request, body, self._app_service_login)
         return json_response(await self._login.login(body, ip=client_ip(request)))
 
     async def refresh(self, request: web.Request) -> web.Response:

@@ -70,6 +70,11 @@ class RoomCreator:
         self._clock = clock
         self._profiles = profiles
         self._default_room_version = default_room_version
+        self._alias_checks: list[Callable[[str, str], None]] = []
+
+    def add_alias_check(self, check: Callable[[str, str], None]) -> None:
+        """Run `check(creator, alias)` on `room_alias_name`; it raises to refuse (appservice namespaces)."""
+        self._alias_checks.append(check)
 
     async def create_room(self, creator: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create a room from a /createRoom request body; returns `{"room_id": ...}`."""
@@ -120,6 +125,8 @@ class RoomCreator:
             alias = f"#{alias_name}:{self._server_name}"
             if len(alias.encode()) > 255:
                 raise MatrixError(400, "M_INVALID_PARAM", "room_alias_name: too long")
+            for check in self._alias_checks:
+                check(creator, alias)
             if await self._aliases.get_alias(alias) is not None:
                 raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
 

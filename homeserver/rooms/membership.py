@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.errors import MatrixError
@@ -29,11 +30,24 @@ class MembershipService:
         self._events = events
         self._aliases = aliases
         self._profiles = profiles
+        self._unknown_resolvers: list[Callable[[str], Awaitable[bool]]] = []
+
+    def add_unknown_id_resolver(self, resolver: Callable[[str], Awaitable[bool]]) -> None:
+        """Ask `resolver(id)` about unknown local aliases and invitees (appservices may create them)."""
+        self._unknown_resolvers.append(resolver)
+
+    async def _ask_resolvers(self, identifier: str) -> bool:
+        for resolver in self._unknown_resolvers:
+            if await resolver(identifier):
+                return True
+        return False
 
     async def resolve_room(self, room_id_or_alias: str) -> str:
         """A room ID from `!room` or `#alias`; 404 for unknown aliases and rooms."""
         if room_id_or_alias.startswith("#"):
             found = await self._aliases.get_alias(room_id_or_alias)
+            if found is None and await self._ask_resolvers(room_id_or_alias):
+                found = await self._aliases.get_alias(room_id_or_alias)
             if found is None:
                 try:
                     _, server = split_id(room_id_or_alias, "#")
@@ -129,6 +143,7 @@ class MembershipService:
         _, server = split_id(target, "@")
         if server != self._server_name:
             raise MatrixError(403, "M_FORBIDDEN", "Inviting users of other servers is not available yet")
+        await self._ask_resolvers(target)
         current, _ = await self._events.get_membership(room_id, target)
         if current in ("join", "ban"):
             raise MatrixError(403, "M_FORBIDDEN", f"{target} is already {'in' if current == 'join' else 'banned from'} the room")

@@ -33,17 +33,39 @@ class DirectoryStore:
     async def set_room_visibility(self, room_id: str, public: bool) -> None:
         await self.db.simple_update("rooms", {"room_id": room_id}, {"is_public": public})
 
-    async def get_public_rooms(self) -> list[tuple[str, int]]:
-        """(room_id, joined member count) of every published room that still has members."""
+    async def get_public_rooms(self, network: tuple[str, str] | None = None, *,
+                               all_networks: bool = False) -> list[tuple[str, int]]:
+        """(room_id, joined member count) of published rooms that still have members.
+
+        The server's own list by default; one application service network's list when `network`
+        is (appservice_id, network_id); both kinds together with `all_networks`.
+        """
+        main = "SELECT room_id FROM rooms WHERE is_public = ?"
+        networks = "SELECT room_id FROM appservice_room_list"
+        params: tuple[object, ...]
+        if all_networks:
+            published, params = f"{main} UNION {networks}", (True,)
+        elif network is not None:
+            published, params = f"{networks} WHERE appservice_id = ? AND network_id = ?", network
+        else:
+            published, params = main, (True,)
         rows = await self.db.fetch_all(
             "public_rooms",
-            "SELECT r.room_id, COUNT(c.state_key) FROM rooms r"
-            " JOIN current_state_events c ON c.room_id = r.room_id AND c.type = 'm.room.member'"
-            " AND c.membership = 'join'"
-            " WHERE r.is_public = ? GROUP BY r.room_id",
-            (True,),
+            "SELECT c.room_id, COUNT(c.state_key) FROM current_state_events c"
+            f" WHERE c.room_id IN ({published}) AND c.type = 'm.room.member' AND c.membership = 'join'"
+            " GROUP BY c.room_id",
+            params,
         )
         return [(row[0], int(row[1])) for row in rows]
+
+    async def set_network_room_visibility(self, appservice_id: str, network_id: str, room_id: str,
+                                          public: bool) -> None:
+        """Publish or unpublish a room in an application service network's directory."""
+        keys = {"appservice_id": appservice_id, "network_id": network_id, "room_id": room_id}
+        if public:
+            await self.db.simple_upsert("appservice_room_list", keys, {})
+        else:
+            await self.db.simple_delete("appservice_room_list", keys)
 
     async def get_directory_state(self, room_ids: Sequence[str]) -> dict[str, dict[str, str]]:
         """room_id -> event type -> event ID of the DIRECTORY_STATE_TYPES state of the rooms."""

@@ -1,0 +1,1 @@
+"""The Application Service API inside the homeserver: registrations, namespaces, queries, ping, transactions."""
