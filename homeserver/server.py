@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from federation.wiring import Federation
 from homeserver.accounts.account_data import AccountDataService
 from homeserver.accounts.account_management import AccountService
 from homeserver.accounts.auth import AuthService
@@ -277,6 +278,10 @@ class HomeServer:
             directory_store, search_all_users=config.section("user_directory")["search_all_users"])
         self.user_directory_handlers = UserDirectoryHandlers(self.user_directory, authenticate)
         self.hierarchy_handlers = HierarchyHandlers(SpaceHierarchyService(self.event_store), authenticate)
+        # Federation: server keys, X-Matrix authentication and the read-only endpoints.
+        self.federation = Federation(config, self.signing_key, self.db, clock, self.profiles, self.alias_service,
+                                     self.room_directory)
+        self._background.append(self.federation)
         self.search = SearchService(self.event_store, SearchStore(self.db), timeline_store, self.room_history,
                                     self.event_serializer)
         self.event_store.add_persist_hook(self.search.index_in_transaction)
@@ -387,6 +392,7 @@ class HomeServer:
             self.pusher_handlers.register_routes(app)
         if "federation" in listener.resources:
             self.discovery.register_federation(app)
+            self.federation.register_routes(app)
         if "admin" in listener.resources:
             self.admin_register_handlers.register_routes(app)
         if "metrics" in listener.resources:

@@ -1,0 +1,71 @@
+"""Fixtures for federation tests: a throwaway CA, our homeserver on TLS with an IP-literal server name
+(127.0.0.1:PORT) that trusts that CA and may reach loopback, and fake remote servers on 127.0.0.2."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from homeserver.server import HomeServer
+from tests.conftest import free_port
+from tests.support.fake_remote import FakeRemoteServer
+from tests.support.tls_ca import TestCA
+
+
+@pytest.fixture
+def ca(tmp_path) -> TestCA:
+    return TestCA(tmp_path / "ca")
+
+
+def federation_overrides(ca: TestCA, port: int, **federation: Any) -> dict[str, Any]:
+    """Config overrides for a TLS homeserver named 127.0.0.1:port federating over loopback."""
+    cert = ca.issue("127.0.0.1")
+    return {
+        "server_name": f"127.0.0.1:{port}",
+        "listeners": [
+            {"host": "127.0.0.1", "port": port, "resources": ["client", "federation", "admin"],
+             "tls": {"certificate_path": cert.certificate_path, "private_key_path": cert.private_key_path}},
+        ],
+        "federation": {"ca_bundle_path": ca.ca_path, "allow_loopback": True, **federation},
+    }
+
+
+@pytest.fixture
+async def make_federating_homeserver(make_homeserver, ca) -> Callable[..., Any]:
+    """`await make_federating_homeserver(server_denylist=[...])`: federation settings as keywords."""
+
+    async def start(**federation: Any) -> HomeServer:
+        return await make_homeserver(**federation_overrides(ca, free_port(), **federation))
+
+    return start
+
+
+@pytest.fixture
+async def fed_hs(make_federating_homeserver) -> HomeServer:
+    return await make_federating_homeserver()
+
+
+@pytest.fixture
+async def make_remote(ca) -> AsyncIterator[Callable[..., Any]]:
+    """Start fake remote servers: `remote = await make_remote()` (on 127.0.0.2 by default)."""
+    started: list[FakeRemoteServer] = []
+
+    async def start(host: str = "127.0.0.2", *, routes: Callable[[FakeRemoteServer], None] | None = None,
+                    key_version: str = "fake1") -> FakeRemoteServer:
+        remote = FakeRemoteServer(ca, host, key_version=key_version)
+        if routes is not None:
+            routes(remote)
+        await remote.start()
+        started.append(remote)
+        return remote
+
+    yield start
+    for remote in started:
+        await remote.stop()
+
+
+@pytest.fixture
+async def remote(make_remote) -> FakeRemoteServer:
+    return await make_remote()
