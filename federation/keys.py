@@ -279,7 +279,7 @@ class KeyFetcher:
             return self._local.server_keys_response()
         stored = await self._store.get_key_response(server_name)
         if stored is None or stored[1] < minimum_valid_until_ts:
-            await self.refresh(server_name, force=stored is None or stored[1] < self._clock.time_ms())
+            await self.refresh(server_name, force=True)
             stored = await self._store.get_key_response(server_name)
         if stored is None:
             return None

@@ -10,6 +10,7 @@ import pytest
 
 from homeserver.server import HomeServer
 from tests.conftest import free_port
+from tests.federation.helpers import federation_overrides
 from tests.support.fake_remote import FakeRemoteServer
 from tests.support.tls_ca import TestCA
 
@@ -17,19 +18,6 @@ from tests.support.tls_ca import TestCA
 @pytest.fixture
 def ca(tmp_path) -> TestCA:
     return TestCA(tmp_path / "ca")
-
-
-def federation_overrides(ca: TestCA, port: int, **federation: Any) -> dict[str, Any]:
-    """Config overrides for a TLS homeserver named 127.0.0.1:port federating over loopback."""
-    cert = ca.issue("127.0.0.1")
-    return {
-        "server_name": f"127.0.0.1:{port}",
-        "listeners": [
-            {"host": "127.0.0.1", "port": port, "resources": ["client", "federation", "admin"],
-             "tls": {"certificate_path": cert.certificate_path, "private_key_path": cert.private_key_path}},
-        ],
-        "federation": {"ca_bundle_path": ca.ca_path, "allow_loopback": True, **federation},
-    }
 
 
 @pytest.fixture
@@ -53,8 +41,8 @@ async def make_remote(ca) -> AsyncIterator[Callable[..., Any]]:
     started: list[FakeRemoteServer] = []
 
     async def start(host: str = "127.0.0.2", *, routes: Callable[[FakeRemoteServer], None] | None = None,
-                    key_version: str = "fake1") -> FakeRemoteServer:
-        remote = FakeRemoteServer(ca, host, key_version=key_version)
+                    key_version: str = "fake1", cert_names: tuple[str, ...] | None = None) -> FakeRemoteServer:
+        remote = FakeRemoteServer(ca, host, key_version=key_version, cert_names=cert_names)
         if routes is not None:
             routes(remote)
         await remote.start()

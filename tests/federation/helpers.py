@@ -29,3 +29,16 @@ async def user_with_displayname(hs: HomeServer, ca: TestCA, localpart: str, disp
                                json={"displayname": displayname}, headers=headers) as resp:
             assert resp.status == 200, await resp.text()
     return registered
+
+
+def federation_overrides(ca: TestCA, port: int, **federation: Any) -> dict[str, Any]:
+    """Config overrides for a TLS homeserver named 127.0.0.1:port federating over loopback."""
+    cert = ca.issue("127.0.0.1")
+    return {
+        "server_name": f"127.0.0.1:{port}",
+        "listeners": [
+            {"host": "127.0.0.1", "port": port, "resources": ["client", "federation", "admin"],
+             "tls": {"certificate_path": cert.certificate_path, "private_key_path": cert.private_key_path}},
+        ],
+        "federation": {"ca_bundle_path": ca.ca_path, "allow_loopback": True, **federation},
+    }

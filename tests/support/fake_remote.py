@@ -40,7 +40,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class FakeRemoteServer:
-    def __init__(self, ca: TestCA, host: str = "127.0.0.2", *, key_version: str = "fake1"):
+    def __init__(self, ca: TestCA, host: str = "127.0.0.2", *, key_version: str = "fake1",
+                 cert_names: tuple[str, ...] | None = None):
         self.host = host
         self.port = free_port(host)
         self.server_name = f"{host}:{self.port}"
@@ -52,7 +53,7 @@ class FakeRemoteServer:
         self.key_response_signers: list[SigningKey] | None = None
         self.key_requests = 0
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path_qs, Authorization)
-        self._cert = ca.issue(host)
+        self._cert = ca.issue(*(cert_names or (host,)))
         self._ca_path = ca.ca_path
         self.app = web.Application()
         self.app.router.add_get("/_matrix/key/v2/server", self._keys)
