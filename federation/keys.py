@@ -194,7 +194,7 @@ class KeyFetcher:
         stored = await self._store.get_server_key(server_name, key_id)
         if stored is None or not key_usable(stored, valid_at_ts):
             if stored is None or stored.expired_ts is None:  # an expired key never comes back
-                await self.refresh(server_name)
+                await self.refresh(server_name, key_id)
                 stored = await self._store.get_server_key(server_name, key_id)
         if stored is None:
             raise KeyLookupError(f"unknown key {key_id} of {server_name}")
@@ -204,7 +204,7 @@ class KeyFetcher:
             raise KeyLookupError(f"key {key_id} of {server_name} is only valid until {stored.valid_until_ts}")
         return decode_verify_key(key_id, stored.verify_key)
 
-    async def refresh(self, server_name: str, *, force: bool = False) -> None:
+    async def refresh(self, server_name: str, key_id: str | None = None, *, force: bool = False) -> None:
         """Fetch `server_name`'s keys now (one fetch at a time per server; not again within
         REFETCH_INTERVAL_MS unless forced). Failures are logged, not raised."""
         now = self._clock.time_ms()
@@ -216,15 +216,15 @@ class KeyFetcher:
         pending = self._in_flight.get(server_name)
         if pending is None:
             self._last_fetch[server_name] = now
-            pending = asyncio.ensure_future(self._fetch(server_name))
+            pending = asyncio.ensure_future(self._fetch(server_name, key_id))
             self._in_flight[server_name] = pending
             pending.add_done_callback(lambda _: self._in_flight.pop(server_name, None))
         await asyncio.shield(pending)
 
-    async def _fetch(self, server_name: str) -> None:
+    async def _fetch(self, server_name: str, key_id: str | None) -> None:
         for notary in self._trusted:
             try:
-                if await self._fetch_from_notary(notary, server_name):
+                if await self._fetch_from_notary(notary, server_name, key_id):
                     return
             except Exception as e:  # one notary failing must not stop us asking the next
                 logger.info("Key server %s could not give the keys of %s: %s", notary.server_name, server_name, e)
@@ -253,8 +253,11 @@ class KeyFetcher:
         return {k.key_id: decode_verify_key(k.key_id, k.verify_key)
                 for k in await self._store.get_server_keys(notary.server_name) if k.expired_ts is None}
 
-    async def _fetch_from_notary(self, notary: TrustedKeyServer, server_name: str) -> bool:
-        body = {"server_keys": {server_name: {}}}
+    async def _fetch_from_notary(self, notary: TrustedKeyServer, server_name: str, key_id: str | None) -> bool:
+        # Naming the key with a minimum validity makes a notary that has nothing fresh (Synapse answers
+        # a query naming no key from its cache only) go and fetch it.
+        wanted = {key_id: {"minimum_valid_until_ts": self._clock.time_ms()}} if key_id else {}
+        body = {"server_keys": {server_name: wanted}}
         answer = await self._request(notary.server_name, KEY_QUERY_PATH, body)
         responses = answer.get("server_keys") if isinstance(answer, Mapping) else None
         if not isinstance(responses, list):
