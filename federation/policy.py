@@ -21,12 +21,15 @@ def _matches(host: str, pattern: str) -> bool:
 
 
 class ServerPolicy:
-    def __init__(self, allowlist: Iterable[str] | None, denylist: Iterable[str]):
+    def __init__(self, allowlist: Iterable[str] | None, denylist: Iterable[str], *, enabled: bool = True):
         self._allow = None if allowlist is None else list(allowlist)
         self._deny = list(denylist)
+        self._enabled = enabled
 
     def denial_reason(self, server_name: str) -> str | None:
         """Why we do not federate with `server_name`, or None when we do."""
+        if not self._enabled:
+            return "federation is disabled on this server"
         host = _host(server_name).lower()
         if any(_matches(host, p) for p in self._deny):
             return f"federation with {server_name} is denied by this server's configuration"

@@ -41,7 +41,7 @@ class Federation:
                  aliases: AliasService, directory: RoomDirectoryService):
         section = config.section("federation")
         self.enabled: bool = section["enabled"]
-        self.policy = ServerPolicy(section["server_allowlist"], section["server_denylist"])
+        self.policy = ServerPolicy(section["server_allowlist"], section["server_denylist"], enabled=self.enabled)
         self.local_keys = LocalKeys(config.server_name, signing_key,
                                     load_old_verify_keys(section["old_signing_keys_path"]), clock,
                                     section["key_validity_period_ms"])

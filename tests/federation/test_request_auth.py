@@ -243,3 +243,32 @@ def test_the_x_matrix_header_parser_names_what_is_missing_or_malformed():
             assert problem in str(e), (header, str(e))
         else:
             raise AssertionError(f"{header!r} parsed")
+
+
+async def test_a_request_without_the_destination_parameter_is_accepted_from_older_servers(fed_hs, ca, remote):
+    user = await user_with_displayname(fed_hs, ca, "alice", "Alice")
+    uri = profile_uri(user["user_id"], "displayname")
+    full = remote.authorization(fed_hs.config.server_name, "GET", uri)
+    without_destination = ",".join(p for p in full.split(",") if not p.startswith("destination="))
+    status, body = await remote.request(fed_hs.base_url("federation"), fed_hs.config.server_name, "GET", uri,
+                                        authorization=without_destination)
+    assert (status, body) == (200, {"displayname": "Alice"})
+
+
+async def test_with_federation_disabled_no_federation_route_answers_and_nothing_goes_out(
+        make_federating_homeserver, ca, remote):
+    from federation.client import FederationDenied
+    from tests.federation.helpers import tls_session
+
+    hs = await make_federating_homeserver(enabled=False)
+    async with tls_session(hs, ca) as session:
+        for path in ("/_matrix/key/v2/server", "/_matrix/federation/v1/publicRooms"):
+            async with session.get(path) as resp:
+                assert (resp.status, (await resp.json())["errcode"]) == (404, "M_UNRECOGNIZED")
+    try:
+        await hs.federation.client.get_json(remote.server_name, "/_matrix/federation/v1/publicRooms")
+    except FederationDenied as e:
+        assert "disabled" in str(e)
+    else:
+        raise AssertionError("a request went out with federation disabled")
+    assert remote.requests == []

@@ -81,3 +81,12 @@ async def test_synapse_proxies_a_client_profile_lookup_to_us_with_a_signed_reque
             body = await resp.json()
     assert resp.status == 200, (body, synapse.log_tail())
     assert body["displayname"] == "Alice on huiskamer"
+
+
+async def test_synapse_works_as_our_trusted_key_server(make_federating_homeserver, make_remote, synapse):
+    remote = await make_remote("127.0.0.3")
+    hs = await make_federating_homeserver(trusted_key_servers=[{"server_name": synapse.server_name}])
+    key = await hs.federation.key_fetcher.get_verify_key(remote.server_name, remote.key_id,
+                                                         valid_at_ts=int(time.time() * 1000))
+    assert key.encode() == get_verify_key(remote.signing_key).encode()
+    assert remote.key_requests == 1  # by Synapse, on our behalf

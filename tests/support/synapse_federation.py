@@ -1,4 +1,4 @@
-"""A real Synapse (from PyPI, in .venv-synapse) federating over TLS on loopback, for interop tests.
+"""A real Synapse (from PyPI) federating over TLS on loopback, for interop tests.
 
 Synapse is named by an IP literal (`127.0.0.2:PORT` by default), listens with a certificate from the
 test CA, trusts only that CA for outbound federation (`federation_custom_ca_list`) with certificate
@@ -123,11 +123,20 @@ def _wait_until_serving(url: str, context: ssl.SSLContext, process: subprocess.P
     raise RuntimeError(f"Synapse did not answer /versions within {STARTUP_TIMEOUT_SECONDS:.0f}s")
 
 
+def synapse_python() -> Path:
+    """The test environment's own interpreter when it has Synapse (the test extra installs it), so
+    CI needs no second install; otherwise run_synapse's separate .venv-synapse."""
+    probe = subprocess.run([sys.executable, "-c", "import synapse.app.homeserver"], capture_output=True)
+    if probe.returncode == 0:
+        return Path(sys.executable)
+    return run_synapse.ensure_synapse_installed()
+
+
 def start_federating_synapse(workdir: Path, ca: TestCA, host: str = "127.0.0.2") -> FederatingSynapse:
     """Configure and start Synapse; returns once its client API answers over TLS."""
     import secrets
 
-    python = run_synapse.ensure_synapse_installed()
+    python = synapse_python()
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port(host)
