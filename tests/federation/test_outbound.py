@@ -242,3 +242,37 @@ async def test_a_dns_name_is_verified_against_its_certificate_and_sent_as_host(c
         await client.close()
     assert body["host"] == name
     assert parse_x_matrix(remote.requests[0][2]).destination == name
+
+
+async def test_a_name_without_port_is_delegated_by_its_well_known_over_https(ca, make_remote):
+    """End to end: `localhost` publishes /.well-known/matrix/server on 443 naming the remote's port."""
+    import ssl as ssl_module
+
+    remote = await make_remote("127.0.0.1", routes=echo_routes, cert_names=("localhost",))
+    app = web.Application()
+
+    async def well_known(request: web.Request) -> web.Response:
+        return web.json_response({"m.server": f"localhost:{remote.port}"}, headers={"Cache-Control": "max-age=600"})
+
+    app.router.add_get("/.well-known/matrix/server", well_known)
+    cert = ca.issue("localhost")
+    context = ssl_module.create_default_context(ssl_module.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert.certificate_path, cert.private_key_path)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        try:
+            await web.TCPSite(runner, "127.0.0.1", 443, ssl_context=context).start()
+        except OSError as e:
+            pytest.skip(f"cannot listen on 127.0.0.1:443 here: {e}")
+        client = make_client(ca.ca_path, resolver=None)
+        try:
+            body = await client.get_json("localhost", "/_matrix/federation/v1/query/profile")
+        finally:
+            await client.close()
+    finally:
+        await runner.cleanup()
+    # Delegated with a port: Host is the delegated name with its port; the X-Matrix destination
+    # stays the original server name.
+    assert body["host"] == f"localhost:{remote.port}"
+    assert parse_x_matrix(remote.requests[0][2]).destination == "localhost"

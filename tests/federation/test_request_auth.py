@@ -272,3 +272,22 @@ async def test_with_federation_disabled_no_federation_route_answers_and_nothing_
     else:
         raise AssertionError("a request went out with federation disabled")
     assert remote.requests == []
+
+
+async def test_every_federation_route_but_version_refuses_an_unsigned_request(fed_hs, ca):
+    from tests.federation.helpers import tls_session
+
+    app = fed_hs._runners[0].app
+    routes = {(route.method, route.resource.canonical) for route in app.router.routes()
+              if route.resource is not None and route.resource.canonical.startswith("/_matrix/federation/")
+              and route.method != "HEAD"}
+    assert ("GET", "/_matrix/federation/v1/query/profile") in routes
+    async with tls_session(fed_hs, ca) as session:
+        for method, path in sorted(routes):
+            concrete = path.replace("{", "").replace("}", "")
+            async with session.request(method, concrete, json={} if method != "GET" else None) as resp:
+                if path == "/_matrix/federation/v1/version":
+                    assert resp.status == 200
+                else:
+                    assert resp.status == 401, (method, path)
+                    assert (await resp.json())["errcode"] == "M_UNAUTHORIZED"
