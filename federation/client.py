@@ -74,6 +74,16 @@ def quote_segment(value: str) -> str:
     return quote(value, safe="")
 
 
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body, or None once it grows past `limit` bytes."""
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 class FederationClient:
     def __init__(self, server_name: str, signing_key: SigningKey, clock: Clock, *, policy: ServerPolicy,
                  ip_allowlist: list[IpNetwork], ca_bundle_path: str | None, timeout_s: float,
@@ -130,8 +140,8 @@ class FederationClient:
                     method, url, data=body, headers=headers, allow_redirects=False,
                     server_hostname=None if ip_literal(target.tls_name) else target.tls_name,
                 ) as response:
-                    raw = await response.content.read(MAX_RESPONSE_BYTES + 1)
-                    if len(raw) > MAX_RESPONSE_BYTES:
+                    raw = await _read_capped(response, MAX_RESPONSE_BYTES)
+                    if raw is None:
                         raise FederationError(f"{destination}: the answer is larger than {MAX_RESPONSE_BYTES} bytes")
                     try:
                         parsed = json.loads(raw) if raw else None
@@ -183,9 +193,9 @@ class FederationClient:
                         return 0, None, None
                     url = next_url
                     continue
-                raw = await response.content.read(MAX_WELL_KNOWN_BYTES + 1)
+                raw = await _read_capped(response, MAX_WELL_KNOWN_BYTES)
                 try:
-                    body = json.loads(raw) if len(raw) <= MAX_WELL_KNOWN_BYTES else None
+                    body = json.loads(raw) if raw is not None else None
                 except ValueError:
                     body = None
                 return response.status, body, response.headers.get("Cache-Control")

@@ -31,7 +31,11 @@ def echo_routes(remote):
     async def fail(request: web.Request) -> web.Response:
         return web.json_response({"errcode": "M_NOT_FOUND", "error": "no such user"}, status=404)
 
+    async def big(request: web.Request) -> web.Response:
+        return web.json_response({"chunk": ["x" * 1000] * 2000})
+
     remote.route("GET", "/_matrix/federation/v1/query/profile", profile)
+    remote.route("GET", "/_matrix/federation/v1/publicRooms", big)
     remote.route("GET", "/_matrix/federation/v1/query/directory", fail)
 
 
@@ -51,6 +55,16 @@ async def test_an_outbound_request_is_signed_and_verifies_against_our_key(ca, ma
     verify_json_signature(signed_request_json(auth, method, uri, remote.server_name), OURS,
                           get_verify_key(client._signing_key))
     assert "user_id=%40bob%3A127.0.0.2" in uri
+
+
+async def test_a_large_answer_is_read_whole(ca, make_remote):
+    remote = await make_remote(routes=echo_routes)
+    client = make_client(ca.ca_path)
+    try:
+        body = await client.get_json(remote.server_name, "/_matrix/federation/v1/publicRooms")
+    finally:
+        await client.close()
+    assert len(body["chunk"]) == 2000
 
 
 async def test_an_error_answer_raises_with_its_errcode(ca, make_remote):
