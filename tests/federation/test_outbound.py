@@ -290,3 +290,14 @@ async def test_a_name_without_port_is_delegated_by_its_well_known_over_https(ca,
     # stays the original server name.
     assert body["host"] == f"localhost:{remote.port}"
     assert parse_x_matrix(remote.requests[0][2]).destination == "localhost"
+
+
+async def test_an_ipv6_literal_server_name_is_reached_with_its_certificate(ca, make_remote):
+    remote = await make_remote("::1", routes=echo_routes)
+    assert remote.server_name.startswith("[::1]:")
+    client = make_client(ca.ca_path)
+    try:
+        body = await client.get_json(remote.server_name, "/_matrix/federation/v1/query/profile")
+    finally:
+        await client.close()
+    assert body["host"] == remote.server_name

@@ -291,3 +291,12 @@ async def test_every_federation_route_but_version_refuses_an_unsigned_request(fe
                 else:
                     assert resp.status == 401, (method, path)
                     assert (await resp.json())["errcode"] == "M_UNAUTHORIZED"
+
+
+async def test_an_origin_named_by_an_ipv6_literal_is_verified(fed_hs, ca, make_remote):
+    remote = await make_remote("::1")
+    user = await user_with_displayname(fed_hs, ca, "alice", "Alice")
+    status, body = await remote.request(fed_hs.base_url("federation"), fed_hs.config.server_name, "GET",
+                                        profile_uri(user["user_id"], "displayname"))
+    assert (status, body) == (200, {"displayname": "Alice"})
+    assert remote.key_requests == 1

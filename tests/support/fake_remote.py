@@ -34,7 +34,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
 
@@ -44,7 +44,7 @@ class FakeRemoteServer:
                  cert_names: tuple[str, ...] | None = None):
         self.host = host
         self.port = free_port(host)
-        self.server_name = f"{host}:{self.port}"
+        self.server_name = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
         self.signing_key: SigningKey = generate_signing_key(key_version)
         self.valid_until_ms = int(time.time() * 1000) + 3600_000
         # key ID -> (signing key, expired_ts): keys published under old_verify_keys.
