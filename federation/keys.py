@@ -175,7 +175,7 @@ KeyRequest = Callable[[str, str, Any], Awaitable[Any]]
 
 class KeyFetcher:
     """Other servers' keys from the database, fetched when missing or stale: from the trusted key
-    servers when any are configured, else from each server itself."""
+    servers when any are configured, then (when none had them) from the server itself."""
 
     def __init__(self, local: LocalKeys, store: ServerKeyStore, clock: Clock, request: KeyRequest,
                  trusted_key_servers: list[TrustedKeyServer]):
@@ -228,8 +228,7 @@ class KeyFetcher:
                     return
             except Exception as e:  # one notary failing must not stop us asking the next
                 logger.info("Key server %s could not give the keys of %s: %s", notary.server_name, server_name, e)
-        if self._trusted:
-            return
+        # As Synapse does: when no trusted key server has them, ask the server itself.
         try:
             await self._fetch_direct(server_name)
         except Exception as e:

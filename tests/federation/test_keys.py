@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 import yaml
 
 from federation.keys import KeyLookupError
@@ -140,14 +141,26 @@ async def test_a_trusted_key_server_whose_signature_does_not_match_is_not_believ
     hs = await make_federating_homeserver(trusted_key_servers=[{
         "server_name": notary.config.server_name,
         "verify_keys": {f"ed25519:{wrong.version}": encode_verify_key_base64(get_verify_key(wrong))}}])
-    try:
-        await hs.federation.key_fetcher.get_verify_key(remote.server_name, remote.key_id,
-                                                       valid_at_ts=int(time.time() * 1000))
-    except KeyLookupError as e:
-        assert "unknown key" in str(e)
-    else:
-        raise AssertionError("a key vouched for by a wrongly signed answer was accepted")
-    assert await hs.federation.key_store.get_server_key(remote.server_name, remote.key_id) is None
+    key = await hs.federation.key_fetcher.get_verify_key(remote.server_name, remote.key_id,
+                                                         valid_at_ts=int(time.time() * 1000))
+    assert key.encode() == get_verify_key(remote.signing_key).encode()
+    # Asked once by the notary (whose answer we refused), then once by us directly.
+    assert remote.key_requests == 2
+
+
+async def test_keys_are_fetched_directly_when_the_trusted_key_server_is_unreachable(make_federating_homeserver,
+                                                                                    remote):
+    hs = await make_federating_homeserver(trusted_key_servers=[{"server_name": "127.0.0.1:1"}])
+    key = await hs.federation.key_fetcher.get_verify_key(remote.server_name, remote.key_id,
+                                                         valid_at_ts=int(time.time() * 1000))
+    assert key.encode() == get_verify_key(remote.signing_key).encode()
+    assert remote.key_requests == 1
+
+
+async def test_an_unreachable_server_with_no_stored_keys_is_a_key_lookup_error(fed_hs):
+    with pytest.raises(KeyLookupError, match="unknown key"):
+        await fed_hs.federation.key_fetcher.get_verify_key("127.0.0.1:1", "ed25519:x",
+                                                           valid_at_ts=int(time.time() * 1000))
 
 
 def test_signature_error_is_raised_for_a_key_that_did_not_sign():
