@@ -90,3 +90,34 @@ async def test_synapse_works_as_our_trusted_key_server(make_federating_homeserve
                                                          valid_at_ts=int(time.time() * 1000))
     assert key.encode() == get_verify_key(remote.signing_key).encode()
     assert remote.key_requests == 1  # by Synapse, on our behalf
+
+
+async def test_synapse_clients_resolve_our_aliases_and_list_our_public_rooms(fed_hs, ca, synapse):
+    from tests.federation.helpers import tls_session
+
+    alice = await user_with_displayname(fed_hs, ca, "alice", "Alice")
+    async with tls_session(fed_hs, ca) as session:
+        async with session.post("/_matrix/client/v3/createRoom", json={
+                "visibility": "public", "name": "Huiskamer lobby", "room_alias_name": "lobby"},
+                headers={"Authorization": f"Bearer {alice['access_token']}"}) as resp:
+            assert resp.status == 200, await resp.text()
+            room_id = (await resp.json())["room_id"]
+    bob = await synapse.register(f"bob{int(time.time() * 1000)}")
+    headers = {"Authorization": f"Bearer {bob['access_token']}"}
+    ours = fed_hs.config.server_name
+    async with _session(synapse) as session:
+        alias = quote(f"#lobby:{ours}", safe="")
+        async with session.get(f"/_matrix/client/v3/directory/room/{alias}", headers=headers) as resp:
+            body = await resp.json()
+            assert resp.status == 200, (body, synapse.log_tail())
+            assert body["room_id"] == room_id and ours in body["servers"]
+        async with session.get("/_matrix/client/v3/publicRooms", params={"server": ours},
+                               headers=headers) as resp:
+            body = await resp.json()
+            assert resp.status == 200, (body, synapse.log_tail())
+            assert [(r["room_id"], r.get("name")) for r in body["chunk"]] == [(room_id, "Huiskamer lobby")]
+        async with session.post("/_matrix/client/v3/publicRooms", params={"server": ours}, headers=headers,
+                                json={"filter": {"generic_search_term": "lobby"}, "limit": 5}) as resp:
+            body = await resp.json()
+            assert resp.status == 200, (body, synapse.log_tail())
+            assert [r["room_id"] for r in body["chunk"]] == [room_id]
