@@ -58,9 +58,20 @@ def _cmd_generate_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate_keys(args: argparse.Namespace) -> int:
-    from homeserver.signing_keys import write_new_signing_key
+    from homeserver.signing_keys import rotate_signing_key, write_new_signing_key
 
     config = load_config(args.config)
+    if args.rotate:
+        if not os.path.exists(config.signing_key_path):
+            print(f"{config.signing_key_path} does not exist; nothing to rotate", file=sys.stderr)
+            return 1
+        import time
+
+        old_keys_path = config.section("federation")["old_signing_keys_path"]
+        new_key, old_key_id = rotate_signing_key(config.signing_key_path, old_keys_path, int(time.time() * 1000))
+        print(f"Rotated the signing key: {old_key_id} is now in {old_keys_path}; the new key is "
+              f"{new_key.alg}:{new_key.version}. Restart the server to use it.")
+        return 0
     if os.path.exists(config.signing_key_path):
         print(f"{config.signing_key_path} already exists; keeping it")
         return 0
@@ -105,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser("generate-keys", help="write the signing key named in the config if missing")
     keys.add_argument("--config", "-c", required=True)
+    keys.add_argument("--rotate", action="store_true",
+                      help="replace the signing key; the old one stays published in old_verify_keys")
     keys.set_defaults(func=_cmd_generate_keys)
 
     reg = sub.add_parser("register-user", help="create an account on the running server (shared secret)")

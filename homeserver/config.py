@@ -232,6 +232,35 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "app_service_config_files": {"type": "array", "items": {"type": "string", "minLength": 1}},
         # Also send hs_token as the deprecated `access_token` query parameter (Synapse's option).
         "use_appservice_legacy_authorization": {"type": "boolean"},
+        "federation": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "server_allowlist": {"type": ["array", "null"], "items": {"type": "string"}},
+                "server_denylist": {"type": "array", "items": {"type": "string"}},
+                "ca_bundle_path": {"type": ["string", "null"]},
+                "allow_loopback": {"type": "boolean"},
+                "allow_private_ranges": {"type": "boolean"},
+                "ip_range_allowlist": {"type": "array", "items": {"type": "string"}},
+                "min_retry_interval_ms": {"type": "integer", "minimum": 0},
+                "request_timeout_s": {"type": "number", "exclusiveMinimum": 0},
+                "key_validity_period_ms": {"type": "integer", "minimum": 60000},
+                "old_signing_keys_path": {"type": "string"},
+                "trusted_key_servers": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["server_name"],
+                        "properties": {
+                            "server_name": {"type": "string", "minLength": 1},
+                            "verify_keys": {"type": "object", "additionalProperties": {"type": "string"}},
+                        },
+                    },
+                },
+            },
+        },
         "logging": {
             "type": "object",
             "additionalProperties": False,
@@ -291,6 +320,20 @@ DEFAULTS: dict[str, Any] = {
     },
     "app_service_config_files": [],
     "use_appservice_legacy_authorization": False,
+    "federation": {
+        "enabled": True,
+        "server_allowlist": None,
+        "server_denylist": [],
+        "ca_bundle_path": None,
+        "allow_loopback": False,
+        "allow_private_ranges": False,
+        "ip_range_allowlist": [],
+        "min_retry_interval_ms": 60_000,
+        "request_timeout_s": 60,
+        "key_validity_period_ms": 24 * 60 * 60 * 1000,
+        "old_signing_keys_path": "old_signing_keys.json",
+        "trusted_key_servers": [],
+    },
     "logging": {"level": "INFO", "format": "text"},
 }
 
@@ -415,6 +458,27 @@ def _explain(error: jsonschema.ValidationError) -> str:
     return f"{path}: {error.message}"
 
 
+def _federation_problems(section: Any) -> list[str]:
+    """What the schema cannot say about `federation`: CIDR ranges and server names that parse."""
+    import ipaddress
+
+    from homeserver.identifiers import is_valid_server_name
+
+    if not isinstance(section, dict):
+        return []
+    problems = []
+    for i, entry in enumerate(section.get("ip_range_allowlist") or []):
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except (TypeError, ValueError):
+            problems.append(f"federation.ip_range_allowlist[{i}]: {_describe(entry)} is not an IP range (CIDR)")
+    for key in ("server_allowlist", "server_denylist"):
+        for i, entry in enumerate(section.get(key) or []):
+            if isinstance(entry, str) and not is_valid_server_name(entry.removeprefix("*.")):
+                problems.append(f"federation.{key}[{i}]: {_describe(entry)} is not a server name")
+    return problems
+
+
 def validate_config_dict(raw: dict[str, Any]) -> None:
     """Raise ConfigError listing every schema violation in `raw`."""
     if not isinstance(raw, dict):
@@ -425,6 +489,7 @@ def validate_config_dict(raw: dict[str, Any]) -> None:
     raw_db = raw.get("database") or {}
     if isinstance(raw_db, dict) and raw_db.get("engine") == "postgres" and not raw_db.get("dsn"):
         problems.append("database.dsn: required when database.engine is postgres")
+    problems.extend(_federation_problems(raw.get("federation")))
     if problems:
         raise ConfigError(problems)
 
@@ -455,6 +520,10 @@ def parse_config(raw: dict[str, Any], base_dir: str = ".") -> Config:
         database = {k: db_raw[k] for k in ("engine", "dsn", "pool_min", "pool_max") if k in db_raw}
     media = dict(merged["media"])
     media["store_path"] = in_data_dir(media["store_path"])
+    federation = merged["federation"]
+    federation["old_signing_keys_path"] = in_data_dir(federation["old_signing_keys_path"])
+    if federation["ca_bundle_path"]:
+        federation["ca_bundle_path"] = in_data_dir(federation["ca_bundle_path"])
     public_baseurl = merged["public_baseurl"]
     if not public_baseurl:
         first = listeners[0]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from dataclasses import dataclass
 
 from homeserver.errors import MatrixError
 
@@ -52,6 +54,57 @@ def is_valid_room_alias(alias: str) -> bool:
     except ValueError:
         return False
     return len(alias.encode()) <= MAX_ID_LENGTH and not any(c.isspace() or c == ":" for c in localpart)
+
+
+_DOTTED_QUAD = re.compile(r"^[0-9]{1,3}(?:\.[0-9]{1,3}){3}$")
+
+
+@dataclass(frozen=True)
+class ServerName:
+    """A parsed server name: `host` without brackets, `port` when one was given."""
+
+    host: str
+    port: int | None
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+
+    @property
+    def host_for_url(self) -> str:
+        """The host as it appears in a URL or Host header: IPv6 literals in brackets."""
+        return f"[{self.host}]" if isinstance(self.ip, ipaddress.IPv6Address) else self.host
+
+
+def parse_server_name(name: str) -> ServerName:
+    """Split and check a server name by the appendix grammar; ValueError naming the problem.
+
+    Stricter than the grammar alone: IPv4 literals need octets up to 255, IPv6 literals must be
+    real addresses, ports are 1-65535, DNS labels are alphanumerics and hyphens.
+    """
+    if not isinstance(name, str) or not is_valid_server_name(name):
+        raise ValueError(f"{name!r} is not a valid server name")
+    if name.startswith("["):
+        host, _, rest = name[1:].partition("]")
+        try:
+            ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{name!r}: {host!r} is not an IPv6 address") from None
+        port_text = rest[1:] if rest.startswith(":") else None
+    else:
+        host, sep, port_text_or_empty = name.partition(":")
+        port_text = port_text_or_empty if sep else None
+        ip = None
+        if _DOTTED_QUAD.match(host):
+            try:
+                ip = ipaddress.IPv4Address(host)
+            except ValueError:
+                raise ValueError(f"{name!r}: {host!r} is not an IPv4 address") from None
+        elif any(not label or label.startswith("-") or label.endswith("-") for label in host.rstrip(".").split(".")):
+            raise ValueError(f"{name!r}: {host!r} is not a valid DNS name")
+    port = None
+    if port_text is not None:
+        if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+            raise ValueError(f"{name!r}: the port must be a number from 1 to 65535")
+        port = int(port_text)
+    return ServerName(host.lower() if ip is None else host, port, ip)
 
 
 def split_id(identifier: str, sigil: str) -> tuple[str, str]:

@@ -22,6 +22,7 @@ from appservices.metrics import AppServiceMetrics
 from appservices.registration import load_registrations
 from appservices.registry import AppServiceRegistry
 from appservices.service import AppServices
+from federation.wiring import Federation
 from homeserver.accounts.account_data import AccountDataService
 from homeserver.accounts.account_management import AccountDeactivation, AccountService
 from homeserver.accounts.auth import AuthService
@@ -376,6 +377,10 @@ class HomeServer:
                                       min_retry_s=outbound_config["min_retry_interval_s"],
                                       max_retry_s=outbound_config["max_retry_interval_s"], registry=registry)
 
+        # Federation: server keys, X-Matrix authentication and the read-only endpoints.
+        self.federation = Federation(config, self.signing_key, db, clock, self.profiles, self.alias_service,
+                                     self.room_directory)
+
         # --- stream consumers: who hears what, in this order -----------------------------------
         for stage in (self.notifications.stage, self.pushers.stage, self.search.stage):
             bus.subscribe(EventPersisted, stage.on_event_persisted)
@@ -474,6 +479,7 @@ class HomeServer:
         self._background.append(self.persister)
         self._background.append(_Closing(self.pushers.close))
         self._background.append(self.identity_client)
+        self._background.append(self.federation)
 
     def _build_listener_app(self, listener: ListenerConfig) -> web.Application:
         serves_matrix = bool({"client", "federation", "admin"} & set(listener.resources))
@@ -520,6 +526,7 @@ class HomeServer:
             self.discovery.register_federation(app)
             self.openid_handlers.register_federation(app)
             ThirdPartyBindHandlers(self.third_party_invites).register_federation(app)
+            self.federation.register_routes(app)
         if "admin" in listener.resources:
             self.admin_register_handlers.register_routes(app)
         if "metrics" in listener.resources:

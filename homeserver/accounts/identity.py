@@ -27,7 +27,7 @@ from signedjson.key import SigningKey
 from homeserver.errors import MatrixError
 from homeserver.events.signing import compute_json_signature, key_id_of
 from homeserver.identifiers import is_valid_server_name
-from homeserver.media.url_preview import BlockedAddress, GuardedResolver, is_address_allowed, parse_networks
+from homeserver.ip_blocklist import BlockedAddress, GuardedResolver, is_address_allowed, parse_networks
 
 logger = logging.getLogger(__name__)
 

@@ -1,37 +1,38 @@
 """URL previews: fetch a page (guarded against reaching private networks), read its OpenGraph data,
 fetch and store its image, and cache the answer.
 
-Every outbound connection is checked twice: the host is resolved and *every* address checked before
-the request, and the connector's resolver checks again at connect time, so a DNS answer that changes
-between the two (rebinding) cannot reach a private address either. Redirects are followed by hand so
-each hop is checked the same way.
+Every outbound connection is checked twice with the shared block list (homeserver/ip_blocklist.py):
+before the request and again by the connector's resolver at connect time. Redirects are followed by
+hand so each hop is checked the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import ThreadedResolver
 
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
+from homeserver.ip_blocklist import (
+    BlockedAddress,
+    GuardedResolver,
+    IpNetwork,
+    UnresolvableHost,
+    check_host,
+    parse_networks,
+)
 from homeserver.media.opengraph import decode_html, parse_opengraph
 from storage.stores.media import MediaStore
 
 logger = logging.getLogger(__name__)
 
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Stores fetched image bytes as media; returns the og:image* keys describing it.
 SaveImage = Callable[[bytes, str | None, str], Awaitable[dict[str, Any]]]
 
@@ -46,56 +47,15 @@ class PreviewLimits:
     cache_ms: int = 60 * 60 * 1000
 
 
-class BlockedAddress(OSError):
-    """The destination resolves to an address outside what previews may reach."""
-
-
-def parse_networks(entries: list[str]) -> list[IpNetwork]:
-    return [ipaddress.ip_network(entry, strict=False) for entry in entries]
-
-
-def is_address_allowed(address: IpAddress, allowlist: list[IpNetwork]) -> bool:
-    """Public unicast addresses are allowed; private, loopback, link-local, reserved and multicast ones
-    only when the allow list names them."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if any(address.version == net.version and address in net for net in allowlist):
-        return True
-    return address.is_global and not address.is_multicast
-
-
-class GuardedResolver(AbstractResolver):
-    """The default resolver, refusing the whole name if any address it resolves to is not allowed."""
-
-    def __init__(self, allowlist: list[IpNetwork]):
-        self._inner = ThreadedResolver()
-        self._allowlist = allowlist
-
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET,
-                      ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        for result in results:
-            if not is_address_allowed(ipaddress.ip_address(result["host"]), self._allowlist):
-                raise BlockedAddress(f"{host} resolves to a blocked address")
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
 async def check_destination(host: str, allowlist: list[IpNetwork]) -> None:
     """Resolve `host` (or take it as an IP literal) and refuse with 403 unless every address is allowed."""
     try:
-        addresses = [ipaddress.ip_address(host.strip("[]"))]
-    except ValueError:
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-        except OSError:
-            raise MatrixError(502, "M_UNKNOWN", f"url: could not resolve {host}") from None
-        addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
-    if not addresses or not all(is_address_allowed(a, allowlist) for a in addresses):
-        raise MatrixError(403, "M_FORBIDDEN", f"url: {host} resolves to an address previews may not reach")
+        await check_host(host, allowlist)
+    except UnresolvableHost:
+        raise MatrixError(502, "M_UNKNOWN", f"url: could not resolve {host}") from None
+    except BlockedAddress:
+        raise MatrixError(403, "M_FORBIDDEN", f"url: {host} resolves to an address previews may not reach"
+                          ) from None
 
 
 def check_url(url: str) -> tuple[str, str]:

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from homeserver.ip_blocklist import is_address_allowed, parse_networks
 from homeserver.media.opengraph import decode_html, parse_opengraph
-from homeserver.media.url_preview import is_address_allowed, parse_networks
 from tests.media.helpers import media_user, png_bytes
 
 PREVIEW = "/_matrix/client/v1/media/preview_url"

@@ -1,0 +1,70 @@
+"""Builds the federation components from the configuration and the homeserver's services.
+
+homeserver/server.py creates one `Federation`, registers its routes on listeners serving the
+`federation` resource, and stops it on shutdown.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from signedjson.types import SigningKey
+
+from federation.auth import FederationAuthenticator
+from federation.client import FederationClient
+from federation.http import FederationQueryHandlers, KeyHandlers
+from federation.keys import KeyFetcher, LocalKeys, parse_trusted_key_servers
+from federation.policy import ServerPolicy
+from homeserver.accounts.profiles import ProfileService
+from homeserver.clock import Clock
+from homeserver.config import Config
+from homeserver.directory.aliases import AliasService
+from homeserver.directory.public_rooms import RoomDirectoryService
+from homeserver.ip_blocklist import LOOPBACK_NETWORKS, PRIVATE_NETWORKS, IpNetwork, parse_networks
+from homeserver.signing_keys import load_old_verify_keys
+from storage.stores.server_keys import ServerKeyStore
+
+
+def federation_ip_allowlist(section: dict[str, Any]) -> list[IpNetwork]:
+    """The ranges federation may reach beyond public addresses, from the `federation` config."""
+    entries = list(section["ip_range_allowlist"])
+    if section["allow_loopback"]:
+        entries.extend(LOOPBACK_NETWORKS)
+    if section["allow_private_ranges"]:
+        entries.extend(PRIVATE_NETWORKS)
+    return parse_networks(entries)
+
+
+class Federation:
+    def __init__(self, config: Config, signing_key: SigningKey, db: Any, clock: Clock, profiles: ProfileService,
+                 aliases: AliasService, directory: RoomDirectoryService):
+        section = config.section("federation")
+        self.enabled: bool = section["enabled"]
+        self.policy = ServerPolicy(section["server_allowlist"], section["server_denylist"], enabled=self.enabled)
+        self.local_keys = LocalKeys(config.server_name, signing_key,
+                                    load_old_verify_keys(section["old_signing_keys_path"]), clock,
+                                    section["key_validity_period_ms"])
+        self.client = FederationClient(
+            config.server_name, signing_key, clock, policy=self.policy,
+            ip_allowlist=federation_ip_allowlist(section), ca_bundle_path=section["ca_bundle_path"],
+            timeout_s=float(section["request_timeout_s"]),
+        )
+        self.key_store = ServerKeyStore(db)
+        self.key_fetcher = KeyFetcher(self.local_keys, self.key_store, clock, self.client.key_request,
+                                      parse_trusted_key_servers(section["trusted_key_servers"]))
+        self.authenticator = FederationAuthenticator(config.server_name, self.key_fetcher, clock, self.policy)
+        # The outbound queue reads this: never retry a destination sooner than this.
+        self.min_retry_interval_ms: int = section["min_retry_interval_ms"]
+        self.key_handlers = KeyHandlers(self.local_keys, self.key_fetcher)
+        self.query_handlers = FederationQueryHandlers(config.server_name, self.authenticator, profiles, aliases,
+                                                      directory)
+
+    def register_routes(self, app: web.Application) -> None:
+        if not self.enabled:
+            return
+        self.key_handlers.register_routes(app)
+        self.query_handlers.register_routes(app)
+
+    async def stop(self) -> None:
+        await self.client.close()
