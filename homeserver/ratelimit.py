@@ -15,12 +15,26 @@ class RateLimiter:
         self._max_keys = max_keys
         # (action, key) -> (tokens available, time of last update)
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
+        # (action, key) -> the admin's limit for that key; None there means unlimited.
+        self._overrides: dict[tuple[str, str], RateLimit | None] = {}
+
+    def set_override(self, action: str, key: str, limit: RateLimit | None) -> None:
+        """Use `limit` for this key instead of the configured one; `None` exempts the key."""
+        self._overrides[(action, key)] = limit
+        self._buckets.pop((action, key), None)
+
+    def clear_override(self, action: str, key: str) -> None:
+        self._overrides.pop((action, key), None)
+        self._buckets.pop((action, key), None)
 
     def check(self, action: str, key: str, *, cost: float = 1.0) -> None:
         """Take `cost` from the bucket or raise 429 with how long to wait."""
         if not self._enabled:
             return
-        limit = self._limits.get(action)
+        if (action, key) in self._overrides:
+            limit = self._overrides[(action, key)]
+        else:
+            limit = self._limits.get(action)
         if limit is None:
             return
         now = self._clock.monotonic()
@@ -37,6 +51,6 @@ class RateLimiter:
     def _evict_full(self, now: float) -> None:
         # Buckets that have refilled completely carry no information; drop them.
         for bucket_key, (tokens, last) in list(self._buckets.items()):
-            limit = self._limits[bucket_key[0]]
+            limit = self._overrides.get(bucket_key) or self._limits[bucket_key[0]]
             if tokens + (now - last) * limit.per_second >= limit.burst_count:
                 del self._buckets[bucket_key]

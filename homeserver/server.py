@@ -28,6 +28,7 @@ from homeserver.accounts.registration import RegistrationService
 from homeserver.accounts.sessions import SessionService
 from homeserver.accounts.uia import UserInteractiveAuth
 from homeserver.accounts.whois import WhoisService
+from homeserver.admin.users import AdminUserService
 from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
 from homeserver.directory.aliases import AliasService
@@ -43,6 +44,8 @@ from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.ephemeral.presence import PresenceService
 from homeserver.ephemeral.receipts import ReceiptService
 from homeserver.ephemeral.typing import TypingService
+from homeserver.http.admin_common import AdminAuthenticator
+from homeserver.http.admin_users import AdminUserHandlers
 from homeserver.http.app import build_app
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.client_account import AccountHandlers
@@ -97,6 +100,7 @@ from homeserver.sync.notifier import Notifier
 from storage.engine import create_database
 from storage.stores.account_data import AccountDataStore
 from storage.stores.accounts import AccountStore
+from storage.stores.admin import AdminStore
 from storage.stores.aliases import AliasStore
 from storage.stores.directory import DirectoryStore
 from storage.stores.e2ee import E2eeKeyStore
@@ -130,6 +134,7 @@ class HomeServer:
         self.signing_key: Any = None
         self._runners: list[web.AppRunner] = []
         self._background: list[Any] = []  # services with start()/stop(), stopped in reverse order
+        self._admin_starts: list[Any] = []  # services with async start()/stop(), started before listening
         # (listener, host, bound port) once started; port 0 in config means "any free port".
         self.bound_listeners: list[tuple[ListenerConfig, str, int]] = []
 
@@ -138,6 +143,9 @@ class HomeServer:
         self.signing_key = load_or_create_signing_key(self.config.signing_key_path)
         self.db = await create_database(self.config.database)
         self._build_services()
+        for service in self._admin_starts:
+            await service.start()
+            self._background.append(service)
         try:
             for listener in self.config.listeners:
                 await self._start_listener(listener)
@@ -179,6 +187,7 @@ class HomeServer:
         self.auth.start()
         self._background.append(self.auth)
         passwords = PasswordHasher(config.passwords["bcrypt_rounds"], config.passwords["pepper"])
+        self.passwords = passwords
         self.uia = UserInteractiveAuth(self.account_store, clock)
         self.sessions = SessionService(
             self.account_store, self.auth, clock,
@@ -347,6 +356,21 @@ class HomeServer:
         self.keys_handlers = KeysHandlers(self.keys, self.cross_signing, authenticate)
         self.to_device_handlers = ToDeviceHandlers(self.to_device, authenticate)
         self.room_keys_handlers = RoomKeysHandlers(self.key_backup, authenticate)
+        self._build_admin_services(authenticate)
+
+    def _build_admin_services(self, authenticate: RequestAuthenticator) -> None:
+        """The admin API (Synapse's `/_synapse/admin` and the spec's account moderation)."""
+        config, clock = self.config, self.clock
+        self.admin_store = AdminStore(self.db)
+        admin_auth = AdminAuthenticator(authenticate, self.auth)
+        self.admin_users = AdminUserService(
+            config.server_name, self.account_store, self.admin_store, self.auth, self.accounts, self.devices,
+            self.sessions, self.registration, self.profiles, self.passwords, self.event_store,
+            PusherStore(self.db), self.account_data, self.ratelimiter, clock)
+        self._admin_starts.append(self.admin_users)
+        self.event_sender.add_send_check(self.admin_users.check_not_suspended)
+        self.admin_user_handlers = AdminUserHandlers(self.admin_users, WhoisService(self.account_store, self.auth),
+                                                     admin_auth, authenticate)
 
     def _build_listener_app(self, listener: ListenerConfig) -> web.Application:
         serves_matrix = bool({"client", "federation", "admin"} & set(listener.resources))
@@ -385,10 +409,12 @@ class HomeServer:
             self.ephemeral_handlers.register_routes(app)
             self.sync_handlers.register_routes(app)
             self.pusher_handlers.register_routes(app)
+            self.admin_user_handlers.register_client_routes(app)
         if "federation" in listener.resources:
             self.discovery.register_federation(app)
         if "admin" in listener.resources:
             self.admin_register_handlers.register_routes(app)
+            self.admin_user_handlers.register_routes(app)
         if "metrics" in listener.resources:
             self.metrics.register_routes(app)
         return app

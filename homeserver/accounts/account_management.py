@@ -129,12 +129,16 @@ class AccountService:
         completed, params, session_id = await self._uia.check(
             body, PASSWORD_FLOWS, uri=uri, method="POST", for_user=requester.user_id)
         check_password_stage_user(completed, requester.user_id)
-        await self._store.mark_deactivated(requester.user_id, erase=params.get("erase") is True)
-        self._auth.invalidate_user(requester.user_id)
+        await self.deactivate_account(requester.user_id, erase=params.get("erase") is True)
         await self._store.delete_uia_session(session_id)
+        return {"id_server_unbind_result": "no-support"}
+
+    async def deactivate_account(self, user_id: str, *, erase: bool) -> None:
+        """Deactivate an account (its owner's request or an admin's): no password, devices or tokens."""
+        await self._store.mark_deactivated(user_id, erase=erase)
+        self._auth.invalidate_user(user_id)
         # Hook for the rooms and privacy work: leave joined rooms, clear the profile when erasing,
         # remove pushers and the user directory entry.
-        return {"id_server_unbind_result": "no-support"}
 
     # --- third-party identifiers -------------------------------------------------------
     async def list_threepids(self, user_id: str) -> list[dict[str, Any]]:

@@ -65,6 +65,9 @@ class AuthService:
         info = await self._lookup(token_hash)
         if info is None or info.deactivated:
             raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown access token", soft_logout=False)
+        if info.locked:
+            # The spec's account locking: the client keeps its session and shows the lock.
+            raise MatrixError(401, "M_USER_LOCKED", "This account has been locked", soft_logout=True)
         if not allow_expired and info.valid_until_ms is not None and info.valid_until_ms <= self._clock.time_ms():
             # The client may refresh: a soft logout keeps its keys and session.
             raise MatrixError(401, "M_UNKNOWN_TOKEN", "Access token has expired", soft_logout=True)

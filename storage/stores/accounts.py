@@ -24,6 +24,7 @@ class TokenInfo:
     is_guest: bool
     deactivated: bool
     puppets_user_id: str | None
+    locked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,13 +151,15 @@ class AccountStore:
     async def get_access_token(self, token_hash: str) -> TokenInfo | None:
         row = await self.db.fetch_one(
             "get_access_token",
-            "SELECT t.id, t.user_id, t.device_id, t.valid_until_ms, u.is_guest, u.deactivated, t.puppets_user_id"
-            " FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?",
+            # A puppet token (an admin logged in as someone) acts as, and lives and dies with, that user.
+            "SELECT t.id, u.user_id, t.device_id, t.valid_until_ms, u.is_guest, u.deactivated, t.puppets_user_id,"
+            " u.locked FROM access_tokens t JOIN users u ON u.user_id = COALESCE(t.puppets_user_id, t.user_id)"
+            " WHERE t.token_hash = ?",
             (token_hash,),
         )
         if row is None:
             return None
-        return TokenInfo(row[0], row[1], row[2], row[3], bool(row[4]), bool(row[5]), row[6])
+        return TokenInfo(row[0], row[1], row[2], row[3], bool(row[4]), bool(row[5]), row[6], bool(row[7]))
 
     async def delete_access_tokens(
         self,
