@@ -28,6 +28,8 @@ from homeserver.accounts.registration import RegistrationService
 from homeserver.accounts.sessions import SessionService
 from homeserver.accounts.uia import UserInteractiveAuth
 from homeserver.accounts.whois import WhoisService
+from homeserver.admin.server import AdminServerService
+from homeserver.admin.server_notices import ServerNoticeService
 from homeserver.admin.users import AdminUserService
 from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
@@ -45,6 +47,7 @@ from homeserver.ephemeral.presence import PresenceService
 from homeserver.ephemeral.receipts import ReceiptService
 from homeserver.ephemeral.typing import TypingService
 from homeserver.http.admin_common import AdminAuthenticator
+from homeserver.http.admin_server import AdminServerHandlers
 from homeserver.http.admin_users import AdminUserHandlers
 from homeserver.http.app import build_app
 from homeserver.http.auth import RequestAuthenticator
@@ -371,6 +374,11 @@ class HomeServer:
         self.event_sender.add_send_check(self.admin_users.check_not_suspended)
         self.admin_user_handlers = AdminUserHandlers(self.admin_users, WhoisService(self.account_store, self.auth),
                                                      admin_auth, authenticate)
+        self.server_notices = ServerNoticeService(
+            config.server_name, config.section("server_notices"), self.account_store, self.admin_store,
+            self.event_store, self.room_creator, self.membership, self.event_sender, self.account_data, clock)
+        self.admin_server = AdminServerService(self.account_store, ReportStore(self.db), self.event_store, clock)
+        self.admin_server_handlers = AdminServerHandlers(self.admin_server, self.server_notices, admin_auth)
 
     def _build_listener_app(self, listener: ListenerConfig) -> web.Application:
         serves_matrix = bool({"client", "federation", "admin"} & set(listener.resources))
@@ -415,6 +423,7 @@ class HomeServer:
         if "admin" in listener.resources:
             self.admin_register_handlers.register_routes(app)
             self.admin_user_handlers.register_routes(app)
+            self.admin_server_handlers.register_routes(app)
         if "metrics" in listener.resources:
             self.metrics.register_routes(app)
         return app
