@@ -28,8 +28,10 @@ from homeserver.accounts.registration import RegistrationService
 from homeserver.accounts.sessions import SessionService
 from homeserver.accounts.uia import UserInteractiveAuth
 from homeserver.accounts.whois import WhoisService
+from homeserver.admin.rooms import AdminRoomService
 from homeserver.admin.server import AdminServerService
 from homeserver.admin.server_notices import ServerNoticeService
+from homeserver.admin.tasks import AdminTaskRunner
 from homeserver.admin.users import AdminUserService
 from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
@@ -47,6 +49,7 @@ from homeserver.ephemeral.presence import PresenceService
 from homeserver.ephemeral.receipts import ReceiptService
 from homeserver.ephemeral.typing import TypingService
 from homeserver.http.admin_common import AdminAuthenticator
+from homeserver.http.admin_rooms import AdminRoomHandlers
 from homeserver.http.admin_server import AdminServerHandlers
 from homeserver.http.admin_users import AdminUserHandlers
 from homeserver.http.app import build_app
@@ -114,6 +117,7 @@ from storage.stores.media import MediaStore
 from storage.stores.notifications import NotificationStore
 from storage.stores.presence import PresenceStore
 from storage.stores.profiles import ProfileStore
+from storage.stores.purge import PurgeStore
 from storage.stores.push_rules import PushRuleStore
 from storage.stores.pushers import PusherStore
 from storage.stores.receipts import ReceiptStore
@@ -379,6 +383,14 @@ class HomeServer:
             self.event_store, self.room_creator, self.membership, self.event_sender, self.account_data, clock)
         self.admin_server = AdminServerService(self.account_store, ReportStore(self.db), self.event_store, clock)
         self.admin_server_handlers = AdminServerHandlers(self.admin_server, self.server_notices, admin_auth)
+        self.admin_tasks = AdminTaskRunner(self.admin_store, clock)
+        self.admin_rooms = AdminRoomService(
+            config.server_name, self.event_store, TimelineStore(self.db), self.admin_store, PurgeStore(self.db),
+            self.account_store, self.alias_store, self.event_sender, self.membership, self.room_creator,
+            self.event_serializer, self.admin_tasks, clock)
+        self.event_sender.add_send_check(self.admin_rooms.check_not_blocked)
+        self._admin_starts.append(self.admin_tasks)
+        self.admin_room_handlers = AdminRoomHandlers(self.admin_rooms, admin_auth)
 
     def _build_listener_app(self, listener: ListenerConfig) -> web.Application:
         serves_matrix = bool({"client", "federation", "admin"} & set(listener.resources))
@@ -424,6 +436,7 @@ class HomeServer:
             self.admin_register_handlers.register_routes(app)
             self.admin_user_handlers.register_routes(app)
             self.admin_server_handlers.register_routes(app)
+            self.admin_room_handlers.register_routes(app)
         if "metrics" in listener.resources:
             self.metrics.register_routes(app)
         return app

@@ -47,6 +47,10 @@ class UserFilter:
     not_user_types: tuple[str, ...] = ()
 
 
+# The state the room list shows: name, alias, encryption, join rules and the like.
+_SUMMARY_TYPES = ("m.room.name", "m.room.canonical_alias", "m.room.topic", "m.room.avatar", "m.room.encryption",
+                  "m.room.join_rules", "m.room.guest_access", "m.room.history_visibility", "m.room.create")
+
 _ADMIN_USER_COLUMNS = (
     "u.user_id, u.user_type, u.is_guest, u.admin, u.deactivated, u.shadow_banned, p.displayname, p.avatar_url,"
     " u.created_ts, u.erased, (SELECT MAX(last_seen) FROM user_ips i WHERE i.user_id = u.user_id) AS last_seen_ts,"
@@ -223,6 +227,45 @@ class AdminStore:
 
     async def delete_ratelimit_override(self, user_id: str) -> None:
         await self.db.simple_delete("ratelimit_overrides", {"user_id": user_id})
+
+    # --- rooms ---------------------------------------------------------------------------
+    async def room_summaries(self, local_server: str, room_id: str | None = None) -> list[dict[str, Any]]:
+        """Every room (or one) with member counts, state count and the contents of its summary state."""
+        where, params = ("WHERE r.room_id = ?", (room_id,)) if room_id is not None else ("", ())
+        local_pattern = "%:" + _like_escape(local_server)
+
+        async def txn_fn(txn: Transaction) -> list[dict[str, Any]]:
+            rows = await txn.fetch_all(
+                "SELECT r.room_id, r.room_version, r.creator, r.is_public,"
+                " (SELECT COUNT(*) FROM current_state_events c WHERE c.room_id = r.room_id"
+                "  AND c.type = 'm.room.member' AND c.membership = 'join'),"
+                " (SELECT COUNT(*) FROM current_state_events c WHERE c.room_id = r.room_id"
+                "  AND c.type = 'm.room.member' AND c.membership = 'join' AND c.state_key LIKE ? ESCAPE '\\'),"
+                " (SELECT COUNT(*) FROM current_state_events c WHERE c.room_id = r.room_id)"
+                f" FROM rooms r {where}", (local_pattern, *params))
+            summaries = {r[0]: {"room_id": r[0], "version": r[1], "creator": r[2], "public": bool(r[3]),
+                                "joined_members": int(r[4]), "joined_local_members": int(r[5]),
+                                "state_events": int(r[6]), "state": {}} for r in rows}
+            types_clause, type_params = txn.dialect.in_list("type", list(_SUMMARY_TYPES))
+            state_rows = await txn.fetch_all(
+                "SELECT c.room_id, c.type, j.json FROM current_state_events c"
+                " JOIN event_json j ON j.event_id = c.event_id"
+                f" WHERE c.state_key = '' AND {types_clause}" + (" AND c.room_id = ?" if room_id else ""),
+                (*type_params, *params))
+            for rid, event_type, raw in state_rows:
+                if rid in summaries:
+                    content = json.loads(raw).get("content")
+                    summaries[rid]["state"][event_type] = content if isinstance(content, dict) else {}
+            return list(summaries.values())
+
+        return await self.db.run_interaction("admin_room_summaries", txn_fn, write=False)
+
+    async def count_devices(self, user_ids: list[str]) -> int:
+        async def txn_fn(txn: Transaction) -> int:
+            clause, params = txn.dialect.in_list("user_id", user_ids)
+            return int(await txn.fetch_value(f"SELECT COUNT(*) FROM devices WHERE {clause}", params) or 0)
+
+        return await self.db.run_interaction("admin_count_devices", txn_fn, write=False)
 
     # --- room blocks ----------------------------------------------------------------------
     async def get_room_block(self, room_id: str) -> str | None:

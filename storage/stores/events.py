@@ -58,6 +58,13 @@ class EventStore:
         self._room_versions: dict[str, str] = {}
         self._persist_hooks: list[PersistHook] = []
 
+    def drop_cached(self, event_ids: Iterable[str], room_id: str | None = None) -> None:
+        """Forget cached events (and the room's version) after an admin purge deleted them."""
+        for event_id in event_ids:
+            self._cache.pop(event_id, None)
+        if room_id is not None:
+            self._room_versions.pop(room_id, None)
+
     def add_persist_hook(self, hook: PersistHook) -> None:
         """Run `hook(txn, event)` inside the transaction that persists each non-rejected event."""
         self._persist_hooks.append(hook)
