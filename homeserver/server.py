@@ -28,6 +28,7 @@ from homeserver.accounts.registration import RegistrationService
 from homeserver.accounts.sessions import SessionService
 from homeserver.accounts.uia import UserInteractiveAuth
 from homeserver.accounts.whois import WhoisService
+from homeserver.admin.media import AdminMediaService
 from homeserver.admin.rooms import AdminRoomService
 from homeserver.admin.server import AdminServerService
 from homeserver.admin.server_notices import ServerNoticeService
@@ -49,6 +50,7 @@ from homeserver.ephemeral.presence import PresenceService
 from homeserver.ephemeral.receipts import ReceiptService
 from homeserver.ephemeral.typing import TypingService
 from homeserver.http.admin_common import AdminAuthenticator
+from homeserver.http.admin_media import AdminMediaHandlers
 from homeserver.http.admin_rooms import AdminRoomHandlers
 from homeserver.http.admin_server import AdminServerHandlers
 from homeserver.http.admin_users import AdminUserHandlers
@@ -391,6 +393,9 @@ class HomeServer:
         self.event_sender.add_send_check(self.admin_rooms.check_not_blocked)
         self._admin_starts.append(self.admin_tasks)
         self.admin_room_handlers = AdminRoomHandlers(self.admin_rooms, admin_auth)
+        self.admin_media = AdminMediaService(config.server_name, self.media, MediaStore(self.db), self.admin_store,
+                                             self.account_store, self.event_store)
+        self.admin_media_handlers = AdminMediaHandlers(self.admin_media, admin_auth)
 
     def _build_listener_app(self, listener: ListenerConfig) -> web.Application:
         serves_matrix = bool({"client", "federation", "admin"} & set(listener.resources))
@@ -437,6 +442,7 @@ class HomeServer:
             self.admin_user_handlers.register_routes(app)
             self.admin_server_handlers.register_routes(app)
             self.admin_room_handlers.register_routes(app)
+            self.admin_media_handlers.register_routes(app)
         if "metrics" in listener.resources:
             self.metrics.register_routes(app)
         return app

@@ -68,6 +68,18 @@ def _admin_user(row: tuple[Any, ...]) -> dict[str, Any]:
     return user
 
 
+def _collect_mxc(value: Any, found: set[str]) -> None:
+    if isinstance(value, str):
+        if value.startswith("mxc://"):
+            found.add(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect_mxc(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _collect_mxc(item, found)
+
+
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -259,6 +271,22 @@ class AdminStore:
             return list(summaries.values())
 
         return await self.db.run_interaction("admin_room_summaries", txn_fn, write=False)
+
+    async def room_media_uris(self, room_id: str) -> set[str]:
+        """Every mxc:// URI that the room's events name, as Synapse's room media list finds them."""
+        rows = await self.db.fetch_all(
+            "room_media_uris", "SELECT json FROM event_json WHERE room_id = ? AND json LIKE '%mxc://%'",
+            (room_id,))
+        found: set[str] = set()
+        for (raw,) in rows:
+            _collect_mxc(json.loads(raw).get("content"), found)
+        return found
+
+    async def avatar_media_uris(self) -> set[str]:
+        """The mxc:// URIs in use as user avatars (kept by media clean-up)."""
+        rows = await self.db.fetch_all("avatar_media_uris",
+                                       "SELECT avatar_url FROM profiles WHERE avatar_url LIKE 'mxc://%'")
+        return {r[0] for r in rows}
 
     async def count_devices(self, user_ids: list[str]) -> int:
         async def txn_fn(txn: Transaction) -> int:
