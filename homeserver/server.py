@@ -28,6 +28,7 @@ from homeserver.accounts.registration import RegistrationService
 from homeserver.accounts.sessions import SessionService
 from homeserver.accounts.uia import UserInteractiveAuth
 from homeserver.accounts.whois import WhoisService
+from homeserver.admin.login_audit import LoginAuditService
 from homeserver.admin.media import AdminMediaService
 from homeserver.admin.rooms import AdminRoomService
 from homeserver.admin.server import AdminServerService
@@ -115,6 +116,7 @@ from storage.stores.e2ee import E2eeKeyStore
 from storage.stores.events import EventStore
 from storage.stores.filters import FilterStore
 from storage.stores.key_backup import KeyBackupStore
+from storage.stores.login_audit import LoginAuditStore
 from storage.stores.media import MediaStore
 from storage.stores.notifications import NotificationStore
 from storage.stores.presence import PresenceStore
@@ -282,7 +284,8 @@ class HomeServer:
         self.reports = ReportService(ReportStore(self.db), self.event_store, self.account_store, self.room_reader,
                                      clock)
         self.report_handlers = ReportHandlers(self.reports, authenticate, self.ratelimiter)
-        self.client_admin_handlers = ClientAdminHandlers(WhoisService(self.account_store, self.auth), authenticate)
+        self.whois = WhoisService(self.account_store, self.auth)
+        self.client_admin_handlers = ClientAdminHandlers(self.whois, authenticate)
         self.unconfigured_handlers = UnconfiguredServiceHandlers(authenticate)
         # Directory and search (issue 7): canonical alias check on send, room and user directories,
         # and the search index fed after each event commits.
@@ -378,8 +381,14 @@ class HomeServer:
             PusherStore(self.db), self.account_data, self.ratelimiter, clock)
         self._admin_starts.append(self.admin_users)
         self.event_sender.add_send_check(self.admin_users.check_not_suspended)
-        self.admin_user_handlers = AdminUserHandlers(self.admin_users, WhoisService(self.account_store, self.auth),
-                                                     admin_auth, authenticate)
+        self.login_audit = LoginAuditService(config.server_name, LoginAuditStore(self.db), self.account_store, clock,
+                                             max_age_days=config.section("admin")["login_audit_max_age_days"])
+        self._admin_starts.append(self.login_audit)
+        self.login.add_login_callback(self.login_audit.on_login)
+        self.auth.add_sightings_callback(self.login_audit.on_sightings)
+        self.whois.set_login_audit_source(self.login_audit.all_entries)
+        self.admin_user_handlers = AdminUserHandlers(self.admin_users, self.whois, self.login_audit, admin_auth,
+                                                     authenticate)
         self.server_notices = ServerNoticeService(
             config.server_name, config.section("server_notices"), self.account_store, self.admin_store,
             self.event_store, self.room_creator, self.membership, self.event_sender, self.account_data, clock)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from homeserver.accounts.tokens import hash_token
@@ -19,6 +20,9 @@ from homeserver.errors import MatrixError
 from storage.stores.accounts import AccountStore, TokenInfo
 
 logger = logging.getLogger(__name__)
+
+# (user_id, device_id, ip, user_agent, ts)
+Sighting = tuple[str, str | None, str, str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,11 @@ class AuthService:
         self._flusher: asyncio.Task[None] | None = None
         # Bumped on every invalidation, so a lookup that raced with one does not re-cache a dead token.
         self._generation = 0
+        self._on_sightings: list[Callable[[list[Sighting]], Awaitable[None]]] = []
+
+    def add_sightings_callback(self, callback: Callable[[list[Sighting]], Awaitable[None]]) -> None:
+        """Call `callback(entries)` with each batch of (user, device, ip, user agent, ts) before it is written."""
+        self._on_sightings.append(callback)
 
     # --- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -113,6 +122,11 @@ class AuthService:
             return
         batch, self._pending_last_seen = self._pending_last_seen, {}
         entries = [(u, d, ip, ua, ts) for (u, d, ip, ua), ts in batch.items()]
+        for callback in self._on_sightings:
+            try:
+                await callback(entries)
+            except Exception:
+                logger.exception("A last-seen listener failed on %d entries", len(entries))
         try:
             await self._store.record_last_seen(entries)
         except Exception:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.accounts.whois import WhoisService
+from homeserver.admin.login_audit import LoginAuditService
 from homeserver.admin.users import AdminUserService
 from homeserver.http.admin_common import (
     AdminAuthenticator,
@@ -20,10 +21,11 @@ from storage.stores.admin import USER_ORDER_COLUMNS, UserFilter
 
 
 class AdminUserHandlers:
-    def __init__(self, users: AdminUserService, whois: WhoisService, admin: AdminAuthenticator,
-                 authenticate: RequestAuthenticator):
+    def __init__(self, users: AdminUserService, whois: WhoisService, audit: LoginAuditService,
+                 admin: AdminAuthenticator, authenticate: RequestAuthenticator):
         self._users = users
         self._whois = whois
+        self._audit = audit
         self._admin = admin
         self._authenticate = authenticate
 
@@ -91,6 +93,12 @@ class AdminUserHandlers:
     async def username_available(self, request: web.Request) -> web.Response:
         await self._admin(request)
         return json_response(await self._users.username_available(request.query.get("username")))
+
+    async def login_audit(self, request: web.Request) -> web.Response:
+        await self._admin(request)
+        offset, limit = paging(request)
+        return json_response(await self._audit.entries(request.match_info["userId"], offset=offset, limit=limit,
+                                                       backwards=direction(request)))
 
     # --- devices ----------------------------------------------------------------------------
     async def list_devices(self, request: web.Request) -> web.Response:
@@ -198,6 +206,7 @@ class AdminUserHandlers:
         add_admin_route(app, "DELETE", "/v1/users/{userId}/shadow_ban", self.shadow_ban)
         add_admin_route(app, "POST", "/v1/users/{userId}/login", self.login_as)
         add_admin_route(app, "GET", "/v1/username_available", self.username_available)
+        add_admin_route(app, "GET", "/v1/users/{userId}/login_audit", self.login_audit)
         add_admin_route(app, "GET", "/v2/users/{userId}/devices", self.list_devices)
         add_admin_route(app, "POST", "/v2/users/{userId}/devices", self.create_device)
         add_admin_route(app, "GET", "/v2/users/{userId}/devices/{deviceId}", self.get_device)

@@ -51,7 +51,8 @@ class SessionHandlers:
 
     async def login(self, request: web.Request) -> web.Response:
         body = await json_object(request)
-        return json_response(await self._login.login(body, ip=client_ip(request)))
+        return json_response(await self._login.login(body, ip=client_ip(request),
+                                                     user_agent=request.headers.get("User-Agent", "")))
 
     async def refresh(self, request: web.Request) -> web.Response:
         body = await json_object(request)

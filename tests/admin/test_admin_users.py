@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from storage.stores.login_audit import LoginAuditStore
 from tests.admin.helpers import assert_admin_only, new_admin, new_caller, q
 
 USER_ENDPOINTS = [
@@ -328,3 +329,37 @@ async def test_a_locked_user_is_refused_with_user_locked_until_unlocked(client):
     assert bob.user_id in {u["name"] for u in (await admin.admin("GET", "/v2/users", locked="true"))["users"]}
     await admin.admin("PUT", f"/v2/users/{q(bob.user_id)}", {"locked": False})
     await bob.call("GET", "/account/whoami")
+
+
+async def test_logins_and_new_user_agents_are_audited_shown_in_whois_and_pruned_by_age(hs, client):
+    admin = await new_admin(client)
+    await new_caller(client, "bob")
+    body = {"type": "m.login.password", "password": "correct horse",
+            "identifier": {"type": "m.id.user", "user": "bob"}}
+    async with client.post("/_matrix/client/v3/login", json=body, headers={"User-Agent": "ClientA/1.0"}) as resp:
+        login = await resp.json()
+    for agent in ("ClientA/1.0", "ClientB/2.0", "ClientB/2.0"):
+        async with client.get("/_matrix/client/v3/account/whoami",
+                              headers={"Authorization": f"Bearer {login['access_token']}", "User-Agent": agent}):
+            pass
+        await hs.auth.flush_last_seen()
+    audit = await admin.admin("GET", f"/v1/users/{q(login['user_id'])}/login_audit")
+    assert [(e["kind"], e["user_agent"], e["device_id"]) for e in audit["entries"]] == [
+        ("login", "ClientA/1.0", login["device_id"]), ("new_user_agent", "ClientB/2.0", login["device_id"])]
+    assert audit["total"] == 2 and all(e["ip"] == "127.0.0.1" for e in audit["entries"])
+    newest = await admin.admin("GET", f"/v1/users/{q(login['user_id'])}/login_audit", dir="b", limit=1)
+    assert newest["entries"][0]["kind"] == "new_user_agent" and newest["next_token"] == "1"
+    whois = await admin.admin("GET", f"/v1/whois/{q(login['user_id'])}")
+    device = whois["devices"][login["device_id"]]
+    assert {c["user_agent"] for c in device["sessions"][0]["connections"]} == {"ClientA/1.0", "ClientB/2.0"}
+    assert [e["kind"] for e in device["login_audit"]] == ["login", "new_user_agent"]
+    old = hs.clock.time_ms() - 29 * 24 * 3600 * 1000
+    await LoginAuditStore(hs.db).record_login(login["user_id"], "OLD", "10.0.0.1", "Ancient", old)
+    assert await hs.login_audit.prune() == 1
+    assert (await admin.admin("GET", f"/v1/users/{q(login['user_id'])}/login_audit"))["total"] == 2
+    mallory = await new_caller(client, "mallory")
+    await assert_admin_only(mallory, "GET", f"/v1/users/{q(login['user_id'])}/login_audit")
+    ghost = q("@ghost:" + hs.config.server_name)
+    assert (await admin.admin("GET", f"/v1/users/{ghost}/login_audit", expect=404))["errcode"] == "M_NOT_FOUND"
+    assert (await admin.admin("GET", f"/v1/users/{q(login['user_id'])}/login_audit", limit="x",
+                              expect=400))["errcode"] == "M_INVALID_PARAM"
