@@ -18,7 +18,7 @@ class WhoisService:
         self._audit: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None
 
     def set_login_audit_source(self, source: Callable[[str], Awaitable[list[dict[str, Any]]]]) -> None:
-        """Show `source(user_id)`'s login audit entries (kind, device_id, ip, user_agent, ts) per device."""
+        """Add `source(user_id)`'s login audit entries (kind, device_id, ip, user_agent, ts) to the connections."""
         self._audit = source
 
     async def whois(self, requester: Requester, user_id: str) -> dict[str, Any]:
@@ -41,5 +41,4 @@ class WhoisService:
                 if not any(c["ip"] == entry["ip"] and c["user_agent"] == entry["user_agent"] for c in connections):
                     connections.append({"ip": entry["ip"], "last_seen": entry["ts"],
                                         "user_agent": entry["user_agent"]})
-                device.setdefault("login_audit", []).append(entry)
         return {"user_id": user_id, "devices": devices}

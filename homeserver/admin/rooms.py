@@ -298,6 +298,15 @@ class AdminRoomService:
     # --- deleting a room -------------------------------------------------------------------------
     async def start_delete_room(self, requester: Requester, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """`DELETE /v2/rooms/{roomId}`: shut the room down (and purge it) in the background."""
+        params = await self._delete_params(requester, room_id, body)
+        return {"delete_id": await self._tasks.schedule(DELETE_ROOM, room_id, params)}
+
+    async def delete_room_now(self, requester: Requester, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """`DELETE /v1/rooms/{roomId}`: the same, answering once done."""
+        params = await self._delete_params(requester, room_id, body)
+        return await self._delete_room(room_id, params, None)
+
+    async def _delete_params(self, requester: Requester, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
         block = optional_bool(body, "block")
         purge = optional_bool(body, "purge")
         force_purge = optional_bool(body, "force_purge")
@@ -311,10 +320,9 @@ class AdminRoomService:
                 raise not_found("new_room_user_id: user not found")
         if not block and await self._events.get_room_version_id(room_id) is None:
             raise not_found("Room not found")
-        params = {"requester_user_id": requester.user_id, "block": bool(block),
-                  "purge": purge is not False, "force_purge": bool(force_purge),
-                  "new_room_user_id": new_room_user_id, "new_room_name": room_name, "message": message}
-        return {"delete_id": await self._tasks.schedule(DELETE_ROOM, room_id, params)}
+        return {"requester_user_id": requester.user_id, "block": bool(block),
+                "purge": purge is not False, "force_purge": bool(force_purge),
+                "new_room_user_id": new_room_user_id, "new_room_name": room_name, "message": message}
 
     async def delete_status_for_room(self, room_id: str) -> dict[str, Any]:
         _check_room_id(room_id)
@@ -332,7 +340,9 @@ class AdminRoomService:
     async def _run_delete_room(self, task_id: str, params: dict[str, Any]) -> dict[str, Any]:
         task = await self._store.get_task(task_id)
         assert task is not None
-        room_id = task["resource_id"]
+        return await self._delete_room(task["resource_id"], params, task_id)
+
+    async def _delete_room(self, room_id: str, params: dict[str, Any], task_id: str | None) -> dict[str, Any]:
         result: dict[str, Any] = {"kicked_users": [], "failed_to_kick_users": [], "local_aliases": [],
                                   "new_room_id": None}
         if params["block"]:
@@ -358,7 +368,7 @@ class AdminRoomService:
             except Exception as e:
                 logger.warning("Deleting room %s: could not remove %s: %s", room_id, user_id, e)
                 result["failed_to_kick_users"].append(user_id)
-            if index % 50 == 0:
+            if index % 50 == 0 and task_id is not None:
                 logger.info("Deleting room %s: %d/%d members removed", room_id, index, len(local_members))
                 await self._tasks.progress(task_id, result)
         for alias in await self._aliases.get_aliases_for_room(room_id):

@@ -75,6 +75,11 @@ class AdminRoomHandlers:
         body = await json_object(request, allow_empty=True)
         return json_response(await self._rooms.start_delete_room(requester, request.match_info["roomId"], body))
 
+    async def delete_room_now(self, request: web.Request) -> web.Response:
+        requester = await self._admin(request)
+        body = await json_object(request, allow_empty=True)
+        return json_response(await self._rooms.delete_room_now(requester, request.match_info["roomId"], body))
+
     async def delete_status_for_room(self, request: web.Request) -> web.Response:
         await self._admin(request)
         return json_response(await self._rooms.delete_status_for_room(request.match_info["roomId"]))
@@ -105,6 +110,7 @@ class AdminRoomHandlers:
         add_admin_route(app, "PUT", "/v1/rooms/{roomId}/block", self.set_block)
         add_admin_route(app, "POST", "/v1/rooms/{roomId}/make_room_admin", self.make_room_admin)
         add_admin_route(app, "POST", "/v1/join/{roomId}", self.join)
+        add_admin_route(app, "DELETE", "/v1/rooms/{roomId}", self.delete_room_now)
         add_admin_route(app, "DELETE", "/v2/rooms/{roomId}", self.delete_room)
         add_admin_route(app, "GET", "/v2/rooms/{roomId}/delete_status", self.delete_status_for_room)
         add_admin_route(app, "GET", "/v2/rooms/delete_status/{deleteId}", self.delete_status)

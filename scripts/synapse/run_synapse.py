@@ -165,16 +165,17 @@ def wait_until_serving(url: str, process: subprocess.Popen[bytes] | None, timeou
 
 
 def start_synapse(
-    workdir: Path | None = None, port: int | None = None, *, detach: bool = False
+    workdir: Path | None = None, port: int | None = None, *, detach: bool = False,
+    extra_config: dict | None = None,
 ) -> SynapseServer:
-    """Configure and start Synapse; returns once /versions answers 200."""
+    """Configure and start Synapse (`extra_config` merged over ours); returns once /versions answers 200."""
     python = ensure_synapse_installed()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="synapse-")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     secret = secrets.token_hex(16)
     config_path = workdir / "homeserver.yaml"
-    config_path.write_text(yaml.safe_dump(synapse_config(workdir, port, secret)))
+    config_path.write_text(yaml.safe_dump({**synapse_config(workdir, port, secret), **(extra_config or {})}))
     (workdir / "log.yaml").write_text(yaml.safe_dump(_log_config(workdir)))
     module = "synapse.app.homeserver"
     subprocess.run(
