@@ -30,6 +30,7 @@ from homeserver.accounts.uia import UserInteractiveAuth
 from homeserver.accounts.whois import WhoisService
 from homeserver.admin.login_audit import LoginAuditService
 from homeserver.admin.media import AdminMediaService
+from homeserver.admin.redact import UserRedactionService
 from homeserver.admin.rooms import AdminRoomService
 from homeserver.admin.server import AdminServerService
 from homeserver.admin.server_notices import ServerNoticeService
@@ -54,7 +55,7 @@ from homeserver.http.admin_common import AdminAuthenticator
 from homeserver.http.admin_media import AdminMediaHandlers
 from homeserver.http.admin_rooms import AdminRoomHandlers
 from homeserver.http.admin_server import AdminServerHandlers
-from homeserver.http.admin_users import AdminUserHandlers
+from homeserver.http.admin_users import AdminUserHandlers, UserRedactionHandlers
 from homeserver.http.app import build_app
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.client_account import AccountHandlers
@@ -402,6 +403,9 @@ class HomeServer:
         self.event_sender.add_send_check(self.admin_rooms.check_not_blocked)
         self._admin_starts.append(self.admin_tasks)
         self.admin_room_handlers = AdminRoomHandlers(self.admin_rooms, admin_auth)
+        self.user_redactions = UserRedactionService(config.server_name, self.event_store, self.admin_store,
+                                                    self.redactions, self.admin_tasks)
+        self.user_redaction_handlers = UserRedactionHandlers(self.user_redactions, admin_auth)
         self.admin_media = AdminMediaService(config.server_name, self.media, MediaStore(self.db), self.admin_store,
                                              self.account_store, self.event_store)
         self.admin_media_handlers = AdminMediaHandlers(self.admin_media, admin_auth)
@@ -452,6 +456,7 @@ class HomeServer:
             self.admin_server_handlers.register_routes(app)
             self.admin_room_handlers.register_routes(app)
             self.admin_media_handlers.register_routes(app)
+            self.user_redaction_handlers.register_routes(app)
         if "metrics" in listener.resources:
             self.metrics.register_routes(app)
         return app

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from homeserver.accounts.whois import WhoisService
 from homeserver.admin.login_audit import LoginAuditService
+from homeserver.admin.redact import UserRedactionService
 from homeserver.admin.users import AdminUserService
 from homeserver.http.admin_common import (
     AdminAuthenticator,
@@ -229,3 +230,24 @@ class AdminUserHandlers:
                                ("suspend", self.get_suspend, self.put_suspend)):
             app.router.add_route("GET", f"/_matrix/client/v1/admin/{kind}/{{userId}}", get)
             app.router.add_route("PUT", f"/_matrix/client/v1/admin/{kind}/{{userId}}", put)
+
+
+class UserRedactionHandlers:
+    """`POST /v1/user/{userId}/redact` and `GET /v1/user/redact_status/{redactId}`."""
+
+    def __init__(self, redactions: UserRedactionService, admin: AdminAuthenticator):
+        self._redactions = redactions
+        self._admin = admin
+
+    async def redact(self, request: web.Request) -> web.Response:
+        requester = await self._admin(request)
+        return json_response(await self._redactions.start_redact(requester, request.match_info["userId"],
+                                                                 await json_object(request)))
+
+    async def status(self, request: web.Request) -> web.Response:
+        await self._admin(request)
+        return json_response(await self._redactions.status(request.match_info["redactId"]))
+
+    def register_routes(self, app: web.Application) -> None:
+        add_admin_route(app, "POST", "/v1/user/{userId}/redact", self.redact)
+        add_admin_route(app, "GET", "/v1/user/redact_status/{redactId}", self.status)

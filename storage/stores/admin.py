@@ -288,6 +288,35 @@ class AdminStore:
                                        "SELECT avatar_url FROM profiles WHERE avatar_url LIKE 'mxc://%'")
         return {r[0] for r in rows}
 
+    async def events_sent_by(self, user_id: str, room_id: str, types: tuple[str, ...], limit: int,
+                             before_ts: int | None = None, after_ts: int | None = None) -> list[str]:
+        """The user's unredacted events of `types` in a room, newest first, at most `limit`."""
+
+        async def txn_fn(txn: Transaction) -> list[str]:
+            clause, params = txn.dialect.in_list("type", list(types))
+            extra, extra_params = "", []
+            if before_ts is not None:
+                extra += " AND origin_server_ts < ?"
+                extra_params.append(before_ts)
+            if after_ts is not None:
+                extra += " AND origin_server_ts > ?"
+                extra_params.append(after_ts)
+            rows = await txn.fetch_all(
+                f"SELECT event_id FROM events WHERE room_id = ? AND sender = ? AND {clause}"
+                f" AND redacted_by IS NULL AND outlier = ? AND rejected_reason IS NULL{extra}"
+                " ORDER BY stream_ordering DESC LIMIT ?",
+                (room_id, user_id, *params, False, *extra_params, limit))
+            return [r[0] for r in rows]
+
+        return await self.db.run_interaction("events_sent_by", txn_fn, write=False)
+
+    async def rooms_of_user_ever(self, user_id: str) -> list[str]:
+        """Every room the user has had any membership in."""
+        rows = await self.db.fetch_all(
+            "rooms_of_user_ever", "SELECT DISTINCT room_id FROM room_memberships WHERE user_id = ? ORDER BY room_id",
+            (user_id,))
+        return [r[0] for r in rows]
+
     async def count_devices(self, user_ids: list[str]) -> int:
         async def txn_fn(txn: Transaction) -> int:
             clause, params = txn.dialect.in_list("user_id", user_ids)
