@@ -214,6 +214,21 @@ class AdminRoomService:
             "state": await self._serializer.serialize([state[i] for i in sorted(state)], requester, bundle=False),
         }
 
+    async def fetch_event(self, requester: Requester, event_id: str) -> dict[str, Any]:
+        """`GET /v1/fetch_event/{eventId}`: any event we hold, whatever room it is in."""
+        event = await self._events.get_event(event_id)
+        if event is None:
+            raise not_found("Event not found")
+        return {"event": await self._serializer.serialize_one(event, requester)}
+
+    async def timestamp_to_event(self, room_id: str, ts: int, forwards: bool) -> dict[str, Any]:
+        """`GET /v1/rooms/{roomId}/timestamp_to_event`: the event nearest `ts`, as an admin sees the room."""
+        await self._require_room(room_id)
+        found = await self._timeline.closest_event_to_timestamp(room_id, ts, forwards=forwards)
+        if found is None:
+            raise not_found(f"No event found {'after' if forwards else 'before'} {ts}")
+        return {"event_id": found[0], "origin_server_ts": found[1]}
+
     # --- blocking ---------------------------------------------------------------------------
     async def get_block(self, room_id: str) -> dict[str, Any]:
         _check_room_id(room_id)

@@ -395,6 +395,29 @@ class AdminUserService:
         await self._store.delete_ratelimit_override(user_id)
         self._ratelimiter.clear_override(MESSAGE_ACTION, user_id)
 
+    async def get_admin_flag(self, user_id: str) -> dict[str, Any]:
+        """`GET /v1/users/{userId}/admin`."""
+        user = await existing_local_user(self._accounts, self._server_name, user_id)
+        return {"admin": user.admin}
+
+    async def set_admin_flag(self, requester: Requester, user_id: str, body: dict[str, Any]) -> None:
+        """`PUT /v1/users/{userId}/admin`: `{"admin": bool}`; nobody demotes themselves."""
+        await existing_local_user(self._accounts, self._server_name, user_id)
+        if "admin" not in body:
+            raise MatrixError(400, "M_MISSING_PARAM", "admin: required")
+        admin = optional_bool(body, "admin")
+        if user_id == requester.user_id and not admin:
+            raise MatrixError(400, "M_INVALID_PARAM", "admin: you may not demote yourself")
+        await self._accounts.set_admin(user_id, bool(admin))
+
+    async def sent_invite_count(self, user_id: str, from_ts: int) -> dict[str, Any]:
+        parse_user_id(user_id, "user_id")
+        return {"invite_count": await self._store.count_sent_invites(user_id, from_ts)}
+
+    async def cumulative_joined_room_count(self, user_id: str, from_ts: int) -> dict[str, Any]:
+        parse_user_id(user_id, "user_id")
+        return {"cumulative_joined_room_count": await self._store.count_rooms_joined_since(user_id, from_ts)}
+
     # --- lookups by identifier ------------------------------------------------------------
     async def user_by_external_id(self, provider: str, external_id: str) -> dict[str, Any]:
         user_id = await self._store.get_user_by_external_id(provider, external_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.admin.rooms import ROOM_ORDERS, AdminRoomService
+from homeserver.errors import MatrixError
 from homeserver.http.admin_common import AdminAuthenticator, add_admin_route, choice, direction, paging
 from homeserver.http.request import json_object, json_response, query_int
 
@@ -50,6 +51,18 @@ class AdminRoomHandlers:
     async def forward_extremities(self, request: web.Request) -> web.Response:
         await self._admin(request)
         return json_response(await self._rooms.forward_extremities(request.match_info["roomId"]))
+
+    async def fetch_event(self, request: web.Request) -> web.Response:
+        requester = await self._admin(request)
+        return json_response(await self._rooms.fetch_event(requester, request.match_info["eventId"]))
+
+    async def timestamp_to_event(self, request: web.Request) -> web.Response:
+        await self._admin(request)
+        ts = query_int(request, "ts", minimum=0)
+        if ts is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "Missing integer query parameter 'ts'")
+        return json_response(await self._rooms.timestamp_to_event(request.match_info["roomId"], ts,
+                                                                  forwards=not direction(request)))
 
     async def get_block(self, request: web.Request) -> web.Response:
         await self._admin(request)
@@ -106,6 +119,8 @@ class AdminRoomHandlers:
         add_admin_route(app, "GET", "/v1/rooms/{roomId}/messages", self.messages)
         add_admin_route(app, "GET", "/v1/rooms/{roomId}/context/{eventId}", self.context)
         add_admin_route(app, "GET", "/v1/rooms/{roomId}/forward_extremities", self.forward_extremities)
+        add_admin_route(app, "GET", "/v1/rooms/{roomId}/timestamp_to_event", self.timestamp_to_event)
+        add_admin_route(app, "GET", "/v1/fetch_event/{eventId}", self.fetch_event)
         add_admin_route(app, "GET", "/v1/rooms/{roomId}/block", self.get_block)
         add_admin_route(app, "PUT", "/v1/rooms/{roomId}/block", self.set_block)
         add_admin_route(app, "POST", "/v1/rooms/{roomId}/make_room_admin", self.make_room_admin)

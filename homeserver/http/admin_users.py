@@ -8,6 +8,7 @@ from homeserver.accounts.whois import WhoisService
 from homeserver.admin.login_audit import LoginAuditService
 from homeserver.admin.redact import UserRedactionService
 from homeserver.admin.users import AdminUserService
+from homeserver.errors import MatrixError
 from homeserver.http.admin_common import (
     AdminAuthenticator,
     add_admin_route,
@@ -17,8 +18,15 @@ from homeserver.http.admin_common import (
     paging,
 )
 from homeserver.http.auth import RequestAuthenticator
-from homeserver.http.request import json_object, json_response, query_bool
+from homeserver.http.request import json_object, json_response, query_bool, query_int
 from storage.stores.admin import USER_ORDER_COLUMNS, UserFilter
+
+
+def _required_ts(request: web.Request) -> int:
+    value = query_int(request, "from_ts", minimum=0)
+    if value is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing integer query parameter 'from_ts'")
+    return value
 
 
 class AdminUserHandlers:
@@ -100,6 +108,25 @@ class AdminUserHandlers:
         offset, limit = paging(request)
         return json_response(await self._audit.entries(request.match_info["userId"], offset=offset, limit=limit,
                                                        backwards=direction(request)))
+
+    async def get_admin_flag(self, request: web.Request) -> web.Response:
+        await self._admin(request)
+        return json_response(await self._users.get_admin_flag(request.match_info["userId"]))
+
+    async def set_admin_flag(self, request: web.Request) -> web.Response:
+        requester = await self._admin(request)
+        await self._users.set_admin_flag(requester, request.match_info["userId"], await json_object(request))
+        return json_response({})
+
+    async def sent_invite_count(self, request: web.Request) -> web.Response:
+        await self._admin(request)
+        return json_response(await self._users.sent_invite_count(request.match_info["userId"],
+                                                                 _required_ts(request)))
+
+    async def joined_room_count(self, request: web.Request) -> web.Response:
+        await self._admin(request)
+        return json_response(await self._users.cumulative_joined_room_count(request.match_info["userId"],
+                                                                            _required_ts(request)))
 
     # --- devices ----------------------------------------------------------------------------
     async def list_devices(self, request: web.Request) -> web.Response:
@@ -208,6 +235,10 @@ class AdminUserHandlers:
         add_admin_route(app, "POST", "/v1/users/{userId}/login", self.login_as)
         add_admin_route(app, "GET", "/v1/username_available", self.username_available)
         add_admin_route(app, "GET", "/v1/users/{userId}/login_audit", self.login_audit)
+        add_admin_route(app, "GET", "/v1/users/{userId}/admin", self.get_admin_flag)
+        add_admin_route(app, "PUT", "/v1/users/{userId}/admin", self.set_admin_flag)
+        add_admin_route(app, "GET", "/v1/users/{userId}/sent_invite_count", self.sent_invite_count)
+        add_admin_route(app, "GET", "/v1/users/{userId}/cumulative_joined_room_count", self.joined_room_count)
         add_admin_route(app, "GET", "/v2/users/{userId}/devices", self.list_devices)
         add_admin_route(app, "POST", "/v2/users/{userId}/devices", self.create_device)
         add_admin_route(app, "GET", "/v2/users/{userId}/devices/{deviceId}", self.get_device)

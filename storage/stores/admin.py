@@ -317,6 +317,19 @@ class AdminStore:
             (user_id,))
         return [r[0] for r in rows]
 
+    async def count_sent_invites(self, user_id: str, from_ts: int) -> int:
+        return int(await self.db.fetch_value(
+            "count_sent_invites",
+            "SELECT COUNT(*) FROM room_memberships m JOIN events e ON e.event_id = m.event_id"
+            " WHERE m.sender = ? AND m.user_id <> ? AND m.membership = 'invite' AND e.origin_server_ts >= ?",
+            (user_id, user_id, from_ts)) or 0)
+
+    async def count_rooms_joined_since(self, user_id: str, from_ts: int) -> int:
+        return int(await self.db.fetch_value(
+            "count_rooms_joined_since",
+            "SELECT COUNT(DISTINCT m.room_id) FROM room_memberships m JOIN events e ON e.event_id = m.event_id"
+            " WHERE m.user_id = ? AND m.membership = 'join' AND e.origin_server_ts >= ?", (user_id, from_ts)) or 0)
+
     async def count_devices(self, user_ids: list[str]) -> int:
         async def txn_fn(txn: Transaction) -> int:
             clause, params = txn.dialect.in_list("user_id", user_ids)

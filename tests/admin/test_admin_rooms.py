@@ -298,3 +298,21 @@ async def test_purging_by_timestamp_keeps_local_events_unless_asked(hs, client):
     assert (await admin.admin("POST", f"/v1/purge_history/{q(room_id)}/{q('$missing')}", {}, expect=404))[
         "errcode"] == "M_NOT_FOUND"
     assert (await admin.admin("GET", "/v1/purge_history_status/nope", expect=404))["errcode"] == "M_NOT_FOUND"
+
+
+async def test_any_event_is_fetched_and_found_by_timestamp_by_an_admin(client):
+    admin = await new_admin(client)
+    alice = await new_caller(client, "alice")
+    room_id = await alice.create_room()
+    event_id = await alice.send(room_id, "hello")
+    fetched = await admin.admin("GET", f"/v1/fetch_event/{q(event_id)}")
+    assert fetched["event"]["event_id"] == event_id and fetched["event"]["content"]["body"] == "hello"
+    assert (await admin.admin("GET", f"/v1/fetch_event/{q('$missing')}", expect=404))["errcode"] == "M_NOT_FOUND"
+    found = await admin.admin("GET", f"/v1/rooms/{q(room_id)}/timestamp_to_event", ts=2 ** 50, dir="b")
+    assert found["event_id"] == event_id
+    assert (await admin.admin("GET", f"/v1/rooms/{q(room_id)}/timestamp_to_event", ts=2 ** 50, dir="f",
+                              expect=404))["errcode"] == "M_NOT_FOUND"
+    assert (await admin.admin("GET", f"/v1/rooms/{q(room_id)}/timestamp_to_event", expect=400))["errcode"] == \
+        "M_MISSING_PARAM"
+    mallory = await new_caller(client, "mallory")
+    await assert_admin_only(mallory, "GET", f"/v1/fetch_event/{q(event_id)}")

@@ -362,3 +362,26 @@ async def test_logins_and_new_user_agents_are_audited_shown_in_whois_and_pruned_
     assert (await admin.admin("GET", f"/v1/users/{ghost}/login_audit", expect=404))["errcode"] == "M_NOT_FOUND"
     assert (await admin.admin("GET", f"/v1/users/{q(login['user_id'])}/login_audit", limit="x",
                               expect=400))["errcode"] == "M_INVALID_PARAM"
+
+
+async def test_the_admin_flag_invite_and_join_counts_of_a_user_are_served(client):
+    admin = await new_admin(client)
+    bob = await new_caller(client, "bob")
+    carol = await new_caller(client, "carol")
+    base = f"/v1/users/{q(bob.user_id)}"
+    assert await admin.admin("GET", f"{base}/admin") == {"admin": False}
+    await admin.admin("PUT", f"{base}/admin", {"admin": True})
+    assert await admin.admin("GET", f"{base}/admin") == {"admin": True}
+    assert (await admin.admin("PUT", f"/v1/users/{q(admin.user_id)}/admin", {"admin": False}, expect=400))[
+        "errcode"] == "M_INVALID_PARAM"
+    assert (await admin.admin("PUT", f"{base}/admin", {}, expect=400))["errcode"] == "M_MISSING_PARAM"
+    room_id = await bob.create_room()
+    await bob.call("POST", f"/rooms/{q(room_id)}/invite", {"user_id": carol.user_id})
+    assert await admin.admin("GET", f"{base}/sent_invite_count", from_ts=0) == {"invite_count": 1}
+    assert await admin.admin("GET", f"{base}/sent_invite_count", from_ts=2 ** 50) == {"invite_count": 0}
+    assert await admin.admin("GET", f"{base}/cumulative_joined_room_count", from_ts=0) == {
+        "cumulative_joined_room_count": 1}
+    assert (await admin.admin("GET", f"{base}/sent_invite_count", expect=400))["errcode"] == "M_MISSING_PARAM"
+    mallory = await new_caller(client, "mallory")
+    for path in ("admin", "sent_invite_count?from_ts=0", "cumulative_joined_room_count?from_ts=0"):
+        await assert_admin_only(mallory, "GET", f"{base}/{path}")
