@@ -230,7 +230,7 @@ class HomeServer:
         self.account_data_handlers = AccountDataHandlers(self.account_data, authenticate)
         self.filter_handlers = FilterHandlers(self.filters, authenticate)
         self.capabilities_handlers = CapabilitiesHandlers(build_capabilities(config.default_room_version),
-                                                          authenticate)
+                                                          authenticate, self.auth.is_server_admin)
         self.devices = DeviceService(self.account_store, self.auth, self.uia, clock,
                                      last_seen_max_age_days=sessions_config["last_seen_max_age_days"])
         self.devices.start()

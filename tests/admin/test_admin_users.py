@@ -385,3 +385,11 @@ async def test_the_admin_flag_invite_and_join_counts_of_a_user_are_served(client
     mallory = await new_caller(client, "mallory")
     for path in ("admin", "sent_invite_count?from_ts=0", "cumulative_joined_room_count?from_ts=0"):
         await assert_admin_only(mallory, "GET", f"{base}/{path}")
+
+
+async def test_account_moderation_is_offered_in_capabilities_to_admins_only(client):
+    admin = await new_admin(client)
+    bob = await new_caller(client, "bob")
+    assert (await admin.call("GET", "/capabilities"))["capabilities"]["m.account_moderation"] == {
+        "lock": True, "suspend": True}
+    assert "m.account_moderation" not in (await bob.call("GET", "/capabilities"))["capabilities"]
