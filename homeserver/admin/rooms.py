@@ -102,7 +102,8 @@ class AdminRoomService:
 
     # --- reading ---------------------------------------------------------------------------
     async def list_rooms(self, *, search_term: str | None, order_by: str, backwards: bool, offset: int,
-                         limit: int) -> dict[str, Any]:
+                         limit: int, public_rooms: bool | None = None,
+                         empty_rooms: bool | None = None) -> dict[str, Any]:
         """`GET /v1/rooms`: a page of rooms, searched by name, alias or ID."""
         if search_term == "":
             raise MatrixError(400, "M_INVALID_PARAM", "search_term: cannot be an empty string")
@@ -111,6 +112,10 @@ class AdminRoomService:
             term = search_term.lower()
             rooms = [r for r in rooms if term in (r["name"] or "").lower()
                      or term in (r["canonical_alias"] or "").lower() or r["room_id"] == search_term]
+        if public_rooms is not None:
+            rooms = [r for r in rooms if r["public"] == public_rooms]
+        if empty_rooms is not None:
+            rooms = [r for r in rooms if (r["joined_members"] == 0) == empty_rooms]
         descending = backwards != (order_by in ("joined_members", "joined_local_members", "state_events", "size"))
         rooms.sort(key=_sort_key(order_by), reverse=descending)
         total = len(rooms)

@@ -126,6 +126,26 @@ class AdminServerService:
         if not await self._reports.delete_event_report(_report_id(report_id)):
             raise not_found("Event report not found")
 
+    # --- user reports -----------------------------------------------------------------------
+    async def list_user_reports(self, *, offset: int, limit: int, backwards: bool, user_id: str | None,
+                                target_user_id: str | None) -> dict[str, Any]:
+        rows, total = await self._reports.list_user_reports(offset=offset, limit=limit, backwards=backwards,
+                                                            reporter=user_id, target=target_user_id)
+        body: dict[str, Any] = {"user_reports": rows, "total": total}
+        if offset + limit < total:
+            body["next_token"] = offset + len(rows)
+        return body
+
+    async def get_user_report(self, report_id: str) -> dict[str, Any]:
+        row = await self._reports.get_user_report(_report_id(report_id))
+        if row is None:
+            raise not_found("User report not found")
+        return row
+
+    async def delete_user_report(self, report_id: str) -> None:
+        if not await self._reports.delete_user_report(_report_id(report_id)):
+            raise not_found("User report not found")
+
     async def _with_room(self, row: dict[str, Any]) -> dict[str, Any]:
         report = dict(row)
         report["name"] = await self._state_field(row["room_id"], "m.room.name", "name")

@@ -6,7 +6,14 @@ from aiohttp import web
 
 from homeserver.admin.rooms import ROOM_ORDERS, AdminRoomService
 from homeserver.errors import MatrixError
-from homeserver.http.admin_common import AdminAuthenticator, add_admin_route, choice, direction, paging
+from homeserver.http.admin_common import (
+    AdminAuthenticator,
+    add_admin_route,
+    choice,
+    direction,
+    optional_query_bool,
+    paging,
+)
 from homeserver.http.request import json_object, json_response, query_int
 
 
@@ -20,7 +27,9 @@ class AdminRoomHandlers:
         offset, limit = paging(request)
         return json_response(await self._rooms.list_rooms(
             search_term=request.query.get("search_term"), order_by=choice(request, "order_by", ROOM_ORDERS, "name"),
-            backwards=direction(request), offset=offset, limit=limit))
+            backwards=direction(request), offset=offset, limit=limit,
+            public_rooms=optional_query_bool(request, "public_rooms"),
+            empty_rooms=optional_query_bool(request, "empty_rooms")))
 
     async def get_room(self, request: web.Request) -> web.Response:
         await self._admin(request)

@@ -79,6 +79,25 @@ class AdminServerHandlers:
         await self._server.delete_event_report(request.match_info["reportId"])
         return json_response({})
 
+    async def list_user_reports(self, request: web.Request) -> web.Response:
+        await self._admin(request)
+        offset, limit = paging(request)
+        backwards = request.query.get("dir", "b")
+        if backwards not in ("f", "b"):
+            raise MatrixError(400, "M_INVALID_PARAM", "Query parameter 'dir' must be one of ['f', 'b']")
+        return json_response(await self._server.list_user_reports(
+            offset=offset, limit=limit, backwards=backwards == "b", user_id=request.query.get("user_id"),
+            target_user_id=request.query.get("target_user_id")))
+
+    async def get_user_report(self, request: web.Request) -> web.Response:
+        await self._admin(request)
+        return json_response(await self._server.get_user_report(request.match_info["reportId"]))
+
+    async def delete_user_report(self, request: web.Request) -> web.Response:
+        await self._admin(request)
+        await self._server.delete_user_report(request.match_info["reportId"])
+        return json_response({})
+
     # --- server notices ---------------------------------------------------------------------
     async def send_notice(self, request: web.Request) -> web.Response:
         await self._admin(request)
@@ -98,5 +117,8 @@ class AdminServerHandlers:
         add_admin_route(app, "GET", "/v1/event_reports", self.list_event_reports)
         add_admin_route(app, "GET", "/v1/event_reports/{reportId}", self.get_event_report)
         add_admin_route(app, "DELETE", "/v1/event_reports/{reportId}", self.delete_event_report)
+        add_admin_route(app, "GET", "/v1/user_reports", self.list_user_reports)
+        add_admin_route(app, "GET", "/v1/user_reports/{reportId}", self.get_user_report)
+        add_admin_route(app, "DELETE", "/v1/user_reports/{reportId}", self.delete_user_report)
         add_admin_route(app, "POST", "/v1/send_server_notice", self.send_notice)
         add_admin_route(app, "PUT", "/v1/send_server_notice/{txnId}", self.send_notice)

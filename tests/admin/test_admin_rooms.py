@@ -112,6 +112,10 @@ async def test_rooms_are_listed_searched_ordered_and_paged(client):
     assert first["next_batch"] == 1 and [r["room_id"] for r in first["rooms"]] == [big]
     second = await admin.admin("GET", "/v1/rooms", limit=1, order_by="joined_members", **{"from": 1})
     assert second["prev_batch"] == 0 and "next_batch" not in second
+    await admin.call("PUT", f"/_matrix/client/v3/directory/list/room/{q(big)}", {"visibility": "public"})
+    assert [r["room_id"] for r in (await admin.admin("GET", "/v1/rooms", public_rooms="true"))["rooms"]] == [big]
+    assert [r["room_id"] for r in (await admin.admin("GET", "/v1/rooms", public_rooms="false"))["rooms"]] == [small]
+    assert (await admin.admin("GET", "/v1/rooms", empty_rooms="true"))["total_rooms"] == 0
     found = await admin.admin("GET", "/v1/rooms", search_term="lounge")
     assert [r["room_id"] for r in found["rooms"]] == [big]
     assert (await admin.admin("GET", "/v1/rooms", search_term=big))["total_rooms"] == 1

@@ -159,3 +159,22 @@ async def test_server_notices_are_refused_when_not_configured(client):
     data = await admin.admin("POST", "/v1/send_server_notice", {"user_id": admin.user_id, "content": {}},
                              expect=400)
     assert "not enabled" in data["error"]
+
+
+async def test_user_reports_are_listed_shown_and_deleted(client):
+    admin = await new_admin(client)
+    alice = await new_caller(client, "alice")
+    bob = await new_caller(client, "bob")
+    await bob.call("POST", f"/users/{q(alice.user_id)}/report", {"reason": "harassment"})
+    listed = await admin.admin("GET", "/v1/user_reports")
+    assert listed["total"] == 1
+    report = listed["user_reports"][0]
+    assert report["target_user_id"] == alice.user_id and report["user_id"] == bob.user_id
+    assert set(report) == {"id", "received_ts", "target_user_id", "user_id", "reason"}
+    assert await admin.admin("GET", f"/v1/user_reports/{report['id']}") == report
+    assert (await admin.admin("GET", "/v1/user_reports", target_user_id=bob.user_id))["total"] == 0
+    await admin.admin("DELETE", f"/v1/user_reports/{report['id']}")
+    assert (await admin.admin("GET", f"/v1/user_reports/{report['id']}", expect=404))["errcode"] == "M_NOT_FOUND"
+    assert (await admin.admin("GET", "/v1/user_reports/x", expect=400))["errcode"] == "M_INVALID_PARAM"
+    await assert_admin_only(bob, "GET", "/v1/user_reports")
+    await assert_admin_only(bob, "DELETE", "/v1/user_reports/1")
