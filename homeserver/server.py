@@ -158,6 +158,7 @@ class HomeServer:
         for service in self._admin_starts:
             await service.start()
             self._background.append(service)
+        self._admin_starts.clear()  # a restart builds (and starts) fresh ones
         try:
             for listener in self.config.listeners:
                 await self._start_listener(listener)
