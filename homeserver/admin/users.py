@@ -66,9 +66,12 @@ class AdminUserService:
         self._account_data = account_data
         self._ratelimiter = ratelimiter
         self._clock = clock
+        # Checked on every send, so kept in memory; every change goes through this service.
+        self._suspended: set[str] = set()
 
     async def start(self) -> None:
-        """Apply the stored rate-limit overrides to the rate limiter."""
+        """Load the suspended users and apply the stored rate-limit overrides to the rate limiter."""
+        self._suspended = await self._store.get_suspended_users()
         for user_id, (per_second, burst) in (await self._store.get_all_ratelimit_overrides()).items():
             self._apply_ratelimit(user_id, per_second, burst)
 
@@ -241,17 +244,23 @@ class AdminUserService:
         if "suspend" not in body:
             raise MatrixError(400, "M_MISSING_PARAM", "suspend: required")
         suspend = optional_bool(body, "suspend")
-        await self._store.set_user_flag(user_id, "suspended", bool(suspend))
+        await self._set_suspended(user_id, bool(suspend))
         return {f"user_{user_id}_suspended": bool(suspend)}
+
+    async def _set_suspended(self, user_id: str, suspended: bool) -> None:
+        await self._store.set_user_flag(user_id, "suspended", suspended)
+        if suspended:
+            self._suspended.add(user_id)
+        else:
+            self._suspended.discard(user_id)
 
     async def set_shadow_banned(self, user_id: str, banned: bool) -> None:
         """`POST`/`DELETE /v1/users/{userId}/shadow_ban`."""
         await existing_local_user(self._accounts, self._server_name, user_id)
         await self._store.set_user_flag(user_id, "shadow_banned", banned)
 
-    async def is_suspended(self, user_id: str) -> bool:
-        user = await self._store.get_user_admin_view(user_id)
-        return bool(user and user["suspended"])
+    def is_suspended(self, user_id: str) -> bool:
+        return user_id in self._suspended
 
     async def check_not_suspended(self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any],
                                   state_key: str | None) -> None:
@@ -260,7 +269,7 @@ class AdminUserService:
             return
         if event_type == "m.room.member" and content.get("membership") == "leave" and state_key == sender:
             return
-        if await self.is_suspended(sender):
+        if self.is_suspended(sender):
             raise MatrixError(403, "M_USER_SUSPENDED", "You cannot perform this action while suspended.")
 
     # --- the spec's /_matrix/client/v1/admin/{lock,suspend}/{userId} ------------------------------
@@ -278,7 +287,10 @@ class AdminUserService:
         user = await self._moderation_target(user_id)
         if user["admin"] and user_id != requester.user_id:
             raise MatrixError(403, "M_FORBIDDEN", "userId: the target user is a server administrator")
-        await self._store.set_user_flag(user_id, flag, bool(value))
+        if flag == "suspended":
+            await self._set_suspended(user_id, bool(value))
+        else:
+            await self._store.set_user_flag(user_id, flag, bool(value))
         self._auth.invalidate_user(user_id)
         return {flag: bool(value)}
 

@@ -155,6 +155,10 @@ class AdminStore:
             raise ValueError(flag)
         await self.db.simple_update("users", {"user_id": user_id}, {flag: value})
 
+    async def get_suspended_users(self) -> set[str]:
+        rows = await self.db.fetch_all("suspended_users", "SELECT user_id FROM users WHERE suspended = ?", (True,))
+        return {r[0] for r in rows}
+
     async def reactivate_user(self, user_id: str) -> None:
         await self.db.simple_update("users", {"user_id": user_id}, {"deactivated": False, "erased": False})
 
