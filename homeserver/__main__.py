@@ -1,4 +1,4 @@
-"""Command line: `homeserver run|generate-config|generate-keys|check-config ...`."""
+"""Command line: `homeserver run|generate-config|generate-keys|check-config|register-user|admin ...`."""
 
 from __future__ import annotations
 
@@ -127,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--admin", action="store_true", help="make the user a server admin")
     reg.add_argument("--url", help="base URL of the admin listener (default: from the config)")
     reg.set_defaults(func=_cmd_register_user)
+
+    from homeserver.admin_cli import add_admin_parser
+
+    add_admin_parser(sub)
 
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("config")

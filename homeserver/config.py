@@ -206,6 +206,24 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "support_page": {"type": ["string", "null"], "pattern": "^https?://"},
             },
         },
+        "server_notices": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "system_mxid_localpart": {"type": ["string", "null"], "pattern": "^[a-z0-9._=/+-]+$"},
+                "system_mxid_display_name": {"type": ["string", "null"]},
+                "system_mxid_avatar_url": {"type": ["string", "null"]},
+                "room_name": {"type": "string"},
+                "room_topic": {"type": ["string", "null"]},
+            },
+        },
+        "admin": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "login_audit_max_age_days": {"type": "integer", "minimum": 1},
+            },
+        },
         "passwords": {
             "type": "object",
             "additionalProperties": False,
@@ -307,6 +325,14 @@ DEFAULTS: dict[str, Any] = {
         "login_via_existing_session": {"enabled": False, "require_ui_auth": True, "token_timeout_ms": 300_000},
     },
     "support": {"contacts": [], "support_page": None},
+    "server_notices": {
+        "system_mxid_localpart": None,
+        "system_mxid_display_name": "Server Notices",
+        "system_mxid_avatar_url": None,
+        "room_name": "Server Notices",
+        "room_topic": None,
+    },
+    "admin": {"login_audit_max_age_days": 28},
     "passwords": {"bcrypt_rounds": 12, "pepper": ""},
     "rate_limits": {
         "enabled": True,

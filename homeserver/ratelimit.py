@@ -18,6 +18,17 @@ class RateLimiter:
         # (action, key) -> (tokens available, time of last update)
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
         self._exempt: list[Callable[[str], bool]] = []
+        # (action, key) -> the admin's limit for that key; None there means unlimited.
+        self._overrides: dict[tuple[str, str], RateLimit | None] = {}
+
+    def set_override(self, action: str, key: str, limit: RateLimit | None) -> None:
+        """Use `limit` for this key instead of the configured one; `None` exempts the key."""
+        self._overrides[(action, key)] = limit
+        self._buckets.pop((action, key), None)
+
+    def clear_override(self, action: str, key: str) -> None:
+        self._overrides.pop((action, key), None)
+        self._buckets.pop((action, key), None)
 
     def add_exemption(self, is_exempt: Callable[[str], bool]) -> None:
         """Never limit keys for which `is_exempt(key)` holds (application services' users)."""
@@ -31,7 +42,10 @@ class RateLimiter:
         """
         if not self._enabled:
             return
-        limit = self._limits.get(action)
+        if (action, key) in self._overrides:
+            limit = self._overrides[(action, key)]
+        else:
+            limit = self._limits.get(action)
         if limit is None or any(is_exempt(key) for is_exempt in self._exempt):
             return
         now = self._clock.monotonic()
@@ -48,6 +62,6 @@ class RateLimiter:
     def _evict_full(self, now: float) -> None:
         # Buckets that have refilled completely carry no information; drop them.
         for bucket_key, (tokens, last) in list(self._buckets.items()):
-            limit = self._limits[bucket_key[0]]
+            limit = self._overrides.get(bucket_key) or self._limits[bucket_key[0]]
             if tokens + (now - last) * limit.per_second >= limit.burst_count:
                 del self._buckets[bucket_key]

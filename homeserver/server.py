@@ -38,6 +38,14 @@ from homeserver.accounts.registration import RegistrationService
 from homeserver.accounts.sessions import SessionService
 from homeserver.accounts.uia import UserInteractiveAuth
 from homeserver.accounts.whois import WhoisService
+from homeserver.admin.login_audit import LoginAuditService
+from homeserver.admin.media import AdminMediaService
+from homeserver.admin.redact import UserRedactionService
+from homeserver.admin.rooms import AdminRoomService
+from homeserver.admin.server import AdminServerService
+from homeserver.admin.server_notices import ServerNoticeService
+from homeserver.admin.tasks import AdminTaskRunner
+from homeserver.admin.users import AdminUserService
 from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
 from homeserver.directory.aliases import AliasService
@@ -53,6 +61,11 @@ from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.ephemeral.presence import PresenceService
 from homeserver.ephemeral.receipts import ReceiptService
 from homeserver.ephemeral.typing import TypingService
+from homeserver.http.admin_common import AdminAuthenticator
+from homeserver.http.admin_media import AdminMediaHandlers
+from homeserver.http.admin_rooms import AdminRoomHandlers
+from homeserver.http.admin_server import AdminServerHandlers
+from homeserver.http.admin_users import AdminUserHandlers, UserRedactionHandlers
 from homeserver.http.app import MatrixAppRunner, build_app
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.client_account import AccountHandlers
@@ -128,6 +141,7 @@ from homeserver.sync.handler import SyncService
 from storage.engine import create_database
 from storage.stores.account_data import AccountDataStore
 from storage.stores.accounts import AccountStore
+from storage.stores.admin import AdminStore
 from storage.stores.aliases import AliasStore
 from storage.stores.deactivation import DeactivationStore
 from storage.stores.directory import DirectoryStore
@@ -136,11 +150,13 @@ from storage.stores.events import EventStore
 from storage.stores.filters import FilterStore
 from storage.stores.identity import IdentityBindingStore
 from storage.stores.key_backup import KeyBackupStore
+from storage.stores.login_audit import LoginAuditStore
 from storage.stores.media import MediaStore
 from storage.stores.notifications import NotificationStore
 from storage.stores.outbound import OutboundStore
 from storage.stores.presence import PresenceStore
 from storage.stores.profiles import ProfileStore
+from storage.stores.purge import PurgeStore
 from storage.stores.push_rules import PushRuleStore
 from storage.stores.pushers import PUSHER_KIND, PusherStore
 from storage.stores.receipts import ReceiptStore
@@ -243,7 +259,7 @@ class HomeServer:
         # --- services ------------------------------------------------------------------------
         self.ratelimiter = RateLimiter(clock, config.rate_limits, enabled=config.rate_limits_enabled)
         self.auth = AuthService(self.account_store, clock)
-        passwords = PasswordHasher(config.passwords["bcrypt_rounds"], config.passwords["pepper"])
+        passwords = self.passwords = PasswordHasher(config.passwords["bcrypt_rounds"], config.passwords["pepper"])
         self.uia = UserInteractiveAuth(self.account_store, clock)
         self.sessions = SessionService(
             self.account_store, self.auth, bus, clock,
@@ -415,7 +431,7 @@ class HomeServer:
         self.filter_handlers = FilterHandlers(self.filters, authenticate)
         self.capabilities_handlers = CapabilitiesHandlers(
             build_capabilities(config.default_room_version, get_login_token=self.login.get_token_enabled),
-            authenticate)
+            authenticate, self.auth.is_server_admin)
         self.device_handlers = DeviceHandlers(self.devices, authenticate)
         self.account_handlers = AccountHandlers(self.accounts, authenticate)
         self.push_rule_handlers = PushRuleHandlers(self.push_rules, authenticate)
@@ -443,6 +459,46 @@ class HomeServer:
         self.keys_handlers = KeysHandlers(self.keys, self.cross_signing, authenticate)
         self.to_device_handlers = ToDeviceHandlers(self.to_device, authenticate)
         self.room_keys_handlers = RoomKeysHandlers(self.key_backup, authenticate)
+        self._build_admin_services(authenticate)
+
+    def _build_admin_services(self, authenticate: RequestAuthenticator) -> None:
+        """The admin API (Synapse's `/_synapse/admin` and the spec's account moderation)."""
+        config, clock = self.config, self.clock
+        self.admin_store = AdminStore(self.db)
+        admin_auth = AdminAuthenticator(authenticate, self.auth)
+        self.admin_users = AdminUserService(
+            config.server_name, self.account_store, self.admin_store, self.auth, self.accounts, self.devices,
+            self.sessions, self.registration, self.profiles, self.passwords, self.event_store,
+            PusherStore(self.db), self.account_data, self.ratelimiter, clock)
+        self._admin_starts.append(self.admin_users)
+        self.event_sender.add_send_check(self.admin_users.check_not_suspended)
+        self.login_audit = LoginAuditService(config.server_name, LoginAuditStore(self.db), self.account_store, clock,
+                                             max_age_days=config.section("admin")["login_audit_max_age_days"])
+        self._admin_starts.append(self.login_audit)
+        self.login.add_login_callback(self.login_audit.on_login)
+        self.auth.add_sightings_callback(self.login_audit.on_sightings)
+        self.whois.set_login_audit_source(self.login_audit.all_entries)
+        self.admin_user_handlers = AdminUserHandlers(self.admin_users, self.whois, self.login_audit, admin_auth,
+                                                     authenticate)
+        self.server_notices = ServerNoticeService(
+            config.server_name, config.section("server_notices"), self.account_store, self.admin_store,
+            self.event_store, self.room_creator, self.membership, self.event_sender, self.account_data, clock)
+        self.admin_server = AdminServerService(self.account_store, ReportStore(self.db), self.event_store, clock)
+        self.admin_server_handlers = AdminServerHandlers(self.admin_server, self.server_notices, admin_auth)
+        self.admin_tasks = AdminTaskRunner(self.admin_store, clock)
+        self.admin_rooms = AdminRoomService(
+            config.server_name, self.event_store, TimelineStore(self.db), self.admin_store, PurgeStore(self.db),
+            self.account_store, self.alias_store, self.event_sender, self.membership, self.room_creator,
+            self.event_serializer, self.admin_tasks, clock)
+        self.event_sender.add_send_check(self.admin_rooms.check_not_blocked)
+        self._admin_starts.append(self.admin_tasks)
+        self.admin_room_handlers = AdminRoomHandlers(self.admin_rooms, admin_auth)
+        self.user_redactions = UserRedactionService(config.server_name, self.event_store, self.admin_store,
+                                                    self.redactions, self.admin_tasks)
+        self.user_redaction_handlers = UserRedactionHandlers(self.user_redactions, admin_auth)
+        self.admin_media = AdminMediaService(config.server_name, self.media, MediaStore(self.db), self.admin_store,
+                                             self.account_store, self.event_store)
+        self.admin_media_handlers = AdminMediaHandlers(self.admin_media, admin_auth)
 
     def _build_app_services(self, registrations: list[Any]) -> None:
         """Application services: as_token requests, ghost users, namespaces, queries and ping."""
@@ -475,6 +531,9 @@ class HomeServer:
         for stage in (self.notifications.stage, self.pushers.stage, self.search.stage):
             await stage.start()
             self._background.append(stage)
+        for service in (self.admin_users, self.login_audit, self.admin_tasks):
+            await service.start()
+            self._background.append(service)
         self.persister.start()
         self._background.append(self.persister)
         self._background.append(_Closing(self.pushers.close))
@@ -522,6 +581,7 @@ class HomeServer:
             self.pusher_handlers.register_routes(app)
             self.openid_handlers.register_routes(app)
             self.app_service_handlers.register_routes(app)
+            self.admin_user_handlers.register_client_routes(app)
         if "federation" in listener.resources:
             self.discovery.register_federation(app)
             self.openid_handlers.register_federation(app)
@@ -529,6 +589,11 @@ class HomeServer:
             self.federation.register_routes(app)
         if "admin" in listener.resources:
             self.admin_register_handlers.register_routes(app)
+            self.admin_user_handlers.register_routes(app)
+            self.admin_server_handlers.register_routes(app)
+            self.admin_room_handlers.register_routes(app)
+            self.admin_media_handlers.register_routes(app)
+            self.user_redaction_handlers.register_routes(app)
         if "metrics" in listener.resources:
             self.metrics.register_routes(app)
         return app

@@ -178,8 +178,12 @@ class AccountService:
             body, PASSWORD_FLOWS, uri=uri, method="POST", for_user=requester.user_id)
         check_password_stage_user(completed, requester.user_id)
         await self._store.delete_uia_session(session_id)
-        await self._deactivation.deactivate(requester.user_id, erase=params.get("erase") is True)
+        await self.deactivate_account(requester.user_id, erase=params.get("erase") is True)
         return {"id_server_unbind_result": "no-support"}
+
+    async def deactivate_account(self, user_id: str, *, erase: bool) -> None:
+        """Deactivate an account (its owner's request or an admin's): rooms, devices, pushers, profile."""
+        await self._deactivation.deactivate(user_id, erase=erase)
 
     # --- third-party identifiers -------------------------------------------------------
     async def list_threepids(self, user_id: str) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from homeserver.accounts.tokens import hash_token
@@ -19,6 +20,9 @@ from homeserver.errors import MatrixError
 from storage.stores.accounts import AccountStore, TokenInfo
 
 logger = logging.getLogger(__name__)
+
+# (user_id, device_id, ip, user_agent, ts)
+Sighting = tuple[str, str | None, str, str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,11 @@ class AuthService:
         self._flusher: asyncio.Task[None] | None = None
         # Bumped on every invalidation, so a lookup that raced with one does not re-cache a dead token.
         self._generation = 0
+        self._on_sightings: list[Callable[[list[Sighting]], Awaitable[None]]] = []
+
+    def add_sightings_callback(self, callback: Callable[[list[Sighting]], Awaitable[None]]) -> None:
+        """Call `callback(entries)` with each batch of (user, device, ip, user agent, ts) before it is written."""
+        self._on_sightings.append(callback)
 
     # --- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -67,6 +76,9 @@ class AuthService:
         info = await self._lookup(token_hash)
         if info is None or info.deactivated:
             raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown access token", soft_logout=False)
+        if info.locked:
+            # The spec's account locking: the client keeps its session and shows the lock.
+            raise MatrixError(401, "M_USER_LOCKED", "This account has been locked", soft_logout=True)
         if not allow_expired and info.valid_until_ms is not None and info.valid_until_ms <= self._clock.time_ms():
             # The client may refresh: a soft logout keeps its keys and session.
             raise MatrixError(401, "M_UNKNOWN_TOKEN", "Access token has expired", soft_logout=True)
@@ -117,6 +129,11 @@ class AuthService:
             return
         batch, self._pending_last_seen = self._pending_last_seen, {}
         entries = [(u, d, ip, ua, ts) for (u, d, ip, ua), ts in batch.items()]
+        for callback in self._on_sightings:
+            try:
+                await callback(entries)
+            except Exception:
+                logger.exception("A last-seen listener failed on %d entries", len(entries))
         try:
             await self._store.record_last_seen(entries)
         except Exception:

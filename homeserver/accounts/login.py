@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.accounts.auth import Requester
@@ -15,6 +16,9 @@ from homeserver.ratelimit import RateLimiter
 from storage.stores.accounts import AccountStore, UserRow
 
 LOGIN_FLOWS = [{"type": "m.login.password"}, {"type": "m.login.token"}]
+
+
+LoginCallback = Callable[[str, str, str, str], Awaitable[None]]
 
 
 class LoginService:
@@ -32,11 +36,16 @@ class LoginService:
         self._passwords = passwords
         self._ratelimiter = ratelimiter
         uia.register_stage(PASSWORD, self._check_password_stage)
+        self._on_login: list[LoginCallback] = []
+
+    def add_login_callback(self, callback: LoginCallback) -> None:
+        """Call `callback(user_id, device_id, ip, user_agent)` after each successful login (audit log)."""
+        self._on_login.append(callback)
 
     def flows(self) -> list[dict[str, Any]]:
         return LOGIN_FLOWS
 
-    async def login(self, body: dict[str, Any], *, ip: str) -> dict[str, Any]:
+    async def login(self, body: dict[str, Any], *, ip: str, user_agent: str = "") -> dict[str, Any]:
         """Handle `POST /login`; returns the response body."""
         login_type = body.get("type")
         if not isinstance(login_type, str):
@@ -66,6 +75,8 @@ class LoginService:
             want_refresh_token=refresh,
         )
         response["home_server"] = self._server_name
+        for callback in self._on_login:
+            await callback(user.user_id, response["device_id"], ip, user_agent)
         return response
 
     async def issue_login_token(self, requester: Requester, body: dict[str, Any], *, uri: str) -> dict[str, Any]:

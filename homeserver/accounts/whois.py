@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.accounts.auth import AuthService, Requester
@@ -14,6 +15,11 @@ class WhoisService:
     def __init__(self, store: AccountStore, auth: AuthService):
         self._store = store
         self._auth = auth
+        self._audit: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None
+
+    def set_login_audit_source(self, source: Callable[[str], Awaitable[list[dict[str, Any]]]]) -> None:
+        """Add `source(user_id)`'s login audit entries (kind, device_id, ip, user_agent, ts) to the connections."""
+        self._audit = source
 
     async def whois(self, requester: Requester, user_id: str) -> dict[str, Any]:
         """Server admins may ask about anyone; users about themselves (as Synapse allows)."""
@@ -28,4 +34,11 @@ class WhoisService:
             device["sessions"][0]["connections"].append({
                 "ip": sighting["ip"], "last_seen": sighting["last_seen"], "user_agent": sighting["user_agent"],
             })
+        if self._audit is not None:
+            for entry in await self._audit(user_id):
+                device = devices.setdefault(entry["device_id"] or "", {"sessions": [{"connections": []}]})
+                connections = device["sessions"][0]["connections"]
+                if not any(c["ip"] == entry["ip"] and c["user_agent"] == entry["user_agent"] for c in connections):
+                    connections.append({"ip": entry["ip"], "last_seen": entry["ts"],
+                                        "user_agent": entry["user_agent"]})
         return {"user_id": user_id, "devices": devices}

@@ -83,7 +83,8 @@ class SessionHandlers:
         body = await json_object(request)
         if body.get("type") == APP_SERVICE_LOGIN:
             return await self._app_service_session(request, body, self._app_service_login)
-        return json_response(await self._login.login(body, ip=client_ip(request)))
+        return json_response(await self._login.login(body, ip=client_ip(request),
+                                                     user_agent=request.headers.get("User-Agent", "")))
 
     async def refresh(self, request: web.Request) -> web.Response:
         body = await json_object(request)

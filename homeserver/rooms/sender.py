@@ -59,6 +59,18 @@ class RoomEventSender:
         self._pending_txns: dict[tuple[str, str, str], asyncio.Future[Event]] = {}
         self._recent_txns: OrderedDict[tuple[str, str, str], Event] = OrderedDict()
 
+    def add_send_check(self, check: SendCheck) -> None:
+        """Run `check(room_id, sender, type, content, state_key)` before each local send (wired in server.py)."""
+        self._send_checks.append(check)
+
+    def room_lock(self, room_id: str) -> asyncio.Lock:
+        """The room's lock, for work that must not interleave with building the room's next event."""
+        return self._heads.lock(room_id)
+
+    def forget_head(self, room_id: str) -> None:
+        """Drop the room's cached head (after its events changed behind the sender, e.g. a purge)."""
+        self._heads.forget(room_id)
+
     async def room_version(self, room_id: str) -> RoomVersion:
         version = await self._events.get_room_version_id(room_id)
         if version is None:

@@ -24,6 +24,7 @@ class TokenInfo:
     is_guest: bool
     deactivated: bool
     puppets_user_id: str | None
+    locked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ class UserRow:
     created_ts: int
 
 
+_TOKEN_COLUMNS = ("token", "uses_allowed", "pending", "completed", "expiry_time")
 _USER_COLUMNS = (
     "user_id, password_hash, admin, deactivated, erased, is_guest, user_type, appservice_id, created_ts"
 )
@@ -158,13 +160,15 @@ class AccountStore:
     async def get_access_token(self, token_hash: str) -> TokenInfo | None:
         row = await self.db.fetch_one(
             "get_access_token",
-            "SELECT t.id, t.user_id, t.device_id, t.valid_until_ms, u.is_guest, u.deactivated, t.puppets_user_id"
-            " FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?",
+            # A puppet token (an admin logged in as someone) acts as, and lives and dies with, that user.
+            "SELECT t.id, u.user_id, t.device_id, t.valid_until_ms, u.is_guest, u.deactivated, t.puppets_user_id,"
+            " u.locked FROM access_tokens t JOIN users u ON u.user_id = COALESCE(t.puppets_user_id, t.user_id)"
+            " WHERE t.token_hash = ?",
             (token_hash,),
         )
         if row is None:
             return None
-        return TokenInfo(row[0], row[1], row[2], row[3], bool(row[4]), bool(row[5]), row[6])
+        return TokenInfo(row[0], row[1], row[2], row[3], bool(row[4]), bool(row[5]), row[6], bool(row[7]))
 
     async def delete_access_tokens(
         self,
@@ -415,6 +419,42 @@ class AccountStore:
         await self.db.simple_insert(
             "registration_tokens", {"token": token, "uses_allowed": uses_allowed, "expiry_time": expiry_time}
         )
+
+    async def list_registration_tokens(self, valid: bool | None, now_ms: int) -> list[dict[str, Any]]:
+        """Every registration token, or only the usable (`valid=True`) or unusable ones."""
+        usable = ("(uses_allowed IS NULL OR pending + completed < uses_allowed)"
+                  " AND (expiry_time IS NULL OR expiry_time > ?)")
+        where, params = "", ()
+        if valid is not None:
+            where = f" WHERE {usable}" if valid else f" WHERE NOT ({usable})"
+            params = (now_ms,)
+        rows = await self.db.fetch_all(
+            "list_registration_tokens",
+            f"SELECT {', '.join(_TOKEN_COLUMNS)} FROM registration_tokens{where} ORDER BY token", params)
+        return [dict(zip(_TOKEN_COLUMNS, row, strict=True)) for row in rows]
+
+    async def get_registration_token(self, token: str) -> dict[str, Any] | None:
+        return await self.db.simple_select_one("registration_tokens", {"token": token}, _TOKEN_COLUMNS,
+                                               allow_none=True)
+
+    async def create_registration_token(self, token: str, uses_allowed: int | None,
+                                        expiry_time: int | None) -> bool:
+        """Insert a new token; False when the token already exists."""
+        rows = await self.db.run_interaction(
+            "create_registration_token", _fetch_all,
+            "INSERT INTO registration_tokens (token, uses_allowed, expiry_time) VALUES (?, ?, ?)"
+            " ON CONFLICT (token) DO NOTHING RETURNING token",
+            (token, uses_allowed, expiry_time))
+        return bool(rows)
+
+    async def update_registration_token(self, token: str, values: dict[str, Any]) -> bool:
+        """Change `uses_allowed` and/or `expiry_time`; False when there is no such token."""
+        if not values:
+            return await self.get_registration_token(token) is not None
+        return await self.db.simple_update("registration_tokens", {"token": token}, values) > 0
+
+    async def delete_registration_token(self, token: str) -> bool:
+        return await self.db.simple_delete("registration_tokens", {"token": token}) > 0
 
     async def use_registration_token(self, token: str, now_ms: int) -> bool:
         """Count one completed registration against the token, atomically; False if it is used up."""

@@ -55,6 +55,13 @@ class EventStore:
         self._group_cache: OrderedDict[int, StateMap] = OrderedDict()
         self._room_versions: dict[str, str] = {}
 
+    def drop_cached(self, event_ids: Iterable[str], room_id: str | None = None) -> None:
+        """Forget cached events (and the room's version) after an admin purge deleted them."""
+        for event_id in event_ids:
+            self._cache.pop(event_id, None)
+        if room_id is not None:
+            self._room_versions.pop(room_id, None)
+
     # --- rooms -----------------------------------------------------------------
     async def store_room(self, room_id: str, room_version: str, creator: str, created_ts: int,
                          is_public: bool = False) -> None:

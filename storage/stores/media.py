@@ -10,6 +10,23 @@ LOCAL_COLUMNS = (
     "media_id", "user_id", "content_type", "upload_name", "content_hash", "media_length", "created_ts",
     "uploaded_ts", "unused_expires_ts", "quarantined_by", "url_cache",
 )
+# The admin API's media list: its order_by names to columns, and the columns it shows.
+ADMIN_MEDIA_ORDERS = {
+    "media_id": "media_id", "upload_name": "upload_name", "created_ts": "created_ts",
+    "last_access_ts": "last_access_ts", "media_length": "media_length", "media_type": "content_type",
+    "quarantined_by": "quarantined_by", "safe_from_quarantine": "safe_from_quarantine",
+}
+_ADMIN_COLUMNS = ("media_id", "content_type", "media_length", "upload_name", "created_ts", "last_access_ts",
+                  "quarantined_by", "safe_from_quarantine")
+
+
+def _admin_media(row: Any) -> dict[str, Any]:
+    media = dict(zip(("media_id", "media_type", "media_length", "upload_name", "created_ts", "last_access_ts",
+                      "quarantined_by", "safe_from_quarantine"), row, strict=True))
+    media["safe_from_quarantine"] = bool(media["safe_from_quarantine"])
+    return media
+
+
 REMOTE_COLUMNS = (
     "server_name", "media_id", "content_type", "upload_name", "content_hash", "media_length", "cached_ts",
     "quarantined_by",
@@ -108,6 +125,57 @@ class MediaStore:
                                     {"quarantined_by": quarantined_by}) == 1
 
         return await self.db.run_interaction("set_local_quarantine", txn_fn)
+
+    # --- admin views -------------------------------------------------------------
+    async def list_user_media_admin(self, user_id: str, *, order_by: str, backwards: bool, offset: int,
+                                    limit: int) -> tuple[list[dict[str, Any]], int]:
+        """A page of a user's media in the admin API's shape and order, and the total."""
+        column = ADMIN_MEDIA_ORDERS[order_by]
+        order = "DESC" if backwards else "ASC"
+
+        async def txn_fn(txn: Transaction) -> tuple[list[dict[str, Any]], int]:
+            total = await txn.fetch_value("SELECT COUNT(*) FROM local_media WHERE user_id = ?", (user_id,))
+            rows = await txn.fetch_all(
+                f"SELECT {', '.join(_ADMIN_COLUMNS)} FROM local_media WHERE user_id = ?"
+                f" ORDER BY {column} {order}, media_id {order} LIMIT ? OFFSET ?", (user_id, limit, offset))
+            return [_admin_media(row) for row in rows], int(total or 0)
+
+        return await self.db.run_interaction("list_user_media_admin", txn_fn, write=False)
+
+    async def get_local_media_admin(self, media_id: str) -> dict[str, Any] | None:
+        row = await self.db.fetch_one(
+            "get_local_media_admin", f"SELECT {', '.join(_ADMIN_COLUMNS)} FROM local_media WHERE media_id = ?",
+            (media_id,))
+        return None if row is None else _admin_media(row)
+
+    async def set_protected(self, media_id: str, protected: bool) -> bool:
+        return await self.db.simple_update("local_media", {"media_id": media_id},
+                                           {"safe_from_quarantine": protected}) > 0
+
+    async def quarantine_user_media(self, user_id: str, by_user_id: str) -> int:
+        """Quarantine every unprotected local media of a user; returns how many."""
+        return await self.db.execute(
+            "quarantine_user_media",
+            "UPDATE local_media SET quarantined_by = ? WHERE user_id = ? AND safe_from_quarantine = ?",
+            (by_user_id, user_id, False))
+
+    async def quarantine_local_ids(self, media_ids: list[str], by_user_id: str) -> int:
+        async def txn_fn(txn: Transaction) -> int:
+            clause, params = txn.dialect.in_list("media_id", media_ids)
+            await txn.execute(f"UPDATE local_media SET quarantined_by = ? WHERE {clause}"
+                              " AND safe_from_quarantine = ?", (by_user_id, *params, False))
+            return txn.rowcount
+
+        return await self.db.run_interaction("quarantine_local_ids", txn_fn)
+
+    async def local_media_ids_before(self, before_ts: int, size_gt: int, keep: set[str]) -> list[str]:
+        """Unprotected local media last used (or made) before `before_ts` and larger than `size_gt` bytes."""
+        rows = await self.db.fetch_all(
+            "local_media_before",
+            "SELECT media_id FROM local_media WHERE COALESCE(last_access_ts, created_ts) < ?"
+            " AND COALESCE(media_length, 0) > ? AND safe_from_quarantine = ? ORDER BY media_id",
+            (before_ts, size_gt, False))
+        return [r[0] for r in rows if r[0] not in keep]
 
     # --- remote media cache -----------------------------------------------------
     async def get_remote_media(self, server_name: str, media_id: str) -> dict[str, Any] | None:

@@ -31,3 +31,80 @@ class ReportStore:
         )
         keys = ("id", "reporter", "room_id", "event_id", "target_user_id", "reason", "score", "received_ts")
         return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    async def list_event_reports(self, *, offset: int, limit: int, backwards: bool, room_id: str | None,
+                                 reporter: str | None, event_sender: str | None) -> tuple[list[dict[str, Any]], int]:
+        """A page of reports about events (newest first when `backwards`), and how many match."""
+        clauses, params = ["r.event_id IS NOT NULL"], []
+        if room_id is not None:
+            clauses.append("r.room_id LIKE ?")
+            params.append(f"%{room_id}%")
+        if reporter is not None:
+            clauses.append("r.reporter LIKE ?")
+            params.append(f"%{reporter}%")
+        if event_sender is not None:
+            clauses.append("e.sender = ?")
+            params.append(event_sender)
+        where = " WHERE " + " AND ".join(clauses)
+        order = "DESC" if backwards else "ASC"
+        joins = " FROM content_reports r LEFT JOIN events e ON e.event_id = r.event_id"
+
+        async def txn_fn(txn: Transaction) -> tuple[list[dict[str, Any]], int]:
+            total = int(await txn.fetch_value("SELECT COUNT(*)" + joins + where, tuple(params)))
+            rows = await txn.fetch_all(
+                "SELECT r.id, r.received_ts, r.room_id, r.event_id, r.reporter, r.reason, r.score, e.sender"
+                + joins + where + f" ORDER BY r.received_ts {order}, r.id {order} LIMIT ? OFFSET ?",
+                (*params, limit, offset))
+            return [dict(zip(_EVENT_REPORT_KEYS, row, strict=True)) for row in rows], total
+
+        return await self.db.run_interaction("list_event_reports", txn_fn, write=False)
+
+    async def get_event_report(self, report_id: int) -> dict[str, Any] | None:
+        row = await self.db.fetch_one(
+            "get_event_report",
+            "SELECT r.id, r.received_ts, r.room_id, r.event_id, r.reporter, r.reason, r.score, e.sender"
+            " FROM content_reports r LEFT JOIN events e ON e.event_id = r.event_id"
+            " WHERE r.id = ? AND r.event_id IS NOT NULL", (report_id,))
+        return None if row is None else dict(zip(_EVENT_REPORT_KEYS, row, strict=True))
+
+    async def delete_event_report(self, report_id: int) -> bool:
+        return await self.db.execute(
+            "delete_event_report", "DELETE FROM content_reports WHERE id = ? AND event_id IS NOT NULL",
+            (report_id,)) > 0
+
+    async def list_user_reports(self, *, offset: int, limit: int, backwards: bool, reporter: str | None,
+                                target: str | None) -> tuple[list[dict[str, Any]], int]:
+        """A page of reports about users (newest first when `backwards`), and how many match."""
+        clauses, params = ["target_user_id IS NOT NULL"], []
+        if reporter is not None:
+            clauses.append("reporter LIKE ?")
+            params.append(f"%{reporter}%")
+        if target is not None:
+            clauses.append("target_user_id LIKE ?")
+            params.append(f"%{target}%")
+        where = " WHERE " + " AND ".join(clauses)
+        order = "DESC" if backwards else "ASC"
+
+        async def txn_fn(txn: Transaction) -> tuple[list[dict[str, Any]], int]:
+            total = int(await txn.fetch_value("SELECT COUNT(*) FROM content_reports" + where, tuple(params)))
+            rows = await txn.fetch_all(
+                "SELECT id, received_ts, target_user_id, reporter, reason FROM content_reports" + where
+                + f" ORDER BY received_ts {order}, id {order} LIMIT ? OFFSET ?", (*params, limit, offset))
+            return [dict(zip(_USER_REPORT_KEYS, row, strict=True)) for row in rows], total
+
+        return await self.db.run_interaction("list_user_reports", txn_fn, write=False)
+
+    async def get_user_report(self, report_id: int) -> dict[str, Any] | None:
+        row = await self.db.fetch_one(
+            "get_user_report", "SELECT id, received_ts, target_user_id, reporter, reason FROM content_reports"
+            " WHERE id = ? AND target_user_id IS NOT NULL", (report_id,))
+        return None if row is None else dict(zip(_USER_REPORT_KEYS, row, strict=True))
+
+    async def delete_user_report(self, report_id: int) -> bool:
+        return await self.db.execute(
+            "delete_user_report", "DELETE FROM content_reports WHERE id = ? AND target_user_id IS NOT NULL",
+            (report_id,)) > 0
+
+
+_USER_REPORT_KEYS = ("id", "received_ts", "target_user_id", "user_id", "reason")
+_EVENT_REPORT_KEYS = ("id", "received_ts", "room_id", "event_id", "user_id", "reason", "score", "sender")

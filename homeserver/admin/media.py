@@ -1,0 +1,131 @@
+"""Managing media as a server admin: quarantine, protection, deletion and listings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.accounts.auth import Requester
+from homeserver.admin.common import existing_local_user, not_found, page
+from homeserver.errors import MatrixError
+from homeserver.media.service import MediaService
+from storage.stores.accounts import AccountStore
+from storage.stores.admin import AdminStore
+from storage.stores.events import EventStore
+from storage.stores.media import MediaStore
+
+
+def _split_mxc(uri: str) -> tuple[str, str] | None:
+    server, _, media_id = uri.removeprefix("mxc://").partition("/")
+    return (server, media_id) if server and media_id and "/" not in media_id else None
+
+
+class AdminMediaService:
+    def __init__(self, server_name: str, media: MediaService, media_store: MediaStore, admin_store: AdminStore,
+                 accounts: AccountStore, events: EventStore):
+        self._server_name = server_name
+        self._media = media
+        self._store = media_store
+        self._admin = admin_store
+        self._accounts = accounts
+        self._events = events
+
+    # --- one media item ----------------------------------------------------------------------
+    async def quarantine(self, requester: Requester, server_name: str, media_id: str, quarantine: bool) -> None:
+        """Quarantine (or release) one item; protected local media stays unquarantined."""
+        if server_name == self._server_name:
+            row = await self._store.get_local_media_admin(media_id)
+            if row is None:
+                raise not_found("Unknown media")
+            if quarantine and row["safe_from_quarantine"]:
+                return
+        if not await self._media.quarantine_media(server_name, media_id, requester.user_id if quarantine else None):
+            raise not_found("Unknown media")
+
+    async def protect(self, media_id: str, protect: bool) -> None:
+        if not await self._store.set_protected(media_id, protect):
+            raise not_found("Unknown media")
+
+    async def info(self, server_name: str, media_id: str) -> dict[str, Any]:
+        if server_name != self._server_name:
+            raise MatrixError(400, "M_INVALID_PARAM", "server_name: only local media can be inspected")
+        row = await self._store.get_local_media_admin(media_id)
+        if row is None:
+            raise not_found("Unknown media")
+        return {"media_info": row}
+
+    async def delete(self, server_name: str, media_id: str) -> dict[str, Any]:
+        """`DELETE /v1/media/{serverName}/{mediaId}`: a local item and its bytes."""
+        if server_name != self._server_name:
+            raise MatrixError(400, "M_INVALID_PARAM", "server_name: can only delete local media")
+        if not await self._media.delete_local_media(media_id):
+            raise not_found("Unknown media")
+        return {"deleted_media": [media_id], "total": 1}
+
+    # --- many ----------------------------------------------------------------------------
+    async def delete_old(self, server_name: str | None, before_ts: int, size_gt: int,
+                         keep_profiles: bool) -> dict[str, Any]:
+        """`POST /v1/media/delete`: local media last used before a time and above a size."""
+        if server_name is not None and server_name != self._server_name:
+            raise MatrixError(400, "M_INVALID_PARAM", "server_name: can only delete local media")
+        keep: set[str] = set()
+        if keep_profiles:
+            for uri in await self._admin.avatar_media_uris():
+                parts = _split_mxc(uri)
+                if parts and parts[0] == self._server_name:
+                    keep.add(parts[1])
+        deleted = []
+        for media_id in await self._store.local_media_ids_before(before_ts, size_gt, keep):
+            if await self._media.delete_local_media(media_id):
+                deleted.append(media_id)
+        return {"deleted_media": deleted, "total": len(deleted)}
+
+    async def purge_remote_cache(self, before_ts: int) -> dict[str, Any]:
+        return {"deleted": await self._media.purge_remote_media_cache(before_ts)}
+
+    async def room_media(self, room_id: str) -> dict[str, Any]:
+        """`GET /v1/room/{roomId}/media`: the mxc URIs the room's events use, local and remote."""
+        if await self._events.get_room_version_id(room_id) is None:
+            raise not_found("Room not found")
+        local, remote = [], []
+        for uri in sorted(await self._admin.room_media_uris(room_id)):
+            parts = _split_mxc(uri)
+            if parts is not None:
+                (local if parts[0] == self._server_name else remote).append(uri)
+        return {"local": local, "remote": remote}
+
+    async def quarantine_room(self, requester: Requester, room_id: str) -> dict[str, Any]:
+        media = await self.room_media(room_id)
+        count = 0
+        local_ids = [p[1] for p in (_split_mxc(u) for u in media["local"]) if p]
+        if local_ids:
+            count += await self._store.quarantine_local_ids(local_ids, requester.user_id)
+        for uri in media["remote"]:
+            parts = _split_mxc(uri)
+            if parts and await self._media.quarantine_media(parts[0], parts[1], requester.user_id):
+                count += 1
+        return {"num_quarantined": count}
+
+    async def quarantine_user(self, requester: Requester, user_id: str) -> dict[str, Any]:
+        await existing_local_user(self._accounts, self._server_name, user_id)
+        return {"num_quarantined": await self._store.quarantine_user_media(user_id, requester.user_id)}
+
+    async def list_user_media(self, user_id: str, *, order_by: str, backwards: bool, offset: int,
+                              limit: int) -> dict[str, Any]:
+        await existing_local_user(self._accounts, self._server_name, user_id)
+        media, total = await self._store.list_user_media_admin(user_id, order_by=order_by, backwards=backwards,
+                                                               offset=offset, limit=limit)
+        body = page(media, total, offset, limit, "media")
+        if "next_token" in body:
+            body["next_token"] = int(body["next_token"])
+        return body
+
+    async def delete_user_media(self, user_id: str, *, order_by: str, backwards: bool, offset: int,
+                                limit: int) -> dict[str, Any]:
+        """`DELETE /v1/users/{userId}/media`: the page of the user's media that the list would show."""
+        listed = await self.list_user_media(user_id, order_by=order_by, backwards=backwards, offset=offset,
+                                            limit=limit)
+        deleted = []
+        for item in listed["media"]:
+            if await self._media.delete_local_media(item["media_id"]):
+                deleted.append(item["media_id"])
+        return {"deleted_media": deleted, "total": len(deleted)}

@@ -1,0 +1,412 @@
+"""What the admin API reads and writes beyond the other stores: the admin views of `users`,
+third-party and external identifiers, rate-limit overrides, room blocks, the server-notice
+rooms and the durable state of long admin jobs (room deletion, history purges).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from storage.database import Database, Transaction
+
+
+class ExternalIdInUseError(Exception):
+    """The (auth_provider, external_id) pair already belongs to another user."""
+
+
+class ThreepidInUseError(Exception):
+    """The (medium, address) pair already belongs to another user."""
+
+
+# Sort keys of the admin user list, as Synapse names them, to the SQL expression they sort by.
+USER_ORDER_COLUMNS = {
+    "name": "u.user_id",
+    "displayname": "p.displayname",
+    "is_guest": "u.is_guest",
+    "admin": "u.admin",
+    "deactivated": "u.deactivated",
+    "user_type": "u.user_type",
+    "avatar_url": "p.avatar_url",
+    "shadow_banned": "u.shadow_banned",
+    "creation_ts": "u.created_ts",
+    "last_seen_ts": "last_seen_ts",
+    "locked": "u.locked",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class UserFilter:
+    user_id: str | None = None
+    name: str | None = None
+    guests: bool = True
+    deactivated: bool | None = False
+    admins: bool | None = None
+    locked: bool = False
+    not_user_types: tuple[str, ...] = ()
+
+
+# The state the room list shows: name, alias, encryption, join rules and the like.
+_SUMMARY_TYPES = ("m.room.name", "m.room.canonical_alias", "m.room.topic", "m.room.avatar", "m.room.encryption",
+                  "m.room.join_rules", "m.room.guest_access", "m.room.history_visibility", "m.room.create")
+
+_ADMIN_USER_COLUMNS = (
+    "u.user_id, u.user_type, u.is_guest, u.admin, u.deactivated, u.shadow_banned, p.displayname, p.avatar_url,"
+    " u.created_ts, u.erased, (SELECT MAX(last_seen) FROM user_ips i WHERE i.user_id = u.user_id) AS last_seen_ts,"
+    " u.locked, u.suspended, u.appservice_id"
+)
+_ADMIN_USER_KEYS = ("name", "user_type", "is_guest", "admin", "deactivated", "shadow_banned", "displayname",
+                    "avatar_url", "creation_ts", "erased", "last_seen_ts", "locked", "suspended", "appservice_id")
+_BOOL_KEYS = {"is_guest", "admin", "deactivated", "shadow_banned", "erased", "locked", "suspended"}
+
+
+def _admin_user(row: tuple[Any, ...]) -> dict[str, Any]:
+    user = dict(zip(_ADMIN_USER_KEYS, row, strict=True))
+    for key in _BOOL_KEYS:
+        user[key] = bool(user[key])
+    return user
+
+
+def _collect_mxc(value: Any, found: set[str]) -> None:
+    if isinstance(value, str):
+        if value.startswith("mxc://"):
+            found.add(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect_mxc(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _collect_mxc(item, found)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class AdminStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    # --- users ---------------------------------------------------------------------------
+    async def get_user_admin_view(self, user_id: str) -> dict[str, Any] | None:
+        """One user with profile, flags and last sighting, as the admin API shows users."""
+        row = await self.db.fetch_one(
+            "admin_get_user",
+            f"SELECT {_ADMIN_USER_COLUMNS} FROM users u LEFT JOIN profiles p ON p.user_id = u.user_id"
+            " WHERE u.user_id = ?",
+            (user_id,),
+        )
+        return None if row is None else _admin_user(row)
+
+    async def list_users(self, user_filter: UserFilter, *, order_by: str, backwards: bool, offset: int,
+                         limit: int) -> tuple[list[dict[str, Any]], int]:
+        """A page of users matching the filter, and how many match in all."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if user_filter.name:
+            pattern = _like_escape(user_filter.name.lower())
+            clauses.append("(lower(u.user_id) LIKE ? ESCAPE '\\' OR lower(p.displayname) LIKE ? ESCAPE '\\')")
+            params += [f"@%{pattern}%:%", f"%{pattern}%"]
+        elif user_filter.user_id:
+            clauses.append("lower(u.user_id) LIKE ? ESCAPE '\\'")
+            params.append(f"%{_like_escape(user_filter.user_id.lower())}%")
+        if not user_filter.guests:
+            clauses.append("u.is_guest = ?")
+            params.append(False)
+        if user_filter.deactivated is not None:
+            clauses.append("u.deactivated = ?")
+            params.append(user_filter.deactivated)
+        if not user_filter.locked:
+            clauses.append("u.locked = ?")
+            params.append(False)
+        if user_filter.admins is not None:
+            clauses.append("u.admin = ?")
+            params.append(user_filter.admins)
+        if user_filter.not_user_types:
+            named = [t for t in user_filter.not_user_types if t]
+            if named:
+                marks = ", ".join("?" for _ in named)
+                clauses.append(f"(u.user_type IS NULL OR u.user_type NOT IN ({marks}))")
+                params += named
+            if "" in user_filter.not_user_types:
+                clauses.append("u.user_type IS NOT NULL")
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        direction = "DESC" if backwards else "ASC"
+        column = USER_ORDER_COLUMNS[order_by]
+        # NULLs sort as the smallest value on both engines, so pages are stable and alike.
+        nulls = "NULLS FIRST" if not backwards else "NULLS LAST"
+        sql = (
+            f"SELECT {_ADMIN_USER_COLUMNS} FROM users u LEFT JOIN profiles p ON p.user_id = u.user_id{where}"
+            f" ORDER BY {column} {direction} {nulls}, u.user_id ASC LIMIT ? OFFSET ?"
+        )
+        count_sql = f"SELECT COUNT(*) FROM users u LEFT JOIN profiles p ON p.user_id = u.user_id{where}"
+
+        async def txn_fn(txn: Transaction) -> tuple[list[dict[str, Any]], int]:
+            total = int(await txn.fetch_value(count_sql, tuple(params)))
+            rows = await txn.fetch_all(sql, (*params, limit, offset))
+            return [_admin_user(r) for r in rows], total
+
+        return await self.db.run_interaction("admin_list_users", txn_fn, write=False)
+
+    async def set_user_flag(self, user_id: str, flag: str, value: bool) -> None:
+        """Set one of the admin-managed flags of a user: locked, suspended, shadow_banned."""
+        if flag not in ("locked", "suspended", "shadow_banned"):
+            raise ValueError(flag)
+        await self.db.simple_update("users", {"user_id": user_id}, {flag: value})
+
+    async def get_suspended_users(self) -> set[str]:
+        rows = await self.db.fetch_all("suspended_users", "SELECT user_id FROM users WHERE suspended = ?", (True,))
+        return {r[0] for r in rows}
+
+    async def reactivate_user(self, user_id: str) -> None:
+        await self.db.simple_update("users", {"user_id": user_id}, {"deactivated": False, "erased": False})
+
+    async def set_user_type(self, user_id: str, user_type: str | None) -> None:
+        await self.db.simple_update("users", {"user_id": user_id}, {"user_type": user_type})
+
+    # --- third-party and external identifiers ---------------------------------------------
+    async def get_threepids(self, user_id: str) -> list[dict[str, Any]]:
+        return await self.db.simple_select_list(
+            "user_threepids", {"user_id": user_id}, ["medium", "address", "validated_at", "added_at"],
+            order_by=["medium", "address"],
+        )
+
+    async def replace_threepids(self, user_id: str, threepids: set[tuple[str, str]], now_ms: int) -> None:
+        """Make the user's 3PIDs exactly `threepids`, keeping the timestamps of those that stay."""
+
+        async def txn_fn(txn: Transaction) -> None:
+            current = {(r[0], r[1]) for r in await txn.fetch_all(
+                "SELECT medium, address FROM user_threepids WHERE user_id = ?", (user_id,))}
+            for medium, address in current - threepids:
+                await txn.execute("DELETE FROM user_threepids WHERE medium = ? AND address = ?", (medium, address))
+            for medium, address in sorted(threepids - current):
+                owner = await txn.fetch_value(
+                    "SELECT user_id FROM user_threepids WHERE medium = ? AND address = ?", (medium, address))
+                if owner is not None:
+                    raise ThreepidInUseError(f"{medium}:{address}")
+                await txn.execute(
+                    "INSERT INTO user_threepids (medium, address, user_id, validated_at, added_at)"
+                    " VALUES (?, ?, ?, ?, ?)", (medium, address, user_id, now_ms, now_ms))
+
+        await self.db.run_interaction("replace_threepids", txn_fn)
+
+    async def get_external_ids(self, user_id: str) -> list[dict[str, Any]]:
+        return await self.db.simple_select_list(
+            "user_external_ids", {"user_id": user_id}, ["auth_provider", "external_id"],
+            order_by=["auth_provider", "external_id"],
+        )
+
+    async def replace_external_ids(self, user_id: str, external_ids: list[tuple[str, str]]) -> None:
+        """Make the user's external IDs exactly `external_ids`; one taken by another user refuses all."""
+
+        async def txn_fn(txn: Transaction) -> None:
+            await txn.execute("DELETE FROM user_external_ids WHERE user_id = ?", (user_id,))
+            for provider, external_id in dict.fromkeys(external_ids):
+                owner = await txn.fetch_value(
+                    "SELECT user_id FROM user_external_ids WHERE auth_provider = ? AND external_id = ?",
+                    (provider, external_id))
+                if owner is not None:
+                    raise ExternalIdInUseError(f"{provider}:{external_id}")
+                await txn.execute(
+                    "INSERT INTO user_external_ids (auth_provider, external_id, user_id) VALUES (?, ?, ?)",
+                    (provider, external_id, user_id))
+
+        await self.db.run_interaction("replace_external_ids", txn_fn)
+
+    async def get_user_by_external_id(self, provider: str, external_id: str) -> str | None:
+        return await self.db.fetch_value(
+            "user_by_external_id",
+            "SELECT user_id FROM user_external_ids WHERE auth_provider = ? AND external_id = ?",
+            (provider, external_id))
+
+    async def get_user_by_threepid(self, medium: str, address: str) -> str | None:
+        return await self.db.fetch_value(
+            "user_by_threepid", "SELECT user_id FROM user_threepids WHERE medium = ? AND address = ?",
+            (medium, address))
+
+    # --- rate-limit overrides ---------------------------------------------------------------
+    async def get_ratelimit_override(self, user_id: str) -> tuple[int, int] | None:
+        row = await self.db.fetch_one(
+            "get_ratelimit_override",
+            "SELECT messages_per_second, burst_count FROM ratelimit_overrides WHERE user_id = ?", (user_id,))
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    async def get_all_ratelimit_overrides(self) -> dict[str, tuple[int, int]]:
+        rows = await self.db.fetch_all(
+            "all_ratelimit_overrides", "SELECT user_id, messages_per_second, burst_count FROM ratelimit_overrides")
+        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
+    async def set_ratelimit_override(self, user_id: str, messages_per_second: int, burst_count: int) -> None:
+        await self.db.simple_upsert("ratelimit_overrides", {"user_id": user_id},
+                                    {"messages_per_second": messages_per_second, "burst_count": burst_count})
+
+    async def delete_ratelimit_override(self, user_id: str) -> None:
+        await self.db.simple_delete("ratelimit_overrides", {"user_id": user_id})
+
+    # --- rooms ---------------------------------------------------------------------------
+    async def room_summaries(self, local_server: str, room_id: str | None = None) -> list[dict[str, Any]]:
+        """Every room (or one) with member counts, state count and the contents of its summary state."""
+        where, params = ("WHERE r.room_id = ?", (room_id,)) if room_id is not None else ("", ())
+        local_pattern = "%:" + _like_escape(local_server)
+
+        async def txn_fn(txn: Transaction) -> list[dict[str, Any]]:
+            rows = await txn.fetch_all(
+                "SELECT r.room_id, r.room_version, r.creator, r.is_public,"
+                " (SELECT COUNT(*) FROM current_state_events c WHERE c.room_id = r.room_id"
+                "  AND c.type = 'm.room.member' AND c.membership = 'join'),"
+                " (SELECT COUNT(*) FROM current_state_events c WHERE c.room_id = r.room_id"
+                "  AND c.type = 'm.room.member' AND c.membership = 'join' AND c.state_key LIKE ? ESCAPE '\\'),"
+                " (SELECT COUNT(*) FROM current_state_events c WHERE c.room_id = r.room_id)"
+                f" FROM rooms r {where}", (local_pattern, *params))
+            summaries = {r[0]: {"room_id": r[0], "version": r[1], "creator": r[2], "public": bool(r[3]),
+                                "joined_members": int(r[4]), "joined_local_members": int(r[5]),
+                                "state_events": int(r[6]), "state": {}} for r in rows}
+            types_clause, type_params = txn.dialect.in_list("type", list(_SUMMARY_TYPES))
+            state_rows = await txn.fetch_all(
+                "SELECT c.room_id, c.type, j.json FROM current_state_events c"
+                " JOIN event_json j ON j.event_id = c.event_id"
+                f" WHERE c.state_key = '' AND {types_clause}" + (" AND c.room_id = ?" if room_id else ""),
+                (*type_params, *params))
+            for rid, event_type, raw in state_rows:
+                if rid in summaries:
+                    content = json.loads(raw).get("content")
+                    summaries[rid]["state"][event_type] = content if isinstance(content, dict) else {}
+            return list(summaries.values())
+
+        return await self.db.run_interaction("admin_room_summaries", txn_fn, write=False)
+
+    async def room_media_uris(self, room_id: str) -> set[str]:
+        """Every mxc:// URI that the room's events name, as Synapse's room media list finds them."""
+        rows = await self.db.fetch_all(
+            "room_media_uris", "SELECT json FROM event_json WHERE room_id = ? AND json LIKE '%mxc://%'",
+            (room_id,))
+        found: set[str] = set()
+        for (raw,) in rows:
+            _collect_mxc(json.loads(raw).get("content"), found)
+        return found
+
+    async def avatar_media_uris(self) -> set[str]:
+        """The mxc:// URIs in use as user avatars (kept by media clean-up)."""
+        rows = await self.db.fetch_all("avatar_media_uris",
+                                       "SELECT avatar_url FROM profiles WHERE avatar_url LIKE 'mxc://%'")
+        return {r[0] for r in rows}
+
+    async def events_sent_by(self, user_id: str, room_id: str, types: tuple[str, ...], limit: int,
+                             before_ts: int | None = None, after_ts: int | None = None) -> list[str]:
+        """The user's unredacted events of `types` in a room, newest first, at most `limit`."""
+
+        async def txn_fn(txn: Transaction) -> list[str]:
+            clause, params = txn.dialect.in_list("type", list(types))
+            extra, extra_params = "", []
+            if before_ts is not None:
+                extra += " AND origin_server_ts < ?"
+                extra_params.append(before_ts)
+            if after_ts is not None:
+                extra += " AND origin_server_ts > ?"
+                extra_params.append(after_ts)
+            rows = await txn.fetch_all(
+                f"SELECT event_id FROM events WHERE room_id = ? AND sender = ? AND {clause}"
+                f" AND redacted_by IS NULL AND outlier = ? AND rejected_reason IS NULL{extra}"
+                " ORDER BY stream_ordering DESC LIMIT ?",
+                (room_id, user_id, *params, False, *extra_params, limit))
+            return [r[0] for r in rows]
+
+        return await self.db.run_interaction("events_sent_by", txn_fn, write=False)
+
+    async def rooms_of_user_ever(self, user_id: str) -> list[str]:
+        """Every room the user has had any membership in."""
+        rows = await self.db.fetch_all(
+            "rooms_of_user_ever", "SELECT DISTINCT room_id FROM room_memberships WHERE user_id = ? ORDER BY room_id",
+            (user_id,))
+        return [r[0] for r in rows]
+
+    async def count_sent_invites(self, user_id: str, from_ts: int) -> int:
+        return int(await self.db.fetch_value(
+            "count_sent_invites",
+            "SELECT COUNT(*) FROM room_memberships m JOIN events e ON e.event_id = m.event_id"
+            " WHERE m.sender = ? AND m.user_id <> ? AND m.membership = 'invite' AND e.origin_server_ts >= ?",
+            (user_id, user_id, from_ts)) or 0)
+
+    async def count_rooms_joined_since(self, user_id: str, from_ts: int) -> int:
+        return int(await self.db.fetch_value(
+            "count_rooms_joined_since",
+            "SELECT COUNT(DISTINCT m.room_id) FROM room_memberships m JOIN events e ON e.event_id = m.event_id"
+            " WHERE m.user_id = ? AND m.membership = 'join' AND e.origin_server_ts >= ?", (user_id, from_ts)) or 0)
+
+    async def count_devices(self, user_ids: list[str]) -> int:
+        async def txn_fn(txn: Transaction) -> int:
+            clause, params = txn.dialect.in_list("user_id", user_ids)
+            return int(await txn.fetch_value(f"SELECT COUNT(*) FROM devices WHERE {clause}", params) or 0)
+
+        return await self.db.run_interaction("admin_count_devices", txn_fn, write=False)
+
+    # --- room blocks ----------------------------------------------------------------------
+    async def get_room_block(self, room_id: str) -> str | None:
+        """The admin who blocked the room, or None when it is not blocked."""
+        return await self.db.fetch_value(
+            "get_room_block", "SELECT user_id FROM blocked_rooms WHERE room_id = ?", (room_id,))
+
+    async def block_room(self, room_id: str, user_id: str) -> None:
+        await self.db.run_interaction(
+            "block_room", _execute,
+            "INSERT INTO blocked_rooms (room_id, user_id) VALUES (?, ?) ON CONFLICT (room_id) DO NOTHING",
+            (room_id, user_id))
+
+    async def unblock_room(self, room_id: str) -> None:
+        await self.db.simple_delete("blocked_rooms", {"room_id": room_id})
+
+    # --- server notices ---------------------------------------------------------------------
+    async def get_server_notice_room(self, user_id: str) -> str | None:
+        return await self.db.fetch_value(
+            "get_server_notice_room", "SELECT room_id FROM server_notice_rooms WHERE user_id = ?", (user_id,))
+
+    async def set_server_notice_room(self, user_id: str, room_id: str) -> None:
+        await self.db.simple_upsert("server_notice_rooms", {"user_id": user_id}, {"room_id": room_id})
+
+    # --- admin tasks ------------------------------------------------------------------------
+    async def create_task(self, task_id: str, action: str, resource_id: str, params: dict[str, Any],
+                          now_ms: int) -> None:
+        await self.db.simple_insert("admin_tasks", {
+            "task_id": task_id, "action": action, "resource_id": resource_id, "status": "scheduled",
+            "params": json.dumps(params), "result": None, "error": None, "created_ts": now_ms, "updated_ts": now_ms,
+        })
+
+    async def update_task(self, task_id: str, *, status: str, now_ms: int, result: dict[str, Any] | None = None,
+                          error: str | None = None) -> None:
+        values: dict[str, Any] = {"status": status, "updated_ts": now_ms, "error": error}
+        if result is not None:
+            values["result"] = json.dumps(result)
+        await self.db.simple_update("admin_tasks", {"task_id": task_id}, values)
+
+    async def get_task(self, task_id: str) -> dict[str, Any] | None:
+        row = await self.db.simple_select_one(
+            "admin_tasks", {"task_id": task_id}, _TASK_COLUMNS, allow_none=True)
+        return None if row is None else _task(row)
+
+    async def get_tasks(self, action: str, resource_id: str) -> list[dict[str, Any]]:
+        rows = await self.db.simple_select_list(
+            "admin_tasks", {"action": action, "resource_id": resource_id}, _TASK_COLUMNS, order_by=["created_ts"])
+        return [_task(r) for r in rows]
+
+    async def get_unfinished_tasks(self) -> list[dict[str, Any]]:
+        rows = await self.db.fetch_all(
+            "unfinished_admin_tasks",
+            f"SELECT {', '.join(_TASK_COLUMNS)} FROM admin_tasks WHERE status IN ('scheduled', 'active')"
+            " ORDER BY created_ts", ())
+        return [_task(dict(zip(_TASK_COLUMNS, r, strict=True))) for r in rows]
+
+
+_TASK_COLUMNS = ["task_id", "action", "resource_id", "status", "params", "result", "error", "created_ts",
+                 "updated_ts"]
+
+
+def _task(row: dict[str, Any]) -> dict[str, Any]:
+    row = dict(row)
+    row["params"] = json.loads(row["params"])
+    row["result"] = json.loads(row["result"]) if row["result"] else None
+    return row
+
+
+async def _execute(txn: Transaction, sql: str, params: tuple[Any, ...]) -> None:
+    await txn.execute(sql, params)

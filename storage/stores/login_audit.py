@@ -1,0 +1,60 @@
+"""The login audit log: logins and each new IP address or user agent of a device, with times."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from storage.database import Database, Transaction
+
+_COLUMNS = ("kind", "device_id", "ip", "user_agent", "ts")
+
+
+class LoginAuditStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def record_login(self, user_id: str, device_id: str, ip: str, user_agent: str, ts: int) -> None:
+        await self.db.simple_insert("login_audit", {"user_id": user_id, "device_id": device_id, "kind": "login",
+                                                    "ip": ip, "user_agent": user_agent, "ts": ts})
+
+    async def record_sightings(self, entries: list[tuple[str, str | None, str, str, int]]) -> int:
+        """Add `new_ip` / `new_user_agent` rows for sightings this device has not had; returns how many."""
+
+        async def txn_fn(txn: Transaction) -> int:
+            added = 0
+            for user_id, device_id, ip, user_agent, ts in entries:
+                device = device_id or ""
+                for kind, column, value in (("new_ip", "ip", ip), ("new_user_agent", "user_agent", user_agent)):
+                    known = await txn.fetch_one(
+                        f"SELECT 1 FROM login_audit WHERE user_id = ? AND device_id = ? AND {column} = ? LIMIT 1",
+                        (user_id, device, value))
+                    if known is None:
+                        await txn.execute(
+                            "INSERT INTO login_audit (user_id, device_id, kind, ip, user_agent, ts)"
+                            " VALUES (?, ?, ?, ?, ?, ?)", (user_id, device, kind, ip, user_agent, ts))
+                        added += 1
+            return added
+
+        return await self.db.run_interaction("record_login_sightings", txn_fn)
+
+    async def list_entries(self, user_id: str, *, offset: int, limit: int,
+                           backwards: bool) -> tuple[list[dict[str, Any]], int]:
+        order = "DESC" if backwards else "ASC"
+
+        async def txn_fn(txn: Transaction) -> tuple[list[dict[str, Any]], int]:
+            total = await txn.fetch_value("SELECT COUNT(*) FROM login_audit WHERE user_id = ?", (user_id,))
+            rows = await txn.fetch_all(
+                f"SELECT {', '.join(_COLUMNS)} FROM login_audit WHERE user_id = ? ORDER BY ts {order}, id {order}"
+                " LIMIT ? OFFSET ?", (user_id, limit, offset))
+            return [dict(zip(_COLUMNS, row, strict=True)) for row in rows], int(total or 0)
+
+        return await self.db.run_interaction("list_login_audit", txn_fn, write=False)
+
+    async def all_entries(self, user_id: str) -> list[dict[str, Any]]:
+        rows = await self.db.fetch_all(
+            "all_login_audit", f"SELECT {', '.join(_COLUMNS)} FROM login_audit WHERE user_id = ? ORDER BY ts, id",
+            (user_id,))
+        return [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
+
+    async def prune(self, older_than_ts: int) -> int:
+        return await self.db.execute("prune_login_audit", "DELETE FROM login_audit WHERE ts < ?", (older_than_ts,))

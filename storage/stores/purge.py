@@ -1,0 +1,178 @@
+"""Deleting rooms and room history: the SQL of the admin API's purges, table by table.
+
+Every table that refers to a room's events or to the room itself is named here, so that a
+purge leaves no row pointing at an event that is gone. What is kept on purpose:
+
+- state events before the purge point stay, as outliers: later events' auth chains and the
+  room's state need them, and they no longer show in timelines;
+- the room's forward extremities are never purged, so new events still have prev_events;
+- `event_edges` rows of kept events may name purged prev_events: those become backward
+  extremities (`event_backward_extremities`), the DAG's record of history we do not hold;
+- `events.redacted_by` keeps naming a purged redaction, because the event stays redacted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from storage.database import Database, Transaction
+
+# Tables keyed by the event they describe: a purged event's rows go from each.
+_EVENT_TABLES = (
+    "event_json", "event_auth", "event_to_state_groups", "event_relations", "event_push_actions",
+    "event_txn_ids", "redactions", "room_memberships", "event_search", "event_forward_extremities",
+    "event_backward_extremities",
+)
+# Tables keyed by the room: a deleted room's rows go from each (the block list is kept).
+_ROOM_TABLES = (
+    "events", "event_json", "event_edges", "event_auth", "event_forward_extremities", "event_backward_extremities",
+    "event_txn_ids", "current_state_events", "state_groups_state", "room_memberships", "receipts",
+    "room_forgotten", "event_relations", "event_push_actions", "event_push_counts", "event_search",
+    "room_account_data", "room_aliases", "content_reports", "device_list_membership_changes", "e2e_room_keys",
+    "server_notice_rooms",
+)
+BATCH = 500
+
+
+class PurgeStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    # --- choosing what to purge -----------------------------------------------------------
+    async def get_event_position(self, event_id: str) -> tuple[str, int, int] | None:
+        """(room_id, depth, stream_ordering) of an event we hold."""
+        row = await self.db.fetch_one(
+            "purge_event_position", "SELECT room_id, depth, stream_ordering FROM events WHERE event_id = ?",
+            (event_id,))
+        return None if row is None else (row[0], int(row[1]), int(row[2]))
+
+    async def depth_at_ts(self, room_id: str, ts: int) -> int | None:
+        """The depth of the room's first event sent at or after `ts`; None when there is none."""
+        return await self.db.fetch_value(
+            "purge_depth_at_ts",
+            "SELECT MIN(depth) FROM events WHERE room_id = ? AND origin_server_ts >= ? AND outlier = ?",
+            (room_id, ts, False))
+
+    async def max_depth(self, room_id: str) -> int | None:
+        return await self.db.fetch_value("purge_max_depth", "SELECT MAX(depth) FROM events WHERE room_id = ?",
+                                         (room_id,))
+
+    async def events_to_purge(self, room_id: str, before_depth: int, *, local_server: str,
+                              delete_local_events: bool) -> tuple[list[str], list[str]]:
+        """(events to delete, state events to keep as outliers) before `before_depth`.
+
+        Forward extremities are never chosen; local users' events only with `delete_local_events`.
+        """
+        rows = await self.db.fetch_all(
+            "purge_candidates",
+            "SELECT e.event_id, e.state_key, e.sender FROM events e WHERE e.room_id = ? AND e.depth < ?"
+            " AND NOT EXISTS (SELECT 1 FROM event_forward_extremities f"
+            " WHERE f.room_id = e.room_id AND f.event_id = e.event_id)",
+            (room_id, before_depth))
+        deleted, kept_state = [], []
+        for event_id, state_key, sender in rows:
+            if not delete_local_events and sender.endswith(":" + local_server):
+                continue
+            (kept_state if state_key is not None else deleted).append(event_id)
+        return deleted, kept_state
+
+    # --- purging history --------------------------------------------------------------------
+    async def purge_events(self, room_id: str, event_ids: Sequence[str], keep_as_outliers: Sequence[str]) -> int:
+        """Delete events (in batches, each its own transaction) and turn kept state into outliers.
+
+        Returns how many events were deleted. Idempotent: rerunning after a crash finishes the job.
+        """
+        deleted = 0
+        for start in range(0, len(event_ids), BATCH):
+            batch = list(event_ids[start:start + BATCH])
+            deleted += await self.db.run_interaction("purge_events", _purge_event_batch, room_id, batch)
+        for start in range(0, len(keep_as_outliers), BATCH):
+            batch = list(keep_as_outliers[start:start + BATCH])
+            await self.db.run_interaction("purge_mark_outliers", _mark_outliers, batch)
+        return deleted
+
+    async def purge_unreferenced_state_groups(self, room_id: str) -> int:
+        """Delete the room's state groups that no event and no other group depends on."""
+        return await self.db.run_interaction("purge_state_groups", _purge_state_groups, room_id)
+
+    # --- deleting a whole room ---------------------------------------------------------------
+    async def delete_room(self, room_id: str) -> int:
+        """Every row of the room, in one transaction; returns how many events it had."""
+        return await self.db.run_interaction("purge_room", _delete_room, room_id)
+
+    async def room_event_ids(self, room_id: str) -> list[str]:
+        rows = await self.db.fetch_all("purge_room_event_ids", "SELECT event_id FROM events WHERE room_id = ?",
+                                       (room_id,))
+        return [r[0] for r in rows]
+
+    async def room_exists(self, room_id: str) -> bool:
+        return await self.db.fetch_value("purge_room_exists", "SELECT 1 FROM rooms WHERE room_id = ?",
+                                         (room_id,)) is not None
+
+
+async def _purge_event_batch(txn: Transaction, room_id: str, event_ids: list[str]) -> int:
+    clause, params = txn.dialect.in_list("event_id", event_ids)
+    # Kept events whose prev_events go: those prev_events become backward extremities.
+    edges_clause, edge_params = txn.dialect.in_list("prev_event_id", event_ids)
+    missing = await txn.fetch_all(
+        f"SELECT DISTINCT prev_event_id FROM event_edges WHERE {edges_clause} AND NOT ({clause})",
+        (*edge_params, *params))
+    for table in _EVENT_TABLES:
+        await txn.execute(f"DELETE FROM {table} WHERE {clause}", params)
+    redacts_clause, redacts_params = txn.dialect.in_list("redacts", event_ids)
+    await txn.execute(f"DELETE FROM redactions WHERE {redacts_clause}", redacts_params)
+    parent_clause, parent_params = txn.dialect.in_list("relates_to_id", event_ids)
+    await txn.execute(f"DELETE FROM event_relations WHERE {parent_clause}", parent_params)
+    await txn.execute(f"DELETE FROM receipts WHERE {clause}", params)
+    await txn.execute(f"DELETE FROM content_reports WHERE {clause}", params)
+    await txn.execute(f"DELETE FROM event_edges WHERE {clause}", params)
+    await txn.execute(f"DELETE FROM events WHERE {clause}", params)
+    deleted = txn.rowcount
+    for (prev_event_id,) in missing:
+        await txn.execute(
+            "INSERT INTO event_backward_extremities (room_id, event_id) VALUES (?, ?)"
+            " ON CONFLICT (room_id, event_id) DO NOTHING", (room_id, prev_event_id))
+    return deleted
+
+
+async def _mark_outliers(txn: Transaction, event_ids: list[str]) -> None:
+    clause, params = txn.dialect.in_list("event_id", event_ids)
+    await txn.execute(f"UPDATE events SET outlier = ? WHERE {clause}", (True, *params))
+    # Outliers are not in any timeline, so nothing may count or search them either.
+    await txn.execute(f"DELETE FROM event_push_actions WHERE {clause}", params)
+    await txn.execute(f"DELETE FROM event_search WHERE {clause}", params)
+
+
+async def _purge_state_groups(txn: Transaction, room_id: str) -> int:
+    removed = 0
+    while True:
+        rows = await txn.fetch_all(
+            "SELECT g.id FROM state_groups g WHERE g.room_id = ?"
+            " AND NOT EXISTS (SELECT 1 FROM event_to_state_groups m WHERE m.state_group = g.id)"
+            " AND NOT EXISTS (SELECT 1 FROM state_group_edges c WHERE c.prev_state_group = g.id)",
+            (room_id,))
+        if not rows:
+            return removed
+        groups = [r[0] for r in rows]
+        for column, table in (("state_group", "state_groups_state"), ("state_group", "state_group_edges"),
+                              ("id", "state_groups")):
+            clause, params = txn.dialect.in_list(column, groups)
+            await txn.execute(f"DELETE FROM {table} WHERE {clause}", params)
+        removed += len(groups)
+
+
+async def _delete_room(txn: Transaction, room_id: str) -> int:
+    count = int(await txn.fetch_value("SELECT COUNT(*) FROM events WHERE room_id = ?", (room_id,)) or 0)
+    await txn.execute(
+        "DELETE FROM event_to_state_groups WHERE event_id IN (SELECT event_id FROM events WHERE room_id = ?)",
+        (room_id,))
+    await txn.execute(
+        "DELETE FROM redactions WHERE event_id IN (SELECT event_id FROM events WHERE room_id = ?)", (room_id,))
+    await txn.execute(
+        "DELETE FROM state_group_edges WHERE state_group IN (SELECT id FROM state_groups WHERE room_id = ?)",
+        (room_id,))
+    await txn.execute("DELETE FROM state_groups WHERE room_id = ?", (room_id,))
+    for table in _ROOM_TABLES:
+        await txn.execute(f"DELETE FROM {table} WHERE room_id = ?", (room_id,))
+    await txn.execute("DELETE FROM rooms WHERE room_id = ?", (room_id,))
+    return count
