@@ -470,11 +470,9 @@ class HomeServer:
             config.server_name, self.account_store, self.admin_store, self.auth, self.accounts, self.devices,
             self.sessions, self.registration, self.profiles, self.passwords, self.event_store,
             PusherStore(self.db), self.account_data, self.ratelimiter, clock)
-        self._admin_starts.append(self.admin_users)
         self.event_sender.add_send_check(self.admin_users.check_not_suspended)
         self.login_audit = LoginAuditService(config.server_name, LoginAuditStore(self.db), self.account_store, clock,
                                              max_age_days=config.section("admin")["login_audit_max_age_days"])
-        self._admin_starts.append(self.login_audit)
         self.login.add_login_callback(self.login_audit.on_login)
         self.auth.add_sightings_callback(self.login_audit.on_sightings)
         self.whois.set_login_audit_source(self.login_audit.all_entries)
@@ -491,7 +489,6 @@ class HomeServer:
             self.account_store, self.alias_store, self.event_sender, self.membership, self.room_creator,
             self.event_serializer, self.admin_tasks, clock)
         self.event_sender.add_send_check(self.admin_rooms.check_not_blocked)
-        self._admin_starts.append(self.admin_tasks)
         self.admin_room_handlers = AdminRoomHandlers(self.admin_rooms, admin_auth)
         self.user_redactions = UserRedactionService(config.server_name, self.event_store, self.admin_store,
                                                     self.redactions, self.admin_tasks)
