@@ -170,6 +170,9 @@ from storage.stores.to_device import ToDeviceStore
 
 logger = logging.getLogger(__name__)
 
+# The longest a background service may take to stop before shutdown goes on without it.
+STOP_TIMEOUT_S = 30.0
+
 
 class ListenerBindError(Exception):
     """A configured listener could not bind its address; the message names the listener."""
@@ -214,10 +217,17 @@ class HomeServer:
             await runner.cleanup()
         self._runners.clear()
         for service in reversed(self._background):
-            await service.stop()
+            try:
+                await asyncio.wait_for(service.stop(), STOP_TIMEOUT_S)
+            except TimeoutError:
+                logger.error("%s did not stop within %.0f s; shutting down without it", type(service).__name__,
+                             STOP_TIMEOUT_S)
         self._background.clear()
         if self.db is not None:
-            await self.db.close()
+            try:
+                await asyncio.wait_for(self.db.close(), STOP_TIMEOUT_S)
+            except TimeoutError:
+                logger.error("the database did not close within %.0f s", STOP_TIMEOUT_S)
             self.db = None
 
     def base_url(self, resource: str = "client") -> str:
