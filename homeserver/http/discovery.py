@@ -17,7 +17,11 @@ SUPPORTED_SPEC_VERSIONS = ("r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3",
 # Only features actually served. Extended profiles (MSC4133) are served at their stable v3 paths,
 # which spec v1.16 defines; until we list v1.16 this flag is how clients (matrix-js-sdk, ruma)
 # learn to use them there.
-UNSTABLE_FEATURES: dict[str, bool] = {"uk.tcpip.msc4133.stable": True}
+UNSTABLE_FEATURES: dict[str, bool] = {
+    "uk.tcpip.msc4133.stable": True,
+    # Simplified sliding sync (MSC4186); matrix-rust-sdk (Element X) looks for this flag.
+    "org.matrix.simplified_msc3575": True,
+}
 
 
 class DiscoveryHandlers:
