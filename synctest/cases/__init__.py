@@ -22,6 +22,7 @@ from synctest.cases import (  # noqa: F401
     push_rules,
     relations,
     search,
+    sliding_sync,
     sync,
     versions,
     wellknown,
