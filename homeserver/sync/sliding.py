@@ -73,6 +73,8 @@ class SentRoom:
     membership: str
     config: RoomConfig
     members: frozenset[str] = frozenset()
+    # The response token when the room was last in view: per-room extensions continue from there.
+    seen: SyncToken | None = None
 
 
 @dataclass(frozen=True)
@@ -239,11 +241,12 @@ class SlidingSyncService:
                 members = previous_members | frozenset(rooms_out.get(plan.room_id, {}).pop("__members__", ()))
             else:
                 rooms_out.get(plan.room_id, {}).pop("__members__", None)
-            new_rooms[plan.room_id] = SentRoom(plan.upto, plan.row.membership, plan.config, members)
+            new_rooms[plan.room_id] = SentRoom(plan.upto, plan.row.membership, plan.config, members, now)
 
-        extensions, extension_news = await self._extensions(
-            requester, body, since, now, list_rooms, subscribed,
-            [p.room_id for p in plans if p.initial and p.room_id in rooms_out], rooms_out)
+        # Per-room extensions continue each room from when it was last in view (None: never).
+        seen = {p.room_id: None if p.initial or p.sent is None else p.sent.seen for p in plans}
+        extensions, extension_news = await self._extensions(requester, body, since, now, list_rooms,
+                                                            subscribed, seen)
         response: dict[str, Any] = {"lists": lists_out, "rooms": rooms_out, "extensions": extensions}
         old_counts = previous.counts if previous is not None else None
         news = bool(rooms_out) or extension_news or counts != old_counts
@@ -256,7 +259,7 @@ class SlidingSyncService:
 
     async def _membership_rows(self, user_id: str, room_ids: Sequence[str], now_pos: int
                                ) -> dict[str, MembershipRow]:
-        rows = await self._store.get_memberships_before(user_id, list(room_ids), now_pos + 1)
+        rows = await self._store.get_memberships_before(user_id, list(room_ids), now_pos)
         return {room_id: row for room_id, row in rows.items() if row.membership in SECTIONS}
 
     async def _may_subscribe(self, user_id: str, room_id: str, candidates: Mapping[str, MembershipRow],
@@ -580,13 +583,11 @@ class SlidingSyncService:
 
     async def _extensions(self, requester: Requester, body: SlidingSyncBody, since: SyncToken | None,
                           now: SyncToken, list_rooms: Mapping[str, list[str]], subscribed: Sequence[str],
-                          initial_rooms: Sequence[str], rooms_out: Mapping[str, Any]
-                          ) -> tuple[dict[str, Any], bool]:
+                          seen: Mapping[str, SyncToken | None]) -> tuple[dict[str, Any], bool]:
         user_id = requester.user_id
         device_id = requester.device_id
         out: dict[str, Any] = {}
         news = False
-        initial = set(initial_rooms)
         config = body.extensions.get("to_device")
         if config is not None and config.enabled and device_id is not None:
             start = _position(config.since)
@@ -611,51 +612,52 @@ class SlidingSyncService:
         config = body.extensions.get("account_data")
         if config is not None and config.enabled:
             scope = self._scope(config, list_rooms, subscribed)
-            section = await self._account_data_section(user_id, since, now, scope, initial)
+            section = await self._account_data_section(user_id, since, now, _by_start(scope, seen, "account_data"))
             out["account_data"] = section
             news = news or bool(section["global"] or section["rooms"])
         for name, source in (("receipts", self._receipts), ("typing", self._typing)):
             config = body.extensions.get(name)
             if config is None or not config.enabled:
                 continue
-            scope = self._scope(config, list_rooms, subscribed)
             end = now.get(source.stream)
             found: dict[str, list[dict[str, Any]]] = {}
-            fresh = [r for r in scope if since is None or r in initial]
-            known = [r for r in scope if since is not None and r not in initial]
-            if fresh:
-                found.update(await source.get_events(user_id, fresh, None, end))
-            if known and since is not None and since.get(source.stream) != end:
-                found.update(await source.get_events(user_id, known, since.get(source.stream), end))
-            rooms = {room_id: events[-1] for room_id, events in found.items() if events}
-            out[name] = {"rooms": rooms}
-            news = news or bool(rooms)
-        del rooms_out
+            for start, rooms in _by_start(self._scope(config, list_rooms, subscribed), seen, source.stream).items():
+                if start is None or start < end:
+                    found.update(await source.get_events(user_id, rooms, start, end))
+            rooms_found = {room_id: events[-1] for room_id, events in found.items() if events}
+            out[name] = {"rooms": rooms_found}
+            news = news or bool(rooms_found)
         return out, news
 
     async def _account_data_section(self, user_id: str, since: SyncToken | None, now: SyncToken,
-                                    scope: Sequence[str], initial: set[str]) -> dict[str, Any]:
+                                    rooms_by_start: Mapping[int | None, list[str]]) -> dict[str, Any]:
         end = now.get("account_data")
         start = 0 if since is None else since.get("account_data")
         global_data: dict[str, Any] = {}
+        if since is None or start < end:
+            global_data.update((await self._account_data.get_changes(user_id, start, end)).global_data)
         rooms: dict[str, list[dict[str, Any]]] = {}
-        if start < end or since is None:
-            changes = await self._account_data.get_changes(user_id, start, end)
-            global_data.update(changes.global_data)
-            for room_id in scope:
+        for room_start, room_ids in rooms_by_start.items():
+            if room_start is not None and room_start >= end:
+                continue
+            changes = await self._account_data.get_changes(user_id, room_start or 0, end)
+            for room_id in room_ids:
                 if room_id in changes.room_data:
                     rooms[room_id] = [{"type": t, "content": c} for t, c in sorted(changes.room_data[room_id].items())]
-        fresh = [r for r in scope if r in initial and since is not None]
-        if fresh:
-            everything = await self._account_data.get_changes(user_id, 0, end)
-            for room_id in fresh:
-                if room_id in everything.room_data:
-                    rooms[room_id] = [{"type": t, "content": c}
-                                      for t, c in sorted(everything.room_data[room_id].items())]
         if since is None or since.get("push_rules") < now.get("push_rules"):
             if since is None or await self._push_rules.version(user_id) > since.get("push_rules"):
                 global_data[PUSH_RULES_ACCOUNT_DATA_TYPE] = await self._push_rules.account_data_content(user_id)
         return {"global": [{"type": t, "content": c} for t, c in sorted(global_data.items())], "rooms": rooms}
+
+
+def _by_start(room_ids: Sequence[str], seen: Mapping[str, SyncToken | None], stream: str
+              ) -> dict[int | None, list[str]]:
+    """Rooms grouped by the position of `stream` they continue from (None: from nothing)."""
+    out: dict[int | None, list[str]] = {}
+    for room_id in room_ids:
+        token = seen.get(room_id)
+        out.setdefault(None if token is None else token.get(stream), []).append(room_id)
+    return out
 
 
 def _position(text: str | None) -> int | None:

@@ -417,3 +417,22 @@ async def test_the_receipts_and_typing_extensions_follow_the_rooms_in_view(clien
     assert bob.user_id in receipt["content"][event_id]["m.read"]
     typing = second["extensions"]["typing"]["rooms"][room_id]
     assert typing == {"type": "m.typing", "content": {"user_ids": [bob.user_id]}}
+
+
+async def test_a_receipt_sent_while_the_room_was_out_of_view_arrives_when_it_returns(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await bob.join(room_id)
+    event_id = await alice.send(room_id, "read me")
+    other = await alice.create_room()
+    request = {"lists": {"top": room_list(ranges=[(0, 0)])}, "extensions": {"receipts": {"enabled": True}}}
+    await alice.send(other, "on top")
+    first = await sliding(alice, request)
+    assert list(first["rooms"]) == [other]
+    await bob.call("POST", f"/rooms/{room_id}/receipt/m.read/{event_id}", {})
+    second = await sliding(alice, request, pos=first["pos"])
+    assert second["extensions"]["receipts"]["rooms"] == {}
+    await alice.send(room_id, "back on top")
+    third = await sliding(alice, request, pos=second["pos"])
+    receipt = third["extensions"]["receipts"]["rooms"][room_id]
+    assert bob.user_id in receipt["content"][event_id]["m.read"]
