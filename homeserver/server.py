@@ -339,6 +339,7 @@ class HomeServer:
         bus.subscribe(EventPersisted, self.typing.on_event_persisted)
         bus.subscribe(EventPersisted, self.presence.on_event_persisted)
         bus.subscribe(EventPersisted, self.device_lists.on_event_persisted)
+        bus.subscribe(EventPersisted, self.sliding_sync.on_event_persisted)
         bus.subscribe(ProfileChanged, self.membership.on_profile_changed)
         bus.subscribe(AccountDataChanged, self.sync.on_account_data_changed)
         bus.subscribe(AccountDataChanged, self.notifications.on_account_data_changed)

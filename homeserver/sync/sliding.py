@@ -32,6 +32,7 @@ from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.streams.notifier import Notifier
 from homeserver.streams.sources import DELIVERED_UPTO, EphemeralSource, RoomFieldsProvider, TopLevelSource
 from homeserver.streams.tokens import SyncToken
+from homeserver.streams.updates import EventPersisted
 from homeserver.sync import rendering
 from homeserver.sync.handler import SyncService
 from homeserver.sync.room_list import INVITE, JOIN, KNOCK, LEAVE, RoomSyncEntry
@@ -57,6 +58,7 @@ BUMP_EVENT_TYPES = ("m.room.create", "m.room.message", "m.room.encrypted", "m.st
                     "m.poll.start", "m.beacon_info")
 DIRECT_TYPE = "m.direct"
 MAX_CONNECTIONS = 10_000
+BUMP_CACHE_ROOMS = 200_000
 MAX_CONNECTIONS_PER_USER = 50
 SECTIONS = {"join": JOIN, "invite": INVITE, "knock": KNOCK, "leave": LEAVE, "ban": LEAVE}
 
@@ -136,6 +138,25 @@ class SlidingSyncService:
         self._instance = secrets.token_hex(4)
         self._counter = itertools.count(1)
         self._connections: OrderedDict[tuple[str, str | None, str], _Connection] = OrderedDict()
+        # room_id -> position of its newest bump event, kept current from the events stream;
+        # rooms missing here are read from the database once.
+        self._bump_cache: OrderedDict[str, int] = OrderedDict()
+
+    def on_event_persisted(self, update: EventPersisted) -> None:
+        """Bus consumer: a new bump event moves its room up every list."""
+        position = update.context.stream_ordering
+        event = update.event
+        if (position <= 0 or event.type not in BUMP_EVENT_TYPES or event.rejected_reason is not None
+                or event.internal_metadata.get("outlier")):
+            return
+        room_id = event.room_id
+        self._bump_cache[room_id] = max(self._bump_cache.get(room_id, 0), position)
+        self._bump_cache.move_to_end(room_id)
+        self._trim_bump_cache()
+
+    def _trim_bump_cache(self) -> None:
+        while len(self._bump_cache) > BUMP_CACHE_ROOMS:
+            self._bump_cache.popitem(last=False)
 
     # --- connections -------------------------------------------------------------------------
     def _previous(self, key: tuple[str, str | None, str], pos: str | None) -> Position | None:
@@ -290,7 +311,14 @@ class SlidingSyncService:
 
     async def _bump_stamps(self, candidates: Mapping[str, MembershipRow], now_pos: int) -> dict[str, int]:
         inside = [room_id for room_id, row in candidates.items() if row.membership in ("join", "leave", "ban")]
-        latest = await self._sliding_store.get_latest_of_types(inside, BUMP_EVENT_TYPES, now_pos)
+        latest = {room_id: self._bump_cache[room_id] for room_id in inside if room_id in self._bump_cache}
+        missing = [room_id for room_id in inside if room_id not in latest]
+        if missing:
+            found = await self._sliding_store.get_latest_of_types(missing, BUMP_EVENT_TYPES, now_pos)
+            for room_id, position in found.items():
+                # An event persisted meanwhile may already have raised it.
+                latest[room_id] = self._bump_cache[room_id] = max(self._bump_cache.get(room_id, 0), position)
+            self._trim_bump_cache()
         out = {}
         for room_id, row in candidates.items():
             if row.membership == "join":
