@@ -196,7 +196,7 @@ class SlidingSyncService:
         key = (requester.user_id, requester.device_id, body.conn_id)
         previous = self._previous(key, pos)
         if previous is None or timeout_ms <= 0:
-            response, position, _ = await self._build(requester, body, previous)
+            response, position, _, _ = await self._build(requester, body, previous)
             response["pos"] = self._remember(key, pos, position)
             return response
         loop = asyncio.get_running_loop()
@@ -205,18 +205,19 @@ class SlidingSyncService:
         listen_rooms = list(await self._events.get_rooms_for_user(user_id, ("join",)))
         while True:
             async with self._notifier.listen(user_id, listen_rooms) as listener:
-                response, position, news = await self._build(requester, body, previous)
+                response, position, news, joined = await self._build(requester, body, previous)
                 remaining = deadline - loop.time()
                 if news or remaining <= 0 or not await listener.wait(remaining):
                     if key not in self._connections or pos not in self._connections[key].positions:
                         raise unknown_pos()  # replaced by a new connection while waiting
                     response["pos"] = self._remember(key, pos, position)
                     return response
-            listen_rooms = list(await self._events.get_rooms_for_user(user_id, ("join",)))
+            # Woken: build again under a fresh listener, which also follows rooms joined meanwhile.
+            listen_rooms = joined
 
     # --- building a response -----------------------------------------------------------------
     async def _build(self, requester: Requester, body: SlidingSyncBody, previous: Position | None
-                     ) -> tuple[dict[str, Any], Position, bool]:
+                     ) -> tuple[dict[str, Any], Position, bool, list[str]]:
         user_id = requester.user_id
         now = await self._sync.current_token()
         now_pos = now.get("events")
@@ -271,7 +272,8 @@ class SlidingSyncService:
         response: dict[str, Any] = {"lists": lists_out, "rooms": rooms_out, "extensions": extensions}
         old_counts = previous.counts if previous is not None else None
         news = bool(rooms_out) or extension_news or counts != old_counts
-        return response, Position(now, new_rooms, counts), news
+        joined = [room_id for room_id, row in candidates.items() if row.membership == "join"]
+        return response, Position(now, new_rooms, counts), news, joined
 
     @staticmethod
     def _merge(current: RoomConfig | None, config: RoomConfig, user_id: str) -> RoomConfig:
