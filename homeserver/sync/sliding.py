@@ -444,7 +444,8 @@ class SlidingSyncService:
                     continue
                 body: dict[str, Any] = {"initial": True, "notification_count": 0, "highlight_count": 0,
                                         "bump_stamp": bump.get(plan.room_id, plan.row.stream_ordering)}
-                body["invite_state" if plan.row.membership == "invite" else "knock_state"] = state
+                # Knocks carry their stripped state under the same key, as in Synapse.
+                body["invite_state"] = state
                 if plan.room_id in context.direct_rooms:
                     body["is_dm"] = True
                 out[plan.room_id] = body

@@ -436,3 +436,18 @@ async def test_a_receipt_sent_while_the_room_was_out_of_view_arrives_when_it_ret
     third = await sliding(alice, request, pos=second["pos"])
     receipt = third["extensions"]["receipts"]["rooms"][room_id]
     assert bob.user_id in receipt["content"][event_id]["m.read"]
+
+
+async def test_a_room_the_user_leaves_is_reported_once_then_drops_out_of_the_list(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    request = {"lists": {"a": room_list(timeline_limit=5)}}
+    first = await sliding(alice, request)
+    assert first["lists"]["a"]["count"] == 1
+    await alice.call("POST", f"/rooms/{room_id}/leave", {})
+    second = await sliding(alice, request, pos=first["pos"])
+    leave = [e for e in second["rooms"][room_id]["timeline"] if e["type"] == "m.room.member"]
+    assert leave[-1]["content"]["membership"] == "leave"
+    third = await sliding(alice, request, pos=second["pos"])
+    assert third["lists"]["a"]["count"] == 0
+    assert third["rooms"] == {}
