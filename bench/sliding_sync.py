@@ -41,7 +41,7 @@ REQUIRED_STATE = [["m.room.name", ""], ["m.room.avatar", ""], ["m.room.encryptio
 @dataclass(frozen=True)
 class Workload:
     rooms: int = 500
-    repeats: int = 5
+    repeats: int = 10
     messages: int = 30
     concurrency: int = 8
 
