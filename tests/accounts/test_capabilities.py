@@ -50,4 +50,4 @@ async def test_capabilities_need_a_valid_token(client, headers, errcode):
 async def test_versions_advertises_stable_extended_profiles(client):
     async with client.get("/_matrix/client/versions") as resp:
         body = await resp.json()
-    assert body["unstable_features"] == {"uk.tcpip.msc4133.stable": True}
+    assert body["unstable_features"]["uk.tcpip.msc4133.stable"] is True
