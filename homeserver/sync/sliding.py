@@ -244,12 +244,12 @@ class SlidingSyncService:
                 wanted[room_id] = self._merge(wanted.get(room_id), list_config.room, user_id)
         subscribed = []
         for room_id, config in body.room_subscriptions.items():
-            if room_id in candidates or await self._may_subscribe(user_id, room_id, candidates, now_pos):
-                if room_id not in candidates:
-                    candidates.update(await self._membership_rows(user_id, [room_id], now_pos))
-                if room_id in candidates:
-                    subscribed.append(room_id)
-                    wanted[room_id] = self._merge(wanted.get(room_id), config, user_id)
+            if room_id not in candidates:
+                # A room the lists leave out (one the user left, say): allowed when they ever were in it.
+                candidates.update(await self._membership_rows(user_id, [room_id], now_pos))
+            if room_id in candidates:
+                subscribed.append(room_id)
+                wanted[room_id] = self._merge(wanted.get(room_id), config, user_id)
 
         sent_before = previous.rooms if previous is not None else {}
         plans = await self._plan_rooms(wanted, candidates, sent_before, now_pos)
@@ -284,11 +284,6 @@ class SlidingSyncService:
                                ) -> dict[str, MembershipRow]:
         rows = await self._store.get_memberships_before(user_id, list(room_ids), now_pos)
         return {room_id: row for room_id, row in rows.items() if row.membership in SECTIONS}
-
-    async def _may_subscribe(self, user_id: str, room_id: str, candidates: Mapping[str, MembershipRow],
-                             now_pos: int) -> bool:
-        """A subscription to a room the lists left out: allowed when the user ever was in it."""
-        return bool(await self._membership_rows(user_id, [room_id], now_pos))
 
     async def _candidate_rooms(self, user_id: str, now_pos: int, since: SyncToken | None
                                ) -> dict[str, MembershipRow]:

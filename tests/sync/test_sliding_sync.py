@@ -451,3 +451,19 @@ async def test_a_room_the_user_leaves_is_reported_once_then_drops_out_of_the_lis
     third = await sliding(alice, request, pos=second["pos"])
     assert third["lists"]["a"]["count"] == 0
     assert third["rooms"] == {}
+
+
+async def test_a_subscription_to_a_room_the_user_left_shows_it_up_to_the_leave(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await bob.join(room_id)
+    await bob.send(room_id, "before leaving")
+    await bob.call("POST", f"/rooms/{room_id}/leave", {})
+    await alice.send(room_id, "after bob left")
+    listed = await sliding(bob, {"lists": {"a": room_list()}})
+    assert listed["lists"]["a"]["count"] == 0
+    body = await sliding(bob, {"room_subscriptions": {room_id: {"timeline_limit": 5, "required_state": []}}})
+    timeline = body["rooms"][room_id]["timeline"]
+    assert "before leaving" in bodies(body["rooms"][room_id])
+    assert "after bob left" not in bodies(body["rooms"][room_id])
+    assert timeline[-1]["type"] == "m.room.member" and timeline[-1]["content"]["membership"] == "leave"
