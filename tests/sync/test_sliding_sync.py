@@ -467,3 +467,16 @@ async def test_a_subscription_to_a_room_the_user_left_shows_it_up_to_the_leave(c
     assert "before leaving" in bodies(body["rooms"][room_id])
     assert "after bob left" not in bodies(body["rooms"][room_id])
     assert timeline[-1]["type"] == "m.room.member" and timeline[-1]["content"]["membership"] == "leave"
+
+
+async def test_prev_batch_continues_the_timeline_with_messages(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    for i in range(4):
+        await alice.send(room_id, f"m{i}")
+    body = await sliding(alice, {"lists": {"a": room_list(timeline_limit=2)}})
+    room = body["rooms"][room_id]
+    assert bodies(room) == ["m2", "m3"] and room["limited"] is True
+    page = await alice.call("GET", f"/rooms/{room_id}/messages", **{"from": room["prev_batch"], "dir": "b",
+                                                                     "limit": "2"})
+    assert [e["content"].get("body") for e in page["chunk"]] == ["m1", "m0"]
