@@ -93,6 +93,7 @@ from homeserver.http.client_room_summary import RoomSummaryHandlers
 from homeserver.http.client_rooms import RoomHandlers
 from homeserver.http.client_search import SearchHandlers
 from homeserver.http.client_session import AdminRegisterHandlers, SessionHandlers
+from homeserver.http.client_sliding_sync import SlidingSyncHandlers
 from homeserver.http.client_sync import SyncHandlers
 from homeserver.http.client_to_device import ToDeviceHandlers
 from homeserver.http.client_unconfigured import UnconfiguredServiceHandlers
@@ -138,6 +139,7 @@ from homeserver.streams.updates import (
     RoomUpgraded,
 )
 from homeserver.sync.handler import SyncService
+from homeserver.sync.sliding import SlidingSyncService
 from storage.engine import create_database
 from storage.stores.account_data import AccountDataStore
 from storage.stores.accounts import AccountStore
@@ -163,6 +165,7 @@ from storage.stores.receipts import ReceiptStore
 from storage.stores.relations import RelationStore
 from storage.stores.reports import ReportStore
 from storage.stores.search import SearchStore
+from storage.stores.sliding_sync import SlidingSyncStore
 from storage.stores.stages import StagePositionStore
 from storage.stores.sync import SyncStore
 from storage.stores.timeline import TimelineStore
@@ -397,6 +400,20 @@ class HomeServer:
         self.third_party_invites = ThirdPartyInviter(self.identity_client, self.membership, self.event_sender,
                                                      self.event_store, profile_store.get_profile)
 
+        # Simplified sliding sync reads the same streams as /sync, through the same sources.
+        self.sliding_sync = SlidingSyncService(
+            self.sync, self.event_store, sync_store, SlidingSyncStore(db), self.event_serializer,
+            self.account_data_store, self.push_rules, notifier,
+            typing=EphemeralSource(self.typing.stream_name, self.typing.current_position,
+                                   self.typing.events_for_rooms),
+            receipts=EphemeralSource(self.receipts.stream_name, self.receipts.current_position,
+                                     self.receipts.events_for_rooms),
+            to_device=TopLevelSource(self.to_device.stream_name, self.to_device.current_position,
+                                     self.to_device.sync_sections),
+            device_lists=TopLevelSource(self.device_lists.stream_name, self.device_lists.current_position,
+                                        self.device_lists.sync_sections),
+            room_fields=self.notifications.room_fields)
+
         # Outbound delivery: one durable queue, a courier per kind.
         outbound_config = config.section("outbound")
         self.outbound = OutboundQueue(outbound_store, clock, {PUSHER_KIND: self.pushers},
@@ -411,6 +428,7 @@ class HomeServer:
         for stage in (self.notifications.stage, self.pushers.stage, self.search.stage):
             bus.subscribe(EventPersisted, stage.on_event_persisted)
         bus.subscribe(EventPersisted, self.typing.on_event_persisted)
+        bus.subscribe(EventPersisted, self.sliding_sync.on_event_persisted)
         bus.subscribe(EventPersisted, self.presence.on_event_persisted)
         bus.subscribe(EventPersisted, self.device_lists.on_event_persisted)
         bus.subscribe(EventPersisted, self.membership.on_event_persisted)
@@ -464,6 +482,7 @@ class HomeServer:
         self.search_handlers = SearchHandlers(self.search, authenticate)
         self.ephemeral_handlers = EphemeralHandlers(self.typing, self.receipts, authenticate)
         self.sync_handlers = SyncHandlers(self.sync, authenticate)
+        self.sliding_sync_handlers = SlidingSyncHandlers(self.sliding_sync, authenticate)
         self.pusher_handlers = PusherHandlers(self.pushers, self.notifications, authenticate)
         self.presence_handlers = PresenceHandlers(self.presence, authenticate)
         self.keys_handlers = KeysHandlers(self.keys, self.cross_signing, authenticate)
@@ -584,6 +603,7 @@ class HomeServer:
             self.room_keys_handlers.register_routes(app)
             self.ephemeral_handlers.register_routes(app)
             self.sync_handlers.register_routes(app)
+            self.sliding_sync_handlers.register_routes(app)
             self.legacy_handlers.register_routes(app)
             self.pusher_handlers.register_routes(app)
             self.openid_handlers.register_routes(app)

@@ -60,7 +60,7 @@ def main() -> int:
             result = subprocess.run(
                 [sys.executable, "-m", "synctest", "--base-url", base_url,
                  # One argument: a secret that starts with "-" would otherwise read as an option.
-                 f"--registration-shared-secret={secret}"],
+                 f"--registration-shared-secret={secret}", *sys.argv[1:]],
                 cwd=root,
             )
             return result.returncode

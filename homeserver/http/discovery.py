@@ -28,6 +28,8 @@ UNSTABLE_FEATURES: dict[str, bool] = {
     "org.matrix.msc3771": True,  # threaded read receipts (thread_id)
     "uk.half-shot.msc2666.query_mutual_rooms.stable": True,  # GET /_matrix/client/v1/mutual_rooms
     "uk.tcpip.msc4133.stable": True,
+    # Simplified sliding sync (MSC4186); matrix-rust-sdk (Element X) looks for this flag.
+    "org.matrix.simplified_msc3575": True,
 }
 
 

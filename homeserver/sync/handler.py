@@ -189,6 +189,15 @@ class SyncService:
             # Woken: build again under a fresh listener, which also follows rooms joined meanwhile.
             listen_rooms = joined
 
+    async def ignored_users(self, user_id: str) -> frozenset[str]:
+        """The users `user_id` ignores (cached until their account data changes)."""
+        return await self._ignored_users(user_id)
+
+    async def stripped_states(self, entries: list[RoomSyncEntry], requester: Requester
+                              ) -> list[list[dict[str, Any]] | None]:
+        """Invite (or knock) state of each entry; None where the inviter is ignored."""
+        return await self._stripped_states(entries, requester, await self._ignored_users(requester.user_id))
+
     async def _ignored_users(self, user_id: str) -> frozenset[str]:
         cached = self._ignored.get(user_id)
         if cached is None:

@@ -26,6 +26,7 @@ from synctest.cases import (  # noqa: F401
     relations,
     rooms,
     search,
+    sliding_sync,
     sync,
     versions,
     wellknown,

@@ -1,0 +1,482 @@
+"""Simplified sliding sync over HTTP against a real server, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.e2ee.helpers import upload_device_keys
+from tests.rooms.helpers import User, new_user
+
+PATH = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
+
+
+async def sliding(user: User, body: dict[str, Any], pos: str | None = None, expect: int = 200,
+                  timeout: int | None = None) -> dict:
+    params: dict[str, Any] = {}
+    if pos is not None:
+        params["pos"] = pos
+    if timeout is not None:
+        params["timeout"] = timeout
+    return await user.call("POST", PATH, body, expect=expect, **params)
+
+
+def room_list(ranges=((0, 19),), timeline_limit: int = 1, required_state=(), **extra: Any) -> dict:
+    return {"ranges": [list(r) for r in ranges], "timeline_limit": timeline_limit,
+            "required_state": [list(p) for p in required_state], **extra}
+
+
+def bodies(room: dict) -> list[str]:
+    return [e["content"].get("body") for e in room.get("timeline", []) if e["type"] == "m.room.message"]
+
+
+def state_of(room: dict) -> set[tuple[str, str]]:
+    return {(e["type"], e["state_key"]) for e in room.get("required_state", [])}
+
+
+async def test_the_endpoint_is_advertised_in_versions(client):
+    async with client.get("/_matrix/client/versions") as resp:
+        body = await resp.json()
+    assert body["unstable_features"]["org.matrix.simplified_msc3575"] is True
+
+
+async def test_a_list_orders_rooms_by_recency_and_counts_them(client):
+    alice = await new_user(client, "alice")
+    rooms = [await alice.create_room(name=f"r{i}") for i in range(3)]
+    await alice.send(rooms[0], "newest")
+    body = await sliding(alice, {"lists": {"all": room_list(ranges=[(0, 1)])}})
+    assert body["lists"]["all"]["count"] == 3
+    assert set(body["rooms"]) == {rooms[0], rooms[2]}
+    first, second = body["rooms"][rooms[0]], body["rooms"][rooms[2]]
+    assert first["bump_stamp"] > second["bump_stamp"]
+    assert bodies(first) == ["newest"]
+    assert first["initial"] is True and first["name"] == "r0"
+    assert first["joined_count"] == 1 and first["invited_count"] == 0
+    assert first["notification_count"] == 0 and first["highlight_count"] == 0
+    assert first["limited"] is True and first["prev_batch"]
+    assert first["num_live"] == 0
+    assert isinstance(body["pos"], str)
+
+
+async def test_a_room_bumped_by_a_new_message_comes_back_alone_with_only_the_new_event(client):
+    alice = await new_user(client, "alice")
+    rooms = [await alice.create_room(name=f"r{i}") for i in range(3)]
+    request = {"lists": {"all": room_list(ranges=[(0, 0)], timeline_limit=5)}}
+    first = await sliding(alice, request)
+    assert list(first["rooms"]) == [rooms[2]]
+    await alice.send(rooms[0], "bump")
+    second = await sliding(alice, request, pos=first["pos"])
+    assert list(second["rooms"]) == [rooms[0]]
+    bumped = second["rooms"][rooms[0]]
+    assert bumped["initial"] is True  # first time this connection sees it
+    assert bumped["bump_stamp"] > first["rooms"][rooms[2]]["bump_stamp"]
+    await alice.send(rooms[0], "again")
+    third = await sliding(alice, request, pos=second["pos"])
+    room = third["rooms"][rooms[0]]
+    assert bodies(room) == ["again"]
+    assert "initial" not in room and room["limited"] is False and room["num_live"] == 1
+    assert "required_state" not in room
+
+
+async def test_an_incremental_response_without_news_has_no_rooms(client):
+    alice = await new_user(client, "alice")
+    await alice.create_room()
+    request = {"lists": {"all": room_list()}}
+    first = await sliding(alice, request)
+    second = await sliding(alice, request, pos=first["pos"])
+    assert second["rooms"] == {}
+    assert second["lists"]["all"]["count"] == 1
+
+
+async def test_a_room_that_left_the_window_is_caught_up_when_it_returns(client):
+    alice = await new_user(client, "alice")
+    old, new = await alice.create_room(), await alice.create_room()
+    request = {"lists": {"top": room_list(ranges=[(0, 0)], timeline_limit=10)}}
+    first = await sliding(alice, request)
+    assert list(first["rooms"]) == [new]
+    await alice.send(old, "one")
+    second = await sliding(alice, request, pos=first["pos"])
+    assert list(second["rooms"]) == [old]
+    await alice.send(new, "two")   # new is back on top; old left the window
+    third = await sliding(alice, request, pos=second["pos"])
+    assert list(third["rooms"]) == [new]
+    assert bodies(third["rooms"][new]) == ["two"]
+    assert "initial" not in third["rooms"][new]
+    await alice.send(old, "three")  # old returns: it gets what it missed, not a repeat
+    fourth = await sliding(alice, request, pos=third["pos"])
+    assert bodies(fourth["rooms"][old]) == ["three"]
+
+
+async def test_an_unknown_position_is_rejected_with_m_unknown_pos_and_a_new_connection_recovers(client, hs):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    request = {"lists": {"all": room_list()}}
+    error = await sliding(alice, request, pos="nonsense", expect=400)
+    assert error["errcode"] == "M_UNKNOWN_POS"
+    first = await sliding(alice, request)
+    hs.sliding_sync.forget_connections()  # as a restart does
+    error = await sliding(alice, request, pos=first["pos"], expect=400)
+    assert error["errcode"] == "M_UNKNOWN_POS"
+    again = await sliding(alice, request)
+    assert again["rooms"][room_id]["initial"] is True
+
+
+async def test_a_position_can_be_retried_once_but_not_after_the_next_one_is_used(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    request = {"lists": {"all": room_list()}}
+    first = await sliding(alice, request)
+    await alice.send(room_id, "x")
+    second = await sliding(alice, request, pos=first["pos"])
+    retry = await sliding(alice, request, pos=first["pos"])
+    assert bodies(retry["rooms"][room_id]) == bodies(second["rooms"][room_id]) == ["x"]
+    await sliding(alice, request, pos=retry["pos"])
+    error = await sliding(alice, request, pos=first["pos"], expect=400)
+    assert error["errcode"] == "M_UNKNOWN_POS"
+
+
+async def test_connections_are_kept_apart_by_conn_id(client):
+    alice = await new_user(client, "alice")
+    await alice.create_room()
+    first = await sliding(alice, {"conn_id": "room-list", "lists": {"all": room_list()}})
+    error = await sliding(alice, {"conn_id": "encryption", "lists": {}}, pos=first["pos"], expect=400)
+    assert error["errcode"] == "M_UNKNOWN_POS"
+
+
+async def test_a_long_poll_returns_when_a_message_arrives(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await bob.join(room_id)
+    request = {"lists": {"all": room_list()}}
+    first = await sliding(bob, request)
+    waiting = asyncio.create_task(sliding(bob, request, pos=first["pos"], timeout=60_000))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    await alice.send(room_id, "wakker")
+    body = await asyncio.wait_for(waiting, 30)
+    assert bodies(body["rooms"][room_id]) == ["wakker"]
+    assert body["rooms"][room_id]["num_live"] == 1
+
+
+async def test_a_long_poll_without_news_returns_empty_after_the_timeout(client):
+    alice = await new_user(client, "alice")
+    await alice.create_room()
+    request = {"lists": {"all": room_list()}}
+    first = await sliding(alice, request)
+    body = await sliding(alice, request, pos=first["pos"], timeout=200)
+    assert body["rooms"] == {}
+    assert body["pos"] != first["pos"]
+
+
+async def test_required_state_takes_exact_keys_wildcards_and_me(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room(name="n", topic="t")
+    exact = await sliding(alice, {"lists": {"a": room_list(required_state=[("m.room.topic", "")])}})
+    assert state_of(exact["rooms"][room_id]) == {("m.room.topic", "")}
+    me = await sliding(alice, {"lists": {"a": room_list(required_state=[("m.room.member", "$ME")])}})
+    assert state_of(me["rooms"][room_id]) == {("m.room.member", alice.user_id)}
+    by_type = await sliding(alice, {"lists": {"a": room_list(required_state=[("m.room.member", "*")])}})
+    assert state_of(by_type["rooms"][room_id]) == {("m.room.member", alice.user_id)}
+    everything = await sliding(alice, {"lists": {"a": room_list(required_state=[("*", "*")])}})
+    assert {("m.room.create", ""), ("m.room.name", ""), ("m.room.topic", ""),
+            ("m.room.power_levels", "")} <= state_of(everything["rooms"][room_id])
+
+
+async def test_lazy_members_are_those_of_timeline_senders_sent_once(client):
+    alice, bob, carol = [await new_user(client, n) for n in ("alice", "bob", "carol")]
+    room_id = await alice.create_room(preset="public_chat")
+    await bob.join(room_id)
+    await carol.join(room_id)
+    await bob.send(room_id, "from bob")
+    request = {"lists": {"a": room_list(timeline_limit=1, required_state=[("m.room.member", "$LAZY")])}}
+    first = await sliding(alice, request)
+    assert state_of(first["rooms"][room_id]) == {("m.room.member", bob.user_id)}
+    await bob.send(room_id, "bob again")
+    await carol.send(room_id, "carol")
+    second = await sliding(alice, {"lists": {"a": {**request["lists"]["a"], "timeline_limit": 2}}},
+                           pos=first["pos"])
+    # bob's member event was already sent on this connection; carol's was not.
+    assert ("m.room.member", carol.user_id) in state_of(second["rooms"][room_id])
+    assert ("m.room.member", bob.user_id) not in state_of(second["rooms"][room_id])
+
+
+async def test_required_state_narrowed_then_widened_again_is_sent_again(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room(topic="t")
+    wide = {"lists": {"a": room_list(required_state=[("m.room.topic", "")])}}
+    narrow = {"lists": {"a": room_list(required_state=[])}}
+    first = await sliding(alice, wide)
+    assert state_of(first["rooms"][room_id]) == {("m.room.topic", "")}
+    second = await sliding(alice, narrow, pos=first["pos"])
+    assert room_id not in second["rooms"]
+    third = await sliding(alice, wide, pos=second["pos"])
+    assert state_of(third["rooms"][room_id]) == {("m.room.topic", "")}
+    assert "timeline" not in third["rooms"][room_id]  # nothing new to show there
+
+
+async def test_a_state_change_in_required_state_is_sent_incrementally(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room(name="old")
+    request = {"lists": {"a": room_list(required_state=[("m.room.name", "")])}}
+    first = await sliding(alice, request)
+    await alice.call("PUT", f"/rooms/{room_id}/state/m.room.name/", {"name": "new"})
+    second = await sliding(alice, request, pos=first["pos"])
+    room = second["rooms"][room_id]
+    assert room["name"] == "new"
+    assert [e["content"]["name"] for e in room["required_state"]] == ["new"]
+
+
+async def test_filters_select_rooms_by_dm_encryption_invite_type_tags_and_space(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    plain = await alice.create_room()
+    encrypted = await alice.create_room(initial_state=[
+        {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}])
+    space = await alice.create_room(creation_content={"type": "m.space"})
+    await alice.call("PUT", f"/rooms/{space}/state/m.space.child/{plain}", {"via": ["localhost"]})
+    dm = await bob.create_room(invite=[alice.user_id], is_direct=True)
+    await alice.call("PUT", f"/user/{alice.user_id}/account_data/m.direct", {bob.user_id: [dm]})
+    await alice.call("PUT", f"/user/{alice.user_id}/rooms/{plain}/tags/m.favourite", {})
+
+    async def rooms_for(filters: dict) -> set[str]:
+        body = await sliding(alice, {"lists": {"f": room_list(ranges=[(0, 99)], timeline_limit=0,
+                                                               filters=filters)}})
+        assert body["lists"]["f"]["count"] == len(body["rooms"])
+        return set(body["rooms"])
+
+    assert await rooms_for({"is_dm": True}) == {dm}
+    assert await rooms_for({"is_invite": True}) == {dm}
+    assert await rooms_for({"is_invite": False}) == {plain, encrypted, space}
+    assert await rooms_for({"is_encrypted": True}) == {encrypted}
+    assert await rooms_for({"room_types": ["m.space"]}) == {space}
+    assert await rooms_for({"not_room_types": ["m.space"], "is_invite": False}) == {plain, encrypted}
+    assert await rooms_for({"room_types": [None], "is_dm": False}) == {plain, encrypted}
+    assert await rooms_for({"tags": ["m.favourite"]}) == {plain}
+    assert await rooms_for({"not_tags": ["m.favourite"], "is_dm": False}) == {encrypted, space}
+    assert await rooms_for({"spaces": [space]}) == {plain}
+
+
+async def test_an_invite_carries_invite_state_and_is_dm(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    dm = await bob.create_room(invite=[alice.user_id], is_direct=True, name="for alice")
+    await alice.call("PUT", f"/user/{alice.user_id}/account_data/m.direct", {bob.user_id: [dm]})
+    body = await sliding(alice, {"lists": {"a": room_list()}})
+    room = body["rooms"][dm]
+    types = {e["type"] for e in room["invite_state"]}
+    assert {"m.room.create", "m.room.name", "m.room.member"} <= types
+    assert room["is_dm"] is True and room["initial"] is True
+    again = await sliding(alice, {"lists": {"a": room_list()}}, pos=body["pos"])
+    assert dm not in again["rooms"]
+
+
+async def test_an_unnamed_room_has_heroes_and_a_named_one_its_name_and_avatar(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    await bob.call("PUT", f"/profile/{bob.user_id}/displayname", {"displayname": "Bob B"})
+    unnamed = await alice.create_room(preset="public_chat")
+    await bob.join(unnamed)
+    named = await alice.create_room(name="Named")
+    await alice.call("PUT", f"/rooms/{named}/state/m.room.avatar/", {"url": "mxc://localhost/abc"})
+    body = await sliding(alice, {"lists": {"a": room_list()}})
+    assert body["rooms"][unnamed]["heroes"] == [{"user_id": bob.user_id, "displayname": "Bob B"}]
+    assert body["rooms"][unnamed]["joined_count"] == 2
+    assert "name" not in body["rooms"][unnamed]
+    assert body["rooms"][named]["name"] == "Named"
+    assert body["rooms"][named]["avatar"] == "mxc://localhost/abc"
+    assert "heroes" not in body["rooms"][named]
+
+
+async def test_a_room_subscription_gets_a_room_outside_every_list_and_can_expand_its_timeline(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    for i in range(4):
+        await alice.send(room_id, f"m{i}")
+    first = await sliding(alice, {"room_subscriptions": {room_id: {"timeline_limit": 1, "required_state": []}}})
+    assert bodies(first["rooms"][room_id]) == ["m3"]
+    assert first.get("lists", {}) == {}
+    second = await sliding(alice, {"room_subscriptions": {room_id: {"timeline_limit": 3, "required_state": []}}},
+                           pos=first["pos"])
+    room = second["rooms"][room_id]
+    assert room["expanded_timeline"] is True
+    assert bodies(room) == ["m1", "m2", "m3"]
+
+
+async def test_a_subscription_to_a_room_the_user_never_was_in_is_ignored(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    private = await bob.create_room()
+    body = await sliding(alice, {"room_subscriptions": {private: {"timeline_limit": 1, "required_state": []}}})
+    assert body["rooms"] == {}
+
+
+async def test_notification_counts_come_from_push_rules(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await bob.join(room_id)
+    request = {"lists": {"a": room_list()}}
+    first = await sliding(alice, request)
+    await bob.send(room_id, "hi alice")
+    await bob.send(room_id, "two")
+    second = await sliding(alice, request, pos=first["pos"])
+    assert second["rooms"][room_id]["notification_count"] == 2
+
+
+async def test_malformed_requests_name_the_field(client):
+    alice = await new_user(client, "alice")
+    error = await sliding(alice, {"lists": {"a": {"ranges": [[0, 1]], "required_state": []}}}, expect=400)
+    assert error["errcode"] == "M_BAD_JSON" and "timeline_limit" in error["error"]
+    error = await sliding(alice, {"lists": {"a": room_list(ranges=[(5, 1)])}}, expect=400)
+    assert error["errcode"] == "M_INVALID_PARAM" and "ranges" in error["error"]
+    error = await sliding(alice, {"lists": {"a": room_list(filters={"is_dm": "yes"})}}, expect=400)
+    assert "is_dm" in error["error"]
+
+
+# --- extensions --------------------------------------------------------------------------------
+
+async def test_the_to_device_extension_delivers_until_acknowledged_with_since(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    await alice.call("PUT", "/sendToDevice/m.test/t1",
+                     {"messages": {bob.user_id: {bob.device_id: {"n": 1}}}})
+    request = {"extensions": {"to_device": {"enabled": True}}}
+    first = await sliding(bob, request)
+    events = first["extensions"]["to_device"]["events"]
+    assert [e["content"] for e in events] == [{"n": 1}]
+    since = first["extensions"]["to_device"]["next_batch"]
+    second = await sliding(bob, {"extensions": {"to_device": {"enabled": True, "since": since}}},
+                           pos=first["pos"])
+    assert second["extensions"]["to_device"]["events"] == []
+    # Acknowledged messages are gone, even for a new connection.
+    fresh = await sliding(bob, request)
+    assert fresh["extensions"]["to_device"]["events"] == []
+
+
+async def test_unacknowledged_to_device_messages_are_delivered_again(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    await alice.call("PUT", "/sendToDevice/m.test/t1",
+                     {"messages": {bob.user_id: {bob.device_id: {"n": 1}}}})
+    request = {"extensions": {"to_device": {"enabled": True}}}
+    first = await sliding(bob, request)
+    again = await sliding(bob, request, pos=first["pos"])
+    assert [e["content"] for e in again["extensions"]["to_device"]["events"]] == [{"n": 1}]
+
+
+async def test_the_e2ee_extension_gives_key_counts_and_device_list_changes(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await bob.join(room_id)
+    await alice.call("POST", "/keys/upload", {"one_time_keys": {"signed_curve25519:AAAA": {
+        "key": "k", "signatures": {}}}})
+    request = {"extensions": {"e2ee": {"enabled": True}}}
+    first = await sliding(alice, request)
+    e2ee = first["extensions"]["e2ee"]
+    assert e2ee["device_one_time_keys_count"]["signed_curve25519"] == 1
+    assert e2ee["device_unused_fallback_key_types"] == []
+    await upload_device_keys(bob)
+    second = await sliding(alice, request, pos=first["pos"])
+    assert bob.user_id in second["extensions"]["e2ee"]["device_lists"]["changed"]
+
+
+async def test_the_account_data_extension_gives_global_and_room_data_once(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    await alice.call("PUT", f"/user/{alice.user_id}/account_data/nl.test", {"a": 1})
+    await alice.call("PUT", f"/user/{alice.user_id}/rooms/{room_id}/account_data/nl.room", {"b": 2})
+    request = {"lists": {"a": room_list()}, "extensions": {"account_data": {"enabled": True}}}
+    first = await sliding(alice, request)
+    section = first["extensions"]["account_data"]
+    assert {"type": "nl.test", "content": {"a": 1}} in section["global"]
+    assert {t["type"] for t in section["global"]} >= {"m.push_rules"}
+    assert section["rooms"][room_id] == [{"type": "nl.room", "content": {"b": 2}}]
+    await alice.call("PUT", f"/user/{alice.user_id}/account_data/nl.test", {"a": 3})
+    second = await sliding(alice, request, pos=first["pos"])
+    assert second["extensions"]["account_data"]["global"] == [{"type": "nl.test", "content": {"a": 3}}]
+    assert second["extensions"]["account_data"]["rooms"] == {}
+
+
+async def test_room_account_data_is_scoped_to_the_named_lists(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    await alice.call("PUT", f"/user/{alice.user_id}/rooms/{room_id}/account_data/nl.room", {"b": 2})
+    request = {"lists": {"a": room_list(), "b": room_list(ranges=[])},
+               "extensions": {"account_data": {"enabled": True, "lists": ["b"], "rooms": []}}}
+    body = await sliding(alice, request)
+    assert body["extensions"]["account_data"]["rooms"] == {}
+
+
+async def test_the_receipts_and_typing_extensions_follow_the_rooms_in_view(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await bob.join(room_id)
+    event_id = await bob.send(room_id, "read me")
+    request = {"lists": {"a": room_list()},
+               "extensions": {"receipts": {"enabled": True}, "typing": {"enabled": True}}}
+    first = await sliding(alice, request)
+    assert first["extensions"]["typing"]["rooms"] == {}
+    await bob.call("POST", f"/rooms/{room_id}/receipt/m.read/{event_id}", {})
+    await bob.call("PUT", f"/rooms/{room_id}/typing/{bob.user_id}", {"typing": True, "timeout": 30000})
+    second = await sliding(alice, request, pos=first["pos"])
+    receipt = second["extensions"]["receipts"]["rooms"][room_id]
+    assert receipt["type"] == "m.receipt"
+    assert bob.user_id in receipt["content"][event_id]["m.read"]
+    typing = second["extensions"]["typing"]["rooms"][room_id]
+    assert typing == {"type": "m.typing", "content": {"user_ids": [bob.user_id]}}
+
+
+async def test_a_receipt_sent_while_the_room_was_out_of_view_arrives_when_it_returns(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await bob.join(room_id)
+    event_id = await alice.send(room_id, "read me")
+    other = await alice.create_room()
+    request = {"lists": {"top": room_list(ranges=[(0, 0)])}, "extensions": {"receipts": {"enabled": True}}}
+    await alice.send(other, "on top")
+    first = await sliding(alice, request)
+    assert list(first["rooms"]) == [other]
+    await bob.call("POST", f"/rooms/{room_id}/receipt/m.read/{event_id}", {})
+    second = await sliding(alice, request, pos=first["pos"])
+    assert second["extensions"]["receipts"]["rooms"] == {}
+    await alice.send(room_id, "back on top")
+    third = await sliding(alice, request, pos=second["pos"])
+    receipt = third["extensions"]["receipts"]["rooms"][room_id]
+    assert bob.user_id in receipt["content"][event_id]["m.read"]
+
+
+async def test_a_room_the_user_leaves_is_reported_once_then_drops_out_of_the_list(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    request = {"lists": {"a": room_list(timeline_limit=5)}}
+    first = await sliding(alice, request)
+    assert first["lists"]["a"]["count"] == 1
+    await alice.call("POST", f"/rooms/{room_id}/leave", {})
+    second = await sliding(alice, request, pos=first["pos"])
+    leave = [e for e in second["rooms"][room_id]["timeline"] if e["type"] == "m.room.member"]
+    assert leave[-1]["content"]["membership"] == "leave"
+    third = await sliding(alice, request, pos=second["pos"])
+    assert third["lists"]["a"]["count"] == 0
+    assert third["rooms"] == {}
+
+
+async def test_a_subscription_to_a_room_the_user_left_shows_it_up_to_the_leave(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await bob.join(room_id)
+    await bob.send(room_id, "before leaving")
+    await bob.call("POST", f"/rooms/{room_id}/leave", {})
+    await alice.send(room_id, "after bob left")
+    listed = await sliding(bob, {"lists": {"a": room_list()}})
+    assert listed["lists"]["a"]["count"] == 0
+    body = await sliding(bob, {"room_subscriptions": {room_id: {"timeline_limit": 5, "required_state": []}}})
+    timeline = body["rooms"][room_id]["timeline"]
+    assert "before leaving" in bodies(body["rooms"][room_id])
+    assert "after bob left" not in bodies(body["rooms"][room_id])
+    assert timeline[-1]["type"] == "m.room.member" and timeline[-1]["content"]["membership"] == "leave"
+
+
+async def test_prev_batch_continues_the_timeline_with_messages(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    for i in range(4):
+        await alice.send(room_id, f"m{i}")
+    body = await sliding(alice, {"lists": {"a": room_list(timeline_limit=2)}})
+    room = body["rooms"][room_id]
+    assert bodies(room) == ["m2", "m3"] and room["limited"] is True
+    page = await alice.call("GET", f"/rooms/{room_id}/messages", **{"from": room["prev_batch"], "dir": "b",
+                                                                     "limit": "2"})
+    assert [e["content"].get("body") for e in page["chunk"]] == ["m1", "m0"]
