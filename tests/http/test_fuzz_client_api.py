@@ -232,6 +232,13 @@ def fuzz_operation(operation: Any, base_url: str, session: Any, known: KnownIds,
         report.generation_errors.append(f"{method} {path}: no example satisfies the schema")
 
 
+@pytest.fixture
+async def hs(make_homeserver):
+    """A server that sends nothing off this machine whatever the fuzzer names: generated
+    identity servers are refused (none is trusted) and federation is off."""
+    return await make_homeserver(identity={"trusted_servers": []}, federation={"enabled": False})
+
+
 async def test_schemathesis_finds_no_server_error_and_no_schema_violation(hs, client):
     logging.getLogger("homeserver.access").setLevel(logging.WARNING)
     alice = await new_user(client, "fuzzer")
