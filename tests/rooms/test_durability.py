@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 
 import aiohttp
 import yaml
 
 from tests.conftest import free_port, make_test_config
 from tests.rooms.helpers import User, new_user
+from tests.support.crash import send_until_killed, wait_for_versions
 
 
 async def test_fifty_concurrent_senders_each_land_once_in_one_linear_order(hs, client):
@@ -48,18 +46,6 @@ async def test_fifty_concurrent_senders_each_land_once_in_one_linear_order(hs, c
         assert len(event.prev_event_ids) == 1
 
 
-def _wait_for_versions(base_url: str, proc: subprocess.Popen, deadline_s: float = 30) -> None:
-    deadline = time.monotonic() + deadline_s
-    while True:
-        try:
-            urllib.request.urlopen(base_url + "/_matrix/client/versions", timeout=1).read()
-            return
-        except OSError:
-            assert proc.poll() is None, "server exited"
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.1)
-
-
 async def test_events_acknowledged_before_a_kill_9_survive_the_restart(tmp_path, database_config):
     raw = make_test_config(tmp_path, database_config)
     raw["listeners"][1]["port"] = free_port()
@@ -72,7 +58,7 @@ async def test_events_acknowledged_before_a_kill_9_survive_the_restart(tmp_path,
     def start() -> subprocess.Popen:
         proc = subprocess.Popen([sys.executable, "-m", "homeserver", "run", "--config", str(config_path)],
                                 cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_for_versions(base_url, proc)
+        wait_for_versions(base_url, proc)
         return proc
 
     proc = await asyncio.to_thread(start)
@@ -81,22 +67,8 @@ async def test_events_acknowledged_before_a_kill_9_survive_the_restart(tmp_path,
         async with aiohttp.ClientSession(base_url) as client:
             alice = await new_user(client, "alice")
             room_id = await alice.create_room()
-
-            async def keep_sending() -> None:
-                for i in range(10_000):
-                    try:
-                        body = await alice.call("PUT", f"/rooms/{room_id}/send/m.room.message/k{i}",
-                                                {"msgtype": "m.text", "body": f"#{i}"})
-                    except (aiohttp.ClientError, AssertionError, ValueError):
-                        return
-                    acknowledged[f"k{i}"] = body["event_id"]
-
-            sender = asyncio.create_task(keep_sending())
-            while len(acknowledged) < 20:
-                await asyncio.sleep(0.01)
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            await sender
+            acknowledged = await send_until_killed(alice, room_id, proc, at_least=20, txn_prefix="k",
+                                                   body_prefix="#")
 
         proc = await asyncio.to_thread(start)
         async with aiohttp.ClientSession(base_url) as client:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections import Counter
@@ -23,7 +22,7 @@ import yaml
 from tests.conftest import free_port, make_test_config
 from tests.push.helpers import PushGateway, pusher_body
 from tests.rooms.helpers import new_user
-from tests.rooms.test_durability import _wait_for_versions
+from tests.support.crash import send_until_killed, wait_for_versions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -39,7 +38,7 @@ async def test_stages_resume_after_a_kill_9_without_losing_or_repeating_work(tmp
     def start() -> subprocess.Popen:
         proc = subprocess.Popen([sys.executable, "-m", "homeserver", "run", "--config", str(config_path)],
                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_for_versions(base_url, proc)
+        wait_for_versions(base_url, proc)
         return proc
 
     gateway = PushGateway()
@@ -53,21 +52,9 @@ async def test_stages_resume_after_a_kill_9_without_losing_or_repeating_work(tmp
             await bob.join(room_id)
             await bob.call("POST", "/pushers/set", pusher_body(gateway.url))
 
-            async def keep_sending() -> None:
-                for i in range(10_000):
-                    try:
-                        body = await alice.call("PUT", f"/rooms/{quote(room_id)}/send/m.room.message/s{i}",
-                                                {"msgtype": "m.text", "body": f"sustained number{i}"})
-                    except (aiohttp.ClientError, AssertionError, ValueError):
-                        return
-                    acknowledged.append(body["event_id"])
-
-            sender = asyncio.create_task(keep_sending())
-            while len(acknowledged) < 40:
-                await asyncio.sleep(0.01)
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            await sender
+            sent = await send_until_killed(alice, room_id, proc, at_least=40, txn_prefix="s",
+                                           body_prefix="sustained number")
+            acknowledged = list(sent.values())
 
         proc = await asyncio.to_thread(start)
         async with aiohttp.ClientSession(base_url) as client:
