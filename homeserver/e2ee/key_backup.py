@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeserver.errors import MatrixError, bad_json, missing_param, not_found
+from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param, not_found
 from storage.stores.key_backup import BackupVersion, KeyBackupStore, NotCurrentVersion, RoomKey
+
+# The backup algorithms the spec defines; a version with any other algorithm could never be
+# served back as a valid response, so it is refused when created (Synapse stores anything).
+KNOWN_ALGORITHMS = frozenset({"m.megolm_backup.v1.curve25519-aes-sha2"})
 
 
 def should_replace(current: RoomKey, new: RoomKey) -> bool:
@@ -33,6 +37,9 @@ def parse_version_body(body: dict[str, Any]) -> tuple[str, dict[str, Any] | str]
     algorithm = body.get("algorithm")
     if not isinstance(algorithm, str) or not algorithm:
         raise bad_json("algorithm: required, a string")
+    if algorithm not in KNOWN_ALGORITHMS:
+        raise invalid_param(f"algorithm: unknown backup algorithm {algorithm!r}; "
+                            f"supported: {', '.join(sorted(KNOWN_ALGORITHMS))}")
     auth_data = body.get("auth_data")
     if not isinstance(auth_data, (dict, str)):
         raise bad_json("auth_data: required, an object (or, from older clients, a string)")

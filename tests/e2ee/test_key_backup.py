@@ -75,6 +75,15 @@ async def test_versions_are_created_read_updated_and_deleted(client):
     assert int(third) > int(second)  # version numbers are never reused
 
 
+async def test_a_version_with_an_algorithm_the_spec_does_not_define_is_refused(client):
+    alice = await new_user(client, "alice")
+    body = await alice.call("POST", "/room_keys/version",
+                            {"algorithm": "org.example.unknown", "auth_data": {}}, expect=400)
+    assert body["errcode"] == "M_INVALID_PARAM"
+    assert body["error"].startswith("algorithm")
+    await alice.call("GET", "/room_keys/version", expect=404)
+
+
 async def test_auth_data_given_as_a_string_by_older_clients_is_kept_and_served_as_a_string(client):
     alice = await new_user(client, "alice")
     legacy = {"algorithm": ALGORITHM, "auth_data": "dGhpcyBzaG91bGQgYmUgZW5jcnlwdGVkIGpzb24K"}
