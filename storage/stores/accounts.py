@@ -193,12 +193,6 @@ class AccountStore:
         rows = await self.db.run_interaction("delete_access_tokens", _fetch_all, sql, tuple(params))
         return [r[0] for r in rows]
 
-    async def get_access_token_hashes(self, user_id: str) -> list[str]:
-        rows = await self.db.fetch_all(
-            "token_hashes", "SELECT token_hash FROM access_tokens WHERE user_id = ?", (user_id,)
-        )
-        return [r[0] for r in rows]
-
     # --- refresh tokens ----------------------------------------------------------
     async def add_refresh_token(
         self, token_hash: str, user_id: str, device_id: str, *, created_ts: int, expiry_ts: int | None
