@@ -5,10 +5,10 @@ rooms and the durable state of long admin jobs (room deletion, history purges).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
 
 
@@ -270,7 +270,7 @@ class AdminStore:
                 (*type_params, *params))
             for rid, event_type, raw in state_rows:
                 if rid in summaries:
-                    content = json.loads(raw).get("content")
+                    content = decode(raw).get("content")
                     summaries[rid]["state"][event_type] = content if isinstance(content, dict) else {}
             return list(summaries.values())
 
@@ -283,7 +283,7 @@ class AdminStore:
             (room_id,))
         found: set[str] = set()
         for (raw,) in rows:
-            _collect_mxc(json.loads(raw).get("content"), found)
+            _collect_mxc(decode(raw).get("content"), found)
         return found
 
     async def avatar_media_uris(self) -> set[str]:
@@ -369,14 +369,14 @@ class AdminStore:
                           now_ms: int) -> None:
         await self.db.simple_insert("admin_tasks", {
             "task_id": task_id, "action": action, "resource_id": resource_id, "status": "scheduled",
-            "params": json.dumps(params), "result": None, "error": None, "created_ts": now_ms, "updated_ts": now_ms,
+            "params": encode_str(params), "result": None, "error": None, "created_ts": now_ms, "updated_ts": now_ms,
         })
 
     async def update_task(self, task_id: str, *, status: str, now_ms: int, result: dict[str, Any] | None = None,
                           error: str | None = None) -> None:
         values: dict[str, Any] = {"status": status, "updated_ts": now_ms, "error": error}
         if result is not None:
-            values["result"] = json.dumps(result)
+            values["result"] = encode_str(result)
         await self.db.simple_update("admin_tasks", {"task_id": task_id}, values)
 
     async def get_task(self, task_id: str) -> dict[str, Any] | None:
@@ -403,8 +403,8 @@ _TASK_COLUMNS = ["task_id", "action", "resource_id", "status", "params", "result
 
 def _task(row: dict[str, Any]) -> dict[str, Any]:
     row = dict(row)
-    row["params"] = json.loads(row["params"])
-    row["result"] = json.loads(row["result"]) if row["result"] else None
+    row["params"] = decode(row["params"])
+    row["result"] = decode(row["result"]) if row["result"] else None
     return row
 
 
