@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from homeserver.e2ee.device_lists import candidate_users
-from storage.stores.e2ee import DeviceListDelta, MembershipChange
+from storage.stores.e2ee import DeviceListDelta, E2eeKeyStore, MembershipChange
 from tests.e2ee.helpers import second_device, set_up_cross_signing, signed_key, upload_device_keys
 from tests.rooms.helpers import new_user
 
@@ -152,4 +152,4 @@ async def test_a_new_login_and_a_logout_are_device_list_changes_and_logout_drops
     assert body["device_lists"]["changed"] == [bob.user_id]
     keys = await alice.call("POST", "/keys/query", {"device_keys": {bob.user_id: []}})
     assert bob_phone.device_id not in keys["device_keys"][bob.user_id]
-    assert await hs.keys._store.get_device_keys(bob.user_id, bob_phone.device_id) is None
+    assert await E2eeKeyStore(hs.db).get_device_keys(bob.user_id, bob_phone.device_id) is None

@@ -8,6 +8,7 @@ import pytest
 
 from homeserver.e2ee.to_device import MAX_PER_SYNC, parse_messages
 from homeserver.errors import MatrixError
+from storage.stores.to_device import ToDeviceStore
 from tests.e2ee.helpers import second_device
 from tests.rooms.helpers import new_user
 
@@ -40,7 +41,7 @@ async def test_a_message_reaches_the_named_device_only_and_once_acknowledged_is_
     assert len(again["to_device"]["events"]) == 1
     ack = await bob.call("GET", "/sync", timeout="0", since=first["next_batch"])
     assert ack["to_device"]["events"] == []
-    assert await hs.to_device._store.count_messages(bob.user_id, bob.device_id) == 0
+    assert await ToDeviceStore(hs.db).count_messages(bob.user_id, bob.device_id) == 0
 
 
 async def test_a_star_message_reaches_every_device_of_the_user(client):
@@ -87,9 +88,10 @@ async def test_deleting_a_device_empties_its_inbox(client, hs):
     bob_phone = await second_device(client, bob)
     await send(alice, "t", {bob.user_id: {bob_phone.device_id: {"n": 1}}})
     await hs.devices.delete_devices(bob.user_id, [bob_phone.device_id])
-    assert await hs.to_device._store.count_messages(bob.user_id, bob_phone.device_id) == 0
+    assert await ToDeviceStore(hs.db).count_messages(bob.user_id, bob_phone.device_id) == 0
 
 
-async def test_messages_for_remote_users_are_accepted_and_not_queued(client):
+async def test_messages_for_remote_users_are_accepted_and_not_stored_for_local_delivery(client, hs):
     alice = await new_user(client, "alice")
     await send(alice, "r", {"@x:elsewhere.example": {"D": {"n": 1}}})
+    assert await ToDeviceStore(hs.db).count_messages("@x:elsewhere.example", "D") == 0

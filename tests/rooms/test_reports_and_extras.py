@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from storage.stores.reports import ReportStore
 from tests.accounts.helpers import register_admin
 from tests.rooms.helpers import User, new_user
 
@@ -14,7 +15,7 @@ async def test_a_visible_event_can_be_reported_and_the_report_is_stored(hs, clie
     await bob.call("POST", f"/rooms/{room_id}/report/{event_id}", {"reason": "rude", "score": -50})
     await bob.call("POST", f"/rooms/{room_id}/report", {"reason": "spam room"})
     await bob.call("POST", f"/users/{alice.user_id}/report", {"reason": "harassment"})
-    reports = await hs.reports._reports.list_reports()
+    reports = await ReportStore(hs.db).list_reports()
     assert [(r["event_id"], r["room_id"], r["target_user_id"], r["reason"]) for r in reversed(reports)] == [
         (event_id, room_id, None, "rude"),
         (None, room_id, None, "spam room"),
