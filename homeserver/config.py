@@ -18,6 +18,8 @@ import jsonschema
 import yaml
 
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from storage.database import DatabaseConfigError
+from storage.engine import parse_database_config
 
 
 class ConfigError(Exception):
@@ -76,16 +78,11 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 },
             },
         },
+        # The options of each engine are described once, in storage/engine.py, and checked
+        # against it by `validate_config_dict`.
         "database": {
             "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "engine": {"enum": ["sqlite", "postgres"]},
-                "path": {"type": "string"},
-                "dsn": {"type": "string"},
-                "pool_min": {"type": "integer", "minimum": 1},
-                "pool_max": {"type": "integer", "minimum": 1},
-            },
+            "properties": {"engine": {"enum": ["sqlite", "postgres"]}},
         },
         "http": {
             "type": "object",
@@ -300,7 +297,7 @@ DEFAULTS: dict[str, Any] = {
         # Metrics are off unless a listener with the `metrics` resource is configured (as in Synapse).
         {"host": "127.0.0.1", "port": 8008, "resources": ["client", "federation", "admin"]},
     ],
-    "database": {"engine": "sqlite", "path": "homeserver.db", "pool_min": 1, "pool_max": 10},
+    "database": {"engine": "sqlite"},
     "http": {"max_request_body_size": 50 * 1024 * 1024, "shutdown_timeout": 10, "x_forwarded": False},
     "media": {
         "store_path": "media_store",
@@ -505,6 +502,14 @@ def _federation_problems(section: Any) -> list[str]:
     return problems
 
 
+def _database_with_defaults(section: dict[str, Any]) -> dict[str, Any]:
+    """The `database` section with the engine named and SQLite's file given (relative to data_dir)."""
+    database = {"engine": "sqlite", **section}
+    if database["engine"] == "sqlite":
+        database.setdefault("path", "homeserver.db")
+    return database
+
+
 def validate_config_dict(raw: dict[str, Any]) -> None:
     """Raise ConfigError listing every schema violation in `raw`."""
     if not isinstance(raw, dict):
@@ -513,8 +518,11 @@ def validate_config_dict(raw: dict[str, Any]) -> None:
     errors = sorted(validator.iter_errors(raw), key=lambda e: [str(p) for p in e.absolute_path])
     problems = [_explain(e) for e in errors]
     raw_db = raw.get("database") or {}
-    if isinstance(raw_db, dict) and raw_db.get("engine") == "postgres" and not raw_db.get("dsn"):
-        problems.append("database.dsn: required when database.engine is postgres")
+    if isinstance(raw_db, dict) and raw_db.get("engine", "sqlite") in ("sqlite", "postgres"):
+        try:
+            parse_database_config(_database_with_defaults(raw_db))
+        except DatabaseConfigError as e:
+            problems.append(str(e))
     problems.extend(_federation_problems(raw.get("federation")))
     if problems:
         raise ConfigError(problems)
@@ -538,12 +546,11 @@ def parse_config(raw: dict[str, Any], base_dir: str = ".") -> Config:
         )
         for lst in merged["listeners"]
     )
-    db_raw = merged["database"]
-    database: dict[str, Any]
-    if db_raw.get("engine", "sqlite") == "sqlite":
-        database = {"engine": "sqlite", "path": in_data_dir(db_raw.get("path", "homeserver.db"))}
-    else:
-        database = {k: db_raw[k] for k in ("engine", "dsn", "pool_min", "pool_max") if k in db_raw}
+    database = _database_with_defaults(merged["database"])
+    if database["engine"] == "sqlite":
+        database["path"] = in_data_dir(database["path"])
+    engine, options = parse_database_config(database)
+    database = {"engine": engine, **options}
     media = dict(merged["media"])
     media["store_path"] = in_data_dir(media["store_path"])
     federation = merged["federation"]

@@ -52,7 +52,7 @@ def test_missing_server_name_is_named():
 
 def test_postgres_needs_a_dsn():
     raw = {"server_name": "example.org", "database": {"engine": "postgres"}}
-    assert problems_of(raw) == ["database.dsn: required when database.engine is postgres"]
+    assert problems_of(raw) == ["database.dsn: required for the postgres engine"]
 
 
 def test_unknown_room_version_is_refused():
