@@ -17,11 +17,13 @@ from typing import Any
 from aiohttp import web
 
 from appservices.client import AppServiceClient
+from appservices.delivery import AppServiceDelivery
 from appservices.http import AppServiceHandlers
 from appservices.metrics import AppServiceMetrics
 from appservices.registration import load_registrations
 from appservices.registry import AppServiceRegistry
 from appservices.service import AppServices
+from appservices.transactions import TransactionSender
 from federation.wiring import Federation
 from homeserver.accounts.account_data import AccountDataService
 from homeserver.accounts.account_management import AccountDeactivation, AccountService
@@ -145,6 +147,7 @@ from storage.stores.account_data import AccountDataStore
 from storage.stores.accounts import AccountStore
 from storage.stores.admin import AdminStore
 from storage.stores.aliases import AliasStore
+from storage.stores.appservice_queue import APPSERVICE_KIND, AppServiceQueueStore
 from storage.stores.deactivation import DeactivationStore
 from storage.stores.directory import DirectoryStore
 from storage.stores.e2ee import E2eeKeyStore
@@ -545,6 +548,16 @@ class HomeServer:
         self.membership.add_unknown_id_resolver(self.app_services.resolve_unknown_id)
         self.profiles.add_unknown_user_resolver(self.app_services.resolve_unknown_user)
         self.app_service_handlers = AppServiceHandlers(self.app_services, self.authenticate)
+        # Transactions: the hand-off stage queues events, the outbound queue delivers them.
+        delivery = self.app_service_delivery = AppServiceDelivery(
+            self.app_services, TransactionSender(client, metrics), AppServiceQueueStore(self.db), self.event_store,
+            StagePositionStore(self.db), self.event_serializer, ReceiptStore(self.db), self.bus, self.clock,
+            registry=self.metrics.registry)
+        self.outbound.add_courier(APPSERVICE_KIND, delivery)
+        self.bus.subscribe(EventPersisted, delivery.stage.on_event_persisted)
+        self.bus.subscribe(ReadReceiptStored, delivery.on_receipt)
+        self.app_services.add_ping_success_callback(
+            lambda registration: self.outbound.retry_now(APPSERVICE_KIND, registration.id))
 
     async def _start_background(self) -> None:
         """Start the background work, in dependency order; `stop` stops it in reverse."""
@@ -554,7 +567,8 @@ class HomeServer:
         self._background.append(self.typing)
         await self.outbound.start()
         self._background.append(self.outbound)
-        for stage in (self.notifications.stage, self.pushers.stage, self.search.stage):
+        for stage in (self.notifications.stage, self.pushers.stage, self.search.stage,
+                      self.app_service_delivery.stage):
             await stage.start()
             self._background.append(stage)
         for service in (self.admin_users, self.login_audit, self.admin_tasks):
