@@ -18,6 +18,7 @@ Once queued it is as durable and ordered as the events.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -29,6 +30,7 @@ from appservices.interest import (
     services_for_event,
     services_for_presence,
     services_for_room_ephemeral,
+    services_for_to_device,
 )
 from appservices.registration import AppServiceRegistration
 from appservices.service import AppServices
@@ -39,7 +41,13 @@ from homeserver.outbound.queue import PermanentDeliveryError
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.streams.bus import StreamBus
 from homeserver.streams.stages import EventStage
-from homeserver.streams.updates import OutboundItemsQueued, ReadReceiptStored
+from homeserver.streams.updates import (
+    OutboundItemsQueued,
+    PresenceChanged,
+    ReadReceiptStored,
+    ToDeviceQueued,
+    TypingChanged,
+)
 from storage.stores.appservice_queue import APPSERVICE_KIND, AppServiceQueueStore
 from storage.stores.events import EventStore
 from storage.stores.receipts import ReceiptStore
@@ -75,6 +83,8 @@ class AppServiceDelivery:
         self._bus = bus
         self._clock = clock
         self.stage = EventStage(HANDOFF_STAGE, events, positions, self._hand_off, registry=registry)
+        # Typing lists are snapshots: queued in the order they changed, the last one is the current one.
+        self._typing_lock = asyncio.Lock()
 
     def _receivers(self) -> list[AppServiceRegistration]:
         return [r for r in self._app_services.registry.registrations if r.url is not None]
@@ -113,7 +123,7 @@ class AppServiceDelivery:
     async def on_receipt(self, update: ReadReceiptStored) -> None:
         """A read receipt: to the ephemeral-enabled services interested in the room (private ones:
         only to services whose namespace covers the reader, as the spec says)."""
-        receivers = [r for r in self._receivers() if r.wants_ephemeral]
+        receivers = self._ephemeral_receivers()
         if not receivers:
             return
         stored = [r for r in await self._receipts.get_receipts_for_user(update.user_id, update.room_id,
@@ -134,22 +144,53 @@ class AppServiceDelivery:
                 targets = [r for r in interested if r.is_interested_in_user(receipt.user_id)]
             await self._queue_ephemeral(targets, event)
 
-    async def on_typing(self, room_id: str, user_ids: Sequence[str]) -> None:
+    async def on_typing(self, update: TypingChanged) -> None:
         """A room's typing list changed: the new list to the services interested in the room."""
-        receivers = [r for r in self._receivers() if r.wants_ephemeral]
-        if not receivers:
-            return
-        room = await self._app_services.room_context(room_id)
-        event = {"type": "m.typing", "room_id": room_id, "content": {"user_ids": sorted(user_ids)}}
-        await self._queue_ephemeral(services_for_room_ephemeral(receivers, room_id, room), event)
+        async with self._typing_lock:  # taken before any await: changes queue in the order they happened
+            receivers = self._ephemeral_receivers()
+            if not receivers:
+                return
+            room = await self._app_services.room_context(update.room_id)
+            event = {"type": "m.typing", "room_id": update.room_id, "content": {"user_ids": list(update.user_ids)}}
+            await self._queue_ephemeral(services_for_room_ephemeral(receivers, update.room_id, room), event)
 
-    async def on_presence(self, user_id: str, content: dict[str, Any], shares_room_with: Iterable[str]) -> None:
+    async def on_presence(self, update: PresenceChanged) -> None:
         """A user's presence changed: to the services covering the user or someone sharing a room."""
-        receivers = [r for r in self._receivers() if r.wants_ephemeral]
+        receivers = self._ephemeral_receivers()
         if not receivers:
             return
-        event = {"type": "m.presence", "sender": user_id, "content": dict(content)}
-        await self._queue_ephemeral(services_for_presence(receivers, user_id, shares_room_with), event)
+        wanting = [r for r in receivers if r.is_interested_in_user(update.user_id)]
+        others = [r for r in receivers if r not in wanting]
+        for room_id in await self._events.get_rooms_for_user(update.user_id, ("join",)) if others else ():
+            members = (await self._app_services.room_context(room_id)).members
+            found = services_for_presence(others, update.user_id, members)
+            wanting.extend(found)
+            others = [r for r in others if r not in found]
+            if not others:
+                break
+        event = {"type": "m.presence", "sender": update.user_id, "content": dict(update.content)}
+        await self._queue_ephemeral(wanting, event)
+
+    async def on_to_device(self, update: ToDeviceQueued) -> None:
+        """To-device messages for namespace users' devices (MSC2409), to the services that own the users."""
+        receivers = self._ephemeral_receivers()
+        if not receivers:
+            return
+        by_service: dict[str, list[str]] = {}
+        for recipient in update.recipients:
+            for registration in services_for_to_device(receivers, recipient):
+                by_service.setdefault(registration.id, []).append(recipient)
+        queued: dict[str, list[dict[str, Any]]] = {}
+        for service_id, recipients in by_service.items():
+            messages = await self._store.to_device_messages_at(update.position, recipients)
+            if messages:
+                queued[service_id] = [{"to_device": message} for message in messages]
+        if queued:
+            await self._store.queue(queued, self._clock.time_ms())
+            await self._announce(queued)
+
+    def _ephemeral_receivers(self) -> list[AppServiceRegistration]:
+        return [r for r in self._receivers() if r.wants_ephemeral]
 
     # --- the courier ---------------------------------------------------------------------------
     async def deliver(self, destination: str, txn_id: str, items: list[dict[str, Any]]) -> None:

@@ -135,10 +135,13 @@ from homeserver.streams.updates import (
     DevicesDeleted,
     EventPersisted,
     OutboundItemsQueued,
+    PresenceChanged,
     ProfileChanged,
     PushRulesChanged,
     ReadReceiptStored,
     RoomUpgraded,
+    ToDeviceQueued,
+    TypingChanged,
 )
 from homeserver.sync.handler import SyncService
 from homeserver.sync.sliding import SlidingSyncService
@@ -341,7 +344,7 @@ class HomeServer:
                                     self.event_serializer, stage_positions, registry=registry)
 
         # Ephemeral data, push, presence and end-to-end encryption.
-        self.typing = TypingService(self.event_store, notifier)
+        self.typing = TypingService(self.event_store, notifier, bus)
         self.receipts = ReceiptService(ReceiptStore(db), self.event_store, self.room_reader, self.account_data,
                                        notifier, bus, clock)
         self.notifications = NotificationService(config.server_name, self.event_store, notification_store,
@@ -350,12 +353,12 @@ class HomeServer:
         self.pushers = PusherService(PusherStore(db), self.notifications, notification_store, self.event_store,
                                      stage_positions, bus, clock, registry=registry)
         self.presence = PresenceService(config.server_name, PresenceStore(db), self.event_store, notifier,
-                                        clock, enabled=config.section("presence")["enabled"])
+                                        clock, enabled=config.section("presence")["enabled"], bus=bus)
         self.device_lists = DeviceListService(e2ee_store, self.event_store, notifier)
         self.keys = KeysService(config.server_name, e2ee_store, self.device_lists, clock)
         self.cross_signing = CrossSigningService(config.server_name, e2ee_store, self.device_lists, self.uia,
                                                  self.account_store, clock)
-        self.to_device = ToDeviceService(config.server_name, ToDeviceStore(db), notifier, clock)
+        self.to_device = ToDeviceService(config.server_name, ToDeviceStore(db), notifier, clock, bus)
         self.key_backup = KeyBackupService(KeyBackupStore(db))
 
         # /sync reads every stream; typing and receipts are ephemeral sources, presence, device lists
@@ -556,6 +559,9 @@ class HomeServer:
         self.outbound.add_courier(APPSERVICE_KIND, delivery)
         self.bus.subscribe(EventPersisted, delivery.stage.on_event_persisted)
         self.bus.subscribe(ReadReceiptStored, delivery.on_receipt)
+        self.bus.subscribe(TypingChanged, delivery.on_typing)
+        self.bus.subscribe(PresenceChanged, delivery.on_presence)
+        self.bus.subscribe(ToDeviceQueued, delivery.on_to_device)
         self.app_services.add_ping_success_callback(
             lambda registration: self.outbound.retry_now(APPSERVICE_KIND, registration.id))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from homeserver.jsonutil import decode
 from storage.database import Database, Transaction
 from storage.stores.outbound import enqueue_outbound_txn
 from storage.stores.stages import save_stage_position_txn
@@ -42,3 +43,19 @@ class AppServiceQueueStore:
         return int(await self.db.fetch_value(
             "appservice_queue_length", "SELECT COUNT(*) FROM outbound_queue WHERE kind = ? AND destination = ?",
             (APPSERVICE_KIND, service_id)))
+
+    async def to_device_messages_at(self, position: int, user_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The to-device messages stored at `position` for these users, in the transaction format
+        (with `to_user_id` and `to_device_id`)."""
+        if not user_ids:
+            return []
+
+        async def txn_fn(txn: Transaction) -> list[dict[str, Any]]:
+            clause, params = txn.dialect.in_list("user_id", list(user_ids))
+            rows = await txn.fetch_all(
+                f"SELECT user_id, device_id, message_json FROM to_device_inbox WHERE stream_id = ? AND {clause}"
+                " ORDER BY user_id, device_id", (position, *params))
+            return [{**decode(message), "to_user_id": user_id, "to_device_id": device_id}
+                    for user_id, device_id, message in rows]
+
+        return await self.db.run_interaction("appservice_to_device_messages", txn_fn, write=False)

@@ -12,6 +12,7 @@ import pytest
 from tests.appservices.support import AsClient, TransactionRecorder, registration_yaml
 from tests.rooms.helpers import User, new_user
 
+UNSTABLE = "de.sorunome.msc2409.ephemeral"
 FAST_RETRIES = {"min_retry_interval_s": 0.05, "max_retry_interval_s": 0.2}
 
 
@@ -170,8 +171,65 @@ async def test_read_receipts_reach_a_service_that_asked_for_ephemeral_data(make_
             marker = await alice.send(room_id, "after the private receipt")
             await eager.wait_for_event(marker)
             await plain.wait_for_event(marker)
-            assert [e["type"] for e in eager.ephemeral()] == ["m.receipt"]
-            assert plain.ephemeral() == [] and "ephemeral" not in plain.processed[-1].body
+            assert [e["type"] for e in eager.ephemeral() if e["type"] == "m.receipt"] == ["m.receipt"]
+            assert all("ephemeral" not in t.body for t in plain.processed)
     finally:
         await eager.stop()
         await plain.stop()
+
+
+@pytest.fixture
+async def ephemeral_bridged(make_homeserver, recorder, tmp_path):
+    """The recording service registered with the unstable MSC2409 key only, as mautrix writes it."""
+    path = registration_yaml(tmp_path, recorder.url, **{"de.sorunome.msc2409.push_ephemeral": True})
+    return await make_homeserver(app_service_config_files=[path], outbound=FAST_RETRIES)
+
+
+async def test_typing_and_presence_reach_the_service_under_the_unstable_key(ephemeral_bridged, recorder):
+    hs = ephemeral_bridged
+    async with aiohttp.ClientSession(hs.base_url("client")) as session:
+        alice, room_id, ghost = await bridged_room(hs, session)
+        outsider = await new_user(session, "outsider")
+        elsewhere = await outsider.create_room()
+        await alice.call("PUT", f"/rooms/{room_id}/typing/{alice.user_id}", {"typing": True, "timeout": 30000})
+        await outsider.call("PUT", f"/rooms/{elsewhere}/typing/{outsider.user_id}", {"typing": True,
+                                                                                    "timeout": 30000})
+        await alice.call("PUT", f"/rooms/{room_id}/typing/{alice.user_id}", {"typing": False})
+        await alice.call("PUT", f"/presence/{alice.user_id}/status", {"presence": "online", "status_msg": "here"})
+
+        def typing() -> list[dict[str, Any]]:
+            return [e for e in recorder.ephemeral(UNSTABLE) if e["type"] == "m.typing"]
+
+        def presence_of(user_id: str) -> list[dict[str, Any]]:
+            return [e for e in recorder.ephemeral(UNSTABLE) if e["type"] == "m.presence" and e["sender"] == user_id]
+
+        await recorder.wait_for(lambda: len(typing()) >= 2 and any(
+            e["content"].get("status_msg") == "here" for e in presence_of(alice.user_id)))
+        assert typing() == [{"type": "m.typing", "room_id": room_id, "content": {"user_ids": [alice.user_id]}},
+                            {"type": "m.typing", "room_id": room_id, "content": {"user_ids": []}}]
+        [here] = [e for e in presence_of(alice.user_id) if e["content"].get("status_msg") == "here"]
+        assert here["content"]["presence"] == "online"
+        # Only the unstable key was asked for; someone sharing no room with the bridge stays private.
+        assert all("ephemeral" not in t.body for t in recorder.processed)
+        await outsider.call("PUT", f"/presence/{outsider.user_id}/status", {"presence": "online",
+                                                                            "status_msg": "secret"})
+        marker = await alice.send(room_id, "marker")
+        await recorder.wait_for_event(marker)
+        assert presence_of(outsider.user_id) == []
+
+
+async def test_to_device_messages_for_a_ghost_device_reach_the_service(ephemeral_bridged, recorder):
+    hs = ephemeral_bridged
+    async with aiohttp.ClientSession(hs.base_url("client")) as session:
+        alice = await new_user(session, "alice")
+        ghost = await AsClient(session).register("bridge_dev", device_id="GHOSTDEV")
+        body = {"messages": {ghost["user_id"]: {"GHOSTDEV": {"secret": 1}}, alice.user_id: {"*": {"self": 1}}}}
+        await alice.call("PUT", "/sendToDevice/m.custom.test/txn1", body)
+
+        def messages() -> list[dict[str, Any]]:
+            return [m for t in recorder.processed for m in t.body.get("de.sorunome.msc2409.to_device", [])]
+
+        await recorder.wait_for(lambda: bool(messages()))
+        assert messages() == [{"type": "m.custom.test", "sender": alice.user_id, "content": {"secret": 1},
+                               "to_user_id": ghost["user_id"], "to_device_id": "GHOSTDEV"}]
+        assert recorder.processed[-1].body["to_device"] == messages()
