@@ -196,8 +196,11 @@ class AppServiceDelivery:
     async def deliver(self, destination: str, txn_id: str, items: list[dict[str, Any]]) -> None:
         """Send one transaction to a service (outbound queue courier); raise to have it retried."""
         registration = self._app_services.registry.by_id(destination)
-        if registration is None or registration.url is None:
-            raise PermanentDeliveryError(f"application service {destination} is no longer registered with a URL")
+        if registration is None:
+            # Its registration file is gone, perhaps for a while: keep what it has not received.
+            raise TransactionRefused(f"application service {destination} is not registered (any more)")
+        if registration.url is None:
+            raise PermanentDeliveryError(f"application service {destination} has no URL any more")
         event_ids = [item["event_id"] for item in items if "event_id" in item]
         loaded = await self._events.get_events(event_ids) if event_ids else {}
         # Purged meanwhile: left out (the rest of the transaction still goes).
