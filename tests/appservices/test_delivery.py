@@ -9,7 +9,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from homeserver.config import parse_config
+from homeserver.server import HomeServer
 from tests.appservices.support import AsClient, TransactionRecorder, registration_yaml
+from tests.conftest import make_test_config
 from tests.rooms.helpers import User, new_user
 
 UNSTABLE = "de.sorunome.msc2409.ephemeral"
@@ -233,3 +236,43 @@ async def test_to_device_messages_for_a_ghost_device_reach_the_service(ephemeral
         assert messages() == [{"type": "m.custom.test", "sender": alice.user_id, "content": {"secret": 1},
                                "to_user_id": ghost["user_id"], "to_device_id": "GHOSTDEV"}]
         assert recorder.processed[-1].body["to_device"] == messages()
+
+
+async def test_what_a_down_service_missed_survives_restarts_even_one_without_its_registration(
+        tmp_path, database_config, recorder):
+    raw = make_test_config(tmp_path, database_config, outbound=FAST_RETRIES)
+    registered = {**raw, "app_service_config_files": [registration_yaml(tmp_path, recorder.url)]}
+
+    async def started(config: dict[str, Any]) -> HomeServer:
+        server = HomeServer(parse_config(config))
+        await server.start()
+        return server
+
+    hs = await started(registered)
+    try:
+        async with aiohttp.ClientSession(hs.base_url("client")) as session:
+            alice, room_id, _ = await bridged_room(hs, session)
+            await recorder.wait_for(lambda: bool(recorder.processed))
+            await recorder.stop()
+            missed = [await alice.send(room_id, f"missed {i}") for i in range(5)]
+        # Handed off (queued) while the registration existed; the next start goes without it.
+        assert await hs.app_service_delivery.stage.wait_for_live(10)
+        await hs.stop()
+        # Restarted once without the registration file: nothing new is queued for the service,
+        # and what was queued stays.
+        hs = await started(raw)
+        async with aiohttp.ClientSession(hs.base_url("client")) as session:
+            alice.client = session
+            unregistered = await alice.send(room_id, "while unregistered")
+        await hs.stop()
+        hs = await started(registered)
+        await recorder.start()
+        async with aiohttp.ClientSession(hs.base_url("client")) as session:
+            alice.client = session
+            back = await alice.send(room_id, "welcome back")
+            await recorder.wait_for_event(back)
+        messages = [e["event_id"] for e in recorder.events if e["type"] == "m.room.message"]
+        assert messages == [*missed, back]
+        assert unregistered not in messages
+    finally:
+        await hs.stop()
