@@ -4,6 +4,7 @@ A message waits in its device's inbox until a sync *acknowledges* it: a sync who
 is at or past the message's position proves the client stored the response that carried it, so
 only then is it deleted (a lost response is simply delivered again). At most `MAX_PER_SYNC`
 messages go out per sync; the token then stops at the last one delivered, so the rest follow.
+Stored messages are published as `ToDeviceQueued` (application services receive their users' ones).
 """
 
 from __future__ import annotations

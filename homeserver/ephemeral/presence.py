@@ -2,7 +2,8 @@
 
 The state machine is pure (`apply_sync`, `apply_activity`, `apply_timeouts`); the service keeps
 each local user's state in memory, writes a change (never a mere refresh) to the database at a
-new stream position, and wakes the syncs of everyone sharing a room with the user.
+new stream position, wakes the syncs of everyone sharing a room with the user and publishes
+`PresenceChanged`.
 
 - A sync with `set_presence=online` turns an offline user online; `unavailable` sets that state;
   `offline` leaves presence alone (a background sync should not keep the user online).

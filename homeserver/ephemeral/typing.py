@@ -6,8 +6,8 @@ with the process; a sync token from before a restart can hold a larger typing po
 new process has reached, and such a token is treated as "from the beginning" so the client gets
 the current typing lists instead of waiting until the counter catches up.
 
-Every change (start, stop, expiry, leaving the room) moves the stream and wakes the room's
-waiting syncs. Refreshing an ongoing typing notification only extends its expiry: the list of
+Every change (start, stop, expiry, leaving the room) moves the stream, wakes the room's
+waiting syncs and is published as `TypingChanged` (application services hear it that way). Refreshing an ongoing typing notification only extends its expiry: the list of
 typing users did not change, so there is nothing to deliver.
 """
 
@@ -155,6 +155,8 @@ class TypingService:
         return changed
 
     async def stop(self) -> None:
+        for task in list(self._publishing):
+            task.cancel()
         for room in self._typing.values():
             for handle in room.values():
                 handle.cancel()
