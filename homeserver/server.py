@@ -17,11 +17,13 @@ from typing import Any
 from aiohttp import web
 
 from appservices.client import AppServiceClient
+from appservices.delivery import AppServiceDelivery
 from appservices.http import AppServiceHandlers
 from appservices.metrics import AppServiceMetrics
 from appservices.registration import load_registrations
 from appservices.registry import AppServiceRegistry
 from appservices.service import AppServices
+from appservices.transactions import TransactionSender
 from federation.wiring import Federation
 from homeserver.accounts.account_data import AccountDataService
 from homeserver.accounts.account_management import AccountDeactivation, AccountService
@@ -133,10 +135,13 @@ from homeserver.streams.updates import (
     DevicesDeleted,
     EventPersisted,
     OutboundItemsQueued,
+    PresenceChanged,
     ProfileChanged,
     PushRulesChanged,
     ReadReceiptStored,
     RoomUpgraded,
+    ToDeviceQueued,
+    TypingChanged,
 )
 from homeserver.sync.handler import SyncService
 from homeserver.sync.sliding import SlidingSyncService
@@ -145,6 +150,7 @@ from storage.stores.account_data import AccountDataStore
 from storage.stores.accounts import AccountStore
 from storage.stores.admin import AdminStore
 from storage.stores.aliases import AliasStore
+from storage.stores.appservice_queue import APPSERVICE_KIND, AppServiceQueueStore
 from storage.stores.deactivation import DeactivationStore
 from storage.stores.directory import DirectoryStore
 from storage.stores.e2ee import E2eeKeyStore
@@ -340,7 +346,7 @@ class HomeServer:
                                     self.event_serializer, stage_positions, registry=registry)
 
         # Ephemeral data, push, presence and end-to-end encryption.
-        self.typing = TypingService(self.event_store, notifier)
+        self.typing = TypingService(self.event_store, notifier, bus)
         self.receipts = ReceiptService(ReceiptStore(db), self.event_store, self.room_reader, self.account_data,
                                        notifier, bus, clock)
         self.notifications = NotificationService(config.server_name, self.event_store, notification_store,
@@ -349,12 +355,12 @@ class HomeServer:
         self.pushers = PusherService(PusherStore(db), self.notifications, notification_store, self.event_store,
                                      stage_positions, bus, clock, registry=registry)
         self.presence = PresenceService(config.server_name, PresenceStore(db), self.event_store, notifier,
-                                        clock, enabled=config.section("presence")["enabled"])
+                                        clock, enabled=config.section("presence")["enabled"], bus=bus)
         self.device_lists = DeviceListService(e2ee_store, self.event_store, notifier)
         self.keys = KeysService(config.server_name, e2ee_store, self.device_lists, clock)
         self.cross_signing = CrossSigningService(config.server_name, e2ee_store, self.device_lists, self.uia,
                                                  self.account_store, clock)
-        self.to_device = ToDeviceService(config.server_name, ToDeviceStore(db), notifier, clock)
+        self.to_device = ToDeviceService(config.server_name, ToDeviceStore(db), notifier, clock, bus)
         self.key_backup = KeyBackupService(KeyBackupStore(db))
 
         # /sync reads every stream; typing and receipts are ephemeral sources, presence, device lists
@@ -550,6 +556,19 @@ class HomeServer:
         self.membership.add_unknown_id_resolver(self.app_services.resolve_unknown_id)
         self.profiles.add_unknown_user_resolver(self.app_services.resolve_unknown_user)
         self.app_service_handlers = AppServiceHandlers(self.app_services, self.authenticate)
+        # Transactions: the hand-off stage queues events, the outbound queue delivers them.
+        delivery = self.app_service_delivery = AppServiceDelivery(
+            self.app_services, TransactionSender(client, metrics), AppServiceQueueStore(self.db), self.event_store,
+            StagePositionStore(self.db), self.event_serializer, ReceiptStore(self.db), self.bus, self.clock,
+            registry=self.metrics.registry)
+        self.outbound.add_courier(APPSERVICE_KIND, delivery)
+        self.bus.subscribe(EventPersisted, delivery.stage.on_event_persisted)
+        self.bus.subscribe(ReadReceiptStored, delivery.on_receipt)
+        self.bus.subscribe(TypingChanged, delivery.on_typing)
+        self.bus.subscribe(PresenceChanged, delivery.on_presence)
+        self.bus.subscribe(ToDeviceQueued, delivery.on_to_device)
+        self.app_services.add_ping_success_callback(
+            lambda registration: self.outbound.retry_now(APPSERVICE_KIND, registration.id))
 
     async def _start_background(self) -> None:
         """Start the background work, in dependency order; `stop` stops it in reverse."""
@@ -559,7 +578,8 @@ class HomeServer:
         self._background.append(self.typing)
         await self.outbound.start()
         self._background.append(self.outbound)
-        for stage in (self.notifications.stage, self.pushers.stage, self.search.stage):
+        for stage in (self.notifications.stage, self.pushers.stage, self.search.stage,
+                      self.app_service_delivery.stage):
             await stage.start()
             self._background.append(stage)
         for service in (self.admin_users, self.login_audit, self.admin_tasks):

@@ -4,6 +4,7 @@ A message waits in its device's inbox until a sync *acknowledges* it: a sync who
 is at or past the message's position proves the client stored the response that carried it, so
 only then is it deleted (a lost response is simply delivered again). At most `MAX_PER_SYNC`
 messages go out per sync; the token then stops at the last one delivered, so the rest follow.
+Stored messages are published as `ToDeviceQueued` (application services receive their users' ones).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from homeserver.accounts.auth import Requester
 from homeserver.clock import Clock
 from homeserver.errors import bad_json, invalid_param
 from homeserver.identifiers import parse_user_id
+from homeserver.streams.bus import StreamBus
 from homeserver.streams.notifier import Notifier
 from homeserver.streams.sources import DELIVERED_UPTO
+from homeserver.streams.updates import ToDeviceQueued
 from storage.stores.to_device import TO_DEVICE, ToDeviceStore
 
 logger = logging.getLogger(__name__)
@@ -51,8 +54,10 @@ class ToDeviceService:
 
     stream_name = TO_DEVICE
 
-    def __init__(self, server_name: str, store: ToDeviceStore, notifier: Notifier, clock: Clock):
+    def __init__(self, server_name: str, store: ToDeviceStore, notifier: Notifier, clock: Clock,
+                 bus: StreamBus | None = None):
         self._server_name = server_name
+        self._bus = bus
         self._store = store
         self._notifier = notifier
         self._clock = clock
@@ -73,8 +78,10 @@ class ToDeviceService:
         stored = await self._store.add_messages(requester.user_id, requester.device_id or "", txn_id,
                                                 deliveries, self._clock.time_ms())
         if stored is not None:
-            _, recipients = stored
+            position, recipients = stored
             self._notifier.notify_users(recipients)
+            if self._bus is not None:
+                await self._bus.publish(ToDeviceQueued(position, tuple(sorted(recipients))))
 
     async def sync_sections(self, user_id: str, device_id: str | None, from_position: int | None,
                             to_position: int) -> dict[str, Any]:

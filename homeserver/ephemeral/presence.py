@@ -2,7 +2,8 @@
 
 The state machine is pure (`apply_sync`, `apply_activity`, `apply_timeouts`); the service keeps
 each local user's state in memory, writes a change (never a mere refresh) to the database at a
-new stream position, and wakes the syncs of everyone sharing a room with the user.
+new stream position, wakes the syncs of everyone sharing a room with the user and publishes
+`PresenceChanged`.
 
 - A sync with `set_presence=online` turns an offline user online; `unavailable` sets that state;
   `offline` leaves presence alone (a background sync should not keep the user online).
@@ -24,8 +25,9 @@ from homeserver.accounts.auth import Requester
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
 from homeserver.identifiers import parse_user_id
+from homeserver.streams.bus import StreamBus
 from homeserver.streams.notifier import Notifier
-from homeserver.streams.updates import EventPersisted
+from homeserver.streams.updates import EventPersisted, PresenceChanged
 from storage.stores.events import EventStore
 from storage.stores.presence import PRESENCE, PresenceRow, PresenceStore
 
@@ -123,8 +125,9 @@ class PresenceService:
     stream_name = PRESENCE
 
     def __init__(self, server_name: str, store: PresenceStore, events: EventStore, notifier: Notifier,
-                 clock: Clock, *, enabled: bool = True):
+                 clock: Clock, *, enabled: bool = True, bus: StreamBus | None = None):
         self._server_name = server_name
+        self._bus = bus
         self._store = store
         self._events = events
         self._notifier = notifier
@@ -182,10 +185,12 @@ class PresenceService:
             if not is_significant(before, after, now):
                 self._rows[user_id] = after  # a refresh: kept in memory, written with the next change
                 return
-            self._rows[user_id] = await self._store.store_presence(after)
+            self._rows[user_id] = stored = await self._store.store_presence(after)
         self._notifier.notify_users([user_id])
         for room_id in await self._events.get_rooms_for_user(user_id, ("join",)):
             self._notifier.notify_room(room_id)
+        if self._bus is not None:
+            await self._bus.publish(PresenceChanged(user_id, presence_content(stored, now)))
 
     def _is_local(self, user_id: str) -> bool:
         return user_id.rsplit(":", 1)[-1] == self._server_name if ":" in user_id else False

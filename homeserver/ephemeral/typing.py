@@ -6,8 +6,8 @@ with the process; a sync token from before a restart can hold a larger typing po
 new process has reached, and such a token is treated as "from the beginning" so the client gets
 the current typing lists instead of waiting until the counter catches up.
 
-Every change (start, stop, expiry, leaving the room) moves the stream and wakes the room's
-waiting syncs. Refreshing an ongoing typing notification only extends its expiry: the list of
+Every change (start, stop, expiry, leaving the room) moves the stream, wakes the room's
+waiting syncs and is published as `TypingChanged` (application services hear it that way). Refreshing an ongoing typing notification only extends its expiry: the list of
 typing users did not change, so there is nothing to deliver.
 """
 
@@ -20,8 +20,9 @@ from typing import Any
 
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, missing_param
 from homeserver.identifiers import parse_user_id
+from homeserver.streams.bus import StreamBus
 from homeserver.streams.notifier import Notifier
-from homeserver.streams.updates import EventPersisted
+from homeserver.streams.updates import EventPersisted, TypingChanged
 from storage.stores.events import EventStore
 
 TYPING = "typing"
@@ -57,9 +58,12 @@ class TypingService:
 
     stream_name = TYPING
 
-    def __init__(self, events: EventStore, notifier: Notifier):
+    def __init__(self, events: EventStore, notifier: Notifier, bus: StreamBus | None = None):
         self._events = events
         self._notifier = notifier
+        self._bus = bus
+        # Publications in flight (expiry timers change the state outside any request).
+        self._publishing: set[asyncio.Task[None]] = set()
         self._position = 0
         # room -> user -> the timer that ends their typing
         self._typing: dict[str, dict[str, asyncio.TimerHandle]] = {}
@@ -115,6 +119,11 @@ class TypingService:
         self._position += 1
         self._room_positions[room_id] = self._position
         self._notifier.notify_room(room_id)
+        if self._bus is not None and self._bus.has_consumers(TypingChanged):
+            task = asyncio.get_running_loop().create_task(
+                self._bus.publish(TypingChanged(room_id, tuple(self.typing_users(room_id)))))
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
 
     def typing_users(self, room_id: str) -> list[str]:
         """Who is typing in the room right now."""
@@ -146,6 +155,8 @@ class TypingService:
         return changed
 
     async def stop(self) -> None:
+        for task in list(self._publishing):
+            task.cancel()
         for room in self._typing.values():
             for handle in room.values():
                 handle.cancel()

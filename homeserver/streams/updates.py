@@ -7,6 +7,7 @@ durable: a consumer that fails cannot undo it, so failures are logged, not raise
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from homeserver.events.event import Event
 from storage.stores.events import PersistContext
@@ -77,3 +78,27 @@ class RoomUpgraded:
     old_room_id: str
     new_room_id: str
     local_user_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TypingChanged:
+    """The users typing in a room changed (typing lives in memory only; `user_ids` is the new list)."""
+
+    room_id: str
+    user_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChanged:
+    """A local user's presence changed (stored); `content` as an `m.presence` event carries it."""
+
+    user_id: str
+    content: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToDeviceQueued:
+    """To-device messages were stored at `position` for these local users' devices."""
+
+    position: int
+    recipients: tuple[str, ...]

@@ -146,3 +146,82 @@ class AsClient:
     async def register(self, username: str, **extra: Any) -> dict[str, Any]:
         return await self.call("POST", "/register",
                                {"type": "m.login.application_service", "username": username, **extra})
+
+
+@dataclass
+class Transaction:
+    txn_id: str
+    body: dict[str, Any]
+
+
+class TransactionRecorder:
+    """An application service that only takes transactions, as a bridge does: it checks the hs_token,
+    records every PUT (retries included), and processes each transaction ID once.
+
+    `stop()` and `start()` again reuse the same port, so a test can take it down and bring it back.
+    """
+
+    __test__ = False
+
+    def __init__(self, hs_token: str = HS_TOKEN):
+        self.hs_token = hs_token
+        self.puts: list[Transaction] = []  # every request, in arrival order
+        self.processed: list[Transaction] = []  # each transaction ID once
+        self.unauthorised = 0
+        self.fail_next = 0  # answer this many PUTs with 500 first
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        self._changed = asyncio.Condition()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [e for t in self.processed for e in t.body.get("events", [])]
+
+    def ephemeral(self, key: str = "ephemeral") -> list[dict[str, Any]]:
+        return [e for t in self.processed for e in t.body.get(key, [])]
+
+    async def _put(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {self.hs_token}":
+            self.unauthorised += 1
+            return web.json_response({"errcode": "M_FORBIDDEN", "error": "bad hs_token"}, status=403)
+        transaction = Transaction(request.match_info["txn_id"], await request.json())
+        self.puts.append(transaction)
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return web.json_response({"errcode": "M_UNKNOWN", "error": "try again"}, status=500)
+        if all(t.txn_id != transaction.txn_id for t in self.processed):
+            self.processed.append(transaction)
+        async with self._changed:
+            self._changed.notify_all()
+        return web.json_response({})
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+        """Wait until `predicate()` holds for what was processed."""
+
+        async def waiting() -> None:
+            async with self._changed:
+                await self._changed.wait_for(predicate)
+
+        await asyncio.wait_for(waiting(), timeout)
+
+    async def wait_for_event(self, event_id: str, timeout: float = 15.0) -> None:
+        await self.wait_for(lambda: any(e.get("event_id") == event_id for e in self.events), timeout)
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_put("/_matrix/app/v1/transactions/{txn_id}", self._put)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -34,7 +34,6 @@ pytestmark = pytest.mark.interop
 
 TARGET = interop_target()
 REPLY_TIMEOUT_S = 20.0
-TRANSACTIONS_PENDING = "transactions are delivered once the outbound queue lands"
 
 
 def free_port() -> int:
@@ -185,9 +184,7 @@ async def test_a_ghost_user_is_registered_and_joins_a_room(bridge, human):
     assert (await ghost.whoami()).user_id == ghost.mxid
 
 
-async def test_the_bot_receives_a_message_in_a_transaction_and_replies_as_the_ghost(request, bridge, human):
-    if TARGET == "ours":
-        request.applymarker(pytest.mark.xfail(reason=TRANSACTIONS_PENDING, strict=True))
+async def test_the_bot_receives_a_message_in_a_transaction_and_replies_as_the_ghost(bridge, human):
     room_id, ghost = await ghost_joins_a_room_of(bridge, human)
     replied: asyncio.Queue[tuple[MessageEvent, str]] = asyncio.Queue()
 
