@@ -84,6 +84,7 @@ class EventIngestor:
         self._server_name = server_name
         self._events = events
         self._heads = heads
+        self.heads = heads
         self._persister = persister
         self._keys = keys
         self._client = client
