@@ -205,7 +205,8 @@ class ResidentMembership:
         if not known:
             raise MatrixError(400, "M_UNABLE_TO_AUTHORISE_JOIN",
                               "This server is in none of the rooms whose members may join")
-        if not any((await self._events.get_membership(r, user_id))[0] == "join" for r in known):
+        memberships = [(await self._events.get_membership(r, user_id))[0] for r in known]
+        if "join" not in memberships:
             raise MatrixError(403, "M_FORBIDDEN", f"{user_id} is not a member of any room allowed to join")
         auth_keys = [k for k in state if k[0] == "m.room.member" or k in (CREATE_KEY, ("m.room.power_levels", ""))]
         loaded = await self._events.get_events(state[k] for k in auth_keys)
