@@ -23,7 +23,7 @@ from federation.ingest import EventIngestor
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
 from homeserver.events.hashing import EventIdError, compute_event_id
-from homeserver.events.room_versions import RoomVersion
+from homeserver.events.room_versions import RoomVersion, get_room_version
 from homeserver.http.request import json_response
 from storage.stores.events import EventStore
 from storage.stores.federation_inbound import ReceivedTransactionStore
@@ -185,7 +185,11 @@ class InboundTransactions:
 def _event_id_of(pdu: Mapping[str, Any], version: RoomVersion | None) -> str | None:
     if version is None:
         event_id = pdu.get("event_id")
-        return event_id if isinstance(event_id, str) else None
+        if isinstance(event_id, str):
+            return event_id
+        # A room we do not know: its version is unknown, but every version since 4 derives event
+        # IDs alike, so the origin can match the error to its event.
+        version = get_room_version("10")
     try:
         return compute_event_id(pdu, version)
     except (EventIdError, TypeError, ValueError, KeyError, AttributeError):

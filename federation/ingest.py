@@ -67,11 +67,16 @@ FETCH_CONCURRENCY = 10
 
 
 class _GraphStore(EventGraphStore):
-    def __init__(self, events: EventStore):
+    def __init__(self, events: EventStore, extra: Mapping[str, Event] | None = None):
         self._events = events
+        # Events not stored yet (the one being taken) that resolution must see.
+        self._extra = dict(extra or {})
 
     async def get_events(self, event_ids):  # type: ignore[override]
-        return await self._events.get_events(event_ids)
+        wanted = list(event_ids)
+        found = await self._events.get_events([e for e in wanted if e not in self._extra])
+        found.update({e: self._extra[e] for e in wanted if e in self._extra})
+        return found
 
 
 class _MissingState(Exception):
@@ -300,7 +305,15 @@ class EventIngestor:
             state_after[event.state_tuple()] = event.event_id
         if event.is_state() and event.state_tuple() in state_before:
             event.internal_metadata["replaces_state"] = state_before[event.state_tuple()]
-        context = _group_context(state_after, base_group, base_state)
+        if base_group is not None and state_before == base_state:
+            group_before = base_group
+        else:
+            group_before = await self._events.store_state_group(room_id, state_before, base_group)
+        if state_after == state_before:
+            context = PersistContext(state_group=group_before)
+        else:
+            context = PersistContext(state_group=None, new_group_prev=group_before,
+                                     new_group_delta={event.state_tuple(): event.event_id})
         context.received_ts = self._clock.time_ms()
         async with self._heads.lock(room_id):
             head = await self._heads.load(room_id, room_version)
@@ -335,7 +348,8 @@ class EventIngestor:
         prevs = set(event.prev_event_ids)
         context.replaces_extremities = sorted(extremities & prevs)
         if extremities - prevs:
-            new_current = await resolve_state(event.room_version, [current, state_after], self._graph)
+            new_current = await resolve_state(event.room_version, [current, state_after],
+                                              _GraphStore(self._events, {event.event_id: event}))
         else:
             new_current = state_after
         delta = {k: v for k, v in new_current.items() if current.get(k) != v}
@@ -464,13 +478,3 @@ def _auth_order(events: Mapping[str, Event]) -> list[Event]:
                 if auth is not None and auth_id not in entered:
                     stack.append((auth, False))
     return out
-
-
-def _group_context(state_after: StateMap, base_group: int | None, base_state: StateMap) -> PersistContext:
-    """A PersistContext whose state group holds `state_after`, built on `base_group` where it can be."""
-    if base_group is not None and all(k in state_after for k in base_state):
-        delta = {k: v for k, v in state_after.items() if base_state.get(k) != v}
-        if not delta:
-            return PersistContext(state_group=base_group)
-        return PersistContext(state_group=None, new_group_prev=base_group, new_group_delta=delta)
-    return PersistContext(state_group=None, new_group_prev=None, new_group_delta=dict(state_after))
