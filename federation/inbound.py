@@ -187,9 +187,10 @@ def _event_id_of(pdu: Mapping[str, Any], version: RoomVersion | None) -> str | N
         event_id = pdu.get("event_id")
         if isinstance(event_id, str):
             return event_id
-        # A room we do not know: its version is unknown, but every version since 4 derives event
-        # IDs alike, so the origin can match the error to its event.
-        version = get_room_version("10")
+        # A room we do not know, so of unknown version: the ID as room version 11 (the spec's
+        # default) derives it, which is the event's real ID in most rooms, so the origin can
+        # match the error to its event.
+        version = get_room_version("11")
     try:
         return compute_event_id(pdu, version)
     except (EventIdError, TypeError, ValueError, KeyError, AttributeError):
