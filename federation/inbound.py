@@ -124,7 +124,7 @@ class InboundTransactions:
             raise MatrixError(400, "M_BAD_JSON", f"edus: at most {MAX_EDUS} per transaction")
         body_origin = body.get("origin")
         if body_origin is not None and body_origin != origin:
-            raise MatrixError(400, "M_FORBIDDEN",
+            raise MatrixError(403, "M_FORBIDDEN",
                               f"origin: {body_origin!r} is not the server that signed the request ({origin})")
         key = (origin, txn_id)
         stored = await self._received.get_response(origin, txn_id)

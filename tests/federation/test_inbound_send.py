@@ -82,7 +82,7 @@ async def test_a_transaction_claiming_another_origin_is_refused(fed_hs, ca, room
     view, remote, alice, room_id = await joined(fed_hs, ca, room_remote)
     msg = view.build("bob", "m.room.message", text("x"))
     status, body = await send_transaction(fed_hs, remote, [msg], origin="other.example")
-    assert status == 400 and "origin" in body["error"]
+    assert status == 403 and body["errcode"] == "M_FORBIDDEN" and "origin" in body["error"]
     assert await fed_hs.event_store.get_event(view.event_id(msg)) is None
 
 
