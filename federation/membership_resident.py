@@ -152,19 +152,21 @@ class ResidentMembership:
             raise MatrixError(403, "M_FORBIDDEN", f"The event was refused: {reason or 'not allowed now'}")
 
     async def _auth_chain(self, event_ids: Iterable[str]) -> list[Event]:
-        seen: set[str] = set()
+        """Every event reachable through auth_events from `event_ids` (those themselves excluded
+        unless reached), each once."""
+        chain: dict[str, Event] = {}
         frontier = list(event_ids)
-        out: list[Event] = []
         while frontier:
             loaded = await self._events.get_events(frontier)
             frontier = []
             for event in loaded.values():
                 for auth_id in event.auth_event_ids:
-                    if auth_id not in seen:
-                        seen.add(auth_id)
+                    if auth_id not in chain and auth_id not in frontier:
                         frontier.append(auth_id)
-            out.extend(loaded[e] for e in loaded if e in seen)
-        return sorted(out, key=lambda e: (e.depth, e.event_id))
+            if frontier:
+                for auth_id, auth_event in (await self._events.get_events(frontier)).items():
+                    chain[auth_id] = auth_event
+        return sorted(chain.values(), key=lambda e: (e.depth, e.event_id))
 
     # --- join -----------------------------------------------------------------------------
     async def make_join(self, request: web.Request, origin: str) -> web.Response:
