@@ -42,6 +42,9 @@ FEDERATION_V2 = "/_matrix/federation/v2"
 
 # user_id -> a truthy value when the account exists on this server.
 UserExists = Callable[[str], Awaitable[Any]]
+# RoomEventSender.send: (room_id, sender, type, content, state_key=...) builds, signs, authorises and
+# persists an event of ours.
+SendEvent = Callable[..., Awaitable[Any]]
 
 
 def _server_of(user_id: str) -> str:
@@ -50,7 +53,8 @@ def _server_of(user_id: str) -> str:
 
 class ResidentMembership:
     def __init__(self, server_name: str, signing_key: SigningKey, events: EventStore, ingestor: EventIngestor,
-                 acls: ServerAcls, keys: KeyLookup, clock: Clock, user_exists: UserExists):
+                 acls: ServerAcls, keys: KeyLookup, clock: Clock, user_exists: UserExists,
+                 send_event: SendEvent | None = None):
         self._server_name = server_name
         self._signing_key = signing_key
         self._events = events
@@ -60,6 +64,7 @@ class ResidentMembership:
         self._keys = keys
         self._clock = clock
         self._user_exists = user_exists
+        self._send_event = send_event
 
     # --- shared ---------------------------------------------------------------------------
     async def _room(self, room_id: str) -> RoomVersion:
@@ -338,6 +343,38 @@ class ResidentMembership:
             await self._ingestor.persist_out_of_band_membership(event)
         return json_response({"event": serialize_for_federation(event, self._clock.time_ms())})
 
+    # --- third-party invites ----------------------------------------------------------------
+    async def exchange_third_party_invite(self, request: web.Request, origin: str) -> web.Response:
+        """The invitee's server turns a third-party invite into an invite: we build, sign and send it."""
+        room_id = request.match_info["roomId"]
+        await self._room(room_id)
+        body = federation_body(request)
+        if not isinstance(body, dict):
+            raise MatrixError(400, "M_BAD_JSON", "Content must be a JSON object (the invite event)")
+        if body.get("type") != "m.room.member":
+            raise MatrixError(400, "M_BAD_JSON", "type: must be m.room.member")
+        if body.get("room_id") != room_id:
+            raise MatrixError(400, "M_BAD_JSON", "room_id: does not match the room in the path")
+        sender, invitee, content = body.get("sender"), body.get("state_key"), body.get("content")
+        if not isinstance(sender, str) or not isinstance(invitee, str):
+            raise MatrixError(400, "M_BAD_JSON", "sender and state_key: must be user IDs")
+        parse_user_id(sender, "sender")
+        if parse_user_id(invitee, "state_key")[1] != origin:
+            raise MatrixError(403, "M_FORBIDDEN", f"state_key: {invitee} is not a user of {origin}")
+        if not isinstance(content, dict) or content.get("membership") != "invite":
+            raise MatrixError(400, "M_BAD_JSON", "content.membership: must be 'invite'")
+        third_party = content.get("third_party_invite")
+        signed = third_party.get("signed") if isinstance(third_party, dict) else None
+        if not isinstance(signed, dict) or not isinstance(signed.get("token"), str):
+            raise MatrixError(400, "M_BAD_JSON", "content.third_party_invite.signed: must carry a token")
+        if signed.get("mxid") != invitee:
+            raise MatrixError(400, "M_INVALID_PARAM", "content.third_party_invite.signed.mxid: is not state_key")
+        if self._send_event is None:
+            raise MatrixError(501, "M_UNRECOGNIZED", "Third-party invites cannot be exchanged here")
+        # Built on our head and checked by the auth rules (the identity server's signature among them).
+        await self._send_event(room_id, sender, "m.room.member", content, state_key=invitee)
+        return json_response({})
+
     def register_routes(self, app: web.Application, authenticator: FederationAuthenticator) -> None:
         route = authenticator.route
         app.router.add_get(f"{FEDERATION_V1}/make_join/{{roomId}}/{{userId}}", route(self.make_join))
@@ -347,3 +384,5 @@ class ResidentMembership:
         app.router.add_get(f"{FEDERATION_V1}/make_knock/{{roomId}}/{{userId}}", route(self.make_knock))
         app.router.add_put(f"{FEDERATION_V1}/send_knock/{{roomId}}/{{eventId}}", route(self.send_knock))
         app.router.add_put(f"{FEDERATION_V2}/invite/{{roomId}}/{{eventId}}", route(self.invite))
+        app.router.add_put(f"{FEDERATION_V1}/exchange_third_party_invite/{{roomId}}",
+                           route(self.exchange_third_party_invite))

@@ -17,7 +17,7 @@ from federation.http import FederationQueryHandlers, KeyHandlers
 from federation.inbound import InboundTransactions, ServerAcls
 from federation.ingest import EventIngestor
 from federation.keys import KeyFetcher, LocalKeys, parse_trusted_key_servers
-from federation.membership_resident import ResidentMembership, UserExists
+from federation.membership_resident import ResidentMembership, SendEvent, UserExists
 from federation.policy import ServerPolicy
 from homeserver.accounts.profiles import ProfileService
 from homeserver.clock import Clock
@@ -75,7 +75,8 @@ class Federation:
                                                       directory)
 
     def attach_rooms(self, events: EventStore, heads: RoomHeads, persister: EventPersister,
-                     received_txns: ReceivedTransactionStore, user_exists: UserExists) -> None:
+                     received_txns: ReceivedTransactionStore, user_exists: UserExists,
+                     send_event: SendEvent | None = None) -> None:
         """Give federation the room pipeline: inbound /send, the resident membership endpoints, invites."""
         self.ingestor = EventIngestor(self.server_name, events, heads, persister, self.key_fetcher, self.client,
                                       self.clock)
@@ -83,7 +84,7 @@ class Federation:
         self.authenticator.add_acl_check(self.acls.check_request)
         self.inbound = InboundTransactions(self.ingestor, received_txns, self.acls, self.clock)
         self.membership = ResidentMembership(self.server_name, self.signing_key, events, self.ingestor, self.acls,
-                                             self.key_fetcher, self.clock, user_exists)
+                                             self.key_fetcher, self.clock, user_exists, send_event)
 
     def register_routes(self, app: web.Application) -> None:
         if not self.enabled:

@@ -425,7 +425,7 @@ class HomeServer:
         self.federation = Federation(config, self.signing_key, db, clock, self.profiles, self.alias_service,
                                      self.room_directory)
         self.federation.attach_rooms(self.event_store, self.room_heads, self.persister, ReceivedTransactionStore(db),
-                                     self.account_store.get_user)
+                                     self.account_store.get_user, self.event_sender.send)
 
         # --- stream consumers: who hears what, in this order -----------------------------------
         for stage in (self.notifications.stage, self.pushers.stage, self.search.stage):
