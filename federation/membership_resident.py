@@ -21,7 +21,7 @@ from federation.auth import FederationAuthenticator, federation_body
 from federation.inbound import ServerAcls
 from federation.ingest import EventIngestor
 from federation.keys import KeyLookup
-from federation.pdu_checks import PduRejected, check_inbound_pdu
+from federation.pdu_checks import CheckedPdu, PduRejected, check_inbound_pdu
 from homeserver.auth import AuthError, auth_types_for_event, check_auth, get_user_power_level
 from homeserver.auth.constants import AUTHORISING_USER, CREATE_KEY, JOIN_RULES_KEY
 from homeserver.auth.power_levels import get_named_level
@@ -137,15 +137,22 @@ class ResidentMembership:
             if isinstance(authoriser, str) and authoriser.endswith(":" + self._server_name):
                 # We authorised this join in make_join: our signature makes it valid.
                 pdu = sign_event(body, room_version, self._server_name, self._signing_key)
-        try:
-            checked = await check_inbound_pdu(pdu, room_version, self._keys)
-        except PduRejected as e:
-            raise MatrixError(403, "M_FORBIDDEN", f"The event was refused: {e.reason}") from None
-        if checked.redacted_for_hash:
-            raise MatrixError(400, "M_BAD_JSON", "The event's content hash does not match its content")
+        checked = await self._checked(pdu, room_version, "event")
         if checked.event_id != event_id:
             raise MatrixError(400, "M_BAD_JSON", f"eventId: the event's ID is {checked.event_id}, not {event_id}")
         return Event(checked.pdu, room_version, event_id=checked.event_id)
+
+    async def _checked(self, pdu: Any, room_version: RoomVersion, field: str) -> CheckedPdu:
+        """The PDU through checks 1-3: a malformed one is 400, a bad signature 403, a bad hash 400."""
+        try:
+            checked = await check_inbound_pdu(pdu, room_version, self._keys)
+        except PduRejected as e:
+            if e.reason.startswith("invalid event"):
+                raise MatrixError(400, "M_BAD_JSON", f"{field}: {e.reason}") from None
+            raise MatrixError(403, "M_FORBIDDEN", f"{field}: refused: {e.reason}") from None
+        if checked.redacted_for_hash:
+            raise MatrixError(400, "M_BAD_JSON", f"{field}: the content hash does not match the content")
+        return checked
 
     async def _persist(self, event: Event, origin: str) -> None:
         error = await self._ingestor.persist_checked(event, origin=origin)
@@ -326,12 +333,7 @@ class ResidentMembership:
             raise MatrixError(404, "M_NOT_FOUND", f"Unknown user {invitee}")
         if not await self._acls.allows(room_id, origin):
             raise MatrixError(403, "M_FORBIDDEN", f"Server {origin} is denied by the room's server ACL")
-        try:
-            checked = await check_inbound_pdu(pdu, room_version, self._keys)
-        except PduRejected as e:
-            raise MatrixError(403, "M_FORBIDDEN", f"The invite was refused: {e.reason}") from None
-        if checked.redacted_for_hash:
-            raise MatrixError(400, "M_BAD_JSON", "The invite's content hash does not match its content")
+        checked = await self._checked(pdu, room_version, "event")
         if checked.event_id != event_id:
             raise MatrixError(400, "M_BAD_JSON", f"eventId: the event's ID is {checked.event_id}, not {event_id}")
         signed = sign_event(checked.pdu, room_version, self._server_name, self._signing_key)

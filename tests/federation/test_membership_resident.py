@@ -220,7 +220,12 @@ async def test_our_user_sees_the_remote_users_messages_after_the_join(fed_hs, ca
 
 
 async def test_a_third_party_invite_is_exchanged_for_an_invite_signed_by_the_identity_server(fed_hs, ca, room_remote):
-    from homeserver.events.signing import encode_verify_key_base64, generate_signing_key, get_verify_key, sign_json
+    from homeserver.events.signing import (
+        encode_verify_key_base64,
+        generate_signing_key,
+        get_verify_key,
+        sign_json,
+    )
 
     view, remote = room_remote
     alice, room_id = await local_room(fed_hs, ca, preset="private_chat")
