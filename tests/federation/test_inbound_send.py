@@ -289,3 +289,17 @@ async def test_a_restricted_join_naming_our_user_without_our_signature_is_an_err
     assert status == 200
     assert f"not signed by {fed_hs.config.server_name}" in body["pdus"][restricted.event_id(join)]["error"]
     assert await fed_hs.event_store.get_event(restricted.event_id(join)) is None
+
+
+async def test_stored_answers_are_replayed_until_pruned(fed_hs, ca, room_remote):
+    from storage.stores.federation_inbound import ReceivedTransactionStore
+
+    view, remote, alice, room_id = await joined(fed_hs, ca, room_remote)
+    msg = view.build("bob", "m.room.message", text("kept"))
+    view.apply(msg)
+    await send_transaction(fed_hs, remote, [msg], txn_id="old")
+    store = ReceivedTransactionStore(fed_hs.db)
+    assert await store.get_response(remote.server_name, "old") == {"pdus": {view.event_id(msg): {}}}
+    assert await store.prune(0) == 0
+    assert await store.prune(2**62) == 1
+    assert await store.get_response(remote.server_name, "old") is None
