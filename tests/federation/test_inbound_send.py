@@ -228,7 +228,8 @@ async def test_each_pdu_gets_its_own_result(fed_hs, ca, room_remote):
     view.apply(good)
     unsigned = {**view.build("bob", "m.room.message", text("unsigned"), sign=False), "signatures": {}}
     elsewhere = {**view.build("bob", "m.room.message", text("lost")), "room_id": "!unknown:example.org"}
-    status, body = await send_transaction(fed_hs, remote, [good, unsigned, elsewhere],
+    huge = view.build("bob", "m.room.message", text("x" * 70_000))
+    status, body = await send_transaction(fed_hs, remote, [good, unsigned, elsewhere, huge],
                                           edus=[{"edu_type": "m.typing", "content": {"room_id": room_id}}, 1, "x",
                                                 {"edu_type": "m.presence"}])
     assert status == 200
@@ -236,6 +237,8 @@ async def test_each_pdu_gets_its_own_result(fed_hs, ca, room_remote):
     assert results[view.event_id(good)] == {}
     assert "not signed" in results[view.event_id(unsigned)]["error"]
     assert "not in room" in results[view.event_id(elsewhere)]["error"]
+    assert "65536" in results[view.event_id(huge)]["error"]
+    assert await fed_hs.event_store.get_event(view.event_id(huge)) is None
 
 
 async def test_a_transaction_over_the_pdu_limit_is_refused(fed_hs, ca, room_remote):
