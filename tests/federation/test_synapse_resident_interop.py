@@ -69,6 +69,16 @@ async def test_a_synapse_user_joins_our_room_by_id_and_their_messages_reach_us(f
     # Our next event builds on Synapse's.
     local = await fed_hs.event_store.get_event(await send_message(fed_hs, ca, alice["access_token"], room_id, "hoi"))
     assert local.prev_event_ids == [sent["event_id"]]
+    # Bob redacts his message on Synapse: the redaction arrives through /send and applies here.
+    status, redacted = await synapse_call(
+        synapse, bob["access_token"], "PUT",
+        f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/redact/{quote(sent['event_id'], safe='')}/r1",
+        {"reason": "oops"})
+    assert status == 200, redacted
+    deadline = time.monotonic() + 30
+    while (bob["user_id"], "hallo from Synapse") in await timeline_bodies(fed_hs, ca, alice["access_token"], room_id):
+        assert time.monotonic() < deadline, synapse.log_tail()
+        await asyncio.sleep(0.2)
 
 
 async def wait_for_membership(fed_hs, room_id: str, user_id: str, membership: str, synapse) -> None:
