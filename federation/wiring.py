@@ -14,7 +14,10 @@ from signedjson.types import SigningKey
 from federation.auth import FederationAuthenticator
 from federation.client import FederationClient
 from federation.http import FederationQueryHandlers, KeyHandlers
+from federation.inbound import InboundTransactions, ServerAcls
+from federation.ingest import EventIngestor
 from federation.keys import KeyFetcher, LocalKeys, parse_trusted_key_servers
+from federation.membership_resident import ResidentMembership, SendEvent, UserExists
 from federation.policy import ServerPolicy
 from homeserver.accounts.profiles import ProfileService
 from homeserver.clock import Clock
@@ -22,7 +25,11 @@ from homeserver.config import Config
 from homeserver.directory.aliases import AliasService
 from homeserver.directory.public_rooms import RoomDirectoryService
 from homeserver.ip_blocklist import LOOPBACK_NETWORKS, PRIVATE_NETWORKS, IpNetwork, parse_networks
+from homeserver.rooms.heads import RoomHeads
+from homeserver.rooms.persister import EventPersister
 from homeserver.signing_keys import load_old_verify_keys
+from storage.stores.events import EventStore
+from storage.stores.federation_inbound import ReceivedTransactionStore
 from storage.stores.server_keys import ServerKeyStore
 
 
@@ -40,6 +47,13 @@ class Federation:
     def __init__(self, config: Config, signing_key: SigningKey, db: Any, clock: Clock, profiles: ProfileService,
                  aliases: AliasService, directory: RoomDirectoryService):
         section = config.section("federation")
+        self.server_name = config.server_name
+        self.signing_key = signing_key
+        self.clock = clock
+        # Set by attach_rooms (the room pipeline is built after this object).
+        self.ingestor: EventIngestor | None = None
+        self.inbound: InboundTransactions | None = None
+        self.membership: ResidentMembership | None = None
         self.enabled: bool = section["enabled"]
         self.policy = ServerPolicy(section["server_allowlist"], section["server_denylist"], enabled=self.enabled)
         self.local_keys = LocalKeys(config.server_name, signing_key,
@@ -60,11 +74,27 @@ class Federation:
         self.query_handlers = FederationQueryHandlers(config.server_name, self.authenticator, profiles, aliases,
                                                       directory)
 
+    def attach_rooms(self, events: EventStore, heads: RoomHeads, persister: EventPersister,
+                     received_txns: ReceivedTransactionStore, user_exists: UserExists,
+                     send_event: SendEvent | None = None) -> None:
+        """Give federation the room pipeline: inbound /send, the resident membership endpoints, invites."""
+        self.ingestor = EventIngestor(self.server_name, events, heads, persister, self.key_fetcher, self.client,
+                                      self.clock)
+        self.acls = ServerAcls(events)
+        self.authenticator.add_acl_check(self.acls.check_request)
+        self.inbound = InboundTransactions(self.ingestor, received_txns, self.acls, self.clock)
+        self.membership = ResidentMembership(self.server_name, self.signing_key, events, self.ingestor, self.acls,
+                                             self.key_fetcher, self.clock, user_exists, send_event)
+
     def register_routes(self, app: web.Application) -> None:
         if not self.enabled:
             return
         self.key_handlers.register_routes(app)
         self.query_handlers.register_routes(app)
+        if self.inbound is not None:
+            self.inbound.register_routes(app, self.authenticator)
+        if self.membership is not None:
+            self.membership.register_routes(app, self.authenticator)
 
     async def stop(self) -> None:
         await self.client.close()
