@@ -40,6 +40,7 @@ from homeserver.accounts.uia import UserInteractiveAuth
 from homeserver.accounts.whois import WhoisService
 from homeserver.admin.login_audit import LoginAuditService
 from homeserver.admin.media import AdminMediaService
+from homeserver.admin.metrics import ServerStateCollector
 from homeserver.admin.redact import UserRedactionService
 from homeserver.admin.rooms import AdminRoomService
 from homeserver.admin.server import AdminServerService
@@ -267,7 +268,7 @@ class HomeServer:
 
         # --- the stream layer: what services publish to after commit ---------------------------
         self.bus = bus = StreamBus()
-        self.notifier = notifier = Notifier()
+        self.notifier = notifier = Notifier(registry)
 
         # --- services ------------------------------------------------------------------------
         self.ratelimiter = RateLimiter(clock, config.rate_limits, enabled=config.rate_limits_enabled)
@@ -525,6 +526,11 @@ class HomeServer:
         self.admin_media = AdminMediaService(config.server_name, self.media, MediaStore(self.db), self.admin_store,
                                              self.account_store, self.event_store)
         self.admin_media_handlers = AdminMediaHandlers(self.admin_media, admin_auth)
+        server_state = ServerStateCollector(self.db, self.admin_store, clock,
+                                            [self.event_store.cache_stats, self.auth.cache_stats,
+                                             self.push_rules.cache_stats])
+        server_state.register(self.metrics.registry)
+        self.metrics.set_scrape_callback("server_state", server_state.refresh)
 
     def _build_app_services(self, registrations: list[Any]) -> None:
         """Application services: as_token requests, ghost users, namespaces, queries and ping."""

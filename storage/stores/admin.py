@@ -341,6 +341,18 @@ class AdminStore:
 
         return await self.db.run_interaction("admin_count_devices", txn_fn, write=False)
 
+    async def user_counts(self, seen_since_day_ms: int, seen_since_month_ms: int) -> dict[str, int]:
+        """Registered accounts (not deactivated, not guests) and distinct users seen since each time."""
+        async def txn_fn(txn: Transaction) -> dict[str, int]:
+            registered = await txn.fetch_value(
+                "SELECT COUNT(*) FROM users WHERE deactivated = ? AND is_guest = ?", (False, False))
+            seen = "SELECT COUNT(DISTINCT user_id) FROM user_ips WHERE last_seen >= ?"
+            return {"registered": int(registered or 0),
+                    "daily_active": int(await txn.fetch_value(seen, (seen_since_day_ms,)) or 0),
+                    "monthly_active": int(await txn.fetch_value(seen, (seen_since_month_ms,)) or 0)}
+
+        return await self.db.run_interaction("admin_user_counts", txn_fn, write=False)
+
     # --- room blocks ----------------------------------------------------------------------
     async def get_room_block(self, room_id: str) -> str | None:
         """The admin who blocked the room, or None when it is not blocked."""
