@@ -501,6 +501,8 @@ class HomeServer:
             self.sessions, self.registration, self.profiles, self.passwords, self.event_store,
             PusherStore(self.db), self.account_data, self.ratelimiter, clock)
         self.event_sender.add_send_check(self.admin_users.check_not_suspended)
+        self.room_handlers.set_shadow_ban_check(self.admin_users.is_shadow_banned)
+        self.ephemeral_handlers.set_shadow_ban_check(self.admin_users.is_shadow_banned)
         self.login_audit = LoginAuditService(config.server_name, LoginAuditStore(self.db), self.account_store, clock,
                                              max_age_days=config.section("admin")["login_audit_max_age_days"])
         self.login.add_login_callback(self.login_audit.on_login)

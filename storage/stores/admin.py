@@ -159,6 +159,11 @@ class AdminStore:
         rows = await self.db.fetch_all("suspended_users", "SELECT user_id FROM users WHERE suspended = ?", (True,))
         return {r[0] for r in rows}
 
+    async def get_shadow_banned_users(self) -> set[str]:
+        rows = await self.db.fetch_all("shadow_banned_users", "SELECT user_id FROM users WHERE shadow_banned = ?",
+                                       (True,))
+        return {r[0] for r in rows}
+
     async def reactivate_user(self, user_id: str) -> None:
         await self.db.simple_update("users", {"user_id": user_id}, {"deactivated": False, "erased": False})
 
