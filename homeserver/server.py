@@ -528,6 +528,7 @@ class HomeServer:
         self.admin_media = AdminMediaService(config.server_name, self.media, MediaStore(self.db), self.admin_store,
                                              self.account_store, self.event_store)
         self.admin_media_handlers = AdminMediaHandlers(self.admin_media, admin_auth)
+        self.admin_rooms.set_media_cleaner(self.admin_media.delete_unreferenced)
         server_state = ServerStateCollector(self.db, self.admin_store, clock,
                                             [self.event_store.cache_stats, self.auth.cache_stats,
                                              self.push_rules.cache_stats])

@@ -79,6 +79,21 @@ class AdminMediaService:
                 deleted.append(media_id)
         return {"deleted_media": deleted, "total": len(deleted)}
 
+    async def delete_unreferenced(self, uris: set[str]) -> list[str]:
+        """Delete the local media among `uris` that no stored event and no avatar names, unless protected."""
+        in_use = await self._admin.avatar_media_uris()
+        deleted = []
+        for uri in sorted(uris - in_use):
+            parts = _split_mxc(uri)
+            if parts is None or parts[0] != self._server_name:
+                continue
+            row = await self._store.get_local_media_admin(parts[1])
+            if row is None or row["safe_from_quarantine"] or await self._admin.media_uri_in_events(uri):
+                continue
+            if await self._media.delete_local_media(parts[1]):
+                deleted.append(parts[1])
+        return deleted
+
     async def purge_remote_cache(self, before_ts: int) -> dict[str, Any]:
         return {"deleted": await self._media.purge_remote_media_cache(before_ts)}
 

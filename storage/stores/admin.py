@@ -291,6 +291,26 @@ class AdminStore:
             _collect_mxc(json.loads(raw).get("content"), found)
         return found
 
+    async def event_media_uris(self, event_ids: list[str]) -> set[str]:
+        """Every mxc:// URI that the content of these events names."""
+        async def txn_fn(txn: Transaction) -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(event_ids), 500):
+                clause, params = txn.dialect.in_list("event_id", event_ids[start:start + 500])
+                for (raw,) in await txn.fetch_all(
+                        f"SELECT json FROM event_json WHERE {clause} AND json LIKE '%mxc://%'", params):
+                    _collect_mxc(json.loads(raw).get("content"), found)
+            return found
+
+        return await self.db.run_interaction("event_media_uris", txn_fn, write=False)
+
+    async def media_uri_in_events(self, uri: str) -> bool:
+        """Whether any stored event names this mxc:// URI (as a whole JSON string)."""
+        pattern = "%" + _like_escape(json.dumps(uri)) + "%"
+        return await self.db.fetch_value(
+            "media_uri_in_events", "SELECT 1 FROM event_json WHERE json LIKE ? ESCAPE '\\' LIMIT 1",
+            (pattern,)) is not None
+
     async def avatar_media_uris(self) -> set[str]:
         """The mxc:// URIs in use as user avatars (kept by media clean-up)."""
         rows = await self.db.fetch_all("avatar_media_uris",
