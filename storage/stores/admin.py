@@ -84,6 +84,11 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+# `order_by` of the users' media statistics, as Synapse names them.
+MEDIA_STATISTICS_ORDER_COLUMNS = {"user_id": "m.user_id", "displayname": "p.displayname",
+                                  "media_length": "COALESCE(SUM(m.media_length), 0)", "media_count": "COUNT(*)"}
+
+
 class AdminStore:
     def __init__(self, db: Database):
         self.db = db
@@ -290,6 +295,36 @@ class AdminStore:
         for (raw,) in rows:
             _collect_mxc(json.loads(raw).get("content"), found)
         return found
+
+    async def user_media_statistics(self, *, order_by: str, backwards: bool, offset: int, limit: int,
+                                    from_ts: int | None, until_ts: int | None,
+                                    search_term: str | None) -> tuple[list[dict[str, Any]], int]:
+        """Per local user: how many media items they uploaded and their total size; a page and the total."""
+        clauses, params = ["m.user_id IS NOT NULL"], []
+        if from_ts is not None:
+            clauses.append("m.created_ts >= ?")
+            params.append(from_ts)
+        if until_ts is not None:
+            clauses.append("m.created_ts <= ?")
+            params.append(until_ts)
+        if search_term:
+            pattern = f"%{_like_escape(search_term.lower())}%"
+            clauses.append("(lower(m.user_id) LIKE ? ESCAPE '\\' OR lower(p.displayname) LIKE ? ESCAPE '\\')")
+            params += [pattern, pattern]
+        base = f"FROM local_media m LEFT JOIN profiles p ON p.user_id = m.user_id WHERE {' AND '.join(clauses)}"
+        column = MEDIA_STATISTICS_ORDER_COLUMNS[order_by]
+        direction, nulls = ("DESC", "NULLS LAST") if backwards else ("ASC", "NULLS FIRST")
+        sql = (f"SELECT m.user_id, p.displayname, COUNT(*), COALESCE(SUM(m.media_length), 0) {base}"
+               f" GROUP BY m.user_id, p.displayname ORDER BY {column} {direction} {nulls}, m.user_id ASC"
+               " LIMIT ? OFFSET ?")
+
+        async def txn_fn(txn: Transaction) -> tuple[list[dict[str, Any]], int]:
+            total = int(await txn.fetch_value(f"SELECT COUNT(DISTINCT m.user_id) {base}", tuple(params)) or 0)
+            rows = await txn.fetch_all(sql, (*params, limit, offset))
+            return [{"user_id": r[0], "displayname": r[1], "media_count": int(r[2]), "media_length": int(r[3])}
+                    for r in rows], total
+
+        return await self.db.run_interaction("admin_user_media_statistics", txn_fn, write=False)
 
     async def event_media_uris(self, event_ids: list[str]) -> set[str]:
         """Every mxc:// URI that the content of these events names."""
