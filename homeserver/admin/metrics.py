@@ -7,6 +7,7 @@ the connection pool, and user counts from two cheap queries, refreshed at most o
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,6 +19,8 @@ from prometheus_client.registry import Collector
 from homeserver.clock import Clock
 from storage.database import Database
 from storage.stores.admin import AdminStore
+
+logger = logging.getLogger(__name__)
 
 # (entries, hits, misses) per cache name, from a cache owner's `cache_stats()`.
 CacheStats = Callable[[], dict[str, tuple[int, int, int]]]
@@ -61,7 +64,11 @@ class ServerStateCollector(Collector):
         if self._user_counts is not None and now - self._user_counts_at < USER_COUNTS_MAX_AGE_S:
             return
         now_ms = self._clock.time_ms()
-        self._user_counts = await self._admin_store.user_counts(now_ms - DAY_MS, now_ms - 30 * DAY_MS)
+        try:
+            self._user_counts = await self._admin_store.user_counts(now_ms - DAY_MS, now_ms - 30 * DAY_MS)
+        except Exception:
+            # A scrape still answers with everything else; the last counts (if any) stay.
+            logger.exception("counting users for metrics failed")
         self._user_counts_at = now
 
     def describe(self) -> Iterator[Metric]:
