@@ -65,7 +65,7 @@ from homeserver.ephemeral.typing import TypingService
 from homeserver.http.admin_common import AdminAuthenticator
 from homeserver.http.admin_media import AdminMediaHandlers
 from homeserver.http.admin_rooms import AdminRoomHandlers
-from homeserver.http.admin_server import AdminServerHandlers
+from homeserver.http.admin_server import AdminServerHandlers, ScheduledTaskHandlers
 from homeserver.http.admin_users import AdminUserHandlers, UserRedactionHandlers
 from homeserver.http.app import MatrixAppRunner, build_app
 from homeserver.http.auth import RequestAuthenticator
@@ -516,6 +516,7 @@ class HomeServer:
         self.admin_server = AdminServerService(self.account_store, ReportStore(self.db), self.event_store, clock)
         self.admin_server_handlers = AdminServerHandlers(self.admin_server, self.server_notices, admin_auth)
         self.admin_tasks = AdminTaskRunner(self.admin_store, clock)
+        self.scheduled_task_handlers = ScheduledTaskHandlers(self.admin_tasks, admin_auth)
         self.admin_rooms = AdminRoomService(
             config.server_name, self.event_store, TimelineStore(self.db), self.admin_store, PurgeStore(self.db),
             self.account_store, self.alias_store, self.event_sender, self.membership, self.room_creator,
@@ -627,6 +628,7 @@ class HomeServer:
             self.admin_register_handlers.register_routes(app)
             self.admin_user_handlers.register_routes(app)
             self.admin_server_handlers.register_routes(app)
+            self.scheduled_task_handlers.register_routes(app)
             self.admin_room_handlers.register_routes(app)
             self.admin_media_handlers.register_routes(app)
             self.user_redaction_handlers.register_routes(app)

@@ -461,6 +461,23 @@ class AdminStore:
             "admin_tasks", {"action": action, "resource_id": resource_id}, _TASK_COLUMNS, order_by=["created_ts"])
         return [_task(r) for r in rows]
 
+    async def list_tasks(self, *, action: str | None, resource_id: str | None, status: str | None,
+                         max_timestamp: int | None) -> list[dict[str, Any]]:
+        """Tasks matching every filter given, oldest first; a task's timestamp is its last update."""
+        clauses, params = [], []
+        for column, value in (("action", action), ("resource_id", resource_id), ("status", status)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if max_timestamp is not None:
+            clauses.append("updated_ts < ?")
+            params.append(max_timestamp)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = await self.db.fetch_all(
+            "admin_list_tasks", f"SELECT {', '.join(_TASK_COLUMNS)} FROM admin_tasks{where} ORDER BY updated_ts, task_id",
+            tuple(params))
+        return [_task(dict(zip(_TASK_COLUMNS, row, strict=True))) for row in rows]
+
     async def get_unfinished_tasks(self) -> list[dict[str, Any]]:
         rows = await self.db.fetch_all(
             "unfinished_admin_tasks",
