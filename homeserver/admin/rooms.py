@@ -11,8 +11,10 @@ from homeserver.admin.common import check_local_user_id, not_found, optional_boo
 from homeserver.admin.tasks import AdminTaskRunner
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
+from homeserver.events.filtering import EventFilter
 from homeserver.identifiers import is_valid_user_id
 from homeserver.rooms.creation import RoomCreator
+from homeserver.rooms.event_filter import conditions_of
 from homeserver.rooms.history import token_after, token_before
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.sender import RoomEventSender
@@ -182,15 +184,16 @@ class AdminRoomService:
         return {"count": len(results), "results": results}
 
     async def messages(self, requester: Requester, room_id: str, *, from_token: str | None, to_token: str | None,
-                       backwards: bool, limit: int) -> dict[str, Any]:
-        """`GET /v1/rooms/{roomId}/messages`: the timeline as an admin sees it (every event)."""
+                       backwards: bool, limit: int, event_filter: EventFilter | None = None) -> dict[str, Any]:
+        """`GET /v1/rooms/{roomId}/messages`: the timeline as an admin sees it (every event the filter passes)."""
         await self._require_room(room_id)
         start = parse_pagination_token(from_token, "from") if from_token else None
         end = parse_pagination_token(to_token, "to") if to_token else None
         rows = await self._timeline.paginate(
             room_id, backwards=backwards, limit=limit,
             from_bound=Bound(start.depth, start.stream) if start else None,
-            to_bound=Bound(end.depth, end.stream) if end else None, conditions=EventConditions())
+            to_bound=Bound(end.depth, end.stream) if end else None,
+            conditions=conditions_of(event_filter) if event_filter else EventConditions())
         loaded = await self._events.get_events([r.event_id for r in rows])
         events = [loaded[r.event_id] for r in rows if r.event_id in loaded]
         if from_token:
@@ -204,17 +207,19 @@ class AdminRoomService:
             body["end"] = token_before(rows[-1].position) if backwards else token_after(rows[-1].position)
         return body
 
-    async def context(self, requester: Requester, room_id: str, event_id: str, limit: int) -> dict[str, Any]:
-        """`GET /v1/rooms/{roomId}/context/{eventId}`: the event, its neighbours and the state after."""
+    async def context(self, requester: Requester, room_id: str, event_id: str, limit: int,
+                      event_filter: EventFilter | None = None) -> dict[str, Any]:
+        """`GET /v1/rooms/{roomId}/context/{eventId}`: the event, its neighbours (as filtered) and the state after."""
         await self._require_room(room_id)
+        conditions = conditions_of(event_filter) if event_filter else EventConditions()
         found = await self._timeline.get_position(event_id)
         if found is None or found[0] != room_id:
             raise not_found("Event not found")
         depth, stream = found[1]
         before_rows = await self._timeline.paginate(room_id, backwards=True, limit=limit // 2,
-                                                    from_bound=Bound(depth, stream - 1), conditions=EventConditions())
+                                                    from_bound=Bound(depth, stream - 1), conditions=conditions)
         after_rows = await self._timeline.paginate(room_id, backwards=False, limit=limit - limit // 2,
-                                                   from_bound=Bound(depth, stream), conditions=EventConditions())
+                                                   from_bound=Bound(depth, stream), conditions=conditions)
         ids = [event_id, *[r.event_id for r in before_rows], *[r.event_id for r in after_rows]]
         loaded = await self._events.get_events(ids)
         serialized = await self._serializer.serialize([loaded[i] for i in ids if i in loaded], requester)
