@@ -63,6 +63,17 @@ def _massaged_ts(request: web.Request, requester: Requester) -> int | None:
     return ts
 
 
+def _dropped_for_shadow_ban(user_id: str, event_type: str, state_key: str, content: dict) -> bool:
+    """Which state sends of a shadow-banned user are dropped: all but leaving, kicking and banning.
+
+    As in Synapse, invites and the user's own member event with a new display name or avatar are
+    answered as done and go nowhere."""
+    if event_type != "m.room.member":
+        return True
+    membership = content["membership"]
+    return membership == "invite" or (membership == "join" and state_key == user_id)
+
+
 class RoomHandlers:
     def __init__(self, creator: RoomCreator, membership: MembershipService, sender: RoomEventSender,
                  reader: RoomReader, redactions: RedactionService, upgrader: RoomUpgrader,
@@ -175,6 +186,10 @@ class RoomHandlers:
     async def upgrade(self, request: web.Request) -> web.Response:
         requester = await self._authenticate(request)
         body = await json_object(request)
+        if self._shadow_banned(requester):
+            # As Synapse: the answer names a replacement room that does not exist.
+            server_name = requester.user_id.split(":", 1)[1]
+            return json_response({"replacement_room": f"!{secrets.token_urlsafe(18)}:{server_name}"})
         return json_response(await self._upgrader.upgrade(requester.user_id, _room_id(request), body))
 
     async def joined_rooms(self, request: web.Request) -> web.Response:
@@ -219,7 +234,8 @@ class RoomHandlers:
             if membership not in ("join", "invite", "leave", "ban", "knock"):
                 raise MatrixError(400, "M_BAD_JSON", "membership: must be one of join, invite, leave, ban, knock")
         self._ratelimiter.check("message", requester.user_id)
-        if self._shadow_banned(requester) and (event_type != "m.room.member" or content["membership"] == "invite"):
+        if self._shadow_banned(requester) and _dropped_for_shadow_ban(requester.user_id, event_type, state_key,
+                                                                      content):
             return json_response({"event_id": self._fake_event_id(None)})
         event = await self._sender.send(room_id, requester.user_id, event_type, content, state_key=state_key,
                                         origin_server_ts=_massaged_ts(request, requester), skip_unchanged_state=True)

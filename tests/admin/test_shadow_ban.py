@@ -34,6 +34,15 @@ async def test_a_shadow_banned_users_messages_get_event_ids_but_reach_nobody(cli
         "M_NOT_FOUND"
     assert await bob.call("PUT", f"/rooms/{q(room_id)}/typing/{q(bob.user_id)}",
                           {"typing": True, "timeout": 30000}) == {}
+    renamed = await bob.call("PUT", f"/rooms/{q(room_id)}/state/m.room.member/{q(bob.user_id)}",
+                             {"membership": "join", "displayname": "Spammer"})
+    assert renamed["event_id"].startswith("$")
+    member = await alice.call("GET", f"/rooms/{q(room_id)}/state/m.room.member/{q(bob.user_id)}")
+    assert member.get("displayname") != "Spammer" and member["membership"] == "join"
+    upgrade = await bob.call("POST", f"/rooms/{q(room_id)}/upgrade", {"new_version": "10"})
+    assert upgrade["replacement_room"].startswith("!")
+    assert (await admin.admin("GET", f"/v1/rooms/{q(upgrade['replacement_room'])}", expect=404))["errcode"] == \
+        "M_NOT_FOUND"
 
     await admin.admin("DELETE", f"/v1/users/{q(bob.user_id)}/shadow_ban")
     real = await bob.send(room_id, "after the ban")
