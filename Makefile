@@ -6,6 +6,9 @@ DATA := data
 SERVER_NAME ?= localhost:8008
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+# The suite is mostly waiting on loopback servers, so it runs in more processes than cores.
+PYTEST_WORKERS ?= 3
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist worksteal
 
 .PHONY: run test lint pytest synctest synctest-synapse bench clean
 
@@ -32,14 +35,14 @@ run: $(STAMP) $(DATA)/homeserver.yaml
 ## Lint, the whole pytest suite on SQLite and PostgreSQL, then synctest against a fresh server.
 test: $(TEST_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(PYTEST)
 	$(BIN)/python scripts/synctest_local.py
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
 pytest: $(TEST_STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(PYTEST)
 
 synctest: $(TEST_STAMP)
 	$(BIN)/python scripts/synctest_local.py

@@ -36,13 +36,13 @@ from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.profiles import ProfileService
 from homeserver.accounts.registration import RegistrationService
 from homeserver.accounts.sessions import SessionService
-from homeserver.accounts.uia import UserInteractiveAuth
+from homeserver.accounts.uia import PASSWORD, REGISTRATION_TOKEN, UserInteractiveAuth
 from homeserver.accounts.whois import WhoisService
 from homeserver.admin.login_audit import LoginAuditService
 from homeserver.admin.media import AdminMediaService
 from homeserver.admin.metrics import ServerStateCollector
-from homeserver.admin.redact import UserRedactionService
-from homeserver.admin.rooms import AdminRoomService
+from homeserver.admin.redact import REDACT_ALL, UserRedactionService
+from homeserver.admin.rooms import DELETE_ROOM, PURGE_HISTORY, AdminRoomService
 from homeserver.admin.server import AdminServerService
 from homeserver.admin.server_notices import ServerNoticeService
 from homeserver.admin.tasks import AdminTaskRunner
@@ -290,6 +290,8 @@ class HomeServer:
         self.login = LoginService(config.server_name, self.account_store, self.sessions, passwords,
                                   self.ratelimiter, self.uia,
                                   login_via_existing_session=sessions_config["login_via_existing_session"])
+        self.uia.register_stage(PASSWORD, self.login.check_password_stage)
+        self.uia.register_stage(REGISTRATION_TOKEN, self.registration.check_registration_token_stage)
         self.openid = OpenIdService(config.server_name, self.account_store, clock)
         self.profiles = ProfileService(config.server_name, profile_store, bus)
         self.account_data = AccountDataService(self.account_data_store, bus)
@@ -521,10 +523,13 @@ class HomeServer:
             config.server_name, self.event_store, TimelineStore(self.db), self.admin_store, PurgeStore(self.db),
             self.account_store, self.alias_store, self.event_sender, self.membership, self.room_creator,
             self.event_serializer, self.admin_tasks, clock)
+        self.admin_tasks.register(DELETE_ROOM, self.admin_rooms.run_delete_room)
+        self.admin_tasks.register(PURGE_HISTORY, self.admin_rooms.run_purge_history)
         self.event_sender.add_send_check(self.admin_rooms.check_not_blocked)
         self.admin_room_handlers = AdminRoomHandlers(self.admin_rooms, admin_auth)
         self.user_redactions = UserRedactionService(config.server_name, self.event_store, self.admin_store,
                                                     self.redactions, self.admin_tasks)
+        self.admin_tasks.register(REDACT_ALL, self.user_redactions.run)
         self.user_redaction_handlers = UserRedactionHandlers(self.user_redactions, admin_auth)
         self.admin_media = AdminMediaService(config.server_name, self.media, MediaStore(self.db), self.admin_store,
                                              self.account_store, self.event_store)

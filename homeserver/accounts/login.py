@@ -9,7 +9,7 @@ from homeserver.accounts.auth import Requester
 from homeserver.accounts.devices import PASSWORD_FLOWS, check_password_stage_user
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.sessions import SessionService
-from homeserver.accounts.uia import PASSWORD, UserInteractiveAuth
+from homeserver.accounts.uia import UserInteractiveAuth
 from homeserver.errors import MatrixError
 from homeserver.identifiers import is_valid_user_id
 from homeserver.ratelimit import RateLimiter
@@ -35,7 +35,6 @@ class LoginService:
         self._sessions = sessions
         self._passwords = passwords
         self._ratelimiter = ratelimiter
-        uia.register_stage(PASSWORD, self._check_password_stage)
         self._on_login: list[LoginCallback] = []
 
     def add_login_callback(self, callback: LoginCallback) -> None:
@@ -137,7 +136,7 @@ class LoginService:
             raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
         return user
 
-    async def _check_password_stage(self, auth: dict[str, Any], session: dict[str, Any]) -> str:
+    async def check_password_stage(self, auth: dict[str, Any], session: dict[str, Any]) -> str:
         """UIA `m.login.password`: the password of the user the session is for."""
         user_id = self._requested_user_id(auth, "auth.")
         password = auth.get("password")

@@ -57,7 +57,6 @@ class RegistrationService:
         self._ratelimiter = ratelimiter
         self._nonces: dict[str, int] = {}
         self._user_id_checks: list[Callable[[str], None]] = []
-        uia.register_stage(REGISTRATION_TOKEN, self._check_registration_token_stage)
 
     @property
     def flows(self) -> list[list[str]]:
@@ -212,7 +211,7 @@ class RegistrationService:
                 return candidate
         raise MatrixError(500, "M_UNKNOWN", "Could not find a free user ID")
 
-    async def _check_registration_token_stage(self, auth: dict[str, Any], session: dict[str, Any]) -> str:
+    async def check_registration_token_stage(self, auth: dict[str, Any], session: dict[str, Any]) -> str:
         token = auth.get("token")
         if not isinstance(token, str) or not token:
             raise MatrixError(400, "M_MISSING_PARAM", "auth.token: missing registration token")

@@ -35,7 +35,6 @@ class UserRedactionService:
         self._store = admin_store
         self._redactions = redactions
         self._tasks = tasks
-        tasks.register(REDACT_ALL, self._run)
 
     async def start_redact(self, requester: Requester, user_id: str, body: dict[str, Any]) -> dict[str, Any]:
         parse_user_id(user_id, "user_id")
@@ -65,7 +64,7 @@ class UserRedactionService:
             raise not_found(f"redact id '{redact_id}' not found")
         return {"status": task["status"], "failed_redactions": (task["result"] or {}).get("failed_redactions", {})}
 
-    async def _run(self, task_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def run(self, task_id: str, params: dict[str, Any]) -> dict[str, Any]:
         task = await self._store.get_task(task_id)
         assert task is not None
         user_id = task["resource_id"]

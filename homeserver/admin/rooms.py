@@ -100,8 +100,6 @@ class AdminRoomService:
         self._serializer = serializer
         self._tasks = tasks
         self._clock = clock
-        tasks.register(DELETE_ROOM, self._run_delete_room)
-        tasks.register(PURGE_HISTORY, self._run_purge_history)
         self._delete_unreferenced_media: Callable[[set[str]], Awaitable[list[str]]] | None = None
 
     def set_media_cleaner(self, delete_unreferenced: Callable[[set[str]], Awaitable[list[str]]]) -> None:
@@ -375,7 +373,7 @@ class AdminRoomService:
             raise not_found(f"delete id '{delete_id}' not found")
         return _delete_status(task)
 
-    async def _run_delete_room(self, task_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def run_delete_room(self, task_id: str, params: dict[str, Any]) -> dict[str, Any]:
         task = await self._store.get_task(task_id)
         assert task is not None
         return await self._delete_room(task["resource_id"], params, task_id)
@@ -475,7 +473,7 @@ class AdminRoomService:
             body["error"] = task["error"]
         return body
 
-    async def _run_purge_history(self, task_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def run_purge_history(self, task_id: str, params: dict[str, Any]) -> dict[str, Any]:
         task = await self._store.get_task(task_id)
         assert task is not None
         room_id = task["resource_id"]

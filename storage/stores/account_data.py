@@ -7,11 +7,11 @@ PostgreSQL's read-committed isolation, which allocating interactions use (see st
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
 from storage.streams import allocate_stream_positions, get_stream_position
 
@@ -42,7 +42,7 @@ class AccountDataStore:
             await txn.upsert(
                 "account_data",
                 {"user_id": user_id, "account_data_type": data_type},
-                {"stream_id": position, "content": json.dumps(content, ensure_ascii=False)},
+                {"stream_id": position, "content": encode_str(content)},
             )
             return position
 
@@ -92,7 +92,7 @@ class AccountDataStore:
             "SELECT content FROM account_data WHERE user_id = ? AND account_data_type = ?",
             (user_id, data_type),
         )
-        return None if content is None else json.loads(content)
+        return None if content is None else decode(content)
 
     async def get_room(self, user_id: str, room_id: str, data_type: str) -> dict[str, Any] | None:
         return await self.db.run_interaction(
@@ -119,13 +119,13 @@ class AccountDataStore:
                 " WHERE user_id = ? AND stream_id > ? AND stream_id <= ?",
                 (user_id, since, end),
             ):
-                changes.global_data[data_type] = json.loads(content)
+                changes.global_data[data_type] = decode(content)
             for room_id, data_type, content in await txn.fetch_all(
                 "SELECT room_id, account_data_type, content FROM room_account_data"
                 " WHERE user_id = ? AND stream_id > ? AND stream_id <= ?",
                 (user_id, since, end),
             ):
-                changes.room_data.setdefault(room_id, {})[data_type] = json.loads(content)
+                changes.room_data.setdefault(room_id, {})[data_type] = decode(content)
             return changes
 
         return await self.db.run_interaction("get_account_data_changes", txn_fn, write=False)
@@ -140,7 +140,7 @@ async def _read_room(txn: Transaction, user_id: str, room_id: str, data_type: st
         "SELECT content FROM room_account_data WHERE user_id = ? AND room_id = ? AND account_data_type = ?",
         (user_id, room_id, data_type),
     )
-    return None if content is None else json.loads(content)
+    return None if content is None else decode(content)
 
 
 async def _write_room(
@@ -149,5 +149,5 @@ async def _write_room(
     await txn.upsert(
         "room_account_data",
         {"user_id": user_id, "room_id": room_id, "account_data_type": data_type},
-        {"stream_id": position, "content": json.dumps(content, ensure_ascii=False)},
+        {"stream_id": position, "content": encode_str(content)},
     )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
 
 
@@ -191,12 +191,6 @@ class AccountStore:
             params.append(token_id)
         sql = "DELETE FROM access_tokens WHERE " + " AND ".join(clauses) + " RETURNING token_hash"
         rows = await self.db.run_interaction("delete_access_tokens", _fetch_all, sql, tuple(params))
-        return [r[0] for r in rows]
-
-    async def get_access_token_hashes(self, user_id: str) -> list[str]:
-        rows = await self.db.fetch_all(
-            "token_hashes", "SELECT token_hash FROM access_tokens WHERE user_id = ?", (user_id,)
-        )
         return [r[0] for r in rows]
 
     # --- refresh tokens ----------------------------------------------------------
@@ -478,7 +472,7 @@ class AccountStore:
                 "session_id": session_id,
                 "uri": uri,
                 "method": method,
-                "clientdict": json.dumps(clientdict),
+                "clientdict": encode_str(clientdict),
                 "created_ts": created_ts,
             },
         )
@@ -492,33 +486,33 @@ class AccountStore:
         )
         if row is None:
             return None
-        row["clientdict"] = json.loads(row["clientdict"])
-        row["serverdict"] = json.loads(row["serverdict"])
+        row["clientdict"] = decode(row["clientdict"])
+        row["serverdict"] = decode(row["serverdict"])
         return row
 
     async def set_uia_stage_result(self, session_id: str, stage_type: str, result: Any) -> None:
         await self.db.simple_upsert(
             "ui_auth_session_credentials",
             {"session_id": session_id, "stage_type": stage_type},
-            {"result": json.dumps(result)},
+            {"result": encode_str(result)},
         )
 
     async def get_uia_stage_results(self, session_id: str) -> dict[str, Any]:
         rows = await self.db.simple_select_list(
             "ui_auth_session_credentials", {"session_id": session_id}, ["stage_type", "result"]
         )
-        return {r["stage_type"]: json.loads(r["result"]) for r in rows}
+        return {r["stage_type"]: decode(r["result"]) for r in rows}
 
     async def set_uia_server_value(self, session_id: str, key: str, value: Any) -> None:
         async def txn_fn(txn: Transaction) -> None:
             raw = await txn.fetch_value(
                 "SELECT serverdict FROM ui_auth_sessions WHERE session_id = ?", (session_id,)
             )
-            serverdict = json.loads(raw) if raw else {}
+            serverdict = decode(raw) if raw else {}
             serverdict[key] = value
             await txn.execute(
                 "UPDATE ui_auth_sessions SET serverdict = ? WHERE session_id = ?",
-                (json.dumps(serverdict), session_id),
+                (encode_str(serverdict), session_id),
             )
 
         await self.db.run_interaction("set_uia_server_value", txn_fn)

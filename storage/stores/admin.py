@@ -5,10 +5,10 @@ rooms and the durable state of long admin jobs (room deletion, history purges).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
 
 
@@ -280,7 +280,7 @@ class AdminStore:
                 (*type_params, *params))
             for rid, event_type, raw in state_rows:
                 if rid in summaries:
-                    content = json.loads(raw).get("content")
+                    content = decode(raw).get("content")
                     summaries[rid]["state"][event_type] = content if isinstance(content, dict) else {}
             return list(summaries.values())
 
@@ -293,7 +293,7 @@ class AdminStore:
             (room_id,))
         found: set[str] = set()
         for (raw,) in rows:
-            _collect_mxc(json.loads(raw).get("content"), found)
+            _collect_mxc(decode(raw).get("content"), found)
         return found
 
     async def user_media_statistics(self, *, order_by: str, backwards: bool, offset: int, limit: int,
@@ -334,14 +334,14 @@ class AdminStore:
                 clause, params = txn.dialect.in_list("event_id", event_ids[start:start + 500])
                 for (raw,) in await txn.fetch_all(
                         f"SELECT json FROM event_json WHERE {clause} AND json LIKE '%mxc://%'", params):
-                    _collect_mxc(json.loads(raw).get("content"), found)
+                    _collect_mxc(decode(raw).get("content"), found)
             return found
 
         return await self.db.run_interaction("event_media_uris", txn_fn, write=False)
 
     async def media_uri_in_events(self, uri: str) -> bool:
         """Whether any stored event names this mxc:// URI (as a whole JSON string)."""
-        pattern = "%" + _like_escape(json.dumps(uri)) + "%"
+        pattern = "%" + _like_escape(encode_str(uri)) + "%"
         return await self.db.fetch_value(
             "media_uri_in_events", "SELECT 1 FROM event_json WHERE json LIKE ? ESCAPE '\\' LIMIT 1",
             (pattern,)) is not None
@@ -441,14 +441,14 @@ class AdminStore:
                           now_ms: int) -> None:
         await self.db.simple_insert("admin_tasks", {
             "task_id": task_id, "action": action, "resource_id": resource_id, "status": "scheduled",
-            "params": json.dumps(params), "result": None, "error": None, "created_ts": now_ms, "updated_ts": now_ms,
+            "params": encode_str(params), "result": None, "error": None, "created_ts": now_ms, "updated_ts": now_ms,
         })
 
     async def update_task(self, task_id: str, *, status: str, now_ms: int, result: dict[str, Any] | None = None,
                           error: str | None = None) -> None:
         values: dict[str, Any] = {"status": status, "updated_ts": now_ms, "error": error}
         if result is not None:
-            values["result"] = json.dumps(result)
+            values["result"] = encode_str(result)
         await self.db.simple_update("admin_tasks", {"task_id": task_id}, values)
 
     async def get_task(self, task_id: str) -> dict[str, Any] | None:
@@ -492,8 +492,8 @@ _TASK_COLUMNS = ["task_id", "action", "resource_id", "status", "params", "result
 
 def _task(row: dict[str, Any]) -> dict[str, Any]:
     row = dict(row)
-    row["params"] = json.loads(row["params"])
-    row["result"] = json.loads(row["result"]) if row["result"] else None
+    row["params"] = decode(row["params"])
+    row["result"] = decode(row["result"]) if row["result"] else None
     return row
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from canonicaljson import encode_canonical_json
 
+from homeserver.jsonutil import decode
 from storage.database import Database, Transaction
 
 
@@ -50,4 +50,4 @@ class FilterStore:
             "SELECT filter_json FROM filters WHERE user_id = ? AND filter_id = ?",
             (user_id, filter_id),
         )
-        return None if text is None else json.loads(text)
+        return None if text is None else decode(text)

@@ -13,11 +13,11 @@ unthreaded point is their membership event in the room (so an invite stops count
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
 from storage.stores.stages import save_stage_position_txn
 
@@ -83,7 +83,7 @@ class NotificationStore:
         for entry in notified:
             for r in entry.rows:
                 if id(r.actions) not in encoded:
-                    encoded[id(r.actions)] = json.dumps(r.actions, ensure_ascii=False)
+                    encoded[id(r.actions)] = encode_str(r.actions)
                 action_rows.append((r.user_id, entry.event_id, entry.room_id, entry.thread_id, entry.stream_ordering,
                                     entry.received_ts, encoded[id(r.actions)], r.highlight))
                 count_rows.append((r.user_id, entry.room_id, entry.thread_id, 1 if r.highlight else 0))
@@ -115,7 +115,7 @@ class NotificationStore:
                 "SELECT event_id, room_id, thread_id, stream_ordering, received_ts, actions, highlight, user_id"
                 f" FROM event_push_actions WHERE {events_clause} AND {users_clause}"
                 " ORDER BY stream_ordering, user_id", (*event_params, *user_params))
-            return [StoredNotification(r[0], r[1], r[2], int(r[3]), int(r[4]), json.loads(r[5]), bool(r[6]),
+            return [StoredNotification(r[0], r[1], r[2], int(r[3]), int(r[4]), decode(r[5]), bool(r[6]),
                                        user_id=r[7]) for r in rows]
 
         return await self.db.run_interaction("get_push_actions_for_events", txn_fn, write=False)
@@ -193,7 +193,7 @@ class NotificationStore:
         sql += " ORDER BY stream_ordering DESC LIMIT ?"
         params.append(limit)
         rows = await self.db.fetch_all("get_notifications", sql, params)
-        return [StoredNotification(r[0], r[1], r[2], int(r[3]), int(r[4]), json.loads(r[5]), bool(r[6]))
+        return [StoredNotification(r[0], r[1], r[2], int(r[3]), int(r[4]), decode(r[5]), bool(r[6]))
                 for r in rows]
 
     async def get_ignored_users(self, user_ids: Sequence[str]) -> dict[str, frozenset[str]]:
@@ -208,7 +208,7 @@ class NotificationStore:
                     "SELECT user_id, content FROM account_data WHERE account_data_type = ?"
                     f" AND user_id IN ({marks})", (IGNORED_USER_LIST, *chunk))
                 for user_id, content in rows:
-                    ignored = json.loads(content).get("ignored_users")
+                    ignored = decode(content).get("ignored_users")
                     if isinstance(ignored, dict):
                         out[user_id] = frozenset(k for k in ignored if isinstance(k, str))
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from canonicaljson import encode_canonical_json
 
+from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
 
 # The two fields the spec has carried since r0 live in their own columns; member events copy them.
@@ -44,7 +44,7 @@ async def _read_profile(txn: Transaction, user_id: str) -> dict[str, Any] | None
     for name, value_json in await txn.fetch_all(
         "SELECT field_name, value_json FROM profile_fields WHERE user_id = ?", (user_id,)
     ):
-        profile[name] = json.loads(value_json)
+        profile[name] = decode(value_json)
     return profile
 
 
@@ -82,7 +82,7 @@ class ProfileStore:
                 await txn.upsert(
                     "profile_fields",
                     {"user_id": user_id, "field_name": field},
-                    {"value_json": json.dumps(value, ensure_ascii=False)},
+                    {"value_json": encode_str(value)},
                 )
             return profile
 

@@ -7,11 +7,11 @@ never loses a change. The position becomes the user's rule-set version.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
 from storage.streams import allocate_stream_positions, get_stream_position
 
@@ -92,9 +92,9 @@ class PushRuleStore:
             priorities = {rule_id: len(order) - index for index, rule_id in enumerate(order)}
             values = {
                 "priority": priorities[rule.rule_id],
-                "conditions": None if rule.conditions is None else json.dumps(rule.conditions, ensure_ascii=False),
+                "conditions": None if rule.conditions is None else encode_str(rule.conditions),
                 "pattern": rule.pattern,
-                "actions": json.dumps(rule.actions, ensure_ascii=False),
+                "actions": encode_str(rule.actions),
             }
             # Re-putting a rule keeps whether it is enabled; a new rule starts enabled (spec).
             await txn.upsert("push_rules", {"user_id": user_id, "kind": rule.kind, "rule_id": rule.rule_id},
@@ -166,7 +166,7 @@ def _attribute_values(enabled: bool | None, actions: list[Any] | None) -> dict[s
     if enabled is not None:
         values["enabled"] = enabled
     if actions is not None:
-        values["actions"] = json.dumps(actions, ensure_ascii=False)
+        values["actions"] = encode_str(actions)
     if not values:
         raise ValueError("nothing to change: give enabled or actions")
     return values
@@ -187,14 +187,14 @@ async def _read_rules(txn: Transaction, user_id: str) -> StoredPushRules:
         (user_id,),
     ):
         stored.user_rules.append(StoredPushRule(
-            kind, rule_id, json.loads(actions), enabled=bool(enabled),
-            conditions=None if conditions is None else json.loads(conditions), pattern=pattern,
+            kind, rule_id, decode(actions), enabled=bool(enabled),
+            conditions=None if conditions is None else decode(conditions), pattern=pattern,
         ))
     for kind, rule_id, enabled, actions in await txn.fetch_all(
         "SELECT kind, rule_id, enabled, actions FROM push_rule_default_changes WHERE user_id = ?", (user_id,)
     ):
         stored.default_changes[(kind, rule_id)] = StoredDefaultRuleChange(
             enabled=None if enabled is None else bool(enabled),
-            actions=None if actions is None else json.loads(actions),
+            actions=None if actions is None else decode(actions),
         )
     return stored

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
 from storage.stores.outbound import enqueue_outbound_txn
 from storage.stores.stages import save_stage_position_txn
@@ -34,7 +34,7 @@ _COLUMNS = ("user_id, app_id, pushkey, kind, app_display_name, device_display_na
 
 
 def _pusher(row: Any) -> StoredPusher:
-    return StoredPusher(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], json.loads(row[8]),
+    return StoredPusher(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], decode(row[8]),
                         row[9], int(row[10]))
 
 
@@ -69,7 +69,7 @@ class PusherStore:
                 "pushers", {"user_id": pusher.user_id, "app_id": pusher.app_id, "pushkey": pusher.pushkey},
                 {"kind": pusher.kind, "app_display_name": pusher.app_display_name,
                  "device_display_name": pusher.device_display_name, "profile_tag": pusher.profile_tag,
-                 "lang": pusher.lang, "data": json.dumps(pusher.data, ensure_ascii=False),
+                 "lang": pusher.lang, "data": encode_str(pusher.data),
                  "device_id": pusher.device_id, "pushkey_ts": pusher.pushkey_ts})
             return removed
 

@@ -8,11 +8,11 @@ stream orderings (backfilled history has negative ones, so it sorts before live 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
 from storage.streams import allocate_stream_positions, get_stream_position
 
@@ -57,7 +57,7 @@ class ReceiptStore:
                 "receipts",
                 {"room_id": room_id, "receipt_type": receipt_type, "user_id": user_id,
                  "thread_id": thread_id or UNTHREADED},
-                {"event_id": event_id, "stream_id": position, "data": json.dumps(data)},
+                {"event_id": event_id, "stream_id": position, "data": encode_str(data)},
             )
             return position
 
@@ -111,4 +111,4 @@ class _NotNewer(Exception):
 def _receipt(row: Sequence[Any]) -> StoredReceipt:
     room_id, receipt_type, user_id, thread_id, event_id, stream_id, data = row
     return StoredReceipt(room_id, receipt_type, user_id, thread_id or None, event_id, int(stream_id),
-                         json.loads(data))
+                         decode(data))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
 
 
@@ -32,7 +32,7 @@ class ServerKeyStore:
         a notary never shortens what a fresher one said; a key once expired stays expired.
         """
         rows = list(keys)
-        text = json.dumps(response, sort_keys=True)
+        text = encode_str(response)
 
         async def txn_fn(txn: Transaction) -> None:
             for key in rows:
@@ -86,4 +86,4 @@ class ServerKeyStore:
             "SELECT key_json, valid_until_ts FROM server_key_responses WHERE server_name = ?",
             (server_name,),
         )
-        return None if row is None else (json.loads(row[0]), int(row[1]))
+        return None if row is None else (decode(row[0]), int(row[1]))
