@@ -163,14 +163,14 @@ def rooms_purge(client: AdminClient, args: argparse.Namespace, out: TextIO) -> i
     """Delete a room (everyone local leaves, every row goes), or only its history before a point."""
     if args.before_ts is not None or args.event_id is not None:
         path = f"/v1/purge_history/{_q(args.room_id)}" + (f"/{_q(args.event_id)}" if args.event_id else "")
-        body: dict[str, Any] = {"delete_local_events": args.delete_local_events}
+        body: dict[str, Any] = {"delete_local_events": args.delete_local_events, "delete_media": args.delete_media}
         if args.before_ts is not None:
             body["purge_up_to_ts"] = args.before_ts
         purge_id = client.call("POST", path, body)["purge_id"]
         status = _wait(client, f"/v1/purge_history_status/{purge_id}", "Purging history")
     else:
-        delete_id = client.call("DELETE", f"/v2/rooms/{_q(args.room_id)}", {"block": args.block, "purge": True})[
-            "delete_id"]
+        delete_id = client.call("DELETE", f"/v2/rooms/{_q(args.room_id)}",
+                                {"block": args.block, "purge": True, "delete_media": args.delete_media})["delete_id"]
 
         def kicked(status: dict[str, Any]) -> str:
             result = status.get("shutdown_room") or {}
@@ -237,6 +237,8 @@ def add_admin_parser(sub: Any) -> None:
     purge.add_argument("--before-ts", type=int, help="purge history sent before this time (ms)")
     purge.add_argument("--event-id", help="purge history before this event")
     purge.add_argument("--delete-local-events", action="store_true", help="also purge local users' events")
+    purge.add_argument("--delete-media", action="store_true",
+                       help="also delete local media that only the purged events used")
     purge.set_defaults(admin_func=rooms_purge)
 
     media = areas.add_parser("media").add_subparsers(dest="action", required=True)

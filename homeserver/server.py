@@ -42,6 +42,7 @@ from homeserver.accounts.uia import PASSWORD, REGISTRATION_TOKEN, UserInteractiv
 from homeserver.accounts.whois import WhoisService
 from homeserver.admin.login_audit import LoginAuditService
 from homeserver.admin.media import AdminMediaService
+from homeserver.admin.metrics import ServerStateCollector
 from homeserver.admin.redact import REDACT_ALL, UserRedactionService
 from homeserver.admin.rooms import DELETE_ROOM, PURGE_HISTORY, AdminRoomService
 from homeserver.admin.server import AdminServerService
@@ -66,7 +67,7 @@ from homeserver.ephemeral.typing import TypingService
 from homeserver.http.admin_common import AdminAuthenticator
 from homeserver.http.admin_media import AdminMediaHandlers
 from homeserver.http.admin_rooms import AdminRoomHandlers
-from homeserver.http.admin_server import AdminServerHandlers
+from homeserver.http.admin_server import AdminServerHandlers, ScheduledTaskHandlers
 from homeserver.http.admin_users import AdminUserHandlers, UserRedactionHandlers
 from homeserver.http.app import MatrixAppRunner, build_app
 from homeserver.http.auth import RequestAuthenticator
@@ -274,7 +275,7 @@ class HomeServer:
 
         # --- the stream layer: what services publish to after commit ---------------------------
         self.bus = bus = StreamBus()
-        self.notifier = notifier = Notifier()
+        self.notifier = notifier = Notifier(registry)
 
         # --- services ------------------------------------------------------------------------
         self.ratelimiter = RateLimiter(clock, config.rate_limits, enabled=config.rate_limits_enabled)
@@ -511,6 +512,8 @@ class HomeServer:
             self.sessions, self.registration, self.profiles, self.passwords, self.event_store,
             PusherStore(self.db), self.account_data, self.ratelimiter, clock)
         self.event_sender.add_send_check(self.admin_users.check_not_suspended)
+        self.room_handlers.set_shadow_ban_check(self.admin_users.is_shadow_banned)
+        self.ephemeral_handlers.set_shadow_ban_check(self.admin_users.is_shadow_banned)
         self.login_audit = LoginAuditService(config.server_name, LoginAuditStore(self.db), self.account_store, clock,
                                              max_age_days=config.section("admin")["login_audit_max_age_days"])
         self.login.add_login_callback(self.login_audit.on_login)
@@ -524,6 +527,7 @@ class HomeServer:
         self.admin_server = AdminServerService(self.account_store, ReportStore(self.db), self.event_store, clock)
         self.admin_server_handlers = AdminServerHandlers(self.admin_server, self.server_notices, admin_auth)
         self.admin_tasks = AdminTaskRunner(self.admin_store, clock)
+        self.scheduled_task_handlers = ScheduledTaskHandlers(self.admin_tasks, admin_auth)
         self.admin_rooms = AdminRoomService(
             config.server_name, self.event_store, TimelineStore(self.db), self.admin_store, PurgeStore(self.db),
             self.account_store, self.alias_store, self.event_sender, self.membership, self.room_creator,
@@ -539,6 +543,12 @@ class HomeServer:
         self.admin_media = AdminMediaService(config.server_name, self.media, MediaStore(self.db), self.admin_store,
                                              self.account_store, self.event_store)
         self.admin_media_handlers = AdminMediaHandlers(self.admin_media, admin_auth)
+        self.admin_rooms.set_media_cleaner(self.admin_media.delete_unreferenced)
+        server_state = ServerStateCollector(self.db, self.admin_store, clock,
+                                            [self.event_store.cache_stats, self.auth.cache_stats,
+                                             self.push_rules.cache_stats])
+        server_state.register(self.metrics.registry)
+        self.metrics.set_scrape_callback("server_state", server_state.refresh)
 
     def _build_app_services(self, registrations: list[Any]) -> None:
         """Application services: as_token requests, ghost users, namespaces, queries and ping."""
@@ -646,6 +656,7 @@ class HomeServer:
             self.admin_register_handlers.register_routes(app)
             self.admin_user_handlers.register_routes(app)
             self.admin_server_handlers.register_routes(app)
+            self.scheduled_task_handlers.register_routes(app)
             self.admin_room_handlers.register_routes(app)
             self.admin_media_handlers.register_routes(app)
             self.user_redaction_handlers.register_routes(app)

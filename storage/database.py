@@ -247,6 +247,11 @@ class Database(abc.ABC):
         # these to catch N+1 query patterns; metrics may export them).
         self.transactions_run = 0
         self.statements_run = 0
+        # Transactions retried after a conflict, and interactions running or waiting for a connection.
+        self.transaction_retries = 0
+        self.interactions_in_flight = 0
+        # Called with (name, write, seconds) after each committed transaction; the metrics wiring sets it.
+        self.on_transaction: Callable[[str, bool, float], None] | None = None
 
     @property
     def engine(self) -> str:
@@ -275,6 +280,10 @@ class Database(abc.ABC):
     @abc.abstractmethod
     async def _close(self) -> None: ...
 
+    def pool_stats(self) -> tuple[int, int]:
+        """(connections open, connections busy in a transaction), for metrics."""
+        return 0, 0
+
     async def run_interaction(
         self,
         name: str,
@@ -301,6 +310,7 @@ class Database(abc.ABC):
         attempt = 0
         while True:
             started = time.monotonic()
+            self.interactions_in_flight += 1
             try:
                 result, txn = await self._run_transaction_marked(name, func, args, kwargs, write, isolation)
             except Exception as error:
@@ -316,11 +326,17 @@ class Database(abc.ABC):
                     "transaction %s conflicted (%s); retry %d in %.3fs", name, error, attempt + 1, delay
                 )
                 attempt += 1
+                self.transaction_retries += 1
                 await asyncio.sleep(delay)
                 continue
-            logger.debug("transaction %s took %.1fms", name, (time.monotonic() - started) * 1000)
+            finally:
+                self.interactions_in_flight -= 1
+            elapsed = time.monotonic() - started
+            logger.debug("transaction %s took %.1fms", name, elapsed * 1000)
             self.transactions_run += 1
             self.statements_run += txn.statements
+            if self.on_transaction is not None:
+                self.on_transaction(name, write, elapsed)
             await _run_after_commit(name, txn)
             return result
 

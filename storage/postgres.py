@@ -84,6 +84,11 @@ class PostgresDatabase(Database):
     async def open(self) -> None:
         await self._pool.open(wait=True)
 
+    def pool_stats(self) -> tuple[int, int]:
+        stats = self._pool.get_stats()
+        size = stats.get("pool_size", 0)
+        return size, size - stats.get("pool_available", 0)
+
     def is_transient_error(self, error: BaseException) -> bool:
         return isinstance(error, _TRANSIENT_ERRORS)
 

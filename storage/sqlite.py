@@ -194,6 +194,10 @@ class SqliteDatabase(Database):
             self._readers.append(reader)
             self._idle_readers.put_nowait(reader)
 
+    def pool_stats(self) -> tuple[int, int]:
+        busy_readers = len(self._readers) - self._idle_readers.qsize()
+        return 1 + len(self._readers), busy_readers + (1 if self._write_lock.locked() else 0)
+
     def is_transient_error(self, error: BaseException) -> bool:
         if not isinstance(error, sqlite3.OperationalError):
             return False

@@ -45,6 +45,7 @@ class AuthService:
         self._cache: OrderedDict[str, tuple[TokenInfo, float]] = OrderedDict()
         self._cache_size = cache_size
         self._cache_ttl_s = cache_ttl_s
+        self._cache_hits = self._cache_misses = 0
         self._pending_last_seen: dict[tuple[str, str | None, str, str], int] = {}
         self._last_seen_flush_s = last_seen_flush_s
         self._flusher: asyncio.Task[None] | None = None
@@ -92,7 +93,9 @@ class AuthService:
         cached = self._cache.get(token_hash)
         if cached is not None and now - cached[1] < self._cache_ttl_s:
             self._cache.move_to_end(token_hash)
+            self._cache_hits += 1
             return cached[0]
+        self._cache_misses += 1
         generation = self._generation
         info = await self._store.get_access_token(token_hash)
         if info is not None and generation == self._generation:
@@ -100,6 +103,10 @@ class AuthService:
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return info
+
+    def cache_stats(self) -> dict[str, tuple[int, int, int]]:
+        """(entries, hits, misses) of the access token cache, for metrics."""
+        return {"access_tokens": (len(self._cache), self._cache_hits, self._cache_misses)}
 
     async def is_server_admin(self, user_id: str) -> bool:
         user = await self._store.get_user(user_id)

@@ -79,6 +79,21 @@ class AdminMediaService:
                 deleted.append(media_id)
         return {"deleted_media": deleted, "total": len(deleted)}
 
+    async def delete_unreferenced(self, uris: set[str]) -> list[str]:
+        """Delete the local media among `uris` that no stored event and no avatar names, unless protected."""
+        in_use = await self._admin.avatar_media_uris()
+        deleted = []
+        for uri in sorted(uris - in_use):
+            parts = _split_mxc(uri)
+            if parts is None or parts[0] != self._server_name:
+                continue
+            row = await self._store.get_local_media_admin(parts[1])
+            if row is None or row["safe_from_quarantine"] or await self._admin.media_uri_in_events(uri):
+                continue
+            if await self._media.delete_local_media(parts[1]):
+                deleted.append(parts[1])
+        return deleted
+
     async def purge_remote_cache(self, before_ts: int) -> dict[str, Any]:
         return {"deleted": await self._media.purge_remote_media_cache(before_ts)}
 
@@ -108,6 +123,22 @@ class AdminMediaService:
     async def quarantine_user(self, requester: Requester, user_id: str) -> dict[str, Any]:
         await existing_local_user(self._accounts, self._server_name, user_id)
         return {"num_quarantined": await self._store.quarantine_user_media(user_id, requester.user_id)}
+
+    async def user_media_statistics(self, *, order_by: str, backwards: bool, offset: int, limit: int,
+                                    from_ts: int | None, until_ts: int | None,
+                                    search_term: str | None) -> dict[str, Any]:
+        """`GET /v1/statistics/users/media`: media count and size per local user."""
+        if from_ts is not None and until_ts is not None and until_ts < from_ts:
+            raise MatrixError(400, "M_INVALID_PARAM", "Query parameter until_ts must be greater than from_ts.")
+        if search_term is not None and not search_term:
+            raise MatrixError(400, "M_INVALID_PARAM", "Query parameter search_term cannot be empty.")
+        users, total = await self._admin.user_media_statistics(
+            order_by=order_by, backwards=backwards, offset=offset, limit=limit, from_ts=from_ts, until_ts=until_ts,
+            search_term=search_term)
+        body: dict[str, Any] = {"users": users, "total": total}
+        if offset + len(users) < total:
+            body["next_token"] = offset + len(users)
+        return body
 
     async def list_user_media(self, user_id: str, *, order_by: str, backwards: bool, offset: int,
                               limit: int) -> dict[str, Any]:

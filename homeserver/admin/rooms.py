@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.accounts.auth import Requester
@@ -10,8 +11,10 @@ from homeserver.admin.common import check_local_user_id, not_found, optional_boo
 from homeserver.admin.tasks import AdminTaskRunner
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
+from homeserver.events.filtering import EventFilter
 from homeserver.identifiers import is_valid_user_id
 from homeserver.rooms.creation import RoomCreator
+from homeserver.rooms.event_filter import conditions_of
 from homeserver.rooms.history import token_after, token_before
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.sender import RoomEventSender
@@ -97,6 +100,16 @@ class AdminRoomService:
         self._serializer = serializer
         self._tasks = tasks
         self._clock = clock
+        self._delete_unreferenced_media: Callable[[set[str]], Awaitable[list[str]]] | None = None
+
+    def set_media_cleaner(self, delete_unreferenced: Callable[[set[str]], Awaitable[list[str]]]) -> None:
+        """What purges with `delete_media` call with the mxc URIs the purged events named (wired in server.py)."""
+        self._delete_unreferenced_media = delete_unreferenced
+
+    async def _delete_media(self, uris: set[str]) -> list[str]:
+        if self._delete_unreferenced_media is None or not uris:
+            return []
+        return await self._delete_unreferenced_media(uris)
 
     # --- reading ---------------------------------------------------------------------------
     async def list_rooms(self, *, search_term: str | None, order_by: str, backwards: bool, offset: int,
@@ -169,15 +182,16 @@ class AdminRoomService:
         return {"count": len(results), "results": results}
 
     async def messages(self, requester: Requester, room_id: str, *, from_token: str | None, to_token: str | None,
-                       backwards: bool, limit: int) -> dict[str, Any]:
-        """`GET /v1/rooms/{roomId}/messages`: the timeline as an admin sees it (every event)."""
+                       backwards: bool, limit: int, event_filter: EventFilter | None = None) -> dict[str, Any]:
+        """`GET /v1/rooms/{roomId}/messages`: the timeline as an admin sees it (every event the filter passes)."""
         await self._require_room(room_id)
         start = parse_pagination_token(from_token, "from") if from_token else None
         end = parse_pagination_token(to_token, "to") if to_token else None
         rows = await self._timeline.paginate(
             room_id, backwards=backwards, limit=limit,
             from_bound=Bound(start.depth, start.stream) if start else None,
-            to_bound=Bound(end.depth, end.stream) if end else None, conditions=EventConditions())
+            to_bound=Bound(end.depth, end.stream) if end else None,
+            conditions=conditions_of(event_filter) if event_filter else EventConditions())
         loaded = await self._events.get_events([r.event_id for r in rows])
         events = [loaded[r.event_id] for r in rows if r.event_id in loaded]
         if from_token:
@@ -191,17 +205,19 @@ class AdminRoomService:
             body["end"] = token_before(rows[-1].position) if backwards else token_after(rows[-1].position)
         return body
 
-    async def context(self, requester: Requester, room_id: str, event_id: str, limit: int) -> dict[str, Any]:
-        """`GET /v1/rooms/{roomId}/context/{eventId}`: the event, its neighbours and the state after."""
+    async def context(self, requester: Requester, room_id: str, event_id: str, limit: int,
+                      event_filter: EventFilter | None = None) -> dict[str, Any]:
+        """`GET /v1/rooms/{roomId}/context/{eventId}`: the event, its neighbours (as filtered) and the state after."""
         await self._require_room(room_id)
+        conditions = conditions_of(event_filter) if event_filter else EventConditions()
         found = await self._timeline.get_position(event_id)
         if found is None or found[0] != room_id:
             raise not_found("Event not found")
         depth, stream = found[1]
         before_rows = await self._timeline.paginate(room_id, backwards=True, limit=limit // 2,
-                                                    from_bound=Bound(depth, stream - 1), conditions=EventConditions())
+                                                    from_bound=Bound(depth, stream - 1), conditions=conditions)
         after_rows = await self._timeline.paginate(room_id, backwards=False, limit=limit - limit // 2,
-                                                   from_bound=Bound(depth, stream), conditions=EventConditions())
+                                                   from_bound=Bound(depth, stream), conditions=conditions)
         ids = [event_id, *[r.event_id for r in before_rows], *[r.event_id for r in after_rows]]
         loaded = await self._events.get_events(ids)
         serialized = await self._serializer.serialize([loaded[i] for i in ids if i in loaded], requester)
@@ -331,6 +347,7 @@ class AdminRoomService:
         new_room_user_id = optional_str(body, "new_room_user_id", 255)
         room_name = optional_str(body, "room_name", 255)
         message = optional_str(body, "message", 4096)
+        delete_media = optional_bool(body, "delete_media")
         _check_room_id(room_id)
         if new_room_user_id is not None:
             check_local_user_id(new_room_user_id, self._server_name, "new_room_user_id")
@@ -340,7 +357,8 @@ class AdminRoomService:
             raise not_found("Room not found")
         return {"requester_user_id": requester.user_id, "block": bool(block),
                 "purge": purge is not False, "force_purge": bool(force_purge),
-                "new_room_user_id": new_room_user_id, "new_room_name": room_name, "message": message}
+                "new_room_user_id": new_room_user_id, "new_room_name": room_name, "message": message,
+                "delete_media": bool(delete_media)}
 
     async def delete_status_for_room(self, room_id: str) -> dict[str, Any]:
         _check_room_id(room_id)
@@ -397,11 +415,16 @@ class AdminRoomService:
                                                  self._clock.time_ms())
         if params["purge"]:
             async with self._sender.room_lock(room_id):
+                media = await self._store.room_media_uris(room_id) if params.get("delete_media") else set()
                 event_ids = await self._purge.room_event_ids(room_id)
                 count = await self._purge.delete_room(room_id)
                 self._events.drop_cached(event_ids, room_id)
                 self._sender.forget_head(room_id)
             logger.info("Deleting room %s: purged %d events", room_id, count)
+            if media:
+                result["deleted_media"] = await self._delete_media(media)
+                logger.info("Deleting room %s: deleted %d media items only it used", room_id,
+                            len(result["deleted_media"]))
         return result
 
     async def _notice_room(self, params: dict[str, Any]) -> str:
@@ -419,6 +442,7 @@ class AdminRoomService:
         _check_room_id(room_id)
         await self._require_room(room_id)
         delete_local = optional_bool(body, "delete_local_events")
+        delete_media = optional_bool(body, "delete_media")
         if event_id is None:
             event_id = body.get("purge_up_to_event_id")
             if event_id is not None and not isinstance(event_id, str):
@@ -436,7 +460,8 @@ class AdminRoomService:
                 raise MatrixError(400, "M_INVALID_PARAM", "purge_up_to_ts: must be an integer timestamp")
             depth = await self._purge.depth_at_ts(room_id, ts)
             before_depth = depth if depth is not None else (await self._purge.max_depth(room_id) or 0) + 1
-        params = {"before_depth": before_depth, "delete_local_events": bool(delete_local)}
+        params = {"before_depth": before_depth, "delete_local_events": bool(delete_local),
+                  "delete_media": bool(delete_media)}
         return {"purge_id": await self._tasks.schedule(PURGE_HISTORY, room_id, params)}
 
     async def purge_status(self, purge_id: str) -> dict[str, Any]:
@@ -458,11 +483,15 @@ class AdminRoomService:
                 delete_local_events=params["delete_local_events"])
             logger.info("Purging history of %s: %d events to delete, %d state events kept as outliers",
                         room_id, len(deleted_ids), len(kept))
+            media = await self._store.event_media_uris(deleted_ids) if params.get("delete_media") else set()
             deleted = await self._purge.purge_events(room_id, deleted_ids, kept)
             groups = await self._purge.purge_unreferenced_state_groups(room_id)
             self._events.drop_cached([*deleted_ids, *kept])
-        logger.info("Purged history of %s: %d events and %d state groups deleted", room_id, deleted, groups)
-        return {"events_deleted": deleted, "state_events_kept": len(kept), "state_groups_deleted": groups}
+        deleted_media = await self._delete_media(media)
+        logger.info("Purged history of %s: %d events, %d state groups and %d media items deleted", room_id, deleted,
+                    groups, len(deleted_media))
+        return {"events_deleted": deleted, "state_events_kept": len(kept), "state_groups_deleted": groups,
+                "deleted_media": deleted_media}
 
 
 def _public_status(status: str) -> str:

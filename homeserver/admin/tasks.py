@@ -52,6 +52,15 @@ class AdminTaskRunner:
         self._spawn(task_id, action, params)
         return task_id
 
+    async def list_tasks(self, *, action: str | None, resource_id: str | None, status: str | None,
+                         max_timestamp: int | None) -> dict[str, Any]:
+        """`GET /v1/scheduled_tasks`, in Synapse's shape."""
+        tasks = await self._store.list_tasks(action=action, resource_id=resource_id, status=status,
+                                             max_timestamp=max_timestamp)
+        return {"scheduled_tasks": [
+            {"id": t["task_id"], "action": t["action"], "status": t["status"], "timestamp_ms": t["updated_ts"],
+             "resource_id": t["resource_id"], "result": t["result"], "error": t["error"]} for t in tasks]}
+
     async def wait_idle(self) -> None:
         """Wait until no job is running (tests, shutdown of the CLI)."""
         while self._running:

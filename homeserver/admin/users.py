@@ -68,10 +68,12 @@ class AdminUserService:
         self._clock = clock
         # Checked on every send, so kept in memory; every change goes through this service.
         self._suspended: set[str] = set()
+        self._shadow_banned: set[str] = set()
 
     async def start(self) -> None:
-        """Load the suspended users and apply the stored rate-limit overrides to the rate limiter."""
+        """Load the suspended and shadow-banned users and apply the stored rate-limit overrides to the rate limiter."""
         self._suspended = await self._store.get_suspended_users()
+        self._shadow_banned = await self._store.get_shadow_banned_users()
         for user_id, (per_second, burst) in (await self._store.get_all_ratelimit_overrides()).items():
             self._apply_ratelimit(user_id, per_second, burst)
 
@@ -258,6 +260,13 @@ class AdminUserService:
         """`POST`/`DELETE /v1/users/{userId}/shadow_ban`."""
         await existing_local_user(self._accounts, self._server_name, user_id)
         await self._store.set_user_flag(user_id, "shadow_banned", banned)
+        if banned:
+            self._shadow_banned.add(user_id)
+        else:
+            self._shadow_banned.discard(user_id)
+
+    def is_shadow_banned(self, user_id: str) -> bool:
+        return user_id in self._shadow_banned
 
     def is_suspended(self, user_id: str) -> bool:
         return user_id in self._suspended

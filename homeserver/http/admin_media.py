@@ -8,6 +8,7 @@ from homeserver.admin.media import AdminMediaService
 from homeserver.errors import MatrixError
 from homeserver.http.admin_common import AdminAuthenticator, add_admin_route, choice, direction, paging
 from homeserver.http.request import json_response, query_bool, query_int
+from storage.stores.admin import MEDIA_STATISTICS_ORDER_COLUMNS
 from storage.stores.media import ADMIN_MEDIA_ORDERS
 
 
@@ -73,7 +74,17 @@ class AdminMediaHandlers:
             return json_response(await self._media.delete_user_media(request.match_info["userId"], **args))
         return json_response(await self._media.list_user_media(request.match_info["userId"], **args))
 
+    async def user_media_statistics(self, request: web.Request) -> web.Response:
+        await self._admin(request)
+        offset, limit = paging(request)
+        return json_response(await self._media.user_media_statistics(
+            order_by=choice(request, "order_by", tuple(MEDIA_STATISTICS_ORDER_COLUMNS), "user_id"),
+            backwards=direction(request), offset=offset, limit=limit,
+            from_ts=query_int(request, "from_ts", minimum=0), until_ts=query_int(request, "until_ts", minimum=0),
+            search_term=request.query.get("search_term")))
+
     def register_routes(self, app: web.Application) -> None:
+        add_admin_route(app, "GET", "/v1/statistics/users/media", self.user_media_statistics)
         add_admin_route(app, "POST", "/v1/media/quarantine/{serverName}/{mediaId}", self.quarantine)
         add_admin_route(app, "POST", "/v1/media/unquarantine/{serverName}/{mediaId}", self.quarantine)
         add_admin_route(app, "POST", "/v1/media/protect/{mediaId}", self.protect)

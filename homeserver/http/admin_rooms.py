@@ -15,6 +15,7 @@ from homeserver.http.admin_common import (
     paging,
 )
 from homeserver.http.request import json_object, json_response, query_int
+from homeserver.rooms.event_filter import parse_filter_param
 
 
 class AdminRoomHandlers:
@@ -49,13 +50,15 @@ class AdminRoomHandlers:
         limit = query_int(request, "limit", 10, minimum=0, maximum=1000)
         return json_response(await self._rooms.messages(
             requester, request.match_info["roomId"], from_token=request.query.get("from"),
-            to_token=request.query.get("to"), backwards=direction(request), limit=limit or 0))
+            to_token=request.query.get("to"), backwards=direction(request), limit=limit or 0,
+            event_filter=parse_filter_param(request.query.get("filter"))))
 
     async def context(self, request: web.Request) -> web.Response:
         requester = await self._admin(request)
         limit = query_int(request, "limit", 10, minimum=0, maximum=1000)
         return json_response(await self._rooms.context(requester, request.match_info["roomId"],
-                                                       request.match_info["eventId"], limit or 0))
+                                                       request.match_info["eventId"], limit or 0,
+                                                       parse_filter_param(request.query.get("filter"))))
 
     async def forward_extremities(self, request: web.Request) -> web.Response:
         await self._admin(request)

@@ -6,9 +6,18 @@ from aiohttp import web
 
 from homeserver.admin.server import AdminServerService
 from homeserver.admin.server_notices import ServerNoticeService
+from homeserver.admin.tasks import AdminTaskRunner
 from homeserver.errors import MatrixError
-from homeserver.http.admin_common import AdminAuthenticator, add_admin_route, optional_query_bool, paging
-from homeserver.http.request import json_object, json_response
+from homeserver.http.admin_common import (
+    AdminAuthenticator,
+    add_admin_route,
+    choice,
+    optional_query_bool,
+    paging,
+)
+from homeserver.http.request import json_object, json_response, query_int
+
+TASK_STATUSES = ("scheduled", "active", "complete", "failed")
 
 
 class AdminServerHandlers:
@@ -122,3 +131,21 @@ class AdminServerHandlers:
         add_admin_route(app, "DELETE", "/v1/user_reports/{reportId}", self.delete_user_report)
         add_admin_route(app, "POST", "/v1/send_server_notice", self.send_notice)
         add_admin_route(app, "PUT", "/v1/send_server_notice/{txnId}", self.send_notice)
+
+
+class ScheduledTaskHandlers:
+    """`GET /v1/scheduled_tasks`: the long admin jobs (room deletion, purges, user redaction)."""
+
+    def __init__(self, tasks: AdminTaskRunner, admin: AdminAuthenticator):
+        self._tasks = tasks
+        self._admin = admin
+
+    async def list_tasks(self, request: web.Request) -> web.Response:
+        await self._admin(request)
+        status = choice(request, "job_status", TASK_STATUSES, "") if "job_status" in request.query else None
+        return json_response(await self._tasks.list_tasks(
+            action=request.query.get("action_name"), resource_id=request.query.get("resource_id"), status=status,
+            max_timestamp=query_int(request, "max_timestamp", minimum=0)))
+
+    def register_routes(self, app: web.Application) -> None:
+        add_admin_route(app, "GET", "/v1/scheduled_tasks", self.list_tasks)

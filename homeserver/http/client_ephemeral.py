@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from homeserver.ephemeral.receipts import (
@@ -31,11 +33,18 @@ class EphemeralHandlers:
         self._typing = typing
         self._receipts = receipts
         self._authenticate = authenticate
+        self._is_shadow_banned: Callable[[str], bool] | None = None
+
+    def set_shadow_ban_check(self, is_shadow_banned: Callable[[str], bool]) -> None:
+        """Typing of users this names is answered as done and dropped (wired in server.py)."""
+        self._is_shadow_banned = is_shadow_banned
 
     async def set_typing(self, request: web.Request) -> web.Response:
         requester = await self._authenticate(request)
         room_id = _room_id(request)
         typing, timeout_ms = parse_typing_body(await json_object(request))
+        if self._is_shadow_banned is not None and self._is_shadow_banned(requester.user_id):
+            return json_response({})
         await self._typing.set_typing(requester.user_id, room_id, request.match_info["userId"], typing, timeout_ms)
         return json_response({})
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import secrets
 from collections import OrderedDict
+from collections.abc import Callable
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -58,6 +63,17 @@ def _massaged_ts(request: web.Request, requester: Requester) -> int | None:
     return ts
 
 
+def _dropped_for_shadow_ban(user_id: str, event_type: str, state_key: str, content: dict) -> bool:
+    """Which state sends of a shadow-banned user are dropped: all but leaving, kicking and banning.
+
+    As in Synapse, invites and the user's own member event with a new display name or avatar are
+    answered as done and go nowhere."""
+    if event_type != "m.room.member":
+        return True
+    membership = content["membership"]
+    return membership == "invite" or (membership == "join" and state_key == user_id)
+
+
 class RoomHandlers:
     def __init__(self, creator: RoomCreator, membership: MembershipService, sender: RoomEventSender,
                  reader: RoomReader, redactions: RedactionService, upgrader: RoomUpgrader,
@@ -73,12 +89,31 @@ class RoomHandlers:
         self._authenticate = authenticate
         self._ratelimiter = ratelimiter
         self._recent_txns: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._is_shadow_banned: Callable[[str], bool] | None = None
+        self._fake_id_key = secrets.token_bytes(32)
+
+    def set_shadow_ban_check(self, is_shadow_banned: Callable[[str], bool]) -> None:
+        """Sends and invites of users this names are answered as done and dropped (wired in server.py)."""
+        self._is_shadow_banned = is_shadow_banned
+
+    def _shadow_banned(self, requester: Requester) -> bool:
+        return self._is_shadow_banned is not None and self._is_shadow_banned(requester.user_id)
+
+    def _fake_event_id(self, txn: tuple[str, str, str] | None) -> str:
+        """An event ID like a real one; a retried transaction gets the same one, as a real send would."""
+        if txn is None:
+            return "$" + secrets.token_urlsafe(32)
+        digest = hmac.new(self._fake_id_key, "\0".join(txn).encode(), hashlib.sha256).digest()
+        return "$" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     # --- rooms and membership --------------------------------------------------------
     async def create_room(self, request: web.Request) -> web.Response:
         requester = await self._authenticate(request)
         body = await json_object(request)
         self._ratelimiter.check("message", requester.user_id)
+        if self._shadow_banned(requester):
+            # As Synapse: the room is made, the invites silently left out.
+            body = {k: v for k, v in body.items() if k not in ("invite", "invite_3pid")}
         return json_response(await self._creator.create_room(requester.user_id, body))
 
     async def join(self, request: web.Request) -> web.Response:
@@ -111,9 +146,12 @@ class RoomHandlers:
                 if self._third_party is None:
                     raise MatrixError(400, "M_THREEPID_DENIED", "Third-party invites are not supported here")
                 self._ratelimiter.check("message", requester.user_id)
-                await self._third_party.invite(requester.user_id, _room_id(request), body)
+                if not self._shadow_banned(requester):
+                    await self._third_party.invite(requester.user_id, _room_id(request), body)
                 return json_response({})
             raise MatrixError(400, "M_MISSING_PARAM", "user_id: required")
+        if self._shadow_banned(requester):
+            return json_response({})
         await self._membership.invite(requester.user_id, _room_id(request), body["user_id"], body.get("reason"))
         return json_response({})
 
@@ -148,6 +186,10 @@ class RoomHandlers:
     async def upgrade(self, request: web.Request) -> web.Response:
         requester = await self._authenticate(request)
         body = await json_object(request)
+        if self._shadow_banned(requester):
+            # As Synapse: the answer names a replacement room that does not exist.
+            server_name = requester.user_id.split(":", 1)[1]
+            return json_response({"replacement_room": f"!{secrets.token_urlsafe(18)}:{server_name}"})
         return json_response(await self._upgrader.upgrade(requester.user_id, _room_id(request), body))
 
     async def joined_rooms(self, request: web.Request) -> web.Response:
@@ -168,6 +210,8 @@ class RoomHandlers:
         # response cache does, so it does not count against the limit a second time.
         if txn is None or txn not in self._recent_txns:
             self._ratelimiter.check("message", requester.user_id)
+        if self._shadow_banned(requester):
+            return json_response({"event_id": self._fake_event_id(txn)})
         event = await self._sender.send(
             room_id, requester.user_id, event_type, content, txn=txn,
             origin_server_ts=_massaged_ts(request, requester),
@@ -190,6 +234,9 @@ class RoomHandlers:
             if membership not in ("join", "invite", "leave", "ban", "knock"):
                 raise MatrixError(400, "M_BAD_JSON", "membership: must be one of join, invite, leave, ban, knock")
         self._ratelimiter.check("message", requester.user_id)
+        if self._shadow_banned(requester) and _dropped_for_shadow_ban(requester.user_id, event_type, state_key,
+                                                                      content):
+            return json_response({"event_id": self._fake_event_id(None)})
         event = await self._sender.send(room_id, requester.user_id, event_type, content, state_key=state_key,
                                         origin_server_ts=_massaged_ts(request, requester), skip_unchanged_state=True)
         return json_response({"event_id": event.event_id})
@@ -197,6 +244,10 @@ class RoomHandlers:
     async def redact(self, request: web.Request) -> web.Response:
         requester = await self._authenticate(request)
         body = await json_object(request)
+        if self._shadow_banned(requester):
+            txn = (requester.user_id, requester.device_id or "", f"redact\0{request.match_info['eventId']}\0"
+                   f"{_txn_id(request)}")
+            return json_response({"event_id": self._fake_event_id(txn)})
         event = await self._redactions.redact(requester, _room_id(request), request.match_info["eventId"], body,
                                               _txn_id(request))
         return json_response({"event_id": event.event_id})

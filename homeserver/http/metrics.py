@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -33,12 +35,21 @@ class HttpMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        # Awaited before each scrape, to sample what needs a query (user counts). Keyed by name so
+        # that a server started again in the same process replaces its old callbacks.
+        self._before_scrape: dict[str, Callable[[], Awaitable[None]]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 
+    def set_scrape_callback(self, name: str, callback: Callable[[], Awaitable[None]]) -> None:
+        """Await `callback()` before each scrape is rendered."""
+        self._before_scrape[name] = callback
+
     async def render(self, request: web.Request) -> web.Response:
+        for callback in self._before_scrape.values():
+            await callback()
         body = generate_latest(self.registry)
         response = web.Response(body=body)
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST

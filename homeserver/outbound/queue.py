@@ -35,6 +35,8 @@ class Courier(Protocol):
 
     # Items per transaction (federation: 50 PDUs; pushers: one notification per request).
     max_items: int
+    # Optional `metrics_per_destination = False`: couriers whose destinations name users (pushers)
+    # have their series summed over the kind, keeping user IDs out of metrics.
 
     async def deliver(self, destination: str, txn_id: str, items: list[dict[str, Any]]) -> None:
         """Send a transaction; raise to retry later, PermanentDeliveryError to drop it."""
@@ -64,10 +66,15 @@ class OutboundQueue:
     async def start(self) -> None:
         """Resume every destination that still has items queued (after a restart)."""
         self._stopping = False
+        queued: dict[tuple[str, str], int] = {}
         for state in await self._store.destinations():
             if state.queued and state.kind in self._couriers:
-                self._set_queued(state.kind, state.destination, state.queued)
+                key = (state.kind, self._label(state.kind, state.destination))
+                queued[key] = queued.get(key, 0) + state.queued
                 self.poke(state.kind, state.destination)
+        if self._metrics is not None:
+            for (kind, label), count in queued.items():
+                self._metrics["queued"].labels(kind, label).set(count)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -86,7 +93,7 @@ class OutboundQueue:
             raise ValueError(f"no courier for outbound kind {kind!r}")
         key = (kind, destination)
         if added and self._metrics is not None:
-            self._metrics["queued"].labels(kind, destination).inc(added)
+            self._metrics["queued"].labels(kind, self._label(kind, destination)).inc(added)
         self._poked.setdefault(key, asyncio.Event()).set()
         if key not in self._tasks:
             self._tasks[key] = asyncio.create_task(self._deliver_all(kind, destination),
@@ -160,23 +167,23 @@ class OutboundQueue:
             logger.info("delivering to %s %s failed (%s); retry %d in %.1fs", kind, destination, error, failures,
                         delay)
             if self._metrics is not None:
-                self._metrics["failures"].labels(kind, destination).inc()
+                self._metrics["failures"].labels(kind, self._label(kind, destination)).inc()
             return
         await self._store.complete(kind, destination, batch, self._clock.time_ms())
         self._count(kind, destination, "sent", len(batch.item_ids))
 
+    def _label(self, kind: str, destination: str) -> str:
+        return destination if getattr(self._couriers[kind], "metrics_per_destination", True) else ""
+
     def _count(self, kind: str, destination: str, outcome: str, items: int) -> None:
         if self._metrics is None:
             return
+        destination = self._label(kind, destination)
         self._metrics["transactions"].labels(kind, destination, outcome).inc()
         self._metrics["items"].labels(kind, destination, outcome).inc(items)
         self._metrics["queued"].labels(kind, destination).dec(items)
         if outcome == "sent":
             self._metrics["last_success"].labels(kind, destination).set(self._clock.time_ms() / 1000)
-
-    def _set_queued(self, kind: str, destination: str, count: int) -> None:
-        if self._metrics is not None:
-            self._metrics["queued"].labels(kind, destination).set(count)
 
 
 def _metrics(registry: CollectorRegistry | None) -> dict[str, Any] | None:

@@ -61,6 +61,7 @@ class PushRulesService:
         self._bus = bus
         self._cache: OrderedDict[str, UserPushRules] = OrderedDict()
         self._cache_size = cache_size
+        self._cache_hits = self._cache_misses = 0
         # Bumped on every change: a read that overlapped a change must not be cached, even when
         # the stored version it then checks was read before that change committed.
         self._generation = 0
@@ -71,7 +72,9 @@ class PushRulesService:
         cached = self._cache.get(user_id)
         if cached is not None:
             self._cache.move_to_end(user_id)
+            self._cache_hits += 1
             return cached
+        self._cache_misses += 1
         generation = self._generation
         stored = await self._store.get_rules(user_id)
         rules = UserPushRules(user_id, stored.version,
@@ -84,6 +87,10 @@ class PushRulesService:
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return rules
+
+    def cache_stats(self) -> dict[str, tuple[int, int, int]]:
+        """(entries, hits, misses) of the per-user rules cache, for metrics."""
+        return {"push_rules": (len(self._cache), self._cache_hits, self._cache_misses)}
 
     async def get_ruleset(self, user_id: str) -> dict[str, Any]:
         """The body of GET /pushrules/: `{"global": {kind: [rule, ...]}}`."""

@@ -121,6 +121,8 @@ class PusherService:
 
     # One gateway request per notification.
     max_items = 1
+    # A pusher's destination names its user: queue metrics are summed over all pushers.
+    metrics_per_destination = False
 
     def __init__(self, store: PusherStore, notifications: NotificationService, notification_store: NotificationStore,
                  events: EventStore, positions: StagePositionStore, bus: StreamBus, clock: Clock, *,

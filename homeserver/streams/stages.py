@@ -60,7 +60,10 @@ class EventStage:
         self._downstream: list[EventStage] = []
         if upstream is not None:
             upstream._downstream.append(self)
-        self._lag = _lag_gauge(registry)
+        lag = _lag_gauge(registry)
+        if lag is not None:
+            # Read at scrape time, so a stalled stage shows its growing lag.
+            lag.labels(name).set_function(lambda: max(0, self._target - self._position))
 
     @property
     def position(self) -> int:
@@ -181,8 +184,6 @@ class EventStage:
         self._position = upto
         if saved:
             self._saved = upto
-        if self._lag is not None:
-            self._lag.labels(self.name).set(max(0, self._target - upto))
         advanced, self._advanced = self._advanced, asyncio.Event()
         advanced.set()
         for stage in self._downstream:

@@ -84,6 +84,11 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+# `order_by` of the users' media statistics, as Synapse names them.
+MEDIA_STATISTICS_ORDER_COLUMNS = {"user_id": "m.user_id", "displayname": "p.displayname",
+                                  "media_length": "COALESCE(SUM(m.media_length), 0)", "media_count": "COUNT(*)"}
+
+
 class AdminStore:
     def __init__(self, db: Database):
         self.db = db
@@ -157,6 +162,11 @@ class AdminStore:
 
     async def get_suspended_users(self) -> set[str]:
         rows = await self.db.fetch_all("suspended_users", "SELECT user_id FROM users WHERE suspended = ?", (True,))
+        return {r[0] for r in rows}
+
+    async def get_shadow_banned_users(self) -> set[str]:
+        rows = await self.db.fetch_all("shadow_banned_users", "SELECT user_id FROM users WHERE shadow_banned = ?",
+                                       (True,))
         return {r[0] for r in rows}
 
     async def reactivate_user(self, user_id: str) -> None:
@@ -286,6 +296,56 @@ class AdminStore:
             _collect_mxc(decode(raw).get("content"), found)
         return found
 
+    async def user_media_statistics(self, *, order_by: str, backwards: bool, offset: int, limit: int,
+                                    from_ts: int | None, until_ts: int | None,
+                                    search_term: str | None) -> tuple[list[dict[str, Any]], int]:
+        """Per local user: how many media items they uploaded and their total size; a page and the total."""
+        clauses, params = ["m.user_id IS NOT NULL"], []
+        if from_ts is not None:
+            clauses.append("m.created_ts >= ?")
+            params.append(from_ts)
+        if until_ts is not None:
+            clauses.append("m.created_ts <= ?")
+            params.append(until_ts)
+        if search_term:
+            pattern = f"%{_like_escape(search_term.lower())}%"
+            clauses.append("(lower(m.user_id) LIKE ? ESCAPE '\\' OR lower(p.displayname) LIKE ? ESCAPE '\\')")
+            params += [pattern, pattern]
+        base = f"FROM local_media m LEFT JOIN profiles p ON p.user_id = m.user_id WHERE {' AND '.join(clauses)}"
+        column = MEDIA_STATISTICS_ORDER_COLUMNS[order_by]
+        direction, nulls = ("DESC", "NULLS LAST") if backwards else ("ASC", "NULLS FIRST")
+        sql = (f"SELECT m.user_id, p.displayname, COUNT(*), COALESCE(SUM(m.media_length), 0) {base}"
+               f" GROUP BY m.user_id, p.displayname ORDER BY {column} {direction} {nulls}, m.user_id ASC"
+               " LIMIT ? OFFSET ?")
+
+        async def txn_fn(txn: Transaction) -> tuple[list[dict[str, Any]], int]:
+            total = int(await txn.fetch_value(f"SELECT COUNT(DISTINCT m.user_id) {base}", tuple(params)) or 0)
+            rows = await txn.fetch_all(sql, (*params, limit, offset))
+            return [{"user_id": r[0], "displayname": r[1], "media_count": int(r[2]), "media_length": int(r[3])}
+                    for r in rows], total
+
+        return await self.db.run_interaction("admin_user_media_statistics", txn_fn, write=False)
+
+    async def event_media_uris(self, event_ids: list[str]) -> set[str]:
+        """Every mxc:// URI that the content of these events names."""
+        async def txn_fn(txn: Transaction) -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(event_ids), 500):
+                clause, params = txn.dialect.in_list("event_id", event_ids[start:start + 500])
+                for (raw,) in await txn.fetch_all(
+                        f"SELECT json FROM event_json WHERE {clause} AND json LIKE '%mxc://%'", params):
+                    _collect_mxc(decode(raw).get("content"), found)
+            return found
+
+        return await self.db.run_interaction("event_media_uris", txn_fn, write=False)
+
+    async def media_uri_in_events(self, uri: str) -> bool:
+        """Whether any stored event names this mxc:// URI (as a whole JSON string)."""
+        pattern = "%" + _like_escape(encode_str(uri)) + "%"
+        return await self.db.fetch_value(
+            "media_uri_in_events", "SELECT 1 FROM event_json WHERE json LIKE ? ESCAPE '\\' LIMIT 1",
+            (pattern,)) is not None
+
     async def avatar_media_uris(self) -> set[str]:
         """The mxc:// URIs in use as user avatars (kept by media clean-up)."""
         rows = await self.db.fetch_all("avatar_media_uris",
@@ -341,6 +401,18 @@ class AdminStore:
 
         return await self.db.run_interaction("admin_count_devices", txn_fn, write=False)
 
+    async def user_counts(self, seen_since_day_ms: int, seen_since_month_ms: int) -> dict[str, int]:
+        """Registered accounts (not deactivated, not guests) and distinct users seen since each time."""
+        async def txn_fn(txn: Transaction) -> dict[str, int]:
+            registered = await txn.fetch_value(
+                "SELECT COUNT(*) FROM users WHERE deactivated = ? AND is_guest = ?", (False, False))
+            seen = "SELECT COUNT(DISTINCT user_id) FROM user_ips WHERE last_seen >= ?"
+            return {"registered": int(registered or 0),
+                    "daily_active": int(await txn.fetch_value(seen, (seen_since_day_ms,)) or 0),
+                    "monthly_active": int(await txn.fetch_value(seen, (seen_since_month_ms,)) or 0)}
+
+        return await self.db.run_interaction("admin_user_counts", txn_fn, write=False)
+
     # --- room blocks ----------------------------------------------------------------------
     async def get_room_block(self, room_id: str) -> str | None:
         """The admin who blocked the room, or None when it is not blocked."""
@@ -388,6 +460,23 @@ class AdminStore:
         rows = await self.db.simple_select_list(
             "admin_tasks", {"action": action, "resource_id": resource_id}, _TASK_COLUMNS, order_by=["created_ts"])
         return [_task(r) for r in rows]
+
+    async def list_tasks(self, *, action: str | None, resource_id: str | None, status: str | None,
+                         max_timestamp: int | None) -> list[dict[str, Any]]:
+        """Tasks matching every filter given, oldest first; a task's timestamp is its last update."""
+        clauses, params = [], []
+        for column, value in (("action", action), ("resource_id", resource_id), ("status", status)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if max_timestamp is not None:
+            clauses.append("updated_ts < ?")
+            params.append(max_timestamp)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = await self.db.fetch_all(
+            "admin_list_tasks", f"SELECT {', '.join(_TASK_COLUMNS)} FROM admin_tasks{where} ORDER BY updated_ts, task_id",
+            tuple(params))
+        return [_task(dict(zip(_TASK_COLUMNS, row, strict=True))) for row in rows]
 
     async def get_unfinished_tasks(self) -> list[dict[str, Any]]:
         rows = await self.db.fetch_all(

@@ -67,6 +67,8 @@ class EventStore:
         # State groups never change once written, so their full state is cached.
         self._group_cache: OrderedDict[int, StateMap] = OrderedDict()
         self._room_versions: dict[str, str] = {}
+        # Hits and misses of the two caches, read by the metrics collector.
+        self._event_hits = self._event_misses = self._group_hits = self._group_misses = 0
 
     def drop_cached(self, event_ids: Iterable[str], room_id: str | None = None) -> None:
         """Forget cached events (and the room's version) after an admin purge deleted them."""
@@ -74,6 +76,11 @@ class EventStore:
             self._cache.pop(event_id, None)
         if room_id is not None:
             self._room_versions.pop(room_id, None)
+
+    def cache_stats(self) -> dict[str, tuple[int, int, int]]:
+        """(entries, hits, misses) of each in-memory cache, for metrics."""
+        return {"events": (len(self._cache), self._event_hits, self._event_misses),
+                "state_groups": (len(self._group_cache), self._group_hits, self._group_misses)}
 
     # --- rooms -----------------------------------------------------------------
     async def store_room(self, room_id: str, room_version: str, creator: str, created_ts: int,
@@ -113,6 +120,8 @@ class EventStore:
                 found[event_id] = event
             elif event_id not in found:
                 missing.append(event_id)
+        self._event_hits += len(found)
+        self._event_misses += len(missing)
         if missing:
             loaded = await self.db.run_interaction("get_events", _load_events, missing, write=False)
             for event in loaded:
@@ -188,8 +197,10 @@ class EventStore:
         """The full state of a state group (type, state_key) -> event_id. Do not mutate the result."""
         cached = self._group_cache.get(group)
         if cached is not None:
+            self._group_hits += 1
             self._group_cache.move_to_end(group)
             return cached
+        self._group_misses += 1
         # Walk back to the nearest cached ancestor, then apply deltas forwards.
         chain: list[int] = []
         base: StateMap = {}

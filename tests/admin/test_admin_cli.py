@@ -67,3 +67,15 @@ async def test_the_cli_reports_refusals_and_missing_tokens(hs, client):
     with pytest.raises(SystemExit) as missing:
         await run_cli(hs, None, "users", "list")
     assert "token" in str(missing.value)
+
+
+async def test_the_cli_purges_a_room_with_the_media_only_it_used(hs, client):
+    admin = await new_admin(client)
+    alice = await new_caller(client, "alice")
+    room_id = await alice.create_room()
+    uploader = MediaUser(client, {"user_id": alice.user_id, "access_token": alice.token})
+    mxc = await uploader.upload(b"picture", "image/png")
+    await alice.send(room_id, "a picture", msgtype="m.image", url=mxc)
+    code, out, err = await run_cli(hs, admin.token, "rooms", "purge", room_id, "--delete-media")
+    assert code == 0 and json.loads(out)["shutdown_room"]["deleted_media"] == [mxc.rsplit("/", 1)[1]]
+    assert (await uploader.download(mxc))[0] == 404

@@ -17,7 +17,7 @@ MEDIA_ENDPOINTS = [
     ("POST", "/v1/media/delete?before_ts=1", {}), ("POST", "/v1/purge_media_cache?before_ts=1", {}),
     ("GET", "/v1/room/!r:{s}/media", None), ("POST", "/v1/room/!r:{s}/media/quarantine", {}),
     ("POST", "/v1/user/{u}/media/quarantine", {}), ("GET", "/v1/users/{u}/media", None),
-    ("DELETE", "/v1/users/{u}/media", None),
+    ("DELETE", "/v1/users/{u}/media", None), ("GET", "/v1/statistics/users/media", None),
 ]
 
 
@@ -116,3 +116,32 @@ async def test_local_media_is_deleted_by_id_and_by_age_and_size(hs, client):
     assert (await admin.admin("DELETE", "/v1/media/remote.example/abc", expect=400))["errcode"] == \
         "M_INVALID_PARAM"
     assert await admin.admin("POST", f"/v1/purge_media_cache?before_ts={far_future}", {}) == {"deleted": 0}
+
+
+async def test_media_statistics_count_and_size_each_users_uploads(hs, client):
+    admin = await new_admin(client)
+    alice_caller, bob_caller = await new_caller(client, "alice"), await new_caller(client, "bob")
+    await new_caller(client, "carol")  # uploads nothing, so is not listed
+    alice, bob = await uploader(client, alice_caller), await uploader(client, bob_caller)
+    for data in (b"a" * 10, b"b" * 30):
+        await alice.upload(data, "text/plain")
+    await bob.upload(b"c" * 5, "text/plain")
+    await bob_caller.call("PUT", f"/profile/{q(bob_caller.user_id)}/displayname", {"displayname": "Bobby"})
+
+    stats = await admin.admin("GET", "/v1/statistics/users/media")
+    assert stats == {"total": 2, "users": [
+        {"user_id": alice_caller.user_id, "displayname": "alice", "media_count": 2, "media_length": 40},
+        {"user_id": bob_caller.user_id, "displayname": "Bobby", "media_count": 1, "media_length": 5}]}
+    by_size = await admin.admin("GET", "/v1/statistics/users/media", order_by="media_length", dir="b", limit=1)
+    assert [u["user_id"] for u in by_size["users"]] == [alice_caller.user_id] and by_size["next_token"] == 1
+    rest = await admin.admin("GET", "/v1/statistics/users/media", order_by="media_length", dir="b",
+                             **{"from": by_size["next_token"]})
+    assert [u["user_id"] for u in rest["users"]] == [bob_caller.user_id] and "next_token" not in rest
+    searched = await admin.admin("GET", "/v1/statistics/users/media", search_term="bobb")
+    assert [u["user_id"] for u in searched["users"]] == [bob_caller.user_id]
+    assert (await admin.admin("GET", "/v1/statistics/users/media", until_ts=1))["users"] == []
+    for params, field in (({"order_by": "size"}, "order_by"), ({"from": "-1"}, "from"),
+                          ({"from_ts": "soon"}, "from_ts"), ({"from_ts": 5, "until_ts": 1}, "until_ts"),
+                          ({"search_term": ""}, "search_term"), ({"dir": "up"}, "dir")):
+        bad = await admin.admin("GET", "/v1/statistics/users/media", expect=400, **params)
+        assert bad["errcode"] == "M_INVALID_PARAM" and field in bad["error"], (params, bad)

@@ -156,6 +156,26 @@ async def test_room_details_members_state_messages_and_context_are_shown(client)
     assert "dir" in bad["error"]
 
 
+async def test_admin_messages_and_context_apply_the_filter(client):
+    admin = await new_admin(client)
+    alice = await new_caller(client, "alice")
+    room_id = await alice.create_room()
+    first = await alice.send(room_id, "one")
+    await alice.send(room_id, "note", event_type="org.example.note")
+    await alice.send(room_id, "two")
+    only_messages = '{"types": ["m.room.message"]}'
+    messages = await admin.admin("GET", f"/v1/rooms/{q(room_id)}/messages", dir="b", limit=10, filter=only_messages)
+    assert [e["content"].get("body") for e in messages["chunk"]] == ["two", "one"]
+    context = await admin.admin("GET", f"/v1/rooms/{q(room_id)}/context/{q(first)}", limit=4,
+                                filter='{"not_types": ["m.room.message"]}')
+    assert [e["type"] for e in context["events_after"]] == ["org.example.note"]
+    for path in (f"/v1/rooms/{q(room_id)}/messages", f"/v1/rooms/{q(room_id)}/context/{q(first)}"):
+        bad = await admin.admin("GET", path, filter="{not json", expect=400)
+        assert bad["errcode"] == "M_NOT_JSON" and "filter" in bad["error"]
+        bad = await admin.admin("GET", path, filter='{"types": "m.room.message"}', expect=400)
+        assert "filter" in bad["error"] or "types" in bad["error"]
+
+
 async def test_a_blocked_room_cannot_be_joined_until_unblocked(client):
     admin = await new_admin(client)
     alice = await new_caller(client, "alice")

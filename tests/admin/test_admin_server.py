@@ -6,9 +6,11 @@ import aiohttp
 
 from homeserver import __version__
 from tests.admin.helpers import assert_admin_only, new_admin, new_caller, q
+from tests.admin.test_admin_rooms import wait_for_status
 
 SERVER_ENDPOINTS = [
     ("GET", "/v1/background_updates/status", None),
+    ("GET", "/v1/scheduled_tasks", None),
     ("GET", "/v1/federation/destinations", None),
     ("GET", "/v1/registration_tokens", None),
     ("POST", "/v1/registration_tokens/new", {}),
@@ -178,3 +180,29 @@ async def test_user_reports_are_listed_shown_and_deleted(client):
     assert (await admin.admin("GET", "/v1/user_reports/x", expect=400))["errcode"] == "M_INVALID_PARAM"
     await assert_admin_only(bob, "GET", "/v1/user_reports")
     await assert_admin_only(bob, "DELETE", "/v1/user_reports/1")
+
+
+async def test_scheduled_tasks_list_the_admin_jobs_with_filters(client):
+    admin = await new_admin(client)
+    alice = await new_caller(client, "alice")
+    kept, doomed = await alice.create_room(), await alice.create_room()
+    purge_id = (await admin.admin("POST", f"/v1/purge_history/{q(kept)}", {"purge_up_to_ts": 1}))["purge_id"]
+    delete_id = (await admin.admin("DELETE", f"/v2/rooms/{q(doomed)}", {}))["delete_id"]
+    await wait_for_status(admin, f"/v1/purge_history_status/{purge_id}")
+    await wait_for_status(admin, f"/v2/rooms/delete_status/{delete_id}")
+
+    tasks = (await admin.admin("GET", "/v1/scheduled_tasks"))["scheduled_tasks"]
+    by_id = {t["id"]: t for t in tasks}
+    assert set(by_id) == {purge_id, delete_id}
+    assert set(by_id[purge_id]) == {"id", "action", "status", "timestamp_ms", "resource_id", "result", "error"}
+    assert by_id[purge_id]["action"] == "purge_history" and by_id[purge_id]["resource_id"] == kept
+    assert by_id[delete_id]["action"] == "shutdown_and_purge_room" and by_id[delete_id]["status"] == "complete"
+    only = await admin.admin("GET", "/v1/scheduled_tasks", action_name="purge_history")
+    assert [t["id"] for t in only["scheduled_tasks"]] == [purge_id]
+    only = await admin.admin("GET", "/v1/scheduled_tasks", resource_id=doomed, job_status="complete")
+    assert [t["id"] for t in only["scheduled_tasks"]] == [delete_id]
+    assert (await admin.admin("GET", "/v1/scheduled_tasks", job_status="failed"))["scheduled_tasks"] == []
+    assert (await admin.admin("GET", "/v1/scheduled_tasks", max_timestamp=1))["scheduled_tasks"] == []
+    for params, field in (({"job_status": "done"}, "job_status"), ({"max_timestamp": "soon"}, "max_timestamp")):
+        bad = await admin.admin("GET", "/v1/scheduled_tasks", expect=400, **params)
+        assert bad["errcode"] == "M_INVALID_PARAM" and field in bad["error"]
