@@ -237,7 +237,7 @@ class AppServiceDelivery:
             return
         wanting = [r for r in receivers if r.is_interested_in_user(update.user_id)]
         wanting += await self._sharing_a_room(update.user_id, [r for r in receivers if r not in wanting])
-        item = {"device_list": {"user_id": update.user_id, "state": "changed"}}
+        item = {"device_list": {"user_ids": [update.user_id], "state": "changed"}}
         await self._queue_device_lists({r.id: [item] for r in wanting})
 
     async def on_room_sharing_changed(self, update: RoomSharingChanged) -> None:
@@ -258,14 +258,15 @@ class AppServiceDelivery:
                     users = [m for m in members if m != user_id]
                 elif is_interested_in_room(registration, room_id, room):
                     users = [user_id]
-                queued[registration.id] = [{"device_list": {"user_id": u, "state": "changed"}} for u in users]
+                if users:  # one item, however big the room
+                    queued[registration.id] = [{"device_list": {"user_ids": users, "state": "changed"}}]
         else:
             # Services that cover the leaver keep following them; the others did share this room
             # when they are interested in it, and stop sharing when no other room of the user is.
             candidates = [r for r in receivers if not r.is_interested_in_user(user_id)
                           and is_interested_in_room(r, room_id, room)]
             still = await self._sharing_a_room(user_id, candidates, skip_room=room_id)
-            item = {"device_list": {"user_id": user_id, "state": "left"}}
+            item = {"device_list": {"user_ids": [user_id], "state": "left"}}
             queued = {r.id: [item] for r in candidates if r not in still}
         await self._queue_device_lists(queued)
 
@@ -282,8 +283,9 @@ class AppServiceDelivery:
         for item in items:
             if "device_list" in item:
                 change = item["device_list"]
-                states.pop(change["user_id"], None)  # the last word on a user wins
-                states[change["user_id"]] = change["state"]
+                for user_id in change["user_ids"]:
+                    states.pop(user_id, None)  # the last word on a user wins
+                    states[user_id] = change["state"]
         devices = list(dict.fromkeys((i["one_time_keys"]["user_id"], i["one_time_keys"]["device_id"])
                                      for i in items if "one_time_keys" in i))
         counts: dict[str, dict[str, dict[str, int]]] = {}

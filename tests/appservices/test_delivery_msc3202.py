@@ -156,3 +156,21 @@ async def test_device_list_changes_of_users_sharing_a_room_with_a_ghost(hs, sess
     marker = await alice.send(room_id, "marker")
     await plain.wait_for_event(marker)
     assert not [k for t in plain.processed for k in t.body if k.startswith("org.matrix.msc3202")]
+
+
+async def test_a_service_that_was_down_gets_the_current_counts_when_it_returns(hs, session, encrypted):
+    bridge = AsClient(session)
+    ghost = (await bridge.register("bridge_away", device_id="AWAYDEV"))["user_id"]
+    alice = await new_user(session, "alice")
+    await bridge.call("POST", "/keys/upload", {"one_time_keys": {f"{SIGNED}:k{n}": signed_key(n) for n in range(4)}},
+                      user_id=ghost, device_id="AWAYDEV")
+    await encrypted.wait_for(lambda: latest(encrypted, COUNTS).get(ghost) == {"AWAYDEV": {SIGNED: 4}})
+    await encrypted.stop()
+    for _ in range(3):
+        await alice.call("POST", "/keys/claim", {"one_time_keys": {ghost: {"AWAYDEV": SIGNED}}})
+    seen = len(encrypted.processed)
+    await encrypted.start()
+    await encrypted.wait_for(lambda: latest(encrypted, COUNTS).get(ghost) == {"AWAYDEV": {SIGNED: 1}})
+    # Three claims while away: the counts come as they are now, not as each claim left them.
+    missed = [t.body[COUNTS][ghost]["AWAYDEV"] for t in encrypted.processed[seen:] if COUNTS in t.body]
+    assert missed and all(counts == {SIGNED: 1} for counts in missed)
