@@ -11,9 +11,14 @@ and every retry — after a failure, or after a restart — sends exactly those 
 so a service that deduplicates by transaction ID (as the spec asks) sees every event once.
 Failures back off exponentially per service; a successful ping retries at once.
 
-Ephemeral data (receipts, typing, presence) is queued live from the stream bus, after the change
+Ephemeral data (receipts, typing, presence, to-device messages, and for MSC3202 services device
+list changes and one-time-key count changes) is queued live from the stream bus, after the change
 committed, as Synapse does: a crash between the change and the queueing loses that one update.
 Once queued it is as durable and ordered as the events.
+
+MSC3202 items only name what changed (a user whose device list changed or who left, a device whose
+key counts moved); the courier reads the counts when it builds the transaction, so a service always
+receives current counts, once per device per transaction.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from prometheus_client import CollectorRegistry
 
 from appservices.interest import (
     RoomContext,
+    is_interested_in_room,
+    services_for_device_keys,
     services_for_event,
     services_for_presence,
     services_for_room_ephemeral,
@@ -42,13 +49,17 @@ from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.streams.bus import StreamBus
 from homeserver.streams.stages import EventStage
 from homeserver.streams.updates import (
+    DeviceListChanged,
+    OneTimeKeysChanged,
     OutboundItemsQueued,
     PresenceChanged,
     ReadReceiptStored,
+    RoomSharingChanged,
     ToDeviceQueued,
     TypingChanged,
 )
 from storage.stores.appservice_queue import APPSERVICE_KIND, AppServiceQueueStore
+from storage.stores.e2ee import E2eeKeyStore
 from storage.stores.events import EventStore
 from storage.stores.receipts import ReceiptStore
 from storage.stores.stages import StagePositionStore
@@ -59,6 +70,8 @@ HANDOFF_STAGE = "appservice_handoff"
 # Synapse sends at most 100 events (and 100 ephemeral events) per transaction.
 MAX_ITEMS_PER_TRANSACTION = 100
 RECEIPT_TYPES = ("m.read", "m.read.private")
+# As /sync: this count is always present, zero included (clients read a missing one as "upload more").
+SIGNED_CURVE25519 = "signed_curve25519"
 
 
 class TransactionRefused(Exception):
@@ -73,7 +86,7 @@ class AppServiceDelivery:
     def __init__(self, app_services: AppServices, sender: TransactionSender, store: AppServiceQueueStore,
                  events: EventStore, positions: StagePositionStore, serializer: ClientEventSerializer,
                  receipts: ReceiptStore, bus: StreamBus, clock: Clock, *,
-                 registry: CollectorRegistry | None = None):
+                 keys: E2eeKeyStore | None = None, registry: CollectorRegistry | None = None):
         self._app_services = app_services
         self._sender = sender
         self._store = store
@@ -82,6 +95,7 @@ class AppServiceDelivery:
         self._receipts = receipts
         self._bus = bus
         self._clock = clock
+        self._keys = keys
         self.stage = EventStage(HANDOFF_STAGE, events, positions, self._hand_off, registry=registry)
         # Typing lists are snapshots: queued in the order they changed, the last one is the current one.
         self._typing_lock = asyncio.Lock()
@@ -192,6 +206,103 @@ class AppServiceDelivery:
     def _ephemeral_receivers(self) -> list[AppServiceRegistration]:
         return [r for r in self._receivers() if r.wants_ephemeral]
 
+    # --- MSC3202: device lists and one-time-key counts -------------------------------------------
+    def _msc3202_receivers(self) -> list[AppServiceRegistration]:
+        return [r for r in self._receivers() if r.msc3202] if self._keys is not None else []
+
+    async def _sharing_a_room(self, user_id: str, candidates: list[AppServiceRegistration],
+                              skip_room: str | None = None) -> list[AppServiceRegistration]:
+        """The candidates interested in a room the user is joined to now (MSC3202's "interested")."""
+        found: list[AppServiceRegistration] = []
+        for room_id in await self._events.get_rooms_for_user(user_id, ("join",)) if candidates else ():
+            if room_id == skip_room:
+                continue
+            room = await self._app_services.room_context(room_id)
+            found.extend(r for r in candidates if r not in found and is_interested_in_room(r, room_id, room))
+            if len(found) == len(candidates):
+                break
+        return found
+
+    async def _queue_device_lists(self, queued: dict[str, list[dict[str, Any]]]) -> None:
+        queued = {service_id: items for service_id, items in queued.items() if items}
+        if queued:
+            await self._store.queue(queued, self._clock.time_ms())
+            await self._announce(queued)
+
+    async def on_device_list_changed(self, update: DeviceListChanged) -> None:
+        """A user's devices or keys changed: `changed` for the services covering the user or a room
+        the user is in (as /sync shows it to users sharing a room)."""
+        receivers = self._msc3202_receivers()
+        if not receivers:
+            return
+        wanting = [r for r in receivers if r.is_interested_in_user(update.user_id)]
+        wanting += await self._sharing_a_room(update.user_id, [r for r in receivers if r not in wanting])
+        item = {"device_list": {"user_ids": [update.user_id], "state": "changed"}}
+        await self._queue_device_lists({r.id: [item] for r in wanting})
+
+    async def on_room_sharing_changed(self, update: RoomSharingChanged) -> None:
+        """A join starts sharing a room: the joiner is `changed` for the services interested in the
+        room, and the room's members are `changed` for a service whose user joined. A leave ends it:
+        the leaver is `left` for the services that no longer share any room with them."""
+        receivers = self._msc3202_receivers()
+        if not receivers:
+            return
+        user_id, room_id = update.user_id, update.room_id
+        room = await self._app_services.room_context(room_id)
+        queued: dict[str, list[dict[str, Any]]] = {}
+        if update.joined:
+            members = sorted(await self._keys.get_joined_members([room_id])) if self._keys is not None else []
+            for registration in receivers:
+                users: list[str] = []
+                if registration.is_interested_in_user(user_id):
+                    users = [m for m in members if m != user_id]
+                elif is_interested_in_room(registration, room_id, room):
+                    users = [user_id]
+                if users:  # one item, however big the room
+                    queued[registration.id] = [{"device_list": {"user_ids": users, "state": "changed"}}]
+        else:
+            # Services that cover the leaver keep following them; the others did share this room
+            # when they are interested in it, and stop sharing when no other room of the user is.
+            candidates = [r for r in receivers if not r.is_interested_in_user(user_id)
+                          and is_interested_in_room(r, room_id, room)]
+            still = await self._sharing_a_room(user_id, candidates, skip_room=room_id)
+            item = {"device_list": {"user_ids": [user_id], "state": "left"}}
+            queued = {r.id: [item] for r in candidates if r not in still}
+        await self._queue_device_lists(queued)
+
+    async def on_one_time_keys_changed(self, update: OneTimeKeysChanged) -> None:
+        """A namespace user's device uploaded keys or had keys claimed: its counts to the services
+        covering the user."""
+        receivers = services_for_device_keys(self._msc3202_receivers(), update.user_id)
+        items = [{"one_time_keys": {"user_id": update.user_id, "device_id": d}} for d in update.device_ids]
+        await self._queue_device_lists({r.id: list(items) for r in receivers})
+
+    async def _msc3202_content(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """The device list and key count fields of a transaction, from its MSC3202 items."""
+        states: dict[str, str] = {}
+        for item in items:
+            if "device_list" in item:
+                change = item["device_list"]
+                for user_id in change["user_ids"]:
+                    states.pop(user_id, None)  # the last word on a user wins
+                    states[user_id] = change["state"]
+        devices = list(dict.fromkeys((i["one_time_keys"]["user_id"], i["one_time_keys"]["device_id"])
+                                     for i in items if "one_time_keys" in i))
+        counts: dict[str, dict[str, dict[str, int]]] = {}
+        fallback: dict[str, dict[str, list[str]]] = {}
+        for user_id, device_id in devices if self._keys is not None else ():
+            assert self._keys is not None
+            counts.setdefault(user_id, {})[device_id] = {
+                SIGNED_CURVE25519: 0, **await self._keys.count_one_time_keys(user_id, device_id)}
+            fallback.setdefault(user_id, {})[device_id] = await self._keys.get_unused_fallback_key_types(
+                user_id, device_id)
+        return {
+            "device_lists_changed": [u for u, state in states.items() if state == "changed"],
+            "device_lists_left": [u for u, state in states.items() if state == "left"],
+            "one_time_key_counts": counts,
+            "unused_fallback_key_types": fallback,
+        }
+
     # --- the courier ---------------------------------------------------------------------------
     async def deliver(self, destination: str, txn_id: str, items: list[dict[str, Any]]) -> None:
         """Send one transaction to a service (outbound queue courier); raise to have it retried."""
@@ -210,6 +321,7 @@ class AppServiceDelivery:
             events=serialized,
             ephemeral=[item["ephemeral"] for item in items if "ephemeral" in item],
             to_device=[item["to_device"] for item in items if "to_device" in item],
+            **(await self._msc3202_content(items) if registration.msc3202 else {}),
         )
         self._sender.queue_length_changed(registration, await self._store.queue_length(destination))
         if content.is_empty():

@@ -133,13 +133,16 @@ from homeserver.streams.sources import EphemeralSource, TopLevelSource
 from homeserver.streams.updates import (
     AccountDataChanged,
     DeviceCreated,
+    DeviceListChanged,
     DevicesDeleted,
     EventPersisted,
+    OneTimeKeysChanged,
     OutboundItemsQueued,
     PresenceChanged,
     ProfileChanged,
     PushRulesChanged,
     ReadReceiptStored,
+    RoomSharingChanged,
     RoomUpgraded,
     ToDeviceQueued,
     TypingChanged,
@@ -358,8 +361,8 @@ class HomeServer:
                                      stage_positions, bus, clock, registry=registry)
         self.presence = PresenceService(config.server_name, PresenceStore(db), self.event_store, notifier,
                                         clock, enabled=config.section("presence")["enabled"], bus=bus)
-        self.device_lists = DeviceListService(e2ee_store, self.event_store, notifier)
-        self.keys = KeysService(config.server_name, e2ee_store, self.device_lists, clock)
+        self.device_lists = DeviceListService(e2ee_store, self.event_store, notifier, bus)
+        self.keys = KeysService(config.server_name, e2ee_store, self.device_lists, clock, bus)
         self.cross_signing = CrossSigningService(config.server_name, e2ee_store, self.device_lists, self.uia,
                                                  self.account_store, clock)
         self.to_device = ToDeviceService(config.server_name, ToDeviceStore(db), notifier, clock, bus)
@@ -573,13 +576,16 @@ class HomeServer:
         delivery = self.app_service_delivery = AppServiceDelivery(
             self.app_services, TransactionSender(client, metrics), AppServiceQueueStore(self.db), self.event_store,
             StagePositionStore(self.db), self.event_serializer, ReceiptStore(self.db), self.bus, self.clock,
-            registry=self.metrics.registry)
+            keys=E2eeKeyStore(self.db), registry=self.metrics.registry)
         self.outbound.add_courier(APPSERVICE_KIND, delivery)
         self.bus.subscribe(EventPersisted, delivery.stage.on_event_persisted)
         self.bus.subscribe(ReadReceiptStored, delivery.on_receipt)
         self.bus.subscribe(TypingChanged, delivery.on_typing)
         self.bus.subscribe(PresenceChanged, delivery.on_presence)
         self.bus.subscribe(ToDeviceQueued, delivery.on_to_device)
+        self.bus.subscribe(DeviceListChanged, delivery.on_device_list_changed)
+        self.bus.subscribe(RoomSharingChanged, delivery.on_room_sharing_changed)
+        self.bus.subscribe(OneTimeKeysChanged, delivery.on_one_time_keys_changed)
         self.app_services.add_ping_success_callback(
             lambda registration: self.outbound.retry_now(APPSERVICE_KIND, registration.id))
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from homeserver.streams.bus import StreamBus
 from homeserver.streams.notifier import Notifier
-from homeserver.streams.updates import EventPersisted
+from homeserver.streams.updates import DeviceListChanged, EventPersisted, RoomSharingChanged
 from storage.stores.e2ee import DEVICE_LISTS, DeviceListDelta, E2eeKeyStore
 from storage.stores.events import EventStore
 
@@ -40,10 +41,11 @@ class DeviceListService:
 
     stream_name = DEVICE_LISTS
 
-    def __init__(self, store: E2eeKeyStore, events: EventStore, notifier: Notifier):
+    def __init__(self, store: E2eeKeyStore, events: EventStore, notifier: Notifier, bus: StreamBus | None = None):
         self._store = store
         self._events = events
         self._notifier = notifier
+        self._bus = bus
 
     async def current_position(self) -> int:
         return await self._store.current_device_lists_position()
@@ -52,6 +54,8 @@ class DeviceListService:
         """Wake the syncs of everyone who shares a room with the user, and the user's own."""
         users = await self._store.get_users_sharing_a_room(user_id)
         self._notifier.notify_users(users | {user_id})
+        if self._bus is not None:
+            await self._bus.publish(DeviceListChanged(user_id))
 
     async def on_event_persisted(self, update: EventPersisted) -> None:
         """Record joins and leaves, which start or may end room sharing."""
@@ -69,6 +73,8 @@ class DeviceListService:
         await self._store.record_membership_change(event.room_id, event.state_key, joined)
         self._notifier.notify_room(event.room_id)
         self._notifier.notify_users([event.state_key])
+        if self._bus is not None:
+            await self._bus.publish(RoomSharingChanged(event.room_id, event.state_key, joined))
 
     async def get_changes(self, user_id: str, from_position: int, to_position: int) -> tuple[list[str], list[str]]:
         """(changed, left) user IDs for `user_id` between two device_lists positions."""

@@ -18,8 +18,9 @@ from homeserver.e2ee.device_lists import SIGNED_CURVE25519, DeviceListService
 from homeserver.e2ee.signing import ED25519, has_valid_signature, merge_signatures
 from homeserver.errors import MatrixError, bad_json, invalid_param
 from homeserver.identifiers import parse_user_id
+from homeserver.streams.bus import StreamBus
 from homeserver.streams.tokens import parse_sync_token
-from homeserver.streams.updates import DeviceCreated, DevicesDeleted
+from homeserver.streams.updates import DeviceCreated, DevicesDeleted, OneTimeKeysChanged
 from storage.stores.e2ee import ClaimRequest, E2eeKeyStore, OneTimeKeyConflict
 
 logger = logging.getLogger(__name__)
@@ -144,11 +145,13 @@ def _server_of(user_id: str) -> str:
 
 
 class KeysService:
-    def __init__(self, server_name: str, store: E2eeKeyStore, device_lists: DeviceListService, clock: Clock):
+    def __init__(self, server_name: str, store: E2eeKeyStore, device_lists: DeviceListService, clock: Clock,
+                 bus: StreamBus | None = None):
         self._server_name = server_name
         self._store = store
         self._device_lists = device_lists
         self._clock = clock
+        self._bus = bus
 
     async def upload(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
         """/keys/upload: store device, one-time and fallback keys; the one-time key counts."""
@@ -184,6 +187,8 @@ class KeysService:
                                     ) from None
         if fallback:
             await self._store.set_fallback_keys(user_id, device_id, fallback)
+        if (one_time or fallback) and self._bus is not None:
+            await self._bus.publish(OneTimeKeysChanged(user_id, (device_id,)))
         counts = await self._store.count_one_time_keys(user_id, device_id)
         return {"one_time_key_counts": {SIGNED_CURVE25519: 0, **counts}}
 
@@ -240,6 +245,9 @@ class KeysService:
         for request, (key_id, key) in claimed.items():
             one_time_keys.setdefault(request.user_id, {}).setdefault(request.device_id, {})[
                 f"{request.algorithm}:{key_id}"] = key
+        if self._bus is not None:
+            for user_id, devices in one_time_keys.items():
+                await self._bus.publish(OneTimeKeysChanged(user_id, tuple(devices)))
         return {"one_time_keys": one_time_keys, "failures": failures}
 
     async def changes(self, requester: Requester, from_text: str | None, to_text: str | None) -> dict[str, Any]:

@@ -102,3 +102,28 @@ class ToDeviceQueued:
 
     position: int
     recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceListChanged:
+    """A local user's devices or device keys changed (the device_lists stream moved for them)."""
+
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSharingChanged:
+    """A user became joined to a room (`joined`) or stopped being joined: whom they share rooms
+    with, and so whose device lists concern them, may have changed."""
+
+    room_id: str
+    user_id: str
+    joined: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OneTimeKeysChanged:
+    """One-time or fallback keys of these local devices were uploaded or claimed (their counts moved)."""
+
+    user_id: str
+    device_ids: tuple[str, ...]

@@ -6,19 +6,27 @@ the bot receive the human's message in a transaction and reply as the ghost.
 
 With INTEROP_TARGET=synapse the same scenarios run against a Synapse started with the
 registration in its `app_service_config_files`.
+
+Every request mautrix makes to the homeserver, and every request the homeserver makes to the
+bridge, is noted (method, endpoint with IDs replaced by placeholders, status); with
+MAUTRIX_CALLS_LOG=<file> they are appended there as JSON lines, which is how the table in
+docs/appservices.md comparing our server with Synapse was made.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import secrets
 import shutil
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import aiohttp
 import pytest
@@ -60,12 +68,76 @@ def write_registration(directory: Path, as_port: int) -> tuple[str, dict[str, An
     return str(path), registration
 
 
+def endpoint(path: str) -> str:
+    """A request path with its IDs replaced by placeholders, for the calls table."""
+    parts = []
+    segments = path.split("/")
+    for index, raw in enumerate(segments):
+        segment = unquote(raw)
+        before = segments[index - 1] if index else ""
+        if segment[:1] in "!@$#" and len(segment) > 1:
+            segment = {"!": "{roomId}", "@": "{userId}", "$": "{eventId}", "#": "{roomAlias}"}[segment[0]]
+        elif before in ("transactions", "ping") or (index >= 2 and segments[index - 2] == "send"):
+            segment = "{txnId}"
+        elif before == "appservice":
+            segment = "{appserviceId}"
+        parts.append(segment)
+    return re.sub(r"/r0/|/v3/", "/v3/", "/".join(parts))
+
+
+@dataclass
+class Call:
+    direction: str  # "bridge->hs" or "hs->bridge"
+    method: str
+    endpoint: str
+    status: int
+    as_user: bool  # ?user_id= identity assertion
+    detail: str = ""  # for transactions: what they carried
+
+
 class RecordingAppService(AppService):
-    """mautrix's AppService, noting the pings it answered (and their status) for the assertions."""
+    """mautrix's AppService, noting the pings it answered (and their status) for the assertions,
+    and every request between it and the homeserver for the calls table."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.pings: list[tuple[str | None, int]] = []
-        super().__init__(*args, **kwargs)
+        self.calls: list[Call] = []
+        super().__init__(*args, aiohttp_params={"middlewares": [self._note_incoming]}, **kwargs)
+
+    @web.middleware
+    async def _note_incoming(self, request: web.Request,
+                             handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        detail = ""
+        if request.path.startswith("/_matrix/app/v1/transactions/"):
+            body = json.loads(await request.read())  # read() keeps the body for the handler
+            detail = " ".join(f"{key}:{','.join(e.get('type', '?') for e in value)}" if isinstance(value, list)
+                              else key for key, value in body.items() if value)
+        try:
+            response = await handler(request)
+        except web.HTTPException as refused:
+            self.calls.append(Call("hs->bridge", request.method, endpoint(request.path), refused.status, False,
+                                   detail))
+            raise
+        self.calls.append(Call("hs->bridge", request.method, endpoint(request.path), response.status, False,
+                               detail))
+        return response
+
+    async def start(self, host: str = "127.0.0.1", port: int = 8080) -> None:
+        await super().start(host, port)
+        # mautrix makes its own session; swap in one that notes each request (before any user intent
+        # copies the session).
+        trace = aiohttp.TraceConfig()
+
+        async def on_end(_: Any, __: Any, params: aiohttp.TraceRequestEndParams) -> None:
+            self.calls.append(Call("bridge->hs", params.method, endpoint(params.url.path), params.response.status,
+                                   "user_id" in params.url.query))
+
+        trace.on_request_end.append(on_end)
+        old = self._http_session
+        self._http_session = aiohttp.ClientSession(headers=old.headers if old else None, trace_configs=[trace])
+        self.intent.api.session = self._http_session
+        if old is not None:
+            await old.close()
 
     async def _http_ping(self, request: web.Request) -> web.Response:
         raw = await request.read()
@@ -134,6 +206,12 @@ async def bridge(target: Target, tmp_path) -> AsyncIterator[RecordingAppService]
         yield service
     finally:
         await service.stop()
+        log = os.environ.get("MAUTRIX_CALLS_LOG")
+        if log:
+            test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
+            with open(log, "a") as out:
+                for call in service.calls:
+                    out.write(json.dumps({"target": TARGET, "test": test, **call.__dict__}) + "\n")
 
 
 class Human:
