@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 from federation.policy import ServerPolicy
 from homeserver.clock import Clock
 from homeserver.events.event import Event
+from homeserver.identifiers import parse_server_name
 from homeserver.streams.bus import StreamBus
 from homeserver.streams.stages import EventStage
 from homeserver.streams.updates import OutboundItemsQueued
@@ -42,6 +43,15 @@ HOSTS_CACHE_SIZE = 2000
 def server_of(user_id: str) -> str:
     """The server name part of a user ID (everything after the first colon)."""
     return user_id.split(":", 1)[1] if ":" in user_id else ""
+
+
+def _valid_server_name(name: str) -> bool:
+    # A name no request could ever reach would only sit in the queue, retried forever.
+    try:
+        parse_server_name(name)
+    except ValueError:
+        return False
+    return True
 
 
 class FederationHandoff:
@@ -92,8 +102,7 @@ class FederationHandoff:
         if event.type == "m.room.member" and event.state_key:
             hosts.add(server_of(event.state_key))
         hosts.discard(self._server_name)
-        hosts.discard("")
-        return {host for host in hosts if self._policy.denial_reason(host) is None}
+        return {host for host in hosts if _valid_server_name(host) and self._policy.denial_reason(host) is None}
 
     async def _joined_hosts(self, group: int) -> frozenset[str]:
         cached = self._hosts.get(group)
