@@ -56,6 +56,7 @@ class TransactionInbox:
         self.hold: asyncio.Event | None = None  # when set, requests wait for it
         self.resent_changed: list[str] = []  # txn IDs re-sent with different PDUs (must stay empty)
         self.origins: set[str] = set()
+        self.pdu_error: str | None = None  # when set, every accepted PDU is answered with this error
         remote.route("PUT", "/_matrix/federation/v1/send/{txnId}", self._send)
 
     async def _send(self, request: web.Request) -> web.Response:
@@ -75,7 +76,8 @@ class TransactionInbox:
                 self.resent_changed.append(txn_id)
             return web.json_response({"pdus": {}})
         self.accepted[txn_id] = body
-        return web.json_response({"pdus": {i: {} for i in ids}})
+        result = {"error": self.pdu_error} if self.pdu_error else {}
+        return web.json_response({"pdus": {i: result for i in ids}})
 
     @property
     def pdus(self) -> list[dict[str, Any]]:

@@ -5,13 +5,14 @@ transaction ID when the destination fails, never twice, and never to a refused s
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import quote
 
 from federation.x_matrix import parse_x_matrix
 from homeserver.events.room_versions import get_room_version
 from homeserver.events.signing import get_verify_key, verify_event_signature
 from storage.stores.federation_outbound import FEDERATION_KIND
 from tests.federation.helpers import tls_session
-from tests.federation.remote_rooms import TransactionInbox, join_remote_user, local_user
+from tests.federation.remote_rooms import TransactionInbox, join_remote_user, local_user, pdu_id
 
 FAST_RETRY = {"min_retry_interval_ms": 50}
 
@@ -145,7 +146,7 @@ async def test_after_an_outage_a_large_backlog_is_reduced_to_the_newest_event(ma
     async with tls_session(hs, ca) as session:
         alice = await local_user(session, "alice")
         room_id = await alice.create_room(preset="public_chat")
-        await join_remote_user(hs, remote, room_id)
+        bob_join = await join_remote_user(hs, remote, room_id)
         # The first transaction is held and then fails; 69 more events queue up behind it.
         inbox.fail_with, inbox.hold = 503, asyncio.Event()
         sent = [await alice.send(room_id, "the last before the outage")]
@@ -156,8 +157,15 @@ async def test_after_an_outage_a_large_backlog_is_reduced_to_the_newest_event(ma
         inbox.hold.set()
         await inbox.wait_for(lambda: sent[-1] in inbox.pdu_ids)
         await asyncio.sleep(0.3)
-    assert inbox.pdu_ids == [sent[-1]]  # the remote fetches the rest with /get_missing_events
-    assert await hs.outbound._store.queue_length(FEDERATION_KIND, remote.server_name) == 0
+        assert inbox.pdu_ids == [sent[-1]]
+        assert await hs.outbound._store.queue_length(FEDERATION_KIND, remote.server_name) == 0
+        # The remote fills the gap the way Synapse does: /get_missing_events back to what it has.
+        status, body = await remote.request(
+            hs.base_url("federation"), hs.config.server_name, "POST",
+            f"/_matrix/federation/v1/get_missing_events/{quote(room_id, safe='')}",
+            {"earliest_events": [bob_join.event_id], "latest_events": [sent[-1]], "limit": 100})
+        assert status == 200, body
+        assert [pdu_id(p) for p in body["events"]] == sent[:-1]
 
 
 async def test_queued_edus_travel_at_most_100_per_transaction(make_federating_homeserver, make_remote, ca):
@@ -172,3 +180,21 @@ async def test_queued_edus_travel_at_most_100_per_transaction(make_federating_ho
     assert inbox.edus == edus
     assert [len(body["edus"]) for body in inbox.accepted.values()] == [1, 100, 49]
     assert all(parse_x_matrix(a[2]).destination == remote.server_name for a in remote.requests if a[2])
+
+
+async def test_errors_the_remote_reports_per_pdu_are_logged_not_retried(make_federating_homeserver, make_remote,
+                                                                        ca, caplog):
+    hs, [remote], [inbox] = await start_pair(make_federating_homeserver, make_remote)
+    inbox.pdu_error = "You are not allowed to send this"
+    async with tls_session(hs, ca) as session:
+        alice = await local_user(session, "alice")
+        room_id = await alice.create_room(preset="public_chat")
+        await join_remote_user(hs, remote, room_id)
+        sent = await alice.send(room_id, "refused")
+        await inbox.wait_for(lambda: sent in inbox.pdu_ids)
+        await asyncio.sleep(0.5)
+    assert len(inbox.attempts) == 1
+    assert any(sent in r.getMessage() and "not allowed" in r.getMessage() for r in caplog.records)
+    errors = hs.metrics.registry.get_sample_value("federation_sent_pdu_errors_total",
+                                                  {"destination": remote.server_name})
+    assert errors == 1
