@@ -12,6 +12,9 @@ refuses, or one that answers 400 or 413 (it will refuse the same transaction how
 send it), drops the transaction. Anything else (unreachable, 5xx, 429, 401...) is retried with
 the queue's per-destination backoff.
 
+A destination that fails is retried with backoff; when it makes an authenticated request to us
+meanwhile, it is up again, and server.py has the queue retry it at once (`should_wake`).
+
 Catch-up: after failures, when more PDUs are waiting than one transaction holds, only the
 newest queued PDU of each room is kept; receiving it, the destination fetches what it lacks
 with /get_missing_events and /backfill (as Synapse's catch-up does), instead of replaying a long
@@ -56,6 +59,16 @@ class TransactionSender:
         self._clock = clock
         self._catch_up_threshold = catch_up_threshold
         self._metrics = _metrics(registry)
+        # Destinations whose last attempt failed (in this process): worth waking when they call us.
+        self._failing: set[str] = set()
+
+    def should_wake(self, destination: str) -> bool:
+        """Whether `destination` is backing off after a failed transaction; True once per failure
+        (so a busy peer calling us often does not keep interrupting the retry it triggered)."""
+        if destination in self._failing:
+            self._failing.discard(destination)
+            return True
+        return False
 
     @staticmethod
     def fits(payloads: list[dict[str, Any]]) -> int:
@@ -102,7 +115,12 @@ class TransactionSender:
         except FederationHttpError as error:
             if error.status in (400, 413):
                 raise PermanentDeliveryError(str(error)) from None
+            self._failing.add(destination)
             raise
+        except Exception:
+            self._failing.add(destination)
+            raise
+        self._failing.discard(destination)
         self._log_pdu_errors(destination, txn_id, answer)
 
     def _log_pdu_errors(self, destination: str, txn_id: str, answer: Any) -> None:

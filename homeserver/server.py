@@ -452,6 +452,12 @@ class HomeServer:
         bus.subscribe(OutboundItemsQueued, lambda update: self.outbound.poke(update.kind, update.destination,
                                                                               update.count))
 
+        async def retry_server_that_called_us(origin: str) -> None:
+            if self.federation.sender.should_wake(origin):
+                await self.outbound.retry_now(FEDERATION_KIND, origin)
+
+        self.federation.authenticator.add_origin_listener(retry_server_that_called_us)
+
         # --- HTTP handlers -------------------------------------------------------------------
         authenticate = self.authenticate = RequestAuthenticator(self.auth)
         self.discovery = DiscoveryHandlers(config)

@@ -198,3 +198,25 @@ async def test_errors_the_remote_reports_per_pdu_are_logged_not_retried(make_fed
     errors = hs.metrics.registry.get_sample_value("federation_sent_pdu_errors_total",
                                                   {"destination": remote.server_name})
     assert errors == 1
+
+
+async def test_a_backing_off_server_that_calls_us_is_retried_at_once(make_federating_homeserver, make_remote, ca):
+    hs, [remote], [inbox] = await start_pair(make_federating_homeserver, make_remote,
+                                             federation={"min_retry_interval_ms": 600_000})
+    hs.outbound.max_retry_s = 3600
+    inbox.fail_with = 503
+    async with tls_session(hs, ca) as session:
+        alice = await local_user(session, "alice")
+        room_id = await alice.create_room(preset="public_chat")
+        await join_remote_user(hs, remote, room_id)
+        sent = await alice.send(room_id, "waiting for the remote")
+        await inbox.wait_for(lambda: len(inbox.attempts) == 1)
+        await asyncio.sleep(0.3)
+        assert len(inbox.attempts) == 1  # backing off for ten minutes
+        inbox.fail_with = None
+        # The remote is back and asks us something: that is our cue to retry now.
+        status, _ = await remote.request(hs.base_url("federation"), hs.config.server_name, "GET",
+                                         f"/_matrix/federation/v1/query/profile?user_id={quote(alice.user_id)}")
+        assert status == 200
+        await inbox.wait_for(lambda: sent in inbox.pdu_ids, timeout=10)
+    assert inbox.pdu_ids == [sent]
