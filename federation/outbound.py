@@ -4,7 +4,10 @@ A stream stage (`federation_handoff`) follows the events stream. For each persis
 by one of our users, it computes the destinations: every server with a member joined in the
 room at that event (the state after it), plus, for a membership event, the server of the user
 it is about (an invite, a kick or a ban of a remote user reaches that user's server even though
-it is not joined). Ourselves and the servers our federation policy refuses are left out. The
+it is not joined). Ourselves and the servers our federation policy refuses are left out. Events
+of remote users that we accepted as the resident server (send_join, send_leave, send_knock) are
+passed on the same way when marked with `internal_metadata["send_on_behalf_of"] = origin`
+(the origin itself is left out), as Synapse does. The
 PDUs are queued per destination in the outbound queue in the transaction that also moves the
 stage, so a crash neither loses nor repeats a hand-off; the courier (federation/sender.py) then
 sends them as transactions.
@@ -36,6 +39,9 @@ from storage.stores.stages import StagePositionStore
 logger = logging.getLogger(__name__)
 
 HANDOFF_STAGE = "federation_handoff"
+# internal_metadata key (stored with the event): the server whose event we pass on to the rest of
+# the room. The resident side of send_join / send_leave / send_knock sets it to the origin.
+SEND_ON_BEHALF_OF = "send_on_behalf_of"
 # Joined servers per state group, kept because every message of a room shares its group.
 HOSTS_CACHE_SIZE = 2000
 
@@ -89,9 +95,12 @@ class FederationHandoff:
         return True
 
     def is_ours(self, event: Event) -> bool:
-        """Whether we send this event out: sent by one of our users, accepted, and part of the DAG."""
-        return (server_of(event.sender) == self._server_name and event.rejected_reason is None
-                and not event.internal_metadata.get("outlier"))
+        """Whether we send this event out: accepted, part of the DAG, and sent by one of our users or
+        handed to us to pass on (a remote user's join, leave or knock we accepted as resident server)."""
+        if event.rejected_reason is not None or event.internal_metadata.get("outlier"):
+            return False
+        return (server_of(event.sender) == self._server_name
+                or bool(event.internal_metadata.get(SEND_ON_BEHALF_OF)))
 
     async def destinations(self, event: Event) -> set[str]:
         """The servers an event of ours goes to (never ourselves, never a refused server)."""
@@ -102,6 +111,7 @@ class FederationHandoff:
         if event.type == "m.room.member" and event.state_key:
             hosts.add(server_of(event.state_key))
         hosts.discard(self._server_name)
+        hosts.discard(event.internal_metadata.get(SEND_ON_BEHALF_OF) or "")  # it has the event already
         return {host for host in hosts if _valid_server_name(host) and self._policy.denial_reason(host) is None}
 
     async def _joined_hosts(self, group: int) -> frozenset[str]:

@@ -8,8 +8,10 @@ import asyncio
 from urllib.parse import quote
 
 from federation.x_matrix import parse_x_matrix
+from homeserver.clock import Clock
 from homeserver.events.room_versions import get_room_version
 from homeserver.events.signing import get_verify_key, verify_event_signature
+from homeserver.rooms.sender import RoomEventSender
 from storage.stores.federation_outbound import FEDERATION_KIND
 from tests.federation.helpers import tls_session
 from tests.federation.remote_rooms import TransactionInbox, join_remote_user, local_user, pdu_id
@@ -220,3 +222,33 @@ async def test_a_backing_off_server_that_calls_us_is_retried_at_once(make_federa
         assert status == 200
         await inbox.wait_for(lambda: sent in inbox.pdu_ids, timeout=10)
     assert inbox.pdu_ids == [sent]
+
+
+class _OnBehalfOfOrigin(RoomEventSender):
+    """Builds a remote server's event as our resident side of send_join marks it: to pass on."""
+
+    async def _build_and_check(self, *args, **kwargs):
+        event, context = await super()._build_and_check(*args, **kwargs)
+        event.internal_metadata["send_on_behalf_of"] = self._server_name
+        return event, context
+
+
+async def test_a_remote_join_we_accepted_as_resident_is_passed_on_to_the_other_servers(make_federating_homeserver,
+                                                                                       make_remote, ca):
+    hs, [joiner, other], [joiner_inbox, other_inbox] = await start_pair(make_federating_homeserver, make_remote,
+                                                                        remotes=2)
+    async with tls_session(hs, ca) as session:
+        alice = await local_user(session, "alice")
+        room_id = await alice.create_room(preset="public_chat")
+        await join_remote_user(hs, other, room_id, "olga")
+        user_id = f"@jo:{joiner.server_name}"
+        sender = _OnBehalfOfOrigin(joiner.server_name, joiner.signing_key, hs.event_store, hs.room_heads,
+                                   hs.persister, Clock())
+        join = await sender.send(room_id, user_id, "m.room.member", {"membership": "join"}, state_key=user_id)
+        await other_inbox.wait_for(lambda: join.event_id in other_inbox.pdu_ids)
+        assert await hs.federation.handoff.stage.wait_for_live(10)
+        await asyncio.sleep(0.3)
+    assert joiner_inbox.attempts == []  # the origin has its own join
+    hs.event_store.drop_cached([join.event_id])  # the mark is stored with the event (a restart keeps it)
+    stored = await hs.event_store.get_events([join.event_id])
+    assert stored[join.event_id].internal_metadata.get("send_on_behalf_of") == joiner.server_name
