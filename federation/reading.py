@@ -76,14 +76,25 @@ class FederationReader:
         return event
 
     # --- visibility ----------------------------------------------------------------------------
-    async def _visible_to(self, origin: str, event: Event) -> bool:
-        state = await self._events.get_state_before_event(event.event_id)
+    async def _server_view(self, origin: str, state: StateMap) -> tuple[str, list[str | None]]:
+        """(history visibility, memberships of the origin's users) in a state."""
         wanted = [event_id for (event_type, state_key), event_id in state.items()
                   if event_type == "m.room.member" and server_of(state_key) == origin]
         hv_id = state.get(HISTORY_VISIBILITY_KEY)
         loaded = await self._events.get_events([*wanted, *([hv_id] if hv_id else [])])
         hv_event = loaded.get(hv_id) if hv_id else None
         visibility = effective_visibility(hv_event.content.get("history_visibility") if hv_event else None)
+        return visibility, [loaded[event_id].membership for event_id in wanted if event_id in loaded]
+
+    async def _visible_to(self, origin: str, event: Event,
+                          views: dict[int, tuple[StateMap, tuple[str, list[str | None]]]]) -> bool:
+        state = await self._events.get_state_before_event(event.event_id)
+        # Events sharing a state group share the (cached) state map: judge each state once per request.
+        cached = views.get(id(state))
+        if cached is None or cached[0] is not state:
+            cached = (state, await self._server_view(origin, state))
+            views[id(state)] = cached
+        visibility, memberships = cached[1]
         if event.type == "m.room.history_visibility" and event.state_key == "":
             # The event's own setting counts too (as for users): the more open of the two.
             after = effective_visibility(event.content.get("history_visibility"))
@@ -91,18 +102,19 @@ class FederationReader:
                 visibility = after
         if visibility in (WORLD_READABLE, SHARED):
             return True
-        memberships = [loaded[event_id].membership for event_id in wanted if event_id in loaded]
         if event.type == "m.room.member" and event.state_key and server_of(event.state_key) == origin:
-            memberships.append(event.membership)
+            memberships = [*memberships, event.membership]
         if "join" in memberships:
             return True
         return visibility == INVITED and "invite" in memberships
 
     async def _pdus_for(self, origin: str, events: Iterable[Event]) -> list[dict[str, Any]]:
         now = self._clock.time_ms()
+        views: dict[int, tuple[StateMap, tuple[str, list[str | None]]]] = {}
         pdus = []
         for event in events:
-            redacted = bool(event.internal_metadata.get("redacted_by")) or not await self._visible_to(origin, event)
+            redacted = (bool(event.internal_metadata.get("redacted_by"))
+                        or not await self._visible_to(origin, event, views))
             pdus.append(serialize_for_federation(event, now, redacted=redacted))
         return pdus
 
