@@ -28,6 +28,8 @@ BODY_KEY = web.RequestKey("federation_body", object)
 
 # (origin, request) -> None, raising MatrixError(403, "M_FORBIDDEN", ...) to refuse.
 AclCheck = Callable[[str, web.Request], Awaitable[None]]
+# origin -> None: told of every origin that authenticated (it is up: a destination backing off may retry).
+OriginListener = Callable[[str], Awaitable[None]]
 FederationHandler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 
 
@@ -42,10 +44,15 @@ class FederationAuthenticator:
         self._clock = clock
         self._policy = policy
         self._acl_checks: list[AclCheck] = []
+        self._origin_listeners: list[OriginListener] = []
 
     def add_acl_check(self, check: AclCheck) -> None:
         """Run `check(origin, request)` after the signature verified; it may refuse with 403."""
         self._acl_checks.append(check)
+
+    def add_origin_listener(self, listener: OriginListener) -> None:
+        """Call `listener(origin)` after each successfully authenticated request."""
+        self._origin_listeners.append(listener)
 
     async def authenticate(self, request: web.Request) -> str:
         headers = [h for h in request.headers.getall("Authorization", []) if h.lower().startswith("x-matrix")]
@@ -86,6 +93,8 @@ class FederationAuthenticator:
         for check in self._acl_checks:
             await check(auth.origin, request)
         request[ORIGIN_KEY] = auth.origin
+        for listener in self._origin_listeners:
+            await listener(auth.origin)
         return auth.origin
 
     def route(self, handler: FederationHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

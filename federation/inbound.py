@@ -10,9 +10,7 @@ come with federation part 2).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,12 +18,12 @@ from aiohttp import web
 
 from federation.auth import FederationAuthenticator, federation_body
 from federation.ingest import EventIngestor
+from federation.server_acl import ServerAcls
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
 from homeserver.events.hashing import EventIdError, compute_event_id
 from homeserver.events.room_versions import RoomVersion, get_room_version
 from homeserver.http.request import json_response
-from storage.stores.events import EventStore
 from storage.stores.federation_inbound import ReceivedTransactionStore
 
 logger = logging.getLogger(__name__)
@@ -37,69 +35,6 @@ MAX_EDUS = 100
 # Answers to transactions are kept this long for retries (as Synapse), pruned every PRUNE_EVERY.
 KEEP_ANSWERS_MS = 24 * 3600 * 1000
 PRUNE_EVERY = 500
-
-
-def _host(server_name: str) -> str:
-    if server_name.startswith("["):
-        return server_name.split("]", 1)[0] + "]"
-    return server_name.rsplit(":", 1)[0] if ":" in server_name else server_name
-
-
-def _is_ip_literal(host: str) -> bool:
-    if host.startswith("[") and host.endswith("]"):
-        return True
-    try:
-        ipaddress.IPv4Address(host)
-        return True
-    except ValueError:
-        return False
-
-
-def _glob(pattern: str) -> re.Pattern[str]:
-    # Only `*` and `?` are wildcards in server ACLs.
-    escaped = re.escape(pattern.lower()).replace(r"\*", ".*").replace(r"\?", ".")
-    return re.compile(escaped + r"\Z")
-
-
-def acl_allows(content: Mapping[str, Any], server_name: str) -> bool:
-    """Whether an `m.room.server_acl` content lets `server_name` take part (spec, "Server Access Control Lists")."""
-    host = _host(server_name).lower()
-    allow_ip = content.get("allow_ip_literals", True)
-    if allow_ip is not False and not isinstance(allow_ip, bool):
-        allow_ip = True
-    if not allow_ip and _is_ip_literal(host):
-        return False
-    deny = content.get("deny", [])
-    if isinstance(deny, list) and any(isinstance(p, str) and _glob(p).match(host) for p in deny):
-        return False
-    allow = content.get("allow", [])
-    return isinstance(allow, list) and any(isinstance(p, str) and _glob(p).match(host) for p in allow)
-
-
-class ServerAcls:
-    """The server ACL of each room (its current `m.room.server_acl`), for inbound federation."""
-
-    def __init__(self, events: EventStore):
-        self._events = events
-
-    async def allows(self, room_id: str, server_name: str) -> bool:
-        event_id = await self._events.get_current_state_event_id(room_id, "m.room.server_acl", "")
-        if event_id is None:
-            return True
-        event = await self._events.get_event(event_id)
-        if event is None or event.rejected_reason is not None:
-            return True
-        return acl_allows(event.content, server_name)
-
-    async def check(self, room_id: str, server_name: str) -> None:
-        if not await self.allows(room_id, server_name):
-            raise MatrixError(403, "M_FORBIDDEN", f"Server {server_name} is denied by the room's server ACL")
-
-    async def check_request(self, origin: str, request: web.Request) -> None:
-        """The authenticator's ACL check: requests naming a room are refused to servers its ACL denies."""
-        room_id = request.match_info.get("roomId")
-        if room_id:
-            await self.check(room_id, origin)
 
 
 class InboundTransactions:

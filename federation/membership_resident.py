@@ -18,10 +18,11 @@ from aiohttp import web
 from signedjson.types import SigningKey
 
 from federation.auth import FederationAuthenticator, federation_body
-from federation.inbound import ServerAcls
 from federation.ingest import EventIngestor
 from federation.keys import KeyLookup
+from federation.outbound import SEND_ON_BEHALF_OF
 from federation.pdu_checks import CheckedPdu, PduRejected, check_inbound_pdu
+from federation.server_acl import ServerAcls
 from homeserver.auth import AuthError, auth_types_for_event, check_auth, get_user_power_level
 from homeserver.auth.constants import AUTHORISING_USER, CREATE_KEY, JOIN_RULES_KEY
 from homeserver.auth.power_levels import get_named_level
@@ -155,6 +156,8 @@ class ResidentMembership:
         return checked
 
     async def _persist(self, event: Event, origin: str) -> None:
+        # The rest of the room hears of it from us, the resident server (the origin has it already).
+        event.internal_metadata[SEND_ON_BEHALF_OF] = origin
         error = await self._ingestor.persist_checked(event, origin=origin)
         if error is not None:
             raise MatrixError(403, "M_FORBIDDEN", f"The event was refused: {error}")

@@ -1,7 +1,8 @@
 """Builds the federation components from the configuration and the homeserver's services.
 
 homeserver/server.py creates one `Federation`, registers its routes on listeners serving the
-`federation` resource, and stops it on shutdown.
+`federation` resource, gives `sender` to the outbound queue as the courier of `federation`
+items, subscribes `handoff.stage` to persisted events, and stops it all on shutdown.
 """
 
 from __future__ import annotations
@@ -9,16 +10,22 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 from signedjson.types import SigningKey
 
 from federation.auth import FederationAuthenticator
 from federation.client import FederationClient
 from federation.http import FederationQueryHandlers, KeyHandlers
-from federation.inbound import InboundTransactions, ServerAcls
+from federation.inbound import InboundTransactions
 from federation.ingest import EventIngestor
 from federation.keys import KeyFetcher, LocalKeys, parse_trusted_key_servers
 from federation.membership_resident import ResidentMembership, SendEvent, UserExists
+from federation.outbound import FederationHandoff
 from federation.policy import ServerPolicy
+from federation.reading import FederationReader
+from federation.reading_http import FederationReadingHandlers
+from federation.sender import TransactionSender
+from federation.server_acl import ServerAcls
 from homeserver.accounts.profiles import ProfileService
 from homeserver.clock import Clock
 from homeserver.config import Config
@@ -28,9 +35,13 @@ from homeserver.ip_blocklist import LOOPBACK_NETWORKS, PRIVATE_NETWORKS, IpNetwo
 from homeserver.rooms.heads import RoomHeads
 from homeserver.rooms.persister import EventPersister
 from homeserver.signing_keys import load_old_verify_keys
+from homeserver.streams.bus import StreamBus
 from storage.stores.events import EventStore
 from storage.stores.federation_inbound import ReceivedTransactionStore
+from storage.stores.federation_outbound import FederationOutboundStore
 from storage.stores.server_keys import ServerKeyStore
+from storage.stores.stages import StagePositionStore
+from storage.stores.timeline import TimelineStore
 
 
 def federation_ip_allowlist(section: dict[str, Any]) -> list[IpNetwork]:
@@ -45,7 +56,9 @@ def federation_ip_allowlist(section: dict[str, Any]) -> list[IpNetwork]:
 
 class Federation:
     def __init__(self, config: Config, signing_key: SigningKey, db: Any, clock: Clock, profiles: ProfileService,
-                 aliases: AliasService, directory: RoomDirectoryService):
+                 aliases: AliasService, directory: RoomDirectoryService, *, events: EventStore,
+                 timeline: TimelineStore, positions: StagePositionStore, bus: StreamBus,
+                 registry: CollectorRegistry | None = None):
         section = config.section("federation")
         self.server_name = config.server_name
         self.signing_key = signing_key
@@ -68,11 +81,21 @@ class Federation:
         self.key_fetcher = KeyFetcher(self.local_keys, self.key_store, clock, self.client.key_request,
                                       parse_trusted_key_servers(section["trusted_key_servers"]))
         self.authenticator = FederationAuthenticator(config.server_name, self.key_fetcher, clock, self.policy)
-        # The outbound queue reads this: never retry a destination sooner than this.
+        # The outbound queue's first retry interval for `federation` items (it doubles per failure
+        # up to `outbound.max_retry_interval_s`).
         self.min_retry_interval_ms: int = section["min_retry_interval_ms"]
         self.key_handlers = KeyHandlers(self.local_keys, self.key_fetcher)
         self.query_handlers = FederationQueryHandlers(config.server_name, self.authenticator, profiles, aliases,
                                                       directory)
+        # Outbound transactions: the hand-off stage queues our events, the courier sends them.
+        outbound_store = FederationOutboundStore(db)
+        self.handoff = FederationHandoff(config.server_name, outbound_store, events, positions, bus, clock,
+                                         self.policy, enabled=self.enabled, registry=registry)
+        self.sender = TransactionSender(config.server_name, self.client, events, outbound_store, clock,
+                                        registry=registry)
+        self.acls = ServerAcls(events)
+        self.reader = FederationReader(config.server_name, events, timeline, self.acls, clock)
+        self.reading_handlers = FederationReadingHandlers(self.authenticator, self.reader)
 
     def attach_rooms(self, events: EventStore, heads: RoomHeads, persister: EventPersister,
                      received_txns: ReceivedTransactionStore, user_exists: UserExists,
@@ -80,7 +103,6 @@ class Federation:
         """Give federation the room pipeline: inbound /send, the resident membership endpoints, invites."""
         self.ingestor = EventIngestor(self.server_name, events, heads, persister, self.key_fetcher, self.client,
                                       self.clock)
-        self.acls = ServerAcls(events)
         self.authenticator.add_acl_check(self.acls.check_request)
         self.inbound = InboundTransactions(self.ingestor, received_txns, self.acls, self.clock)
         self.membership = ResidentMembership(self.server_name, self.signing_key, events, self.ingestor, self.acls,
@@ -95,6 +117,7 @@ class Federation:
             self.inbound.register_routes(app, self.authenticator)
         if self.membership is not None:
             self.membership.register_routes(app, self.authenticator)
+        self.reading_handlers.register_routes(app)
 
     async def stop(self) -> None:
         await self.client.close()

@@ -258,7 +258,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "allow_loopback": {"type": "boolean"},
                 "allow_private_ranges": {"type": "boolean"},
                 "ip_range_allowlist": {"type": "array", "items": {"type": "string"}},
-                "min_retry_interval_ms": {"type": "integer", "minimum": 0},
+                "min_retry_interval_ms": {"type": "integer", "minimum": 1},
                 "request_timeout_s": {"type": "number", "exclusiveMinimum": 0},
                 "key_validity_period_ms": {"type": "integer", "minimum": 60000},
                 "old_signing_keys_path": {"type": "string"},

@@ -160,6 +160,7 @@ from storage.stores.directory import DirectoryStore
 from storage.stores.e2ee import E2eeKeyStore
 from storage.stores.events import EventStore
 from storage.stores.federation_inbound import ReceivedTransactionStore
+from storage.stores.federation_outbound import FEDERATION_KIND
 from storage.stores.filters import FilterStore
 from storage.stores.identity import IdentityBindingStore
 from storage.stores.key_backup import KeyBackupStore
@@ -427,20 +428,24 @@ class HomeServer:
                                         self.device_lists.sync_sections),
             room_fields=self.notifications.room_fields)
 
+        # Federation: server keys, X-Matrix authentication, the read-only endpoints, outbound transactions.
+        self.federation = Federation(config, self.signing_key, db, clock, self.profiles, self.alias_service,
+                                     self.room_directory, events=self.event_store, timeline=timeline_store,
+                                     positions=stage_positions, bus=bus, registry=registry)
+
         # Outbound delivery: one durable queue, a courier per kind.
         outbound_config = config.section("outbound")
-        self.outbound = OutboundQueue(outbound_store, clock, {PUSHER_KIND: self.pushers},
+        self.outbound = OutboundQueue(outbound_store, clock,
+                                      {PUSHER_KIND: self.pushers, FEDERATION_KIND: self.federation.sender},
                                       min_retry_s=outbound_config["min_retry_interval_s"],
-                                      max_retry_s=outbound_config["max_retry_interval_s"], registry=registry)
-
-        # Federation: server keys, X-Matrix authentication and the read-only endpoints.
-        self.federation = Federation(config, self.signing_key, db, clock, self.profiles, self.alias_service,
-                                     self.room_directory)
+                                      max_retry_s=outbound_config["max_retry_interval_s"],
+                                      min_retry_s_by_kind={FEDERATION_KIND: self.federation.min_retry_interval_ms / 1000},
+                                      registry=registry)
         self.federation.attach_rooms(self.event_store, self.room_heads, self.persister, ReceivedTransactionStore(db),
                                      self.account_store.get_user, self.event_sender.send)
 
         # --- stream consumers: who hears what, in this order -----------------------------------
-        for stage in (self.notifications.stage, self.pushers.stage, self.search.stage):
+        for stage in (self.notifications.stage, self.pushers.stage, self.search.stage, self.federation.handoff.stage):
             bus.subscribe(EventPersisted, stage.on_event_persisted)
         bus.subscribe(EventPersisted, self.typing.on_event_persisted)
         bus.subscribe(EventPersisted, self.sliding_sync.on_event_persisted)
@@ -461,6 +466,12 @@ class HomeServer:
         bus.subscribe(DevicesDeleted, self.pushers.on_devices_deleted)
         bus.subscribe(OutboundItemsQueued, lambda update: self.outbound.poke(update.kind, update.destination,
                                                                               update.count))
+
+        async def retry_server_that_called_us(origin: str) -> None:
+            if self.federation.sender.should_wake(origin):
+                await self.outbound.retry_now(FEDERATION_KIND, origin)
+
+        self.federation.authenticator.add_origin_listener(retry_server_that_called_us)
 
         # --- HTTP handlers -------------------------------------------------------------------
         authenticate = self.authenticate = RequestAuthenticator(self.auth)
@@ -595,10 +606,12 @@ class HomeServer:
             service.start()
             self._background.append(service)
         self._background.append(self.typing)
+        # Stopped after the outbound queue, whose federation courier uses its client.
+        self._background.append(self.federation)
         await self.outbound.start()
         self._background.append(self.outbound)
         for stage in (self.notifications.stage, self.pushers.stage, self.search.stage,
-                      self.app_service_delivery.stage):
+                      self.app_service_delivery.stage, self.federation.handoff.stage):
             await stage.start()
             self._background.append(stage)
         for service in (self.admin_users, self.login_audit, self.admin_tasks):
@@ -608,7 +621,6 @@ class HomeServer:
         self._background.append(self.persister)
         self._background.append(_Closing(self.pushers.close))
         self._background.append(self.identity_client)
-        self._background.append(self.federation)
 
     def _build_listener_app(self, listener: ListenerConfig) -> web.Application:
         serves_matrix = bool({"client", "federation", "admin"} & set(listener.resources))

@@ -31,9 +31,15 @@ class PermanentDeliveryError(Exception):
 
 
 class Courier(Protocol):
-    """Sends one kind's transactions to its destinations."""
+    """Sends one kind's transactions to its destinations.
 
-    # Items per transaction (federation: 50 PDUs; pushers: one notification per request).
+    Optionally a courier also has `fits(payloads) -> int` (how many of the leading queued items
+    one transaction takes, when item classes have their own limits: federation's 50 PDUs and 100
+    EDUs) and `async catch_up(destination)` (called before the next attempt after failures, to
+    shrink a backlog built while the destination was away).
+    """
+
+    # Items per transaction (federation: 50 PDUs + 100 EDUs; pushers: one notification per request).
     max_items: int
     # Optional `metrics_per_destination = False`: couriers whose destinations name users (pushers)
     # have their series summed over the kind, keeping user IDs out of metrics.
@@ -45,11 +51,14 @@ class Courier(Protocol):
 class OutboundQueue:
     def __init__(self, store: OutboundStore, clock: Clock, couriers: Mapping[str, Courier], *,
                  min_retry_s: float = 2.0, max_retry_s: float = 3600.0, max_concurrent: int = 50,
+                 min_retry_s_by_kind: Mapping[str, float] | None = None,
                  registry: CollectorRegistry | None = None):
         self._store = store
         self._clock = clock
         self._couriers = dict(couriers)
         self.min_retry_s = min_retry_s
+        # Kinds with their own first retry interval (federation: `federation.min_retry_interval_ms`).
+        self.min_retry_s_by_kind = dict(min_retry_s_by_kind or {})
         self.max_retry_s = max_retry_s
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         # Set when a destination got new items while its task was running (or sleeping).
@@ -123,8 +132,12 @@ class OutboundQueue:
             while not self._stopping:
                 poked = self._poked.setdefault(key, asyncio.Event())
                 poked.clear()
-                await self._wait_for_backoff(kind, destination)
-                batch = await self._store.next_batch(kind, destination, courier.max_items)
+                failures = await self._wait_for_backoff(kind, destination)
+                catch_up = getattr(courier, "catch_up", None)
+                if failures and catch_up is not None:
+                    await catch_up(destination)
+                batch = await self._store.next_batch(kind, destination, courier.max_items,
+                                                     getattr(courier, "fits", None))
                 if batch is None:
                     if poked.is_set():
                         continue
@@ -140,11 +153,13 @@ class OutboundQueue:
             if self._tasks.get(key) is asyncio.current_task():
                 del self._tasks[key]
 
-    async def _wait_for_backoff(self, kind: str, destination: str) -> None:
-        _, retry_at = await self._store.get_backoff(kind, destination)
+    async def _wait_for_backoff(self, kind: str, destination: str) -> int:
+        """Sleep until the destination may be tried again; returns its failures in a row."""
+        failures, retry_at = await self._store.get_backoff(kind, destination)
         wait_ms = retry_at - self._clock.time_ms()
         if wait_ms > 0:
             await asyncio.sleep(wait_ms / 1000)
+        return failures
 
     async def _attempt(self, courier: Courier, kind: str, destination: str, batch: OutboundBatch) -> None:
         try:
@@ -160,7 +175,8 @@ class OutboundQueue:
         except Exception as error:
             now = self._clock.time_ms()
             failures = (await self._store.get_backoff(kind, destination))[0] + 1
-            delay = min(self.max_retry_s, self.min_retry_s * 2 ** min(failures - 1, 30))
+            min_retry_s = self.min_retry_s_by_kind.get(kind, self.min_retry_s)
+            delay = min(self.max_retry_s, min_retry_s * 2 ** min(failures - 1, 30))
             delay *= random.uniform(0.8, 1.2)
             await self._store.record_failure(kind, destination, str(error) or type(error).__name__,
                                              now + int(delay * 1000), now)

@@ -548,4 +548,5 @@ async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, Persist
 
 
 # Internal metadata kept with the event: what the client API needs to render it later.
-_STORED_METADATA = ("txn_id", "device_id", "token_id", "replaces_state", "invite_room_state")
+_STORED_METADATA = ("txn_id", "device_id", "token_id", "replaces_state", "invite_room_state",
+                    "send_on_behalf_of")

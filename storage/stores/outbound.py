@@ -8,7 +8,7 @@ the transaction's items are deleted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +46,12 @@ async def enqueue_outbound_txn(txn: Transaction, kind: str, destination: str,
     )
 
 
-async def _next_batch(txn: Transaction, kind: str, destination: str, limit: int) -> OutboundBatch | None:
+# (payloads queued next, oldest first) -> how many of them one transaction takes (at least one).
+BatchFit = Callable[[list[dict[str, Any]]], int]
+
+
+async def _next_batch(txn: Transaction, kind: str, destination: str, limit: int,
+                      fits: BatchFit | None = None) -> OutboundBatch | None:
     rows = await txn.fetch_all(
         "SELECT id, payload, created_ts, txn_id FROM outbound_queue WHERE kind = ? AND destination = ?"
         " ORDER BY id LIMIT ?", (kind, destination, limit))
@@ -61,6 +66,8 @@ async def _next_batch(txn: Transaction, kind: str, destination: str, limit: int)
         txn_id = first_txn
     else:
         rows = [r for r in _until_assigned(rows)]
+        if fits is not None:
+            rows = rows[:max(1, fits([decode(r[1]) for r in rows]))]
         counter = await txn.fetch_value(
             "INSERT INTO outbound_destinations (kind, destination, txn_counter) VALUES (?, ?, 1)"
             " ON CONFLICT (kind, destination) DO UPDATE SET txn_counter = outbound_destinations.txn_counter + 1"
@@ -89,9 +96,11 @@ class OutboundStore:
             await self.db.run_interaction("enqueue_outbound", enqueue_outbound_txn, kind, destination, payloads,
                                           now_ms)
 
-    async def next_batch(self, kind: str, destination: str, limit: int) -> OutboundBatch | None:
-        """The destination's next transaction to send: an unfinished one, else up to `limit` new items."""
-        return await self.db.run_interaction("next_outbound_batch", _next_batch, kind, destination, limit,
+    async def next_batch(self, kind: str, destination: str, limit: int,
+                         fits: BatchFit | None = None) -> OutboundBatch | None:
+        """The destination's next transaction to send: an unfinished one, else up to `limit` new items
+        (fewer when `fits` says the transaction is full)."""
+        return await self.db.run_interaction("next_outbound_batch", _next_batch, kind, destination, limit, fits,
                                              isolation="read_committed")
 
     async def complete(self, kind: str, destination: str, batch: OutboundBatch, now_ms: int) -> None:

@@ -1,0 +1,90 @@
+"""Federation's share of the outbound queue: PDUs and EDUs waiting per destination server.
+
+Items live in `outbound_queue` under the kind `federation` (storage/stores/outbound.py owns the
+table); this store adds what only federation needs: queueing the hand-off stage's PDUs with the
+stage's position in one transaction, who was joined at a state, and shrinking a backlog that
+grew while a destination was away (catch-up).
+
+A queued PDU is `{"pdu": event_id, "room_id": room_id}` (the event is read when sent, so a
+redaction meanwhile is honoured); a queued EDU is `{"edu": {"edu_type": ..., "content": ...}}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from homeserver.jsonutil import decode
+from storage.database import Database, Transaction
+from storage.stores.outbound import enqueue_outbound_txn
+from storage.stores.stages import save_stage_position_txn
+
+FEDERATION_KIND = "federation"
+
+
+async def _compact(txn: Transaction, destination: str, threshold: int) -> int:
+    rows = await txn.fetch_all(
+        "SELECT id, payload, txn_id FROM outbound_queue WHERE kind = ? AND destination = ? ORDER BY id",
+        (FEDERATION_KIND, destination))
+    pdus = [(row[0], decode(row[1]), row[2]) for row in rows]
+    pdus = [(item_id, payload, txn_id) for item_id, payload, txn_id in pdus if "pdu" in payload]
+    if len(pdus) <= threshold:
+        return 0
+    newest: dict[str, int] = {}
+    for item_id, payload, _ in pdus:
+        newest[payload.get("room_id") or ""] = item_id
+    keep = set(newest.values())
+    dropped = [(item_id, txn_id) for item_id, _, txn_id in pdus if item_id not in keep]
+    await txn.executemany("DELETE FROM outbound_queue WHERE id = ?", [(item_id,) for item_id, _ in dropped])
+    # A transaction ID names one exact set of items: one that lost items is sent under a new ID
+    # (the destination may have processed the old one; it ignores PDUs it already has).
+    touched = sorted({txn_id for _, txn_id in dropped if txn_id is not None})
+    if touched:
+        await txn.executemany(
+            "UPDATE outbound_queue SET txn_id = NULL WHERE kind = ? AND destination = ? AND txn_id = ?",
+            [(FEDERATION_KIND, destination, txn_id) for txn_id in touched])
+    return len(dropped)
+
+
+class FederationOutboundStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def queue_pdus(self, queued: Mapping[str, Sequence[dict[str, Any]]], *, stage: str, upto: int,
+                         now_ms: int) -> None:
+        """Queue PDUs per destination and move the hand-off stage to `upto`, in one transaction."""
+
+        async def txn_fn(txn: Transaction) -> None:
+            for destination, payloads in queued.items():
+                await enqueue_outbound_txn(txn, FEDERATION_KIND, destination, payloads, now_ms)
+            await save_stage_position_txn(txn, stage, upto)
+
+        await self.db.run_interaction("queue_federation_pdus", txn_fn)
+
+    async def queue_edus(self, destination: str, edus: Sequence[dict[str, Any]], now_ms: int) -> None:
+        """Queue EDUs for a destination in their own transaction."""
+        if edus:
+            await self.db.run_interaction("queue_federation_edus", enqueue_outbound_txn, FEDERATION_KIND,
+                                          destination, [{"edu": edu} for edu in edus], now_ms)
+
+    async def joined_users(self, member_event_ids: Iterable[str]) -> list[str]:
+        """The users whose member event among `member_event_ids` is a join."""
+        event_ids = list(member_event_ids)
+        if not event_ids:
+            return []
+
+        async def txn_fn(txn: Transaction) -> list[str]:
+            users: list[str] = []
+            for start in range(0, len(event_ids), 500):
+                clause, params = txn.dialect.in_list("event_id", event_ids[start:start + 500])
+                rows = await txn.fetch_all(
+                    f"SELECT user_id FROM room_memberships WHERE membership = 'join' AND {clause}", params)
+                users.extend(row[0] for row in rows)
+            return users
+
+        return await self.db.run_interaction("federation_joined_users", txn_fn, write=False)
+
+    async def compact_backlog(self, destination: str, threshold: int) -> int:
+        """When more than `threshold` PDUs wait for `destination`, keep only each room's newest
+        (the destination fetches the rest with /get_missing_events); returns how many were dropped."""
+        return await self.db.run_interaction("compact_federation_backlog", _compact, destination, threshold)
