@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 
 from homeserver.config import parse_config
 from homeserver.server import HomeServer
+from tests.support.ports import free_port  # noqa: F401  (imported from here by many tests)
 from tests.support.postgres import (  # noqa: F401  (fixtures)
     migrated_postgres_dsn,
     postgres_dsn,
@@ -21,11 +21,6 @@ from tests.support.postgres import (  # noqa: F401  (fixtures)
 
 SHARED_SECRET = "test-shared-secret"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

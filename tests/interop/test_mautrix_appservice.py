@@ -21,7 +21,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,17 +36,12 @@ from mautrix.appservice.state_store.file import FileASStateStore
 from mautrix.types import Event, EventType, MessageEvent, RoomID, UserID
 
 from tests.interop.conftest import interop_target
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.interop
 
 TARGET = interop_target()
 REPLY_TIMEOUT_S = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_registration(directory: Path, as_port: int) -> tuple[str, dict[str, Any]]:

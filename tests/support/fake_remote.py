@@ -6,7 +6,6 @@ Routes can be added before `start()` for the endpoints a test needs it to answer
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -28,15 +27,10 @@ from homeserver.events.signing import (
     sign_event,
     sign_json,
 )
+from tests.support.ports import free_port  # noqa: F401  (re-exported for the federation tests)
 from tests.support.tls_ca import TestCA
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class FakeRemoteServer:
