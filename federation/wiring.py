@@ -1,7 +1,9 @@
 """Builds the federation components from the configuration and the homeserver's services.
 
-homeserver/server.py creates one `Federation`, registers its routes on listeners serving the
-`federation` resource, and stops it on shutdown.
+homeserver/server.py creates the `FederationTransport` first (the signed client, keys and request
+authentication need no service), hands the services what they ask other servers through
+(`remote_queries`, `remote_membership`), then creates one `Federation` for the inbound routes,
+registers them on listeners serving the `federation` resource, and stops it on shutdown.
 """
 
 from __future__ import annotations
@@ -14,15 +16,20 @@ from signedjson.types import SigningKey
 from federation.auth import FederationAuthenticator
 from federation.client import FederationClient
 from federation.http import FederationQueryHandlers, KeyHandlers
+from federation.joins import RemoteMembership
 from federation.keys import KeyFetcher, LocalKeys, parse_trusted_key_servers
 from federation.policy import ServerPolicy
+from federation.remote_queries import RemoteQueries
 from homeserver.accounts.profiles import ProfileService
 from homeserver.clock import Clock
 from homeserver.config import Config
 from homeserver.directory.aliases import AliasService
 from homeserver.directory.public_rooms import RoomDirectoryService
 from homeserver.ip_blocklist import LOOPBACK_NETWORKS, PRIVATE_NETWORKS, IpNetwork, parse_networks
+from homeserver.rooms.heads import RoomHeads
+from homeserver.rooms.persister import EventPersister
 from homeserver.signing_keys import load_old_verify_keys
+from storage.stores.events import EventStore
 from storage.stores.server_keys import ServerKeyStore
 
 
@@ -36,10 +43,14 @@ def federation_ip_allowlist(section: dict[str, Any]) -> list[IpNetwork]:
     return parse_networks(entries)
 
 
-class Federation:
-    def __init__(self, config: Config, signing_key: SigningKey, db: Any, clock: Clock, profiles: ProfileService,
-                 aliases: AliasService, directory: RoomDirectoryService):
+class FederationTransport:
+    """Outbound signed requests, server keys and inbound request authentication."""
+
+    def __init__(self, config: Config, signing_key: SigningKey, db: Any, clock: Clock):
         section = config.section("federation")
+        self.server_name = config.server_name
+        self.signing_key = signing_key
+        self.clock = clock
         self.enabled: bool = section["enabled"]
         self.policy = ServerPolicy(section["server_allowlist"], section["server_denylist"], enabled=self.enabled)
         self.local_keys = LocalKeys(config.server_name, signing_key,
@@ -56,6 +67,33 @@ class Federation:
         self.authenticator = FederationAuthenticator(config.server_name, self.key_fetcher, clock, self.policy)
         # The outbound queue reads this: never retry a destination sooner than this.
         self.min_retry_interval_ms: int = section["min_retry_interval_ms"]
+        # What local clients ask of other servers (profiles, aliases, room directories); None when off.
+        self.remote_queries: RemoteQueries | None = RemoteQueries(self.client, clock) if self.enabled else None
+
+    def remote_membership(self, events: EventStore, persister: EventPersister, heads: RoomHeads
+                          ) -> RemoteMembership | None:
+        """Joins, leaves, knocks and invites across servers for the rooms service; None when off."""
+        if self.remote_queries is None:
+            return None
+        return RemoteMembership(self.server_name, self.signing_key, self.client, self.key_fetcher,
+                                self.remote_queries, events, persister, heads, self.clock)
+
+    async def stop(self) -> None:
+        await self.client.close()
+
+
+class Federation:
+    def __init__(self, transport: FederationTransport, config: Config, profiles: ProfileService,
+                 aliases: AliasService, directory: RoomDirectoryService):
+        self.transport = transport
+        self.enabled = transport.enabled
+        self.policy = transport.policy
+        self.local_keys = transport.local_keys
+        self.client = transport.client
+        self.key_store = transport.key_store
+        self.key_fetcher = transport.key_fetcher
+        self.authenticator = transport.authenticator
+        self.min_retry_interval_ms = transport.min_retry_interval_ms
         self.key_handlers = KeyHandlers(self.local_keys, self.key_fetcher)
         self.query_handlers = FederationQueryHandlers(config.server_name, self.authenticator, profiles, aliases,
                                                       directory)
@@ -67,4 +105,4 @@ class Federation:
         self.query_handlers.register_routes(app)
 
     async def stop(self) -> None:
-        await self.client.close()
+        await self.transport.stop()

@@ -42,6 +42,13 @@ class PersistContext:
     memberships: dict[str, str | None] = field(default_factory=dict)
     # Whether this redaction event applies to its target (decided against the state before it).
     applies_redaction: bool = False
+    # The full state before the event when no state group holds it yet (a join over federation: the
+    # state the resident server sent). Written as a group of its own, the parent of the event's new
+    # group (`new_group_prev` is then ignored).
+    state_before: StateMap | None = None
+    # `current_state_delta` is the room's whole current state: rows it lacks are removed (a join over
+    # federation replaces whatever this server knew of the room before).
+    current_state_is_full: bool = False
     # Filled in by persist: the stream ordering given to the event.
     stream_ordering: int = 0
 
@@ -283,6 +290,8 @@ class EventStore:
                 self._forget(event.redacts)
             if context.new_group_delta is not None and context.state_group is not None:
                 parent = self._group_cache.get(context.new_group_prev) if context.new_group_prev is not None else {}
+                if context.state_before is not None:
+                    parent = context.state_before
                 if parent is not None:
                     self._group_cache[context.state_group] = {**parent, **context.new_group_delta}
         return positions
@@ -387,6 +396,7 @@ async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, Persist
     added_extremities: dict[str, set[str]] = {}
     removed_extremities: dict[str, set[str]] = {}
     current_state: dict[tuple[str, str, str], tuple[str, str | None]] = {}
+    full_state_rooms: set[str] = set()
     for (event, ctx), stream_ordering in zip(batch, positions, strict=True):
         room_id = event.room_id
         accepted = event.rejected_reason is None
@@ -396,6 +406,8 @@ async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, Persist
         json_rows.append((event.event_id, room_id, 3, encode_str(metadata), encode_str(dict(event.pdu))))
         edge_rows.extend((event.event_id, prev, room_id) for prev in event.prev_event_ids)
         auth_rows.extend((event.event_id, auth, room_id) for auth in event.auth_event_ids)
+        if ctx.state_before is not None:
+            ctx.new_group_prev = await create_state_group(txn, room_id, event.event_id, None, ctx.state_before)
         if ctx.new_group_delta is not None:
             ctx.state_group = await create_state_group(txn, room_id, event.event_id, ctx.new_group_prev,
                                                        ctx.new_group_delta)
@@ -410,6 +422,9 @@ async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, Persist
                 else:
                     removed.add(extremity)
             added.add(event.event_id)
+        if ctx.current_state_is_full and ctx.current_state_delta is not None:
+            full_state_rooms.add(room_id)
+            current_state = {k: v for k, v in current_state.items() if k[0] != room_id}
         for (event_type, state_key), state_event_id in (ctx.current_state_delta or {}).items():
             membership = ctx.memberships.get(state_event_id) if event_type == "m.room.member" else None
             current_state[(room_id, event_type, state_key)] = (state_event_id, membership)
@@ -446,6 +461,8 @@ async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, Persist
                           [(room, e) for room, ids in removed_extremities.items() for e in sorted(ids)])
     await txn.executemany("INSERT INTO event_forward_extremities (room_id, event_id) VALUES (?, ?)",
                           [(room, e) for room, ids in added_extremities.items() for e in sorted(ids)])
+    for room_id in sorted(full_state_rooms):
+        await txn.execute("DELETE FROM current_state_events WHERE room_id = ?", (room_id,))
     await txn.executemany(
         "INSERT INTO current_state_events (room_id, type, state_key, event_id, membership)"
         " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, type, state_key)"
