@@ -210,7 +210,10 @@ class EventPersister:
                 return
             for pending in committed:
                 try:
-                    await self._bus.publish(EventPersisted(pending.event, pending.context))
+                    # Outliers and soft-failed events are not part of the room as its members see it:
+                    # the bus's consumers (typing, device lists, stages' tails) never hear of them.
+                    if not (pending.context.outlier or pending.context.soft_failed):
+                        await self._bus.publish(EventPersisted(pending.event, pending.context))
                 finally:
                     if not pending.done.done():
                         pending.done.set_result(pending.context.stream_ordering)

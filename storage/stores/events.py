@@ -51,6 +51,19 @@ class PersistContext:
     current_state_is_full: bool = False
     # Filled in by persist: the stream ordering given to the event.
     stream_ordering: int = 0
+    # An event whose place in the room's DAG is not (yet) known: an auth event fetched for another
+    # event, an invite of a local user into a remote room. Stored with `events.outlier` TRUE: never
+    # a forward extremity, never in client timelines, changes no current state and records no
+    # membership (except as `out_of_band_membership` says); still readable by event ID.
+    outlier: bool = False
+    # For an outlier m.room.member event of a local user in a room this server is not in (an invite
+    # received over federation, a knock, the rejection of such an invite): it becomes the user's
+    # current membership of the room (current_state_events and room_memberships), so /sync lists it.
+    out_of_band_membership: bool = False
+    # Received over federation, authorised by the state before it but not by current state: kept
+    # with its state group, but never an extremity, never current state, never shown to clients
+    # (stored with `outlier` TRUE as well) and never a prev_event of a new local event.
+    soft_failed: bool = False
 
 
 class EventStore:
@@ -75,6 +88,16 @@ class EventStore:
         await self.db.simple_insert("rooms", {"room_id": room_id, "room_version": room_version, "creator": creator,
                                               "created_ts": created_ts, "is_public": is_public})
         self._room_versions[room_id] = room_version
+
+    async def ensure_room(self, room_id: str, room_version: str, creator: str | None, created_ts: int) -> None:
+        """Record a room first seen over federation (a remote invite, a join); no-op when known."""
+        if await self.get_room_version_id(room_id) is not None:
+            return
+        await self.db.execute(
+            "ensure_room", "INSERT INTO rooms (room_id, room_version, creator, created_ts, is_public)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id) DO NOTHING",
+            (room_id, room_version, creator, created_ts, False))
+        self._room_versions.pop(room_id, None)
 
     async def get_room_version_id(self, room_id: str) -> str | None:
         cached = self._room_versions.get(room_id)
@@ -102,6 +125,21 @@ class EventStore:
             for event in loaded:
                 self._remember(event)
                 found[event.event_id] = event
+        return found
+
+    async def have_events(self, event_ids: Iterable[str]) -> set[str]:
+        """The IDs among `event_ids` of events we hold (rejected and outliers included)."""
+        wanted = [e for e in dict.fromkeys(event_ids)]
+        found = {e for e in wanted if e in self._cache}
+        missing = [e for e in wanted if e not in found]
+        if missing:
+
+            async def txn_fn(txn: Transaction) -> set[str]:
+                clause, params = txn.dialect.in_list("event_id", missing)
+                rows = await txn.fetch_all(f"SELECT event_id FROM events WHERE {clause}", params)
+                return {r[0] for r in rows}
+
+            found |= await self.db.run_interaction("have_events", txn_fn, write=False)
         return found
 
     async def get_event(self, event_id: str) -> Event | None:
@@ -285,6 +323,10 @@ class EventStore:
             event.internal_metadata["stream_ordering"] = stream_ordering
             # Kept on the cached event for the stages that follow the stream (not stored).
             event.internal_metadata["state_group"] = context.state_group
+            if context.outlier or context.soft_failed:
+                event.internal_metadata["outlier"] = True
+            if context.soft_failed:
+                event.internal_metadata["soft_failed"] = True
             self._remember(event)
             if context.applies_redaction and event.redacts is not None:
                 self._forget(event.redacts)
@@ -343,17 +385,19 @@ async def _load_events(txn: Transaction, event_ids: list[str]) -> list[Event]:
     clause, params = txn.dialect.in_list("event_id", event_ids)
     rows = await txn.fetch_all(
         "SELECT event_id, event_json.json, rooms.room_version, events.rejected_reason, events.stream_ordering,"
-        " events.redacted_by, events.outlier, event_json.internal_metadata"
+        " events.redacted_by, events.outlier, event_json.internal_metadata, events.soft_failed"
         " FROM events JOIN event_json USING (event_id) JOIN rooms ON rooms.room_id = events.room_id"
         f" WHERE {clause}",
         params,
     )
     events = []
-    for event_id, raw, version, rejected, stream_ordering, redacted_by, outlier, metadata in rows:
+    for event_id, raw, version, rejected, stream_ordering, redacted_by, outlier, metadata, soft_failed in rows:
         event = Event(decode(raw), get_room_version(version), event_id=event_id, rejected_reason=rejected)
         event.internal_metadata.update(decode(metadata) if metadata else {})
         event.internal_metadata["stream_ordering"] = stream_ordering
         event.internal_metadata["outlier"] = bool(outlier)
+        if soft_failed:
+            event.internal_metadata["soft_failed"] = True
         if redacted_by:
             event.internal_metadata["redacted_by"] = redacted_by
         events.append(event)
@@ -400,8 +444,11 @@ async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, Persist
     for (event, ctx), stream_ordering in zip(batch, positions, strict=True):
         room_id = event.room_id
         accepted = event.rejected_reason is None
+        # Outliers and soft-failed events are stored but take no part in the room's live DAG.
+        in_dag = not ctx.outlier and not ctx.soft_failed
         event_rows.append((event.event_id, room_id, event.type, event.state_key, event.sender, stream_ordering,
-                           event.depth, event.origin_server_ts, ctx.received_ts, False, event.rejected_reason))
+                           event.depth, event.origin_server_ts, ctx.received_ts, not in_dag, event.rejected_reason,
+                           ctx.soft_failed))
         metadata = {k: v for k, v in event.internal_metadata.items() if k in _STORED_METADATA}
         json_rows.append((event.event_id, room_id, 3, encode_str(metadata), encode_str(dict(event.pdu))))
         edge_rows.extend((event.event_id, prev, room_id) for prev in event.prev_event_ids)
@@ -413,7 +460,7 @@ async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, Persist
                                                        ctx.new_group_delta)
         if ctx.state_group is not None:
             group_rows.append((event.event_id, ctx.state_group))
-        if accepted:
+        if accepted and in_dag:
             added = added_extremities.setdefault(room_id, set())
             removed = removed_extremities.setdefault(room_id, set())
             for extremity in ctx.replaces_extremities:
@@ -422,13 +469,18 @@ async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, Persist
                 else:
                     removed.add(extremity)
             added.add(event.event_id)
-        if ctx.current_state_is_full and ctx.current_state_delta is not None:
+        state_delta = ctx.current_state_delta if in_dag else None
+        if ctx.current_state_is_full and state_delta is not None:
             full_state_rooms.add(room_id)
             current_state = {k: v for k, v in current_state.items() if k[0] != room_id}
-        for (event_type, state_key), state_event_id in (ctx.current_state_delta or {}).items():
+        out_of_band = ctx.outlier and ctx.out_of_band_membership and event.type == "m.room.member" and accepted
+        if out_of_band:
+            state_delta = {event.state_tuple(): event.event_id}
+            ctx.memberships = {**ctx.memberships, event.event_id: event.membership}
+        for (event_type, state_key), state_event_id in (state_delta or {}).items():
             membership = ctx.memberships.get(state_event_id) if event_type == "m.room.member" else None
             current_state[(room_id, event_type, state_key)] = (state_event_id, membership)
-        if event.type == "m.room.member" and accepted:
+        if event.type == "m.room.member" and accepted and (in_dag or out_of_band):
             content = event.content
             displayname = content.get("displayname") if isinstance(content.get("displayname"), str) else None
             avatar_url = content.get("avatar_url") if isinstance(content.get("avatar_url"), str) else None
@@ -436,11 +488,11 @@ async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, Persist
                                     displayname, avatar_url, stream_ordering))
             if content.get("membership") == "join":
                 forgotten.append((event.state_key, room_id))
-        if event.redacts is not None and accepted:
+        if event.redacts is not None and accepted and in_dag:
             redaction_rows.append((event.event_id, event.redacts, ctx.received_ts))
             if ctx.applies_redaction:
                 applied_redactions.append((event.event_id, event.redacts))
-        if accepted:
+        if accepted and in_dag:
             relation = relation_of(event.content)
             if relation is not None:
                 rel_type, parent, key = relation
@@ -450,7 +502,8 @@ async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, Persist
             txn_rows.append((user_id, device_id, txn_id, room_id, event.event_id, ctx.received_ts))
     await txn.executemany(
         "INSERT INTO events (event_id, room_id, type, state_key, sender, stream_ordering, depth, origin_server_ts,"
-        " received_ts, outlier, rejected_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", event_rows)
+        " received_ts, outlier, rejected_reason, soft_failed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        event_rows)
     await txn.executemany(
         "INSERT INTO event_json (event_id, room_id, format_version, internal_metadata, json) VALUES (?, ?, ?, ?, ?)",
         json_rows)
