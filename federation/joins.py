@@ -17,6 +17,7 @@ from typing import Any
 from signedjson.types import SigningKey
 
 from federation.client import FederationClient, FederationError, FederationHttpError, quote_segment
+from federation.ingest import EventIngestor
 from federation.keys import KeyLookup, KeyLookupError
 from federation.pdu_checks import PduRejected, check_inbound_pdu
 from federation.remote_queries import RemoteQueries, client_error
@@ -113,7 +114,7 @@ class RemoteMembership:
 
     def __init__(self, server_name: str, signing_key: SigningKey, client: FederationClient, keys: KeyLookup,
                  queries: RemoteQueries, events: EventStore, persister: EventPersister, heads: RoomHeads,
-                 clock: Clock):
+                 ingestor: EventIngestor, clock: Clock):
         self._server_name = server_name
         self._signing_key = signing_key
         self._client = client
@@ -122,6 +123,9 @@ class RemoteMembership:
         self._events = events
         self._persister = persister
         self._heads = heads
+        # Remote events of a room are taken under the ingestor's room lock, so a /send racing our
+        # join waits for the join's state to be in place.
+        self._ingestor = ingestor
         self._clock = clock
         self.supported_versions = sorted(KNOWN_ROOM_VERSIONS)
 
@@ -222,9 +226,9 @@ class RemoteMembership:
     async def _ensure_room(self, room_id: str, room_version: RoomVersion, create: Event | None) -> None:
         stored = await self._events.get_room_version_id(room_id)
         if stored is None:
-            creator = create.sender if create is not None else ""
+            creator = create.sender if create is not None else None
             created = create.origin_server_ts if create is not None else self._clock.time_ms()
-            await self._events.store_room(room_id, room_version.identifier, creator, created)
+            await self._events.ensure_room(room_id, room_version.identifier, creator, created)
         elif stored != room_version.identifier:
             raise InvalidAnswer(f"the room is of version {stored} here, not {room_version.identifier}")
 
@@ -242,6 +246,10 @@ class RemoteMembership:
             await last  # the room's events commit in order: the last one's commit covers them all
 
     async def _persist_join(self, room_version: RoomVersion, join: Event, checked: CheckedState) -> None:
+        async with self._ingestor.room_lock(join.room_id):
+            await self._persist_join_locked(room_version, join, checked)
+
+    async def _persist_join_locked(self, room_version: RoomVersion, join: Event, checked: CheckedState) -> None:
         room_id = join.room_id
         await self._ensure_room(room_id, room_version, checked.create_event())
         await self._persist_outliers(list(checked.events.values()))
@@ -297,22 +305,11 @@ class RemoteMembership:
                                    stripped: list[dict[str, Any]] | None) -> None:
         """A membership of a local user in a room this server is not in: an outlier that becomes the
         user's membership, so /sync lists the knock (with the stripped state) or the rejection."""
-        room_id = event.room_id
-        create = next((s for s in stripped or [] if s.get("type") == "m.room.create"), None)
-        stored = await self._events.get_room_version_id(room_id)
-        if stored is None:
-            creator = create.get("sender") if create is not None and isinstance(create.get("sender"), str) else ""
-            await self._events.store_room(room_id, room_version.identifier, creator, self._clock.time_ms())
         if stripped is not None:
             pdu = dict(event.pdu)
             pdu["unsigned"] = {**pdu.get("unsigned", {}), "knock_room_state": stripped}
             event = Event(pdu, event.room_version, event_id=event.event_id)
-        if await self._events.get_event(event.event_id) is not None:
-            return
-        context = PersistContext(state_group=None, outlier=True, out_of_band_membership=True,
-                                 received_ts=self._clock.time_ms())
-        async with self._heads.lock(room_id):
-            await self._persister.persist(event, context)
+        await self._ingestor.persist_out_of_band_membership(event)
 
     # --- inviting other servers' users --------------------------------------------------------------
     async def invite(self, event: Event, state: StateMap) -> Event:

@@ -16,6 +16,7 @@ from signedjson.types import SigningKey
 from federation.auth import FederationAuthenticator
 from federation.client import FederationClient
 from federation.http import FederationQueryHandlers, KeyHandlers
+from federation.ingest import EventIngestor
 from federation.joins import RemoteMembership
 from federation.keys import KeyFetcher, LocalKeys, parse_trusted_key_servers
 from federation.policy import ServerPolicy
@@ -69,6 +70,7 @@ class FederationTransport:
         self.min_retry_interval_ms: int = section["min_retry_interval_ms"]
         # What local clients ask of other servers (profiles, aliases, room directories); None when off.
         self.remote_queries: RemoteQueries | None = RemoteQueries(self.client, clock) if self.enabled else None
+        self._ingestor: EventIngestor | None = None
 
     def remote_membership(self, events: EventStore, persister: EventPersister, heads: RoomHeads
                           ) -> RemoteMembership | None:
@@ -76,7 +78,15 @@ class FederationTransport:
         if self.remote_queries is None:
             return None
         return RemoteMembership(self.server_name, self.signing_key, self.client, self.key_fetcher,
-                                self.remote_queries, events, persister, heads, self.clock)
+                                self.remote_queries, events, persister, heads,
+                                self.ingestor(events, heads, persister), self.clock)
+
+    def ingestor(self, events: EventStore, heads: RoomHeads, persister: EventPersister) -> EventIngestor:
+        """The one EventIngestor (its room locks order every remote event of a room, joins included)."""
+        if self._ingestor is None:
+            self._ingestor = EventIngestor(self.server_name, events, heads, persister, self.key_fetcher,
+                                           self.client, self.clock)
+        return self._ingestor
 
     async def stop(self) -> None:
         await self.client.close()
