@@ -616,6 +616,10 @@ class SyncService:
                 continue
             stripped = [rendering.stripped_event(loaded[eid])
                         for eid in rendering.stripped_state_keys(states[entry.room_id]) if eid in loaded]
+            if not stripped:
+                # A membership in a room this server is not in (over federation): the stripped state
+                # its server sent along with the invite or the knock.
+                stripped = rendering.carried_stripped_state(member)
             stripped.append(serialized[member.event_id])
             out.append(stripped)
         return out
