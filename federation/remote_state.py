@@ -59,7 +59,12 @@ async def check_pdus(pdus: Iterable[Any], room_id: str, room_version: RoomVersio
             continue
         if checked.event_id in events:
             continue
-        if checked.pdu.get("room_id") != room_id:
+        is_v12_create = (room_version.room_id_from_create_event and checked.pdu.get("type") == "m.room.create"
+                         and "room_id" not in checked.pdu)
+        if is_v12_create and "!" + checked.event_id[1:] != room_id:
+            dropped[checked.event_id] = "the create event of another room"
+            continue
+        if not is_v12_create and checked.pdu.get("room_id") != room_id:
             dropped[checked.event_id] = f"belongs to another room ({checked.pdu.get('room_id')!r})"
             continue
         events[checked.event_id] = Event(checked.pdu, room_version, event_id=checked.event_id)

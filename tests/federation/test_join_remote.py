@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+import pytest
+
 from tests.federation.helpers import tls_session, user_with_displayname
 from tests.support.fake_resident import FakeResidentRoom
 
@@ -43,8 +45,9 @@ async def sync_room(hs, ca, token: str, room_id: str, section: str = "join") -> 
     return body["rooms"][section][room_id]
 
 
-async def test_a_user_joins_a_remote_room_by_id_with_via_and_sync_shows_its_state(fed_hs, ca, make_remote):
-    room = await resident(make_remote)
+@pytest.mark.parametrize("version", ["10", "12", "1"])
+async def test_a_user_joins_a_remote_room_by_id_with_via_and_sync_shows_its_state(fed_hs, ca, make_remote, version):
+    room = await resident(make_remote, version=version)
     dave = await user_with_displayname(fed_hs, ca, "dave", "Dave")
     status, body = await join(fed_hs, ca, dave["access_token"], room.room_id, [room.remote.server_name])
     assert (status, body) == (200, {"room_id": room.room_id})

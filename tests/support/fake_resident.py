@@ -38,13 +38,16 @@ class FakeResidentRoom:
         self.tamper_template: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self.refuse: dict[str, tuple[int, dict[str, Any]]] = {}  # "make_join" -> (status, body)
         self.invites: list[dict[str, Any]] = []  # bodies of PUT /v2/invite received
+        old_style = self.room_version.identifier in ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10")
         self.create = self.send("m.room.create", {"room_version": version, "creator": self.creator}
-                                if self.room_version.identifier in ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10")
-                                else {"room_version": version}, state_key="", sender=self.creator)
+                                if old_style else {"room_version": version}, state_key="", sender=self.creator)
+        if self.room_version.room_id_from_create_event:
+            self.room_id = self.create.room_id  # v12: the room is named after its create event
         self.send("m.room.member", {"membership": "join", "displayname": creator}, state_key=self.creator,
                   sender=self.creator)
-        self.send("m.room.power_levels", {"users": {self.creator: 100}, "invite": 0}, state_key="",
-                  sender=self.creator)
+        # From v12 the creators hold unlimited power and may not be listed.
+        users = {} if self.room_version.room_id_from_create_event else {self.creator: 100}
+        self.send("m.room.power_levels", {"users": users, "invite": 0}, state_key="", sender=self.creator)
         rule: dict[str, Any] = {"join_rule": join_rule}
         if allow_room is not None:
             rule["allow"] = [{"type": "m.room_membership", "room_id": allow_room}]
@@ -104,11 +107,17 @@ class FakeResidentRoom:
         content = {"membership": membership, **(content_extra or {})}
         template: dict[str, Any] = {
             "type": "m.room.member", "room_id": self.room_id, "sender": user_id, "state_key": user_id,
-            "content": content, "depth": self.depth + 1, "prev_events": list(self.extremities),
-            "auth_events": self._auth_ids("m.room.member", user_id, content, user_id),
+            "content": content, "depth": self.depth + 1, "prev_events": self._refs(self.extremities),
+            "auth_events": self._refs(self._auth_ids("m.room.member", user_id, content, user_id)),
             "origin": user_id.split(":", 1)[1], "origin_server_ts": int(time.time() * 1000),
         }
         return self.tamper_template(template) if self.tamper_template else template
+
+    def _refs(self, event_ids: list[str]) -> list[Any]:
+        """Event references as the room version writes them ([event_id, hashes] pairs in v1 and v2)."""
+        if self.room_version.event_id_in_event:
+            return [[event_id, {}] for event_id in event_ids]
+        return list(event_ids)
 
     def stripped_state(self) -> list[dict[str, Any]]:
         out = []
