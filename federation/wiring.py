@@ -14,6 +14,7 @@ from aiohttp import web
 from signedjson.types import SigningKey
 
 from federation.auth import FederationAuthenticator
+from federation.backfill import Backfiller
 from federation.client import FederationClient
 from federation.http import FederationQueryHandlers, KeyHandlers
 from federation.ingest import EventIngestor
@@ -80,6 +81,13 @@ class FederationTransport:
         return RemoteMembership(self.server_name, self.signing_key, self.client, self.key_fetcher,
                                 self.remote_queries, events, persister, heads,
                                 self.ingestor(events, heads, persister), self.clock)
+
+    def backfiller(self, events: EventStore, persister: EventPersister, heads: RoomHeads) -> Backfiller | None:
+        """History from other servers when a local client pages past ours; None when off."""
+        if not self.enabled:
+            return None
+        return Backfiller(self.server_name, self.client, self.key_fetcher, events, persister,
+                          self.ingestor(events, heads, persister), self.clock)
 
     def ingestor(self, events: EventStore, heads: RoomHeads, persister: EventPersister) -> EventIngestor:
         """The one EventIngestor (its room locks order every remote event of a room, joins included)."""

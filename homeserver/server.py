@@ -322,8 +322,10 @@ class HomeServer:
         self.redactions = RedactionService(self.event_sender, self.event_store, clock,
                                            retention_days=config.section("rooms")["redaction_retention_days"])
         self.history_visibility = HistoryVisibilityFilter(self.event_store, timeline_store, erased_users)
-        self.room_history = RoomHistory(self.event_store, timeline_store, self.event_serializer,
-                                        self.history_visibility, self.account_data_store.get_global)
+        self.room_history = RoomHistory(
+            self.event_store, timeline_store, self.event_serializer, self.history_visibility,
+            self.account_data_store.get_global,
+            backfill=self.federation_transport.backfiller(self.event_store, self.persister, self.room_heads))
         self.relations = RelationsService(self.event_store, RelationStore(db), self.room_history,
                                           self.history_visibility, self.event_serializer)
         self.event_serializer.add_unsigned_hook(self.relations.bundled_aggregations)

@@ -38,6 +38,7 @@ class FakeResidentRoom:
         self.tamper_template: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self.refuse: dict[str, tuple[int, dict[str, Any]]] = {}  # "make_join" -> (status, body)
         self.invites: list[dict[str, Any]] = []  # bodies of PUT /v2/invite received
+        self.backfill_requests: list[list[str]] = []  # the `v` of each /backfill
         old_style = self.room_version.identifier in ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10")
         self.create = self.send("m.room.create", {"room_version": version, "creator": self.creator}
                                 if old_style else {"room_version": version}, state_key="", sender=self.creator)
@@ -138,6 +139,7 @@ class FakeResidentRoom:
         r.route("PUT", "/_matrix/federation/v2/send_leave/{roomId}/{eventId}", self._send_membership("leave"))
         r.route("PUT", "/_matrix/federation/v1/send_knock/{roomId}/{eventId}", self._send_membership("knock"))
         r.route("PUT", "/_matrix/federation/v2/invite/{roomId}/{eventId}", self._invite)
+        r.route("GET", "/_matrix/federation/v1/backfill/{roomId}", self._backfill)
 
     def _refused(self, name: str) -> web.Response | None:
         if name in self.refuse:
@@ -208,6 +210,23 @@ class FakeResidentRoom:
             return web.json_response({})
 
         return handler
+
+    async def _backfill(self, request: web.Request) -> web.Response:
+        """The events from those named by `v` backwards, breadth first, `limit` at most."""
+        self.backfill_requests.append(request.query.getall("v", []))
+        limit = int(request.query.get("limit", "10"))
+        queue = [v for v in request.query.getall("v", []) if v in self.events]
+        seen: set[str] = set(queue)
+        out = []
+        while queue and len(out) < limit:
+            event = self.events[queue.pop(0)]
+            out.append(dict(event.pdu))
+            for prev in event.prev_event_ids:
+                if prev not in seen and prev in self.events:
+                    seen.add(prev)
+                    queue.append(prev)
+        return web.json_response({"origin": self.remote.server_name, "origin_server_ts": int(time.time() * 1000),
+                                  "pdus": out})
 
     async def _invite(self, request: web.Request) -> web.Response:
         refused = self._refused("invite")
