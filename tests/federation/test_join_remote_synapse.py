@@ -185,3 +185,25 @@ async def test_synapse_profiles_and_room_directory_through_our_client_api(fed_hs
                               {"filter": {"generic_search_term": "Openbaar"}}, params={"server": synapse.server_name})
     assert status == 200, body
     assert [r["room_id"] for r in body["chunk"]] == [room_id]
+
+
+async def test_a_late_joiner_backfills_fifty_messages_from_synapse(fed_hs, ca, synapse):
+    bob = await synapse.register(unique("bob"))
+    room_id = await synapse_room(synapse, bob["access_token"], preset="public_chat", name="Geschiedenis")
+    for i in range(50):
+        status, _ = await on_synapse(synapse, "PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/h{i}",
+                                     bob["access_token"], {"msgtype": "m.text", "body": f"oud {i}"})
+        assert status == 200
+    dave = await user_with_displayname(fed_hs, ca, "dave", "Dave")
+    assert (await join(fed_hs, ca, dave["access_token"], room_id, [synapse.server_name]))[0] == 200
+    synced = await sync_room(fed_hs, ca, dave["access_token"], room_id)
+    token, bodies = synced["timeline"]["prev_batch"], []
+    for _ in range(10):
+        status, page = await call(fed_hs, ca, "GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/messages",
+                                  dave["access_token"], params={"dir": "b", "from": token, "limit": "20"})
+        assert status == 200, page
+        bodies += [e["content"]["body"] for e in page["chunk"] if e["type"] == "m.room.message"]
+        if "end" not in page:
+            break
+        token = page["end"]
+    assert bodies == [f"oud {i}" for i in range(49, -1, -1)], synapse.log_tail()
