@@ -133,3 +133,32 @@ async def test_a_remote_room_cannot_be_joined_when_federation_is_off(make_federa
     status, body = await join(hs, ca, dave["access_token"], room.room_id, [room.remote.server_name])
     assert (status, body["errcode"]) == (404, "M_NOT_FOUND"), body
     assert not any("/make_join/" in uri for _, uri, _ in room.remote.requests)
+
+
+async def test_a_remote_invite_is_rejected_through_the_inviting_server(fed_hs, ca, make_remote):
+    room = await resident(make_remote)
+    dave = await user_with_displayname(fed_hs, ca, "dave", "Dave")
+    invite = room.send("m.room.member", {"membership": "invite"}, state_key=dave["user_id"])
+    # As inbound /invite stores it: an out-of-band membership of a room we are not in.
+    ingestor = fed_hs.federation_transport.ingestor(fed_hs.event_store, fed_hs.room_heads, fed_hs.persister)
+    await ingestor.persist_out_of_band_membership(invite)
+    assert (await fed_hs.event_store.get_membership(room.room_id, dave["user_id"]))[0] == "invite"
+    status, body = await call(fed_hs, ca, "POST", f"/_matrix/client/v3/rooms/{quote(room.room_id)}/leave",
+                              dave["access_token"], {})
+    assert (status, body) == (200, {})
+    rejection = room.events[room.extremities[0]]
+    assert (rejection.sender, rejection.membership) == (dave["user_id"], "leave")
+    assert await fed_hs.event_store.get_membership(room.room_id, dave["user_id"]) == ("leave", rejection.event_id)
+
+
+async def test_a_remote_invite_is_accepted_by_joining_through_the_inviting_server(fed_hs, ca, make_remote):
+    room = await resident(make_remote, join_rule="invite")
+    dave = await user_with_displayname(fed_hs, ca, "dave", "Dave")
+    invite = room.send("m.room.member", {"membership": "invite"}, state_key=dave["user_id"])
+    ingestor = fed_hs.federation_transport.ingestor(fed_hs.event_store, fed_hs.room_heads, fed_hs.persister)
+    await ingestor.persist_out_of_band_membership(invite)
+    status, body = await call(fed_hs, ca, "POST", f"/_matrix/client/v3/rooms/{quote(room.room_id)}/join",
+                              dave["access_token"], {})
+    assert (status, body) == (200, {"room_id": room.room_id})
+    synced = await sync_room(fed_hs, ca, dave["access_token"], room.room_id)
+    assert any(e["type"] == "m.room.name" for e in synced["state"]["events"])
