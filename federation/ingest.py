@@ -23,6 +23,11 @@ API (used by `/send`, the membership endpoints and the joining side):
   As `receive_pdu` for an event the caller already checked (1-3) and built, e.g. a join arriving
   through `send_join`: the auth stages and persisting, without filling gaps from `origin` beyond
   what the state of its prev events needs.
+- `await ingestor.persist_with_state(event, state_before, *, origin) -> str | None`
+  As `persist_checked`, with the state before the event given ((type, state_key) -> event ID, all
+  of them stored, e.g. by `persist_outliers` of a `send_join` answer) instead of derived from its
+  prev events: for the joining side's own join. In a room with no forward extremities yet the
+  event becomes the only one and the state after it the room's current state.
 - `await ingestor.persist_out_of_band_membership(event) -> Event`
   Store an already checked invite (or knock, or invite rejection) of a local user in a room we are
   not in, as an outlier that becomes that user's current membership (so /sync lists it).
@@ -67,11 +72,16 @@ FETCH_CONCURRENCY = 10
 
 
 class _GraphStore(EventGraphStore):
-    def __init__(self, events: EventStore):
+    def __init__(self, events: EventStore, extra: Mapping[str, Event] | None = None):
         self._events = events
+        # Events not stored yet (the one being taken) that resolution must see.
+        self._extra = dict(extra or {})
 
     async def get_events(self, event_ids):  # type: ignore[override]
-        return await self._events.get_events(event_ids)
+        wanted = list(event_ids)
+        found = await self._events.get_events([e for e in wanted if e not in self._extra])
+        found.update({e: self._extra[e] for e in wanted if e in self._extra})
+        return found
 
 
 class _MissingState(Exception):
@@ -84,6 +94,7 @@ class EventIngestor:
         self._server_name = server_name
         self._events = events
         self._heads = heads
+        self.heads = heads
         self._persister = persister
         self._keys = keys
         self._client = client
@@ -272,17 +283,27 @@ class EventIngestor:
             if error is not None:
                 logger.info("a missing event of %s from %s was not taken: %s", room_id, origin, error)
 
-    async def _take(self, origin: str, event: Event) -> str | None:
+    async def persist_with_state(self, event: Event, state_before: StateMap, *, origin: str) -> str | None:
+        """Persist a checked event whose state before it is known from elsewhere; see the docstring."""
+        async with self.room_lock(event.room_id):
+            if await self._events.have_events([event.event_id]):
+                return None
+            return await self._take(origin, event, known_state=state_before)
+
+    async def _take(self, origin: str, event: Event, known_state: StateMap | None = None) -> str | None:
         room_version = event.room_version
         room_id = event.room_id
         # The auth events must be stored (as outliers if need be) before anything else.
         auth_ids = auth_event_ids(event)
         if auth_ids:
             await self.fetch_events(origin, room_version, room_id, auth_ids)
-        try:
-            state_before, base_group, base_state = await self._state_before(origin, event)
-        except _MissingState as e:
-            return str(e)
+        if known_state is not None:
+            state_before, base_group, base_state = dict(known_state), None, {}
+        else:
+            try:
+                state_before, base_group, base_state = await self._state_before(origin, event)
+            except _MissingState as e:
+                return str(e)
         rejected: str | None = None
         auth_events = await self._events.get_events(auth_ids)
         try:
@@ -299,15 +320,29 @@ class EventIngestor:
             state_after[event.state_tuple()] = event.event_id
         if event.is_state() and event.state_tuple() in state_before:
             event.internal_metadata["replaces_state"] = state_before[event.state_tuple()]
-        context = _group_context(state_after, base_group, base_state)
+        if base_group is not None and state_before == base_state:
+            group_before = base_group
+        else:
+            group_before = await self._events.store_state_group(room_id, state_before, base_group)
+        if state_after == state_before:
+            context = PersistContext(state_group=group_before)
+        else:
+            context = PersistContext(state_group=None, new_group_prev=group_before,
+                                     new_group_delta={event.state_tuple(): event.event_id})
         context.received_ts = self._clock.time_ms()
         async with self._heads.lock(room_id):
-            head = await self._heads.load(room_id, room_version)
+            if await self._events.get_forward_extremities(room_id):
+                head = await self._heads.load(room_id, room_version)
+                current, head_extremities = head.state, head.extremities
+            else:
+                # A room we are only now joining: no current state to check against yet.
+                current, head_extremities = {}, []
             if rejected is not None:
                 event.rejected_reason = rejected
             else:
                 try:
-                    check_auth(event, await self._auth_state(head.state, event), room_version)
+                    if current:
+                        check_auth(event, await self._auth_state(current, event), room_version)
                     soft_failed = False
                 except AuthError as e:
                     logger.info("soft-failing %s: not allowed by the current state: %s", event.event_id, e)
@@ -315,7 +350,7 @@ class EventIngestor:
                 if soft_failed:
                     context.soft_failed = True
                 else:
-                    await self._advance_room(event, context, head.extremities, head.state, state_after)
+                    await self._advance_room(event, context, head_extremities, current, state_after)
                     if event.redacts is not None:
                         context.applies_redaction = await redaction_applies(self._events, event, state_before)
             committed, published = self._persister.enqueue(event, context)
@@ -334,7 +369,8 @@ class EventIngestor:
         prevs = set(event.prev_event_ids)
         context.replaces_extremities = sorted(extremities & prevs)
         if extremities - prevs:
-            new_current = await resolve_state(event.room_version, [current, state_after], self._graph)
+            new_current = await resolve_state(event.room_version, [current, state_after],
+                                              _GraphStore(self._events, {event.event_id: event}))
         else:
             new_current = state_after
         delta = {k: v for k, v in new_current.items() if current.get(k) != v}
@@ -463,13 +499,3 @@ def _auth_order(events: Mapping[str, Event]) -> list[Event]:
                 if auth is not None and auth_id not in entered:
                     stack.append((auth, False))
     return out
-
-
-def _group_context(state_after: StateMap, base_group: int | None, base_state: StateMap) -> PersistContext:
-    """A PersistContext whose state group holds `state_after`, built on `base_group` where it can be."""
-    if base_group is not None and all(k in state_after for k in base_state):
-        delta = {k: v for k, v in state_after.items() if base_state.get(k) != v}
-        if not delta:
-            return PersistContext(state_group=base_group)
-        return PersistContext(state_group=None, new_group_prev=base_group, new_group_delta=delta)
-    return PersistContext(state_group=None, new_group_prev=None, new_group_delta=dict(state_after))

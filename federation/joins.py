@@ -306,9 +306,8 @@ class RemoteMembership:
         """A membership of a local user in a room this server is not in: an outlier that becomes the
         user's membership, so /sync lists the knock (with the stripped state) or the rejection."""
         if stripped is not None:
-            pdu = dict(event.pdu)
-            pdu["unsigned"] = {**pdu.get("unsigned", {}), "knock_room_state": stripped}
-            event = Event(pdu, event.room_version, event_id=event.event_id)
+            # Kept where inbound invites keep theirs: /sync shows it as the knock's stripped state.
+            event.internal_metadata["invite_room_state"] = stripped
         await self._ingestor.persist_out_of_band_membership(event)
 
     # --- inviting other servers' users --------------------------------------------------------------

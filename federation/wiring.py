@@ -17,9 +17,11 @@ from federation.auth import FederationAuthenticator
 from federation.backfill import Backfiller
 from federation.client import FederationClient
 from federation.http import FederationQueryHandlers, KeyHandlers
+from federation.inbound import InboundTransactions, ServerAcls
 from federation.ingest import EventIngestor
 from federation.joins import RemoteMembership
 from federation.keys import KeyFetcher, LocalKeys, parse_trusted_key_servers
+from federation.membership_resident import ResidentMembership, UserExists
 from federation.policy import ServerPolicy
 from federation.remote_queries import RemoteQueries
 from homeserver.accounts.profiles import ProfileService
@@ -32,6 +34,7 @@ from homeserver.rooms.heads import RoomHeads
 from homeserver.rooms.persister import EventPersister
 from homeserver.signing_keys import load_old_verify_keys
 from storage.stores.events import EventStore
+from storage.stores.federation_inbound import ReceivedTransactionStore
 from storage.stores.server_keys import ServerKeyStore
 
 
@@ -104,6 +107,9 @@ class Federation:
     def __init__(self, transport: FederationTransport, config: Config, profiles: ProfileService,
                  aliases: AliasService, directory: RoomDirectoryService):
         self.transport = transport
+        self.server_name = transport.server_name
+        self.signing_key = transport.signing_key
+        self.clock = transport.clock
         self.enabled = transport.enabled
         self.policy = transport.policy
         self.local_keys = transport.local_keys
@@ -112,15 +118,34 @@ class Federation:
         self.key_fetcher = transport.key_fetcher
         self.authenticator = transport.authenticator
         self.min_retry_interval_ms = transport.min_retry_interval_ms
+        # Set by attach_rooms (the room pipeline is built after this object).
+        self.ingestor: EventIngestor | None = None
+        self.inbound: InboundTransactions | None = None
+        self.membership: ResidentMembership | None = None
         self.key_handlers = KeyHandlers(self.local_keys, self.key_fetcher)
         self.query_handlers = FederationQueryHandlers(config.server_name, self.authenticator, profiles, aliases,
                                                       directory)
+
+    def attach_rooms(self, events: EventStore, heads: RoomHeads, persister: EventPersister,
+                     received_txns: ReceivedTransactionStore, user_exists: UserExists) -> None:
+        """Give federation the room pipeline: inbound /send, the resident membership endpoints, invites."""
+        # The transport's one ingestor: the joining side takes its room locks too.
+        self.ingestor = self.transport.ingestor(events, heads, persister)
+        self.acls = ServerAcls(events)
+        self.authenticator.add_acl_check(self.acls.check_request)
+        self.inbound = InboundTransactions(self.ingestor, received_txns, self.acls, self.clock)
+        self.membership = ResidentMembership(self.server_name, self.signing_key, events, self.ingestor, self.acls,
+                                             self.key_fetcher, self.clock, user_exists)
 
     def register_routes(self, app: web.Application) -> None:
         if not self.enabled:
             return
         self.key_handlers.register_routes(app)
         self.query_handlers.register_routes(app)
+        if self.inbound is not None:
+            self.inbound.register_routes(app, self.authenticator)
+        if self.membership is not None:
+            self.membership.register_routes(app, self.authenticator)
 
     async def stop(self) -> None:
         await self.transport.stop()

@@ -149,6 +149,7 @@ from storage.stores.deactivation import DeactivationStore
 from storage.stores.directory import DirectoryStore
 from storage.stores.e2ee import E2eeKeyStore
 from storage.stores.events import EventStore
+from storage.stores.federation_inbound import ReceivedTransactionStore
 from storage.stores.filters import FilterStore
 from storage.stores.identity import IdentityBindingStore
 from storage.stores.key_backup import KeyBackupStore
@@ -429,6 +430,8 @@ class HomeServer:
         # Federation: server keys, X-Matrix authentication and the read-only endpoints.
         self.federation = Federation(self.federation_transport, config, self.profiles, self.alias_service,
                                      self.room_directory)
+        self.federation.attach_rooms(self.event_store, self.room_heads, self.persister, ReceivedTransactionStore(db),
+                                     self.account_store.get_user)
 
         # --- stream consumers: who hears what, in this order -----------------------------------
         for stage in (self.notifications.stage, self.pushers.stage, self.search.stage):

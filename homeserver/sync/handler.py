@@ -614,12 +614,14 @@ class SyncService:
             if member is None or (entry.section == INVITE and member.sender in ignored):
                 out.append(None)
                 continue
-            stripped = [rendering.stripped_event(loaded[eid])
-                        for eid in rendering.stripped_state_keys(states[entry.room_id]) if eid in loaded]
-            if not stripped:
-                # A membership in a room this server is not in (over federation): the stripped state
-                # its server sent along with the invite or the knock.
-                stripped = rendering.carried_stripped_state(member)
+            invite_state = member.internal_metadata.get("invite_room_state")
+            if not states[entry.room_id] and isinstance(invite_state, list):
+                # An invite into a room this server is not in: the stripped state its server sent.
+                stripped = [dict(s) for s in invite_state if isinstance(s, dict)
+                            and (s.get("type"), s.get("state_key")) != ("m.room.member", member.state_key)]
+            else:
+                stripped = [rendering.stripped_event(loaded[eid])
+                            for eid in rendering.stripped_state_keys(states[entry.room_id]) if eid in loaded]
             stripped.append(serialized[member.event_id])
             out.append(stripped)
         return out

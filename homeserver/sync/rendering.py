@@ -69,21 +69,6 @@ def stripped_event(event: Event) -> dict[str, Any]:
             "sender": event.sender}
 
 
-def carried_stripped_state(member: Event) -> list[dict[str, Any]]:
-    """The stripped state another server sent with an invite or a knock answer, kept in the member
-    event's `unsigned` (`invite_room_state` / `knock_room_state`); malformed entries left out."""
-    unsigned = member.unsigned if isinstance(member.unsigned, Mapping) else {}
-    carried = unsigned.get("invite_room_state") or unsigned.get("knock_room_state")
-    out = []
-    for entry in carried if isinstance(carried, list) else []:
-        if (isinstance(entry, Mapping) and isinstance(entry.get("type"), str)
-                and isinstance(entry.get("state_key"), str) and isinstance(entry.get("content"), Mapping)
-                and isinstance(entry.get("sender"), str)):
-            out.append({"type": entry["type"], "state_key": entry["state_key"], "content": dict(entry["content"]),
-                        "sender": entry["sender"]})
-    return out
-
-
 def stripped_state_keys(state: StateMap) -> list[str]:
     """Event IDs of the stripped-state subset of a room's state, in a stable order."""
     return [state[(t, "")] for t in STRIPPED_STATE_TYPES if (t, "") in state]

@@ -255,6 +255,22 @@ class EventStore:
             self._group_cache.popitem(last=False)
         return self._group_cache[group]
 
+    async def store_state_group(self, room_id: str, state: StateMap, prev_group: int | None = None) -> int:
+        """A new state group holding `state` (a delta from `prev_group` when given); returns its ID.
+
+        For state worked out apart from any one event (resolved, or fetched from another server):
+        the group names no creating event, so an event given it as its group has it as the state
+        before it, as for any event that does not change state.
+        """
+        base = await self.get_state_for_group(prev_group) if prev_group is not None else {}
+        if any(k not in state for k in base):
+            prev_group, base = None, {}
+        delta = {k: v for k, v in state.items() if base.get(k) != v}
+        group = await self.db.run_interaction("store_state_group", create_state_group, room_id, "", prev_group,
+                                              delta)
+        self._group_cache[group] = dict(state)
+        return group
+
     async def get_state_after_event(self, event_id: str) -> StateMap:
         group = await self.get_state_group_for_event(event_id)
         if group is None:
@@ -583,4 +599,4 @@ async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, Persist
 
 
 # Internal metadata kept with the event: what the client API needs to render it later.
-_STORED_METADATA = ("txn_id", "device_id", "token_id", "replaces_state")
+_STORED_METADATA = ("txn_id", "device_id", "token_id", "replaces_state", "invite_room_state")

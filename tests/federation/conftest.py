@@ -57,3 +57,14 @@ async def make_remote(ca) -> AsyncIterator[Callable[..., Any]]:
 @pytest.fixture
 async def remote(make_remote) -> FakeRemoteServer:
     return await make_remote()
+
+
+@pytest.fixture
+async def room_remote(make_remote) -> tuple[Any, FakeRemoteServer]:
+    """(view, remote): a fake remote on 127.0.0.2 serving its view of a room (tests/support/fake_room.py)."""
+    from tests.support.fake_room import RemoteRoomView
+
+    view = RemoteRoomView()
+    remote = await make_remote(routes=view.install)
+    view.remote = remote
+    return view, remote

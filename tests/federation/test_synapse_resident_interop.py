@@ -1,0 +1,71 @@
+"""Interop with a real Synapse, our server resident: a Synapse user joins our room by its ID (Synapse
+runs make_join/send_join against us), and their messages reach our user through Synapse's /send.
+
+Our server is 127.0.0.1:PORT, Synapse 127.0.0.2:PORT; both trust only the throwaway test CA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+
+from tests.federation.resident import current_state, local_room, send_message, timeline_bodies
+from tests.support.synapse_federation import FederatingSynapse, start_federating_synapse
+from tests.support.tls_ca import TestCA
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory) -> TestCA:
+    return TestCA(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="module")
+def synapse(ca, tmp_path_factory) -> Iterator[FederatingSynapse]:
+    server = start_federating_synapse(tmp_path_factory.mktemp("synapse"), ca)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def synapse_call(synapse: FederatingSynapse, token: str, method: str, path: str, body=None, params=None):
+    connector = aiohttp.TCPConnector(ssl=synapse.ssl_context())
+    async with aiohttp.ClientSession(synapse.url, connector=connector) as session:
+        async with session.request(method, path, json=body, params=params,
+                                   headers={"Authorization": f"Bearer {token}"}) as resp:
+            return resp.status, await resp.json()
+
+
+async def test_a_synapse_user_joins_our_room_by_id_and_their_messages_reach_us(fed_hs, ca, synapse):
+    alice, room_id = await local_room(fed_hs, ca, name="Huiskamer")
+    bob = await synapse.register(f"bob{int(time.time() * 1000)}", "Bob on Synapse")
+    ours = fed_hs.config.server_name
+    status, body = await synapse_call(synapse, bob["access_token"], "POST",
+                                      f"/_matrix/client/v3/join/{quote(room_id, safe='')}",
+                                      {}, params={"server_name": ours})
+    assert status == 200, (body, synapse.log_tail())
+    state = await current_state(fed_hs, ca, alice["access_token"], room_id)
+    assert state[("m.room.member", bob["user_id"])]["content"]["membership"] == "join"
+    # Synapse sees the room as we do.
+    status, synapse_state = await synapse_call(synapse, bob["access_token"], "GET",
+                                               f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/state")
+    assert status == 200, synapse_state
+    assert {e["content"].get("name") for e in synapse_state if e["type"] == "m.room.name"} == {"Huiskamer"}
+
+    status, sent = await synapse_call(synapse, bob["access_token"], "PUT",
+                                      f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/send/m.room.message/t1",
+                                      {"msgtype": "m.text", "body": "hallo from Synapse"})
+    assert status == 200, sent
+    deadline = time.monotonic() + 30
+    while (bob["user_id"], "hallo from Synapse") not in await timeline_bodies(fed_hs, ca, alice["access_token"],
+                                                                             room_id):
+        assert time.monotonic() < deadline, synapse.log_tail()
+        await asyncio.sleep(0.2)
+    # Our next event builds on Synapse's.
+    local = await fed_hs.event_store.get_event(await send_message(fed_hs, ca, alice["access_token"], room_id, "hoi"))
+    assert local.prev_event_ids == [sent["event_id"]]
