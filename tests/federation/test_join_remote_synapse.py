@@ -5,6 +5,7 @@ withdrawing the knock, inviting Synapse's users, their profiles and Synapse's ro
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -207,3 +208,40 @@ async def test_a_late_joiner_backfills_fifty_messages_from_synapse(fed_hs, ca, s
             break
         token = page["end"]
     assert bodies == [f"oud {i}" for i in range(49, -1, -1)], synapse.log_tail()
+
+
+async def test_our_user_accepts_a_synapse_invite_and_then_receives_synapses_messages(fed_hs, ca, synapse):
+    bob = await synapse.register(unique("bob"))
+    dave = await user_with_displayname(fed_hs, ca, "dave", "Dave")
+    room_id = await synapse_room(synapse, bob["access_token"], preset="private_chat", name="Privé")
+    status, body = await on_synapse(synapse, "POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/invite",
+                                    bob["access_token"], {"user_id": dave["user_id"]})
+    assert status == 200, (body, synapse.log_tail())
+    invited = await sync_room(fed_hs, ca, dave["access_token"], room_id, "invite")
+    assert {"name": "Privé"} in [e["content"] for e in invited["invite_state"]["events"]]
+    # No via: the inviting server is asked.
+    status, body = await call(fed_hs, ca, "POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/join",
+                              dave["access_token"], {})
+    assert (status, body) == (200, {"room_id": room_id}), synapse.log_tail()
+    status, sent = await on_synapse(synapse, "PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/a1",
+                                    bob["access_token"], {"msgtype": "m.text", "body": "welkom!"})
+    assert status == 200
+    for _ in range(100):  # Synapse's transaction arrives through inbound /send
+        if await fed_hs.event_store.get_event(sent["event_id"]) is not None:
+            break
+        await asyncio.sleep(0.1)
+    synced = await sync_room(fed_hs, ca, dave["access_token"], room_id)
+    assert "welkom!" in [e["content"].get("body") for e in synced["timeline"]["events"]], synapse.log_tail()
+
+
+async def test_our_user_rejects_a_synapse_invite(fed_hs, ca, synapse):
+    bob = await synapse.register(unique("bob"))
+    dave = await user_with_displayname(fed_hs, ca, "dave", "Dave")
+    room_id = await synapse_room(synapse, bob["access_token"], preset="private_chat")
+    status, body = await on_synapse(synapse, "POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/invite",
+                                    bob["access_token"], {"user_id": dave["user_id"]})
+    assert status == 200, body
+    status, body = await call(fed_hs, ca, "POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/leave",
+                              dave["access_token"], {})
+    assert (status, body) == (200, {}), synapse.log_tail()
+    assert (await synapse_members(synapse, bob["access_token"], room_id))[dave["user_id"]] == "leave"
