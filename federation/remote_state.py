@@ -11,10 +11,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from signedjson.types import VerifyKey
+
 from federation.keys import KeyLookup
 from federation.pdu_checks import PduRejected, check_inbound_pdu
 from homeserver.auth import AuthError, auth_types_for_event, check_auth, check_auth_events_selection
 from homeserver.events.event import Event
+from homeserver.events.hashing import compute_event_id
 from homeserver.events.room_versions import RoomVersion
 
 logger = logging.getLogger(__name__)
@@ -44,14 +47,46 @@ class CheckedState:
         return self.events.get(event_id) if event_id else None
 
 
+class MemoKeys:
+    """A key lookup that asks once per key: a key usable at some time is usable at any earlier time
+    (validity only ever ends), so the latest time it was found usable answers earlier ones."""
+
+    def __init__(self, keys: KeyLookup):
+        self._keys = keys
+        self._found: dict[tuple[str, str], tuple[VerifyKey, int]] = {}
+
+    async def get_verify_key(self, server_name: str, key_id: str, *, valid_at_ts: int) -> VerifyKey:
+        found = self._found.get((server_name, key_id))
+        if found is not None and valid_at_ts <= found[1]:
+            return found[0]
+        key = await self._keys.get_verify_key(server_name, key_id, valid_at_ts=valid_at_ts)
+        self._found[(server_name, key_id)] = (key, valid_at_ts)
+        return key
+
+
 async def check_pdus(pdus: Iterable[Any], room_id: str, room_version: RoomVersion, keys: KeyLookup,
-                     dropped: dict[str, str]) -> dict[str, Event]:
-    """Format, signature and hash checks of each PDU; the events that pass, by ID."""
+                     dropped: dict[str, str], skip: set[str] | None = None) -> dict[str, Event]:
+    """Format, signature and hash checks of each PDU; the events that pass, by ID.
+
+    PDUs whose ID is in `skip` (checked already) are left out; the IDs seen are added to it.
+    """
     events: dict[str, Event] = {}
+    skip = set() if skip is None else skip
+    if not isinstance(keys, MemoKeys):
+        keys = MemoKeys(keys)
     for index, pdu in enumerate(pdus):
         if not isinstance(pdu, dict):
             dropped[f"#{index}"] = "not a JSON object"
             continue
+        try:
+            # The ID is the same before and after a redaction for a bad hash: cheap to dedupe by.
+            event_id = compute_event_id(pdu, room_version)
+        except Exception:
+            event_id = None
+        if event_id is not None:
+            if event_id in skip:
+                continue
+            skip.add(event_id)
         try:
             checked = await check_inbound_pdu(pdu, room_version, keys)
         except PduRejected as e:
@@ -130,8 +165,10 @@ async def check_room_state(state_pdus: Any, auth_chain_pdus: Any, room_id: str, 
         raise RemoteStateError("state and auth_chain must be lists of events")
     known = known or {}
     dropped: dict[str, str] = {}
-    state_events = await check_pdus(state_pdus, room_id, room_version, keys, dropped)
-    chain = await check_pdus(auth_chain_pdus, room_id, room_version, keys, dropped)
+    keys = MemoKeys(keys)
+    seen: set[str] = set()
+    state_events = await check_pdus(state_pdus, room_id, room_version, keys, dropped, seen)
+    chain = await check_pdus(auth_chain_pdus, room_id, room_version, keys, dropped, seen)
     everything = {**chain, **state_events}
     creates = [e for e in everything.values() if e.type == "m.room.create" and e.state_key == ""]
     if len(creates) != 1:
