@@ -105,8 +105,13 @@ class Backfiller:
                         "; ".join(f"{k}: {v}" for k, v in list(dropped.items())[:3]))
         held = await self._events.have_events(checked)
         new = {event_id: event for event_id, event in checked.items() if event_id not in held}
+        # Events held only as outliers (the room's state from our join) take their place in history.
+        stored = await self._events.get_events(held)
+        outliers = [e for e in stored.values() if e.internal_metadata.get("outlier") and e.rejected_reason is None
+                    and not e.internal_metadata.get("soft_failed")]
+        promoted = await self._promote(outliers, new, gaps)
         if not new:
-            return 0
+            return promoted
         missing_auth = {a for e in new.values() for a in e.auth_event_ids if a not in new}
         missing_auth -= await self._events.have_events(missing_auth)
         if missing_auth:
@@ -130,9 +135,18 @@ class Backfiller:
             context = PersistContext(state_group=group, backfilled=True, received_ts=now)
             last = self._persister.enqueue(event, context)[0]
         if last is None:
-            return 0
+            return promoted
         await last
-        return len(ordered)
+        return len(ordered) + promoted
+
+    async def _promote(self, outliers: list[Event], new: Mapping[str, Event], gaps: Mapping[str, int | None]) -> int:
+        if not outliers:
+            return 0
+        everything = sorted([*outliers, *new.values()], key=lambda e: (e.depth, e.event_id), reverse=True)
+        groups = self._state_groups(everything, gaps)
+        items = [(e.event_id, groups[e.event_id]) for e in sorted(outliers, key=lambda e: (e.depth, e.event_id),
+                                                                   reverse=True) if e.event_id in groups]
+        return await self._events.promote_outliers_to_history(items)
 
     @staticmethod
     def _state_groups(newest_first: list[Event], gaps: Mapping[str, int | None]) -> dict[str, int]:

@@ -191,6 +191,31 @@ class EventStore:
 
         return await self.db.run_interaction("get_backward_extremities", txn_fn, write=False)
 
+    async def promote_outliers_to_history(self, items: Sequence[tuple[str, int]]) -> int:
+        """Outliers that backfill found in the room's history (e.g. the state events before our join):
+        each (event ID, state group before it) becomes a timeline event on the backwards
+        `events_backfill` stream, in the order given (newest first). Returns how many changed."""
+        if not items:
+            return 0
+
+        async def txn_fn(txn: Transaction) -> int:
+            positions = await allocate_stream_positions(txn, EVENTS_BACKFILL, len(items), backwards=True)
+            changed = 0
+            for (event_id, group), position in zip(items, positions, strict=True):
+                row = await txn.fetch_one("SELECT outlier, soft_failed FROM events WHERE event_id = ?", (event_id,))
+                if row is None or not row[0] or row[1]:
+                    continue  # gone, already in the timeline, or soft-failed (never shown)
+                await txn.execute("UPDATE events SET outlier = ?, stream_ordering = ? WHERE event_id = ?",
+                                  (False, position, event_id))
+                await txn.execute("INSERT INTO event_to_state_groups (event_id, state_group) VALUES (?, ?)"
+                                  " ON CONFLICT (event_id) DO NOTHING", (event_id, group))
+                changed += 1
+            return changed
+
+        changed = await self.db.run_interaction("promote_outliers_to_history", txn_fn, isolation="read_committed")
+        self.forget_cached_events(event_id for event_id, _ in items)
+        return changed
+
     async def get_event_id_for_txn(self, user_id: str, device_id: str, txn_id: str) -> str | None:
         return await self.db.fetch_value(
             "get_event_id_for_txn",

@@ -34,6 +34,14 @@ async def test_paging_back_past_a_remote_join_backfills_the_rooms_history(fed_hs
     page = await messages(fed_hs, ca, dave["access_token"], room.room_id, page["end"], 20)
     bodies = [e["content"].get("body") for e in page["chunk"] if e["type"] == "m.room.message"]
     assert bodies == [f"bericht {i}" for i in range(9, -1, -1)]
+    # Further back, the room's state events (held as outliers since the join) take their place in
+    # history, down to the create event, where history ends.
+    types: list[str] = [e["type"] for e in page["chunk"] if e["type"] != "m.room.message"]
+    while "end" in page:
+        page = await messages(fed_hs, ca, dave["access_token"], room.room_id, page["end"], 20)
+        types += [e["type"] for e in page["chunk"]]
+    assert types == ["m.room.name", "m.room.history_visibility", "m.room.join_rules", "m.room.power_levels",
+                     "m.room.member", "m.room.create"]
 
     # History is older than any sync position: an incremental sync does not replay it.
     status, later = await call(fed_hs, ca, "GET", "/_matrix/client/v3/sync", dave["access_token"],
