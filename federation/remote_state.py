@@ -13,7 +13,7 @@ from typing import Any
 
 from signedjson.types import VerifyKey
 
-from federation.keys import KeyLookup
+from federation.keys import KeyLookup, KeyLookupError
 from federation.pdu_checks import PduRejected, check_inbound_pdu
 from homeserver.auth import AuthError, auth_types_for_event, check_auth, check_auth_events_selection
 from homeserver.events.event import Event
@@ -51,17 +51,36 @@ class MemoKeys:
     """A key lookup that asks once per key: a key usable at some time is usable at any earlier time
     (validity only ever ends), so the latest time it was found usable answers earlier ones."""
 
-    def __init__(self, keys: KeyLookup):
+    def __init__(self, keys: KeyLookup, latest_ts: int = 0):
         self._keys = keys
+        # The newest time any event of the batch asks about: tried first, so one lookup covers all.
+        self._latest_ts = latest_ts
         self._found: dict[tuple[str, str], tuple[VerifyKey, int]] = {}
 
     async def get_verify_key(self, server_name: str, key_id: str, *, valid_at_ts: int) -> VerifyKey:
         found = self._found.get((server_name, key_id))
         if found is not None and valid_at_ts <= found[1]:
             return found[0]
+        if valid_at_ts < self._latest_ts:
+            try:
+                key = await self._keys.get_verify_key(server_name, key_id, valid_at_ts=self._latest_ts)
+                self._found[(server_name, key_id)] = (key, self._latest_ts)
+                return key
+            except (KeyLookupError, ValueError):
+                pass  # not usable that late: ask for the time itself
         key = await self._keys.get_verify_key(server_name, key_id, valid_at_ts=valid_at_ts)
         self._found[(server_name, key_id)] = (key, valid_at_ts)
         return key
+
+
+def latest_ts(pdus: Iterable[Any]) -> int:
+    """The newest integer `origin_server_ts` among the PDUs (0 when none)."""
+    newest = 0
+    for pdu in pdus:
+        ts = pdu.get("origin_server_ts") if isinstance(pdu, dict) else None
+        if isinstance(ts, int) and not isinstance(ts, bool) and ts > newest:
+            newest = ts
+    return newest
 
 
 async def check_pdus(pdus: Iterable[Any], room_id: str, room_version: RoomVersion, keys: KeyLookup,
@@ -72,8 +91,9 @@ async def check_pdus(pdus: Iterable[Any], room_id: str, room_version: RoomVersio
     """
     events: dict[str, Event] = {}
     skip = set() if skip is None else skip
+    pdus = list(pdus)
     if not isinstance(keys, MemoKeys):
-        keys = MemoKeys(keys)
+        keys = MemoKeys(keys, latest_ts(pdus))
     for index, pdu in enumerate(pdus):
         if not isinstance(pdu, dict):
             dropped[f"#{index}"] = "not a JSON object"
@@ -165,7 +185,7 @@ async def check_room_state(state_pdus: Any, auth_chain_pdus: Any, room_id: str, 
         raise RemoteStateError("state and auth_chain must be lists of events")
     known = known or {}
     dropped: dict[str, str] = {}
-    keys = MemoKeys(keys)
+    keys = MemoKeys(keys, latest_ts([*state_pdus, *auth_chain_pdus]))
     seen: set[str] = set()
     state_events = await check_pdus(state_pdus, room_id, room_version, keys, dropped, seen)
     chain = await check_pdus(auth_chain_pdus, room_id, room_version, keys, dropped, seen)
