@@ -259,3 +259,25 @@ async def test_a_restricted_join_returned_without_the_resident_signature_fails(f
     status, body = await join(fed_hs, ca, dave["access_token"], room.room_id, [room.remote.server_name])
     assert (status, body["errcode"]) == (502, "M_UNKNOWN"), body
     assert "signed join" in body["error"]
+
+
+async def test_rejoining_a_remote_room_after_leaving_replaces_its_state(fed_hs, ca, make_remote):
+    room = await resident(make_remote)
+    dave = await user_with_displayname(fed_hs, ca, "dave", "Dave")
+    assert (await join(fed_hs, ca, dave["access_token"], room.room_id, [room.remote.server_name]))[0] == 200
+    status, _ = await call(fed_hs, ca, "POST", f"/_matrix/client/v3/rooms/{quote(room.room_id)}/leave",
+                           dave["access_token"], {})
+    assert status == 200
+    # While we were away the room was renamed and its topic set.
+    room.send("m.room.name", {"name": "Renamed"}, state_key="")
+    room.send("m.room.topic", {"topic": "New topic"}, state_key="")
+    status, body = await join(fed_hs, ca, dave["access_token"], room.room_id, [room.remote.server_name])
+    assert (status, body) == (200, {"room_id": room.room_id})
+    state = await fed_hs.event_store.get_current_state_ids(room.room_id)
+    assert state[("m.room.name", "")] == room.state[("m.room.name", "")]
+    assert state[("m.room.topic", "")] == room.state[("m.room.topic", "")]
+    _, join_id = await fed_hs.event_store.get_membership(room.room_id, dave["user_id"])
+    assert await fed_hs.event_store.get_forward_extremities(room.room_id) == [join_id]
+    status, name = await call(fed_hs, ca, "GET", f"/_matrix/client/v3/rooms/{quote(room.room_id)}/state/m.room.name",
+                              dave["access_token"])
+    assert (status, name) == (200, {"name": "Renamed"})
