@@ -280,6 +280,9 @@ class MembershipService:
         rooms = await self._events.get_rooms_for_user(user_id, ("join", "invite", "knock"))
         for room_id in sorted(rooms):
             try:
+                if rooms[room_id] != "join" and self._remote is not None and not await self._server_in_room(room_id):
+                    await self.leave(user_id, room_id)  # an invite or knock of another server's room
+                    continue
                 await self._sender.send(room_id, user_id, "m.room.member", {"membership": "leave"},
                                         state_key=user_id)
             except MatrixError as e:

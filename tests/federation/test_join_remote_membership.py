@@ -162,3 +162,17 @@ async def test_a_remote_invite_is_accepted_by_joining_through_the_inviting_serve
     assert (status, body) == (200, {"room_id": room.room_id})
     synced = await sync_room(fed_hs, ca, dave["access_token"], room.room_id)
     assert any(e["type"] == "m.room.name" for e in synced["state"]["events"])
+
+
+async def test_deactivating_a_user_withdraws_their_knock_on_a_remote_room(fed_hs, ca, make_remote):
+    room = await resident(make_remote, join_rule="knock")
+    dave = await user_with_displayname(fed_hs, ca, "dave", "Dave")
+    status, _ = await call(fed_hs, ca, "POST", f"/_matrix/client/v3/knock/{quote(room.room_id, safe='')}",
+                           dave["access_token"], {}, [("via", room.remote.server_name)])
+    assert status == 200
+    status, body = await call(fed_hs, ca, "POST", "/_matrix/client/v3/account/deactivate", dave["access_token"],
+                              {"auth": {"type": "m.login.password", "password": "correct horse",
+                                        "identifier": {"type": "m.id.user", "user": dave["user_id"]}}})
+    assert status == 200, body
+    leave = room.events[room.extremities[0]]
+    assert (leave.sender, leave.membership) == (dave["user_id"], "leave")
