@@ -34,6 +34,9 @@ FEDERATION_V1 = "/_matrix/federation/v1"
 # The spec's limits on one transaction.
 MAX_PDUS = 50
 MAX_EDUS = 100
+# Answers to transactions are kept this long for retries (as Synapse), pruned every PRUNE_EVERY.
+KEEP_ANSWERS_MS = 24 * 3600 * 1000
+PRUNE_EVERY = 500
 
 
 def _host(server_name: str) -> str:
@@ -106,6 +109,7 @@ class InboundTransactions:
         self._acls = acls
         self._clock = clock
         self._in_flight: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
+        self._answered = 0
 
     async def send_transaction(self, request: web.Request, origin: str) -> web.Response:
         txn_id = request.match_info["txnId"]
@@ -137,7 +141,11 @@ class InboundTransactions:
         self._in_flight[key] = future
         try:
             response = await self._process(origin, pdus)
-            await self._received.store_response(origin, txn_id, response, self._clock.time_ms())
+            now = self._clock.time_ms()
+            await self._received.store_response(origin, txn_id, response, now)
+            self._answered += 1
+            if self._answered % PRUNE_EVERY == 0:
+                await self._received.prune(now - KEEP_ANSWERS_MS)
         except BaseException as error:
             future.set_exception(error)
             future.exception()

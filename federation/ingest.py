@@ -31,8 +31,13 @@ API (used by `/send`, the membership endpoints and the joining side):
 - `await ingestor.persist_out_of_band_membership(event) -> Event`
   Store an already checked invite (or knock, or invite rejection) of a local user in a room we are
   not in, as an outlier that becomes that user's current membership (so /sync lists it).
-- `ingestor.room_lock(room_id)`: the lock remote events of a room are taken under (local events
-  take RoomHeads' lock inside it, so the two never race).
+- `ingestor.room_lock(room_id)`: the lock remote events of a room are taken under, fetching
+  included, so they are taken one at a time. The step that checks against current state and
+  hands the event to the persister also holds the room's RoomHeads lock (the one local sends
+  build under), so local and remote events never race; fetches never hold that lock.
+- Also: `is_participating(room_id)`, `room_version_of(room_id)`, `fetch_events(origin,
+  room_version, room_id, event_ids)` (fetch what we lack with `/event`, auth chains included, and
+  store it as outliers), `ingestor.heads`.
 
 Every event is handed to the persister under the room's RoomHeads lock; once committed, the
 cached head is forgotten, so the next local event builds on the remote one.

@@ -21,7 +21,7 @@ from federation.auth import FederationAuthenticator, federation_body
 from federation.inbound import ServerAcls
 from federation.ingest import EventIngestor
 from federation.keys import KeyLookup
-from federation.pdu_checks import PduRejected, check_inbound_pdu
+from federation.pdu_checks import CheckedPdu, PduRejected, check_inbound_pdu
 from homeserver.auth import AuthError, auth_types_for_event, check_auth, get_user_power_level
 from homeserver.auth.constants import AUTHORISING_USER, CREATE_KEY, JOIN_RULES_KEY
 from homeserver.auth.power_levels import get_named_level
@@ -42,6 +42,9 @@ FEDERATION_V2 = "/_matrix/federation/v2"
 
 # user_id -> a truthy value when the account exists on this server.
 UserExists = Callable[[str], Awaitable[Any]]
+# RoomEventSender.send: (room_id, sender, type, content, state_key=...) builds, signs, authorises and
+# persists an event of ours.
+SendEvent = Callable[..., Awaitable[Any]]
 
 
 def _server_of(user_id: str) -> str:
@@ -50,7 +53,8 @@ def _server_of(user_id: str) -> str:
 
 class ResidentMembership:
     def __init__(self, server_name: str, signing_key: SigningKey, events: EventStore, ingestor: EventIngestor,
-                 acls: ServerAcls, keys: KeyLookup, clock: Clock, user_exists: UserExists):
+                 acls: ServerAcls, keys: KeyLookup, clock: Clock, user_exists: UserExists,
+                 send_event: SendEvent | None = None):
         self._server_name = server_name
         self._signing_key = signing_key
         self._events = events
@@ -60,6 +64,7 @@ class ResidentMembership:
         self._keys = keys
         self._clock = clock
         self._user_exists = user_exists
+        self._send_event = send_event
 
     # --- shared ---------------------------------------------------------------------------
     async def _room(self, room_id: str) -> RoomVersion:
@@ -132,15 +137,22 @@ class ResidentMembership:
             if isinstance(authoriser, str) and authoriser.endswith(":" + self._server_name):
                 # We authorised this join in make_join: our signature makes it valid.
                 pdu = sign_event(body, room_version, self._server_name, self._signing_key)
-        try:
-            checked = await check_inbound_pdu(pdu, room_version, self._keys)
-        except PduRejected as e:
-            raise MatrixError(403, "M_FORBIDDEN", f"The event was refused: {e.reason}") from None
-        if checked.redacted_for_hash:
-            raise MatrixError(400, "M_BAD_JSON", "The event's content hash does not match its content")
+        checked = await self._checked(pdu, room_version, "event")
         if checked.event_id != event_id:
             raise MatrixError(400, "M_BAD_JSON", f"eventId: the event's ID is {checked.event_id}, not {event_id}")
         return Event(checked.pdu, room_version, event_id=checked.event_id)
+
+    async def _checked(self, pdu: Any, room_version: RoomVersion, field: str) -> CheckedPdu:
+        """The PDU through checks 1-3: a malformed one is 400, a bad signature 403, a bad hash 400."""
+        try:
+            checked = await check_inbound_pdu(pdu, room_version, self._keys)
+        except PduRejected as e:
+            if e.reason.startswith("invalid event"):
+                raise MatrixError(400, "M_BAD_JSON", f"{field}: {e.reason}") from None
+            raise MatrixError(403, "M_FORBIDDEN", f"{field}: refused: {e.reason}") from None
+        if checked.redacted_for_hash:
+            raise MatrixError(400, "M_BAD_JSON", f"{field}: the content hash does not match the content")
+        return checked
 
     async def _persist(self, event: Event, origin: str) -> None:
         error = await self._ingestor.persist_checked(event, origin=origin)
@@ -152,19 +164,21 @@ class ResidentMembership:
             raise MatrixError(403, "M_FORBIDDEN", f"The event was refused: {reason or 'not allowed now'}")
 
     async def _auth_chain(self, event_ids: Iterable[str]) -> list[Event]:
-        seen: set[str] = set()
+        """Every event reachable through auth_events from `event_ids` (those themselves excluded
+        unless reached), each once."""
+        chain: dict[str, Event] = {}
         frontier = list(event_ids)
-        out: list[Event] = []
         while frontier:
             loaded = await self._events.get_events(frontier)
             frontier = []
             for event in loaded.values():
                 for auth_id in event.auth_event_ids:
-                    if auth_id not in seen:
-                        seen.add(auth_id)
+                    if auth_id not in chain and auth_id not in frontier:
                         frontier.append(auth_id)
-            out.extend(loaded[e] for e in loaded if e in seen)
-        return sorted(out, key=lambda e: (e.depth, e.event_id))
+            if frontier:
+                for auth_id, auth_event in (await self._events.get_events(frontier)).items():
+                    chain[auth_id] = auth_event
+        return sorted(chain.values(), key=lambda e: (e.depth, e.event_id))
 
     # --- join -----------------------------------------------------------------------------
     async def make_join(self, request: web.Request, origin: str) -> web.Response:
@@ -319,12 +333,7 @@ class ResidentMembership:
             raise MatrixError(404, "M_NOT_FOUND", f"Unknown user {invitee}")
         if not await self._acls.allows(room_id, origin):
             raise MatrixError(403, "M_FORBIDDEN", f"Server {origin} is denied by the room's server ACL")
-        try:
-            checked = await check_inbound_pdu(pdu, room_version, self._keys)
-        except PduRejected as e:
-            raise MatrixError(403, "M_FORBIDDEN", f"The invite was refused: {e.reason}") from None
-        if checked.redacted_for_hash:
-            raise MatrixError(400, "M_BAD_JSON", "The invite's content hash does not match its content")
+        checked = await self._checked(pdu, room_version, "event")
         if checked.event_id != event_id:
             raise MatrixError(400, "M_BAD_JSON", f"eventId: the event's ID is {checked.event_id}, not {event_id}")
         signed = sign_event(checked.pdu, room_version, self._server_name, self._signing_key)
@@ -336,6 +345,38 @@ class ResidentMembership:
             await self._ingestor.persist_out_of_band_membership(event)
         return json_response({"event": serialize_for_federation(event, self._clock.time_ms())})
 
+    # --- third-party invites ----------------------------------------------------------------
+    async def exchange_third_party_invite(self, request: web.Request, origin: str) -> web.Response:
+        """The invitee's server turns a third-party invite into an invite: we build, sign and send it."""
+        room_id = request.match_info["roomId"]
+        await self._room(room_id)
+        body = federation_body(request)
+        if not isinstance(body, dict):
+            raise MatrixError(400, "M_BAD_JSON", "Content must be a JSON object (the invite event)")
+        if body.get("type") != "m.room.member":
+            raise MatrixError(400, "M_BAD_JSON", "type: must be m.room.member")
+        if body.get("room_id") != room_id:
+            raise MatrixError(400, "M_BAD_JSON", "room_id: does not match the room in the path")
+        sender, invitee, content = body.get("sender"), body.get("state_key"), body.get("content")
+        if not isinstance(sender, str) or not isinstance(invitee, str):
+            raise MatrixError(400, "M_BAD_JSON", "sender and state_key: must be user IDs")
+        parse_user_id(sender, "sender")
+        if parse_user_id(invitee, "state_key")[1] != origin:
+            raise MatrixError(403, "M_FORBIDDEN", f"state_key: {invitee} is not a user of {origin}")
+        if not isinstance(content, dict) or content.get("membership") != "invite":
+            raise MatrixError(400, "M_BAD_JSON", "content.membership: must be 'invite'")
+        third_party = content.get("third_party_invite")
+        signed = third_party.get("signed") if isinstance(third_party, dict) else None
+        if not isinstance(signed, dict) or not isinstance(signed.get("token"), str):
+            raise MatrixError(400, "M_BAD_JSON", "content.third_party_invite.signed: must carry a token")
+        if signed.get("mxid") != invitee:
+            raise MatrixError(400, "M_INVALID_PARAM", "content.third_party_invite.signed.mxid: is not state_key")
+        if self._send_event is None:
+            raise MatrixError(501, "M_UNRECOGNIZED", "Third-party invites cannot be exchanged here")
+        # Built on our head and checked by the auth rules (the identity server's signature among them).
+        await self._send_event(room_id, sender, "m.room.member", content, state_key=invitee)
+        return json_response({})
+
     def register_routes(self, app: web.Application, authenticator: FederationAuthenticator) -> None:
         route = authenticator.route
         app.router.add_get(f"{FEDERATION_V1}/make_join/{{roomId}}/{{userId}}", route(self.make_join))
@@ -345,3 +386,5 @@ class ResidentMembership:
         app.router.add_get(f"{FEDERATION_V1}/make_knock/{{roomId}}/{{userId}}", route(self.make_knock))
         app.router.add_put(f"{FEDERATION_V1}/send_knock/{{roomId}}/{{eventId}}", route(self.send_knock))
         app.router.add_put(f"{FEDERATION_V2}/invite/{{roomId}}/{{eventId}}", route(self.invite))
+        app.router.add_put(f"{FEDERATION_V1}/exchange_third_party_invite/{{roomId}}",
+                           route(self.exchange_third_party_invite))

@@ -21,7 +21,7 @@ from federation.inbound import InboundTransactions, ServerAcls
 from federation.ingest import EventIngestor
 from federation.joins import RemoteMembership
 from federation.keys import KeyFetcher, LocalKeys, parse_trusted_key_servers
-from federation.membership_resident import ResidentMembership, UserExists
+from federation.membership_resident import ResidentMembership, SendEvent, UserExists
 from federation.policy import ServerPolicy
 from federation.remote_queries import RemoteQueries
 from homeserver.accounts.profiles import ProfileService
@@ -127,7 +127,8 @@ class Federation:
                                                       directory)
 
     def attach_rooms(self, events: EventStore, heads: RoomHeads, persister: EventPersister,
-                     received_txns: ReceivedTransactionStore, user_exists: UserExists) -> None:
+                     received_txns: ReceivedTransactionStore, user_exists: UserExists,
+                     send_event: SendEvent | None = None) -> None:
         """Give federation the room pipeline: inbound /send, the resident membership endpoints, invites."""
         # The transport's one ingestor: the joining side takes its room locks too.
         self.ingestor = self.transport.ingestor(events, heads, persister)
@@ -135,7 +136,7 @@ class Federation:
         self.authenticator.add_acl_check(self.acls.check_request)
         self.inbound = InboundTransactions(self.ingestor, received_txns, self.acls, self.clock)
         self.membership = ResidentMembership(self.server_name, self.signing_key, events, self.ingestor, self.acls,
-                                             self.key_fetcher, self.clock, user_exists)
+                                             self.key_fetcher, self.clock, user_exists, send_event)
 
     def register_routes(self, app: web.Application) -> None:
         if not self.enabled:

@@ -431,7 +431,7 @@ class HomeServer:
         self.federation = Federation(self.federation_transport, config, self.profiles, self.alias_service,
                                      self.room_directory)
         self.federation.attach_rooms(self.event_store, self.room_heads, self.persister, ReceivedTransactionStore(db),
-                                     self.account_store.get_user)
+                                     self.account_store.get_user, self.event_sender.send)
 
         # --- stream consumers: who hears what, in this order -----------------------------------
         for stage in (self.notifications.stage, self.pushers.stage, self.search.stage):

@@ -25,3 +25,8 @@ class ReceivedTransactionStore:
             "INSERT INTO federation_received_txns (origin, txn_id, response_json, received_ts) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (origin, txn_id) DO NOTHING",
             (origin, txn_id, encode_str(response), now_ms))
+
+    async def prune(self, before_ts: int) -> int:
+        """Forget answers older than `before_ts` (an origin retries a transaction for minutes, not days)."""
+        return await self.db.execute("prune_received_txns",
+                                     "DELETE FROM federation_received_txns WHERE received_ts < ?", (before_ts,))

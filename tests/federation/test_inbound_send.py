@@ -228,13 +228,17 @@ async def test_each_pdu_gets_its_own_result(fed_hs, ca, room_remote):
     view.apply(good)
     unsigned = {**view.build("bob", "m.room.message", text("unsigned"), sign=False), "signatures": {}}
     elsewhere = {**view.build("bob", "m.room.message", text("lost")), "room_id": "!unknown:example.org"}
-    status, body = await send_transaction(fed_hs, remote, [good, unsigned, elsewhere],
-                                          edus=[{"edu_type": "m.typing", "content": {"room_id": room_id}}])
+    huge = view.build("bob", "m.room.message", text("x" * 70_000))
+    status, body = await send_transaction(fed_hs, remote, [good, unsigned, elsewhere, huge],
+                                          edus=[{"edu_type": "m.typing", "content": {"room_id": room_id}}, 1, "x",
+                                                {"edu_type": "m.presence"}])
     assert status == 200
     results = body["pdus"]
     assert results[view.event_id(good)] == {}
     assert "not signed" in results[view.event_id(unsigned)]["error"]
     assert "not in room" in results[view.event_id(elsewhere)]["error"]
+    assert "65536" in results[view.event_id(huge)]["error"]
+    assert await fed_hs.event_store.get_event(view.event_id(huge)) is None
 
 
 async def test_a_transaction_over_the_pdu_limit_is_refused(fed_hs, ca, room_remote):
@@ -256,3 +260,49 @@ async def test_the_rooms_server_acl_denies_the_origins_pdus_and_joins(fed_hs, ca
     status, body = await fed_request(fed_hs, remote, "GET",
                                      f"{V1}/make_join/{q(room_id)}/{q(view.user('carl'))}?{VERSIONS}")
     assert status == 403 and body["errcode"] == "M_FORBIDDEN"
+
+
+async def test_a_restricted_join_naming_our_user_without_our_signature_is_an_error(fed_hs, ca, room_remote):
+    view, remote = room_remote
+    alice, space_id = await local_room(fed_hs, ca, localpart="alice")
+    carol, room_id = await local_room(
+        fed_hs, ca, localpart="carol", room_version="10", preset="private_chat",
+        initial_state=[{"type": "m.room.join_rules", "state_key": "",
+                        "content": {"join_rule": "restricted",
+                                    "allow": [{"type": "m.room_membership", "room_id": space_id}]}}])
+    await remote_joins(fed_hs, remote, view, space_id)
+    # A second user of the remote joins the restricted room through the remote alone, naming carol.
+    from homeserver.events.room_versions import get_room_version
+    from tests.support.fake_room import RemoteRoomView
+
+    restricted = RemoteRoomView()
+    restricted.remote = remote
+    restricted.room_version = get_room_version("10")
+    restricted.room_id = room_id
+    state = await fed_hs.event_store.get_current_state_ids(room_id)
+    for event_id in state.values():
+        restricted.events[event_id] = dict((await fed_hs.event_store.get_event(event_id)).pdu)
+    restricted.state = dict(state)
+    restricted.extremities = await fed_hs.event_store.get_forward_extremities(room_id)
+    restricted.depth = max(restricted.events[e]["depth"] for e in restricted.extremities)
+    join = restricted.build("bob", "m.room.member", {"membership": "join",
+                                                    "join_authorised_via_users_server": carol["user_id"]},
+                            state_key=restricted.user("bob"))
+    status, body = await send_transaction(fed_hs, remote, [join])
+    assert status == 200
+    assert f"not signed by {fed_hs.config.server_name}" in body["pdus"][restricted.event_id(join)]["error"]
+    assert await fed_hs.event_store.get_event(restricted.event_id(join)) is None
+
+
+async def test_stored_answers_are_replayed_until_pruned(fed_hs, ca, room_remote):
+    from storage.stores.federation_inbound import ReceivedTransactionStore
+
+    view, remote, alice, room_id = await joined(fed_hs, ca, room_remote)
+    msg = view.build("bob", "m.room.message", text("kept"))
+    view.apply(msg)
+    await send_transaction(fed_hs, remote, [msg], txn_id="old")
+    store = ReceivedTransactionStore(fed_hs.db)
+    assert await store.get_response(remote.server_name, "old") == {"pdus": {view.event_id(msg): {}}}
+    assert await store.prune(0) == 0
+    assert await store.prune(2**62) == 1
+    assert await store.get_response(remote.server_name, "old") is None

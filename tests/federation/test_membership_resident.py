@@ -26,7 +26,8 @@ async def test_a_remote_user_joins_our_room_and_our_user_sees_the_join(fed_hs, c
     state_keys = {(e["type"], e["state_key"]) for e in answer["state"]}
     assert ("m.room.create", "") in state_keys and ("m.room.member", alice["user_id"]) in state_keys
     assert ("m.room.member", bob) not in state_keys  # the state before the join
-    chain_ids = {view.event_id(e) for e in answer["auth_chain"]}
+    chain_ids = [view.event_id(e) for e in answer["auth_chain"]]
+    assert len(chain_ids) == len(set(chain_ids))  # each once (Synapse refuses a repeated create event)
     assert view.state[("m.room.create", "")] in chain_ids
     state = await current_state(fed_hs, ca, alice["access_token"], room_id)
     assert state[("m.room.member", bob)]["content"]["membership"] == "join"
@@ -216,3 +217,40 @@ async def test_our_user_sees_the_remote_users_messages_after_the_join(fed_hs, ca
     assert status == 200, body
     assert body["pdus"] == {view.event_id(msg): {}}
     assert (view.user("bob"), "hoi from afar") in await timeline_bodies(fed_hs, ca, alice["access_token"], room_id)
+
+
+async def test_a_third_party_invite_is_exchanged_for_an_invite_signed_by_the_identity_server(fed_hs, ca, room_remote):
+    from homeserver.events.signing import (
+        encode_verify_key_base64,
+        generate_signing_key,
+        get_verify_key,
+        sign_json,
+    )
+
+    view, remote = room_remote
+    alice, room_id = await local_room(fed_hs, ca, preset="private_chat")
+    identity_key = generate_signing_key("0")
+    public_key = encode_verify_key_base64(get_verify_key(identity_key))
+    status, body = await client_call(
+        fed_hs, ca, alice["access_token"], "PUT",
+        f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.third_party_invite/tok123",
+        {"display_name": "b...@e...", "key_validity_url": "https://identity.example/isvalid",
+         "public_key": public_key, "public_keys": [{"public_key": public_key}]})
+    assert status == 200, body
+    bob = view.user("bob")
+
+    def exchange(signer):
+        signed = sign_json({"mxid": bob, "token": "tok123"}, "identity.example", signer)
+        return {"type": "m.room.member", "room_id": room_id, "sender": alice["user_id"], "state_key": bob,
+                "content": {"membership": "invite",
+                            "third_party_invite": {"display_name": "b...@e...", "signed": signed}}}
+
+    uri = f"{V1}/exchange_third_party_invite/{q(room_id)}"
+    status, body = await fed_request(fed_hs, remote, "PUT", uri, exchange(generate_signing_key("0")))
+    assert status == 403 and body["errcode"] == "M_FORBIDDEN"  # not the identity server's key
+    status, body = await fed_request(fed_hs, remote, "PUT", uri, exchange(identity_key))
+    assert (status, body) == (200, {})
+    state = await current_state(fed_hs, ca, alice["access_token"], room_id)
+    member = state[("m.room.member", bob)]
+    assert member["content"]["membership"] == "invite" and member["sender"] == alice["user_id"]
+    assert member["content"]["third_party_invite"]["signed"]["token"] == "tok123"

@@ -69,3 +69,63 @@ async def test_a_synapse_user_joins_our_room_by_id_and_their_messages_reach_us(f
     # Our next event builds on Synapse's.
     local = await fed_hs.event_store.get_event(await send_message(fed_hs, ca, alice["access_token"], room_id, "hoi"))
     assert local.prev_event_ids == [sent["event_id"]]
+    # Bob redacts his message on Synapse: the redaction arrives through /send and applies here.
+    status, redacted = await synapse_call(
+        synapse, bob["access_token"], "PUT",
+        f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/redact/{quote(sent['event_id'], safe='')}/r1",
+        {"reason": "oops"})
+    assert status == 200, redacted
+    deadline = time.monotonic() + 30
+    while (bob["user_id"], "hallo from Synapse") in await timeline_bodies(fed_hs, ca, alice["access_token"], room_id):
+        assert time.monotonic() < deadline, synapse.log_tail()
+        await asyncio.sleep(0.2)
+
+
+async def wait_for_membership(fed_hs, room_id: str, user_id: str, membership: str, synapse) -> None:
+    deadline = time.monotonic() + 30
+    while (await fed_hs.event_store.get_membership(room_id, user_id))[0] != membership:
+        assert time.monotonic() < deadline, synapse.log_tail()
+        await asyncio.sleep(0.2)
+
+
+async def test_a_synapse_user_knocks_on_our_room(fed_hs, ca, synapse):
+    alice, room_id = await local_room(
+        fed_hs, ca, preset="private_chat", name="Knock knock",
+        initial_state=[{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}])
+    bob = await synapse.register(f"bob{int(time.time() * 1000)}")
+    room = quote(room_id, safe="")
+    status, body = await synapse_call(synapse, bob["access_token"], "POST", f"/_matrix/client/v3/knock/{room}",
+                                      {"reason": "let me in"}, params={"server_name": fed_hs.config.server_name})
+    assert status == 200, (body, synapse.log_tail())
+    await wait_for_membership(fed_hs, room_id, bob["user_id"], "knock", synapse)
+    # (Synapse withdraws a knock locally only, without telling the room, so no leave is tested here.)
+
+
+async def test_a_joined_synapse_user_leaves_through_the_room(fed_hs, ca, synapse):
+    alice, room_id = await local_room(fed_hs, ca)
+    bob = await synapse.register(f"bob{int(time.time() * 1000)}")
+    room = quote(room_id, safe="")
+    status, body = await synapse_call(synapse, bob["access_token"], "POST", f"/_matrix/client/v3/join/{room}", {},
+                                      params={"server_name": fed_hs.config.server_name})
+    assert status == 200, (body, synapse.log_tail())
+    status, body = await synapse_call(synapse, bob["access_token"], "POST", f"/_matrix/client/v3/rooms/{room}/leave",
+                                      {})
+    assert status == 200, (body, synapse.log_tail())
+    await wait_for_membership(fed_hs, room_id, bob["user_id"], "leave", synapse)
+
+
+async def test_synapse_invites_our_user_and_the_invite_shows_in_their_sync(fed_hs, ca, synapse):
+    from tests.federation.helpers import user_with_displayname
+    from tests.federation.resident import client_call
+
+    dave = await user_with_displayname(fed_hs, ca, "dave", "Dave")
+    bob = await synapse.register(f"bob{int(time.time() * 1000)}")
+    status, created = await synapse_call(synapse, bob["access_token"], "POST", "/_matrix/client/v3/createRoom",
+                                         {"name": "Synapse side", "invite": [dave["user_id"]]})
+    assert status == 200, (created, synapse.log_tail())
+    status, synced = await client_call(fed_hs, ca, dave["access_token"], "GET", "/_matrix/client/v3/sync")
+    assert status == 200, synced
+    invite = synced["rooms"]["invite"][created["room_id"]]["invite_state"]["events"]
+    assert {"Synapse side"} == {e["content"]["name"] for e in invite if e["type"] == "m.room.name"}
+    [member] = [e for e in invite if e["type"] == "m.room.member" and e["state_key"] == dave["user_id"]]
+    assert member["content"]["membership"] == "invite" and member["sender"] == bob["user_id"]
