@@ -23,11 +23,6 @@ API (used by `/send`, the membership endpoints and the joining side):
   As `receive_pdu` for an event the caller already checked (1-3) and built, e.g. a join arriving
   through `send_join`: the auth stages and persisting, without filling gaps from `origin` beyond
   what the state of its prev events needs.
-- `await ingestor.persist_with_state(event, state_before, *, origin) -> str | None`
-  As `persist_checked`, with the state before the event given ((type, state_key) -> event ID, all
-  of them stored, e.g. by `persist_outliers` of a `send_join` answer) instead of derived from its
-  prev events: for the joining side's own join. In a room with no forward extremities yet the
-  event becomes the only one and the state after it the room's current state.
 - `await ingestor.persist_out_of_band_membership(event) -> Event`
   Store an already checked invite (or knock, or invite rejection) of a local user in a room we are
   not in, as an outlier that becomes that user's current membership (so /sync lists it).
@@ -288,27 +283,17 @@ class EventIngestor:
             if error is not None:
                 logger.info("a missing event of %s from %s was not taken: %s", room_id, origin, error)
 
-    async def persist_with_state(self, event: Event, state_before: StateMap, *, origin: str) -> str | None:
-        """Persist a checked event whose state before it is known from elsewhere; see the docstring."""
-        async with self.room_lock(event.room_id):
-            if await self._events.have_events([event.event_id]):
-                return None
-            return await self._take(origin, event, known_state=state_before)
-
-    async def _take(self, origin: str, event: Event, known_state: StateMap | None = None) -> str | None:
+    async def _take(self, origin: str, event: Event) -> str | None:
         room_version = event.room_version
         room_id = event.room_id
         # The auth events must be stored (as outliers if need be) before anything else.
         auth_ids = auth_event_ids(event)
         if auth_ids:
             await self.fetch_events(origin, room_version, room_id, auth_ids)
-        if known_state is not None:
-            state_before, base_group, base_state = dict(known_state), None, {}
-        else:
-            try:
-                state_before, base_group, base_state = await self._state_before(origin, event)
-            except _MissingState as e:
-                return str(e)
+        try:
+            state_before, base_group, base_state = await self._state_before(origin, event)
+        except _MissingState as e:
+            return str(e)
         rejected: str | None = None
         auth_events = await self._events.get_events(auth_ids)
         try:

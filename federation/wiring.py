@@ -1,8 +1,11 @@
 """Builds the federation components from the configuration and the homeserver's services.
 
-homeserver/server.py creates one `Federation`, registers its routes on listeners serving the
-`federation` resource, gives `sender` to the outbound queue as the courier of `federation`
-items, subscribes `handoff.stage` to persisted events, and stops it all on shutdown.
+homeserver/server.py creates the `FederationTransport` first (the signed client, keys and request
+authentication need no service) and hands the services what they ask other servers through
+(`remote_queries`, `remote_membership`, `backfiller`); then one `Federation` for the inbound
+routes, the read-only endpoints and outbound transactions: server.py registers its routes on
+listeners serving the `federation` resource, gives `sender` to the outbound queue as the courier of
+`federation` items, subscribes `handoff.stage` to persisted events, and stops it all on shutdown.
 """
 
 from __future__ import annotations
@@ -14,16 +17,19 @@ from prometheus_client import CollectorRegistry
 from signedjson.types import SigningKey
 
 from federation.auth import FederationAuthenticator
+from federation.backfill import Backfiller
 from federation.client import FederationClient
 from federation.http import FederationQueryHandlers, KeyHandlers
 from federation.inbound import InboundTransactions
 from federation.ingest import EventIngestor
+from federation.joins import RemoteMembership
 from federation.keys import KeyFetcher, LocalKeys, parse_trusted_key_servers
 from federation.membership_resident import ResidentMembership, SendEvent, UserExists
 from federation.outbound import FederationHandoff
 from federation.policy import ServerPolicy
 from federation.reading import FederationReader
 from federation.reading_http import FederationReadingHandlers
+from federation.remote_queries import RemoteQueries
 from federation.sender import TransactionSender
 from federation.server_acl import ServerAcls
 from homeserver.accounts.profiles import ProfileService
@@ -54,19 +60,14 @@ def federation_ip_allowlist(section: dict[str, Any]) -> list[IpNetwork]:
     return parse_networks(entries)
 
 
-class Federation:
-    def __init__(self, config: Config, signing_key: SigningKey, db: Any, clock: Clock, profiles: ProfileService,
-                 aliases: AliasService, directory: RoomDirectoryService, *, events: EventStore,
-                 timeline: TimelineStore, positions: StagePositionStore, bus: StreamBus,
-                 registry: CollectorRegistry | None = None):
+class FederationTransport:
+    """Outbound signed requests, server keys and inbound request authentication."""
+
+    def __init__(self, config: Config, signing_key: SigningKey, db: Any, clock: Clock):
         section = config.section("federation")
         self.server_name = config.server_name
         self.signing_key = signing_key
         self.clock = clock
-        # Set by attach_rooms (the room pipeline is built after this object).
-        self.ingestor: EventIngestor | None = None
-        self.inbound: InboundTransactions | None = None
-        self.membership: ResidentMembership | None = None
         self.enabled: bool = section["enabled"]
         self.policy = ServerPolicy(section["server_allowlist"], section["server_denylist"], enabled=self.enabled)
         self.local_keys = LocalKeys(config.server_name, signing_key,
@@ -84,6 +85,59 @@ class Federation:
         # The outbound queue's first retry interval for `federation` items (it doubles per failure
         # up to `outbound.max_retry_interval_s`).
         self.min_retry_interval_ms: int = section["min_retry_interval_ms"]
+        # What local clients ask of other servers (profiles, aliases, room directories); None when off.
+        self.remote_queries: RemoteQueries | None = RemoteQueries(self.client, clock) if self.enabled else None
+        self._ingestor: EventIngestor | None = None
+
+    def remote_membership(self, events: EventStore, persister: EventPersister, heads: RoomHeads
+                          ) -> RemoteMembership | None:
+        """Joins, leaves, knocks and invites across servers for the rooms service; None when off."""
+        if self.remote_queries is None:
+            return None
+        return RemoteMembership(self.server_name, self.signing_key, self.client, self.key_fetcher,
+                                self.remote_queries, events, persister, heads,
+                                self.ingestor(events, heads, persister), self.clock)
+
+    def backfiller(self, events: EventStore, persister: EventPersister, heads: RoomHeads) -> Backfiller | None:
+        """History from other servers when a local client pages past ours; None when off."""
+        if not self.enabled:
+            return None
+        return Backfiller(self.server_name, self.client, self.key_fetcher, events, persister,
+                          self.ingestor(events, heads, persister), self.clock)
+
+    def ingestor(self, events: EventStore, heads: RoomHeads, persister: EventPersister) -> EventIngestor:
+        """The one EventIngestor (its room locks order every remote event of a room, joins included)."""
+        if self._ingestor is None:
+            self._ingestor = EventIngestor(self.server_name, events, heads, persister, self.key_fetcher,
+                                           self.client, self.clock)
+        return self._ingestor
+
+    async def stop(self) -> None:
+        await self.client.close()
+
+
+class Federation:
+    def __init__(self, transport: FederationTransport, config: Config, db: Any, profiles: ProfileService,
+                 aliases: AliasService, directory: RoomDirectoryService, *, events: EventStore,
+                 timeline: TimelineStore, positions: StagePositionStore, bus: StreamBus,
+                 registry: CollectorRegistry | None = None):
+        clock = transport.clock
+        self.transport = transport
+        self.server_name = transport.server_name
+        self.signing_key = transport.signing_key
+        self.clock = transport.clock
+        self.enabled = transport.enabled
+        self.policy = transport.policy
+        self.local_keys = transport.local_keys
+        self.client = transport.client
+        self.key_store = transport.key_store
+        self.key_fetcher = transport.key_fetcher
+        self.authenticator = transport.authenticator
+        self.min_retry_interval_ms = transport.min_retry_interval_ms
+        # Set by attach_rooms (the room pipeline is built after this object).
+        self.ingestor: EventIngestor | None = None
+        self.inbound: InboundTransactions | None = None
+        self.membership: ResidentMembership | None = None
         self.key_handlers = KeyHandlers(self.local_keys, self.key_fetcher)
         self.query_handlers = FederationQueryHandlers(config.server_name, self.authenticator, profiles, aliases,
                                                       directory)
@@ -101,8 +155,8 @@ class Federation:
                      received_txns: ReceivedTransactionStore, user_exists: UserExists,
                      send_event: SendEvent | None = None) -> None:
         """Give federation the room pipeline: inbound /send, the resident membership endpoints, invites."""
-        self.ingestor = EventIngestor(self.server_name, events, heads, persister, self.key_fetcher, self.client,
-                                      self.clock)
+        # The transport's one ingestor: the joining side takes its room locks too.
+        self.ingestor = self.transport.ingestor(events, heads, persister)
         self.authenticator.add_acl_check(self.acls.check_request)
         self.inbound = InboundTransactions(self.ingestor, received_txns, self.acls, self.clock)
         self.membership = ResidentMembership(self.server_name, self.signing_key, events, self.ingestor, self.acls,
@@ -120,4 +174,4 @@ class Federation:
         self.reading_handlers.register_routes(app)
 
     async def stop(self) -> None:
-        await self.client.close()
+        await self.transport.stop()

@@ -24,7 +24,7 @@ from appservices.registration import load_registrations
 from appservices.registry import AppServiceRegistry
 from appservices.service import AppServices
 from appservices.transactions import TransactionSender
-from federation.wiring import Federation
+from federation.wiring import Federation, FederationTransport
 from homeserver.accounts.account_data import AccountDataService
 from homeserver.accounts.account_management import AccountDeactivation, AccountService
 from homeserver.accounts.auth import AuthService
@@ -304,7 +304,10 @@ class HomeServer:
         self.uia.register_stage(PASSWORD, self.login.check_password_stage)
         self.uia.register_stage(REGISTRATION_TOKEN, self.registration.check_registration_token_stage)
         self.openid = OpenIdService(config.server_name, self.account_store, clock)
-        self.profiles = ProfileService(config.server_name, profile_store, bus)
+        # Federation's transport first: services that ask other servers get what they ask through.
+        self.federation_transport = FederationTransport(config, self.signing_key, db, clock)
+        remote_queries = self.federation_transport.remote_queries
+        self.profiles = ProfileService(config.server_name, profile_store, bus, remote=remote_queries)
         self.account_data = AccountDataService(self.account_data_store, bus)
         self.filters = FilterService(FilterStore(db))
         self.devices = DeviceService(self.account_store, self.auth, self.uia, bus, clock,
@@ -317,14 +320,15 @@ class HomeServer:
         self.room_heads = RoomHeads(self.event_store)
         self.persister = EventPersister(self.event_store, self.room_heads, notifier, bus, registry=registry)
         self.alias_service = AliasService(config.server_name, self.alias_store, self.event_store, clock,
-                                          self.auth.is_server_admin)
+                                          self.auth.is_server_admin, remote=remote_queries)
         self.event_sender = RoomEventSender(config.server_name, self.signing_key, self.event_store, self.room_heads,
                                             self.persister, clock,
                                             send_checks=[self.alias_service.check_canonical_alias])
         self.room_creator = RoomCreator(config.server_name, self.event_sender, self.alias_store, clock,
                                         profile_store.get_profile, config.default_room_version)
-        self.membership = MembershipService(config.server_name, self.event_sender, self.event_store,
-                                            self.alias_store, profile_store.get_profile)
+        self.membership = MembershipService(
+            config.server_name, self.event_sender, self.event_store, self.alias_store, profile_store.get_profile,
+            remote=self.federation_transport.remote_membership(self.event_store, self.persister, self.room_heads))
         self.event_serializer = ClientEventSerializer(self.event_store, clock)
         # Events of users erased at deactivation are served redacted to readers who were not in the room.
         erased_users = self.deactivation_store.get_erased_users
@@ -332,8 +336,10 @@ class HomeServer:
         self.redactions = RedactionService(self.event_sender, self.event_store, clock,
                                            retention_days=config.section("rooms")["redaction_retention_days"])
         self.history_visibility = HistoryVisibilityFilter(self.event_store, timeline_store, erased_users)
-        self.room_history = RoomHistory(self.event_store, timeline_store, self.event_serializer,
-                                        self.history_visibility, self.account_data_store.get_global)
+        self.room_history = RoomHistory(
+            self.event_store, timeline_store, self.event_serializer, self.history_visibility,
+            self.account_data_store.get_global,
+            backfill=self.federation_transport.backfiller(self.event_store, self.persister, self.room_heads))
         self.relations = RelationsService(self.event_store, RelationStore(db), self.room_history,
                                           self.history_visibility, self.event_serializer)
         self.event_serializer.add_unsigned_hook(self.relations.bundled_aggregations)
@@ -344,7 +350,7 @@ class HomeServer:
 
         # Directories and search.
         self.room_directory = RoomDirectoryService(config.server_name, directory_store, self.event_store,
-                                                   self.alias_service.may_manage_directory)
+                                                   self.alias_service.may_manage_directory, remote=remote_queries)
         self.user_directory = UserDirectoryService(
             directory_store, search_all_users=config.section("user_directory")["search_all_users"])
         self.hierarchy = SpaceHierarchyService(self.event_store)
@@ -429,7 +435,7 @@ class HomeServer:
             room_fields=self.notifications.room_fields)
 
         # Federation: server keys, X-Matrix authentication, the read-only endpoints, outbound transactions.
-        self.federation = Federation(config, self.signing_key, db, clock, self.profiles, self.alias_service,
+        self.federation = Federation(self.federation_transport, config, db, self.profiles, self.alias_service,
                                      self.room_directory, events=self.event_store, timeline=timeline_store,
                                      positions=stage_positions, bus=bus, registry=registry)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.identifiers import parse_user_id
@@ -78,11 +78,22 @@ def normalise_value(key: str, value: Any) -> Any:
     return value
 
 
+class RemoteProfiles(Protocol):
+    """Profiles of users of other servers (implemented over federation's /query/profile)."""
+
+    async def query_profile(self, user_id: str, field: str | None = None) -> dict[str, Any]:
+        """The profile (or `{field: value}`); MatrixError 404 when unknown, 502 when unreachable."""
+        ...
+
+
 class ProfileService:
-    def __init__(self, server_name: str, store: ProfileStore, bus: StreamBus):
+    def __init__(self, server_name: str, store: ProfileStore, bus: StreamBus, *,
+                 remote: RemoteProfiles | None = None):
         self._server_name = server_name
         self._store = store
         self._bus = bus
+        # None: federation is off, and profiles of other servers' users are not found.
+        self._remote = remote
         self._unknown_user_resolvers: list[Callable[[str], Awaitable[bool]]] = []
 
     def add_unknown_user_resolver(self, resolver: Callable[[str], Awaitable[bool]]) -> None:
@@ -92,15 +103,22 @@ class ProfileService:
     async def get_profile(self, user_id: str) -> dict[str, Any]:
         """The whole profile of a user; 404 when the user is unknown."""
         parse_user_id(user_id, "userId")
+        if self._remote is not None and not self.is_local(user_id):
+            return await self._remote.query_profile(user_id)
         profile = await self._local_profile(user_id)
         if profile is None:
             raise not_found("Profile not found")
         return profile
 
+    def is_local(self, user_id: str) -> bool:
+        return parse_user_id(user_id)[1] == self._server_name
+
     async def get_field(self, user_id: str, key: str) -> dict[str, Any]:
         """`{key: value}` for one field; 404 when the user or the field does not exist."""
         parse_user_id(user_id, "userId")
         check_key_name(key)
+        if self._remote is not None and not self.is_local(user_id):
+            return await self._remote.query_profile(user_id, key)
         profile = await self._local_profile(user_id)
         if profile is None:
             raise not_found("Profile not found")
@@ -139,8 +157,7 @@ class ProfileService:
 
     async def _local_profile(self, user_id: str) -> dict[str, Any] | None:
         if parse_user_id(user_id)[1] != self._server_name:
-            # Remote profiles need a federation query, which arrives with the federation work.
-            return None
+            return None  # another server's user: asked over federation by get_profile/get_field
         profile = await self._store.get_profile(user_id)
         if profile is None:
             for resolver in self._unknown_user_resolvers:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from homeserver.accounts.auth import Requester
 from homeserver.clock import Clock
@@ -15,9 +15,20 @@ from storage.stores.aliases import AliasExistsError, AliasStore
 from storage.stores.events import EventStore
 
 
+class RemoteAliases(Protocol):
+    """Aliases of other servers (implemented over federation's /query/directory)."""
+
+    async def query_alias(self, alias: str) -> dict[str, Any]:
+        """`{"room_id", "servers"}`; MatrixError 404 when unknown there, 502 when unreachable."""
+        ...
+
+
 class AliasService:
-    def __init__(self, server_name: str, aliases: AliasStore, events: EventStore, clock: Clock, is_admin):
+    def __init__(self, server_name: str, aliases: AliasStore, events: EventStore, clock: Clock, is_admin, *,
+                 remote: RemoteAliases | None = None):
         self._server_name = server_name
+        # None: federation is off, and other servers' aliases are not found.
+        self._remote = remote
         self._aliases = aliases
         self._events = events
         self._clock = clock
@@ -41,7 +52,9 @@ class AliasService:
     async def resolve(self, alias: str) -> dict[str, Any]:
         server = self._parse(alias)
         if server != self._server_name:
-            raise MatrixError(404, "M_NOT_FOUND", "Resolving aliases of other servers is not available yet")
+            if self._remote is None:
+                raise MatrixError(404, "M_NOT_FOUND", f"Room alias {alias} not found: federation is disabled")
+            return await self._remote.query_alias(alias)
         found = await self._aliases.get_alias(alias)
         for resolver in self._unknown_resolvers:
             if found is None and await resolver(alias):

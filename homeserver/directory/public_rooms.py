@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from homeserver.accounts.auth import Requester
 from homeserver.client_input import MAX_SAFE_INT
 from homeserver.errors import MatrixError
+from homeserver.identifiers import parse_server_name
 from homeserver.streams.updates import RoomUpgraded
 from storage.stores.directory import DirectoryStore
 from storage.stores.events import EventStore
@@ -130,9 +131,21 @@ def page(entries: list[dict[str, Any]], query: PublicRoomsQuery) -> dict[str, An
     return out
 
 
+class RemoteRoomDirectory(Protocol):
+    """Other servers' room directories (implemented over federation's /publicRooms)."""
+
+    async def public_rooms(self, server: str, params: Mapping[str, Any] | None,
+                           body: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The server's answer to GET (`params`) or POST (`body`) /publicRooms; MatrixError on failure."""
+        ...
+
+
 class RoomDirectoryService:
-    def __init__(self, server_name: str, store: DirectoryStore, events: EventStore, may_manage: RoomManagerCheck):
+    def __init__(self, server_name: str, store: DirectoryStore, events: EventStore, may_manage: RoomManagerCheck,
+                 *, remote: RemoteRoomDirectory | None = None):
         self._server_name = server_name
+        # None: federation is off, and other servers' directories are not available.
+        self._remote = remote
         self._store = store
         self._events = events
         self._may_manage = may_manage
@@ -172,6 +185,23 @@ class RoomDirectoryService:
             raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
         await self._store.set_network_room_visibility(requester.app_service_id, network_id, room_id,
                                                       visibility == "public")
+
+    def is_other_server(self, server: str | None) -> bool:
+        """Whether a `server` parameter names another server than this one (400 when malformed)."""
+        if server is None or server == self._server_name:
+            return False
+        try:
+            parse_server_name(server)
+        except ValueError as e:
+            raise MatrixError(400, "M_INVALID_PARAM", f"server: {e}") from None
+        return True
+
+    async def remote_public_rooms(self, server: str, params: Mapping[str, Any] | None = None,
+                                  body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Another server's directory, asked over federation with the client's GET `params` or POST `body`."""
+        if self._remote is None:
+            raise MatrixError(404, "M_NOT_FOUND", f"server: listing the rooms of {server} is not available")
+        return await self._remote.public_rooms(server, params, body)
 
     async def public_rooms(self, query: PublicRoomsQuery, server: str | None = None) -> dict[str, Any]:
         """A page of the rooms published on this server."""

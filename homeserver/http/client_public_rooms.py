@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from homeserver.directory.public_rooms import (
@@ -12,6 +14,7 @@ from homeserver.directory.public_rooms import (
     parse_public_rooms_body,
     parse_since,
 )
+from homeserver.errors import MatrixError
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import json_object, json_response, query_bool, query_int
 from homeserver.http.routing import add_client_route
@@ -35,6 +38,18 @@ class PublicRoomHandlers:
         # The spec lets anyone read the list; a token, when sent, must still be valid.
         if "Authorization" in request.headers or "access_token" in request.query:
             await self._authenticate(request)
+        server = request.query.get("server")
+        if self._directory.is_other_server(server):
+            params: dict[str, Any] = {}
+            limit = query_int(request, "limit", minimum=0)
+            if limit is not None:
+                params["limit"] = limit
+            for key in ("since", "third_party_instance_id"):
+                if key in request.query:
+                    params[key] = request.query[key]
+            if query_bool(request, "include_all_networks"):
+                params["include_all_networks"] = "true"
+            return json_response(await self._directory.remote_public_rooms(server, params=params))
         query = PublicRoomsQuery(limit=parse_limit(query_int(request, "limit", minimum=0)),
                                  offset=parse_since(request.query.get("since")),
                                  **parse_network(request.query.get("third_party_instance_id"),
@@ -43,7 +58,14 @@ class PublicRoomHandlers:
 
     async def post_public_rooms(self, request: web.Request) -> web.Response:
         await self._authenticate(request)
-        query = parse_public_rooms_body(await json_object(request))
+        body = await json_object(request)
+        server = request.query.get("server")
+        if self._directory.is_other_server(server):
+            parse_public_rooms_body({**body, "since": None})  # the fields' shapes; `since` is the other server's
+            if body.get("since") is not None and not isinstance(body["since"], str):
+                raise MatrixError(400, "M_BAD_JSON", "since: must be a string")
+            return json_response(await self._directory.remote_public_rooms(server, body=body))
+        query = parse_public_rooms_body(body)
         return json_response(await self._directory.public_rooms(query, request.query.get("server")))
 
     async def set_network_visibility(self, request: web.Request) -> web.Response:

@@ -121,7 +121,7 @@ class RoomHandlers:
         body = await json_object(request, allow_empty=True)
         target = unquote(request.match_info["roomIdOrAlias"])
         event = await self._membership.join(requester.user_id, target, body.get("reason"),
-                                            is_guest=requester.is_guest)
+                                            is_guest=requester.is_guest, via=_via(request))
         return json_response({"room_id": event.room_id})
 
     async def join_by_id(self, request: web.Request) -> web.Response:
@@ -135,7 +135,7 @@ class RoomHandlers:
         requester = await self._authenticate(request)
         body = await json_object(request)
         target = unquote(request.match_info["roomIdOrAlias"])
-        event = await self._membership.knock(requester.user_id, target, body.get("reason"))
+        event = await self._membership.knock(requester.user_id, target, body.get("reason"), via=_via(request))
         return json_response({"room_id": event.room_id})
 
     async def invite(self, request: web.Request) -> web.Response:
@@ -306,3 +306,9 @@ class RoomHandlers:
         add_client_route(app, "GET", "/rooms/{roomId}/event/{eventId:.+}", self.get_event)
         add_client_route(app, "GET", "/rooms/{roomId}/members", self.members)
         add_client_route(app, "GET", "/rooms/{roomId}/joined_members", self.joined_members)
+
+
+def _via(request: web.Request) -> list[str]:
+    """The servers to join or knock through: `via`, and the deprecated `server_name` (as Synapse, both)."""
+    servers = [*request.query.getall("via", []), *request.query.getall("server_name", [])]
+    return list(dict.fromkeys(servers))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from homeserver.accounts.auth import Requester
 from homeserver.errors import MatrixError
@@ -61,6 +61,14 @@ def earlier_bound(a: Bound, b: Bound) -> Bound:
     return a if (a.depth, a.stream) <= (b.depth, b.stream) else b
 
 
+class HistoryBackfill(Protocol):
+    """Fetching older history of a room from other servers in it (federation's /backfill)."""
+
+    async def backfill(self, room_id: str, limit: int) -> bool:
+        """Try to store up to `limit` events older than what we hold; whether any were stored."""
+        ...
+
+
 class HistoryVisibilityFilter:
     """Which of a room's events a user may see, decided per batch."""
 
@@ -107,8 +115,11 @@ class HistoryVisibilityFilter:
 
 class RoomHistory:
     def __init__(self, events: EventStore, timeline: TimelineStore, serializer: ClientEventSerializer,
-                 visibility: HistoryVisibilityFilter, global_account_data: GlobalAccountData | None = None):
+                 visibility: HistoryVisibilityFilter, global_account_data: GlobalAccountData | None = None, *,
+                 backfill: HistoryBackfill | None = None):
         self._events = events
+        # None: federation is off; history ends where ours does.
+        self._backfill = backfill
         self._timeline = timeline
         self._serializer = serializer
         self._visibility = visibility
@@ -180,9 +191,15 @@ class RoomHistory:
             else:
                 to_bound = cap if to_bound is None else earlier_bound(to_bound, cap)
         limit = max(0, min(limit, MAX_LIMIT))
+        conditions = await self._conditions(requester.user_id, event_filter)
         rows = await self._timeline.paginate(room_id, backwards=backwards, limit=limit, from_bound=from_bound,
-                                             to_bound=to_bound,
-                                             conditions=await self._conditions(requester.user_id, event_filter))
+                                             to_bound=to_bound, conditions=conditions)
+        if (backwards and len(rows) < limit and to_bound is None and self._backfill is not None
+                and await self._backfill.backfill(room_id, limit - len(rows))):
+            # Paginating past the start of our copy of the room: older events were fetched from a
+            # server in the room, so the page is read again.
+            rows = await self._timeline.paginate(room_id, backwards=True, limit=limit, from_bound=from_bound,
+                                                 to_bound=None, conditions=conditions)
         events = await self.load_visible(requester.user_id, rows)
         result: dict[str, Any] = {
             "chunk": await self._serializer.serialize(events, requester),

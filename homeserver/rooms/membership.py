@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from homeserver.errors import MatrixError
 from homeserver.events.event import Event
-from homeserver.identifiers import is_valid_user_id, split_id
+from homeserver.identifiers import is_valid_room_id, is_valid_user_id, parse_server_name, split_id
 from homeserver.rooms.creation import ProfileLookup
 from homeserver.rooms.sender import RoomEventSender
 from homeserver.streams.updates import EventPersisted, ProfileChanged
@@ -22,14 +22,45 @@ GUEST_ACCESS = "m.room.guest_access"
 CAN_JOIN = "can_join"
 
 
+StateIds = Mapping[tuple[str, str], str]
+
+
+class RemoteRooms(Protocol):
+    """Membership in rooms this server is not in, and users of other servers (implemented over
+    federation: make_join/send_join, make_leave/send_leave, make_knock/send_knock, invite v2).
+    Each raises MatrixError with a client-facing code when it cannot be done."""
+
+    async def resolve_alias(self, alias: str) -> tuple[str, list[str]]:
+        """(room ID, servers to join through) for another server's alias."""
+        ...
+
+    async def join(self, user_id: str, room_id: str, servers: Sequence[str], content: dict[str, Any]) -> Event:
+        """Join through the first of `servers` that lets us; the join and the room's state are persisted."""
+        ...
+
+    async def leave(self, user_id: str, room_id: str, servers: Sequence[str], content: dict[str, Any]) -> Event:
+        """Leave (reject an invite, withdraw a knock) a room this server is not in."""
+        ...
+
+    async def knock(self, user_id: str, room_id: str, servers: Sequence[str], content: dict[str, Any]) -> Event:
+        """Knock on a room this server is not in; the knock is persisted."""
+        ...
+
+    async def invite(self, event: Event, state: StateIds) -> Event:
+        """The invite of another server's user, countersigned by that server (`state`: the room's)."""
+        ...
+
+
 class MembershipService:
     def __init__(self, server_name: str, sender: RoomEventSender, events: EventStore, aliases: AliasStore,
-                 profiles: ProfileLookup):
+                 profiles: ProfileLookup, *, remote: RemoteRooms | None = None):
         self._server_name = server_name
         self._sender = sender
         self._events = events
         self._aliases = aliases
         self._profiles = profiles
+        # None: federation is off; rooms and users of other servers are refused with a clear error.
+        self._remote = remote
         self._unknown_resolvers: list[Callable[[str], Awaitable[bool]]] = []
 
     def add_unknown_id_resolver(self, resolver: Callable[[str], Awaitable[bool]]) -> None:
@@ -44,6 +75,20 @@ class MembershipService:
 
     async def resolve_room(self, room_id_or_alias: str) -> str:
         """A room ID from `!room` or `#alias`; 404 for unknown aliases and rooms."""
+        return (await self.resolve_room_and_servers(room_id_or_alias))[0]
+
+    async def resolve_room_and_servers(self, room_id_or_alias: str) -> tuple[str, list[str]]:
+        """(room ID, servers an alias names) from `!room` or `#alias`; 404 for unknown aliases."""
+        if room_id_or_alias.startswith("#") and self._remote is not None:
+            try:
+                _, server = split_id(room_id_or_alias, "#")
+            except ValueError:
+                raise MatrixError(400, "M_INVALID_PARAM", f"{room_id_or_alias!r} is not a valid alias") from None
+            if server != self._server_name:
+                return await self._remote.resolve_alias(room_id_or_alias)
+        return await self._resolve_local(room_id_or_alias), []
+
+    async def _resolve_local(self, room_id_or_alias: str) -> str:
         if room_id_or_alias.startswith("#"):
             found = await self._aliases.get_alias(room_id_or_alias)
             if found is None and await self._ask_resolvers(room_id_or_alias):
@@ -54,7 +99,8 @@ class MembershipService:
                 except ValueError:
                     raise MatrixError(400, "M_INVALID_PARAM", f"{room_id_or_alias!r} is not a valid alias") from None
                 if server != self._server_name:
-                    raise MatrixError(404, "M_NOT_FOUND", "Joining rooms on other servers is not available yet")
+                    raise MatrixError(404, "M_NOT_FOUND",
+                                      f"Room alias {room_id_or_alias} not found: federation is disabled")
                 raise MatrixError(404, "M_NOT_FOUND", f"Room alias {room_id_or_alias} not found")
             return found["room_id"]
         if not room_id_or_alias.startswith("!"):
@@ -94,9 +140,64 @@ class MembershipService:
             raise MatrixError(400, "M_INVALID_PARAM", f"{field}: must be a valid user ID")
         return user_id
 
+    async def _server_in_room(self, room_id: str) -> bool:
+        """Whether a user of this server is joined to the room (so its state here is live)."""
+        if await self._events.get_room_version_id(room_id) is None:
+            return False
+        suffix = f":{self._server_name}"
+        return any(member.endswith(suffix) for member in await self._events.get_members(room_id, ("join",)))
+
+    async def _remote_servers(self, user_id: str, room_id: str, via: Sequence[str],
+                              alias_servers: Sequence[str]) -> list[str]:
+        """Servers to ask about a room this server is not in: the client's `via`, the alias's servers,
+        the sender of an invite or knock answer we hold, and the room ID's own server."""
+        servers: list[str] = []
+        for server in (*via, *alias_servers):
+            if server not in servers and server != self._server_name:
+                servers.append(server)
+        _, event_id = await self._events.get_membership(room_id, user_id)
+        member = await self._events.get_event(event_id) if event_id else None
+        if member is not None:
+            for candidate in (member.sender, member.state_key or ""):
+                try:
+                    server = split_id(candidate, "@")[1]
+                except ValueError:
+                    continue
+                if server not in servers and server != self._server_name:
+                    servers.append(server)
+        try:
+            room_server = split_id(room_id, "!")[1]
+        except ValueError:
+            room_server = None  # room version 12 room IDs name no server
+        if room_server and room_server not in servers and room_server != self._server_name:
+            servers.append(room_server)
+        return servers
+
+    @staticmethod
+    def check_via(via: Any) -> list[str]:
+        """The `via`/`server_name` query values, each a valid server name (400 naming the field)."""
+        servers = []
+        for server in via or ():
+            try:
+                parse_server_name(server)
+            except ValueError as e:
+                raise MatrixError(400, "M_INVALID_PARAM", f"via: {e}") from None
+            servers.append(server)
+        return servers
+
     async def join(self, user_id: str, room_id_or_alias: str, reason: Any = None,
-                   txn: tuple[str, str, str] | None = None, *, is_guest: bool = False) -> Event:
-        room_id = await self.resolve_room(room_id_or_alias)
+                   txn: tuple[str, str, str] | None = None, *, is_guest: bool = False,
+                   via: Sequence[str] = ()) -> Event:
+        room_id, alias_servers = await self.resolve_room_and_servers(room_id_or_alias)
+        if self._remote is not None and not await self._server_in_room(room_id):
+            if not is_valid_room_id(room_id):
+                raise MatrixError(400, "M_INVALID_PARAM", f"{room_id!r} is not a valid room ID")
+            servers = await self._remote_servers(user_id, room_id, self.check_via(via), alias_servers)
+            if servers:
+                if is_guest:
+                    raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guests may not join rooms on other servers")
+                content = await self._content(user_id, "join", reason)
+                return await self._remote.join(user_id, room_id, servers, content)
         await self._require_room(room_id)
         current, event_id = await self._events.get_membership(room_id, user_id)
         # Guests are a local concept, so this is checked here rather than by the auth rules;
@@ -141,12 +242,21 @@ class MembershipService:
         target = self._require_local_target(target)
         await self._require_room(room_id)
         _, server = split_id(target, "@")
+        remote = self._remote
         if server != self._server_name:
-            raise MatrixError(403, "M_FORBIDDEN", "Inviting users of other servers is not available yet")
-        await self._ask_resolvers(target)
+            if remote is None:
+                raise MatrixError(403, "M_FORBIDDEN", "Inviting users of other servers needs federation, which is off")
+        else:
+            await self._ask_resolvers(target)
         current, _ = await self._events.get_membership(room_id, target)
         if current in ("join", "ban"):
             raise MatrixError(403, "M_FORBIDDEN", f"{target} is already {'in' if current == 'join' else 'banned from'} the room")
+        if server != self._server_name:
+            # The invitee's server must countersign the invite before it is persisted (invite v2).
+            assert remote is not None
+            content = await self._content(target, "invite", reason, with_profile=False)
+            return await self._sender.send(room_id, sender, "m.room.member", content, state_key=target,
+                                           countersign=remote.invite)
         content = await self._content(target, "invite", reason)
         return await self._sender.send(room_id, sender, "m.room.member", content, state_key=target)
 
@@ -156,6 +266,13 @@ class MembershipService:
         if current is None or current == "leave":
             raise MatrixError(403, "M_FORBIDDEN", "You are not in this room")
         content = await self._content(user_id, "leave", reason, with_profile=False)
+        if (self._remote is not None and current in ("invite", "knock")
+                and not await self._server_in_room(room_id)):
+            # Rejecting an invite or withdrawing a knock in a room this server is not in: the
+            # leave is made and sent by a server in the room (make_leave/send_leave).
+            servers = await self._remote_servers(user_id, room_id, (), ())
+            if servers:
+                return await self._remote.leave(user_id, room_id, servers, content)
         return await self._sender.send(room_id, user_id, "m.room.member", content, state_key=user_id)
 
     async def leave_all_rooms(self, user_id: str) -> None:
@@ -163,6 +280,9 @@ class MembershipService:
         rooms = await self._events.get_rooms_for_user(user_id, ("join", "invite", "knock"))
         for room_id in sorted(rooms):
             try:
+                if rooms[room_id] != "join" and self._remote is not None and not await self._server_in_room(room_id):
+                    await self.leave(user_id, room_id)  # an invite or knock of another server's room
+                    continue
                 await self._sender.send(room_id, user_id, "m.room.member", {"membership": "leave"},
                                         state_key=user_id)
             except MatrixError as e:
@@ -192,8 +312,16 @@ class MembershipService:
         content = await self._content(target, "leave", reason, with_profile=False)
         return await self._sender.send(room_id, sender, "m.room.member", content, state_key=target)
 
-    async def knock(self, user_id: str, room_id_or_alias: str, reason: Any = None) -> Event:
-        room_id = await self.resolve_room(room_id_or_alias)
+    async def knock(self, user_id: str, room_id_or_alias: str, reason: Any = None, *,
+                    via: Sequence[str] = ()) -> Event:
+        room_id, alias_servers = await self.resolve_room_and_servers(room_id_or_alias)
+        if self._remote is not None and not await self._server_in_room(room_id):
+            if not is_valid_room_id(room_id):
+                raise MatrixError(400, "M_INVALID_PARAM", f"{room_id!r} is not a valid room ID")
+            servers = await self._remote_servers(user_id, room_id, self.check_via(via), alias_servers)
+            if servers:
+                content = await self._content(user_id, "knock", reason)
+                return await self._remote.knock(user_id, room_id, servers, content)
         await self._require_room(room_id)
         content = await self._content(user_id, "knock", reason)
         return await self._sender.send(room_id, user_id, "m.room.member", content, state_key=user_id)

@@ -196,6 +196,8 @@ class EventPersister:
         self._heads.forget(room_id)
 
     def _wake(self, committed: Sequence[_Pending]) -> None:
+        # Backfilled history is older than any sync position: nobody waits for it.
+        committed = [p for p in committed if not p.context.backfilled]
         for room_id in {p.event.room_id for p in committed}:
             self._notifier.notify_room(room_id)
         targets = [p.event.state_key for p in committed if p.event.type == "m.room.member" and p.event.state_key]
@@ -212,7 +214,7 @@ class EventPersister:
                 try:
                     # Outliers and soft-failed events are not part of the room as its members see it:
                     # the bus's consumers (typing, device lists, stages' tails) never hear of them.
-                    if not (pending.context.outlier or pending.context.soft_failed):
+                    if not (pending.context.outlier or pending.context.soft_failed or pending.context.backfilled):
                         await self._bus.publish(EventPersisted(pending.event, pending.context))
                 finally:
                     if not pending.done.done():

@@ -29,12 +29,15 @@ from homeserver.events.validation import EventValidationError, validate_pdu
 from homeserver.rooms.heads import RoomHead, RoomHeads
 from homeserver.rooms.persister import EventPersister, redaction_applies
 from homeserver.rooms.transactions import client_txn_id
-from storage.stores.events import EventStore, PersistContext
+from storage.stores.events import EventStore, PersistContext, StateMap
 
 logger = logging.getLogger(__name__)
 
 # (room_id, sender, event_type, content, state_key) -> None, or raises MatrixError to refuse the send.
 SendCheck = Callable[[str, str, str, Mapping[str, Any], str | None], Awaitable[None]]
+# (built event, the room's state it was built on) -> the same event with another server's signature
+# added (an invite of another server's user), or raises MatrixError to refuse the send.
+Countersign = Callable[[Event, StateMap], Awaitable[Event]]
 # Transactions answered recently, kept so a retry racing the first request's commit still finds them.
 RECENT_TXNS = 10_000
 # Times an event is rebuilt when the head it was built on was dropped meanwhile.
@@ -106,18 +109,19 @@ class RoomEventSender:
     async def send(self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any], *,
                    state_key: str | None = None, txn: tuple[str, str, str] | None = None,
                    origin_server_ts: int | None = None, redacts: str | None = None,
-                   skip_unchanged_state: bool = False) -> Event:
+                   skip_unchanged_state: bool = False, countersign: Countersign | None = None) -> Event:
         """Build, authorise and persist one event; returns it once durable.
 
         With `txn` = (user_id, device_id, txn_id), a repeated request returns the event
         the first one created instead of sending again. With `skip_unchanged_state`, a
         state event identical (sender and content) to the current one is not sent again
-        and the current one is returned, as Synapse does for PUT /state.
+        and the current one is returned, as Synapse does for PUT /state. With `countersign`, the
+        built event is replaced by what it returns before it is persisted (the room stays locked).
         """
         room_version = await self.room_version(room_id)
         if txn is None:
             return await self._send_new(room_id, room_version, sender, event_type, content, state_key, None,
-                                        origin_server_ts, redacts, skip_unchanged_state)
+                                        origin_server_ts, redacts, skip_unchanged_state, countersign)
         existing = await self._answered_txn(txn)
         if existing is not None:
             return await existing if isinstance(existing, asyncio.Future) else existing
@@ -125,7 +129,7 @@ class RoomEventSender:
         self._pending_txns[txn] = answer
         try:
             event = await self._send_new(room_id, room_version, sender, event_type, content, state_key, txn,
-                                         origin_server_ts, redacts, skip_unchanged_state)
+                                         origin_server_ts, redacts, skip_unchanged_state, countersign)
         except BaseException as error:
             answer.set_exception(error)
             answer.exception()  # retrieved: a failure nobody else awaited is not an unhandled error
@@ -155,13 +159,14 @@ class RoomEventSender:
     async def _send_new(self, room_id: str, room_version: RoomVersion, sender: str, event_type: str,
                         content: Mapping[str, Any], state_key: str | None, txn: tuple[str, str, str] | None,
                         origin_server_ts: int | None, redacts: str | None,
-                        skip_unchanged_state: bool) -> Event:
+                        skip_unchanged_state: bool, countersign: Countersign | None = None) -> Event:
         for check in self._send_checks:
             await check(room_id, sender, event_type, content, state_key)
         for attempt in range(MAX_REBUILDS):
             try:
                 return await self._build_and_persist(room_id, room_version, sender, event_type, content, state_key,
-                                                     txn, origin_server_ts, redacts, skip_unchanged_state)
+                                                     txn, origin_server_ts, redacts, skip_unchanged_state,
+                                                     countersign)
             except _StaleHead:
                 logger.info("head of %s dropped while building an event; rebuilding (attempt %d)", room_id,
                             attempt + 1)
@@ -170,7 +175,8 @@ class RoomEventSender:
     async def _build_and_persist(self, room_id: str, room_version: RoomVersion, sender: str, event_type: str,
                                  content: Mapping[str, Any], state_key: str | None,
                                  txn: tuple[str, str, str] | None, origin_server_ts: int | None,
-                                 redacts: str | None, skip_unchanged_state: bool) -> Event:
+                                 redacts: str | None, skip_unchanged_state: bool,
+                                 countersign: Countersign | None = None) -> Event:
         async with self._heads.lock(room_id):
             head = await self._heads.load(room_id, room_version)
             if skip_unchanged_state and state_key is not None and (event_type, state_key) in head.state:
@@ -182,6 +188,10 @@ class RoomEventSender:
                                                              content, state_key, txn, origin_server_ts, redacts)
                 if event.redacts is not None:
                     context.applies_redaction = await redaction_applies(self._events, event, head.state)
+                if countersign is not None:
+                    metadata = dict(event.internal_metadata)
+                    event = await countersign(event, dict(head.state))
+                    event.internal_metadata.update(metadata)
             except BaseException:
                 # Whatever happened, the cached head may no longer match the database.
                 self._heads.forget(room_id)

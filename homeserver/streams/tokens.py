@@ -70,7 +70,8 @@ def parse_pagination_token(text: str, field: str = "from") -> PaginationToken:
         try:
             if not sep:
                 raise ValueError
-            return PaginationToken(parse_int_text(depth_text, field), parse_int_text(stream_text, field, minimum=0))
+            # The stream part is negative for history backfilled from other servers (events_backfill).
+            return PaginationToken(parse_int_text(depth_text, field), parse_int_text(stream_text, field))
         except (ValueError, MatrixError):
             raise MatrixError(400, "M_INVALID_PARAM", f"{field}: not a valid pagination token") from None
     return PaginationToken(None, parse_sync_token(text, field).get("events"))

@@ -16,7 +16,7 @@ from homeserver.events.relations import relation_of
 from homeserver.events.room_versions import get_room_version
 from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
-from storage.streams import EVENTS, allocate_stream_positions, get_stream_position
+from storage.streams import EVENTS, EVENTS_BACKFILL, allocate_stream_positions, get_stream_position
 
 StateKey = tuple[str, str]
 StateMap = dict[StateKey, str]
@@ -42,6 +42,17 @@ class PersistContext:
     memberships: dict[str, str | None] = field(default_factory=dict)
     # Whether this redaction event applies to its target (decided against the state before it).
     applies_redaction: bool = False
+    # The full state before the event when no state group holds it yet (a join over federation: the
+    # state the resident server sent). Written as a group of its own, the parent of the event's new
+    # group (`new_group_prev` is then ignored).
+    state_before: StateMap | None = None
+    # `current_state_delta` is the room's whole current state: rows it lacks are removed (a join over
+    # federation replaces whatever this server knew of the room before).
+    current_state_is_full: bool = False
+    # History fetched from another server (/backfill), older than what we had: shown by /messages
+    # (it has a state group) but given a position on the backwards-counting `events_backfill` stream,
+    # so no sync token ever covers it; never an extremity, never current state. Persist newest first.
+    backfilled: bool = False
     # Filled in by persist: the stream ordering given to the event.
     stream_ordering: int = 0
     # An event whose place in the room's DAG is not (yet) known: an auth event fetched for another
@@ -156,6 +167,63 @@ class EventStore:
         rows = await self.db.fetch_all("get_forward_extremities",
                                        "SELECT event_id FROM event_forward_extremities WHERE room_id = ?", (room_id,))
         return [r[0] for r in rows]
+
+    async def get_backward_extremities(self, room_id: str, limit: int = 20) -> dict[str, int | None]:
+        """The room's history gaps: prev events we do not hold in the timeline (missing, or only as
+        outliers), each with the state group before the oldest timeline event naming it.
+
+        Only the gaps at the bottom of the history (lowest depth first) are returned, `limit` at most.
+        """
+
+        async def txn_fn(txn: Transaction) -> dict[str, int | None]:
+            rows = await txn.fetch_all(
+                "SELECT g.prev_event_id, MIN(c.depth), MIN(g.event_id) FROM event_edges g"
+                " JOIN events c ON c.event_id = g.event_id AND c.outlier = ? AND c.rejected_reason IS NULL"
+                " LEFT JOIN events p ON p.event_id = g.prev_event_id"
+                " WHERE g.room_id = ? AND (p.event_id IS NULL OR p.outlier = ?)"
+                " GROUP BY g.prev_event_id ORDER BY MIN(c.depth) LIMIT ?",
+                (False, room_id, True, limit))
+            out: dict[str, int | None] = {}
+            for prev_id, _, child_id in rows:
+                row = await txn.fetch_one(
+                    "SELECT s.state_group, g.event_id, e.prev_state_group FROM event_to_state_groups s"
+                    " JOIN state_groups g ON g.id = s.state_group"
+                    " LEFT JOIN state_group_edges e ON e.state_group = s.state_group WHERE s.event_id = ?",
+                    (child_id,))
+                if row is None:
+                    out[prev_id] = None
+                else:
+                    group, creator, prev_group = row
+                    out[prev_id] = (int(prev_group) if prev_group is not None else None) if creator == child_id \
+                        else int(group)
+            return out
+
+        return await self.db.run_interaction("get_backward_extremities", txn_fn, write=False)
+
+    async def promote_outliers_to_history(self, items: Sequence[tuple[str, int]]) -> int:
+        """Outliers that backfill found in the room's history (e.g. the state events before our join):
+        each (event ID, state group before it) becomes a timeline event on the backwards
+        `events_backfill` stream, in the order given (newest first). Returns how many changed."""
+        if not items:
+            return 0
+
+        async def txn_fn(txn: Transaction) -> int:
+            positions = await allocate_stream_positions(txn, EVENTS_BACKFILL, len(items), backwards=True)
+            changed = 0
+            for (event_id, group), position in zip(items, positions, strict=True):
+                row = await txn.fetch_one("SELECT outlier, soft_failed FROM events WHERE event_id = ?", (event_id,))
+                if row is None or not row[0] or row[1]:
+                    continue  # gone, already in the timeline, or soft-failed (never shown)
+                await txn.execute("UPDATE events SET outlier = ?, stream_ordering = ? WHERE event_id = ?",
+                                  (False, position, event_id))
+                await txn.execute("INSERT INTO event_to_state_groups (event_id, state_group) VALUES (?, ?)"
+                                  " ON CONFLICT (event_id) DO NOTHING", (event_id, group))
+                changed += 1
+            return changed
+
+        changed = await self.db.run_interaction("promote_outliers_to_history", txn_fn, isolation="read_committed")
+        self.forget_cached_events(event_id for event_id, _ in items)
+        return changed
 
     async def get_event_id_for_txn(self, user_id: str, device_id: str, txn_id: str) -> str | None:
         return await self.db.fetch_value(
@@ -352,6 +420,8 @@ class EventStore:
                 self._forget(event.redacts)
             if context.new_group_delta is not None and context.state_group is not None:
                 parent = self._group_cache.get(context.new_group_prev) if context.new_group_prev is not None else {}
+                if context.state_before is not None:
+                    parent = context.state_before
                 if parent is not None:
                     self._group_cache[context.state_group] = {**parent, **context.new_group_delta}
         return positions
@@ -450,7 +520,16 @@ async def create_state_group(txn: Transaction, room_id: str, event_id: str, prev
 
 async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, PersistContext]]) -> list[int]:
     """Write a batch of events in order, each table with one statement where the order allows it."""
-    positions = await allocate_stream_positions(txn, EVENTS, len(batch))
+    positions = [0] * len(batch)
+    live = [i for i, (_, ctx) in enumerate(batch) if not ctx.backfilled]
+    history = [i for i, (_, ctx) in enumerate(batch) if ctx.backfilled]
+    if live:
+        for i, position in zip(live, await allocate_stream_positions(txn, EVENTS, len(live)), strict=True):
+            positions[i] = position
+    if history:
+        allocated = await allocate_stream_positions(txn, EVENTS_BACKFILL, len(history), backwards=True)
+        for i, position in zip(history, allocated, strict=True):
+            positions[i] = position
     event_rows, json_rows, edge_rows, auth_rows, group_rows, membership_rows = [], [], [], [], [], []
     forgotten, redaction_rows, applied_redactions, relation_rows, txn_rows = [], [], [], [], []
     # Forward extremities: the net effect of the batch, so an event that a later one in the same
@@ -458,6 +537,7 @@ async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, Persist
     added_extremities: dict[str, set[str]] = {}
     removed_extremities: dict[str, set[str]] = {}
     current_state: dict[tuple[str, str, str], tuple[str, str | None]] = {}
+    full_state_rooms: set[str] = set()
     for (event, ctx), stream_ordering in zip(batch, positions, strict=True):
         room_id = event.room_id
         accepted = event.rejected_reason is None
@@ -470,12 +550,14 @@ async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, Persist
         json_rows.append((event.event_id, room_id, 3, encode_str(metadata), encode_str(dict(event.pdu))))
         edge_rows.extend((event.event_id, prev, room_id) for prev in event.prev_event_ids)
         auth_rows.extend((event.event_id, auth, room_id) for auth in event.auth_event_ids)
+        if ctx.state_before is not None:
+            ctx.new_group_prev = await create_state_group(txn, room_id, event.event_id, None, ctx.state_before)
         if ctx.new_group_delta is not None:
             ctx.state_group = await create_state_group(txn, room_id, event.event_id, ctx.new_group_prev,
                                                        ctx.new_group_delta)
         if ctx.state_group is not None:
             group_rows.append((event.event_id, ctx.state_group))
-        if accepted and in_dag:
+        if accepted and in_dag and not ctx.backfilled:
             added = added_extremities.setdefault(room_id, set())
             removed = removed_extremities.setdefault(room_id, set())
             for extremity in ctx.replaces_extremities:
@@ -484,7 +566,10 @@ async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, Persist
                 else:
                     removed.add(extremity)
             added.add(event.event_id)
-        state_delta = ctx.current_state_delta if in_dag else None
+        state_delta = ctx.current_state_delta if in_dag and not ctx.backfilled else None
+        if ctx.current_state_is_full and state_delta is not None:
+            full_state_rooms.add(room_id)
+            current_state = {k: v for k, v in current_state.items() if k[0] != room_id}
         out_of_band = ctx.outlier and ctx.out_of_band_membership and event.type == "m.room.member" and accepted
         if out_of_band:
             state_delta = {event.state_tuple(): event.event_id}
@@ -526,6 +611,8 @@ async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, Persist
                           [(room, e) for room, ids in removed_extremities.items() for e in sorted(ids)])
     await txn.executemany("INSERT INTO event_forward_extremities (room_id, event_id) VALUES (?, ?)",
                           [(room, e) for room, ids in added_extremities.items() for e in sorted(ids)])
+    for room_id in sorted(full_state_rooms):
+        await txn.execute("DELETE FROM current_state_events WHERE room_id = ?", (room_id,))
     await txn.executemany(
         "INSERT INTO current_state_events (room_id, type, state_key, event_id, membership)"
         " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, type, state_key)"

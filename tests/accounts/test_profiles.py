@@ -154,11 +154,16 @@ async def test_changing_another_users_profile_is_403(client, alice, bob):
         assert status == 403 and body["errcode"] == "M_FORBIDDEN"
 
 
-async def test_unknown_users_and_remote_users_are_404(hs, client):
-    for user_id in (f"@nobody:{hs.config.server_name}", "@someone:elsewhere.example"):
-        for path in (profile_path(user_id), profile_path(user_id, "displayname")):
-            status, body = await get(client, path)
-            assert status == 404 and body["errcode"] == "M_NOT_FOUND"
+async def test_unknown_users_are_404_and_users_of_unreachable_servers_502(hs, client):
+    for path in (profile_path(f"@nobody:{hs.config.server_name}"),
+                 profile_path(f"@nobody:{hs.config.server_name}", "displayname")):
+        status, body = await get(client, path)
+        assert status == 404 and body["errcode"] == "M_NOT_FOUND"
+    # Other servers' users are asked over federation (tests/federation/test_client_federation.py);
+    # a server that cannot be reached is a 502, as in Synapse.
+    for path in (profile_path("@someone:elsewhere.invalid"), profile_path("@someone:elsewhere.invalid", "displayname")):
+        status, body = await get(client, path)
+        assert status == 502 and body["errcode"] == "M_UNKNOWN"
 
 
 @pytest.mark.parametrize("user_id", ["alice", "@", "@alice", "!room:example.org", "@" + "a" * 300 + ":x.org"])

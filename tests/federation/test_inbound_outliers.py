@@ -4,12 +4,8 @@ remote room's auth chain, and our own join persisted with the state a resident s
 from __future__ import annotations
 
 import random
-import time
 
-from homeserver.events.builder import build_event
 from homeserver.events.room_versions import get_room_version
-from tests.federation.helpers import user_with_displayname
-from tests.federation.resident import client_call, send_transaction, timeline_bodies
 
 V10 = get_room_version("10")
 
@@ -63,37 +59,3 @@ async def test_an_outlier_its_auth_events_refuse_is_stored_rejected_and_one_with
     rejected = await fed_hs.event_store.get_event(view.event_id(rename))
     assert rejected.rejected_reason is not None
     assert await fed_hs.event_store.get_event(view.event_id(orphan)) is None
-
-
-async def test_our_join_persisted_with_the_given_state_makes_us_a_member_who_gets_the_rooms_events(
-        fed_hs, ca, room_remote):
-    view, remote = room_remote
-    events = remote_room(view, remote)
-    dave = await user_with_displayname(fed_hs, ca, "dave", "Dave")
-    ingestor = fed_hs.federation.ingestor
-    await ingestor.persist_outliers(V10, events)
-    state_before = dict(view.state)
-    join = build_event(
-        room_version=V10, event_type="m.room.member", sender=dave["user_id"], state_key=dave["user_id"],
-        content={"membership": "join"}, room_id=view.room_id, prev_event_ids=view.extremities,
-        auth_event_ids=sorted(state_before[k] for k in [("m.room.create", ""), ("m.room.power_levels", ""),
-                                                       ("m.room.join_rules", "")]),
-        depth=view.depth + 1, origin_server_ts=int(time.time() * 1000), origin=fed_hs.config.server_name,
-        signing_key=fed_hs.signing_key)
-    assert await ingestor.persist_with_state(join, state_before, origin=remote.server_name) is None
-    view.apply(dict(join.pdu))
-    assert await fed_hs.event_store.get_forward_extremities(view.room_id) == [join.event_id]
-    membership, _ = await fed_hs.event_store.get_membership(view.room_id, dave["user_id"])
-    assert membership == "join"
-    status, synced = await client_call(fed_hs, ca, dave["access_token"], "GET", "/_matrix/client/v3/sync")
-    assert status == 200, synced
-    room = synced["rooms"]["join"][view.room_id]
-    names = [e["content"]["name"] for e in room["state"]["events"] + room["timeline"]["events"]
-             if e["type"] == "m.room.name"]
-    assert names == ["Remote lounge"]
-    msg = view.build("bob", "m.room.message", {"msgtype": "m.text", "body": "welcome dave"})
-    view.apply(msg)
-    status, body = await send_transaction(fed_hs, remote, [msg])
-    assert (status, body) == (200, {"pdus": {view.event_id(msg): {}}})
-    assert await timeline_bodies(fed_hs, ca, dave["access_token"], view.room_id) == [(view.user("bob"),
-                                                                                      "welcome dave")]
