@@ -181,6 +181,22 @@ class AdminRoomService:
                     "received_ts": None} for eid in sorted(extremities) if eid in loaded]
         return {"count": len(results), "results": results}
 
+    async def delete_forward_extremities(self, room_id_or_alias: str) -> dict[str, Any]:
+        """Keep only the room's newest forward extremity (deepest, then latest received), as Synapse does:
+        the next event then builds on it alone, which heals a room slowed by many stale extremities."""
+        room_id = await self._membership.resolve_room(room_id_or_alias)
+        await self._require_room(room_id)
+        async with self._sender.room_lock(room_id):
+            extremities = await self._events.get_forward_extremities(room_id)
+            if len(extremities) <= 1:
+                return {"deleted": 0}
+            loaded = await self._events.get_events(extremities)
+            newest = max(loaded.values(), key=lambda e: (e.depth, e.internal_metadata.get("stream_ordering") or 0))
+            deleted = await self._events.delete_forward_extremities(room_id, newest.event_id)
+            self._sender.forget_head(room_id)
+        logger.info("admin: dropped %d forward extremities of %s, kept %s", deleted, room_id, newest.event_id)
+        return {"deleted": deleted}
+
     async def messages(self, requester: Requester, room_id: str, *, from_token: str | None, to_token: str | None,
                        backwards: bool, limit: int, event_filter: EventFilter | None = None) -> dict[str, Any]:
         """`GET /v1/rooms/{roomId}/messages`: the timeline as an admin sees it (every event the filter passes)."""

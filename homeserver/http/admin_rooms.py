@@ -64,6 +64,10 @@ class AdminRoomHandlers:
         await self._admin(request)
         return json_response(await self._rooms.forward_extremities(request.match_info["roomId"]))
 
+    async def delete_forward_extremities(self, request: web.Request) -> web.Response:
+        await self._admin(request)
+        return json_response(await self._rooms.delete_forward_extremities(request.match_info["roomId"]))
+
     async def fetch_event(self, request: web.Request) -> web.Response:
         requester = await self._admin(request)
         return json_response(await self._rooms.fetch_event(requester, request.match_info["eventId"]))
@@ -131,6 +135,7 @@ class AdminRoomHandlers:
         add_admin_route(app, "GET", "/v1/rooms/{roomId}/messages", self.messages)
         add_admin_route(app, "GET", "/v1/rooms/{roomId}/context/{eventId}", self.context)
         add_admin_route(app, "GET", "/v1/rooms/{roomId}/forward_extremities", self.forward_extremities)
+        add_admin_route(app, "DELETE", "/v1/rooms/{roomId}/forward_extremities", self.delete_forward_extremities)
         add_admin_route(app, "GET", "/v1/rooms/{roomId}/timestamp_to_event", self.timestamp_to_event)
         add_admin_route(app, "GET", "/v1/fetch_event/{eventId}", self.fetch_event)
         add_admin_route(app, "GET", "/v1/rooms/{roomId}/block", self.get_block)

@@ -168,6 +168,16 @@ class EventStore:
                                        "SELECT event_id FROM event_forward_extremities WHERE room_id = ?", (room_id,))
         return [r[0] for r in rows]
 
+    async def delete_forward_extremities(self, room_id: str, keep: str) -> int:
+        """Drop every forward extremity of the room but `keep`; the number dropped."""
+        async def txn_fn(txn: Transaction) -> int:
+            rows = await txn.fetch_all(
+                "DELETE FROM event_forward_extremities WHERE room_id = ? AND event_id <> ? RETURNING event_id",
+                (room_id, keep))
+            return len(rows)
+
+        return await self.db.run_interaction("delete_forward_extremities", txn_fn)
+
     async def get_backward_extremities(self, room_id: str, limit: int = 20) -> dict[str, int | None]:
         """The room's history gaps: prev events we do not hold in the timeline (missing, or only as
         outliers), each with the state group before the oldest timeline event naming it.

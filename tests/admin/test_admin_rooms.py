@@ -73,6 +73,7 @@ ROOM_ENDPOINTS = [
     ("GET", "/v1/rooms", None), ("GET", "/v1/rooms/{r}", None), ("GET", "/v1/rooms/{r}/members", None),
     ("GET", "/v1/rooms/{r}/state", None), ("GET", "/v1/rooms/{r}/messages", None),
     ("GET", "/v1/rooms/{r}/context/$e", None), ("GET", "/v1/rooms/{r}/forward_extremities", None),
+    ("DELETE", "/v1/rooms/{r}/forward_extremities", None),
     ("GET", "/v1/rooms/{r}/block", None), ("PUT", "/v1/rooms/{r}/block", {"block": True}),
     ("POST", "/v1/rooms/{r}/make_room_admin", {}), ("POST", "/v1/join/{r}", {"user_id": "@a:b"}),
     ("DELETE", "/v2/rooms/{r}", {}), ("GET", "/v2/rooms/{r}/delete_status", None),
@@ -154,6 +155,29 @@ async def test_room_details_members_state_messages_and_context_are_shown(client)
         == "M_NOT_FOUND"
     bad = await admin.admin("GET", f"/v1/rooms/{q(room_id)}/messages", dir="sideways", expect=400)
     assert "dir" in bad["error"]
+
+
+async def test_deleting_forward_extremities_keeps_the_newest_and_the_room_builds_on_it(client, hs):
+    admin = await new_admin(client)
+    alice = await new_caller(client, "alice")
+    room_id = await alice.create_room(name="Vork")
+    old = await alice.send(room_id, "old")
+    newest = await alice.send(room_id, "newest")
+    assert (await admin.admin("DELETE", f"/v1/rooms/{q(room_id)}/forward_extremities")) == {"deleted": 0}
+    # A stale extremity, as a room gathers them from other servers' forks.
+    await hs.db.execute("stale_extremity", "INSERT INTO event_forward_extremities (room_id, event_id) VALUES (?, ?)",
+                        (room_id, old))
+    listed = await admin.admin("GET", f"/v1/rooms/{q(room_id)}/forward_extremities")
+    assert sorted(e["event_id"] for e in listed["results"]) == sorted([old, newest])
+    assert (await admin.admin("DELETE", f"/v1/rooms/{q(room_id)}/forward_extremities")) == {"deleted": 1}
+    listed = await admin.admin("GET", f"/v1/rooms/{q(room_id)}/forward_extremities")
+    assert [e["event_id"] for e in listed["results"]] == [newest]
+    after = await alice.send(room_id, "after")
+    assert (await hs.event_store.get_event(after)).prev_event_ids == [newest]
+    assert [e["event_id"] for e in (await admin.admin("GET", f"/v1/rooms/{q(room_id)}/forward_extremities"))["results"]] \
+        == [after]
+    unknown = q("!nowhere:" + admin.user_id.split(":", 1)[1])
+    await admin.admin("DELETE", f"/v1/rooms/{unknown}/forward_extremities", expect=404)
 
 
 async def test_admin_messages_and_context_apply_the_filter(client):
