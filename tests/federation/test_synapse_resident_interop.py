@@ -14,7 +14,7 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from tests.federation.resident import current_state, local_room, send_message, timeline_bodies
+from tests.federation.resident import client_call, current_state, local_room, send_message, timeline_bodies
 from tests.support.synapse_federation import FederatingSynapse, start_federating_synapse
 from tests.support.tls_ca import TestCA
 
@@ -116,7 +116,6 @@ async def test_a_joined_synapse_user_leaves_through_the_room(fed_hs, ca, synapse
 
 async def test_synapse_invites_our_user_and_the_invite_shows_in_their_sync(fed_hs, ca, synapse):
     from tests.federation.helpers import user_with_displayname
-    from tests.federation.resident import client_call
 
     dave = await user_with_displayname(fed_hs, ca, "dave", "Dave")
     bob = await synapse.register(f"bob{int(time.time() * 1000)}")
@@ -129,3 +128,85 @@ async def test_synapse_invites_our_user_and_the_invite_shows_in_their_sync(fed_h
     assert {"Synapse side"} == {e["content"]["name"] for e in invite if e["type"] == "m.room.name"}
     [member] = [e for e in invite if e["type"] == "m.room.member" and e["state_key"] == dave["user_id"]]
     assert member["content"]["membership"] == "invite" and member["sender"] == bob["user_id"]
+
+
+async def synapse_until(synapse: FederatingSynapse, check, what: str, timeout_s: float = 30.0):
+    """Poll `check()` (an async callable returning a value or None) until it gives a value."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}\n{synapse.log_tail()}"
+        await asyncio.sleep(0.2)
+
+
+async def test_both_ways_by_alias_messages_kick_ban_and_the_same_state_on_both_sides(fed_hs, ca, synapse):
+    """The interop round trip: Synapse's user joins our room by alias; messages go both ways (ours to
+    Synapse through the outbound transaction queue); both servers hold the same state; a kick and a
+    ban by our user take effect on Synapse."""
+    stamp = int(time.time() * 1000)
+    alice, room_id = await local_room(fed_hs, ca, name="Beide kanten", room_alias_name=f"beide{stamp}")
+    ours = fed_hs.config.server_name
+    bob = await synapse.register(f"bob{stamp}", "Bob on Synapse")
+    token = bob["access_token"]
+    room = quote(room_id, safe="")
+    status, body = await synapse_call(synapse, token, "POST",
+                                      f"/_matrix/client/v3/join/{quote(f'#beide{stamp}:{ours}', safe='')}", {})
+    assert status == 200 and body["room_id"] == room_id, (body, synapse.log_tail())
+
+    async def synapse_bodies():
+        status, page = await synapse_call(synapse, token, "GET", f"/_matrix/client/v3/rooms/{room}/messages",
+                                          params={"dir": "b", "limit": "50"})
+        return [e["content"].get("body") for e in page.get("chunk", []) if e["type"] == "m.room.message"] \
+            if status == 200 else []
+
+    await send_message(fed_hs, ca, alice["access_token"], room_id, "hallo Bob")
+    await synapse_until(synapse, lambda: _contains(synapse_bodies, "hallo Bob"), "our message never reached Synapse")
+    status, sent = await synapse_call(synapse, token, "PUT", f"/_matrix/client/v3/rooms/{room}/send/m.room.message/b1",
+                                      {"msgtype": "m.text", "body": "hoi Alice"})
+    assert status == 200, sent
+
+    async def alice_sees_bob():
+        return (bob["user_id"], "hoi Alice") in await timeline_bodies(fed_hs, ca, alice["access_token"], room_id)
+    await synapse_until(synapse, alice_sees_bob, "Synapse's message never reached us")
+
+    async def same_state():
+        ours_state = await current_state(fed_hs, ca, alice["access_token"], room_id)
+        status, theirs = await synapse_call(synapse, token, "GET", f"/_matrix/client/v3/rooms/{room}/state")
+        theirs_state = {(e["type"], e["state_key"]): e["event_id"] for e in theirs} if status == 200 else {}
+        return {k: e["event_id"] for k, e in ours_state.items()} == theirs_state
+    await synapse_until(synapse, same_state, "the two servers disagree on the room's state")
+
+    async def bob_out_on_synapse():
+        # Bob's own view: the room in an incremental /sync's leave section once he is out (Synapse
+        # answers a repeated identical /sync from a cache, so each poll moves the token on).
+        status, sync = await synapse_call(synapse, token, "GET", "/_matrix/client/v3/sync",
+                                          params={"timeout": "0", "since": since[0]})
+        if status != 200:
+            return False
+        since[0] = sync["next_batch"]
+        return room_id in sync.get("rooms", {}).get("leave", {})
+
+    status, sync = await synapse_call(synapse, token, "GET", "/_matrix/client/v3/sync", params={"timeout": "0"})
+    since = [sync["next_batch"]]
+    status, body = await client_call(fed_hs, ca, alice["access_token"], "POST",
+                                     f"/_matrix/client/v3/rooms/{room}/kick", {"user_id": bob["user_id"]})
+    assert status == 200, body
+    await synapse_until(synapse, bob_out_on_synapse, "the kick never reached Synapse")
+    status, body = await synapse_call(synapse, token, "POST", f"/_matrix/client/v3/join/{room}", {},
+                                      params={"server_name": ours})
+    assert status == 200, (body, synapse.log_tail())  # a kick is not a ban: Bob may come back
+    await wait_for_membership(fed_hs, room_id, bob["user_id"], "join", synapse)
+    status, body = await client_call(fed_hs, ca, alice["access_token"], "POST",
+                                     f"/_matrix/client/v3/rooms/{room}/ban", {"user_id": bob["user_id"]})
+    assert status == 200, body
+    await wait_for_membership(fed_hs, room_id, bob["user_id"], "ban", synapse)
+    await synapse_until(synapse, bob_out_on_synapse, "the ban never reached Synapse")
+    status, body = await synapse_call(synapse, token, "POST", f"/_matrix/client/v3/join/{room}", {},
+                                      params={"server_name": ours})
+    assert status == 403, body
+
+
+async def _contains(source, wanted) -> bool:
+    return wanted in await source()
