@@ -122,6 +122,10 @@ class TransactionSender:
             raise
         self._failing.discard(destination)
         self._log_pdu_errors(destination, txn_id, answer)
+        try:
+            await self._store.record_delivered(destination, [event_id for event_id in pdu_ids if event_id in loaded])
+        except Exception:  # only the admin API's bookkeeping; the transaction did get through
+            logger.exception("recording what %s accepted failed", destination)
 
     def _log_pdu_errors(self, destination: str, txn_id: str, answer: Any) -> None:
         results = answer.get("pdus") if isinstance(answer, dict) else None

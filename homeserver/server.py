@@ -40,6 +40,7 @@ from homeserver.accounts.registration import RegistrationService
 from homeserver.accounts.sessions import SessionService
 from homeserver.accounts.uia import PASSWORD, REGISTRATION_TOKEN, UserInteractiveAuth
 from homeserver.accounts.whois import WhoisService
+from homeserver.admin.federation import AdminFederationService
 from homeserver.admin.login_audit import LoginAuditService
 from homeserver.admin.media import AdminMediaService
 from homeserver.admin.metrics import ServerStateCollector
@@ -65,6 +66,7 @@ from homeserver.ephemeral.presence import PresenceService
 from homeserver.ephemeral.receipts import ReceiptService
 from homeserver.ephemeral.typing import TypingService
 from homeserver.http.admin_common import AdminAuthenticator
+from homeserver.http.admin_federation import AdminFederationHandlers
 from homeserver.http.admin_media import AdminMediaHandlers
 from homeserver.http.admin_rooms import AdminRoomHandlers
 from homeserver.http.admin_server import AdminServerHandlers, ScheduledTaskHandlers
@@ -160,7 +162,7 @@ from storage.stores.directory import DirectoryStore
 from storage.stores.e2ee import E2eeKeyStore
 from storage.stores.events import EventStore
 from storage.stores.federation_inbound import ReceivedTransactionStore
-from storage.stores.federation_outbound import FEDERATION_KIND
+from storage.stores.federation_outbound import FEDERATION_KIND, FederationOutboundStore
 from storage.stores.filters import FilterStore
 from storage.stores.identity import IdentityBindingStore
 from storage.stores.key_backup import KeyBackupStore
@@ -564,6 +566,10 @@ class HomeServer:
                                              self.account_store, self.event_store)
         self.admin_media_handlers = AdminMediaHandlers(self.admin_media, admin_auth)
         self.admin_rooms.set_media_cleaner(self.admin_media.delete_unreferenced)
+        self.admin_federation = AdminFederationService(
+            config.server_name, OutboundStore(self.db), FederationOutboundStore(self.db),
+            lambda kind, destination: self.outbound.retry_now(kind, destination, forget_failures=True))
+        self.admin_federation_handlers = AdminFederationHandlers(self.admin_federation, admin_auth)
         server_state = ServerStateCollector(self.db, self.admin_store, clock,
                                             [self.event_store.cache_stats, self.auth.cache_stats,
                                              self.push_rules.cache_stats])
@@ -684,6 +690,7 @@ class HomeServer:
             self.admin_room_handlers.register_routes(app)
             self.admin_media_handlers.register_routes(app)
             self.user_redaction_handlers.register_routes(app)
+            self.admin_federation_handlers.register_routes(app)
         if "metrics" in listener.resources:
             self.metrics.register_routes(app)
         return app

@@ -34,16 +34,6 @@ class AdminServerHandlers:
         await self._admin(request)
         return json_response(self._server.background_updates_status())
 
-    async def federation_destinations(self, request: web.Request) -> web.Response:
-        await self._admin(request)
-        paging(request)
-        # No federation sender yet, so no destination has ever been contacted.
-        return json_response({"destinations": [], "total": 0})
-
-    async def federation_destination(self, request: web.Request) -> web.Response:
-        await self._admin(request)
-        raise MatrixError(404, "M_NOT_FOUND", "Unknown destination")
-
     # --- registration tokens ----------------------------------------------------------------
     async def list_tokens(self, request: web.Request) -> web.Response:
         await self._admin(request)
@@ -116,8 +106,6 @@ class AdminServerHandlers:
     def register_routes(self, app: web.Application) -> None:
         add_admin_route(app, "GET", "/v1/server_version", self.server_version)
         add_admin_route(app, "GET", "/v1/background_updates/status", self.background_updates_status)
-        add_admin_route(app, "GET", "/v1/federation/destinations", self.federation_destinations)
-        add_admin_route(app, "GET", "/v1/federation/destinations/{destination}", self.federation_destination)
         add_admin_route(app, "GET", "/v1/registration_tokens", self.list_tokens)
         add_admin_route(app, "POST", "/v1/registration_tokens/new", self.new_token)
         add_admin_route(app, "GET", "/v1/registration_tokens/{token}", self.get_token)

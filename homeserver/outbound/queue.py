@@ -113,9 +113,13 @@ class OutboundQueue:
         await self._store.enqueue(kind, destination, payloads, self._clock.time_ms())
         self.poke(kind, destination, len(payloads))
 
-    async def retry_now(self, kind: str, destination: str) -> None:
-        """Forget the destination's backoff (it is known to be back) and deliver what is queued."""
-        await self._store.reset_backoff(kind, destination)
+    async def retry_now(self, kind: str, destination: str, *, forget_failures: bool = False) -> None:
+        """Forget the destination's backoff (it is known to be back) and deliver what is queued;
+        `forget_failures` also resets its count of failures (the next one backs off from the start)."""
+        if forget_failures:
+            await self._store.clear_backoff(kind, destination)
+        else:
+            await self._store.reset_backoff(kind, destination)
         key = (kind, destination)
         task = self._tasks.pop(key, None)
         if task is not None:

@@ -88,3 +88,41 @@ class FederationOutboundStore:
         """When more than `threshold` PDUs wait for `destination`, keep only each room's newest
         (the destination fetches the rest with /get_missing_events); returns how many were dropped."""
         return await self.db.run_interaction("compact_federation_backlog", _compact, destination, threshold)
+
+    async def record_delivered(self, destination: str, event_ids: Sequence[str]) -> None:
+        """A destination accepted a transaction with these events: remember the newest one's stream
+        ordering (the admin API's `last_successful_stream_ordering`)."""
+        if not event_ids:
+            return
+
+        async def txn_fn(txn: Transaction) -> None:
+            clause, params = txn.dialect.in_list("event_id", list(event_ids))
+            newest = await txn.fetch_value(f"SELECT MAX(stream_ordering) FROM events WHERE {clause}", params)
+            if newest is None:
+                return
+            await txn.execute(
+                "UPDATE outbound_destinations SET last_stream_ordering = ? WHERE kind = ? AND destination = ?"
+                " AND (last_stream_ordering IS NULL OR last_stream_ordering < ?)",
+                (int(newest), FEDERATION_KIND, destination, int(newest)))
+
+        await self.db.run_interaction("record_federation_delivered", txn_fn)
+
+    async def rooms_shared_with(self, server_name: str) -> list[tuple[str, int]]:
+        """(room ID, newest event's stream ordering) of each room where a user of `server_name` is
+        joined now, by room ID."""
+        pattern = "%:" + server_name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+        async def txn_fn(txn: Transaction) -> list[tuple[str, int]]:
+            rows = await txn.fetch_all(
+                "SELECT DISTINCT room_id, state_key FROM current_state_events WHERE type = 'm.room.member'"
+                " AND membership = 'join' AND state_key LIKE ? ESCAPE '\\'", (pattern,))
+            rooms = sorted({room_id for room_id, user_id in rows if user_id.split(":", 1)[-1] == server_name})
+            out: list[tuple[str, int]] = []
+            for start in range(0, len(rooms), 500):
+                clause, params = txn.dialect.in_list("room_id", rooms[start:start + 500])
+                newest = dict(await txn.fetch_all(
+                    f"SELECT room_id, MAX(stream_ordering) FROM events WHERE {clause} GROUP BY room_id", params))
+                out.extend((room_id, int(newest.get(room_id) or 0)) for room_id in rooms[start:start + 500])
+            return out
+
+        return await self.db.run_interaction("federation_rooms_shared_with", txn_fn, write=False)

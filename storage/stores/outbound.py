@@ -35,6 +35,10 @@ class DestinationState:
     last_failure_ts: int | None
     last_error: str | None
     queued: int
+    # When the current run of failures began (None while healthy).
+    failing_since_ts: int | None = None
+    # Stream ordering of the newest event the destination accepted (federation only).
+    last_stream_ordering: int | None = None
 
 
 async def enqueue_outbound_txn(txn: Transaction, kind: str, destination: str,
@@ -111,7 +115,8 @@ class OutboundStore:
             await txn.execute(
                 "INSERT INTO outbound_destinations (kind, destination, failures, retry_at_ts, last_success_ts)"
                 " VALUES (?, ?, 0, 0, ?) ON CONFLICT (kind, destination) DO UPDATE SET failures = 0,"
-                " retry_at_ts = 0, last_success_ts = excluded.last_success_ts", (kind, destination, now_ms))
+                " retry_at_ts = 0, failing_since_ts = NULL, last_success_ts = excluded.last_success_ts",
+                (kind, destination, now_ms))
 
         await self.db.run_interaction("complete_outbound_batch", txn_fn)
 
@@ -128,10 +133,14 @@ class OutboundStore:
             "record_outbound_failure",
             lambda txn: txn.fetch_value(
                 "INSERT INTO outbound_destinations (kind, destination, failures, retry_at_ts, last_failure_ts,"
-                " last_error) VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT (kind, destination) DO UPDATE SET"
-                " failures = outbound_destinations.failures + 1, retry_at_ts = excluded.retry_at_ts,"
-                " last_failure_ts = excluded.last_failure_ts, last_error = excluded.last_error RETURNING failures",
-                (kind, destination, retry_at_ts, now_ms, error[:500]))))
+                " failing_since_ts, last_error) VALUES (?, ?, 1, ?, ?, ?, ?) ON CONFLICT (kind, destination)"
+                " DO UPDATE SET failures = outbound_destinations.failures + 1,"
+                " retry_at_ts = excluded.retry_at_ts, last_failure_ts = excluded.last_failure_ts,"
+                " failing_since_ts = CASE WHEN outbound_destinations.failures = 0"
+                " OR outbound_destinations.failing_since_ts IS NULL THEN excluded.failing_since_ts"
+                " ELSE outbound_destinations.failing_since_ts END,"
+                " last_error = excluded.last_error RETURNING failures",
+                (kind, destination, retry_at_ts, now_ms, now_ms, error[:500]))))
 
     async def get_backoff(self, kind: str, destination: str) -> tuple[int, int]:
         """(failures in a row, retry-at time in ms) of a destination; (0, 0) when healthy."""
@@ -146,6 +155,13 @@ class OutboundStore:
                               "UPDATE outbound_destinations SET retry_at_ts = 0 WHERE kind = ? AND destination = ?",
                               (kind, destination))
 
+    async def clear_backoff(self, kind: str, destination: str) -> None:
+        """Forget a destination's failures altogether (an admin says it is back): the next failure
+        starts again from the shortest retry interval."""
+        await self.db.execute("clear_outbound_backoff",
+                              "UPDATE outbound_destinations SET failures = 0, retry_at_ts = 0, failing_since_ts = NULL"
+                              " WHERE kind = ? AND destination = ?", (kind, destination))
+
     async def destinations(self, kind: str | None = None) -> list[DestinationState]:
         """Every destination with queued items or a delivery history, with its queue length."""
 
@@ -153,8 +169,8 @@ class OutboundStore:
             counts = {(k, d): int(n) for k, d, n in await txn.fetch_all(
                 "SELECT kind, destination, COUNT(*) FROM outbound_queue GROUP BY kind, destination")}
             rows = await txn.fetch_all(
-                "SELECT kind, destination, failures, retry_at_ts, last_success_ts, last_failure_ts, last_error"
-                " FROM outbound_destinations")
+                "SELECT kind, destination, failures, retry_at_ts, last_success_ts, last_failure_ts, last_error,"
+                " failing_since_ts, last_stream_ordering FROM outbound_destinations")
             known = {(r[0], r[1]): r for r in rows}
             out = []
             for key in sorted(set(counts) | set(known)):
@@ -165,7 +181,8 @@ class OutboundStore:
                     kind=key[0], destination=key[1], failures=int(row[2]) if row else 0,
                     retry_at_ts=int(row[3]) if row else 0, last_success_ts=row[4] if row else None,
                     last_failure_ts=row[5] if row else None, last_error=row[6] if row else None,
-                    queued=counts.get(key, 0)))
+                    queued=counts.get(key, 0), failing_since_ts=row[7] if row else None,
+                    last_stream_ordering=row[8] if row else None))
             return out
 
         return await self.db.run_interaction("outbound_destinations", txn_fn, write=False)
