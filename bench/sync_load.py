@@ -253,6 +253,7 @@ async def bench_server(kind: str, db: str, w: Workload, keep_workdir: bool,
         server = context.__enter__()
     except Exception as error:  # a server that cannot start still gets a row of n/a
         return {"error": f"start failed: {type(error).__name__}: {error}", "phases": {}}
+    print(f"{kind}: pid {server.pid}, {server.url}", file=sys.stderr, flush=True)
     rss = servers.PeakRss(server.pid)
 
     async def sample_memory() -> None:
