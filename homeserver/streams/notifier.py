@@ -39,6 +39,10 @@ class Notifier:
     def __init__(self) -> None:
         self._by_user: dict[str, set[Listener]] = defaultdict(set)
         self._by_room: dict[str, set[Listener]] = defaultdict(set)
+        # Bumped by every notification, listened to or not. Every stream moves before it notifies,
+        # so a position read while the generation was G misses only changes whose notification
+        # is still to come (and will wake whoever listens): readers may reuse it until G changes.
+        self.generation = 0
 
     @contextlib.asynccontextmanager
     async def listen(self, user_id: str, room_ids: Iterable[str]) -> AsyncIterator[Listener]:
@@ -62,10 +66,12 @@ class Notifier:
                 del index[key]
 
     def notify_room(self, room_id: str) -> None:
+        self.generation += 1
         for listener in self._by_room.get(room_id, ()):
             listener.wake()
 
     def notify_users(self, user_ids: Iterable[str]) -> None:
+        self.generation += 1
         for user_id in user_ids:
             for listener in self._by_user.get(user_id, ()):
                 listener.wake()

@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 IGNORED_USER_LIST = "m.ignored_user_list"
 PRESENCE_STATES = ("offline", "online", "unavailable")
 LAZY_CACHE_DEVICES = 2000
+JOINED_CACHE_USERS = 10_000
 OWN_STREAMS = ("events", "account_data", "push_rules")
 NAMING_TYPES = ("m.room.name", "m.room.canonical_alias")
 # Responses computed at once; more wait their turn, so that a wake of a thousand long polls neither
@@ -113,6 +114,10 @@ class SyncService:
         # (user, device) -> room -> member user -> member event ID this device was sent (lazy loading).
         self._lazy_sent: OrderedDict[tuple[str, str | None], dict[str, dict[str, str]]] = OrderedDict()
         self._flights = Flights()
+        # The current token and the notifier generation its read began at (see Notifier.generation).
+        self._polled_now: tuple[int, SyncToken] | None = None
+        # user -> (a token, the rooms the user was joined to at it), from the user's latest build.
+        self._joined_at: OrderedDict[str, tuple[SyncToken, list[str]]] = OrderedDict()
         self._build_slots = asyncio.Semaphore(BUILD_CONCURRENCY)
 
     # --- extension points -------------------------------------------------------------
@@ -206,13 +211,17 @@ class SyncService:
         deadline = loop.time() + request.timeout_ms / 1000
         user_id = request.requester.user_id
         ticket = self._flights.ticket()
-        listen_rooms: Sequence[str] = list(await self._flights.run(
-            ("rooms", user_id), ticket, lambda: self._events.get_rooms_for_user(user_id, ("join",))))
+        known = self._joined_at.get(user_id)
+        if known is not None and known[0] == since:
+            listen_rooms: Sequence[str] = known[1]
+        else:
+            listen_rooms = list(await self._flights.run(
+                ("rooms", user_id), ticket, lambda: self._events.get_rooms_for_user(user_id, ("join",))))
         while True:
             async with self._notifier.listen(user_id, listen_rooms) as listener:
                 # Registered first: whatever commits from here on wakes the listener.
                 ticket = self._flights.ticket()
-                now = await self._flights.run("now", ticket, self.current_token)
+                now = await self._polled_token(ticket)
                 result = None
                 if now != since:
                     # Something moved since the token; whether any of it is this device's news only
@@ -231,6 +240,21 @@ class SyncService:
             # Timed out without having built: the (empty) answer as of now.
             return (await self._shared_build(request, self._flights.ticket()))[0]
 
+    async def _polled_token(self, ticket: int) -> SyncToken:
+        """The current token for a registered listener: reused while no notification happened
+        since its read began, else read once for every listener asking at the same moment."""
+        polled = self._polled_now
+        if polled is not None and polled[0] == self._notifier.generation:
+            return polled[1]
+        return await self._flights.run("now", ticket, self._read_polled_token)
+
+    async def _read_polled_token(self) -> SyncToken:
+        generation = self._notifier.generation
+        token = await self.current_token()
+        if self._polled_now is None or self._polled_now[0] <= generation:
+            self._polled_now = (generation, token)
+        return token
+
     async def _shared_build(self, request: SyncRequest, ticket: int) -> tuple[dict[str, Any], bool, list[str]]:
         """A long poll's response: the user-wide part computed once for every device of the user
         waiting at the same token with the same filter, the device's own sections added to it."""
@@ -243,6 +267,11 @@ class SyncService:
                repr(sync_filter), requester.device_id if per_device else SHARED_DEVICE)
         serialize_as = requester if per_device else dataclasses.replace(requester, device_id=SHARED_DEVICE)
         part = await self._flights.run(key, ticket, lambda: self._bounded_user_part(request, serialize_as))
+        user_id = requester.user_id
+        self._joined_at[user_id] = (part.now, part.joined)
+        self._joined_at.move_to_end(user_id)
+        while len(self._joined_at) > JOINED_CACHE_USERS:
+            self._joined_at.popitem(last=False)
         return await self._finish(request, part, patch_txn_ids=not per_device)
 
     async def _bounded_user_part(self, request: SyncRequest, serialize_as: Requester) -> _UserPart:
@@ -280,7 +309,7 @@ class SyncService:
         user_id = requester.user_id
         own_txns: dict[str, tuple[str | None, str]] = {}
         sync_filter = request.filter
-        now = await self.current_token()
+        now = await self._read_polled_token()
         since = request.since
         if since is not None:
             # A token from the future (e.g. a restored database) reads as "now" on the streams this
