@@ -28,6 +28,7 @@ from homeserver.jsonutil import JSONDecodeError, decode
 from homeserver.push.push_rules import PUSH_RULES_ACCOUNT_DATA_TYPE, PushRulesService
 from homeserver.rooms.erasure import ErasedUsers
 from homeserver.rooms.serialize import ClientEventSerializer
+from homeserver.streams.flights import Flights
 from homeserver.streams.notifier import Notifier
 from homeserver.streams.sources import DELIVERED_UPTO, EphemeralSource, RoomFieldsProvider, TopLevelSource
 from homeserver.streams.tokens import STREAMS, SyncToken
@@ -43,7 +44,6 @@ from homeserver.sync.room_list import (
     initial_entries,
     rooms_needing_prior_membership,
 )
-from homeserver.sync.sharing import Flights
 from homeserver.sync.timeline import Timeline, TimelineReader, event_position
 from storage.stores.account_data import ACCOUNT_DATA, AccountDataStore
 from storage.stores.events import EventStore
@@ -399,9 +399,11 @@ class SyncService:
 
     async def _finish(self, request: SyncRequest, part: _UserPart, *, patch_txn_ids: bool
                       ) -> tuple[dict[str, Any], bool, list[str]]:
-        """The device's response: its own copy of the user part, with its top-level sections."""
-        async with self._build_slots:
-            return await self._add_device_sections(request, part, patch_txn_ids)
+        """The device's response: its own copy of the user part, with its top-level sections.
+
+        Not limited by the build slots: the devices of a user woken together must ask their
+        sources at the same moment for the sources to answer them with one read."""
+        return await self._add_device_sections(request, part, patch_txn_ids)
 
     async def _add_device_sections(self, request: SyncRequest, part: _UserPart, patch_txn_ids: bool
                                    ) -> tuple[dict[str, Any], bool, list[str]]:

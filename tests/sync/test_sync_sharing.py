@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.accounts.helpers import login
+from tests.e2ee.helpers import one_time_keys, signed_key
 from tests.rooms.helpers import User, new_user
 from tests.sync.test_sync import bodies, sync
 
@@ -170,3 +171,26 @@ async def test_an_incremental_sync_after_a_burst_is_limited_to_the_newest_events
         older = await device.call("GET", f"/rooms/{room_id}/messages", dir="b", limit=5,
                                   **{"from": timeline["prev_batch"]})
         assert [e["content"]["body"] for e in older["chunk"]] == list(reversed(burst[:5]))
+
+
+async def test_each_device_of_a_shared_wake_gets_its_own_one_time_key_counts_and_fallback_types(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    phone = await second_device(alice, "alice")
+    room_id = await alice.create_room(preset="public_chat")
+    await bob.join(room_id)
+    await alice.call("POST", "/keys/upload", {"one_time_keys": one_time_keys("a", 3)})
+    await phone.call("POST", "/keys/upload", {"one_time_keys": one_time_keys("p", 5),
+                                              "fallback_keys": {"signed_curve25519:f": signed_key("f")}})
+    since = (await sync(alice))["next_batch"]
+    polls = [asyncio.create_task(sync(d, since=since, timeout=LONG_POLL_MS)) for d in (alice, phone)]
+    await asyncio.sleep(0.3)
+    await bob.send(room_id, "wake up")
+    laptop_reply, phone_reply = await asyncio.wait_for(asyncio.gather(*polls), 30)
+    assert laptop_reply["device_one_time_keys_count"] == {"signed_curve25519": 3}
+    assert laptop_reply["device_unused_fallback_key_types"] == []
+    assert phone_reply["device_one_time_keys_count"] == {"signed_curve25519": 5}
+    assert phone_reply["device_unused_fallback_key_types"] == ["signed_curve25519"]
+    # A claim right before a sync shows in that sync's count.
+    await bob.call("POST", "/keys/claim", {"one_time_keys": {alice.user_id: {phone.device_id: "signed_curve25519"}}})
+    after_claim = await sync(phone, since=phone_reply["next_batch"])
+    assert after_claim["device_one_time_keys_count"] == {"signed_curve25519": 4}

@@ -1,4 +1,4 @@
-"""Sharing one computation among the long polls that want the same answer at the same moment.
+"""Sharing one read among the callers that want the same answer at the same moment.
 
 A message in a busy room wakes every device of every member at once. Most of what those wakes
 compute is the same for all devices of a user waiting at the same token (the rooms, their
@@ -8,6 +8,9 @@ only to callers for whom it is fresh enough: a caller holds a ticket taken after
 with the notifier, and may only join a run that began after that ticket. Anything committed
 before a run began is in its result; anything committed after wakes the caller again. A run that
 began earlier (it may have missed a commit the caller must see) is not joined; a new one starts.
+
+/sync uses it for the current token and for the user-wide part of a response shared by the
+user's devices; the key counts of all a user's devices are read once the same way.
 
 Runs execute as their own tasks, so a caller that goes away (client disconnected) does not
 cancel the others' result.
