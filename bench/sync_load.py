@@ -388,7 +388,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     return payload
 
 
-def main(argv: list[str] | None = None) -> int:
+def main_payload(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark; the results it also writes as JSON."""
     args = parse_args(argv)
     try:
         import uvloop
@@ -397,7 +398,11 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         factory = None
     with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(bench(args))
+        return runner.run(bench(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    main_payload(argv)
     return 0
 
 
