@@ -60,6 +60,9 @@ NAMING_TYPES = ("m.room.name", "m.room.canonical_alias")
 # Responses computed at once; more wait their turn, so that a wake of a thousand long polls neither
 # floods the database's read queue ahead of the writes of senders nor starves the event loop.
 BUILD_CONCURRENCY = 6
+# How far past its timeout a long poll may wait for its response to be built before it is answered
+# with nothing new at its own token.
+OVERDUE_S = 1.0
 # The device a shared computation serializes events for: none has it, so no event gets the
 # `transaction_id` only its sending device may see; each device's copy adds its own afterwards.
 SHARED_DEVICE = "\x00shared"
@@ -226,7 +229,12 @@ class SyncService:
                 if now != since:
                     # Something moved since the token; whether any of it is this device's news only
                     # a build can tell. Nothing moved: no news, and nothing to compute.
-                    result, news, joined = await self._shared_build(request, ticket)
+                    built = await self._shared_build(request, ticket, deadline + OVERDUE_S)
+                    if built is None:
+                        # Overloaded: answer at the timeout with the token the poll came with
+                        # (nothing skipped); the client's next poll gets what is waiting.
+                        return await self._unchanged(request, listen_rooms)
+                    result, news, joined = built
                     if news:
                         return result
                 remaining = deadline - loop.time()
@@ -237,8 +245,16 @@ class SyncService:
                     continue
                 if result is not None:
                     return result
-            # Timed out without having built: the (empty) answer as of now.
-            return (await self._shared_build(request, self._flights.ticket()))[0]
+            # Timed out and nothing moved since the token: the empty answer at the same token.
+            return await self._unchanged(request, listen_rooms)
+
+    async def _unchanged(self, request: SyncRequest, joined: Sequence[str]) -> dict[str, Any]:
+        """A response with nothing new at the request's own token, with the device's sections."""
+        assert request.since is not None
+        rooms: dict[str, dict[str, Any]] = {JOIN: {}, INVITE: {}, LEAVE: {}, KNOCK: {}}
+        part = _UserPart(_response_skeleton(request.since, rooms, []), False, request.since, request.since,
+                         [], list(joined))
+        return (await self._finish(request, part, patch_txn_ids=False))[0]
 
     async def _polled_token(self, ticket: int) -> SyncToken:
         """The current token for a registered listener: reused while no notification happened
@@ -255,9 +271,12 @@ class SyncService:
             self._polled_now = (generation, token)
         return token
 
-    async def _shared_build(self, request: SyncRequest, ticket: int) -> tuple[dict[str, Any], bool, list[str]]:
+    async def _shared_build(self, request: SyncRequest, ticket: int, give_up_at: float
+                            ) -> tuple[dict[str, Any], bool, list[str]] | None:
         """A long poll's response: the user-wide part computed once for every device of the user
-        waiting at the same token with the same filter, the device's own sections added to it."""
+        waiting at the same token with the same filter, the device's own sections added to it.
+        None when the user-wide part is not ready by `give_up_at` (loop time); it is still
+        computed, for the devices that wait on."""
         requester = request.requester
         sync_filter = request.filter
         # Lazy-loaded members depend on what this device was sent before, and `event_fields` may
@@ -266,7 +285,13 @@ class SyncService:
         key = ("build", requester.user_id, requester.is_guest, requester.app_service_id, str(request.since),
                repr(sync_filter), requester.device_id if per_device else SHARED_DEVICE)
         serialize_as = requester if per_device else dataclasses.replace(requester, device_id=SHARED_DEVICE)
-        part = await self._flights.run(key, ticket, lambda: self._bounded_user_part(request, serialize_as))
+        remaining = give_up_at - asyncio.get_running_loop().time()
+        try:
+            part = await asyncio.wait_for(
+                self._flights.run(key, ticket, lambda: self._bounded_user_part(request, serialize_as)),
+                max(remaining, 0.001))
+        except TimeoutError:
+            return None
         user_id = requester.user_id
         self._joined_at[user_id] = (part.now, part.joined)
         self._joined_at.move_to_end(user_id)
@@ -382,17 +407,7 @@ class SyncService:
             rooms[entry.section][entry.room_id] = {key: {"events": stripped}}
 
         global_data = filter_plain_events(account_data.get("global", []), sync_filter.account_data)
-        response: dict[str, Any] = {
-            "next_batch": str(now),
-            "rooms": rooms,
-            "account_data": {"events": global_data},
-            "presence": {"events": []},
-            "to_device": {"events": []},
-            "device_lists": {"changed": [], "left": []},
-            # What Synapse sends before any keys exist; clients read a missing count as "upload more".
-            "device_one_time_keys_count": {"signed_curve25519": 0},
-            "device_unused_fallback_key_types": [],
-        }
+        response = _response_skeleton(now, rooms, global_data)
         news = bool(global_data) or any(rooms.values())
         all_joined = [room_id for room_id, row in memberships.items() if row.membership == "join"]
         return _UserPart(response, news, since, now, entries, all_joined, own_txns)
@@ -741,6 +756,21 @@ class SyncService:
             out.append(stripped)
         return out
 
+
+
+def _response_skeleton(token: SyncToken, rooms: dict[str, dict[str, Any]],
+                       account_data: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "next_batch": str(token),
+        "rooms": rooms,
+        "account_data": {"events": account_data},
+        "presence": {"events": []},
+        "to_device": {"events": []},
+        "device_lists": {"changed": [], "left": []},
+        # What Synapse sends before any keys exist; clients read a missing count as "upload more".
+        "device_one_time_keys_count": {"signed_curve25519": 0},
+        "device_unused_fallback_key_types": [],
+    }
 
 
 def _note_own_txns(own_txns: dict[str, tuple[str | None, str]], user_id: str, events: Sequence[Event]) -> None:

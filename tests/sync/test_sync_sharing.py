@@ -194,3 +194,18 @@ async def test_each_device_of_a_shared_wake_gets_its_own_one_time_key_counts_and
     await bob.call("POST", "/keys/claim", {"one_time_keys": {alice.user_id: {phone.device_id: "signed_curve25519"}}})
     after_claim = await sync(phone, since=phone_reply["next_batch"])
     assert after_claim["device_one_time_keys_count"] == {"signed_curve25519": 4}
+
+
+async def test_a_long_poll_that_times_out_answers_at_its_own_token_with_the_devices_key_counts(client):
+    alice = await new_user(client, "alice")
+    phone = await second_device(alice, "alice")
+    await alice.create_room()
+    await phone.call("POST", "/keys/upload", {"one_time_keys": one_time_keys("p", 2)})
+    since = (await sync(phone))["next_batch"]
+    first, second = await asyncio.gather(sync(alice, since=since, timeout=300), sync(phone, since=since, timeout=300))
+    for reply in (first, second):
+        assert reply["next_batch"] == since
+        assert reply["rooms"] == {"join": {}, "invite": {}, "leave": {}, "knock": {}}
+        assert reply["to_device"]["events"] == []
+    assert first["device_one_time_keys_count"] == {"signed_curve25519": 0}
+    assert second["device_one_time_keys_count"] == {"signed_curve25519": 2}
