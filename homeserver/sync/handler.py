@@ -334,7 +334,14 @@ class SyncService:
         user_id = requester.user_id
         own_txns: dict[str, tuple[str | None, str]] = {}
         sync_filter = request.filter
-        now = await self._read_polled_token()
+        polled = self._polled_now
+        if (serialize_as.device_id == SHARED_DEVICE and polled is not None
+                and polled[0] == self._notifier.generation):
+            # Shared builds serve registered listeners only: a token read since the last notification
+            # is current for them (see _polled_token).
+            now = polled[1]
+        else:
+            now = await self._read_polled_token()
         since = request.since
         if since is not None:
             # A token from the future (e.g. a restored database) reads as "now" on the streams this
