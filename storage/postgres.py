@@ -7,6 +7,7 @@ chosen per transaction without extra round trips to reconfigure the connection.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -80,6 +81,11 @@ class PostgresDatabase(Database):
             open=False,
             name="homeserver",
         )
+        # Reads may hold all but a quarter of the pool (at least one connection): a burst of
+        # reads (a thousand /sync long polls woken at once) then never makes a write wait for a
+        # connection behind it. With a pool of one there is nothing to set aside.
+        reserved = max(1, pool_max // 4) if pool_max > 1 else 0
+        self._read_slots = asyncio.Semaphore(pool_max - reserved)
 
     async def open(self) -> None:
         await self._pool.open(wait=True)
@@ -101,7 +107,20 @@ class PostgresDatabase(Database):
         write: bool,
         isolation: Isolation,
     ) -> tuple[T, Transaction]:
-        mode = "READ WRITE" if write else "READ ONLY"
+        if write:
+            return await self._run_on_pool(name, func, args, kwargs, "READ WRITE", isolation)
+        async with self._read_slots:
+            return await self._run_on_pool(name, func, args, kwargs, "READ ONLY", isolation)
+
+    async def _run_on_pool(
+        self,
+        name: str,
+        func: InteractionFunc[T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        mode: str,
+        isolation: Isolation,
+    ) -> tuple[T, Transaction]:
         async with self._pool.connection() as conn, conn.cursor() as cur:
             txn = PostgresTransaction(name, cur)
             try:

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from homeserver.streams.bus import StreamBus
+from homeserver.streams.flights import Flights
 from homeserver.streams.notifier import Notifier
 from homeserver.streams.updates import DeviceListChanged, EventPersisted, RoomSharingChanged
 from storage.stores.e2ee import DEVICE_LISTS, DeviceListDelta, E2eeKeyStore
@@ -46,6 +47,7 @@ class DeviceListService:
         self._events = events
         self._notifier = notifier
         self._bus = bus
+        self._key_counts = Flights()
 
     async def current_position(self) -> int:
         return await self._store.current_device_lists_position()
@@ -103,8 +105,10 @@ class DeviceListService:
             changed, left = await self.get_changes(user_id, from_position, to_position)
             out["device_lists"] = {"changed": changed, "left": left}
         if device_id is not None:
-            counts = await self._store.count_one_time_keys(user_id, device_id)
-            out["device_one_time_keys_count"] = {SIGNED_CURVE25519: 0, **counts}
-            out["device_unused_fallback_key_types"] = await self._store.get_unused_fallback_key_types(
-                user_id, device_id)
+            # A message wakes every device of a user at once: one read answers them all. Only a
+            # read that begins after this call is shared, so a count is never older than the sync.
+            counts, fallback = await self._key_counts.run(
+                user_id, self._key_counts.ticket(), lambda: self._store.get_key_counts_of_user(user_id))
+            out["device_one_time_keys_count"] = {SIGNED_CURVE25519: 0, **counts.get(device_id, {})}
+            out["device_unused_fallback_key_types"] = list(fallback.get(device_id, []))
         return out

@@ -10,6 +10,7 @@ Stored messages are published as `ToDeviceQueued` (application services receive 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from homeserver.accounts.auth import Requester
@@ -25,6 +26,10 @@ from storage.stores.to_device import TO_DEVICE, ToDeviceStore
 logger = logging.getLogger(__name__)
 
 MAX_PER_SYNC = 100
+# Devices whose acknowledged position is remembered, so that a sync acknowledging nothing new
+# writes nothing (a wake of a thousand long polls would otherwise queue a thousand DELETEs ahead
+# of the writes of senders).
+ACKED_CACHE_DEVICES = 20_000
 MAX_MESSAGES_PER_REQUEST = 10_000
 
 
@@ -61,6 +66,8 @@ class ToDeviceService:
         self._store = store
         self._notifier = notifier
         self._clock = clock
+        # (user, device) -> position up to which its messages are known deleted.
+        self._acked: OrderedDict[tuple[str, str], int] = OrderedDict()
 
     async def current_position(self) -> int:
         return await self._store.current_position()
@@ -92,8 +99,17 @@ class ToDeviceService:
         if from_position is not None:
             # A token from the future must not delete messages its holder never received.
             after = min(from_position, to_position)
-            if after > 0:
+            key = (user_id, device_id)
+            if after > self._acked.get(key, 0):
                 await self._store.delete_messages(user_id, device_id, after)
+                # New messages get positions past the stream's current one, so none can arrive
+                # at or below `after` later: this device has nothing there to delete again.
+                self._acked[key] = after
+                self._acked.move_to_end(key)
+                while len(self._acked) > ACKED_CACHE_DEVICES:
+                    self._acked.popitem(last=False)
+        if after >= to_position:
+            return {"to_device": {"events": []}}
         messages = await self._store.get_messages(user_id, device_id, after, to_position, MAX_PER_SYNC)
         out: dict[str, Any] = {"to_device": {"events": [message for _, message in messages]}}
         if len(messages) == MAX_PER_SYNC:

@@ -61,6 +61,10 @@ class Notifier:
         # Requests inside Listener.wait right now: the long-polls being held open.
         self.waiting = 0
         self._wait_seconds = _metrics(registry, self)
+        # Bumped by every notification, listened to or not. Every stream moves before it notifies,
+        # so a position read while the generation was G misses only changes whose notification
+        # is still to come (and will wake whoever listens): readers may reuse it until G changes.
+        self.generation = 0
 
     @contextlib.asynccontextmanager
     async def listen(self, user_id: str, room_ids: Iterable[str]) -> AsyncIterator[Listener]:
@@ -84,10 +88,12 @@ class Notifier:
                 del index[key]
 
     def notify_room(self, room_id: str) -> None:
+        self.generation += 1
         for listener in self._by_room.get(room_id, ()):
             listener.wake()
 
     def notify_users(self, user_ids: Iterable[str]) -> None:
+        self.generation += 1
         for user_id in user_ids:
             for listener in self._by_user.get(user_id, ()):
                 listener.wake()

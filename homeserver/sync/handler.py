@@ -9,11 +9,12 @@ commits in between still wakes them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from homeserver.accounts.auth import Requester
@@ -27,6 +28,7 @@ from homeserver.jsonutil import JSONDecodeError, decode
 from homeserver.push.push_rules import PUSH_RULES_ACCOUNT_DATA_TYPE, PushRulesService
 from homeserver.rooms.erasure import ErasedUsers
 from homeserver.rooms.serialize import ClientEventSerializer
+from homeserver.streams.flights import Flights
 from homeserver.streams.notifier import Notifier
 from homeserver.streams.sources import DELIVERED_UPTO, EphemeralSource, RoomFieldsProvider, TopLevelSource
 from homeserver.streams.tokens import STREAMS, SyncToken
@@ -52,8 +54,18 @@ logger = logging.getLogger(__name__)
 IGNORED_USER_LIST = "m.ignored_user_list"
 PRESENCE_STATES = ("offline", "online", "unavailable")
 LAZY_CACHE_DEVICES = 2000
+JOINED_CACHE_USERS = 10_000
 OWN_STREAMS = ("events", "account_data", "push_rules")
 NAMING_TYPES = ("m.room.name", "m.room.canonical_alias")
+# Responses computed at once; more wait their turn, so that a wake of a thousand long polls neither
+# floods the database's read queue ahead of the writes of senders nor starves the event loop.
+BUILD_CONCURRENCY = 6
+# How far past its timeout a long poll may wait for its response to be built before it is answered
+# with nothing new at its own token.
+OVERDUE_S = 1.0
+# The device a shared computation serializes events for: none has it, so no event gets the
+# `transaction_id` only its sending device may see; each device's copy adds its own afterwards.
+SHARED_DEVICE = "\x00shared"
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,21 @@ class SyncRequest:
     full_state: bool = False
     timeout_ms: int = 0
     set_presence: str = "online"
+
+
+@dataclass
+class _UserPart:
+    """What a response holds for the user as a whole; the per-device sections are added on top."""
+
+    response: dict[str, Any]
+    news: bool
+    since: SyncToken | None
+    now: SyncToken
+    entries: list[RoomSyncEntry]
+    # Every room the user is joined to at `now` (what a long poll listens to next).
+    joined: list[str]
+    # The user's own events in the response that carry a transaction ID: event ID -> (device, txn).
+    own_txns: dict[str, tuple[str | None, str]] = field(default_factory=dict)
 
 
 class SyncService:
@@ -89,6 +116,12 @@ class SyncService:
         self._presence_lookup: Callable[[Sequence[str]], Awaitable[list[dict[str, Any]]]] | None = None
         # (user, device) -> room -> member user -> member event ID this device was sent (lazy loading).
         self._lazy_sent: OrderedDict[tuple[str, str | None], dict[str, dict[str, str]]] = OrderedDict()
+        self._flights = Flights()
+        # The current token and the notifier generation its read began at (see Notifier.generation).
+        self._polled_now: tuple[int, SyncToken] | None = None
+        # user -> (a token, the rooms the user was joined to at it), from the user's latest build.
+        self._joined_at: OrderedDict[str, tuple[SyncToken, list[str]]] = OrderedDict()
+        self._build_slots = asyncio.Semaphore(BUILD_CONCURRENCY)
 
     # --- extension points -------------------------------------------------------------
     def add_ephemeral_source(self, source: EphemeralSource) -> None:
@@ -174,20 +207,101 @@ class SyncService:
             return await self._sync(request)
 
     async def _sync(self, request: SyncRequest) -> dict[str, Any]:
-        if request.since is None or request.full_state or request.timeout_ms <= 0:
+        since = request.since
+        if since is None or request.full_state or request.timeout_ms <= 0:
             return (await self._build(request))[0]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + request.timeout_ms / 1000
         user_id = request.requester.user_id
-        listen_rooms: Sequence[str] = list(await self._events.get_rooms_for_user(user_id, ("join",)))
+        ticket = self._flights.ticket()
+        known = self._joined_at.get(user_id)
+        if known is not None and known[0] == since:
+            listen_rooms: Sequence[str] = known[1]
+        else:
+            listen_rooms = list(await self._flights.run(
+                ("rooms", user_id), ticket, lambda: self._events.get_rooms_for_user(user_id, ("join",))))
         while True:
             async with self._notifier.listen(user_id, listen_rooms) as listener:
-                result, news, joined = await self._build(request)
+                # Registered first: whatever commits from here on wakes the listener.
+                ticket = self._flights.ticket()
+                now = await self._polled_token(ticket)
+                result = None
+                if now != since:
+                    # Something moved since the token; whether any of it is this device's news only
+                    # a build can tell. Nothing moved: no news, and nothing to compute.
+                    built = await self._shared_build(request, ticket, deadline + OVERDUE_S)
+                    if built is None:
+                        # Overloaded: answer at the timeout with the token the poll came with
+                        # (nothing skipped); the client's next poll gets what is waiting.
+                        return await self._unchanged(request, listen_rooms)
+                    result, news, joined = built
+                    if news:
+                        return result
                 remaining = deadline - loop.time()
-                if news or remaining <= 0 or not await listener.wait(remaining):
+                if remaining > 0 and await listener.wait(remaining):
+                    # Woken: look again under a fresh listener, which also follows rooms joined meanwhile.
+                    if result is not None:
+                        listen_rooms = joined
+                    continue
+                if result is not None:
                     return result
-            # Woken: build again under a fresh listener, which also follows rooms joined meanwhile.
-            listen_rooms = joined
+            # Timed out and nothing moved since the token: the empty answer at the same token.
+            return await self._unchanged(request, listen_rooms)
+
+    async def _unchanged(self, request: SyncRequest, joined: Sequence[str]) -> dict[str, Any]:
+        """A response with nothing new at the request's own token, with the device's sections."""
+        assert request.since is not None
+        rooms: dict[str, dict[str, Any]] = {JOIN: {}, INVITE: {}, LEAVE: {}, KNOCK: {}}
+        part = _UserPart(_response_skeleton(request.since, rooms, []), False, request.since, request.since,
+                         [], list(joined))
+        return (await self._finish(request, part, patch_txn_ids=False))[0]
+
+    async def _polled_token(self, ticket: int) -> SyncToken:
+        """The current token for a registered listener: reused while no notification happened
+        since its read began, else read once for every listener asking at the same moment."""
+        polled = self._polled_now
+        if polled is not None and polled[0] == self._notifier.generation:
+            return polled[1]
+        return await self._flights.run("now", ticket, self._read_polled_token)
+
+    async def _read_polled_token(self) -> SyncToken:
+        generation = self._notifier.generation
+        token = await self.current_token()
+        if self._polled_now is None or self._polled_now[0] <= generation:
+            self._polled_now = (generation, token)
+        return token
+
+    async def _shared_build(self, request: SyncRequest, ticket: int, give_up_at: float
+                            ) -> tuple[dict[str, Any], bool, list[str]] | None:
+        """A long poll's response: the user-wide part computed once for every device of the user
+        waiting at the same token with the same filter, the device's own sections added to it.
+        None when the user-wide part is not ready by `give_up_at` (loop time); it is still
+        computed, for the devices that wait on."""
+        requester = request.requester
+        sync_filter = request.filter
+        # Lazy-loaded members depend on what this device was sent before, and `event_fields` may
+        # drop the fields a device's copy is patched through: such requests share with no one.
+        per_device = sync_filter.lazy_load_members or sync_filter.event_fields is not None
+        key = ("build", requester.user_id, requester.is_guest, requester.app_service_id, str(request.since),
+               repr(sync_filter), requester.device_id if per_device else SHARED_DEVICE)
+        serialize_as = requester if per_device else dataclasses.replace(requester, device_id=SHARED_DEVICE)
+        remaining = give_up_at - asyncio.get_running_loop().time()
+        try:
+            part = await asyncio.wait_for(
+                self._flights.run(key, ticket, lambda: self._bounded_user_part(request, serialize_as)),
+                max(remaining, 0.001))
+        except TimeoutError:
+            return None
+        user_id = requester.user_id
+        self._joined_at[user_id] = (part.now, part.joined)
+        self._joined_at.move_to_end(user_id)
+        while len(self._joined_at) > JOINED_CACHE_USERS:
+            self._joined_at.popitem(last=False)
+        return await self._finish(request, part, patch_txn_ids=not per_device)
+
+    async def _bounded_user_part(self, request: SyncRequest, serialize_as: Requester) -> _UserPart:
+        async with self._build_slots:
+            return await self._build_user_part(request, serialize_as)
 
     async def ignored_users(self, user_id: str) -> frozenset[str]:
         """The users `user_id` ignores (cached until their account data changes)."""
@@ -196,7 +310,7 @@ class SyncService:
     async def stripped_states(self, entries: list[RoomSyncEntry], requester: Requester
                               ) -> list[list[dict[str, Any]] | None]:
         """Invite (or knock) state of each entry; None where the inviter is ignored."""
-        return await self._stripped_states(entries, requester, await self._ignored_users(requester.user_id))
+        return await self._stripped_states(entries, requester, await self._ignored_users(requester.user_id), {})
 
     async def _ignored_users(self, user_id: str) -> frozenset[str]:
         cached = self._ignored.get(user_id)
@@ -208,10 +322,26 @@ class SyncService:
         return cached
 
     async def _build(self, request: SyncRequest) -> tuple[dict[str, Any], bool, list[str]]:
+        part = await self._bounded_user_part(request, request.requester)
+        return await self._finish(request, part, patch_txn_ids=False)
+
+    async def _build_user_part(self, request: SyncRequest, serialize_as: Requester) -> _UserPart:
+        """Everything of a response but the device's own sections (to-device messages, key counts).
+
+        `serialize_as` is the requester events are rendered for: the real one, or one with
+        `SHARED_DEVICE` when the result is shared among the user's devices."""
         requester = request.requester
         user_id = requester.user_id
+        own_txns: dict[str, tuple[str | None, str]] = {}
         sync_filter = request.filter
-        now = await self.current_token()
+        polled = self._polled_now
+        if (serialize_as.device_id == SHARED_DEVICE and polled is not None
+                and polled[0] == self._notifier.generation):
+            # Shared builds serve registered listeners only: a token read since the last notification
+            # is current for them (see _polled_token).
+            now = polled[1]
+        else:
+            now = await self._read_polled_token()
         since = request.since
         if since is not None:
             # A token from the future (e.g. a restored database) reads as "now" on the streams this
@@ -247,7 +377,7 @@ class SyncService:
             quiet = [e.room_id for e in active if e.section == JOIN and not e.changed]
             with_news = await self._store.get_rooms_with_new_events(quiet, since.get("events"), now_pos)
             active = [e for e in active if e.section != JOIN or e.changed or e.room_id in with_news]
-        rendered = await self._render_rooms(request, active, now, ignored)
+        rendered = await self._render_rooms(request, active, now, ignored, serialize_as, own_txns)
 
         rooms: dict[str, dict[str, Any]] = {JOIN: {}, INVITE: {}, LEAVE: {}, KNOCK: {}}
         for entry in entries:
@@ -276,7 +406,7 @@ class SyncService:
             rooms[JOIN][room_id] = body
         await self._add_room_fields(request, rooms[JOIN], since, now)
         invites = [e for e in entries if e.section in (INVITE, KNOCK)]
-        stripped_states = await self._stripped_states(invites, requester, ignored)
+        stripped_states = await self._stripped_states(invites, serialize_as, ignored, own_txns)
         for entry, stripped in zip(invites, stripped_states, strict=True):
             if stripped is None:
                 continue
@@ -284,18 +414,28 @@ class SyncService:
             rooms[entry.section][entry.room_id] = {key: {"events": stripped}}
 
         global_data = filter_plain_events(account_data.get("global", []), sync_filter.account_data)
-        response: dict[str, Any] = {
-            "next_batch": str(now),
-            "rooms": rooms,
-            "account_data": {"events": global_data},
-            "presence": {"events": []},
-            "to_device": {"events": []},
-            "device_lists": {"changed": [], "left": []},
-            # What Synapse sends before any keys exist; clients read a missing count as "upload more".
-            "device_one_time_keys_count": {"signed_curve25519": 0},
-            "device_unused_fallback_key_types": [],
-        }
+        response = _response_skeleton(now, rooms, global_data)
         news = bool(global_data) or any(rooms.values())
+        all_joined = [room_id for room_id, row in memberships.items() if row.membership == "join"]
+        return _UserPart(response, news, since, now, entries, all_joined, own_txns)
+
+    async def _finish(self, request: SyncRequest, part: _UserPart, *, patch_txn_ids: bool
+                      ) -> tuple[dict[str, Any], bool, list[str]]:
+        """The device's response: its own copy of the user part, with its top-level sections.
+
+        Not limited by the build slots: the devices of a user woken together must ask their
+        sources at the same moment for the sources to answer them with one read."""
+        return await self._add_device_sections(request, part, patch_txn_ids)
+
+    async def _add_device_sections(self, request: SyncRequest, part: _UserPart, patch_txn_ids: bool
+                                   ) -> tuple[dict[str, Any], bool, list[str]]:
+        requester = request.requester
+        user_id = requester.user_id
+        since, now, news = part.since, part.now, part.news
+        # A shallow copy: the sections below replace top-level keys, never change shared values.
+        response = dict(part.response)
+        if patch_txn_ids:
+            _add_transaction_ids(response, part.own_txns, requester.device_id)
         for source in self._top_level:
             start = None if since is None else since.get(source.stream)
             end = now.get(source.stream)
@@ -309,9 +449,8 @@ class SyncService:
             response.update(sections)
             news = news or source.is_news(sections)
         if since is not None and not request.full_state and self._presence_lookup is not None:
-            await self._add_newly_shared_presence(response, user_id, entries, rooms[JOIN])
-        all_joined = [room_id for room_id, row in memberships.items() if row.membership == "join"]
-        return response, news, all_joined
+            await self._add_newly_shared_presence(response, user_id, part.entries, response["rooms"][JOIN])
+        return response, news, part.joined
 
     async def _add_newly_shared_presence(self, response: dict[str, Any], user_id: str,
                                          entries: list[RoomSyncEntry], joined: dict[str, dict[str, Any]]) -> None:
@@ -415,7 +554,8 @@ class SyncService:
 
     # --- rendering joined and left rooms ------------------------------------------------
     async def _render_rooms(self, request: SyncRequest, entries: list[RoomSyncEntry], now: SyncToken,
-                            ignored: frozenset[str]) -> dict[str, dict[str, Any]]:
+                            ignored: frozenset[str], serialize_as: Requester,
+                            own_txns: dict[str, tuple[str | None, str]]) -> dict[str, dict[str, Any]]:
         if not entries:
             return {}
         requester = request.requester
@@ -498,10 +638,11 @@ class SyncService:
         include_room_id = sync_filter.event_format == "federation"
         all_timeline = [e for entry in entries for e in timelines[entry.room_id].events]
         all_state = [e for entry in entries for e in room_state[entry.room_id]]
-        timeline_json = iter(await self._serializer.serialize(all_timeline, requester,
+        timeline_json = iter(await self._serializer.serialize(all_timeline, serialize_as,
                                                               include_room_id=include_room_id))
-        state_json = iter(await self._serializer.serialize(all_state, requester,
+        state_json = iter(await self._serializer.serialize(all_state, serialize_as,
                                                            include_room_id=include_room_id, bundle=False))
+        _note_own_txns(own_txns, user_id, (*all_timeline, *all_state))
         fields = sync_filter.event_fields
         out: dict[str, dict[str, Any]] = {}
         for entry in entries:
@@ -592,7 +733,8 @@ class SyncService:
 
     # --- invites and knocks ---------------------------------------------------------------
     async def _stripped_states(self, entries: list[RoomSyncEntry], requester: Requester,
-                               ignored: frozenset[str]) -> list[list[dict[str, Any]] | None]:
+                               ignored: frozenset[str], own_txns: dict[str, tuple[str | None, str]]
+                               ) -> list[list[dict[str, Any]] | None]:
         if not entries:
             return []
         member_ids = [e.membership.event_id for e in entries]
@@ -607,6 +749,7 @@ class SyncService:
         member_events = [members[eid] for eid in member_ids if eid in members]
         member_json = await self._serializer.serialize(member_events, requester, include_room_id=False,
                                                        bundle=False)
+        _note_own_txns(own_txns, requester.user_id, member_events)
         serialized = dict(zip((e.event_id for e in member_events), member_json, strict=True))
         out: list[list[dict[str, Any]] | None] = []
         for entry in entries:
@@ -626,3 +769,52 @@ class SyncService:
             out.append(stripped)
         return out
 
+
+
+def _response_skeleton(token: SyncToken, rooms: dict[str, dict[str, Any]],
+                       account_data: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "next_batch": str(token),
+        "rooms": rooms,
+        "account_data": {"events": account_data},
+        "presence": {"events": []},
+        "to_device": {"events": []},
+        "device_lists": {"changed": [], "left": []},
+        # What Synapse sends before any keys exist; clients read a missing count as "upload more".
+        "device_one_time_keys_count": {"signed_curve25519": 0},
+        "device_unused_fallback_key_types": [],
+    }
+
+
+def _note_own_txns(own_txns: dict[str, tuple[str | None, str]], user_id: str, events: Sequence[Event]) -> None:
+    for event in events:
+        txn_id = event.internal_metadata.get("txn_id")
+        if txn_id and event.sender == user_id:
+            own_txns[event.event_id] = (event.internal_metadata.get("device_id"), txn_id)
+
+
+def _add_transaction_ids(response: dict[str, Any], own_txns: dict[str, tuple[str | None, str]],
+                         device_id: str | None) -> None:
+    """Give `device_id`'s copy of a shared response the transaction IDs of the events it sent
+    (the spec shows them only to the sending device), copying just the dicts on the way."""
+    mine = {event_id: txn_id for event_id, (device, txn_id) in own_txns.items() if device == device_id}
+    if not mine:
+        return
+    rooms = {section: dict(bodies) for section, bodies in response["rooms"].items()}
+    for bodies in rooms.values():
+        for room_id, body in bodies.items():
+            copied = None
+            for key in ("timeline", "state", "invite_state", "knock_state"):
+                block = body.get(key)
+                events = block.get("events") if isinstance(block, dict) else None
+                if not events or not any(e.get("event_id") in mine for e in events):
+                    continue
+                patched = [
+                    {**e, "unsigned": {**e.get("unsigned", {}), "transaction_id": mine[e["event_id"]]}}
+                    if e.get("event_id") in mine else e
+                    for e in events]
+                copied = copied if copied is not None else dict(body)
+                copied[key] = {**block, "events": patched}
+            if copied is not None:
+                bodies[room_id] = copied
+    response["rooms"] = rooms

@@ -181,6 +181,28 @@ class E2eeKeyStore:
 
         await self.db.run_interaction("set_fallback_keys", txn_fn)
 
+    async def get_key_counts_of_user(self, user_id: str
+                                     ) -> tuple[dict[str, dict[str, int]], dict[str, list[str]]]:
+        """For every device of the user, in one read: one-time key counts by algorithm, and the
+        algorithms of its unused fallback keys (what /sync reports per device)."""
+
+        async def txn_fn(txn: Transaction) -> tuple[dict[str, dict[str, int]], dict[str, list[str]]]:
+            counts: dict[str, dict[str, int]] = {}
+            rows = await txn.fetch_all(
+                "SELECT device_id, algorithm, COUNT(*) FROM e2e_one_time_keys WHERE user_id = ?"
+                " GROUP BY device_id, algorithm", (user_id,))
+            for device_id, algorithm, count in rows:
+                counts.setdefault(device_id, {})[algorithm] = int(count)
+            fallback: dict[str, list[str]] = {}
+            rows = await txn.fetch_all(
+                "SELECT device_id, algorithm FROM e2e_fallback_keys WHERE user_id = ? AND used = FALSE"
+                " ORDER BY device_id, algorithm", (user_id,))
+            for device_id, algorithm in rows:
+                fallback.setdefault(device_id, []).append(algorithm)
+            return counts, fallback
+
+        return await self.db.run_interaction("key_counts_of_user", txn_fn, write=False)
+
     async def get_unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
         rows = await self.db.fetch_all(
             "unused_fallback_key_types",

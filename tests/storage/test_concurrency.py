@@ -256,3 +256,28 @@ async def test_backfill_positions_run_downwards_without_touching_the_forward_str
     assert await db.run_interaction("pos", get_stream_position, EVENTS, write=False) == 3
     assert await db.run_interaction("pos", get_stream_position, EVENTS_BACKFILL, write=False) == -3
     assert await db.run_interaction("pos", get_stream_position, "never_used", write=False) == 0
+
+
+async def test_a_write_is_not_kept_waiting_behind_more_reads_than_there_are_connections(db: Database) -> None:
+    # A thousand /sync long polls woken at once read in a burst; a sender's write must still get a
+    # connection (PostgreSQL: part of the pool is kept for writes; SQLite: the writer has its own).
+    release = asyncio.Event()
+    reading = 0
+
+    async def slow_read(txn: Transaction) -> None:
+        nonlocal reading
+        await txn.fetch_value("SELECT 1")
+        reading += 1
+        await release.wait()
+
+    readers = [asyncio.create_task(db.run_interaction("slow_read", slow_read, write=False)) for _ in range(12)]
+    try:
+        await asyncio.sleep(0.3)
+        assert reading >= 1
+        await asyncio.wait_for(
+            db.simple_insert("stream_positions", {"stream_name": "written", "position": 1}), 10)
+        assert not any(task.done() for task in readers)
+    finally:
+        release.set()
+        await asyncio.gather(*readers)
+    assert await db.fetch_value("w", "SELECT position FROM stream_positions WHERE stream_name = 'written'") == 1
