@@ -222,7 +222,7 @@ def wait_for_pending_drops() -> None:
 @contextlib.contextmanager
 def fresh_database(server: PostgresServer, template: str = "template0") -> Iterator[str]:
     """Create a database with a random name (a copy of `template`), yield its DSN, then drop it."""
-    name = f"hs_test_{secrets.token_hex(8)}"
+    name = f"hs_test_{os.getpid()}_{secrets.token_hex(6)}"
     with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
         conn.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE {} ENCODING 'UTF8'").format(sql.Identifier(name), sql.Identifier(template))
@@ -242,7 +242,7 @@ def migrated_template(server: PostgresServer) -> str:
 
     from storage.engine import create_database
 
-    name = f"hs_template_{secrets.token_hex(6)}"
+    name = f"hs_template_{os.getpid()}_{secrets.token_hex(6)}"
     with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name)))
 
@@ -256,12 +256,42 @@ def migrated_template(server: PostgresServer) -> str:
     return name
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def drop_databases_of_dead_runs(server: PostgresServer) -> int:
+    """Drop the test databases whose creating process is gone (a run that was killed, or a worker
+    that exited before its dropper finished): they would pile up and slow every CREATE DATABASE.
+    Names carry the creator's PID; a database of a live process (another worker) is never touched."""
+    with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
+        names = [row[0] for row in conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'hs\\_test\\_%' OR datname LIKE 'hs\\_template\\_%'")]
+    dropped = 0
+    for name in names:
+        parts = name.split("_")
+        pid = parts[2] if len(parts) >= 4 else ""
+        if pid.isdigit() and _pid_alive(int(pid)):
+            continue
+        _drop_database(server, name)
+        dropped += 1
+    return dropped
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     server = get_postgres_server()
     if server is None:
         pytest.skip(f"no PostgreSQL: set {ENV_DSN}, run one on 127.0.0.1:5432, or install initdb/pg_ctl")
+    drop_databases_of_dead_runs(server)
     yield server
+    wait_for_pending_drops()
     server.stop()
 
 
