@@ -121,7 +121,11 @@ class FederationHandoff:
             return cached
         state = await self._events.get_state_for_group(group)
         members = [event_id for (event_type, _), event_id in state.items() if event_type == "m.room.member"]
-        hosts = frozenset(server_of(user_id) for user_id in await self._store.joined_users(members))
+        # Read from the member events themselves: the state a room we joined over federation came
+        # with is stored as outliers, which have no room_memberships rows.
+        events = await self._events.get_events(members)
+        hosts = frozenset(server_of(event.state_key) for event in events.values()
+                          if event.state_key and event.content.get("membership") == "join")
         self._hosts[group] = hosts
         if len(self._hosts) > HOSTS_CACHE_SIZE:
             self._hosts.popitem(last=False)

@@ -11,7 +11,7 @@ redaction meanwhile is honoured); a queued EDU is `{"edu": {"edu_type": ..., "co
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from homeserver.jsonutil import decode
@@ -66,23 +66,6 @@ class FederationOutboundStore:
         if edus:
             await self.db.run_interaction("queue_federation_edus", enqueue_outbound_txn, FEDERATION_KIND,
                                           destination, [{"edu": edu} for edu in edus], now_ms)
-
-    async def joined_users(self, member_event_ids: Iterable[str]) -> list[str]:
-        """The users whose member event among `member_event_ids` is a join."""
-        event_ids = list(member_event_ids)
-        if not event_ids:
-            return []
-
-        async def txn_fn(txn: Transaction) -> list[str]:
-            users: list[str] = []
-            for start in range(0, len(event_ids), 500):
-                clause, params = txn.dialect.in_list("event_id", event_ids[start:start + 500])
-                rows = await txn.fetch_all(
-                    f"SELECT user_id FROM room_memberships WHERE membership = 'join' AND {clause}", params)
-                users.extend(row[0] for row in rows)
-            return users
-
-        return await self.db.run_interaction("federation_joined_users", txn_fn, write=False)
 
     async def compact_backlog(self, destination: str, threshold: int) -> int:
         """When more than `threshold` PDUs wait for `destination`, keep only each room's newest

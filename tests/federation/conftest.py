@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -12,12 +12,24 @@ from homeserver.server import HomeServer
 from tests.conftest import free_port
 from tests.federation.helpers import federation_overrides
 from tests.support.fake_remote import FakeRemoteServer
+from tests.support.synapse_federation import FederatingSynapse, start_federating_synapse
 from tests.support.tls_ca import TestCA
 
 
-@pytest.fixture
-def ca(tmp_path) -> TestCA:
-    return TestCA(tmp_path / "ca")
+@pytest.fixture(scope="session")
+def ca(tmp_path_factory) -> TestCA:
+    """One throwaway CA per test process: our servers, fake remotes and Synapse all trust it."""
+    return TestCA(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="module")
+def synapse(ca, tmp_path_factory) -> Iterator[FederatingSynapse]:
+    """A real Synapse federating on 127.0.0.2, one per test module (it takes seconds to start)."""
+    server = start_federating_synapse(tmp_path_factory.mktemp("synapse"), ca)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

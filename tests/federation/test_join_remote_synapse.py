@@ -7,38 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import pytest
 
 from tests.federation.helpers import user_with_displayname
 from tests.federation.test_join_remote import call, join, sync_room
-from tests.support.synapse_federation import FederatingSynapse, start_federating_synapse
-from tests.support.tls_ca import TestCA
+from tests.support.synapse_federation import FederatingSynapse
 
 
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory) -> TestCA:
-    return TestCA(tmp_path_factory.mktemp("ca"))
-
-
-@pytest.fixture(scope="module")
-def synapse(ca, tmp_path_factory) -> Iterator[FederatingSynapse]:
-    server = start_federating_synapse(tmp_path_factory.mktemp("synapse"), ca)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-async def on_synapse(synapse: FederatingSynapse, method: str, path: str, token: str, body: Any = None
-                     ) -> tuple[int, Any]:
+async def on_synapse(synapse: FederatingSynapse, method: str, path: str, token: str, body: Any = None,
+                     params: Any = None) -> tuple[int, Any]:
     connector = aiohttp.TCPConnector(ssl=synapse.ssl_context())
     async with aiohttp.ClientSession(synapse.url, connector=connector) as session:
-        async with session.request(method, path, json=body, headers={"Authorization": f"Bearer {token}"}) as resp:
+        async with session.request(method, path, json=body, params=params,
+                                   headers={"Authorization": f"Bearer {token}"}) as resp:
             return resp.status, await resp.json()
 
 
@@ -107,6 +91,15 @@ async def test_our_user_joins_a_synapse_room_by_id_with_via(fed_hs, ca, synapse)
     status, sent = await call(fed_hs, ca, "PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/1",
                               dave["access_token"], {"msgtype": "m.text", "body": "hoi"})
     assert status == 200, sent
+    # ... and reaches the room's other server (its members came with the join, as outliers).
+    deadline = time.monotonic() + 30
+    while True:
+        status, page = await on_synapse(synapse, "GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/messages",
+                                        bob["access_token"], params={"dir": "b", "limit": "20"})
+        if status == 200 and sent["event_id"] in [e["event_id"] for e in page["chunk"]]:
+            break
+        assert time.monotonic() < deadline, f"our message never reached Synapse\n{synapse.log_tail()}"
+        await asyncio.sleep(0.2)
 
 
 async def test_joining_a_private_synapse_room_uninvited_is_forbidden(fed_hs, ca, synapse):

@@ -10,31 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from homeserver.clock import Clock
 from homeserver.rooms.sender import RoomEventSender
 from storage.stores.federation_outbound import FEDERATION_KIND
 from tests.federation.helpers import tls_session
 from tests.federation.remote_rooms import local_user
-from tests.support.synapse_federation import FederatingSynapse, start_federating_synapse
-from tests.support.tls_ca import TestCA
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory) -> TestCA:
-    return TestCA(tmp_path_factory.mktemp("ca"))
-
-
-@pytest.fixture(scope="module")
-def synapse(ca, tmp_path_factory) -> Iterator[FederatingSynapse]:
-    server = start_federating_synapse(tmp_path_factory.mktemp("synapse"), ca)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def test_synapse_accepts_the_transactions_our_queue_sends_it(fed_hs, ca, synapse):

@@ -7,30 +7,13 @@ Our server is 127.0.0.1:PORT, Synapse 127.0.0.2:PORT; both trust only the throwa
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import aiohttp
-import pytest
 
 from homeserver.events.signing import get_verify_key, verify_json_signature
 from tests.federation.helpers import user_with_displayname
-from tests.support.synapse_federation import FederatingSynapse, start_federating_synapse
-from tests.support.tls_ca import TestCA
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory) -> TestCA:
-    return TestCA(tmp_path_factory.mktemp("ca"))
-
-
-@pytest.fixture(scope="module")
-def synapse(ca, tmp_path_factory) -> Iterator[FederatingSynapse]:
-    server = start_federating_synapse(tmp_path_factory.mktemp("synapse"), ca)
-    try:
-        yield server
-    finally:
-        server.stop()
+from tests.support.synapse_federation import FederatingSynapse
 
 
 def _session(synapse: FederatingSynapse) -> aiohttp.ClientSession:

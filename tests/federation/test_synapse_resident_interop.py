@@ -8,29 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import aiohttp
-import pytest
 
 from tests.federation.resident import client_call, current_state, local_room, send_message, timeline_bodies
-from tests.support.synapse_federation import FederatingSynapse, start_federating_synapse
-from tests.support.tls_ca import TestCA
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory) -> TestCA:
-    return TestCA(tmp_path_factory.mktemp("ca"))
-
-
-@pytest.fixture(scope="module")
-def synapse(ca, tmp_path_factory) -> Iterator[FederatingSynapse]:
-    server = start_federating_synapse(tmp_path_factory.mktemp("synapse"), ca)
-    try:
-        yield server
-    finally:
-        server.stop()
+from tests.support.synapse_federation import FederatingSynapse
 
 
 async def synapse_call(synapse: FederatingSynapse, token: str, method: str, path: str, body=None, params=None):
