@@ -155,10 +155,20 @@ async def version_matches_the_schema(ctx: Context) -> None:
 # --- the key query (notary) API, asked for the server's own keys ------------------------------------
 
 
-def _own_entry(response: Response, body: dict[str, Any], server_name: str) -> dict[str, Any]:
-    entries = [keys for keys in body["server_keys"] if keys.get("server_name") == server_name]
-    expect(entries, f"{response.describe()}: no keys for the server itself ({server_name}) in {body}")
-    return entries[0]
+def _check_own_entries(response: Response, body: dict[str, Any], published: dict[str, Any]) -> None:
+    """Whatever the notary returns for the server itself is its published keys, validly signed.
+
+    The spec lets a notary leave out servers it could not reach and holds no cache for ("this
+    may result in an empty array"); Synapse answers for its own name only from what it fetched
+    over federation, which on loopback it refuses to do, so an empty answer is allowed.
+    """
+    server_name = published["server_name"]
+    for entry in body["server_keys"]:
+        if entry.get("server_name") != server_name:
+            continue
+        # The notary here is the server itself, so its own signature is also the notary's.
+        _verify_self_signed(entry, response.describe())
+        _matches_published(response, entry, published)
 
 
 def _matches_published(response: Response, entry: dict[str, Any], published: dict[str, Any]) -> None:
@@ -170,28 +180,31 @@ def _matches_published(response: Response, entry: dict[str, Any], published: dic
 
 
 @case
-async def key_query_returns_the_servers_own_keys(ctx: Context) -> None:
+async def key_query_for_the_servers_own_keys_matches_the_schema(ctx: Context) -> None:
     published = await _server_keys(ctx)
-    server_name = published["server_name"]
-    response = await ctx.federation.post(KEY_QUERY, json={"server_keys": {server_name: {}}})
+    response = await ctx.federation.post(KEY_QUERY, json={"server_keys": {published["server_name"]: {}}})
     expect_status(response, 200)
-    body = expect_schema(response, KEY_QUERY)
-    entry = _own_entry(response, body, server_name)
-    _verify_self_signed(entry, response.describe())
-    _matches_published(response, entry, published)
+    expect_json_content_type(response)
+    _check_own_entries(response, expect_schema(response, KEY_QUERY), published)
 
 
 @case
-async def key_query_for_one_server_returns_the_servers_own_keys(ctx: Context) -> None:
+async def key_query_by_key_id_matches_the_schema(ctx: Context) -> None:
     published = await _server_keys(ctx)
-    server_name = published["server_name"]
-    path = KEY_QUERY_ONE.format(serverName=quote(server_name, safe=""))
+    key_id = next(iter(published["verify_keys"]))
+    criteria = {key_id: {"minimum_valid_until_ts": _now_ms()}}
+    response = await ctx.federation.post(KEY_QUERY, json={"server_keys": {published["server_name"]: criteria}})
+    expect_status(response, 200)
+    _check_own_entries(response, expect_schema(response, KEY_QUERY), published)
+
+
+@case
+async def key_query_for_one_server_matches_the_schema(ctx: Context) -> None:
+    published = await _server_keys(ctx)
+    path = KEY_QUERY_ONE.format(serverName=quote(published["server_name"], safe=""))
     response = await ctx.federation.get(path)
     expect_status(response, 200)
-    body = expect_schema(response, KEY_QUERY_ONE)
-    entry = _own_entry(response, body, server_name)
-    _verify_self_signed(entry, response.describe())
-    _matches_published(response, entry, published)
+    _check_own_entries(response, expect_schema(response, KEY_QUERY_ONE), published)
 
 
 @case
