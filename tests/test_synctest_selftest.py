@@ -379,3 +379,16 @@ def test_a_federation_api_that_accepts_any_request_fails_the_authentication_case
     federation = {name: line for name, line in results.items() if name.startswith("federation.")}
     assert len(federation) >= 7
     assert all(line.startswith("FAIL") and "-> 200, expected 401" in line for line in federation.values()), federation
+
+
+@pytest.mark.parametrize(("delegation", "passes"), [("matrix.example.org:443", True), ("[::1]", True),
+                                                     ("https://matrix.example.org", False)])
+def test_server_delegation_must_name_a_server_with_an_optional_port(delegation: str, passes: bool) -> None:
+    async def well_known(request: web.Request) -> web.Response:
+        return web.json_response({"m.server": delegation})
+
+    app = web.Application()
+    app.router.add_get("/.well-known/matrix/server", well_known)
+    results = asyncio.run(_run_against(app, "wellknown.server_delegation"))
+    line = results["wellknown.server_delegation_is_valid_or_absent"]
+    assert line.startswith("PASS" if passes else "FAIL"), line
