@@ -58,7 +58,8 @@ def main() -> int:
                         return 1
                     time.sleep(0.1)
             result = subprocess.run(
-                [sys.executable, "-m", "synctest", "--base-url", base_url,
+                # The federation resource shares the one listener here.
+                [sys.executable, "-m", "synctest", "--base-url", base_url, "--federation-base-url", base_url,
                  # One argument: a secret that starts with "-" would otherwise read as an option.
                  f"--registration-shared-secret={secret}", *sys.argv[1:]],
                 cwd=root,

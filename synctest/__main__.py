@@ -1,4 +1,5 @@
-"""python -m synctest --base-url URL [--filter SUBSTRING] [--registration-shared-secret S]"""
+"""python -m synctest --base-url URL [--federation-base-url URL] [--filter SUBSTRING]
+[--registration-shared-secret S]"""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from synctest.registry import all_cases, run_cases, select
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="synctest", description="Matrix homeserver conformance cases.")
     parser.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:8008")
+    parser.add_argument(
+        "--federation-base-url",
+        help="where the server-server API (/_matrix/federation, /_matrix/key) is served; default: --base-url",
+    )
     parser.add_argument("--filter", help="run only cases whose name contains this substring")
     parser.add_argument("--registration-shared-secret", help="enables cases that create admin users")
     parser.add_argument("--list", action="store_true", help="print case names and exit")
@@ -38,7 +43,7 @@ async def main(args: argparse.Namespace) -> int:
     timeout = aiohttp.ClientTimeout(total=30)
     # No cookie jar: a homeserver's answers must not depend on state a browser would carry.
     async with aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()) as session:
-        ctx = Context(args.base_url, session, args.registration_shared_secret)
+        ctx = Context(args.base_url, session, args.registration_shared_secret, args.federation_base_url)
         failed = await run_cases(cases, ctx, _emit)
     return 1 if failed else 0
 

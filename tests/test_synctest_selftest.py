@@ -286,3 +286,109 @@ def test_versions_without_a_current_release_fail_with_the_list_in_the_message() 
     assert results["versions.lists_v1_1_and_a_current_version"] == (
         "FAIL versions.lists_v1_1_and_a_current_version: no version >= v1.11 advertised in ['r0.6.1', 'v1.1']"
     )
+
+
+def _key_document(server_name: str, *, tamper: bool = False) -> dict[str, Any]:
+    import signedjson.key
+    import signedjson.sign
+
+    signing_key = signedjson.key.generate_signing_key("st1")
+    keys = {
+        "server_name": server_name,
+        "valid_until_ts": 4_000_000_000_000,
+        "verify_keys": {"ed25519:st1": {"key": signedjson.key.encode_verify_key_base64(signing_key.verify_key)}},
+        "old_verify_keys": {},
+    }
+    signed = signedjson.sign.sign_json(keys, server_name, signing_key)
+    if tamper:
+        signed["valid_until_ts"] += 1
+    return signed
+
+
+async def _run_split(client_app: web.Application, federation_app: web.Application, substring: str
+                     ) -> dict[str, str]:
+    """Like _run_against, with the server-server API on a second listener (--federation-base-url)."""
+    runners, ports = [], []
+    for app in (client_app, federation_app):
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        ports.append(site._server.sockets[0].getsockname()[1])
+    lines: list[str] = []
+    try:
+        async with aiohttp.ClientSession() as session:
+            ctx = Context(f"http://127.0.0.1:{ports[0]}", session, "secret",
+                          federation_base_url=f"http://127.0.0.1:{ports[1]}")
+            await run_cases(select(all_cases(), substring), ctx, lines.append)
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+    return {line.split()[1].rstrip(":"): line for line in lines[:-1]}
+
+
+def _nothing_app() -> web.Application:
+    async def plain_404(request: web.Request) -> web.Response:
+        return web.Response(status=404, text="nothing here")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", plain_404)
+    return app
+
+
+def _key_server_app(document: dict[str, Any]) -> web.Application:
+    async def keys(request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app = web.Application()
+    app.router.add_get("/_matrix/key/v2/server", keys)
+    return app
+
+
+def test_server_key_cases_reach_the_federation_base_url_and_verify_the_self_signature() -> None:
+    results = asyncio.run(_run_split(_nothing_app(), _key_server_app(_key_document("fake.example")),
+                                     "federation.server_keys"))
+    assert sorted(results) == [
+        "federation.server_keys_are_ed25519",
+        "federation.server_keys_are_signed_by_the_server_itself",
+        "federation.server_keys_are_valid_for_a_while_and_old_keys_have_expired",
+        "federation.server_keys_match_the_schema",
+    ]
+    assert all(line.startswith("PASS") for line in results.values()), results
+
+
+def test_a_tampered_server_key_document_fails_the_signature_case() -> None:
+    results = asyncio.run(_run_split(_nothing_app(), _key_server_app(_key_document("fake.example", tamper=True)),
+                                     "federation.server_keys_are_signed"))
+    line = results["federation.server_keys_are_signed_by_the_server_itself"]
+    assert line.startswith("FAIL") and "does not verify" in line, line
+
+
+def test_a_federation_api_that_accepts_any_request_fails_the_authentication_cases() -> None:
+    document = _key_document("fake.example")
+
+    async def anything(request: web.Request) -> web.Response:
+        if request.path == "/_matrix/key/v2/server":
+            return web.json_response(document)
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", anything)
+    results = asyncio.run(_run_split(_nothing_app(), app, "_is_401"))
+    federation = {name: line for name, line in results.items() if name.startswith("federation.")}
+    assert len(federation) >= 7
+    assert all(line.startswith("FAIL") and "-> 200, expected 401" in line for line in federation.values()), federation
+
+
+@pytest.mark.parametrize(("delegation", "passes"), [("matrix.example.org:443", True), ("[::1]", True),
+                                                     ("https://matrix.example.org", False)])
+def test_server_delegation_must_name_a_server_with_an_optional_port(delegation: str, passes: bool) -> None:
+    async def well_known(request: web.Request) -> web.Response:
+        return web.json_response({"m.server": delegation})
+
+    app = web.Application()
+    app.router.add_get("/.well-known/matrix/server", well_known)
+    results = asyncio.run(_run_against(app, "wellknown.server_delegation"))
+    line = results["wellknown.server_delegation_is_valid_or_absent"]
+    assert line.startswith("PASS" if passes else "FAIL"), line

@@ -65,6 +65,8 @@ class SynapseServer:
     workdir: Path
     registration_shared_secret: str
     process: subprocess.Popen[bytes] | None = None
+    # Where /_matrix/federation and /_matrix/key are served; None: on ``url`` with the client API.
+    federation_url: str | None = None
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM, then SIGKILL if Synapse has not exited within ``timeout`` seconds."""
@@ -95,24 +97,34 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def synapse_config(workdir: Path, port: int, shared_secret: str) -> dict:
-    """A loopback-only, SQLite, no-TLS Synapse with open registration and no rate limits."""
+def _listener(port: int, names: list[str]) -> dict:
+    return {
+        "port": port,
+        "bind_addresses": ["127.0.0.1"],
+        "type": "http",
+        "tls": False,
+        "x_forwarded": False,
+        "resources": [{"names": names, "compress": False}],
+    }
+
+
+def synapse_config(workdir: Path, port: int, shared_secret: str, federation_port: int | None = None) -> dict:
+    """A loopback-only, SQLite, no-TLS Synapse with open registration and no rate limits.
+
+    With ``federation_port`` the server-server API gets a listener of its own, as in a deployment
+    with a separate federation port; otherwise one listener serves everything.
+    """
     server_name = f"localhost:{port}"
+    if federation_port is None:
+        listeners = [_listener(port, ["client", "federation", "keys", "media"])]
+    else:
+        listeners = [_listener(port, ["client", "media"]), _listener(federation_port, ["federation", "keys"])]
     return {
         "server_name": server_name,
         # Setting public_baseurl is what makes Synapse serve /.well-known/matrix/client.
         "public_baseurl": f"http://127.0.0.1:{port}/",
         "pid_file": str(workdir / "homeserver.pid"),
-        "listeners": [
-            {
-                "port": port,
-                "bind_addresses": ["127.0.0.1"],
-                "type": "http",
-                "tls": False,
-                "x_forwarded": False,
-                "resources": [{"names": ["client", "federation", "keys", "media"], "compress": False}],
-            }
-        ],
+        "listeners": listeners,
         "database": {"name": "sqlite3", "args": {"database": str(workdir / "homeserver.db")}},
         "log_config": str(workdir / "log.yaml"),
         "media_store_path": str(workdir / "media_store"),
@@ -169,19 +181,23 @@ def wait_until_serving(url: str, process: subprocess.Popen[bytes] | None, timeou
 
 def start_synapse(
     workdir: Path | None = None, port: int | None = None, *, detach: bool = False,
-    extra_config: dict | None = None,
+    extra_config: dict | None = None, separate_federation_listener: bool = False,
 ) -> SynapseServer:
     """Configure and start Synapse; returns once /versions answers 200.
 
     ``extra_config`` is merged over the generated config (e.g. ``app_service_config_files``).
+    ``separate_federation_listener`` serves the server-server API on a port of its own
+    (``SynapseServer.federation_url``).
     """
     python = ensure_synapse_installed()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="synapse-")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
+    federation_port = free_port() if separate_federation_listener else None
     secret = secrets.token_hex(16)
     config_path = workdir / "homeserver.yaml"
-    config_path.write_text(yaml.safe_dump({**synapse_config(workdir, port, secret), **(extra_config or {})}))
+    config = synapse_config(workdir, port, secret, federation_port)
+    config_path.write_text(yaml.safe_dump({**config, **(extra_config or {})}))
     (workdir / "log.yaml").write_text(yaml.safe_dump(_log_config(workdir)))
     module = "synapse.app.homeserver"
     subprocess.run(
@@ -200,7 +216,8 @@ def start_synapse(
     )
     console.close()
     url = f"http://127.0.0.1:{port}"
-    server = SynapseServer(url, process.pid, workdir, secret, None if detach else process)
+    federation_url = f"http://127.0.0.1:{federation_port}" if federation_port else None
+    server = SynapseServer(url, process.pid, workdir, secret, None if detach else process, federation_url)
     try:
         wait_until_serving(url, process, STARTUP_TIMEOUT_SECONDS)
     except Exception:
@@ -237,6 +254,8 @@ def run_synctest(server: SynapseServer, extra: list[str]) -> int:
         "synctest",
         "--base-url",
         server.url,
+        "--federation-base-url",
+        server.federation_url or server.url,
         # One argument: a secret that starts with "-" would otherwise read as an option.
         f"--registration-shared-secret={server.registration_shared_secret}",
         *extra,
@@ -272,9 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "stop":
         stop_pid(args.pid)
         return 0
-    server = start_synapse()
+    # A federation listener of its own, so the cases prove they reach the server-server API
+    # through --federation-base-url and the client API through --base-url.
+    server = start_synapse(separate_federation_listener=True)
     print(
-        f"synapse at {server.url} (pid {server.pid}, logs in {server.workdir})", file=sys.stderr, flush=True
+        f"synapse at {server.url}, federation at {server.federation_url} "
+        f"(pid {server.pid}, logs in {server.workdir})", file=sys.stderr, flush=True
     )
     try:
         return run_synctest(server, extra)

@@ -11,6 +11,7 @@ from synctest.cases import (  # noqa: F401
     e2ee,
     ephemeral,
     errors,
+    federation,
     filters,
     guests,
     hierarchy,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from synctest.checks import expect_error
+from synctest.client import HttpClient
 from synctest.context import Context
 from synctest.registry import case
 
@@ -24,6 +25,7 @@ WRONG_METHODS = {
 }
 
 LOGIN = "/_matrix/client/v3/login"
+SERVER_SERVER_PREFIXES = ("/_matrix/federation/", "/_matrix/key/")
 NOT_JSON_BODIES = {
     "truncated_json": b'{"type": "m.login.password", ',
     "invalid_utf8": b'{"type": "m.login.password", "user": "\xff\xfe"}',
@@ -31,16 +33,21 @@ NOT_JSON_BODIES = {
 }
 
 
+def _client_for(ctx: Context, path: str) -> HttpClient:
+    """The server-server API may be on a listener of its own (--federation-base-url)."""
+    return ctx.federation if path.startswith(SERVER_SERVER_PREFIXES) else ctx
+
+
 def _unknown_endpoint_case(path: str):
     async def run(ctx: Context) -> None:
-        expect_error(await ctx.get(path), 404, "M_UNRECOGNIZED")
+        expect_error(await _client_for(ctx, path).get(path), 404, "M_UNRECOGNIZED")
 
     return run
 
 
 def _wrong_method_case(method: str, path: str):
     async def run(ctx: Context) -> None:
-        expect_error(await ctx.request(method, path), 405, "M_UNRECOGNIZED")
+        expect_error(await _client_for(ctx, path).request(method, path), 405, "M_UNRECOGNIZED")
 
     return run
 

@@ -20,7 +20,7 @@ async def an_openid_token_names_its_user_to_a_third_party(ctx: Context) -> None:
     expect_status(response, 200)
     token = expect_schema(response, REQUEST_TOKEN)
     expect(token["token_type"] == "Bearer", f"{response.describe()}: token_type is not Bearer")
-    info = await ctx.get(USERINFO, params={"access_token": token["access_token"]})
+    info = await ctx.federation.get(USERINFO, params={"access_token": token["access_token"]})
     expect_status(info, 200)
     expect(info.json == {"sub": user.user_id}, f"{info.describe()}: expected sub {user.user_id}")
 
@@ -35,4 +35,4 @@ async def openid_tokens_are_only_for_oneself(ctx: Context) -> None:
 
 @case
 async def an_unknown_openid_token_is_401(ctx: Context) -> None:
-    expect_error(await ctx.get(USERINFO, params={"access_token": "synctest-not-a-token"}), 401, "M_UNKNOWN_TOKEN")
+    expect_error(await ctx.federation.get(USERINFO, params={"access_token": "synctest-not-a-token"}), 401, "M_UNKNOWN_TOKEN")

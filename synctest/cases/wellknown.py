@@ -7,6 +7,7 @@ absent. What is served must have the schema's shape.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from synctest.checks import expect, expect_schema, expect_status
@@ -15,6 +16,9 @@ from synctest.registry import case
 
 CLIENT = "/.well-known/matrix/client"
 SERVER = "/.well-known/matrix/server"
+# The appendix's server name grammar: an IPv4 literal, a bracketed IPv6 literal or a DNS name
+# (1-255 characters of letters, digits, "-" and "."), then an optional ":port".
+SERVER_NAME = re.compile(r"^(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,255})(:[0-9]{1,5})?$")
 
 
 @case
@@ -43,6 +47,9 @@ async def server_delegation_is_valid_or_absent(ctx: Context) -> None:
         isinstance(body.get("m.server"), str) and body["m.server"],
         f"{response.describe()}: m.server missing or empty in {body}",
     )
+    # "The server name to delegate server-server communications to, with optional port."
+    expect(SERVER_NAME.match(body["m.server"]),
+           f"{response.describe()}: m.server {body['m.server']!r} is not a server name with optional port")
 
 
 @case
