@@ -1,9 +1,9 @@
 """Federation benchmark: our server and a second Synapse join the same big room that lives on a
 resident Synapse, in one run; then message latency across each pair.
 
-    .venv/bin/python bench/federation.py               # a 2,000-member room
-    .venv/bin/python bench/federation.py --quick       # 100 members, a smoke run (CI)
-    .venv/bin/python bench/federation.py --members 500 --latency-messages 50
+    .venv/bin/python bench/federation_bench.py               # a 2,000-member room
+    .venv/bin/python bench/federation_bench.py --quick       # 100 members, a smoke run (CI)
+    .venv/bin/python bench/federation_bench.py --members 500 --latency-messages 50
 
 Three servers on loopback, all over TLS with certificates from a throwaway CA that each trusts
 (as tests/federation does): the resident Synapse on 127.0.0.2, the joining Synapse on 127.0.0.3,
