@@ -356,6 +356,7 @@ async def bench(args: argparse.Namespace, w: Workload) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="bench-federation-")).resolve()
     ca = TestCA(base / "ca")
     started: list[Server] = []
+    t_start = time.monotonic()
     try:
         with ThreadPoolExecutor(3) as pool:
             futures = {
@@ -377,7 +378,7 @@ async def bench(args: argparse.Namespace, w: Workload) -> dict[str, Any]:
                 raise errors[0]
         resident, ours, synapse = found["resident"], found["ours"], found["synapse"]
         print(f"resident Synapse {resident.server_name}, joining Synapse {synapse.server_name}, "
-              f"ours {ours.server_name}", flush=True)
+              f"ours {ours.server_name}; started in {time.monotonic() - t_start:.1f}s", flush=True)
         context = ssl.create_default_context(cafile=ca.ca_path)
         connector = aiohttp.TCPConnector(ssl=context, limit=200)
         async with aiohttp.ClientSession(connector=connector) as session:
