@@ -132,8 +132,10 @@ def synapse_python() -> Path:
     return run_synapse.ensure_synapse_installed()
 
 
-def start_federating_synapse(workdir: Path, ca: TestCA, host: str = "127.0.0.2") -> FederatingSynapse:
-    """Configure and start Synapse; returns once its client API answers over TLS."""
+def start_federating_synapse(workdir: Path, ca: TestCA, host: str = "127.0.0.2",
+                             overrides: dict[str, Any] | None = None) -> FederatingSynapse:
+    """Configure and start Synapse; returns once its client API answers over TLS. `overrides` are
+    top-level config keys laid over the federating config (the benchmarks lower `bcrypt_rounds`)."""
     import secrets
 
     python = synapse_python()
@@ -143,8 +145,10 @@ def start_federating_synapse(workdir: Path, ca: TestCA, host: str = "127.0.0.2")
     secret = secrets.token_hex(16)
     cert = ca.issue(host)
     config_path = workdir / "homeserver.yaml"
-    config_path.write_text(yaml.safe_dump(federating_synapse_config(
-        workdir, host, port, secret, cert.certificate_path, cert.private_key_path, ca.ca_path)))
+    config = federating_synapse_config(workdir, host, port, secret, cert.certificate_path, cert.private_key_path,
+                                       ca.ca_path)
+    config.update(overrides or {})
+    config_path.write_text(yaml.safe_dump(config))
     (workdir / "log.yaml").write_text(yaml.safe_dump(run_synapse._log_config(workdir)))
     module = "synapse.app.homeserver"
     subprocess.run([str(python), "-m", module, "-c", str(config_path), "--generate-keys"], check=True,
