@@ -54,9 +54,9 @@ from homeserver.auth.constants import CREATE_KEY
 from homeserver.clock import Clock
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion, UnsupportedRoomVersion, get_room_version
-from homeserver.rooms.heads import RoomHeads
+from homeserver.rooms.heads import RoomHeads, StoredEventGraph
 from homeserver.rooms.persister import EventPersister, redaction_applies
-from homeserver.state import EventGraphStore, resolve_state
+from homeserver.state import resolve_state
 from homeserver.state.store import auth_event_ids
 from storage.stores.events import EventStore, PersistContext, StateMap
 
@@ -69,19 +69,6 @@ MISSING_EVENTS_LIMIT = 10
 MAX_FETCHED_EVENTS = 1000
 # Concurrent /event requests to one server.
 FETCH_CONCURRENCY = 10
-
-
-class _GraphStore(EventGraphStore):
-    def __init__(self, events: EventStore, extra: Mapping[str, Event] | None = None):
-        self._events = events
-        # Events not stored yet (the one being taken) that resolution must see.
-        self._extra = dict(extra or {})
-
-    async def get_events(self, event_ids):  # type: ignore[override]
-        wanted = list(event_ids)
-        found = await self._events.get_events([e for e in wanted if e not in self._extra])
-        found.update({e: self._extra[e] for e in wanted if e in self._extra})
-        return found
 
 
 class _MissingState(Exception):
@@ -100,7 +87,7 @@ class EventIngestor:
         self._client = client
         self._clock = clock
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        self._graph = _GraphStore(events)
+        self._graph = StoredEventGraph(events)
 
     def room_lock(self, room_id: str) -> asyncio.Lock:
         """Held while a remote event of the room is checked (fetching included) and persisted."""
@@ -360,7 +347,7 @@ class EventIngestor:
         context.replaces_extremities = sorted(extremities & prevs)
         if extremities - prevs:
             new_current = await resolve_state(event.room_version, [current, state_after],
-                                              _GraphStore(self._events, {event.event_id: event}))
+                                              StoredEventGraph(self._events, {event.event_id: event}))
         else:
             new_current = state_after
         delta = {k: v for k, v in new_current.items() if current.get(k) != v}

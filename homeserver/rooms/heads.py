@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from homeserver.errors import MatrixError
@@ -34,12 +35,20 @@ class RoomHead:
     pending_delta: StateMap = dataclasses.field(default_factory=dict)
 
 
-class _StoreForStateRes(EventGraphStore):
-    def __init__(self, events: EventStore):
+class StoredEventGraph(EventGraphStore):
+    """State resolution's view of stored events, plus `extra` events not stored yet (one being taken)."""
+
+    def __init__(self, events: EventStore, extra: Mapping[str, Event] | None = None):
         self._events = events
+        self._extra = dict(extra or {})
 
     async def get_events(self, event_ids):  # type: ignore[override]
-        return await self._events.get_events(event_ids)
+        if not self._extra:
+            return await self._events.get_events(event_ids)
+        wanted = list(event_ids)
+        found = await self._events.get_events([e for e in wanted if e not in self._extra])
+        found.update({e: self._extra[e] for e in wanted if e in self._extra})
+        return found
 
 
 class RoomHeads:
@@ -84,7 +93,7 @@ class RoomHeads:
             state = dict(base)
         else:
             state_sets = [await self._events.get_state_for_group(groups[e]) for e in extremities if e in groups]
-            state = await resolve_state(room_version, state_sets, _StoreForStateRes(self._events))
+            state = await resolve_state(room_version, state_sets, StoredEventGraph(self._events))
             pending = {k: v for k, v in state.items() if base.get(k) != v}
         head = RoomHead(extremities[:MAX_PREV_EVENTS], group, state, depth, pending)
         self._heads[room_id] = head
