@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, not_found
 from homeserver.identifiers import parse_user_id
 from storage.stores.accounts import AccountStore, UserRow
-
-
-def not_found(what: str) -> MatrixError:
-    return MatrixError(404, "M_NOT_FOUND", what)
 
 
 def check_local_user_id(user_id: str, server_name: str, field: str = "user_id") -> None:

@@ -21,8 +21,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from homeserver.admin.common import not_found
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, not_found
 from storage.stores.federation_outbound import FEDERATION_KIND, FederationOutboundStore
 from storage.stores.outbound import DestinationState, OutboundStore
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.accounts.auth import Requester
-from homeserver.admin.common import existing_local_user, not_found, page
-from homeserver.errors import MatrixError
+from homeserver.admin.common import existing_local_user, page
+from homeserver.errors import MatrixError, not_found
 from homeserver.media.service import MediaService
 from storage.stores.accounts import AccountStore
 from storage.stores.admin import AdminStore

@@ -12,9 +12,9 @@ import logging
 from typing import Any
 
 from homeserver.accounts.auth import Requester
-from homeserver.admin.common import not_found, optional_int, optional_str
+from homeserver.admin.common import optional_int, optional_str
 from homeserver.admin.tasks import AdminTaskRunner
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, not_found
 from homeserver.identifiers import parse_user_id
 from homeserver.rooms.redaction import RedactionService
 from storage.stores.admin import AdminStore

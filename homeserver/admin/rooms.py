@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.accounts.auth import Requester
-from homeserver.admin.common import check_local_user_id, not_found, optional_bool, optional_str
+from homeserver.admin.common import check_local_user_id, optional_bool, optional_str
 from homeserver.admin.tasks import AdminTaskRunner
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, not_found
 from homeserver.events.filtering import EventFilter
 from homeserver.identifiers import is_valid_user_id
 from homeserver.rooms.creation import RoomCreator

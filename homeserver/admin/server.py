@@ -7,9 +7,9 @@ import string
 from typing import Any
 
 from homeserver import __version__
-from homeserver.admin.common import not_found, optional_int
+from homeserver.admin.common import optional_int
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, not_found
 from storage.stores.accounts import AccountStore
 from storage.stores.events import EventStore
 from storage.stores.reports import ReportStore

@@ -11,9 +11,9 @@ import asyncio
 from typing import Any
 
 from homeserver.accounts.account_data import AccountDataService
-from homeserver.admin.common import check_local_user_id, not_found
+from homeserver.admin.common import check_local_user_id
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, not_found
 from homeserver.rooms.creation import RoomCreator
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.sender import RoomEventSender
