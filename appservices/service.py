@@ -21,7 +21,7 @@ from appservices.registry import AppServiceRegistry
 from homeserver.accounts.auth import Requester
 from homeserver.accounts.sessions import SessionService
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.identifiers import is_valid_user_id, split_id
 from storage.stores.accounts import AccountStore, UserExistsError
 from storage.stores.aliases import AliasStore
@@ -84,11 +84,9 @@ class AppServices:
         user_id = query.get("user_id") or registration.sender
         if user_id != registration.sender:
             if not registration.is_interested_in_user(user_id):
-                raise MatrixError(403, "M_FORBIDDEN",
-                                  f"user_id: {user_id} is outside the application service's user namespace")
+                raise forbidden(f"user_id: {user_id} is outside the application service's user namespace")
             if not await self._is_registered(user_id):
-                raise MatrixError(403, "M_FORBIDDEN",
-                                  f"user_id: the application service has not registered {user_id}")
+                raise forbidden(f"user_id: the application service has not registered {user_id}")
         device_id = query.get("device_id") or query.get("org.matrix.msc3202.device_id")
         if device_id and await self._accounts.get_device(user_id, device_id) is None:
             raise MatrixError(400, "M_UNKNOWN_DEVICE", f"device_id: {user_id} has no device {device_id}")
@@ -114,7 +112,7 @@ class AppServices:
     def _own(self, requester: Requester) -> AppServiceRegistration:
         registration = self.registry.by_id(requester.app_service_id or "")
         if registration is None:
-            raise MatrixError(403, "M_FORBIDDEN", "Only application services may do this")
+            raise forbidden("Only application services may do this")
         return registration
 
     # --- registration and login ----------------------------------------------------------------
@@ -123,10 +121,10 @@ class AppServices:
         registration = self._by_token(as_token)
         username = body.get("username")
         if not isinstance(username, str) or not username or len(username) > 512:
-            raise MatrixError(400, "M_INVALID_PARAM", "username: required, a non-empty string")
+            raise invalid_param("username: required, a non-empty string")
         inhibit_login = body.get("inhibit_login", False)
         if not isinstance(inhibit_login, bool):
-            raise MatrixError(400, "M_INVALID_PARAM", "inhibit_login: must be true or false")
+            raise invalid_param("inhibit_login: must be true or false")
         user_id = f"@{username}:{self._server_name}"
         if not is_valid_user_id(user_id):
             raise MatrixError(400, "M_INVALID_USERNAME", f"username: {username!r} does not make a valid user ID")
@@ -159,22 +157,22 @@ class AppServices:
         if identifier is None and isinstance(body.get("user"), str):
             identifier = {"type": "m.id.user", "user": body["user"]}
         if not isinstance(identifier, dict) or identifier.get("type") != "m.id.user":
-            raise MatrixError(400, "M_INVALID_PARAM", "identifier: must be an m.id.user identifier")
+            raise invalid_param("identifier: must be an m.id.user identifier")
         user = identifier.get("user")
         if not isinstance(user, str) or not user:
-            raise MatrixError(400, "M_INVALID_PARAM", "identifier.user: must be a non-empty string")
+            raise invalid_param("identifier.user: must be a non-empty string")
         user_id = user if user.startswith("@") else f"@{user}:{self._server_name}"
         if not registration.is_interested_in_user(user_id):
             raise MatrixError(403, "M_EXCLUSIVE", f"identifier.user: {user_id} is outside the application "
                                                   "service's user namespace")
         row = await self._accounts.get_user(user_id)
         if row is None:
-            raise MatrixError(403, "M_FORBIDDEN", f"identifier.user: {user_id} is not registered")
+            raise forbidden(f"identifier.user: {user_id} is not registered")
         if row.deactivated:
             raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
         refresh = body.get("refresh_token", False)
         if not isinstance(refresh, bool):
-            raise MatrixError(400, "M_BAD_JSON", "refresh_token: must be true or false")
+            raise bad_json("refresh_token: must be true or false")
         response = await self._sessions.start_session(
             user_id, device_id=body.get("device_id"), display_name=body.get("initial_device_display_name"),
             want_refresh_token=refresh)
@@ -251,7 +249,7 @@ class AppServices:
     async def protocol(self, protocol: str) -> dict[str, Any]:
         info = await self._protocol_or_none(protocol)
         if info is None:
-            raise MatrixError(404, "M_NOT_FOUND", f"protocol: no application service serves {protocol!r}")
+            raise not_found(f"protocol: no application service serves {protocol!r}")
         return info
 
     async def _protocol_or_none(self, protocol: str) -> dict[str, Any] | None:
@@ -294,13 +292,13 @@ class AppServices:
     async def ping(self, requester: Requester, app_service_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """`POST /appservice/{id}/ping` by that service itself: the round trip to its /ping."""
         if requester.app_service_id is None:
-            raise MatrixError(403, "M_FORBIDDEN", "Only application services can use the ping endpoint")
+            raise forbidden("Only application services can use the ping endpoint")
         if requester.app_service_id != app_service_id:
-            raise MatrixError(403, "M_FORBIDDEN", "appserviceId: not the application service of this as_token")
+            raise forbidden("appserviceId: not the application service of this as_token")
         registration = self._own(requester)
         transaction_id = body.get("transaction_id")
         if transaction_id is not None and not isinstance(transaction_id, str):
-            raise MatrixError(400, "M_INVALID_PARAM", "transaction_id: must be a string")
+            raise invalid_param("transaction_id: must be a string")
         duration_ms = await self._client.ping(registration, transaction_id)
         for callback in self._on_ping_success:
             try:

@@ -18,7 +18,7 @@ from federation.policy import ServerPolicy
 from federation.x_matrix import XMatrixParseError, parse_x_matrix, signed_request_json
 from homeserver import jsonutil
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, forbidden
 from homeserver.events.signing import SignatureError, verify_json_signature
 from homeserver.http.request import read_body
 from homeserver.identifiers import parse_server_name
@@ -70,7 +70,7 @@ class FederationAuthenticator:
             raise unauthorized(f"destination: {auth.destination!r} is not this server ({self._server_name})")
         reason = self._policy.denial_reason(auth.origin)
         if reason is not None:
-            raise MatrixError(403, "M_FORBIDDEN", reason)
+            raise forbidden(reason)
         raw = await read_body(request)
         content: Any = None
         if raw:

@@ -19,7 +19,7 @@ from homeserver.directory.public_rooms import (
     parse_public_rooms_body,
     parse_since,
 )
-from homeserver.errors import MatrixError
+from homeserver.errors import bad_json, invalid_param, missing_param
 from homeserver.http.request import json_object, json_response, query_int
 from homeserver.identifiers import parse_server_name, parse_user_id
 
@@ -30,7 +30,7 @@ def _minimum_valid_until(value: Any, field: str) -> int:
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int):
-        raise MatrixError(400, "M_INVALID_PARAM", f"{field}: must be an integer timestamp")
+        raise invalid_param(f"{field}: must be an integer timestamp")
     return value
 
 
@@ -57,7 +57,7 @@ class KeyHandlers:
         try:
             parse_server_name(server_name)
         except ValueError as e:
-            raise MatrixError(400, "M_INVALID_PARAM", f"serverName: {e}") from None
+            raise invalid_param(f"serverName: {e}") from None
         minimum = query_int(request, "minimum_valid_until_ts", 0, minimum=0) or 0
         return await self._answer({server_name: minimum})
 
@@ -65,19 +65,19 @@ class KeyHandlers:
         body = await json_object(request)
         server_keys = body.get("server_keys")
         if not isinstance(server_keys, dict):
-            raise MatrixError(400, "M_BAD_JSON", "server_keys: must be an object of server names")
+            raise bad_json("server_keys: must be an object of server names")
         wanted: dict[str, int] = {}
         for server_name, key_ids in server_keys.items():
             try:
                 parse_server_name(server_name)
             except ValueError as e:
-                raise MatrixError(400, "M_INVALID_PARAM", f"server_keys: {e}") from None
+                raise invalid_param(f"server_keys: {e}") from None
             if not isinstance(key_ids, dict):
-                raise MatrixError(400, "M_BAD_JSON", f"server_keys.{server_name}: must be an object of key IDs")
+                raise bad_json(f"server_keys.{server_name}: must be an object of key IDs")
             minimum = 0
             for key_id, criteria in key_ids.items():
                 if not isinstance(criteria, dict):
-                    raise MatrixError(400, "M_BAD_JSON", f"server_keys.{server_name}.{key_id}: must be an object")
+                    raise bad_json(f"server_keys.{server_name}.{key_id}: must be an object")
                 field = f"server_keys.{server_name}.{key_id}.minimum_valid_until_ts"
                 minimum = max(minimum, _minimum_valid_until(criteria.get("minimum_valid_until_ts"), field))
             wanted[server_name] = minimum
@@ -105,9 +105,9 @@ class FederationQueryHandlers:
     async def query_profile(self, request: web.Request, origin: str) -> web.Response:
         user_id = request.query.get("user_id")
         if user_id is None:
-            raise MatrixError(400, "M_MISSING_PARAM", "user_id: required")
+            raise missing_param("user_id: required")
         if parse_user_id(user_id, "user_id")[1] != self._server_name:
-            raise MatrixError(400, "M_INVALID_PARAM", f"user_id: {user_id} is not a user of this server")
+            raise invalid_param(f"user_id: {user_id} is not a user of this server")
         field = request.query.get("field")
         if field is None:
             return json_response(await self._profiles.get_profile(user_id))
@@ -116,7 +116,7 @@ class FederationQueryHandlers:
     async def query_directory(self, request: web.Request, origin: str) -> web.Response:
         alias = request.query.get("room_alias")
         if alias is None:
-            raise MatrixError(400, "M_MISSING_PARAM", "room_alias: required")
+            raise missing_param("room_alias: required")
         return json_response(await self._aliases.resolve(alias))
 
     async def public_rooms_get(self, request: web.Request, origin: str) -> web.Response:
@@ -129,7 +129,7 @@ class FederationQueryHandlers:
         if body is None:
             body = {}
         if not isinstance(body, dict):
-            raise MatrixError(400, "M_BAD_JSON", "Content must be a JSON object")
+            raise bad_json("Content must be a JSON object")
         return json_response(await self._directory.public_rooms(parse_public_rooms_body(body)))
 
     def register_routes(self, app: web.Application) -> None:

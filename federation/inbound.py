@@ -20,7 +20,7 @@ from federation.auth import FederationAuthenticator, federation_body
 from federation.ingest import EventIngestor
 from federation.server_acl import ServerAcls
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import bad_json, forbidden
 from homeserver.events.hashing import EventIdError, compute_event_id
 from homeserver.events.room_versions import RoomVersion, get_room_version
 from homeserver.http.request import json_response
@@ -50,21 +50,20 @@ class InboundTransactions:
         txn_id = request.match_info["txnId"]
         body = federation_body(request)
         if not isinstance(body, dict):
-            raise MatrixError(400, "M_BAD_JSON", "Content must be a JSON object")
+            raise bad_json("Content must be a JSON object")
         pdus = body.get("pdus", [])
         edus = body.get("edus", [])
         if not isinstance(pdus, list):
-            raise MatrixError(400, "M_BAD_JSON", "pdus: must be an array")
+            raise bad_json("pdus: must be an array")
         if not isinstance(edus, list):
-            raise MatrixError(400, "M_BAD_JSON", "edus: must be an array")
+            raise bad_json("edus: must be an array")
         if len(pdus) > MAX_PDUS:
-            raise MatrixError(400, "M_BAD_JSON", f"pdus: at most {MAX_PDUS} per transaction")
+            raise bad_json(f"pdus: at most {MAX_PDUS} per transaction")
         if len(edus) > MAX_EDUS:
-            raise MatrixError(400, "M_BAD_JSON", f"edus: at most {MAX_EDUS} per transaction")
+            raise bad_json(f"edus: at most {MAX_EDUS} per transaction")
         body_origin = body.get("origin")
         if body_origin is not None and body_origin != origin:
-            raise MatrixError(403, "M_FORBIDDEN",
-                              f"origin: {body_origin!r} is not the server that signed the request ({origin})")
+            raise forbidden(f"origin: {body_origin!r} is not the server that signed the request ({origin})")
         key = (origin, txn_id)
         stored = await self._received.get_response(origin, txn_id)
         if stored is not None:

@@ -24,7 +24,7 @@ from federation.remote_queries import RemoteQueries, client_error
 from federation.remote_state import CheckedState, RemoteStateError, auth_state_for, check_room_state
 from homeserver.auth import AuthError, check_auth
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, invalid_param, not_found
 from homeserver.events.builder import make_event_id_token
 from homeserver.events.event import Event
 from homeserver.events.hashing import add_content_hash, compute_event_id
@@ -175,7 +175,7 @@ class RemoteMembership:
                 problems.append(f"{server}: {e}")
             logger.warning("%s via %s failed: %s", what, server, problems[-1])
         if not problems:
-            raise MatrixError(404, "M_NOT_FOUND", f"{what}: no server to ask")
+            raise not_found(f"{what}: no server to ask")
         raise MatrixError(502, "M_UNKNOWN", f"{what}: failed via every server ({'; '.join(problems)})")
 
     # --- joining ------------------------------------------------------------------------------
@@ -316,7 +316,7 @@ class RemoteMembership:
         try:
             server = split_id(invitee, "@")[1]
         except ValueError:
-            raise MatrixError(400, "M_INVALID_PARAM", f"user_id: {invitee!r} is not a user ID") from None
+            raise invalid_param(f"user_id: {invitee!r} is not a user ID") from None
         stripped_ids = [state[(t, "")] for t in STRIPPED_STATE_TYPES if (t, "") in state]
         inviter_member = state.get(("m.room.member", event.sender))
         if inviter_member is not None:

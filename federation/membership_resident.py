@@ -27,7 +27,7 @@ from homeserver.auth import AuthError, auth_types_for_event, check_auth, get_use
 from homeserver.auth.constants import AUTHORISING_USER, CREATE_KEY, JOIN_RULES_KEY
 from homeserver.auth.power_levels import get_named_level
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.events.builder import MAX_DEPTH
 from homeserver.events.event import Event
 from homeserver.events.format import serialize_for_federation
@@ -71,14 +71,14 @@ class ResidentMembership:
     async def _room(self, room_id: str) -> RoomVersion:
         version = await self._ingestor.room_version_of(room_id)
         if version is None or not await self._ingestor.is_participating(room_id):
-            raise MatrixError(404, "M_NOT_FOUND", f"This server is not in room {room_id}")
+            raise not_found(f"This server is not in room {room_id}")
         return version
 
     @staticmethod
     def _check_user_of_origin(user_id: str, origin: str) -> None:
         _, server = parse_user_id(user_id, "userId")
         if server != origin:
-            raise MatrixError(403, "M_FORBIDDEN", f"userId: {user_id} is not a user of {origin}")
+            raise forbidden(f"userId: {user_id} is not a user of {origin}")
 
     async def _auth_state(self, state: StateMap, event: Event) -> dict[tuple[str, str], Event]:
         keys = set(auth_types_for_event(event, event.room_version)) | {CREATE_KEY}
@@ -110,7 +110,7 @@ class ResidentMembership:
             check_auth(Event(checked, room_version, event_id="$template"),
                        await self._auth_state(state, provisional), room_version)
         except AuthError as e:
-            raise MatrixError(403, "M_FORBIDDEN", f"{user_id} may not {membership} the room: {e}") from None
+            raise forbidden(f"{user_id} may not {membership} the room: {e}") from None
         return pdu
 
     async def _received_member_event(self, request: web.Request, origin: str, membership: str) -> Event:
@@ -120,17 +120,17 @@ class ResidentMembership:
         room_version = await self._room(room_id)
         body = federation_body(request)
         if not isinstance(body, dict):
-            raise MatrixError(400, "M_BAD_JSON", "Content must be a JSON object (the event)")
+            raise bad_json("Content must be a JSON object (the event)")
         if body.get("type") != "m.room.member":
-            raise MatrixError(400, "M_BAD_JSON", "type: must be m.room.member")
+            raise bad_json("type: must be m.room.member")
         content = body.get("content")
         if not isinstance(content, dict) or content.get("membership") != membership:
-            raise MatrixError(400, "M_BAD_JSON", f"content.membership: must be {membership!r}")
+            raise bad_json(f"content.membership: must be {membership!r}")
         if body.get("room_id") != room_id:
-            raise MatrixError(400, "M_BAD_JSON", "room_id: does not match the room in the path")
+            raise bad_json("room_id: does not match the room in the path")
         sender = body.get("sender")
         if not isinstance(sender, str) or body.get("state_key") != sender:
-            raise MatrixError(400, "M_BAD_JSON", "state_key: must be the sender")
+            raise bad_json("state_key: must be the sender")
         self._check_user_of_origin(sender, origin)
         pdu = body
         if membership == "join" and room_version.restricted_join_rule:
@@ -140,7 +140,7 @@ class ResidentMembership:
                 pdu = sign_event(body, room_version, self._server_name, self._signing_key)
         checked = await self._checked(pdu, room_version, "event")
         if checked.event_id != event_id:
-            raise MatrixError(400, "M_BAD_JSON", f"eventId: the event's ID is {checked.event_id}, not {event_id}")
+            raise bad_json(f"eventId: the event's ID is {checked.event_id}, not {event_id}")
         return Event(checked.pdu, room_version, event_id=checked.event_id)
 
     async def _checked(self, pdu: Any, room_version: RoomVersion, field: str) -> CheckedPdu:
@@ -149,10 +149,10 @@ class ResidentMembership:
             checked = await check_inbound_pdu(pdu, room_version, self._keys)
         except PduRejected as e:
             if e.reason.startswith("invalid event"):
-                raise MatrixError(400, "M_BAD_JSON", f"{field}: {e.reason}") from None
-            raise MatrixError(403, "M_FORBIDDEN", f"{field}: refused: {e.reason}") from None
+                raise bad_json(f"{field}: {e.reason}") from None
+            raise forbidden(f"{field}: refused: {e.reason}") from None
         if checked.redacted_for_hash:
-            raise MatrixError(400, "M_BAD_JSON", f"{field}: the content hash does not match the content")
+            raise bad_json(f"{field}: the content hash does not match the content")
         return checked
 
     async def _persist(self, event: Event, origin: str) -> None:
@@ -160,11 +160,11 @@ class ResidentMembership:
         event.internal_metadata[SEND_ON_BEHALF_OF] = origin
         error = await self._ingestor.persist_checked(event, origin=origin)
         if error is not None:
-            raise MatrixError(403, "M_FORBIDDEN", f"The event was refused: {error}")
+            raise forbidden(f"The event was refused: {error}")
         stored = await self._events.get_event(event.event_id)
         if stored is None or stored.rejected_reason is not None or stored.internal_metadata.get("outlier"):
             reason = stored.rejected_reason if stored is not None else "not stored"
-            raise MatrixError(403, "M_FORBIDDEN", f"The event was refused: {reason or 'not allowed now'}")
+            raise forbidden(f"The event was refused: {reason or 'not allowed now'}")
 
     async def _auth_chain(self, event_ids: Iterable[str]) -> list[Event]:
         """Every event reachable through auth_events from `event_ids` (those themselves excluded
@@ -224,7 +224,7 @@ class ResidentMembership:
                               "This server is in none of the rooms whose members may join")
         memberships = [(await self._events.get_membership(r, user_id))[0] for r in known]
         if "join" not in memberships:
-            raise MatrixError(403, "M_FORBIDDEN", f"{user_id} is not a member of any room allowed to join")
+            raise forbidden(f"{user_id} is not a member of any room allowed to join")
         auth_keys = [k for k in state if k[0] == "m.room.member" or k in (CREATE_KEY, ("m.room.power_levels", ""))]
         loaded = await self._events.get_events(state[k] for k in auth_keys)
         auth_state = {k: loaded[state[k]] for k in auth_keys if state[k] in loaded}
@@ -304,10 +304,10 @@ class ResidentMembership:
         event_id = request.match_info["eventId"]
         body = federation_body(request)
         if not isinstance(body, dict):
-            raise MatrixError(400, "M_BAD_JSON", "Content must be a JSON object")
+            raise bad_json("Content must be a JSON object")
         version_id = body.get("room_version")
         if not isinstance(version_id, str):
-            raise MatrixError(400, "M_BAD_JSON", "room_version: required, a string")
+            raise bad_json("room_version: required, a string")
         try:
             room_version = get_room_version(version_id)
         except UnsupportedRoomVersion:
@@ -315,30 +315,30 @@ class ResidentMembership:
                               room_version=version_id) from None
         pdu = body.get("event")
         if not isinstance(pdu, dict):
-            raise MatrixError(400, "M_BAD_JSON", "event: required, an object")
+            raise bad_json("event: required, an object")
         stripped = body.get("invite_room_state", [])
         if not isinstance(stripped, list) or not all(isinstance(s, dict) for s in stripped):
-            raise MatrixError(400, "M_BAD_JSON", "invite_room_state: must be an array of objects")
+            raise bad_json("invite_room_state: must be an array of objects")
         content = pdu.get("content")
         if pdu.get("type") != "m.room.member" or not isinstance(content, dict) or content.get("membership") != "invite":
-            raise MatrixError(400, "M_BAD_JSON", "event: must be an m.room.member event with membership invite")
+            raise bad_json("event: must be an m.room.member event with membership invite")
         if pdu.get("room_id", room_id) != room_id:
-            raise MatrixError(400, "M_BAD_JSON", "event.room_id: does not match the room in the path")
+            raise bad_json("event.room_id: does not match the room in the path")
         invitee = pdu.get("state_key")
         if not isinstance(invitee, str) or not invitee.endswith(":" + self._server_name):
-            raise MatrixError(400, "M_BAD_JSON", "event.state_key: must be a user of this server")
+            raise bad_json("event.state_key: must be a user of this server")
         sender = pdu.get("sender")
         if not isinstance(sender, str) or ":" not in sender:
-            raise MatrixError(400, "M_BAD_JSON", "event.sender: must be a user ID")
+            raise bad_json("event.sender: must be a user ID")
         if _server_of(sender) != origin and "third_party_invite" not in content:
-            raise MatrixError(403, "M_FORBIDDEN", f"event.sender: {sender} is not a user of {origin}")
+            raise forbidden(f"event.sender: {sender} is not a user of {origin}")
         if not await self._user_exists(invitee):
-            raise MatrixError(404, "M_NOT_FOUND", f"Unknown user {invitee}")
+            raise not_found(f"Unknown user {invitee}")
         if not await self._acls.allows(room_id, origin):
-            raise MatrixError(403, "M_FORBIDDEN", f"Server {origin} is denied by the room's server ACL")
+            raise forbidden(f"Server {origin} is denied by the room's server ACL")
         checked = await self._checked(pdu, room_version, "event")
         if checked.event_id != event_id:
-            raise MatrixError(400, "M_BAD_JSON", f"eventId: the event's ID is {checked.event_id}, not {event_id}")
+            raise bad_json(f"eventId: the event's ID is {checked.event_id}, not {event_id}")
         signed = sign_event(checked.pdu, room_version, self._server_name, self._signing_key)
         event = Event(signed, room_version, event_id=checked.event_id)
         # In a room we are in, the invite reaches us again through the room's DAG (/send); only an
@@ -355,25 +355,25 @@ class ResidentMembership:
         await self._room(room_id)
         body = federation_body(request)
         if not isinstance(body, dict):
-            raise MatrixError(400, "M_BAD_JSON", "Content must be a JSON object (the invite event)")
+            raise bad_json("Content must be a JSON object (the invite event)")
         if body.get("type") != "m.room.member":
-            raise MatrixError(400, "M_BAD_JSON", "type: must be m.room.member")
+            raise bad_json("type: must be m.room.member")
         if body.get("room_id") != room_id:
-            raise MatrixError(400, "M_BAD_JSON", "room_id: does not match the room in the path")
+            raise bad_json("room_id: does not match the room in the path")
         sender, invitee, content = body.get("sender"), body.get("state_key"), body.get("content")
         if not isinstance(sender, str) or not isinstance(invitee, str):
-            raise MatrixError(400, "M_BAD_JSON", "sender and state_key: must be user IDs")
+            raise bad_json("sender and state_key: must be user IDs")
         parse_user_id(sender, "sender")
         if parse_user_id(invitee, "state_key")[1] != origin:
-            raise MatrixError(403, "M_FORBIDDEN", f"state_key: {invitee} is not a user of {origin}")
+            raise forbidden(f"state_key: {invitee} is not a user of {origin}")
         if not isinstance(content, dict) or content.get("membership") != "invite":
-            raise MatrixError(400, "M_BAD_JSON", "content.membership: must be 'invite'")
+            raise bad_json("content.membership: must be 'invite'")
         third_party = content.get("third_party_invite")
         signed = third_party.get("signed") if isinstance(third_party, dict) else None
         if not isinstance(signed, dict) or not isinstance(signed.get("token"), str):
-            raise MatrixError(400, "M_BAD_JSON", "content.third_party_invite.signed: must carry a token")
+            raise bad_json("content.third_party_invite.signed: must carry a token")
         if signed.get("mxid") != invitee:
-            raise MatrixError(400, "M_INVALID_PARAM", "content.third_party_invite.signed.mxid: is not state_key")
+            raise invalid_param("content.third_party_invite.signed.mxid: is not state_key")
         if self._send_event is None:
             raise MatrixError(501, "M_UNRECOGNIZED", "Third-party invites cannot be exchanged here")
         # Built on our head and checked by the auth rules (the identity server's signature among them).

@@ -10,20 +10,20 @@ from aiohttp import web
 
 from federation.auth import FederationAuthenticator, federation_body
 from federation.reading import DEFAULT_MISSING_EVENTS, FederationReader
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param
 from homeserver.http.request import json_response, query_int
 
 FEDERATION_V1 = "/_matrix/federation/v1"
 
 
 def _missing(name: str) -> MatrixError:
-    return MatrixError(400, "M_MISSING_PARAM", f"{name}: required")
+    return missing_param(f"{name}: required")
 
 
 def _room_id(request: web.Request) -> str:
     room_id = request.match_info["roomId"]
     if not room_id.startswith("!"):
-        raise MatrixError(400, "M_INVALID_PARAM", f"roomId: {room_id!r} is not a room ID")
+        raise invalid_param(f"roomId: {room_id!r} is not a room ID")
     return room_id
 
 
@@ -32,7 +32,7 @@ def _event_id_param(request: web.Request) -> str:
     if event_id is None:
         raise _missing("event_id")
     if not event_id.startswith("$"):
-        raise MatrixError(400, "M_INVALID_PARAM", f"event_id: {event_id!r} is not an event ID")
+        raise invalid_param(f"event_id: {event_id!r} is not an event ID")
     return event_id
 
 
@@ -41,14 +41,14 @@ def _event_id_list(body: dict[str, Any], name: str) -> list[str]:
     if value is None:
         raise _missing(name)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise MatrixError(400, "M_BAD_JSON", f"{name}: must be a list of event IDs")
+        raise bad_json(f"{name}: must be a list of event IDs")
     return value
 
 
 def _int_field(body: dict[str, Any], name: str, default: int) -> int:
     value = body.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise MatrixError(400, "M_BAD_JSON", f"{name}: must be a non-negative integer")
+        raise bad_json(f"{name}: must be a non-negative integer")
     return value
 
 
@@ -83,7 +83,7 @@ class FederationReadingHandlers:
         room_id = _room_id(request)
         body = federation_body(request)
         if not isinstance(body, dict):
-            raise MatrixError(400, "M_BAD_JSON", "Content must be a JSON object")
+            raise bad_json("Content must be a JSON object")
         earliest = _event_id_list(body, "earliest_events")
         latest = _event_id_list(body, "latest_events")
         limit = _int_field(body, "limit", DEFAULT_MISSING_EVENTS)
@@ -99,7 +99,7 @@ class FederationReadingHandlers:
         if direction is None:
             raise _missing("dir")
         if direction not in ("f", "b"):
-            raise MatrixError(400, "M_INVALID_PARAM", "dir: must be 'f' or 'b'")
+            raise invalid_param("dir: must be 'f' or 'b'")
         return json_response(await self._reader.timestamp_to_event(origin, room_id, ts, direction == "f"))
 
     def register_routes(self, app: web.Application) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from federation.client import FederationClient, FederationDenied, FederationError, FederationHttpError
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.identifiers import parse_user_id, split_id
 
 FEDERATION_V1 = "/_matrix/federation/v1"
@@ -27,7 +27,7 @@ def client_error(error: FederationError, what: str) -> MatrixError:
         errcode = error.errcode if isinstance(error.errcode, str) else "M_UNKNOWN"
         return MatrixError(error.status, errcode, f"{what}: {message or error}")
     if isinstance(error, FederationDenied):
-        return MatrixError(403, "M_FORBIDDEN", f"{what}: {error}")
+        return forbidden(f"{what}: {error}")
     return MatrixError(502, "M_UNKNOWN", f"{what}: {error}")
 
 
@@ -46,7 +46,7 @@ class RemoteQueries:
         if field is None:
             return profile
         if field not in profile:
-            raise MatrixError(404, "M_NOT_FOUND", f"{field}: not set in this profile")
+            raise not_found(f"{field}: not set in this profile")
         return {field: profile[field]}
 
     async def _whole_profile(self, user_id: str, server: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, bad_json, invalid_param
 
 MIN_SAFE_INT = -(2**53) + 1
 MAX_SAFE_INT = 2**53 - 1
@@ -45,10 +45,9 @@ def parse_int_text(text: str, name: str, *, minimum: int = MIN_SAFE_INT, errcode
 def check_json_int(value: Any, name: str, *, minimum: int = MIN_SAFE_INT) -> int:
     """A JSON body value that must be an integer in the safe range; `400 M_INVALID_PARAM` naming it."""
     if not is_safe_int(value):
-        raise MatrixError(400, "M_INVALID_PARAM",
-                          f"{name}: must be an integer between {MIN_SAFE_INT} and {MAX_SAFE_INT}")
+        raise invalid_param(f"{name}: must be an integer between {MIN_SAFE_INT} and {MAX_SAFE_INT}")
     if value < minimum:
-        raise MatrixError(400, "M_INVALID_PARAM", f"{name}: must be at least {minimum}")
+        raise invalid_param(f"{name}: must be at least {minimum}")
     return value
 
 
@@ -68,17 +67,16 @@ def check_json_value(value: Any) -> None:
         if kind is dict:
             for key, child in item.items():
                 if "\x00" in key:
-                    raise MatrixError(400, "M_BAD_JSON", f"{_json_path(path + (key,))}: keys must not contain U+0000")
+                    raise bad_json(f"{_json_path(path + (key,))}: keys must not contain U+0000")
                 stack.append((child, path + (key,)))
         elif kind is list:
             stack.extend((child, path + (i,)) for i, child in enumerate(item))
         elif kind is str:
             if "\x00" in item:
-                raise MatrixError(400, "M_BAD_JSON", f"{_json_path(path)}: strings must not contain U+0000")
+                raise bad_json(f"{_json_path(path)}: strings must not contain U+0000")
         elif kind is int or kind is float:
             if not MIN_SAFE_INT <= item <= MAX_SAFE_INT:
-                raise MatrixError(400, "M_INVALID_PARAM",
-                                  f"{_json_path(path)}: numbers must be between {MIN_SAFE_INT} and {MAX_SAFE_INT}")
+                raise invalid_param(f"{_json_path(path)}: numbers must be between {MIN_SAFE_INT} and {MAX_SAFE_INT}")
 
 
 def _acceptable(value: Any) -> bool:

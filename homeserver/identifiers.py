@@ -6,7 +6,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, invalid_param
 
 # Localparts we create: the spec's strict grammar for new user IDs.
 _LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+\Z")
@@ -128,7 +128,7 @@ def is_valid_user_id(user_id: str) -> bool:
 def parse_user_id(user_id: str, field: str = "user_id") -> tuple[str, str]:
     """(localpart, server) of a user ID, or `400 M_INVALID_PARAM` naming the field."""
     if not is_valid_user_id(user_id):
-        raise MatrixError(400, "M_INVALID_PARAM", f"{field}: {user_id!r} is not a valid user ID")
+        raise invalid_param(f"{field}: {user_id!r} is not a valid user ID")
     return split_id(user_id, "@")
 
 

@@ -19,7 +19,7 @@ from homeserver.accounts.identity import IdentityServerClient
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import MAX_PASSWORD_LENGTH
 from homeserver.accounts.uia import InteractiveAuthRequired, UserInteractiveAuth
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param
 from storage.stores.accounts import AccountStore
 from storage.stores.deactivation import DeactivationStore
 from storage.stores.identity import IdentityBindingStore
@@ -65,21 +65,20 @@ def check_fields(body: dict[str, Any], spec: Sequence[FieldSpec], prefix: str = 
         value = body.get(name)
         if value is None:
             if required:
-                raise MatrixError(400, "M_MISSING_PARAM", f"{prefix}{name}: required")
+                raise missing_param(f"{prefix}{name}: required")
             continue
         # bool is an int in Python, but never a number in JSON.
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             article = {str: "a string", int: "an integer", bool: "true or false"}[kind]
-            raise MatrixError(400, "M_BAD_JSON", f"{prefix}{name}: must be {article}")
+            raise bad_json(f"{prefix}{name}: must be {article}")
         if kind is str and len(value) > MAX_FIELD_LENGTH:
             raise MatrixError(400, "M_TOO_LARGE", f"{prefix}{name}: longer than {MAX_FIELD_LENGTH} characters")
     secret = body.get("client_secret")
     if isinstance(secret, str) and not CLIENT_SECRET_RE.fullmatch(secret):
-        raise MatrixError(400, "M_INVALID_PARAM",
-                          f"{prefix}client_secret: must be 1-255 characters of [0-9a-zA-Z.=_-]")
+        raise invalid_param(f"{prefix}client_secret: must be 1-255 characters of [0-9a-zA-Z.=_-]")
     medium = body.get("medium")
     if any(name == "medium" for name, _, _ in spec) and medium not in MEDIA:
-        raise MatrixError(400, "M_INVALID_PARAM", f"{prefix}medium: must be 'email' or 'msisdn'")
+        raise invalid_param(f"{prefix}medium: must be 'email' or 'msisdn'")
 
 
 UserAction = Callable[[str], Awaitable[None]]
@@ -158,7 +157,7 @@ class AccountService:
         else:
             password_hash = await self._uia.get_server_value(session_id, NEW_PASSWORD_HASH_KEY)
         if not password_hash:
-            raise MatrixError(400, "M_MISSING_PARAM", "new_password: required")
+            raise missing_param("new_password: required")
         await self._store.set_password_hash(requester.user_id, password_hash)
         if params.get("logout_devices", True) is not False:
             await self._devices.delete_other_devices(requester.user_id, requester.device_id,
@@ -208,9 +207,9 @@ class AccountService:
         key = "three_pid_creds" if "three_pid_creds" in body else "threePidCreds"
         creds = body.get(key)
         if creds is None:
-            raise MatrixError(400, "M_MISSING_PARAM", "three_pid_creds: required")
+            raise missing_param("three_pid_creds: required")
         if not isinstance(creds, dict):
-            raise MatrixError(400, "M_BAD_JSON", f"{key}: must be an object")
+            raise bad_json(f"{key}: must be an object")
         check_fields(creds, THREEPID_ADD, prefix=f"{key}.")
         raise MatrixError(403, "M_THREEPID_AUTH_FAILED", "This homeserver trusts no identity server to verify 3PIDs")
 

@@ -16,7 +16,7 @@ from homeserver.accounts.auth import AuthService, Requester
 from homeserver.accounts.sessions import MAX_DISPLAY_NAME_LENGTH
 from homeserver.accounts.uia import PASSWORD, UserInteractiveAuth
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, missing_param, not_found
 from homeserver.streams.bus import StreamBus
 from homeserver.streams.updates import DeviceCreated, DevicesDeleted
 from storage.stores.accounts import AccountStore
@@ -45,10 +45,10 @@ def device_for_client(row: dict[str, Any]) -> dict[str, Any]:
 def parse_device_ids(body: dict[str, Any]) -> list[str]:
     """`devices` of a `/delete_devices` body: a list of strings, required."""
     if "devices" not in body:
-        raise MatrixError(400, "M_MISSING_PARAM", "devices: required")
+        raise missing_param("devices: required")
     devices = body["devices"]
     if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
-        raise MatrixError(400, "M_BAD_JSON", "devices: must be a list of device ID strings")
+        raise bad_json("devices: must be a list of device ID strings")
     if len(devices) > MAX_DEVICES_PER_DELETE:
         raise MatrixError(400, "M_TOO_LARGE", f"devices: at most {MAX_DEVICES_PER_DELETE} per request")
     return list(dict.fromkeys(devices))
@@ -60,7 +60,7 @@ def parse_display_name(body: dict[str, Any]) -> str | None:
     if name is None:
         return None
     if not isinstance(name, str):
-        raise MatrixError(400, "M_BAD_JSON", "display_name: must be a string")
+        raise bad_json("display_name: must be a string")
     if len(name) > MAX_DISPLAY_NAME_LENGTH:
         raise MatrixError(400, "M_TOO_LARGE", f"display_name: longer than {MAX_DISPLAY_NAME_LENGTH} characters")
     return name
@@ -73,7 +73,7 @@ def check_password_stage_user(completed: dict[str, Any], user_id: str) -> None:
     bearer secret: this stops a session completed by one user being replayed by another.
     """
     if completed.get(PASSWORD) != user_id:
-        raise MatrixError(403, "M_FORBIDDEN", "auth: the authentication session belongs to another user")
+        raise forbidden("auth: the authentication session belongs to another user")
 
 
 class DeviceService:
@@ -105,13 +105,13 @@ class DeviceService:
         """One of the user's devices; 404 `M_NOT_FOUND` if they have no such device."""
         row = await self._store.get_device(user_id, device_id)
         if row is None:
-            raise MatrixError(404, "M_NOT_FOUND", "device_id: no such device")
+            raise not_found("device_id: no such device")
         return device_for_client(row)
 
     async def upsert_device(self, user_id: str, device_id: str, display_name: str | None) -> bool:
         """Create the device or rename it (MSC4190, for application services); True when created."""
         if not device_id or len(device_id) > 255:
-            raise MatrixError(400, "M_INVALID_PARAM", "device_id: must be 1-255 characters")
+            raise invalid_param("device_id: must be 1-255 characters")
         if await self._store.ensure_device(user_id, device_id, display_name, self._clock.time_ms()):
             await self._bus.publish(DeviceCreated(user_id, device_id))
             return True
@@ -122,7 +122,7 @@ class DeviceService:
     async def rename_device(self, user_id: str, device_id: str, display_name: str | None) -> None:
         """Set a device's display name (None keeps it); 404 if the user has no such device."""
         if await self._store.get_device(user_id, device_id) is None:
-            raise MatrixError(404, "M_NOT_FOUND", "device_id: no such device")
+            raise not_found("device_id: no such device")
         if display_name is not None:
             await self._store.set_device_display_name(user_id, device_id, display_name)
 

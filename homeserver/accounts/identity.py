@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from signedjson.key import SigningKey
 
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, invalid_param
 from homeserver.events.signing import compute_json_signature, key_id_of
 from homeserver.identifiers import is_valid_server_name
 from homeserver.ip_blocklist import BlockedAddress, GuardedResolver, is_address_allowed, parse_networks
@@ -60,11 +60,11 @@ class IdentityServerClient:
     def check_server(self, id_server: Any, field: str = "id_server") -> str:
         """The identity server's name, or 400 naming the field when it is malformed or not trusted."""
         if not isinstance(id_server, str) or not id_server:
-            raise MatrixError(400, "M_INVALID_PARAM", f"{field}: must be an identity server name")
+            raise invalid_param(f"{field}: must be an identity server name")
         # Clients sometimes send a base URL; the host (and port) is what is meant.
         name = urlsplit(id_server).netloc if "://" in id_server else id_server
         if not is_valid_server_name(name):
-            raise MatrixError(400, "M_INVALID_PARAM", f"{field}: {id_server!r} is not a server name")
+            raise invalid_param(f"{field}: {id_server!r} is not a server name")
         if self._trusted is not None and name not in self._trusted:
             raise MatrixError(400, "M_SERVER_NOT_TRUSTED", f"{field}: {name} is not a trusted identity server")
         return name

@@ -10,7 +10,7 @@ from homeserver.accounts.devices import PASSWORD_FLOWS, check_password_stage_use
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.sessions import SessionService
 from homeserver.accounts.uia import UserInteractiveAuth
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, bad_json, forbidden
 from homeserver.identifiers import is_valid_user_id
 from homeserver.ratelimit import RateLimiter
 from storage.stores.accounts import AccountStore, UserRow
@@ -48,17 +48,17 @@ class LoginService:
         """Handle `POST /login`; returns the response body."""
         login_type = body.get("type")
         if not isinstance(login_type, str):
-            raise MatrixError(400, "M_BAD_JSON", "type: missing login type")
+            raise bad_json("type: missing login type")
         self._ratelimiter.check("login", ip)
         if login_type == "m.login.password":
             user = await self._check_password_login(body)
         elif login_type == "m.login.token":
             token = body.get("token")
             if not isinstance(token, str):
-                raise MatrixError(400, "M_BAD_JSON", "token: must be a string")
+                raise bad_json("token: must be a string")
             user_id = await self._sessions.consume_login_token(token)
             if user_id is None:
-                raise MatrixError(403, "M_FORBIDDEN", "Invalid login token")
+                raise forbidden("Invalid login token")
             user = await self._store.get_user(user_id)
             if user is None or user.deactivated:
                 raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
@@ -66,7 +66,7 @@ class LoginService:
             raise MatrixError(400, "M_UNKNOWN", f"type: unknown login type {login_type!r}")
         refresh = body.get("refresh_token", False)
         if not isinstance(refresh, bool):
-            raise MatrixError(400, "M_BAD_JSON", "refresh_token: must be true or false")
+            raise bad_json("refresh_token: must be true or false")
         response = await self._sessions.start_session(
             user.user_id,
             device_id=body.get("device_id"),
@@ -98,27 +98,27 @@ class LoginService:
         if identifier is None and "user" in body:
             identifier = {"type": "m.id.user", "user": body["user"]}  # the deprecated top-level form
         if not isinstance(identifier, dict):
-            raise MatrixError(400, "M_BAD_JSON", f"{field_prefix}identifier: missing or not an object")
+            raise bad_json(f"{field_prefix}identifier: missing or not an object")
         id_type = identifier.get("type")
         if id_type == "m.id.user":
             user = identifier.get("user")
             if not isinstance(user, str) or not user:
-                raise MatrixError(400, "M_BAD_JSON", f"{field_prefix}identifier.user: must be a non-empty string")
+                raise bad_json(f"{field_prefix}identifier.user: must be a non-empty string")
             return self._qualify(user)
         if id_type in ("m.id.thirdparty", "m.id.phone"):
-            raise MatrixError(403, "M_FORBIDDEN", "No account is bound to that third-party identifier")
+            raise forbidden("No account is bound to that third-party identifier")
         raise MatrixError(400, "M_UNKNOWN", f"{field_prefix}identifier.type: unknown identifier type {id_type!r}")
 
     async def _check_password_login(self, body: dict[str, Any]) -> UserRow:
         user_id = self._requested_user_id(body)
         password = body.get("password")
         if not isinstance(password, str):
-            raise MatrixError(400, "M_BAD_JSON", "password: must be a string")
+            raise bad_json("password: must be a string")
         self._ratelimiter.check("login_failures", user_id.lower(), update=False)
         user = await self.verify_password(user_id, password)
         if user is None:
             self._ratelimiter.check("login_failures", user_id.lower())
-            raise MatrixError(403, "M_FORBIDDEN", "Invalid username or password")
+            raise forbidden("Invalid username or password")
         return user
 
     async def verify_password(self, user_id: str, password: str) -> UserRow | None:
@@ -141,9 +141,9 @@ class LoginService:
         user_id = self._requested_user_id(auth, "auth.")
         password = auth.get("password")
         if not isinstance(password, str):
-            raise MatrixError(400, "M_BAD_JSON", "auth.password: must be a string")
+            raise bad_json("auth.password: must be a string")
         user = await self.verify_password(user_id, password)
         expected = session["serverdict"].get("user_id")
         if user is None or (expected is not None and user.user_id != expected):
-            raise MatrixError(403, "M_FORBIDDEN", "Invalid password")
+            raise forbidden("Invalid password")
         return user.user_id

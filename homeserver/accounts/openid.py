@@ -11,7 +11,7 @@ from typing import Any
 from homeserver.accounts.auth import Requester
 from homeserver.accounts.tokens import hash_token, new_token
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, forbidden
 from storage.stores.accounts import AccountStore
 
 OPENID_TOKEN_LIFETIME_MS = 3600 * 1000
@@ -26,7 +26,7 @@ class OpenIdService:
     async def request_token(self, requester: Requester, user_id: str) -> dict[str, Any]:
         """`POST /user/{userId}/openid/request_token`: a new token for the requester's own ID."""
         if user_id != requester.user_id:
-            raise MatrixError(403, "M_FORBIDDEN", "userId: you may only request OpenID tokens for yourself")
+            raise forbidden("userId: you may only request OpenID tokens for yourself")
         token = new_token("syo")
         now = self._clock.time_ms()
         await self._store.add_openid_token(hash_token(token), user_id, now + OPENID_TOKEN_LIFETIME_MS, now)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from homeserver.errors import MatrixError, forbidden, not_found
+from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.identifiers import parse_user_id
 from homeserver.streams.bus import StreamBus
 from homeserver.streams.updates import ProfileChanged
@@ -42,39 +42,31 @@ def check_key_name(key: str) -> None:
     if len(key.encode("utf-8")) > MAX_KEY_BYTES:
         raise MatrixError(400, "M_KEY_TOO_LARGE", f"keyName: longer than {MAX_KEY_BYTES} bytes")
     if not _KEY_NAME.match(key):
-        raise MatrixError(
-            400,
-            "M_INVALID_PARAM",
-            f"keyName: {key!r} must start with a-z and contain only a-z, 0-9, '.', '_' and '-'",
-        )
+        raise invalid_param(f"keyName: {key!r} must start with a-z and contain only a-z, 0-9, '.', '_' and '-'")
 
 
 def normalise_value(key: str, value: Any) -> Any:
     """The value to store for `key`, or 400 naming the field; None clears displayname/avatar_url."""
     if key == DISPLAYNAME:
         if not isinstance(value, str):
-            raise MatrixError(400, "M_INVALID_PARAM", "displayname: must be a string")
+            raise invalid_param("displayname: must be a string")
         if len(value) > MAX_DISPLAYNAME_CHARS:
-            raise MatrixError(
-                400, "M_INVALID_PARAM", f"displayname: longer than {MAX_DISPLAYNAME_CHARS} characters"
-            )
+            raise invalid_param(f"displayname: longer than {MAX_DISPLAYNAME_CHARS} characters")
         # Surrounding whitespace would let two users look alike; an empty name means "no name".
         return value.strip() or None
     if key == AVATAR_URL:
         if not isinstance(value, str):
-            raise MatrixError(400, "M_INVALID_PARAM", "avatar_url: must be a string")
+            raise invalid_param("avatar_url: must be a string")
         if value == "":
             return None
         if len(value) > MAX_AVATAR_URL_CHARS:
-            raise MatrixError(
-                400, "M_INVALID_PARAM", f"avatar_url: longer than {MAX_AVATAR_URL_CHARS} characters"
-            )
+            raise invalid_param(f"avatar_url: longer than {MAX_AVATAR_URL_CHARS} characters")
         if not _MXC_URI.match(value):
-            raise MatrixError(400, "M_INVALID_PARAM", "avatar_url: must be an mxc:// URI")
+            raise invalid_param("avatar_url: must be an mxc:// URI")
         return value
     if key == TIMEZONE and not isinstance(value, str):
         # The spec lets servers skip checking the zone name itself; clients must cope with odd ones.
-        raise MatrixError(400, "M_INVALID_PARAM", "m.tz: must be a string")
+        raise invalid_param("m.tz: must be a string")
     return value
 
 

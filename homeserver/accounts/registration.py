@@ -13,7 +13,7 @@ from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.sessions import SessionService
 from homeserver.accounts.uia import DUMMY, REGISTRATION_TOKEN, InteractiveAuthRequired, UserInteractiveAuth
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, forbidden, invalid_param, missing_param
 from homeserver.identifiers import check_new_localpart
 from homeserver.ratelimit import RateLimiter
 from storage.stores.accounts import AccountStore, UserExistsError
@@ -27,14 +27,14 @@ def _optional_str(body: dict[str, Any], key: str, max_length: int = 512) -> str 
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > max_length:
-        raise MatrixError(400, "M_INVALID_PARAM", f"{key}: must be a string of at most {max_length} characters")
+        raise invalid_param(f"{key}: must be a string of at most {max_length} characters")
     return value
 
 
 def _optional_bool(body: dict[str, Any], key: str) -> bool:
     value = body.get(key, False)
     if not isinstance(value, bool):
-        raise MatrixError(400, "M_INVALID_PARAM", f"{key}: must be true or false")
+        raise invalid_param(f"{key}: must be true or false")
     return value
 
 
@@ -94,9 +94,9 @@ class RegistrationService:
         if kind == "guest":
             return await self._register_guest(body, ip)
         if kind != "user":
-            raise MatrixError(400, "M_INVALID_PARAM", "kind: must be 'user' or 'guest'")
+            raise invalid_param("kind: must be 'user' or 'guest'")
         if not self._enabled:
-            raise MatrixError(403, "M_FORBIDDEN", "Registration has been disabled")
+            raise forbidden("Registration has been disabled")
         username = _optional_str(body, "username", 1024)
         password = _optional_str(body, "password", MAX_PASSWORD_LENGTH)
         _optional_str(body, "device_id", 255)
@@ -138,8 +138,7 @@ class RegistrationService:
             else:
                 user_id = await self._generate_user_id()
             if guest_user_id is not None and user_id != guest_user_id:
-                raise MatrixError(403, "M_FORBIDDEN",
-                                  "username: a guest may only upgrade to its own user ID")
+                raise forbidden("username: a guest may only upgrade to its own user ID")
             # Only a completed registration counts against the address's registration limit.
             if self._ratelimiter is not None:
                 self._ratelimiter.check("registration", ip)
@@ -172,13 +171,13 @@ class RegistrationService:
         if guest_access_token is None:
             return None
         if not isinstance(guest_access_token, str):
-            raise MatrixError(400, "M_INVALID_PARAM", "guest_access_token: must be a string")
+            raise invalid_param("guest_access_token: must be a string")
         try:
             requester = await self._auth.get_requester(guest_access_token, allow_guest=True)
         except MatrixError:
             requester = None
         if requester is None or not requester.is_guest:
-            raise MatrixError(403, "M_FORBIDDEN", "guest_access_token: not the access token of a guest")
+            raise forbidden("guest_access_token: not the access token of a guest")
         return requester.user_id
 
     async def _register_guest(self, body: dict[str, Any], ip: str) -> dict[str, Any]:
@@ -214,7 +213,7 @@ class RegistrationService:
     async def check_registration_token_stage(self, auth: dict[str, Any], session: dict[str, Any]) -> str:
         token = auth.get("token")
         if not isinstance(token, str) or not token:
-            raise MatrixError(400, "M_MISSING_PARAM", "auth.token: missing registration token")
+            raise missing_param("auth.token: missing registration token")
         if not await self.registration_token_valid(token):
             raise MatrixError(401, "M_UNAUTHORIZED", "Invalid registration token")
         return token
@@ -234,31 +233,31 @@ class RegistrationService:
             raise MatrixError(400, "M_UNKNOWN", "Shared secret registration is not enabled")
         nonce = body.get("nonce")
         if not isinstance(nonce, str):
-            raise MatrixError(400, "M_MISSING_PARAM", "nonce: must be a string")
+            raise missing_param("nonce: must be a string")
         issued = self._nonces.pop(nonce, None)
         if issued is None or issued <= self._clock.time_ms() - NONCE_LIFETIME_MS:
             raise MatrixError(400, "M_UNKNOWN", "nonce: unrecognised or expired nonce")
         username = body.get("username")
         if not isinstance(username, str) or not username or len(username) > 255:
-            raise MatrixError(400, "M_INVALID_PARAM", "username: must be a non-empty string")
+            raise invalid_param("username: must be a non-empty string")
         password = body.get("password")
         if not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH:
-            raise MatrixError(400, "M_INVALID_PARAM", "password: must be a string")
+            raise invalid_param("password: must be a string")
         admin = body.get("admin", False)
         if not isinstance(admin, bool):
-            raise MatrixError(400, "M_INVALID_PARAM", "admin: must be true or false")
+            raise invalid_param("admin: must be true or false")
         user_type = _optional_str(body, "user_type", 64)
         displayname = _optional_str(body, "displayname", 256)
         mac_given = body.get("mac")
         if not isinstance(mac_given, str):
-            raise MatrixError(400, "M_MISSING_PARAM", "mac: must be a string")
+            raise missing_param("mac: must be a string")
         mac = hmac.new(self._shared_secret.encode(), digestmod=hashlib.sha1)
         mac.update(nonce.encode() + b"\x00" + username.encode() + b"\x00" + password.encode() + b"\x00")
         mac.update(b"admin" if admin else b"notadmin")
         if user_type is not None:
             mac.update(b"\x00" + user_type.encode())
         if not hmac.compare_digest(mac.hexdigest(), mac_given):
-            raise MatrixError(403, "M_FORBIDDEN", "HMAC incorrect")
+            raise forbidden("HMAC incorrect")
         localpart = username.lower()
         check_new_localpart(localpart, self._server_name)
         user_id = f"@{localpart}:{self._server_name}"

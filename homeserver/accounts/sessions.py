@@ -11,7 +11,7 @@ from typing import Any
 from homeserver.accounts.auth import AuthService
 from homeserver.accounts.tokens import hash_token, new_device_id, new_token
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, invalid_param
 from homeserver.streams.bus import StreamBus
 from homeserver.streams.updates import DeviceCreated, DevicesDeleted
 from storage.stores.accounts import AccountStore
@@ -37,12 +37,11 @@ class SessionService:
         """Create (or reuse) the device and issue tokens; returns the login response fields."""
         if device_id is not None:
             if not isinstance(device_id, str) or not device_id or len(device_id) > MAX_DEVICE_ID_LENGTH:
-                raise MatrixError(400, "M_INVALID_PARAM", f"device_id: must be a string of 1-{MAX_DEVICE_ID_LENGTH} characters")
+                raise invalid_param(f"device_id: must be a string of 1-{MAX_DEVICE_ID_LENGTH} characters")
         else:
             device_id = new_device_id()
         if display_name is not None and (not isinstance(display_name, str) or len(display_name) > MAX_DISPLAY_NAME_LENGTH):
-            raise MatrixError(400, "M_INVALID_PARAM",
-                              f"initial_device_display_name: must be a string of at most {MAX_DISPLAY_NAME_LENGTH} characters")
+            raise invalid_param(f"initial_device_display_name: must be a string of at most {MAX_DISPLAY_NAME_LENGTH} characters")
         now = self._clock.time_ms()
         if await self._store.ensure_device(user_id, device_id, display_name, now):
             await self._bus.publish(DeviceCreated(user_id, device_id))

@@ -13,7 +13,7 @@ from typing import Any
 
 from homeserver.accounts.tokens import random_string
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, bad_json, forbidden
 from storage.stores.accounts import AccountStore
 
 DUMMY = "m.login.dummy"
@@ -79,7 +79,7 @@ class UserInteractiveAuth:
             if found is None or found["created_ts"] < self._clock.time_ms() - SESSION_LIFETIME_MS:
                 raise MatrixError(400, "M_UNKNOWN", "auth.session: unknown or expired UIA session")
             if found["uri"] != uri or found["method"] != method:
-                raise MatrixError(403, "M_FORBIDDEN", "auth.session: the session was started for another request")
+                raise forbidden("auth.session: the session was started for another request")
             session = found
             # Later requests may omit the parameters of the first one; what they do send wins.
             clientdict = {**session["clientdict"], **clientdict}
@@ -130,10 +130,10 @@ def check_auth_shape(body: dict[str, Any]) -> dict[str, Any] | None:
     if auth is None:
         return None
     if not isinstance(auth, dict):
-        raise MatrixError(400, "M_BAD_JSON", "auth: must be an object")
+        raise bad_json("auth: must be an object")
     for key in ("type", "session"):
         if key in auth and not isinstance(auth[key], str):
-            raise MatrixError(400, "M_BAD_JSON", f"auth.{key}: must be a string")
+            raise bad_json(f"auth.{key}: must be a string")
     return auth
 
 

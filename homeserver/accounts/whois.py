@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.accounts.auth import AuthService, Requester
-from homeserver.errors import MatrixError
+from homeserver.errors import forbidden, not_found
 from homeserver.identifiers import parse_user_id
 from storage.stores.accounts import AccountStore
 
@@ -25,9 +25,9 @@ class WhoisService:
         """Server admins may ask about anyone; users about themselves (as Synapse allows)."""
         parse_user_id(user_id, "userId")
         if requester.user_id != user_id and not await self._auth.is_server_admin(requester.user_id):
-            raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")
+            raise forbidden("You are not a server admin")
         if await self._store.get_user(user_id) is None:
-            raise MatrixError(404, "M_NOT_FOUND", "User not found")
+            raise not_found("User not found")
         devices: dict[str, Any] = {}
         for sighting in await self._store.get_user_ips(user_id):
             device = devices.setdefault(sighting["device_id"] or "", {"sessions": [{"connections": []}]})

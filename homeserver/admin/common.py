@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeserver.errors import MatrixError, not_found
+from homeserver.errors import MatrixError, bad_json, invalid_param, not_found
 from homeserver.identifiers import parse_user_id
 from storage.stores.accounts import AccountStore, UserRow
 
@@ -13,7 +13,7 @@ def check_local_user_id(user_id: str, server_name: str, field: str = "user_id") 
     """`400 M_INVALID_PARAM` unless `user_id` is a valid ID of this server (as Synapse answers)."""
     _, server = parse_user_id(user_id, field)
     if server != server_name:
-        raise MatrixError(400, "M_INVALID_PARAM", f"{field}: can only manage local users")
+        raise invalid_param(f"{field}: can only manage local users")
 
 
 async def existing_local_user(accounts: AccountStore, server_name: str, user_id: str) -> UserRow:
@@ -28,7 +28,7 @@ async def existing_local_user(accounts: AccountStore, server_name: str, user_id:
 def optional_bool(body: dict[str, Any], name: str) -> bool | None:
     value = body.get(name)
     if value is not None and not isinstance(value, bool):
-        raise MatrixError(400, "M_BAD_JSON", f"{name}: must be true or false")
+        raise bad_json(f"{name}: must be true or false")
     return value
 
 
@@ -37,7 +37,7 @@ def optional_str(body: dict[str, Any], name: str, max_length: int = 2048) -> str
     if value is None:
         return None
     if not isinstance(value, str):
-        raise MatrixError(400, "M_BAD_JSON", f"{name}: must be a string")
+        raise bad_json(f"{name}: must be a string")
     if len(value) > max_length:
         raise MatrixError(400, "M_TOO_LARGE", f"{name}: longer than {max_length} characters")
     return value
@@ -48,9 +48,9 @@ def optional_int(body: dict[str, Any], name: str, *, minimum: int | None = 0) ->
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool):
-        raise MatrixError(400, "M_INVALID_PARAM", f"{name}: must be an integer")
+        raise invalid_param(f"{name}: must be an integer")
     if minimum is not None and value < minimum:
-        raise MatrixError(400, "M_INVALID_PARAM", f"{name}: must be at least {minimum}")
+        raise invalid_param(f"{name}: must be at least {minimum}")
     return value
 
 

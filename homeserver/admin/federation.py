@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from homeserver.errors import MatrixError, not_found
+from homeserver.errors import MatrixError, invalid_param, not_found
 from storage.stores.federation_outbound import FEDERATION_KIND, FederationOutboundStore
 from storage.stores.outbound import DestinationState, OutboundStore
 
@@ -77,7 +77,7 @@ class AdminFederationService:
     async def list_destinations(self, *, offset: int, limit: int, order_by: str, backwards: bool,
                                 search: str | None) -> dict[str, Any]:
         if order_by not in ORDER_BY:
-            raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter 'order_by' must be one of {list(ORDER_BY)}")
+            raise invalid_param(f"Query parameter 'order_by' must be one of {list(ORDER_BY)}")
         entries = [destination_json(state, name) for name, state in (await self._states()).items()]
         if search:
             needle = search.lower()

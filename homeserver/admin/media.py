@@ -6,7 +6,7 @@ from typing import Any
 
 from homeserver.accounts.auth import Requester
 from homeserver.admin.common import existing_local_user, page
-from homeserver.errors import MatrixError, not_found
+from homeserver.errors import invalid_param, not_found
 from homeserver.media.service import MediaService
 from storage.stores.accounts import AccountStore
 from storage.stores.admin import AdminStore
@@ -47,7 +47,7 @@ class AdminMediaService:
 
     async def info(self, server_name: str, media_id: str) -> dict[str, Any]:
         if server_name != self._server_name:
-            raise MatrixError(400, "M_INVALID_PARAM", "server_name: only local media can be inspected")
+            raise invalid_param("server_name: only local media can be inspected")
         row = await self._store.get_local_media_admin(media_id)
         if row is None:
             raise not_found("Unknown media")
@@ -56,7 +56,7 @@ class AdminMediaService:
     async def delete(self, server_name: str, media_id: str) -> dict[str, Any]:
         """`DELETE /v1/media/{serverName}/{mediaId}`: a local item and its bytes."""
         if server_name != self._server_name:
-            raise MatrixError(400, "M_INVALID_PARAM", "server_name: can only delete local media")
+            raise invalid_param("server_name: can only delete local media")
         if not await self._media.delete_local_media(media_id):
             raise not_found("Unknown media")
         return {"deleted_media": [media_id], "total": 1}
@@ -66,7 +66,7 @@ class AdminMediaService:
                          keep_profiles: bool) -> dict[str, Any]:
         """`POST /v1/media/delete`: local media last used before a time and above a size."""
         if server_name is not None and server_name != self._server_name:
-            raise MatrixError(400, "M_INVALID_PARAM", "server_name: can only delete local media")
+            raise invalid_param("server_name: can only delete local media")
         keep: set[str] = set()
         if keep_profiles:
             for uri in await self._admin.avatar_media_uris():
@@ -129,9 +129,9 @@ class AdminMediaService:
                                     search_term: str | None) -> dict[str, Any]:
         """`GET /v1/statistics/users/media`: media count and size per local user."""
         if from_ts is not None and until_ts is not None and until_ts < from_ts:
-            raise MatrixError(400, "M_INVALID_PARAM", "Query parameter until_ts must be greater than from_ts.")
+            raise invalid_param("Query parameter until_ts must be greater than from_ts.")
         if search_term is not None and not search_term:
-            raise MatrixError(400, "M_INVALID_PARAM", "Query parameter search_term cannot be empty.")
+            raise invalid_param("Query parameter search_term cannot be empty.")
         users, total = await self._admin.user_media_statistics(
             order_by=order_by, backwards=backwards, offset=offset, limit=limit, from_ts=from_ts, until_ts=until_ts,
             search_term=search_term)

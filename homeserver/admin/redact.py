@@ -14,7 +14,7 @@ from typing import Any
 from homeserver.accounts.auth import Requester
 from homeserver.admin.common import optional_int, optional_str
 from homeserver.admin.tasks import AdminTaskRunner
-from homeserver.errors import MatrixError, not_found
+from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param, not_found
 from homeserver.identifiers import parse_user_id
 from homeserver.rooms.redaction import RedactionService
 from storage.stores.admin import AdminStore
@@ -40,20 +40,20 @@ class UserRedactionService:
         parse_user_id(user_id, "user_id")
         rooms = body.get("rooms")
         if rooms is None:
-            raise MatrixError(400, "M_MISSING_PARAM", "rooms: required (an empty list means all the user's rooms)")
+            raise missing_param("rooms: required (an empty list means all the user's rooms)")
         if not isinstance(rooms, list) or not all(isinstance(r, str) for r in rooms):
-            raise MatrixError(400, "M_BAD_JSON", "rooms: must be a list of room IDs")
+            raise bad_json("rooms: must be a list of room IDs")
         reason = optional_str(body, "reason", 1000)
         limit = optional_int(body, "limit", minimum=1) or DEFAULT_LIMIT
         before_ts = optional_int(body, "before_ts")
         after_ts = optional_int(body, "after_ts")
         if body.get("use_admin") is not None and not isinstance(body.get("use_admin"), bool):
-            raise MatrixError(400, "M_BAD_JSON", "use_admin: must be true or false")
+            raise bad_json("use_admin: must be true or false")
         if not rooms:
             rooms = await self._store.rooms_of_user_ever(user_id)
         for task in await self._store.get_tasks(REDACT_ALL, user_id):
             if task["status"] in ("scheduled", "active"):
-                raise MatrixError(400, "M_INVALID_PARAM", f"user_id: a redaction of {user_id} is already running")
+                raise invalid_param(f"user_id: a redaction of {user_id} is already running")
         params = {"rooms": rooms, "reason": reason, "limit": limit, "before_ts": before_ts, "after_ts": after_ts,
                   "admin": requester.user_id, "use_admin": bool(body.get("use_admin"))}
         return {"redact_id": await self._tasks.schedule(REDACT_ALL, user_id, params)}

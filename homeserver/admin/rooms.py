@@ -10,7 +10,7 @@ from homeserver.accounts.auth import Requester
 from homeserver.admin.common import check_local_user_id, optional_bool, optional_str
 from homeserver.admin.tasks import AdminTaskRunner
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError, not_found
+from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, missing_param, not_found
 from homeserver.events.filtering import EventFilter
 from homeserver.identifiers import is_valid_user_id
 from homeserver.rooms.creation import RoomCreator
@@ -79,7 +79,7 @@ def _sort_key(order_by: str):  # noqa: ANN202 - a key function
 
 def _check_room_id(room_id: str) -> None:
     if not room_id.startswith("!") or ":" not in room_id:
-        raise MatrixError(400, "M_INVALID_PARAM", f"room_id: {room_id!r} is not a legal room ID")
+        raise invalid_param(f"room_id: {room_id!r} is not a legal room ID")
 
 
 class AdminRoomService:
@@ -117,7 +117,7 @@ class AdminRoomService:
                          empty_rooms: bool | None = None) -> dict[str, Any]:
         """`GET /v1/rooms`: a page of rooms, searched by name, alias or ID."""
         if search_term == "":
-            raise MatrixError(400, "M_INVALID_PARAM", "search_term: cannot be an empty string")
+            raise invalid_param("search_term: cannot be an empty string")
         rooms = [_summary(r, details=False) for r in await self._store.room_summaries(self._server_name)]
         if search_term is not None:
             term = search_term.lower()
@@ -273,7 +273,7 @@ class AdminRoomService:
     async def set_block(self, requester: Requester, room_id: str, body: dict[str, Any]) -> dict[str, Any]:
         _check_room_id(room_id)
         if "block" not in body:
-            raise MatrixError(400, "M_MISSING_PARAM", "block: required")
+            raise missing_param("block: required")
         block = optional_bool(body, "block")
         if block:
             await self._store.block_room(room_id, requester.user_id)
@@ -287,16 +287,16 @@ class AdminRoomService:
         if event_type != "m.room.member" or content.get("membership") not in ("join", "invite", "knock"):
             return
         if await self._store.get_room_block(room_id) is not None:
-            raise MatrixError(403, "M_FORBIDDEN", "This room has been blocked on this server")
+            raise forbidden("This room has been blocked on this server")
 
     # --- joining and taking over ---------------------------------------------------------------
     async def join_user(self, requester: Requester, room_id_or_alias: str, body: dict[str, Any]) -> dict[str, Any]:
         """`POST /v1/join/{roomIdOrAlias}`: make a local user join; invited by the admin unless public."""
         user_id = body.get("user_id")
         if user_id is None:
-            raise MatrixError(400, "M_MISSING_PARAM", "user_id: required")
+            raise missing_param("user_id: required")
         if not isinstance(user_id, str):
-            raise MatrixError(400, "M_BAD_JSON", "user_id: must be a string")
+            raise bad_json("user_id: must be a string")
         check_local_user_id(user_id, self._server_name)
         if await self._accounts.get_user(user_id) is None:
             raise not_found("User not found")
@@ -314,7 +314,7 @@ class AdminRoomService:
         """`POST /v1/rooms/{roomId}/make_room_admin`: give a local user the highest power level in the room."""
         user_id = body.get("user_id", requester.user_id)
         if not isinstance(user_id, str) or not is_valid_user_id(user_id):
-            raise MatrixError(400, "M_INVALID_PARAM", "user_id: must be a valid user ID")
+            raise invalid_param("user_id: must be a valid user ID")
         check_local_user_id(user_id, self._server_name)
         room_id = await self._membership.resolve_room(room_id_or_alias)
         await self._require_room(room_id)
@@ -462,7 +462,7 @@ class AdminRoomService:
         if event_id is None:
             event_id = body.get("purge_up_to_event_id")
             if event_id is not None and not isinstance(event_id, str):
-                raise MatrixError(400, "M_BAD_JSON", "purge_up_to_event_id: must be a string")
+                raise bad_json("purge_up_to_event_id: must be a string")
         if event_id is not None:
             position = await self._purge.get_event_position(event_id)
             if position is None or position[0] != room_id:
@@ -471,9 +471,9 @@ class AdminRoomService:
         else:
             ts = body.get("purge_up_to_ts")
             if ts is None:
-                raise MatrixError(400, "M_MISSING_PARAM", "purge_up_to_ts: required when no event_id is given")
+                raise missing_param("purge_up_to_ts: required when no event_id is given")
             if not isinstance(ts, int) or isinstance(ts, bool):
-                raise MatrixError(400, "M_INVALID_PARAM", "purge_up_to_ts: must be an integer timestamp")
+                raise invalid_param("purge_up_to_ts: must be an integer timestamp")
             depth = await self._purge.depth_at_ts(room_id, ts)
             before_depth = depth if depth is not None else (await self._purge.max_depth(room_id) or 0) + 1
         params = {"before_depth": before_depth, "delete_local_events": bool(delete_local),

@@ -9,7 +9,7 @@ from typing import Any
 from homeserver import __version__
 from homeserver.admin.common import optional_int
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError, not_found
+from homeserver.errors import MatrixError, invalid_param, not_found
 from storage.stores.accounts import AccountStore
 from storage.stores.events import EventStore
 from storage.stores.reports import ReportStore
@@ -21,7 +21,7 @@ MAX_TOKEN_LENGTH = 64
 def _uses_allowed(body: dict[str, Any]) -> int | None:
     value = body.get("uses_allowed")
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-        raise MatrixError(400, "M_INVALID_PARAM", "uses_allowed: must be a non-negative integer or null")
+        raise invalid_param("uses_allowed: must be a non-negative integer or null")
     return value
 
 
@@ -61,18 +61,17 @@ class AdminServerService:
         token = body.get("token")
         if token is not None:
             if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH:
-                raise MatrixError(400, "M_INVALID_PARAM",
-                                  f"token: must be a string of 1-{MAX_TOKEN_LENGTH} characters")
+                raise invalid_param(f"token: must be a string of 1-{MAX_TOKEN_LENGTH} characters")
             if not set(token) <= set(TOKEN_CHARS):
-                raise MatrixError(400, "M_INVALID_PARAM", "token: may only contain A-Z, a-z, 0-9, '.', '_', '~', '-'")
+                raise invalid_param("token: may only contain A-Z, a-z, 0-9, '.', '_', '~', '-'")
         length = body.get("length", 16)
         if not isinstance(length, int) or isinstance(length, bool) or not 0 < length <= MAX_TOKEN_LENGTH:
-            raise MatrixError(400, "M_INVALID_PARAM", f"length: must be an integer from 1 to {MAX_TOKEN_LENGTH}")
+            raise invalid_param(f"length: must be an integer from 1 to {MAX_TOKEN_LENGTH}")
         uses_allowed = _uses_allowed(body)
         expiry_time = self._expiry_time(body)
         if token is not None:
             if not await self._accounts.create_registration_token(token, uses_allowed, expiry_time):
-                raise MatrixError(400, "M_INVALID_PARAM", f"token: {token} already exists")
+                raise invalid_param(f"token: {token} already exists")
         else:
             for _ in range(5):
                 token = "".join(secrets.choice(TOKEN_CHARS) for _ in range(length))
@@ -99,7 +98,7 @@ class AdminServerService:
     def _expiry_time(self, body: dict[str, Any]) -> int | None:
         expiry = optional_int(body, "expiry_time", minimum=None)
         if expiry is not None and expiry < self._clock.time_ms():
-            raise MatrixError(400, "M_INVALID_PARAM", "expiry_time: must not be in the past")
+            raise invalid_param("expiry_time: must not be in the past")
         return expiry
 
     # --- event reports ----------------------------------------------------------------------
@@ -162,6 +161,5 @@ class AdminServerService:
 
 def _report_id(text: str) -> int:
     if not text.isdigit():
-        raise MatrixError(400, "M_INVALID_PARAM",
-                          "report_id: must be a string representing a positive integer")
+        raise invalid_param("report_id: must be a string representing a positive integer")
     return int(text)

@@ -13,7 +13,7 @@ from typing import Any
 from homeserver.accounts.account_data import AccountDataService
 from homeserver.admin.common import check_local_user_id
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError, not_found
+from homeserver.errors import MatrixError, bad_json, invalid_param, not_found
 from homeserver.rooms.creation import RoomCreator
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.sender import RoomEventSender
@@ -63,16 +63,16 @@ class ServerNoticeService:
                               "content: required, an object")
         event_type = body.get("type", "m.room.message")
         if not isinstance(event_type, str) or not event_type:
-            raise MatrixError(400, "M_BAD_JSON", "type: must be a non-empty string")
+            raise bad_json("type: must be a non-empty string")
         state_key = body.get("state_key")
         if state_key is not None and not isinstance(state_key, str):
-            raise MatrixError(400, "M_BAD_JSON", "state_key: must be a string")
+            raise bad_json("state_key: must be a string")
         check_local_user_id(user_id, self._server_name)
         user = await self._accounts.get_user(user_id)
         if user is None:
             raise not_found("User not found")
         if user.deactivated:
-            raise MatrixError(400, "M_INVALID_PARAM", "user_id: the user is deactivated")
+            raise invalid_param("user_id: the user is deactivated")
         lock = self._locks.setdefault(user_id, asyncio.Lock())
         async with lock:
             room_id = await self._room_for(user_id)

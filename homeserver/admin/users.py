@@ -26,7 +26,7 @@ from homeserver.admin.common import (
 )
 from homeserver.clock import Clock
 from homeserver.config import RateLimit
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, missing_param
 from homeserver.identifiers import check_new_localpart, parse_user_id
 from homeserver.push.pushers import pusher_json
 from homeserver.ratelimit import RateLimiter
@@ -88,7 +88,7 @@ class AdminUserService:
     async def require_admin(self, requester: Requester) -> None:
         """403 `M_FORBIDDEN` unless the requester is a server admin."""
         if not await self._auth.is_server_admin(requester.user_id):
-            raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")
+            raise forbidden("You are not a server admin")
 
     # --- listing and reading -----------------------------------------------------------------
     async def list_users(self, user_filter: UserFilter, *, order_by: str, backwards: bool, offset: int,
@@ -169,7 +169,7 @@ class AdminUserService:
                            body: dict[str, Any], fields: dict[str, Any]) -> None:
         if "admin" in body and fields["admin"] != was_admin:
             if user_id == requester.user_id and not fields["admin"]:
-                raise MatrixError(400, "M_INVALID_PARAM", "admin: you may not demote yourself")
+                raise invalid_param("admin: you may not demote yourself")
         await self._set_identifiers(user_id, fields)
         for key in ("displayname", "avatar_url"):
             if key in body:
@@ -187,8 +187,7 @@ class AdminUserService:
                 await self._account_service.deactivate_account(user_id, erase=False)
             elif not fields["deactivated"] and was_deactivated:
                 if fields.get("password") is None and not await self._has_password(user_id):
-                    raise MatrixError(400, "M_MISSING_PARAM",
-                                      "password: required to reactivate a user without one")
+                    raise missing_param("password: required to reactivate a user without one")
                 await self._store.reactivate_user(user_id)
                 self._auth.invalidate_user(user_id)
         if "locked" in body:
@@ -225,11 +224,10 @@ class AdminUserService:
         """`POST /v1/reset_password/{userId}`: `new_password` required, `logout_devices` optional."""
         parse_user_id(user_id, "user_id")
         if "new_password" not in body:
-            raise MatrixError(400, "M_MISSING_PARAM", "new_password: required")
+            raise missing_param("new_password: required")
         password = body["new_password"]
         if not isinstance(password, str) or not password or len(password) > MAX_PASSWORD_LENGTH:
-            raise MatrixError(400, "M_INVALID_PARAM",
-                              f"new_password: must be a string of 1-{MAX_PASSWORD_LENGTH} characters")
+            raise invalid_param(f"new_password: must be a string of 1-{MAX_PASSWORD_LENGTH} characters")
         logout = optional_bool(body, "logout_devices")
         await self.set_password(user_id, password, logout_devices=logout is not False)
 
@@ -244,7 +242,7 @@ class AdminUserService:
         """`PUT /v1/suspend/{userId}`: `{"suspend": bool}`."""
         await existing_local_user(self._accounts, self._server_name, user_id)
         if "suspend" not in body:
-            raise MatrixError(400, "M_MISSING_PARAM", "suspend: required")
+            raise missing_param("suspend: required")
         suspend = optional_bool(body, "suspend")
         await self._set_suspended(user_id, bool(suspend))
         return {f"user_{user_id}_suspended": bool(suspend)}
@@ -291,11 +289,11 @@ class AdminUserService:
                                   body: dict[str, Any]) -> dict[str, Any]:
         """`PUT /admin/lock|suspend/{userId}` (spec): set the flag; other admins are off limits."""
         if flag not in body:
-            raise MatrixError(400, "M_MISSING_PARAM", f"{flag}: required")
+            raise missing_param(f"{flag}: required")
         value = optional_bool(body, flag)
         user = await self._moderation_target(user_id)
         if user["admin"] and user_id != requester.user_id:
-            raise MatrixError(403, "M_FORBIDDEN", "userId: the target user is a server administrator")
+            raise forbidden("userId: the target user is a server administrator")
         if flag == "suspended":
             await self._set_suspended(user_id, bool(value))
         else:
@@ -306,7 +304,7 @@ class AdminUserService:
     async def _moderation_target(self, user_id: str) -> dict[str, Any]:
         _, server = parse_user_id(user_id, "userId")
         if server != self._server_name:
-            raise MatrixError(400, "M_INVALID_PARAM", "userId: user does not belong to the local server")
+            raise invalid_param("userId: user does not belong to the local server")
         user = await self._store.get_user_admin_view(user_id)
         if user is None or user["deactivated"]:
             raise not_found("User not found")
@@ -330,9 +328,9 @@ class AdminUserService:
         await existing_local_user(self._accounts, self._server_name, user_id)
         device_id = body.get("device_id")
         if not device_id:
-            raise MatrixError(400, "M_MISSING_PARAM", "device_id: required")
+            raise missing_param("device_id: required")
         if not isinstance(device_id, str) or len(device_id) > 255:
-            raise MatrixError(400, "M_INVALID_PARAM", "device_id: must be a string of at most 255 characters")
+            raise invalid_param("device_id: must be a string of at most 255 characters")
         await self._accounts.ensure_device(user_id, device_id, None, self._clock.time_ms())
 
     async def update_device(self, user_id: str, device_id: str, body: dict[str, Any]) -> None:
@@ -380,7 +378,7 @@ class AdminUserService:
         await existing_local_user(self._accounts, self._server_name, user_id)
         valid_until_ms = optional_int(body, "valid_until_ms", minimum=None)
         if user_id == requester.user_id:
-            raise MatrixError(400, "M_INVALID_PARAM", "user_id: cannot use the admin API to log in as yourself")
+            raise invalid_param("user_id: cannot use the admin API to log in as yourself")
         token = new_token("syt")
         await self._accounts.add_access_token(hash_token(token), requester.user_id, None,
                                               created_ts=self._clock.time_ms(), valid_until_ms=valid_until_ms,
@@ -391,7 +389,7 @@ class AdminUserService:
     async def username_available(self, username: str | None) -> dict[str, Any]:
         """`GET /v1/username_available?username=`: true, or 400 M_USER_IN_USE / M_INVALID_USERNAME."""
         if not username:
-            raise MatrixError(400, "M_MISSING_PARAM", "username: required")
+            raise missing_param("username: required")
         await self._registration.check_username_available(username.lower())
         return {"available": True}
 
@@ -425,10 +423,10 @@ class AdminUserService:
         """`PUT /v1/users/{userId}/admin`: `{"admin": bool}`; nobody demotes themselves."""
         await existing_local_user(self._accounts, self._server_name, user_id)
         if "admin" not in body:
-            raise MatrixError(400, "M_MISSING_PARAM", "admin: required")
+            raise missing_param("admin: required")
         admin = optional_bool(body, "admin")
         if user_id == requester.user_id and not admin:
-            raise MatrixError(400, "M_INVALID_PARAM", "admin: you may not demote yourself")
+            raise invalid_param("admin: you may not demote yourself")
         await self._accounts.set_admin(user_id, bool(admin))
 
     async def sent_invite_count(self, user_id: str, from_ts: int) -> dict[str, Any]:
@@ -475,7 +473,7 @@ def _parse_user_body(body: dict[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     password = body.get("password")
     if password is not None and (not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH):
-        raise MatrixError(400, "M_INVALID_PARAM", f"password: must be a string of at most {MAX_PASSWORD_LENGTH} "
+        raise invalid_param(f"password: must be a string of at most {MAX_PASSWORD_LENGTH} "
                                                   "characters")
     fields["password"] = password or None
     for name in ("admin", "deactivated", "locked", "logout_devices"):
@@ -483,31 +481,31 @@ def _parse_user_body(body: dict[str, Any]) -> dict[str, Any]:
     if fields["logout_devices"] is None:
         fields["logout_devices"] = True
     if fields["deactivated"] and fields["locked"]:
-        raise MatrixError(400, "M_INVALID_PARAM", "locked: a user cannot be both deactivated and locked")
+        raise invalid_param("locked: a user cannot be both deactivated and locked")
     if "displayname" in body and body["displayname"] is not None:
         fields["displayname"] = optional_str(body, "displayname", 256)
     if "avatar_url" in body and body["avatar_url"] is not None:
         avatar = optional_str(body, "avatar_url", 1024)
         if avatar and not avatar.startswith("mxc://"):
-            raise MatrixError(400, "M_INVALID_PARAM", "avatar_url: must be an mxc:// URI")
+            raise invalid_param("avatar_url: must be an mxc:// URI")
         fields["avatar_url"] = avatar
     user_type = body.get("user_type")
     if user_type is not None and user_type not in USER_TYPES:
-        raise MatrixError(400, "M_INVALID_PARAM", f"user_type: must be one of {', '.join(USER_TYPES)} or null")
+        raise invalid_param(f"user_type: must be one of {', '.join(USER_TYPES)} or null")
     fields["user_type"] = user_type
     threepids = body.get("threepids")
     if threepids is not None:
         if not isinstance(threepids, list):
-            raise MatrixError(400, "M_BAD_JSON", "threepids: must be a list")
+            raise bad_json("threepids: must be a list")
         parsed: set[tuple[str, str]] = set()
         for i, item in enumerate(threepids):
             if not isinstance(item, dict):
-                raise MatrixError(400, "M_BAD_JSON", f"threepids[{i}]: must be an object")
+                raise bad_json(f"threepids[{i}]: must be an object")
             for key in ("medium", "address"):
                 if key not in item:
-                    raise MatrixError(400, "M_MISSING_PARAM", f"threepids[{i}].{key}: required")
+                    raise missing_param(f"threepids[{i}].{key}: required")
                 if not isinstance(item[key], str) or not item[key]:
-                    raise MatrixError(400, "M_BAD_JSON", f"threepids[{i}].{key}: must be a non-empty string")
+                    raise bad_json(f"threepids[{i}].{key}: must be a non-empty string")
             medium, address = item["medium"], item["address"]
             # Synapse stores e-mail addresses in lower case, so lookups match however they are typed.
             parsed.add((medium, address.lower() if medium == "email" else address))
@@ -515,16 +513,16 @@ def _parse_user_body(body: dict[str, Any]) -> dict[str, Any]:
     external_ids = body.get("external_ids")
     if external_ids is not None:
         if not isinstance(external_ids, list):
-            raise MatrixError(400, "M_BAD_JSON", "external_ids: must be a list")
+            raise bad_json("external_ids: must be a list")
         pairs: list[tuple[str, str]] = []
         for i, item in enumerate(external_ids):
             if not isinstance(item, dict):
-                raise MatrixError(400, "M_BAD_JSON", f"external_ids[{i}]: must be an object")
+                raise bad_json(f"external_ids[{i}]: must be an object")
             for key in ("auth_provider", "external_id"):
                 if key not in item:
-                    raise MatrixError(400, "M_MISSING_PARAM", f"external_ids[{i}].{key}: required")
+                    raise missing_param(f"external_ids[{i}].{key}: required")
                 if not isinstance(item[key], str) or not item[key]:
-                    raise MatrixError(400, "M_BAD_JSON", f"external_ids[{i}].{key}: must be a non-empty string")
+                    raise bad_json(f"external_ids[{i}].{key}: must be a non-empty string")
             pairs.append((item["auth_provider"], item["external_id"]))
         fields["external_ids"] = pairs
     return fields

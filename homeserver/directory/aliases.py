@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from homeserver.accounts.auth import Requester
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.events.room_versions import get_room_version
 from homeserver.identifiers import is_valid_room_alias, split_id
 from homeserver.rooms.power import RoomPower
@@ -46,33 +46,33 @@ class AliasService:
 
     def _parse(self, alias: str) -> str:
         if not is_valid_room_alias(alias):
-            raise MatrixError(400, "M_INVALID_PARAM", f"roomAlias: {alias!r} is not a valid room alias")
+            raise invalid_param(f"roomAlias: {alias!r} is not a valid room alias")
         return split_id(alias, "#")[1]
 
     async def resolve(self, alias: str) -> dict[str, Any]:
         server = self._parse(alias)
         if server != self._server_name:
             if self._remote is None:
-                raise MatrixError(404, "M_NOT_FOUND", f"Room alias {alias} not found: federation is disabled")
+                raise not_found(f"Room alias {alias} not found: federation is disabled")
             return await self._remote.query_alias(alias)
         found = await self._aliases.get_alias(alias)
         for resolver in self._unknown_resolvers:
             if found is None and await resolver(alias):
                 found = await self._aliases.get_alias(alias)
         if found is None:
-            raise MatrixError(404, "M_NOT_FOUND", f"Room alias {alias} not found")
+            raise not_found(f"Room alias {alias} not found")
         return {"room_id": found["room_id"], "servers": [self._server_name]}
 
     async def create(self, requester: Requester, alias: str, body: dict[str, Any]) -> None:
         if self._parse(alias) != self._server_name:
-            raise MatrixError(400, "M_INVALID_PARAM", "roomAlias: you can only create aliases on this server")
+            raise invalid_param("roomAlias: you can only create aliases on this server")
         for check in self._create_checks:
             check(requester, alias)
         room_id = body.get("room_id")
         if not isinstance(room_id, str) or not room_id.startswith("!"):
-            raise MatrixError(400, "M_INVALID_PARAM", "room_id: must be a room ID")
+            raise invalid_param("room_id: must be a room ID")
         if await self._events.get_room_version_id(room_id) is None:
-            raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
+            raise not_found(f"Unknown room {room_id}")
         try:
             await self._aliases.create_alias(alias, room_id, requester.user_id, self._clock.time_ms())
         except AliasExistsError:
@@ -82,10 +82,10 @@ class AliasService:
         self._parse(alias)
         found = await self._aliases.get_alias(alias)
         if found is None:
-            raise MatrixError(404, "M_NOT_FOUND", f"Room alias {alias} not found")
+            raise not_found(f"Room alias {alias} not found")
         if found["creator"] != requester.user_id and not await self._is_admin(requester.user_id) \
                 and not await self._may_set_canonical_alias(requester.user_id, found["room_id"]):
-            raise MatrixError(403, "M_FORBIDDEN", "You may not delete this alias")
+            raise forbidden("You may not delete this alias")
         await self._aliases.delete_alias(alias)
 
     async def _may_set_canonical_alias(self, user_id: str, room_id: str) -> bool:
@@ -109,10 +109,10 @@ class AliasService:
         alias = content.get("alias")
         alt_aliases = content.get("alt_aliases")
         if alias is not None and not isinstance(alias, str):
-            raise MatrixError(400, "M_INVALID_PARAM", "alias: must be a string")
+            raise invalid_param("alias: must be a string")
         if alt_aliases is not None and (not isinstance(alt_aliases, list)
                                         or not all(isinstance(a, str) for a in alt_aliases)):
-            raise MatrixError(400, "M_INVALID_PARAM", "alt_aliases: must be a list of strings")
+            raise invalid_param("alt_aliases: must be a list of strings")
         current_id = await self._events.get_current_state_event_id(room_id, "m.room.canonical_alias", "")
         current = await self._events.get_event(current_id) if current_id else None
         known: set[str] = set()
@@ -127,7 +127,7 @@ class AliasService:
             try:
                 server = self._parse(name)
             except MatrixError:
-                raise MatrixError(400, "M_INVALID_PARAM", f"{field}: {name!r} is not a valid room alias") from None
+                raise invalid_param(f"{field}: {name!r} is not a valid room alias") from None
             if server != self._server_name:
                 continue
             found = await self._aliases.get_alias(name)
@@ -146,6 +146,6 @@ class AliasService:
         # Server admins may look at any room's aliases, as Synapse lets them (admin tools rely on it).
         if membership != "join" and not await self._is_admin(requester.user_id):
             if await self._events.get_room_version_id(room_id) is None:
-                raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
-            raise MatrixError(403, "M_FORBIDDEN", "You are not joined to this room")
+                raise not_found(f"Unknown room {room_id}")
+            raise forbidden("You are not joined to this room")
         return {"aliases": await self._aliases.get_aliases_for_room(room_id)}

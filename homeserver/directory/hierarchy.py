@@ -16,7 +16,7 @@ from typing import Any
 from homeserver.accounts.auth import Requester
 from homeserver.auth.constants import BAN, INVITE, JOIN, KNOCK, KNOCK_RESTRICTED, PUBLIC, RESTRICTED
 from homeserver.directory.public_rooms import room_entry
-from homeserver.errors import MatrixError
+from homeserver.errors import forbidden, invalid_param, not_found
 from homeserver.events.event import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from storage.stores.events import EventStore
@@ -164,7 +164,7 @@ class SpaceHierarchyService:
         else:
             root = await self._load(room_id, requester.user_id, suggested_only)
             if root is None or not await self._visible(root, user_rooms):
-                raise MatrixError(403, "M_FORBIDDEN", f"roomId: you may not preview {room_id}")
+                raise forbidden(f"roomId: you may not preview {room_id}")
             walk = _Walk(room_id, requester.user_id, suggested_only, depth, [(room_id, 0)],
                          created=self._monotonic())
         rooms: list[dict[str, Any]] = []
@@ -194,7 +194,7 @@ class SpaceHierarchyService:
         """
         room = await self._load(room_id, user_id or "", suggested_only=False)
         if room is None or not await self._visible(room, _LazyRooms(self._events, user_id or "")):
-            raise MatrixError(404, "M_NOT_FOUND", "Room not found or is not accessible")
+            raise not_found("Room not found or is not accessible")
         entry = room_summary(room.room_id, room.joined, room.version, room.state, [])
         del entry["children_state"]
         if user_id is not None:
@@ -205,9 +205,9 @@ class SpaceHierarchyService:
         self._expire()
         walk = self._walks.get(token)
         if walk is None or walk.user_id != user_id or walk.room_id != room_id:
-            raise MatrixError(400, "M_INVALID_PARAM", "from: not a token from a previous /hierarchy response")
+            raise invalid_param("from: not a token from a previous /hierarchy response")
         if walk.suggested_only != suggested_only or walk.max_depth != max_depth:
-            raise MatrixError(400, "M_INVALID_PARAM", "suggested_only and max_depth cannot change while paginating")
+            raise invalid_param("suggested_only and max_depth cannot change while paginating")
         # The stored walk stays untouched so that retrying a page gives the same page.
         return _Walk(walk.room_id, walk.user_id, walk.suggested_only, walk.max_depth, list(walk.queue),
                      set(walk.seen), created=self._monotonic())

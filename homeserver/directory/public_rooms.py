@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from homeserver.accounts.auth import Requester
 from homeserver.client_input import MAX_SAFE_INT
-from homeserver.errors import MatrixError
+from homeserver.errors import bad_json, forbidden, invalid_param, not_found
 from homeserver.identifiers import parse_server_name
 from homeserver.streams.updates import RoomUpgraded
 from storage.stores.directory import DirectoryStore
@@ -37,15 +37,13 @@ class PublicRoomsQuery:
 def parse_network(third_party_instance_id: Any, include_all_networks: Any) -> dict[str, Any]:
     """The network fields of a /publicRooms request; 400 naming the field when malformed."""
     if not isinstance(include_all_networks, bool):
-        raise MatrixError(400, "M_INVALID_PARAM", "include_all_networks: must be true or false")
+        raise invalid_param("include_all_networks: must be true or false")
     if third_party_instance_id is None:
         return {"network": None, "include_all_networks": include_all_networks}
     if include_all_networks:
-        raise MatrixError(400, "M_INVALID_PARAM",
-                          "third_party_instance_id: cannot be combined with include_all_networks")
+        raise invalid_param("third_party_instance_id: cannot be combined with include_all_networks")
     if not isinstance(third_party_instance_id, str) or "|" not in third_party_instance_id:
-        raise MatrixError(400, "M_INVALID_PARAM",
-                          "third_party_instance_id: not an instance_id from /thirdparty/protocols")
+        raise invalid_param("third_party_instance_id: not an instance_id from /thirdparty/protocols")
     appservice_id, _, network_id = third_party_instance_id.partition("|")
     return {"network": (appservice_id, network_id), "include_all_networks": False}
 
@@ -55,7 +53,7 @@ def parse_since(since: Any) -> int:
         return 0
     if (not isinstance(since, str) or not since.startswith("p") or not since[1:].isascii()
             or not since[1:].isdigit() or int(since[1:]) > MAX_SAFE_INT):
-        raise MatrixError(400, "M_INVALID_PARAM", "since: not a token from a previous /publicRooms response")
+        raise invalid_param("since: not a token from a previous /publicRooms response")
     return int(since[1:])
 
 
@@ -63,7 +61,7 @@ def parse_limit(limit: Any) -> int:
     if limit is None:
         return DEFAULT_LIMIT
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise MatrixError(400, "M_INVALID_PARAM", "limit: must be a non-negative integer")
+        raise invalid_param("limit: must be a non-negative integer")
     return min(limit, MAX_LIMIT)
 
 
@@ -73,14 +71,14 @@ def parse_public_rooms_body(body: Mapping[str, Any]) -> PublicRoomsQuery:
     if search_filter is None:
         search_filter = {}
     if not isinstance(search_filter, Mapping):
-        raise MatrixError(400, "M_BAD_JSON", "filter: must be an object")
+        raise bad_json("filter: must be an object")
     term = search_filter.get("generic_search_term")
     if term is not None and not isinstance(term, str):
-        raise MatrixError(400, "M_BAD_JSON", "filter.generic_search_term: must be a string")
+        raise bad_json("filter.generic_search_term: must be a string")
     room_types = search_filter.get("room_types")
     if room_types is not None and (not isinstance(room_types, list)
                                    or not all(t is None or isinstance(t, str) for t in room_types)):
-        raise MatrixError(400, "M_BAD_JSON", "filter.room_types: must be a list of strings or nulls")
+        raise bad_json("filter.room_types: must be a list of strings or nulls")
     return PublicRoomsQuery(limit=parse_limit(body.get("limit")), offset=parse_since(body.get("since")),
                             search_term=term.strip() or None if term else None,
                             room_types=frozenset(room_types) if room_types else None,
@@ -153,18 +151,18 @@ class RoomDirectoryService:
     async def get_visibility(self, room_id: str) -> dict[str, str]:
         public = await self._store.get_room_visibility(room_id)
         if public is None:
-            raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
+            raise not_found(f"Unknown room {room_id}")
         return {"visibility": "public" if public else "private"}
 
     async def set_visibility(self, requester: Requester, room_id: str, body: Mapping[str, Any]) -> None:
         """Publish or unpublish a room; only its admins (or a server admin) may."""
         visibility = body.get("visibility", "public")
         if visibility not in VISIBILITIES:
-            raise MatrixError(400, "M_INVALID_PARAM", "visibility: must be 'public' or 'private'")
+            raise invalid_param("visibility: must be 'public' or 'private'")
         if await self._store.get_room_visibility(room_id) is None:
-            raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
+            raise not_found(f"Unknown room {room_id}")
         if not await self._may_manage(requester.user_id, room_id):
-            raise MatrixError(403, "M_FORBIDDEN", "You may not change the directory entry of this room")
+            raise forbidden("You may not change the directory entry of this room")
         await self._store.set_room_visibility(room_id, visibility == "public")
 
     async def on_room_upgraded(self, update: RoomUpgraded) -> None:
@@ -177,12 +175,12 @@ class RoomDirectoryService:
                                      body: Mapping[str, Any]) -> None:
         """Publish or unpublish a room in the directory of the requesting appservice's network."""
         if requester.app_service_id is None:
-            raise MatrixError(403, "M_FORBIDDEN", "Only application services can edit a network's room list")
+            raise forbidden("Only application services can edit a network's room list")
         visibility = body.get("visibility", "public")
         if visibility not in VISIBILITIES:
-            raise MatrixError(400, "M_INVALID_PARAM", "visibility: must be 'public' or 'private'")
+            raise invalid_param("visibility: must be 'public' or 'private'")
         if await self._store.get_room_visibility(room_id) is None:
-            raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
+            raise not_found(f"Unknown room {room_id}")
         await self._store.set_network_room_visibility(requester.app_service_id, network_id, room_id,
                                                       visibility == "public")
 
@@ -193,20 +191,20 @@ class RoomDirectoryService:
         try:
             parse_server_name(server)
         except ValueError as e:
-            raise MatrixError(400, "M_INVALID_PARAM", f"server: {e}") from None
+            raise invalid_param(f"server: {e}") from None
         return True
 
     async def remote_public_rooms(self, server: str, params: Mapping[str, Any] | None = None,
                                   body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Another server's directory, asked over federation with the client's GET `params` or POST `body`."""
         if self._remote is None:
-            raise MatrixError(404, "M_NOT_FOUND", f"server: listing the rooms of {server} is not available")
+            raise not_found(f"server: listing the rooms of {server} is not available")
         return await self._remote.public_rooms(server, params, body)
 
     async def public_rooms(self, query: PublicRoomsQuery, server: str | None = None) -> dict[str, Any]:
         """A page of the rooms published on this server."""
         if server is not None and server != self._server_name:
-            raise MatrixError(404, "M_NOT_FOUND", f"server: listing the rooms of {server} is not available")
+            raise not_found(f"server: listing the rooms of {server} is not available")
         rooms = await self._store.get_public_rooms(query.network, all_networks=query.include_all_networks)
         state_ids = await self._store.get_directory_state([room_id for room_id, _ in rooms])
         loaded = await self._events.get_events(eid for ids in state_ids.values() for eid in ids.values())

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from homeserver.accounts.auth import Requester
 from homeserver.client_input import MAX_SAFE_INT
-from homeserver.errors import MatrixError
+from homeserver.errors import bad_json, invalid_param
 from homeserver.events.event import Event
 from homeserver.events.filtering import EventFilter, parse_event_filter
 from homeserver.rooms.event_filter import check_room_event_filter, conditions_of
@@ -79,7 +79,7 @@ def _int_field(value: Any, field: str, default: int, maximum: int) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise MatrixError(400, "M_BAD_JSON", f"{field}: must be a non-negative integer")
+        raise bad_json(f"{field}: must be a non-negative integer")
     return min(value, maximum)
 
 
@@ -87,36 +87,35 @@ def parse_room_events(criteria: Any) -> RoomEventsRequest:
     """Check and read `search_categories.room_events`; 400 naming the field on bad input."""
     prefix = "search_categories.room_events"
     if not isinstance(criteria, Mapping):
-        raise MatrixError(400, "M_BAD_JSON", f"{prefix}: must be an object")
+        raise bad_json(f"{prefix}: must be an object")
     term = criteria.get("search_term")
     if not isinstance(term, str):
-        raise MatrixError(400, "M_BAD_JSON", f"{prefix}.search_term: required, a string")
+        raise bad_json(f"{prefix}.search_term: required, a string")
     keys = criteria.get("keys", list(ALL_KEYS))
     if not isinstance(keys, list) or not all(k in ALL_KEYS for k in keys):
-        raise MatrixError(400, "M_BAD_JSON", f"{prefix}.keys: must be a list of {', '.join(ALL_KEYS)}")
+        raise bad_json(f"{prefix}.keys: must be a list of {', '.join(ALL_KEYS)}")
     raw_filter = criteria.get("filter")
     if raw_filter is None:
         raw_filter = {}
     check_room_event_filter(raw_filter, f"{prefix}.filter")
     order_by = criteria.get("order_by", "rank")
     if order_by not in ORDERS:
-        raise MatrixError(400, "M_BAD_JSON", f"{prefix}.order_by: must be 'rank' or 'recent'")
+        raise bad_json(f"{prefix}.order_by: must be 'rank' or 'recent'")
     context = criteria.get("event_context")
     if context is not None and not isinstance(context, Mapping):
-        raise MatrixError(400, "M_BAD_JSON", f"{prefix}.event_context: must be an object")
+        raise bad_json(f"{prefix}.event_context: must be an object")
     context = context or {}
     include_profile = context.get("include_profile", False)
     include_state = criteria.get("include_state", False)
     if not isinstance(include_profile, bool) or not isinstance(include_state, bool):
-        raise MatrixError(400, "M_BAD_JSON", f"{prefix}: include_profile and include_state must be booleans")
+        raise bad_json(f"{prefix}: include_profile and include_state must be booleans")
     groupings = criteria.get("groupings")
     if groupings is None:
         groupings = {}
     group_by = groupings.get("group_by", []) if isinstance(groupings, Mapping) else None
     if not isinstance(group_by, list) or not all(
             isinstance(g, Mapping) and g.get("key") in ("room_id", "sender") for g in group_by):
-        raise MatrixError(400, "M_BAD_JSON",
-                          f"{prefix}.groupings.group_by: must be a list of {{\"key\": \"room_id\" | \"sender\"}}")
+        raise bad_json(f"{prefix}.groupings.group_by: must be a list of {{\"key\": \"room_id\" | \"sender\"}}")
     return RoomEventsRequest(
         words=tuple(search_words(term)), keys=tuple(keys), event_filter=parse_event_filter(raw_filter),
         order_by=order_by,
@@ -135,7 +134,7 @@ def parse_batch(token: str | None, order_by: str) -> tuple[int, int | None]:
         return 0, None
     marker, number = ("r", token[1:]) if order_by == "rank" else ("s", token[1:])
     if not token.startswith(marker) or not number.isdigit() or int(number) > MAX_SAFE_INT:
-        raise MatrixError(400, "M_INVALID_PARAM", "next_batch: not a batch token of this search")
+        raise invalid_param("next_batch: not a batch token of this search")
     return (int(number), None) if order_by == "rank" else (0, int(number))
 
 
@@ -173,7 +172,7 @@ class SearchService:
         await self.stage.wait_for_live(INDEX_WAIT_S)
         categories = body.get("search_categories")
         if not isinstance(categories, Mapping):
-            raise MatrixError(400, "M_BAD_JSON", "search_categories: required, an object")
+            raise bad_json("search_categories: required, an object")
         if "room_events" not in categories:
             return {"search_categories": {}}
         request = parse_room_events(categories["room_events"])

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from homeserver.accounts.auth import Requester
-from homeserver.errors import MatrixError
+from homeserver.errors import bad_json
 from storage.stores.directory import DirectoryStore
 from storage.stores.search import search_words
 
@@ -46,10 +46,10 @@ def rank_users(words: Sequence[str], candidates: Sequence[tuple[str, str | None,
 def parse_search_body(body: Mapping[str, Any]) -> tuple[str, int]:
     term = body.get("search_term")
     if not isinstance(term, str):
-        raise MatrixError(400, "M_BAD_JSON", "search_term: required, a string")
+        raise bad_json("search_term: required, a string")
     limit = body.get("limit", DEFAULT_LIMIT)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise MatrixError(400, "M_BAD_JSON", "limit: must be a non-negative integer")
+        raise bad_json("limit: must be a non-negative integer")
     return term, min(limit, MAX_LIMIT)
 
 

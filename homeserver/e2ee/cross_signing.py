@@ -18,7 +18,7 @@ from homeserver.accounts.uia import PASSWORD, UserInteractiveAuth, check_auth_sh
 from homeserver.clock import Clock
 from homeserver.e2ee.device_lists import DeviceListService
 from homeserver.e2ee.signing import ED25519, has_valid_signature, without_signatures
-from homeserver.errors import MatrixError, bad_json, invalid_param
+from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param
 from homeserver.identifiers import parse_user_id
 from storage.stores.accounts import AccountStore
 from storage.stores.e2ee import E2eeKeyStore, SignatureRow
@@ -119,8 +119,7 @@ class CrossSigningService:
             if key_type == "master" or key_type not in parsed:
                 continue
             if master is None:
-                raise MatrixError(400, "M_MISSING_PARAM",
-                                  f"{field}: no master key to verify it; upload master_key first or with it")
+                raise missing_param(f"{field}: no master key to verify it; upload master_key first or with it")
             if not has_valid_signature(parsed[key_type].key, user_id, master.key_id, master.public_key):
                 raise MatrixError(400, "M_INVALID_SIGNATURE",
                                   f"{field}.signatures: must be signed by the master key {master.key_id}")

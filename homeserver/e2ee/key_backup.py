@@ -119,12 +119,12 @@ class KeyBackupService:
         assert version is not None
         algorithm, auth_data = parse_version_body(body)
         if "version" in body and body["version"] != version_text:
-            raise MatrixError(400, "M_INVALID_PARAM", "version: does not match the version in the path")
+            raise invalid_param("version: does not match the version in the path")
         found = await self._store.get_version(user_id, version)
         if found is None:
             raise not_found(f"version: no backup {version}")
         if algorithm != found.algorithm:
-            raise MatrixError(400, "M_INVALID_PARAM", "algorithm: cannot change the algorithm of a backup")
+            raise invalid_param("algorithm: cannot change the algorithm of a backup")
         await self._store.update_auth_data(user_id, version, auth_data)
 
     async def delete_version(self, user_id: str, version_text: str) -> None:

@@ -16,7 +16,7 @@ from homeserver.accounts.auth import Requester
 from homeserver.clock import Clock
 from homeserver.e2ee.device_lists import SIGNED_CURVE25519, DeviceListService
 from homeserver.e2ee.signing import ED25519, has_valid_signature, merge_signatures
-from homeserver.errors import MatrixError, bad_json, invalid_param
+from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param
 from homeserver.identifiers import parse_user_id
 from homeserver.streams.bus import StreamBus
 from homeserver.streams.tokens import parse_sync_token
@@ -253,9 +253,9 @@ class KeysService:
     async def changes(self, requester: Requester, from_text: str | None, to_text: str | None) -> dict[str, Any]:
         """/keys/changes: users whose device lists changed between two sync tokens."""
         if from_text is None:
-            raise MatrixError(400, "M_MISSING_PARAM", "from: required")
+            raise missing_param("from: required")
         if to_text is None:
-            raise MatrixError(400, "M_MISSING_PARAM", "to: required")
+            raise missing_param("to: required")
         start = parse_sync_token(from_text, "from").get("device_lists")
         end = parse_sync_token(to_text, "to").get("device_lists")
         end = min(end, await self._device_lists.current_position())

@@ -23,7 +23,7 @@ from typing import Any
 
 from homeserver.accounts.auth import Requester
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import bad_json, forbidden, invalid_param
 from homeserver.identifiers import parse_user_id
 from homeserver.streams.bus import StreamBus
 from homeserver.streams.notifier import Notifier
@@ -110,12 +110,12 @@ def presence_content(row: PresenceRow, now: int) -> dict[str, Any]:
 def parse_presence_body(body: Mapping[str, Any]) -> tuple[str, str | None]:
     state = body.get("presence")
     if state not in STATES:
-        raise MatrixError(400, "M_INVALID_PARAM", f"presence: must be one of {', '.join(STATES)}")
+        raise invalid_param(f"presence: must be one of {', '.join(STATES)}")
     status_msg = body.get("status_msg")
     if status_msg is not None and not isinstance(status_msg, str):
-        raise MatrixError(400, "M_BAD_JSON", "status_msg: must be a string")
+        raise bad_json("status_msg: must be a string")
     if status_msg is not None and len(status_msg) > MAX_STATUS_MSG:
-        raise MatrixError(400, "M_INVALID_PARAM", f"status_msg: at most {MAX_STATUS_MSG} characters")
+        raise invalid_param(f"status_msg: at most {MAX_STATUS_MSG} characters")
     return state, status_msg
 
 
@@ -200,7 +200,7 @@ class PresenceService:
         """A user's presence, for themselves or users sharing a room with them."""
         parse_user_id(user_id, "userId")
         if user_id != requester.user_id and not await self._store.shares_room(requester.user_id, user_id):
-            raise MatrixError(403, "M_FORBIDDEN", "You are not allowed to see their presence")
+            raise forbidden("You are not allowed to see their presence")
         if not self.enabled:
             return {"presence": OFFLINE}
         now = self._clock.time_ms()
@@ -210,7 +210,7 @@ class PresenceService:
         """Set the requester's own presence and status message."""
         parse_user_id(user_id, "userId")
         if user_id != requester.user_id:
-            raise MatrixError(403, "M_FORBIDDEN", "You can only set your own presence")
+            raise forbidden("You can only set your own presence")
         state, status_msg = parse_presence_body(body)
         if not self.enabled:
             return

@@ -23,7 +23,7 @@ from typing import Any
 
 from homeserver.accounts.account_data import AccountDataService
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError, invalid_param, not_found
+from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.events.event import Event
 from homeserver.identifiers import is_valid_event_id
 from homeserver.rooms.reading import RoomReader
@@ -149,7 +149,7 @@ class ReceiptService:
         if membership != "join":
             if await self._events.get_room_version_id(room_id) is None:
                 raise not_found(f"Unknown room {room_id}")
-            raise MatrixError(403, "M_FORBIDDEN", f"You are not joined to {room_id}")
+            raise forbidden(f"You are not joined to {room_id}")
         event = await self._events.get_event(event_id)
         if (event is None or event.room_id != room_id or event.rejected_reason is not None
                 or event.internal_metadata.get("outlier")):

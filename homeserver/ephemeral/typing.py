@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, missing_param
+from homeserver.errors import bad_json, forbidden, invalid_param, missing_param
 from homeserver.identifiers import parse_user_id
 from homeserver.streams.bus import StreamBus
 from homeserver.streams.notifier import Notifier
@@ -79,7 +79,7 @@ class TypingService:
             raise forbidden("userId: cannot set the typing state of another user")
         membership, _ = await self._events.get_membership(room_id, user_id)
         if membership != "join":
-            raise MatrixError(403, "M_FORBIDDEN", f"You are not joined to {room_id}")
+            raise forbidden(f"You are not joined to {room_id}")
         if typing:
             self._start(room_id, user_id, timeout_ms)
         else:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiohttp import web
 
 from homeserver.accounts.auth import AuthService, Requester
-from homeserver.errors import MatrixError
+from homeserver.errors import forbidden, invalid_param
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import query_int
 
@@ -25,7 +25,7 @@ class AdminAuthenticator:
     async def __call__(self, request: web.Request) -> Requester:
         requester = await self._authenticate(request)
         if not await self._auth.is_server_admin(requester.user_id):
-            raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")
+            raise forbidden("You are not a server admin")
         return requester
 
 
@@ -46,14 +46,14 @@ def direction(request: web.Request) -> bool:
     """`dir`: `f` (default) or `b`; True when backwards."""
     value = request.query.get("dir", "f")
     if value not in ("f", "b"):
-        raise MatrixError(400, "M_INVALID_PARAM", "Query parameter 'dir' must be one of ['f', 'b']")
+        raise invalid_param("Query parameter 'dir' must be one of ['f', 'b']")
     return value == "b"
 
 
 def choice(request: web.Request, name: str, allowed: Sequence[str], default: str) -> str:
     value = request.query.get(name, default)
     if value not in allowed:
-        raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter {name!r} must be one of {sorted(allowed)}")
+        raise invalid_param(f"Query parameter {name!r} must be one of {sorted(allowed)}")
     return value
 
 
@@ -65,4 +65,4 @@ def optional_query_bool(request: web.Request, name: str) -> bool | None:
         return True
     if text == "false":
         return False
-    raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter {name!r} must be 'true' or 'false'")
+    raise invalid_param(f"Query parameter {name!r} must be 'true' or 'false'")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.admin.media import AdminMediaService
-from homeserver.errors import MatrixError
+from homeserver.errors import missing_param
 from homeserver.http.admin_common import AdminAuthenticator, add_admin_route, choice, direction, paging
 from homeserver.http.request import json_response, query_bool, query_int
 from storage.stores.admin import MEDIA_STATISTICS_ORDER_COLUMNS
@@ -41,7 +41,7 @@ class AdminMediaHandlers:
         await self._admin(request)
         before_ts = query_int(request, "before_ts", minimum=0)
         if before_ts is None:
-            raise MatrixError(400, "M_MISSING_PARAM", "Missing integer query parameter 'before_ts'")
+            raise missing_param("Missing integer query parameter 'before_ts'")
         size_gt = query_int(request, "size_gt", 0, minimum=0)
         return json_response(await self._media.delete_old(
             request.match_info.get("serverName"), before_ts, size_gt or 0, query_bool(request, "keep_profiles", True)))
@@ -50,7 +50,7 @@ class AdminMediaHandlers:
         await self._admin(request)
         before_ts = query_int(request, "before_ts", minimum=0)
         if before_ts is None:
-            raise MatrixError(400, "M_MISSING_PARAM", "Missing integer query parameter 'before_ts'")
+            raise missing_param("Missing integer query parameter 'before_ts'")
         return json_response(await self._media.purge_remote_cache(before_ts))
 
     async def room_media(self, request: web.Request) -> web.Response:

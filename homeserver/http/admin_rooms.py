@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.admin.rooms import ROOM_ORDERS, AdminRoomService
-from homeserver.errors import MatrixError
+from homeserver.errors import missing_param
 from homeserver.http.admin_common import (
     AdminAuthenticator,
     add_admin_route,
@@ -76,7 +76,7 @@ class AdminRoomHandlers:
         await self._admin(request)
         ts = query_int(request, "ts", minimum=0)
         if ts is None:
-            raise MatrixError(400, "M_MISSING_PARAM", "Missing integer query parameter 'ts'")
+            raise missing_param("Missing integer query parameter 'ts'")
         return json_response(await self._rooms.timestamp_to_event(request.match_info["roomId"], ts,
                                                                   forwards=not direction(request)))
 

@@ -7,7 +7,7 @@ from aiohttp import web
 from homeserver.admin.server import AdminServerService
 from homeserver.admin.server_notices import ServerNoticeService
 from homeserver.admin.tasks import AdminTaskRunner
-from homeserver.errors import MatrixError
+from homeserver.errors import invalid_param
 from homeserver.http.admin_common import (
     AdminAuthenticator,
     add_admin_route,
@@ -64,7 +64,7 @@ class AdminServerHandlers:
         offset, limit = paging(request)
         backwards = request.query.get("dir", "b")
         if backwards not in ("f", "b"):
-            raise MatrixError(400, "M_INVALID_PARAM", "Query parameter 'dir' must be one of ['f', 'b']")
+            raise invalid_param("Query parameter 'dir' must be one of ['f', 'b']")
         return json_response(await self._server.list_event_reports(
             offset=offset, limit=limit, backwards=backwards == "b", room_id=request.query.get("room_id"),
             user_id=request.query.get("user_id"), event_sender=request.query.get("event_sender_user_id")))
@@ -83,7 +83,7 @@ class AdminServerHandlers:
         offset, limit = paging(request)
         backwards = request.query.get("dir", "b")
         if backwards not in ("f", "b"):
-            raise MatrixError(400, "M_INVALID_PARAM", "Query parameter 'dir' must be one of ['f', 'b']")
+            raise invalid_param("Query parameter 'dir' must be one of ['f', 'b']")
         return json_response(await self._server.list_user_reports(
             offset=offset, limit=limit, backwards=backwards == "b", user_id=request.query.get("user_id"),
             target_user_id=request.query.get("target_user_id")))

@@ -8,7 +8,7 @@ from homeserver.accounts.whois import WhoisService
 from homeserver.admin.login_audit import LoginAuditService
 from homeserver.admin.redact import UserRedactionService
 from homeserver.admin.users import AdminUserService
-from homeserver.errors import MatrixError
+from homeserver.errors import missing_param
 from homeserver.http.admin_common import (
     AdminAuthenticator,
     add_admin_route,
@@ -25,7 +25,7 @@ from storage.stores.admin import USER_ORDER_COLUMNS, UserFilter
 def _required_ts(request: web.Request) -> int:
     value = query_int(request, "from_ts", minimum=0)
     if value is None:
-        raise MatrixError(400, "M_MISSING_PARAM", "Missing integer query parameter 'from_ts'")
+        raise missing_param("Missing integer query parameter 'from_ts'")
     return value
 
 

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong, PayloadEncodingError
 
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, bad_json, invalid_param
 from homeserver.http.metrics import HttpMetrics
 from homeserver.http.request import MAX_BODY_KEY, X_FORWARDED_KEY, client_ip, json_response
 
@@ -78,10 +78,10 @@ def _refuse_nul_in_url(request: web.Request) -> None:
     """U+0000 in a path part or query parameter is refused, as in JSON bodies."""
     for name, value in request.match_info.items():
         if "\x00" in value:
-            raise MatrixError(400, "M_INVALID_PARAM", f"{name}: must not contain U+0000")
+            raise invalid_param(f"{name}: must not contain U+0000")
     for name, value in request.query.items():
         if "\x00" in value or "\x00" in name:
-            raise MatrixError(400, "M_INVALID_PARAM", f"{name!r}: query parameters must not contain U+0000")
+            raise invalid_param(f"{name!r}: query parameters must not contain U+0000")
 
 
 def make_middleware(metrics: HttpMetrics | None, cors: bool) -> Callable:
@@ -146,7 +146,7 @@ def _parser_error(exc: HttpProcessingError) -> MatrixError:
     if isinstance(exc, BadHttpMethod):
         return MatrixError(400, "M_UNRECOGNIZED", "Unrecognized HTTP method")
     if isinstance(exc, PayloadEncodingError):
-        return MatrixError(400, "M_BAD_JSON", f"The request body could not be read: {reason}")
+        return bad_json(f"The request body could not be read: {reason}")
     return MatrixError(400, "M_UNRECOGNIZED", f"Malformed HTTP request: {reason}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.errors import MatrixError
+from homeserver.errors import invalid_param, missing_param
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import json_response, query_int
 from homeserver.http.routing import add_client_route
@@ -18,16 +18,16 @@ CLIENT_V1 = ("/_matrix/client/v1", "/_matrix/client/unstable/org.matrix.msc3030"
 def room_id_param(request: web.Request) -> str:
     room_id = request.match_info["roomId"]
     if not is_valid_room_id(room_id):
-        raise MatrixError(400, "M_INVALID_PARAM", f"roomId: {room_id!r} is not a room ID")
+        raise invalid_param(f"roomId: {room_id!r} is not a room ID")
     return room_id
 
 
 def direction_param(request: web.Request, default: str | None = None) -> str:
     direction = request.query.get("dir", default)
     if direction is None:
-        raise MatrixError(400, "M_MISSING_PARAM", "dir: required, 'b' or 'f'")
+        raise missing_param("dir: required, 'b' or 'f'")
     if direction not in ("b", "f"):
-        raise MatrixError(400, "M_INVALID_PARAM", "dir: must be 'b' or 'f'")
+        raise invalid_param("dir: must be 'b' or 'f'")
     return direction
 
 
@@ -63,7 +63,7 @@ class HistoryHandlers:
         room_id = room_id_param(request)
         ts = query_int(request, "ts")
         if ts is None:
-            raise MatrixError(400, "M_MISSING_PARAM", "ts: required")
+            raise missing_param("ts: required")
         direction = direction_param(request)
         return json_response(await self._history.timestamp_to_event(requester, room_id, ts, direction))
 

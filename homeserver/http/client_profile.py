@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.accounts.profiles import DISPLAYNAME, ProfileService
-from homeserver.errors import MatrixError
+from homeserver.errors import missing_param
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import access_token, json_object, json_response
 from homeserver.http.routing import add_client_route
@@ -44,7 +44,7 @@ class ProfileHandlers:
         requester = await self._authenticate(request, allow_guest=key == DISPLAYNAME)
         body = await json_object(request)
         if key not in body:
-            raise MatrixError(400, "M_MISSING_PARAM", f"{key}: missing from the request body")
+            raise missing_param(f"{key}: missing from the request body")
         await self._profiles.set_field(requester.user_id, request.match_info["user_id"], key, body[key])
         return json_response({})
 

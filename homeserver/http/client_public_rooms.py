@@ -14,7 +14,7 @@ from homeserver.directory.public_rooms import (
     parse_public_rooms_body,
     parse_since,
 )
-from homeserver.errors import MatrixError
+from homeserver.errors import bad_json
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import json_object, json_response, query_bool, query_int
 from homeserver.http.routing import add_client_route
@@ -63,7 +63,7 @@ class PublicRoomHandlers:
         if self._directory.is_other_server(server):
             parse_public_rooms_body({**body, "since": None})  # the fields' shapes; `since` is the other server's
             if body.get("since") is not None and not isinstance(body["since"], str):
-                raise MatrixError(400, "M_BAD_JSON", "since: must be a string")
+                raise bad_json("since: must be a string")
             return json_response(await self._directory.remote_public_rooms(server, body=body))
         query = parse_public_rooms_body(body)
         return json_response(await self._directory.public_rooms(query, request.query.get("server")))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.errors import MatrixError
+from homeserver.errors import invalid_param
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.client_history import direction_param, room_id_param
 from homeserver.http.request import json_response, query_bool, query_int
@@ -42,7 +42,7 @@ class RelationHandlers:
         room_id = room_id_param(request)
         include = request.query.get("include", "all")
         if include not in ("all", "participated"):
-            raise MatrixError(400, "M_INVALID_PARAM", "include: must be 'all' or 'participated'")
+            raise invalid_param("include: must be 'all' or 'participated'")
         limit = query_int(request, "limit", DEFAULT_THREADS_LIMIT, minimum=1, maximum=MAX_LIMIT)
         body = await self._relations.get_threads(requester, room_id, include=include,
                                                  from_token=request.query.get("from") or None, limit=limit)

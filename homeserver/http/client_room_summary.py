@@ -6,7 +6,7 @@ from aiohttp import web
 
 from homeserver.directory.aliases import AliasService
 from homeserver.directory.hierarchy import SpaceHierarchyService
-from homeserver.errors import MatrixError
+from homeserver.errors import invalid_param, missing_param
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import access_token, json_response
 from homeserver.rooms.reading import RoomReader
@@ -31,19 +31,19 @@ class RoomSummaryHandlers:
         elif target.startswith("!"):
             room_id = target
         else:
-            raise MatrixError(400, "M_INVALID_PARAM", f"roomIdOrAlias: {target!r} is neither a room ID nor an alias")
+            raise invalid_param(f"roomIdOrAlias: {target!r} is neither a room ID nor an alias")
         return json_response(await self._hierarchy.summary(user_id, room_id))
 
     async def mutual_rooms(self, request: web.Request) -> web.Response:
         requester = await self._authenticate(request)
         user_ids = request.query.getall("user_id", [])
         if not user_ids:
-            raise MatrixError(400, "M_MISSING_PARAM", "user_id: required")
+            raise missing_param("user_id: required")
         if len(user_ids) > 1:
-            raise MatrixError(400, "M_INVALID_PARAM", "user_id: give exactly one")
+            raise invalid_param("user_id: give exactly one")
         from_tokens = request.query.getall("from", [])
         if len(from_tokens) > 1:
-            raise MatrixError(400, "M_INVALID_PARAM", "from: give at most one")
+            raise invalid_param("from: give at most one")
         return json_response(await self._reader.mutual_rooms(requester, user_ids[0],
                                                              from_tokens[0] if from_tokens else None))
 

@@ -13,7 +13,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from homeserver.accounts.auth import Requester
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import json_object, json_response
 from homeserver.http.routing import add_client_route
@@ -38,14 +38,14 @@ RECENT_TXNS = 10_000  # transaction IDs remembered so that retries are not rate 
 def _room_id(request: web.Request) -> str:
     room_id = request.match_info["roomId"]
     if not is_valid_room_id(room_id):
-        raise MatrixError(400, "M_INVALID_PARAM", f"roomId: {room_id!r} is not a room ID")
+        raise invalid_param(f"roomId: {room_id!r} is not a room ID")
     return room_id
 
 
 def _txn_id(request: web.Request) -> str:
     txn_id = request.match_info["txnId"]
     if not txn_id or len(txn_id) > MAX_TXN_ID_LENGTH:
-        raise MatrixError(400, "M_INVALID_PARAM", "txnId: must be 1-255 characters")
+        raise invalid_param("txnId: must be 1-255 characters")
     return txn_id
 
 
@@ -57,9 +57,9 @@ def _massaged_ts(request: web.Request, requester: Requester) -> int | None:
     try:
         ts = int(text)
     except ValueError:
-        raise MatrixError(400, "M_INVALID_PARAM", "ts: must be an integer (milliseconds since the epoch)") from None
+        raise invalid_param("ts: must be an integer (milliseconds since the epoch)") from None
     if ts < 0:
-        raise MatrixError(400, "M_INVALID_PARAM", "ts: must not be negative")
+        raise invalid_param("ts: must not be negative")
     return ts
 
 
@@ -149,7 +149,7 @@ class RoomHandlers:
                 if not self._shadow_banned(requester):
                     await self._third_party.invite(requester.user_id, _room_id(request), body)
                 return json_response({})
-            raise MatrixError(400, "M_MISSING_PARAM", "user_id: required")
+            raise missing_param("user_id: required")
         if self._shadow_banned(requester):
             return json_response({})
         await self._membership.invite(requester.user_id, _room_id(request), body["user_id"], body.get("reason"))
@@ -170,7 +170,7 @@ class RoomHandlers:
         requester = await self._authenticate(request)
         body = await json_object(request, allow_empty=True)
         if "user_id" not in body:
-            raise MatrixError(400, "M_MISSING_PARAM", "user_id: required")
+            raise missing_param("user_id: required")
         await action(requester.user_id, _room_id(request), body["user_id"], body.get("reason"))
         return json_response({})
 
@@ -232,7 +232,7 @@ class RoomHandlers:
         if event_type == "m.room.member":
             membership = content.get("membership")
             if membership not in ("join", "invite", "leave", "ban", "knock"):
-                raise MatrixError(400, "M_BAD_JSON", "membership: must be one of join, invite, leave, ban, knock")
+                raise bad_json("membership: must be one of join, invite, leave, ban, knock")
         self._ratelimiter.check("message", requester.user_id)
         if self._shadow_banned(requester) and _dropped_for_shadow_ban(requester.user_id, event_type, state_key,
                                                                       content):

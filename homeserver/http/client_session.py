@@ -10,7 +10,7 @@ from aiohttp import web
 from homeserver.accounts.login import LoginService
 from homeserver.accounts.registration import RegistrationService
 from homeserver.accounts.sessions import SessionService
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, missing_param
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import access_token, client_ip, json_object, json_response
 from homeserver.http.routing import add_client_route
@@ -61,7 +61,7 @@ class SessionHandlers:
     async def register_available(self, request: web.Request) -> web.Response:
         username = request.query.get("username")
         if not username:
-            raise MatrixError(400, "M_MISSING_PARAM", "username: query parameter is required")
+            raise missing_param("username: query parameter is required")
         self._ratelimiter.check("registration_checks", client_ip(request))
         await self._registration.check_username_available(username.lower())
         return json_response({"available": True})
@@ -69,7 +69,7 @@ class SessionHandlers:
     async def registration_token_validity(self, request: web.Request) -> web.Response:
         token = request.query.get("token")
         if token is None:
-            raise MatrixError(400, "M_MISSING_PARAM", "token: query parameter is required")
+            raise missing_param("token: query parameter is required")
         self._ratelimiter.check("registration_checks", client_ip(request))
         return json_response({"valid": await self._registration.registration_token_valid(token)})
 
@@ -90,7 +90,7 @@ class SessionHandlers:
         body = await json_object(request)
         token = body.get("refresh_token")
         if not isinstance(token, str):
-            raise MatrixError(400, "M_MISSING_PARAM", "refresh_token: must be a string")
+            raise missing_param("refresh_token: must be a string")
         return json_response(await self._sessions.refresh(token))
 
     async def logout(self, request: web.Request) -> web.Response:

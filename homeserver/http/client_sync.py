@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.errors import MatrixError
+from homeserver.errors import invalid_param
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import json_response, query_bool, query_int
 from homeserver.http.routing import add_client_route
@@ -27,8 +27,7 @@ class SyncHandlers:
         since = parse_sync_token(since_text, "since") if since_text else None
         set_presence = query.get("set_presence", "online")
         if set_presence not in PRESENCE_STATES:
-            raise MatrixError(400, "M_INVALID_PARAM",
-                              f"set_presence: must be one of {', '.join(PRESENCE_STATES)}")
+            raise invalid_param(f"set_presence: must be one of {', '.join(PRESENCE_STATES)}")
         # Unknown parameters (Element's `_cacheBuster`, `use_state_after` for now) are ignored.
         sync_request = SyncRequest(
             requester=requester,

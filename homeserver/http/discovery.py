@@ -6,7 +6,7 @@ from aiohttp import web
 
 from homeserver import __version__
 from homeserver.config import Config
-from homeserver.errors import MatrixError
+from homeserver.errors import not_found
 from homeserver.http.request import json_response
 
 # The spec versions whose client-server features this server implements. Element needs
@@ -45,7 +45,7 @@ class DiscoveryHandlers:
 
     async def wellknown_server(self, request: web.Request) -> web.Response:
         if not self._config.serve_server_wellknown:
-            raise MatrixError(404, "M_NOT_FOUND", "This server does not publish /.well-known/matrix/server")
+            raise not_found("This server does not publish /.well-known/matrix/server")
         delegated = self._config.public_baseurl.split("://", 1)[1].rstrip("/")
         if ":" not in delegated.rsplit("]", 1)[-1]:
             delegated += ":443"
@@ -59,7 +59,7 @@ class DiscoveryHandlers:
         if support.get("support_page"):
             body["support_page"] = support["support_page"]
         if not body:
-            raise MatrixError(404, "M_NOT_FOUND", "This server publishes no support information")
+            raise not_found("This server publishes no support information")
         return json_response(body)
 
     async def health(self, request: web.Request) -> web.Response:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from homeserver.errors import MatrixError
+from homeserver.errors import missing_param
 from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import json_response, query_bool, query_int
 from homeserver.media.service import MediaFile, MediaService
@@ -98,7 +98,7 @@ class MediaHandlers:
         await self._authenticate(request)
         url = request.query.get("url")
         if not url:
-            raise MatrixError(400, "M_MISSING_PARAM", "url: the query parameter is required")
+            raise missing_param("url: the query parameter is required")
         query_int(request, "ts", minimum=0)  # validated; previews are always of the page as it is now
         return json_response(await self._media.preview_url(url))
 
@@ -128,7 +128,7 @@ class MediaHandlers:
 
 def _required_int(request: web.Request, name: str) -> int:
     if name not in request.query:
-        raise MatrixError(400, "M_MISSING_PARAM", f"{name}: the query parameter is required")
+        raise missing_param(f"{name}: the query parameter is required")
     value = query_int(request, name, minimum=0)
     assert value is not None
     return value

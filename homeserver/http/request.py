@@ -8,7 +8,7 @@ from aiohttp import web
 
 from homeserver import jsonutil
 from homeserver.client_input import MIN_SAFE_INT, check_json_value, parse_int_text
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, bad_json, invalid_param
 
 # Set by the app on each request: the listener's configured body limit.
 MAX_BODY_KEY = web.AppKey("max_body_size", int)
@@ -43,7 +43,7 @@ async def json_object(request: web.Request, *, allow_empty: bool = False) -> dic
     """A JSON object from the body: `M_NOT_JSON` if unparsable, `M_BAD_JSON` if not an object."""
     value = await json_body(request, allow_empty=allow_empty)
     if not isinstance(value, dict):
-        raise MatrixError(400, "M_BAD_JSON", "Content must be a JSON object")
+        raise bad_json("Content must be a JSON object")
     return value
 
 
@@ -96,7 +96,7 @@ def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
         return True
     if text in ("false", "0"):
         return False
-    raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter {name!r} must be true or false")
+    raise invalid_param(f"Query parameter {name!r} must be true or false")
 
 
 def client_ip(request: web.Request) -> str:

@@ -6,7 +6,7 @@ import re
 import secrets
 import string
 
-from homeserver.errors import MatrixError
+from homeserver.errors import invalid_param, not_found
 from homeserver.identifiers import is_valid_server_name
 
 # The spec allows only these characters, which also keeps IDs safe as path components.
@@ -31,6 +31,6 @@ def mxc_uri(server_name: str, media_id: str) -> str:
 def check_media_address(server_name: str, media_id: str) -> None:
     """Refuse a malformed server name (400) or media ID (404, as no such media can exist)."""
     if not is_valid_server_name(server_name):
-        raise MatrixError(400, "M_INVALID_PARAM", f"serverName: {server_name!r} is not a valid server name")
+        raise invalid_param(f"serverName: {server_name!r} is not a valid server name")
     if not is_valid_media_id(media_id):
-        raise MatrixError(404, "M_NOT_FOUND", "mediaId: no media has this ID")
+        raise not_found("mediaId: no media has this ID")

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from homeserver.errors import MatrixError
+from homeserver.errors import not_found
 
 
 @dataclass
@@ -33,4 +33,4 @@ class NoRemoteMedia:
     """The fetcher until federation exists: every remote media ID is unknown."""
 
     async def fetch(self, server_name: str, media_id: str, *, max_size: int, timeout_ms: int) -> RemoteMedia:
-        raise MatrixError(404, "M_NOT_FOUND", "remote media not available")
+        raise not_found("remote media not available")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.media import thumbnails
 from homeserver.media.filestore import MediaFileStore, StoredContent, too_large
 from homeserver.media.ids import check_media_address, mxc_uri, new_media_id
@@ -152,12 +152,12 @@ class MediaService:
         """Fill a reserved ID with content (PUT /media/v3/upload/{serverName}/{mediaId})."""
         check_media_address(server_name, media_id)
         if server_name != self._server_name:
-            raise MatrixError(404, "M_NOT_FOUND", "mediaId: unknown media ID")
+            raise not_found("mediaId: unknown media ID")
         row = await self._store.get_local_media(media_id)
         if row is None or (row["content_hash"] is None and row["unused_expires_ts"] <= self._clock.time_ms()):
-            raise MatrixError(404, "M_NOT_FOUND", "mediaId: unknown media ID")
+            raise not_found("mediaId: unknown media ID")
         if row["user_id"] != user_id:
-            raise MatrixError(403, "M_FORBIDDEN", "mediaId: this media ID was reserved by another user")
+            raise forbidden("mediaId: this media ID was reserved by another user")
         if row["content_hash"] is not None:
             raise MatrixError(409, "M_CANNOT_OVERWRITE_MEDIA", "mediaId: this media ID already has content")
         self._check_upload_start(user_id, content_length, counted=True)
@@ -186,7 +186,7 @@ class MediaService:
                       unauthenticated: bool) -> _Located:
         check_media_address(server_name, media_id)
         if unauthenticated and not self.unauthenticated_enabled:
-            raise MatrixError(404, "M_NOT_FOUND", "Not found: use the authenticated /_matrix/client/v1/media API")
+            raise not_found("Not found: use the authenticated /_matrix/client/v1/media API")
         if server_name == self._server_name:
             row = await self._local_row(media_id, timeout_ms)
             added_ts = row["created_ts"]
@@ -194,19 +194,19 @@ class MediaService:
             row = await self._remote_row(server_name, media_id, allow_remote, timeout_ms)
             added_ts = row["cached_ts"]
         if row["quarantined_by"] is not None:
-            raise MatrixError(404, "M_NOT_FOUND", "mediaId: no media has this ID")
+            raise not_found("mediaId: no media has this ID")
         if unauthenticated and self._freeze_ms is not None and added_ts >= self._freeze_ms:
-            raise MatrixError(404, "M_NOT_FOUND", "Not found: use the authenticated /_matrix/client/v1/media API")
+            raise not_found("Not found: use the authenticated /_matrix/client/v1/media API")
         return _Located(row["content_hash"], row["content_type"], row["upload_name"], row["media_length"])
 
     async def _local_row(self, media_id: str, timeout_ms: int | None) -> dict[str, Any]:
         row = await self._store.get_local_media(media_id)
         if row is None:
-            raise MatrixError(404, "M_NOT_FOUND", "mediaId: no media has this ID")
+            raise not_found("mediaId: no media has this ID")
         if row["content_hash"] is not None:
             return row
         if row["unused_expires_ts"] <= self._clock.time_ms():
-            raise MatrixError(404, "M_NOT_FOUND", "mediaId: no media has this ID")
+            raise not_found("mediaId: no media has this ID")
         wait_ms = min(DEFAULT_WAIT_MS if timeout_ms is None else timeout_ms, MAX_WAIT_MS)
         event = self._uploaded_events.setdefault(media_id, asyncio.Event())
         try:
@@ -215,7 +215,7 @@ class MediaService:
             pass
         row = await self._store.get_local_media(media_id)
         if row is None:
-            raise MatrixError(404, "M_NOT_FOUND", "mediaId: no media has this ID")
+            raise not_found("mediaId: no media has this ID")
         if row["content_hash"] is None:
             raise MatrixError(504, "M_NOT_YET_UPLOADED", "mediaId: the content has not been uploaded yet")
         return row
@@ -226,7 +226,7 @@ class MediaService:
         if row is not None:
             return row
         if not allow_remote:
-            raise MatrixError(404, "M_NOT_FOUND", "mediaId: remote media is not cached and allow_remote is false")
+            raise not_found("mediaId: remote media is not cached and allow_remote is false")
         remote = await self._remote.fetch(server_name, media_id, max_size=self.max_upload_size,
                                           timeout_ms=min(timeout_ms or DEFAULT_WAIT_MS, MAX_WAIT_MS))
         try:
@@ -250,7 +250,7 @@ class MediaService:
                             unauthenticated: bool = False) -> MediaFile:
         """A thumbnail of at least width x height where the image allows, generated once and cached."""
         if method not in thumbnails.METHODS:
-            raise MatrixError(400, "M_INVALID_PARAM", "method: must be 'crop' or 'scale'")
+            raise invalid_param("method: must be 'crop' or 'scale'")
         located = await self._locate(server_name, media_id, allow_remote=allow_remote, timeout_ms=timeout_ms,
                                      unauthenticated=unauthenticated)
         source_type = (located.content_type or "").split(";", 1)[0].strip().lower()

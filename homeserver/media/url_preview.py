@@ -19,7 +19,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, forbidden, invalid_param
 from homeserver.ip_blocklist import (
     BlockedAddress,
     GuardedResolver,
@@ -54,8 +54,7 @@ async def check_destination(host: str, allowlist: list[IpNetwork]) -> None:
     except UnresolvableHost:
         raise MatrixError(502, "M_UNKNOWN", f"url: could not resolve {host}") from None
     except BlockedAddress:
-        raise MatrixError(403, "M_FORBIDDEN", f"url: {host} resolves to an address previews may not reach"
-                          ) from None
+        raise forbidden(f"url: {host} resolves to an address previews may not reach") from None
 
 
 def check_url(url: str) -> tuple[str, str]:
@@ -64,9 +63,9 @@ def check_url(url: str) -> tuple[str, str]:
         parts = urlsplit(url)
         host = parts.hostname
     except ValueError:
-        raise MatrixError(400, "M_INVALID_PARAM", "url: not a valid URL") from None
+        raise invalid_param("url: not a valid URL") from None
     if parts.scheme not in ("http", "https") or not host:
-        raise MatrixError(400, "M_INVALID_PARAM", "url: must be an absolute http or https URL")
+        raise invalid_param("url: must be an absolute http or https URL")
     return parts.scheme, host
 
 
@@ -163,12 +162,10 @@ class UrlPreviewer:
                             raise MatrixError(502, "M_TOO_LARGE", f"url: larger than {max_bytes} bytes")
                     return FetchedResource(str(response.url), response.headers.get("Content-Type"), bytes(body))
             except BlockedAddress:
-                raise MatrixError(403, "M_FORBIDDEN", f"url: {host} resolves to an address previews may not reach"
-                                  ) from None
+                raise forbidden(f"url: {host} resolves to an address previews may not reach") from None
             except aiohttp.ClientConnectorError as e:
                 if isinstance(e.os_error, BlockedAddress):
-                    raise MatrixError(403, "M_FORBIDDEN",
-                                      f"url: {host} resolves to an address previews may not reach") from None
+                    raise forbidden(f"url: {host} resolves to an address previews may not reach") from None
                 raise MatrixError(502, "M_UNKNOWN", f"url: could not connect to {host}") from None
             except (TimeoutError, aiohttp.ClientError):
                 raise MatrixError(502, "M_UNKNOWN", f"url: fetching {host} failed or timed out") from None

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from homeserver.errors import MatrixError, invalid_param
+from homeserver.errors import invalid_param, not_found
 from homeserver.push.rules import (
     PushRule,
     check_kind,
@@ -141,8 +141,7 @@ class PushRulesService:
         check_kind(kind)
         if is_default_rule(kind, rule_id):
             # 404 like Synapse: there is no user-defined rule of that name to delete.
-            raise MatrixError(404, "M_NOT_FOUND",
-                              f"{rule_id!r} is a server-default rule: it cannot be deleted, only disabled")
+            raise not_found(f"{rule_id!r} is a server-default rule: it cannot be deleted, only disabled")
         position = await self._store.delete_rule(user_id, kind, rule_id)
         if position is None:
             raise rule_not_found(kind, rule_id)

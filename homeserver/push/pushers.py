@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 
 from homeserver.accounts.auth import Requester
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError, bad_json, invalid_param
+from homeserver.errors import bad_json, invalid_param, missing_param
 from homeserver.events.event import Event
 from homeserver.outbound.queue import PermanentDeliveryError
 from homeserver.push.evaluator import outcome_of
@@ -164,7 +164,7 @@ class PusherService:
         """POST /pushers/set: create, update (same app_id and pushkey) or, with `kind: null`, delete."""
         missing = [name for name in ("kind", "app_id", "pushkey") if name not in body]
         if missing:
-            raise MatrixError(400, "M_MISSING_PARAM", f"Missing parameters: {', '.join(missing)}")
+            raise missing_param(f"Missing parameters: {', '.join(missing)}")
         app_id, pushkey, kind = body["app_id"], body["pushkey"], body["kind"]
         if not isinstance(app_id, str) or not app_id:
             raise bad_json("app_id: must be a non-empty string")
@@ -183,7 +183,7 @@ class PusherService:
             raise invalid_param(f"kind: {kind!r} pushers are not supported; use 'http'")
         missing = [name for name in _REQUIRED if name not in body]
         if missing:
-            raise MatrixError(400, "M_MISSING_PARAM", f"Missing parameters: {', '.join(missing)}")
+            raise missing_param(f"Missing parameters: {', '.join(missing)}")
         for name in ("app_display_name", "device_display_name", "lang"):
             if not isinstance(body[name], str):
                 raise bad_json(f"{name}: must be a string")

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from homeserver.errors import MatrixError, bad_json, invalid_param
+from homeserver.errors import MatrixError, bad_json, invalid_param, not_found
 
 # In evaluation order.
 KINDS: tuple[str, ...] = ("override", "content", "room", "sender", "underride")
@@ -370,4 +370,4 @@ def parse_actions(body: Any) -> list[Any]:
 
 
 def rule_not_found(kind: str, rule_id: str) -> MatrixError:
-    return MatrixError(404, "M_NOT_FOUND", f"No push rule {rule_id!r} of kind {kind!r}")
+    return not_found(f"No push rule {rule_id!r} of kind {kind!r}")

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, bad_json, invalid_param
 from homeserver.events.room_versions import RoomVersion
 from homeserver.identifiers import is_valid_user_id
 from homeserver.rooms.sender import RoomEventSender, room_version_or_error
@@ -81,50 +81,50 @@ class RoomCreator:
         room_version = room_version_or_error(body.get("room_version", self._default_room_version))
         visibility = body.get("visibility", "private")
         if not isinstance(visibility, str) or visibility not in ("public", "private"):
-            raise MatrixError(400, "M_INVALID_PARAM", "visibility: must be 'public' or 'private'")
+            raise invalid_param("visibility: must be 'public' or 'private'")
         preset = body.get("preset", "public_chat" if visibility == "public" else "private_chat")
         if not isinstance(preset, str) or preset not in PRESETS:
-            raise MatrixError(400, "M_INVALID_PARAM", f"preset: must be one of {', '.join(PRESETS)}")
+            raise invalid_param(f"preset: must be one of {', '.join(PRESETS)}")
         invitees = body.get("invite", [])
         if not isinstance(invitees, list) or not all(isinstance(u, str) and is_valid_user_id(u) for u in invitees):
-            raise MatrixError(400, "M_INVALID_PARAM", "invite: must be a list of user IDs")
+            raise invalid_param("invite: must be a list of user IDs")
         invite_3pid = body.get("invite_3pid", [])
         if not isinstance(invite_3pid, list) or not all(isinstance(item, dict) for item in invite_3pid):
-            raise MatrixError(400, "M_BAD_JSON", "invite_3pid: must be a list of objects")
+            raise bad_json("invite_3pid: must be a list of objects")
         for i, item in enumerate(invite_3pid):
             for key in ("id_server", "id_access_token", "medium", "address"):
                 if not isinstance(item.get(key), str):
-                    raise MatrixError(400, "M_BAD_JSON", f"invite_3pid[{i}].{key}: required, a string")
+                    raise bad_json(f"invite_3pid[{i}].{key}: required, a string")
         if invite_3pid:
             raise MatrixError(400, "M_THREEPID_DENIED", "invite_3pid: third-party invites are not supported here")
         creation_content = body.get("creation_content", {})
         if not isinstance(creation_content, dict):
-            raise MatrixError(400, "M_BAD_JSON", "creation_content: must be an object")
+            raise bad_json("creation_content: must be an object")
         initial_state = body.get("initial_state", [])
         if not isinstance(initial_state, list):
-            raise MatrixError(400, "M_BAD_JSON", "initial_state: must be a list")
+            raise bad_json("initial_state: must be a list")
         for i, item in enumerate(initial_state):
             if not (isinstance(item, dict) and isinstance(item.get("type"), str)
                     and isinstance(item.get("content"), dict) and isinstance(item.get("state_key", ""), str)):
-                raise MatrixError(400, "M_BAD_JSON", f"initial_state[{i}]: needs a string type and an object content")
+                raise bad_json(f"initial_state[{i}]: needs a string type and an object content")
         overrides = body.get("power_level_content_override")
         if overrides is not None and not isinstance(overrides, dict):
-            raise MatrixError(400, "M_BAD_JSON", "power_level_content_override: must be an object")
+            raise bad_json("power_level_content_override: must be an object")
         for key in ("name", "topic"):
             if key in body and not isinstance(body[key], str):
-                raise MatrixError(400, "M_BAD_JSON", f"{key}: must be a string")
+                raise bad_json(f"{key}: must be a string")
         is_direct = body.get("is_direct", False)
         if not isinstance(is_direct, bool):
-            raise MatrixError(400, "M_BAD_JSON", "is_direct: must be true or false")
+            raise bad_json("is_direct: must be true or false")
 
         alias = None
         alias_name = body.get("room_alias_name")
         if alias_name is not None:
             if not isinstance(alias_name, str) or not alias_name or any(c in alias_name for c in ":# \t\n"):
-                raise MatrixError(400, "M_INVALID_PARAM", "room_alias_name: must be a non-empty localpart")
+                raise invalid_param("room_alias_name: must be a non-empty localpart")
             alias = f"#{alias_name}:{self._server_name}"
             if len(alias.encode()) > 255:
-                raise MatrixError(400, "M_INVALID_PARAM", "room_alias_name: too long")
+                raise invalid_param("room_alias_name: too long")
             for check in self._alias_checks:
                 check(creator, alias)
             if await self._aliases.get_alias(alias) is not None:

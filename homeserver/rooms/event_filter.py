@@ -12,7 +12,7 @@ from typing import Any
 
 from homeserver import jsonutil
 from homeserver.client_input import check_json_value
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, bad_json
 from homeserver.events.filtering import EventFilter, parse_event_filter
 from storage.stores.timeline import EventConditions
 
@@ -23,18 +23,18 @@ _BOOL_FIELDS = ("contains_url", "lazy_load_members", "include_redundant_members"
 def check_room_event_filter(value: Any, field: str = "filter") -> None:
     """400 M_BAD_JSON naming the first field of a RoomEventFilter that has the wrong shape."""
     if not isinstance(value, Mapping):
-        raise MatrixError(400, "M_BAD_JSON", f"{field}: must be a JSON object")
+        raise bad_json(f"{field}: must be a JSON object")
     for name in _LIST_FIELDS:
         items = value.get(name)
         if items is not None and (not isinstance(items, list) or not all(isinstance(i, str) for i in items)):
-            raise MatrixError(400, "M_BAD_JSON", f"{field}.{name}: must be a list of strings")
+            raise bad_json(f"{field}.{name}: must be a list of strings")
     for name in _BOOL_FIELDS:
         flag = value.get(name)
         if flag is not None and not isinstance(flag, bool):
-            raise MatrixError(400, "M_BAD_JSON", f"{field}.{name}: must be true or false")
+            raise bad_json(f"{field}.{name}: must be true or false")
     limit = value.get("limit")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
-        raise MatrixError(400, "M_BAD_JSON", f"{field}.limit: must be a non-negative integer")
+        raise bad_json(f"{field}.limit: must be a non-negative integer")
 
 
 def parse_filter_param(text: str | None, field: str = "filter") -> EventFilter:

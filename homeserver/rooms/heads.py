@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from homeserver.errors import MatrixError
+from homeserver.errors import not_found
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion
 from homeserver.state import EventGraphStore, resolve_state
@@ -82,7 +82,7 @@ class RoomHeads:
             return head
         extremities = sorted(await self._events.get_forward_extremities(room_id))
         if not extremities:
-            raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
+            raise not_found(f"Unknown room {room_id}")
         prev_events = await self._events.get_events(extremities)
         groups = await self._events.get_state_groups_for_events(extremities)
         depth = max(e.depth for e in prev_events.values())

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from homeserver.accounts.auth import Requester
-from homeserver.errors import MatrixError
+from homeserver.errors import forbidden, not_found
 from homeserver.events.event import Event
 from homeserver.events.filtering import EventFilter
 from homeserver.rooms.erasure import ErasedUsers, strip_erased_senders
@@ -154,7 +154,7 @@ class RoomHistory:
         hv_event = await self._events.get_event(hv_id) if hv_id else None
         if hv_event is not None and hv_event.content.get("history_visibility") == WORLD_READABLE:
             return None
-        raise MatrixError(403, "M_FORBIDDEN", f"User {user_id} is not in room {room_id}")
+        raise forbidden(f"User {user_id} is not in room {room_id}")
 
     async def load_visible(self, user_id: str, rows: Sequence[TimelineRow]) -> list[Event]:
         """The events of timeline rows, in row order, that the user may see."""
@@ -229,12 +229,12 @@ class RoomHistory:
         cap = await self.check_can_read(user_id, room_id)
         found = await self._timeline.get_position(event_id)
         if found is None or found[0] != room_id:
-            raise MatrixError(404, "M_NOT_FOUND", "Event not found")
+            raise not_found("Event not found")
         position = found[1]
         event = await self._events.get_event(event_id)
         visible = await self._visibility.filter(user_id, [event]) if event is not None else []
         if not visible:
-            raise MatrixError(404, "M_NOT_FOUND", "Event not found")
+            raise not_found("Event not found")
         event = visible[0]
         limit = max(0, min(limit, MAX_LIMIT))
         conditions = await self._conditions(user_id, event_filter)
@@ -278,4 +278,4 @@ class RoomHistory:
             event = await self._events.get_event(found[0])
             if event is not None and await self._visibility.filter(requester.user_id, [event]):
                 return {"event_id": found[0], "origin_server_ts": found[1]}
-        raise MatrixError(404, "M_NOT_FOUND", f"No event found {'after' if direction == 'f' else 'before'} {ts}")
+        raise not_found(f"No event found {'after' if direction == 'f' else 'before'} {ts}")

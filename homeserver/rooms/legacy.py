@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from homeserver.accounts.auth import Requester
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, not_found
 from homeserver.events.event import Event
 from homeserver.events.filtering import EventFilter
 from homeserver.rooms.history import HistoryVisibilityFilter, RoomHistory
@@ -76,13 +76,13 @@ class LegacyRoomViews:
         """One event the requester may see; 404 alike for unknown and hidden events."""
         event = await self._events.get_event(event_id)
         if event is None or event.rejected_reason is not None:
-            raise MatrixError(404, "M_NOT_FOUND", "Event not found")
+            raise not_found("Event not found")
         try:
             await self._history.check_can_read(requester.user_id, event.room_id)
         except MatrixError:
-            raise MatrixError(404, "M_NOT_FOUND", "Event not found") from None
+            raise not_found("Event not found") from None
         if not await self._visibility.filter(requester.user_id, [event]):
-            raise MatrixError(404, "M_NOT_FOUND", "Event not found")
+            raise not_found("Event not found")
         return await self._serializer.serialize_one(event, requester)
 
     # --- GET /events ---------------------------------------------------------------------
@@ -165,7 +165,7 @@ class LegacyRoomViews:
             membership = None  # invited, knocking or never there: only a world-readable peek
         if membership is None:
             if await self._events.get_room_version_id(room_id) is None:
-                raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
+                raise not_found(f"Unknown room {room_id}")
             await self._history.check_can_read(user_id, room_id)  # 403 unless world-readable
         now = await self._current_token()
         result = await self._room_snapshot(requester, room_id, membership, member_event_id, now, limit)

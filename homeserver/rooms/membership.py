@@ -6,7 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.events.event import Event
 from homeserver.identifiers import is_valid_room_id, is_valid_user_id, parse_server_name, split_id
 from homeserver.rooms.creation import ProfileLookup
@@ -83,7 +83,7 @@ class MembershipService:
             try:
                 _, server = split_id(room_id_or_alias, "#")
             except ValueError:
-                raise MatrixError(400, "M_INVALID_PARAM", f"{room_id_or_alias!r} is not a valid alias") from None
+                raise invalid_param(f"{room_id_or_alias!r} is not a valid alias") from None
             if server != self._server_name:
                 return await self._remote.resolve_alias(room_id_or_alias)
         return await self._resolve_local(room_id_or_alias), []
@@ -97,14 +97,13 @@ class MembershipService:
                 try:
                     _, server = split_id(room_id_or_alias, "#")
                 except ValueError:
-                    raise MatrixError(400, "M_INVALID_PARAM", f"{room_id_or_alias!r} is not a valid alias") from None
+                    raise invalid_param(f"{room_id_or_alias!r} is not a valid alias") from None
                 if server != self._server_name:
-                    raise MatrixError(404, "M_NOT_FOUND",
-                                      f"Room alias {room_id_or_alias} not found: federation is disabled")
-                raise MatrixError(404, "M_NOT_FOUND", f"Room alias {room_id_or_alias} not found")
+                    raise not_found(f"Room alias {room_id_or_alias} not found: federation is disabled")
+                raise not_found(f"Room alias {room_id_or_alias} not found")
             return found["room_id"]
         if not room_id_or_alias.startswith("!"):
-            raise MatrixError(400, "M_INVALID_PARAM", f"{room_id_or_alias!r} is neither a room ID nor an alias")
+            raise invalid_param(f"{room_id_or_alias!r} is neither a room ID nor an alias")
         return room_id_or_alias
 
     async def _content(self, user_id: str, membership: str, reason: Any, extra: dict[str, Any] | None = None,
@@ -118,7 +117,7 @@ class MembershipService:
                         content[key] = profile[key]
         if reason is not None:
             if not isinstance(reason, str) or len(reason) > MAX_REASON_LENGTH:
-                raise MatrixError(400, "M_BAD_JSON", f"reason: must be a string of at most {MAX_REASON_LENGTH} characters")
+                raise bad_json(f"reason: must be a string of at most {MAX_REASON_LENGTH} characters")
             content["reason"] = reason
         if extra:
             content.update(extra)
@@ -126,7 +125,7 @@ class MembershipService:
 
     async def _require_room(self, room_id: str) -> None:
         if await self._events.get_room_version_id(room_id) is None:
-            raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
+            raise not_found(f"Unknown room {room_id}")
 
     def is_local(self, user_id: str) -> bool:
         """Whether a (well-formed) user ID belongs to this server."""
@@ -137,7 +136,7 @@ class MembershipService:
 
     def _require_local_target(self, user_id: Any, field: str = "user_id") -> str:
         if not isinstance(user_id, str) or not is_valid_user_id(user_id):
-            raise MatrixError(400, "M_INVALID_PARAM", f"{field}: must be a valid user ID")
+            raise invalid_param(f"{field}: must be a valid user ID")
         return user_id
 
     async def _server_in_room(self, room_id: str) -> bool:
@@ -181,7 +180,7 @@ class MembershipService:
             try:
                 parse_server_name(server)
             except ValueError as e:
-                raise MatrixError(400, "M_INVALID_PARAM", f"via: {e}") from None
+                raise invalid_param(f"via: {e}") from None
             servers.append(server)
         return servers
 
@@ -191,7 +190,7 @@ class MembershipService:
         room_id, alias_servers = await self.resolve_room_and_servers(room_id_or_alias)
         if self._remote is not None and not await self._server_in_room(room_id):
             if not is_valid_room_id(room_id):
-                raise MatrixError(400, "M_INVALID_PARAM", f"{room_id!r} is not a valid room ID")
+                raise invalid_param(f"{room_id!r} is not a valid room ID")
             servers = await self._remote_servers(user_id, room_id, self.check_via(via), alias_servers)
             if servers:
                 if is_guest:
@@ -245,12 +244,12 @@ class MembershipService:
         remote = self._remote
         if server != self._server_name:
             if remote is None:
-                raise MatrixError(403, "M_FORBIDDEN", "Inviting users of other servers needs federation, which is off")
+                raise forbidden("Inviting users of other servers needs federation, which is off")
         else:
             await self._ask_resolvers(target)
         current, _ = await self._events.get_membership(room_id, target)
         if current in ("join", "ban"):
-            raise MatrixError(403, "M_FORBIDDEN", f"{target} is already {'in' if current == 'join' else 'banned from'} the room")
+            raise forbidden(f"{target} is already {'in' if current == 'join' else 'banned from'} the room")
         if server != self._server_name:
             # The invitee's server must countersign the invite before it is persisted (invite v2).
             assert remote is not None
@@ -264,7 +263,7 @@ class MembershipService:
         await self._require_room(room_id)
         current, _ = await self._events.get_membership(room_id, user_id)
         if current is None or current == "leave":
-            raise MatrixError(403, "M_FORBIDDEN", "You are not in this room")
+            raise forbidden("You are not in this room")
         content = await self._content(user_id, "leave", reason, with_profile=False)
         if (self._remote is not None and current in ("invite", "knock")
                 and not await self._server_in_room(room_id)):
@@ -293,7 +292,7 @@ class MembershipService:
         await self._require_room(room_id)
         current, _ = await self._events.get_membership(room_id, target)
         if current not in ("join", "invite", "knock"):
-            raise MatrixError(403, "M_FORBIDDEN", f"{target} is not in the room")
+            raise forbidden(f"{target} is not in the room")
         content = await self._content(target, "leave", reason, with_profile=False)
         return await self._sender.send(room_id, sender, "m.room.member", content, state_key=target)
 
@@ -308,7 +307,7 @@ class MembershipService:
         await self._require_room(room_id)
         current, _ = await self._events.get_membership(room_id, target)
         if current != "ban":
-            raise MatrixError(403, "M_FORBIDDEN", f"{target} is not banned")
+            raise forbidden(f"{target} is not banned")
         content = await self._content(target, "leave", reason, with_profile=False)
         return await self._sender.send(room_id, sender, "m.room.member", content, state_key=target)
 
@@ -317,7 +316,7 @@ class MembershipService:
         room_id, alias_servers = await self.resolve_room_and_servers(room_id_or_alias)
         if self._remote is not None and not await self._server_in_room(room_id):
             if not is_valid_room_id(room_id):
-                raise MatrixError(400, "M_INVALID_PARAM", f"{room_id!r} is not a valid room ID")
+                raise invalid_param(f"{room_id!r} is not a valid room ID")
             servers = await self._remote_servers(user_id, room_id, self.check_via(via), alias_servers)
             if servers:
                 content = await self._content(user_id, "knock", reason)
@@ -351,7 +350,7 @@ class MembershipService:
         current, _ = await self._events.get_membership(room_id, user_id)
         if current is None:
             if await self._events.get_room_version_id(room_id) is None:
-                raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
+                raise not_found(f"Unknown room {room_id}")
             raise MatrixError(400, "M_UNKNOWN", "You were never in this room")
         if current in ("join", "invite", "knock"):
             raise MatrixError(400, "M_UNKNOWN", "Leave the room before forgetting it")

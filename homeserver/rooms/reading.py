@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from homeserver.accounts.auth import Requester
-from homeserver.errors import MatrixError
+from homeserver.errors import forbidden, invalid_param, not_found
 from homeserver.events.event import Event
 from homeserver.identifiers import is_valid_user_id
 from homeserver.rooms.erasure import ErasedUsers, strip_erased_senders
@@ -62,16 +62,16 @@ class RoomReader:
         joined or left between requests (as in Synapse, which sorts the same way).
         """
         if not is_valid_user_id(other_user_id):
-            raise MatrixError(400, "M_INVALID_PARAM", f"user_id: {other_user_id!r} is not a valid user ID")
+            raise invalid_param(f"user_id: {other_user_id!r} is not a valid user ID")
         if other_user_id == requester.user_id:
-            raise MatrixError(400, "M_INVALID_PARAM", "user_id: you cannot ask for the rooms you share with yourself")
+            raise invalid_param("user_id: you cannot ask for the rooms you share with yourself")
         after = None
         if from_token:
             try:
                 after = base64.b64decode(from_token + "=" * (-len(from_token) % 4), altchars=b"-_",
                                          validate=True).decode("utf-8")
             except (ValueError, UnicodeDecodeError):
-                raise MatrixError(400, "M_INVALID_PARAM", "from: not a token from a previous response") from None
+                raise invalid_param("from: not a token from a previous response") from None
         mine = await self._events.get_rooms_for_user(requester.user_id, ("join",))
         theirs = await self._events.get_rooms_for_user(other_user_id, ("join",))
         shared = sorted(set(mine) & set(theirs))
@@ -86,8 +86,8 @@ class RoomReader:
         membership, event_id = await self._events.get_membership(room_id, user_id)
         if membership is None:
             if await self._events.get_room_version_id(room_id) is None:
-                raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
-            raise MatrixError(403, "M_FORBIDDEN", "You are not a member of this room")
+                raise not_found(f"Unknown room {room_id}")
+            raise forbidden("You are not a member of this room")
         return membership, event_id
 
     async def _is_world_readable(self, room_id: str) -> bool:
@@ -110,17 +110,17 @@ class RoomReader:
             return await self._events.get_state_after_event(member_event_id)
         if membership == "join" or await self._is_world_readable(room_id):
             return await self._events.get_current_state_ids(room_id)
-        raise MatrixError(403, "M_FORBIDDEN", "You are not a member of this room")
+        raise forbidden("You are not a member of this room")
 
     # --- endpoints ---------------------------------------------------------------
     async def get_event(self, requester: Requester, room_id: str, event_id: str) -> dict[str, Any]:
         event = await self._events.get_event(event_id)
         if event is None or event.room_id != room_id or event.rejected_reason is not None:
-            raise MatrixError(404, "M_NOT_FOUND", "Event not found")
+            raise not_found("Event not found")
         await self.require_membership_or_peek(requester.user_id, room_id)
         visible = await self.filter_visible(requester.user_id, [event])
         if not visible:
-            raise MatrixError(404, "M_NOT_FOUND", "Event not found")
+            raise not_found("Event not found")
         return await self._serializer.serialize_one(visible[0], requester)
 
     async def get_state(self, requester: Requester, room_id: str) -> list[dict[str, Any]]:
@@ -135,7 +135,7 @@ class RoomReader:
         event_id = state.get((event_type, state_key))
         event = await self._events.get_event(event_id) if event_id else None
         if event is None:
-            raise MatrixError(404, "M_NOT_FOUND", f"No {event_type} state event with state key {state_key!r}")
+            raise not_found(f"No {event_type} state event with state key {state_key!r}")
         if full_event:
             return await self._serializer.serialize_one(event, requester, bundle=False)
         if event.internal_metadata.get("redacted_by"):
@@ -147,7 +147,7 @@ class RoomReader:
                           membership: str | None = None, not_membership: str | None = None) -> list[dict[str, Any]]:
         for name, value in (("membership", membership), ("not_membership", not_membership)):
             if value is not None and value not in MEMBERSHIPS:
-                raise MatrixError(400, "M_INVALID_PARAM", f"{name}: must be one of {', '.join(MEMBERSHIPS)}")
+                raise invalid_param(f"{name}: must be one of {', '.join(MEMBERSHIPS)}")
         if at is not None:
             await self.require_membership(requester.user_id, room_id)
             state = await self._state_at_token(room_id, at)
@@ -180,7 +180,7 @@ class RoomReader:
     async def get_joined_members(self, requester: Requester, room_id: str) -> dict[str, Any]:
         membership, _ = await self.require_membership(requester.user_id, room_id)
         if membership != "join":
-            raise MatrixError(403, "M_FORBIDDEN", "You are not joined to this room")
+            raise forbidden("You are not joined to this room")
         state = await self._events.get_current_state_ids(room_id)
         member_ids = [eid for (t, _), eid in state.items() if t == "m.room.member"]
         events = await self._events.get_events(member_ids)

@@ -15,7 +15,7 @@ from typing import Any
 
 from homeserver.accounts.auth import Requester
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import bad_json, forbidden, not_found
 from homeserver.events.event import Event
 from homeserver.rooms.power import RoomPower
 from homeserver.rooms.sender import RoomEventSender
@@ -51,7 +51,7 @@ class RedactionService:
         """Send an m.room.redaction for `event_id` on the requester's behalf."""
         reason = body.get("reason")
         if reason is not None and not isinstance(reason, str):
-            raise MatrixError(400, "M_BAD_JSON", "reason: must be a string")
+            raise bad_json("reason: must be a string")
         txn = (requester.user_id, requester.device_id or "", scoped_txn_id("redact", room_id, event_id, txn_id))
         existing_id = await self._events.get_event_id_for_txn(*txn)
         if existing_id is not None:
@@ -60,12 +60,12 @@ class RedactionService:
                 return existing
         target = await self._events.get_event(event_id)
         if target is None or target.room_id != room_id:
-            raise MatrixError(404, "M_NOT_FOUND", "Event not found")
+            raise not_found("Event not found")
         if target.sender != requester.user_id:
             state = await self._events.get_current_state_ids(room_id)
             power = await RoomPower.load(self._events, state, await self._sender.room_version(room_id))
             if not power.has_named_level(requester.user_id, "redact"):
-                raise MatrixError(403, "M_FORBIDDEN", "You may only redact your own events")
+                raise forbidden("You may only redact your own events")
         content = {"reason": reason} if reason is not None else {}
         return await self._sender.send(room_id, requester.user_id, "m.room.redaction", content, txn=txn,
                                        redacts=event_id)

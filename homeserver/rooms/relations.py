@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from homeserver.accounts.auth import Requester
-from homeserver.errors import MatrixError
+from homeserver.errors import invalid_param, not_found
 from homeserver.events.event import Event
 from homeserver.events.relations import ANNOTATION, REFERENCE, REPLACE, relation_of
 from homeserver.rooms.history import (
@@ -59,7 +59,7 @@ class RelationsService:
         event = await self._events.get_event(event_id)
         if (event is None or event.room_id != room_id or event.rejected_reason is not None
                 or not await self._visibility.filter(user_id, [event])):
-            raise MatrixError(404, "M_NOT_FOUND", "Event not found")
+            raise not_found("Event not found")
         return event
 
     # --- /relations ----------------------------------------------------------------------
@@ -103,7 +103,7 @@ class RelationsService:
         before = None
         if from_token:
             if not from_token.isdigit() or len(from_token) > 18:
-                raise MatrixError(400, "M_INVALID_PARAM", "from: unknown pagination token")
+                raise invalid_param("from: unknown pagination token")
             before = int(from_token)
         limit = max(1, min(limit, MAX_LIMIT))
         rows = await self._store.list_threads(room_id, participant=user_id if include == "participated" else None,

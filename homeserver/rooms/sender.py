@@ -21,7 +21,7 @@ from signedjson.key import SigningKey
 
 from homeserver.auth import AuthError, auth_types_for_event, check_auth
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.events.builder import MAX_DEPTH, build_event
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion, UnsupportedRoomVersion, get_room_version
@@ -77,7 +77,7 @@ class RoomEventSender:
     async def room_version(self, room_id: str) -> RoomVersion:
         version = await self._events.get_room_version_id(room_id)
         if version is None:
-            raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
+            raise not_found(f"Unknown room {room_id}")
         return get_room_version(version)
 
     # --- sending ---------------------------------------------------------------------
@@ -95,7 +95,7 @@ class RoomEventSender:
         try:
             check_auth(event, {}, room_version)
         except AuthError as e:
-            raise MatrixError(400, "M_BAD_JSON", f"Invalid m.room.create event: {e}") from None
+            raise bad_json(f"Invalid m.room.create event: {e}") from None
         room_id = event.room_id
         await self._events.store_room(room_id, room_version.identifier, creator, now, is_public)
         async with self._heads.lock(room_id):
@@ -243,7 +243,7 @@ class RoomEventSender:
         try:
             check_auth(event, auth_state, room_version)
         except AuthError as e:
-            raise MatrixError(403, "M_FORBIDDEN", str(e)) from None
+            raise forbidden(str(e)) from None
         context = PersistContext(state_group=head.state_group, replaces_extremities=list(head.extremities),
                                  txn=txn, received_ts=now)
         if event.is_state() or head.pending_delta:
@@ -274,7 +274,7 @@ class RoomEventSender:
 def room_version_or_error(identifier: Any) -> RoomVersion:
     """The RoomVersion for a client-supplied identifier, or 400 M_UNSUPPORTED_ROOM_VERSION."""
     if not isinstance(identifier, str):
-        raise MatrixError(400, "M_BAD_JSON", "room_version: must be a string")
+        raise bad_json("room_version: must be a string")
     try:
         return get_room_version(identifier)
     except UnsupportedRoomVersion:

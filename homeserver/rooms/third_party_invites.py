@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.accounts.identity import IdentityServerClient
-from homeserver.errors import MatrixError
+from homeserver.errors import bad_json, forbidden, invalid_param, missing_param, not_found
 from homeserver.events.event import Event
 from homeserver.rooms.creation import ProfileLookup
 from homeserver.rooms.membership import MembershipService
@@ -35,9 +35,9 @@ _ROOM_DETAILS = (
 def _required_string(body: dict[str, Any], name: str) -> str:
     value = body.get(name)
     if value is None:
-        raise MatrixError(400, "M_MISSING_PARAM", f"{name}: required for a third-party invite")
+        raise missing_param(f"{name}: required for a third-party invite")
     if not isinstance(value, str) or not value:
-        raise MatrixError(400, "M_INVALID_PARAM", f"{name}: must be a non-empty string")
+        raise invalid_param(f"{name}: must be a non-empty string")
     return value
 
 
@@ -57,11 +57,11 @@ class ThirdPartyInviter:
         id_server = self._identity.check_server(_required_string(body, "id_server"))
         token = _required_string(body, "id_access_token")
         if await self._events.get_room_version_id(room_id) is None:
-            raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
+            raise not_found(f"Unknown room {room_id}")
         # Nobody outside the room makes this server contact an identity server about it.
         membership, _ = await self._events.get_membership(room_id, sender)
         if membership != "join":
-            raise MatrixError(403, "M_FORBIDDEN", f"{sender} is not joined to the room")
+            raise forbidden(f"{sender} is not joined to the room")
         mxid = await self._identity.lookup(id_server, token, medium, address)
         if mxid is not None:
             return await self._membership.invite(sender, room_id, mxid, body.get("reason"))
@@ -105,16 +105,16 @@ class ThirdPartyInviter:
         mxid = _required_string(body, "mxid")
         invites = body.get("invites", [])
         if not isinstance(invites, list) or not all(isinstance(i, dict) for i in invites):
-            raise MatrixError(400, "M_BAD_JSON", "invites: must be a list of objects")
+            raise bad_json("invites: must be a list of objects")
         for index, invite in enumerate(invites):
             signed = invite.get("signed")
             room_id, sender = invite.get("room_id"), invite.get("sender")
             if not isinstance(signed, dict) or not isinstance(signed.get("token"), str):
-                raise MatrixError(400, "M_BAD_JSON", f"invites[{index}].signed: must carry a token")
+                raise bad_json(f"invites[{index}].signed: must carry a token")
             if signed.get("mxid") != mxid or invite.get("mxid", mxid) != mxid:
-                raise MatrixError(400, "M_INVALID_PARAM", f"invites[{index}]: signed for another user than mxid")
+                raise invalid_param(f"invites[{index}]: signed for another user than mxid")
             if not isinstance(room_id, str) or not isinstance(sender, str):
-                raise MatrixError(400, "M_BAD_JSON", f"invites[{index}]: room_id and sender are required")
+                raise bad_json(f"invites[{index}]: room_id and sender are required")
             if (await self._events.get_room_version_id(room_id) is None
                     or not self._membership.is_local(sender) or not self._membership.is_local(mxid)):
                 # A room or user of another server: that server redeems the invite (over federation).
@@ -122,7 +122,7 @@ class ThirdPartyInviter:
             state = await self._events.get_current_state_ids(room_id)
             invite_event_id = state.get((THIRD_PARTY_INVITE, signed["token"]))
             if invite_event_id is None:
-                raise MatrixError(403, "M_FORBIDDEN", f"invites[{index}]: no pending third-party invite for its token")
+                raise forbidden(f"invites[{index}]: no pending third-party invite for its token")
             pending = await self._events.get_event(invite_event_id)
             display_name = pending.content.get("display_name") if pending is not None else None
             membership, _ = await self._events.get_membership(room_id, mxid)

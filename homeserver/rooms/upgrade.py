@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, forbidden
 from homeserver.events.room_versions import RoomVersion
 from homeserver.rooms.creation import ProfileLookup, random_room_id
 from homeserver.rooms.power import RoomPower
@@ -67,14 +67,14 @@ class RoomUpgrader:
         old_version = await self._sender.room_version(old_room_id)
         membership, _ = await self._events.get_membership(old_room_id, user_id)
         if membership != "join":
-            raise MatrixError(403, "M_FORBIDDEN", "You are not joined to this room")
+            raise forbidden("You are not joined to this room")
         state_ids = await self._events.get_current_state_ids(old_room_id)
         state = await self._events.get_events(state_ids.values())
         by_key = {k: state[eid] for k, eid in state_ids.items() if eid in state}
         pl_event = by_key.get(("m.room.power_levels", ""))
         pl_content = dict(pl_event.content) if pl_event is not None else {}
         if not RoomPower(by_key, old_version).may_send_state(user_id, "m.room.tombstone"):
-            raise MatrixError(403, "M_FORBIDDEN", "You may not upgrade this room")
+            raise forbidden("You may not upgrade this room")
 
         new_room_id = await self._create_successor(user_id, old_room_id, new_version, by_key, pl_content)
         await self._sender.send(old_room_id, user_id, "m.room.tombstone",

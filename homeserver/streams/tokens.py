@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from homeserver.client_input import parse_int_text
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, invalid_param
 
 STREAMS = ("events", "account_data", "receipts", "typing", "to_device", "device_lists", "presence", "push_rules")
 
@@ -40,13 +40,13 @@ class SyncToken:
 
 def parse_sync_token(text: str, field: str = "since") -> SyncToken:
     if not isinstance(text, str) or not text.startswith("s"):
-        raise MatrixError(400, "M_INVALID_PARAM", f"{field}: not a valid sync token")
+        raise invalid_param(f"{field}: not a valid sync token")
     try:
         values = [parse_int_text(part, field, minimum=0) for part in text[1:].split("_")]
     except MatrixError:
-        raise MatrixError(400, "M_INVALID_PARAM", f"{field}: not a valid sync token") from None
+        raise invalid_param(f"{field}: not a valid sync token") from None
     if len(values) > len(STREAMS) or any(v < 0 for v in values):
-        raise MatrixError(400, "M_INVALID_PARAM", f"{field}: not a valid sync token")
+        raise invalid_param(f"{field}: not a valid sync token")
     values += [0] * (len(STREAMS) - len(values))
     return SyncToken(tuple(values))
 
@@ -73,7 +73,7 @@ def parse_pagination_token(text: str, field: str = "from") -> PaginationToken:
             # The stream part is negative for history backfilled from other servers (events_backfill).
             return PaginationToken(parse_int_text(depth_text, field), parse_int_text(stream_text, field))
         except (ValueError, MatrixError):
-            raise MatrixError(400, "M_INVALID_PARAM", f"{field}: not a valid pagination token") from None
+            raise invalid_param(f"{field}: not a valid pagination token") from None
     return PaginationToken(None, parse_sync_token(text, field).get("events"))
 
 

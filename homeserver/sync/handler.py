@@ -21,7 +21,7 @@ from homeserver.accounts.auth import Requester
 from homeserver.accounts.filters import FilterService, check_filter
 from homeserver.client_input import check_json_value
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, bad_json, invalid_param
 from homeserver.events.event import Event
 from homeserver.events.filtering import SyncFilter, filter_plain_events, only_fields, parse_sync_filter
 from homeserver.jsonutil import JSONDecodeError, decode
@@ -169,16 +169,16 @@ class SyncService:
                 raise MatrixError(400, "M_NOT_JSON", "filter: not valid JSON") from None
             check_json_value(data)
             if not isinstance(data, dict):
-                raise MatrixError(400, "M_BAD_JSON", "filter: must be a JSON object")
+                raise bad_json("filter: must be a JSON object")
             try:
                 check_filter(data)
             except MatrixError as e:
-                raise MatrixError(400, "M_BAD_JSON", f"filter: {e.message}") from None
+                raise bad_json(f"filter: {e.message}") from None
             return parse_sync_filter(data)
         try:
             data = await self._filters.get_filter(requester.user_id, requester.user_id, text)
         except MatrixError:
-            raise MatrixError(400, "M_INVALID_PARAM", f"filter: no filter with ID {text!r}") from None
+            raise invalid_param(f"filter: no filter with ID {text!r}") from None
         return parse_sync_filter(data)
 
     # --- tokens -----------------------------------------------------------------------
@@ -199,8 +199,7 @@ class SyncService:
     async def sync(self, request: SyncRequest) -> dict[str, Any]:
         """The /sync response; long-polls up to the timeout for news on incremental syncs."""
         if request.set_presence not in PRESENCE_STATES:
-            raise MatrixError(400, "M_INVALID_PARAM",
-                              f"set_presence: must be one of {', '.join(PRESENCE_STATES)}")
+            raise invalid_param(f"set_presence: must be one of {', '.join(PRESENCE_STATES)}")
         if self._presence_tracker is None:
             return await self._sync(request)
         async with self._presence_tracker(request.requester.user_id, request.set_presence):

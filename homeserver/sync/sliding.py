@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from homeserver.accounts.auth import Requester
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, invalid_param
 from homeserver.events.event import Event
 from homeserver.events.filtering import parse_sync_filter
 from homeserver.push.push_rules import PUSH_RULES_ACCOUNT_DATA_TYPE, PushRulesService
@@ -692,7 +692,7 @@ def _position(text: str | None) -> int | None:
     try:
         value = int(text)
     except ValueError:
-        raise MatrixError(400, "M_INVALID_PARAM", "extensions.to_device.since: not a valid position") from None
+        raise invalid_param("extensions.to_device.since: not a valid position") from None
     if value < 0:
-        raise MatrixError(400, "M_INVALID_PARAM", "extensions.to_device.since: not a valid position")
+        raise invalid_param("extensions.to_device.since: not a valid position")
     return value
