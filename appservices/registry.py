@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from appservices.registration import AppServiceRegistration
-from homeserver.accounts.auth import Requester
 from homeserver.errors import MatrixError
+from homeserver.requester import Requester
 
 
 class AppServiceRegistry:

@@ -18,11 +18,11 @@ from appservices.interest import RoomContext, services_for_event
 from appservices.metrics import AppServiceMetrics
 from appservices.registration import AppServiceRegistration
 from appservices.registry import AppServiceRegistry
-from homeserver.accounts.auth import Requester
 from homeserver.accounts.sessions import SessionService
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.identifiers import is_valid_user_id, split_id
+from homeserver.requester import Requester
 from storage.stores.accounts import AccountStore, UserExistsError
 from storage.stores.aliases import AliasStore
 from storage.stores.events import EventStore

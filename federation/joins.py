@@ -22,9 +22,9 @@ from federation.keys import KeyLookup, KeyLookupError
 from federation.pdu_checks import PduRejected, check_inbound_pdu
 from federation.remote_queries import RemoteQueries, client_error
 from federation.remote_state import CheckedState, RemoteStateError, auth_state_for, check_room_state
-from homeserver.auth import AuthError, check_auth
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, invalid_param, not_found
+from homeserver.event_auth import AuthError, check_auth
 from homeserver.events.builder import make_event_id_token
 from homeserver.events.event import Event
 from homeserver.events.hashing import add_content_hash, compute_event_id

@@ -13,13 +13,14 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from homeserver.accounts.auth import AuthService, Requester
+from homeserver.accounts.access_tokens import AuthService
 from homeserver.accounts.devices import PASSWORD_FLOWS, DeviceService, check_password_stage_user
 from homeserver.accounts.identity import IdentityServerClient
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import MAX_PASSWORD_LENGTH
 from homeserver.accounts.uia import InteractiveAuthRequired, UserInteractiveAuth
 from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param
+from homeserver.requester import Requester
 from storage.stores.accounts import AccountStore
 from storage.stores.deactivation import DeactivationStore
 from storage.stores.identity import IdentityBindingStore

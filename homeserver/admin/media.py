@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeserver.accounts.auth import Requester
 from homeserver.admin.common import existing_local_user, page
 from homeserver.errors import invalid_param, not_found
 from homeserver.media.service import MediaService
+from homeserver.requester import Requester
 from storage.stores.accounts import AccountStore
 from storage.stores.admin import AdminStore
 from storage.stores.events import EventStore

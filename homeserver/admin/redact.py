@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from homeserver.accounts.auth import Requester
 from homeserver.admin.common import optional_int, optional_str
 from homeserver.admin.tasks import AdminTaskRunner
 from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param, not_found
 from homeserver.identifiers import parse_user_id
+from homeserver.requester import Requester
 from homeserver.rooms.redaction import RedactionService
 from storage.stores.admin import AdminStore
 from storage.stores.events import EventStore

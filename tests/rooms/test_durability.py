@@ -11,8 +11,8 @@ import aiohttp
 import yaml
 
 from tests.conftest import free_port, make_test_config
-from tests.rooms.helpers import User, new_user
 from tests.support.crash import send_until_killed, wait_for_versions
+from tests.support.rooms import User, new_user
 
 
 async def test_fifty_concurrent_senders_each_land_once_in_one_linear_order(hs, client):

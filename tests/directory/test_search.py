@@ -1,0 +1,153 @@
+"""Server-side search (POST /search) over HTTP, on SQLite (FTS5) and PostgreSQL (tsvector)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support.rooms import User, new_user
+
+
+def _search_body(term: str, **criteria: Any) -> dict[str, Any]:
+    return {"search_categories": {"room_events": {"search_term": term, **criteria}}}
+
+
+async def _search(user: User, term: str, expect: int = 200, next_batch: str | None = None,
+                  **criteria: Any) -> dict[str, Any]:
+    params = {"next_batch": next_batch} if next_batch else {}
+    body = await user.call("POST", "/search", _search_body(term, **criteria), expect=expect, **params)
+    return body.get("search_categories", {}).get("room_events", body)
+
+
+def _bodies(result: dict[str, Any]) -> list[str]:
+    return [r["result"]["content"].get("body") for r in result["results"]]
+
+
+async def test_search_finds_messages_by_word_and_prefix_in_joined_rooms(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    await alice.send(room_id, "the quick brown fox")
+    await alice.send(room_id, "a lazy dog sleeps")
+    found = await _search(alice, "fox")
+    assert _bodies(found) == ["the quick brown fox"]
+    assert found["count"] == 1
+    assert found["results"][0]["result"]["room_id"] == room_id
+    assert _bodies(await _search(alice, "sleep")) == ["a lazy dog sleeps"]
+    assert _bodies(await _search(alice, "quick fox")) == ["the quick brown fox"]
+    assert _bodies(await _search(alice, "quick dog")) == []
+
+
+async def test_search_never_returns_events_of_rooms_the_searcher_is_not_in(client):
+    alice, eve = await new_user(client, "alice"), await new_user(client, "eve")
+    room_id = await alice.create_room(preset="public_chat")
+    await alice.send(room_id, "secret plans")
+    assert _bodies(await _search(eve, "secret")) == []
+    await eve.join(room_id)
+    assert _bodies(await _search(eve, "secret")) == ["secret plans"]
+
+
+async def test_search_hides_history_before_joining_when_visibility_is_joined(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    room_id = await alice.create_room(preset="public_chat", initial_state=[
+        {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "joined"}}])
+    await alice.send(room_id, "before bob joined")
+    await bob.join(room_id)
+    await alice.send(room_id, "after bob joined")
+    assert _bodies(await _search(bob, "joined")) == ["after bob joined"]
+    assert len(_bodies(await _search(alice, "joined"))) == 2
+
+
+async def test_redacted_messages_drop_out_of_search_results(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    event_id = await alice.send(room_id, "regrettable words")
+    assert _bodies(await _search(alice, "regrettable")) == ["regrettable words"]
+    await alice.call("PUT", f"/rooms/{room_id}/redact/{event_id}/r1", {})
+    assert (await _search(alice, "regrettable"))["results"] == []
+
+
+async def test_recent_order_pages_with_next_batch_until_every_match_is_seen(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    for i in range(7):
+        await alice.send(room_id, f"update number {i}")
+    seen: list[str] = []
+    token = None
+    for _ in range(10):
+        page = await _search(alice, "update", next_batch=token, order_by="recent", filter={"limit": 3})
+        seen += _bodies(page)
+        token = page.get("next_batch")
+        if token is None:
+            break
+    assert seen == [f"update number {i}" for i in reversed(range(7))]
+
+
+async def test_rank_order_pages_without_repeating_results(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    for i in range(5):
+        await alice.send(room_id, f"ranked item {i}")
+    first = await _search(alice, "ranked", filter={"limit": 2})
+    assert len(first["results"]) == 2 and "next_batch" in first
+    ids = [r["result"]["event_id"] for r in first["results"]]
+    token = first["next_batch"]
+    while token:
+        page = await _search(alice, "ranked", next_batch=token, filter={"limit": 2})
+        ids += [r["result"]["event_id"] for r in page["results"]]
+        token = page.get("next_batch")
+    assert len(ids) == len(set(ids)) == 5
+
+
+async def test_search_covers_room_names_and_topics_and_honours_keys(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room(name="Gardening club", topic="tomatoes and basil")
+    await alice.send(room_id, "nothing relevant")
+    names = await _search(alice, "gardening")
+    assert [r["result"]["type"] for r in names["results"]] == ["m.room.name"]
+    topics = await _search(alice, "basil", keys=["content.topic"])
+    assert [r["result"]["type"] for r in topics["results"]] == ["m.room.topic"]
+    assert (await _search(alice, "basil", keys=["content.body"]))["results"] == []
+
+
+async def test_filter_context_and_groupings_shape_the_results(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await bob.join(room_id)
+    await alice.send(room_id, "first")
+    await bob.send(room_id, "banana split")
+    await alice.send(room_id, "last")
+    other = await alice.create_room()
+    await alice.send(other, "banana bread")
+    only_bob = await _search(alice, "banana", filter={"senders": [bob.user_id]})
+    assert _bodies(only_bob) == ["banana split"]
+    only_other = await _search(alice, "banana", filter={"rooms": [other]})
+    assert _bodies(only_other) == ["banana bread"]
+    with_context = await _search(alice, "split", event_context={"before_limit": 1, "after_limit": 1,
+                                                                "include_profile": True})
+    context = with_context["results"][0]["context"]
+    assert [e["content"]["body"] for e in context["events_before"]] == ["first"]
+    assert [e["content"]["body"] for e in context["events_after"]] == ["last"]
+    assert bob.user_id in context["profile_info"]
+    grouped = await _search(alice, "banana", groupings={"group_by": [{"key": "room_id"}, {"key": "sender"}]})
+    assert set(grouped["groups"]["room_id"]) == {room_id, other}
+    assert set(grouped["groups"]["sender"]) == {alice.user_id, bob.user_id}
+
+
+async def test_malformed_search_requests_are_rejected_naming_the_field(client):
+    alice = await new_user(client, "alice")
+    body = await alice.call("POST", "/search", {"search_categories": {"room_events": {}}}, expect=400)
+    assert "search_term" in body["error"]
+    body = await alice.call("POST", "/search", _search_body("x", order_by="newest"), expect=400)
+    assert "order_by" in body["error"]
+    body = await alice.call("POST", "/search", _search_body("x"), expect=400, next_batch="garbage")
+    assert body["errcode"] == "M_INVALID_PARAM"
+
+
+async def test_unusual_search_terms_are_matched_literally_and_never_break_the_query(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    await alice.send(room_id, "snake_case and ünïcödé words")
+    for term in ['"', "a:b", "'quote", "&|!():*", "NEAR(", "the", "", "   "]:
+        result = await _search(alice, term)
+        assert isinstance(result["results"], list), term
+    assert _bodies(await _search(alice, "ünïcödé")) == ["snake_case and ünïcödé words"]
+    assert _bodies(await _search(alice, "snake_case")) == ["snake_case and ünïcödé words"]
