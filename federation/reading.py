@@ -25,6 +25,7 @@ from homeserver.clock import Clock
 from homeserver.errors import forbidden, not_found
 from homeserver.events.event import Event
 from homeserver.events.format import serialize_for_federation
+from homeserver.rooms.erasure import ErasedUsers
 from homeserver.state.visibility import (
     HISTORY_VISIBILITY_KEY,
     INVITED,
@@ -41,12 +42,14 @@ DEFAULT_MISSING_EVENTS = 10
 
 
 class FederationReader:
-    def __init__(self, server_name: str, events: EventStore, timeline: TimelineStore, acls: ServerAcls, clock: Clock):
+    def __init__(self, server_name: str, events: EventStore, timeline: TimelineStore, acls: ServerAcls, clock: Clock,
+                 erased_users: ErasedUsers | None = None):
         self._server_name = server_name
         self._acls = acls
         self._events = events
         self._timeline = timeline
         self._clock = clock
+        self._erased_users = erased_users
 
     # --- access --------------------------------------------------------------------------------
     async def check_room_access(self, origin: str, room_id: str) -> None:
@@ -99,10 +102,13 @@ class FederationReader:
 
     async def _pdus_for(self, origin: str, events: Iterable[Event]) -> list[dict[str, Any]]:
         now = self._clock.time_ms()
+        events = list(events)
+        # As Synapse: the events of users erased at deactivation go to other servers pruned.
+        erased = await self._erased_users({e.sender for e in events}) if self._erased_users and events else set()
         views: dict[int, tuple[StateMap, tuple[str, list[str | None]]]] = {}
         pdus = []
         for event in events:
-            redacted = (bool(event.internal_metadata.get("redacted_by"))
+            redacted = (bool(event.internal_metadata.get("redacted_by")) or event.sender in erased
                         or not await self._visible_to(origin, event, views))
             pdus.append(serialize_for_federation(event, now, redacted=redacted))
         return pdus

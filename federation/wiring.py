@@ -38,6 +38,7 @@ from homeserver.config import Config
 from homeserver.directory.aliases import AliasService
 from homeserver.directory.public_rooms import RoomDirectoryService
 from homeserver.ip_blocklist import LOOPBACK_NETWORKS, PRIVATE_NETWORKS, IpNetwork, parse_networks
+from homeserver.rooms.erasure import ErasedUsers
 from homeserver.rooms.heads import RoomHeads
 from homeserver.rooms.persister import EventPersister
 from homeserver.signing_keys import load_old_verify_keys
@@ -120,7 +121,7 @@ class Federation:
     def __init__(self, transport: FederationTransport, config: Config, db: Any, profiles: ProfileService,
                  aliases: AliasService, directory: RoomDirectoryService, *, events: EventStore,
                  timeline: TimelineStore, positions: StagePositionStore, bus: StreamBus,
-                 registry: CollectorRegistry | None = None):
+                 erased_users: ErasedUsers | None = None, registry: CollectorRegistry | None = None):
         clock = transport.clock
         self.transport = transport
         self.server_name = transport.server_name
@@ -148,7 +149,7 @@ class Federation:
         self.sender = TransactionSender(config.server_name, self.client, events, outbound_store, clock,
                                         registry=registry)
         self.acls = ServerAcls(events)
-        self.reader = FederationReader(config.server_name, events, timeline, self.acls, clock)
+        self.reader = FederationReader(config.server_name, events, timeline, self.acls, clock, erased_users)
         self.reading_handlers = FederationReadingHandlers(self.authenticator, self.reader)
 
     def attach_rooms(self, events: EventStore, heads: RoomHeads, persister: EventPersister,

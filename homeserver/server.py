@@ -439,7 +439,8 @@ class HomeServer:
         # Federation: server keys, X-Matrix authentication, the read-only endpoints, outbound transactions.
         self.federation = Federation(self.federation_transport, config, db, self.profiles, self.alias_service,
                                      self.room_directory, events=self.event_store, timeline=timeline_store,
-                                     positions=stage_positions, bus=bus, registry=registry)
+                                     positions=stage_positions, bus=bus, erased_users=erased_users,
+                                     registry=registry)
 
         # Outbound delivery: one durable queue, a courier per kind.
         outbound_config = config.section("outbound")

@@ -224,3 +224,25 @@ async def test_version_and_openid_userinfo_are_served(fed_hs, ca, remote):
         async with session.get(f"{V1}/openid/userinfo", params={"access_token": "nope"}) as resp:
             body = await resp.json()
         assert (resp.status, body["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+
+
+async def test_the_events_of_an_erased_user_reach_other_servers_pruned(fed_hs, ca, remote):
+    async with tls_session(fed_hs, ca) as session:
+        scene = await make_scene(fed_hs, ca, remote, session, after=1)
+        carol = await local_user(session, "carol")
+        await carol.join(scene.room_id)
+        said = await carol.send(scene.room_id, "carol was here")
+        challenge = await carol.call("POST", "/account/deactivate", {"erase": True}, expect=401)
+        await carol.call("POST", "/account/deactivate", {"erase": True, "auth": {
+            "type": "m.login.password", "identifier": {"type": "m.id.user", "user": carol.user_id},
+            "password": "correct horse", "session": challenge["session"]}})
+
+        status, body = await scene.get(f"{V1}/event/{q(said)}")
+        assert status == 200, body
+        [pdu] = body["pdus"]
+        assert pdu_id(pdu) == said and pdu["content"] == {}
+        status, body = await scene.get(f"{V1}/backfill/{q(scene.room_id)}?v={q(said)}&limit=3")
+        assert status == 200, body
+        contents = {pdu_id(p): p["content"] for p in body["pdus"]}
+        assert contents[said] == {}
+        assert contents[scene.messages[-1]]["body"] == "after bob 0"  # Alice's are whole
