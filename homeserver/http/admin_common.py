@@ -12,6 +12,8 @@ from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import query_int
 
 ADMIN_PREFIX = "/_synapse/admin"
+# Admin endpoints of our own, which Synapse does not have (the privacy application service's needs).
+OWN_ADMIN_PREFIX = "/_huiskamer/admin"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -32,6 +34,11 @@ class AdminAuthenticator:
 def add_admin_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
     """Serve `path` (starting with `/v1/`, `/v2/`...) under `/_synapse/admin`."""
     app.router.add_route(method, ADMIN_PREFIX + path, handler)
+
+
+def add_own_admin_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
+    """Serve `path` (starting with `/v1/`) under our own `/_huiskamer/admin`."""
+    app.router.add_route(method, OWN_ADMIN_PREFIX + path, handler)
 
 
 def paging(request: web.Request, default_limit: int = 100) -> tuple[int, int]:
