@@ -74,7 +74,7 @@ class AccountHandlers:
         """The link in a validation mail (opened in a browser, so no access token)."""
         next_link = await self._accounts.submit_email_token(dict(request.query))
         if next_link:
-            raise web.HTTPFound(next_link)
+            return web.Response(status=302, headers={"Location": next_link})
         return web.Response(text=VALIDATED_PAGE, content_type="text/html")
 
     def _request_token(self, purpose: str, medium: str) -> Callable[[web.Request], Awaitable[web.Response]]:
