@@ -171,3 +171,9 @@ async def test_erasure_leaves_the_members_data_only_where_the_policy_keeps_it(ma
         assert media_files(hs) == []
         user = await admin.admin("GET", f"/v2/users/{q(user_id)}")
         assert user["deactivated"] and user["erased"] and user["displayname"] is None
+
+
+def test_every_place_the_allow_list_keeps_is_explained_in_the_docs():
+    docs = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "privacy-erasure.md")).read()
+    for table, column, _ in ALLOWED:
+        assert f"`{table}.{column}`" in docs, (table, column)
