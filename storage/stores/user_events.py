@@ -99,10 +99,10 @@ async def _prune_redacted_batch(txn: Transaction, user_id: str) -> list[str]:
 
 
 async def _prune_events(txn: Transaction, event_ids: list[str]) -> list[str]:
-    clause, params = txn.dialect.in_list("j.event_id", event_ids)
+    clause, params = txn.dialect.in_list("event_id", event_ids)
     rows = await txn.fetch_all(
         "SELECT j.event_id, j.json, rm.room_version FROM event_json j JOIN rooms rm ON rm.room_id = j.room_id"
-        f" WHERE {clause}", params)
+        f" WHERE j.{clause}", params)
     rewritten = []
     for event_id, raw, version in rows:
         pdu = decode(raw)
@@ -110,5 +110,5 @@ async def _prune_events(txn: Transaction, event_ids: list[str]) -> list[str]:
         if pruned != pdu:
             await txn.execute("UPDATE event_json SET json = ? WHERE event_id = ?", (encode_str(pruned), event_id))
             rewritten.append(event_id)
-    await txn.execute(f"DELETE FROM event_search WHERE {clause.replace('j.event_id', 'event_id')}", params)
+    await txn.execute(f"DELETE FROM event_search WHERE {clause}", params)
     return rewritten
