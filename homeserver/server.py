@@ -546,7 +546,7 @@ class HomeServer:
         self.admin_users = AdminUserService(
             config.server_name, self.account_store, self.admin_store, self.auth, self.accounts, self.devices,
             self.sessions, self.registration, self.profiles, self.passwords, self.event_store,
-            PusherStore(self.db), self.account_data, self.ratelimiter, clock)
+            PusherStore(self.db), self.account_data, self.ratelimiter, clock, consent=ConsentStore(self.db))
         self.event_sender.add_send_check(self.admin_users.check_not_suspended)
         self.room_handlers.set_shadow_ban_check(self.admin_users.is_shadow_banned)
         self.ephemeral_handlers.set_shadow_ban_check(self.admin_users.is_shadow_banned)

@@ -40,6 +40,8 @@ async def test_a_member_who_has_not_consented_is_blocked_except_in_a_dm_with_the
         recorded = await own(admin, "PUT", f"/users/{q(member.user_id)}/consent", {"version": "1.0"})
         assert recorded["version"] == "1.0" and recorded["ts"] > 0
         assert await own(admin, "GET", f"/users/{q(member.user_id)}/consent") == recorded
+        details = await admin.admin("GET", f"/v2/users/{q(member.user_id)}")
+        assert (details["consent_version"], details["consent_ts"]) == ("1.0", recorded["ts"])
         await member.join(room)
         await member.send(room, "now I may")
 
