@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from homeserver.requester import Requester
+
 from appservices.registration import AppServiceRegistration
-from homeserver.accounts.auth import Requester
 from homeserver.errors import MatrixError
 
 

@@ -13,12 +13,13 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from homeserver.requester import Requester
+
 from appservices.client import AppServiceClient
 from appservices.interest import RoomContext, services_for_event
 from appservices.metrics import AppServiceMetrics
 from appservices.registration import AppServiceRegistration
 from appservices.registry import AppServiceRegistry
-from homeserver.accounts.auth import Requester
 from homeserver.accounts.sessions import SessionService
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found

@@ -25,13 +25,12 @@ from appservices.registry import AppServiceRegistry
 from appservices.service import AppServices
 from appservices.transactions import TransactionSender
 from federation.wiring import Federation, FederationTransport
+from homeserver.accounts.access_tokens import AuthService
 from homeserver.accounts.account_data import AccountDataService
 from homeserver.accounts.account_management import AccountDeactivation, AccountService
-from homeserver.accounts.auth import AuthService
 from homeserver.accounts.capabilities import build_capabilities
 from homeserver.accounts.devices import DeviceService
 from homeserver.accounts.email_validation import EmailValidationService
-from homeserver.accounts.filters import FilterService
 from homeserver.accounts.identity import IdentityServerClient
 from homeserver.accounts.login import LoginService
 from homeserver.accounts.mailer import Mailer
@@ -41,6 +40,7 @@ from homeserver.accounts.profiles import ProfileService
 from homeserver.accounts.registration import RegistrationService
 from homeserver.accounts.sessions import SessionService
 from homeserver.accounts.uia import PASSWORD, REGISTRATION_TOKEN, UserInteractiveAuth
+from homeserver.accounts.user_filters import FilterService
 from homeserver.accounts.whois import WhoisService
 from homeserver.admin.consent import ConsentService
 from homeserver.admin.erasure import ERASE_USER, UserErasureService
@@ -78,7 +78,6 @@ from homeserver.http.admin_rooms import AdminRoomHandlers
 from homeserver.http.admin_server import AdminServerHandlers, ScheduledTaskHandlers
 from homeserver.http.admin_users import AdminUserHandlers, UserRedactionHandlers
 from homeserver.http.app import MatrixAppRunner, build_app
-from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.client_account import AccountHandlers
 from homeserver.http.client_account_data import AccountDataHandlers
 from homeserver.http.client_admin import ClientAdminHandlers
@@ -113,6 +112,7 @@ from homeserver.http.discovery import DiscoveryHandlers
 from homeserver.http.federation_third_party import ThirdPartyBindHandlers
 from homeserver.http.media import MediaHandlers
 from homeserver.http.metrics import HttpMetrics
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.media.filestore import MediaFileStore
 from homeserver.media.service import MediaService
 from homeserver.outbound.queue import OutboundQueue

@@ -14,7 +14,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from homeserver.accounts.auth import AuthService, Requester
+from homeserver.accounts.access_tokens import AuthService
 from homeserver.accounts.devices import PASSWORD_FLOWS, DeviceService, check_password_stage_user
 from homeserver.accounts.email_validation import EmailValidationService
 from homeserver.accounts.identity import IdentityServerClient
@@ -22,6 +22,7 @@ from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import MAX_PASSWORD_LENGTH
 from homeserver.accounts.uia import InteractiveAuthRequired, UserInteractiveAuth
 from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param
+from homeserver.requester import Requester
 from storage.stores.accounts import AccountStore
 from storage.stores.admin import AdminStore, ThreepidInUseError
 from storage.stores.deactivation import DeactivationStore

@@ -12,11 +12,12 @@ import asyncio
 import logging
 from typing import Any
 
-from homeserver.accounts.auth import AuthService, Requester
+from homeserver.accounts.access_tokens import AuthService
 from homeserver.accounts.sessions import MAX_DISPLAY_NAME_LENGTH
 from homeserver.accounts.uia import PASSWORD, UserInteractiveAuth
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, missing_param, not_found
+from homeserver.requester import Requester
 from homeserver.streams.bus import StreamBus
 from homeserver.streams.updates import DeviceCreated, DevicesDeleted
 from storage.stores.accounts import AccountStore

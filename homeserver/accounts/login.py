@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from homeserver.accounts.auth import Requester
 from homeserver.accounts.devices import PASSWORD_FLOWS, check_password_stage_user
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.sessions import SessionService
@@ -13,6 +12,7 @@ from homeserver.accounts.uia import UserInteractiveAuth
 from homeserver.errors import MatrixError, bad_json, forbidden
 from homeserver.identifiers import is_valid_user_id
 from homeserver.ratelimit import RateLimiter
+from homeserver.requester import Requester
 from storage.stores.accounts import AccountStore, UserRow
 
 LOGIN_FLOWS = [{"type": "m.login.password"}, {"type": "m.login.token"}]

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeserver.accounts.auth import Requester
-from homeserver.accounts.tokens import hash_token, new_token
+from homeserver.accounts.token_values import hash_token, new_token
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, forbidden
+from homeserver.requester import Requester
 from storage.stores.accounts import AccountStore
 
 OPENID_TOKEN_LIFETIME_MS = 3600 * 1000

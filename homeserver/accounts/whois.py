@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from homeserver.accounts.auth import AuthService, Requester
+from homeserver.accounts.access_tokens import AuthService
 from homeserver.errors import forbidden, not_found
 from homeserver.identifiers import parse_user_id
+from homeserver.requester import Requester
 from storage.stores.accounts import AccountStore
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from homeserver.accounts.auth import AuthService
+from homeserver.accounts.access_tokens import AuthService
+
 from homeserver.admin.common import existing_local_user, optional_str
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, invalid_param, missing_param

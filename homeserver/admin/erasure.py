@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from homeserver.requester import Requester
+
 from homeserver.accounts.account_data import AccountDataService
 from homeserver.accounts.account_management import AccountService
-from homeserver.accounts.auth import Requester
 from homeserver.admin.common import existing_local_user, optional_bool
 from homeserver.admin.consent import ConsentService
 from homeserver.admin.login_audit import LoginAuditService

@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from homeserver.accounts.auth import Requester
-from homeserver.auth.constants import BAN, INVITE, JOIN, KNOCK, KNOCK_RESTRICTED, PUBLIC, RESTRICTED
 from homeserver.directory.public_rooms import room_entry
 from homeserver.errors import forbidden, invalid_param, not_found
+from homeserver.event_auth.constants import BAN, INVITE, JOIN, KNOCK, KNOCK_RESTRICTED, PUBLIC, RESTRICTED
 from homeserver.events.event import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.requester import Requester
 from storage.stores.events import EventStore
 
 SPACE_CHILD = "m.space.child"

@@ -11,8 +11,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from homeserver.accounts.auth import Requester
 from homeserver.errors import bad_json
+from homeserver.requester import Requester
 from storage.stores.directory import DirectoryStore
 from storage.stores.search import search_words
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from homeserver.accounts.auth import Requester
 from homeserver.accounts.devices import check_password_stage_user
 from homeserver.accounts.uia import PASSWORD, UserInteractiveAuth, check_auth_shape
 from homeserver.clock import Clock
@@ -20,6 +19,7 @@ from homeserver.e2ee.device_lists import DeviceListService
 from homeserver.e2ee.signing import ED25519, has_valid_signature, without_signatures
 from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param
 from homeserver.identifiers import parse_user_id
+from homeserver.requester import Requester
 from storage.stores.accounts import AccountStore
 from storage.stores.e2ee import E2eeKeyStore, SignatureRow
 

@@ -6,10 +6,11 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
-from homeserver.accounts.auth import AuthService, Requester
+from homeserver.accounts.access_tokens import AuthService
 from homeserver.errors import forbidden, invalid_param
-from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import query_int
+from homeserver.http.request_auth import RequestAuthenticator
+from homeserver.requester import Requester
 
 ADMIN_PREFIX = "/_synapse/admin"
 # Admin endpoints of our own, which Synapse does not have (the privacy application service's needs).

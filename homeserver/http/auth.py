@@ -6,8 +6,9 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from homeserver.accounts.auth import AuthService, Requester
+from homeserver.accounts.access_tokens import AuthService
 from homeserver.http.request import access_token, client_ip
+from homeserver.requester import Requester
 
 # (token, query parameters) -> the requester when the token is an application service's as_token.
 AppServiceResolver = Callable[[str, Mapping[str, str]], Awaitable[Requester | None]]

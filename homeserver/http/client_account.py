@@ -8,8 +8,8 @@ from aiohttp import web
 
 from homeserver.accounts.account_management import AccountService
 from homeserver.accounts.email_validation import SUBMIT_TOKEN_PATH
-from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import json_object, json_response
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.routing import add_client_route
 
 # (path, purpose, medium) of every endpoint that would send a validation e-mail or SMS.

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.directory.hierarchy import MAX_LIMIT, SpaceHierarchyService
-from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import json_response, query_bool, query_int
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.routing import add_client_route
 
 CLIENT_V1 = ("/_matrix/client/v1", "/_matrix/client/unstable/org.matrix.msc2946")

@@ -6,8 +6,8 @@ from aiohttp import web
 
 from homeserver.e2ee.cross_signing import CrossSigningService
 from homeserver.e2ee.keys import KeysService
-from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import json_object, json_response
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.routing import add_client_route
 
 # Element still calls the cross-signing endpoints under unstable, and older clients under r0.

@@ -12,13 +12,13 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from homeserver.accounts.auth import Requester
 from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param
-from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import json_object, json_response
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.routing import add_client_route
 from homeserver.identifiers import is_valid_room_id
 from homeserver.ratelimit import RateLimiter
+from homeserver.requester import Requester
 from homeserver.rooms.creation import RoomCreator
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.reading import RoomReader

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.e2ee.to_device import ToDeviceService
-from homeserver.http.auth import RequestAuthenticator
 from homeserver.http.request import json_object, json_response
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.routing import add_client_route
 
 PREFIXES = ("/_matrix/client/v3", "/_matrix/client/r0", "/_matrix/client/unstable")

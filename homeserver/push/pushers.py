@@ -26,13 +26,13 @@ from urllib.parse import urlsplit
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from homeserver.accounts.auth import Requester
 from homeserver.clock import Clock
 from homeserver.errors import bad_json, invalid_param, missing_param
 from homeserver.events.event import Event
 from homeserver.outbound.queue import PermanentDeliveryError
 from homeserver.push.evaluator import outcome_of
 from homeserver.push.notifications import NotificationService
+from homeserver.requester import Requester
 from homeserver.streams.bus import StreamBus
 from homeserver.streams.stages import EventStage
 from homeserver.streams.updates import DevicesDeleted, OutboundItemsQueued

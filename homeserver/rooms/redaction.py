@@ -13,10 +13,10 @@ import contextlib
 import logging
 from typing import Any
 
-from homeserver.accounts.auth import Requester
 from homeserver.clock import Clock
 from homeserver.errors import bad_json, forbidden, not_found
 from homeserver.events.event import Event
+from homeserver.requester import Requester
 from homeserver.rooms.power import RoomPower
 from homeserver.rooms.sender import RoomEventSender
 from homeserver.rooms.transactions import scoped_txn_id

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeserver.accounts.auth import Requester
 from homeserver.clock import Clock
 from homeserver.errors import bad_json, invalid_param, not_found
 from homeserver.identifiers import is_valid_user_id
+from homeserver.requester import Requester
 from homeserver.rooms.reading import RoomReader
 from storage.stores.accounts import AccountStore
 from storage.stores.events import EventStore

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from homeserver.accounts.auth import Requester
 from homeserver.clock import Clock
 from homeserver.events.event import Event
 from homeserver.events.format import serialize_for_client
+from homeserver.requester import Requester
 from storage.stores.events import EventStore
 
 # (events, requester) -> event_id -> extra unsigned keys (e.g. m.relations)

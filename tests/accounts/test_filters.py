@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from homeserver.accounts.user_filters import SCHEMA_DIR, SCHEMA_FILES
 
-from homeserver.accounts.filters import SCHEMA_DIR, SCHEMA_FILES
 from tests.accounts.helpers import bearer, register
 from tests.support.spec import need_spec
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-
-from tests.rooms.helpers import User, new_user
+from tests.support.rooms import User, new_user
 
 REGISTER = "/_matrix/client/v3/register"
 

@@ -6,9 +6,9 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from tests.support.rooms import User
 
 from tests.accounts.helpers import register, register_admin
-from tests.rooms.helpers import User
 
 ADMIN = "/_synapse/admin"
 

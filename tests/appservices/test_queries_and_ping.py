@@ -6,13 +6,13 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+from tests.support.rooms import new_user
 
 from appservices.client import AppServiceClient
 from appservices.metrics import AppServiceMetrics
 from appservices.registration import AppServiceRegistration
 from homeserver.errors import MatrixError
 from tests.appservices.support import HS_TOKEN, AsClient, registration_yaml
-from tests.rooms.helpers import new_user
 
 
 async def test_a_profile_lookup_of_an_unknown_namespace_user_asks_the_appservice(bridged_hs, appservice, bridge,

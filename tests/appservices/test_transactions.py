@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from tests.support.rooms import new_user
 
 from appservices.client import AppServiceClient
 from appservices.interest import (
@@ -29,7 +30,6 @@ from appservices.transactions import (
     build_transaction_body,
 )
 from tests.appservices.support import HS_TOKEN, AsClient, registration_yaml
-from tests.rooms.helpers import new_user
 
 
 def registration(name: str = "irc", url: str | None = "http://as.invalid", **extra) -> AppServiceRegistration:

@@ -7,9 +7,9 @@ from typing import Any
 
 from signedjson.key import encode_verify_key_base64, generate_signing_key, get_verify_key
 from signedjson.sign import sign_json
+from tests.support.rooms import User
 
 from tests.accounts.helpers import login
-from tests.rooms.helpers import User
 
 
 def public_key(signing_key: Any) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.support.rooms import new_user
+
 from tests.e2ee.helpers import (
     cross_signing_key,
     second_device,
@@ -9,7 +11,6 @@ from tests.e2ee.helpers import (
     signed_copy,
     upload_device_keys,
 )
-from tests.rooms.helpers import new_user
 
 PASSWORD_AUTH = {"type": "m.login.password", "password": "correct horse"}
 

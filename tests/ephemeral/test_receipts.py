@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from tests.support.rooms import new_user
 
 from homeserver.ephemeral.receipts import parse_read_markers, parse_thread_id
 from homeserver.errors import MatrixError
 from homeserver.streams.updates import ReadReceiptStored
-from tests.rooms.helpers import new_user
 
 
 def receipt_path(room_id: str, event_id: str, receipt_type: str = "m.read") -> str:

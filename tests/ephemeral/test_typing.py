@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from tests.support.rooms import new_user
 
 from homeserver.ephemeral.typing import MAX_TIMEOUT_MS, parse_typing_body
 from homeserver.errors import MatrixError
-from tests.rooms.helpers import new_user
 
 
 def typing_path(room_id: str, user_id: str) -> str:

@@ -15,13 +15,13 @@ from collections import Counter
 from typing import Any
 
 from aiohttp import web
+from tests.support.rooms import User
 
 from federation.x_matrix import parse_x_matrix
 from homeserver.clock import Clock
 from homeserver.events.event import Event
 from homeserver.rooms.sender import RoomEventSender
 from homeserver.server import HomeServer
-from tests.rooms.helpers import User
 from tests.support.fake_remote import FakeRemoteServer
 
 

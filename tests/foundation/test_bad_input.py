@@ -10,9 +10,9 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
+from tests.support.rooms import User, new_user
 
 from tests.accounts.helpers import bearer
-from tests.rooms.helpers import User, new_user
 
 HUGE = 97746853369262833664  # past 2^64: SQLite cannot bind it
 PAST_SAFE = 2**53  # one past the spec's largest integer

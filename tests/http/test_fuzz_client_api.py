@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.support.rooms import new_user
 
 from synctest.schema import spec_dir
-from tests.rooms.helpers import new_user
 
 CLIENT_SERVER = spec_dir() / "data" / "api" / "client-server"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
+from tests.support.rooms import User, new_user
 
 from homeserver.ephemeral.presence import (
     IDLE_TIMEOUT_MS,
@@ -15,7 +16,6 @@ from homeserver.ephemeral.presence import (
     presence_content,
 )
 from storage.stores.presence import PresenceRow
-from tests.rooms.helpers import User, new_user
 
 NOW = 10_000_000
 

@@ -9,8 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
-
-from tests.rooms.helpers import User
+from tests.support.rooms import User
 
 GATEWAY_PATH = "/_matrix/push/v1/notify"
 

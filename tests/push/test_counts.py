@@ -6,8 +6,9 @@ import asyncio
 import json
 from urllib.parse import quote
 
+from tests.support.rooms import new_user
+
 from tests.push.helpers import read, room_counts, unread
-from tests.rooms.helpers import new_user
 
 
 async def group(client, *names: str):

@@ -6,10 +6,10 @@ import asyncio
 from urllib.parse import quote
 
 import pytest
+from tests.support.rooms import User, new_user
 
 from tests.accounts.helpers import login
 from tests.push.helpers import PushGateway, pusher_body, read
-from tests.rooms.helpers import User, new_user
 
 
 @pytest.fixture

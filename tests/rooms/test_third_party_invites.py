@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from tests.support.rooms import User, new_user
 
 from homeserver.events.signing import (
     compute_json_signature,
@@ -18,7 +19,6 @@ from homeserver.events.signing import (
     get_verify_key,
     sign_json,
 )
-from tests.rooms.helpers import User, new_user
 
 ACCESS_TOKEN = "is-access-token"
 PEPPER = "matrixrocks"

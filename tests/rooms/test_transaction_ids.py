@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from tests.support.rooms import User, new_user
+
 from homeserver.rooms.transactions import client_txn_id, scoped_txn_id
 from tests.accounts.helpers import login
-from tests.rooms.helpers import User, new_user
 
 
 def message(body: str) -> dict[str, str]:

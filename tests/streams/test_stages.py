@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from tests.support.rooms import new_user
+
 from homeserver.events.event import Event
 from homeserver.streams.stages import EventStage
 from homeserver.streams.updates import EventPersisted
 from storage.stores.stages import StagePositionStore
-from tests.rooms.helpers import new_user
 
 
 class Recorder:

@@ -11,8 +11,8 @@ from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
+from homeserver.event_auth import auth_types_for_event, check_auth
 
-from homeserver.auth import auth_types_for_event, check_auth
 from homeserver.events.builder import build_event
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion, get_room_version

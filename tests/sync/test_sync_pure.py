@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from homeserver.events.filtering import (
+from homeserver.events.sync_filter import (
     DEFAULT_TIMELINE_LIMIT,
     EventFilter,
     filter_plain_events,
@@ -13,6 +12,7 @@ from homeserver.events.filtering import (
     split_field_path,
     type_matches,
 )
+
 from homeserver.sync import rendering
 from homeserver.sync.room_list import incremental_entries, initial_entries, rooms_needing_prior_membership
 from storage.stores.sync import MembershipRow

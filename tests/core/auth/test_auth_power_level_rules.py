@@ -5,10 +5,10 @@ See ruletable.py for how a row reads."""
 from __future__ import annotations
 
 import pytest
+from tests.event_auth.authroom import ALICE, BOB, CREATOR, MOD, AuthRoom, versions
+from tests.event_auth.ruletable import Rule, RuleTable, check_row
 
 from homeserver.events.event import Event
-from tests.core.auth.authroom import ALICE, BOB, CREATOR, MOD, AuthRoom, versions
-from tests.core.auth.ruletable import Rule, RuleTable, check_row
 
 TABLE = RuleTable()
 rule = TABLE.rule

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from homeserver.event_auth import AuthError, auth_types_for_event, check_auth, check_auth_events_selection
+from tests.event_auth.authroom import ALICE, BOB, CAROL, CREATOR, AuthRoom, versions
 
-from homeserver.auth import AuthError, auth_types_for_event, check_auth, check_auth_events_selection
 from homeserver.events.event import Event
-from tests.core.auth.authroom import ALICE, BOB, CAROL, CREATOR, AuthRoom, versions
 
 CREATE = ("m.room.create", "")
 PL = ("m.room.power_levels", "")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from tests.state.statedag import ALICE, BOB, CAROL, DAVE, Room
 
 from homeserver.state import resolve_state
-from tests.core.state.statedag import ALICE, BOB, CAROL, DAVE, Room
 
 V2_VERSIONS = ["2", "10", "11", "12"]
 TOPIC = ("m.room.topic", "")
