@@ -221,6 +221,32 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "login_audit_max_age_days": {"type": "integer", "minimum": 1},
             },
         },
+        # Consent to the privacy policy (the version itself is set through the admin API).
+        "consent": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "block_events": {"type": "boolean"},
+                "exempt_users": {"type": "array", "items": {"type": "string", "pattern": "^@"}},
+            },
+        },
+        # Outgoing e-mail (3PID validation) through an SMTP server; off while smtp_host is null.
+        "email": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "smtp_host": {"type": ["string", "null"]},
+                "smtp_port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                "smtp_user": {"type": ["string", "null"]},
+                "smtp_pass": {"type": ["string", "null"]},
+                "require_transport_security": {"type": "boolean"},
+                "force_tls": {"type": "boolean"},
+                "notif_from": {"type": "string", "minLength": 3},
+                "app_name": {"type": "string"},
+                "validation_token_lifetime_ms": {"type": "integer", "minimum": 60_000},
+                "timeout_s": {"type": "number", "exclusiveMinimum": 0},
+            },
+        },
         "passwords": {
             "type": "object",
             "additionalProperties": False,
@@ -330,6 +356,19 @@ DEFAULTS: dict[str, Any] = {
         "room_topic": None,
     },
     "admin": {"login_audit_max_age_days": 28},
+    "consent": {"block_events": True, "exempt_users": []},
+    "email": {
+        "smtp_host": None,
+        "smtp_port": 25,
+        "smtp_user": None,
+        "smtp_pass": None,
+        "require_transport_security": False,
+        "force_tls": False,
+        "notif_from": "%(app)s <noreply@localhost>",
+        "app_name": "Matrix",
+        "validation_token_lifetime_ms": 3_600_000,
+        "timeout_s": 30,
+    },
     "passwords": {"bcrypt_rounds": 12, "pepper": ""},
     "rate_limits": {
         "enabled": True,

@@ -30,8 +30,10 @@ from homeserver.accounts.account_data import AccountDataService
 from homeserver.accounts.account_management import AccountDeactivation, AccountService
 from homeserver.accounts.capabilities import build_capabilities
 from homeserver.accounts.devices import DeviceService
+from homeserver.accounts.email_validation import EmailValidationService
 from homeserver.accounts.identity import IdentityServerClient
 from homeserver.accounts.login import LoginService
+from homeserver.accounts.mailer import Mailer
 from homeserver.accounts.openid import OpenIdService
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.profiles import ProfileService
@@ -40,6 +42,8 @@ from homeserver.accounts.sessions import SessionService
 from homeserver.accounts.uia import PASSWORD, REGISTRATION_TOKEN, UserInteractiveAuth
 from homeserver.accounts.user_filters import FilterService
 from homeserver.accounts.whois import WhoisService
+from homeserver.admin.consent import ConsentService
+from homeserver.admin.erasure import ERASE_USER, UserErasureService
 from homeserver.admin.federation import AdminFederationService
 from homeserver.admin.login_audit import LoginAuditService
 from homeserver.admin.media import AdminMediaService
@@ -49,6 +53,7 @@ from homeserver.admin.rooms import DELETE_ROOM, PURGE_HISTORY, AdminRoomService
 from homeserver.admin.server import AdminServerService
 from homeserver.admin.server_notices import ServerNoticeService
 from homeserver.admin.tasks import AdminTaskRunner
+from homeserver.admin.user_data import UserEventsService
 from homeserver.admin.users import AdminUserService
 from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
@@ -68,6 +73,7 @@ from homeserver.ephemeral.typing import TypingService
 from homeserver.http.admin_common import AdminAuthenticator
 from homeserver.http.admin_federation import AdminFederationHandlers
 from homeserver.http.admin_media import AdminMediaHandlers
+from homeserver.http.admin_privacy import PrivacyAdminHandlers
 from homeserver.http.admin_rooms import AdminRoomHandlers
 from homeserver.http.admin_server import AdminServerHandlers, ScheduledTaskHandlers
 from homeserver.http.admin_users import AdminUserHandlers, UserRedactionHandlers
@@ -157,6 +163,7 @@ from storage.stores.accounts import AccountStore
 from storage.stores.admin import AdminStore
 from storage.stores.aliases import AliasStore
 from storage.stores.appservice_queue import APPSERVICE_KIND, AppServiceQueueStore
+from storage.stores.consent import ConsentStore
 from storage.stores.deactivation import DeactivationStore
 from storage.stores.directory import DirectoryStore
 from storage.stores.e2ee import E2eeKeyStore
@@ -182,8 +189,10 @@ from storage.stores.search import SearchStore
 from storage.stores.sliding_sync import SlidingSyncStore
 from storage.stores.stages import StagePositionStore
 from storage.stores.sync import SyncStore
+from storage.stores.threepid_validation import ThreepidValidationStore
 from storage.stores.timeline import TimelineStore
 from storage.stores.to_device import ToDeviceStore
+from storage.stores.user_events import UserEventStore
 
 logger = logging.getLogger(__name__)
 
@@ -416,9 +425,15 @@ class HomeServer:
             config.server_name, self.signing_key, scheme=identity_config["scheme"],
             ip_range_allowlist=identity_config["ip_range_allowlist"],
             trusted_servers=identity_config["trusted_servers"])
+        self.admin_store = AdminStore(db)
+        self.email_validation = EmailValidationService(
+            ThreepidValidationStore(db), self.admin_store, Mailer(config.section("email")), clock,
+            public_baseurl=config.public_baseurl,
+            token_lifetime_ms=config.section("email")["validation_token_lifetime_ms"])
         self.accounts = AccountService(self.account_store, self.auth, self.uia, self.devices, passwords,
                                        self.deactivation, identity=self.identity_client,
-                                       bindings=IdentityBindingStore(db))
+                                       bindings=IdentityBindingStore(db), email_validation=self.email_validation,
+                                       threepids=self.admin_store)
         self.third_party_invites = ThirdPartyInviter(self.identity_client, self.membership, self.event_sender,
                                                      self.event_store, profile_store.get_profile)
 
@@ -528,12 +543,11 @@ class HomeServer:
     def _build_admin_services(self, authenticate: RequestAuthenticator) -> None:
         """The admin API (Synapse's `/_synapse/admin` and the spec's account moderation)."""
         config, clock = self.config, self.clock
-        self.admin_store = AdminStore(self.db)
         admin_auth = AdminAuthenticator(authenticate, self.auth)
         self.admin_users = AdminUserService(
             config.server_name, self.account_store, self.admin_store, self.auth, self.accounts, self.devices,
             self.sessions, self.registration, self.profiles, self.passwords, self.event_store,
-            PusherStore(self.db), self.account_data, self.ratelimiter, clock)
+            PusherStore(self.db), self.account_data, self.ratelimiter, clock, consent=ConsentStore(self.db))
         self.event_sender.add_send_check(self.admin_users.check_not_suspended)
         self.room_handlers.set_shadow_ban_check(self.admin_users.is_shadow_banned)
         self.ephemeral_handlers.set_shadow_ban_check(self.admin_users.is_shadow_banned)
@@ -567,6 +581,7 @@ class HomeServer:
                                              self.account_store, self.event_store)
         self.admin_media_handlers = AdminMediaHandlers(self.admin_media, admin_auth)
         self.admin_rooms.set_media_cleaner(self.admin_media.delete_unreferenced)
+        self._build_privacy_admin(admin_auth)
         self.admin_federation = AdminFederationService(
             config.server_name, OutboundStore(self.db), FederationOutboundStore(self.db),
             lambda kind, destination: self.outbound.retry_now(kind, destination, forget_failures=True))
@@ -576,6 +591,27 @@ class HomeServer:
                                              self.push_rules.cache_stats])
         server_state.register(self.metrics.registry)
         self.metrics.set_scrape_callback("server_state", server_state.refresh)
+
+    def _build_privacy_admin(self, admin_auth: AdminAuthenticator) -> None:
+        """Our own admin endpoints for the privacy application service: export, erasure, consent."""
+        config = self.config
+        consent_config = config.section("consent")
+        self.consent = ConsentService(
+            config.server_name, ConsentStore(self.db), self.account_store, self.event_store, self.auth, self.clock,
+            block_events=consent_config["block_events"], exempt_users=frozenset(consent_config["exempt_users"]),
+            # Application services are built after the admin API; the check runs per send, by then they exist.
+            is_app_service_user=lambda user_id: bool(self.app_services.registry.by_sender(user_id)
+                                                      or self.app_services.registry.interested_in_user(user_id)))
+        self.event_sender.add_send_check(self.consent.check_consent)
+        user_event_store = UserEventStore(self.db)
+        self.user_events = UserEventsService(user_event_store, self.event_store)
+        self.user_erasure = UserErasureService(
+            config.server_name, self.account_store, self.admin_store, self.event_store, user_event_store,
+            self.redactions, self.accounts, self.account_data, PusherStore(self.db), self.media, MediaStore(self.db),
+            self.login_audit, self.consent, ThreepidValidationStore(self.db), self.admin_tasks)
+        self.admin_tasks.register(ERASE_USER, self.user_erasure.run)
+        self.privacy_admin_handlers = PrivacyAdminHandlers(self.user_events, self.login_audit, self.user_erasure,
+                                                           self.consent, admin_auth)
 
     def _build_app_services(self, registrations: list[Any]) -> None:
         """Application services: as_token requests, ghost users, namespaces, queries and ping."""
@@ -627,7 +663,7 @@ class HomeServer:
                       self.app_service_delivery.stage, self.federation.handoff.stage):
             await stage.start()
             self._background.append(stage)
-        for service in (self.admin_users, self.login_audit, self.admin_tasks):
+        for service in (self.admin_users, self.login_audit, self.consent, self.admin_tasks):
             await service.start()
             self._background.append(service)
         self.persister.start()
@@ -691,6 +727,7 @@ class HomeServer:
             self.admin_room_handlers.register_routes(app)
             self.admin_media_handlers.register_routes(app)
             self.user_redaction_handlers.register_routes(app)
+            self.privacy_admin_handlers.register_routes(app)
             self.admin_federation_handlers.register_routes(app)
         if "metrics" in listener.resources:
             self.metrics.register_routes(app)

@@ -1,9 +1,10 @@
 """Managing one's own account: password changes, deactivation, and third-party identifiers.
 
-This server sends no e-mail or SMS and proxies to no identity server, so it holds no
-third-party identifiers (3PIDs): the token-request endpoints refuse with
-`M_THREEPID_MEDIUM_NOT_SUPPORTED`, binding with `M_SERVER_NOT_TRUSTED`, and adding one
-finds no validated session, as Synapse answers when no delivery is configured.
+E-mail addresses are validated by mail when an SMTP server is configured (see
+accounts/email_validation.py): `/account/3pid/email/requestToken` mails a link, and
+`/account/3pid/add` binds the address once it was followed. This server sends no SMS, and
+registration and password reset by e-mail are not offered: those token requests refuse with
+`M_THREEPID_MEDIUM_NOT_SUPPORTED`, as Synapse answers when no delivery is configured.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from homeserver.accounts.access_tokens import AuthService
 from homeserver.accounts.devices import PASSWORD_FLOWS, DeviceService, check_password_stage_user
+from homeserver.accounts.email_validation import EmailValidationService
 from homeserver.accounts.identity import IdentityServerClient
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.registration import MAX_PASSWORD_LENGTH
@@ -22,6 +24,7 @@ from homeserver.accounts.uia import InteractiveAuthRequired, UserInteractiveAuth
 from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param
 from homeserver.requester import Requester
 from storage.stores.accounts import AccountStore
+from storage.stores.admin import AdminStore, ThreepidInUseError
 from storage.stores.deactivation import DeactivationStore
 from storage.stores.identity import IdentityBindingStore
 
@@ -123,7 +126,8 @@ class AccountDeactivation:
 class AccountService:
     def __init__(self, store: AccountStore, auth: AuthService, uia: UserInteractiveAuth, devices: DeviceService,
                  passwords: PasswordHasher, deactivation: AccountDeactivation, *,
-                 identity: IdentityServerClient | None = None, bindings: IdentityBindingStore | None = None):
+                 identity: IdentityServerClient | None = None, bindings: IdentityBindingStore | None = None,
+                 email_validation: EmailValidationService | None = None, threepids: AdminStore | None = None):
         self._store = store
         self._auth = auth
         self._uia = uia
@@ -132,6 +136,8 @@ class AccountService:
         self._deactivation = deactivation
         self._identity = identity
         self._bindings = bindings
+        self._email_validation = email_validation
+        self._threepids = threepids
 
     # --- password ----------------------------------------------------------------------
     async def change_password(self, requester: Requester, body: dict[str, Any], *, uri: str) -> None:
@@ -187,21 +193,59 @@ class AccountService:
 
     # --- third-party identifiers -------------------------------------------------------
     async def list_threepids(self, user_id: str) -> list[dict[str, Any]]:
-        """The user's 3PIDs: none, since no endpoint here can validate and add one."""
-        return []
+        """The user's validated 3PIDs, with when they were validated and added."""
+        if self._threepids is None:
+            return []
+        return await self._threepids.get_threepids(user_id)
 
-    def request_token(self, medium: str, body: dict[str, Any]) -> None:
-        """Any `.../{email,msisdn}/requestToken`: validate the request, then refuse the medium."""
+    def _validation_for(self, purpose: str, medium: str) -> EmailValidationService | None:
+        if purpose == "3pid" and medium == "email" and self._email_validation is not None \
+                and self._email_validation.enabled:
+            return self._email_validation
+        return None
+
+    async def request_token(self, purpose: str, medium: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Any `.../{email,msisdn}/requestToken`: mail a validation link where this server can
+        (adding an e-mail address), else refuse the medium."""
         check_fields(body, TOKEN_REQUEST_FIELDS[medium])
-        raise MatrixError(400, "M_THREEPID_MEDIUM_NOT_SUPPORTED", MEDIUM_REFUSALS[medium])
+        validation = self._validation_for(purpose, medium)
+        if validation is None:
+            raise MatrixError(400, "M_THREEPID_MEDIUM_NOT_SUPPORTED", MEDIUM_REFUSALS[medium])
+        return await validation.request_token(body)
+
+    async def submit_email_token(self, query: dict[str, str]) -> str | None:
+        """The link in a validation mail: mark the session validated; returns where to send the browser."""
+        for name in ("token", "client_secret", "sid"):
+            if not query.get(name):
+                raise missing_param(f"{name}: required")
+        if self._email_validation is None or not self._email_validation.enabled:
+            raise MatrixError(400, "M_THREEPID_MEDIUM_NOT_SUPPORTED", MEDIUM_REFUSALS["email"])
+        return await self._email_validation.submit_token(query["sid"], query["client_secret"], query["token"])
 
     async def add_threepid(self, requester: Requester, body: dict[str, Any], *, uri: str) -> None:
-        """`POST /account/3pid/add`: UIA, then look for the validated session (there is none)."""
+        """`POST /account/3pid/add`: UIA, then bind the address of the validated session."""
         check_fields(body, THREEPID_ADD)
-        completed, _, _ = await self._uia.check(body, PASSWORD_FLOWS, uri=uri, method="POST",
-                                                for_user=requester.user_id)
+        completed, params, session_id = await self._uia.check(body, PASSWORD_FLOWS, uri=uri, method="POST",
+                                                              for_user=requester.user_id)
         check_password_stage_user(completed, requester.user_id)
-        raise MatrixError(400, "M_THREEPID_AUTH_FAILED", "sid: no validated third-party identifier session")
+        if self._email_validation is None or self._threepids is None:
+            raise MatrixError(400, "M_THREEPID_AUTH_FAILED", "sid: no validated third-party identifier session")
+        session = await self._email_validation.validated_session(params["sid"], params["client_secret"])
+        try:
+            await self._threepids.add_threepid(requester.user_id, session["medium"], session["address"],
+                                               session["validated_ts"], session["validated_ts"])
+        except ThreepidInUseError:
+            raise MatrixError(400, "M_THREEPID_IN_USE", "sid: this address is already in use on this server") \
+                from None
+        await self._email_validation.forget(session["sid"])
+        await self._store.delete_uia_session(session_id)
+
+    async def delete_threepid(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /account/3pid/delete`: remove the 3PID from the account, and unbind it where it was bound."""
+        check_fields(body, THREEPID_UNBIND)
+        if self._threepids is not None:
+            await self._threepids.remove_threepid(requester.user_id, body["medium"], body["address"])
+        return await self.unbind_threepid(requester, body)
 
     def add_threepid_legacy(self, body: dict[str, Any]) -> None:
         """The deprecated `POST /account/3pid`, which validated through an identity server."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from homeserver.admin.common import existing_local_user, page
 from homeserver.clock import Clock
+from homeserver.errors import invalid_param
 from storage.stores.accounts import AccountStore
 from storage.stores.login_audit import LoginAuditStore
 
@@ -21,6 +22,10 @@ logger = logging.getLogger(__name__)
 
 DAY_MS = 24 * 3600 * 1000
 PRUNE_INTERVAL_S = 3600.0
+# A waiting feed request looks at the table at least this often, so logins recorded by another
+# process (which cannot wake it) still arrive within a few seconds.
+FEED_RECHECK_S = 1.0
+MAX_FEED_TIMEOUT_MS = 60_000
 
 
 class LoginAuditService:
@@ -32,6 +37,7 @@ class LoginAuditService:
         self._clock = clock
         self._max_age_ms = max_age_days * DAY_MS
         self._pruner: asyncio.Task[None] | None = None
+        self._login_recorded = asyncio.Condition()
 
     async def start(self) -> None:
         self._pruner = asyncio.create_task(self._prune_periodically())
@@ -43,6 +49,8 @@ class LoginAuditService:
 
     async def on_login(self, user_id: str, device_id: str, ip: str, user_agent: str) -> None:
         await self._store.record_login(user_id, device_id, ip, user_agent[:512], self._clock.time_ms())
+        async with self._login_recorded:
+            self._login_recorded.notify_all()
 
     async def on_sightings(self, entries: list[tuple[str, str | None, str, str, int]]) -> None:
         await self._store.record_sightings(entries)
@@ -52,6 +60,44 @@ class LoginAuditService:
         await existing_local_user(self._accounts, self._server_name, user_id)
         rows, total = await self._store.list_entries(user_id, offset=offset, limit=limit, backwards=backwards)
         return page(rows, total, offset, limit, "entries")
+
+    async def connections(self, user_id: str) -> dict[str, Any]:
+        """`GET /_huiskamer/admin/v1/users/{userId}/connections`: IP/user-agent sightings and logins."""
+        await existing_local_user(self._accounts, self._server_name, user_id)
+        sightings = await self._accounts.get_user_ips(user_id)
+        return {
+            "connections": [{"device_id": s["device_id"] or None, "ip": s["ip"], "user_agent": s["user_agent"],
+                             "last_seen_ts": s["last_seen"]} for s in sightings],
+            "logins": [{**login, "device_id": login["device_id"] or None}
+                       for login in await self._store.logins_of_user(user_id)],
+        }
+
+    async def login_feed(self, from_token: str | None, *, timeout_ms: int, limit: int) -> dict[str, Any]:
+        """`GET /_huiskamer/admin/v1/logins`: logins after `from_token`, waiting up to `timeout_ms` for one.
+
+        Without a token the answer is the current token and no logins, so a consumer starts from now.
+        """
+        if from_token is None:
+            return {"logins": [], "next_token": str(await self._store.latest_id())}
+        after = _parse_feed_token(from_token)
+        deadline = self._clock.monotonic() + min(timeout_ms, MAX_FEED_TIMEOUT_MS) / 1000
+        while True:
+            logins = await self._store.logins_after(after, limit)
+            remaining = deadline - self._clock.monotonic()
+            if logins or remaining <= 0:
+                break
+            async with self._login_recorded:
+                try:
+                    await asyncio.wait_for(self._login_recorded.wait(), min(remaining, FEED_RECHECK_S))
+                except TimeoutError:
+                    pass
+        next_token = logins[-1]["id"] if logins else after
+        return {"logins": [{k: v for k, v in login.items() if k != "id"} for login in logins],
+                "next_token": str(next_token)}
+
+    async def forget_user(self, user_id: str) -> int:
+        """Delete the user's whole audit log (erasure); returns how many entries went."""
+        return await self._store.delete_user(user_id)
 
     async def all_entries(self, user_id: str) -> list[dict[str, Any]]:
         return await self._store.all_entries(user_id)
@@ -69,3 +115,9 @@ class LoginAuditService:
             except Exception:
                 logger.exception("Could not prune the login audit log")
             await asyncio.sleep(PRUNE_INTERVAL_S)
+
+
+def _parse_feed_token(token: str) -> int:
+    if not token.isdigit():
+        raise invalid_param("from: not a token this endpoint gave out")
+    return int(token)

@@ -33,6 +33,7 @@ from homeserver.ratelimit import RateLimiter
 from homeserver.requester import Requester
 from storage.stores.accounts import AccountStore, UserExistsError
 from storage.stores.admin import AdminStore, ExternalIdInUseError, ThreepidInUseError, UserFilter
+from storage.stores.consent import ConsentStore
 from storage.stores.events import EventStore
 from storage.stores.pushers import PusherStore
 
@@ -51,8 +52,9 @@ class AdminUserService:
                  account_service: AccountService, devices: DeviceService, sessions: SessionService,
                  registration: RegistrationService, profiles: ProfileService, passwords: PasswordHasher,
                  events: EventStore, pushers: PusherStore, account_data: AccountDataService,
-                 ratelimiter: RateLimiter, clock: Clock):
+                 ratelimiter: RateLimiter, clock: Clock, *, consent: ConsentStore | None = None):
         self._server_name = server_name
+        self._consent = consent
         self._accounts = accounts
         self._store = admin_store
         self._auth = auth
@@ -111,6 +113,7 @@ class AdminUserService:
         user = await self._store.get_user_admin_view(user_id)
         if user is None:
             return None
+        consent = await self._consent.get_user_consent(user_id) if self._consent is not None else None
         return {
             "name": user_id,
             "admin": user["admin"],
@@ -121,8 +124,8 @@ class AdminUserService:
             "creation_ts": user["creation_ts"] // 1000,
             "appservice_id": user["appservice_id"],
             "consent_server_notice_sent": None,
-            "consent_version": None,
-            "consent_ts": None,
+            "consent_version": consent["version"] if consent else None,
+            "consent_ts": consent["ts"] if consent else None,
             "user_type": user["user_type"],
             "is_guest": user["is_guest"],
             "suspended": user["suspended"],

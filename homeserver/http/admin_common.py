@@ -13,6 +13,8 @@ from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.requester import Requester
 
 ADMIN_PREFIX = "/_synapse/admin"
+# Admin endpoints of our own, which Synapse does not have (the privacy application service's needs).
+OWN_ADMIN_PREFIX = "/_huiskamer/admin"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -33,6 +35,11 @@ class AdminAuthenticator:
 def add_admin_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
     """Serve `path` (starting with `/v1/`, `/v2/`...) under `/_synapse/admin`."""
     app.router.add_route(method, ADMIN_PREFIX + path, handler)
+
+
+def add_own_admin_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
+    """Serve `path` (starting with `/v1/`) under our own `/_huiskamer/admin`."""
+    app.router.add_route(method, OWN_ADMIN_PREFIX + path, handler)
 
 
 def paging(request: web.Request, default_limit: int = 100) -> tuple[int, int]:

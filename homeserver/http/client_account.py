@@ -7,19 +7,23 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from homeserver.accounts.account_management import AccountService
+from homeserver.accounts.email_validation import SUBMIT_TOKEN_PATH
 from homeserver.http.request import json_object, json_response
 from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.routing import add_client_route
 
-# (path, medium) of every endpoint that would send a validation e-mail or SMS.
+# (path, purpose, medium) of every endpoint that would send a validation e-mail or SMS.
 TOKEN_REQUEST_PATHS = (
-    ("/register/email/requestToken", "email"),
-    ("/register/msisdn/requestToken", "msisdn"),
-    ("/account/password/email/requestToken", "email"),
-    ("/account/password/msisdn/requestToken", "msisdn"),
-    ("/account/3pid/email/requestToken", "email"),
-    ("/account/3pid/msisdn/requestToken", "msisdn"),
+    ("/register/email/requestToken", "register", "email"),
+    ("/register/msisdn/requestToken", "register", "msisdn"),
+    ("/account/password/email/requestToken", "password", "email"),
+    ("/account/password/msisdn/requestToken", "password", "msisdn"),
+    ("/account/3pid/email/requestToken", "3pid", "email"),
+    ("/account/3pid/msisdn/requestToken", "3pid", "msisdn"),
 )
+VALIDATED_PAGE = ("<!DOCTYPE html><html><head><title>E-mail address confirmed</title></head><body>"
+                  "<p>Your e-mail address has been confirmed. Return to your Matrix client to finish adding it."
+                  "</p></body></html>")
 
 
 class AccountHandlers:
@@ -62,10 +66,20 @@ class AccountHandlers:
         requester = await self._authenticate(request)
         return json_response(await self._accounts.unbind_threepid(requester, await json_object(request)))
 
-    def _request_token(self, medium: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def delete_threepid(self, request: web.Request) -> web.Response:
+        requester = await self._authenticate(request)
+        return json_response(await self._accounts.delete_threepid(requester, await json_object(request)))
+
+    async def submit_email_token(self, request: web.Request) -> web.Response:
+        """The link in a validation mail (opened in a browser, so no access token)."""
+        next_link = await self._accounts.submit_email_token(dict(request.query))
+        if next_link:
+            return web.Response(status=302, headers={"Location": next_link})
+        return web.Response(text=VALIDATED_PAGE, content_type="text/html")
+
+    def _request_token(self, purpose: str, medium: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handler(request: web.Request) -> web.Response:
-            self._accounts.request_token(medium, await json_object(request))
-            return json_response({})  # not reached: every medium is refused
+            return json_response(await self._accounts.request_token(purpose, medium, await json_object(request)))
 
         return handler
 
@@ -77,6 +91,7 @@ class AccountHandlers:
         add_client_route(app, "POST", "/account/3pid/add", self.add_threepid)
         add_client_route(app, "POST", "/account/3pid/bind", self.bind_threepid)
         add_client_route(app, "POST", "/account/3pid/unbind", self.unbind_threepid)
-        add_client_route(app, "POST", "/account/3pid/delete", self.unbind_threepid)
-        for path, medium in TOKEN_REQUEST_PATHS:
-            add_client_route(app, "POST", path, self._request_token(medium))
+        add_client_route(app, "POST", "/account/3pid/delete", self.delete_threepid)
+        for path, purpose, medium in TOKEN_REQUEST_PATHS:
+            add_client_route(app, "POST", path, self._request_token(purpose, medium))
+        app.router.add_route("GET", SUBMIT_TOKEN_PATH, self.submit_email_token)

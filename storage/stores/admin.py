@@ -201,6 +201,27 @@ class AdminStore:
 
         await self.db.run_interaction("replace_threepids", txn_fn)
 
+    async def add_threepid(self, user_id: str, medium: str, address: str, validated_at: int, now_ms: int) -> None:
+        """Bind a validated 3PID to the user; `ThreepidInUseError` if another user holds it."""
+
+        async def txn_fn(txn: Transaction) -> None:
+            owner = await txn.fetch_value(
+                "SELECT user_id FROM user_threepids WHERE medium = ? AND address = ?", (medium, address))
+            if owner == user_id:
+                return
+            if owner is not None:
+                raise ThreepidInUseError(f"{medium}:{address}")
+            await txn.execute(
+                "INSERT INTO user_threepids (medium, address, user_id, validated_at, added_at) VALUES (?, ?, ?, ?, ?)",
+                (medium, address, user_id, validated_at, now_ms))
+
+        await self.db.run_interaction("add_threepid", txn_fn)
+
+    async def remove_threepid(self, user_id: str, medium: str, address: str) -> bool:
+        return bool(await self.db.execute(
+            "remove_threepid", "DELETE FROM user_threepids WHERE user_id = ? AND medium = ? AND address = ?",
+            (user_id, medium, address)))
+
     async def get_external_ids(self, user_id: str) -> list[dict[str, Any]]:
         return await self.db.simple_select_list(
             "user_external_ids", {"user_id": user_id}, ["auth_provider", "external_id"],

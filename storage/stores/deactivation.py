@@ -30,8 +30,10 @@ class DeactivationStore:
 
     async def erase_personal_data(self, user_id: str) -> list[str]:
         """Erase what identifies the user: profile, status message, IP/user-agent log, their own
-        member events' display name and avatar (stored in redacted form) and the search index of
-        their events. Returns the IDs of the rewritten events, for caches to drop."""
+        member events' display name and avatar (stored in redacted form), the search index of
+        their events, and traces of their activity (read receipts, notifications, filters,
+        transaction IDs, interactive-auth sessions). Returns the IDs of the rewritten events, for
+        caches to drop."""
 
         async def txn_fn(txn: Transaction) -> list[str]:
             await txn.execute("DELETE FROM profile_fields WHERE user_id = ?", (user_id,))
@@ -44,6 +46,7 @@ class DeactivationStore:
             await txn.execute(
                 "DELETE FROM event_search WHERE event_id IN (SELECT event_id FROM events WHERE sender = ?)",
                 (user_id,))
+            await _erase_activity(txn, user_id)
             rows = await txn.fetch_all(
                 "SELECT j.event_id, j.json, r.room_version FROM events e JOIN event_json j USING (event_id)"
                 " JOIN rooms r ON r.room_id = e.room_id WHERE e.type = 'm.room.member' AND e.state_key = ?",
@@ -74,3 +77,28 @@ class DeactivationStore:
             return {r[0] for r in rows}
 
         return await self.db.run_interaction("get_erased_users", txn_fn, write=False)
+
+
+async def _erase_activity(txn: Transaction, user_id: str) -> None:
+    """What the user did rather than said: receipts, notifications, filters, transaction IDs, UIA sessions."""
+    for table in ("receipts", "event_push_actions", "event_push_counts", "filters", "event_txn_ids"):
+        await txn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))
+    # A session names its user inside its JSON; LIKE narrows the candidates, decoding decides.
+    pattern = "%" + user_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    rows = await txn.fetch_all(
+        "SELECT session_id, serverdict, clientdict FROM ui_auth_sessions WHERE serverdict LIKE ? ESCAPE '\\'"
+        " OR clientdict LIKE ? ESCAPE '\\'", (pattern, pattern))
+    for session_id, serverdict, clientdict in rows:
+        if user_id in _strings(decode(serverdict)) | _strings(decode(clientdict)):
+            await txn.execute("DELETE FROM ui_auth_session_credentials WHERE session_id = ?", (session_id,))
+            await txn.execute("DELETE FROM ui_auth_sessions WHERE session_id = ?", (session_id,))
+
+
+def _strings(value: object) -> set[str]:
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, dict):
+        return set().union(*(_strings(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_strings(v) for v in value)) if value else set()
+    return set()

@@ -58,3 +58,40 @@ class LoginAuditStore:
 
     async def prune(self, older_than_ts: int) -> int:
         return await self.db.execute("prune_login_audit", "DELETE FROM login_audit WHERE ts < ?", (older_than_ts,))
+
+    # --- the server-wide login feed (`GET /_huiskamer/admin/v1/logins`) ------------------------
+    async def latest_id(self) -> int:
+        """The ID of the newest entry: a feed token that skips everything so far."""
+        return int(await self.db.fetch_value("latest_login_audit_id", "SELECT MAX(id) FROM login_audit") or 0)
+
+    async def logins_after(self, after_id: int, limit: int) -> list[dict[str, Any]]:
+        """Logins with an ID above `after_id`, oldest first, each flagged `new_ip` / `new_device`:
+        whether the user's earlier entries had never shown this IP, or this device or user agent."""
+
+        async def txn_fn(txn: Transaction) -> list[dict[str, Any]]:
+            rows = await txn.fetch_all(
+                "SELECT id, user_id, device_id, ip, user_agent, ts FROM login_audit WHERE id > ? AND kind = 'login'"
+                " ORDER BY id LIMIT ?", (after_id, limit))
+            logins = []
+            for entry_id, user_id, device_id, ip, user_agent, ts in rows:
+                seen_ip = await txn.fetch_one(
+                    "SELECT 1 FROM login_audit WHERE user_id = ? AND id < ? AND ip = ? LIMIT 1", (user_id, entry_id, ip))
+                seen_device = await txn.fetch_one(
+                    "SELECT 1 FROM login_audit WHERE user_id = ? AND id < ? AND (device_id = ? OR user_agent = ?)"
+                    " LIMIT 1", (user_id, entry_id, device_id, user_agent))
+                logins.append({"id": entry_id, "user_id": user_id, "device_id": device_id, "ip": ip,
+                               "user_agent": user_agent, "ts": ts, "new_ip": seen_ip is None,
+                               "new_device": seen_device is None})
+            return logins
+
+        return await self.db.run_interaction("login_audit_feed", txn_fn, write=False)
+
+    async def logins_of_user(self, user_id: str) -> list[dict[str, Any]]:
+        rows = await self.db.fetch_all(
+            "logins_of_user", "SELECT device_id, ip, user_agent, ts FROM login_audit WHERE user_id = ?"
+            " AND kind = 'login' ORDER BY ts, id", (user_id,))
+        return [{"device_id": r[0], "ip": r[1], "user_agent": r[2], "ts": r[3]} for r in rows]
+
+    async def delete_user(self, user_id: str) -> int:
+        return await self.db.execute("forget_login_audit_of_user", "DELETE FROM login_audit WHERE user_id = ?",
+                                     (user_id,))
