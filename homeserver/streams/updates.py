@@ -105,6 +105,18 @@ class ToDeviceQueued:
 
 
 @dataclass(frozen=True, slots=True)
+class RemoteToDeviceQueued:
+    """A local user sent to-device messages to users of other servers (their `txn_id` is recorded):
+    `messages` is {server: {user_id: {device_id or "*": content}}}, all of one `event_type`, sent
+    once under `message_id`. Consumers that send them must have queued them durably on return."""
+
+    sender: str
+    event_type: str
+    message_id: str
+    messages: dict[str, dict[str, dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceListChanged:
     """A local user's devices or device keys changed (the device_lists stream moved for them)."""
 
