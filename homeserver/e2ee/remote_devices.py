@@ -13,8 +13,9 @@ user: no server keeps telling us about it then.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -79,7 +80,7 @@ def checked_device_keys(value: Any, user_id: str, device_id: str) -> dict[str, A
 
 def checked_cross_signing_keys(value: dict[str, Any], user_id: str) -> dict[str, dict[str, Any]]:
     """The user's `master` and `self_signing` keys among `{key_type: key}` that are well formed and,
-    for the self-signing key, signed by the master key (of the same object, or `known_master`)."""
+    for the self-signing key, signed by the master key among them."""
     out: dict[str, dict[str, Any]] = {}
     for key_type in SHARED_CROSS_SIGNING_TYPES:
         key = value.get(key_type)
@@ -124,17 +125,23 @@ class RemoteDeviceLists:
         self._clock = clock
         # None: federation is off, and no remote list is ever fetched.
         self._remote = remote
-        self._locks: dict[str, asyncio.Lock] = {}
+        # user ID -> (its lock, how many hold or wait for it): one change of a user's list at a time.
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
-    async def _locked(self, user_id: str) -> asyncio.Lock:
-        lock = self._locks.get(user_id)
-        if lock is None:
-            lock = self._locks[user_id] = asyncio.Lock()
-        return lock
-
-    def _release(self, user_id: str, lock: asyncio.Lock) -> None:
-        if not lock.locked() and self._locks.get(user_id) is lock:
-            del self._locks[user_id]
+    @contextlib.asynccontextmanager
+    async def _user_lock(self, user_id: str) -> AsyncIterator[None]:
+        entry = self._locks.get(user_id)
+        if entry is None:
+            entry = self._locks[user_id] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._locks[user_id]
 
     async def local_users_sharing_a_room(self, user_id: str) -> set[str]:
         return {u for u in await self._e2ee.get_users_sharing_a_room(user_id) if server_of(u) == self._server_name}
@@ -145,48 +152,40 @@ class RemoteDeviceLists:
     # --- EDUs ------------------------------------------------------------------------------------
     async def receive_device_update(self, update: DeviceListUpdate) -> None:
         """Apply an `m.device_list_update` that builds on our copy; resync the list on a gap."""
-        lock = await self._locked(update.user_id)
-        try:
-            async with lock:
-                current = await self._store.get_stream_id(update.user_id)
-                if current is None:
-                    # Not cached: fetched whole if someone of ours shares a room, else not our concern.
-                    if await self.local_users_sharing_a_room(update.user_id):
-                        await self._resync(update.user_id)
-                    return
-                if update.stream_id <= current:
-                    return  # already applied, or covered by a resync
-                if not update.prev_ids or any(prev > current for prev in update.prev_ids):
-                    logger.info("device list of %s: update %d builds on %s, we are at %d; fetching it whole",
-                                update.user_id, update.stream_id, list(update.prev_ids), current)
+        async with self._user_lock(update.user_id):
+            current = await self._store.get_stream_id(update.user_id)
+            if current is None:
+                # Not cached: fetched whole if someone of ours shares a room, else not our concern.
+                if await self.local_users_sharing_a_room(update.user_id):
                     await self._resync(update.user_id)
-                    return
-                device = RemoteDevice(update.device_id, update.display_name, update.keys)
-                await self._store.apply_device_update(update.user_id, update.stream_id, device, update.deleted,
-                                                      self._clock.time_ms())
-            await self._announce(update.user_id)
-        finally:
-            self._release(update.user_id, lock)
+                return
+            if update.stream_id <= current:
+                return  # already applied, or covered by a resync
+            if not update.prev_ids or any(prev > current for prev in update.prev_ids):
+                logger.info("device list of %s: update %d builds on %s, we are at %d; fetching it whole",
+                            update.user_id, update.stream_id, list(update.prev_ids), current)
+                await self._resync(update.user_id)
+                return
+            device = RemoteDevice(update.device_id, update.display_name, update.keys)
+            await self._store.apply_device_update(update.user_id, update.stream_id, device, update.deleted,
+                                                  self._clock.time_ms())
+        await self._announce(update.user_id)
 
     async def receive_signing_key_update(self, user_id: str, keys: dict[str, dict[str, Any]]) -> None:
         """Store a cached user's new cross-signing keys (`m.signing_key_update`)."""
-        lock = await self._locked(user_id)
-        try:
-            async with lock:
-                if await self._store.get_stream_id(user_id) is None:
-                    if await self.local_users_sharing_a_room(user_id):
-                        await self._resync(user_id)
-                    return
-                cached = (await self._store.get_device_lists([user_id]))[user_id].cross_signing
-                # A lone self-signing key is checked against the master key we hold.
-                checked = checked_cross_signing_keys({**cached, **keys}, user_id)
-                changed = {t: k for t, k in checked.items() if t in keys and cached.get(t) != k}
-                if not changed:
-                    return
-                await self._store.set_cross_signing_keys(user_id, changed)
-            await self._announce(user_id)
-        finally:
-            self._release(user_id, lock)
+        async with self._user_lock(user_id):
+            if await self._store.get_stream_id(user_id) is None:
+                if await self.local_users_sharing_a_room(user_id):
+                    await self._resync(user_id)
+                return
+            cached = (await self._store.get_device_lists([user_id]))[user_id].cross_signing
+            # A lone self-signing key is checked against the master key we hold.
+            checked = checked_cross_signing_keys({**cached, **keys}, user_id)
+            changed = {t: k for t, k in checked.items() if t in keys and cached.get(t) != k}
+            if not changed:
+                return
+            await self._store.set_cross_signing_keys(user_id, changed)
+        await self._announce(user_id)
 
     async def _resync(self, user_id: str) -> bool:
         """Fetch the user's whole list from their server (caller holds the user's lock); whether it worked."""
@@ -217,14 +216,9 @@ class RemoteDeviceLists:
         limit = asyncio.Semaphore(RESYNC_CONCURRENCY)
 
         async def fetch(user_id: str) -> None:
-            async with limit:
-                lock = await self._locked(user_id)
-                try:
-                    async with lock:
-                        if await self._store.get_stream_id(user_id) is None:
-                            await self._resync(user_id)
-                finally:
-                    self._release(user_id, lock)
+            async with limit, self._user_lock(user_id):
+                if await self._store.get_stream_id(user_id) is None:
+                    await self._resync(user_id)
 
         await asyncio.gather(*(fetch(u) for u in shared))
         if shared:
