@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import ssl
 import time
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import pytest
 from signedjson.key import generate_signing_key
 from signedjson.sign import sign_json
 
@@ -176,3 +178,62 @@ async def test_a_new_device_on_synapse_appears_in_our_keys_changes(fed_hs, ca, s
 
     laptop = await eventually(laptop_in_changes, "Bob's new device in our /keys/changes and /keys/query", synapse)
     assert laptop["keys"] == laptop_keys["keys"]
+
+
+async def test_nio_clients_on_each_server_exchange_encrypted_messages(fed_hs, ca, synapse, tmp_path):
+    """matrix-nio (vodozemac) on each side: Olm sessions over claimed one-time keys, Megolm room keys
+    in to-device messages across the servers, and each side decrypts the other's message."""
+    nio = pytest.importorskip("nio")
+    pytest.importorskip("vodozemac")
+    from tests.interop.nio_support import SyncingClient, expect, raw_json, register_user
+
+    encryption = {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
+    config = nio.AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False, max_timeouts=2,
+                                   max_limit_exceeded=0, request_timeout=30)
+    context = ssl.create_default_context(cafile=ca.ca_path)
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "bob").mkdir()
+    alice_client = nio.AsyncClient(fed_hs.base_url("client"), store_path=str(tmp_path / "alice"), config=config,
+                                   ssl=context)
+    bob_user = await synapse.register(f"niobob{int(time.time() * 1000)}")
+    bob_client = nio.AsyncClient(synapse.url, bob_user["user_id"], store_path=str(tmp_path / "bob"), config=config,
+                                 ssl=context)
+    alice, bob = SyncingClient("alice", alice_client), SyncingClient("bob", bob_client)
+    try:
+        await register_user(alice_client, "alice")
+        expect(await bob_client.login("correct horse", device_name="bob nio"), nio.LoginResponse, "bob logs in")
+        await alice.start(poll_timeout_ms=1000)
+        await bob.start(poll_timeout_ms=1000)
+        created = expect(await alice_client.room_create(preset=nio.RoomPreset.public_chat,
+                                                        initial_state=[encryption]),
+                         nio.RoomCreateResponse, "create the encrypted room")
+        room_id = created.room_id
+        # nio's join names no server; Synapse needs ours to join a room it has never seen.
+        status, joined = await raw_json(bob_client, "POST", f"/_matrix/client/v3/join/{quote(room_id, safe='')}"
+                                        f"?server_name={quote(fed_hs.config.server_name, safe='')}", {})
+        assert status == 200, (joined, synapse.log_tail())
+        await alice.seen.wait_for("bob's join", lambda kind, room, e: kind == "timeline" and room == room_id
+                                  and isinstance(e, nio.RoomMemberEvent) and e.state_key == bob_client.user_id
+                                  and e.membership == "join", timeout=60)
+
+        def decrypted(body: str):
+            return lambda kind, _room, e: kind == "timeline" and isinstance(e, nio.RoomMessageText) and e.body == body
+
+        mark = bob.seen.mark()
+        expect(await alice_client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "hoi bob"},
+                                            ignore_unverified_devices=True),
+               nio.RoomSendResponse, "alice sends encrypted")
+        await bob.seen.wait_for("alice's message, decrypted on Synapse's side", decrypted("hoi bob"), mark,
+                                timeout=60)
+
+        mark = alice.seen.mark()
+        expect(await bob_client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "hallo alice"},
+                                          ignore_unverified_devices=True),
+               nio.RoomSendResponse, "bob sends encrypted")
+        await alice.seen.wait_for("bob's message, decrypted on our side", decrypted("hallo alice"), mark,
+                                  timeout=60)
+    finally:
+        for syncing in (alice, bob):
+            await syncing.stop()
+        await alice_client.close()
+        await bob_client.close()
