@@ -137,6 +137,7 @@ from homeserver.streams.updates import (
     AccountDataChanged,
     DeviceCreated,
     DeviceListChanged,
+    DeviceRenamed,
     DevicesDeleted,
     EventPersisted,
     OneTimeKeysChanged,
@@ -478,6 +479,7 @@ class HomeServer:
                             self.push_rules.on_room_upgraded):
             bus.subscribe(RoomUpgraded, on_upgraded)
         bus.subscribe(DeviceCreated, self.keys.on_device_created)
+        bus.subscribe(DeviceRenamed, self.keys.on_device_renamed)
         bus.subscribe(DevicesDeleted, self.keys.on_devices_deleted)
         bus.subscribe(DevicesDeleted, self.pushers.on_devices_deleted)
         bus.subscribe(DeviceListChanged, self.federation.device_lists_sender.on_device_list_changed)

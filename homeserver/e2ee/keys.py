@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.accounts.auth import Requester
@@ -27,7 +28,7 @@ from homeserver.errors import MatrixError, bad_json, invalid_param, missing_para
 from homeserver.identifiers import parse_user_id
 from homeserver.streams.bus import StreamBus
 from homeserver.streams.tokens import parse_sync_token
-from homeserver.streams.updates import DeviceCreated, DevicesDeleted, OneTimeKeysChanged
+from homeserver.streams.updates import DeviceCreated, DeviceRenamed, DevicesDeleted, OneTimeKeysChanged
 from storage.stores.e2ee import ClaimRequest, E2eeKeyStore, OneTimeKeyConflict
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,8 @@ class KeysService:
         # None: federation is off, and users of other servers are reported in `failures`.
         self._remote_devices = remote_devices
         self._remote = remote
+        # Questions to other servers whose client stopped waiting, kept until they finish.
+        self._late: set[asyncio.Future[Any]] = set()
         self._store = store
         self._device_lists = device_lists
         self._clock = clock
@@ -276,17 +279,31 @@ class KeysService:
                 response["self_signing_keys"][user_id] = keys["self_signing"]
         return response
 
-    async def _remote_part(self, server: str, part: Any, timeout: float, ask: Any
+    async def _remote_part(self, server: str, part: Any, timeout: float,
+                           ask: Callable[[str, Any], Awaitable[dict[str, Any]]]
                            ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """(answer, failure) of asking one server, within the timeout."""
+        """(answer, failure) of asking one server, within the timeout.
+
+        A server too slow for the client is not cancelled: what it answers later (a device list
+        being fetched and cached, say) is still stored, so the client's retry finds it.
+        """
         if self._remote is None:
             return {}, REMOTE_FAILURE
-        try:
-            return await asyncio.wait_for(ask(server, part), timeout), None
-        except TimeoutError:
+        task = asyncio.ensure_future(ask(server, part))
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            self._late.add(task)
+            task.add_done_callback(self._forget_late)
             return {}, {"status": 504, "message": f"{server} did not answer within {int(timeout * 1000)} ms"}
+        try:
+            return task.result(), None
         except MatrixError as e:
             return {}, {"status": e.http_status, "message": e.message}
+
+    def _forget_late(self, task: asyncio.Future[Any]) -> None:
+        self._late.discard(task)
+        if not task.cancelled() and task.exception() is not None and not isinstance(task.exception(), MatrixError):
+            logger.warning("a late answer from another server failed: %r", task.exception())
 
     async def _query_server(self, server: str, users: dict[str, list[str]]) -> dict[str, Any]:
         """Keys of one server's users: cached lists where we keep them, the server's answer for the rest."""
@@ -379,6 +396,11 @@ class KeysService:
 
     async def on_device_created(self, update: DeviceCreated) -> None:
         """A new device is a device-list change, so others fetch its keys once it has some."""
+        await self._store.record_device_change(update.user_id, [update.device_id])
+        await self._device_lists.notify_key_change(update.user_id)
+
+    async def on_device_renamed(self, update: DeviceRenamed) -> None:
+        """A device's name travels with its keys to other servers (and to /keys/query)."""
         await self._store.record_device_change(update.user_id, [update.device_id])
         await self._device_lists.notify_key_change(update.user_id)
 

@@ -57,6 +57,14 @@ class DeviceCreated:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceRenamed:
+    """A local device's display name was set (other servers show it with the device's keys)."""
+
+    user_id: str
+    device_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class DevicesDeleted:
     user_id: str
     device_ids: tuple[str, ...]

@@ -301,6 +301,16 @@ async def test_our_device_changes_reach_the_remote_as_a_chain_of_device_list_upd
     assert [d["device_id"] for d in listed["devices"]] == [device]  # SECOND has no keys yet
 
 
+async def test_a_renamed_device_reaches_the_remote_with_its_new_name(setup):
+    device = setup.alice["device_id"]
+    await upload_keys(setup, setup.token, setup.alice["user_id"], device)
+    await setup.client("PUT", f"/devices/{device}", {"display_name": "Alice's laptop"})
+    await setup.inbox.wait_for(lambda: any(u.get("device_display_name") == "Alice's laptop"
+                                           for u in device_updates(setup)))
+    renamed = next(u for u in device_updates(setup) if u.get("device_display_name") == "Alice's laptop")
+    assert renamed["device_id"] == device and "keys" in renamed
+
+
 async def test_a_deleted_device_reaches_the_remote_as_deleted(setup):
     alice = setup.alice["user_id"]
     status, login = await client_call(setup.hs, setup.ca, "", "POST", "/_matrix/client/v3/login",
