@@ -361,3 +361,20 @@ async def test_our_device_endpoints_refuse_bad_requests(setup):
     assert status == 400 and "device_keys" in body["error"]
     status, body = await fed_request(setup.hs, setup.remote, "POST", f"{V1}/user/keys/claim", {})
     assert status == 400 and "one_time_keys" in body["error"]
+
+
+async def test_when_our_user_leaves_the_shared_room_the_remote_list_is_no_longer_kept(setup):
+    setup.devices.add_device("bob", "BOBPHONE")
+    await setup.query(setup.bob)
+    await setup.client("POST", f"/rooms/{q(setup.room_id)}/leave", {})
+    await setup.query(setup.bob)
+    assert setup.devices.asked["query"] == 1 and setup.devices.asked["devices"] == 1
+
+
+async def test_device_changes_made_while_the_sender_was_stopped_go_out_when_it_starts(setup):
+    sender = setup.hs.federation.device_lists_sender
+    await sender.stop()
+    alice, device = setup.alice["user_id"], setup.alice["device_id"]
+    await upload_keys(setup, setup.token, alice, device)
+    await sender.start()
+    await setup.inbox.wait_for(lambda: any("keys" in u and u["device_id"] == device for u in device_updates(setup)))
