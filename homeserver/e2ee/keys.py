@@ -19,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from homeserver.accounts.auth import Requester
+from homeserver.requester import Requester
 from homeserver.clock import Clock
 from homeserver.e2ee.device_lists import SIGNED_CURVE25519, DeviceListService
 from homeserver.e2ee.remote_devices import RemoteDeviceLists, RemoteKeyQueries
@@ -27,7 +27,7 @@ from homeserver.e2ee.signing import ED25519, has_valid_signature, merge_signatur
 from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param
 from homeserver.identifiers import parse_user_id
 from homeserver.streams.bus import StreamBus
-from homeserver.streams.tokens import parse_sync_token
+from homeserver.streams.client_tokens import parse_sync_token
 from homeserver.streams.updates import DeviceCreated, DeviceRenamed, DevicesDeleted, OneTimeKeysChanged
 from storage.stores.e2ee import ClaimRequest, E2eeKeyStore, OneTimeKeyConflict
 

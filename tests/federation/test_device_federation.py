@@ -325,7 +325,7 @@ async def test_a_deleted_device_reaches_the_remote_as_deleted(setup):
 
 async def test_our_cross_signing_keys_reach_the_remote_as_a_signing_key_update(setup):
     from tests.e2ee.helpers import cross_signing_key
-    from tests.rooms.helpers import User
+    from tests.support.rooms import User
 
     user = User(None, setup.alice)
     master, master_key = cross_signing_key(user, "master")
