@@ -3,15 +3,15 @@
 A transaction's PDUs are taken per room in the order they came (rooms side by side), each through
 `EventIngestor.receive_pdu`; the answer maps every PDU's event ID to `{}` or `{"error": ...}`. The
 answer is stored under (origin, txnId), so a retried transaction gets the same answer and its PDUs
-are not taken twice. EDUs are accepted and not acted on yet (typing, receipts, device lists...
-come with federation part 2).
+are not taken twice. EDUs are taken after the PDUs, in order, each by the handler of its
+`edu_type` (`edu_handlers`); EDUs of other types are ignored, as the spec allows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -36,10 +36,15 @@ MAX_EDUS = 100
 KEEP_ANSWERS_MS = 24 * 3600 * 1000
 PRUNE_EVERY = 500
 
+# (origin, content) -> None: acts on one EDU; a malformed one is the handler's to log and drop.
+EduHandler = Callable[[str, Any], Awaitable[None]]
+
 
 class InboundTransactions:
-    def __init__(self, ingestor: EventIngestor, received: ReceivedTransactionStore, acls: ServerAcls, clock: Clock):
+    def __init__(self, ingestor: EventIngestor, received: ReceivedTransactionStore, acls: ServerAcls, clock: Clock,
+                 edu_handlers: Mapping[str, EduHandler] | None = None):
         self._ingestor = ingestor
+        self._edu_handlers = dict(edu_handlers or {})
         self._received = received
         self._acls = acls
         self._clock = clock
@@ -75,6 +80,7 @@ class InboundTransactions:
         self._in_flight[key] = future
         try:
             response = await self._process(origin, pdus)
+            await self._take_edus(origin, edus)
             now = self._clock.time_ms()
             await self._received.store_response(origin, txn_id, response, now)
             self._answered += 1
@@ -119,6 +125,17 @@ class InboundTransactions:
 
         await asyncio.gather(*(take_room(room_id, items) for room_id, items in by_room.items()))
         return {"pdus": results}
+
+    async def _take_edus(self, origin: str, edus: list[Any]) -> None:
+        for edu in edus:
+            edu_type = edu.get("edu_type") if isinstance(edu, dict) else None
+            handler = self._edu_handlers.get(edu_type) if isinstance(edu_type, str) else None
+            if handler is None:
+                continue
+            try:
+                await handler(origin, edu.get("content"))
+            except Exception:
+                logger.exception("taking an %s EDU from %s failed", edu_type, origin)
 
     def register_routes(self, app: web.Application, authenticator: FederationAuthenticator) -> None:
         app.router.add_put(f"{FEDERATION_V1}/send/{{txnId}}", authenticator.route(self.send_transaction))

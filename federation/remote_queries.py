@@ -1,6 +1,9 @@
 """Asking other servers on behalf of local clients: profiles (/query/profile), aliases
-(/query/directory) and room directories (/publicRooms). Implements the services' RemoteProfiles,
-RemoteAliases and RemoteRoomDirectory; failures become client errors (`client_error`)."""
+(/query/directory), room directories (/publicRooms), and users' devices and keys (/user/devices,
+/user/keys/query, /user/keys/claim). Implements the services' RemoteProfiles, RemoteAliases,
+RemoteRoomDirectory and RemoteKeyQueries; failures become client errors (`client_error`).
+Answers about devices and keys keep only what concerns the users asked about, well formed and
+(device keys) validly self-signed."""
 
 from __future__ import annotations
 
@@ -8,10 +11,18 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from federation.client import FederationClient, FederationDenied, FederationError, FederationHttpError
+from federation.client import (
+    FederationClient,
+    FederationDenied,
+    FederationError,
+    FederationHttpError,
+    quote_segment,
+)
 from homeserver.clock import Clock
+from homeserver.e2ee.remote_devices import checked_cross_signing_keys, checked_device_keys
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.identifiers import parse_user_id, split_id
+from storage.stores.remote_devices import RemoteDevice, RemoteDeviceList
 
 FEDERATION_V1 = "/_matrix/federation/v1"
 # Remote profiles are kept this long, so a client rendering a member list asks each server once.
@@ -114,3 +125,78 @@ class RemoteQueries:
             params["include_all_networks"] = "true"
         return await self._client.get_json(server, path, params)
 
+
+    # --- RemoteKeyQueries -------------------------------------------------------------------
+    async def fetch_device_list(self, user_id: str) -> RemoteDeviceList:
+        _, server = parse_user_id(user_id, "user_id")
+        try:
+            answer = await self._client.get_json(server, f"{FEDERATION_V1}/user/devices/{quote_segment(user_id)}")
+        except FederationError as e:
+            raise client_error(e, f"Could not fetch the devices of {user_id}") from None
+        if not isinstance(answer, dict) or answer.get("user_id") != user_id:
+            raise MatrixError(502, "M_UNKNOWN", f"{server} answered /user/devices for someone else than {user_id}")
+        stream_id = answer.get("stream_id")
+        devices = answer.get("devices")
+        if isinstance(stream_id, bool) or not isinstance(stream_id, int) or not isinstance(devices, list):
+            raise MatrixError(502, "M_UNKNOWN", f"{server} answered /user/devices without stream_id and devices")
+        parsed: dict[str, RemoteDevice] = {}
+        for device in devices:
+            device_id = device.get("device_id") if isinstance(device, dict) else None
+            if not isinstance(device_id, str) or not device_id:
+                continue
+            name = device.get("device_display_name")
+            parsed[device_id] = RemoteDevice(device_id, name if isinstance(name, str) else None,
+                                             checked_device_keys(device.get("keys"), user_id, device_id))
+        cross_signing = checked_cross_signing_keys(
+            {"master": answer.get("master_key"), "self_signing": answer.get("self_signing_key")}, user_id)
+        return RemoteDeviceList(user_id, stream_id, tuple(parsed.values()), cross_signing)
+
+    async def query_keys(self, server: str, device_keys: dict[str, list[str]]) -> dict[str, Any]:
+        try:
+            answer = await self._client.post_json(server, f"{FEDERATION_V1}/user/keys/query",
+                                                  {"device_keys": device_keys})
+        except FederationError as e:
+            raise client_error(e, f"Could not query the keys of users of {server}") from None
+        if not isinstance(answer, dict):
+            raise MatrixError(502, "M_UNKNOWN", f"{server} answered /user/keys/query with something not an object")
+        out: dict[str, Any] = {"device_keys": {}, "master_keys": {}, "self_signing_keys": {}}
+        devices = answer.get("device_keys") if isinstance(answer.get("device_keys"), dict) else {}
+        for user_id, wanted in device_keys.items():
+            theirs = devices.get(user_id)
+            if isinstance(theirs, dict):
+                out["device_keys"][user_id] = {
+                    device_id: keys for device_id, keys in theirs.items()
+                    if (not wanted or device_id in wanted) and checked_device_keys(keys, user_id, device_id)}
+            cross_signing = checked_cross_signing_keys(
+                {"master": _field(answer, "master_keys", user_id),
+                 "self_signing": _field(answer, "self_signing_keys", user_id)}, user_id)
+            if "master" in cross_signing:
+                out["master_keys"][user_id] = cross_signing["master"]
+            if "self_signing" in cross_signing:
+                out["self_signing_keys"][user_id] = cross_signing["self_signing"]
+        return out
+
+    async def claim_keys(self, server: str, one_time_keys: dict[str, dict[str, str]]) -> dict[str, Any]:
+        try:
+            answer = await self._client.post_json(server, f"{FEDERATION_V1}/user/keys/claim",
+                                                  {"one_time_keys": one_time_keys})
+        except FederationError as e:
+            raise client_error(e, f"Could not claim keys of users of {server}") from None
+        claimed = answer.get("one_time_keys") if isinstance(answer, dict) else None
+        if not isinstance(claimed, dict):
+            raise MatrixError(502, "M_UNKNOWN", f"{server} answered /user/keys/claim without one_time_keys")
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for user_id, wanted in one_time_keys.items():
+            theirs = claimed.get(user_id)
+            if not isinstance(theirs, dict):
+                continue
+            for device_id, keys in theirs.items():
+                if device_id in wanted and isinstance(keys, dict):
+                    out.setdefault(user_id, {})[device_id] = {
+                        key_id: key for key_id, key in keys.items() if isinstance(key, (dict, str))}
+        return {"one_time_keys": out}
+
+
+def _field(answer: dict[str, Any], field: str, user_id: str) -> Any:
+    value = answer.get(field)
+    return value.get(user_id) if isinstance(value, dict) else None

@@ -19,6 +19,9 @@ from signedjson.types import SigningKey
 from federation.auth import FederationAuthenticator
 from federation.backfill import Backfiller
 from federation.client import FederationClient
+from federation.device_edus import DeviceEdus
+from federation.device_http import FederationDeviceHandlers
+from federation.device_lists_outbound import DeviceListSender
 from federation.http import FederationQueryHandlers, KeyHandlers
 from federation.inbound import InboundTransactions
 from federation.ingest import EventIngestor
@@ -37,12 +40,16 @@ from homeserver.clock import Clock
 from homeserver.config import Config
 from homeserver.directory.aliases import AliasService
 from homeserver.directory.public_rooms import RoomDirectoryService
+from homeserver.e2ee.keys import KeysService
+from homeserver.e2ee.remote_devices import RemoteDeviceLists
+from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.ip_blocklist import LOOPBACK_NETWORKS, PRIVATE_NETWORKS, IpNetwork, parse_networks
 from homeserver.rooms.erasure import ErasedUsers
 from homeserver.rooms.heads import RoomHeads
 from homeserver.rooms.persister import EventPersister
 from homeserver.signing_keys import load_old_verify_keys
 from homeserver.streams.bus import StreamBus
+from storage.stores.e2ee import E2eeKeyStore
 from storage.stores.events import EventStore
 from storage.stores.federation_inbound import ReceivedTransactionStore
 from storage.stores.federation_outbound import FederationOutboundStore
@@ -121,7 +128,9 @@ class Federation:
     def __init__(self, transport: FederationTransport, config: Config, db: Any, profiles: ProfileService,
                  aliases: AliasService, directory: RoomDirectoryService, *, events: EventStore,
                  timeline: TimelineStore, positions: StagePositionStore, bus: StreamBus,
-                 erased_users: ErasedUsers | None = None, registry: CollectorRegistry | None = None):
+                 keys: KeysService, to_device: ToDeviceService, remote_devices: RemoteDeviceLists,
+                 e2ee: E2eeKeyStore, erased_users: ErasedUsers | None = None,
+                 registry: CollectorRegistry | None = None):
         clock = transport.clock
         self.transport = transport
         self.server_name = transport.server_name
@@ -148,6 +157,13 @@ class Federation:
                                          self.policy, enabled=self.enabled, registry=registry)
         self.sender = TransactionSender(config.server_name, self.client, events, outbound_store, clock,
                                         registry=registry)
+        # Devices and end-to-end encryption: our users' device lists and to-device messages out,
+        # other servers' device EDUs in, and the /user/devices and /user/keys endpoints.
+        self.device_lists_sender = DeviceListSender(config.server_name, e2ee, outbound_store, positions, bus, clock,
+                                                    self.policy, enabled=self.enabled)
+        self.device_edus = DeviceEdus(config.server_name, to_device, remote_devices)
+        self._keys = keys
+        self.device_handlers: FederationDeviceHandlers | None = None
         self.acls = ServerAcls(events)
         self.reader = FederationReader(config.server_name, events, timeline, self.acls, clock, erased_users)
         self.reading_handlers = FederationReadingHandlers(self.authenticator, self.reader)
@@ -159,7 +175,10 @@ class Federation:
         # The transport's one ingestor: the joining side takes its room locks too.
         self.ingestor = self.transport.ingestor(events, heads, persister)
         self.authenticator.add_acl_check(self.acls.check_request)
-        self.inbound = InboundTransactions(self.ingestor, received_txns, self.acls, self.clock)
+        self.inbound = InboundTransactions(self.ingestor, received_txns, self.acls, self.clock,
+                                           edu_handlers=self.device_edus.handlers())
+        self.device_handlers = FederationDeviceHandlers(self.server_name, self.authenticator, self._keys,
+                                                        user_exists)
         self.membership = ResidentMembership(self.server_name, self.signing_key, events, self.ingestor, self.acls,
                                              self.key_fetcher, self.clock, user_exists, send_event)
 
@@ -172,6 +191,8 @@ class Federation:
             self.inbound.register_routes(app, self.authenticator)
         if self.membership is not None:
             self.membership.register_routes(app, self.authenticator)
+        if self.device_handlers is not None:
+            self.device_handlers.register_routes(app)
         self.reading_handlers.register_routes(app)
 
     async def stop(self) -> None:

@@ -66,6 +66,7 @@ from homeserver.e2ee.cross_signing import CrossSigningService
 from homeserver.e2ee.device_lists import DeviceListService
 from homeserver.e2ee.key_backup import KeyBackupService
 from homeserver.e2ee.keys import KeysService
+from homeserver.e2ee.remote_devices import RemoteDeviceLists
 from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.ephemeral.presence import PresenceService
 from homeserver.ephemeral.receipts import ReceiptService
@@ -142,6 +143,7 @@ from homeserver.streams.updates import (
     AccountDataChanged,
     DeviceCreated,
     DeviceListChanged,
+    DeviceRenamed,
     DevicesDeleted,
     EventPersisted,
     OneTimeKeysChanged,
@@ -150,6 +152,7 @@ from homeserver.streams.updates import (
     ProfileChanged,
     PushRulesChanged,
     ReadReceiptStored,
+    RemoteToDeviceQueued,
     RoomSharingChanged,
     RoomUpgraded,
     ToDeviceQueued,
@@ -184,6 +187,7 @@ from storage.stores.push_rules import PushRuleStore
 from storage.stores.pushers import PUSHER_KIND, PusherStore
 from storage.stores.receipts import ReceiptStore
 from storage.stores.relations import RelationStore
+from storage.stores.remote_devices import RemoteDeviceStore
 from storage.stores.reports import ReportStore
 from storage.stores.search import SearchStore
 from storage.stores.sliding_sync import SlidingSyncStore
@@ -380,7 +384,11 @@ class HomeServer:
         self.presence = PresenceService(config.server_name, PresenceStore(db), self.event_store, notifier,
                                         clock, enabled=config.section("presence")["enabled"], bus=bus)
         self.device_lists = DeviceListService(e2ee_store, self.event_store, notifier, bus)
-        self.keys = KeysService(config.server_name, e2ee_store, self.device_lists, clock, bus)
+        # Users of other servers: their device lists cached, their servers asked (None when federation is off).
+        self.remote_devices = RemoteDeviceLists(config.server_name, RemoteDeviceStore(db), e2ee_store, notifier,
+                                                clock, remote=remote_queries)
+        self.keys = KeysService(config.server_name, e2ee_store, self.device_lists, clock, bus,
+                                remote_devices=self.remote_devices, remote=remote_queries)
         self.cross_signing = CrossSigningService(config.server_name, e2ee_store, self.device_lists, self.uia,
                                                  self.account_store, clock)
         self.to_device = ToDeviceService(config.server_name, ToDeviceStore(db), notifier, clock, bus)
@@ -454,7 +462,8 @@ class HomeServer:
         # Federation: server keys, X-Matrix authentication, the read-only endpoints, outbound transactions.
         self.federation = Federation(self.federation_transport, config, db, self.profiles, self.alias_service,
                                      self.room_directory, events=self.event_store, timeline=timeline_store,
-                                     positions=stage_positions, bus=bus, erased_users=erased_users,
+                                     positions=stage_positions, bus=bus, keys=self.keys, to_device=self.to_device,
+                                     remote_devices=self.remote_devices, e2ee=e2ee_store, erased_users=erased_users,
                                      registry=registry)
 
         # Outbound delivery: one durable queue, a courier per kind.
@@ -486,8 +495,12 @@ class HomeServer:
                             self.push_rules.on_room_upgraded):
             bus.subscribe(RoomUpgraded, on_upgraded)
         bus.subscribe(DeviceCreated, self.keys.on_device_created)
+        bus.subscribe(DeviceRenamed, self.keys.on_device_renamed)
         bus.subscribe(DevicesDeleted, self.keys.on_devices_deleted)
         bus.subscribe(DevicesDeleted, self.pushers.on_devices_deleted)
+        bus.subscribe(DeviceListChanged, self.federation.device_lists_sender.on_device_list_changed)
+        bus.subscribe(RemoteToDeviceQueued, self.federation.device_lists_sender.on_remote_to_device)
+        bus.subscribe(RoomSharingChanged, self.remote_devices.on_room_sharing_changed)
         bus.subscribe(OutboundItemsQueued, lambda update: self.outbound.poke(update.kind, update.destination,
                                                                               update.count))
 
@@ -660,7 +673,8 @@ class HomeServer:
         await self.outbound.start()
         self._background.append(self.outbound)
         for stage in (self.notifications.stage, self.pushers.stage, self.search.stage,
-                      self.app_service_delivery.stage, self.federation.handoff.stage):
+                      self.app_service_delivery.stage, self.federation.handoff.stage,
+                      self.federation.device_lists_sender):
             await stage.start()
             self._background.append(stage)
         for service in (self.admin_users, self.login_audit, self.consent, self.admin_tasks):

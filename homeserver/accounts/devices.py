@@ -19,7 +19,7 @@ from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, missing_param, not_found
 from homeserver.requester import Requester
 from homeserver.streams.bus import StreamBus
-from homeserver.streams.updates import DeviceCreated, DevicesDeleted
+from homeserver.streams.updates import DeviceCreated, DeviceRenamed, DevicesDeleted
 from storage.stores.accounts import AccountStore
 
 logger = logging.getLogger(__name__)
@@ -118,6 +118,7 @@ class DeviceService:
             return True
         if display_name is not None:
             await self._store.set_device_display_name(user_id, device_id, display_name)
+            await self._bus.publish(DeviceRenamed(user_id, device_id))
         return False
 
     async def rename_device(self, user_id: str, device_id: str, display_name: str | None) -> None:
@@ -126,6 +127,7 @@ class DeviceService:
             raise not_found("device_id: no such device")
         if display_name is not None:
             await self._store.set_device_display_name(user_id, device_id, display_name)
+            await self._bus.publish(DeviceRenamed(user_id, device_id))
 
     # --- deleting ----------------------------------------------------------------------
     async def delete_devices_with_auth(self, requester: Requester, body: dict[str, Any], device_ids: list[str],

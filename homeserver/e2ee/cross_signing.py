@@ -21,7 +21,7 @@ from homeserver.errors import MatrixError, bad_json, invalid_param, missing_para
 from homeserver.identifiers import parse_user_id
 from homeserver.requester import Requester
 from storage.stores.accounts import AccountStore
-from storage.stores.e2ee import E2eeKeyStore, SignatureRow
+from storage.stores.e2ee import NO_DEVICE, E2eeKeyStore, SignatureRow
 
 # Body field -> (key type, the usage the key must declare).
 UPLOAD_FIELDS = {
@@ -133,6 +133,7 @@ class CrossSigningService:
         user_id = requester.user_id
         failures: dict[str, dict[str, Any]] = {}
         rows: list[SignatureRow] = []
+        signed_devices: set[str] = set()
         for target_user, objects in body.items():
             parse_user_id(target_user, "user ID")
             if not isinstance(objects, dict):
@@ -142,17 +143,26 @@ class CrossSigningService:
                     if not isinstance(signed, dict):
                         raise SignatureRejected(400, "M_BAD_JSON", f"{target_user}.{key_id}: must be an object")
                     if target_user == user_id:
-                        rows += await self._own_signatures(user_id, key_id, signed)
+                        own, announced = await self._own_signatures(user_id, key_id, signed)
+                        rows += own
+                        if announced != NO_DEVICE:
+                            signed_devices.add(announced)
                     else:
                         rows += await self._other_user_signatures(user_id, target_user, key_id, signed)
                 except SignatureRejected as e:
                     failures.setdefault(target_user, {})[key_id] = e.failure
         if rows:
-            await self._store.add_signatures(rows, announce=[user_id])
+            # A signature on one of the user's devices changes that device's keys as other servers
+            # cache them; any other signature is about the user's cross-signing keys.
+            announce = [(user_id, r.target_key_id if r.target_key_id in signed_devices else NO_DEVICE)
+                        for r in rows]
+            await self._store.add_signatures(rows, announce=announce)
             await self._device_lists.notify_key_change(user_id)
         return {"failures": failures}
 
-    async def _own_signatures(self, user_id: str, key_id: str, signed: dict[str, Any]) -> list[SignatureRow]:
+    async def _own_signatures(self, user_id: str, key_id: str, signed: dict[str, Any]
+                              ) -> tuple[list[SignatureRow], str]:
+        """The signatures to store, and the device whose keys they change (NO_DEVICE: the master key)."""
         cross_signing = (await self._store.get_cross_signing_keys([user_id])).get(user_id, {})
         master = stored_key(cross_signing, "master")
         new_signatures = _signatures_by(signed, user_id)
@@ -171,7 +181,7 @@ class CrossSigningService:
                 rows.append(SignatureRow(user_id, signer_key_id, user_id, key_id, signature))
             if not rows:
                 raise SignatureRejected(400, "M_INVALID_SIGNATURE", "no new signature by one of your devices")
-            return rows
+            return rows, NO_DEVICE
         device = await self._store.get_device_keys(user_id, key_id)
         if device is None:
             raise SignatureRejected(404, "M_NOT_FOUND", f"no device or master key {key_id}")
@@ -184,7 +194,7 @@ class CrossSigningService:
                                                         self_signing.public_key):
             raise SignatureRejected(400, "M_INVALID_SIGNATURE",
                                     f"missing or bad signature by the self-signing key {self_signing.key_id}")
-        return [SignatureRow(user_id, self_signing.key_id, user_id, key_id, signature)]
+        return [SignatureRow(user_id, self_signing.key_id, user_id, key_id, signature)], key_id
 
     async def _other_user_signatures(self, user_id: str, target_user: str, key_id: str,
                                      signed: dict[str, Any]) -> list[SignatureRow]:

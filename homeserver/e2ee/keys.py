@@ -3,24 +3,32 @@
 A device's identity keys are fixed for its lifetime: a client that lost them must log in as a new
 device, because other users' devices have already trusted (and maybe verified) the old ones, so a
 silent swap would be an impersonation vector. Re-uploading the same keys (with more signatures,
-say) is accepted. Users on other servers cannot be asked yet (no federation): they are reported in
-`failures` under their server name, as Synapse reports an unreachable server.
+say) is accepted.
+
+Users of other servers: /keys/query answers from the cache of their device lists
+(homeserver/e2ee/remote_devices.py) for users who share a room with one of ours, and asks their
+server (`/user/keys/query`) for the others; /keys/claim always asks their server. Servers are
+asked side by side, for at most the request's `timeout`; a server that fails or is too slow is
+reported in `failures` under its name, as Synapse does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.clock import Clock
 from homeserver.e2ee.device_lists import SIGNED_CURVE25519, DeviceListService
+from homeserver.e2ee.remote_devices import RemoteDeviceLists, RemoteKeyQueries
 from homeserver.e2ee.signing import ED25519, has_valid_signature, merge_signatures
 from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param
 from homeserver.identifiers import parse_user_id
 from homeserver.requester import Requester
 from homeserver.streams.bus import StreamBus
 from homeserver.streams.client_tokens import parse_sync_token
-from homeserver.streams.updates import DeviceCreated, DevicesDeleted, OneTimeKeysChanged
+from homeserver.streams.updates import DeviceCreated, DeviceRenamed, DevicesDeleted, OneTimeKeysChanged
 from storage.stores.e2ee import ClaimRequest, E2eeKeyStore, OneTimeKeyConflict
 
 logger = logging.getLogger(__name__)
@@ -29,7 +37,18 @@ MAX_ONE_TIME_KEYS_PER_UPLOAD = 1000
 MAX_QUERY_USERS = 1000
 MAX_CLAIMS = 1000
 CROSS_SIGNING_TYPES = ("master", "self_signing", "user_signing")
-REMOTE_FAILURE = {"status": 503, "message": "Federation is not available on this server yet"}
+REMOTE_FAILURE = {"status": 503, "message": "Federation is not enabled on this server"}
+# How long other servers are waited for when the request names no `timeout` (as Synapse).
+DEFAULT_REMOTE_TIMEOUT_MS = 10_000
+MAX_REMOTE_TIMEOUT_MS = 60_000
+
+
+def parse_timeout(body: dict[str, Any]) -> float:
+    """The request's `timeout` (ms) for other servers, in seconds."""
+    timeout = body.get("timeout", DEFAULT_REMOTE_TIMEOUT_MS)
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0:
+        raise invalid_param("timeout: must be a non-negative integer (milliseconds)")
+    return min(timeout, MAX_REMOTE_TIMEOUT_MS) / 1000
 
 
 def _string_map(value: Any, field: str) -> dict[str, str]:
@@ -146,8 +165,14 @@ def _server_of(user_id: str) -> str:
 
 class KeysService:
     def __init__(self, server_name: str, store: E2eeKeyStore, device_lists: DeviceListService, clock: Clock,
-                 bus: StreamBus | None = None):
+                 bus: StreamBus | None = None, *, remote_devices: RemoteDeviceLists | None = None,
+                 remote: RemoteKeyQueries | None = None):
         self._server_name = server_name
+        # None: federation is off, and users of other servers are reported in `failures`.
+        self._remote_devices = remote_devices
+        self._remote = remote
+        # Questions to other servers whose client stopped waiting, kept until they finish.
+        self._late: set[asyncio.Future[Any]] = set()
         self._store = store
         self._device_lists = device_lists
         self._clock = clock
@@ -193,10 +218,36 @@ class KeysService:
         return {"one_time_key_counts": {SIGNED_CURVE25519: 0, **counts}}
 
     async def query(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
-        """/keys/query: device keys and cross-signing keys of local users; remote servers in `failures`."""
+        """/keys/query: device and cross-signing keys of local users and of users of other servers."""
         wanted = parse_query(body)
+        timeout = parse_timeout(body)
         local = {u: d for u, d in wanted.items() if _server_of(u) == self._server_name}
-        failures = {_server_of(u): REMOTE_FAILURE for u in wanted if u not in local}
+        response = await self._query_local(local, requester.user_id)
+        own = (await self._store.get_cross_signing_keys([requester.user_id])).get(requester.user_id, {})
+        if requester.user_id in local and "user_signing" in own:
+            response["user_signing_keys"] = {requester.user_id: own["user_signing"]}
+        else:
+            response["user_signing_keys"] = {}
+        response["failures"] = {}
+        by_server: dict[str, dict[str, list[str]]] = {}
+        for user_id, devices in wanted.items():
+            if user_id not in local:
+                by_server.setdefault(_server_of(user_id), {})[user_id] = devices
+        answers = await asyncio.gather(*(self._remote_part(server, users, timeout, self._query_server)
+                                         for server, users in by_server.items()))
+        for server, (answer, failure) in zip(by_server, answers, strict=True):
+            if failure is not None:
+                response["failures"][server] = failure
+            for field in ("device_keys", "master_keys", "self_signing_keys"):
+                response[field].update(answer.get(field, {}))
+        return response
+
+    async def query_for_federation(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /_matrix/federation/v1/user/keys/query`: keys of our users only (others are left out)."""
+        wanted = {u: d for u, d in parse_query(body).items() if _server_of(u) == self._server_name}
+        return await self._query_local(wanted, None)
+
+    async def _query_local(self, local: dict[str, list[str]], requester_user_id: str | None) -> dict[str, Any]:
         device_keys: dict[str, dict[str, Any]] = {user_id: {} for user_id in local}
         rows = await self._store.query_device_keys(local)
         signatures = await self._store.get_signatures([(r.user_id, r.device_id) for r in rows])
@@ -210,8 +261,7 @@ class KeysService:
                 keys = {**keys, "unsigned": {"device_display_name": row.display_name}}
             device_keys[row.user_id][row.device_id] = keys
 
-        response: dict[str, Any] = {"device_keys": device_keys, "failures": failures,
-                                    "master_keys": {}, "self_signing_keys": {}}
+        response: dict[str, Any] = {"device_keys": device_keys, "master_keys": {}, "self_signing_keys": {}}
         cross_signing = await self._store.get_cross_signing_keys(list(local))
         masters = {u: k["master"] for u, k in cross_signing.items() if "master" in k}
         master_targets = [(u, _public_key(k)) for u, k in masters.items()]
@@ -219,7 +269,7 @@ class KeysService:
         for s in await self._store.get_signatures(master_targets):
             # Signatures others made on a master key are theirs to see: only the key's owner's and
             # the requester's own are shown (Synapse shows the requester's).
-            if s.signer_user_id in (requester.user_id, s.target_user_id):
+            if s.signer_user_id in (requester_user_id, s.target_user_id):
                 master_sigs.setdefault(s.target_user_id, {}).setdefault(
                     s.signer_user_id, {})[s.signer_key_id] = s.signature
         for user_id, master in masters.items():
@@ -227,19 +277,82 @@ class KeysService:
         for user_id, keys in cross_signing.items():
             if "self_signing" in keys:
                 response["self_signing_keys"][user_id] = keys["self_signing"]
-        own = cross_signing.get(requester.user_id, {})
-        if requester.user_id in local and "user_signing" in own:
-            response["user_signing_keys"] = {requester.user_id: own["user_signing"]}
-        else:
-            response["user_signing_keys"] = {}
         return response
+
+    async def _remote_part(self, server: str, part: Any, timeout: float,
+                           ask: Callable[[str, Any], Awaitable[dict[str, Any]]]
+                           ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """(answer, failure) of asking one server, within the timeout.
+
+        A server too slow for the client is not cancelled: what it answers later (a device list
+        being fetched and cached, say) is still stored, so the client's retry finds it.
+        """
+        if self._remote is None:
+            return {}, REMOTE_FAILURE
+        task = asyncio.ensure_future(ask(server, part))
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            self._late.add(task)
+            task.add_done_callback(self._forget_late)
+            return {}, {"status": 504, "message": f"{server} did not answer within {int(timeout * 1000)} ms"}
+        try:
+            return task.result(), None
+        except MatrixError as e:
+            return {}, {"status": e.http_status, "message": e.message}
+
+    def _forget_late(self, task: asyncio.Future[Any]) -> None:
+        self._late.discard(task)
+        if not task.cancelled() and task.exception() is not None and not isinstance(task.exception(), MatrixError):
+            logger.warning("a late answer from another server failed: %r", task.exception())
+
+    async def _query_server(self, server: str, users: dict[str, list[str]]) -> dict[str, Any]:
+        """Keys of one server's users: cached lists where we keep them, the server's answer for the rest."""
+        out: dict[str, Any] = {"device_keys": {}, "master_keys": {}, "self_signing_keys": {}}
+        cached = await self._remote_devices.device_lists(list(users)) if self._remote_devices else {}
+        for user_id, device_list in cached.items():
+            wanted = set(users[user_id])
+            out["device_keys"][user_id] = {
+                d.device_id: _with_display_name(d.keys, d.display_name) for d in device_list.devices
+                if d.keys is not None and (not wanted or d.device_id in wanted)}
+            for key_type, field in (("master", "master_keys"), ("self_signing", "self_signing_keys")):
+                if key_type in device_list.cross_signing:
+                    out[field][user_id] = device_list.cross_signing[key_type]
+        rest = {u: d for u, d in users.items() if u not in cached}
+        if rest:
+            assert self._remote is not None
+            answer = await self._remote.query_keys(server, rest)
+            for field in out:
+                out[field].update(answer.get(field, {}))
+        return out
 
     async def claim(self, body: dict[str, Any]) -> dict[str, Any]:
         """/keys/claim: one one-time key per requested device, or its fallback key when none is left."""
         requests = parse_claim(body)
-        local = [r for r in requests if _server_of(r.user_id) == self._server_name]
-        failures = {_server_of(r.user_id): REMOTE_FAILURE for r in requests
-                    if _server_of(r.user_id) != self._server_name}
+        timeout = parse_timeout(body)
+        one_time_keys = await self._claim_local([r for r in requests if _server_of(r.user_id) == self._server_name])
+        by_server: dict[str, dict[str, dict[str, str]]] = {}
+        for r in requests:
+            if _server_of(r.user_id) != self._server_name:
+                by_server.setdefault(_server_of(r.user_id), {}).setdefault(r.user_id, {})[r.device_id] = r.algorithm
+        failures: dict[str, Any] = {}
+        answers = await asyncio.gather(*(self._remote_part(server, wanted, timeout, self._claim_server)
+                                         for server, wanted in by_server.items()))
+        for server, (answer, failure) in zip(by_server, answers, strict=True):
+            if failure is not None:
+                failures[server] = failure
+            one_time_keys.update(answer.get("one_time_keys", {}))
+        return {"one_time_keys": one_time_keys, "failures": failures}
+
+    async def claim_for_federation(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /_matrix/federation/v1/user/keys/claim`: keys of our users' devices only."""
+        requests = [r for r in parse_claim(body) if _server_of(r.user_id) == self._server_name]
+        return {"one_time_keys": await self._claim_local(requests)}
+
+    async def _claim_server(self, server: str, wanted: dict[str, dict[str, str]]) -> dict[str, Any]:
+        assert self._remote is not None
+        return await self._remote.claim_keys(server, wanted)
+
+    async def _claim_local(self, local: list[ClaimRequest]) -> dict[str, dict[str, dict[str, Any]]]:
         claimed = await self._store.claim_keys(local)
         one_time_keys: dict[str, dict[str, dict[str, Any]]] = {}
         for request, (key_id, key) in claimed.items():
@@ -248,7 +361,26 @@ class KeysService:
         if self._bus is not None:
             for user_id, devices in one_time_keys.items():
                 await self._bus.publish(OneTimeKeysChanged(user_id, tuple(devices)))
-        return {"one_time_keys": one_time_keys, "failures": failures}
+        return one_time_keys
+
+    async def user_devices_for_federation(self, user_id: str) -> dict[str, Any]:
+        """`GET /_matrix/federation/v1/user/devices/{userId}`: a local user's devices with keys, the
+        stream ID their `m.device_list_update`s continue from, and their shared cross-signing keys."""
+        devices = []
+        for row in await self._store.get_devices_with_keys(user_id):
+            if not row.keys:
+                continue  # as Synapse: a device without keys is of no use to the other side yet
+            device: dict[str, Any] = {"device_id": row.device_id, "keys": row.keys}
+            if row.display_name is not None:
+                device["device_display_name"] = row.display_name
+            devices.append(device)
+        response: dict[str, Any] = {"user_id": user_id, "stream_id": await self._store.get_last_device_change(user_id),
+                                    "devices": devices}
+        cross_signing = (await self._store.get_cross_signing_keys([user_id])).get(user_id, {})
+        for key_type, field in (("master", "master_key"), ("self_signing", "self_signing_key")):
+            if key_type in cross_signing:
+                response[field] = cross_signing[key_type]
+        return response
 
     async def changes(self, requester: Requester, from_text: str | None, to_text: str | None) -> dict[str, Any]:
         """/keys/changes: users whose device lists changed between two sync tokens."""
@@ -267,12 +399,23 @@ class KeysService:
         await self._store.record_device_change(update.user_id, [update.device_id])
         await self._device_lists.notify_key_change(update.user_id)
 
+    async def on_device_renamed(self, update: DeviceRenamed) -> None:
+        """A device's name travels with its keys to other servers (and to /keys/query)."""
+        await self._store.record_device_change(update.user_id, [update.device_id])
+        await self._device_lists.notify_key_change(update.user_id)
+
     async def on_devices_deleted(self, update: DevicesDeleted) -> None:
         """Forget the devices' keys and inboxes, and tell who shares a room."""
         if not update.device_ids:
             return
         await self._store.delete_device_keys(update.user_id, list(update.device_ids))
         await self._device_lists.notify_key_change(update.user_id)
+
+
+def _with_display_name(keys: dict[str, Any], display_name: str | None) -> dict[str, Any]:
+    if display_name is None:
+        return keys
+    return {**keys, "unsigned": {**(keys.get("unsigned") or {}), "device_display_name": display_name}}
 
 
 def _public_key(key: dict[str, Any]) -> str:

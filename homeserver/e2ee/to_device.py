@@ -5,11 +5,16 @@ is at or past the message's position proves the client stored the response that 
 only then is it deleted (a lost response is simply delivered again). At most `MAX_PER_SYNC`
 messages go out per sync; the token then stops at the last one delivered, so the rest follow.
 Stored messages are published as `ToDeviceQueued` (application services receive their users' ones).
+
+Messages for users of other servers are published as `RemoteToDeviceQueued`, which federation
+turns into durably queued `m.direct_to_device` EDUs before the request returns; messages that
+arrive in such EDUs are stored like local ones, once per (sender, `message_id`).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections import OrderedDict
 from typing import Any
 
@@ -20,7 +25,7 @@ from homeserver.requester import Requester
 from homeserver.streams.bus import StreamBus
 from homeserver.streams.notifier import Notifier
 from homeserver.streams.sources import DELIVERED_UPTO
-from homeserver.streams.updates import ToDeviceQueued
+from homeserver.streams.updates import RemoteToDeviceQueued, ToDeviceQueued
 from storage.stores.to_device import TO_DEVICE, ToDeviceStore
 
 logger = logging.getLogger(__name__)
@@ -31,6 +36,9 @@ MAX_PER_SYNC = 100
 # of the writes of senders).
 ACKED_CACHE_DEVICES = 20_000
 MAX_MESSAGES_PER_REQUEST = 10_000
+# The sending "device" recorded for messages that came over federation (an EDU names no device):
+# their `message_id`s are remembered under it, per sender, like a local device's transaction IDs.
+FEDERATION_SENDER_DEVICE = ""
 
 
 def parse_messages(body: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -78,17 +86,39 @@ class ToDeviceService:
             raise invalid_param("eventType: must not be empty")
         parsed = parse_messages(body)
         local = [(u, d, c) for u, d, c in parsed if u.partition(":")[2] == self._server_name]
-        if len(local) != len(parsed):
-            logger.info("Dropping to-device messages for remote users: federation is not available yet")
+        remote: dict[str, dict[str, dict[str, Any]]] = {}
+        for user_id, device_id, content in parsed:
+            server = user_id.partition(":")[2]
+            if server != self._server_name:
+                remote.setdefault(server, {}).setdefault(user_id, {})[device_id] = content
         deliveries = [(user_id, device_id, {"type": event_type, "sender": requester.user_id, "content": content})
                       for user_id, device_id, content in local]
         stored = await self._store.add_messages(requester.user_id, requester.device_id or "", txn_id,
                                                 deliveries, self._clock.time_ms())
+        if stored is None:
+            return  # a retried request: everything was queued the first time
+        await self._delivered(stored)
+        if remote and self._bus is not None:
+            await self._bus.publish(RemoteToDeviceQueued(requester.user_id, event_type, secrets.token_urlsafe(16),
+                                                         remote))
+
+    async def receive_remote(self, sender: str, event_type: str, message_id: str,
+                             messages: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Store messages from another server's `m.direct_to_device` EDU; a repeated `message_id` is a no-op."""
+        deliveries = [(user_id, device_id, {"type": event_type, "sender": sender, "content": content})
+                      for user_id, device_id, content in messages]
+        stored = await self._store.add_messages(sender, FEDERATION_SENDER_DEVICE, message_id, deliveries,
+                                                self._clock.time_ms())
         if stored is not None:
-            position, recipients = stored
-            self._notifier.notify_users(recipients)
-            if self._bus is not None:
-                await self._bus.publish(ToDeviceQueued(position, tuple(sorted(recipients))))
+            await self._delivered(stored)
+
+    async def _delivered(self, stored: tuple[int, set[str]]) -> None:
+        position, recipients = stored
+        if not recipients:
+            return
+        self._notifier.notify_users(recipients)
+        if self._bus is not None:
+            await self._bus.publish(ToDeviceQueued(position, tuple(sorted(recipients))))
 
     async def sync_sections(self, user_id: str, device_id: str | None, from_position: int | None,
                             to_position: int) -> dict[str, Any]:

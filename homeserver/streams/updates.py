@@ -57,6 +57,14 @@ class DeviceCreated:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceRenamed:
+    """A local device's display name was set (other servers show it with the device's keys)."""
+
+    user_id: str
+    device_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class DevicesDeleted:
     user_id: str
     device_ids: tuple[str, ...]
@@ -102,6 +110,18 @@ class ToDeviceQueued:
 
     position: int
     recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteToDeviceQueued:
+    """A local user sent to-device messages to users of other servers (their `txn_id` is recorded):
+    `messages` is {server: {user_id: {device_id or "*": content}}}, all of one `event_type`, sent
+    once under `message_id`. Consumers that send them must have queued them durably on return."""
+
+    sender: str
+    event_type: str
+    message_id: str
+    messages: dict[str, dict[str, dict[str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)

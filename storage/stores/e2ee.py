@@ -60,6 +60,24 @@ class DeviceListDelta:
     memberships: tuple[MembershipChange, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceListChange:
+    """A row of the device_lists stream: `device_id` NO_DEVICE for the user's cross-signing keys;
+    `previous` the position of the user's device change before it (None for their first)."""
+
+    stream_id: int
+    user_id: str
+    device_id: str
+    previous: int | None
+
+
+def _merged(keys: dict[str, Any], extra: dict[str, dict[str, str]]) -> dict[str, Any]:
+    signatures = {signer: dict(by) for signer, by in (keys.get("signatures") or {}).items()}
+    for signer, by in extra.items():
+        signatures.setdefault(signer, {}).update(by)
+    return {**keys, "signatures": signatures}
+
+
 class OneTimeKeyConflict(Exception):
     """A one-time key ID was uploaded again with different content."""
 
@@ -77,11 +95,20 @@ def _in_list(txn: Transaction, column: str, values: Sequence[Any]) -> tuple[str,
 
 
 async def bump_device_lists(txn: Transaction, changes: Iterable[tuple[str, str]]) -> int:
-    """Record (user_id, device_id) changes at a new device_lists position, returned."""
-    (position,) = await allocate_stream_positions(txn, DEVICE_LISTS)
+    """Record (user_id, device_id) changes on the device_lists stream; the last new position.
+
+    Each change gets a position of its own: over federation every `m.device_list_update` needs a
+    stream ID unique for its user, and these positions are those IDs.
+    """
+    unique = list(dict.fromkeys(changes))
+    if not unique:
+        (position,) = await allocate_stream_positions(txn, DEVICE_LISTS)
+        return position
+    positions = await allocate_stream_positions(txn, DEVICE_LISTS, len(unique))
     await txn.insert_many("device_list_changes", ("stream_id", "user_id", "device_id"),
-                          [(position, user_id, device_id) for user_id, device_id in dict.fromkeys(changes)])
-    return position
+                          [(position, user_id, device_id)
+                           for position, (user_id, device_id) in zip(positions, unique, strict=True)])
+    return positions[-1]
 
 
 class E2eeKeyStore:
@@ -271,8 +298,10 @@ class E2eeKeyStore:
 
         return await self.db.run_interaction("set_cross_signing_keys", txn_fn, isolation="read_committed")
 
-    async def add_signatures(self, signatures: Sequence[SignatureRow], announce: Iterable[str]) -> int | None:
-        """Store signatures and announce a key change for the `announce` users; the position, if any."""
+    async def add_signatures(self, signatures: Sequence[SignatureRow],
+                             announce: Iterable[tuple[str, str]]) -> int | None:
+        """Store signatures and announce the (user_id, device_id) changes they make (NO_DEVICE for a
+        user's cross-signing keys); the position, if any."""
         if not signatures:
             return None
 
@@ -282,7 +311,7 @@ class E2eeKeyStore:
                                  {"target_user_id": s.target_user_id, "target_key_id": s.target_key_id,
                                   "signer_user_id": s.signer_user_id, "signer_key_id": s.signer_key_id},
                                  {"signature": s.signature})
-            return await bump_device_lists(txn, [(user_id, NO_DEVICE) for user_id in announce])
+            return await bump_device_lists(txn, announce)
 
         return await self.db.run_interaction("add_signatures", txn_fn, isolation="read_committed")
 
@@ -330,6 +359,50 @@ class E2eeKeyStore:
             return await bump_device_lists(txn, [(user_id, device_id) for device_id in device_ids])
 
         return await self.db.run_interaction("delete_device_keys", txn_fn, isolation="read_committed")
+
+    # --- what other servers are told -----------------------------------------------------------
+    async def get_device_list_changes(self, after: int, upto: int, limit: int) -> list[DeviceListChange]:
+        """Up to `limit` changes with after < position <= upto, oldest first, each with the position
+        of the same user's previous device change (its `prev_id` over federation)."""
+        rows = await self.db.fetch_all(
+            "get_device_list_changes",
+            "SELECT c.stream_id, c.user_id, c.device_id, (SELECT MAX(p.stream_id) FROM device_list_changes p"
+            " WHERE p.user_id = c.user_id AND p.device_id <> '' AND p.stream_id < c.stream_id)"
+            " FROM device_list_changes c WHERE c.stream_id > ? AND c.stream_id <= ? ORDER BY c.stream_id LIMIT ?",
+            (after, upto, limit))
+        return [DeviceListChange(int(r[0]), r[1], r[2], None if r[3] is None else int(r[3])) for r in rows]
+
+    async def get_last_device_change(self, user_id: str) -> int:
+        """The position of the user's latest device change (0 when none): their device list's version."""
+        value = await self.db.fetch_value(
+            "last_device_change",
+            "SELECT MAX(stream_id) FROM device_list_changes WHERE user_id = ? AND device_id <> ''", (user_id,))
+        return 0 if value is None else int(value)
+
+    async def get_devices_with_keys(self, user_id: str) -> list[DeviceKeysRow]:
+        """Every device of a local user (hidden ones aside), with its keys and uploaded signatures
+        merged in; `keys` is empty for a device that has uploaded none."""
+
+        async def txn_fn(txn: Transaction) -> list[DeviceKeysRow]:
+            rows = await txn.fetch_all(
+                "SELECT d.device_id, d.display_name, k.key_json FROM devices d LEFT JOIN e2e_device_keys k"
+                " ON k.user_id = d.user_id AND k.device_id = d.device_id WHERE d.user_id = ? AND d.hidden = FALSE"
+                " ORDER BY d.device_id", (user_id,))
+            signatures = await txn.fetch_all(
+                "SELECT target_key_id, signer_user_id, signer_key_id, signature FROM e2e_cross_signing_signatures"
+                " WHERE target_user_id = ?", (user_id,))
+            extra: dict[str, dict[str, dict[str, str]]] = {}
+            for target, signer, key_id, signature in signatures:
+                extra.setdefault(target, {}).setdefault(signer, {})[key_id] = signature
+            out = []
+            for device_id, display_name, key_json in rows:
+                keys = decode(key_json) if key_json is not None else {}
+                if keys and device_id in extra:
+                    keys = _merged(keys, extra[device_id])
+                out.append(DeviceKeysRow(user_id, device_id, keys, display_name))
+            return out
+
+        return await self.db.run_interaction("devices_with_keys", txn_fn, write=False)
 
     # --- device-list stream ------------------------------------------------------------------
     async def record_membership_change(self, room_id: str, user_id: str, joined: bool) -> int:

@@ -53,13 +53,18 @@ class FederationOutboundStore:
     async def queue_pdus(self, queued: Mapping[str, Sequence[dict[str, Any]]], *, stage: str, upto: int,
                          now_ms: int) -> None:
         """Queue PDUs per destination and move the hand-off stage to `upto`, in one transaction."""
+        await self.queue_items(queued, stage=stage, upto=upto, now_ms=now_ms)
+
+    async def queue_items(self, queued: Mapping[str, Sequence[dict[str, Any]]], *, stage: str, upto: int,
+                          now_ms: int) -> None:
+        """Queue items (PDUs or EDUs) per destination and move a stage to `upto`, in one transaction."""
 
         async def txn_fn(txn: Transaction) -> None:
             for destination, payloads in queued.items():
                 await enqueue_outbound_txn(txn, FEDERATION_KIND, destination, payloads, now_ms)
             await save_stage_position_txn(txn, stage, upto)
 
-        await self.db.run_interaction("queue_federation_pdus", txn_fn)
+        await self.db.run_interaction("queue_federation_items", txn_fn)
 
     async def queue_edus(self, destination: str, edus: Sequence[dict[str, Any]], now_ms: int) -> None:
         """Queue EDUs for a destination in their own transaction."""

@@ -1,0 +1,167 @@
+"""Telling other servers about our users' devices, and carrying their to-device messages.
+
+The `federation_device_lists` stage follows the device_lists stream. Each change of a local user
+becomes an EDU for every other server with a user in a room with them: a change to one device an
+`m.device_list_update` (its position on our stream is the EDU's `stream_id`, the user's previous
+device change its `prev_id`, and the device's current name and keys, merged with the signatures
+uploaded for it, or `deleted` when it is gone), a change to the user's cross-signing keys an
+`m.signing_key_update`. The EDUs are queued in the transaction that moves the stage, so a crash
+neither loses nor repeats them; on start the stage catches up from its saved position.
+
+Stream positions are unique per change (storage/stores/e2ee.py), so the `stream_id`s of one user
+never repeat, and GET /user/devices answers the latest as the list's `stream_id`.
+
+To-device messages for other servers (`RemoteToDeviceQueued`) are queued as one
+`m.direct_to_device` EDU per server before the sending request returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from federation.policy import ServerPolicy
+from homeserver.clock import Clock
+from homeserver.streams.bus import StreamBus
+from homeserver.streams.updates import DeviceListChanged, OutboundItemsQueued, RemoteToDeviceQueued
+from storage.stores.e2ee import NO_DEVICE, DeviceListChange, E2eeKeyStore
+from storage.stores.federation_outbound import FEDERATION_KIND, FederationOutboundStore
+from storage.stores.stages import StagePositionStore
+
+logger = logging.getLogger(__name__)
+
+DEVICE_LISTS_STAGE = "federation_device_lists"
+BATCH = 200
+MAX_RETRY_S = 30.0
+
+
+def _server_of(user_id: str) -> str:
+    return user_id.partition(":")[2]
+
+
+class DeviceListSender:
+    """The `federation_device_lists` stage, and the to-device hand-off."""
+
+    def __init__(self, server_name: str, e2ee: E2eeKeyStore, outbound: FederationOutboundStore,
+                 positions: StagePositionStore, bus: StreamBus, clock: Clock, policy: ServerPolicy, *,
+                 enabled: bool = True):
+        self._server_name = server_name
+        self._e2ee = e2ee
+        self._outbound = outbound
+        self._positions = positions
+        self._bus = bus
+        self._clock = clock
+        self._policy = policy
+        self._enabled = enabled
+        self._position = 0
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        current = await self._e2ee.current_device_lists_position()
+        saved = await self._positions.get(DEVICE_LISTS_STAGE)
+        if saved is None or not self._enabled:
+            # A new stage starts at the live end; with federation off, nothing is owed to anyone.
+            saved = current
+            await self._positions.save(DEVICE_LISTS_STAGE, saved)
+        self._position = saved
+        self._wakeup.set()
+        self._task = asyncio.create_task(self._run(), name=f"stage-{DEVICE_LISTS_STAGE}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def on_device_list_changed(self, update: DeviceListChanged) -> None:
+        """Bus consumer: a local user's devices or keys changed; catch up."""
+        self._wakeup.set()
+
+    # --- the loop --------------------------------------------------------------------------
+    async def _run(self) -> None:
+        delay = 0.5
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            try:
+                while await self._step():
+                    pass
+                delay = 0.5
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("stage %s failed after position %d; retrying in %.1fs", DEVICE_LISTS_STAGE,
+                                 self._position, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RETRY_S)
+                self._wakeup.set()
+
+    async def _step(self) -> bool:
+        """Hand off the next batch of changes; False when there was nothing to do."""
+        current = await self._e2ee.current_device_lists_position()
+        if self._position >= current:
+            return False
+        changes = await self._e2ee.get_device_list_changes(self._position, current, BATCH)
+        upto = changes[-1].stream_id if len(changes) == BATCH else current
+        queued: dict[str, list[dict[str, Any]]] = {}
+        destinations_of: dict[str, list[str]] = {}
+        for change in changes:
+            if _server_of(change.user_id) != self._server_name:
+                continue  # a remote user's list we cache: theirs to announce
+            if change.user_id not in destinations_of:
+                destinations_of[change.user_id] = await self._destinations(change.user_id)
+            if not destinations_of[change.user_id]:
+                continue
+            edu = await self._edu_for(change)
+            for destination in destinations_of[change.user_id]:
+                queued.setdefault(destination, []).append({"edu": edu})
+        await self._outbound.queue_items(queued, stage=DEVICE_LISTS_STAGE, upto=upto, now_ms=self._clock.time_ms())
+        self._position = upto
+        for destination, items in queued.items():
+            await self._bus.publish(OutboundItemsQueued(FEDERATION_KIND, destination, len(items)))
+        return True
+
+    async def _destinations(self, user_id: str) -> list[str]:
+        servers = {_server_of(u) for u in await self._e2ee.get_users_sharing_a_room(user_id)}
+        servers.discard(self._server_name)
+        return sorted(s for s in servers if s and self._policy.denial_reason(s) is None)
+
+    async def _edu_for(self, change: DeviceListChange) -> dict[str, Any]:
+        if change.device_id == NO_DEVICE:
+            keys = (await self._e2ee.get_cross_signing_keys([change.user_id])).get(change.user_id, {})
+            content: dict[str, Any] = {"user_id": change.user_id}
+            if "master" in keys:
+                content["master_key"] = keys["master"]
+            if "self_signing" in keys:
+                content["self_signing_key"] = keys["self_signing"]
+            return {"edu_type": "m.signing_key_update", "content": content}
+        devices = {row.device_id: row for row in await self._e2ee.get_devices_with_keys(change.user_id)}
+        content = {"user_id": change.user_id, "device_id": change.device_id, "stream_id": change.stream_id,
+                   "prev_id": [] if change.previous is None else [change.previous]}
+        device = devices.get(change.device_id)
+        if device is None:
+            content["deleted"] = True
+        else:
+            if device.display_name is not None:
+                content["device_display_name"] = device.display_name
+            if device.keys:
+                content["keys"] = device.keys
+        return {"edu_type": "m.device_list_update", "content": content}
+
+    # --- to-device ---------------------------------------------------------------------------
+    async def on_remote_to_device(self, update: RemoteToDeviceQueued) -> None:
+        """Queue an `m.direct_to_device` EDU per server (durably, before the sender's request returns)."""
+        if not self._enabled:
+            logger.info("dropping to-device messages of %s for other servers: federation is off", update.sender)
+            return
+        for server, messages in update.messages.items():
+            if self._policy.denial_reason(server) is not None:
+                continue
+            edu = {"edu_type": "m.direct_to_device",
+                   "content": {"sender": update.sender, "type": update.event_type,
+                               "message_id": update.message_id, "messages": messages}}
+            await self._outbound.queue_edus(server, [edu], self._clock.time_ms())
+            await self._bus.publish(OutboundItemsQueued(FEDERATION_KIND, server, 1))
