@@ -339,11 +339,11 @@ class HomeServer:
         self.event_sender = RoomEventSender(config.server_name, self.signing_key, self.event_store, self.room_heads,
                                             self.persister, clock,
                                             send_checks=[self.alias_service.check_canonical_alias])
-        self.room_creator = RoomCreator(config.server_name, self.event_sender, self.alias_store, clock,
-                                        profile_store.get_profile, config.default_room_version)
         self.membership = MembershipService(
             config.server_name, self.event_sender, self.event_store, self.alias_store, profile_store.get_profile,
             remote=self.federation_transport.remote_membership(self.event_store, self.persister, self.room_heads))
+        self.room_creator = RoomCreator(config.server_name, self.event_sender, self.alias_store, clock,
+                                        profile_store.get_profile, self.membership.invite, config.default_room_version)
         self.event_serializer = ClientEventSerializer(self.event_store, clock)
         # Events of users erased at deactivation are served redacted to readers who were not in the room.
         erased_users = self.deactivation_store.get_erased_users

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import string
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, invalid_param
@@ -61,10 +61,18 @@ def random_room_id(server_name: str) -> str:
     return "!" + "".join(secrets.choice(alphabet) for _ in range(18)) + ":" + server_name
 
 
+class Invite(Protocol):
+    """The membership service's invite, which has a remote invitee's server countersign the event
+    (invite v2) before it is persisted."""
+
+    async def __call__(self, sender: str, room_id: str, target: str, *, is_direct: bool) -> Any: ...
+
+
 class RoomCreator:
     def __init__(self, server_name: str, sender: RoomEventSender, aliases: AliasStore, clock: Clock,
-                 profiles: ProfileLookup, default_room_version: str):
+                 profiles: ProfileLookup, invite: Invite, default_room_version: str):
         self._server_name = server_name
+        self._invite = invite
         self._sender = sender
         self._aliases = aliases
         self._clock = clock
@@ -173,10 +181,7 @@ class RoomCreator:
             await send(room_id, creator, "m.room.topic",
                        {"topic": topic, "m.topic": [{"body": topic, "mimetype": "text/plain"}]}, state_key="")
         for invitee in invitees:
-            content = await self._member_content(invitee, "invite")
-            if is_direct:
-                content["is_direct"] = True
-            await send(room_id, creator, "m.room.member", content, state_key=invitee)
+            await self._invite(creator, room_id, invitee, is_direct=bool(is_direct))
         result: dict[str, Any] = {"room_id": room_id}
         if alias is not None:
             result["room_alias"] = alias

@@ -237,9 +237,11 @@ class MembershipService:
             except MatrixError as e:
                 logger.warning("Could not remove guest %s from %s: %s", target, event.room_id, e)
 
-    async def invite(self, sender: str, room_id: str, target: Any, reason: Any = None) -> Event:
+    async def invite(self, sender: str, room_id: str, target: Any, reason: Any = None, *,
+                     is_direct: bool = False) -> Event:
         target = self._require_local_target(target)
         await self._require_room(room_id)
+        extra = {"is_direct": True} if is_direct else None
         _, server = split_id(target, "@")
         remote = self._remote
         if server != self._server_name:
@@ -253,10 +255,10 @@ class MembershipService:
         if server != self._server_name:
             # The invitee's server must countersign the invite before it is persisted (invite v2).
             assert remote is not None
-            content = await self._content(target, "invite", reason, with_profile=False)
+            content = await self._content(target, "invite", reason, extra, with_profile=False)
             return await self._sender.send(room_id, sender, "m.room.member", content, state_key=target,
                                            countersign=remote.invite)
-        content = await self._content(target, "invite", reason)
+        content = await self._content(target, "invite", reason, extra)
         return await self._sender.send(room_id, sender, "m.room.member", content, state_key=target)
 
     async def leave(self, user_id: str, room_id: str, reason: Any = None) -> Event:

@@ -176,3 +176,19 @@ async def test_deactivating_a_user_withdraws_their_knock_on_a_remote_room(fed_hs
     assert status == 200, body
     leave = room.events[room.extremities[0]]
     assert (leave.sender, leave.membership) == (dave["user_id"], "leave")
+
+
+async def test_create_room_invites_a_remote_user_through_their_server(fed_hs, ca, make_remote):
+    room = await resident(make_remote)
+    dave = await user_with_displayname(fed_hs, ca, "dave", "Dave")
+    bob = room.user("bob")
+    status, body = await call(fed_hs, ca, "POST", "/_matrix/client/v3/createRoom", dave["access_token"],
+                              {"invite": [bob], "is_direct": True, "preset": "trusted_private_chat"})
+    assert status == 200, body
+    [sent] = room.invites  # the invitee's server was asked to countersign (invite v2)
+    assert sent["event"]["content"]["is_direct"] is True
+    _, invite_id = await fed_hs.event_store.get_membership(body["room_id"], bob)
+    invite = await fed_hs.event_store.get_event(invite_id)
+    assert invite.membership == "invite" and invite.content.get("is_direct") is True
+    verify_event_signature(invite.pdu, invite.room_version, room.remote.server_name,
+                           get_verify_key(room.remote.signing_key))
