@@ -1,0 +1,150 @@
+"""End to end over HTTP: our homeserver with the privacy service registered; members DM the bot."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import aiohttp
+
+from appservices.privacy.attachment_crypto import decrypt_attachment
+from appservices.privacy.export_format import EXPORT_CLASSES
+from tests.admin.helpers import q
+
+
+async def test_the_bot_joins_a_dm_from_a_local_member_and_answers_help_in_dutch(env):
+    member = await env.member("anna")
+    replies = await member.ask("help")
+    assert "privacybot" in replies[0]["content"]["body"]
+    assert replies[0]["content"]["msgtype"] == "m.notice"
+
+
+async def test_english_command_words_get_english_replies_and_language_sticks(env):
+    member = await env.member("bob")
+    english = await member.ask("sessions please")
+    assert "Your sessions" in english[0]["content"]["body"]
+    dutch = await member.ask("hulp")
+    assert "privacybot" in dutch[0]["content"]["body"]
+    await member.ask("language en")
+    assert "I am this server's privacy bot" in (await member.ask("hulp"))[0]["content"]["body"]
+
+
+async def test_sessions_lists_devices_with_ips_and_signout_deletes_one(env):
+    member = await env.member("carla")
+    await env.admin.admin("POST", f"/v2/users/{q(member.user_id)}/devices", {"device_id": "OLDPHONE"}, expect=201)
+    await env.hs.auth.flush_last_seen()  # the batched last-seen IPs
+    listing = (await member.ask("sessies"))[0]["content"]["body"]
+    assert member.caller.device_id in listing and "OLDPHONE" in listing and "127.0.0.1" in listing
+    done = (await member.ask("afmelden OLDPHONE"))[0]["content"]["body"]
+    assert "OLDPHONE" in done and "afgemeld" in done
+    devices = await env.admin.admin("GET", f"/v2/users/{q(member.user_id)}/devices")
+    assert [d["device_id"] for d in devices["devices"]] == [member.caller.device_id]
+    audit = await env.privacy_admin("GET", "/audit", user_id=member.user_id)
+    assert {"signout.requested", "signout.done", "sessions.listed"} <= {e["action"] for e in audit["entries"]}
+
+
+async def fetch_export(env, member, file_event) -> tuple[dict, zipfile.ZipFile]:
+    info = file_event["content"]["file"]
+    server, media_id = info["url"].removeprefix("mxc://").split("/", 1)
+    async with env.client.get(f"/_matrix/client/v1/media/download/{server}/{media_id}",
+                              headers={"Authorization": f"Bearer {member.caller.token}"}) as resp:
+        assert resp.status == 200
+        ciphertext = await resp.read()
+    archive = zipfile.ZipFile(io.BytesIO(decrypt_attachment(ciphertext, info)))
+    return json.loads(archive.read("export.json")), archive
+
+
+async def test_export_delivers_an_encrypted_zip_covering_every_data_class(env):
+    member = await env.member("dirk")
+    caller = member.caller
+    await caller.call("PUT", f"/profile/{q(caller.user_id)}/displayname", {"displayname": "Dirk de Vries"})
+    await env.admin.admin("PUT", f"/v2/users/{q(caller.user_id)}",
+                          {"threepids": [{"medium": "email", "address": "dirk@example.org"}]})
+    await caller.call("PUT", f"/user/{q(caller.user_id)}/account_data/nl.example.prefs", {"theme": "dark"})
+    group = (await caller.call("POST", "/createRoom", {"name": "Buurt", "preset": "private_chat"}))["room_id"]
+    public = (await caller.call("POST", "/createRoom", {"name": "Plein", "preset": "public_chat"}))["room_id"]
+    await caller.call("POST", f"/rooms/{q(group)}/send/m.room.message",
+                      {"msgtype": "m.text", "body": "zie https://example.org/buurt."})
+    await caller.call("POST", f"/rooms/{q(public)}/send/m.room.message", {"msgtype": "m.text", "body": "hallo plein"})
+    picture = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+    async with env.client.post("/_matrix/media/v3/upload", data=picture,
+                               headers={"Authorization": f"Bearer {caller.token}",
+                                        "Content-Type": "image/png"}, params={"filename": "kat.png"}) as resp:
+        assert resp.status == 200
+        mxc = (await resp.json())["content_uri"]
+    await member.say("privé bericht")
+    await member.next_replies()  # the bot's "unknown command" answer to the DM message
+    await env.hs.auth.flush_last_seen()  # the batched last-seen IPs
+
+    replies = await member.ask("export", until="export-")
+    file_event = next(e for e in replies if e["content"].get("msgtype") == "m.file")
+    assert "url" not in file_event["content"]  # only the encrypted file: the key is in `file`
+    export, archive = await fetch_export(env, member, file_event)
+
+    assert "index.html" in archive.namelist()
+    assert "Dirk de Vries" in archive.read("index.html").decode()
+    for cls in EXPORT_CLASSES:
+        assert cls in export, cls
+    assert export["user_id"] == caller.user_id
+    assert export["profile"]["displayname"] == "Dirk de Vries"
+    assert [t["address"] for t in export["threepids"]] == ["dirk@example.org"]
+    assert caller.device_id in [d["device_id"] for d in export["devices"]]
+    assert any(c["ip"] == "127.0.0.1" for c in export["connections"])
+    assert export["logins"], "the login log is exported"
+    assert export["account_data"]["global"]["nl.example.prefs"] == {"theme": "dark"}
+    assert "global" in export["push_rules"]
+    kinds = {r["room_id"]: r["kind"] for r in export["rooms"]}
+    assert kinds[group] == "group" and kinds[public] == "public" and kinds[member.room_id] == "private"
+    bodies = {k: [e["content"].get("body") for e in v if e["type"] == "m.room.message"]
+              for k, v in export["messages"].items()}
+    assert "zie https://example.org/buurt." in bodies["group"]
+    assert "hallo plein" in bodies["public"]
+    assert "privé bericht" in bodies["private"]
+    assert [link["url"] for link in export["links"]] == ["https://example.org/buurt"]
+    media = [m for m in export["media"] if m["mxc"] == mxc]
+    assert media and archive.read(media[0]["file"]) == picture
+    assert export["payment_details"]["held"] is False
+    assert any(r["kind"] == "export" for r in export["privacy_requests"])
+
+    request = await env.privacy_admin("GET", f"/requests/{export['request_id']}")
+    assert request["status"] == "done" and request["completed_ts"] >= request["created_ts"]
+
+
+async def test_an_expired_export_is_deleted_from_the_homeserver(env):
+    member = await env.member("eva")
+    replies = await member.ask("export", until="export-")
+    file_event = next(e for e in replies if e["content"].get("msgtype") == "m.file")
+    server, media_id = file_event["content"]["file"]["url"].removeprefix("mxc://").split("/", 1)
+    env.clock.advance(2 * 3600 * 1000)  # past export.expiry_hours
+
+    async def gone() -> bool:
+        async with env.client.get(f"/_matrix/client/v1/media/download/{server}/{media_id}",
+                                  headers={"Authorization": f"Bearer {member.caller.token}"}) as resp:
+            return resp.status == 404
+
+    await member.wait_for(gone, what="the expired export to be deleted")
+    audit = await env.privacy_admin("GET", "/audit", user_id=member.user_id)
+    assert "export.expired" in [e["action"] for e in audit["entries"]]
+
+
+async def test_the_admin_api_lists_open_requests_with_their_age_and_needs_its_token(env):
+    member = await env.member("fenna")
+    await member.ask("wis")  # waits for confirmation: an open request
+    env.clock.advance(5000)
+    listing = await env.privacy_admin("GET", "/requests")
+    [request] = [r for r in listing["requests"] if r["user_id"] == member.user_id]
+    assert request["kind"] == "erase" and request["status"] == "awaiting_confirmation"
+    assert request["age_ms"] >= 5000
+    assert (await env.privacy_admin("GET", "/requests", token="wrong", expect=401))["errcode"] == "M_UNKNOWN_TOKEN"
+    async with aiohttp.ClientSession() as session, session.get(env.service.url + "/_privacy/admin/v1/audit") as resp:
+        assert resp.status == 401 and (await resp.json())["errcode"] == "M_MISSING_TOKEN"
+
+
+async def test_transactions_need_the_hs_token(env):
+    async with aiohttp.ClientSession() as session:
+        url = env.service.url + "/_matrix/app/v1/transactions/1"
+        async with session.put(url, json={"events": []}) as resp:
+            assert resp.status == 401
+        async with session.put(url, json={"events": []}, headers={"Authorization": "Bearer nope"}) as resp:
+            assert resp.status == 403 and (await resp.json())["errcode"] == "M_FORBIDDEN"
