@@ -44,6 +44,7 @@ async def skip_unless_served(caller: Caller, method: str, path: str, endpoint: s
 class Member:
     caller: Caller
     bot: str
+    admin: Caller  # reads the DM through the admin API, so replies stay readable after an erasure
     room_id: str = ""
     seen: set[str] = field(default_factory=set)
 
@@ -67,7 +68,7 @@ class Member:
                                {"msgtype": "m.text", "body": text})
 
     async def bot_events(self) -> list[dict[str, Any]]:
-        page = await self.caller.call("GET", f"/rooms/{q(self.room_id)}/messages", dir="b", limit=200)
+        page = await self.admin.admin("GET", f"/v1/rooms/{q(self.room_id)}/messages", dir="b", limit=200)
         return [e for e in reversed(page["chunk"]) if e["sender"] == self.bot and e["type"] == "m.room.message"]
 
     async def next_replies(self, count: int = 1, timeout: float = 20.0, until: str | None = None
@@ -115,7 +116,7 @@ class PrivacyEnv:
         return self.service.config.bot_user_id
 
     async def member(self, name: str, dm: bool = True) -> Member:
-        member = Member(await new_caller(self.client, name), self.bot)
+        member = Member(await new_caller(self.client, name), self.bot, self.admin)
         if dm:
             await member.open_dm()
         return member

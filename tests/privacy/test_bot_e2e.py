@@ -148,3 +148,45 @@ async def test_transactions_need_the_hs_token(env):
             assert resp.status == 401
         async with session.put(url, json={"events": []}, headers={"Authorization": "Bearer nope"}) as resp:
             assert resp.status == 403 and (await resp.json())["errcode"] == "M_FORBIDDEN"
+
+
+async def test_erase_needs_the_confirmation_code_then_reports_what_was_removed_and_kept(env):
+    member = await env.member("gijs")
+    caller = member.caller
+    group = (await caller.call("POST", "/createRoom", {"name": "Club", "preset": "private_chat"}))["room_id"]
+    sent = await caller.call("POST", f"/rooms/{q(group)}/send/m.room.message", {"msgtype": "m.text", "body": "geheim"})
+    confirm = (await member.ask("wis"))[0]["content"]["body"]
+    code = confirm.split("'wis ")[1].split("'")[0]
+    wrong = (await member.ask("wis ZZZZZZ"))[0]["content"]["body"]
+    assert "klopt niet" in wrong
+    assert not (await env.admin.admin("GET", f"/v2/users/{q(caller.user_id)}"))["deactivated"]
+
+    replies = await member.ask(f"wis {code}", until="Bewaard")
+    report = replies[-1]["content"]["body"]
+    assert "Verwijderd" in report and "privacy_records" in report
+    user = await env.admin.admin("GET", f"/v2/users/{q(caller.user_id)}")
+    assert user["deactivated"] is True
+    event = await env.admin.admin("GET", f"/v1/fetch_event/{q(sent['event_id'])}")
+    assert event["event"]["content"] == {}  # redacted
+    [request] = [r for r in (await env.service.store.requests_of(caller.user_id)) if r.kind == "erase"
+                 and r.status == "done"]
+    assert request.completed_ts is not None and "removed" in request.detail
+    actions = [e["action"] for e in (await env.privacy_admin("GET", "/audit", user_id=caller.user_id))["entries"]]
+    assert actions.index("erase.requested") < actions.index("erase.bad_code") < actions.index("erase.confirmed") \
+        < actions.index("erase.completed")
+
+
+async def test_consent_shows_the_policy_records_acceptance_once_and_serves_the_document(env):
+    member = await env.member("hanna")
+    status = (await member.ask("toestemming"))[0]["content"]["body"]
+    assert "versie 1" in status and "nog niet ingestemd" in status
+    url = status.split(" staat op ")[1].split()[0]
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        assert resp.status == 200 and "Privacybeleid 1" in await resp.text()
+    recorded = (await member.ask("toestemming akkoord"))[0]["content"]["body"]
+    assert "versie 1" in recorded and "vastgelegd" in recorded
+    again = (await member.ask("consent accept"))[0]["content"]["body"]
+    assert "already agreed to version 1" in again
+    assert [r["version"] for r in await env.service.store.consents_of(member.user_id)] == ["1"]
+    state = (await member.ask("consent"))[0]["content"]["body"]
+    assert "You agreed on" in state
