@@ -5,6 +5,7 @@ injected clock; `RetentionEngine.run` fetches, decides, acts and logs the run wi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -62,7 +63,7 @@ def room_lifetime_ms(retention: dict[str, Any] | None, policy: RetentionConfig, 
 class RetentionEngine:
     def __init__(self, hs: HomeserverClient, store: PrivacyStore, policy: RetentionConfig, clock: Callable[[], int],
                  warn: Callable[[str, int, int], Awaitable[None]], erase: Callable[[str], Awaitable[Any]],
-                 bot_user_id: str):
+                 bot_user_id: str, poll_s: float = 0.5):
         self._hs = hs
         self._store = store
         self._policy = policy
@@ -70,6 +71,7 @@ class RetentionEngine:
         self._warn = warn  # (user_id, last_active_ts, erase_after_ts)
         self._erase = erase
         self._bot = bot_user_id
+        self._poll_s = poll_s
 
     async def _accounts(self) -> list[Account]:
         accounts: list[Account] = []
@@ -95,6 +97,13 @@ class RetentionEngine:
             offset = page.get("next_batch")
             if offset is None:
                 return rooms
+
+    async def _purged(self, purge_id: str) -> str:
+        while True:
+            status = (await self._hs.admin("GET", f"/v1/purge_history_status/{q(purge_id)}")).get("status")
+            if status in ("complete", "failed"):
+                return status
+            await asyncio.sleep(self._poll_s)
 
     async def run(self, trigger: str) -> dict[str, Any]:
         run_id = "RR" + secrets.token_hex(6).upper()
@@ -133,9 +142,10 @@ class RetentionEngine:
                 lifetime = room_lifetime_ms(events[0]["content"] if events else None, self._policy, public)
                 if lifetime is None:
                     continue
-                await self._hs.admin("POST", f"/v1/purge_history/{q(room_id)}",
-                                     {"purge_up_to_ts": now - lifetime, "delete_local_events": True})
-                counts["rooms_purged"] += 1
+                started = await self._hs.admin("POST", f"/v1/purge_history/{q(room_id)}",
+                                               {"purge_up_to_ts": now - lifetime, "delete_local_events": True})
+                status = await self._purged(started["purge_id"])
+                counts["rooms_purged" if status == "complete" else "errors"] += 1
             except HomeserverError as exc:
                 if exc.status == 400 and "no event" in exc.error.lower():
                     continue  # nothing old enough to purge
