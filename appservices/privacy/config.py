@@ -67,6 +67,8 @@ class PrivacyConfig:
     bind_host: str = "127.0.0.1"
     bind_port: int = 8010
     admin_token: str | None = None  # a homeserver admin's access token; the as_token otherwise
+    # With the homeserver's registration shared secret the service makes its bot an admin at start-up.
+    homeserver_shared_secret: str | None = None
     bot_localpart: str = "privacy"
     service_id: str = "privacy"
     language: str = "nl"
@@ -191,7 +193,8 @@ def parse_privacy_config(raw: Any, source: str = "") -> PrivacyConfig:
     return PrivacyConfig(
         homeserver_url=homeserver_url, server_name=server_name, as_token=as_token, hs_token=hs_token,
         admin_api_token=admin_api_token, public_url=public_url, bind_host=bind_host, bind_port=bind_port,
-        admin_token=raw.get("admin_token") or None, bot_localpart=str(raw.get("bot_localpart", "privacy")),
+        admin_token=raw.get("admin_token") or None,
+        homeserver_shared_secret=raw.get("homeserver_shared_secret") or None, bot_localpart=str(raw.get("bot_localpart", "privacy")),
         service_id=str(raw.get("id", "privacy")), language=language, database=database,
         export_expiry_hours=export_expiry_hours, export_progress_every=export_progress_every,
         erase_code_ttl_minutes=erase_code_ttl_minutes,
@@ -226,3 +229,21 @@ def registration(config: PrivacyConfig) -> dict[str, Any]:
 
 def registration_yaml(config: PrivacyConfig) -> str:
     return yaml.safe_dump(registration(config), sort_keys=False)
+
+
+def generate_config(server_name: str, homeserver_url: str, data_dir: str, port: int = 8010,
+                    shared_secret: str | None = None) -> dict[str, Any]:
+    """A new privacy.yaml for `make run`: fresh tokens, SQLite under `data_dir`."""
+    import secrets
+
+    raw: dict[str, Any] = {
+        "homeserver_url": homeserver_url, "server_name": server_name,
+        "as_token": secrets.token_urlsafe(32), "hs_token": secrets.token_urlsafe(32),
+        "admin_api_token": secrets.token_urlsafe(32),
+        "bind": {"host": "127.0.0.1", "port": port}, "public_url": f"http://127.0.0.1:{port}",
+        "database": {"engine": "sqlite", "path": str(Path(data_dir) / "privacy.db")},
+        "language": "nl",
+    }
+    if shared_secret:
+        raw["homeserver_shared_secret"] = shared_secret
+    return raw

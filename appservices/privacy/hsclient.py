@@ -7,7 +7,10 @@ they could not reach.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -83,10 +86,11 @@ class HomeserverClient:
         return await self.request(method, "/_matrix/client/v3" + path, body, params=params)
 
     async def admin(self, method: str, path: str, body: Any = None, *, timeout: float | None = 60,
-                    **params: Any) -> Any:
+                    token: str | None = None, **params: Any) -> Any:
         """An admin API call; paths starting with `/_` are taken as they are, others go under /_synapse/admin."""
         full = path if path.startswith("/_") else ADMIN + path
-        return await self.request(method, full, body, token=self._admin_token, params=params, timeout=timeout)
+        return await self.request(method, full, body, token=token or self._admin_token, params=params,
+                                  timeout=timeout)
 
     async def admin_lines(self, path: str, **params: Any) -> AsyncIterator[dict[str, Any]]:
         """An NDJSON admin stream, one object a line."""
@@ -146,3 +150,18 @@ class HomeserverClient:
     async def joined_members(self, room_id: str) -> list[str]:
         body = await self.cs("GET", f"/rooms/{q(room_id)}/joined_members")
         return list(body.get("joined", {}))
+
+
+async def register_with_shared_secret(hs: HomeserverClient, secret: str, username: str) -> dict[str, Any]:
+    """A new admin account through `/_synapse/admin/v1/register` (Synapse's shared-secret scheme)."""
+    path = ADMIN + "/v1/register"
+    async with hs.session.get(hs._base + path) as resp:
+        await hs._raise_for("GET", path, resp)
+        nonce = (await resp.json())["nonce"]
+    password = secrets.token_urlsafe(24)
+    mac = hmac.new(secret.encode(), digestmod=hashlib.sha1)
+    mac.update(f"{nonce}\0{username}\0{password}\0admin".encode())
+    body = {"nonce": nonce, "username": username, "password": password, "admin": True, "mac": mac.hexdigest()}
+    async with hs.session.post(hs._base + path, json=body) as resp:
+        await hs._raise_for("POST", path, resp)
+        return await resp.json()

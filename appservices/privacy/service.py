@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,14 @@ from appservices.privacy.config import PrivacyConfig
 from appservices.privacy.consent import ConsentService
 from appservices.privacy.database import Database
 from appservices.privacy.erasure import Eraser
-from appservices.privacy.hsclient import HUISKAMER, HomeserverClient, HomeserverError, Unreachable
+from appservices.privacy.hsclient import (
+    HUISKAMER,
+    HomeserverClient,
+    HomeserverError,
+    Unreachable,
+    q,
+    register_with_shared_secret,
+)
 from appservices.privacy.http import PrivacyHttp
 from appservices.privacy.mailer import Mailer
 from appservices.privacy.retention import RetentionEngine
@@ -61,7 +69,8 @@ class PrivacyService:
         self._runner: web.AppRunner | None = None
         self._retention_lock = asyncio.Lock()
         self.port = 0
-        self.login_watcher_state = "starting"  # running | unavailable | stopped
+        self.login_watcher_state = "starting"  # running | unavailable
+        self.ready = asyncio.Event()  # set once the bot is admin and the consent policy is published
 
     @property
     def url(self) -> str:
@@ -81,7 +90,7 @@ class PrivacyService:
             self._loops.append(asyncio.create_task(self._login_loop(), name="privacy-logins"))
         if self.config.retention.interval_hours > 0:
             self._loops.append(asyncio.create_task(self._retention_loop(), name="privacy-retention"))
-        self._loops.append(asyncio.create_task(self._publish_policy(), name="privacy-consent-policy"))
+        self._loops.append(asyncio.create_task(self._setup_with_homeserver(), name="privacy-setup"))
         self._inbox_wakeup.set()
 
     async def stop(self) -> None:
@@ -94,14 +103,43 @@ class PrivacyService:
         await self.hs.close()
         await self.db.close()
 
-    async def _publish_policy(self) -> None:
-        for delay in (0, 1, 2, 5, 10, 30):
-            await asyncio.sleep(delay)
+    async def ensure_bot_is_admin(self) -> None:
+        """The admin API needs a server admin: with the registration shared secret, a throwaway admin
+        account makes the bot one and is deactivated again; otherwise say what to do."""
+        try:
+            await self.hs.admin("GET", f"/v1/users/{q(self.config.bot_user_id)}/admin")
+            return
+        except HomeserverError as exc:
+            if exc.status != 403 or self.config.admin_token:
+                logger.warning("checking the admin API failed: %s", exc)
+                return
+        secret = self.config.homeserver_shared_secret
+        if not secret:
+            logger.error("%s is not a server admin: make it one (PUT /_synapse/admin/v2/users/%s "
+                         "{\"admin\": true}) or set homeserver_shared_secret or admin_token in the config",
+                         self.config.bot_user_id, self.config.bot_user_id)
+            return
+        helper = await register_with_shared_secret(self.hs, secret, f"privacy-setup-{secrets.token_hex(4)}")
+        await self.hs.admin("PUT", f"/v2/users/{q(self.config.bot_user_id)}", {"admin": True},
+                            token=helper["access_token"])
+        await self.hs.admin("POST", f"/v1/deactivate/{q(helper['user_id'])}", {"erase": False})
+        await self.store.audit(self.clock(), "service", self.config.bot_user_id, "bot.made_admin",
+                               detail={"helper": helper["user_id"]})
+        logger.info("made %s a server admin", self.config.bot_user_id)
+
+    async def _setup_with_homeserver(self) -> None:
+        """Once the homeserver answers (it may start after us): the bot made admin, the policy published."""
+        delay = 0.5
+        while True:
             try:
+                await self.ensure_bot_is_admin()
                 await self.consent.publish_policy()
+                self.ready.set()
                 return
             except (HomeserverError, OSError) as exc:
-                logger.warning("publishing the consent policy failed (%s); retrying", exc)
+                logger.warning("setting up with the homeserver failed (%s); retrying in %.0fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
 
     # --- transactions -----------------------------------------------------------------------------
     async def receive_transaction(self, txn_id: str, events: list[dict[str, Any]]) -> None:

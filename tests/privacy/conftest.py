@@ -5,6 +5,7 @@ Both use the engine of `database_config`: on PostgreSQL the service gets its own
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -51,7 +52,8 @@ def privacy_database(request: pytest.FixtureRequest, database_config, tmp_path) 
 async def make_privacy(make_homeserver, tmp_path, privacy_database) -> AsyncIterator[Any]:
     started: list[PrivacyService] = []
 
-    async def start(service_overrides: dict[str, Any] | None = None, **hs_overrides: Any) -> PrivacyEnv:
+    async def start(service_overrides: dict[str, Any] | None = None, promote_bot: bool = True,
+                    **hs_overrides: Any) -> PrivacyEnv:
         port = free_port()
         hs_port = free_port()
         server_name = f"localhost:{hs_port}"
@@ -65,11 +67,13 @@ async def make_privacy(make_homeserver, tmp_path, privacy_database) -> AsyncIter
                                    app_service_config_files=[str(registration)], **hs_overrides)
         client = aiohttp.ClientSession(hs.base_url("client"))
         admin = await new_admin(client, "root")
-        await admin.admin("PUT", f"/v2/users/{q(config.bot_user_id)}", {"admin": True})
+        if promote_bot:
+            await admin.admin("PUT", f"/v2/users/{q(config.bot_user_id)}", {"admin": True})
         clock = ManualClock()
         service = PrivacyService(config, clock=clock, login_poll_timeout_ms=2000, expiry_interval_s=0.2)
         await service.start()
         started.append(service)
+        await asyncio.wait_for(service.ready.wait(), 10)
         env = PrivacyEnv(hs=hs, service=service, client=client, admin=admin, clock=clock, tmp_path=tmp_path)
         env.sessions.append(client)
         return env
