@@ -126,7 +126,9 @@ async def run(messages: int) -> dict:
             export = json.loads(archive.read("export.json"))
             exported = sum(1 for events in export["messages"].values() for e in events
                            if e["type"] == "m.room.message" and e["content"].get("body", "").startswith("bericht"))
-            return {"messages": messages, "exported": exported, "links": len(export["links"]),
+            [request] = [r for r in await service.store.requests_of(member["user_id"]) if r.kind == "export"]
+            return {"collect_ms": request.detail.get("collect_ms"),
+                    "build_and_upload_ms": request.detail.get("build_and_upload_ms"), "messages": messages, "exported": exported, "links": len(export["links"]),
                     "fill_s": round(fill_s, 2), "export_s": round(export_s, 2),
                     "zip_bytes": file_event["content"]["info"]["size"]}
     finally:

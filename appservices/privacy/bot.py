@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -183,13 +184,17 @@ class PrivacyBot:
             async def progress(count: int) -> None:
                 await self.say(room_id, text(lang, "export_progress", request_id=rid, count=count))
 
+            started = time.perf_counter()
             data = await self._collector.collect(user_id, rid, self._clock(), progress)
+            collected = time.perf_counter()
             data.consent["records"] = await self._store.consents_of(user_id)
             data.consent["current_version"] = self._consent.version
             data.privacy_requests = [r.as_json() for r in await self._store.requests_of(user_id)]
             archive = await asyncio.to_thread(build_zip, data, self._config.server_name)
             ciphertext, file_info = await asyncio.to_thread(encrypt_attachment, archive)
             mxc = await self._hs.upload(ciphertext, "application/octet-stream", f"export-{rid}.zip")
+            timings = {"collect_ms": int((collected - started) * 1000),
+                       "build_and_upload_ms": int((time.perf_counter() - collected) * 1000)}
             expires = self._clock() + int(self._config.export_expiry_hours * 3600 * 1000)
             await self._store.add_export_file(mxc, user_id, rid, expires)
             await self.say(room_id, text(lang, "export_ready", request_id=rid, size=len(archive),
@@ -203,7 +208,7 @@ class PrivacyBot:
             }, f"privacy-file-{rid}")
             await self._store.update_request(self._clock(), rid, "done", {
                 "mxc": mxc, "size": len(archive), "expires_ts": expires, "messages": len(data.events),
-                "media": len(data.media), "unreachable": sorted(data.unreachable)},
+                "media": len(data.media), "unreachable": sorted(data.unreachable), **timings},
                 actor="service", action="export.delivered")
         except Exception as exc:
             logger.exception("export %s of %s failed", rid, user_id)

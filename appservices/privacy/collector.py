@@ -176,23 +176,29 @@ class Collector:
             return
         except Unreachable:
             pass
-        # Fallback (Synapse, or a homeserver without the stream): every room's history, filtered by sender.
-        for room in data.rooms:
+        # Fallback (Synapse, or a homeserver without the stream): every room's history, filtered by sender,
+        # a few rooms at a time.
+        semaphore = asyncio.Semaphore(4)
+
+        async def room_events(room_id: str) -> None:
             token: str | None = None
-            while True:
-                try:
-                    page = await self._hs.admin("GET", f"/v1/rooms/{q(room['room_id'])}/messages", dir="f",
-                                                limit=1000, filter=json.dumps({"senders": [user_id]}), **{"from": token})
-                except HomeserverError as exc:
-                    data.unreachable.setdefault("messages", "")
-                    data.unreachable["messages"] += f"{room['room_id']}: {exc}; "
-                    break
-                chunk = page.get("chunk", [])
-                events.extend(_event(e) for e in chunk if e.get("sender") == user_id)
-                await tick()
-                token = page.get("end")
-                if not chunk or not token:
-                    break
+            async with semaphore:
+                while True:
+                    try:
+                        page = await self._hs.admin("GET", f"/v1/rooms/{q(room_id)}/messages", dir="f", limit=1000,
+                                                    filter=json.dumps({"senders": [user_id]}), **{"from": token})
+                    except HomeserverError as exc:
+                        data.unreachable.setdefault("messages", "")
+                        data.unreachable["messages"] += f"{room_id}: {exc}; "
+                        return
+                    chunk = page.get("chunk", [])
+                    events.extend(_event(e) for e in chunk if e.get("sender") == user_id)
+                    await tick()
+                    token = page.get("end")
+                    if not chunk or not token:
+                        return
+
+        await asyncio.gather(*(room_events(room["room_id"]) for room in data.rooms))
         data.events = events
 
     async def _media(self, user_id: str, data: Collected) -> None:
