@@ -11,6 +11,7 @@ import aiohttp
 from appservices.privacy.attachment_crypto import decrypt_attachment
 from appservices.privacy.export_format import EXPORT_CLASSES
 from tests.admin.helpers import q
+from tests.privacy.support import skip_unless_served
 
 
 async def test_the_bot_joins_a_dm_from_a_local_member_and_answers_help_in_dutch(env):
@@ -190,3 +191,34 @@ async def test_consent_shows_the_policy_records_acceptance_once_and_serves_the_d
     assert [r["version"] for r in await env.service.store.consents_of(member.user_id)] == ["1"]
     state = (await member.ask("consent"))[0]["content"]["body"]
     assert "You agreed on" in state
+
+
+async def test_a_large_export_sends_progress_messages(env):
+    member = await env.member("olga")
+    room = (await member.caller.call("POST", "/createRoom", {"name": "Veel"}))["room_id"]
+    for i in range(60):  # the tests' export.progress_every is 50
+        await member.caller.call("PUT", f"/rooms/{q(room)}/send/m.room.message/p{i}",
+                                 {"msgtype": "m.text", "body": f"bericht {i}"})
+    replies = await member.ask("export", until="export-")
+    bodies = [e["content"]["body"] for e in replies]
+    assert any("berichten verzameld" in b for b in bodies), bodies
+    export, _ = await fetch_export(env, member, next(e for e in replies if e["content"].get("msgtype") == "m.file"))
+    sent = [e for e in export["messages"]["group"] if e["room_id"] == room and e["type"] == "m.room.message"]
+    assert len(sent) == 60
+
+
+async def test_an_unconsented_member_is_refused_elsewhere_but_talks_to_the_bot_and_consents(env):
+    """Needs the homeserver's consent tracking (`PUT /_huiskamer/admin/v1/consent/policy`, privhs branch)."""
+    await skip_unless_served(env.admin, "PUT", "/_huiskamer/admin/v1/consent/policy",
+                             "PUT /_huiskamer/admin/v1/consent/policy")
+    member = await env.member("piet")
+    room = (await env.admin.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
+    await member.caller.call("POST", f"/join/{q(room)}", {}, expect=None)
+    refused = await member.caller.call("POST", f"/rooms/{q(room)}/send/m.room.message",
+                                       {"msgtype": "m.text", "body": "hoi"}, expect=403)
+    assert refused["errcode"] == "M_CONSENT_NOT_GIVEN"
+    await member.ask("toestemming akkoord")
+    record = await env.admin.call("GET", f"/_huiskamer/admin/v1/users/{q(member.user_id)}/consent")
+    assert record["version"] == "1"
+    await member.caller.call("POST", f"/join/{q(room)}", {})
+    await member.caller.call("POST", f"/rooms/{q(room)}/send/m.room.message", {"msgtype": "m.text", "body": "hoi"})

@@ -43,3 +43,8 @@ async def test_with_the_shared_secret_the_service_makes_its_bot_a_server_admin(m
         assert "Je sessies" in (await member.ask("sessies"))[0]["content"]["body"]  # admin calls work
     finally:
         await env.close()
+
+
+def test_the_sample_config_is_valid():
+    config = load_privacy_config("privacy.sample.yaml")
+    assert config.language == "nl" and config.retention.inactivity_days == 182
