@@ -69,7 +69,7 @@ async def run(messages: int) -> dict:
         "homeserver_url": f"http://127.0.0.1:{hs_port}", "server_name": server_name, "as_token": "as",
         "hs_token": "hs", "admin_api_token": "adm", "bind": {"host": "127.0.0.1", "port": as_port},
         "database": {"engine": "sqlite", "path": str(workdir / "privacy.db")},
-        "export": {"progress_every": 5000}, "retention": {"interval_hours": 0},
+        "export": {"progress_every": 5000}, "retention": {"interval_hours": 0}, "homeserver_shared_secret": SECRET,
     })
     (workdir / "reg.yaml").write_text(registration_yaml(config))
     hs = HomeServer(parse_config({
@@ -83,11 +83,9 @@ async def run(messages: int) -> dict:
     await hs.start()
     service = PrivacyService(config)
     await service.start()
+    await asyncio.wait_for(service.ready.wait(), 30)  # the service made its bot an admin
     try:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{hs_port}") as session:
-            admin = await register_admin(session, "root")
-            await call(session, admin["access_token"], "PUT", f"/_synapse/admin/v2/users/{q(config.bot_user_id)}",
-                       {"admin": True})
             member = await register_admin(session, "bench")  # any account will do
             token = member["access_token"]
             rooms = [(await call(session, token, "POST", "/_matrix/client/v3/createRoom",

@@ -76,7 +76,12 @@ class PrivacyBot:
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug("background task ended with %r (already reported)", task.exception())
 
     async def drain(self) -> None:
         """Wait for the background work (tests, shutdown)."""
@@ -87,6 +92,29 @@ class PrivacyBot:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def resume_interrupted(self) -> int:
+        """Exports and confirmed erasures a restart interrupted run again (both may safely repeat)."""
+        resumed = 0
+        for request in await self._store.open_requests():
+            if request.status != "in_progress" or request.kind not in ("export", "erase"):
+                continue
+            if (request.user_id, request.kind) in self._busy:
+                continue
+            room_id = await self._store.dm_room(request.user_id)
+            lang = await self.language_of(request.user_id)
+            await self._store.audit(self._clock(), "service", request.user_id, f"{request.kind}.resumed",
+                                    request.request_id)
+            self._busy[(request.user_id, request.kind)] = request.request_id
+            if request.kind == "export" and room_id is not None:
+                self._spawn(self._run_export(request.user_id, room_id, request, lang))
+            elif request.kind == "erase":
+                self._spawn(self._run_erase(request.user_id, room_id, request.request_id, lang))
+            else:
+                self._busy.pop((request.user_id, request.kind))
+                continue
+            resumed += 1
+        return resumed
 
     # --- sending ---------------------------------------------------------------------------------
     async def say(self, room_id: str, body: str, extra: dict[str, Any] | None = None) -> str:

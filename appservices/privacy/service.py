@@ -100,6 +100,7 @@ class PrivacyService:
         await self.bot.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
         await self.hs.close()
         await self.db.close()
 
@@ -134,6 +135,7 @@ class PrivacyService:
             try:
                 await self.ensure_bot_is_admin()
                 await self.consent.publish_policy()
+                await self.bot.resume_interrupted()
                 self.ready.set()
                 return
             except (HomeserverError, OSError) as exc:

@@ -10,6 +10,7 @@ import aiohttp
 
 from appservices.privacy.attachment_crypto import decrypt_attachment
 from appservices.privacy.export_format import EXPORT_CLASSES
+from appservices.privacy.service import PrivacyService
 from tests.admin.helpers import q
 from tests.privacy.support import skip_unless_served
 
@@ -222,3 +223,20 @@ async def test_an_unconsented_member_is_refused_elsewhere_but_talks_to_the_bot_a
     assert record["version"] == "1"
     await member.caller.call("POST", f"/join/{q(room)}", {})
     await member.caller.call("POST", f"/rooms/{q(room)}/send/m.room.message", {"msgtype": "m.text", "body": "hoi"})
+
+
+async def test_an_export_a_restart_interrupted_runs_again_when_the_service_is_back(env):
+    member = await env.member("quinten")
+    store = env.service.store
+    request = await store.create_request(env.clock(), member.user_id, "export", status="in_progress")
+    await env.service.stop()
+    again = PrivacyService(env.service.config, clock=env.clock, login_poll_timeout_ms=2000)
+    await again.start()
+    try:
+        replies = await member.next_replies(until="export-")
+        assert request.request_id in replies[0]["content"]["body"]
+        assert (await again.store.get_request(request.request_id)).status == "done"
+        actions = [e["action"] for e in await again.store.audit_entries(user_id=member.user_id)]
+        assert "export.resumed" in actions
+    finally:
+        await again.stop()
