@@ -120,6 +120,12 @@ class PrivacyService:
                          "{\"admin\": true}) or set homeserver_shared_secret or admin_token in the config",
                          self.config.bot_user_id, self.config.bot_user_id)
             return
+        try:  # Synapse creates an application service's sender only when it registers
+            await self.hs.cs("POST", "/register", {"type": "m.login.application_service",
+                                                   "username": self.config.bot_localpart, "inhibit_login": True})
+        except HomeserverError as exc:
+            if exc.errcode != "M_USER_IN_USE":
+                raise
         helper = await register_with_shared_secret(self.hs, secret, f"privacy-setup-{secrets.token_hex(4)}")
         await self.hs.admin("PUT", f"/v2/users/{q(self.config.bot_user_id)}", {"admin": True},
                             token=helper["access_token"])
