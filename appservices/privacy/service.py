@@ -38,6 +38,9 @@ from appservices.privacy.store import PrivacyStore
 logger = logging.getLogger(__name__)
 
 
+TRANSACTIONS_KEPT_MS = 7 * 24 * 3600 * 1000
+
+
 def wall_clock_ms() -> int:
     return int(time.time() * 1000)
 
@@ -127,9 +130,12 @@ class PrivacyService:
             if exc.errcode != "M_USER_IN_USE":
                 raise
         helper = await register_with_shared_secret(self.hs, secret, f"privacy-setup-{secrets.token_hex(4)}")
-        await self.hs.admin("PUT", f"/v2/users/{q(self.config.bot_user_id)}", {"admin": True},
-                            token=helper["access_token"])
-        await self.hs.admin("POST", f"/v1/deactivate/{q(helper['user_id'])}", {"erase": False})
+        try:
+            await self.hs.admin("PUT", f"/v2/users/{q(self.config.bot_user_id)}", {"admin": True},
+                                token=helper["access_token"])
+        finally:  # the throwaway admin never outlives this
+            await self.hs.admin("POST", f"/v1/deactivate/{q(helper['user_id'])}", {"erase": False},
+                                token=helper["access_token"])
         await self.store.audit(self.clock(), "service", self.config.bot_user_id, "bot.made_admin",
                                detail={"helper": helper["user_id"]})
         logger.info("made %s a server admin", self.config.bot_user_id)
@@ -191,6 +197,7 @@ class PrivacyService:
         while True:
             try:
                 await self.expire_exports()
+                await self.store.prune_transactions(self.clock() - TRANSACTIONS_KEPT_MS)
             except Exception:
                 logger.exception("export expiry failed")
             await asyncio.sleep(self._expiry_interval_s)

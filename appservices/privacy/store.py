@@ -176,6 +176,15 @@ class PrivacyStore:
     async def mark_processed(self, txn_id: str, idx: int) -> None:
         await self._db.execute("UPDATE inbox SET processed = TRUE WHERE txn_id = ? AND idx = ?", [txn_id, idx])
 
+    async def prune_transactions(self, before_ts: int) -> None:
+        """Forget fully handled transactions received before `before_ts` (the homeserver retries only new ones)."""
+        old = "SELECT txn_id FROM transactions WHERE received_ts < ? AND txn_id NOT IN " \
+              "(SELECT txn_id FROM inbox WHERE NOT processed)"
+        await self._db.transaction([
+            (f"DELETE FROM inbox WHERE txn_id IN ({old})", [before_ts]),
+            (f"DELETE FROM transactions WHERE txn_id IN ({old})", [before_ts]),
+        ])
+
     async def get_value(self, key: str) -> str | None:
         row = await self._db.fetch_one("SELECT value FROM kv WHERE key = ?", [key])
         return row[0] if row else None

@@ -54,6 +54,11 @@ async def test_a_transaction_is_stored_once_and_its_events_wait_until_processed(
     assert [(t, i, e["event_id"]) for t, i, e in pending] == [("t1", 0, "$a"), ("t1", 1, "$b")]
     await s.mark_processed("t1", 0)
     assert [e["event_id"] for _, _, e in await s.unprocessed_events()] == ["$b"]
+    await s.prune_transactions(before_ts=100)  # t1 still has an unhandled event: kept
+    assert not await s.store_transaction(3, "t1", [])
+    await s.mark_processed("t1", 1)
+    await s.prune_transactions(before_ts=100)
+    assert await s.store_transaction(4, "t1", [])  # forgotten once handled and old
 
 
 async def test_consent_is_recorded_once_per_version(store):
