@@ -121,10 +121,19 @@ class PrivacyBot:
         content = {"msgtype": "m.notice", "body": body, **(extra or {})}
         return await self._hs.send(room_id, content, f"privacy-{secrets.token_hex(8)}")
 
+    async def is_private(self, room_id: str, user_id: str) -> bool:
+        """Only the member and the bot are in the room: the bot says nothing personal anywhere else."""
+        try:
+            members = set(await self._hs.joined_members(room_id))
+        except HomeserverError:
+            return False
+        return self.bot in members and members <= {self.bot, user_id}
+
     async def dm_room_for(self, user_id: str) -> str:
-        """The member's DM with the bot, created (and the member invited) when there is none."""
+        """The member's DM with the bot, created (and the member invited) when there is none, or when
+        someone else has joined it since."""
         room_id = await self._store.dm_room(user_id)
-        if room_id is None:
+        if room_id is None or not await self.is_private(room_id, user_id):
             room_id = await self._hs.create_dm(user_id)
             await self._store.set_dm_room(self._clock(), user_id, room_id)
         return room_id
@@ -145,6 +154,11 @@ class PrivacyBot:
         if event.get("type") == "m.room.member" and event.get("state_key") == self.bot:
             if content.get("membership") == "invite":
                 await self._hs.join(room_id)
+                if not await self.is_private(room_id, sender):
+                    await self._hs.cs("POST", f"/rooms/{q(room_id)}/leave", {})
+                    await self._store.audit(self._clock(), sender, sender, "dm.refused",
+                                            detail={"room_id": room_id, "why": "other members"})
+                    return
                 await self._store.set_dm_room(self._clock(), sender, room_id)
                 await self._store.audit(self._clock(), sender, sender, "dm.joined", detail={"room_id": room_id})
             return
@@ -152,11 +166,9 @@ class PrivacyBot:
             return
         if content.get("msgtype") not in ("m.text", None):
             return
+        if not await self.is_private(room_id, sender):
+            return  # others are in the room: personal data is only ever shown in a DM
         if await self._store.dm_room(sender) != room_id:
-            # A room the bot was not invited to by this member: only answer in a two-person room.
-            members = await self._hs.joined_members(room_id)
-            if sorted(members) != sorted({sender, self.bot}):
-                return
             await self._store.set_dm_room(self._clock(), sender, room_id)
         await self.handle_command(sender, room_id, content["body"])
 
