@@ -257,3 +257,35 @@ async def test_the_bot_leaves_a_room_with_other_members_and_answers_nothing_ther
     members = await member.caller.call("GET", f"/rooms/{q(room)}/joined_members")
     assert env.bot not in members["joined"]
     assert await env.service.store.dm_room(member.user_id) is None
+
+
+async def test_with_the_homeservers_privacy_endpoints_the_export_misses_nothing(env):
+    """Needs `GET /_huiskamer/admin/v1/users/{userId}/events` and the rest of the privhs branch."""
+    member = await env.member("tess")
+    await skip_unless_served(env.admin, "GET", f"/_huiskamer/admin/v1/users/{q(member.user_id)}/events",
+                             "GET /_huiskamer/admin/v1/users/{userId}/events")
+    room = (await member.caller.call("POST", "/createRoom", {"name": "Weg"}))["room_id"]
+    sent = await member.caller.call("POST", f"/rooms/{q(room)}/send/m.room.message",
+                                    {"msgtype": "m.text", "body": "spijt"})
+    await member.caller.call("PUT", f"/rooms/{q(room)}/redact/{q(sent['event_id'])}/r1", {})
+    await env.hs.auth.flush_last_seen()
+    replies = await member.ask("export", until="export-")
+    export, _ = await fetch_export(env, member, next(e for e in replies if e["content"].get("msgtype") == "m.file"))
+    assert export["unreachable"] == {}
+    [redacted] = [e for e in export["messages"]["group"] if e["event_id"] == sent["event_id"]]
+    assert redacted["redacted"] is True
+    assert export["consent"]["homeserver"] is not None or export["consent"]["records"] == []
+
+
+async def test_with_the_homeservers_erase_task_the_report_lists_its_classes(env):
+    """Needs `POST /_huiskamer/admin/v1/users/{userId}/erase` (privhs branch)."""
+    member = await env.member("umar")
+    await skip_unless_served(env.admin, "GET", f"/_huiskamer/admin/v1/users/{q(member.user_id)}/connections",
+                             "the /_huiskamer/admin/v1 user endpoints (erase, connections)")
+    confirm = (await member.ask("erase"))[0]["content"]["body"]
+    code = confirm.split("'erase ")[1].split("'")[0]
+    await member.ask(f"erase {code}", until="Kept")
+    [request] = [r for r in await env.service.store.requests_of(member.user_id) if r.kind == "erase"]
+    assert request.status == "done" and request.detail["method"] == "huiskamer"
+    assert "redacted_originals" in request.detail["removed"]
+    assert (await env.admin.admin("GET", f"/v2/users/{q(member.user_id)}"))["deactivated"] is True

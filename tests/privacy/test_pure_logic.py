@@ -161,3 +161,14 @@ def test_config_defaults_and_the_registration_claim_only_the_bot_exclusively():
     assert reg["sender_localpart"] == "privacy"
     assert reg["namespaces"]["users"] == [{"regex": r"@privacy:example\.org", "exclusive": True}]
     assert reg["as_token"] == "a" and reg["hs_token"] == "h" and reg["url"] == config.public_url
+
+
+def test_the_html_summary_escapes_what_members_wrote():
+    data = Collected(user_id="@a:example.org", request_id="PR1", generated_ts=5)
+    data.profile = {"displayname": "<b>Anna</b>"}
+    data.rooms = [{"room_id": "!g", "kind": "group"}]
+    data.events = [{"event_id": "$1", "room_id": "!g", "type": "m.room.message", "origin_server_ts": 1,
+                    "content": {"body": "<script>alert(1)</script>"}}]
+    page = zipfile.ZipFile(io.BytesIO(build_zip(data, "example.org"))).read("index.html").decode()
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;b&gt;Anna&lt;/b&gt;" in page
