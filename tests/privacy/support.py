@@ -71,7 +71,7 @@ class Member:
         page = await self.admin.admin("GET", f"/v1/rooms/{q(self.room_id)}/messages", dir="b", limit=200)
         return [e for e in reversed(page["chunk"]) if e["sender"] == self.bot and e["type"] == "m.room.message"]
 
-    async def next_replies(self, count: int = 1, timeout: float = 20.0, until: str | None = None
+    async def next_replies(self, count: int = 1, timeout: float = 60.0, until: str | None = None
                            ) -> list[dict[str, Any]]:
         """The bot's messages not seen before: at least `count`, or until one whose body contains `until`."""
         found: list[dict[str, Any]] = []

@@ -22,8 +22,6 @@ from tests.admin.helpers import Caller
 from tests.privacy.support import Member
 from tests.support.ports import free_port
 
-pytestmark = pytest.mark.interop
-
 
 @pytest.fixture
 async def synapse_env(tmp_path) -> AsyncIterator[dict[str, Any]]:

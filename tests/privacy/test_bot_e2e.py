@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import zipfile
@@ -233,6 +234,7 @@ async def test_an_export_a_restart_interrupted_runs_again_when_the_service_is_ba
     again = PrivacyService(env.service.config, clock=env.clock, login_poll_timeout_ms=2000)
     await again.start()
     try:
+        await asyncio.wait_for(again.ready.wait(), 30)
         replies = await member.next_replies(until="export-")
         assert request.request_id in replies[0]["content"]["body"]
         assert (await again.store.get_request(request.request_id)).status == "done"
