@@ -179,7 +179,8 @@ async def test_erase_needs_the_confirmation_code_then_reports_what_was_removed_a
         < actions.index("erase.completed")
 
 
-async def test_consent_shows_the_policy_records_acceptance_once_and_serves_the_document(env):
+async def test_consent_shows_the_policy_records_acceptance_once_and_serves_the_document(consent_env):
+    env = consent_env
     member = await env.member("hanna")
     status = (await member.ask("toestemming"))[0]["content"]["body"]
     assert "versie 1" in status and "nog niet ingestemd" in status
@@ -209,11 +210,13 @@ async def test_a_large_export_sends_progress_messages(env):
     assert len(sent) == 60
 
 
-async def test_an_unconsented_member_is_refused_elsewhere_but_talks_to_the_bot_and_consents(env):
+async def test_an_unconsented_member_is_refused_elsewhere_but_talks_to_the_bot_and_consents(consent_env):
     """Needs the homeserver's consent tracking (`PUT /_huiskamer/admin/v1/consent/policy`, privhs branch)."""
+    env = consent_env
     await skip_unless_served(env.admin, "PUT", "/_huiskamer/admin/v1/consent/policy",
                              "PUT /_huiskamer/admin/v1/consent/policy")
     member = await env.member("piet")
+    await env.admin.call("PUT", f"/_huiskamer/admin/v1/users/{q(env.admin.user_id)}/consent", {"version": "1"})
     room = (await env.admin.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
     await member.caller.call("POST", f"/join/{q(room)}", {}, expect=None)
     refused = await member.caller.call("POST", f"/rooms/{q(room)}/send/m.room.message",
