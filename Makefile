@@ -26,11 +26,20 @@ $(TEST_STAMP): $(BIN)/python setup.cfg pyproject.toml
 
 $(DATA)/homeserver.yaml: | $(STAMP)
 	$(BIN)/homeserver generate-config --server-name "$(SERVER_NAME)" --data-dir $(DATA) \
-		--set registration.enabled=true --generate-keys
+		--set registration.enabled=true --generate-keys \
+		--set 'app_service_config_files=[privacy-registration.yaml]'
 
-## Serve on 127.0.0.1:8008 with SQLite under ./data (config and signing key made on first run).
-run: $(STAMP) $(DATA)/homeserver.yaml
-	$(BIN)/homeserver run --config $(DATA)/homeserver.yaml
+# The privacy service's config (fresh tokens) and its registration, which homeserver.yaml names.
+$(DATA)/privacy.yaml: | $(DATA)/homeserver.yaml
+	$(BIN)/python -m appservices.privacy --generate-config --config $@ --server-name "$(SERVER_NAME)" \
+		--homeserver-url http://127.0.0.1:8008 --homeserver-config $(DATA)/homeserver.yaml
+
+## Serve on 127.0.0.1:8008 with SQLite under ./data (config and signing key made on first run),
+## with the privacy service (docs/privacy-service.md) beside it on 127.0.0.1:8010.
+run: $(STAMP) $(DATA)/homeserver.yaml $(DATA)/privacy.yaml
+	$(BIN)/python -m appservices.privacy --config $(DATA)/privacy.yaml & privacy=$$!; \
+		trap 'kill $$privacy' EXIT INT TERM; \
+		$(BIN)/homeserver run --config $(DATA)/homeserver.yaml
 
 ## Lint, the whole pytest suite on SQLite and PostgreSQL, then synctest against a fresh server.
 test: $(TEST_STAMP)

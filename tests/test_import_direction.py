@@ -76,3 +76,14 @@ def test_the_pure_core_imports_nothing_with_io():
         for path in python_files(*PURE_CORE)
     }
     assert {k: v for k, v in offending.items() if v} == {}
+
+
+def test_the_privacy_service_uses_only_http_apis_never_the_homeservers_code():
+    """It runs against Synapse too: nothing from homeserver/, storage/ or federation/."""
+    offending = {
+        relative(path): sorted(m for m in imported_modules(path)
+                               if m.split(".")[0] in ("homeserver", "storage", "federation")
+                               or (m.startswith("appservices") and not m.startswith("appservices.privacy")))
+        for path in python_files("appservices/privacy")
+    }
+    assert {k: v for k, v in offending.items() if v} == {}

@@ -1,0 +1,73 @@
+"""Security notices: a login from a new IP or device gets a DM (and an e-mail with SMTP configured)
+with a one-word command that signs that session out."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from tests.accounts.helpers import login
+from tests.admin.helpers import q
+from tests.privacy.support import skip_unless_served
+from tests.support.ports import free_port
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], str]] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's handler name)
+        self.messages.append((list(envelope.rcpt_tos), envelope.content.decode("utf-8", "replace")))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp():
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller.port, inbox
+    controller.stop()
+
+
+async def test_a_new_device_login_gets_a_dm_notice_and_an_email_whose_command_signs_it_out(make_privacy, smtp):
+    port, inbox = smtp
+    env = await make_privacy({"smtp": {"host": "127.0.0.1", "port": port, "from": "privacy@example.org"}})
+    try:
+        member = await env.member("iris")
+        await env.admin.admin("PUT", f"/v2/users/{q(member.user_id)}",
+                              {"threepids": [{"medium": "email", "address": "iris@example.org"}]})
+        # The login record as the homeserver's /_huiskamer/admin/v1/logins reports it.
+        intruder = await login(env.client, member.user_id, device_id="INTRUDER")
+        await env.service.bot.login_notice({"user_id": member.user_id, "device_id": "INTRUDER", "ip": "203.0.113.9",
+                                            "user_agent": "curl/8", "ts": int(time.time() * 1000),
+                                            "new_ip": True, "new_device": True})
+        notice = (await member.next_replies(until="afmelden-INTRUDER"))[-1]["content"]["body"]
+        assert "203.0.113.9" in notice and "nieuw apparaat" in notice
+        [(recipients, mail)] = inbox.messages
+        assert recipients == ["iris@example.org"] and "afmelden-INTRUDER" in mail
+        done = (await member.ask("afmelden-INTRUDER"))[0]["content"]["body"]
+        assert "INTRUDER" in done
+        devices = await env.admin.admin("GET", f"/v2/users/{q(member.user_id)}/devices")
+        assert "INTRUDER" not in [d["device_id"] for d in devices["devices"]]
+        async with env.client.get("/_matrix/client/v3/account/whoami",
+                                  headers={"Authorization": f"Bearer {intruder['access_token']}"}) as resp:
+            assert resp.status == 401
+    finally:
+        await env.close()
+
+
+async def test_a_login_from_a_new_ip_reaches_the_member_as_a_dm_within_five_seconds(env):
+    """Needs the homeserver's login stream (`GET /_huiskamer/admin/v1/logins`, privhs branch)."""
+    await skip_unless_served(env.admin, "GET", "/_huiskamer/admin/v1/logins", "GET /_huiskamer/admin/v1/logins")
+    member = await env.member("joost")
+    await member.wait_for(lambda: _running(env), what="the login watcher")
+    await login(env.client, member.user_id, device_id="LAPTOP2")
+    replies = await member.next_replies(until="LAPTOP2", timeout=5.0)  # the promise: a notice within 5 s
+    assert "afmelden-LAPTOP2" in replies[-1]["content"]["body"]
+
+
+async def _running(env) -> bool:
+    return env.service.login_watcher_state == "running"
