@@ -24,6 +24,8 @@ from federation.inbound import InboundTransactions
 from federation.ingest import EventIngestor
 from federation.joins import RemoteMembership
 from federation.keys import KeyFetcher, LocalKeys, parse_trusted_key_servers
+from federation.media import FederationMediaFetcher
+from federation.media_http import FederationMediaHandlers
 from federation.membership_resident import ResidentMembership, SendEvent, UserExists
 from federation.outbound import FederationHandoff
 from federation.policy import ServerPolicy
@@ -38,6 +40,7 @@ from homeserver.config import Config
 from homeserver.directory.aliases import AliasService
 from homeserver.directory.public_rooms import RoomDirectoryService
 from homeserver.ip_blocklist import LOOPBACK_NETWORKS, PRIVATE_NETWORKS, IpNetwork, parse_networks
+from homeserver.media.service import MediaService
 from homeserver.rooms.heads import RoomHeads
 from homeserver.rooms.persister import EventPersister
 from homeserver.signing_keys import load_old_verify_keys
@@ -87,6 +90,8 @@ class FederationTransport:
         self.min_retry_interval_ms: int = section["min_retry_interval_ms"]
         # What local clients ask of other servers (profiles, aliases, room directories); None when off.
         self.remote_queries: RemoteQueries | None = RemoteQueries(self.client, clock) if self.enabled else None
+        # How the media service fetches mxc:// content of other servers; None when off.
+        self.remote_media: FederationMediaFetcher | None = FederationMediaFetcher(self.client) if self.enabled else None
         self._ingestor: EventIngestor | None = None
 
     def remote_membership(self, events: EventStore, persister: EventPersister, heads: RoomHeads
@@ -118,7 +123,7 @@ class FederationTransport:
 
 class Federation:
     def __init__(self, transport: FederationTransport, config: Config, db: Any, profiles: ProfileService,
-                 aliases: AliasService, directory: RoomDirectoryService, *, events: EventStore,
+                 aliases: AliasService, directory: RoomDirectoryService, media: MediaService, *, events: EventStore,
                  timeline: TimelineStore, positions: StagePositionStore, bus: StreamBus,
                  registry: CollectorRegistry | None = None):
         clock = transport.clock
@@ -150,6 +155,7 @@ class Federation:
         self.acls = ServerAcls(events)
         self.reader = FederationReader(config.server_name, events, timeline, self.acls, clock)
         self.reading_handlers = FederationReadingHandlers(self.authenticator, self.reader)
+        self.media_handlers = FederationMediaHandlers(config.server_name, self.authenticator, media)
 
     def attach_rooms(self, events: EventStore, heads: RoomHeads, persister: EventPersister,
                      received_txns: ReceivedTransactionStore, user_exists: UserExists,
@@ -172,6 +178,7 @@ class Federation:
         if self.membership is not None:
             self.membership.register_routes(app, self.authenticator)
         self.reading_handlers.register_routes(app)
+        self.media_handlers.register_routes(app)
 
     async def stop(self) -> None:
         await self.transport.stop()

@@ -316,7 +316,8 @@ class HomeServer:
                                      last_seen_max_age_days=sessions_config["last_seen_max_age_days"])
         self.push_rules = PushRulesService(PushRuleStore(db), bus)
         self.media = MediaService(config.server_name, MediaStore(db), MediaFileStore(config.media["store_path"]),
-                                  clock, self.ratelimiter, config.media)
+                                  clock, self.ratelimiter, config.media,
+                                  remote=self.federation_transport.remote_media)
 
         # Rooms: events are created by the sender and written by the persister (group commit).
         self.room_heads = RoomHeads(self.event_store)
@@ -438,7 +439,7 @@ class HomeServer:
 
         # Federation: server keys, X-Matrix authentication, the read-only endpoints, outbound transactions.
         self.federation = Federation(self.federation_transport, config, db, self.profiles, self.alias_service,
-                                     self.room_directory, events=self.event_store, timeline=timeline_store,
+                                     self.room_directory, self.media, events=self.event_store, timeline=timeline_store,
                                      positions=stage_positions, bus=bus, registry=registry)
 
         # Outbound delivery: one durable queue, a courier per kind.

@@ -235,6 +235,11 @@ class MediaService:
             if e.errcode == "M_TOO_LARGE":
                 raise MatrixError(502, "M_TOO_LARGE", "remote media is larger than the limit") from None
             raise
+        finally:
+            # Stopping early (too large) must drop the connection now, not when the iterator is collected.
+            close = getattr(remote.chunks, "aclose", None)
+            if close is not None:
+                await close()
         await self._store.insert_remote_media(
             server_name=server_name, media_id=media_id, content_type=remote.content_type,
             upload_name=remote.upload_name, content_hash=stored.content_hash, media_length=stored.length,
