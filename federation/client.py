@@ -91,13 +91,14 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | 
 class FederationClient:
     def __init__(self, server_name: str, signing_key: SigningKey, clock: Clock, *, policy: ServerPolicy,
                  ip_allowlist: list[IpNetwork], ca_bundle_path: str | None, timeout_s: float,
-                 resolver: ServerResolver | None = None):
+                 max_response_bytes: int = MAX_RESPONSE_BYTES, resolver: ServerResolver | None = None):
         self.server_name = server_name
         self._signing_key = signing_key
         self._policy = policy
         self._allowlist = ip_allowlist
         self._ssl = build_ssl_context(ca_bundle_path)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._max_response_bytes = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
         self.resolver = resolver or ServerResolver(clock, self.fetch_well_known)
 
@@ -160,15 +161,15 @@ class FederationClient:
         """Send a signed request and return the parsed JSON answer; FederationError on any failure.
 
         The whole exchange (connecting, waiting, reading) has the configured time limit and the answer
-        at most MAX_RESPONSE_BYTES: a remote that hangs, dribbles or floods fails like one that is down."""
+        at most `max_response_bytes`: a remote that hangs, dribbles or floods fails like one that is down."""
         response = await self._send(method, destination, path, query, content, None)
         async with response:
             try:
-                raw = await _read_capped(response, MAX_RESPONSE_BYTES)
+                raw = await _read_capped(response, self._max_response_bytes)
             except (aiohttp.ClientError, TimeoutError, OSError) as e:
                 raise FederationUnreachable(f"{destination}: the answer to {method} {path} broke off: {e!r}") from None
             if raw is None:
-                raise FederationError(f"{destination}: the answer is larger than {MAX_RESPONSE_BYTES} bytes")
+                raise FederationError(f"{destination}: the answer is larger than {self._max_response_bytes} bytes")
             try:
                 parsed = json.loads(raw) if raw else None
             except ValueError:

@@ -79,7 +79,7 @@ class FederationTransport:
         self.client = FederationClient(
             config.server_name, signing_key, clock, policy=self.policy,
             ip_allowlist=federation_ip_allowlist(section), ca_bundle_path=section["ca_bundle_path"],
-            timeout_s=float(section["request_timeout_s"]),
+            timeout_s=float(section["request_timeout_s"]), max_response_bytes=section["max_response_bytes"],
         )
         self.key_store = ServerKeyStore(db)
         self.key_fetcher = KeyFetcher(self.local_keys, self.key_store, clock, self.client.key_request,
