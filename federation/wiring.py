@@ -19,6 +19,7 @@ from signedjson.types import SigningKey
 from federation.auth import FederationAuthenticator
 from federation.backfill import Backfiller
 from federation.client import FederationClient
+from federation.hierarchy_http import FederationHierarchyHandlers
 from federation.http import FederationQueryHandlers, KeyHandlers
 from federation.inbound import InboundTransactions
 from federation.ingest import EventIngestor
@@ -32,12 +33,14 @@ from federation.policy import ServerPolicy
 from federation.reading import FederationReader
 from federation.reading_http import FederationReadingHandlers
 from federation.remote_queries import RemoteQueries
+from federation.remote_spaces import RemoteSpaceQueries
 from federation.sender import TransactionSender
 from federation.server_acl import ServerAcls
 from homeserver.accounts.profiles import ProfileService
 from homeserver.clock import Clock
 from homeserver.config import Config
 from homeserver.directory.aliases import AliasService
+from homeserver.directory.hierarchy import SpaceHierarchyService
 from homeserver.directory.public_rooms import RoomDirectoryService
 from homeserver.ip_blocklist import LOOPBACK_NETWORKS, PRIVATE_NETWORKS, IpNetwork, parse_networks
 from homeserver.media.service import MediaService
@@ -92,6 +95,9 @@ class FederationTransport:
         self.remote_queries: RemoteQueries | None = RemoteQueries(self.client, clock) if self.enabled else None
         # How the media service fetches mxc:// content of other servers; None when off.
         self.remote_media: FederationMediaFetcher | None = FederationMediaFetcher(self.client) if self.enabled else None
+        # How the space hierarchy learns about rooms only other servers are in; None when off.
+        self.remote_spaces: RemoteSpaceQueries | None = (
+            RemoteSpaceQueries(config.server_name, self.client, clock) if self.enabled else None)
         self._ingestor: EventIngestor | None = None
 
     def remote_membership(self, events: EventStore, persister: EventPersister, heads: RoomHeads
@@ -123,7 +129,8 @@ class FederationTransport:
 
 class Federation:
     def __init__(self, transport: FederationTransport, config: Config, db: Any, profiles: ProfileService,
-                 aliases: AliasService, directory: RoomDirectoryService, media: MediaService, *, events: EventStore,
+                 aliases: AliasService, directory: RoomDirectoryService, media: MediaService,
+                 hierarchy: SpaceHierarchyService, *, events: EventStore,
                  timeline: TimelineStore, positions: StagePositionStore, bus: StreamBus,
                  registry: CollectorRegistry | None = None):
         clock = transport.clock
@@ -156,6 +163,7 @@ class Federation:
         self.reader = FederationReader(config.server_name, events, timeline, self.acls, clock)
         self.reading_handlers = FederationReadingHandlers(self.authenticator, self.reader)
         self.media_handlers = FederationMediaHandlers(config.server_name, self.authenticator, media)
+        self.hierarchy_handlers = FederationHierarchyHandlers(self.authenticator, hierarchy)
 
     def attach_rooms(self, events: EventStore, heads: RoomHeads, persister: EventPersister,
                      received_txns: ReceivedTransactionStore, user_exists: UserExists,
@@ -179,6 +187,7 @@ class Federation:
             self.membership.register_routes(app, self.authenticator)
         self.reading_handlers.register_routes(app)
         self.media_handlers.register_routes(app)
+        self.hierarchy_handlers.register_routes(app)
 
     async def stop(self) -> None:
         await self.transport.stop()

@@ -356,7 +356,7 @@ class HomeServer:
                                                    self.alias_service.may_manage_directory, remote=remote_queries)
         self.user_directory = UserDirectoryService(
             directory_store, search_all_users=config.section("user_directory")["search_all_users"])
-        self.hierarchy = SpaceHierarchyService(self.event_store)
+        self.hierarchy = SpaceHierarchyService(self.event_store, remote=self.federation_transport.remote_spaces)
         self.search = SearchService(self.event_store, SearchStore(db), timeline_store, self.room_history,
                                     self.event_serializer, stage_positions, registry=registry)
 
@@ -439,7 +439,7 @@ class HomeServer:
 
         # Federation: server keys, X-Matrix authentication, the read-only endpoints, outbound transactions.
         self.federation = Federation(self.federation_transport, config, db, self.profiles, self.alias_service,
-                                     self.room_directory, self.media, events=self.event_store, timeline=timeline_store,
+                                     self.room_directory, self.media, self.hierarchy, events=self.event_store, timeline=timeline_store,
                                      positions=stage_positions, bus=bus, registry=registry)
 
         # Outbound delivery: one durable queue, a courier per kind.
