@@ -107,7 +107,7 @@ class MediaService:
                 logger.exception("media cleanup failed; retrying later")
 
     def use_remote_fetcher(self, remote: RemoteMediaFetcher) -> None:
-        """Fetch remote media through `remote` (the federation client, once it exists)."""
+        """Replace the fetcher given at construction (tests stand in an origin server with it)."""
         self._remote = remote
 
     def config(self) -> dict[str, Any]:
