@@ -80,6 +80,31 @@ async def test_remote_media_comes_over_the_signed_federation_endpoint_and_is_cac
     assert fetches[0][1].endswith("timeout_ms=20000") and fetches[0][2].startswith("X-Matrix ")
 
 
+async def test_clients_asking_for_the_same_remote_media_at_once_share_one_download(fed_hs, ca, make_remote):
+    second_request = asyncio.Event()
+    arrived = 0
+
+    async def download(request: web.Request) -> web.Response:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 2:
+            second_request.set()
+        # Without sharing, a second fetch arrives while the first waits here; with it, none comes.
+        try:
+            await asyncio.wait_for(second_request.wait(), 3)
+        except TimeoutError:
+            pass
+        return multipart_response({"Content-Type": "image/png"}, png_bytes(8, 8))
+
+    remote = await make_remote(routes=media_routes(download))
+    session, alice = await _user(fed_hs, ca)
+    async with session:
+        mxc = f"mxc://{remote.server_name}/Avatar"
+        results = await asyncio.gather(*(alice.download(mxc) for _ in range(4)))
+    assert [(status, body) for status, _, body in results] == [(200, png_bytes(8, 8))] * 4
+    assert len(_requests_to(remote, FED_PREFIX + "Avatar")) == 1
+
+
 async def test_legacy_client_endpoints_and_thumbnails_of_remote_media_work_too(fed_hs, ca, make_remote):
     async def download(request: web.Request) -> web.Response:
         return multipart_response({"Content-Type": "image/png"}, png_bytes(800, 600))
