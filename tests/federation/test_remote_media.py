@@ -388,3 +388,19 @@ async def test_aiohttp_client_reads_our_multipart_answer(fed_hs, ca, remote):
             media = await reader.next()
             assert await media.read() == b"\r\n--not-a-boundary\r\n"
             assert media.headers["Content-Disposition"] == "attachment"
+
+
+async def test_media_not_yet_uploaded_is_504_on_both_sides(fed_hs, ca, make_remote):
+    async def pending(request: web.Request) -> web.Response:
+        return web.json_response({"errcode": "M_NOT_YET_UPLOADED", "error": "not yet"}, status=504)
+
+    remote = await make_remote(routes=media_routes(pending))
+    session, alice = await _user(fed_hs, ca)
+    async with session:
+        status, _, body = await alice.download(f"mxc://{remote.server_name}/Pending")
+        assert (status, json.loads(body)["errcode"]) == (504, "M_NOT_YET_UPLOADED")
+        async with session.post("/_matrix/media/v1/create", headers=alice.auth) as resp:
+            reserved = (await resp.json())["content_uri"].rsplit("/", 1)[1]
+    status, _, body = await _signed_get(remote, fed_hs, ca,
+                                        f"/_matrix/federation/v1/media/download/{reserved}?timeout_ms=0")
+    assert (status, json.loads(body)["errcode"]) == (504, "M_NOT_YET_UPLOADED")
