@@ -11,7 +11,7 @@ from aiohttp import web
 
 from homeserver.directory.hierarchy import may_preview_summary, ordered_child_states
 from tests.federation.helpers import tls_session
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 SPACE = {"type": "m.space"}
 

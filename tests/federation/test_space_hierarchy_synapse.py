@@ -11,7 +11,7 @@ from urllib.parse import quote
 import aiohttp
 
 from tests.federation.helpers import tls_session
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 from tests.support.synapse_federation import FederatingSynapse
 
 SPACE = {"type": "m.space"}
