@@ -26,6 +26,9 @@ USER_AGENT = "huiskamer-homeserver federation"
 MAX_RESPONSE_BYTES = 50 * 1024 * 1024
 MAX_WELL_KNOWN_BYTES = 64 * 1024
 MAX_WELL_KNOWN_REDIRECTS = 5
+# Error bodies of streamed requests are read only this far (they are small JSON objects).
+MAX_ERROR_BYTES = 64 * 1024
+MAX_MEDIA_REDIRECTS = 5
 
 
 class FederationError(Exception):
@@ -43,9 +46,10 @@ class FederationUnreachable(FederationError):
 class FederationHttpError(FederationError):
     """The destination answered with an HTTP error."""
 
-    def __init__(self, destination: str, status: int, body: Any):
+    def __init__(self, destination: str, status: int, body: Any, *, location: str | None = None):
         self.status = status
         self.body = body
+        self.location = location
         self.errcode = body.get("errcode") if isinstance(body, dict) else None
         error = body.get("error") if isinstance(body, dict) else None
         super().__init__(f"{destination} answered {status} {self.errcode or ''} {error or ''}".strip())
@@ -87,13 +91,14 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | 
 class FederationClient:
     def __init__(self, server_name: str, signing_key: SigningKey, clock: Clock, *, policy: ServerPolicy,
                  ip_allowlist: list[IpNetwork], ca_bundle_path: str | None, timeout_s: float,
-                 resolver: ServerResolver | None = None):
+                 max_response_bytes: int = MAX_RESPONSE_BYTES, resolver: ServerResolver | None = None):
         self.server_name = server_name
         self._signing_key = signing_key
         self._policy = policy
         self._allowlist = ip_allowlist
         self._ssl = build_ssl_context(ca_bundle_path)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._max_response_bytes = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
         self.resolver = resolver or ServerResolver(clock, self.fetch_well_known)
 
@@ -115,9 +120,9 @@ class FederationClient:
         if ip_literal(target.connect_host) is not None:
             await check_host(target.connect_host, self._allowlist)
 
-    async def request(self, method: str, destination: str, path: str, *, query: Mapping[str, Any] | None = None,
-                      content: Any = None) -> Any:
-        """Send a signed request and return the parsed JSON answer; FederationError on any failure."""
+    async def _send(self, method: str, destination: str, path: str, query: Mapping[str, Any] | None,
+                    content: Any, timeout: aiohttp.ClientTimeout | None) -> aiohttp.ClientResponse:
+        """The answer of the first target that answers at all, its body not yet read (the caller releases it)."""
         reason = self._policy.denial_reason(destination)
         if reason is not None:
             raise FederationDenied(reason)
@@ -136,22 +141,11 @@ class FederationClient:
             url = URL(f"https://{target.url_host}:{target.port}{target_uri}", encoded=True)
             try:
                 await self._check_target(target)
-                async with self._http().request(
+                return await self._http().request(
                     method, url, data=body, headers=headers, allow_redirects=False,
                     server_hostname=None if ip_literal(target.tls_name) else target.tls_name,
-                ) as response:
-                    raw = await _read_capped(response, MAX_RESPONSE_BYTES)
-                    if raw is None:
-                        raise FederationError(f"{destination}: the answer is larger than {MAX_RESPONSE_BYTES} bytes")
-                    try:
-                        parsed = json.loads(raw) if raw else None
-                    except ValueError:
-                        parsed = None
-                    if response.status >= 300:
-                        raise FederationHttpError(destination, response.status, parsed)
-                    if parsed is None and raw.strip() != b"null":
-                        raise FederationError(f"{destination}: the answer to {method} {path} is not JSON")
-                    return parsed
+                    timeout=timeout or self._timeout,
+                )
             except BlockedAddress as e:
                 raise FederationDenied(f"{destination}: {e}") from None
             except aiohttp.ClientConnectorError as e:
@@ -161,6 +155,78 @@ class FederationClient:
             except (aiohttp.ClientError, TimeoutError, OSError) as e:
                 last_error = e
         raise FederationUnreachable(f"{destination}: could not be reached: {last_error}")
+
+    async def request(self, method: str, destination: str, path: str, *, query: Mapping[str, Any] | None = None,
+                      content: Any = None) -> Any:
+        """Send a signed request and return the parsed JSON answer; FederationError on any failure.
+
+        The whole exchange (connecting, waiting, reading) has the configured time limit and the answer
+        at most `max_response_bytes`: a remote that hangs, dribbles or floods fails like one that is down."""
+        response = await self._send(method, destination, path, query, content, None)
+        async with response:
+            try:
+                raw = await _read_capped(response, self._max_response_bytes)
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                raise FederationUnreachable(f"{destination}: the answer to {method} {path} broke off: {e!r}") from None
+            if raw is None:
+                raise FederationError(f"{destination}: the answer is larger than {self._max_response_bytes} bytes")
+            try:
+                parsed = json.loads(raw) if raw else None
+            except ValueError:
+                parsed = None
+            if response.status >= 300:
+                raise FederationHttpError(destination, response.status, parsed,
+                                          location=response.headers.get("Location"))
+            if parsed is None and raw.strip() != b"null":
+                raise FederationError(f"{destination}: the answer to {method} {path} is not JSON")
+            return parsed
+
+    async def open_stream(self, destination: str, path: str, *, query: Mapping[str, Any] | None = None,
+                          timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+        """A signed GET whose successful answer is returned unread, for bodies too large to hold (media).
+
+        FederationHttpError (with `location` for redirects) unless the answer is 2xx; the caller reads the
+        body within its own limits and releases the response."""
+        response = await self._send("GET", destination, path, query, None, timeout)
+        if response.status < 300:
+            return response
+        async with response:
+            try:
+                raw = await _read_capped(response, MAX_ERROR_BYTES)
+                parsed = json.loads(raw) if raw else None
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
+                parsed = None
+            raise FederationHttpError(destination, response.status, parsed, location=response.headers.get("Location"))
+
+    async def open_url(self, url: str, *, timeout: aiohttp.ClientTimeout,
+                       max_redirects: int = MAX_MEDIA_REDIRECTS) -> aiohttp.ClientResponse:
+        """An unsigned GET of a plain http(s) URL (where a remote redirected us), following redirects; every
+        hop checked against the IP block list. The 2xx answer is returned unread; FederationError otherwise."""
+        for _ in range(max_redirects + 1):
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise FederationError(f"redirect: {url!r} is not an http(s) URL")
+            try:
+                if ip_literal(parts.hostname) is not None:
+                    await check_host(parts.hostname, self._allowlist)
+                response = await self._http().get(URL(url), allow_redirects=False, timeout=timeout)
+            except BlockedAddress as e:
+                raise FederationDenied(f"redirect: {e}") from None
+            except aiohttp.ClientConnectorError as e:
+                if isinstance(e.os_error, BlockedAddress):
+                    raise FederationDenied(f"redirect: {e.os_error}") from None
+                raise FederationUnreachable(f"redirect: {parts.hostname} could not be reached: {e}") from None
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                raise FederationUnreachable(f"redirect: {parts.hostname} could not be reached: {e!r}") from None
+            if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
+                url = urljoin(url, response.headers["Location"])
+                response.release()
+                continue
+            if response.status >= 300:
+                response.release()
+                raise FederationHttpError(parts.hostname, response.status, None)
+            return response
+        raise FederationError(f"redirect: more than {max_redirects} redirects")
 
     async def get_json(self, destination: str, path: str, query: Mapping[str, Any] | None = None) -> Any:
         return await self.request("GET", destination, path, query=query)

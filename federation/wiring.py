@@ -22,28 +22,34 @@ from federation.client import FederationClient
 from federation.device_edus import DeviceEdus
 from federation.device_http import FederationDeviceHandlers
 from federation.device_lists_outbound import DeviceListSender
+from federation.hierarchy_http import FederationHierarchyHandlers
 from federation.http import FederationQueryHandlers, KeyHandlers
 from federation.inbound import InboundTransactions
 from federation.ingest import EventIngestor
 from federation.joins import RemoteMembership
 from federation.keys import KeyFetcher, LocalKeys, parse_trusted_key_servers
+from federation.media import FederationMediaFetcher
+from federation.media_http import FederationMediaHandlers
 from federation.membership_resident import ResidentMembership, SendEvent, UserExists
 from federation.outbound import FederationHandoff
 from federation.policy import ServerPolicy
 from federation.reading import FederationReader
 from federation.reading_http import FederationReadingHandlers
 from federation.remote_queries import RemoteQueries
+from federation.remote_spaces import RemoteSpaceQueries
 from federation.sender import TransactionSender
 from federation.server_acl import ServerAcls
 from homeserver.accounts.profiles import ProfileService
 from homeserver.clock import Clock
 from homeserver.config import Config
 from homeserver.directory.aliases import AliasService
+from homeserver.directory.hierarchy import SpaceHierarchyService
 from homeserver.directory.public_rooms import RoomDirectoryService
 from homeserver.e2ee.keys import KeysService
 from homeserver.e2ee.remote_devices import RemoteDeviceLists
 from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.ip_blocklist import LOOPBACK_NETWORKS, PRIVATE_NETWORKS, IpNetwork, parse_networks
+from homeserver.media.service import MediaService
 from homeserver.rooms.erasure import ErasedUsers
 from homeserver.rooms.heads import RoomHeads
 from homeserver.rooms.persister import EventPersister
@@ -84,7 +90,7 @@ class FederationTransport:
         self.client = FederationClient(
             config.server_name, signing_key, clock, policy=self.policy,
             ip_allowlist=federation_ip_allowlist(section), ca_bundle_path=section["ca_bundle_path"],
-            timeout_s=float(section["request_timeout_s"]),
+            timeout_s=float(section["request_timeout_s"]), max_response_bytes=section["max_response_bytes"],
         )
         self.key_store = ServerKeyStore(db)
         self.key_fetcher = KeyFetcher(self.local_keys, self.key_store, clock, self.client.key_request,
@@ -95,6 +101,11 @@ class FederationTransport:
         self.min_retry_interval_ms: int = section["min_retry_interval_ms"]
         # What local clients ask of other servers (profiles, aliases, room directories); None when off.
         self.remote_queries: RemoteQueries | None = RemoteQueries(self.client, clock) if self.enabled else None
+        # How the media service fetches mxc:// content of other servers; None when off.
+        self.remote_media: FederationMediaFetcher | None = FederationMediaFetcher(self.client) if self.enabled else None
+        # How the space hierarchy learns about rooms only other servers are in; None when off.
+        self.remote_spaces: RemoteSpaceQueries | None = (
+            RemoteSpaceQueries(config.server_name, self.client, clock) if self.enabled else None)
         self._ingestor: EventIngestor | None = None
 
     def remote_membership(self, events: EventStore, persister: EventPersister, heads: RoomHeads
@@ -126,7 +137,8 @@ class FederationTransport:
 
 class Federation:
     def __init__(self, transport: FederationTransport, config: Config, db: Any, profiles: ProfileService,
-                 aliases: AliasService, directory: RoomDirectoryService, *, events: EventStore,
+                 aliases: AliasService, directory: RoomDirectoryService, media: MediaService,
+                 hierarchy: SpaceHierarchyService, *, events: EventStore,
                  timeline: TimelineStore, positions: StagePositionStore, bus: StreamBus,
                  keys: KeysService, to_device: ToDeviceService, remote_devices: RemoteDeviceLists,
                  e2ee: E2eeKeyStore, erased_users: ErasedUsers | None = None,
@@ -167,6 +179,8 @@ class Federation:
         self.acls = ServerAcls(events)
         self.reader = FederationReader(config.server_name, events, timeline, self.acls, clock, erased_users)
         self.reading_handlers = FederationReadingHandlers(self.authenticator, self.reader)
+        self.media_handlers = FederationMediaHandlers(config.server_name, self.authenticator, media)
+        self.hierarchy_handlers = FederationHierarchyHandlers(self.authenticator, hierarchy)
 
     def attach_rooms(self, events: EventStore, heads: RoomHeads, persister: EventPersister,
                      received_txns: ReceivedTransactionStore, user_exists: UserExists,
@@ -194,6 +208,8 @@ class Federation:
         if self.device_handlers is not None:
             self.device_handlers.register_routes(app)
         self.reading_handlers.register_routes(app)
+        self.media_handlers.register_routes(app)
+        self.hierarchy_handlers.register_routes(app)
 
     async def stop(self) -> None:
         await self.transport.stop()

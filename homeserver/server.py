@@ -329,7 +329,8 @@ class HomeServer:
                                      last_seen_max_age_days=sessions_config["last_seen_max_age_days"])
         self.push_rules = PushRulesService(PushRuleStore(db), bus)
         self.media = MediaService(config.server_name, MediaStore(db), MediaFileStore(config.media["store_path"]),
-                                  clock, self.ratelimiter, config.media)
+                                  clock, self.ratelimiter, config.media,
+                                  remote=self.federation_transport.remote_media)
 
         # Rooms: events are created by the sender and written by the persister (group commit).
         self.room_heads = RoomHeads(self.event_store)
@@ -368,7 +369,7 @@ class HomeServer:
                                                    self.alias_service.may_manage_directory, remote=remote_queries)
         self.user_directory = UserDirectoryService(
             directory_store, search_all_users=config.section("user_directory")["search_all_users"])
-        self.hierarchy = SpaceHierarchyService(self.event_store)
+        self.hierarchy = SpaceHierarchyService(self.event_store, remote=self.federation_transport.remote_spaces)
         self.search = SearchService(self.event_store, SearchStore(db), timeline_store, self.room_history,
                                     self.event_serializer, stage_positions, registry=registry)
 
@@ -461,8 +462,8 @@ class HomeServer:
 
         # Federation: server keys, X-Matrix authentication, the read-only endpoints, outbound transactions.
         self.federation = Federation(self.federation_transport, config, db, self.profiles, self.alias_service,
-                                     self.room_directory, events=self.event_store, timeline=timeline_store,
-                                     positions=stage_positions, bus=bus, keys=self.keys, to_device=self.to_device,
+                                     self.room_directory, self.media, self.hierarchy, events=self.event_store,
+                                     timeline=timeline_store, positions=stage_positions, bus=bus, keys=self.keys, to_device=self.to_device,
                                      remote_devices=self.remote_devices, e2ee=e2ee_store, erased_users=erased_users,
                                      registry=registry)
 

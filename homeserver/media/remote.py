@@ -1,4 +1,4 @@
-"""Fetching media from other homeservers: the interface the federation work implements."""
+"""Fetching media from other homeservers: the interface federation/media.py implements."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class RemoteMediaFetcher(Protocol):
 
 
 class NoRemoteMedia:
-    """The fetcher until federation exists: every remote media ID is unknown."""
+    """The fetcher when federation is off: every remote media ID is unknown."""
 
     async def fetch(self, server_name: str, media_id: str, *, max_size: int, timeout_ms: int) -> RemoteMedia:
-        raise not_found("remote media not available")
+        raise not_found("mediaId: remote media is not available (federation is off)")

@@ -78,6 +78,7 @@ class MediaService:
         # One in-flight generation per thumbnail file; concurrent requests await the same task.
         self._thumbnail_tasks: dict[str, asyncio.Future[None]] = {}
         self._uploaded_events: dict[str, asyncio.Event] = {}
+        self._remote_fetches: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
         self.thumbnails_generated = 0
         self._cleanup_task: asyncio.Task[None] | None = None
 
@@ -87,6 +88,8 @@ class MediaService:
         self._cleanup_task = asyncio.get_running_loop().create_task(self._cleanup_loop())
 
     async def stop(self) -> None:
+        for fetch in list(self._remote_fetches.values()):
+            fetch.cancel()
         if self._cleanup_task is not None:
             self._cleanup_task.cancel()
             try:
@@ -107,7 +110,7 @@ class MediaService:
                 logger.exception("media cleanup failed; retrying later")
 
     def use_remote_fetcher(self, remote: RemoteMediaFetcher) -> None:
-        """Fetch remote media through `remote` (the federation client, once it exists)."""
+        """Replace the fetcher given at construction (tests stand in an origin server with it)."""
         self._remote = remote
 
     def config(self) -> dict[str, Any]:
@@ -227,6 +230,21 @@ class MediaService:
             return row
         if not allow_remote:
             raise not_found("mediaId: remote media is not cached and allow_remote is false")
+        # One download per remote media ID: a room full of clients asking for the same avatar waits for it.
+        key = (server_name, media_id)
+        fetch = self._remote_fetches.get(key)
+        if fetch is None:
+            fetch = asyncio.ensure_future(self._fetch_remote(server_name, media_id, timeout_ms))
+            self._remote_fetches[key] = fetch
+            fetch.add_done_callback(lambda done: self._fetch_done(key, done))
+        return await asyncio.shield(fetch)
+
+    def _fetch_done(self, key: tuple[str, str], fetch: asyncio.Future[dict[str, Any]]) -> None:
+        self._remote_fetches.pop(key, None)
+        if not fetch.cancelled():
+            fetch.exception()  # retrieved here so that a fetch nobody waits for any more logs nothing
+
+    async def _fetch_remote(self, server_name: str, media_id: str, timeout_ms: int | None) -> dict[str, Any]:
         remote = await self._remote.fetch(server_name, media_id, max_size=self.max_upload_size,
                                           timeout_ms=min(timeout_ms or DEFAULT_WAIT_MS, MAX_WAIT_MS))
         try:
@@ -235,6 +253,11 @@ class MediaService:
             if e.errcode == "M_TOO_LARGE":
                 raise MatrixError(502, "M_TOO_LARGE", "remote media is larger than the limit") from None
             raise
+        finally:
+            # Stopping early (too large) must drop the connection now, not when the iterator is collected.
+            close = getattr(remote.chunks, "aclose", None)
+            if close is not None:
+                await close()
         await self._store.insert_remote_media(
             server_name=server_name, media_id=media_id, content_type=remote.content_type,
             upload_name=remote.upload_name, content_hash=stored.content_hash, media_length=stored.length,

@@ -344,7 +344,7 @@ async def test_every_4xx_answer_carries_an_errcode(client, alice, room):
         ("POST", "/join/#nope:nowhere", b"{}", token),
         ("GET", "/sync?since=garbage", None, token),
         ("GET", "/sync?timeout=-1", None, token),
-        ("GET", "/_matrix/media/v3/download/x/y", None, token),
+        ("GET", "/_matrix/media/v3/download/x/y?allow_remote=false", None, token),
         ("POST", "/_matrix/media/v3/upload", b"x" * 10, None),
         ("GET", "/_matrix/client/v1/media/config", None, None),
         ("POST", "/keys/query", b'{"device_keys": 5}', token),

@@ -134,12 +134,11 @@ async def test_unknown_and_malformed_media_ids_are_404_and_bad_server_names_400(
     assert status == 400 and b"M_INVALID_PARAM" in body
 
 
-async def test_remote_media_is_not_available_until_federation_fetches_it(client):
+async def test_uncached_remote_media_with_allow_remote_false_is_404(client):
+    # Fetching from the origin is tested in tests/federation/test_remote_media.py.
     alice = await media_user(client, "alice")
-    status, _, body = await alice.get("/_matrix/client/v1/media/download/example.org/abcdef")
-    assert status == 404 and b"remote media not available" in body
     status, _, body = await alice.get("/_matrix/client/v1/media/download/example.org/abcdef", allow_remote=False)
-    assert status == 404 and b"M_NOT_FOUND" in body
+    assert status == 404 and b"allow_remote is false" in body
 
 
 async def test_a_reserved_id_is_filled_once_by_its_creator_and_then_served(client):
