@@ -22,6 +22,8 @@ from federation.client import FederationClient
 from federation.device_edus import DeviceEdus
 from federation.device_http import FederationDeviceHandlers
 from federation.device_lists_outbound import DeviceListSender
+from federation.ephemeral_edus import EphemeralEduReceiver
+from federation.ephemeral_outbound import EphemeralEduSender
 from federation.hierarchy_http import FederationHierarchyHandlers
 from federation.http import FederationQueryHandlers, KeyHandlers
 from federation.inbound import InboundTransactions
@@ -48,6 +50,9 @@ from homeserver.directory.public_rooms import RoomDirectoryService
 from homeserver.e2ee.keys import KeysService
 from homeserver.e2ee.remote_devices import RemoteDeviceLists
 from homeserver.e2ee.to_device import ToDeviceService
+from homeserver.ephemeral.presence import PresenceService
+from homeserver.ephemeral.receipts import ReceiptService
+from homeserver.ephemeral.typing import TypingService
 from homeserver.ip_blocklist import LOOPBACK_NETWORKS, PRIVATE_NETWORKS, IpNetwork, parse_networks
 from homeserver.media.service import MediaService
 from homeserver.rooms.erasure import ErasedUsers
@@ -159,6 +164,7 @@ class Federation:
         # Set by attach_rooms (the room pipeline is built after this object).
         self.ingestor: EventIngestor | None = None
         self.inbound: InboundTransactions | None = None
+        self.ephemeral_sender: EphemeralEduSender | None = None
         self.membership: ResidentMembership | None = None
         self.key_handlers = KeyHandlers(self.local_keys, self.key_fetcher)
         self.query_handlers = FederationQueryHandlers(config.server_name, self.authenticator, profiles, aliases,
@@ -184,15 +190,22 @@ class Federation:
 
     def attach_rooms(self, events: EventStore, heads: RoomHeads, persister: EventPersister,
                      received_txns: ReceivedTransactionStore, user_exists: UserExists,
-                     send_event: SendEvent | None = None) -> None:
-        """Give federation the room pipeline: inbound /send, the resident membership endpoints, invites."""
+                     send_event: SendEvent | None = None, *, typing: TypingService, receipts: ReceiptService,
+                     presence: PresenceService) -> None:
+        """Give federation the room pipeline: inbound /send and its EDUs, the resident membership
+        endpoints, invites; and the ephemeral services whose updates go out as EDUs."""
         # The transport's one ingestor: the joining side takes its room locks too.
         self.ingestor = self.transport.ingestor(events, heads, persister)
         self.authenticator.add_acl_check(self.acls.check_request)
+        ephemeral = EphemeralEduReceiver(self.server_name, events, self.acls, typing, receipts, presence)
+        # Inbound EDUs: edu_type -> handler.
         self.inbound = InboundTransactions(self.ingestor, received_txns, self.acls, self.clock,
-                                           edu_handlers=self.device_edus.handlers())
+                                           edu_handlers={**self.device_edus.handlers(), **ephemeral.handlers()})
         self.device_handlers = FederationDeviceHandlers(self.server_name, self.authenticator, self._keys,
                                                         user_exists)
+        # Outbound EDUs: server.py subscribes this to the typing, receipt, presence and event updates.
+        self.ephemeral_sender = EphemeralEduSender(self.server_name, events, self.handoff.queue_edus,
+                                                   receipts.get_read_receipts, presence.presence_events, self.clock)
         self.membership = ResidentMembership(self.server_name, self.signing_key, events, self.ingestor, self.acls,
                                              self.key_fetcher, self.clock, user_exists, send_event)
 
@@ -212,4 +225,6 @@ class Federation:
         self.hierarchy_handlers.register_routes(app)
 
     async def stop(self) -> None:
+        if self.ephemeral_sender is not None:
+            await self.ephemeral_sender.stop()
         await self.transport.stop()

@@ -476,7 +476,8 @@ class HomeServer:
                                       min_retry_s_by_kind={FEDERATION_KIND: self.federation.min_retry_interval_ms / 1000},
                                       registry=registry)
         self.federation.attach_rooms(self.event_store, self.room_heads, self.persister, ReceivedTransactionStore(db),
-                                     self.account_store.get_user, self.event_sender.send)
+                                     self.account_store.get_user, self.event_sender.send,
+                                     typing=self.typing, receipts=self.receipts, presence=self.presence)
 
         # --- stream consumers: who hears what, in this order -----------------------------------
         for stage in (self.notifications.stage, self.pushers.stage, self.search.stage, self.federation.handoff.stage):
@@ -492,6 +493,12 @@ class HomeServer:
         bus.subscribe(PushRulesChanged, self.sync.on_push_rules_changed)
         bus.subscribe(PushRulesChanged, self.notifications.on_push_rules_changed)
         bus.subscribe(ReadReceiptStored, self.notifications.on_receipt)
+        ephemeral_edus = self.federation.ephemeral_sender
+        if self.federation.enabled and ephemeral_edus is not None:
+            bus.subscribe(TypingChanged, ephemeral_edus.on_typing)
+            bus.subscribe(ReadReceiptStored, ephemeral_edus.on_receipt)
+            bus.subscribe(PresenceChanged, ephemeral_edus.on_presence)
+            bus.subscribe(EventPersisted, ephemeral_edus.on_event_persisted)
         for on_upgraded in (self.room_directory.on_room_upgraded, self.account_data.on_room_upgraded,
                             self.push_rules.on_room_upgraded):
             bus.subscribe(RoomUpgraded, on_upgraded)

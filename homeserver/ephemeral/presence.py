@@ -40,6 +40,9 @@ OFFLINE_TIMEOUT_MS = 30_000
 # Active within this long counts as `currently_active`; as in Synapse.
 CURRENTLY_ACTIVE_MS = 60_000
 CHECK_INTERVAL_S = 5.0
+# Other servers re-send their users' presence at least every 25 minutes (Synapse does); a user whose
+# server has been silent for longer is taken to be offline, as in Synapse.
+REMOTE_TIMEOUT_MS = 30 * 60_000
 MAX_STATUS_MSG = 1024
 
 
@@ -82,6 +85,22 @@ def apply_timeouts(row: PresenceRow, now: int, syncing: bool, *, idle_ms: int = 
         return dataclasses.replace(row, state=OFFLINE, explicit_unavailable=False)
     if row.state == ONLINE and now - row.last_active_ts > idle_ms:
         return dataclasses.replace(row, state=UNAVAILABLE, explicit_unavailable=False)
+    return row
+
+
+def apply_remote(row: PresenceRow, state: str, status_msg: str | None, last_active_ago: int | None,
+                 now: int) -> PresenceRow:
+    """Another server's user's presence after an update from their server; `last_user_sync_ts`
+    holds when their server last told us (what REMOTE_TIMEOUT_MS counts from)."""
+    last_active = row.last_active_ts if last_active_ago is None else max(0, now - last_active_ago)
+    return dataclasses.replace(row, state=state, status_msg=status_msg, last_active_ts=last_active,
+                               last_user_sync_ts=now, explicit_unavailable=False)
+
+
+def apply_remote_timeout(row: PresenceRow, now: int, *, timeout_ms: int = REMOTE_TIMEOUT_MS) -> PresenceRow:
+    """Another server's user goes offline when their server has said nothing for `timeout_ms`."""
+    if row.state != OFFLINE and now - row.last_user_sync_ts > timeout_ms:
+        return dataclasses.replace(row, state=OFFLINE)
     return row
 
 
@@ -162,9 +181,13 @@ class PresenceService:
         """Move idle users to unavailable and absent ones to offline."""
         now = self._clock.time_ms()
         for user_id, row in list(self._rows.items()):
-            if row.state != OFFLINE:
-                syncing = self._syncing.get(user_id, 0) > 0
-                await self._update(user_id, lambda r, syncing=syncing: apply_timeouts(r, now, syncing))
+            if row.state == OFFLINE:
+                continue
+            if not self._is_local(user_id):
+                await self._update(user_id, lambda r: apply_remote_timeout(r, now))
+                continue
+            syncing = self._syncing.get(user_id, 0) > 0
+            await self._update(user_id, lambda r, syncing=syncing: apply_timeouts(r, now, syncing))
 
     # --- state --------------------------------------------------------------------------
     async def _current(self, user_id: str) -> PresenceRow:
@@ -193,7 +216,8 @@ class PresenceService:
             await self._bus.publish(PresenceChanged(user_id, presence_content(stored, now)))
 
     def _is_local(self, user_id: str) -> bool:
-        return user_id.rsplit(":", 1)[-1] == self._server_name if ":" in user_id else False
+        # Everything after the first colon: server names may carry a port.
+        return user_id.split(":", 1)[1] == self._server_name if ":" in user_id else False
 
     # --- requests -----------------------------------------------------------------------
     async def get_presence(self, requester: Requester, user_id: str) -> dict[str, Any]:
@@ -216,6 +240,14 @@ class PresenceService:
             return
         now = self._clock.time_ms()
         await self._update(user_id, lambda r: apply_set(r, state, status_msg, now))
+
+    async def set_remote_presence(self, user_id: str, state: str, status_msg: str | None,
+                                  last_active_ago: int | None) -> None:
+        """Another server's user's presence as their server sent it (federation checked the server)."""
+        if not self.enabled or self._is_local(user_id) or state not in STATES:
+            return
+        now = self._clock.time_ms()
+        await self._update(user_id, lambda r: apply_remote(r, state, status_msg, last_active_ago, now))
 
     async def clear(self, user_id: str) -> None:
         """Offline, without a status message (erasure)."""

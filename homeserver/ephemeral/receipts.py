@@ -143,6 +143,29 @@ class ReceiptService:
             else:
                 await self._store_receipt(user_id, room_id, marker_type, event, None)
 
+    async def store_remote_receipt(self, room_id: str, user_id: str, event_id: str, thread_id: str | None,
+                                   ts: int) -> bool:
+        """Store another server's user's public `m.read` receipt; False when it was not newer or names
+        an event of another room.
+
+        The caller (federation) has checked that the user belongs to the server that sent it and that
+        this server is in the room. The event may not have reached us yet: such a receipt is kept
+        (as Synapse does) and simply not compared with the user's earlier one."""
+        event = await self._events.get_event(event_id)
+        ordering: int | None = None
+        if event is not None:
+            if event.room_id != room_id:
+                return False
+            stream_ordering = event.internal_metadata.get("stream_ordering")
+            ordering = int(stream_ordering) if stream_ordering is not None else None
+        position = await self._store.upsert_receipt(room_id, READ, user_id, thread_id, event_id, ordering,
+                                                    {"ts": ts})
+        if position is None:
+            return False
+        self._notifier.notify_room(room_id)
+        await self._bus.publish(ReadReceiptStored(room_id, user_id, event_id, thread_id))
+        return True
+
     # --- checks -----------------------------------------------------------------------
     async def _visible_event(self, user_id: str, room_id: str, event_id: str) -> Event:
         membership, _ = await self._events.get_membership(room_id, user_id)

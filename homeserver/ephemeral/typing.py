@@ -30,6 +30,9 @@ TYPING_EVENT_TYPE = "m.typing"
 DEFAULT_TIMEOUT_MS = 30_000
 # Clients re-send every 20-30 s; longer timeouts only leave stale indicators behind (Synapse caps the same).
 MAX_TIMEOUT_MS = 120_000
+# Another server's typing notification carries no timeout: it lasts this long unless renewed (the
+# sending server renews it while its user types, Synapse every 40 s) or stopped, as in Synapse.
+REMOTE_TIMEOUT_MS = 60_000
 
 
 def parse_typing_body(body: dict[str, Any]) -> tuple[bool, int]:
@@ -84,6 +87,19 @@ class TypingService:
             self._start(room_id, user_id, timeout_ms)
         else:
             self._stop(room_id, user_id)
+
+    async def set_remote_typing(self, room_id: str, user_id: str, typing: bool) -> bool:
+        """Start (for REMOTE_TIMEOUT_MS) or stop another server's user's typing; False when they are not joined.
+
+        The caller (federation) has checked that the user belongs to the server that sent it."""
+        membership, _ = await self._events.get_membership(room_id, user_id)
+        if membership != "join":
+            return False
+        if typing:
+            self._start(room_id, user_id, REMOTE_TIMEOUT_MS)
+        else:
+            self._stop(room_id, user_id)
+        return True
 
     async def on_event_persisted(self, update: EventPersisted) -> None:
         """Drop the typing state of a member who leaves (or is kicked or banned from) the room."""

@@ -38,9 +38,12 @@ class ReceiptStore:
 
     async def upsert_receipt(
         self, room_id: str, receipt_type: str, user_id: str, thread_id: str | None, event_id: str,
-        event_stream_ordering: int, data: dict[str, Any],
+        event_stream_ordering: int | None, data: dict[str, Any],
     ) -> int | None:
-        """Store a receipt unless the current one is for the same or a later event; its position or None."""
+        """Store a receipt unless the current one is for the same or a later event; its position or None.
+
+        `event_stream_ordering` None: the event is not known here (a receipt from another server can
+        arrive before its event), so there is nothing to compare with and the receipt is stored."""
 
         async def txn_fn(txn: Transaction) -> int:
             # Allocating first makes concurrent writers queue on the stream row, so the
@@ -51,7 +54,7 @@ class ReceiptStore:
                 " WHERE r.room_id = ? AND r.receipt_type = ? AND r.user_id = ? AND r.thread_id = ?",
                 (room_id, receipt_type, user_id, thread_id or UNTHREADED),
             )
-            if existing is not None and int(existing) >= event_stream_ordering:
+            if existing is not None and event_stream_ordering is not None and int(existing) >= event_stream_ordering:
                 raise _NotNewer  # rolls the allocation back: nothing to deliver
             await txn.upsert(
                 "receipts",
