@@ -28,6 +28,9 @@ async def start_pair(make_federating_homeserver, make_remote, *, federation=None
     started = [await make_remote(f"127.0.0.{2 + i}", routes=routes) for i in range(remotes)]
     hs = await make_federating_homeserver(**{**FAST_RETRY, **(federation or {})})
     hs.outbound.max_retry_s = 0.3  # (outbound.max_retry_interval_s; the fixture sets federation keys only)
+    # (presence.enabled: a server joining a room gets our members' presence, in transactions of
+    # their own that these tests, counting PDU transactions, do not expect)
+    hs.presence.enabled = False
     return hs, started, inboxes
 
 
