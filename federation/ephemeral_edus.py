@@ -174,7 +174,7 @@ def _parse_push(origin: str, entry: Any, field: str) -> PresencePush:
 
 
 class EphemeralEduReceiver:
-    """The inbound handlers of `m.typing`, `m.receipt` and `m.presence` (see federation/edus_inbound.py)."""
+    """The inbound handlers of `m.typing`, `m.receipt` and `m.presence` (entries of /send's `edu_handlers`)."""
 
     def __init__(self, server_name: str, events: EventStore, acls: ServerAcls, typing: TypingService,
                  receipts: ReceiptService, presence: PresenceService):

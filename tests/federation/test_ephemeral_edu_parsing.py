@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from federation.edus_inbound import InvalidEdu
 from federation.ephemeral_edus import (
+    InvalidEdu,
     PresencePush,
     RemoteReceipt,
     TypingUpdate,
