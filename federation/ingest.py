@@ -59,6 +59,7 @@ from homeserver.rooms.persister import EventPersister, redaction_applies
 from homeserver.state import resolve_state
 from homeserver.state.store import auth_event_ids
 from storage.stores.events import EventStore, PersistContext, StateMap
+from storage.stores.partial_state import PartialStateStore
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +78,10 @@ class _MissingState(Exception):
 
 class EventIngestor:
     def __init__(self, server_name: str, events: EventStore, heads: RoomHeads, persister: EventPersister,
-                 keys: KeyLookup, client: FederationClient, clock: Clock):
+                 keys: KeyLookup, client: FederationClient, clock: Clock, *,
+                 partial_state: PartialStateStore | None = None):
         self._server_name = server_name
+        self._partial_state = partial_state
         self._events = events
         self._heads = heads
         self.heads = heads
@@ -287,7 +290,11 @@ class EventIngestor:
             _check_against_auth_events(event, auth_events)
         except AuthError as e:
             rejected = f"not allowed by its auth events: {e}"
-        if rejected is None:
+        # In a room joined with partial state, the state before the event (and current state) may
+        # lack the very members its authorization consults: it is checked against its own auth
+        # events only, and never soft-failed, until the full state is in (as Synapse does).
+        partial = self._partial_state is not None and await self._partial_state.is_partial(room_id)
+        if rejected is None and not partial:
             try:
                 check_auth(event, await self._auth_state(state_before, event), room_version)
             except AuthError as e:
@@ -318,7 +325,7 @@ class EventIngestor:
                 event.rejected_reason = rejected
             else:
                 try:
-                    if current:
+                    if current and not partial:
                         check_auth(event, await self._auth_state(current, event), room_version)
                     soft_failed = False
                 except AuthError as e:

@@ -88,6 +88,11 @@ class EventStore:
         if room_id is not None:
             self._room_versions.pop(room_id, None)
 
+    def forget_state_groups(self) -> None:
+        """Drop the cached state of every group, after a partial-state room's groups gained the full
+        state (storage/stores/partial_state.py: the only writer that adds to an existing group)."""
+        self._group_cache.clear()
+
     def cache_stats(self) -> dict[str, tuple[int, int, int]]:
         """(entries, hits, misses) of each in-memory cache, for metrics."""
         return {"events": (len(self._cache), self._event_hits, self._event_misses),
