@@ -59,7 +59,10 @@ class FederationReader:
         await self._acls.check(room_id, origin)
         members = await self._events.get_members(room_id)
         if not any(server_of(user_id) == origin for user_id in members):
-            raise forbidden(f"{origin} is not in room {room_id}")
+            # In a room joined with partial state, the servers the join answer listed are in it too.
+            partial = await self._partial_state.get_room(room_id) if self._partial_state is not None else None
+            if partial is None or origin not in partial.servers_in_room:
+                raise forbidden(f"{origin} is not in room {room_id}")
 
     async def _event_in_room(self, room_id: str, event_id: str) -> Event:
         event = await self._events.get_event(event_id)

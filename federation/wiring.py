@@ -113,7 +113,7 @@ class FederationTransport:
         if not self.enabled:
             return None
         return Backfiller(self.server_name, self.client, self.key_fetcher, events, persister,
-                          self.ingestor(events, heads, persister), self.clock)
+                          self.ingestor(events, heads, persister), self.clock, partial_state=self.partial_state_store)
 
     def ingestor(self, events: EventStore, heads: RoomHeads, persister: EventPersister) -> EventIngestor:
         """The one EventIngestor (its room locks order every remote event of a room, joins included)."""
