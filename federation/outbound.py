@@ -4,7 +4,8 @@ A stream stage (`federation_handoff`) follows the events stream. For each persis
 by one of our users, it computes the destinations: every server with a member joined in the
 room at that event (the state after it), plus, for a membership event, the server of the user
 it is about (an invite, a kick or a ban of a remote user reaches that user's server even though
-it is not joined). Ourselves and the servers our federation policy refuses are left out. Events
+it is not joined), and, in a room we joined with partial state (faster joins), the servers the join
+answer listed in `servers_in_room`. Ourselves and the servers our federation policy refuses are left out. Events
 of remote users that we accepted as the resident server (send_join, send_leave, send_knock) are
 passed on the same way when marked with `internal_metadata["send_on_behalf_of"] = origin`
 (the origin itself is left out), as Synapse does. The

@@ -141,6 +141,10 @@ class RoomReader:
                               *, full_event: bool = False) -> dict[str, Any]:
         state = await self._readable_state(requester.user_id, room_id)
         event_id = state.get((event_type, state_key))
+        if event_id is None and event_type == "m.room.member" and self._wait_for_full_state is not None:
+            # A member the partial state of a faster join lacks may be in the full state.
+            await self._wait_for_full_state(room_id)
+            event_id = (await self._readable_state(requester.user_id, room_id)).get((event_type, state_key))
         event = await self._events.get_event(event_id) if event_id else None
         if event is None:
             raise not_found(f"No {event_type} state event with state key {state_key!r}")

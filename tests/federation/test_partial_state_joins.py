@@ -228,7 +228,15 @@ async def test_events_over_send_from_members_missing_from_the_partial_state_are_
                                          f"/_matrix/client/v3/rooms/{q(room.room_id)}/messages",
                                          params={"dir": "b", "limit": "10"})
     assert status == 200 and message.event_id in [e["event_id"] for e in messages["chunk"]]
+    # A member the partial state lacks: its state event is answered once the full state is in.
+    member = asyncio.create_task(client_call(
+        fed_hs, ca, dave["access_token"], "GET",
+        f"/_matrix/client/v3/rooms/{q(room.room_id)}/state/m.room.member/{q(room.user('member3'))}"))
+    done, _ = await asyncio.wait({member}, timeout=0.5)
+    assert not done, "answered from the partial state"
     room.state_gate.set()
+    status, content = await member
+    assert (status, content.get("membership")) == (200, "join"), content
     await fed_fully_joined(fed_hs, room.room_id)
 
 
