@@ -9,7 +9,9 @@ order), stores what we lack as outliers, and has the store add the missing state
 state groups and current state and clear the mark in one transaction. It then publishes
 `PartialStateRoomCompleted`, so waiting requests (/members) answer and /sync sends the whole state.
 
-When every server fails, it tries again later (backing off up to `MAX_RETRY_S`). Rooms still
+The fetch starts `faster_joins_resync_delay_ms` after the join (2.5 s by default): the resident
+(a single-threaded Synapse in particular) would otherwise serialise the whole state while the room's
+first live events after our join wait behind it. When every server fails, it tries again later (backing off up to `MAX_RETRY_S`). Rooms still
 marked at start-up (a restart interrupted the fetch) are taken up again by `resume`.
 """
 
@@ -41,7 +43,7 @@ MAX_RETRY_S = 300.0
 class PartialStateResync:
     def __init__(self, server_name: str, client: FederationClient, keys: KeyLookup, events: EventStore,
                  persister: EventPersister, heads: RoomHeads, store: PartialStateStore, bus: StreamBus,
-                 clock: Clock, room_lock, *, first_retry_s: float = FIRST_RETRY_S):
+                 clock: Clock, room_lock, *, start_delay_s: float = 0.0, first_retry_s: float = FIRST_RETRY_S):
         self._server_name = server_name
         self._client = client
         self._keys = keys
@@ -53,6 +55,9 @@ class PartialStateResync:
         self._clock = clock
         # The ingestor's room lock: no remote event of the room is taken while the state is filled in.
         self._room_lock = room_lock
+        # How long after a join the fetch starts: the resident has just done the join's work, and the
+        # room's first live events should not queue behind a transfer of its whole state.
+        self._start_delay_s = start_delay_s
         self._first_retry_s = first_retry_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
@@ -61,13 +66,14 @@ class PartialStateResync:
         """Take up every room still marked partial (after a restart)."""
         self._stopping = False
         for room in await self._store.get_rooms():
-            self.schedule(room.room_id)
+            self.schedule(room.room_id, after_join=False)
 
-    def schedule(self, room_id: str) -> None:
+    def schedule(self, room_id: str, *, after_join: bool = True) -> None:
         """Fetch the room's full state in the background (once at a time per room)."""
         if self._stopping or room_id in self._tasks:
             return
-        task = asyncio.create_task(self._run(room_id), name=f"partial-state-resync {room_id}")
+        delay = self._start_delay_s if after_join else 0.0
+        task = asyncio.create_task(self._run(room_id, delay), name=f"partial-state-resync {room_id}")
         self._tasks[room_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(room_id, None))
 
@@ -84,7 +90,9 @@ class PartialStateResync:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _run(self, room_id: str) -> None:
+    async def _run(self, room_id: str, start_delay_s: float) -> None:
+        if start_delay_s > 0:
+            await asyncio.sleep(start_delay_s)
         delay = self._first_retry_s
         while not self._stopping:
             try:

@@ -93,6 +93,7 @@ class FederationTransport:
         # Rooms joined with partial state (faster joins), and the task that completes their state.
         self.partial_state_store = PartialStateStore(db)
         self.faster_joins: bool = section["faster_joins"]
+        self.faster_joins_resync_delay_s: float = section["faster_joins_resync_delay_ms"] / 1000
         self.resync: PartialStateResync | None = None
 
     def remote_membership(self, events: EventStore, persister: EventPersister, heads: RoomHeads, bus: StreamBus
@@ -103,7 +104,8 @@ class FederationTransport:
         ingestor = self.ingestor(events, heads, persister)
         if self.faster_joins:
             self.resync = PartialStateResync(self.server_name, self.client, self.key_fetcher, events, persister, heads,
-                                             self.partial_state_store, bus, self.clock, ingestor.room_lock)
+                                             self.partial_state_store, bus, self.clock, ingestor.room_lock,
+                                             start_delay_s=self.faster_joins_resync_delay_s)
         return RemoteMembership(self.server_name, self.signing_key, self.client, self.key_fetcher,
                                 self.remote_queries, events, persister, heads, ingestor, self.clock,
                                 partial_state=self.partial_state_store, resync=self.resync)

@@ -168,9 +168,10 @@ async def test_a_partial_state_join_is_usable_at_once_and_member_lists_wait_for_
     assert status == 200, synced
     joined = synced["rooms"]["join"][room.room_id]
     assert sent in [e["event_id"] for e in joined["timeline"]["events"]]
-    partial_members = {e["state_key"] for e in joined["state"]["events"] + joined["timeline"]["events"]
-                       if e["type"] == "m.room.member"}
-    assert partial_members == {dave["user_id"]}
+    # The state section holds what the partial state has: none of the resident's members. (The
+    # timeline may show some of their joins: /messages backfilled recent history from the resident.)
+    state_members = {e["state_key"] for e in joined["state"]["events"] if e["type"] == "m.room.member"}
+    assert state_members <= {dave["user_id"]}, state_members
     # The resident is not in our partial state (its members were omitted): our message reaches it
     # because the join answer named it in servers_in_room.
     await wait_until(lambda: any(_pdu_id(room, p) == sent for t in room.transactions for p in t.get("pdus", [])),
