@@ -10,6 +10,7 @@ path with that state as the state before it, which makes the room's state curren
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,7 +19,7 @@ from signedjson.types import SigningKey
 
 from federation.client import FederationClient, FederationError, FederationHttpError, quote_segment
 from federation.ingest import EventIngestor
-from federation.keys import KeyLookup, KeyLookupError
+from federation.keys import KeyFetcher, KeyLookup, KeyLookupError
 from federation.partial_state import PartialStateResync
 from federation.pdu_checks import PduRejected, check_inbound_pdu
 from federation.remote_queries import RemoteQueries, client_error
@@ -187,7 +188,14 @@ class RemoteMembership:
     # --- joining ------------------------------------------------------------------------------
     async def join(self, user_id: str, room_id: str, servers: Sequence[str], content: dict[str, Any]) -> Event:
         async def attempt(server: str) -> Event:
-            room_version, template = await self._make(server, "join", room_id, user_id)
+            # The send_join answer is signed by the resident: its keys are fetched meanwhile.
+            prefetch = asyncio.ensure_future(self._keys.prefetch(server)) \
+                if isinstance(self._keys, KeyFetcher) else None
+            try:
+                room_version, template = await self._make(server, "join", room_id, user_id)
+            finally:
+                if prefetch is not None and not prefetch.done():
+                    prefetch.add_done_callback(lambda f: f.exception())
             event = self._build(template, room_version, room_id, user_id, "join", content)
             path = f"{FEDERATION_V2}/send_join/{quote_segment(room_id)}/{quote_segment(event.event_id)}"
             query = {"omit_members": "true"} if self._resync is not None else None
@@ -268,8 +276,9 @@ class RemoteMembership:
         elif stored != room_version.identifier:
             raise InvalidAnswer(f"the room is of version {stored} here, not {room_version.identifier}")
 
-    async def _persist_outliers(self, events: Sequence[Event]) -> None:
-        """Persist events we do not hold yet as outliers, in the given (auth) order."""
+    async def _persist_outliers(self, events: Sequence[Event], *, wait: bool = True) -> None:
+        """Persist events we do not hold yet as outliers, in the given (auth) order (queued only
+        with `wait=False`: an event of the room queued after them commits with or after them)."""
         held = await self._events.get_events([e.event_id for e in events])
         now = self._clock.time_ms()
         last = None
@@ -278,7 +287,7 @@ class RemoteMembership:
                 continue
             context = PersistContext(state_group=None, outlier=True, received_ts=now)
             last = self._persister.enqueue(event, context)[0]
-        if last is not None:
+        if last is not None and wait:
             await last  # the room's events commit in order: the last one's commit covers them all
 
     async def _persist_join(self, room_version: RoomVersion, join: Event, checked: CheckedState) -> None:
@@ -288,7 +297,9 @@ class RemoteMembership:
     async def _persist_join_locked(self, room_version: RoomVersion, join: Event, checked: CheckedState) -> None:
         room_id = join.room_id
         await self._ensure_room(room_id, room_version, checked.create_event())
-        await self._persist_outliers(list(checked.events.values()))
+        # Queued without waiting: the join, queued next, commits in the same batch or after them
+        # (and fails with them: the persister fails the rest of a room's queue with its first).
+        await self._persist_outliers(list(checked.events.values()), wait=False)
         member_key = ("m.room.member", join.state_key or "")
         state_after: StateMap = {**checked.state, member_key: join.event_id}
         memberships = {event_id: checked.events[event_id].membership for (t, _), event_id in checked.state.items()
