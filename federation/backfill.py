@@ -26,6 +26,7 @@ from homeserver.events.room_versions import RoomVersion, get_room_version
 from homeserver.identifiers import split_id
 from homeserver.rooms.persister import EventPersister
 from storage.stores.events import EventStore, PersistContext
+from storage.stores.partial_state import PartialStateStore
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +40,12 @@ class Backfiller:
     """The history service's `HistoryBackfill`, over federation."""
 
     def __init__(self, server_name: str, client: FederationClient, keys: KeyLookup, events: EventStore,
-                 persister: EventPersister, ingestor: EventIngestor, clock: Clock):
+                 persister: EventPersister, ingestor: EventIngestor, clock: Clock, *,
+                 partial_state: PartialStateStore | None = None):
         self._server_name = server_name
+        # A room joined with partial state knows few members yet: the join answer's servers_in_room
+        # (the server joined through first) are asked as well.
+        self._partial_state = partial_state
         self._client = client
         self._keys = keys
         self._events = events
@@ -59,7 +64,12 @@ class Backfiller:
                 continue
             if server != self._server_name:
                 counts[server] = counts.get(server, 0) + 1
-        return sorted(counts, key=lambda s: (-counts[s], s))
+        ordered = sorted(counts, key=lambda s: (-counts[s], s))
+        partial = await self._partial_state.get_room(room_id) if self._partial_state is not None else None
+        if partial is not None:
+            ordered = [s for s in dict.fromkeys([partial.joined_via, *partial.servers_in_room, *ordered])
+                       if s != self._server_name]
+        return ordered
 
     async def backfill(self, room_id: str, limit: int) -> bool:
         version_id = await self._events.get_room_version_id(room_id)

@@ -59,6 +59,7 @@ from homeserver.rooms.persister import EventPersister, redaction_applies
 from homeserver.state import resolve_state
 from homeserver.state.store import auth_event_ids
 from storage.stores.events import EventStore, PersistContext, StateMap
+from storage.stores.partial_state import PartialStateStore
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +78,10 @@ class _MissingState(Exception):
 
 class EventIngestor:
     def __init__(self, server_name: str, events: EventStore, heads: RoomHeads, persister: EventPersister,
-                 keys: KeyLookup, client: FederationClient, clock: Clock):
+                 keys: KeyLookup, client: FederationClient, clock: Clock, *,
+                 partial_state: PartialStateStore | None = None):
         self._server_name = server_name
+        self._partial_state = partial_state
         self._events = events
         self._heads = heads
         self.heads = heads
@@ -240,15 +243,30 @@ class EventIngestor:
         except PduRejected as e:
             return e.reason
         event = Event(checked.pdu, room_version, event_id=checked.event_id)
-        if await self._events.have_events([event.event_id]):
+        held = await self._events.get_event(event.event_id)
+        if held is not None and not self._takes_its_place(held):
             return None
         if fill_gaps:
             await self._fill_gaps(origin, room_version, event)
-        return await self._take(origin, event)
+        return await self._take(origin, event, replaces_outlier=held is not None)
+
+    def _in_dag(self, held: Event) -> bool:
+        return not held.internal_metadata.get("outlier") or not self._takes_its_place(held)
+
+    def _takes_its_place(self, held: Event) -> bool:
+        """Whether a held event arriving again in the DAG is stored anew: a plain outlier (an auth
+        event fetched for another, state from our join), not a rejected, soft-failed or out-of-band
+        one (a local user's invite, knock or rejection, which is that user's membership)."""
+        metadata = held.internal_metadata
+        if not metadata.get("outlier") or metadata.get("soft_failed") or held.rejected_reason is not None:
+            return False
+        return not (held.type == "m.room.member" and (held.state_key or "").endswith(":" + self._server_name))
 
     async def _fill_gaps(self, origin: str, room_version: RoomVersion, event: Event) -> None:
         prevs = set(event.prev_event_ids)
-        if not prevs or not (prevs - await self._events.have_events(prevs)):
+        # Prev events held only as outliers are gaps too: fetched again, they take their place.
+        in_dag = {e for e, held in (await self._events.get_events(prevs)).items() if self._in_dag(held)}
+        if not prevs or not (prevs - in_dag):
             return
         room_id = event.room_id
         earliest = await self._events.get_forward_extremities(room_id)
@@ -270,7 +288,7 @@ class EventIngestor:
             if error is not None:
                 logger.info("a missing event of %s from %s was not taken: %s", room_id, origin, error)
 
-    async def _take(self, origin: str, event: Event) -> str | None:
+    async def _take(self, origin: str, event: Event, *, replaces_outlier: bool = False) -> str | None:
         room_version = event.room_version
         room_id = event.room_id
         # The auth events must be stored (as outliers if need be) before anything else.
@@ -287,7 +305,11 @@ class EventIngestor:
             _check_against_auth_events(event, auth_events)
         except AuthError as e:
             rejected = f"not allowed by its auth events: {e}"
-        if rejected is None:
+        # In a room joined with partial state, the state before the event (and current state) may
+        # lack the very members its authorization consults: it is checked against its own auth
+        # events only, and never soft-failed, until the full state is in (as Synapse does).
+        partial = self._partial_state is not None and await self._partial_state.is_partial(room_id)
+        if rejected is None and not partial:
             try:
                 check_auth(event, await self._auth_state(state_before, event), room_version)
             except AuthError as e:
@@ -307,6 +329,7 @@ class EventIngestor:
             context = PersistContext(state_group=None, new_group_prev=group_before,
                                      new_group_delta={event.state_tuple(): event.event_id})
         context.received_ts = self._clock.time_ms()
+        context.replaces_outlier = replaces_outlier
         async with self._heads.lock(room_id):
             if await self._events.get_forward_extremities(room_id):
                 head = await self._heads.load(room_id, room_version)
@@ -318,7 +341,7 @@ class EventIngestor:
                 event.rejected_reason = rejected
             else:
                 try:
-                    if current:
+                    if current and not partial:
                         check_auth(event, await self._auth_state(current, event), room_version)
                     soft_failed = False
                 except AuthError as e:

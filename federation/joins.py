@@ -10,6 +10,7 @@ path with that state as the state before it, which makes the room's state curren
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,7 +19,8 @@ from signedjson.types import SigningKey
 
 from federation.client import FederationClient, FederationError, FederationHttpError, quote_segment
 from federation.ingest import EventIngestor
-from federation.keys import KeyLookup, KeyLookupError
+from federation.keys import KeyFetcher, KeyLookup, KeyLookupError
+from federation.partial_state import PartialStateResync
 from federation.pdu_checks import PduRejected, check_inbound_pdu
 from federation.remote_queries import RemoteQueries, client_error
 from federation.remote_state import CheckedState, RemoteStateError, auth_state_for, check_room_state
@@ -45,6 +47,7 @@ from homeserver.identifiers import split_id
 from homeserver.rooms.heads import RoomHeads
 from homeserver.rooms.persister import EventPersister
 from storage.stores.events import EventStore, PersistContext, StateMap
+from storage.stores.partial_state import PartialStateStore
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +117,8 @@ class RemoteMembership:
 
     def __init__(self, server_name: str, signing_key: SigningKey, client: FederationClient, keys: KeyLookup,
                  queries: RemoteQueries, events: EventStore, persister: EventPersister, heads: RoomHeads,
-                 ingestor: EventIngestor, clock: Clock):
+                 ingestor: EventIngestor, clock: Clock, *, partial_state: PartialStateStore | None = None,
+                 resync: PartialStateResync | None = None):
         self._server_name = server_name
         self._signing_key = signing_key
         self._client = client
@@ -127,6 +131,9 @@ class RemoteMembership:
         # join waits for the join's state to be in place.
         self._ingestor = ingestor
         self._clock = clock
+        # Faster joins: with both, joins ask for partial state (omit_members) and complete it later.
+        self._partial_state = partial_state
+        self._resync = resync
         self.supported_versions = sorted(KNOWN_ROOM_VERSIONS)
 
     # --- aliases ----------------------------------------------------------------------------
@@ -181,10 +188,18 @@ class RemoteMembership:
     # --- joining ------------------------------------------------------------------------------
     async def join(self, user_id: str, room_id: str, servers: Sequence[str], content: dict[str, Any]) -> Event:
         async def attempt(server: str) -> Event:
-            room_version, template = await self._make(server, "join", room_id, user_id)
+            # The send_join answer is signed by the resident: its keys are fetched meanwhile.
+            prefetch = asyncio.ensure_future(self._keys.prefetch(server)) \
+                if isinstance(self._keys, KeyFetcher) else None
+            try:
+                room_version, template = await self._make(server, "join", room_id, user_id)
+            finally:
+                if prefetch is not None and not prefetch.done():
+                    prefetch.add_done_callback(lambda f: f.exception())
             event = self._build(template, room_version, room_id, user_id, "join", content)
             path = f"{FEDERATION_V2}/send_join/{quote_segment(room_id)}/{quote_segment(event.event_id)}"
-            answer = await self._client.put_json(server, path, dict(event.pdu))
+            query = {"omit_members": "true"} if self._resync is not None else None
+            answer = await self._client.put_json(server, path, dict(event.pdu), query)
             return await self._complete_join(server, room_version, event, answer)
 
         return await self._through_servers(f"Joining {room_id}", servers, attempt, JOIN_FAILOVER_ERRCODES)
@@ -213,15 +228,44 @@ class RemoteMembership:
         known = await self._events.get_events([i for i in ids if isinstance(i, str)]) if room_version.event_id_in_event \
             else {}
         checked = await check_room_state(state_pdus, chain_pdus, room_id, room_version, self._keys, known)
+        partial = answer.get("members_omitted") is True and self._resync is not None
         state_events = checked.state_events()
+        auth_state = auth_state_for(event, state_events, room_version)
+        if partial:
+            # Members the join's authorization needs (an authorising user's) came in the auth chain.
+            for auth_id in event.auth_event_ids:
+                auth_event = checked.events.get(auth_id)
+                if auth_event is not None and auth_event.is_state() and auth_event.rejected_reason is None:
+                    auth_state.setdefault(auth_event.state_tuple(), auth_event)
         try:
-            check_auth(event, auth_state_for(event, state_events, room_version), room_version)
+            check_auth(event, auth_state, room_version)
         except AuthError as e:
             raise InvalidAnswer(f"send_join: our join is not allowed by the room's state: {e}") from None
-        await self._persist_join(room_version, event, checked)
-        logger.info("joined %s via %s: %d state events, %d in the auth chain", room_id, server,
-                    len(checked.state), len(checked.events) - len(checked.state))
+        if partial:
+            await self._persist_partial_join(server, room_version, event, checked, answer.get("servers_in_room"))
+        else:
+            await self._persist_join(room_version, event, checked)
+        logger.info("joined %s via %s: %d state events%s, %d in the auth chain", room_id, server,
+                    len(checked.state), " (members omitted)" if partial else "",
+                    len(checked.events) - len(checked.state))
         return event
+
+    async def _persist_partial_join(self, server: str, room_version: RoomVersion, join: Event,
+                                    checked: CheckedState, servers_in_room: Any) -> None:
+        """Persist a join whose state lacks most members: marked partial first (so a crash before
+        the join commits leaves a mark that names nothing, dropped on resume), then the background
+        fetch of the full state is started."""
+        assert self._partial_state is not None and self._resync is not None
+        servers = [s for s in servers_in_room if isinstance(s, str)] if isinstance(servers_in_room, list) else []
+        if server not in servers:
+            servers.insert(0, server)
+        await self._partial_state.mark_partial(join.room_id, join.event_id, server, servers, self._clock.time_ms())
+        try:
+            await self._persist_join(room_version, join, checked)
+        except BaseException:
+            await self._partial_state.forget(join.room_id, join.event_id)
+            raise
+        self._resync.schedule(join.room_id)
 
     async def _ensure_room(self, room_id: str, room_version: RoomVersion, create: Event | None) -> None:
         stored = await self._events.get_room_version_id(room_id)
@@ -232,8 +276,9 @@ class RemoteMembership:
         elif stored != room_version.identifier:
             raise InvalidAnswer(f"the room is of version {stored} here, not {room_version.identifier}")
 
-    async def _persist_outliers(self, events: Sequence[Event]) -> None:
-        """Persist events we do not hold yet as outliers, in the given (auth) order."""
+    async def _persist_outliers(self, events: Sequence[Event], *, wait: bool = True) -> None:
+        """Persist events we do not hold yet as outliers, in the given (auth) order (queued only
+        with `wait=False`: an event of the room queued after them commits with or after them)."""
         held = await self._events.get_events([e.event_id for e in events])
         now = self._clock.time_ms()
         last = None
@@ -242,7 +287,7 @@ class RemoteMembership:
                 continue
             context = PersistContext(state_group=None, outlier=True, received_ts=now)
             last = self._persister.enqueue(event, context)[0]
-        if last is not None:
+        if last is not None and wait:
             await last  # the room's events commit in order: the last one's commit covers them all
 
     async def _persist_join(self, room_version: RoomVersion, join: Event, checked: CheckedState) -> None:
@@ -252,7 +297,9 @@ class RemoteMembership:
     async def _persist_join_locked(self, room_version: RoomVersion, join: Event, checked: CheckedState) -> None:
         room_id = join.room_id
         await self._ensure_room(room_id, room_version, checked.create_event())
-        await self._persist_outliers(list(checked.events.values()))
+        # Queued without waiting: the join, queued next, commits in the same batch or after them
+        # (and fails with them: the persister fails the rest of a room's queue with its first).
+        await self._persist_outliers(list(checked.events.values()), wait=False)
         member_key = ("m.room.member", join.state_key or "")
         state_after: StateMap = {**checked.state, member_key: join.event_id}
         memberships = {event_id: checked.events[event_id].membership for (t, _), event_id in checked.state.items()

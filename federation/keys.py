@@ -204,6 +204,11 @@ class KeyFetcher:
             raise KeyLookupError(f"key {key_id} of {server_name} is only valid until {stored.valid_until_ts}")
         return decode_verify_key(key_id, stored.verify_key)
 
+    async def prefetch(self, server_name: str) -> None:
+        """Fetch a server's keys if we hold none (before its signed answers arrive: a join)."""
+        if server_name != self._local.server_name and not await self._store.get_server_keys(server_name):
+            await self.refresh(server_name)
+
     async def refresh(self, server_name: str, key_id: str | None = None, *, force: bool = False) -> None:
         """Fetch `server_name`'s keys now (one fetch at a time per server; not again within
         REFETCH_INTERVAL_MS unless forced). Failures are logged, not raised."""

@@ -35,8 +35,9 @@ from homeserver.events.room_versions import RoomVersion, UnsupportedRoomVersion,
 from homeserver.events.signing import sign_event
 from homeserver.http.request import json_response
 from homeserver.identifiers import parse_user_id
-from homeserver.sync.rendering import stripped_event, stripped_state_keys
+from homeserver.sync.rendering import has_display_name, pick_heroes, stripped_event, stripped_state_keys
 from storage.stores.events import EventStore, StateMap
+from storage.stores.partial_state import PartialStateStore
 
 FEDERATION_V1 = "/_matrix/federation/v1"
 FEDERATION_V2 = "/_matrix/federation/v2"
@@ -52,10 +53,42 @@ def _server_of(user_id: str) -> str:
     return user_id.split(":", 1)[1]
 
 
+def _query_flag(request: web.Request, name: str) -> bool:
+    """A boolean query parameter (`true`/`false`, absent meaning false)."""
+    value = request.query.get(name)
+    if value is None or value == "false":
+        return False
+    if value == "true":
+        return True
+    raise invalid_param(f"{name}: must be true or false")
+
+
+def partial_join_state(join: Event, state: StateMap, events: Mapping[str, Event]) -> StateMap:
+    """The state a send_join with `omit_members` answers with (spec: send_join v2): every
+    non-membership event, the joiner's own previous membership, and, in a room with neither a name
+    nor a canonical alias, the membership events of the heroes a client would name it after (the
+    first five joined or invited members, else those who left). Auth chains bring in the
+    membership events the auth rules need."""
+    kept = {k: v for k, v in state.items() if k[0] != "m.room.member"}
+    own = state.get(("m.room.member", join.state_key or ""))
+    if own is not None:
+        kept[("m.room.member", join.state_key or "")] = own
+    name, alias = events.get(state.get(("m.room.name", ""), "")), events.get(state.get(("m.room.canonical_alias", ""), ""))
+    if has_display_name(name, alias):
+        return kept
+    members = sorted((e for k, v in state.items() if k[0] == "m.room.member" and (e := events.get(v)) is not None),
+                     key=lambda e: (e.internal_metadata.get("stream_ordering") or 0, e.depth, e.event_id))
+    present = [e.state_key or "" for e in members if e.membership in ("join", "invite")]
+    departed = [e.state_key or "" for e in members if e.membership in ("leave", "ban")]
+    for hero in pick_heroes(join.state_key or "", present, departed):
+        kept[("m.room.member", hero)] = state[("m.room.member", hero)]
+    return kept
+
+
 class ResidentMembership:
     def __init__(self, server_name: str, signing_key: SigningKey, events: EventStore, ingestor: EventIngestor,
                  acls: ServerAcls, keys: KeyLookup, clock: Clock, user_exists: UserExists,
-                 send_event: SendEvent | None = None):
+                 send_event: SendEvent | None = None, partial_state: PartialStateStore | None = None):
         self._server_name = server_name
         self._signing_key = signing_key
         self._events = events
@@ -66,12 +99,21 @@ class ResidentMembership:
         self._clock = clock
         self._user_exists = user_exists
         self._send_event = send_event
+        self._partial_state = partial_state
 
     # --- shared ---------------------------------------------------------------------------
     async def _room(self, room_id: str) -> RoomVersion:
         version = await self._ingestor.room_version_of(room_id)
         if version is None or not await self._ingestor.is_participating(room_id):
             raise not_found(f"This server is not in room {room_id}")
+        return version
+
+    async def _fully_joined_room(self, room_id: str) -> RoomVersion:
+        """As `_room`, and refused while we hold only partial state (we cannot vouch for the member
+        list), as Synapse refuses: the other server tries another."""
+        version = await self._room(room_id)
+        if self._partial_state is not None and await self._partial_state.is_partial(room_id):
+            raise not_found(f"This server is not fully joined to {room_id} yet; try another server")
         return version
 
     @staticmethod
@@ -117,7 +159,7 @@ class ResidentMembership:
         """The signed member event of a `send_*` request, through the PDU checks; MatrixError if unfit."""
         room_id = request.match_info["roomId"]
         event_id = request.match_info["eventId"]
-        room_version = await self._room(room_id)
+        room_version = await self._fully_joined_room(room_id)
         body = federation_body(request)
         if not isinstance(body, dict):
             raise bad_json("Content must be a JSON object (the event)")
@@ -188,7 +230,7 @@ class ResidentMembership:
         room_id = request.match_info["roomId"]
         user_id = request.match_info["userId"]
         self._check_user_of_origin(user_id, origin)
-        room_version = await self._room(room_id)
+        room_version = await self._fully_joined_room(room_id)
         supported = request.query.getall("ver", ["1"])
         if room_version.identifier not in supported:
             raise MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION",
@@ -239,6 +281,7 @@ class ResidentMembership:
         return candidates[0][1]
 
     async def send_join(self, request: web.Request, origin: str) -> web.Response:
+        omit_members = _query_flag(request, "omit_members")
         event = await self._received_member_event(request, origin, "join")
         await self._persist(event, origin)
         after = await self._events.get_state_after_event(event.event_id)
@@ -247,17 +290,24 @@ class ResidentMembership:
         if replaced:
             state[event.state_tuple()] = replaced
         state_events = await self._events.get_events(state.values())
-        chain = await self._auth_chain([*state.values(), event.event_id])
+        joined_before = sorted({_server_of(k[1]) for k, v in state.items() if k[0] == "m.room.member"
+                                and (m := state_events.get(v)) is not None and m.membership == "join"})
+        if omit_members:
+            kept = partial_join_state(event, state, state_events)
+            chain = await self._auth_chain([*kept.values(), event.event_id])
+            # The spec lets events already in `state` be left out of `auth_chain`.
+            chain = [e for e in chain if e.event_id not in set(kept.values())]
+            state_events = {v: state_events[v] for v in kept.values() if v in state_events}
+        else:
+            chain = await self._auth_chain([*state.values(), event.event_id])
         now = self._clock.time_ms()
-        servers = sorted({_server_of(k[1]) for k, v in after.items() if k[0] == "m.room.member"
-                          and (m := await self._events.get_event(v)) is not None and m.membership == "join"})
         return json_response({
             "origin": self._server_name,
             "event": serialize_for_federation(event, now),
             "state": [serialize_for_federation(e, now) for e in state_events.values()],
             "auth_chain": [serialize_for_federation(e, now) for e in chain],
-            "members_omitted": False,
-            "servers_in_room": servers,
+            "members_omitted": omit_members,
+            "servers_in_room": joined_before,
         })
 
     # --- leave ----------------------------------------------------------------------------
@@ -265,7 +315,7 @@ class ResidentMembership:
         room_id = request.match_info["roomId"]
         user_id = request.match_info["userId"]
         self._check_user_of_origin(user_id, origin)
-        room_version = await self._room(room_id)
+        room_version = await self._fully_joined_room(room_id)
         template = await self._template(room_id, room_version, user_id, "leave")
         return json_response({"event": template, "room_version": room_version.identifier})
 
@@ -279,7 +329,7 @@ class ResidentMembership:
         room_id = request.match_info["roomId"]
         user_id = request.match_info["userId"]
         self._check_user_of_origin(user_id, origin)
-        room_version = await self._room(room_id)
+        room_version = await self._fully_joined_room(room_id)
         supported = request.query.getall("ver", [])
         if room_version.identifier not in supported:
             raise MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION",

@@ -4,7 +4,8 @@ A stream stage (`federation_handoff`) follows the events stream. For each persis
 by one of our users, it computes the destinations: every server with a member joined in the
 room at that event (the state after it), plus, for a membership event, the server of the user
 it is about (an invite, a kick or a ban of a remote user reaches that user's server even though
-it is not joined). Ourselves and the servers our federation policy refuses are left out. Events
+it is not joined), and, in a room we joined with partial state (faster joins), the servers the join
+answer listed in `servers_in_room`. Ourselves and the servers our federation policy refuses are left out. Events
 of remote users that we accepted as the resident server (send_join, send_leave, send_knock) are
 passed on the same way when marked with `internal_metadata["send_on_behalf_of"] = origin`
 (the origin itself is left out), as Synapse does. The
@@ -34,6 +35,7 @@ from homeserver.streams.stages import EventStage
 from homeserver.streams.updates import OutboundItemsQueued
 from storage.stores.events import EventStore
 from storage.stores.federation_outbound import FEDERATION_KIND, FederationOutboundStore
+from storage.stores.partial_state import PartialStateStore
 from storage.stores.stages import StagePositionStore
 
 logger = logging.getLogger(__name__)
@@ -65,8 +67,12 @@ class FederationHandoff:
 
     def __init__(self, server_name: str, store: FederationOutboundStore, events: EventStore,
                  positions: StagePositionStore, bus: StreamBus, clock: Clock, policy: ServerPolicy, *,
-                 enabled: bool = True, registry: CollectorRegistry | None = None):
+                 enabled: bool = True, registry: CollectorRegistry | None = None,
+                 partial_state: PartialStateStore | None = None):
         self._server_name = server_name
+        # Rooms joined with partial state: their member list is incomplete, so events also go to the
+        # servers the join answer said were in the room.
+        self._partial_state = partial_state
         self._store = store
         self._events = events
         self._bus = bus
@@ -107,15 +113,20 @@ class FederationHandoff:
         group = event.internal_metadata.get("state_group")
         if group is None:
             group = await self._events.get_state_group_for_event(event.event_id)
-        hosts: set[str] = set(await self._joined_hosts(group)) if group is not None else set()
+        partial = await self._partial_state.get_room(event.room_id) if self._partial_state is not None else None
+        hosts: set[str] = set(await self._joined_hosts(group, cache=partial is None)) if group is not None else set()
+        if partial is not None:
+            hosts.update(partial.servers_in_room)
         if event.type == "m.room.member" and event.state_key:
             hosts.add(server_of(event.state_key))
         hosts.discard(self._server_name)
         hosts.discard(event.internal_metadata.get(SEND_ON_BEHALF_OF) or "")  # it has the event already
         return {host for host in hosts if _valid_server_name(host) and self._policy.denial_reason(host) is None}
 
-    async def _joined_hosts(self, group: int) -> frozenset[str]:
-        cached = self._hosts.get(group)
+    async def _joined_hosts(self, group: int, *, cache: bool = True) -> frozenset[str]:
+        """The servers with joined members in a group's state; not cached for a room with partial
+        state, whose groups gain the missing members once its full state arrives."""
+        cached = self._hosts.get(group) if cache else None
         if cached is not None:
             self._hosts.move_to_end(group)
             return cached
@@ -126,6 +137,8 @@ class FederationHandoff:
         events = await self._events.get_events(members)
         hosts = frozenset(server_of(event.state_key) for event in events.values()
                           if event.state_key and event.content.get("membership") == "join")
+        if not cache:
+            return hosts
         self._hosts[group] = hosts
         if len(self._hosts) > HOSTS_CACHE_SIZE:
             self._hosts.popitem(last=False)

@@ -34,6 +34,7 @@ from homeserver.state.visibility import (
     effective_visibility,
 )
 from storage.stores.events import EventStore, StateMap
+from storage.stores.partial_state import PartialStateStore
 from storage.stores.timeline import TimelineStore
 
 MAX_BACKFILL = 100
@@ -43,8 +44,9 @@ DEFAULT_MISSING_EVENTS = 10
 
 class FederationReader:
     def __init__(self, server_name: str, events: EventStore, timeline: TimelineStore, acls: ServerAcls, clock: Clock,
-                 erased_users: ErasedUsers | None = None):
+                 erased_users: ErasedUsers | None = None, partial_state: PartialStateStore | None = None):
         self._server_name = server_name
+        self._partial_state = partial_state
         self._acls = acls
         self._events = events
         self._timeline = timeline
@@ -59,7 +61,10 @@ class FederationReader:
         await self._acls.check(room_id, origin)
         members = await self._events.get_members(room_id)
         if not any(server_of(user_id) == origin for user_id in members):
-            raise forbidden(f"{origin} is not in room {room_id}")
+            # In a room joined with partial state, the servers the join answer listed are in it too.
+            partial = await self._partial_state.get_room(room_id) if self._partial_state is not None else None
+            if partial is None or origin not in partial.servers_in_room:
+                raise forbidden(f"{origin} is not in room {room_id}")
 
     async def _event_in_room(self, room_id: str, event_id: str) -> Event:
         event = await self._events.get_event(event_id)
@@ -130,6 +135,9 @@ class FederationReader:
         event = await self._event_in_room(room_id, event_id)
         if event.internal_metadata.get("outlier") or await self._events.get_state_group_for_event(event_id) is None:
             raise not_found(f"No state is known at {event_id}")
+        if self._partial_state is not None and await self._partial_state.is_partial(room_id):
+            # Our member list is incomplete until the full state is fetched (as Synapse answers).
+            raise not_found(f"Only partial state is known at {event_id} yet")
         return await self._events.get_state_before_event(event_id)
 
     async def state_ids(self, origin: str, room_id: str, event_id: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ fails authorization is kept as rejected, and never counts as state.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from homeserver.events.room_versions import RoomVersion
 logger = logging.getLogger(__name__)
 
 StateMap = dict[tuple[str, str], str]
+# PDUs checked between two yields to the event loop.
+YIELD_EVERY = 50
 
 
 class RemoteStateError(Exception):
@@ -95,6 +98,9 @@ async def check_pdus(pdus: Iterable[Any], room_id: str, room_version: RoomVersio
     if not isinstance(keys, MemoKeys):
         keys = MemoKeys(keys, latest_ts(pdus))
     for index, pdu in enumerate(pdus):
+        if index % YIELD_EVERY == YIELD_EVERY - 1:
+            # Checking a large room's state takes seconds of CPU: let live requests in between.
+            await asyncio.sleep(0)
         if not isinstance(pdu, dict):
             dropped[f"#{index}"] = "not a JSON object"
             continue

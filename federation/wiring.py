@@ -34,6 +34,7 @@ from federation.media import FederationMediaFetcher
 from federation.media_http import FederationMediaHandlers
 from federation.membership_resident import ResidentMembership, SendEvent, UserExists
 from federation.outbound import FederationHandoff
+from federation.partial_state import PartialStateResync
 from federation.policy import ServerPolicy
 from federation.reading import FederationReader
 from federation.reading_http import FederationReadingHandlers
@@ -64,6 +65,7 @@ from storage.stores.e2ee import E2eeKeyStore
 from storage.stores.events import EventStore
 from storage.stores.federation_inbound import ReceivedTransactionStore
 from storage.stores.federation_outbound import FederationOutboundStore
+from storage.stores.partial_state import PartialStateStore
 from storage.stores.server_keys import ServerKeyStore
 from storage.stores.stages import StagePositionStore
 from storage.stores.timeline import TimelineStore
@@ -112,31 +114,51 @@ class FederationTransport:
         self.remote_spaces: RemoteSpaceQueries | None = (
             RemoteSpaceQueries(config.server_name, self.client, clock) if self.enabled else None)
         self._ingestor: EventIngestor | None = None
+        # Rooms joined with partial state (faster joins), and the task that completes their state.
+        self.partial_state_store = PartialStateStore(db)
+        self.faster_joins: bool = section["faster_joins"]
+        self.faster_joins_resync_delay_s: float = section["faster_joins_resync_delay_ms"] / 1000
+        self.resync: PartialStateResync | None = None
 
-    def remote_membership(self, events: EventStore, persister: EventPersister, heads: RoomHeads
+    def remote_membership(self, events: EventStore, persister: EventPersister, heads: RoomHeads, bus: StreamBus
                           ) -> RemoteMembership | None:
         """Joins, leaves, knocks and invites across servers for the rooms service; None when off."""
         if self.remote_queries is None:
             return None
+        ingestor = self.ingestor(events, heads, persister)
+        if self.faster_joins:
+            self.resync = PartialStateResync(self.server_name, self.client, self.key_fetcher, events, persister, heads,
+                                             self.partial_state_store, bus, self.clock, ingestor.room_lock,
+                                             start_delay_s=self.faster_joins_resync_delay_s)
         return RemoteMembership(self.server_name, self.signing_key, self.client, self.key_fetcher,
-                                self.remote_queries, events, persister, heads,
-                                self.ingestor(events, heads, persister), self.clock)
+                                self.remote_queries, events, persister, heads, ingestor, self.clock,
+                                partial_state=self.partial_state_store, resync=self.resync)
 
     def backfiller(self, events: EventStore, persister: EventPersister, heads: RoomHeads) -> Backfiller | None:
         """History from other servers when a local client pages past ours; None when off."""
         if not self.enabled:
             return None
         return Backfiller(self.server_name, self.client, self.key_fetcher, events, persister,
-                          self.ingestor(events, heads, persister), self.clock)
+                          self.ingestor(events, heads, persister), self.clock, partial_state=self.partial_state_store)
 
     def ingestor(self, events: EventStore, heads: RoomHeads, persister: EventPersister) -> EventIngestor:
         """The one EventIngestor (its room locks order every remote event of a room, joins included)."""
         if self._ingestor is None:
             self._ingestor = EventIngestor(self.server_name, events, heads, persister, self.key_fetcher,
-                                           self.client, self.clock)
+                                           self.client, self.clock, partial_state=self.partial_state_store)
         return self._ingestor
 
+    async def start(self) -> None:
+        """Take up the rooms whose full state a restart interrupted."""
+        if self.resync is not None:
+            await self.resync.resume()
+
+    async def stop_resync(self) -> None:
+        if self.resync is not None:
+            await self.resync.stop()
+
     async def stop(self) -> None:
+        await self.stop_resync()
         await self.client.close()
 
 
@@ -172,7 +194,8 @@ class Federation:
         # Outbound transactions: the hand-off stage queues our events, the courier sends them.
         outbound_store = FederationOutboundStore(db)
         self.handoff = FederationHandoff(config.server_name, outbound_store, events, positions, bus, clock,
-                                         self.policy, enabled=self.enabled, registry=registry)
+                                         self.policy, enabled=self.enabled, registry=registry,
+                                         partial_state=transport.partial_state_store)
         self.sender = TransactionSender(config.server_name, self.client, events, outbound_store, clock,
                                         registry=registry)
         # Devices and end-to-end encryption: our users' device lists and to-device messages out,
@@ -183,7 +206,8 @@ class Federation:
         self._keys = keys
         self.device_handlers: FederationDeviceHandlers | None = None
         self.acls = ServerAcls(events)
-        self.reader = FederationReader(config.server_name, events, timeline, self.acls, clock, erased_users)
+        self.reader = FederationReader(config.server_name, events, timeline, self.acls, clock,
+                                       erased_users=erased_users, partial_state=transport.partial_state_store)
         self.reading_handlers = FederationReadingHandlers(self.authenticator, self.reader)
         self.media_handlers = FederationMediaHandlers(config.server_name, self.authenticator, media)
         self.hierarchy_handlers = FederationHierarchyHandlers(self.authenticator, hierarchy)
@@ -207,7 +231,8 @@ class Federation:
         self.ephemeral_sender = EphemeralEduSender(self.server_name, events, self.handoff.queue_edus,
                                                    receipts.get_read_receipts, presence.presence_events, self.clock)
         self.membership = ResidentMembership(self.server_name, self.signing_key, events, self.ingestor, self.acls,
-                                             self.key_fetcher, self.clock, user_exists, send_event)
+                                             self.key_fetcher, self.clock, user_exists, send_event,
+                                             self.transport.partial_state_store)
 
     def register_routes(self, app: web.Application) -> None:
         if not self.enabled:

@@ -287,6 +287,8 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "min_retry_interval_ms": {"type": "integer", "minimum": 1},
                 "request_timeout_s": {"type": "number", "exclusiveMinimum": 0},
                 "max_response_bytes": {"type": "integer", "minimum": 1024},
+                "faster_joins": {"type": "boolean"},
+                "faster_joins_resync_delay_ms": {"type": "integer", "minimum": 0},
                 "key_validity_period_ms": {"type": "integer", "minimum": 60000},
                 "old_signing_keys_path": {"type": "string"},
                 "trusted_key_servers": {
@@ -394,6 +396,8 @@ DEFAULTS: dict[str, Any] = {
         "min_retry_interval_ms": 60_000,
         "request_timeout_s": 60,
         "max_response_bytes": 50 * 1024 * 1024,
+        "faster_joins": True,
+        "faster_joins_resync_delay_ms": 2500,
         "key_validity_period_ms": 24 * 60 * 60 * 1000,
         "old_signing_keys_path": "old_signing_keys.json",
         "trusted_key_servers": [],

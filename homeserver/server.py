@@ -126,6 +126,7 @@ from homeserver.rooms.heads import RoomHeads
 from homeserver.rooms.history import HistoryVisibilityFilter, RoomHistory
 from homeserver.rooms.legacy import LegacyRoomViews
 from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.partial_state import PartialStateRooms
 from homeserver.rooms.persister import EventPersister
 from homeserver.rooms.reading import RoomReader
 from homeserver.rooms.redaction import RedactionService
@@ -148,6 +149,7 @@ from homeserver.streams.updates import (
     EventPersisted,
     OneTimeKeysChanged,
     OutboundItemsQueued,
+    PartialStateRoomCompleted,
     PresenceChanged,
     ProfileChanged,
     PushRulesChanged,
@@ -342,13 +344,16 @@ class HomeServer:
                                             send_checks=[self.alias_service.check_canonical_alias])
         self.membership = MembershipService(
             config.server_name, self.event_sender, self.event_store, self.alias_store, profile_store.get_profile,
-            remote=self.federation_transport.remote_membership(self.event_store, self.persister, self.room_heads))
+            remote=self.federation_transport.remote_membership(self.event_store, self.persister, self.room_heads, bus))
         self.room_creator = RoomCreator(config.server_name, self.event_sender, self.alias_store, clock,
                                         profile_store.get_profile, self.membership.invite, config.default_room_version)
+        # Rooms joined with partial state: what waits for their full member list.
+        self.partial_state_rooms = PartialStateRooms(self.federation_transport.partial_state_store, notifier)
         self.event_serializer = ClientEventSerializer(self.event_store, clock)
         # Events of users erased at deactivation are served redacted to readers who were not in the room.
         erased_users = self.deactivation_store.get_erased_users
-        self.room_reader = RoomReader(self.event_store, self.event_serializer, erased_users)
+        self.room_reader = RoomReader(self.event_store, self.event_serializer, erased_users,
+                                      wait_for_full_state=self.partial_state_rooms.wait_for_full_state)
         self.redactions = RedactionService(self.event_sender, self.event_store, clock,
                                            retention_days=config.section("rooms")["redaction_retention_days"])
         self.history_visibility = HistoryVisibilityFilter(self.event_store, timeline_store, erased_users)
@@ -398,7 +403,8 @@ class HomeServer:
         # /sync reads every stream; typing and receipts are ephemeral sources, presence, device lists
         # (with key counts, every sync) and to-device messages top-level ones, push adds unread counts.
         self.sync = SyncService(self.event_store, sync_store, self.event_serializer, self.account_data_store,
-                                self.push_rules, self.filters, notifier, clock, erased_users=erased_users)
+                                self.push_rules, self.filters, notifier, clock, erased_users=erased_users,
+                                partial_state=self.federation_transport.partial_state_store)
         for source in (self.typing, self.receipts):
             self.sync.add_ephemeral_source(EphemeralSource(source.stream_name, source.current_position,
                                                            source.events_for_rooms))
@@ -483,6 +489,7 @@ class HomeServer:
         for stage in (self.notifications.stage, self.pushers.stage, self.search.stage, self.federation.handoff.stage):
             bus.subscribe(EventPersisted, stage.on_event_persisted)
         bus.subscribe(EventPersisted, self.typing.on_event_persisted)
+        bus.subscribe(PartialStateRoomCompleted, self.partial_state_rooms.on_completed)
         bus.subscribe(EventPersisted, self.sliding_sync.on_event_persisted)
         bus.subscribe(EventPersisted, self.presence.on_event_persisted)
         bus.subscribe(EventPersisted, self.device_lists.on_event_persisted)
@@ -690,6 +697,9 @@ class HomeServer:
             self._background.append(service)
         self.persister.start()
         self._background.append(self.persister)
+        # Rooms whose full state a restart interrupted; stopped before the persister it writes through.
+        await self.federation_transport.start()
+        self._background.append(_Closing(self.federation_transport.stop_resync))
         self._background.append(_Closing(self.pushers.close))
         self._background.append(self.identity_client)
 

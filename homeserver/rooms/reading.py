@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from homeserver.errors import forbidden, invalid_param, not_found
@@ -22,8 +22,11 @@ MUTUAL_ROOMS_BATCH = 100
 
 class RoomReader:
     def __init__(self, events: EventStore, serializer: ClientEventSerializer,
-                 erased_users: ErasedUsers | None = None):
+                 erased_users: ErasedUsers | None = None, *,
+                 wait_for_full_state: Callable[[str], Awaitable[None]] | None = None):
         self._events = events
+        # Member lists of a room joined with partial state wait for its full state (as Synapse's do).
+        self._wait_for_full_state = wait_for_full_state
         self._serializer = serializer
         self._erased_users = erased_users
 
@@ -123,7 +126,12 @@ class RoomReader:
             raise not_found("Event not found")
         return await self._serializer.serialize_one(visible[0], requester)
 
+    async def _full_state_of(self, room_id: str) -> None:
+        if self._wait_for_full_state is not None:
+            await self._wait_for_full_state(room_id)
+
     async def get_state(self, requester: Requester, room_id: str) -> list[dict[str, Any]]:
+        await self._full_state_of(room_id)
         state = await self._readable_state(requester.user_id, room_id)
         events = await self._events.get_events(state.values())
         ordered = [events[e] for e in sorted(state.values()) if e in events]
@@ -133,6 +141,10 @@ class RoomReader:
                               *, full_event: bool = False) -> dict[str, Any]:
         state = await self._readable_state(requester.user_id, room_id)
         event_id = state.get((event_type, state_key))
+        if event_id is None and event_type == "m.room.member" and self._wait_for_full_state is not None:
+            # A member the partial state of a faster join lacks may be in the full state.
+            await self._wait_for_full_state(room_id)
+            event_id = (await self._readable_state(requester.user_id, room_id)).get((event_type, state_key))
         event = await self._events.get_event(event_id) if event_id else None
         if event is None:
             raise not_found(f"No {event_type} state event with state key {state_key!r}")
@@ -148,6 +160,7 @@ class RoomReader:
         for name, value in (("membership", membership), ("not_membership", not_membership)):
             if value is not None and value not in MEMBERSHIPS:
                 raise invalid_param(f"{name}: must be one of {', '.join(MEMBERSHIPS)}")
+        await self._full_state_of(room_id)
         if at is not None:
             await self.require_membership(requester.user_id, room_id)
             state = await self._state_at_token(room_id, at)
@@ -181,6 +194,7 @@ class RoomReader:
         membership, _ = await self.require_membership(requester.user_id, room_id)
         if membership != "join":
             raise forbidden("You are not joined to this room")
+        await self._full_state_of(room_id)
         state = await self._events.get_current_state_ids(room_id)
         member_ids = [eid for (t, _), eid in state.items() if t == "m.room.member"]
         events = await self._events.get_events(member_ids)

@@ -147,3 +147,12 @@ class OneTimeKeysChanged:
 
     user_id: str
     device_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PartialStateRoomCompleted:
+    """A room joined with partial state has its full state; `stream_ordering` is the events stream
+    position of that change (a /sync from before it gets the room's whole state again)."""
+
+    room_id: str
+    stream_ordering: int

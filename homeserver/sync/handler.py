@@ -47,6 +47,7 @@ from homeserver.sync.room_list import (
 from homeserver.sync.timeline import Timeline, TimelineReader, event_position
 from storage.stores.account_data import ACCOUNT_DATA, AccountDataStore
 from storage.stores.events import EventStore
+from storage.stores.partial_state import PartialStateStore
 from storage.stores.sync import SyncStore
 
 logger = logging.getLogger(__name__)
@@ -96,8 +97,11 @@ class _UserPart:
 class SyncService:
     def __init__(self, events: EventStore, store: SyncStore, serializer: ClientEventSerializer,
                  account_data: AccountDataStore, push_rules: PushRulesService, filters: FilterService,
-                 notifier: Notifier, clock: Clock, *, erased_users: ErasedUsers | None = None):
+                 notifier: Notifier, clock: Clock, *, erased_users: ErasedUsers | None = None,
+                 partial_state: PartialStateStore | None = None):
         self._events = events
+        # Rooms joined with partial state whose full state arrived since a token get their whole state.
+        self._partial_state = partial_state
         self._store = store
         self._serializer = serializer
         self._account_data = account_data
@@ -361,6 +365,7 @@ class SyncService:
                 user_id, rooms_needing_prior_membership(memberships, changes), since_pos)
             entries = incremental_entries(memberships, changes, before, since_pos, now_pos,
                                           full_state=request.full_state, forgotten=forgotten)
+            entries = await self._with_completed_state(entries, since_pos, now_pos)
         entries = [e for e in entries if sync_filter.allows_room(e.room_id)]
         joined = [e.room_id for e in entries if e.section == JOIN]
         ignored = await self._ignored_users(user_id)
@@ -482,6 +487,19 @@ class SyncService:
             response["presence"] = {"events": [*current, *extra]}
 
     # --- account data and ephemeral ------------------------------------------------------
+    async def _with_completed_state(self, entries: list[RoomSyncEntry], since_pos: int, now_pos: int
+                                    ) -> list[RoomSyncEntry]:
+        """Joined rooms whose full state (a partial-state join's) arrived since the token: their
+        state section starts afresh, as for a new join (Synapse does the same)."""
+        if self._partial_state is None:
+            return entries
+        joined = [e.room_id for e in entries if e.section == JOIN and e.state_after is not None]
+        completed = await self._partial_state.rooms_completed_between(joined, since_pos, now_pos)
+        if not completed:
+            return entries
+        return [dataclasses.replace(e, state_after=None, changed=True) if e.room_id in completed and e.section == JOIN
+                else e for e in entries]
+
     async def _account_data_changes(self, user_id: str, since: SyncToken | None, now: SyncToken
                                     ) -> dict[str, Any]:
         out: dict[str, Any] = {"global": [], "rooms": {}}

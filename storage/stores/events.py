@@ -68,6 +68,10 @@ class PersistContext:
     # with its state group, but never an extremity, never current state, never shown to clients
     # (stored with `outlier` TRUE as well) and never a prev_event of a new local event.
     soft_failed: bool = False
+    # The event is held as an outlier (an auth event fetched for another, the state of a room we
+    # joined) and has now arrived with its place in the DAG (/send, get_missing_events): its
+    # outlier rows are replaced by this persist.
+    replaces_outlier: bool = False
 
 
 class EventStore:
@@ -87,6 +91,11 @@ class EventStore:
             self._cache.pop(event_id, None)
         if room_id is not None:
             self._room_versions.pop(room_id, None)
+
+    def forget_state_groups(self) -> None:
+        """Drop the cached state of every group, after a partial-state room's groups gained the full
+        state (storage/stores/partial_state.py: the only writer that adds to an existing group)."""
+        self._group_cache.clear()
 
     def cache_stats(self) -> dict[str, tuple[int, int, int]]:
         """(entries, hits, misses) of each in-memory cache, for metrics."""
@@ -548,6 +557,12 @@ async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, Persist
     removed_extremities: dict[str, set[str]] = {}
     current_state: dict[tuple[str, str, str], tuple[str, str | None]] = {}
     full_state_rooms: set[str] = set()
+    replaced = [(event.event_id,) for event, ctx in batch if ctx.replaces_outlier]
+    if replaced:
+        for table in ("event_json", "event_edges", "event_auth"):
+            await txn.executemany(f"DELETE FROM {table} WHERE event_id = ?", replaced)
+        await txn.executemany("DELETE FROM events WHERE event_id = ? AND outlier = ?",
+                              [(event_id, True) for (event_id,) in replaced])
     for (event, ctx), stream_ordering in zip(batch, positions, strict=True):
         room_id = event.room_id
         accepted = event.rejected_reason is None

@@ -5,6 +5,7 @@ the spec describes. Tests tamper with what it serves (`tamper_state`, `refuse_jo
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +40,13 @@ class FakeResidentRoom:
         self.refuse: dict[str, tuple[int, dict[str, Any]]] = {}  # "make_join" -> (status, body)
         self.invites: list[dict[str, Any]] = []  # bodies of PUT /v2/invite received
         self.backfill_requests: list[list[str]] = []  # the `v` of each /backfill
+        # Faster joins: whether send_join honours omit_members, the state before each event (for
+        # /state), the /state requests received, and a gate /state answers wait on while clear.
+        self.honour_omit_members = False
+        self.state_before: dict[str, dict[tuple[str, str], str]] = {}
+        self.state_requests: list[str] = []
+        self.state_gate: asyncio.Event | None = None
+        self.transactions: list[dict[str, Any]] = []  # bodies of PUT /send received
         old_style = self.room_version.identifier in ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10")
         self.create = self.send("m.room.create", {"room_version": version, "creator": self.creator}
                                 if old_style else {"room_version": version}, state_key="", sender=self.creator)
@@ -85,6 +93,7 @@ class FakeResidentRoom:
         """Add an event to the DAG after checking it against the current state, as a resident would."""
         auth_state = {k: self.events[v] for k, v in self.state.items()}
         check_auth(event, auth_state, self.room_version)
+        self.state_before[event.event_id] = dict(self.state)
         self.events[event.event_id] = event
         self.extremities = [event.event_id]
         self.depth = max(self.depth, event.depth)
@@ -140,6 +149,16 @@ class FakeResidentRoom:
         r.route("PUT", "/_matrix/federation/v1/send_knock/{roomId}/{eventId}", self._send_membership("knock"))
         r.route("PUT", "/_matrix/federation/v2/invite/{roomId}/{eventId}", self._invite)
         r.route("GET", "/_matrix/federation/v1/backfill/{roomId}", self._backfill)
+        r.route("GET", "/_matrix/federation/v1/state/{roomId}", self._state)
+        r.route("GET", "/_matrix/federation/v1/event/{eventId}", self._event)
+        r.route("PUT", "/_matrix/federation/v1/send/{txnId}", self._send)
+
+    def add_members(self, count: int, prefix: str = "member") -> list[str]:
+        """`count` more users of the resident joined to the room."""
+        users = [self.user(f"{prefix}{i}") for i in range(count)]
+        for user in users:
+            self.send("m.room.member", {"membership": "join"}, state_key=user, sender=user)
+        return users
 
     def _refused(self, name: str) -> web.Response | None:
         if name in self.refuse:
@@ -190,6 +209,13 @@ class FakeResidentRoom:
             "origin": self.remote.server_name, "members_omitted": False,
             "state": state_before, "auth_chain": self.auth_chain([*self.state.values(), event.event_id]),
         }
+        if self.honour_omit_members and request.query.get("omit_members") == "true":
+            before = self.state_before[event.event_id]
+            kept = [v for k, v in before.items() if k[0] != "m.room.member" or k[1] == event.state_key]
+            chain = self.auth_chain([*kept, event.event_id])
+            answer.update(members_omitted=True, servers_in_room=[self.remote.server_name],
+                          state=[dict(self.events[v].pdu) for v in kept],
+                          auth_chain=[p for p in chain if Event(p, self.room_version).event_id not in kept])
         if "join_authorised_via_users_server" in event.content:
             answer["event"] = dict(event.pdu)
         if self.tamper_answer is not None:
@@ -227,6 +253,33 @@ class FakeResidentRoom:
                     queue.append(prev)
         return web.json_response({"origin": self.remote.server_name, "origin_server_ts": int(time.time() * 1000),
                                   "pdus": out})
+
+    async def _state(self, request: web.Request) -> web.Response:
+        """GET /state: the state before an event and its auth chain, once `state_gate` (if any) is set."""
+        event_id = request.query.get("event_id", "")
+        self.state_requests.append(event_id)
+        refused = self._refused("state")
+        if refused is not None:
+            return refused
+        if self.state_gate is not None:
+            await self.state_gate.wait()
+        before = self.state_before.get(event_id)
+        if before is None:
+            return web.json_response({"errcode": "M_NOT_FOUND", "error": "unknown event"}, status=404)
+        return web.json_response({"pdus": [dict(self.events[v].pdu) for v in before.values()],
+                                  "auth_chain": self.auth_chain(list(before.values()))})
+
+    async def _event(self, request: web.Request) -> web.Response:
+        event = self.events.get(request.match_info["eventId"])
+        if event is None:
+            return web.json_response({"errcode": "M_NOT_FOUND", "error": "unknown event"}, status=404)
+        return web.json_response({"origin": self.remote.server_name, "origin_server_ts": int(time.time() * 1000),
+                                  "pdus": [dict(event.pdu)]})
+
+    async def _send(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.transactions.append(body)
+        return web.json_response({"pdus": {}})
 
     async def _invite(self, request: web.Request) -> web.Response:
         refused = self._refused("invite")
