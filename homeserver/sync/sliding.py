@@ -5,10 +5,11 @@ and extensions. The engine answers each room the client has not seen (or whose c
 grew) in full, and otherwise only with what happened since the client last had it; a room that
 left every window keeps the position it was last sent at, so it is caught up when it comes back.
 
-Per-connection state — which rooms were sent, up to where, with which `required_state` — lives
-in memory, keyed by (user, device, conn_id) and the position a response handed out. A position
-the server does not know (expired, or from before a restart) is answered with M_UNKNOWN_POS and
-the client starts over. Reading timelines, state, invites and ephemeral data reuses the /sync v2
+Per-connection state — which rooms were sent, up to where, with which `required_state` — is
+stored in the database, keyed by (user, device, conn_id) and the position a response handed out,
+so a client continues after a restart; recent connections are also kept in memory. Positions
+not used for `CONNECTION_EXPIRY_MS` are pruned; a position the server does not know is answered
+with M_UNKNOWN_POS and the client starts over. Reading timelines, state, invites and ephemeral data reuses the /sync v2
 engine's building blocks and the sources registered in `homeserver/server.py`.
 """
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from homeserver.accounts.auth import Requester
+from homeserver.clock import Clock
 from homeserver.errors import MatrixError, invalid_param
 from homeserver.events.event import Event
 from homeserver.events.filtering import parse_sync_filter
@@ -45,10 +47,11 @@ from homeserver.sync.sliding_request import (
     state_key_matches,
     wanted_state_keys,
 )
+from homeserver.sync.sliding_state import Position, SentRoom, UnreadableState, decode_position, encode_state
 from homeserver.sync.timeline import Timeline, TimelineReader, event_position
 from storage.stores.account_data import TAG_TYPE, AccountDataStore
 from storage.stores.events import EventStore
-from storage.stores.sliding_sync import SlidingSyncStore
+from storage.stores.sliding_sync import SlidingSyncStore, StoredPosition
 from storage.stores.sync import MembershipRow, SyncStore
 
 logger = logging.getLogger(__name__)
@@ -60,6 +63,10 @@ DIRECT_TYPE = "m.direct"
 MAX_CONNECTIONS = 10_000
 BUMP_CACHE_ROOMS = 200_000
 MAX_CONNECTIONS_PER_USER = 50
+# As Synapse: a connection not used for a week is forgotten.
+CONNECTION_EXPIRY_MS = 7 * 24 * 3600 * 1000
+PRUNE_INTERVAL_S = 3600.0
+FIRST_PRUNE_DELAY_S = 60.0
 SECTIONS = {"join": JOIN, "invite": INVITE, "knock": KNOCK, "leave": LEAVE, "ban": LEAVE}
 
 
@@ -67,28 +74,10 @@ def unknown_pos() -> MatrixError:
     return MatrixError(400, "M_UNKNOWN_POS", "Unknown position; start a new connection")
 
 
-@dataclass(frozen=True)
-class SentRoom:
-    """What a connection's client has of a room: everything up to `upto`, as `config` asked."""
-
-    upto: int
-    membership: str
-    config: RoomConfig
-    members: frozenset[str] = frozenset()
-    # The response token when the room was last in view: per-room extensions continue from there.
-    seen: SyncToken | None = None
-
-
-@dataclass(frozen=True)
-class Position:
-    token: SyncToken
-    rooms: Mapping[str, SentRoom]
-    counts: Mapping[str, int]
-
-
 @dataclass
 class _Connection:
     positions: OrderedDict[str, Position] = field(default_factory=OrderedDict)
+    used_ms: int = 0
 
 
 @dataclass
@@ -119,7 +108,8 @@ class SlidingSyncService:
     def __init__(self, sync: SyncService, events: EventStore, store: SyncStore, sliding_store: SlidingSyncStore,
                  serializer: ClientEventSerializer, account_data: AccountDataStore, push_rules: PushRulesService,
                  notifier: Notifier, *, typing: EphemeralSource, receipts: EphemeralSource,
-                 to_device: TopLevelSource, device_lists: TopLevelSource, room_fields: RoomFieldsProvider):
+                 to_device: TopLevelSource, device_lists: TopLevelSource, room_fields: RoomFieldsProvider,
+                 clock: Clock):
         self._sync = sync
         self._events = events
         self._store = store
@@ -133,8 +123,10 @@ class SlidingSyncService:
         self._to_device = to_device
         self._device_lists = device_lists
         self._room_fields = room_fields
+        self._clock = clock
+        self._pruner: asyncio.Task[None] | None = None
         self._timeline_reader = TimelineReader(events, store)
-        # Positions name this process so that, after a restart, no old position can match a new one.
+        # Positions name this process so that no position handed out before a restart is handed out again.
         self._instance = secrets.token_hex(4)
         self._counter = itertools.count(1)
         self._connections: OrderedDict[tuple[str, str | None, str], _Connection] = OrderedDict()
@@ -158,46 +150,89 @@ class SlidingSyncService:
         while len(self._bump_cache) > BUMP_CACHE_ROOMS:
             self._bump_cache.popitem(last=False)
 
+    # --- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        self._pruner = asyncio.create_task(self._prune_periodically())
+
+    async def stop(self) -> None:
+        if self._pruner is not None:
+            self._pruner.cancel()
+            self._pruner = None
+
+    async def prune_connections(self) -> int:
+        """Forget positions older than the connection expiry; returns how many went."""
+        cutoff = self._clock.time_ms() - CONNECTION_EXPIRY_MS
+        for key in [k for k, c in self._connections.items() if c.used_ms < cutoff]:
+            del self._connections[key]
+        return await self._sliding_store.prune_positions(cutoff)
+
+    async def _prune_periodically(self) -> None:
+        await asyncio.sleep(FIRST_PRUNE_DELAY_S)
+        while True:
+            try:
+                removed = await self.prune_connections()
+                if removed:
+                    logger.info("Forgot %d sliding sync positions of expired connections", removed)
+            except Exception:
+                logger.exception("Could not prune sliding sync connections")
+            await asyncio.sleep(PRUNE_INTERVAL_S)
+
     # --- connections -------------------------------------------------------------------------
-    def _previous(self, key: tuple[str, str | None, str], pos: str | None) -> Position | None:
+    async def _previous(self, key: tuple[str, str | None, str], pos: str | None) -> Position | None:
         if pos is None:
-            # A new connection replaces any old one with the same ID.
+            # A new connection replaces any old one with the same ID (in the database when it is saved).
             self._connections.pop(key, None)
             return None
         connection = self._connections.get(key)
-        if connection is None or pos not in connection.positions:
+        if connection is not None and pos in connection.positions:
+            return connection.positions[pos]
+        stored = await self._sliding_store.get_position(*key, pos)
+        if stored is None:
             raise unknown_pos()
-        return connection.positions[pos]
+        try:
+            position = decode_position(stored.token, stored.state)
+        except UnreadableState as error:
+            logger.warning("Unreadable sliding sync state of %s at %s: %s", key, pos, error)
+            raise unknown_pos() from None
+        self._cache(key, None, pos, position)
+        return position
 
-    def _remember(self, key: tuple[str, str | None, str], used: str | None, position: Position) -> str:
-        """Store the new position; keep the one the request used so that a retry still works."""
+    def _cache(self, key: tuple[str, str | None, str], used: str | None, pos: str, position: Position) -> None:
+        """Keep `pos` in memory with the position the request used; drop the connection's others."""
         connection = self._connections.get(key)
         if connection is None:
             connection = self._connections[key] = _Connection()
-            user_connections = [k for k in self._connections if k[0] == key[0]]
-            for old in user_connections[:-MAX_CONNECTIONS_PER_USER]:
-                del self._connections[old]
             while len(self._connections) > MAX_CONNECTIONS:
                 self._connections.popitem(last=False)
         self._connections.move_to_end(key)
+        connection.used_ms = self._clock.time_ms()
         for name in [p for p in connection.positions if p != used]:
             del connection.positions[name]
+        connection.positions[pos] = position
+
+    async def _remember(self, key: tuple[str, str | None, str], used: str | None, position: Position) -> str:
+        """Store the new position; keep the one the request used so that a retry still works."""
         new_pos = f"{self._instance}.{next(self._counter)}"
-        connection.positions[new_pos] = position
+        user_id, device_id, conn_id = key
+        stored = StoredPosition(str(position.token), encode_state(position))
+        await self._sliding_store.save_position(user_id, device_id, conn_id, used=used, pos=new_pos,
+                                                position=stored, now_ts=self._clock.time_ms(),
+                                                max_per_user=MAX_CONNECTIONS_PER_USER)
+        self._cache(key, used, new_pos, position)
         return new_pos
 
-    def forget_connections(self) -> None:
-        """Drop every connection, as a restart does (clients then get M_UNKNOWN_POS)."""
+    def forget_cached_connections(self) -> None:
+        """Drop the in-memory copy of every connection (as a restart does); the database keeps them."""
         self._connections.clear()
 
     # --- the endpoint ------------------------------------------------------------------------
     async def sync(self, requester: Requester, body: SlidingSyncBody, pos: str | None,
                    timeout_ms: int) -> dict[str, Any]:
         key = (requester.user_id, requester.device_id, body.conn_id)
-        previous = self._previous(key, pos)
+        previous = await self._previous(key, pos)
         if previous is None or timeout_ms <= 0:
             response, position, _, _ = await self._build(requester, body, previous)
-            response["pos"] = self._remember(key, pos, position)
+            response["pos"] = await self._remember(key, pos, position)
             return response
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_ms / 1000
@@ -208,9 +243,10 @@ class SlidingSyncService:
                 response, position, news, joined = await self._build(requester, body, previous)
                 remaining = deadline - loop.time()
                 if news or remaining <= 0 or not await listener.wait(remaining):
-                    if key not in self._connections or pos not in self._connections[key].positions:
+                    connection = self._connections.get(key)
+                    if connection is not None and pos not in connection.positions:
                         raise unknown_pos()  # replaced by a new connection while waiting
-                    response["pos"] = self._remember(key, pos, position)
+                    response["pos"] = await self._remember(key, pos, position)
                     return response
             # Woken: build again under a fresh listener, which also follows rooms joined meanwhile.
             listen_rooms = joined
