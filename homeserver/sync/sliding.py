@@ -512,6 +512,7 @@ class SlidingSyncService:
         incremental = [p for p in plans if not p.initial and p.sent is not None]
         groups_then = await self._store.get_state_groups_at([(p.room_id, p.sent.upto) for p in incremental
                                                              if p.sent is not None])
+        group_states = await self._events.get_state_for_groups([*groups_now.values(), *groups_then.values()])
         state_ids: dict[str, dict[tuple[str, str], str]] = {}
         deltas: dict[str, dict[tuple[str, str], str]] = {}
         full: dict[str, Mapping[tuple[str, str], str]] = {}
@@ -519,7 +520,7 @@ class SlidingSyncService:
         for plan in plans:
             room_id = plan.room_id
             group = groups_now.get(room_id)
-            state = await self._events.get_state_for_group(group) if group is not None else {}
+            state = group_states[group] if group is not None else {}
             full[room_id] = state
             required = plan.config.required_state
             senders = sorted({e.sender for e in timelines[room_id].events})
@@ -529,7 +530,7 @@ class SlidingSyncService:
                 already: frozenset[str] = frozenset()
             else:
                 then_group = groups_then.get(room_id)
-                then = await self._events.get_state_for_group(then_group) if then_group is not None else {}
+                then = group_states[then_group] if then_group is not None else {}
                 delta = {} if then_group == group else rendering.state_delta(then, state)
                 chosen = {k: v for k, v in delta.items() if state_key_matches(required, k)}
                 if plan.added_state:
