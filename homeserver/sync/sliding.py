@@ -255,12 +255,15 @@ class SlidingSyncService:
     async def _build(self, requester: Requester, body: SlidingSyncBody, previous: Position | None
                      ) -> tuple[dict[str, Any], Position, bool, list[str]]:
         user_id = requester.user_id
-        now = await self._sync.current_token()
+        # Independent reads run together: on PostgreSQL each is a few round trips.
+        now, direct, ignored = await asyncio.gather(
+            self._sync.current_token(), self._account_data.get_global(user_id, DIRECT_TYPE),
+            self._sync.ignored_users(user_id))
         now_pos = now.get("events")
         since = previous.token if previous is not None else None
         candidates = await self._candidate_rooms(user_id, now_pos, since)
-        bump = await self._bump_stamps(candidates, now_pos)
-        context = await self._context(user_id, candidates, body.lists.values(), now)
+        bump, context = await asyncio.gather(self._bump_stamps(candidates, now_pos),
+                                             self._context(user_id, direct, candidates, body.lists.values(), now))
 
         lists_out: dict[str, Any] = {}
         counts: dict[str, int] = {}
@@ -289,7 +292,7 @@ class SlidingSyncService:
 
         sent_before = previous.rooms if previous is not None else {}
         plans = await self._plan_rooms(wanted, candidates, sent_before, now_pos)
-        rooms_out = await self._render(requester, plans, since, now, bump, context)
+        rooms_out = await self._render(requester, plans, since, now, bump, context, ignored)
 
         new_rooms = dict(sent_before)
         for plan in plans:
@@ -362,12 +365,12 @@ class SlidingSyncService:
                 out[room_id] = row.stream_ordering
         return out
 
-    async def _context(self, user_id: str, candidates: Mapping[str, MembershipRow],
+    async def _context(self, user_id: str, direct: Mapping[str, Any] | None, candidates: Mapping[str, MembershipRow],
                        lists: Any, now: SyncToken) -> _Context:
+        """`direct`: the user's `m.direct` account data."""
         lists = list(lists)
-        direct = await self._account_data.get_global(user_id, DIRECT_TYPE) or {}
         context = _Context(direct_rooms=frozenset(
-            room_id for rooms in direct.values() if isinstance(rooms, list) for room_id in rooms
+            room_id for rooms in (direct or {}).values() if isinstance(rooms, list) for room_id in rooms
             if isinstance(room_id, str)))
         filters = [c.filters for c in lists]
         room_ids = list(candidates)
@@ -458,7 +461,8 @@ class SlidingSyncService:
 
     # --- rendering rooms -----------------------------------------------------------------------
     async def _render(self, requester: Requester, plans: list[_RoomPlan], since: SyncToken | None,
-                      now: SyncToken, bump: Mapping[str, int], context: _Context) -> dict[str, dict[str, Any]]:
+                      now: SyncToken, bump: Mapping[str, int], context: _Context, ignored: frozenset[str]
+                      ) -> dict[str, dict[str, Any]]:
         to_render = [plan for plan in plans if plan.render]
         if not to_render:
             return {}
@@ -466,10 +470,12 @@ class SlidingSyncService:
         invites = [p for p in to_render if p.row.membership in ("invite", "knock")]
         inside = [p for p in to_render if p.row.membership not in ("invite", "knock")]
         out: dict[str, dict[str, Any]] = {}
+        entries = [RoomSyncEntry(p.room_id, SECTIONS[p.row.membership], p.row, p.row.stream_ordering,
+                                 None, None, changed=True) for p in invites]
+        stripped, inside_out = await asyncio.gather(
+            self._sync.stripped_states(entries, requester) if entries else _nothing([]),
+            self._render_inside(requester, inside, since, now, bump, context, ignored) if inside else _nothing({}))
         if invites:
-            entries = [RoomSyncEntry(p.room_id, SECTIONS[p.row.membership], p.row, p.row.stream_ordering,
-                                     None, None, changed=True) for p in invites]
-            stripped = await self._sync.stripped_states(entries, requester)
             for plan, state in zip(invites, stripped, strict=True):
                 if state is None:
                     continue
@@ -480,8 +486,7 @@ class SlidingSyncService:
                 if plan.room_id in context.direct_rooms:
                     body["is_dm"] = True
                 out[plan.room_id] = body
-        if inside:
-            out.update(await self._render_inside(requester, inside, since, now, bump, context))
+        out.update(inside_out)
         for plan in inside:
             # A room whose only news were events the client may not see has nothing to show.
             body = out.get(plan.room_id)
@@ -491,10 +496,9 @@ class SlidingSyncService:
         return out
 
     async def _render_inside(self, requester: Requester, plans: list[_RoomPlan], since: SyncToken | None,
-                             now: SyncToken, bump: Mapping[str, int], context: _Context
+                             now: SyncToken, bump: Mapping[str, int], context: _Context, ignored: frozenset[str]
                              ) -> dict[str, dict[str, Any]]:
         user_id = requester.user_id
-        ignored = await self._sync.ignored_users(user_id)
         # Timelines, grouped by limit because the reader takes one filter per call.
         timelines: dict[str, Timeline] = {}
         by_limit: dict[int, list[RoomSyncEntry]] = {}
@@ -503,15 +507,18 @@ class SlidingSyncService:
             entry = RoomSyncEntry(plan.room_id, SECTIONS[plan.row.membership], plan.row, plan.upto, after, None,
                                   changed=plan.initial)
             by_limit.setdefault(plan.config.timeline_limit, []).append(entry)
-        for limit, entries in by_limit.items():
-            sync_filter = parse_sync_filter({"room": {"timeline": {"limit": limit}}})
-            timelines.update(await self._timeline_reader.read(entries, user_id, sync_filter, ignored))
-
-        # State now (at the leave for rooms left) and, for rooms the client has, when it last had them.
-        groups_now = await self._store.get_state_groups_at([(p.room_id, p.upto) for p in plans])
+        reads = [self._timeline_reader.read(entries, user_id, parse_sync_filter({"room": {"timeline": {"limit": limit}}}),
+                                            ignored) for limit, entries in by_limit.items()]
+        # With the timelines: the state now (at the leave for rooms left) and, for rooms the client
+        # has, when it last had them; and the unread counts.
         incremental = [p for p in plans if not p.initial and p.sent is not None]
-        groups_then = await self._store.get_state_groups_at([(p.room_id, p.sent.upto) for p in incremental
-                                                             if p.sent is not None])
+        groups_now, groups_then, fields, *read = await asyncio.gather(
+            self._store.get_state_groups_at([(p.room_id, p.upto) for p in plans]),
+            self._store.get_state_groups_at([(p.room_id, p.sent.upto) for p in incremental if p.sent is not None]),
+            self._room_fields(user_id, [p.room_id for p in plans], since, now),
+            *reads)
+        for found in read:
+            timelines.update(found)
         group_states = await self._events.get_state_for_groups([*groups_now.values(), *groups_then.values()])
         state_ids: dict[str, dict[tuple[str, str], str]] = {}
         deltas: dict[str, dict[tuple[str, str], str]] = {}
@@ -548,9 +555,10 @@ class SlidingSyncService:
         # Heroes, counts and names for rooms seen whole or whose membership moved.
         needs_summary = [p.room_id for p in plans if p.initial or p.sent is None or any(
             k[0] == "m.room.member" for k in deltas[p.room_id])]
-        counts = await self._store.get_member_counts(needs_summary)
         unnamed = [r for r in needs_summary if ("m.room.name", "") not in full[r]]
-        present = await self._store.get_first_members(unnamed, ("join", "invite"), rendering.MAX_HEROES + 1)
+        counts, present = await asyncio.gather(
+            self._store.get_member_counts(needs_summary),
+            self._store.get_first_members(unnamed, ("join", "invite"), rendering.MAX_HEROES + 1))
         lonely = [r for r in unnamed if not [u for u in present.get(r, []) if u != user_id]]
         departed = await self._store.get_first_members(lonely, ("leave", "ban"), rendering.MAX_HEROES + 1)
         heroes = {r: rendering.pick_heroes(user_id, present.get(r, []), departed.get(r, [])) for r in unnamed}
@@ -563,17 +571,16 @@ class SlidingSyncService:
             for hero in heroes.get(room_id, []):
                 if ("m.room.member", hero) in full[room_id]:
                     naming_ids.add(full[room_id][("m.room.member", hero)])
-        loaded = await self._events.get_events(
-            naming_ids | {eid for ids in state_ids.values() for eid in ids.values()})
-
         all_timeline = [e for p in plans for e in timelines[p.room_id].events]
+        loaded, timeline_list = await asyncio.gather(
+            self._events.get_events(naming_ids | {eid for ids in state_ids.values() for eid in ids.values()}),
+            self._serializer.serialize(all_timeline, requester, include_room_id=False))
+        timeline_json = iter(timeline_list)
         state_events: dict[str, list[Event]] = {
             p.room_id: sorted((loaded[eid] for eid in state_ids[p.room_id].values() if eid in loaded),
                               key=event_position) for p in plans}
-        timeline_json = iter(await self._serializer.serialize(all_timeline, requester, include_room_id=False))
         state_json = iter(await self._serializer.serialize([e for p in plans for e in state_events[p.room_id]],
                                                            requester, include_room_id=False, bundle=False))
-        fields = await self._room_fields(user_id, [p.room_id for p in plans], since, now)
         since_pos = since.get("events") if since is not None else None
         out: dict[str, dict[str, Any]] = {}
         for plan in plans:
@@ -711,6 +718,10 @@ class SlidingSyncService:
             if since is None or await self._push_rules.version(user_id) > since.get("push_rules"):
                 global_data[PUSH_RULES_ACCOUNT_DATA_TYPE] = await self._push_rules.account_data_content(user_id)
         return {"global": [{"type": t, "content": c} for t, c in sorted(global_data.items())], "rooms": rooms}
+
+
+async def _nothing(value: Any) -> Any:
+    return value
 
 
 def _by_start(room_ids: Sequence[str], seen: Mapping[str, SyncToken | None], stream: str
