@@ -78,6 +78,13 @@ def unknown_pos() -> MatrixError:
 class _Connection:
     positions: OrderedDict[str, Position] = field(default_factory=OrderedDict)
     used_ms: int = 0
+    # Write-behind to the database: `positions` differs from the stored rows while `dirty`;
+    # `stored` names the positions already written; `fresh` asks the next write to apply the
+    # per-user connection limit (a new connection).
+    dirty: bool = False
+    fresh: bool = False
+    stored: set[str] = field(default_factory=set)
+    writer: asyncio.Task[None] | None = None
 
 
 @dataclass
@@ -158,9 +165,19 @@ class SlidingSyncService:
         if self._pruner is not None:
             self._pruner.cancel()
             self._pruner = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Wait until every connection's positions are in the database."""
+        for key, connection in list(self._connections.items()):
+            if connection.writer is not None:
+                await asyncio.gather(connection.writer, return_exceptions=True)
+            if connection.dirty:
+                await self._write(key, connection)
 
     async def prune_connections(self) -> int:
         """Forget positions older than the connection expiry; returns how many went."""
+        await self.flush()
         cutoff = self._clock.time_ms() - CONNECTION_EXPIRY_MS
         for key in [k for k, c in self._connections.items() if c.used_ms < cutoff]:
             del self._connections[key]
@@ -181,10 +198,16 @@ class SlidingSyncService:
     async def _previous(self, key: tuple[str, str | None, str], pos: str | None) -> Position | None:
         if pos is None:
             # A new connection replaces any old one with the same ID (in the database when it is saved).
-            self._connections.pop(key, None)
+            connection = self._connections.get(key)
+            if connection is not None:
+                connection.positions.clear()
+                connection.fresh = True
             return None
         connection = self._connections.get(key)
-        if connection is not None and pos in connection.positions:
+        if connection is not None:
+            # Memory is ahead of the database (write-behind): it decides for connections it has.
+            if pos not in connection.positions:
+                raise unknown_pos()
             return connection.positions[pos]
         stored = await self._sliding_store.get_position(*key, pos)
         if stored is None:
@@ -194,14 +217,16 @@ class SlidingSyncService:
         except UnreadableState as error:
             logger.warning("Unreadable sliding sync state of %s at %s: %s", key, pos, error)
             raise unknown_pos() from None
-        self._cache(key, None, pos, position)
+        connection = self._cache(key, None, pos, position)
+        connection.stored.add(pos)
         return position
 
-    def _cache(self, key: tuple[str, str | None, str], used: str | None, pos: str, position: Position) -> None:
+    def _cache(self, key: tuple[str, str | None, str], used: str | None, pos: str, position: Position
+               ) -> _Connection:
         """Keep `pos` in memory with the position the request used; drop the connection's others."""
         connection = self._connections.get(key)
         if connection is None:
-            connection = self._connections[key] = _Connection()
+            connection = self._connections[key] = _Connection(fresh=True)
             while len(self._connections) > MAX_CONNECTIONS:
                 self._connections.popitem(last=False)
         self._connections.move_to_end(key)
@@ -209,20 +234,52 @@ class SlidingSyncService:
         for name in [p for p in connection.positions if p != used]:
             del connection.positions[name]
         connection.positions[pos] = position
+        return connection
 
-    async def _remember(self, key: tuple[str, str | None, str], used: str | None, position: Position) -> str:
-        """Store the new position; keep the one the request used so that a retry still works."""
+    def _remember(self, key: tuple[str, str | None, str], used: str | None, position: Position) -> str:
+        """Keep the new position, and the one the request used so that a retry still works.
+
+        The database gets them right after the response (write-behind, one write at a time per
+        connection, coalesced): a response never waits for a write, and after a crash at most the
+        newest positions of a connection are unknown (the client then starts again).
+        """
         new_pos = f"{self._instance}.{next(self._counter)}"
-        user_id, device_id, conn_id = key
-        stored = StoredPosition(str(position.token), encode_state(position))
-        await self._sliding_store.save_position(user_id, device_id, conn_id, used=used, pos=new_pos,
-                                                position=stored, now_ts=self._clock.time_ms(),
-                                                max_per_user=MAX_CONNECTIONS_PER_USER)
-        self._cache(key, used, new_pos, position)
+        connection = self._cache(key, used, new_pos, position)
+        connection.dirty = True
+        if connection.writer is None:
+            connection.writer = asyncio.create_task(self._write_behind(key, connection))
         return new_pos
 
-    def forget_cached_connections(self) -> None:
+    async def _write_behind(self, key: tuple[str, str | None, str], connection: _Connection) -> None:
+        try:
+            while connection.dirty:
+                if not await self._write(key, connection):
+                    break  # logged; the next response or the flush at shutdown tries again
+        finally:
+            connection.writer = None
+
+    async def _write(self, key: tuple[str, str | None, str], connection: _Connection) -> bool:
+        connection.dirty = False
+        fresh, connection.fresh = connection.fresh, False
+        keep = dict(connection.positions)
+        new = {pos: StoredPosition(str(position.token), encode_state(position))
+               for pos, position in keep.items() if pos not in connection.stored}
+        user_id, device_id, conn_id = key
+        try:
+            await self._sliding_store.save_positions(
+                user_id, device_id, conn_id, keep=list(keep), new=new, now_ts=connection.used_ms,
+                max_per_user=MAX_CONNECTIONS_PER_USER if fresh else None)
+        except Exception:
+            logger.exception("Could not store the sliding sync positions of %s", key)
+            connection.dirty = True
+            connection.fresh = connection.fresh or fresh
+            return False
+        connection.stored = set(keep)
+        return True
+
+    async def forget_cached_connections(self) -> None:
         """Drop the in-memory copy of every connection (as a restart does); the database keeps them."""
+        await self.flush()
         self._connections.clear()
 
     # --- the endpoint ------------------------------------------------------------------------
@@ -232,7 +289,7 @@ class SlidingSyncService:
         previous = await self._previous(key, pos)
         if previous is None or timeout_ms <= 0:
             response, position, _, _ = await self._build(requester, body, previous)
-            response["pos"] = await self._remember(key, pos, position)
+            response["pos"] = self._remember(key, pos, position)
             return response
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_ms / 1000
@@ -246,7 +303,7 @@ class SlidingSyncService:
                     connection = self._connections.get(key)
                     if connection is not None and pos not in connection.positions:
                         raise unknown_pos()  # replaced by a new connection while waiting
-                    response["pos"] = await self._remember(key, pos, position)
+                    response["pos"] = self._remember(key, pos, position)
                     return response
             # Woken: build again under a fresh listener, which also follows rooms joined meanwhile.
             listen_rooms = joined
@@ -507,19 +564,33 @@ class SlidingSyncService:
             entry = RoomSyncEntry(plan.room_id, SECTIONS[plan.row.membership], plan.row, plan.upto, after, None,
                                   changed=plan.initial)
             by_limit.setdefault(plan.config.timeline_limit, []).append(entry)
-        reads = [self._timeline_reader.read(entries, user_id, parse_sync_filter({"room": {"timeline": {"limit": limit}}}),
-                                            ignored) for limit, entries in by_limit.items()]
-        # With the timelines: the state now (at the leave for rooms left) and, for rooms the client
-        # has, when it last had them; and the unread counts.
         incremental = [p for p in plans if not p.initial and p.sent is not None]
-        groups_now, groups_then, fields, *read = await asyncio.gather(
-            self._store.get_state_groups_at([(p.room_id, p.upto) for p in plans]),
-            self._store.get_state_groups_at([(p.room_id, p.sent.upto) for p in incremental if p.sent is not None]),
-            self._room_fields(user_id, [p.room_id for p in plans], since, now),
-            *reads)
-        for found in read:
-            timelines.update(found)
-        group_states = await self._events.get_state_for_groups([*groups_now.values(), *groups_then.values()])
+        whole = [p.room_id for p in plans if p.initial or p.sent is None]
+
+        async def read_timelines() -> list[dict[str, Any]]:
+            for found in await asyncio.gather(*(
+                    self._timeline_reader.read(entries, user_id,
+                                               parse_sync_filter({"room": {"timeline": {"limit": limit}}}), ignored)
+                    for limit, entries in by_limit.items())):
+                timelines.update(found)
+            return await self._serializer.serialize([e for p in plans for e in timelines[p.room_id].events],
+                                                    requester, include_room_id=False)
+
+        async def read_states() -> tuple[dict[str, int], dict[str, int], dict[int, Mapping[tuple[str, str], str]]]:
+            # The state now (at the leave for rooms left) and, for rooms the client has, when it last had them.
+            now_groups, then_groups = await asyncio.gather(
+                self._store.get_state_groups_at([(p.room_id, p.upto) for p in plans]),
+                self._store.get_state_groups_at([(p.room_id, p.sent.upto) for p in incremental
+                                                 if p.sent is not None]))
+            return now_groups, then_groups, await self._events.get_state_for_groups(
+                [*now_groups.values(), *then_groups.values()])
+
+        # Each chain of reads runs beside the others: timelines then their serialization (bundled
+        # relations), state groups then their state, the unread counts, the member counts of rooms
+        # sent whole.
+        timeline_list, (groups_now, groups_then, group_states), fields, counts = await asyncio.gather(
+            read_timelines(), read_states(), self._room_fields(user_id, [p.room_id for p in plans], since, now),
+            self._store.get_member_counts(whole))
         state_ids: dict[str, dict[tuple[str, str], str]] = {}
         deltas: dict[str, dict[tuple[str, str], str]] = {}
         full: dict[str, Mapping[tuple[str, str], str]] = {}
@@ -556,9 +627,11 @@ class SlidingSyncService:
         needs_summary = [p.room_id for p in plans if p.initial or p.sent is None or any(
             k[0] == "m.room.member" for k in deltas[p.room_id])]
         unnamed = [r for r in needs_summary if ("m.room.name", "") not in full[r]]
-        counts, present = await asyncio.gather(
-            self._store.get_member_counts(needs_summary),
+        counted = set(whole)
+        more_counts, present = await asyncio.gather(
+            self._store.get_member_counts([r for r in needs_summary if r not in counted]),
             self._store.get_first_members(unnamed, ("join", "invite"), rendering.MAX_HEROES + 1))
+        counts = {**counts, **more_counts}
         lonely = [r for r in unnamed if not [u for u in present.get(r, []) if u != user_id]]
         departed = await self._store.get_first_members(lonely, ("leave", "ban"), rendering.MAX_HEROES + 1)
         heroes = {r: rendering.pick_heroes(user_id, present.get(r, []), departed.get(r, [])) for r in unnamed}
@@ -571,10 +644,7 @@ class SlidingSyncService:
             for hero in heroes.get(room_id, []):
                 if ("m.room.member", hero) in full[room_id]:
                     naming_ids.add(full[room_id][("m.room.member", hero)])
-        all_timeline = [e for p in plans for e in timelines[p.room_id].events]
-        loaded, timeline_list = await asyncio.gather(
-            self._events.get_events(naming_ids | {eid for ids in state_ids.values() for eid in ids.values()}),
-            self._serializer.serialize(all_timeline, requester, include_room_id=False))
+        loaded = await self._events.get_events(naming_ids | {eid for ids in state_ids.values() for eid in ids.values()})
         timeline_json = iter(timeline_list)
         state_events: dict[str, list[Event]] = {
             p.room_id: sorted((loaded[eid] for eid in state_ids[p.room_id].values() if eid in loaded),

@@ -3,7 +3,7 @@ connections' positions (`sliding_sync_positions`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from storage.database import Database, Transaction
@@ -65,24 +65,31 @@ class SlidingSyncStore:
             (user_id, device_id or "", conn_id, pos))
         return None if row is None else StoredPosition(row[0], row[1])
 
-    async def save_position(self, user_id: str, device_id: str | None, conn_id: str, *, used: str | None,
-                            pos: str, position: StoredPosition, now_ts: int, max_per_user: int) -> None:
-        """Add `pos` to the connection and drop its positions other than `used` (kept for a retry).
+    async def save_positions(self, user_id: str, device_id: str | None, conn_id: str, *, keep: Sequence[str],
+                             new: Mapping[str, StoredPosition], now_ts: int, max_per_user: int | None) -> None:
+        """Make the connection's stored positions `keep`, adding the `new` ones (written at `now_ts`).
 
-        A new connection (`used` None) replaces any other of the same ID, and the user's
-        connections beyond the `max_per_user` most recently used are dropped.
+        With `max_per_user` (a new connection), the user's connections beyond that many most
+        recently used are dropped.
         """
         device = device_id or ""
 
         async def txn_fn(txn: Transaction) -> None:
-            await txn.execute(
-                "DELETE FROM sliding_sync_positions WHERE user_id = ? AND device_id = ? AND conn_id = ?"
-                " AND pos <> ?", (user_id, device, conn_id, used or ""))
-            await txn.execute(
-                "INSERT INTO sliding_sync_positions (user_id, device_id, conn_id, pos, created_ts, token, state)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (user_id, device, conn_id, pos, now_ts, position.token, position.state))
-            if used is not None:
+            if keep:
+                clause, params = txn.dialect.in_list("pos", list(keep))
+                await txn.execute(
+                    "DELETE FROM sliding_sync_positions WHERE user_id = ? AND device_id = ? AND conn_id = ?"
+                    f" AND NOT ({clause})", (user_id, device, conn_id, *params))
+            else:
+                await txn.execute(
+                    "DELETE FROM sliding_sync_positions WHERE user_id = ? AND device_id = ? AND conn_id = ?",
+                    (user_id, device, conn_id))
+            for pos, position in new.items():
+                await txn.execute(
+                    "INSERT INTO sliding_sync_positions (user_id, device_id, conn_id, pos, created_ts, token, state)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, device_id, conn_id, pos) DO NOTHING",
+                    (user_id, device, conn_id, pos, now_ts, position.token, position.state))
+            if max_per_user is None:
                 return
             connections = await txn.fetch_all(
                 "SELECT device_id, conn_id, MAX(created_ts) AS last FROM sliding_sync_positions"
@@ -92,7 +99,7 @@ class SlidingSyncStore:
                     "DELETE FROM sliding_sync_positions WHERE user_id = ? AND device_id = ? AND conn_id = ?",
                     (user_id, old_device, old_conn))
 
-        await self.db.run_interaction("save_sliding_sync_position", txn_fn)
+        await self.db.run_interaction("save_sliding_sync_positions", txn_fn)
 
     async def prune_positions(self, older_than_ts: int) -> int:
         """Delete positions handed out before `older_than_ts`; returns how many went."""

@@ -133,7 +133,7 @@ async def test_a_connection_continues_from_the_database_when_memory_has_forgotte
     request = {"lists": {"all": room_list(timeline_limit=5, required_state=[("m.room.member", "$LAZY")])}}
     first = await sliding(alice, request)
     assert ("m.room.member", bob.user_id) in state_of(first["rooms"][room_id])
-    hs.sliding_sync.forget_cached_connections()
+    await hs.sliding_sync.forget_cached_connections()
     await bob.send(room_id, "again")
     second = await sliding(alice, request, pos=first["pos"])
     room = second["rooms"][room_id]
@@ -187,7 +187,7 @@ async def test_positions_of_connections_unused_for_a_week_are_pruned(client, hs)
     assert await hs.sliding_sync.prune_connections() == 2  # the old connection's and recent's used one
     error = await sliding(alice, request, pos=old["pos"], expect=400)
     assert error["errcode"] == "M_UNKNOWN_POS"
-    hs.sliding_sync.forget_cached_connections()
+    await hs.sliding_sync.forget_cached_connections()
     await sliding(alice, {**request, "conn_id": "recent"}, pos=recent["pos"])
 
 
