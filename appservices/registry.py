@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from appservices.registration import AppServiceRegistration
-from homeserver.accounts.auth import Requester
+from homeserver.requester import Requester
 from homeserver.errors import MatrixError
 
 

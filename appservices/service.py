@@ -18,7 +18,7 @@ from appservices.interest import RoomContext, services_for_event
 from appservices.metrics import AppServiceMetrics
 from appservices.registration import AppServiceRegistration
 from appservices.registry import AppServiceRegistry
-from homeserver.accounts.auth import Requester
+from homeserver.requester import Requester
 from homeserver.accounts.sessions import SessionService
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found

@@ -39,7 +39,7 @@ def build_room(members: int, conflicted: int, room_version_id: str) -> dict[str,
     """Create a room, join `members` users, then fork it into two branches of
     `conflicted` / 2 state events each; returns the PDUs and the two state sets."""
     sys.path.insert(0, str(ROOT))
-    from homeserver.auth import auth_types_for_event
+    from homeserver.event_auth import auth_types_for_event
     from homeserver.events.event import Event
     from homeserver.events.hashing import compute_event_id
     from homeserver.events.room_versions import get_room_version

@@ -19,7 +19,7 @@ from federation.client import FederationClient, FederationError, quote_segment
 from federation.ingest import EventIngestor
 from federation.keys import KeyLookup
 from federation.remote_state import check_pdus
-from homeserver.auth import AuthError, check_auth, check_auth_events_selection
+from homeserver.event_auth import AuthError, check_auth, check_auth_events_selection
 from homeserver.clock import Clock
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion, get_room_version

@@ -49,8 +49,8 @@ from typing import Any
 from federation.client import FederationClient, FederationError, quote_segment
 from federation.keys import KeyLookup
 from federation.pdu_checks import PduRejected, check_inbound_pdu
-from homeserver.auth import AuthError, auth_types_for_event, check_auth, check_auth_events_selection
-from homeserver.auth.constants import CREATE_KEY
+from homeserver.event_auth import AuthError, auth_types_for_event, check_auth, check_auth_events_selection
+from homeserver.event_auth.constants import CREATE_KEY
 from homeserver.clock import Clock
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion, UnsupportedRoomVersion, get_room_version

@@ -22,7 +22,7 @@ from federation.keys import KeyLookup, KeyLookupError
 from federation.pdu_checks import PduRejected, check_inbound_pdu
 from federation.remote_queries import RemoteQueries, client_error
 from federation.remote_state import CheckedState, RemoteStateError, auth_state_for, check_room_state
-from homeserver.auth import AuthError, check_auth
+from homeserver.event_auth import AuthError, check_auth
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, invalid_param, not_found
 from homeserver.events.builder import make_event_id_token

@@ -23,9 +23,9 @@ from federation.keys import KeyLookup
 from federation.outbound import SEND_ON_BEHALF_OF
 from federation.pdu_checks import CheckedPdu, PduRejected, check_inbound_pdu
 from federation.server_acl import ServerAcls
-from homeserver.auth import AuthError, auth_types_for_event, check_auth, get_user_power_level
-from homeserver.auth.constants import AUTHORISING_USER, CREATE_KEY, JOIN_RULES_KEY
-from homeserver.auth.power_levels import get_named_level
+from homeserver.event_auth import AuthError, auth_types_for_event, check_auth, get_user_power_level
+from homeserver.event_auth.constants import AUTHORISING_USER, CREATE_KEY, JOIN_RULES_KEY
+from homeserver.event_auth.power_levels import get_named_level
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.events.builder import MAX_DEPTH

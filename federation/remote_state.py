@@ -15,7 +15,7 @@ from signedjson.types import VerifyKey
 
 from federation.keys import KeyLookup, KeyLookupError
 from federation.pdu_checks import PduRejected, check_inbound_pdu
-from homeserver.auth import AuthError, auth_types_for_event, check_auth, check_auth_events_selection
+from homeserver.event_auth import AuthError, auth_types_for_event, check_auth, check_auth_events_selection
 from homeserver.events.event import Event
 from homeserver.events.hashing import compute_event_id
 from homeserver.events.room_versions import RoomVersion

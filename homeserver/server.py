@@ -27,10 +27,10 @@ from appservices.transactions import TransactionSender
 from federation.wiring import Federation, FederationTransport
 from homeserver.accounts.account_data import AccountDataService
 from homeserver.accounts.account_management import AccountDeactivation, AccountService
-from homeserver.accounts.auth import AuthService
+from homeserver.accounts.access_tokens import AuthService
 from homeserver.accounts.capabilities import build_capabilities
 from homeserver.accounts.devices import DeviceService
-from homeserver.accounts.filters import FilterService
+from homeserver.accounts.user_filters import FilterService
 from homeserver.accounts.identity import IdentityServerClient
 from homeserver.accounts.login import LoginService
 from homeserver.accounts.openid import OpenIdService
@@ -72,7 +72,7 @@ from homeserver.http.admin_rooms import AdminRoomHandlers
 from homeserver.http.admin_server import AdminServerHandlers, ScheduledTaskHandlers
 from homeserver.http.admin_users import AdminUserHandlers, UserRedactionHandlers
 from homeserver.http.app import MatrixAppRunner, build_app
-from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.client_account import AccountHandlers
 from homeserver.http.client_account_data import AccountDataHandlers
 from homeserver.http.client_admin import ClientAdminHandlers

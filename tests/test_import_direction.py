@@ -16,8 +16,8 @@ STORAGE_MAY_IMPORT = ("homeserver.events", "homeserver.jsonutil", "homeserver.id
 SYNC_IMPORTERS = ("homeserver/sync/", "homeserver/http/client_sync.py", "homeserver/http/client_sliding_sync.py",
                   "homeserver/server.py")
 # The pure core calls nothing with I/O.
-PURE_CORE = ("homeserver/events/", "homeserver/auth/", "homeserver/state/")
-PURE_CORE_MAY_IMPORT = ("homeserver.events", "homeserver.auth", "homeserver.state", "homeserver.errors",
+PURE_CORE = ("homeserver/events/", "homeserver/event_auth/", "homeserver/state/")
+PURE_CORE_MAY_IMPORT = ("homeserver.events", "homeserver.event_auth", "homeserver.state", "homeserver.errors",
                         "homeserver.jsonutil", "homeserver.identifiers")
 
 

@@ -13,7 +13,8 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from homeserver.accounts.auth import AuthService, Requester
+from homeserver.accounts.access_tokens import AuthService
+from homeserver.requester import Requester
 from homeserver.accounts.devices import PASSWORD_FLOWS, DeviceService, check_password_stage_user
 from homeserver.accounts.identity import IdentityServerClient
 from homeserver.accounts.passwords import PasswordHasher

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from homeserver.accounts.tokens import hash_token
+from homeserver.accounts.token_values import hash_token
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
 from storage.stores.accounts import AccountStore, TokenInfo

@@ -12,7 +12,8 @@ import asyncio
 import logging
 from typing import Any
 
-from homeserver.accounts.auth import AuthService, Requester
+from homeserver.accounts.access_tokens import AuthService
+from homeserver.requester import Requester
 from homeserver.accounts.sessions import MAX_DISPLAY_NAME_LENGTH
 from homeserver.accounts.uia import PASSWORD, UserInteractiveAuth
 from homeserver.clock import Clock

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from homeserver.accounts.auth import Requester
+from homeserver.requester import Requester
 from homeserver.accounts.devices import PASSWORD_FLOWS, check_password_stage_user
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.sessions import SessionService

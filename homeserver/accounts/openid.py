@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeserver.accounts.auth import Requester
-from homeserver.accounts.tokens import hash_token, new_token
+from homeserver.requester import Requester
+from homeserver.accounts.token_values import hash_token, new_token
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, forbidden
 from storage.stores.accounts import AccountStore

@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from homeserver.accounts.auth import AuthService
+from homeserver.accounts.access_tokens import AuthService
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.sessions import SessionService
 from homeserver.accounts.uia import DUMMY, REGISTRATION_TOKEN, InteractiveAuthRequired, UserInteractiveAuth

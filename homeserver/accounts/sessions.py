@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeserver.accounts.auth import AuthService
-from homeserver.accounts.tokens import hash_token, new_device_id, new_token
+from homeserver.accounts.access_tokens import AuthService
+from homeserver.accounts.token_values import hash_token, new_device_id, new_token
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, invalid_param
 from homeserver.streams.bus import StreamBus

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from homeserver.accounts.tokens import random_string
+from homeserver.accounts.token_values import random_string
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, forbidden
 from storage.stores.accounts import AccountStore

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from homeserver.accounts.auth import AuthService, Requester
+from homeserver.accounts.access_tokens import AuthService
+from homeserver.requester import Requester
 from homeserver.errors import forbidden, not_found
 from homeserver.identifiers import parse_user_id
 from storage.stores.accounts import AccountStore

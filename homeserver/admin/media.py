@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeserver.accounts.auth import Requester
+from homeserver.requester import Requester
 from homeserver.admin.common import existing_local_user, page
 from homeserver.errors import invalid_param, not_found
 from homeserver.media.service import MediaService

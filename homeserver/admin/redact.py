@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from homeserver.accounts.auth import Requester
+from homeserver.requester import Requester
 from homeserver.admin.common import optional_int, optional_str
 from homeserver.admin.tasks import AdminTaskRunner
 from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param, not_found

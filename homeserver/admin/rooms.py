@@ -6,20 +6,20 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from homeserver.accounts.auth import Requester
+from homeserver.requester import Requester
 from homeserver.admin.common import check_local_user_id, optional_bool, optional_str
 from homeserver.admin.tasks import AdminTaskRunner
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, missing_param, not_found
-from homeserver.events.filtering import EventFilter
+from homeserver.events.sync_filter import EventFilter
 from homeserver.identifiers import is_valid_user_id
 from homeserver.rooms.creation import RoomCreator
-from homeserver.rooms.event_filter import conditions_of
+from homeserver.rooms.room_event_filter import conditions_of
 from homeserver.rooms.history import token_after, token_before
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.sender import RoomEventSender
 from homeserver.rooms.serialize import ClientEventSerializer
-from homeserver.streams.tokens import PaginationToken, parse_pagination_token
+from homeserver.streams.client_tokens import PaginationToken, parse_pagination_token
 from storage.stores.accounts import AccountStore
 from storage.stores.admin import AdminStore
 from storage.stores.aliases import AliasStore

@@ -8,13 +8,14 @@ from typing import Any
 
 from homeserver.accounts.account_data import AccountDataService
 from homeserver.accounts.account_management import AccountService
-from homeserver.accounts.auth import AuthService, Requester
+from homeserver.accounts.access_tokens import AuthService
+from homeserver.requester import Requester
 from homeserver.accounts.devices import DeviceService, parse_device_ids, parse_display_name
 from homeserver.accounts.passwords import PasswordHasher
 from homeserver.accounts.profiles import ProfileService
 from homeserver.accounts.registration import MAX_PASSWORD_LENGTH, RegistrationService
 from homeserver.accounts.sessions import SessionService
-from homeserver.accounts.tokens import hash_token, new_token
+from homeserver.accounts.token_values import hash_token, new_token
 from homeserver.admin.common import (
     check_local_user_id,
     existing_local_user,

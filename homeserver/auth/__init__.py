@@ -5,8 +5,8 @@
 - `auth_types_for_event` says which state an event's authorization depends on.
 """
 
-from homeserver.auth.errors import AuthError
-from homeserver.auth.power_levels import (
+from homeserver.event_auth.errors import AuthError
+from homeserver.event_auth.power_levels import (
     CREATOR_POWER_LEVEL,
     get_creators,
     get_named_level,
@@ -16,9 +16,9 @@ from homeserver.auth.power_levels import (
     is_creator,
     parse_level,
 )
-from homeserver.auth.redactions import may_apply_redaction
-from homeserver.auth.rules import check_auth
-from homeserver.auth.selection import auth_types_for_event, check_auth_events_selection
+from homeserver.event_auth.redactions import may_apply_redaction
+from homeserver.event_auth.rules import check_auth
+from homeserver.event_auth.selection import auth_types_for_event, check_auth_events_selection
 
 __all__ = [
     "CREATOR_POWER_LEVEL",

@@ -13,7 +13,7 @@ from signedjson.key import decode_verify_key_bytes
 from signedjson.sign import SignatureVerifyException, verify_signed_json
 from unpaddedbase64 import decode_base64
 
-from homeserver.auth.constants import (
+from homeserver.event_auth.constants import (
     AUTHORISING_USER,
     BAN,
     INVITE,
@@ -28,9 +28,9 @@ from homeserver.auth.constants import (
     RESTRICTED,
     THIRD_PARTY_INVITE,
 )
-from homeserver.auth.errors import AuthError
-from homeserver.auth.ids import domain_of
-from homeserver.auth.power_levels import get_named_level, user_level
+from homeserver.event_auth.errors import AuthError
+from homeserver.event_auth.ids import domain_of
+from homeserver.event_auth.power_levels import get_named_level, user_level
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion
 

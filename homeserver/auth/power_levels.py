@@ -16,9 +16,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from homeserver.auth.constants import CREATE_KEY, POWER_LEVELS_KEY
-from homeserver.auth.errors import AuthError
-from homeserver.auth.ids import is_valid_user_id
+from homeserver.event_auth.constants import CREATE_KEY, POWER_LEVELS_KEY
+from homeserver.event_auth.errors import AuthError
+from homeserver.event_auth.ids import is_valid_user_id
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion
 

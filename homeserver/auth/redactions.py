@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from homeserver.auth.constants import POWER_LEVELS_KEY
-from homeserver.auth.ids import domain_of
-from homeserver.auth.power_levels import get_named_level, get_user_power_level
+from homeserver.event_auth.constants import POWER_LEVELS_KEY
+from homeserver.event_auth.ids import domain_of
+from homeserver.event_auth.power_levels import get_named_level, get_user_power_level
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from homeserver.auth.constants import (
+from homeserver.event_auth.constants import (
     ALIASES,
     CREATE,
     CREATE_KEY,
@@ -21,10 +21,10 @@ from homeserver.auth.constants import (
     REDACTION,
     THIRD_PARTY_INVITE,
 )
-from homeserver.auth.errors import AuthError
-from homeserver.auth.ids import domain_of, is_valid_user_id
-from homeserver.auth.membership import check_membership
-from homeserver.auth.power_levels import (
+from homeserver.event_auth.errors import AuthError
+from homeserver.event_auth.ids import domain_of, is_valid_user_id
+from homeserver.event_auth.membership import check_membership
+from homeserver.event_auth.power_levels import (
     check_power_levels_change,
     get_named_level,
     get_required_level,

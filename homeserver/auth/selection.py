@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from homeserver.auth.constants import (
+from homeserver.event_auth.constants import (
     AUTHORISING_USER,
     CREATE,
     CREATE_KEY,
@@ -22,7 +22,7 @@ from homeserver.auth.constants import (
     POWER_LEVELS_KEY,
     THIRD_PARTY_INVITE,
 )
-from homeserver.auth.errors import AuthError
+from homeserver.event_auth.errors import AuthError
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion
 

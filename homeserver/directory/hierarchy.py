@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from homeserver.accounts.auth import Requester
-from homeserver.auth.constants import BAN, INVITE, JOIN, KNOCK, KNOCK_RESTRICTED, PUBLIC, RESTRICTED
+from homeserver.requester import Requester
+from homeserver.event_auth.constants import BAN, INVITE, JOIN, KNOCK, KNOCK_RESTRICTED, PUBLIC, RESTRICTED
 from homeserver.directory.public_rooms import room_entry
 from homeserver.errors import forbidden, invalid_param, not_found
 from homeserver.events.event import Event

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from homeserver.accounts.auth import Requester
+from homeserver.requester import Requester
 from homeserver.client_input import MAX_SAFE_INT
 from homeserver.errors import bad_json, forbidden, invalid_param, not_found
 from homeserver.identifiers import parse_server_name

@@ -14,12 +14,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from homeserver.accounts.auth import Requester
+from homeserver.requester import Requester
 from homeserver.client_input import MAX_SAFE_INT
 from homeserver.errors import bad_json, invalid_param
 from homeserver.events.event import Event
-from homeserver.events.filtering import EventFilter, parse_event_filter
-from homeserver.rooms.event_filter import check_room_event_filter, conditions_of
+from homeserver.events.sync_filter import EventFilter, parse_event_filter
+from homeserver.rooms.room_event_filter import check_room_event_filter, conditions_of
 from homeserver.rooms.history import RoomHistory, token_after, token_before
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.streams.stages import EventStage

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from homeserver.accounts.auth import Requester
+from homeserver.requester import Requester
 from homeserver.accounts.devices import check_password_stage_user
 from homeserver.accounts.uia import PASSWORD, UserInteractiveAuth, check_auth_shape
 from homeserver.clock import Clock

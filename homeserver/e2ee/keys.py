@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from homeserver.accounts.auth import Requester
+from homeserver.requester import Requester
 from homeserver.clock import Clock
 from homeserver.e2ee.device_lists import SIGNED_CURVE25519, DeviceListService
 from homeserver.e2ee.signing import ED25519, has_valid_signature, merge_signatures
 from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param
 from homeserver.identifiers import parse_user_id
 from homeserver.streams.bus import StreamBus
-from homeserver.streams.tokens import parse_sync_token
+from homeserver.streams.client_tokens import parse_sync_token
 from homeserver.streams.updates import DeviceCreated, DevicesDeleted, OneTimeKeysChanged
 from storage.stores.e2ee import ClaimRequest, E2eeKeyStore, OneTimeKeyConflict
 

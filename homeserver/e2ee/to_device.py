@@ -13,7 +13,7 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
-from homeserver.accounts.auth import Requester
+from homeserver.requester import Requester
 from homeserver.clock import Clock
 from homeserver.errors import bad_json, invalid_param
 from homeserver.identifiers import parse_user_id

@@ -21,7 +21,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from homeserver.accounts.auth import Requester
+from homeserver.requester import Requester
 from homeserver.clock import Clock
 from homeserver.errors import bad_json, forbidden, invalid_param
 from homeserver.identifiers import parse_user_id

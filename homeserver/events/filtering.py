@@ -1,7 +1,7 @@
 """Sync filters as plain data, and the pure functions that apply them.
 
 `parse_sync_filter` turns a filter JSON object (already validated against the spec's schema by
-`homeserver.accounts.filters.check_filter`) into frozen dataclasses; matching an event or
+`homeserver.accounts.user_filters.check_filter`) into frozen dataclasses; matching an event or
 trimming its fields never touches storage.
 """
 

@@ -6,9 +6,10 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
-from homeserver.accounts.auth import AuthService, Requester
+from homeserver.accounts.access_tokens import AuthService
+from homeserver.requester import Requester
 from homeserver.errors import forbidden, invalid_param
-from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.request import query_int
 
 ADMIN_PREFIX = "/_synapse/admin"

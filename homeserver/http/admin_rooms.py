@@ -15,7 +15,7 @@ from homeserver.http.admin_common import (
     paging,
 )
 from homeserver.http.request import json_object, json_response, query_int
-from homeserver.rooms.event_filter import parse_filter_param
+from homeserver.rooms.room_event_filter import parse_filter_param
 
 
 class AdminRoomHandlers:

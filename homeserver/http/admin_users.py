@@ -17,7 +17,7 @@ from homeserver.http.admin_common import (
     optional_query_bool,
     paging,
 )
-from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.request import json_object, json_response, query_bool, query_int
 from storage.stores.admin import USER_ORDER_COLUMNS, UserFilter
 

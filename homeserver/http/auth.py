@@ -6,7 +6,8 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from homeserver.accounts.auth import AuthService, Requester
+from homeserver.accounts.access_tokens import AuthService
+from homeserver.requester import Requester
 from homeserver.http.request import access_token, client_ip
 
 # (token, query parameters) -> the requester when the token is an application service's as_token.

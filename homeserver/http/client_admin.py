@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.accounts.whois import WhoisService
-from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.request import json_response
 from homeserver.http.routing import add_client_route
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.request import json_response
 from homeserver.http.routing import add_client_route
 

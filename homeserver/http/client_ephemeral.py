@@ -15,7 +15,7 @@ from homeserver.ephemeral.receipts import (
 )
 from homeserver.ephemeral.typing import TypingService, parse_typing_body
 from homeserver.errors import invalid_param
-from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.request import json_object, json_response
 from homeserver.http.routing import add_client_route
 from homeserver.identifiers import is_valid_room_id

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.accounts.filters import FilterService
-from homeserver.http.auth import RequestAuthenticator
+from homeserver.accounts.user_filters import FilterService
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.request import json_object, json_response
 from homeserver.http.routing import add_client_route
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.directory.hierarchy import MAX_LIMIT, SpaceHierarchyService
-from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.request import json_response, query_bool, query_int
 from homeserver.http.routing import add_client_route
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.errors import invalid_param, missing_param
-from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.request import json_response, query_int
 from homeserver.http.routing import add_client_route
 from homeserver.identifiers import is_valid_room_id
-from homeserver.rooms.event_filter import parse_filter_param
+from homeserver.rooms.room_event_filter import parse_filter_param
 from homeserver.rooms.history import DEFAULT_LIMIT, MAX_LIMIT, RoomHistory
 
 CLIENT_V1 = ("/_matrix/client/v1", "/_matrix/client/unstable/org.matrix.msc3030")

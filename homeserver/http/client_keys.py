@@ -6,7 +6,7 @@ from aiohttp import web
 
 from homeserver.e2ee.cross_signing import CrossSigningService
 from homeserver.e2ee.keys import KeysService
-from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.request import json_object, json_response
 from homeserver.http.routing import add_client_route
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.request import json_response, query_bool, query_int
 from homeserver.http.routing import CLIENT_PREFIXES_V3, add_client_route
 from homeserver.rooms.legacy import DEFAULT_LIMIT, DEFAULT_TIMEOUT_MS, MAX_LIMIT, LegacyRoomViews

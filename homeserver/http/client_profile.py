@@ -6,7 +6,7 @@ from aiohttp import web
 
 from homeserver.accounts.profiles import DISPLAYNAME, ProfileService
 from homeserver.errors import missing_param
-from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.request import access_token, json_object, json_response
 from homeserver.http.routing import add_client_route
 

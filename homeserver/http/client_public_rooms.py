@@ -15,7 +15,7 @@ from homeserver.directory.public_rooms import (
     parse_since,
 )
 from homeserver.errors import bad_json
-from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.request import json_object, json_response, query_bool, query_int
 from homeserver.http.routing import add_client_route
 

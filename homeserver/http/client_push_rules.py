@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.errors import MatrixError, invalid_param
-from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.request import json_body, json_object, json_response
 from homeserver.http.routing import add_client_route
 from homeserver.push.push_rules import PushRulesService

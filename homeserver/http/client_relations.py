@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.errors import invalid_param
-from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.client_history import direction_param, room_id_param
 from homeserver.http.request import json_response, query_bool, query_int
 from homeserver.http.routing import add_client_route

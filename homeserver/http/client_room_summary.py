@@ -7,7 +7,7 @@ from aiohttp import web
 from homeserver.directory.aliases import AliasService
 from homeserver.directory.hierarchy import SpaceHierarchyService
 from homeserver.errors import invalid_param, missing_param
-from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.request import access_token, json_response
 from homeserver.rooms.reading import RoomReader
 

@@ -12,9 +12,9 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from homeserver.accounts.auth import Requester
+from homeserver.requester import Requester
 from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param
-from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.request import json_object, json_response
 from homeserver.http.routing import add_client_route
 from homeserver.identifiers import is_valid_room_id

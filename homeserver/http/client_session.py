@@ -11,7 +11,7 @@ from homeserver.accounts.login import LoginService
 from homeserver.accounts.registration import RegistrationService
 from homeserver.accounts.sessions import SessionService
 from homeserver.errors import MatrixError, missing_param
-from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.request import access_token, client_ip, json_object, json_response
 from homeserver.http.routing import add_client_route
 from homeserver.ratelimit import RateLimiter

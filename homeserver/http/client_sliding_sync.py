@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.request import json_object, json_response, query_int
 from homeserver.http.routing import add_client_route
 from homeserver.sync.sliding import SlidingSyncService

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.errors import invalid_param
-from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.request import json_response, query_bool, query_int
 from homeserver.http.routing import add_client_route
-from homeserver.streams.tokens import parse_sync_token
+from homeserver.streams.client_tokens import parse_sync_token
 from homeserver.sync.handler import PRESENCE_STATES, SyncRequest, SyncService
 
 # Long polls are capped so that proxies' idle timeouts never cut a held request.

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from homeserver.errors import missing_param
-from homeserver.http.auth import RequestAuthenticator
+from homeserver.http.request_auth import RequestAuthenticator
 from homeserver.http.request import json_response, query_bool, query_int
 from homeserver.media.service import MediaFile, MediaService
 from homeserver.media.serving import media_headers

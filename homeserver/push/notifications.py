@@ -24,9 +24,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from homeserver.accounts.auth import Requester
-from homeserver.auth.constants import CREATE_KEY, POWER_LEVELS_KEY
-from homeserver.auth.power_levels import get_user_power_level
+from homeserver.requester import Requester
+from homeserver.event_auth.constants import CREATE_KEY, POWER_LEVELS_KEY
+from homeserver.event_auth.power_levels import get_user_power_level
 from homeserver.client_input import parse_int_text
 from homeserver.clock import Clock
 from homeserver.errors import invalid_param
@@ -36,7 +36,7 @@ from homeserver.push.push_rules import PushRulesService
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.streams.notifier import Notifier
 from homeserver.streams.stages import EventStage
-from homeserver.streams.tokens import SyncToken
+from homeserver.streams.client_tokens import SyncToken
 from homeserver.streams.updates import AccountDataChanged, PushRulesChanged, ReadReceiptStored
 from storage.stores.events import EventStore
 from storage.stores.notifications import (

@@ -13,7 +13,7 @@ from typing import Any
 from homeserver import jsonutil
 from homeserver.client_input import check_json_value
 from homeserver.errors import MatrixError, bad_json
-from homeserver.events.filtering import EventFilter, parse_event_filter
+from homeserver.events.sync_filter import EventFilter, parse_event_filter
 from storage.stores.timeline import EventConditions
 
 _LIST_FIELDS = ("types", "not_types", "senders", "not_senders", "rooms", "not_rooms")

@@ -11,16 +11,16 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from homeserver.accounts.auth import Requester
+from homeserver.requester import Requester
 from homeserver.errors import forbidden, not_found
 from homeserver.events.event import Event
-from homeserver.events.filtering import EventFilter
+from homeserver.events.sync_filter import EventFilter
 from homeserver.rooms.erasure import ErasedUsers, strip_erased_senders
-from homeserver.rooms.event_filter import conditions_of
+from homeserver.rooms.room_event_filter import conditions_of
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.state import StateAtEvent, is_event_visible
 from homeserver.state.visibility import HISTORY_VISIBILITY_KEY, WORLD_READABLE
-from homeserver.streams.tokens import PaginationToken, parse_pagination_token
+from homeserver.streams.client_tokens import PaginationToken, parse_pagination_token
 from storage.stores.events import EventStore
 from storage.stores.timeline import (
     NO_STATE,

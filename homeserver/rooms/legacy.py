@@ -21,15 +21,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from homeserver.accounts.auth import Requester
+from homeserver.requester import Requester
 from homeserver.errors import MatrixError, not_found
 from homeserver.events.event import Event
-from homeserver.events.filtering import EventFilter
+from homeserver.events.sync_filter import EventFilter
 from homeserver.rooms.history import HistoryVisibilityFilter, RoomHistory
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.streams.notifier import Notifier
 from homeserver.streams.sources import EphemeralSource, TopLevelSource
-from homeserver.streams.tokens import PaginationToken, SyncToken, parse_sync_token
+from homeserver.streams.client_tokens import PaginationToken, SyncToken, parse_sync_token
 from storage.stores.account_data import TAG_TYPE, AccountDataStore
 from storage.stores.events import EventStore
 from storage.stores.timeline import Bound, TimelineRow, TimelineStore

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from homeserver.auth import may_apply_redaction
+from homeserver.event_auth import may_apply_redaction
 from homeserver.events.event import Event
 from homeserver.rooms.heads import RoomHeads
 from homeserver.rooms.power import RoomPower

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from homeserver.auth import get_named_level, get_required_level, get_user_power_level
+from homeserver.event_auth import get_named_level, get_required_level, get_user_power_level
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion
 from storage.stores.events import EventStore

@@ -6,7 +6,7 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
-from homeserver.accounts.auth import Requester
+from homeserver.requester import Requester
 from homeserver.errors import forbidden, invalid_param, not_found
 from homeserver.events.event import Event
 from homeserver.identifiers import is_valid_user_id
@@ -169,7 +169,7 @@ class RoomReader:
 
     async def _state_at_token(self, room_id: str, token: str) -> StateMap:
         """State at a sync/pagination token: after the last room event at or before its stream position."""
-        from homeserver.streams.tokens import parse_stream_position
+        from homeserver.streams.client_tokens import parse_stream_position
 
         position = parse_stream_position(token)
         event_id = await self._events.get_last_event_before(room_id, position)

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from typing import Any
 
-from homeserver.accounts.auth import Requester
+from homeserver.requester import Requester
 from homeserver.clock import Clock
 from homeserver.errors import bad_json, forbidden, not_found
 from homeserver.events.event import Event

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from homeserver.accounts.auth import Requester
+from homeserver.requester import Requester
 from homeserver.errors import invalid_param, not_found
 from homeserver.events.event import Event
 from homeserver.events.relations import ANNOTATION, REFERENCE, REPLACE, relation_of
@@ -23,7 +23,7 @@ from homeserver.rooms.history import (
     token_before,
 )
 from homeserver.rooms.serialize import ClientEventSerializer
-from homeserver.streams.tokens import parse_pagination_token
+from homeserver.streams.client_tokens import parse_pagination_token
 from storage.stores.events import EventStore
 from storage.stores.relations import THREAD, RelationStore
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeserver.accounts.auth import Requester
+from homeserver.requester import Requester
 from homeserver.clock import Clock
 from homeserver.errors import bad_json, invalid_param, not_found
 from homeserver.identifiers import is_valid_user_id

@@ -19,7 +19,7 @@ from typing import Any
 
 from signedjson.key import SigningKey
 
-from homeserver.auth import AuthError, auth_types_for_event, check_auth
+from homeserver.event_auth import AuthError, auth_types_for_event, check_auth
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.events.builder import MAX_DEPTH, build_event

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 
-from homeserver.auth import AuthError, auth_types_for_event, check_auth
+from homeserver.event_auth import AuthError, auth_types_for_event, check_auth
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion
 from homeserver.state.store import StateResStore

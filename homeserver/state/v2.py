@@ -16,7 +16,7 @@ import asyncio
 import heapq
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
-from homeserver.auth import AuthError, auth_types_for_event, check_auth, get_user_power_level
+from homeserver.event_auth import AuthError, auth_types_for_event, check_auth, get_user_power_level
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion, StateResAlgorithm
 from homeserver.state.store import (

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from homeserver.streams.tokens import SyncToken
+from homeserver.streams.client_tokens import SyncToken
 
 # (user_id, room_ids, from_position or None, to_position) -> {room_id: [ephemeral event, ...]}
 EphemeralEventsGetter = Callable[[str, Sequence[str], int | None, int],

@@ -17,13 +17,13 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from homeserver.accounts.auth import Requester
-from homeserver.accounts.filters import FilterService, check_filter
+from homeserver.requester import Requester
+from homeserver.accounts.user_filters import FilterService, check_filter
 from homeserver.client_input import check_json_value
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, invalid_param
 from homeserver.events.event import Event
-from homeserver.events.filtering import SyncFilter, filter_plain_events, only_fields, parse_sync_filter
+from homeserver.events.sync_filter import SyncFilter, filter_plain_events, only_fields, parse_sync_filter
 from homeserver.jsonutil import JSONDecodeError, decode
 from homeserver.push.push_rules import PUSH_RULES_ACCOUNT_DATA_TYPE, PushRulesService
 from homeserver.rooms.erasure import ErasedUsers
@@ -31,7 +31,7 @@ from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.streams.flights import Flights
 from homeserver.streams.notifier import Notifier
 from homeserver.streams.sources import DELIVERED_UPTO, EphemeralSource, RoomFieldsProvider, TopLevelSource
-from homeserver.streams.tokens import STREAMS, SyncToken
+from homeserver.streams.client_tokens import STREAMS, SyncToken
 from homeserver.streams.updates import AccountDataChanged, PushRulesChanged
 from homeserver.sync import rendering
 from homeserver.sync.room_list import (
@@ -147,7 +147,7 @@ class SyncService:
     @staticmethod
     def _check_stream(stream: str) -> None:
         if stream not in STREAMS:
-            raise ValueError(f"unknown sync stream {stream!r}; add it to homeserver.streams.tokens.STREAMS")
+            raise ValueError(f"unknown sync stream {stream!r}; add it to homeserver.streams.client_tokens.STREAMS")
 
     def on_account_data_changed(self, update: AccountDataChanged) -> None:
         """Forget the cached ignore list and wake the user's syncs."""

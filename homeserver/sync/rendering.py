@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from homeserver.events.event import Event
-from homeserver.events.filtering import EventFilter
+from homeserver.events.sync_filter import EventFilter
 
 StateKey = tuple[str, str]
 StateMap = Mapping[StateKey, str]

@@ -24,16 +24,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from homeserver.accounts.auth import Requester
+from homeserver.requester import Requester
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, invalid_param
 from homeserver.events.event import Event
-from homeserver.events.filtering import parse_sync_filter
+from homeserver.events.sync_filter import parse_sync_filter
 from homeserver.push.push_rules import PUSH_RULES_ACCOUNT_DATA_TYPE, PushRulesService
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.streams.notifier import Notifier
 from homeserver.streams.sources import DELIVERED_UPTO, EphemeralSource, RoomFieldsProvider, TopLevelSource
-from homeserver.streams.tokens import SyncToken
+from homeserver.streams.client_tokens import SyncToken
 from homeserver.streams.updates import EventPersisted
 from homeserver.sync import rendering
 from homeserver.sync.handler import SyncService

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from homeserver.streams.tokens import SyncToken, parse_sync_token
+from homeserver.streams.client_tokens import SyncToken, parse_sync_token
 from homeserver.sync.sliding_request import RoomConfig
 
 FORMAT_VERSION = 1

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from homeserver.events.event import Event
-from homeserver.events.filtering import SyncFilter
+from homeserver.events.sync_filter import SyncFilter
 from homeserver.rooms.erasure import ErasedUsers, strip_erased_senders
 from homeserver.state.visibility import HISTORY_VISIBILITY_KEY, StateAtEvent, is_event_visible
 from homeserver.sync.room_list import JOIN, RoomSyncEntry

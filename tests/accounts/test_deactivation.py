@@ -8,7 +8,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.push.helpers import PushGateway, pusher_body
-from tests.rooms.helpers import User, new_user
+from tests.support.rooms import User, new_user
 
 PASSWORD = "correct horse"
 # Values only the erased user's profile holds, so the table scan can look for them anywhere.

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from homeserver.accounts.filters import SCHEMA_DIR, SCHEMA_FILES
+from homeserver.accounts.user_filters import SCHEMA_DIR, SCHEMA_FILES
 from tests.accounts.helpers import bearer, register
 from tests.support.spec import need_spec
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from tests.rooms.helpers import User, new_user
+from tests.support.rooms import User, new_user
 
 REGISTER = "/_matrix/client/v3/register"
 

@@ -8,7 +8,7 @@ from urllib.parse import quote
 import aiohttp
 
 from tests.accounts.helpers import register, register_admin
-from tests.rooms.helpers import User
+from tests.support.rooms import User
 
 ADMIN = "/_synapse/admin"
 

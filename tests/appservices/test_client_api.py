@@ -9,7 +9,7 @@ import aiohttp
 from tests.accounts.helpers import register
 from tests.appservices.support import AsClient, registration_yaml
 from tests.e2ee.helpers import cross_signing_key, signed_key
-from tests.rooms.helpers import User, new_user
+from tests.support.rooms import User, new_user
 
 
 def server(hs) -> str:

@@ -13,7 +13,7 @@ from homeserver.config import parse_config
 from homeserver.server import HomeServer
 from tests.appservices.support import AsClient, TransactionRecorder, registration_yaml
 from tests.conftest import make_test_config
-from tests.rooms.helpers import User, new_user
+from tests.support.rooms import User, new_user
 
 UNSTABLE = "de.sorunome.msc2409.ephemeral"
 FAST_RETRIES = {"min_retry_interval_s": 0.05, "max_retry_interval_s": 0.2}

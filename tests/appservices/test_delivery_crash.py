@@ -20,7 +20,7 @@ import yaml
 
 from tests.appservices.support import AsClient, TransactionRecorder, registration_yaml
 from tests.conftest import free_port, make_test_config
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 from tests.support.crash import send_until_killed, wait_for_versions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

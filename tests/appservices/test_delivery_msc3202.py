@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from tests.appservices.support import AsClient, TransactionRecorder, registration_yaml
-from tests.rooms.helpers import User, new_user
+from tests.support.rooms import User, new_user
 
 FAST_RETRIES = {"min_retry_interval_s": 0.05, "max_retry_interval_s": 0.2}
 COUNTS = "org.matrix.msc3202.device_one_time_key_counts"

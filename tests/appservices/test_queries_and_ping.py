@@ -12,7 +12,7 @@ from appservices.metrics import AppServiceMetrics
 from appservices.registration import AppServiceRegistration
 from homeserver.errors import MatrixError
 from tests.appservices.support import HS_TOKEN, AsClient, registration_yaml
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 
 async def test_a_profile_lookup_of_an_unknown_namespace_user_asks_the_appservice(bridged_hs, appservice, bridge,

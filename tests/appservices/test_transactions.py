@@ -29,7 +29,7 @@ from appservices.transactions import (
     build_transaction_body,
 )
 from tests.appservices.support import HS_TOKEN, AsClient, registration_yaml
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 
 def registration(name: str = "irc", url: str | None = "http://as.invalid", **extra) -> AppServiceRegistration:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 
 async def test_public_rooms_lists_rooms_created_public_with_their_details(client):

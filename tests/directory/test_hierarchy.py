@@ -9,7 +9,7 @@ import pytest
 from homeserver.directory.hierarchy import child_sort_key, may_preview, ordered_children, valid_order
 from homeserver.events.event import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 HIERARCHY = "/_matrix/client/v1/rooms/{}/hierarchy"
 SPACE = {"type": "m.space"}

@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 SUMMARY = "/_matrix/client/v1/room_summary/"
 UNSTABLE_SUMMARY = "/_matrix/client/unstable/im.nheko.summary/summary/"

@@ -9,7 +9,7 @@ from signedjson.key import encode_verify_key_base64, generate_signing_key, get_v
 from signedjson.sign import sign_json
 
 from tests.accounts.helpers import login
-from tests.rooms.helpers import User
+from tests.support.rooms import User
 
 
 def public_key(signing_key: Any) -> str:

@@ -9,7 +9,7 @@ from tests.e2ee.helpers import (
     signed_copy,
     upload_device_keys,
 )
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 PASSWORD_AUTH = {"type": "m.login.password", "password": "correct horse"}
 

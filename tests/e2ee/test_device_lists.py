@@ -9,7 +9,7 @@ import pytest
 from homeserver.e2ee.device_lists import candidate_users
 from storage.stores.e2ee import DeviceListDelta, E2eeKeyStore, MembershipChange
 from tests.e2ee.helpers import second_device, set_up_cross_signing, signed_key, upload_device_keys
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 
 @pytest.mark.parametrize(("changes", "expected"), [

@@ -7,7 +7,7 @@ import pytest
 from homeserver.e2ee.key_backup import parse_room_key, should_replace
 from homeserver.errors import MatrixError
 from storage.stores.key_backup import RoomKey
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 ALGORITHM = "m.megolm_backup.v1.curve25519-aes-sha2"
 VERSION_BODY = {"algorithm": ALGORITHM, "auth_data": {"public_key": "abc"}}

@@ -9,7 +9,7 @@ import pytest
 from homeserver.e2ee.keys import parse_claim, parse_device_keys, parse_key_map
 from homeserver.errors import MatrixError
 from tests.e2ee.helpers import device_keys, one_time_keys, second_device, signed_key, upload_device_keys
-from tests.rooms.helpers import User, new_user
+from tests.support.rooms import User, new_user
 
 
 class FakeUser:

@@ -10,7 +10,7 @@ from homeserver.e2ee.to_device import MAX_PER_SYNC, parse_messages
 from homeserver.errors import MatrixError
 from storage.stores.to_device import ToDeviceStore
 from tests.e2ee.helpers import second_device
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 
 def test_messages_must_map_users_to_devices_to_objects():

@@ -9,7 +9,7 @@ import pytest
 from homeserver.ephemeral.receipts import parse_read_markers, parse_thread_id
 from homeserver.errors import MatrixError
 from homeserver.streams.updates import ReadReceiptStored
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 
 def receipt_path(room_id: str, event_id: str, receipt_type: str = "m.read") -> str:

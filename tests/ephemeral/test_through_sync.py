@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 
 async def test_typing_and_receipts_arrive_in_an_incremental_sync(client):

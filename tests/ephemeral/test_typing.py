@@ -8,7 +8,7 @@ import pytest
 
 from homeserver.ephemeral.typing import MAX_TIMEOUT_MS, parse_typing_body
 from homeserver.errors import MatrixError
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 
 def typing_path(room_id: str, user_id: str) -> str:

@@ -21,7 +21,7 @@ from homeserver.clock import Clock
 from homeserver.events.event import Event
 from homeserver.rooms.sender import RoomEventSender
 from homeserver.server import HomeServer
-from tests.rooms.helpers import User
+from tests.support.rooms import User
 from tests.support.fake_remote import FakeRemoteServer
 
 

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.accounts.helpers import bearer
-from tests.rooms.helpers import User, new_user
+from tests.support.rooms import User, new_user
 
 HUGE = 97746853369262833664  # past 2^64: SQLite cannot bind it
 PAST_SAFE = 2**53  # one past the spec's largest integer

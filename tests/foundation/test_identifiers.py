@@ -84,7 +84,7 @@ async def test_a_profile_lookup_for_a_user_id_with_a_trailing_newline_is_m_inval
 
 @pytest.mark.parametrize("alias", ["%23kitchen:{server}%0A", "%23kitchen%0A:{server}"])
 async def test_an_alias_with_a_newline_is_refused(hs, client, alias):
-    from tests.rooms.helpers import new_user
+    from tests.support.rooms import new_user
 
     alice = await new_user(client, "alice")
     room_id = await alice.create_room()

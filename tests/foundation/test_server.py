@@ -15,7 +15,7 @@ from homeserver.config import parse_config
 from homeserver.server import HomeServer
 from storage.migrations import SchemaTooNewError
 from tests.conftest import free_port, make_test_config
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 
 async def test_versions_lists_v1_1_and_current_versions(client):
@@ -44,7 +44,7 @@ async def test_versions_go_up_to_v1_15_and_not_beyond_what_is_served(client):
 
 
 async def test_room_aliases_are_served_at_the_msc2432_unstable_path(client):
-    from tests.rooms.helpers import new_user
+    from tests.support.rooms import new_user
     alice = await new_user(client, "aliasowner")
     room_id = await alice.create_room(room_alias_name="listed")
     stable = await alice.call("GET", f"/rooms/{room_id}/aliases")

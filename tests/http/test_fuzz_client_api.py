@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from synctest.schema import spec_dir
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 CLIENT_SERVER = spec_dir() / "data" / "api" / "client-server"
 

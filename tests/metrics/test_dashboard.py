@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 
 from tests.metrics.scrape import metric_names, scrape
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
 

@@ -10,7 +10,7 @@ import aiohttp
 
 from tests.metrics.scrape import Scrape, scrape
 from tests.push.helpers import PushGateway, pusher_body
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 
 async def scrape_until(hs, done: Callable[[Scrape], bool], timeout: float = 10.0) -> Scrape:

@@ -15,7 +15,7 @@ from homeserver.ephemeral.presence import (
     presence_content,
 )
 from storage.stores.presence import PresenceRow
-from tests.rooms.helpers import User, new_user
+from tests.support.rooms import User, new_user
 
 NOW = 10_000_000
 

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from tests.rooms.helpers import User
+from tests.support.rooms import User
 
 GATEWAY_PATH = "/_matrix/push/v1/notify"
 

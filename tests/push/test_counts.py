@@ -7,7 +7,7 @@ import json
 from urllib.parse import quote
 
 from tests.push.helpers import read, room_counts, unread
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 
 async def group(client, *names: str):

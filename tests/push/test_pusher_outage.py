@@ -15,7 +15,7 @@ from homeserver.config import parse_config
 from homeserver.server import HomeServer
 from tests.conftest import make_test_config
 from tests.push.helpers import PushGateway, pusher_body
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 RETRIES = {"min_retry_interval_s": 0.1, "max_retry_interval_s": 0.4}
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.accounts.helpers import login
 from tests.push.helpers import PushGateway, pusher_body, read
-from tests.rooms.helpers import User, new_user
+from tests.support.rooms import User, new_user
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import aiohttp
 import yaml
 
 from tests.conftest import free_port, make_test_config
-from tests.rooms.helpers import User, new_user
+from tests.support.rooms import User, new_user
 from tests.support.crash import send_until_killed, wait_for_versions
 
 

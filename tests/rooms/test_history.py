@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.rooms.helpers import User, new_user
+from tests.support.rooms import User, new_user
 
 
 async def _room_with_messages(alice: User, count: int, **create: object) -> tuple[str, list[str]]:

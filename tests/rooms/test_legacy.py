@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 
 def bodies(events):

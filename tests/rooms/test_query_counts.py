@@ -11,7 +11,7 @@ import asyncio
 import json
 from urllib.parse import quote
 
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 SLACK = 2
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from storage.stores.reports import ReportStore
 from tests.accounts.helpers import register_admin
-from tests.rooms.helpers import User, new_user
+from tests.support.rooms import User, new_user
 
 
 async def test_a_visible_event_can_be_reported_and_the_report_is_stored(hs, client):

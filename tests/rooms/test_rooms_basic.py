@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 
 async def test_a_created_room_has_the_preset_state_and_the_creator_joined(client):

@@ -18,7 +18,7 @@ from homeserver.events.signing import (
     get_verify_key,
     sign_json,
 )
-from tests.rooms.helpers import User, new_user
+from tests.support.rooms import User, new_user
 
 ACCESS_TOKEN = "is-access-token"
 PEPPER = "matrixrocks"

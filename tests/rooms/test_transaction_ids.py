@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 from homeserver.rooms.transactions import client_txn_id, scoped_txn_id
 from tests.accounts.helpers import login
-from tests.rooms.helpers import User, new_user
+from tests.support.rooms import User, new_user
 
 
 def message(body: str) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.rooms.helpers import User, new_user
+from tests.support.rooms import User, new_user
 
 
 def _search_body(term: str, **criteria: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from homeserver.events.event import Event
 from homeserver.streams.stages import EventStage
 from homeserver.streams.updates import EventPersisted
 from storage.stores.stages import StagePositionStore
-from tests.rooms.helpers import new_user
+from tests.support.rooms import new_user
 
 
 class Recorder:

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from homeserver.auth import auth_types_for_event, check_auth
+from homeserver.event_auth import auth_types_for_event, check_auth
 from homeserver.events.builder import build_event
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion, get_room_version

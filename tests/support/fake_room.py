@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from homeserver.auth import auth_types_for_event
+from homeserver.event_auth import auth_types_for_event
 from homeserver.events.event import Event
 from homeserver.events.hashing import add_content_hash, compute_event_id
 from homeserver.events.room_versions import RoomVersion, get_room_version

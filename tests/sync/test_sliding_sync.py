@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 
 from tests.e2ee.helpers import upload_device_keys
-from tests.rooms.helpers import User, new_user
+from tests.support.rooms import User, new_user
 
 PATH = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
 

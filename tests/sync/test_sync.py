@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 
-from tests.rooms.helpers import User, new_user
+from tests.support.rooms import User, new_user
 
 
 async def sync(user: User, expect: int = 200, **params) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from homeserver.events.filtering import (
+from homeserver.events.sync_filter import (
     DEFAULT_TIMELINE_LIMIT,
     EventFilter,
     filter_plain_events,

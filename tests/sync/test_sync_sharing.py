@@ -12,7 +12,7 @@ import asyncio
 
 from tests.accounts.helpers import login
 from tests.e2ee.helpers import one_time_keys, signed_key
-from tests.rooms.helpers import User, new_user
+from tests.support.rooms import User, new_user
 from tests.sync.test_sync import bodies, sync
 
 LONG_POLL_MS = 20_000

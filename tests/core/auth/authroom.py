@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from homeserver.auth import check_auth
+from homeserver.event_auth import check_auth
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion, get_room_version
 
@@ -167,7 +167,7 @@ class AuthRoom:
 
     # --- running the rules ------------------------------------------------------------
     def allows(self, event: Event) -> bool:
-        from homeserver.auth import AuthError
+        from homeserver.event_auth import AuthError
 
         try:
             check_auth(event, self.state, self.rv)

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from homeserver.auth import AuthError, check_auth
+from homeserver.event_auth import AuthError, check_auth
 from homeserver.events.event import Event
-from tests.core.auth.authroom import AuthRoom
+from tests.event_auth.authroom import AuthRoom
 
 Builder = Callable[[str], tuple[AuthRoom, Event]]
 

@@ -22,10 +22,10 @@ import pytest
 from signedjson.key import encode_verify_key_base64, generate_signing_key, get_verify_key
 from signedjson.sign import sign_json
 
-from homeserver.auth import AuthError, check_auth
+from homeserver.event_auth import AuthError, check_auth
 from homeserver.events.event import Event
-from tests.core.auth import test_auth_membership_rules, test_auth_power_level_rules, test_auth_rules
-from tests.core.auth.authroom import ALICE, BOB, CAROL, CREATOR, MOD, AuthRoom, versions
+from tests.event_auth import test_auth_membership_rules, test_auth_power_level_rules, test_auth_rules
+from tests.event_auth.authroom import ALICE, BOB, CAROL, CREATOR, MOD, AuthRoom, versions
 
 _REPO = Path(__file__).resolve().parents[3]
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from homeserver.events.event import Event
-from tests.core.auth.authroom import ALICE, BOB, CREATOR, MOD, AuthRoom, versions
-from tests.core.auth.ruletable import Rule, RuleTable, check_row
+from tests.event_auth.authroom import ALICE, BOB, CREATOR, MOD, AuthRoom, versions
+from tests.event_auth.ruletable import Rule, RuleTable, check_row
 
 TABLE = RuleTable()
 rule = TABLE.rule

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from homeserver.auth import (
+from homeserver.event_auth import (
     CREATOR_POWER_LEVEL,
     get_creators,
     get_named_level,
@@ -17,7 +17,7 @@ from homeserver.auth import (
     may_apply_redaction,
     parse_level,
 )
-from tests.core.auth.authroom import ALICE, BOB, CAROL, CREATOR, AuthRoom, versions
+from tests.event_auth.authroom import ALICE, BOB, CAROL, CREATOR, AuthRoom, versions
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from homeserver.auth import AuthError, check_auth
+from homeserver.event_auth import AuthError, check_auth
 from homeserver.events.event import Event
-from tests.core.auth.authroom import ALICE, BOB, CREATOR, AuthRoom, versions
-from tests.core.auth.ruletable import Rule, RuleTable, check_row
+from tests.event_auth.authroom import ALICE, BOB, CREATOR, AuthRoom, versions
+from tests.event_auth.ruletable import Rule, RuleTable, check_row
 
 TABLE = RuleTable()
 rule = TABLE.rule

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from homeserver.auth import AuthError, auth_types_for_event, check_auth, check_auth_events_selection
+from homeserver.event_auth import AuthError, auth_types_for_event, check_auth, check_auth_events_selection
 from homeserver.events.event import Event
-from tests.core.auth.authroom import ALICE, BOB, CAROL, CREATOR, AuthRoom, versions
+from tests.event_auth.authroom import ALICE, BOB, CAROL, CREATOR, AuthRoom, versions
 
 CREATE = ("m.room.create", "")
 PL = ("m.room.power_levels", "")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from homeserver.events.room_versions import RoomVersion
-from tests.core.state.statedag import ALICE, BOB, CAROL, DAVE, EVE, Room, StateMap
+from tests.state.statedag import ALICE, BOB, CAROL, DAVE, EVE, Room, StateMap
 
 USERS = [ALICE, BOB, CAROL, DAVE, EVE]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from homeserver.auth import AuthError, auth_types_for_event, check_auth
+from homeserver.event_auth import AuthError, auth_types_for_event, check_auth
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion, get_room_version
 from homeserver.state import InMemoryStateResStore

@@ -3,7 +3,7 @@
 Needs Synapse importable (it is not a dependency of the project; the test extra installs it into
 .venv, and `make synctest-synapse` keeps one in .venv-synapse); skipped otherwise:
 
-    .venv/bin/python -m pytest tests/core/state -q
+    .venv/bin/python -m pytest tests/state -q
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from synapse.storage.databases.main.event_federation import StateDifference  # n
 
 from homeserver.events.room_versions import RoomVersion  # noqa: E402
 from homeserver.state import resolve_state  # noqa: E402
-from tests.core.state.randomroom import random_forks  # noqa: E402
+from tests.state.randomroom import random_forks  # noqa: E402
 
 
 def _synapse_pdu(pdu: dict[str, Any], room_version: RoomVersion) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from homeserver.state import resolve_state
-from tests.core.state.statedag import ALICE, BOB, CAROL, DAVE, Room
+from tests.state.statedag import ALICE, BOB, CAROL, DAVE, Room
 
 V2_VERSIONS = ["2", "10", "11", "12"]
 TOPIC = ("m.room.topic", "")

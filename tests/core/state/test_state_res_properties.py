@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from homeserver.events.event import Event
 from homeserver.state import EventGraphStore, InMemoryStateResStore, resolve_state
 from homeserver.state.store import EventCache, compute_auth_difference, conflicted_subgraph
-from tests.core.state.randomroom import random_forks
-from tests.core.state.statedag import ALICE, BOB, Room
+from tests.state.randomroom import random_forks
+from tests.state.statedag import ALICE, BOB, Room
 
 VERSIONS = ["1", "2", "10", "12"]
 seeds = st.integers(0, 2**32)
