@@ -659,9 +659,12 @@ def _schema_at(schema: dict[str, Any], part: str, dotted: str) -> dict[str, Any]
             raise ConfigError([f"{dotted}: {part!r} is not a list index"])
         return schema.get("items", {})
     props = schema.get("properties")
-    if props is None or part not in props:
-        raise ConfigError([f"{dotted}: unknown key {part!r}"])
-    return props[part]
+    if props is not None and part in props:
+        return props[part]
+    if props is not None and schema.get("additionalProperties") is not False:
+        # An open section (`database`): its keys are checked where the section is parsed.
+        return {}
+    raise ConfigError([f"{dotted}: unknown key {part!r}"])
 
 
 def apply_override(raw: dict[str, Any], assignment: str) -> None:

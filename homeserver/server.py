@@ -464,7 +464,7 @@ class HomeServer:
                                      self.to_device.sync_sections),
             device_lists=TopLevelSource(self.device_lists.stream_name, self.device_lists.current_position,
                                         self.device_lists.sync_sections),
-            room_fields=self.notifications.room_fields)
+            room_fields=self.notifications.room_fields, clock=clock)
 
         # Federation: server keys, X-Matrix authentication, the read-only endpoints, outbound transactions.
         self.federation = Federation(self.federation_transport, config, db, self.profiles, self.alias_service,
@@ -679,7 +679,7 @@ class HomeServer:
 
     async def _start_background(self) -> None:
         """Start the background work, in dependency order; `stop` stops it in reverse."""
-        for service in (self.auth, self.devices, self.media, self.redactions, self.presence):
+        for service in (self.auth, self.devices, self.media, self.redactions, self.presence, self.sliding_sync):
             service.start()
             self._background.append(service)
         self._background.append(self.typing)

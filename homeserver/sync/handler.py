@@ -190,13 +190,15 @@ class SyncService:
         positions = await self._store.get_stream_positions()
         values = {"events": positions.get("events", 0), "account_data": positions.get(ACCOUNT_DATA, 0),
                   "push_rules": positions.get("push_rules", 0)}
+        # Streams kept in the positions table were just read with the others; the rest are asked
+        # together (each may be a query of its own).
+        asked = [source for source in (*self._ephemeral, *self._top_level) if source.stream not in positions]
         for source in (*self._ephemeral, *self._top_level):
-            # Streams kept in the positions table were just read with the others; only in-memory
-            # streams (typing) need asking.
             if source.stream in positions:
                 values[source.stream] = positions[source.stream]
-            else:
-                values[source.stream] = await source.current_position()
+        answers = await asyncio.gather(*(source.current_position() for source in asked))
+        for source, position in zip(asked, answers, strict=True):
+            values[source.stream] = position
         return SyncToken.zero().replace(**values)
 
     # --- the endpoint -----------------------------------------------------------------

@@ -5,10 +5,11 @@ and extensions. The engine answers each room the client has not seen (or whose c
 grew) in full, and otherwise only with what happened since the client last had it; a room that
 left every window keeps the position it was last sent at, so it is caught up when it comes back.
 
-Per-connection state — which rooms were sent, up to where, with which `required_state` — lives
-in memory, keyed by (user, device, conn_id) and the position a response handed out. A position
-the server does not know (expired, or from before a restart) is answered with M_UNKNOWN_POS and
-the client starts over. Reading timelines, state, invites and ephemeral data reuses the /sync v2
+Per-connection state — which rooms were sent, up to where, with which `required_state` — is
+stored in the database, keyed by (user, device, conn_id) and the position a response handed out,
+so a client continues after a restart; recent connections are also kept in memory. Positions
+not used for `CONNECTION_EXPIRY_MS` are pruned; a position the server does not know is answered
+with M_UNKNOWN_POS and the client starts over. Reading timelines, state, invites and ephemeral data reuses the /sync v2
 engine's building blocks and the sources registered in `homeserver/server.py`.
 """
 
@@ -23,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from homeserver.clock import Clock
 from homeserver.errors import MatrixError, invalid_param
 from homeserver.events.event import Event
 from homeserver.events.sync_filter import parse_sync_filter
@@ -45,10 +47,11 @@ from homeserver.sync.sliding_request import (
     state_key_matches,
     wanted_state_keys,
 )
+from homeserver.sync.sliding_state import Position, SentRoom, UnreadableState, decode_position, encode_state
 from homeserver.sync.timeline import Timeline, TimelineReader, event_position
 from storage.stores.account_data import TAG_TYPE, AccountDataStore
 from storage.stores.events import EventStore
-from storage.stores.sliding_sync import SlidingSyncStore
+from storage.stores.sliding_sync import SlidingSyncStore, StoredPosition
 from storage.stores.sync import MembershipRow, SyncStore
 
 logger = logging.getLogger(__name__)
@@ -60,6 +63,10 @@ DIRECT_TYPE = "m.direct"
 MAX_CONNECTIONS = 10_000
 BUMP_CACHE_ROOMS = 200_000
 MAX_CONNECTIONS_PER_USER = 50
+# As Synapse: a connection not used for a week is forgotten.
+CONNECTION_EXPIRY_MS = 7 * 24 * 3600 * 1000
+PRUNE_INTERVAL_S = 3600.0
+FIRST_PRUNE_DELAY_S = 60.0
 SECTIONS = {"join": JOIN, "invite": INVITE, "knock": KNOCK, "leave": LEAVE, "ban": LEAVE}
 
 
@@ -67,28 +74,17 @@ def unknown_pos() -> MatrixError:
     return MatrixError(400, "M_UNKNOWN_POS", "Unknown position; start a new connection")
 
 
-@dataclass(frozen=True)
-class SentRoom:
-    """What a connection's client has of a room: everything up to `upto`, as `config` asked."""
-
-    upto: int
-    membership: str
-    config: RoomConfig
-    members: frozenset[str] = frozenset()
-    # The response token when the room was last in view: per-room extensions continue from there.
-    seen: SyncToken | None = None
-
-
-@dataclass(frozen=True)
-class Position:
-    token: SyncToken
-    rooms: Mapping[str, SentRoom]
-    counts: Mapping[str, int]
-
-
 @dataclass
 class _Connection:
     positions: OrderedDict[str, Position] = field(default_factory=OrderedDict)
+    used_ms: int = 0
+    # Write-behind to the database: `positions` differs from the stored rows while `dirty`;
+    # `stored` names the positions already written; `fresh` asks the next write to apply the
+    # per-user connection limit (a new connection).
+    dirty: bool = False
+    fresh: bool = False
+    stored: set[str] = field(default_factory=set)
+    writer: asyncio.Task[None] | None = None
 
 
 @dataclass
@@ -119,7 +115,8 @@ class SlidingSyncService:
     def __init__(self, sync: SyncService, events: EventStore, store: SyncStore, sliding_store: SlidingSyncStore,
                  serializer: ClientEventSerializer, account_data: AccountDataStore, push_rules: PushRulesService,
                  notifier: Notifier, *, typing: EphemeralSource, receipts: EphemeralSource,
-                 to_device: TopLevelSource, device_lists: TopLevelSource, room_fields: RoomFieldsProvider):
+                 to_device: TopLevelSource, device_lists: TopLevelSource, room_fields: RoomFieldsProvider,
+                 clock: Clock):
         self._sync = sync
         self._events = events
         self._store = store
@@ -133,8 +130,10 @@ class SlidingSyncService:
         self._to_device = to_device
         self._device_lists = device_lists
         self._room_fields = room_fields
+        self._clock = clock
+        self._pruner: asyncio.Task[None] | None = None
         self._timeline_reader = TimelineReader(events, store)
-        # Positions name this process so that, after a restart, no old position can match a new one.
+        # Positions name this process so that no position handed out before a restart is handed out again.
         self._instance = secrets.token_hex(4)
         self._counter = itertools.count(1)
         self._connections: OrderedDict[tuple[str, str | None, str], _Connection] = OrderedDict()
@@ -158,43 +157,136 @@ class SlidingSyncService:
         while len(self._bump_cache) > BUMP_CACHE_ROOMS:
             self._bump_cache.popitem(last=False)
 
+    # --- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        self._pruner = asyncio.create_task(self._prune_periodically())
+
+    async def stop(self) -> None:
+        if self._pruner is not None:
+            self._pruner.cancel()
+            self._pruner = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Wait until every connection's positions are in the database."""
+        for key, connection in list(self._connections.items()):
+            if connection.writer is not None:
+                await asyncio.gather(connection.writer, return_exceptions=True)
+            if connection.dirty:
+                await self._write(key, connection)
+
+    async def prune_connections(self) -> int:
+        """Forget positions older than the connection expiry; returns how many went."""
+        await self.flush()
+        cutoff = self._clock.time_ms() - CONNECTION_EXPIRY_MS
+        for key in [k for k, c in self._connections.items() if c.used_ms < cutoff]:
+            del self._connections[key]
+        return await self._sliding_store.prune_positions(cutoff)
+
+    async def _prune_periodically(self) -> None:
+        await asyncio.sleep(FIRST_PRUNE_DELAY_S)
+        while True:
+            try:
+                removed = await self.prune_connections()
+                if removed:
+                    logger.info("Forgot %d sliding sync positions of expired connections", removed)
+            except Exception:
+                logger.exception("Could not prune sliding sync connections")
+            await asyncio.sleep(PRUNE_INTERVAL_S)
+
     # --- connections -------------------------------------------------------------------------
-    def _previous(self, key: tuple[str, str | None, str], pos: str | None) -> Position | None:
+    async def _previous(self, key: tuple[str, str | None, str], pos: str | None) -> Position | None:
         if pos is None:
-            # A new connection replaces any old one with the same ID.
-            self._connections.pop(key, None)
+            # A new connection replaces any old one with the same ID (in the database when it is saved).
+            connection = self._connections.get(key)
+            if connection is not None:
+                connection.positions.clear()
+                connection.fresh = True
             return None
         connection = self._connections.get(key)
-        if connection is None or pos not in connection.positions:
+        if connection is not None:
+            # Memory is ahead of the database (write-behind): it decides for connections it has.
+            if pos not in connection.positions:
+                raise unknown_pos()
+            return connection.positions[pos]
+        stored = await self._sliding_store.get_position(*key, pos)
+        if stored is None:
             raise unknown_pos()
-        return connection.positions[pos]
+        try:
+            position = decode_position(stored.token, stored.state)
+        except UnreadableState as error:
+            logger.warning("Unreadable sliding sync state of %s at %s: %s", key, pos, error)
+            raise unknown_pos() from None
+        connection = self._cache(key, None, pos, position)
+        connection.stored.add(pos)
+        return position
 
-    def _remember(self, key: tuple[str, str | None, str], used: str | None, position: Position) -> str:
-        """Store the new position; keep the one the request used so that a retry still works."""
+    def _cache(self, key: tuple[str, str | None, str], used: str | None, pos: str, position: Position
+               ) -> _Connection:
+        """Keep `pos` in memory with the position the request used; drop the connection's others."""
         connection = self._connections.get(key)
         if connection is None:
-            connection = self._connections[key] = _Connection()
-            user_connections = [k for k in self._connections if k[0] == key[0]]
-            for old in user_connections[:-MAX_CONNECTIONS_PER_USER]:
-                del self._connections[old]
+            connection = self._connections[key] = _Connection(fresh=True)
             while len(self._connections) > MAX_CONNECTIONS:
                 self._connections.popitem(last=False)
         self._connections.move_to_end(key)
+        connection.used_ms = self._clock.time_ms()
         for name in [p for p in connection.positions if p != used]:
             del connection.positions[name]
+        connection.positions[pos] = position
+        return connection
+
+    def _remember(self, key: tuple[str, str | None, str], used: str | None, position: Position) -> str:
+        """Keep the new position, and the one the request used so that a retry still works.
+
+        The database gets them right after the response (write-behind, one write at a time per
+        connection, coalesced): a response never waits for a write, and after a crash at most the
+        newest positions of a connection are unknown (the client then starts again).
+        """
         new_pos = f"{self._instance}.{next(self._counter)}"
-        connection.positions[new_pos] = position
+        connection = self._cache(key, used, new_pos, position)
+        connection.dirty = True
+        if connection.writer is None:
+            connection.writer = asyncio.create_task(self._write_behind(key, connection))
         return new_pos
 
-    def forget_connections(self) -> None:
-        """Drop every connection, as a restart does (clients then get M_UNKNOWN_POS)."""
+    async def _write_behind(self, key: tuple[str, str | None, str], connection: _Connection) -> None:
+        try:
+            while connection.dirty:
+                if not await self._write(key, connection):
+                    break  # logged; the next response or the flush at shutdown tries again
+        finally:
+            connection.writer = None
+
+    async def _write(self, key: tuple[str, str | None, str], connection: _Connection) -> bool:
+        connection.dirty = False
+        fresh, connection.fresh = connection.fresh, False
+        keep = dict(connection.positions)
+        new = {pos: StoredPosition(str(position.token), encode_state(position))
+               for pos, position in keep.items() if pos not in connection.stored}
+        user_id, device_id, conn_id = key
+        try:
+            await self._sliding_store.save_positions(
+                user_id, device_id, conn_id, keep=list(keep), new=new, now_ts=connection.used_ms,
+                max_per_user=MAX_CONNECTIONS_PER_USER if fresh else None)
+        except Exception:
+            logger.exception("Could not store the sliding sync positions of %s", key)
+            connection.dirty = True
+            connection.fresh = connection.fresh or fresh
+            return False
+        connection.stored = set(keep)
+        return True
+
+    async def forget_cached_connections(self) -> None:
+        """Drop the in-memory copy of every connection (as a restart does); the database keeps them."""
+        await self.flush()
         self._connections.clear()
 
     # --- the endpoint ------------------------------------------------------------------------
     async def sync(self, requester: Requester, body: SlidingSyncBody, pos: str | None,
                    timeout_ms: int) -> dict[str, Any]:
         key = (requester.user_id, requester.device_id, body.conn_id)
-        previous = self._previous(key, pos)
+        previous = await self._previous(key, pos)
         if previous is None or timeout_ms <= 0:
             response, position, _, _ = await self._build(requester, body, previous)
             response["pos"] = self._remember(key, pos, position)
@@ -208,7 +300,8 @@ class SlidingSyncService:
                 response, position, news, joined = await self._build(requester, body, previous)
                 remaining = deadline - loop.time()
                 if news or remaining <= 0 or not await listener.wait(remaining):
-                    if key not in self._connections or pos not in self._connections[key].positions:
+                    connection = self._connections.get(key)
+                    if connection is not None and pos not in connection.positions:
                         raise unknown_pos()  # replaced by a new connection while waiting
                     response["pos"] = self._remember(key, pos, position)
                     return response
@@ -219,12 +312,15 @@ class SlidingSyncService:
     async def _build(self, requester: Requester, body: SlidingSyncBody, previous: Position | None
                      ) -> tuple[dict[str, Any], Position, bool, list[str]]:
         user_id = requester.user_id
-        now = await self._sync.current_token()
+        # Independent reads run together: on PostgreSQL each is a few round trips.
+        now, direct, ignored = await asyncio.gather(
+            self._sync.current_token(), self._account_data.get_global(user_id, DIRECT_TYPE),
+            self._sync.ignored_users(user_id))
         now_pos = now.get("events")
         since = previous.token if previous is not None else None
         candidates = await self._candidate_rooms(user_id, now_pos, since)
-        bump = await self._bump_stamps(candidates, now_pos)
-        context = await self._context(user_id, candidates, body.lists.values(), now)
+        bump, context = await asyncio.gather(self._bump_stamps(candidates, now_pos),
+                                             self._context(user_id, direct, candidates, body.lists.values(), now))
 
         lists_out: dict[str, Any] = {}
         counts: dict[str, int] = {}
@@ -253,7 +349,7 @@ class SlidingSyncService:
 
         sent_before = previous.rooms if previous is not None else {}
         plans = await self._plan_rooms(wanted, candidates, sent_before, now_pos)
-        rooms_out = await self._render(requester, plans, since, now, bump, context)
+        rooms_out = await self._render(requester, plans, since, now, bump, context, ignored)
 
         new_rooms = dict(sent_before)
         for plan in plans:
@@ -326,12 +422,12 @@ class SlidingSyncService:
                 out[room_id] = row.stream_ordering
         return out
 
-    async def _context(self, user_id: str, candidates: Mapping[str, MembershipRow],
+    async def _context(self, user_id: str, direct: Mapping[str, Any] | None, candidates: Mapping[str, MembershipRow],
                        lists: Any, now: SyncToken) -> _Context:
+        """`direct`: the user's `m.direct` account data."""
         lists = list(lists)
-        direct = await self._account_data.get_global(user_id, DIRECT_TYPE) or {}
         context = _Context(direct_rooms=frozenset(
-            room_id for rooms in direct.values() if isinstance(rooms, list) for room_id in rooms
+            room_id for rooms in (direct or {}).values() if isinstance(rooms, list) for room_id in rooms
             if isinstance(room_id, str)))
         filters = [c.filters for c in lists]
         room_ids = list(candidates)
@@ -422,7 +518,8 @@ class SlidingSyncService:
 
     # --- rendering rooms -----------------------------------------------------------------------
     async def _render(self, requester: Requester, plans: list[_RoomPlan], since: SyncToken | None,
-                      now: SyncToken, bump: Mapping[str, int], context: _Context) -> dict[str, dict[str, Any]]:
+                      now: SyncToken, bump: Mapping[str, int], context: _Context, ignored: frozenset[str]
+                      ) -> dict[str, dict[str, Any]]:
         to_render = [plan for plan in plans if plan.render]
         if not to_render:
             return {}
@@ -430,10 +527,12 @@ class SlidingSyncService:
         invites = [p for p in to_render if p.row.membership in ("invite", "knock")]
         inside = [p for p in to_render if p.row.membership not in ("invite", "knock")]
         out: dict[str, dict[str, Any]] = {}
+        entries = [RoomSyncEntry(p.room_id, SECTIONS[p.row.membership], p.row, p.row.stream_ordering,
+                                 None, None, changed=True) for p in invites]
+        stripped, inside_out = await asyncio.gather(
+            self._sync.stripped_states(entries, requester) if entries else _nothing([]),
+            self._render_inside(requester, inside, since, now, bump, context, ignored) if inside else _nothing({}))
         if invites:
-            entries = [RoomSyncEntry(p.room_id, SECTIONS[p.row.membership], p.row, p.row.stream_ordering,
-                                     None, None, changed=True) for p in invites]
-            stripped = await self._sync.stripped_states(entries, requester)
             for plan, state in zip(invites, stripped, strict=True):
                 if state is None:
                     continue
@@ -444,8 +543,7 @@ class SlidingSyncService:
                 if plan.room_id in context.direct_rooms:
                     body["is_dm"] = True
                 out[plan.room_id] = body
-        if inside:
-            out.update(await self._render_inside(requester, inside, since, now, bump, context))
+        out.update(inside_out)
         for plan in inside:
             # A room whose only news were events the client may not see has nothing to show.
             body = out.get(plan.room_id)
@@ -455,10 +553,9 @@ class SlidingSyncService:
         return out
 
     async def _render_inside(self, requester: Requester, plans: list[_RoomPlan], since: SyncToken | None,
-                             now: SyncToken, bump: Mapping[str, int], context: _Context
+                             now: SyncToken, bump: Mapping[str, int], context: _Context, ignored: frozenset[str]
                              ) -> dict[str, dict[str, Any]]:
         user_id = requester.user_id
-        ignored = await self._sync.ignored_users(user_id)
         # Timelines, grouped by limit because the reader takes one filter per call.
         timelines: dict[str, Timeline] = {}
         by_limit: dict[int, list[RoomSyncEntry]] = {}
@@ -467,15 +564,33 @@ class SlidingSyncService:
             entry = RoomSyncEntry(plan.room_id, SECTIONS[plan.row.membership], plan.row, plan.upto, after, None,
                                   changed=plan.initial)
             by_limit.setdefault(plan.config.timeline_limit, []).append(entry)
-        for limit, entries in by_limit.items():
-            sync_filter = parse_sync_filter({"room": {"timeline": {"limit": limit}}})
-            timelines.update(await self._timeline_reader.read(entries, user_id, sync_filter, ignored))
-
-        # State now (at the leave for rooms left) and, for rooms the client has, when it last had them.
-        groups_now = await self._store.get_state_groups_at([(p.room_id, p.upto) for p in plans])
         incremental = [p for p in plans if not p.initial and p.sent is not None]
-        groups_then = await self._store.get_state_groups_at([(p.room_id, p.sent.upto) for p in incremental
-                                                             if p.sent is not None])
+        whole = [p.room_id for p in plans if p.initial or p.sent is None]
+
+        async def read_timelines() -> list[dict[str, Any]]:
+            for found in await asyncio.gather(*(
+                    self._timeline_reader.read(entries, user_id,
+                                               parse_sync_filter({"room": {"timeline": {"limit": limit}}}), ignored)
+                    for limit, entries in by_limit.items())):
+                timelines.update(found)
+            return await self._serializer.serialize([e for p in plans for e in timelines[p.room_id].events],
+                                                    requester, include_room_id=False)
+
+        async def read_states() -> tuple[dict[str, int], dict[str, int], dict[int, Mapping[tuple[str, str], str]]]:
+            # The state now (at the leave for rooms left) and, for rooms the client has, when it last had them.
+            now_groups, then_groups = await asyncio.gather(
+                self._store.get_state_groups_at([(p.room_id, p.upto) for p in plans]),
+                self._store.get_state_groups_at([(p.room_id, p.sent.upto) for p in incremental
+                                                 if p.sent is not None]))
+            return now_groups, then_groups, await self._events.get_state_for_groups(
+                [*now_groups.values(), *then_groups.values()])
+
+        # Each chain of reads runs beside the others: timelines then their serialization (bundled
+        # relations), state groups then their state, the unread counts, the member counts of rooms
+        # sent whole.
+        timeline_list, (groups_now, groups_then, group_states), fields, counts = await asyncio.gather(
+            read_timelines(), read_states(), self._room_fields(user_id, [p.room_id for p in plans], since, now),
+            self._store.get_member_counts(whole))
         state_ids: dict[str, dict[tuple[str, str], str]] = {}
         deltas: dict[str, dict[tuple[str, str], str]] = {}
         full: dict[str, Mapping[tuple[str, str], str]] = {}
@@ -483,7 +598,7 @@ class SlidingSyncService:
         for plan in plans:
             room_id = plan.room_id
             group = groups_now.get(room_id)
-            state = await self._events.get_state_for_group(group) if group is not None else {}
+            state = group_states[group] if group is not None else {}
             full[room_id] = state
             required = plan.config.required_state
             senders = sorted({e.sender for e in timelines[room_id].events})
@@ -493,7 +608,7 @@ class SlidingSyncService:
                 already: frozenset[str] = frozenset()
             else:
                 then_group = groups_then.get(room_id)
-                then = await self._events.get_state_for_group(then_group) if then_group is not None else {}
+                then = group_states[then_group] if then_group is not None else {}
                 delta = {} if then_group == group else rendering.state_delta(then, state)
                 chosen = {k: v for k, v in delta.items() if state_key_matches(required, k)}
                 if plan.added_state:
@@ -511,9 +626,12 @@ class SlidingSyncService:
         # Heroes, counts and names for rooms seen whole or whose membership moved.
         needs_summary = [p.room_id for p in plans if p.initial or p.sent is None or any(
             k[0] == "m.room.member" for k in deltas[p.room_id])]
-        counts = await self._store.get_member_counts(needs_summary)
         unnamed = [r for r in needs_summary if ("m.room.name", "") not in full[r]]
-        present = await self._store.get_first_members(unnamed, ("join", "invite"), rendering.MAX_HEROES + 1)
+        counted = set(whole)
+        more_counts, present = await asyncio.gather(
+            self._store.get_member_counts([r for r in needs_summary if r not in counted]),
+            self._store.get_first_members(unnamed, ("join", "invite"), rendering.MAX_HEROES + 1))
+        counts = {**counts, **more_counts}
         lonely = [r for r in unnamed if not [u for u in present.get(r, []) if u != user_id]]
         departed = await self._store.get_first_members(lonely, ("leave", "ban"), rendering.MAX_HEROES + 1)
         heroes = {r: rendering.pick_heroes(user_id, present.get(r, []), departed.get(r, [])) for r in unnamed}
@@ -526,17 +644,13 @@ class SlidingSyncService:
             for hero in heroes.get(room_id, []):
                 if ("m.room.member", hero) in full[room_id]:
                     naming_ids.add(full[room_id][("m.room.member", hero)])
-        loaded = await self._events.get_events(
-            naming_ids | {eid for ids in state_ids.values() for eid in ids.values()})
-
-        all_timeline = [e for p in plans for e in timelines[p.room_id].events]
+        loaded = await self._events.get_events(naming_ids | {eid for ids in state_ids.values() for eid in ids.values()})
+        timeline_json = iter(timeline_list)
         state_events: dict[str, list[Event]] = {
             p.room_id: sorted((loaded[eid] for eid in state_ids[p.room_id].values() if eid in loaded),
                               key=event_position) for p in plans}
-        timeline_json = iter(await self._serializer.serialize(all_timeline, requester, include_room_id=False))
         state_json = iter(await self._serializer.serialize([e for p in plans for e in state_events[p.room_id]],
                                                            requester, include_room_id=False, bundle=False))
-        fields = await self._room_fields(user_id, [p.room_id for p in plans], since, now)
         since_pos = since.get("events") if since is not None else None
         out: dict[str, dict[str, Any]] = {}
         for plan in plans:
@@ -674,6 +788,10 @@ class SlidingSyncService:
             if since is None or await self._push_rules.version(user_id) > since.get("push_rules"):
                 global_data[PUSH_RULES_ACCOUNT_DATA_TYPE] = await self._push_rules.account_data_content(user_id)
         return {"global": [{"type": t, "content": c} for t, c in sorted(global_data.items())], "rooms": rooms}
+
+
+async def _nothing(value: Any) -> Any:
+    return value
 
 
 def _by_start(room_ids: Sequence[str], seen: Mapping[str, SyncToken | None], stream: str

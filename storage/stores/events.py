@@ -310,6 +310,56 @@ class EventStore:
             self._group_cache.popitem(last=False)
         return self._group_cache[group]
 
+    async def get_state_for_groups(self, groups: Iterable[int]) -> dict[int, StateMap]:
+        """`get_state_for_group` for many groups in one transaction: the chains of all groups not
+        cached are walked together, one query per step back, and their deltas read in one query."""
+        out: dict[int, StateMap] = {}
+        missing = []
+        for group in dict.fromkeys(groups):
+            cached = self._group_cache.get(group)
+            if cached is not None:
+                self._group_hits += 1
+                self._group_cache.move_to_end(group)
+                out[group] = cached
+            else:
+                missing.append(group)
+        if not missing:
+            return out
+        self._group_misses += len(missing)
+        known = dict(self._group_cache)
+
+        async def txn_fn(txn: Transaction) -> tuple[dict[int, int | None], dict[int, StateMap]]:
+            prev: dict[int, int | None] = {}
+            frontier = missing
+            while frontier:
+                clause, params = txn.dialect.in_list("state_group", frontier)
+                found = dict(await txn.fetch_all(
+                    f"SELECT state_group, prev_state_group FROM state_group_edges WHERE {clause}", params))
+                step: dict[int, None] = {}
+                for group in frontier:
+                    parent = found.get(group)
+                    prev[group] = None if parent is None else int(parent)
+                    if parent is not None and parent not in prev and parent not in known:
+                        step[int(parent)] = None
+                frontier = list(step)
+            return prev, await _load_group_deltas(txn, list(prev))
+
+        prev, deltas = await self.db.run_interaction("state_groups_batch", txn_fn, write=False)
+        for group in missing:
+            chain = []
+            cursor: int | None = group
+            while cursor is not None and cursor not in known:
+                chain.append(cursor)
+                cursor = prev.get(cursor)
+            state = dict(known[cursor]) if cursor is not None else {}
+            for g in reversed(chain):
+                state.update(deltas.get(g, {}))
+                known[g] = self._group_cache[g] = dict(state)
+            out[group] = known[group]
+        while len(self._group_cache) > 2000:
+            self._group_cache.popitem(last=False)
+        return out
+
     async def store_state_group(self, room_id: str, state: StateMap, prev_group: int | None = None) -> int:
         """A new state group holding `state` (a delta from `prev_group` when given); returns its ID.
 

@@ -177,3 +177,90 @@ async def sliding_sync_extensions_deliver_to_device_and_account_data(ctx: Contex
     second = await sliding(ctx, bob, acked, pos=body["pos"])
     expect(second.get("extensions", {}).get("to_device", {}).get("events", []) == [],
            "to_device messages acknowledged with since were delivered again")
+
+
+@case
+async def sliding_sync_filters_select_encrypted_tagged_and_dm_rooms(ctx: Context) -> None:
+    alice, bob = await ctx.register_user(), await ctx.register_user()
+    plain = await create_room(ctx, alice, name="plain")
+    encrypted = await create_room(ctx, alice, name="encrypted", initial_state=[
+        {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}])
+    dm = await create_room(ctx, bob, preset="trusted_private_chat", is_direct=True, invite=[alice.user_id])
+    await join(ctx, alice, dm)
+    expect_status(await ctx.put(f"{CLIENT}/user/{q(alice.user_id)}/account_data/m.direct",
+                                json={bob.user_id: [dm]}, token=alice.access_token), 200)
+    expect_status(await ctx.put(f"{CLIENT}/user/{q(alice.user_id)}/rooms/{q(plain)}/tags/m.favourite",
+                                json={}, token=alice.access_token), 200)
+
+    async def rooms_for(filters: dict[str, Any]) -> set[str]:
+        body = await sliding(ctx, alice, {"lists": {"f": room_list(0, 99, timeline_limit=0, filters=filters)}})
+        found = set(body.get("rooms", {}))
+        expect(body["lists"]["f"]["count"] == len(found), f"count {body['lists']['f']} for {len(found)} rooms")
+        return found
+
+    for filters, wanted in (({"is_dm": True}, {dm}), ({"is_dm": False}, {plain, encrypted}),
+                            ({"is_encrypted": True}, {encrypted}), ({"tags": ["m.favourite"]}, {plain}),
+                            ({"not_tags": ["m.favourite"], "is_dm": False}, {encrypted})):
+        found = await rooms_for(filters)
+        expect(found == wanted, f"filters {filters}: {len(found)} rooms, wanted {len(wanted)}")
+
+
+@case
+async def sliding_sync_room_has_name_and_avatar_or_heroes(ctx: Context) -> None:
+    alice, bob = await ctx.register_user(), await ctx.register_user()
+    named = await create_room(ctx, alice, name="genoemd", initial_state=[
+        {"type": "m.room.avatar", "state_key": "", "content": {"url": "mxc://example.org/avatar"}}])
+    unnamed = await create_room(ctx, alice, preset="public_chat")
+    await join(ctx, bob, unnamed)
+    body = await sliding(ctx, alice, {"lists": {"all": room_list()}})
+    rooms = body.get("rooms", {})
+    expect(rooms.get(named, {}).get("name") == "genoemd", f"name {rooms.get(named, {}).get('name')!r}")
+    expect(rooms[named].get("avatar") == "mxc://example.org/avatar", f"avatar {rooms[named].get('avatar')!r}")
+    heroes = [h.get("user_id") for h in rooms.get(unnamed, {}).get("heroes", [])]
+    expect(heroes == [bob.user_id], f"heroes {heroes}")
+    expect(rooms[unnamed].get("joined_count") == 2, f"joined_count {rooms[unnamed].get('joined_count')}")
+
+
+@case
+async def sliding_sync_required_state_wildcards_and_me(ctx: Context) -> None:
+    alice, bob = await ctx.register_user(), await ctx.register_user()
+    room_id = await create_room(ctx, alice, preset="public_chat", name="sterretjes", topic="onderwerp")
+    await join(ctx, bob, room_id)
+    me = await sliding(ctx, bob, {"lists": {"a": room_list(required_state=[["m.room.member", "$ME"]])}})
+    expect(state_pairs(me["rooms"][room_id]) == {("m.room.member", bob.user_id)},
+           f"$ME gave {sorted(state_pairs(me['rooms'][room_id]))}")
+    members = await sliding(ctx, bob, {"lists": {"a": room_list(required_state=[["m.room.member", "*"]])}})
+    expect(state_pairs(members["rooms"][room_id]) == {("m.room.member", alice.user_id),
+                                                      ("m.room.member", bob.user_id)},
+           f"members wildcard gave {sorted(state_pairs(members['rooms'][room_id]))}")
+    everything = await sliding(ctx, bob, {"lists": {"a": room_list(required_state=[["*", "*"]])}})
+    pairs = state_pairs(everything["rooms"][room_id])
+    expect({("m.room.create", ""), ("m.room.name", ""), ("m.room.topic", ""), ("m.room.power_levels", ""),
+            ("m.room.member", bob.user_id)} <= pairs, f"full wildcard gave {sorted(pairs)}")
+
+
+@case
+async def sliding_sync_typing_and_receipts_extensions_follow_rooms_in_view(ctx: Context) -> None:
+    alice, bob = await ctx.register_user(), await ctx.register_user()
+    room_id = await create_room(ctx, alice, preset="public_chat", name="ontvangst")
+    await join(ctx, bob, room_id)
+    event_id = await send_message(ctx, alice, room_id, "lees mij")
+    request = {"lists": {"all": room_list()},
+               "extensions": {"typing": {"enabled": True}, "receipts": {"enabled": True}}}
+    first = await sliding(ctx, alice, request)
+    expect_status(await ctx.put(f"{CLIENT}/rooms/{q(room_id)}/typing/{q(bob.user_id)}",
+                                json={"typing": True, "timeout": 30000}, token=bob.access_token), 200)
+    expect_status(await ctx.post(f"{CLIENT}/rooms/{q(room_id)}/receipt/m.read/{q(event_id)}", json={},
+                                 token=bob.access_token), 200)
+    deadline = time.monotonic() + 10
+    pos, typing, receipts = first["pos"], None, None
+    while (typing is None or receipts is None) and time.monotonic() < deadline:
+        body = await sliding(ctx, alice, request, pos=pos, timeout=2000)
+        pos = body["pos"]
+        extensions = body.get("extensions", {})
+        typing = extensions.get("typing", {}).get("rooms", {}).get(room_id) or typing
+        receipts = extensions.get("receipts", {}).get("rooms", {}).get(room_id) or receipts
+    expect(typing is not None and bob.user_id in typing.get("content", {}).get("user_ids", []),
+           f"typing {typing}")
+    readers = (receipts or {}).get("content", {}).get(event_id, {}).get("m.read", {})
+    expect(bob.user_id in readers, f"receipts {receipts}")

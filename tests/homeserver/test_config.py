@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from homeserver.__main__ import main
-from homeserver.config import ConfigError, apply_override, load_config, parse_config
+from homeserver.config import ConfigError, apply_override, generate_config_dict, load_config, parse_config
 
 
 def problems_of(raw: dict) -> list[str]:
@@ -113,3 +113,14 @@ def test_yaml_syntax_errors_are_reported_with_the_file(tmp_path, capsys):
     path.write_text("server_name: [unclosed\n")
     assert main(["check-config", str(path)]) == 2
     assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_set_reaches_the_database_options_the_engine_takes(tmp_path):
+    raw = generate_config_dict("example.org", str(tmp_path), ["database.engine=postgres",
+                                                             "database.dsn=postgresql://postgres@127.0.0.1/x",
+                                                             "database.pool_max=3"])
+    config = parse_config(raw)
+    assert config.database["dsn"] == "postgresql://postgres@127.0.0.1/x" and config.database["pool_max"] == 3
+    with pytest.raises(ConfigError) as error:
+        parse_config(generate_config_dict("example.org", str(tmp_path), ["database.colour=blue"]))
+    assert "colour" in str(error.value)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
+
 from tests.e2ee.helpers import upload_device_keys
 from tests.support.rooms import User, new_user
 
@@ -107,18 +109,86 @@ async def test_a_room_that_left_the_window_is_caught_up_when_it_returns(client):
     assert bodies(fourth["rooms"][old]) == ["three"]
 
 
-async def test_an_unknown_position_is_rejected_with_m_unknown_pos_and_a_new_connection_recovers(client, hs):
+async def test_an_unknown_position_is_rejected_with_m_unknown_pos_and_a_new_connection_recovers(client):
     alice = await new_user(client, "alice")
     room_id = await alice.create_room()
     request = {"lists": {"all": room_list()}}
     error = await sliding(alice, request, pos="nonsense", expect=400)
     assert error["errcode"] == "M_UNKNOWN_POS"
     first = await sliding(alice, request)
-    hs.sliding_sync.forget_connections()  # as a restart does
-    error = await sliding(alice, request, pos=first["pos"], expect=400)
-    assert error["errcode"] == "M_UNKNOWN_POS"
+    other = await sliding(alice, {**request, "conn_id": "other"}, pos=first["pos"], expect=400)
+    assert other["errcode"] == "M_UNKNOWN_POS"  # a position belongs to its connection
     again = await sliding(alice, request)
     assert again["rooms"][room_id]["initial"] is True
+    error = await sliding(alice, request, pos=first["pos"], expect=400)  # replaced by the new connection
+    assert error["errcode"] == "M_UNKNOWN_POS"
+
+
+async def test_a_connection_continues_from_the_database_when_memory_has_forgotten_it(client, hs):
+    alice = await new_user(client, "alice")
+    bob = await new_user(client, "bob")
+    room_id = await alice.create_room(name="talk", preset="public_chat")
+    await bob.join(room_id)
+    await bob.send(room_id, "hi")
+    request = {"lists": {"all": room_list(timeline_limit=5, required_state=[("m.room.member", "$LAZY")])}}
+    first = await sliding(alice, request)
+    assert ("m.room.member", bob.user_id) in state_of(first["rooms"][room_id])
+    await hs.sliding_sync.forget_cached_connections()
+    await bob.send(room_id, "again")
+    second = await sliding(alice, request, pos=first["pos"])
+    room = second["rooms"][room_id]
+    assert bodies(room) == ["again"] and "initial" not in room
+    assert "required_state" not in room  # bob's member event was sent already, and that was remembered
+
+
+async def test_a_connection_survives_a_restart_of_the_server(client, hs):
+    alice = await new_user(client, "alice")
+    bob = await new_user(client, "bob")
+    talk = await alice.create_room(name="talk", preset="public_chat")
+    quiet = await alice.create_room(name="quiet")
+    await bob.join(talk)
+    await bob.send(talk, "before")
+    request = {"lists": {"top": room_list(ranges=[(0, 0)], timeline_limit=5,
+                                          required_state=[("m.room.member", "$LAZY"), ("m.room.name", "")])}}
+    first = await sliding(alice, request)
+    assert list(first["rooms"]) == [talk]
+    await alice.send(quiet, "quiet one")  # quiet takes the window
+    second = await sliding(alice, request, pos=first["pos"])
+    assert list(second["rooms"]) == [quiet]
+
+    await hs.stop()
+    await hs.start()  # fresh services on the same database: nothing in memory survives
+    async with aiohttp.ClientSession(hs.base_url("client")) as session:
+        alice.client = bob.client = session
+        await bob.send(talk, "after")  # talk comes back into the window
+        third = await sliding(alice, request, pos=second["pos"])
+        assert list(third["rooms"]) == [talk]
+        room = third["rooms"][talk]
+        # Continued, not started over: only what it missed, no state the client has already.
+        assert "initial" not in room and bodies(room) == ["after"]
+        assert "required_state" not in room
+        # The position the request used still works for a retry, across the restart too.
+        retry = await sliding(alice, request, pos=second["pos"])
+        assert bodies(retry["rooms"][talk]) == ["after"]
+        fourth = await sliding(alice, request, pos=retry["pos"])
+        assert fourth["rooms"] == {}
+
+
+async def test_positions_of_connections_unused_for_a_week_are_pruned(client, hs):
+    alice = await new_user(client, "alice")
+    await alice.create_room()
+    request = {"lists": {"all": room_list()}}
+    old = await sliding(alice, request)
+    recent = await sliding(alice, {**request, "conn_id": "recent"})
+    assert await hs.sliding_sync.prune_connections() == 0
+    now = hs.clock.time_ms()
+    hs.clock.time_ms = lambda: now + 7 * 24 * 3600 * 1000 + 1000
+    recent = await sliding(alice, {**request, "conn_id": "recent"}, pos=recent["pos"])
+    assert await hs.sliding_sync.prune_connections() == 2  # the old connection's and recent's used one
+    error = await sliding(alice, request, pos=old["pos"], expect=400)
+    assert error["errcode"] == "M_UNKNOWN_POS"
+    await hs.sliding_sync.forget_cached_connections()
+    await sliding(alice, {**request, "conn_id": "recent"}, pos=recent["pos"])
 
 
 async def test_a_position_can_be_retried_once_but_not_after_the_next_one_is_used(client):
