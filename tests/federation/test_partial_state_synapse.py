@@ -4,7 +4,6 @@ partial state, and completes it from Synapse's /state."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from urllib.parse import quote
 
@@ -12,7 +11,7 @@ import aiohttp
 
 from tests.federation.helpers import user_with_displayname
 from tests.federation.resident import client_call, local_room, send_message, timeline_bodies
-from tests.support.synapse_federation import FederatingSynapse
+from tests.support.synapse_federation import FederatingSynapse, until
 
 
 async def synapse_call(synapse: FederatingSynapse, token: str, method: str, path: str, body=None, params=None):
@@ -30,14 +29,6 @@ def _asked_partial_state(synapse: FederatingSynapse, room_id: str) -> bool:
                for line in synapse.log_tail(2_000_000).splitlines())
 
 
-async def _until(check, what: str, tail, timeout_s: float = 60.0):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out: {what}\n{tail()}"
-        await asyncio.sleep(0.3)
 
 
 async def test_synapse_joins_our_room_with_omitted_members_and_then_lists_every_member(fed_hs, ca, synapse):
@@ -64,7 +55,7 @@ async def test_synapse_joins_our_room_with_omitted_members_and_then_lists_every_
                                             f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/joined_members")
         return status == 200 and set(answer["joined"]) == expected
 
-    await _until(synapse_members, "Synapse's member list", synapse.log_tail)
+    await until(synapse_members, "Synapse's member list", synapse, timeout_s=60.0)
     # Messages flow both ways.
     await send_message(fed_hs, ca, alice["access_token"], room_id, "welkom")
     status, sent = await synapse_call(synapse, bob["access_token"], "PUT",
@@ -75,7 +66,7 @@ async def test_synapse_joins_our_room_with_omitted_members_and_then_lists_every_
     async def arrived():
         return (bob["user_id"], "dank je") in await timeline_bodies(fed_hs, ca, alice["access_token"], room_id)
 
-    await _until(arrived, "Synapse's message here", synapse.log_tail)
+    await until(arrived, "Synapse's message here", synapse, timeout_s=60.0)
 
 
 async def test_we_join_a_synapse_room_with_partial_state_and_complete_it_from_synapse(fed_hs, ca, synapse):
@@ -112,4 +103,4 @@ async def test_we_join_a_synapse_room_with_partial_state_and_complete_it_from_sy
                                           params={"dir": "b", "limit": "20"})
         return status == 200 and "hoi allemaal" in [e["content"].get("body") for e in page["chunk"]]
 
-    await _until(at_synapse, "our message at Synapse", synapse.log_tail)
+    await until(at_synapse, "our message at Synapse", synapse, timeout_s=60.0)

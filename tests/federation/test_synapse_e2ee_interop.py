@@ -7,7 +7,6 @@ Our server is 127.0.0.1:PORT, Synapse 127.0.0.2:PORT; both trust only the throwa
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import ssl
 import time
@@ -21,7 +20,7 @@ from signedjson.sign import sign_json
 
 from tests.e2ee.helpers import public_key
 from tests.federation.resident import client_call, local_room
-from tests.support.synapse_federation import FederatingSynapse
+from tests.support.synapse_federation import FederatingSynapse, until
 
 _names = itertools.count()
 
@@ -45,14 +44,6 @@ def signed_keys(user_id: str, device_id: str, one_time: int) -> tuple[dict[str, 
     return keys, otks
 
 
-async def eventually(check, what: str, synapse: FederatingSynapse, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out: {what}\n{synapse.log_tail()}"
-        await asyncio.sleep(0.3)
 
 
 class Pair:
@@ -86,7 +77,7 @@ async def shared_room(hs, ca, synapse) -> Pair:
     async def bob_joined():
         return (await hs.event_store.get_membership(room_id, bob["user_id"]))[0] == "join"
 
-    await eventually(bob_joined, "Bob's join reaches us", synapse)
+    await until(bob_joined, "Bob's join reaches us", synapse)
     return pair
 
 
@@ -103,14 +94,14 @@ async def test_each_side_queries_and_claims_the_other_sides_keys(fed_hs, ca, syn
         body = await pair.ours("POST", "/keys/query", {"device_keys": {bob: []}})
         return body["device_keys"].get(bob, {}).get(bob_device)
 
-    seen = await eventually(bob_seen_by_us, "our /keys/query shows Bob's device", synapse)
+    seen = await until(bob_seen_by_us, "our /keys/query shows Bob's device", synapse)
     assert seen["keys"] == bob_keys["keys"]
 
     async def alice_seen_by_synapse():
         body = await pair.theirs("POST", "/keys/query", {"device_keys": {alice: []}})
         return body["device_keys"].get(alice, {}).get(alice_device)
 
-    seen = await eventually(alice_seen_by_synapse, "Synapse's /keys/query shows Alice's device", synapse)
+    seen = await until(alice_seen_by_synapse, "Synapse's /keys/query shows Alice's device", synapse)
     assert seen["keys"] == alice_keys["keys"]
 
     claimed = await pair.ours("POST", "/keys/claim", {"one_time_keys": {bob: {bob_device: "signed_curve25519"}}})
@@ -138,14 +129,14 @@ async def test_to_device_messages_travel_both_ways(fed_hs, ca, synapse):
         body = await pair.theirs("GET", "/sync", params={"since": theirs_since, "timeout": "1000"})
         return [e for e in body.get("to_device", {}).get("events", []) if e["type"] == "org.example.ping"]
 
-    (event,) = await eventually(bob_got, "Bob receives Alice's to-device message", synapse)
+    (event,) = await until(bob_got, "Bob receives Alice's to-device message", synapse)
     assert event["sender"] == alice and event["content"] == {"n": "to bob"}
 
     async def alice_got():
         body = await pair.ours("GET", "/sync", params={"since": ours_since, "timeout": "1000"})
         return [e for e in body.get("to_device", {}).get("events", []) if e["type"] == "org.example.ping"]
 
-    (event,) = await eventually(alice_got, "Alice receives Bob's to-device message", synapse)
+    (event,) = await until(alice_got, "Alice receives Bob's to-device message", synapse)
     assert event["sender"] == bob and event["content"] == {"n": "to alice"}
 
 
@@ -159,7 +150,7 @@ async def test_a_new_device_on_synapse_appears_in_our_keys_changes(fed_hs, ca, s
         body = await pair.ours("POST", "/keys/query", {"device_keys": {bob: []}})
         return pair.bob["device_id"] in body["device_keys"].get(bob, {})
 
-    await eventually(first_device_known, "we know Bob's first device", synapse)
+    await until(first_device_known, "we know Bob's first device", synapse)
     since = (await pair.ours("GET", "/sync", params={"timeout": "0"}))["next_batch"]
     status, login = await synapse_call(synapse, "", "POST", "/_matrix/client/v3/login",
                                        {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": bob},
@@ -176,7 +167,7 @@ async def test_a_new_device_on_synapse_appears_in_our_keys_changes(fed_hs, ca, s
         body = await pair.ours("POST", "/keys/query", {"device_keys": {bob: []}})
         return body["device_keys"].get(bob, {}).get("BOBLAPTOP")
 
-    laptop = await eventually(laptop_in_changes, "Bob's new device in our /keys/changes and /keys/query", synapse)
+    laptop = await until(laptop_in_changes, "Bob's new device in our /keys/changes and /keys/query", synapse)
     assert laptop["keys"] == laptop_keys["keys"]
 
 

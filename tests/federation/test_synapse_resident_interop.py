@@ -13,7 +13,7 @@ from urllib.parse import quote
 import aiohttp
 
 from tests.federation.resident import client_call, current_state, local_room, send_message, timeline_bodies
-from tests.support.synapse_federation import FederatingSynapse
+from tests.support.synapse_federation import FederatingSynapse, until
 
 
 async def synapse_call(synapse: FederatingSynapse, token: str, method: str, path: str, body=None, params=None):
@@ -113,15 +113,6 @@ async def test_synapse_invites_our_user_and_the_invite_shows_in_their_sync(fed_h
     assert member["content"]["membership"] == "invite" and member["sender"] == bob["user_id"]
 
 
-async def synapse_until(synapse: FederatingSynapse, check, what: str, timeout_s: float = 30.0):
-    """Poll `check()` (an async callable returning a value or None) until it gives a value."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}\n{synapse.log_tail()}"
-        await asyncio.sleep(0.2)
 
 
 async def test_both_ways_by_alias_messages_kick_ban_and_the_same_state_on_both_sides(fed_hs, ca, synapse):
@@ -145,21 +136,21 @@ async def test_both_ways_by_alias_messages_kick_ban_and_the_same_state_on_both_s
             if status == 200 else []
 
     await send_message(fed_hs, ca, alice["access_token"], room_id, "hallo Bob")
-    await synapse_until(synapse, lambda: _contains(synapse_bodies, "hallo Bob"), "our message never reached Synapse")
+    await until(lambda: _contains(synapse_bodies, "hallo Bob"), "our message never reached Synapse", synapse)
     status, sent = await synapse_call(synapse, token, "PUT", f"/_matrix/client/v3/rooms/{room}/send/m.room.message/b1",
                                       {"msgtype": "m.text", "body": "hoi Alice"})
     assert status == 200, sent
 
     async def alice_sees_bob():
         return (bob["user_id"], "hoi Alice") in await timeline_bodies(fed_hs, ca, alice["access_token"], room_id)
-    await synapse_until(synapse, alice_sees_bob, "Synapse's message never reached us")
+    await until(alice_sees_bob, "Synapse's message never reached us", synapse)
 
     async def same_state():
         ours_state = await current_state(fed_hs, ca, alice["access_token"], room_id)
         status, theirs = await synapse_call(synapse, token, "GET", f"/_matrix/client/v3/rooms/{room}/state")
         theirs_state = {(e["type"], e["state_key"]): e["event_id"] for e in theirs} if status == 200 else {}
         return {k: e["event_id"] for k, e in ours_state.items()} == theirs_state
-    await synapse_until(synapse, same_state, "the two servers disagree on the room's state")
+    await until(same_state, "the two servers disagree on the room's state", synapse)
 
     async def bob_out_on_synapse():
         # Bob's own view: the room in an incremental /sync's leave section once he is out (Synapse
@@ -176,7 +167,7 @@ async def test_both_ways_by_alias_messages_kick_ban_and_the_same_state_on_both_s
     status, body = await client_call(fed_hs, ca, alice["access_token"], "POST",
                                      f"/_matrix/client/v3/rooms/{room}/kick", {"user_id": bob["user_id"]})
     assert status == 200, body
-    await synapse_until(synapse, bob_out_on_synapse, "the kick never reached Synapse")
+    await until(bob_out_on_synapse, "the kick never reached Synapse", synapse)
     status, body = await synapse_call(synapse, token, "POST", f"/_matrix/client/v3/join/{room}", {},
                                       params={"server_name": ours})
     assert status == 200, (body, synapse.log_tail())  # a kick is not a ban: Bob may come back
@@ -185,7 +176,7 @@ async def test_both_ways_by_alias_messages_kick_ban_and_the_same_state_on_both_s
                                      f"/_matrix/client/v3/rooms/{room}/ban", {"user_id": bob["user_id"]})
     assert status == 200, body
     await wait_for_membership(fed_hs, room_id, bob["user_id"], "ban", synapse)
-    await synapse_until(synapse, bob_out_on_synapse, "the ban never reached Synapse")
+    await until(bob_out_on_synapse, "the ban never reached Synapse", synapse)
     status, body = await synapse_call(synapse, token, "POST", f"/_matrix/client/v3/join/{room}", {},
                                       params={"server_name": ours})
     assert status == 403, body

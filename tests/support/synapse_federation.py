@@ -7,6 +7,7 @@ verification on, and may reach loopback, which its default block list refuses.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ssl
@@ -15,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,3 +167,16 @@ def start_federating_synapse(workdir: Path, ca: TestCA, host: str = "127.0.0.2",
         print((workdir / "console.log").read_text(errors="replace")[-3000:], file=sys.stderr)
         raise
     return server
+
+
+async def until(check: Callable[[], Awaitable[Any]], what: str, synapse: FederatingSynapse,
+                timeout_s: float = 30.0) -> Any:
+    """Poll `check()` until it gives a truthy value and return it; on timeout fail naming `what`,
+    with the end of Synapse's log."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out: {what}\n{synapse.log_tail()}"
+        await asyncio.sleep(0.25)
