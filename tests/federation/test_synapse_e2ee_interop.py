@@ -7,7 +7,10 @@ Our server is 127.0.0.1:PORT, Synapse 127.0.0.2:PORT; both trust only the throwa
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import os
+import signal
 import ssl
 import time
 from typing import Any
@@ -228,3 +231,49 @@ async def test_nio_clients_on_each_server_exchange_encrypted_messages(fed_hs, ca
             await syncing.stop()
         await alice_client.close()
         await bob_client.close()
+
+
+async def test_after_an_outage_of_synapse_every_message_and_to_device_message_arrives_once(fed_hs, ca, synapse):
+    """Synapse frozen (SIGSTOP) while our user sends room and to-device messages: once it answers
+    again, all of them reach it, none twice."""
+    pair = await shared_room(fed_hs, ca, synapse)
+    bob, bob_device = pair.bob["user_id"], pair.bob["device_id"]
+    room = quote(pair.room_id, safe="")
+    theirs_since = (await pair.theirs("GET", "/sync", params={"timeout": "0"}))["next_batch"]
+    os.kill(synapse.process.pid, signal.SIGSTOP)
+    try:
+        sent = [(await pair.ours("PUT", f"/rooms/{room}/send/m.room.message/out{i}",
+                                 {"msgtype": "m.text", "body": f"during the outage {i}"}))["event_id"]
+                for i in range(10)]
+        for i in range(5):
+            await pair.ours("PUT", f"/sendToDevice/org.example.ping/out{i}",
+                            {"messages": {bob: {bob_device: {"n": i}}}})
+        await asyncio.sleep(15)  # our sends to it time out and back off meanwhile
+    finally:
+        os.kill(synapse.process.pid, signal.SIGCONT)
+
+    async def all_messages_there():
+        page = await pair.theirs("GET", f"/rooms/{room}/messages",
+                                 params={"dir": "b", "limit": "100", "filter": '{"types": ["m.room.message"]}'})
+        ids = [e["event_id"] for e in page["chunk"]]
+        return ids if set(sent) <= set(ids) else None
+
+    ids = await until(all_messages_there, "every message sent during the outage reaches Synapse", synapse,
+                      timeout_s=180)
+    assert len(ids) == len(set(ids))
+
+    received: list[int] = []
+
+    async def all_to_device_there():
+        nonlocal theirs_since
+        body = await pair.theirs("GET", "/sync", params={"since": theirs_since, "timeout": "1000"})
+        theirs_since = body["next_batch"]
+        received.extend(e["content"]["n"] for e in body.get("to_device", {}).get("events", [])
+                        if e["type"] == "org.example.ping")
+        return len(received) >= 5
+
+    await until(all_to_device_there, "every to-device message sent during the outage reaches Bob", synapse,
+                timeout_s=180)
+    await asyncio.sleep(2)
+    await all_to_device_there()  # anything more would be a duplicate
+    assert sorted(received) == [0, 1, 2, 3, 4]
