@@ -14,7 +14,7 @@ import aiohttp
 
 from tests.federation.helpers import user_with_displayname
 from tests.federation.test_join_remote import call, join, sync_room
-from tests.support.synapse_federation import FederatingSynapse
+from tests.support.synapse_federation import FederatingSynapse, until
 
 
 async def on_synapse(synapse: FederatingSynapse, method: str, path: str, token: str, body: Any = None,
@@ -55,7 +55,14 @@ async def test_our_user_joins_a_synapse_room_by_alias_and_sees_its_state_in_sync
     status, body = await join(fed_hs, ca, dave["access_token"], f"#{alias_name}:{synapse.server_name}")
     assert (status, body) == (200, {"room_id": room_id}), synapse.log_tail()
 
-    synced = await sync_room(fed_hs, ca, dave["access_token"], room_id)
+    # The join was a faster join: an initial /sync has the whole member list once the background
+    # fetch of the full state is done.
+    async def synced_with_bob():
+        synced = await sync_room(fed_hs, ca, dave["access_token"], room_id)
+        members = {e["state_key"] for e in synced["state"]["events"] if e["type"] == "m.room.member"}
+        return synced if bob["user_id"] in members else None
+
+    synced = await until(synced_with_bob, "Bob's membership in an initial /sync", synapse)
     state = {(e["type"], e["state_key"]): e["content"] for e in synced["state"]["events"]}
     assert state[("m.room.name", "")] == {"name": "Synapse lobby"}
     assert state[("m.room.topic", "")]["topic"] == "Gezellig"
