@@ -61,6 +61,12 @@ async def test_events_queued_for_synapse_arrive_once_after_a_kill_9(tmp_path, da
                                               f"/_matrix/client/v3/join/{quote(room_id, safe='')}", {},
                                               params={"server_name": hs.config.server_name})
             assert status == 200, (body, synapse.log_tail())
+            # Synapse joined with partial state (we honour omit_members); its /members answers once
+            # it has fetched the full state from us, which it must do before we go away.
+            status, members = await asyncio.wait_for(synapse_call(
+                synapse, bob["access_token"], "GET", f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/members"),
+                120)
+            assert status == 200, (members, synapse.log_tail())
     finally:
         await hs.stop()
 
