@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from appservices.privacy.service import PrivacyService
 from tests.admin.helpers import Caller, new_caller, q
@@ -28,16 +27,6 @@ class ManualClock:
 
     def advance(self, ms: int) -> None:
         self.offset_ms += ms
-
-
-async def skip_unless_served(caller: Caller, method: str, path: str, endpoint: str) -> None:
-    """Skip (naming the endpoint) when the homeserver answers 404 M_UNRECOGNIZED: it comes from the
-    `privhs` branch and these checks run once it is merged."""
-    async with caller.client.request(method, path, headers={"Authorization": f"Bearer {caller.token}"}) as resp:
-        if resp.status in (404, 405):
-            body = await resp.json()
-            if body.get("errcode") == "M_UNRECOGNIZED":
-                pytest.skip(f"homeserver does not serve {endpoint} yet (privhs branch)")
 
 
 @dataclass

@@ -10,7 +10,6 @@ from aiosmtpd.controller import Controller
 
 from tests.accounts.helpers import login
 from tests.admin.helpers import q
-from tests.privacy.support import skip_unless_served
 from tests.support.ports import free_port
 
 
@@ -60,8 +59,7 @@ async def test_a_new_device_login_gets_a_dm_notice_and_an_email_whose_command_si
 
 
 async def test_a_login_from_a_new_ip_reaches_the_member_as_a_dm_within_five_seconds(env):
-    """Needs the homeserver's login stream (`GET /_huiskamer/admin/v1/logins`, privhs branch)."""
-    await skip_unless_served(env.admin, "GET", "/_huiskamer/admin/v1/logins", "GET /_huiskamer/admin/v1/logins")
+    """The homeserver's login feed (`GET /_huiskamer/admin/v1/logins`) drives the notice."""
     member = await env.member("joost")
     await member.wait_for(lambda: _running(env), what="the login watcher")
     await login(env.client, member.user_id, device_id="LAPTOP2")
