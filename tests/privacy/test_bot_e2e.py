@@ -212,7 +212,11 @@ async def test_a_large_export_sends_progress_messages(env):
 async def test_an_unconsented_member_is_refused_elsewhere_but_talks_to_the_bot_and_consents(consent_env):
     """The homeserver's consent tracking (`PUT /_huiskamer/admin/v1/consent/policy`) blocks and unblocks."""
     env = consent_env
-    member = await env.member("piet")
+    member = await env.member("piet")  # registering signs in: the bot opens a DM and asks
+    [asked] = member.consent_request
+    assert "versie 1" in asked["content"]["body"] and "toestemming akkoord" in asked["content"]["body"]
+    refused = await member.caller.call("POST", "/createRoom", {"preset": "private_chat"}, expect=403)
+    assert refused["errcode"] == "M_CONSENT_NOT_GIVEN"
     await env.admin.call("PUT", f"/_huiskamer/admin/v1/users/{q(env.admin.user_id)}/consent", {"version": "1"})
     room = (await env.admin.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
     await member.caller.call("POST", f"/join/{q(room)}", {}, expect=None)
