@@ -27,7 +27,8 @@ $(TEST_STAMP): $(BIN)/python setup.cfg pyproject.toml
 $(DATA)/homeserver.yaml: | $(STAMP)
 	$(BIN)/homeserver generate-config --server-name "$(SERVER_NAME)" --data-dir $(DATA) \
 		--set registration.enabled=true --generate-keys \
-		--set 'app_service_config_files=[privacy-registration.yaml]'
+		--set 'app_service_config_files=[privacy-registration.yaml]' \
+		--set 'consent.exempt_users=["@privacy:$(SERVER_NAME)"]'
 
 # The privacy service's config (fresh tokens) and its registration, which homeserver.yaml names.
 $(DATA)/privacy.yaml: | $(DATA)/homeserver.yaml

@@ -582,6 +582,7 @@ class HomeServer:
         self.login_audit = LoginAuditService(config.server_name, LoginAuditStore(self.db), self.account_store, clock,
                                              max_age_days=config.section("admin")["login_audit_max_age_days"])
         self.login.add_login_callback(self.login_audit.on_login)
+        self.registration.add_session_callback(self.login_audit.on_registration)
         self.auth.add_sightings_callback(self.login_audit.on_sightings)
         self.whois.set_login_audit_source(self.login_audit.all_entries)
         self.admin_user_handlers = AdminUserHandlers(self.admin_users, self.whois, self.login_audit, admin_auth,

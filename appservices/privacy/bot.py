@@ -398,10 +398,34 @@ class PrivacyBot:
         await self.say(room_id, text(lang, "signout_done", request_id=request.request_id, device_id=match[0]))
 
     # --- security notices ------------------------------------------------------------------------
+    async def ask_consent(self, user_id: str) -> bool:
+        """Ask a member who has not accepted the current policy, once per version, in a DM the bot
+        opens: with a policy set the homeserver refuses the member's own `createRoom`, but lets them
+        join a room whose other members are all exempt users (the bot). Returns whether it asked."""
+        version = self._consent.version
+        if version is None or user_id == self.bot or not self.is_local(user_id):
+            return False
+        key = f"consent_asked:{version}:{user_id}"
+        if await self._consent.accepted(user_id) or await self._store.get_value(key):
+            return False
+        lang = await self.language_of(user_id)
+        await self.tell(user_id, text(lang, "consent_status", version=version, url=self._consent.url(language=lang),
+                                      state=text(lang, "consent_missing_state")))
+        await self._store.set_value(key, str(self._clock()))
+        await self._store.audit(self._clock(), "service", user_id, "consent.asked", detail={"version": version})
+        return True
+
+    async def on_login(self, login: dict[str, Any]) -> None:
+        """A sign-in from the homeserver's login feed: the consent request if due, a security notice."""
+        await self.ask_consent(login["user_id"])
+        await self.login_notice(login)
+
     async def login_notice(self, login: dict[str, Any]) -> None:
         user_id = login["user_id"]
         if user_id == self.bot or not self.is_local(user_id):
             return
+        if login.get("registration"):
+            return  # the account's first session, from registering: nothing to warn about
         if not (login.get("new_ip") or login.get("new_device")):
             return
         lang = await self.language_of(user_id)

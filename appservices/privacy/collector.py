@@ -18,6 +18,7 @@ from appservices.privacy.hsclient import HUISKAMER, HomeserverClient, Homeserver
 
 logger = logging.getLogger(__name__)
 Progress = Callable[[int], Awaitable[None]]
+REPORTS_PAGE = 500
 EVENT_FIELDS = ("event_id", "room_id", "type", "state_key", "content", "origin_server_ts", "redacted")
 
 
@@ -87,11 +88,9 @@ class Collector:
             data.pushers = (await self._hs.admin("GET", f"/v1/users/{u}/pushers")).get("pushers", [])
 
         async def reports() -> None:
-            events = await self._hs.admin("GET", "/v1/event_reports", user_id=user_id, limit=1000)
-            data.reports["event_reports"] = events.get("event_reports", [])
+            data.reports["event_reports"] = await self._reports_by("/v1/event_reports", "event_reports", user_id)
             try:
-                users = await self._hs.admin("GET", "/v1/user_reports", user_id=user_id, limit=1000)
-                data.reports["user_reports"] = users.get("user_reports", [])
+                data.reports["user_reports"] = await self._reports_by("/v1/user_reports", "user_reports", user_id)
             except Unreachable:
                 data.reports["user_reports"] = []
 
@@ -117,6 +116,22 @@ class Collector:
         await part("messages", lambda: self._events(user_id, data, progress))
         await part("media", lambda: self._media(user_id, data))
         return data
+
+    async def _reports_by(self, path: str, key: str, user_id: str) -> list[dict[str, Any]]:
+        """The reports `user_id` made, every page of the list filtered here.
+
+        Not with the `user_id` query parameter: with an application service's `as_token` both
+        Synapse and our homeserver read `user_id` as the identity to act as (and refuse a member
+        outside the service's namespace); Synapse's filter is a substring match besides.
+        """
+        found: list[dict[str, Any]] = []
+        offset: int | str = 0
+        while True:
+            page = await self._hs.admin("GET", path, limit=REPORTS_PAGE, **{"from": offset})
+            found.extend(r for r in page.get(key, []) if r.get("user_id") == user_id)
+            if "next_token" not in page:
+                return found
+            offset = page["next_token"]
 
     async def _as_member(self, user_id: str, data: Collected) -> None:
         """Push rules and presence are only readable as the member: a short-lived admin puppet token."""

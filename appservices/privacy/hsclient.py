@@ -85,12 +85,16 @@ class HomeserverClient:
         """A client-server call as the bot (`/_matrix/client/v3` + path)."""
         return await self.request(method, "/_matrix/client/v3" + path, body, params=params)
 
-    async def admin(self, method: str, path: str, body: Any = None, *, timeout: float | None = 60,
+    async def admin(self, method: str, path: str, body: Any = None, *, http_timeout: float | None = 60,
                     token: str | None = None, **params: Any) -> Any:
-        """An admin API call; paths starting with `/_` are taken as they are, others go under /_synapse/admin."""
+        """An admin API call; paths starting with `/_` are taken as they are, others go under /_synapse/admin.
+
+        `params` are the query parameters (a `timeout` among them is the endpoint's own, e.g. the login
+        feed's long-poll); `http_timeout` bounds the HTTP request here.
+        """
         full = path if path.startswith("/_") else ADMIN + path
         return await self.request(method, full, body, token=token or self._admin_token, params=params,
-                                  timeout=timeout)
+                                  timeout=http_timeout)
 
     async def admin_lines(self, path: str, **params: Any) -> AsyncIterator[dict[str, Any]]:
         """An NDJSON admin stream, one object a line."""

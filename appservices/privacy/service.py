@@ -212,11 +212,12 @@ class PrivacyService:
                     token = (await self.hs.admin("GET", f"{HUISKAMER}/logins"))["next_token"]
                     await self.store.set_value("logins_token", str(token))
                 self.login_watcher_state = "running"
-                body = await self.hs.admin("GET", f"{HUISKAMER}/logins", timeout=self._login_poll_timeout_ms / 1000 + 30,
+                body = await self.hs.admin("GET", f"{HUISKAMER}/logins",
+                                           http_timeout=self._login_poll_timeout_ms / 1000 + 30,
                                            **{"from": token, "timeout": self._login_poll_timeout_ms, "limit": 100})
                 for login in body.get("logins", []):
                     try:
-                        await self.bot.login_notice(login)
+                        await self.bot.on_login(login)
                     except Exception:
                         logger.exception("security notice for %s failed", login.get("user_id"))
                 await self.store.set_value("logins_token", str(body["next_token"]))
@@ -225,8 +226,8 @@ class PrivacyService:
                 self.login_watcher_state = "unavailable"
                 logger.warning("the homeserver has no %s/logins: no security notices", HUISKAMER)
                 return
-            except (TimeoutError, HomeserverError, OSError, KeyError) as exc:
-                logger.warning("watching logins failed (%s); retrying in %.0fs", exc, backoff)
+            except Exception as exc:  # noqa: BLE001 - never let the watcher die: notices are a promise
+                logger.warning("watching logins failed (%r); retrying in %.0fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 60)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.accounts.access_tokens import AuthService
@@ -57,6 +57,12 @@ class RegistrationService:
         self._ratelimiter = ratelimiter
         self._nonces: dict[str, int] = {}
         self._user_id_checks: list[Callable[[str], None]] = []
+        self._on_session: list[Callable[[str, str, str, str], Awaitable[None]]] = []
+
+    def add_session_callback(self, callback: Callable[[str, str, str, str], Awaitable[None]]) -> None:
+        """Call `callback(user_id, device_id, ip, user_agent)` after a registration that logged the new
+        account in (the spec's automatic login; not with `inhibit_login`): the login audit log."""
+        self._on_session.append(callback)
 
     @property
     def flows(self) -> list[list[str]]:
@@ -89,7 +95,8 @@ class RegistrationService:
         return await self._store.registration_token_valid(token, self._clock.time_ms())
 
     # --- POST /register ----------------------------------------------------------------
-    async def register(self, body: dict[str, Any], *, kind: str, uri: str, ip: str = "-") -> dict[str, Any]:
+    async def register(self, body: dict[str, Any], *, kind: str, uri: str, ip: str = "-",
+                       user_agent: str = "") -> dict[str, Any]:
         """Run the whole `/register` request, UIA included; returns the response body."""
         if kind == "guest":
             return await self._register_guest(body, ip)
@@ -164,6 +171,8 @@ class RegistrationService:
             want_refresh_token=bool(params.get("refresh_token")),
         )
         response["home_server"] = self._server_name
+        for callback in self._on_session:
+            await callback(user_id, response["device_id"], ip, user_agent)
         return response
 
     async def _guest_being_upgraded(self, guest_access_token: Any) -> str | None:

@@ -52,6 +52,13 @@ class LoginAuditService:
         async with self._login_recorded:
             self._login_recorded.notify_all()
 
+    async def on_registration(self, user_id: str, device_id: str, ip: str, user_agent: str) -> None:
+        """The session a registration starts is the account's first sign-in: logged, and in the feed."""
+        await self._store.record_login(user_id, device_id, ip, user_agent[:512], self._clock.time_ms(),
+                                       registration=True)
+        async with self._login_recorded:
+            self._login_recorded.notify_all()
+
     async def on_sightings(self, entries: list[tuple[str, str | None, str, str, int]]) -> None:
         await self._store.record_sightings(entries)
 

@@ -55,8 +55,9 @@ class SessionHandlers:
         # Only a completed registration takes a token (the service does); UIA rounds do not.
         self._ratelimiter.check("registration", client_ip(request), update=False)
         kind = request.query.get("kind", "user")
-        return json_response(await self._registration.register(body, kind=kind, uri=request.path,
-                                                               ip=client_ip(request)))
+        return json_response(await self._registration.register(
+            body, kind=kind, uri=request.path, ip=client_ip(request),
+            user_agent=request.headers.get("User-Agent", "")))
 
     async def register_available(self, request: web.Request) -> web.Response:
         username = request.query.get("username")

@@ -7,14 +7,19 @@ from typing import Any
 from storage.database import Database, Transaction
 
 _COLUMNS = ("kind", "device_id", "ip", "user_agent", "ts")
+# Sign-ins: logins, and the session a registration starts (the spec's automatic login).
+_LOGIN_KINDS = "('login', 'register')"
 
 
 class LoginAuditStore:
     def __init__(self, db: Database):
         self.db = db
 
-    async def record_login(self, user_id: str, device_id: str, ip: str, user_agent: str, ts: int) -> None:
-        await self.db.simple_insert("login_audit", {"user_id": user_id, "device_id": device_id, "kind": "login",
+    async def record_login(self, user_id: str, device_id: str, ip: str, user_agent: str, ts: int, *,
+                           registration: bool = False) -> None:
+        """A login (kind `login`), or the session a registration started (kind `register`)."""
+        kind = "register" if registration else "login"
+        await self.db.simple_insert("login_audit", {"user_id": user_id, "device_id": device_id, "kind": kind,
                                                     "ip": ip, "user_agent": user_agent, "ts": ts})
 
     async def record_sightings(self, entries: list[tuple[str, str | None, str, str, int]]) -> int:
@@ -70,10 +75,10 @@ class LoginAuditStore:
 
         async def txn_fn(txn: Transaction) -> list[dict[str, Any]]:
             rows = await txn.fetch_all(
-                "SELECT id, user_id, device_id, ip, user_agent, ts FROM login_audit WHERE id > ? AND kind = 'login'"
-                " ORDER BY id LIMIT ?", (after_id, limit))
+                "SELECT id, user_id, device_id, ip, user_agent, ts, kind FROM login_audit WHERE id > ?"
+                f" AND kind IN {_LOGIN_KINDS} ORDER BY id LIMIT ?", (after_id, limit))
             logins = []
-            for entry_id, user_id, device_id, ip, user_agent, ts in rows:
+            for entry_id, user_id, device_id, ip, user_agent, ts, kind in rows:
                 seen_ip = await txn.fetch_one(
                     "SELECT 1 FROM login_audit WHERE user_id = ? AND id < ? AND ip = ? LIMIT 1", (user_id, entry_id, ip))
                 seen_device = await txn.fetch_one(
@@ -81,16 +86,17 @@ class LoginAuditStore:
                     " LIMIT 1", (user_id, entry_id, device_id, user_agent))
                 logins.append({"id": entry_id, "user_id": user_id, "device_id": device_id, "ip": ip,
                                "user_agent": user_agent, "ts": ts, "new_ip": seen_ip is None,
-                               "new_device": seen_device is None})
+                               "new_device": seen_device is None, "registration": kind == "register"})
             return logins
 
         return await self.db.run_interaction("login_audit_feed", txn_fn, write=False)
 
     async def logins_of_user(self, user_id: str) -> list[dict[str, Any]]:
         rows = await self.db.fetch_all(
-            "logins_of_user", "SELECT device_id, ip, user_agent, ts FROM login_audit WHERE user_id = ?"
-            " AND kind = 'login' ORDER BY ts, id", (user_id,))
-        return [{"device_id": r[0], "ip": r[1], "user_agent": r[2], "ts": r[3]} for r in rows]
+            "logins_of_user", "SELECT device_id, ip, user_agent, ts, kind FROM login_audit WHERE user_id = ?"
+            f" AND kind IN {_LOGIN_KINDS} ORDER BY ts, id", (user_id,))
+        return [{"device_id": r[0], "ip": r[1], "user_agent": r[2], "ts": r[3], "registration": r[4] == "register"}
+                for r in rows]
 
     async def delete_user(self, user_id: str) -> int:
         return await self.db.execute("forget_login_audit_of_user", "DELETE FROM login_audit WHERE user_id = ?",

@@ -19,10 +19,10 @@ def q(identifier: str) -> str:
 
 
 class Caller(User):
-    """A user whose `call` takes admin (`/_synapse/...`), client or bare client paths."""
+    """A user whose `call` takes admin (`/_synapse/...`, `/_huiskamer/...`), client or bare client paths."""
 
     async def call(self, method: str, path: str, body: Any = None, expect: int | None = 200, **params: Any) -> Any:
-        if path.startswith(("/_synapse", "/_matrix")):
+        if path.startswith(("/_synapse", "/_matrix", "/_huiskamer")):
             url = path
         else:
             url = "/_matrix/client/v3" + path

@@ -63,23 +63,37 @@ async def test_connections_list_the_ip_and_user_agent_history_and_the_logins(hs,
     data = await own(admin, "GET", f"/users/{q(session['user_id'])}/connections")
     assert any(c["device_id"] == "PHONE" and c["ip"] == "127.0.0.1" and c["user_agent"] == "CarolPhone/1.0"
                and c["last_seen_ts"] > 0 for c in data["connections"])
-    assert [entry["device_id"] for entry in data["logins"]] == ["PHONE"]
-    assert data["logins"][0]["ip"] == "127.0.0.1" and data["logins"][0]["ts"] > 0
+    # The registration's session (the spec's automatic login) first, then the login.
+    assert [entry["registration"] for entry in data["logins"]] == [True, False]
+    assert data["logins"][1]["device_id"] == "PHONE"
+    assert all(e["ip"] == "127.0.0.1" and e["ts"] > 0 for e in data["logins"])
+
+
+async def _login_with_agent(client, user: str, device_id: str, agent: str) -> None:
+    body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user},
+            "password": "correct horse", "device_id": device_id}
+    async with client.post("/_matrix/client/v3/login", json=body, headers={"User-Agent": agent}) as resp:
+        assert resp.status == 200
 
 
 async def test_the_login_feed_wakes_a_waiting_request_and_flags_new_ips_and_devices(client):
     admin = await new_admin(client)
-    await new_caller(client, "dave")
     start = await own(admin, "GET", "/logins")
     assert start["logins"] == [] and start["next_token"]
     waiting = asyncio.create_task(own(admin, "GET", "/logins", timeout=30000, **{"from": start["next_token"]}))
     await asyncio.sleep(0.1)
     assert not waiting.done()
-    await login(client, "dave", device_id="LAPTOP")
-    first = await asyncio.wait_for(waiting, 10)
+    await new_caller(client, "dave")  # registering logs the new account in: the feed's first entry
+    registered = await asyncio.wait_for(waiting, 10)
+    [entry] = registered["logins"]
+    assert entry["user_id"].startswith("@dave:") and entry["registration"] is True
+    assert entry["new_ip"] is True and entry["new_device"] is True
+    await _login_with_agent(client, "dave", "LAPTOP", "DaveLaptop/1.0")
+    first = await own(admin, "GET", "/logins", timeout=5000, **{"from": registered["next_token"]})
     assert [(e["user_id"].split(":")[0], e["device_id"]) for e in first["logins"]] == [("@dave", "LAPTOP")]
-    assert first["logins"][0]["new_device"] is True and first["logins"][0]["ip"] == "127.0.0.1"
-    await login(client, "dave", device_id="LAPTOP")
+    assert first["logins"][0]["new_device"] is True and first["logins"][0]["new_ip"] is False
+    assert first["logins"][0]["registration"] is False and first["logins"][0]["ip"] == "127.0.0.1"
+    await _login_with_agent(client, "dave", "LAPTOP", "DaveLaptop/1.0")
     again = await own(admin, "GET", "/logins", timeout=5000, **{"from": first["next_token"]})
     assert len(again["logins"]) == 1
     assert again["logins"][0]["new_ip"] is False and again["logins"][0]["new_device"] is False

@@ -65,6 +65,8 @@ async def make_privacy(make_homeserver, tmp_path, privacy_database) -> AsyncIter
         registration = tmp_path / "privacy-registration.yaml"
         registration.write_text(registration_yaml(config))
         listeners = [{"host": "127.0.0.1", "port": hs_port, "resources": ["client", "federation", "admin"]}]
+        # As `make run` configures it: the bot is the consent-exempt company a member may join unconsented.
+        hs_overrides.setdefault("consent", {"exempt_users": [config.bot_user_id]})
         hs = await make_homeserver(server_name=server_name, listeners=listeners,
                                    app_service_config_files=[str(registration)], **hs_overrides)
         client = aiohttp.ClientSession(hs.base_url("client"))
@@ -76,6 +78,8 @@ async def make_privacy(make_homeserver, tmp_path, privacy_database) -> AsyncIter
         await service.start()
         started.append(service)
         await asyncio.wait_for(service.ready.wait(), 10)
+        if config.security_notices:  # the login feed is watched from "now": new members come after
+            await asyncio.wait_for(_watching_logins(service), 10)
         env = PrivacyEnv(hs=hs, service=service, client=client, admin=admin, clock=clock, tmp_path=tmp_path)
         env.sessions.append(client)
         return env
@@ -83,6 +87,11 @@ async def make_privacy(make_homeserver, tmp_path, privacy_database) -> AsyncIter
     yield start
     for service in reversed(started):
         await service.stop()
+
+
+async def _watching_logins(service: PrivacyService) -> None:
+    while service.login_watcher_state != "running":
+        await asyncio.sleep(0.05)
 
 
 WITH_POLICY = {"consent": {"version": "1", "documents": {"1": {"nl": "policy-1.nl.html",

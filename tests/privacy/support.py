@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from appservices.privacy.service import PrivacyService
 from tests.admin.helpers import Caller, new_caller, q
@@ -30,16 +29,6 @@ class ManualClock:
         self.offset_ms += ms
 
 
-async def skip_unless_served(caller: Caller, method: str, path: str, endpoint: str) -> None:
-    """Skip (naming the endpoint) when the homeserver answers 404 M_UNRECOGNIZED: it comes from the
-    `privhs` branch and these checks run once it is merged."""
-    async with caller.client.request(method, path, headers={"Authorization": f"Bearer {caller.token}"}) as resp:
-        if resp.status in (404, 405):
-            body = await resp.json()
-            if body.get("errcode") == "M_UNRECOGNIZED":
-                pytest.skip(f"homeserver does not serve {endpoint} yet (privhs branch)")
-
-
 @dataclass
 class Member:
     caller: Caller
@@ -47,6 +36,7 @@ class Member:
     admin: Caller  # reads the DM through the admin API, so replies stay readable after an erasure
     room_id: str = ""
     seen: set[str] = field(default_factory=set)
+    consent_request: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def user_id(self) -> str:
@@ -58,6 +48,18 @@ class Member:
         self.room_id = body["room_id"]
         await self.wait_for(lambda: self._bot_joined(), what="the bot to join")
         return self.room_id
+
+    async def join_bot_dm(self, store: Any) -> list[dict[str, Any]]:
+        """Accept the DM the bot opened (with a policy set the member may not create rooms, but may join
+        one whose other member is the bot); returns the bot's messages there so far, marked seen."""
+
+        async def invited() -> bool:
+            self.room_id = await store.dm_room(self.user_id) or ""
+            return bool(self.room_id)
+
+        await self.wait_for(invited, what="the bot to open a DM")
+        await self.caller.call("POST", f"/join/{q(self.room_id)}", {})
+        return await self.next_replies()
 
     async def _bot_joined(self) -> bool:
         members = await self.caller.call("GET", f"/rooms/{q(self.room_id)}/joined_members")
@@ -116,8 +118,12 @@ class PrivacyEnv:
         return self.service.config.bot_user_id
 
     async def member(self, name: str, dm: bool = True) -> Member:
+        """A new member; with `dm`, in a DM with the bot: opened by the member, or with a consent policy
+        (the member may not create rooms before consenting) the bot's consent request, joined."""
         member = Member(await new_caller(self.client, name), self.bot, self.admin)
-        if dm:
+        if dm and self.service.config.consent.version is not None:
+            member.consent_request = await member.join_bot_dm(self.service.store)
+        elif dm:
             await member.open_dm()
         return member
 

@@ -13,7 +13,6 @@ from appservices.privacy.attachment_crypto import decrypt_attachment
 from appservices.privacy.export_format import EXPORT_CLASSES
 from appservices.privacy.service import PrivacyService
 from tests.admin.helpers import q
-from tests.privacy.support import skip_unless_served
 
 
 async def test_the_bot_joins_a_dm_from_a_local_member_and_answers_help_in_dutch(env):
@@ -211,11 +210,13 @@ async def test_a_large_export_sends_progress_messages(env):
 
 
 async def test_an_unconsented_member_is_refused_elsewhere_but_talks_to_the_bot_and_consents(consent_env):
-    """Needs the homeserver's consent tracking (`PUT /_huiskamer/admin/v1/consent/policy`, privhs branch)."""
+    """The homeserver's consent tracking (`PUT /_huiskamer/admin/v1/consent/policy`) blocks and unblocks."""
     env = consent_env
-    await skip_unless_served(env.admin, "PUT", "/_huiskamer/admin/v1/consent/policy",
-                             "PUT /_huiskamer/admin/v1/consent/policy")
-    member = await env.member("piet")
+    member = await env.member("piet")  # registering signs in: the bot opens a DM and asks
+    [asked] = member.consent_request
+    assert "versie 1" in asked["content"]["body"] and "toestemming akkoord" in asked["content"]["body"]
+    refused = await member.caller.call("POST", "/createRoom", {"preset": "private_chat"}, expect=403)
+    assert refused["errcode"] == "M_CONSENT_NOT_GIVEN"
     await env.admin.call("PUT", f"/_huiskamer/admin/v1/users/{q(env.admin.user_id)}/consent", {"version": "1"})
     room = (await env.admin.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
     await member.caller.call("POST", f"/join/{q(room)}", {}, expect=None)
@@ -265,10 +266,8 @@ async def test_the_bot_leaves_a_room_with_other_members_and_answers_nothing_ther
 
 
 async def test_with_the_homeservers_privacy_endpoints_the_export_misses_nothing(env):
-    """Needs `GET /_huiskamer/admin/v1/users/{userId}/events` and the rest of the privhs branch."""
+    """Through `GET /_huiskamer/admin/v1/users/{userId}/events` and the other endpoints of ours."""
     member = await env.member("tess")
-    await skip_unless_served(env.admin, "GET", f"/_huiskamer/admin/v1/users/{q(member.user_id)}/events",
-                             "GET /_huiskamer/admin/v1/users/{userId}/events")
     room = (await member.caller.call("POST", "/createRoom", {"name": "Weg"}))["room_id"]
     sent = await member.caller.call("POST", f"/rooms/{q(room)}/send/m.room.message",
                                     {"msgtype": "m.text", "body": "spijt"})
@@ -283,10 +282,8 @@ async def test_with_the_homeservers_privacy_endpoints_the_export_misses_nothing(
 
 
 async def test_with_the_homeservers_erase_task_the_report_lists_its_classes(env):
-    """Needs `POST /_huiskamer/admin/v1/users/{userId}/erase` (privhs branch)."""
+    """Through `POST /_huiskamer/admin/v1/users/{userId}/erase`."""
     member = await env.member("umar")
-    await skip_unless_served(env.admin, "GET", f"/_huiskamer/admin/v1/users/{q(member.user_id)}/connections",
-                             "the /_huiskamer/admin/v1 user endpoints (erase, connections)")
     confirm = (await member.ask("erase"))[0]["content"]["body"]
     code = confirm.split("'erase ")[1].split("'")[0]
     await member.ask(f"erase {code}", until="Kept")

@@ -10,7 +10,6 @@ from aiosmtpd.controller import Controller
 
 from tests.accounts.helpers import login
 from tests.admin.helpers import q
-from tests.privacy.support import skip_unless_served
 from tests.support.ports import free_port
 
 
@@ -59,14 +58,23 @@ async def test_a_new_device_login_gets_a_dm_notice_and_an_email_whose_command_si
         await env.close()
 
 
-async def test_a_login_from_a_new_ip_reaches_the_member_as_a_dm_within_five_seconds(env):
-    """Needs the homeserver's login stream (`GET /_huiskamer/admin/v1/logins`, privhs branch)."""
-    await skip_unless_served(env.admin, "GET", "/_huiskamer/admin/v1/logins", "GET /_huiskamer/admin/v1/logins")
-    member = await env.member("joost")
-    await member.wait_for(lambda: _running(env), what="the login watcher")
-    await login(env.client, member.user_id, device_id="LAPTOP2")
-    replies = await member.next_replies(until="LAPTOP2", timeout=5.0)  # the promise: a notice within 5 s
-    assert "afmelden-LAPTOP2" in replies[-1]["content"]["body"]
+async def test_a_login_from_a_new_ip_reaches_the_member_as_a_dm(make_privacy):
+    """The homeserver's login feed (`GET /_huiskamer/admin/v1/logins`) drives the notice. The promised
+    latency (< 5 s) is measured by bench/privacy_export.py; here a generous wait, so load cannot fail it."""
+    env = await make_privacy(http={"x_forwarded": True})  # the login comes "from" another address
+    try:
+        member = await env.member("joost")
+        await member.wait_for(lambda: _running(env), what="the login watcher")
+        body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": member.user_id},
+                "password": "correct horse", "device_id": "LAPTOP2"}
+        async with env.client.post("/_matrix/client/v3/login", json=body,
+                                   headers={"X-Forwarded-For": "203.0.113.7"}) as resp:
+            assert resp.status == 200
+        replies = await member.next_replies(until="LAPTOP2", timeout=30.0)
+        notice = replies[-1]["content"]["body"]
+        assert "afmelden-LAPTOP2" in notice and "203.0.113.7" in notice
+    finally:
+        await env.close()
 
 
 async def _running(env) -> bool:
