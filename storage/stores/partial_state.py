@@ -26,8 +26,18 @@ class PartialStateRoom:
 
 
 class PartialStateStore:
+    """The one writer of these tables, so it keeps the (few) partial rooms' IDs in memory: the
+    federation hand-off asks for every event sent, and a room that is not partial costs no query."""
+
     def __init__(self, db: Database):
         self.db = db
+        self._partial: set[str] | None = None  # loaded on first use
+
+    async def _partial_rooms(self) -> set[str]:
+        if self._partial is None:
+            rows = await self.db.fetch_all("partial_state_room_ids", "SELECT room_id FROM partial_state_rooms")
+            self._partial = {row[0] for row in rows}
+        return self._partial
 
     async def mark_partial(self, room_id: str, join_event_id: str, joined_via: str, servers_in_room: Sequence[str],
                            now_ms: int) -> None:
@@ -39,14 +49,18 @@ class PartialStateStore:
             " joined_via = excluded.joined_via, servers_in_room = excluded.servers_in_room,"
             " joined_ts = excluded.joined_ts",
             (room_id, join_event_id, joined_via, encode_str(list(servers_in_room)), now_ms))
+        (await self._partial_rooms()).add(room_id)
 
     async def forget(self, room_id: str, join_event_id: str) -> None:
         """Drop the mark of a join that was never persisted (its room's state is what it was)."""
         await self.db.execute("forget_partial_state",
                               "DELETE FROM partial_state_rooms WHERE room_id = ? AND join_event_id = ?",
                               (room_id, join_event_id))
+        self._partial = None  # the mark may have named another join: read the set again
 
     async def get_room(self, room_id: str) -> PartialStateRoom | None:
+        if room_id not in await self._partial_rooms():
+            return None
         row = await self.db.fetch_one(
             "get_partial_state_room",
             "SELECT room_id, join_event_id, joined_via, servers_in_room FROM partial_state_rooms WHERE room_id = ?",
@@ -54,6 +68,8 @@ class PartialStateStore:
         return _room(row) if row is not None else None
 
     async def is_partial(self, room_id: str) -> bool:
+        if room_id not in await self._partial_rooms():
+            return False
         return await self.db.fetch_value("is_partial_state_room",
                                          "SELECT 1 FROM partial_state_rooms WHERE room_id = ?", (room_id,)) is not None
 
@@ -123,7 +139,10 @@ class PartialStateStore:
                               (room_id, position))
             return position
 
-        return await self.db.run_interaction("complete_partial_state", txn_fn, isolation="read_committed")
+        position = await self.db.run_interaction("complete_partial_state", txn_fn, isolation="read_committed")
+        if position is not None:
+            (await self._partial_rooms()).discard(room_id)
+        return position
 
 
 def _room(row: Sequence) -> PartialStateRoom:

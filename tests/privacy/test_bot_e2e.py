@@ -239,7 +239,7 @@ async def test_an_export_a_restart_interrupted_runs_again_when_the_service_is_ba
     await again.start()
     try:
         await asyncio.wait_for(again.ready.wait(), 30)
-        replies = await member.next_replies(until="export-")
+        replies = await member.next_replies(until="export-", timeout=180)
         assert request.request_id in replies[0]["content"]["body"]
         assert (await again.store.get_request(request.request_id)).status == "done"
         actions = [e["action"] for e in await again.store.audit_entries(user_id=member.user_id)]

@@ -26,7 +26,7 @@ async def fill_room(hs, room_id: str, sender: str, count: int) -> None:
 
 async def statements_of(hs, request) -> int:
     """Statements run by `request()` alone: background stages idle, event cache cold."""
-    for stage in (hs.notifications.stage, hs.pushers.stage, hs.search.stage):
+    for stage in (hs.notifications.stage, hs.pushers.stage, hs.search.stage, hs.federation.handoff.stage):
         assert await stage.wait_for_live(10)
     hs.event_store._cache.clear()
     before = hs.db.statements_run
