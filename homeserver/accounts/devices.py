@@ -9,7 +9,6 @@ than `sessions.last_seen_max_age_days`.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 from homeserver.accounts.access_tokens import AuthService
@@ -17,12 +16,11 @@ from homeserver.accounts.sessions import MAX_DISPLAY_NAME_LENGTH
 from homeserver.accounts.uia import PASSWORD, UserInteractiveAuth
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, missing_param, not_found
+from homeserver.periodic import prune_periodically
 from homeserver.requester import Requester
 from homeserver.streams.bus import StreamBus
 from homeserver.streams.updates import DeviceCreated, DeviceRenamed, DevicesDeleted
 from storage.stores.accounts import AccountStore
-
-logger = logging.getLogger(__name__)
 
 DAY_MS = 24 * 3600 * 1000
 PRUNE_INTERVAL_S = 3600.0
@@ -90,7 +88,10 @@ class DeviceService:
 
     # --- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
-        self._pruner = asyncio.create_task(self._prune_periodically())
+        # A short first delay keeps start-up quick and still prunes servers that restart often.
+        self._pruner = asyncio.create_task(prune_periodically(
+            self.prune_last_seen, "last-seen entries older than the configured age", PRUNE_INTERVAL_S,
+            first_delay_s=FIRST_PRUNE_DELAY_S))
 
     async def stop(self) -> None:
         if self._pruner is not None:
@@ -171,15 +172,3 @@ class DeviceService:
         # Sightings still buffered in memory must reach the database before the cut-off applies.
         await self._auth.flush_last_seen()
         return await self._store.prune_last_seen(cutoff)
-
-    async def _prune_periodically(self) -> None:
-        # A short first delay keeps start-up quick and still prunes servers that restart often.
-        await asyncio.sleep(FIRST_PRUNE_DELAY_S)
-        while True:
-            try:
-                removed = await self.prune_last_seen()
-                if removed:
-                    logger.info("Forgot %d last-seen entries older than the configured age", removed)
-            except Exception:
-                logger.exception("Could not prune last-seen entries")
-            await asyncio.sleep(PRUNE_INTERVAL_S)

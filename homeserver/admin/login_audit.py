@@ -9,16 +9,14 @@ hourly: the log is personal data and must not outlive its purpose.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 from homeserver.admin.common import existing_local_user, page
 from homeserver.clock import Clock
 from homeserver.errors import invalid_param
+from homeserver.periodic import prune_periodically
 from storage.stores.accounts import AccountStore
 from storage.stores.login_audit import LoginAuditStore
-
-logger = logging.getLogger(__name__)
 
 DAY_MS = 24 * 3600 * 1000
 PRUNE_INTERVAL_S = 3600.0
@@ -40,7 +38,8 @@ class LoginAuditService:
         self._login_recorded = asyncio.Condition()
 
     async def start(self) -> None:
-        self._pruner = asyncio.create_task(self._prune_periodically())
+        self._pruner = asyncio.create_task(prune_periodically(
+            self.prune, "login audit entries older than the configured age", PRUNE_INTERVAL_S))
 
     async def stop(self) -> None:
         if self._pruner is not None:
@@ -113,15 +112,6 @@ class LoginAuditService:
         """Delete entries older than the configured age; returns how many went."""
         return await self._store.prune(self._clock.time_ms() - self._max_age_ms)
 
-    async def _prune_periodically(self) -> None:
-        while True:
-            try:
-                removed = await self.prune()
-                if removed:
-                    logger.info("Forgot %d login audit entries older than the configured age", removed)
-            except Exception:
-                logger.exception("Could not prune the login audit log")
-            await asyncio.sleep(PRUNE_INTERVAL_S)
 
 
 def _parse_feed_token(token: str) -> int:

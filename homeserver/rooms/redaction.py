@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from typing import Any
 
 from homeserver.clock import Clock
 from homeserver.errors import bad_json, forbidden, not_found
 from homeserver.events.event import Event
+from homeserver.periodic import prune_periodically
 from homeserver.requester import Requester
 from homeserver.rooms.power import RoomPower
 from homeserver.rooms.sender import RoomEventSender
 from homeserver.rooms.transactions import scoped_txn_id
 from storage.stores.events import EventStore
-
-logger = logging.getLogger(__name__)
 
 
 class RedactionService:
@@ -37,7 +35,8 @@ class RedactionService:
 
     def start(self) -> None:
         if self._retention_days is not None:
-            self._task = asyncio.create_task(self._prune_periodically())
+            self._task = asyncio.create_task(prune_periodically(
+                self.prune_redacted_originals, "originals of redacted events", self._prune_interval_s))
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -76,13 +75,3 @@ class RedactionService:
             return 0
         cutoff = self._clock.time_ms() - self._retention_days * 86_400_000
         return await self._events.censor_redacted_events(cutoff)
-
-    async def _prune_periodically(self) -> None:
-        while True:
-            try:
-                pruned = await self.prune_redacted_originals()
-                if pruned:
-                    logger.info("Pruned the original content of %d redacted events", pruned)
-            except Exception:
-                logger.exception("Pruning redacted events failed")
-            await asyncio.sleep(self._prune_interval_s)

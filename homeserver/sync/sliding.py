@@ -28,6 +28,7 @@ from homeserver.clock import Clock
 from homeserver.errors import MatrixError, invalid_param
 from homeserver.events.event import Event
 from homeserver.events.sync_filter import parse_sync_filter
+from homeserver.periodic import prune_periodically
 from homeserver.push.push_rules import PUSH_RULES_ACCOUNT_DATA_TYPE, PushRulesService
 from homeserver.requester import Requester
 from homeserver.rooms.serialize import ClientEventSerializer
@@ -159,7 +160,9 @@ class SlidingSyncService:
 
     # --- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
-        self._pruner = asyncio.create_task(self._prune_periodically())
+        self._pruner = asyncio.create_task(prune_periodically(
+            self.prune_connections, "sliding sync positions of expired connections", PRUNE_INTERVAL_S,
+            first_delay_s=FIRST_PRUNE_DELAY_S))
 
     async def stop(self) -> None:
         if self._pruner is not None:
@@ -183,16 +186,6 @@ class SlidingSyncService:
             del self._connections[key]
         return await self._sliding_store.prune_positions(cutoff)
 
-    async def _prune_periodically(self) -> None:
-        await asyncio.sleep(FIRST_PRUNE_DELAY_S)
-        while True:
-            try:
-                removed = await self.prune_connections()
-                if removed:
-                    logger.info("Forgot %d sliding sync positions of expired connections", removed)
-            except Exception:
-                logger.exception("Could not prune sliding sync connections")
-            await asyncio.sleep(PRUNE_INTERVAL_S)
 
     # --- connections -------------------------------------------------------------------------
     async def _previous(self, key: tuple[str, str | None, str], pos: str | None) -> Position | None:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 from urllib.parse import quote
 
 import yaml
@@ -38,18 +39,32 @@ def wait_for_tls_versions(base_url: str, ca_path: str, proc: subprocess.Popen, d
             time.sleep(0.1)
 
 
+def crash_test_config(tmp_path, database_config, ca, **overrides) -> tuple[dict, Path, int]:
+    """A federating config with quick retries, written where a subprocess can read it:
+    (raw config, its path, the listener's port)."""
+    port = free_port()
+    raw = make_test_config(tmp_path, database_config, **federation_overrides(ca, port, min_retry_interval_ms=100),
+                           outbound={"min_retry_interval_s": 0.1, "max_retry_interval_s": 0.5}, **overrides)
+    config_path = tmp_path / "homeserver.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    return raw, config_path, port
+
+
+def start_server_process(config_path: Path, port: int, ca) -> subprocess.Popen:
+    """`homeserver run` on the config, once it answers over TLS."""
+    proc = subprocess.Popen([sys.executable, "-m", "homeserver", "run", "--config", str(config_path)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_tls_versions(f"https://127.0.0.1:{port}", ca.ca_path, proc)
+    return proc
+
+
 async def test_events_queued_for_a_down_remote_arrive_exactly_once_after_a_kill_9(tmp_path, database_config, ca,
                                                                                   make_remote):
     inboxes: list[TransactionInbox] = []
     remote = await make_remote(routes=lambda r: inboxes.append(TransactionInbox(r)))
     [inbox] = inboxes
-    port = free_port()
-    raw = make_test_config(tmp_path, database_config, **federation_overrides(ca, port, min_retry_interval_ms=100),
-                           outbound={"min_retry_interval_s": 0.1, "max_retry_interval_s": 0.5},
-                           # (the remote's join would bring it our members' presence: only PDUs are counted here)
-                           presence={"enabled": False})
-    config_path = tmp_path / "homeserver.yaml"
-    config_path.write_text(yaml.safe_dump(raw))
+    # (the remote's join would bring it our members' presence: only PDUs are counted here)
+    raw, config_path, port = crash_test_config(tmp_path, database_config, ca, presence={"enabled": False})
 
     # Set up in-process: Alice's room with Bob of the remote joined (his join persisted as ours would be).
     hs = HomeServer(parse_config(raw))
@@ -62,13 +77,8 @@ async def test_events_queued_for_a_down_remote_arrive_exactly_once_after_a_kill_
     finally:
         await hs.stop()
 
-    base_url = f"https://127.0.0.1:{port}"
-
     def start() -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-m", "homeserver", "run", "--config", str(config_path)],
-                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_tls_versions(base_url, ca.ca_path, proc)
-        return proc
+        return start_server_process(config_path, port, ca)
 
     inbox.fail_with = 503  # the remote is down while we send and crash
     proc = await asyncio.to_thread(start)

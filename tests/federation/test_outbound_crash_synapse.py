@@ -13,18 +13,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from urllib.parse import quote
 
-import yaml
-
 from homeserver.config import parse_config
 from homeserver.server import HomeServer
-from tests.conftest import free_port, make_test_config
-from tests.federation.helpers import federation_overrides, tls_session
+from tests.federation.helpers import tls_session
 from tests.federation.remote_rooms import local_user
-from tests.federation.test_outbound_crash import ROOT, wait_for_tls_versions
+from tests.federation.test_outbound_crash import crash_test_config, start_server_process
 from tests.federation.test_synapse_resident_interop import synapse_call
 from tests.support.crash import send_until_killed
 
@@ -43,11 +39,7 @@ async def synapse_message_ids(synapse, token: str, room_id: str) -> list[str]:
 
 
 async def test_events_queued_for_synapse_arrive_once_after_a_kill_9(tmp_path, database_config, ca, synapse):
-    port = free_port()
-    raw = make_test_config(tmp_path, database_config, **federation_overrides(ca, port, min_retry_interval_ms=100),
-                           outbound={"min_retry_interval_s": 0.1, "max_retry_interval_s": 0.5})
-    config_path = tmp_path / "homeserver.yaml"
-    config_path.write_text(yaml.safe_dump(raw))
+    raw, config_path, port = crash_test_config(tmp_path, database_config, ca)
 
     # In process: Alice's public room, joined by Bob of Synapse.
     hs = HomeServer(parse_config(raw))
@@ -70,13 +62,8 @@ async def test_events_queued_for_synapse_arrive_once_after_a_kill_9(tmp_path, da
     finally:
         await hs.stop()
 
-    base_url = f"https://127.0.0.1:{port}"
-
     def start() -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-m", "homeserver", "run", "--config", str(config_path)],
-                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_tls_versions(base_url, ca.ca_path, proc)
-        return proc
+        return start_server_process(config_path, port, ca)
 
     proc = await asyncio.to_thread(start)
     os.kill(synapse.process.pid, signal.SIGSTOP)  # Synapse stops answering: our sends to it hang
