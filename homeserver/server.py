@@ -337,8 +337,11 @@ class HomeServer:
         self.login_audit = LoginAuditService(config.server_name, self.login_audit_store, self.account_store, clock,
                                              max_age_days=config.section("admin")["login_audit_max_age_days"])
         self.auth = AuthService(self.account_store, clock, on_sightings=[self.login_audit.on_sightings])
+        self.uia = UserInteractiveAuth(self.account_store, clock)
+        self.devices = DeviceService(self.account_store, self.auth, self.uia, self.bus, clock,
+                                     last_seen_max_age_days=sessions_config["last_seen_max_age_days"])
         self.sessions = SessionService(
-            self.account_store, self.auth, self.bus, clock,
+            self.account_store, self.auth, self.devices, self.bus, clock,
             refreshable_access_token_lifetime_ms=sessions_config["refreshable_access_token_lifetime_ms"],
             refresh_token_lifetime_ms=sessions_config["refresh_token_lifetime_ms"],
             login_token_lifetime_ms=sessions_config["login_token_lifetime_ms"],
@@ -353,7 +356,6 @@ class HomeServer:
         self.ratelimiter = RateLimiter(clock, config.rate_limits, enabled=config.rate_limits_enabled,
                                        exemptions=[app_services.is_rate_limit_exempt])
         passwords = self.passwords = PasswordHasher(config.passwords["bcrypt_rounds"], config.passwords["pepper"])
-        self.uia = UserInteractiveAuth(self.account_store, clock)
         self.registration = RegistrationService(
             config.server_name, self.account_store, self.sessions, self.uia, passwords, clock,
             enabled=config.registration["enabled"], require_token=config.registration["require_token"],
@@ -376,8 +378,6 @@ class HomeServer:
                                        unknown_user_resolvers=[app_services.resolve_unknown_user])
         self.account_data = AccountDataService(self.account_data_store, self.bus)
         self.filters = FilterService(self.filter_store)
-        self.devices = DeviceService(self.account_store, self.auth, self.uia, self.bus, clock,
-                                     last_seen_max_age_days=sessions_config["last_seen_max_age_days"])
         self.push_rules = PushRulesService(self.push_rule_store, self.bus)
         self.media = MediaService(config.server_name, self.media_store, MediaFileStore(config.media["store_path"]),
                                   clock, self.ratelimiter, config.media,
