@@ -168,8 +168,13 @@ class Federation:
                  hierarchy: SpaceHierarchyService, *, events: EventStore,
                  timeline: TimelineStore, positions: StagePositionStore, bus: StreamBus,
                  keys: KeysService, to_device: ToDeviceService, remote_devices: RemoteDeviceLists,
-                 e2ee: E2eeKeyStore, erased_users: ErasedUsers | None = None,
-                 registry: CollectorRegistry | None = None):
+                 e2ee: E2eeKeyStore, heads: RoomHeads, persister: EventPersister,
+                 received_txns: ReceivedTransactionStore, user_exists: UserExists, send_event: SendEvent,
+                 typing: TypingService, receipts: ReceiptService, presence: PresenceService,
+                 erased_users: ErasedUsers | None = None, registry: CollectorRegistry | None = None):
+        """Federation's own composition root: everything server-server, given the room pipeline (inbound
+        /send and its EDUs, the resident membership endpoints, invites) and the ephemeral services whose
+        updates go out as EDUs."""
         clock = transport.clock
         self.transport = transport
         self.server_name = transport.server_name
@@ -183,11 +188,6 @@ class Federation:
         self.key_fetcher = transport.key_fetcher
         self.authenticator = transport.authenticator
         self.min_retry_interval_ms = transport.min_retry_interval_ms
-        # Set by attach_rooms (the room pipeline is built after this object).
-        self.ingestor: EventIngestor | None = None
-        self.inbound: InboundTransactions | None = None
-        self.ephemeral_sender: EphemeralEduSender | None = None
-        self.membership: ResidentMembership | None = None
         self.key_handlers = KeyHandlers(self.local_keys, self.key_fetcher)
         self.query_handlers = FederationQueryHandlers(config.server_name, self.authenticator, profiles, aliases,
                                                       directory)
@@ -203,21 +203,12 @@ class Federation:
         self.device_lists_sender = DeviceListSender(config.server_name, e2ee, outbound_store, positions, bus, clock,
                                                     self.policy, enabled=self.enabled)
         self.device_edus = DeviceEdus(config.server_name, to_device, remote_devices)
-        self._keys = keys
-        self.device_handlers: FederationDeviceHandlers | None = None
         self.acls = ServerAcls(events)
         self.reader = FederationReader(config.server_name, events, timeline, self.acls, clock,
                                        erased_users=erased_users, partial_state=transport.partial_state_store)
         self.reading_handlers = FederationReadingHandlers(self.authenticator, self.reader)
         self.media_handlers = FederationMediaHandlers(config.server_name, self.authenticator, media)
         self.hierarchy_handlers = FederationHierarchyHandlers(self.authenticator, hierarchy)
-
-    def attach_rooms(self, events: EventStore, heads: RoomHeads, persister: EventPersister,
-                     received_txns: ReceivedTransactionStore, user_exists: UserExists,
-                     send_event: SendEvent | None = None, *, typing: TypingService, receipts: ReceiptService,
-                     presence: PresenceService) -> None:
-        """Give federation the room pipeline: inbound /send and its EDUs, the resident membership
-        endpoints, invites; and the ephemeral services whose updates go out as EDUs."""
         # The transport's one ingestor: the joining side takes its room locks too.
         self.ingestor = self.transport.ingestor(events, heads, persister)
         self.authenticator.add_acl_check(self.acls.check_request)
@@ -225,8 +216,7 @@ class Federation:
         # Inbound EDUs: edu_type -> handler.
         self.inbound = InboundTransactions(self.ingestor, received_txns, self.acls, self.clock,
                                            edu_handlers={**self.device_edus.handlers(), **ephemeral.handlers()})
-        self.device_handlers = FederationDeviceHandlers(self.server_name, self.authenticator, self._keys,
-                                                        user_exists)
+        self.device_handlers = FederationDeviceHandlers(self.server_name, self.authenticator, keys, user_exists)
         # Outbound EDUs: server.py subscribes this to the typing, receipt, presence and event updates.
         self.ephemeral_sender = EphemeralEduSender(self.server_name, events, self.handoff.queue_edus,
                                                    receipts.get_read_receipts, presence.presence_events, self.clock)
@@ -239,17 +229,13 @@ class Federation:
             return
         self.key_handlers.register_routes(app)
         self.query_handlers.register_routes(app)
-        if self.inbound is not None:
-            self.inbound.register_routes(app, self.authenticator)
-        if self.membership is not None:
-            self.membership.register_routes(app, self.authenticator)
-        if self.device_handlers is not None:
-            self.device_handlers.register_routes(app)
+        self.inbound.register_routes(app, self.authenticator)
+        self.membership.register_routes(app, self.authenticator)
+        self.device_handlers.register_routes(app)
         self.reading_handlers.register_routes(app)
         self.media_handlers.register_routes(app)
         self.hierarchy_handlers.register_routes(app)
 
     async def stop(self) -> None:
-        if self.ephemeral_sender is not None:
-            await self.ephemeral_sender.stop()
+        await self.ephemeral_sender.stop()
         await self.transport.stop()

@@ -39,7 +39,3 @@ def forbidden(message: str) -> MatrixError:
 
 def not_found(message: str) -> MatrixError:
     return MatrixError(404, "M_NOT_FOUND", message)
-
-
-def unrecognized(message: str = "Unrecognized request", status: int = 404) -> MatrixError:
-    return MatrixError(status, "M_UNRECOGNIZED", message)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from homeserver.clock import Clock
 from homeserver.config import RateLimit
@@ -10,14 +10,16 @@ from homeserver.errors import MatrixError
 
 
 class RateLimiter:
-    def __init__(self, clock: Clock, limits: dict[str, RateLimit], enabled: bool = True, max_keys: int = 100_000):
+    def __init__(self, clock: Clock, limits: dict[str, RateLimit], enabled: bool = True, max_keys: int = 100_000, *,
+                 exemptions: Sequence[Callable[[str], bool]] = ()):
         self._clock = clock
         self._limits = limits
         self._enabled = enabled
         self._max_keys = max_keys
         # (action, key) -> (tokens available, time of last update)
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
-        self._exempt: list[Callable[[str], bool]] = []
+        # Keys for which `is_exempt(key)` holds are never limited (application services' users).
+        self._exempt = tuple(exemptions)
         # (action, key) -> the admin's limit for that key; None there means unlimited.
         self._overrides: dict[tuple[str, str], RateLimit | None] = {}
 
@@ -29,10 +31,6 @@ class RateLimiter:
     def clear_override(self, action: str, key: str) -> None:
         self._overrides.pop((action, key), None)
         self._buckets.pop((action, key), None)
-
-    def add_exemption(self, is_exempt: Callable[[str], bool]) -> None:
-        """Never limit keys for which `is_exempt(key)` holds (application services' users)."""
-        self._exempt.append(is_exempt)
 
     def check(self, action: str, key: str, *, cost: float = 1.0, update: bool = True) -> None:
         """Take `cost` from the bucket or raise 429 with how long to wait.

@@ -7,6 +7,7 @@ their collaborators from here.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -48,6 +49,7 @@ from homeserver.admin.federation import AdminFederationService
 from homeserver.admin.login_audit import LoginAuditService
 from homeserver.admin.media import AdminMediaService
 from homeserver.admin.metrics import ServerStateCollector
+from homeserver.admin.moderation import Moderation
 from homeserver.admin.redact import REDACT_ALL, UserRedactionService
 from homeserver.admin.rooms import DELETE_ROOM, PURGE_HISTORY, AdminRoomService
 from homeserver.admin.server import AdminServerService
@@ -230,8 +232,8 @@ class HomeServer:
         app_service_registrations = load_registrations(self.config.app_service_config_files,
                                                        self.config.server_name)
         self.db = await create_database(self.config.database)
-        self._build_services()
-        self._build_app_services(app_service_registrations)
+        self._build(app_service_registrations)
+        self._background.append(self.app_services)
         await self._start_background()
         try:
             await self.app_services.start()
@@ -270,85 +272,151 @@ class HomeServer:
                 return f"{scheme}://{shown}:{port}"
         raise LookupError(f"no listener serves {resource!r}")
 
-    # --- wiring -----------------------------------------------------------------
-    def _build_services(self) -> None:
-        """Wire everything, top to bottom: stores, services, stream consumers, HTTP handlers."""
-        config = self.config
+    # --- wiring: stores, services, stream consumers, HTTP handlers, in that order ------------------
+    def _build(self, app_service_registrations: list[Any]) -> None:
+        """Wire everything, top to bottom. Each step only uses what the steps before it built."""
+        self.clock = Clock()
+        self._build_stores()
+        self.bus = StreamBus()
+        self.notifier = Notifier(self.metrics.registry)
+        self._build_account_services(app_service_registrations)
+        self._build_room_services()
+        self._build_ephemeral_and_e2ee_services()
+        self._build_sync_services()
+        self._build_federation()
+        self._build_admin_services()
+        self._build_outbound_delivery()
+        self._subscribe_consumers()
+        self._build_handlers()
+
+    def _build_stores(self) -> None:
+        """One store per table family; SQL lives only in them."""
         db = self.db
-        clock = self.clock = Clock()
-        registry = self.metrics.registry
-        sessions_config = config.section("sessions")
-
-        # --- stores: one per table family; SQL lives only here ---------------------------------
         self.account_store = AccountStore(db)
-        profile_store = ProfileStore(db)
+        self.admin_store = AdminStore(db)
+        self.profile_store = ProfileStore(db)
         self.account_data_store = AccountDataStore(db)
+        self.filter_store = FilterStore(db)
+        self.push_rule_store = PushRuleStore(db)
+        self.pusher_store = PusherStore(db)
+        self.media_store = MediaStore(db)
         self.event_store = EventStore(db)
+        self.timeline_store = TimelineStore(db)
+        self.relation_store = RelationStore(db)
+        self.sync_store = SyncStore(db)
+        self.sliding_sync_store = SlidingSyncStore(db)
         self.deactivation_store = DeactivationStore(db)
+        self.purge_store = PurgeStore(db)
         self.alias_store = AliasStore(db)
-        timeline_store = TimelineStore(db)
-        directory_store = DirectoryStore(db)
-        notification_store = NotificationStore(db)
-        stage_positions = StagePositionStore(db)
-        e2ee_store = E2eeKeyStore(db)
-        outbound_store = OutboundStore(db)
-        sync_store = SyncStore(db)
+        self.directory_store = DirectoryStore(db)
+        self.search_store = SearchStore(db)
+        self.notification_store = NotificationStore(db)
+        self.receipt_store = ReceiptStore(db)
+        self.presence_store = PresenceStore(db)
+        self.e2ee_store = E2eeKeyStore(db)
+        self.remote_device_store = RemoteDeviceStore(db)
+        self.to_device_store = ToDeviceStore(db)
+        self.key_backup_store = KeyBackupStore(db)
+        self.report_store = ReportStore(db)
+        self.login_audit_store = LoginAuditStore(db)
+        self.consent_store = ConsentStore(db)
+        self.user_event_store = UserEventStore(db)
+        self.threepid_validation_store = ThreepidValidationStore(db)
+        self.identity_binding_store = IdentityBindingStore(db)
+        self.received_txn_store = ReceivedTransactionStore(db)
+        self.federation_outbound_store = FederationOutboundStore(db)
+        self.app_service_queue_store = AppServiceQueueStore(db)
+        self.outbound_store = OutboundStore(db)
+        self.stage_positions = StagePositionStore(db)
 
-        # --- the stream layer: what services publish to after commit ---------------------------
-        self.bus = bus = StreamBus()
-        self.notifier = notifier = Notifier(registry)
-
-        # --- services ------------------------------------------------------------------------
-        self.ratelimiter = RateLimiter(clock, config.rate_limits, enabled=config.rate_limits_enabled)
-        self.auth = AuthService(self.account_store, clock)
-        passwords = self.passwords = PasswordHasher(config.passwords["bcrypt_rounds"], config.passwords["pepper"])
+    def _build_account_services(self, app_service_registrations: list[Any]) -> None:
+        """Accounts, sessions and the application services whose namespaces they respect."""
+        config, clock = self.config, self.clock
+        sessions_config = config.section("sessions")
+        # The login audit log hears of logins, registrations and token sightings from the services below.
+        self.login_audit = LoginAuditService(config.server_name, self.login_audit_store, self.account_store, clock,
+                                             max_age_days=config.section("admin")["login_audit_max_age_days"])
+        self.auth = AuthService(self.account_store, clock, on_sightings=[self.login_audit.on_sightings])
         self.uia = UserInteractiveAuth(self.account_store, clock)
+        self.devices = DeviceService(self.account_store, self.auth, self.uia, self.bus, clock,
+                                     last_seen_max_age_days=sessions_config["last_seen_max_age_days"])
         self.sessions = SessionService(
-            self.account_store, self.auth, bus, clock,
+            self.account_store, self.auth, self.devices, self.bus, clock,
             refreshable_access_token_lifetime_ms=sessions_config["refreshable_access_token_lifetime_ms"],
             refresh_token_lifetime_ms=sessions_config["refresh_token_lifetime_ms"],
             login_token_lifetime_ms=sessions_config["login_token_lifetime_ms"],
         )
+        # Application services: as_token requests, ghost users, namespaces, queries and ping.
+        self.app_service_metrics = AppServiceMetrics.for_registry(self.metrics.registry)
+        self.app_service_client = AppServiceClient(
+            self.app_service_metrics, legacy_authorization=config.raw["use_appservice_legacy_authorization"])
+        app_services = self.app_services = AppServices(
+            config.server_name, AppServiceRegistry(app_service_registrations), self.app_service_client,
+            self.app_service_metrics, self.account_store, self.sessions, clock, self.event_store, self.alias_store)
+        self.ratelimiter = RateLimiter(clock, config.rate_limits, enabled=config.rate_limits_enabled,
+                                       exemptions=[app_services.is_rate_limit_exempt])
+        passwords = self.passwords = PasswordHasher(config.passwords["bcrypt_rounds"], config.passwords["pepper"])
         self.registration = RegistrationService(
             config.server_name, self.account_store, self.sessions, self.uia, passwords, clock,
             enabled=config.registration["enabled"], require_token=config.registration["require_token"],
             shared_secret=config.registration["shared_secret"], allow_guests=config.registration["allow_guests"],
             auth=self.auth, ratelimiter=self.ratelimiter,
-        )
+            user_id_checks=[app_services.check_user_id_for_registration],
+            on_session=[self.login_audit.on_registration])
         self.login = LoginService(config.server_name, self.account_store, self.sessions, passwords,
                                   self.ratelimiter, self.uia,
-                                  login_via_existing_session=sessions_config["login_via_existing_session"])
+                                  login_via_existing_session=sessions_config["login_via_existing_session"],
+                                  on_login=[self.login_audit.on_login])
         self.uia.register_stage(PASSWORD, self.login.check_password_stage)
         self.uia.register_stage(REGISTRATION_TOKEN, self.registration.check_registration_token_stage)
         self.openid = OpenIdService(config.server_name, self.account_store, clock)
+        self.whois = WhoisService(self.account_store, self.auth, login_audit=self.login_audit.all_entries)
         # Federation's transport first: services that ask other servers get what they ask through.
-        self.federation_transport = FederationTransport(config, self.signing_key, db, clock)
+        self.federation_transport = FederationTransport(config, self.signing_key, self.db, clock)
         remote_queries = self.federation_transport.remote_queries
-        self.profiles = ProfileService(config.server_name, profile_store, bus, remote=remote_queries)
-        self.account_data = AccountDataService(self.account_data_store, bus)
-        self.filters = FilterService(FilterStore(db))
-        self.devices = DeviceService(self.account_store, self.auth, self.uia, bus, clock,
-                                     last_seen_max_age_days=sessions_config["last_seen_max_age_days"])
-        self.push_rules = PushRulesService(PushRuleStore(db), bus)
-        self.media = MediaService(config.server_name, MediaStore(db), MediaFileStore(config.media["store_path"]),
+        self.profiles = ProfileService(config.server_name, self.profile_store, self.bus, remote=remote_queries,
+                                       unknown_user_resolvers=[app_services.resolve_unknown_user])
+        self.account_data = AccountDataService(self.account_data_store, self.bus)
+        self.filters = FilterService(self.filter_store)
+        self.push_rules = PushRulesService(self.push_rule_store, self.bus)
+        self.media = MediaService(config.server_name, self.media_store, MediaFileStore(config.media["store_path"]),
                                   clock, self.ratelimiter, config.media,
                                   remote=self.federation_transport.remote_media)
+        # What the admin API's flags and the privacy policy mean for every send and request.
+        self.moderation = Moderation(config.server_name, self.admin_store)
+        consent_config = config.section("consent")
+        self.consent = ConsentService(
+            config.server_name, self.consent_store, self.account_store, self.event_store, self.auth, clock,
+            block_events=consent_config["block_events"], exempt_users=frozenset(consent_config["exempt_users"]),
+            is_app_service_user=lambda user_id: bool(app_services.registry.by_sender(user_id)
+                                                      or app_services.registry.interested_in_user(user_id)))
 
-        # Rooms: events are created by the sender and written by the persister (group commit).
+    def _build_room_services(self) -> None:
+        """Rooms: events are created by the sender and written by the persister (group commit)."""
+        config, clock, bus = self.config, self.clock, self.bus
+        transport, app_services = self.federation_transport, self.app_services
+        remote_queries = transport.remote_queries
+        get_profile = self.profile_store.get_profile
         self.room_heads = RoomHeads(self.event_store)
-        self.persister = EventPersister(self.event_store, self.room_heads, notifier, bus, registry=registry)
+        self.persister = EventPersister(self.event_store, self.room_heads, self.notifier, bus,
+                                        registry=self.metrics.registry)
         self.alias_service = AliasService(config.server_name, self.alias_store, self.event_store, clock,
-                                          self.auth.is_server_admin, remote=remote_queries)
-        self.event_sender = RoomEventSender(config.server_name, self.signing_key, self.event_store, self.room_heads,
-                                            self.persister, clock,
-                                            send_checks=[self.alias_service.check_canonical_alias])
+                                          self.auth.is_server_admin, remote=remote_queries,
+                                          create_checks=[app_services.check_alias_creation],
+                                          unknown_alias_resolvers=[app_services.resolve_unknown_alias])
+        self.event_sender = RoomEventSender(
+            config.server_name, self.signing_key, self.event_store, self.room_heads, self.persister, clock,
+            send_checks=[self.alias_service.check_canonical_alias, self.moderation.check_not_suspended,
+                         self.moderation.check_room_not_blocked, self.consent.check_consent])
         self.membership = MembershipService(
-            config.server_name, self.event_sender, self.event_store, self.alias_store, profile_store.get_profile,
-            remote=self.federation_transport.remote_membership(self.event_store, self.persister, self.room_heads, bus))
+            config.server_name, self.event_sender, self.event_store, self.alias_store, get_profile,
+            remote=transport.remote_membership(self.event_store, self.persister, self.room_heads, bus),
+            unknown_id_resolvers=[app_services.resolve_unknown_id])
         self.room_creator = RoomCreator(config.server_name, self.event_sender, self.alias_store, clock,
-                                        profile_store.get_profile, self.membership.invite, config.default_room_version)
+                                        get_profile, self.membership.invite, config.default_room_version,
+                                        alias_checks=[app_services.check_room_alias_name])
         # Rooms joined with partial state: what waits for their full member list.
-        self.partial_state_rooms = PartialStateRooms(self.federation_transport.partial_state_store, notifier)
+        self.partial_state_rooms = PartialStateRooms(transport.partial_state_store, self.notifier)
         self.event_serializer = ClientEventSerializer(self.event_store, clock)
         # Events of users erased at deactivation are served redacted to readers who were not in the room.
         erased_users = self.deactivation_store.get_erased_users
@@ -356,81 +424,108 @@ class HomeServer:
                                       wait_for_full_state=self.partial_state_rooms.wait_for_full_state)
         self.redactions = RedactionService(self.event_sender, self.event_store, clock,
                                            retention_days=config.section("rooms")["redaction_retention_days"])
-        self.history_visibility = HistoryVisibilityFilter(self.event_store, timeline_store, erased_users)
+        self.history_visibility = HistoryVisibilityFilter(self.event_store, self.timeline_store, erased_users)
         self.room_history = RoomHistory(
-            self.event_store, timeline_store, self.event_serializer, self.history_visibility,
+            self.event_store, self.timeline_store, self.event_serializer, self.history_visibility,
             self.account_data_store.get_global,
-            backfill=self.federation_transport.backfiller(self.event_store, self.persister, self.room_heads))
-        self.relations = RelationsService(self.event_store, RelationStore(db), self.room_history,
+            backfill=transport.backfiller(self.event_store, self.persister, self.room_heads))
+        self.relations = RelationsService(self.event_store, self.relation_store, self.room_history,
                                           self.history_visibility, self.event_serializer)
+        # The serializer bundles aggregations from the relations service, which serializes through it.
         self.event_serializer.add_unsigned_hook(self.relations.bundled_aggregations)
         self.room_upgrader = RoomUpgrader(self.event_sender, self.event_store, self.alias_store, bus, clock,
-                                          profile_store.get_profile)
-        self.reports = ReportService(ReportStore(db), self.event_store, self.account_store, self.room_reader, clock)
-        self.whois = WhoisService(self.account_store, self.auth)
-
+                                          get_profile)
+        self.reports = ReportService(self.report_store, self.event_store, self.account_store, self.room_reader,
+                                     clock)
         # Directories and search.
-        self.room_directory = RoomDirectoryService(config.server_name, directory_store, self.event_store,
+        self.room_directory = RoomDirectoryService(config.server_name, self.directory_store, self.event_store,
                                                    self.alias_service.may_manage_directory, remote=remote_queries)
         self.user_directory = UserDirectoryService(
-            directory_store, search_all_users=config.section("user_directory")["search_all_users"])
-        self.hierarchy = SpaceHierarchyService(self.event_store, remote=self.federation_transport.remote_spaces)
-        self.search = SearchService(self.event_store, SearchStore(db), timeline_store, self.room_history,
-                                    self.event_serializer, stage_positions, registry=registry)
+            self.directory_store, search_all_users=config.section("user_directory")["search_all_users"])
+        self.hierarchy = SpaceHierarchyService(self.event_store, remote=transport.remote_spaces)
+        self.search = SearchService(self.event_store, self.search_store, self.timeline_store, self.room_history,
+                                    self.event_serializer, self.stage_positions, registry=self.metrics.registry)
 
-        # Ephemeral data, push, presence and end-to-end encryption.
+    def _build_ephemeral_and_e2ee_services(self) -> None:
+        """Ephemeral data, push, presence and end-to-end encryption."""
+        config, clock, bus, notifier = self.config, self.clock, self.bus, self.notifier
+        registry = self.metrics.registry
+        remote_queries = self.federation_transport.remote_queries
         self.typing = TypingService(self.event_store, notifier, bus)
-        self.receipts = ReceiptService(ReceiptStore(db), self.event_store, self.room_reader, self.account_data,
+        self.receipts = ReceiptService(self.receipt_store, self.event_store, self.room_reader, self.account_data,
                                        notifier, bus, clock)
-        self.notifications = NotificationService(config.server_name, self.event_store, notification_store,
-                                                 self.push_rules, self.event_serializer, notifier, stage_positions,
-                                                 clock, registry=registry)
-        self.pushers = PusherService(PusherStore(db), self.notifications, notification_store, self.event_store,
-                                     stage_positions, bus, clock, registry=registry)
-        self.presence = PresenceService(config.server_name, PresenceStore(db), self.event_store, notifier,
+        self.notifications = NotificationService(config.server_name, self.event_store, self.notification_store,
+                                                 self.push_rules, self.event_serializer, notifier,
+                                                 self.stage_positions, clock, registry=registry)
+        self.pushers = PusherService(self.pusher_store, self.notifications, self.notification_store,
+                                     self.event_store, self.stage_positions, bus, clock, registry=registry)
+        self.presence = PresenceService(config.server_name, self.presence_store, self.event_store, notifier,
                                         clock, enabled=config.section("presence")["enabled"], bus=bus)
-        self.device_lists = DeviceListService(e2ee_store, self.event_store, notifier, bus)
+        self.device_lists = DeviceListService(self.e2ee_store, self.event_store, notifier, bus)
         # Users of other servers: their device lists cached, their servers asked (None when federation is off).
-        self.remote_devices = RemoteDeviceLists(config.server_name, RemoteDeviceStore(db), e2ee_store, notifier,
-                                                clock, remote=remote_queries)
-        self.keys = KeysService(config.server_name, e2ee_store, self.device_lists, clock, bus,
+        self.remote_devices = RemoteDeviceLists(config.server_name, self.remote_device_store, self.e2ee_store,
+                                                notifier, clock, remote=remote_queries)
+        self.keys = KeysService(config.server_name, self.e2ee_store, self.device_lists, clock, bus,
                                 remote_devices=self.remote_devices, remote=remote_queries)
-        self.cross_signing = CrossSigningService(config.server_name, e2ee_store, self.device_lists, self.uia,
+        self.cross_signing = CrossSigningService(config.server_name, self.e2ee_store, self.device_lists, self.uia,
                                                  self.account_store, clock)
-        self.to_device = ToDeviceService(config.server_name, ToDeviceStore(db), notifier, clock, bus)
-        self.key_backup = KeyBackupService(KeyBackupStore(db))
+        self.to_device = ToDeviceService(config.server_name, self.to_device_store, notifier, clock, bus)
+        self.key_backup = KeyBackupService(self.key_backup_store)
 
-        # /sync reads every stream; typing and receipts are ephemeral sources, presence, device lists
-        # (with key counts, every sync) and to-device messages top-level ones, push adds unread counts.
-        self.sync = SyncService(self.event_store, sync_store, self.event_serializer, self.account_data_store,
-                                self.push_rules, self.filters, notifier, clock, erased_users=erased_users,
-                                partial_state=self.federation_transport.partial_state_store)
-        for source in (self.typing, self.receipts):
-            self.sync.add_ephemeral_source(EphemeralSource(source.stream_name, source.current_position,
-                                                           source.events_for_rooms))
+    def _build_sync_services(self) -> None:
+        """/sync, sliding sync and the legacy views: read-only consumers of every stream."""
+        clock, notifier = self.clock, self.notifier
+        typing = EphemeralSource(self.typing.stream_name, self.typing.current_position, self.typing.events_for_rooms)
+        receipts = EphemeralSource(self.receipts.stream_name, self.receipts.current_position,
+                                   self.receipts.events_for_rooms)
+        presence = TopLevelSource(self.presence.stream_name, self.presence.current_position,
+                                  self.presence.sync_sections)
+        device_lists = TopLevelSource(self.device_lists.stream_name, self.device_lists.current_position,
+                                      self.device_lists.sync_sections, every_sync=True)
+        to_device = TopLevelSource(self.to_device.stream_name, self.to_device.current_position,
+                                   self.to_device.sync_sections, every_sync=True)
+        # Typing and receipts are ephemeral sources; presence, device lists (with key counts, every sync)
+        # and to-device messages top-level ones; push adds unread counts.
+        self.sync = SyncService(self.event_store, self.sync_store, self.event_serializer, self.account_data_store,
+                                self.push_rules, self.filters, notifier, clock,
+                                erased_users=self.deactivation_store.get_erased_users,
+                                partial_state=self.federation_transport.partial_state_store,
+                                presence_tracker=self.presence.syncing,
+                                presence_lookup=self.presence.presence_events)
+        for ephemeral in (typing, receipts):
+            self.sync.add_ephemeral_source(ephemeral)
         self.sync.add_room_fields_provider(self.notifications.room_fields)
-        self.sync.set_presence_tracker(self.presence.syncing)
-        self.sync.set_presence_lookup(self.presence.presence_events)
-        self.sync.add_top_level_source(TopLevelSource(self.presence.stream_name, self.presence.current_position,
-                                                      self.presence.sync_sections))
-        self.sync.add_top_level_source(TopLevelSource(self.device_lists.stream_name,
-                                                      self.device_lists.current_position,
-                                                      self.device_lists.sync_sections, every_sync=True))
-        self.sync.add_top_level_source(TopLevelSource(self.to_device.stream_name, self.to_device.current_position,
-                                                      self.to_device.sync_sections, every_sync=True))
-
+        for top_level in (presence, device_lists, to_device):
+            self.sync.add_top_level_source(top_level)
         # The legacy /events and /initialSync views, built from the sync and history services.
-        self.legacy_views = LegacyRoomViews(self.event_store, timeline_store, self.room_history,
+        self.legacy_views = LegacyRoomViews(self.event_store, self.timeline_store, self.room_history,
                                             self.history_visibility, self.event_serializer, self.account_data_store,
                                             notifier, self.sync.current_token, self.receipts.events_for_rooms,
-                                            directory_store.get_room_visibility, sync_store.get_rooms_with_new_events,
-                                            TopLevelSource(self.presence.stream_name, self.presence.current_position,
-                                                           self.presence.sync_sections),
-                                            [EphemeralSource(source.stream_name, source.current_position,
-                                                             source.events_for_rooms)
-                                             for source in (self.typing, self.receipts)])
+                                            self.directory_store.get_room_visibility,
+                                            self.sync_store.get_rooms_with_new_events, presence, [typing, receipts])
+        # Simplified sliding sync reads the same streams as /sync, through the same sources.
+        self.sliding_sync = SlidingSyncService(
+            self.sync, self.event_store, self.sync_store, self.sliding_sync_store, self.event_serializer,
+            self.account_data_store, self.push_rules, notifier, typing=typing, receipts=receipts,
+            to_device=dataclasses.replace(to_device, every_sync=False),
+            device_lists=dataclasses.replace(device_lists, every_sync=False),
+            room_fields=self.notifications.room_fields, clock=clock)
 
-        # Account management last: deactivation reaches into rooms, pushers, presence and storage of every area.
+    def _build_federation(self) -> None:
+        """Server keys, X-Matrix authentication, the read-only endpoints, inbound and outbound transactions."""
+        self.federation = Federation(
+            self.federation_transport, self.config, self.db, self.profiles, self.alias_service,
+            self.room_directory, self.media, self.hierarchy, events=self.event_store, timeline=self.timeline_store,
+            positions=self.stage_positions, bus=self.bus, keys=self.keys, to_device=self.to_device,
+            remote_devices=self.remote_devices, e2ee=self.e2ee_store, heads=self.room_heads,
+            persister=self.persister, received_txns=self.received_txn_store, user_exists=self.account_store.get_user,
+            send_event=self.event_sender.send, typing=self.typing, receipts=self.receipts, presence=self.presence,
+            erased_users=self.deactivation_store.get_erased_users, registry=self.metrics.registry)
+
+    def _build_admin_services(self) -> None:
+        """Account management and the admin API (Synapse's `/_synapse/admin`, the spec's account
+        moderation, our privacy namespace). Deactivation reaches into rooms, pushers and presence."""
+        config, clock = self.config, self.clock
         self.deactivation = AccountDeactivation(
             self.account_store, self.deactivation_store, self.auth, self.devices,
             leave_all_rooms=self.membership.leave_all_rooms, remove_pushers=self.pushers.remove_all_for_user,
@@ -440,52 +535,72 @@ class HomeServer:
             config.server_name, self.signing_key, scheme=identity_config["scheme"],
             ip_range_allowlist=identity_config["ip_range_allowlist"],
             trusted_servers=identity_config["trusted_servers"])
-        self.admin_store = AdminStore(db)
         self.email_validation = EmailValidationService(
-            ThreepidValidationStore(db), self.admin_store, Mailer(config.section("email")), clock,
+            self.threepid_validation_store, self.admin_store, Mailer(config.section("email")), clock,
             public_baseurl=config.public_baseurl,
             token_lifetime_ms=config.section("email")["validation_token_lifetime_ms"])
-        self.accounts = AccountService(self.account_store, self.auth, self.uia, self.devices, passwords,
+        self.accounts = AccountService(self.account_store, self.auth, self.uia, self.devices, self.passwords,
                                        self.deactivation, identity=self.identity_client,
-                                       bindings=IdentityBindingStore(db), email_validation=self.email_validation,
+                                       bindings=self.identity_binding_store, email_validation=self.email_validation,
                                        threepids=self.admin_store)
         self.third_party_invites = ThirdPartyInviter(self.identity_client, self.membership, self.event_sender,
-                                                     self.event_store, profile_store.get_profile)
+                                                     self.event_store, self.profile_store.get_profile)
+        self.admin_users = AdminUserService(
+            config.server_name, self.account_store, self.admin_store, self.auth, self.accounts, self.devices,
+            self.sessions, self.registration, self.profiles, self.passwords, self.event_store,
+            self.pusher_store, self.account_data, self.ratelimiter, self.moderation, clock,
+            consent=self.consent_store)
+        self.server_notices = ServerNoticeService(
+            config.server_name, config.section("server_notices"), self.account_store, self.admin_store,
+            self.event_store, self.room_creator, self.membership, self.event_sender, self.account_data, clock)
+        self.admin_server = AdminServerService(self.account_store, self.report_store, self.event_store, clock)
+        self.admin_tasks = AdminTaskRunner(self.admin_store, clock)
+        self.admin_media = AdminMediaService(config.server_name, self.media, self.media_store, self.admin_store,
+                                             self.account_store, self.event_store)
+        self.admin_rooms = AdminRoomService(
+            config.server_name, self.event_store, self.timeline_store, self.admin_store, self.purge_store,
+            self.account_store, self.alias_store, self.event_sender, self.membership, self.room_creator,
+            self.event_serializer, self.admin_tasks, clock,
+            delete_unreferenced_media=self.admin_media.delete_unreferenced)
+        self.user_redactions = UserRedactionService(config.server_name, self.event_store, self.admin_store,
+                                                    self.redactions, self.admin_tasks)
+        self.user_events = UserEventsService(self.user_event_store, self.event_store)
+        self.user_erasure = UserErasureService(
+            config.server_name, self.account_store, self.admin_store, self.event_store, self.user_event_store,
+            self.redactions, self.accounts, self.account_data, self.pusher_store, self.media, self.media_store,
+            self.login_audit, self.consent, self.threepid_validation_store, self.admin_tasks)
+        for task, run in ((DELETE_ROOM, self.admin_rooms.run_delete_room),
+                          (PURGE_HISTORY, self.admin_rooms.run_purge_history),
+                          (REDACT_ALL, self.user_redactions.run), (ERASE_USER, self.user_erasure.run)):
+            self.admin_tasks.register(task, run)
+        self.admin_federation = AdminFederationService(
+            config.server_name, self.outbound_store, self.federation_outbound_store,
+            lambda kind, destination: self.outbound.retry_now(kind, destination, forget_failures=True))
+        server_state = ServerStateCollector(self.db, self.admin_store, clock,
+                                            [self.event_store.cache_stats, self.auth.cache_stats,
+                                             self.push_rules.cache_stats])
+        server_state.register(self.metrics.registry)
+        self.metrics.set_scrape_callback("server_state", server_state.refresh)
 
-        # Simplified sliding sync reads the same streams as /sync, through the same sources.
-        self.sliding_sync = SlidingSyncService(
-            self.sync, self.event_store, sync_store, SlidingSyncStore(db), self.event_serializer,
-            self.account_data_store, self.push_rules, notifier,
-            typing=EphemeralSource(self.typing.stream_name, self.typing.current_position,
-                                   self.typing.events_for_rooms),
-            receipts=EphemeralSource(self.receipts.stream_name, self.receipts.current_position,
-                                     self.receipts.events_for_rooms),
-            to_device=TopLevelSource(self.to_device.stream_name, self.to_device.current_position,
-                                     self.to_device.sync_sections),
-            device_lists=TopLevelSource(self.device_lists.stream_name, self.device_lists.current_position,
-                                        self.device_lists.sync_sections),
-            room_fields=self.notifications.room_fields, clock=clock)
+    def _build_outbound_delivery(self) -> None:
+        """One durable queue, a courier per kind: pushers, federation transactions, appservice transactions."""
+        outbound_config = self.config.section("outbound")
+        self.app_service_delivery = AppServiceDelivery(
+            self.app_services, TransactionSender(self.app_service_client, self.app_service_metrics),
+            self.app_service_queue_store, self.event_store, self.stage_positions, self.event_serializer,
+            self.receipt_store, self.bus, self.clock, keys=self.e2ee_store, registry=self.metrics.registry)
+        self.outbound = OutboundQueue(
+            self.outbound_store, self.clock,
+            {PUSHER_KIND: self.pushers, FEDERATION_KIND: self.federation.sender,
+             APPSERVICE_KIND: self.app_service_delivery},
+            min_retry_s=outbound_config["min_retry_interval_s"],
+            max_retry_s=outbound_config["max_retry_interval_s"],
+            min_retry_s_by_kind={FEDERATION_KIND: self.federation.min_retry_interval_ms / 1000},
+            registry=self.metrics.registry)
 
-        # Federation: server keys, X-Matrix authentication, the read-only endpoints, outbound transactions.
-        self.federation = Federation(self.federation_transport, config, db, self.profiles, self.alias_service,
-                                     self.room_directory, self.media, self.hierarchy, events=self.event_store,
-                                     timeline=timeline_store, positions=stage_positions, bus=bus, keys=self.keys, to_device=self.to_device,
-                                     remote_devices=self.remote_devices, e2ee=e2ee_store, erased_users=erased_users,
-                                     registry=registry)
-
-        # Outbound delivery: one durable queue, a courier per kind.
-        outbound_config = config.section("outbound")
-        self.outbound = OutboundQueue(outbound_store, clock,
-                                      {PUSHER_KIND: self.pushers, FEDERATION_KIND: self.federation.sender},
-                                      min_retry_s=outbound_config["min_retry_interval_s"],
-                                      max_retry_s=outbound_config["max_retry_interval_s"],
-                                      min_retry_s_by_kind={FEDERATION_KIND: self.federation.min_retry_interval_ms / 1000},
-                                      registry=registry)
-        self.federation.attach_rooms(self.event_store, self.room_heads, self.persister, ReceivedTransactionStore(db),
-                                     self.account_store.get_user, self.event_sender.send,
-                                     typing=self.typing, receipts=self.receipts, presence=self.presence)
-
-        # --- stream consumers: who hears what, in this order -----------------------------------
+    def _subscribe_consumers(self) -> None:
+        """Stream consumers: who hears what, in this order."""
+        bus, outbound = self.bus, self.outbound
         for stage in (self.notifications.stage, self.pushers.stage, self.search.stage, self.federation.handoff.stage):
             bus.subscribe(EventPersisted, stage.on_event_persisted)
         bus.subscribe(EventPersisted, self.typing.on_event_persisted)
@@ -500,8 +615,8 @@ class HomeServer:
         bus.subscribe(PushRulesChanged, self.sync.on_push_rules_changed)
         bus.subscribe(PushRulesChanged, self.notifications.on_push_rules_changed)
         bus.subscribe(ReadReceiptStored, self.notifications.on_receipt)
-        ephemeral_edus = self.federation.ephemeral_sender
-        if self.federation.enabled and ephemeral_edus is not None:
+        if self.federation.enabled:
+            ephemeral_edus = self.federation.ephemeral_sender
             bus.subscribe(TypingChanged, ephemeral_edus.on_typing)
             bus.subscribe(ReadReceiptStored, ephemeral_edus.on_receipt)
             bus.subscribe(PresenceChanged, ephemeral_edus.on_presence)
@@ -516,20 +631,37 @@ class HomeServer:
         bus.subscribe(DeviceListChanged, self.federation.device_lists_sender.on_device_list_changed)
         bus.subscribe(RemoteToDeviceQueued, self.federation.device_lists_sender.on_remote_to_device)
         bus.subscribe(RoomSharingChanged, self.remote_devices.on_room_sharing_changed)
-        bus.subscribe(OutboundItemsQueued, lambda update: self.outbound.poke(update.kind, update.destination,
-                                                                              update.count))
+        delivery = self.app_service_delivery
+        bus.subscribe(EventPersisted, delivery.stage.on_event_persisted)
+        bus.subscribe(ReadReceiptStored, delivery.on_receipt)
+        bus.subscribe(TypingChanged, delivery.on_typing)
+        bus.subscribe(PresenceChanged, delivery.on_presence)
+        bus.subscribe(ToDeviceQueued, delivery.on_to_device)
+        bus.subscribe(DeviceListChanged, delivery.on_device_list_changed)
+        bus.subscribe(RoomSharingChanged, delivery.on_room_sharing_changed)
+        bus.subscribe(OneTimeKeysChanged, delivery.on_one_time_keys_changed)
+        bus.subscribe(OutboundItemsQueued, lambda update: outbound.poke(update.kind, update.destination,
+                                                                         update.count))
 
+        # A server that calls us is back: retry what waits for it now. An appservice that answers a
+        # ping likewise.
         async def retry_server_that_called_us(origin: str) -> None:
             if self.federation.sender.should_wake(origin):
-                await self.outbound.retry_now(FEDERATION_KIND, origin)
+                await outbound.retry_now(FEDERATION_KIND, origin)
 
         self.federation.authenticator.add_origin_listener(retry_server_that_called_us)
+        self.app_services.add_ping_success_callback(
+            lambda registration: outbound.retry_now(APPSERVICE_KIND, registration.id))
 
-        # --- HTTP handlers -------------------------------------------------------------------
-        authenticate = self.authenticate = RequestAuthenticator(self.auth)
+    def _build_handlers(self) -> None:
+        """HTTP handlers: parse, call a service, render."""
+        config = self.config
+        authenticate = self.authenticate = RequestAuthenticator(self.auth,
+                                                                app_services=self.app_services.requester_for_token)
         self.discovery = DiscoveryHandlers(config)
         self.session_handlers = SessionHandlers(self.registration, self.login, self.sessions, authenticate,
-                                                self.ratelimiter)
+                                                self.ratelimiter, app_service_register=self.app_services.register_user,
+                                                app_service_login=self.app_services.login)
         self.admin_register_handlers = AdminRegisterHandlers(self.registration)
         self.openid_handlers = OpenIdHandlers(self.openid, authenticate)
         self.profile_handlers = ProfileHandlers(self.profiles, authenticate)
@@ -546,7 +678,8 @@ class HomeServer:
         self.relation_handlers = RelationHandlers(self.relations, authenticate)
         self.room_handlers = RoomHandlers(self.room_creator, self.membership, self.event_sender, self.room_reader,
                                           self.redactions, self.room_upgrader, authenticate, self.ratelimiter,
-                                          third_party=self.third_party_invites)
+                                          third_party=self.third_party_invites,
+                                          is_shadow_banned=self.moderation.is_shadow_banned)
         self.directory_handlers = DirectoryHandlers(self.alias_service, authenticate)
         self.report_handlers = ReportHandlers(self.reports, authenticate, self.ratelimiter)
         self.client_admin_handlers = ClientAdminHandlers(self.whois, authenticate)
@@ -558,7 +691,8 @@ class HomeServer:
                                                          authenticate)
         self.legacy_handlers = LegacyHandlers(self.legacy_views, authenticate)
         self.search_handlers = SearchHandlers(self.search, authenticate)
-        self.ephemeral_handlers = EphemeralHandlers(self.typing, self.receipts, authenticate)
+        self.ephemeral_handlers = EphemeralHandlers(self.typing, self.receipts, authenticate,
+                                                    is_shadow_banned=self.moderation.is_shadow_banned)
         self.sync_handlers = SyncHandlers(self.sync, authenticate)
         self.sliding_sync_handlers = SlidingSyncHandlers(self.sliding_sync, authenticate)
         self.pusher_handlers = PusherHandlers(self.pushers, self.notifications, authenticate)
@@ -566,117 +700,19 @@ class HomeServer:
         self.keys_handlers = KeysHandlers(self.keys, self.cross_signing, authenticate)
         self.to_device_handlers = ToDeviceHandlers(self.to_device, authenticate)
         self.room_keys_handlers = RoomKeysHandlers(self.key_backup, authenticate)
-        self._build_admin_services(authenticate)
-
-    def _build_admin_services(self, authenticate: RequestAuthenticator) -> None:
-        """The admin API (Synapse's `/_synapse/admin` and the spec's account moderation)."""
-        config, clock = self.config, self.clock
+        self.app_service_handlers = AppServiceHandlers(self.app_services, authenticate)
+        # The admin API.
         admin_auth = AdminAuthenticator(authenticate, self.auth)
-        self.admin_users = AdminUserService(
-            config.server_name, self.account_store, self.admin_store, self.auth, self.accounts, self.devices,
-            self.sessions, self.registration, self.profiles, self.passwords, self.event_store,
-            PusherStore(self.db), self.account_data, self.ratelimiter, clock, consent=ConsentStore(self.db))
-        self.event_sender.add_send_check(self.admin_users.check_not_suspended)
-        self.room_handlers.set_shadow_ban_check(self.admin_users.is_shadow_banned)
-        self.ephemeral_handlers.set_shadow_ban_check(self.admin_users.is_shadow_banned)
-        self.login_audit = LoginAuditService(config.server_name, LoginAuditStore(self.db), self.account_store, clock,
-                                             max_age_days=config.section("admin")["login_audit_max_age_days"])
-        self.login.add_login_callback(self.login_audit.on_login)
-        self.registration.add_session_callback(self.login_audit.on_registration)
-        self.auth.add_sightings_callback(self.login_audit.on_sightings)
-        self.whois.set_login_audit_source(self.login_audit.all_entries)
         self.admin_user_handlers = AdminUserHandlers(self.admin_users, self.whois, self.login_audit, admin_auth,
                                                      authenticate)
-        self.server_notices = ServerNoticeService(
-            config.server_name, config.section("server_notices"), self.account_store, self.admin_store,
-            self.event_store, self.room_creator, self.membership, self.event_sender, self.account_data, clock)
-        self.admin_server = AdminServerService(self.account_store, ReportStore(self.db), self.event_store, clock)
         self.admin_server_handlers = AdminServerHandlers(self.admin_server, self.server_notices, admin_auth)
-        self.admin_tasks = AdminTaskRunner(self.admin_store, clock)
         self.scheduled_task_handlers = ScheduledTaskHandlers(self.admin_tasks, admin_auth)
-        self.admin_rooms = AdminRoomService(
-            config.server_name, self.event_store, TimelineStore(self.db), self.admin_store, PurgeStore(self.db),
-            self.account_store, self.alias_store, self.event_sender, self.membership, self.room_creator,
-            self.event_serializer, self.admin_tasks, clock)
-        self.admin_tasks.register(DELETE_ROOM, self.admin_rooms.run_delete_room)
-        self.admin_tasks.register(PURGE_HISTORY, self.admin_rooms.run_purge_history)
-        self.event_sender.add_send_check(self.admin_rooms.check_not_blocked)
         self.admin_room_handlers = AdminRoomHandlers(self.admin_rooms, admin_auth)
-        self.user_redactions = UserRedactionService(config.server_name, self.event_store, self.admin_store,
-                                                    self.redactions, self.admin_tasks)
-        self.admin_tasks.register(REDACT_ALL, self.user_redactions.run)
         self.user_redaction_handlers = UserRedactionHandlers(self.user_redactions, admin_auth)
-        self.admin_media = AdminMediaService(config.server_name, self.media, MediaStore(self.db), self.admin_store,
-                                             self.account_store, self.event_store)
         self.admin_media_handlers = AdminMediaHandlers(self.admin_media, admin_auth)
-        self.admin_rooms.set_media_cleaner(self.admin_media.delete_unreferenced)
-        self._build_privacy_admin(admin_auth)
-        self.admin_federation = AdminFederationService(
-            config.server_name, OutboundStore(self.db), FederationOutboundStore(self.db),
-            lambda kind, destination: self.outbound.retry_now(kind, destination, forget_failures=True))
-        self.admin_federation_handlers = AdminFederationHandlers(self.admin_federation, admin_auth)
-        server_state = ServerStateCollector(self.db, self.admin_store, clock,
-                                            [self.event_store.cache_stats, self.auth.cache_stats,
-                                             self.push_rules.cache_stats])
-        server_state.register(self.metrics.registry)
-        self.metrics.set_scrape_callback("server_state", server_state.refresh)
-
-    def _build_privacy_admin(self, admin_auth: AdminAuthenticator) -> None:
-        """Our own admin endpoints for the privacy application service: export, erasure, consent."""
-        config = self.config
-        consent_config = config.section("consent")
-        self.consent = ConsentService(
-            config.server_name, ConsentStore(self.db), self.account_store, self.event_store, self.auth, self.clock,
-            block_events=consent_config["block_events"], exempt_users=frozenset(consent_config["exempt_users"]),
-            # Application services are built after the admin API; the check runs per send, by then they exist.
-            is_app_service_user=lambda user_id: bool(self.app_services.registry.by_sender(user_id)
-                                                      or self.app_services.registry.interested_in_user(user_id)))
-        self.event_sender.add_send_check(self.consent.check_consent)
-        user_event_store = UserEventStore(self.db)
-        self.user_events = UserEventsService(user_event_store, self.event_store)
-        self.user_erasure = UserErasureService(
-            config.server_name, self.account_store, self.admin_store, self.event_store, user_event_store,
-            self.redactions, self.accounts, self.account_data, PusherStore(self.db), self.media, MediaStore(self.db),
-            self.login_audit, self.consent, ThreepidValidationStore(self.db), self.admin_tasks)
-        self.admin_tasks.register(ERASE_USER, self.user_erasure.run)
         self.privacy_admin_handlers = PrivacyAdminHandlers(self.user_events, self.login_audit, self.user_erasure,
                                                            self.consent, admin_auth)
-
-    def _build_app_services(self, registrations: list[Any]) -> None:
-        """Application services: as_token requests, ghost users, namespaces, queries and ping."""
-        metrics = AppServiceMetrics.for_registry(self.metrics.registry)
-        client = AppServiceClient(metrics,
-                                  legacy_authorization=self.config.raw["use_appservice_legacy_authorization"])
-        self.app_services = AppServices(self.config.server_name, AppServiceRegistry(registrations), client,
-                                        metrics, self.account_store, self.sessions, self.clock, self.event_store,
-                                        self.alias_store)
-        self._background.append(self.app_services)
-        self.authenticate.set_app_service_resolver(self.app_services.requester_for_token)
-        self.session_handlers.set_app_service_sessions(self.app_services.register_user, self.app_services.login)
-        self.registration.add_user_id_check(self.app_services.check_user_id_for_registration)
-        self.ratelimiter.add_exemption(self.app_services.is_rate_limit_exempt)
-        self.alias_service.add_create_check(self.app_services.check_alias_creation)
-        self.room_creator.add_alias_check(self.app_services.check_room_alias_name)
-        self.alias_service.add_unknown_alias_resolver(self.app_services.resolve_unknown_alias)
-        self.membership.add_unknown_id_resolver(self.app_services.resolve_unknown_id)
-        self.profiles.add_unknown_user_resolver(self.app_services.resolve_unknown_user)
-        self.app_service_handlers = AppServiceHandlers(self.app_services, self.authenticate)
-        # Transactions: the hand-off stage queues events, the outbound queue delivers them.
-        delivery = self.app_service_delivery = AppServiceDelivery(
-            self.app_services, TransactionSender(client, metrics), AppServiceQueueStore(self.db), self.event_store,
-            StagePositionStore(self.db), self.event_serializer, ReceiptStore(self.db), self.bus, self.clock,
-            keys=E2eeKeyStore(self.db), registry=self.metrics.registry)
-        self.outbound.add_courier(APPSERVICE_KIND, delivery)
-        self.bus.subscribe(EventPersisted, delivery.stage.on_event_persisted)
-        self.bus.subscribe(ReadReceiptStored, delivery.on_receipt)
-        self.bus.subscribe(TypingChanged, delivery.on_typing)
-        self.bus.subscribe(PresenceChanged, delivery.on_presence)
-        self.bus.subscribe(ToDeviceQueued, delivery.on_to_device)
-        self.bus.subscribe(DeviceListChanged, delivery.on_device_list_changed)
-        self.bus.subscribe(RoomSharingChanged, delivery.on_room_sharing_changed)
-        self.bus.subscribe(OneTimeKeysChanged, delivery.on_one_time_keys_changed)
-        self.app_services.add_ping_success_callback(
-            lambda registration: self.outbound.retry_now(APPSERVICE_KIND, registration.id))
+        self.admin_federation_handlers = AdminFederationHandlers(self.admin_federation, admin_auth)
 
     async def _start_background(self) -> None:
         """Start the background work, in dependency order; `stop` stops it in reverse."""
@@ -693,7 +729,7 @@ class HomeServer:
                       self.federation.device_lists_sender):
             await stage.start()
             self._background.append(stage)
-        for service in (self.admin_users, self.login_audit, self.consent, self.admin_tasks):
+        for service in (self.moderation, self.admin_users, self.login_audit, self.consent, self.admin_tasks):
             await service.start()
             self._background.append(service)
         self.persister.start()

@@ -87,3 +87,28 @@ def test_the_privacy_service_uses_only_http_apis_never_the_homeservers_code():
         for path in python_files("appservices/privacy")
     }
     assert {k: v for k, v in offending.items() if v} == {}
+
+
+# Composition roots: the only places that wire one object into another after building it.
+COMPOSITION_ROOTS = ("homeserver/server.py", "federation/wiring.py")
+HOOK_PREFIXES = ("add_", "set_", "register", "subscribe")
+# prometheus-client's way to report a value read at scrape time: a gauge, not a collaborator.
+NOT_HOOKS = ("set_function",)
+
+
+def test_no_constructor_registers_a_hook_on_another_object():
+    """Wiring lives in the composition roots: a service's `__init__` never hooks itself into a
+    collaborator (`other.add_x(self.y)`), so behaviour cannot depend on construction order."""
+    offending = []
+    for path in python_files("homeserver", "federation", "appservices"):
+        if relative(path) in COMPOSITION_ROOTS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not (isinstance(node, ast.FunctionDef) and node.name == "__init__"):
+                continue
+            for call in ast.walk(node):
+                if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                        and call.func.attr.startswith(HOOK_PREFIXES) and call.func.attr not in NOT_HOOKS
+                        and not (isinstance(call.func.value, ast.Name) and call.func.value.id == "self")):
+                    offending.append(f"{relative(path)}:{call.lineno} {ast.unparse(call.func)}")
+    assert offending == []

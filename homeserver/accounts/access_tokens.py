@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from homeserver.accounts.token_values import hash_token
 from homeserver.clock import Clock
@@ -27,7 +27,8 @@ Sighting = tuple[str, str | None, str, str, int]
 
 class AuthService:
     def __init__(self, store: AccountStore, clock: Clock, *, cache_size: int = 10_000,
-                 cache_ttl_s: float = 300.0, last_seen_flush_s: float = 5.0):
+                 cache_ttl_s: float = 300.0, last_seen_flush_s: float = 5.0,
+                 on_sightings: Sequence[Callable[[list[Sighting]], Awaitable[None]]] = ()):
         self._store = store
         self._clock = clock
         self._cache: OrderedDict[str, tuple[TokenInfo, float]] = OrderedDict()
@@ -39,13 +40,9 @@ class AuthService:
         self._flusher: asyncio.Task[None] | None = None
         # Bumped on every invalidation, so a lookup that raced with one does not re-cache a dead token.
         self._generation = 0
-        self._on_sightings: list[Callable[[list[Sighting]], Awaitable[None]]] = []
+        # `callback(entries)` with each batch of (user, device, ip, user agent, ts) before it is written.
+        self._on_sightings = tuple(on_sightings)
 
-    def add_sightings_callback(self, callback: Callable[[list[Sighting]], Awaitable[None]]) -> None:
-        """Call `callback(entries)` with each batch of (user, device, ip, user agent, ts) before it is written."""
-        self._on_sightings.append(callback)
-
-    # --- lifecycle -------------------------------------------------------------
     def start(self) -> None:
         self._flusher = asyncio.create_task(self._flush_periodically())
 

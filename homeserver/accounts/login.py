@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from homeserver.accounts.devices import PASSWORD_FLOWS, check_password_stage_user
@@ -24,7 +24,8 @@ LoginCallback = Callable[[str, str, str, str], Awaitable[None]]
 class LoginService:
     def __init__(self, server_name: str, store: AccountStore, sessions: SessionService, passwords: PasswordHasher,
                  ratelimiter: RateLimiter, uia: UserInteractiveAuth, *,
-                 login_via_existing_session: dict[str, Any] | None = None):
+                 login_via_existing_session: dict[str, Any] | None = None,
+                 on_login: Sequence[LoginCallback] = ()):
         self._server_name = server_name
         existing = login_via_existing_session or {}
         self.get_token_enabled = bool(existing.get("enabled"))
@@ -35,11 +36,8 @@ class LoginService:
         self._sessions = sessions
         self._passwords = passwords
         self._ratelimiter = ratelimiter
-        self._on_login: list[LoginCallback] = []
-
-    def add_login_callback(self, callback: LoginCallback) -> None:
-        """Call `callback(user_id, device_id, ip, user_agent)` after each successful login (audit log)."""
-        self._on_login.append(callback)
+        # `callback(user_id, device_id, ip, user_agent)` after each successful login (the audit log).
+        self._on_login = tuple(on_login)
 
     def flows(self) -> list[dict[str, Any]]:
         return LOGIN_FLOWS

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
@@ -80,17 +80,15 @@ class RemoteProfiles(Protocol):
 
 class ProfileService:
     def __init__(self, server_name: str, store: ProfileStore, bus: StreamBus, *,
-                 remote: RemoteProfiles | None = None):
+                 remote: RemoteProfiles | None = None,
+                 unknown_user_resolvers: Sequence[Callable[[str], Awaitable[bool]]] = ()):
         self._server_name = server_name
         self._store = store
         self._bus = bus
         # None: federation is off, and profiles of other servers' users are not found.
         self._remote = remote
-        self._unknown_user_resolvers: list[Callable[[str], Awaitable[bool]]] = []
-
-    def add_unknown_user_resolver(self, resolver: Callable[[str], Awaitable[bool]]) -> None:
-        """Ask `resolver(user_id)` about unknown local users (an appservice may create them); True if it did."""
-        self._unknown_user_resolvers.append(resolver)
+        # `resolver(user_id)` for unknown local users (an application service may create them); True if it did.
+        self._unknown_user_resolvers = tuple(unknown_user_resolvers)
 
     async def get_profile(self, user_id: str) -> dict[str, Any]:
         """The whole profile of a user; 404 when the user is unknown."""

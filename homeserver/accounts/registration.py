@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from homeserver.accounts.access_tokens import AuthService
@@ -42,7 +42,9 @@ class RegistrationService:
     def __init__(self, server_name: str, store: AccountStore, sessions: SessionService, uia: UserInteractiveAuth,
                  passwords: PasswordHasher, clock: Clock, *, enabled: bool, require_token: bool,
                  shared_secret: str | None, allow_guests: bool, auth: AuthService | None = None,
-                 ratelimiter: RateLimiter | None = None):
+                 ratelimiter: RateLimiter | None = None,
+                 user_id_checks: Sequence[Callable[[str], None]] = (),
+                 on_session: Sequence[Callable[[str, str, str, str], Awaitable[None]]] = ()):
         self._server_name = server_name
         self._store = store
         self._sessions = sessions
@@ -56,23 +58,16 @@ class RegistrationService:
         self._auth = auth
         self._ratelimiter = ratelimiter
         self._nonces: dict[str, int] = {}
-        self._user_id_checks: list[Callable[[str], None]] = []
-        self._on_session: list[Callable[[str, str, str, str], Awaitable[None]]] = []
-
-    def add_session_callback(self, callback: Callable[[str, str, str, str], Awaitable[None]]) -> None:
-        """Call `callback(user_id, device_id, ip, user_agent)` after a registration that logged the new
-        account in (the spec's automatic login; not with `inhibit_login`): the login audit log."""
-        self._on_session.append(callback)
+        # `check(user_id)` raises to refuse a name (application services' namespaces).
+        self._user_id_checks = tuple(user_id_checks)
+        # `callback(user_id, device_id, ip, user_agent)` after a registration that logged the new account
+        # in (the spec's automatic login; not with `inhibit_login`): the login audit log.
+        self._on_session = tuple(on_session)
 
     @property
     def flows(self) -> list[list[str]]:
         return [[REGISTRATION_TOKEN]] if self._require_token else [[DUMMY]]
 
-    def add_user_id_check(self, check: Callable[[str], None]) -> None:
-        """Run `check(user_id)` on every name asked for; it raises to refuse (namespaces of appservices)."""
-        self._user_id_checks.append(check)
-
-    # --- availability ----------------------------------------------------------------
     async def check_username_available(self, localpart: str, *, guest_user_id: str | None = None,
                                        registered_user_id: str | None = None) -> None:
         """Raise M_INVALID_USERNAME / M_USER_IN_USE, or return when the name can be registered.

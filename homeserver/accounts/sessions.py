@@ -6,26 +6,31 @@ tokens are made, stored and expired in exactly one place.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.access_tokens import AuthService
 from homeserver.accounts.token_values import hash_token, new_device_id, new_token
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, invalid_param
 from homeserver.streams.bus import StreamBus
-from homeserver.streams.updates import DeviceCreated, DevicesDeleted
+from homeserver.streams.updates import DeviceCreated
 from storage.stores.accounts import AccountStore
+
+if TYPE_CHECKING:  # devices.py imports this module's limits
+    from homeserver.accounts.devices import DeviceService
 
 MAX_DEVICE_ID_LENGTH = 255
 MAX_DISPLAY_NAME_LENGTH = 512
 
 
 class SessionService:
-    def __init__(self, store: AccountStore, auth: AuthService, bus: StreamBus, clock: Clock, *,
+    def __init__(self, store: AccountStore, auth: AuthService, devices: DeviceService, bus: StreamBus, clock: Clock, *,
                  refreshable_access_token_lifetime_ms: int | None, refresh_token_lifetime_ms: int | None,
                  login_token_lifetime_ms: int):
         self._store = store
         self._auth = auth
+        # Devices are deleted (with their tokens, and announced) only by the device service.
+        self._devices = devices
         self._clock = clock
         self._access_lifetime_ms = refreshable_access_token_lifetime_ms
         self._refresh_lifetime_ms = refresh_token_lifetime_ms
@@ -89,21 +94,16 @@ class SessionService:
         if device_id is None and token_id is None:
             return  # an appservice's as_token without a masqueraded device: nothing to end
         if device_id is not None:
-            hashes = await self._store.delete_devices(user_id, [device_id])
-        else:
-            hashes = await self._store.delete_access_tokens(user_id, token_id=token_id)
-        self._auth.invalidate_token_hashes(hashes)
-        if device_id is not None:
-            await self._bus.publish(DevicesDeleted(user_id, (device_id,)))
+            await self._devices.delete_devices(user_id, [device_id])
+            return
+        self._auth.invalidate_token_hashes(await self._store.delete_access_tokens(user_id, token_id=token_id))
 
     async def end_all_sessions(self, user_id: str) -> None:
         devices = await self._store.get_devices(user_id)
-        device_ids = [d["device_id"] for d in devices]
-        hashes = await self._store.delete_devices(user_id, device_ids)
-        hashes += await self._store.delete_access_tokens(user_id)
+        await self._devices.delete_devices(user_id, [d["device_id"] for d in devices])
+        hashes = await self._store.delete_access_tokens(user_id)
         await self._store.delete_refresh_tokens(user_id)
         self._auth.invalidate_token_hashes(hashes)
-        await self._bus.publish(DevicesDeleted(user_id, tuple(device_ids)))
 
     async def create_login_token(self, user_id: str, lifetime_ms: int | None = None) -> tuple[str, int]:
         """A one-time `m.login.token` for the user; returns (token, lifetime in ms)."""

@@ -13,14 +13,12 @@ from storage.stores.accounts import AccountStore
 
 
 class WhoisService:
-    def __init__(self, store: AccountStore, auth: AuthService):
+    def __init__(self, store: AccountStore, auth: AuthService, *,
+                 login_audit: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None):
         self._store = store
         self._auth = auth
-        self._audit: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None
-
-    def set_login_audit_source(self, source: Callable[[str], Awaitable[list[dict[str, Any]]]]) -> None:
-        """Add `source(user_id)`'s login audit entries (kind, device_id, ip, user_agent, ts) to the connections."""
-        self._audit = source
+        # `login_audit(user_id)`: the login audit entries (kind, device_id, ip, user_agent, ts) added to the connections.
+        self._audit = login_audit
 
     async def whois(self, requester: Requester, user_id: str) -> dict[str, Any]:
         """Server admins may ask about anyone; users about themselves (as Synapse allows)."""

@@ -9,7 +9,7 @@ from typing import Any
 from homeserver.admin.common import check_local_user_id, optional_bool, optional_str
 from homeserver.admin.tasks import AdminTaskRunner
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, missing_param, not_found
+from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param, not_found
 from homeserver.events.sync_filter import EventFilter
 from homeserver.identifiers import is_valid_user_id
 from homeserver.requester import Requester
@@ -86,7 +86,8 @@ class AdminRoomService:
     def __init__(self, server_name: str, events: EventStore, timeline: TimelineStore, admin_store: AdminStore,
                  purge_store: PurgeStore, accounts: AccountStore, aliases: AliasStore, sender: RoomEventSender,
                  membership: MembershipService, creator: RoomCreator, serializer: ClientEventSerializer,
-                 tasks: AdminTaskRunner, clock: Clock):
+                 tasks: AdminTaskRunner, clock: Clock, *,
+                 delete_unreferenced_media: Callable[[set[str]], Awaitable[list[str]]] | None = None):
         self._server_name = server_name
         self._events = events
         self._timeline = timeline
@@ -100,11 +101,8 @@ class AdminRoomService:
         self._serializer = serializer
         self._tasks = tasks
         self._clock = clock
-        self._delete_unreferenced_media: Callable[[set[str]], Awaitable[list[str]]] | None = None
-
-    def set_media_cleaner(self, delete_unreferenced: Callable[[set[str]], Awaitable[list[str]]]) -> None:
-        """What purges with `delete_media` call with the mxc URIs the purged events named (wired in server.py)."""
-        self._delete_unreferenced_media = delete_unreferenced
+        # What purges with `delete_media` call with the mxc URIs the purged events named.
+        self._delete_unreferenced_media = delete_unreferenced_media
 
     async def _delete_media(self, uris: set[str]) -> list[str]:
         if self._delete_unreferenced_media is None or not uris:
@@ -281,15 +279,6 @@ class AdminRoomService:
             await self._store.unblock_room(room_id)
         return {"block": bool(block)}
 
-    async def check_not_blocked(self, room_id: str, sender: str, event_type: str, content: Any,
-                                state_key: str | None) -> None:
-        """A send check: nobody joins or is invited to a blocked room."""
-        if event_type != "m.room.member" or content.get("membership") not in ("join", "invite", "knock"):
-            return
-        if await self._store.get_room_block(room_id) is not None:
-            raise forbidden("This room has been blocked on this server")
-
-    # --- joining and taking over ---------------------------------------------------------------
     async def join_user(self, requester: Requester, room_id_or_alias: str, body: dict[str, Any]) -> dict[str, Any]:
         """`POST /v1/join/{roomIdOrAlias}`: make a local user join; invited by the admin unless public."""
         user_id = body.get("user_id")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 from homeserver.accounts.access_tokens import AuthService
@@ -24,6 +23,7 @@ from homeserver.admin.common import (
     optional_str,
     page,
 )
+from homeserver.admin.moderation import Moderation
 from homeserver.clock import Clock
 from homeserver.config import RateLimit
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, missing_param
@@ -41,10 +41,6 @@ logger = logging.getLogger(__name__)
 
 USER_TYPES = ("bot", "support")
 MESSAGE_ACTION = "message"
-# Event types a suspended user may still send: leaving, and redacting (their own events; the
-# auth rules stop them redacting others' unless they are moderators, and moderators who are
-# suspended are rare enough that Synapse does not check either).
-_SUSPENDED_MAY_SEND = {"m.room.redaction"}
 
 
 class AdminUserService:
@@ -52,7 +48,8 @@ class AdminUserService:
                  account_service: AccountService, devices: DeviceService, sessions: SessionService,
                  registration: RegistrationService, profiles: ProfileService, passwords: PasswordHasher,
                  events: EventStore, pushers: PusherStore, account_data: AccountDataService,
-                 ratelimiter: RateLimiter, clock: Clock, *, consent: ConsentStore | None = None):
+                 ratelimiter: RateLimiter, moderation: Moderation, clock: Clock, *,
+                 consent: ConsentStore | None = None):
         self._server_name = server_name
         self._consent = consent
         self._accounts = accounts
@@ -69,14 +66,10 @@ class AdminUserService:
         self._account_data = account_data
         self._ratelimiter = ratelimiter
         self._clock = clock
-        # Checked on every send, so kept in memory; every change goes through this service.
-        self._suspended: set[str] = set()
-        self._shadow_banned: set[str] = set()
+        self._moderation = moderation
 
     async def start(self) -> None:
-        """Load the suspended and shadow-banned users and apply the stored rate-limit overrides to the rate limiter."""
-        self._suspended = await self._store.get_suspended_users()
-        self._shadow_banned = await self._store.get_shadow_banned_users()
+        """Apply the stored rate-limit overrides to the rate limiter."""
         for user_id, (per_second, burst) in (await self._store.get_all_ratelimit_overrides()).items():
             self._apply_ratelimit(user_id, per_second, burst)
 
@@ -252,38 +245,13 @@ class AdminUserService:
         return {f"user_{user_id}_suspended": bool(suspend)}
 
     async def _set_suspended(self, user_id: str, suspended: bool) -> None:
-        await self._store.set_user_flag(user_id, "suspended", suspended)
-        if suspended:
-            self._suspended.add(user_id)
-        else:
-            self._suspended.discard(user_id)
+        await self._moderation.set_suspended(user_id, suspended)
 
     async def set_shadow_banned(self, user_id: str, banned: bool) -> None:
         """`POST`/`DELETE /v1/users/{userId}/shadow_ban`."""
         await existing_local_user(self._accounts, self._server_name, user_id)
-        await self._store.set_user_flag(user_id, "shadow_banned", banned)
-        if banned:
-            self._shadow_banned.add(user_id)
-        else:
-            self._shadow_banned.discard(user_id)
+        await self._moderation.set_shadow_banned(user_id, banned)
 
-    def is_shadow_banned(self, user_id: str) -> bool:
-        return user_id in self._shadow_banned
-
-    def is_suspended(self, user_id: str) -> bool:
-        return user_id in self._suspended
-
-    async def check_not_suspended(self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any],
-                                  state_key: str | None) -> None:
-        """A send check: a suspended local user may leave rooms and redact, and send nothing else."""
-        if not sender.endswith(":" + self._server_name) or event_type in _SUSPENDED_MAY_SEND:
-            return
-        if event_type == "m.room.member" and content.get("membership") == "leave" and state_key == sender:
-            return
-        if self.is_suspended(sender):
-            raise MatrixError(403, "M_USER_SUSPENDED", "You cannot perform this action while suspended.")
-
-    # --- the spec's /_matrix/client/v1/admin/{lock,suspend}/{userId} ------------------------------
     async def get_moderation_flag(self, flag: str, user_id: str) -> dict[str, Any]:
         """`GET /admin/lock|suspend/{userId}` (spec): `{"locked"|"suspended": bool}`."""
         user = await self._moderation_target(user_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from homeserver.clock import Clock
@@ -25,7 +25,9 @@ class RemoteAliases(Protocol):
 
 class AliasService:
     def __init__(self, server_name: str, aliases: AliasStore, events: EventStore, clock: Clock, is_admin, *,
-                 remote: RemoteAliases | None = None):
+                 remote: RemoteAliases | None = None,
+                 create_checks: Sequence[Callable[[Requester, str], None]] = (),
+                 unknown_alias_resolvers: Sequence[Callable[[str], Awaitable[bool]]] = ()):
         self._server_name = server_name
         # None: federation is off, and other servers' aliases are not found.
         self._remote = remote
@@ -33,16 +35,10 @@ class AliasService:
         self._events = events
         self._clock = clock
         self._is_admin = is_admin
-        self._create_checks: list[Callable[[Requester, str], None]] = []
-        self._unknown_resolvers: list[Callable[[str], Awaitable[bool]]] = []
-
-    def add_create_check(self, check: Callable[[Requester, str], None]) -> None:
-        """Run `check(requester, alias)` before creating an alias; it raises to refuse (appservice namespaces)."""
-        self._create_checks.append(check)
-
-    def add_unknown_alias_resolver(self, resolver: Callable[[str], Awaitable[bool]]) -> None:
-        """Ask `resolver(alias)` about unknown local aliases (an appservice may create them); True if it did."""
-        self._unknown_resolvers.append(resolver)
+        # `check(requester, alias)` raises to refuse creating an alias (application services' namespaces).
+        self._create_checks = tuple(create_checks)
+        # `resolver(alias)` for unknown local aliases (an application service may create them); True if it did.
+        self._unknown_resolvers = tuple(unknown_alias_resolvers)
 
     def _parse(self, alias: str) -> str:
         if not is_valid_room_alias(alias):

@@ -29,14 +29,12 @@ def _room_id(request: web.Request) -> str:
 
 
 class EphemeralHandlers:
-    def __init__(self, typing: TypingService, receipts: ReceiptService, authenticate: RequestAuthenticator):
+    def __init__(self, typing: TypingService, receipts: ReceiptService, authenticate: RequestAuthenticator, *,
+                 is_shadow_banned: Callable[[str], bool] | None = None):
         self._typing = typing
         self._receipts = receipts
         self._authenticate = authenticate
-        self._is_shadow_banned: Callable[[str], bool] | None = None
-
-    def set_shadow_ban_check(self, is_shadow_banned: Callable[[str], bool]) -> None:
-        """Typing of users this names is answered as done and dropped (wired in server.py)."""
+        # Typing of users this names is answered as done and dropped.
         self._is_shadow_banned = is_shadow_banned
 
     async def set_typing(self, request: web.Request) -> web.Response:

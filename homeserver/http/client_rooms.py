@@ -78,7 +78,8 @@ class RoomHandlers:
     def __init__(self, creator: RoomCreator, membership: MembershipService, sender: RoomEventSender,
                  reader: RoomReader, redactions: RedactionService, upgrader: RoomUpgrader,
                  authenticate: RequestAuthenticator, ratelimiter: RateLimiter, *,
-                 third_party: ThirdPartyInviter | None = None):
+                 third_party: ThirdPartyInviter | None = None,
+                 is_shadow_banned: Callable[[str], bool] | None = None):
         self._third_party = third_party
         self._creator = creator
         self._membership = membership
@@ -89,12 +90,9 @@ class RoomHandlers:
         self._authenticate = authenticate
         self._ratelimiter = ratelimiter
         self._recent_txns: OrderedDict[tuple[str, str, str], None] = OrderedDict()
-        self._is_shadow_banned: Callable[[str], bool] | None = None
-        self._fake_id_key = secrets.token_bytes(32)
-
-    def set_shadow_ban_check(self, is_shadow_banned: Callable[[str], bool]) -> None:
-        """Sends and invites of users this names are answered as done and dropped (wired in server.py)."""
+        # Sends and invites of users this names are answered as done and dropped.
         self._is_shadow_banned = is_shadow_banned
+        self._fake_id_key = secrets.token_bytes(32)
 
     def _shadow_banned(self, requester: Requester) -> bool:
         return self._is_shadow_banned is not None and self._is_shadow_banned(requester.user_id)

@@ -24,19 +24,17 @@ AppServiceSessionStarter = Callable[[str, dict[str, Any]], Awaitable[dict[str, A
 
 class SessionHandlers:
     def __init__(self, registration: RegistrationService, login: LoginService, sessions: SessionService,
-                 authenticate: RequestAuthenticator, ratelimiter: RateLimiter):
+                 authenticate: RequestAuthenticator, ratelimiter: RateLimiter, *,
+                 app_service_register: AppServiceSessionStarter | None = None,
+                 app_service_login: AppServiceSessionStarter | None = None):
         self._registration = registration
         self._login = login
         self._sessions = sessions
         self._authenticate = authenticate
         self._ratelimiter = ratelimiter
-        self._app_service_register: AppServiceSessionStarter | None = None
-        self._app_service_login: AppServiceSessionStarter | None = None
-
-    def set_app_service_sessions(self, register: AppServiceSessionStarter, login: AppServiceSessionStarter) -> None:
-        """Serve `m.login.application_service` registrations and logins (made with an as_token)."""
-        self._app_service_register = register
-        self._app_service_login = login
+        # `m.login.application_service` registrations and logins (made with an as_token).
+        self._app_service_register = app_service_register
+        self._app_service_login = app_service_login
 
     async def _app_service_session(self, request: web.Request, body: dict[str, Any],
                                    start: AppServiceSessionStarter | None) -> web.Response:

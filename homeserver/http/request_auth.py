@@ -15,13 +15,10 @@ AppServiceResolver = Callable[[str, Mapping[str, str]], Awaitable[Requester | No
 
 
 class RequestAuthenticator:
-    def __init__(self, auth: AuthService):
+    def __init__(self, auth: AuthService, *, app_services: AppServiceResolver | None = None):
         self._auth = auth
-        self._app_services: AppServiceResolver | None = None
-
-    def set_app_service_resolver(self, resolver: AppServiceResolver) -> None:
-        """Let application services authenticate with their as_token (checked before user tokens)."""
-        self._app_services = resolver
+        # Application services authenticate with their as_token (checked before user tokens).
+        self._app_services = app_services
 
     async def __call__(self, request: web.Request, *, allow_guest: bool = False,
                        allow_expired: bool = False) -> Requester:

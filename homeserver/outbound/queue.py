@@ -67,11 +67,6 @@ class OutboundQueue:
         self._stopping = False
         self._metrics = _metrics(registry)
 
-    def add_courier(self, kind: str, courier: Courier) -> None:
-        """Deliver items of `kind` through `courier` (server.py wires it before `start`)."""
-        self._couriers[kind] = courier
-
-    # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         """Resume every destination that still has items queued (after a restart)."""
         self._stopping = False

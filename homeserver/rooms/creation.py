@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import string
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from homeserver.clock import Clock
@@ -70,7 +70,8 @@ class Invite(Protocol):
 
 class RoomCreator:
     def __init__(self, server_name: str, sender: RoomEventSender, aliases: AliasStore, clock: Clock,
-                 profiles: ProfileLookup, invite: Invite, default_room_version: str):
+                 profiles: ProfileLookup, invite: Invite, default_room_version: str, *,
+                 alias_checks: Sequence[Callable[[str, str], None]] = ()):
         self._server_name = server_name
         self._invite = invite
         self._sender = sender
@@ -78,11 +79,8 @@ class RoomCreator:
         self._clock = clock
         self._profiles = profiles
         self._default_room_version = default_room_version
-        self._alias_checks: list[Callable[[str, str], None]] = []
-
-    def add_alias_check(self, check: Callable[[str, str], None]) -> None:
-        """Run `check(creator, alias)` on `room_alias_name`; it raises to refuse (appservice namespaces)."""
-        self._alias_checks.append(check)
+        # `check(creator, alias)` on `room_alias_name` raises to refuse (application services' namespaces).
+        self._alias_checks = tuple(alias_checks)
 
     async def create_room(self, creator: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create a room from a /createRoom request body; returns `{"room_id": ...}`."""

@@ -53,7 +53,8 @@ class RemoteRooms(Protocol):
 
 class MembershipService:
     def __init__(self, server_name: str, sender: RoomEventSender, events: EventStore, aliases: AliasStore,
-                 profiles: ProfileLookup, *, remote: RemoteRooms | None = None):
+                 profiles: ProfileLookup, *, remote: RemoteRooms | None = None,
+                 unknown_id_resolvers: Sequence[Callable[[str], Awaitable[bool]]] = ()):
         self._server_name = server_name
         self._sender = sender
         self._events = events
@@ -61,11 +62,8 @@ class MembershipService:
         self._profiles = profiles
         # None: federation is off; rooms and users of other servers are refused with a clear error.
         self._remote = remote
-        self._unknown_resolvers: list[Callable[[str], Awaitable[bool]]] = []
-
-    def add_unknown_id_resolver(self, resolver: Callable[[str], Awaitable[bool]]) -> None:
-        """Ask `resolver(id)` about unknown local aliases and invitees (appservices may create them)."""
-        self._unknown_resolvers.append(resolver)
+        # `resolver(id)` for unknown local aliases and invitees (application services may create them).
+        self._unknown_resolvers = tuple(unknown_id_resolvers)
 
     async def _ask_resolvers(self, identifier: str) -> bool:
         for resolver in self._unknown_resolvers:

@@ -62,10 +62,6 @@ class RoomEventSender:
         self._pending_txns: dict[tuple[str, str, str], asyncio.Future[Event]] = {}
         self._recent_txns: OrderedDict[tuple[str, str, str], Event] = OrderedDict()
 
-    def add_send_check(self, check: SendCheck) -> None:
-        """Run `check(room_id, sender, type, content, state_key)` before each local send (wired in server.py)."""
-        self._send_checks.append(check)
-
     def room_lock(self, room_id: str) -> asyncio.Lock:
         """The room's lock, for work that must not interleave with building the room's next event."""
         return self._heads.lock(room_id)

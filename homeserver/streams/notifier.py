@@ -98,9 +98,6 @@ class Notifier:
             for listener in self._by_user.get(user_id, ()):
                 listener.wake()
 
-    def listener_count(self) -> int:
-        return sum(len(v) for v in self._by_user.values())
-
 
 def _metrics(registry: CollectorRegistry | None, notifier: Notifier) -> Histogram | None:
     if registry is None:

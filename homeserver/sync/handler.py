@@ -98,7 +98,9 @@ class SyncService:
     def __init__(self, events: EventStore, store: SyncStore, serializer: ClientEventSerializer,
                  account_data: AccountDataStore, push_rules: PushRulesService, filters: FilterService,
                  notifier: Notifier, clock: Clock, *, erased_users: ErasedUsers | None = None,
-                 partial_state: PartialStateStore | None = None):
+                 partial_state: PartialStateStore | None = None,
+                 presence_tracker: Callable[[str, str], AbstractAsyncContextManager[Any]] | None = None,
+                 presence_lookup: Callable[[Sequence[str]], Awaitable[list[dict[str, Any]]]] | None = None):
         self._events = events
         # Rooms joined with partial state whose full state arrived since a token get their whole state.
         self._partial_state = partial_state
@@ -115,9 +117,10 @@ class SyncService:
         self._top_level: list[TopLevelSource] = []
         self._ignored: dict[str, frozenset[str]] = {}
         # (user_id, set_presence) -> async context manager held around the request (presence).
-        self._presence_tracker: Callable[[str, str], AbstractAsyncContextManager[Any]] | None = None
-        # user IDs -> their current m.presence events, for users newly sharing a room (presence).
-        self._presence_lookup: Callable[[Sequence[str]], Awaitable[list[dict[str, Any]]]] | None = None
+        self._presence_tracker = presence_tracker
+        # user IDs -> their current m.presence events: an incremental sync adds those of users who came
+        # to share a room with the syncing user since the token (presence).
+        self._presence_lookup = presence_lookup
         # (user, device) -> room -> member user -> member event ID this device was sent (lazy loading).
         self._lazy_sent: OrderedDict[tuple[str, str | None], dict[str, dict[str, str]]] = OrderedDict()
         self._flights = Flights()
@@ -138,15 +141,6 @@ class SyncService:
     def add_top_level_source(self, source: TopLevelSource) -> None:
         self._check_stream(source.stream)
         self._top_level.append(source)
-
-    def set_presence_tracker(self, tracker: Callable[[str, str], AbstractAsyncContextManager[Any]]) -> None:
-        """Let `set_presence` take effect: `tracker(user_id, set_presence)` wraps each request."""
-        self._presence_tracker = tracker
-
-    def set_presence_lookup(self, lookup: Callable[[Sequence[str]], Awaitable[list[dict[str, Any]]]]) -> None:
-        """`lookup(user_ids)` gives current presence events: an incremental sync adds those of users
-        who came to share a room with the syncing user since the token."""
-        self._presence_lookup = lookup
 
     @staticmethod
     def _check_stream(stream: str) -> None:
