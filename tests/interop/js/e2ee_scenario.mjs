@@ -12,14 +12,6 @@
 // which her first device learns through device_lists and /keys/query. One line per step on stdout; on any
 // failure a line starting with "FAIL" and exit status 1. Set INTEROP_JS_VERBOSE=1 for the SDK's own logging.
 
-// matrix-js-sdk 43 declares Node 22; on Node 20 this is the only missing piece.
-Promise.withResolvers ??= function () { let resolve, reject; const promise = new this((a, b) => { resolve = a; reject = b; }); return { promise, resolve, reject }; };
-
-import { randomBytes, webcrypto } from "node:crypto";
-
-// The wasm crypto and the SDK use Web Crypto; Node 20 has it as a global already, older builds may not.
-globalThis.crypto ??= webcrypto;
-
 import {
     ClientEvent,
     EventType,
@@ -30,151 +22,9 @@ import {
     createClient,
 } from "matrix-js-sdk";
 
-const WAIT_MS = 20_000;
-const SCENARIO_MS = 180_000;
-const PASSWORD = "correct horse battery staple";
+import { check, eventually, login, Observed, PASSWORD, recordingFetch, register, runScenario } from "./harness.mjs";
+
 const MEGOLM = "m.megolm.v1.aes-sha2";
-
-if (!process.env.INTEROP_JS_VERBOSE) {
-    // The SDK and the wasm crypto log through console; our step lines and the FAIL line say what went wrong.
-    for (const method of ["log", "info", "debug", "trace", "warn", "error"]) console[method] = () => {};
-}
-
-function say(line) {
-    process.stdout.write(`${line}\n`);
-}
-
-class ScenarioError extends Error {}
-
-function check(condition, message) {
-    if (!condition) throw new ScenarioError(message);
-}
-
-// The last requests of all clients, printed on failure: what the SDK asked just before it went wrong.
-const REQUEST_LOG_SIZE = 60;
-const requestLog = [];
-
-function recordingFetch(who) {
-    return async (input, init) => {
-        const started = performance.now();
-        const url = new URL(typeof input === "string" || input instanceof URL ? input : input.url);
-        const line = `${who} ${init?.method ?? "GET"} ${url.pathname.replace("/_matrix/client", "")}`;
-        const remember = (outcome) => {
-            requestLog.push(`${line} -> ${outcome} (${Math.round(performance.now() - started)} ms)`);
-            if (requestLog.length > REQUEST_LOG_SIZE) requestLog.shift();
-        };
-        try {
-            const response = await fetch(input, init);
-            remember(response.status);
-            return response;
-        } catch (error) {
-            remember(error.name);
-            throw error;
-        }
-    };
-}
-
-/** What one client's sync loop and crypto have delivered, as {kind, roomId, data} items, with bounded waits. */
-class Observed {
-    constructor(name) {
-        this.name = name;
-        this.items = [];
-        this.waiters = new Set();
-    }
-
-    mark() {
-        return this.items.length;
-    }
-
-    record(kind, roomId, data) {
-        this.items.push({ kind, roomId, data });
-        for (const waiter of this.waiters) waiter();
-    }
-
-    waitFor(description, predicate, since = 0, timeoutMs = WAIT_MS) {
-        return new Promise((resolve, reject) => {
-            const scan = () => {
-                for (const item of this.items.slice(since)) {
-                    if (item.kind === "sync-error") {
-                        finish();
-                        reject(new ScenarioError(`${this.name}'s sync loop failed: ${item.data}`));
-                        return;
-                    }
-                    if (predicate(item)) {
-                        finish();
-                        resolve(item.data);
-                        return;
-                    }
-                }
-            };
-            const timer = setTimeout(() => {
-                finish();
-                const last = this.items.slice(-10).map((item) => `${item.kind}:${describe(item.data)}`);
-                reject(new ScenarioError(
-                    `${this.name} did not see ${description} within ${timeoutMs / 1000}s; last seen: ${last.join(", ")}`,
-                ));
-            }, timeoutMs);
-            const finish = () => {
-                clearTimeout(timer);
-                this.waiters.delete(scan);
-            };
-            this.waiters.add(scan);
-            scan();
-        });
-    }
-}
-
-function describe(data) {
-    if (data && typeof data.getType === "function") {
-        const failure = data.isDecryptionFailure?.() ? ` (undecryptable: ${data.decryptionFailureReason})` : "";
-        return `${data.getType()}${failure}`;
-    }
-    return typeof data === "string" ? data : typeof data;
-}
-
-/** Poll an asynchronous condition; fail after `timeoutMs`. */
-async function eventually(condition, describeWanted, timeoutMs = WAIT_MS) {
-    const deadline = performance.now() + timeoutMs;
-    for (;;) {
-        if (await condition()) return;
-        check(performance.now() < deadline, `timed out after ${timeoutMs / 1000}s waiting for ${await describeWanted()}`);
-        await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-}
-
-/** Register like Element does: learn the UIA session from a 401, then complete m.login.dummy. */
-async function register(baseUrl, prefix) {
-    const anonymous = createClient({ baseUrl, fetchFn: recordingFetch(`${prefix}(register)`) });
-    const username = `${prefix}-e2ee-${randomBytes(4).toString("hex")}`;
-    const request = { username, password: PASSWORD, initial_device_display_name: `${prefix} js-sdk` };
-    let session;
-    try {
-        await anonymous.registerRequest(request);
-        throw new ScenarioError("register without auth succeeded; expected a 401 with UIA flows");
-    } catch (error) {
-        if (error instanceof ScenarioError) throw error;
-        check(error.httpStatus === 401, `register without auth: expected 401, got ${error.httpStatus} ${error.message}`);
-        session = error.data?.session;
-        check(typeof session === "string", "the 401 carries no UIA session");
-    }
-    const registered = await anonymous.registerRequest({ ...request, auth: { type: "m.login.dummy", session } });
-    return { ...registered, username };
-}
-
-/** A second login of an existing user: a new device with no keys of its own yet. */
-async function login(baseUrl, name, username) {
-    const anonymous = createClient({ baseUrl, fetchFn: recordingFetch(`${name}(login)`) });
-    const response = await anonymous.loginRequest({
-        type: "m.login.password",
-        identifier: { type: "m.id.user", user: username },
-        password: PASSWORD,
-        initial_device_display_name: `${name} js-sdk`,
-    });
-    for (const field of ["user_id", "access_token", "device_id"]) {
-        check(typeof response[field] === "string", `login response lacks ${field}`);
-    }
-    return response;
-}
 
 /** A logged-in client with Rust crypto whose startClient() sync loop feeds an Observed. */
 async function startEncryptingClient(baseUrl, name, session) {
@@ -222,22 +72,11 @@ const isMembership = (roomId, userId, membership) => (item) =>
     item.kind === "timeline" && item.roomId === roomId && item.data.getType() === EventType.RoomMember &&
     item.data.getStateKey() === userId && item.data.getContent().membership === membership;
 
-async function step(name, action) {
-    const started = performance.now();
-    try {
-        await action();
-    } catch (error) {
-        error.message = `step '${name}': ${error.message}`;
-        throw error;
-    }
-    say(`js e2ee step ok: ${name} (${Math.round(performance.now() - started)} ms)`);
-}
-
-async function scenario(baseUrl, clients) {
+async function scenario(baseUrl, step, clients) {
     let alice, bob, aliceAgain, aliceUsername, roomId, hello, hi, backupVersion, recoveryKey;
 
     await step("register alice and bob, start rust crypto and their sync loops", async () => {
-        const [a, b] = await Promise.all([register(baseUrl, "alice"), register(baseUrl, "bob")]);
+        const [a, b] = await Promise.all([register(baseUrl, "alice", "e2ee"), register(baseUrl, "bob", "e2ee")]);
         aliceUsername = a.username;
         [alice, bob] = await Promise.all([
             startEncryptingClient(baseUrl, "alice", a), startEncryptingClient(baseUrl, "bob", b),
@@ -406,34 +245,4 @@ function passwordAuth(userId) {
     };
 }
 
-async function main() {
-    const baseUrl = process.argv[2];
-    if (!baseUrl) {
-        say("usage: node e2ee_scenario.mjs BASE_URL");
-        return 2;
-    }
-    const clients = [];
-    const started = performance.now();
-    let deadline;
-    try {
-        await Promise.race([
-            scenario(baseUrl.replace(/\/$/, ""), clients),
-            new Promise((_, reject) => {
-                deadline = setTimeout(() => reject(new ScenarioError(`scenario exceeded ${SCENARIO_MS / 1000}s`)), SCENARIO_MS);
-            }),
-        ]);
-        say(`js e2ee scenario total: ${Math.round(performance.now() - started)} ms`);
-        return 0;
-    } catch (error) {
-        const where = error instanceof ScenarioError ? "" : ` (${error.name}${error.httpStatus ? ` HTTP ${error.httpStatus}` : ""})`;
-        say(`FAIL${where}: ${error.message}`);
-        if (!(error instanceof ScenarioError) && error.stack) process.stderr.write(`${error.stack}\n`);
-        say(`last requests:\n  ${requestLog.join("\n  ")}`);
-        return 1;
-    } finally {
-        clearTimeout(deadline);
-        for (const client of clients) client.stopClient();
-    }
-}
-
-process.exit(await main());
+await runScenario({ label: "js e2ee", script: "e2ee_scenario.mjs", scenario, defaultWaitMs: 20_000 });

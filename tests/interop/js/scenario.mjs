@@ -8,9 +8,6 @@
 // on any failure a line starting with "FAIL" and exit status 1.
 // Set INTEROP_JS_VERBOSE=1 to see the SDK's own logging.
 
-// matrix-js-sdk 43 declares Node 22; on Node 20 this is the only missing piece.
-Promise.withResolvers ??= function () { let resolve, reject; const promise = new this((a, b) => { resolve = a; reject = b; }); return { promise, resolve, reject }; };
-
 import { randomBytes } from "node:crypto";
 
 import {
@@ -26,147 +23,13 @@ import {
     createClient,
 } from "matrix-js-sdk";
 
-const WAIT_MS = 15_000;
-const SCENARIO_MS = 180_000;
-const PASSWORD = "correct horse battery staple";
-
-if (!process.env.INTEROP_JS_VERBOSE) {
-    // The SDK logs every request, and every retry of a failing one, through console; our step lines
-    // and the FAIL line (with the error the SDK raised) say what went wrong.
-    for (const method of ["log", "info", "debug", "trace", "warn", "error"]) console[method] = () => {};
-}
-
-function say(line) {
-    process.stdout.write(`${line}\n`);
-}
-
-class ScenarioError extends Error {}
-
-// The last requests of both clients, printed on failure: what the SDK asked just before it went wrong.
-const REQUEST_LOG_SIZE = 40;
-const requestLog = [];
-
-function recordingFetch(who) {
-    return async (input, init) => {
-        const started = performance.now();
-        const url = new URL(typeof input === "string" || input instanceof URL ? input : input.url);
-        const line = `${who} ${init?.method ?? "GET"} ${url.pathname.replace("/_matrix/client", "")}`;
-        const remember = (outcome) => {
-            requestLog.push(`${line} -> ${outcome} (${Math.round(performance.now() - started)} ms)`);
-            if (requestLog.length > REQUEST_LOG_SIZE) requestLog.shift();
-        };
-        try {
-            const response = await fetch(input, init);
-            remember(response.status);
-            return response;
-        } catch (error) {
-            remember(error.name);
-            throw error;
-        }
-    };
-}
-
-function check(condition, message) {
-    if (!condition) throw new ScenarioError(message);
-}
-
-/** What one client's sync loop has delivered, as {kind, roomId, data} items, with bounded waits. */
-class Observed {
-    constructor(name) {
-        this.name = name;
-        this.items = [];
-        this.waiters = new Set();
-    }
-
-    mark() {
-        return this.items.length;
-    }
-
-    record(kind, roomId, data) {
-        this.items.push({ kind, roomId, data });
-        for (const waiter of this.waiters) waiter();
-    }
-
-    waitFor(description, predicate, since = 0, timeoutMs = WAIT_MS) {
-        return new Promise((resolve, reject) => {
-            const scan = () => {
-                for (const item of this.items.slice(since)) {
-                    if (item.kind === "sync-error") {
-                        finish();
-                        reject(new ScenarioError(`${this.name}'s sync loop failed: ${item.data}`));
-                        return;
-                    }
-                    if (predicate(item)) {
-                        finish();
-                        resolve(item.data);
-                        return;
-                    }
-                }
-            };
-            const timer = setTimeout(() => {
-                finish();
-                const last = this.items.slice(-10).map((item) => item.kind + ":" + describe(item.data));
-                reject(new ScenarioError(
-                    `${this.name} did not see ${description} within ${timeoutMs / 1000}s; last seen: ${last.join(", ")}`,
-                ));
-            }, timeoutMs);
-            const finish = () => {
-                clearTimeout(timer);
-                this.waiters.delete(scan);
-            };
-            this.waiters.add(scan);
-            scan();
-        });
-    }
-}
-
-function describe(data) {
-    if (data && typeof data.getType === "function") return data.getType();
-    return typeof data === "string" ? data : typeof data;
-}
-
-/** Poll a condition on client state that the SDK updates asynchronously; fail after WAIT_MS. */
-async function eventually(condition, describeWanted, timeoutMs = WAIT_MS) {
-    const deadline = performance.now() + timeoutMs;
-    while (!condition()) {
-        check(performance.now() < deadline, `timed out after ${timeoutMs / 1000}s waiting for ${describeWanted()}`);
-        await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-}
+import { Observed, check, eventually, recordingFetch, register, runScenario } from "./harness.mjs";
 
 function describeThread(room, rootId) {
     const thread = room.getThread(rootId);
     if (!thread) return `no thread; room has threads ${JSON.stringify(room.getThreads().map((t) => t.id))}`;
     return `thread of ${rootId} with length ${thread.length}, initialEventsFetched ${thread.initialEventsFetched}, ` +
         `events ${JSON.stringify(thread.events.map((e) => `${e.getId()} ${e.getType()}`))}`;
-}
-
-function uniqueLocalpart(prefix) {
-    return `${prefix}-js-${randomBytes(4).toString("hex")}`;
-}
-
-/** Register like Element does: learn the UIA session from a 401, then complete m.login.dummy. */
-async function register(baseUrl, prefix) {
-    const anonymous = createClient({ baseUrl, fetchFn: recordingFetch(`${prefix}(register)`) });
-    const username = uniqueLocalpart(prefix);
-    const request = { username, password: PASSWORD, initial_device_display_name: `${prefix} js-sdk` };
-    let session;
-    try {
-        await anonymous.registerRequest(request);
-        throw new ScenarioError("register without auth succeeded; expected a 401 with UIA flows");
-    } catch (error) {
-        if (error instanceof ScenarioError) throw error;
-        check(error.httpStatus === 401, `register without auth: expected 401, got ${error.httpStatus} ${error.message}`);
-        const flows = error.data?.flows ?? [];
-        check(flows.some((flow) => flow.stages?.includes("m.login.dummy")), `no m.login.dummy flow in ${JSON.stringify(flows)}`);
-        session = error.data.session;
-        check(typeof session === "string", "the 401 carries no UIA session");
-    }
-    const registered = await anonymous.registerRequest({ ...request, auth: { type: "m.login.dummy", session } });
-    for (const field of ["user_id", "access_token", "device_id"]) {
-        check(typeof registered[field] === "string", `register response lacks ${field}`);
-    }
-    return registered;
 }
 
 /** A logged-in client whose startClient() sync loop feeds an Observed through the SDK's events. */
@@ -203,18 +66,7 @@ const isMembership = (roomId, userId, membership) => (item) =>
     item.kind === "timeline" && item.roomId === roomId && item.data.getType() === EventType.RoomMember &&
     item.data.getStateKey() === userId && item.data.getContent().membership === membership;
 
-async function step(name, action) {
-    const started = performance.now();
-    try {
-        await action();
-    } catch (error) {
-        error.message = `step '${name}': ${error.message}`;
-        throw error;
-    }
-    say(`js step ok: ${name} (${Math.round(performance.now() - started)} ms)`);
-}
-
-async function scenario(baseUrl, clients) {
+async function scenario(baseUrl, step, clients) {
     let alice, bob, roomId, hello, hi, edit, reaction, inThread, oops, redaction, question;
 
     await step("register both users and start their sync loops", async () => {
@@ -401,34 +253,4 @@ async function scenario(baseUrl, clients) {
     });
 }
 
-async function main() {
-    const baseUrl = process.argv[2];
-    if (!baseUrl) {
-        say("usage: node scenario.mjs BASE_URL");
-        return 2;
-    }
-    const clients = [];
-    const started = performance.now();
-    let deadline;
-    try {
-        await Promise.race([
-            scenario(baseUrl.replace(/\/$/, ""), clients),
-            new Promise((_, reject) => {
-                deadline = setTimeout(() => reject(new ScenarioError(`scenario exceeded ${SCENARIO_MS / 1000}s`)), SCENARIO_MS);
-            }),
-        ]);
-        say(`js scenario total: ${Math.round(performance.now() - started)} ms`);
-        return 0;
-    } catch (error) {
-        const where = error instanceof ScenarioError ? "" : ` (${error.name}${error.httpStatus ? ` HTTP ${error.httpStatus}` : ""})`;
-        say(`FAIL${where}: ${error.message}`);
-        if (!(error instanceof ScenarioError) && error.stack) process.stderr.write(`${error.stack}\n`);
-        say(`last requests:\n  ${requestLog.join("\n  ")}`);
-        return 1;
-    } finally {
-        clearTimeout(deadline);
-        for (const client of clients) client.stopClient();
-    }
-}
-
-process.exit(await main());
+await runScenario({ label: "js", script: "scenario.mjs", scenario, defaultWaitMs: 15_000 });
