@@ -38,18 +38,14 @@ class Moderation:
         return None
 
     async def set_suspended(self, user_id: str, suspended: bool) -> None:
-        await self._store.set_user_flag(user_id, "suspended", suspended)
-        if suspended:
-            self._suspended.add(user_id)
-        else:
-            self._suspended.discard(user_id)
+        await self._set_flag(user_id, "suspended", suspended, self._suspended)
 
     async def set_shadow_banned(self, user_id: str, banned: bool) -> None:
-        await self._store.set_user_flag(user_id, "shadow_banned", banned)
-        if banned:
-            self._shadow_banned.add(user_id)
-        else:
-            self._shadow_banned.discard(user_id)
+        await self._set_flag(user_id, "shadow_banned", banned, self._shadow_banned)
+
+    async def _set_flag(self, user_id: str, flag: str, value: bool, users: set[str]) -> None:
+        await self._store.set_user_flag(user_id, flag, value)
+        (users.add if value else users.discard)(user_id)
 
     def is_shadow_banned(self, user_id: str) -> bool:
         return user_id in self._shadow_banned
