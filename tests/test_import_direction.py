@@ -112,3 +112,45 @@ def test_no_constructor_registers_a_hook_on_another_object():
                         and not (isinstance(call.func.value, ast.Name) and call.func.value.id == "self")):
                     offending.append(f"{relative(path)}:{call.lineno} {ast.unparse(call.func)}")
     assert offending == []
+
+
+# The layers, bottom to top; an import may only point at its own layer or one below it.
+KERNEL = ("homeserver.errors", "homeserver.clock", "homeserver.jsonutil", "homeserver.identifiers",
+          "homeserver.requester", "homeserver.ip_blocklist", "homeserver.logging_setup", "homeserver.periodic",
+          "homeserver.events", "homeserver.event_auth", "homeserver.state")
+COMPOSITION = ("homeserver.server", "homeserver.__main__", "homeserver.admin_cli", "homeserver.register_user")
+LAYERS = ("the kernel and pure core", "storage", "services", "/sync", "HTTP handlers",
+          "federation and appservices", "the privacy service", "the composition root and CLI")
+
+
+def layer_of(module: str) -> int | None:
+    top = module.split(".")[0]
+    if top == "storage":
+        return 1
+    if top == "federation":
+        return 5
+    if top == "appservices":
+        return 6 if module.startswith("appservices.privacy") else 5
+    if top != "homeserver":
+        return None
+    if module.startswith(KERNEL):
+        return 0
+    if module.startswith(COMPOSITION):
+        return 7
+    if module.startswith("homeserver.http"):
+        return 4
+    if module.startswith("homeserver.sync"):
+        return 3
+    return 2
+
+
+def test_no_import_runs_back_up_the_layers():
+    back = []
+    for path in python_files("homeserver", "storage", "federation", "appservices"):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        own = layer_of(module)
+        for imported in imported_modules(path):
+            target = layer_of(imported)
+            if own is not None and target is not None and target > own:
+                back.append(f"{module} ({LAYERS[own]}) -> {imported} ({LAYERS[target]})")
+    assert back == []
