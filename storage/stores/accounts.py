@@ -536,6 +536,29 @@ class AccountStore:
         await self.db.run_interaction("prune_uia_sessions", txn_fn)
 
 
+async def delete_user_uia_sessions_txn(txn: Transaction, user_id: str) -> None:
+    """Drop the interactive-auth sessions that name the user (erasure)."""
+    # A session names its user inside its JSON; LIKE narrows the candidates, decoding decides.
+    pattern = "%" + user_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    rows = await txn.fetch_all(
+        "SELECT session_id, serverdict, clientdict FROM ui_auth_sessions WHERE serverdict LIKE ? ESCAPE '\\'"
+        " OR clientdict LIKE ? ESCAPE '\\'", (pattern, pattern))
+    for session_id, serverdict, clientdict in rows:
+        if user_id in _strings(decode(serverdict)) | _strings(decode(clientdict)):
+            await txn.execute("DELETE FROM ui_auth_session_credentials WHERE session_id = ?", (session_id,))
+            await txn.execute("DELETE FROM ui_auth_sessions WHERE session_id = ?", (session_id,))
+
+
+def _strings(value: object) -> set[str]:
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, dict):
+        return set().union(*(_strings(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_strings(v) for v in value)) if value else set()
+    return set()
+
+
 async def _insert_returning_id(txn: Transaction, sql: str, params: tuple[Any, ...]) -> int:
     return int(await txn.fetch_value(sql, params))
 

@@ -572,6 +572,22 @@ async def delete_room_state_group_links_txn(txn: Transaction, room_id: str) -> N
         (room_id,))
 
 
+async def delete_user_txn_ids_txn(txn: Transaction, user_id: str) -> None:
+    """Forget the transaction IDs of the user's requests (erasure)."""
+    await txn.execute("DELETE FROM event_txn_ids WHERE user_id = ?", (user_id,))
+
+
+async def delete_txn_ids_txn(txn: Transaction, event_ids: Sequence[str]) -> None:
+    """Forget the transaction IDs that sent these events (the events are being purged)."""
+    clause, params = txn.dialect.in_list("event_id", list(event_ids))
+    await txn.execute(f"DELETE FROM event_txn_ids WHERE {clause}", params)
+
+
+async def delete_room_txn_ids_txn(txn: Transaction, room_id: str) -> None:
+    """Forget the transaction IDs of the room's events (the room is being deleted)."""
+    await txn.execute("DELETE FROM event_txn_ids WHERE room_id = ?", (room_id,))
+
+
 async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, PersistContext]]) -> list[int]:
     """Write a batch of events in order, each table with one statement where the order allows it."""
     positions = [0] * len(batch)
