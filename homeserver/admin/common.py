@@ -6,7 +6,8 @@ from typing import Any
 
 from homeserver.errors import MatrixError, bad_json, invalid_param, not_found
 from homeserver.identifiers import parse_user_id
-from storage.stores.accounts import AccountStore, UserRow
+from storage.stores.accounts import AccountStore
+from storage.stores.users import UserRow
 
 
 def check_local_user_id(user_id: str, server_name: str, field: str = "user_id") -> None:

@@ -17,9 +17,10 @@ from homeserver.errors import MatrixError, bad_json, invalid_param, not_found
 from homeserver.rooms.creation import RoomCreator
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.sender import RoomEventSender
-from storage.stores.accounts import AccountStore, UserExistsError
+from storage.stores.accounts import AccountStore
 from storage.stores.admin import AdminStore
 from storage.stores.events import EventStore
+from storage.stores.users import UserExistsError
 
 SERVER_NOTICE_TAG = "m.server_notice"
 # The user's power level in their notices room: below the default for sending anything.

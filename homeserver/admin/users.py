@@ -31,11 +31,12 @@ from homeserver.identifiers import check_new_localpart, parse_user_id
 from homeserver.push.pushers import pusher_json
 from homeserver.ratelimit import RateLimiter
 from homeserver.requester import Requester
-from storage.stores.accounts import AccountStore, UserExistsError
+from storage.stores.accounts import AccountStore
 from storage.stores.admin import AdminStore, ExternalIdInUseError, ThreepidInUseError, UserFilter
 from storage.stores.consent import ConsentStore
 from storage.stores.events import EventStore
 from storage.stores.pushers import PusherStore
+from storage.stores.users import UserExistsError
 
 logger = logging.getLogger(__name__)
 

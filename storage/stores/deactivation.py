@@ -13,7 +13,7 @@ from homeserver.events.redaction import redact
 from homeserver.events.room_versions import get_room_version
 from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
-from storage.stores import accounts, events, filters, notifications, receipts
+from storage.stores import client_ips, events, filters, notifications, receipts, uia_sessions
 
 
 class DeactivationStore:
@@ -42,7 +42,7 @@ class DeactivationStore:
             await txn.execute("UPDATE profiles SET displayname = NULL, avatar_url = NULL WHERE user_id = ?",
                               (user_id,))
             await txn.execute("UPDATE presence_state SET status_msg = NULL WHERE user_id = ?", (user_id,))
-            await txn.execute("DELETE FROM user_ips WHERE user_id = ?", (user_id,))
+            await client_ips.delete_user_ips_txn(txn, user_id)
             await txn.execute(
                 "UPDATE room_memberships SET display_name = NULL, avatar_url = NULL WHERE user_id = ?", (user_id,))
             await txn.execute(
@@ -87,4 +87,4 @@ async def _erase_activity(txn: Transaction, user_id: str) -> None:
     await notifications.delete_user_notifications_txn(txn, user_id)
     await filters.delete_user_filters_txn(txn, user_id)
     await events.delete_user_txn_ids_txn(txn, user_id)
-    await accounts.delete_user_uia_sessions_txn(txn, user_id)
+    await uia_sessions.delete_user_uia_sessions_txn(txn, user_id)
