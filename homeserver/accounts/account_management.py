@@ -110,7 +110,7 @@ class AccountDeactivation:
         and users who join rooms later see their events without content."""
         devices = await self._store.get_devices(user_id)
         # Through the device service, so E2EE keys and pushers of each device go with it.
-        await self._devices.delete_devices(user_id, [d["device_id"] for d in devices])
+        await self._devices.delete_devices(user_id, [d.device_id for d in devices])
         await self._store.mark_deactivated(user_id, erase=erase)  # the directory skips deactivated users
         self._auth.invalidate_user(user_id)
         await self._remove_pushers(user_id)

@@ -12,6 +12,7 @@ from homeserver.clock import Clock
 from homeserver.errors import MatrixError, invalid_param, not_found
 from storage.stores.accounts import AccountStore
 from storage.stores.events import EventStore
+from storage.stores.registration_tokens import RegistrationTokenRow
 from storage.stores.reports import ReportStore
 
 TOKEN_CHARS = string.ascii_letters + string.digits + "._~-"
@@ -25,8 +26,9 @@ def _uses_allowed(body: dict[str, Any]) -> int | None:
     return value
 
 
-def _token_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {key: row[key] for key in ("token", "uses_allowed", "pending", "completed", "expiry_time")}
+def _token_json(row: RegistrationTokenRow) -> dict[str, Any]:
+    return {"token": row.token, "uses_allowed": row.uses_allowed, "pending": row.pending, "completed": row.completed,
+            "expiry_time": row.expiry_time}
 
 
 class AdminServerService:

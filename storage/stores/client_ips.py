@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from storage.database import Database, Transaction
 from storage.stores import devices
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSighting:
+    device_id: str  # "" when the request was made without a device
+    ip: str
+    user_agent: str
+    last_seen: int
 
 
 class ClientIpStore:
@@ -47,7 +55,7 @@ class ClientIpStore:
 
         return await self.db.run_interaction("prune_last_seen", txn_fn)
 
-    async def get_user_ips(self, user_id: str) -> list[dict[str, Any]]:
+    async def get_user_ips(self, user_id: str) -> list[ClientSighting]:
         """Every recorded (device, ip, user agent) sighting of a user, newest first."""
         rows = await self.db.fetch_all(
             "get_user_ips",
@@ -55,7 +63,7 @@ class ClientIpStore:
             " ORDER BY last_seen DESC",
             (user_id,),
         )
-        return [{"device_id": r[0], "ip": r[1], "user_agent": r[2], "last_seen": r[3]} for r in rows]
+        return [ClientSighting(r[0], r[1], r[2], r[3]) for r in rows]
 
 
 async def delete_user_ips_txn(txn: Transaction, user_id: str) -> None:

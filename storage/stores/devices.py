@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from storage.database import Database, Transaction
 from storage.stores import access_tokens, refresh_tokens
 
-_DEVICE_COLUMNS = ["device_id", "display_name", "last_seen_ip", "last_seen_user_agent", "last_seen_ts", "created_ts"]
+_DEVICE_COLUMNS = "device_id, display_name, last_seen_ip, last_seen_user_agent, last_seen_ts, created_ts"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    device_id: str
+    display_name: str | None
+    last_seen_ip: str | None
+    last_seen_user_agent: str | None
+    last_seen_ts: int | None
+    created_ts: int | None
+
+
+def _device(row: tuple[Any, ...]) -> DeviceRow:
+    return DeviceRow(*row)
 
 
 class DeviceStore:
@@ -28,13 +43,19 @@ class DeviceStore:
 
         return await self.db.run_interaction("ensure_device", txn_fn)
 
-    async def get_device(self, user_id: str, device_id: str) -> dict[str, Any] | None:
-        return await self.db.simple_select_one(
-            "devices", {"user_id": user_id, "device_id": device_id}, _DEVICE_COLUMNS, allow_none=True)
+    async def get_device(self, user_id: str, device_id: str) -> DeviceRow | None:
+        row = await self.db.fetch_one(
+            "select_one_devices", f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE user_id = ? AND device_id = ?",
+            (user_id, device_id))
+        return None if row is None else _device(row)
 
-    async def get_devices(self, user_id: str) -> list[dict[str, Any]]:
-        return await self.db.simple_select_list(
-            "devices", {"user_id": user_id, "hidden": False}, _DEVICE_COLUMNS, order_by=["device_id"])
+    async def get_devices(self, user_id: str) -> list[DeviceRow]:
+        """The user's devices (hidden ones left out), by device ID."""
+        rows = await self.db.fetch_all(
+            "select_list_devices",
+            f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE user_id = ? AND hidden = ? ORDER BY device_id",
+            (user_id, False))
+        return [_device(row) for row in rows]
 
     async def set_device_display_name(self, user_id: str, device_id: str, display_name: str | None) -> bool:
         updated = await self.db.simple_update(

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from storage.database import Database, Transaction
 from storage.stores import access_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshTokenRow:
+    id: int
+    user_id: str
+    device_id: str
+    next_token_id: int | None  # set once the token has been exchanged for its successor
+    expiry_ts: int | None
+    has_next_access_token_been_used: bool
 
 
 class RefreshTokenStore:
@@ -23,13 +33,14 @@ class RefreshTokenStore:
 
         return await self.db.run_interaction("add_refresh_token", txn_fn)
 
-    async def get_refresh_token(self, token_hash: str) -> dict[str, Any] | None:
-        return await self.db.simple_select_one(
-            "refresh_tokens",
-            {"token_hash": token_hash},
-            ["id", "user_id", "device_id", "next_token_id", "expiry_ts", "has_next_access_token_been_used"],
-            allow_none=True,
-        )
+    async def get_refresh_token(self, token_hash: str) -> RefreshTokenRow | None:
+        row = await self.db.fetch_one(
+            "select_one_refresh_tokens",
+            "SELECT id, user_id, device_id, next_token_id, expiry_ts, has_next_access_token_been_used"
+            " FROM refresh_tokens WHERE token_hash = ?", (token_hash,))
+        if row is None:
+            return None
+        return RefreshTokenRow(int(row[0]), row[1], row[2], row[3], row[4], bool(row[5]))
 
     async def replace_refresh_token(self, old_id: int, new_id: int) -> None:
         """Chain the old refresh token to its successor and drop the old token's access tokens."""

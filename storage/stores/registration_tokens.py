@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from storage.database import Database, Transaction
 
-_TOKEN_COLUMNS = ("token", "uses_allowed", "pending", "completed", "expiry_time")
+_TOKEN_COLUMNS = "token, uses_allowed, pending, completed, expiry_time"
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationTokenRow:
+    token: str
+    uses_allowed: int | None  # None: unlimited
+    pending: int
+    completed: int
+    expiry_time: int | None  # ms since the epoch; None: never expires
 
 
 class RegistrationTokenStore:
@@ -33,7 +43,7 @@ class RegistrationTokenStore:
             "registration_tokens", {"token": token, "uses_allowed": uses_allowed, "expiry_time": expiry_time}
         )
 
-    async def list_registration_tokens(self, valid: bool | None, now_ms: int) -> list[dict[str, Any]]:
+    async def list_registration_tokens(self, valid: bool | None, now_ms: int) -> list[RegistrationTokenRow]:
         """Every registration token, or only the usable (`valid=True`) or unusable ones."""
         usable = ("(uses_allowed IS NULL OR pending + completed < uses_allowed)"
                   " AND (expiry_time IS NULL OR expiry_time > ?)")
@@ -43,12 +53,14 @@ class RegistrationTokenStore:
             params = (now_ms,)
         rows = await self.db.fetch_all(
             "list_registration_tokens",
-            f"SELECT {', '.join(_TOKEN_COLUMNS)} FROM registration_tokens{where} ORDER BY token", params)
-        return [dict(zip(_TOKEN_COLUMNS, row, strict=True)) for row in rows]
+            f"SELECT {_TOKEN_COLUMNS} FROM registration_tokens{where} ORDER BY token", params)
+        return [RegistrationTokenRow(*row) for row in rows]
 
-    async def get_registration_token(self, token: str) -> dict[str, Any] | None:
-        return await self.db.simple_select_one("registration_tokens", {"token": token}, _TOKEN_COLUMNS,
-                                               allow_none=True)
+    async def get_registration_token(self, token: str) -> RegistrationTokenRow | None:
+        row = await self.db.fetch_one(
+            "select_one_registration_tokens", f"SELECT {_TOKEN_COLUMNS} FROM registration_tokens WHERE token = ?",
+            (token,))
+        return None if row is None else RegistrationTokenRow(*row)
 
     async def create_registration_token(self, token: str, uses_allowed: int | None,
                                         expiry_time: int | None) -> bool:
