@@ -232,12 +232,12 @@ class AccountService:
             raise MatrixError(400, "M_THREEPID_AUTH_FAILED", "sid: no validated third-party identifier session")
         session = await self._email_validation.validated_session(params["sid"], params["client_secret"])
         try:
-            await self._threepids.add_threepid(requester.user_id, session["medium"], session["address"],
-                                               session["validated_ts"], session["validated_ts"])
+            await self._threepids.add_threepid(requester.user_id, session.medium, session.address,
+                                               session.validated_ts, session.validated_ts)
         except ThreepidInUseError:
             raise MatrixError(400, "M_THREEPID_IN_USE", "sid: this address is already in use on this server") \
                 from None
-        await self._email_validation.forget(session["sid"])
+        await self._email_validation.forget(session.sid)
         await self._store.delete_uia_session(session_id)
 
     async def delete_threepid(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:
