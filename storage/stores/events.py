@@ -1,4 +1,5 @@
-"""Room events, the DAG, state groups, current state and memberships.
+"""Room events, the DAG, state groups and memberships; current state is written and read through
+storage/stores/room_state.py, which owns `current_state_events`.
 
 Events are immutable once stored, so they are cached by ID; the only thing that
 changes about a stored event is whether a redaction applies to it (`redacted_by`),
