@@ -23,9 +23,10 @@ from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.identifiers import is_valid_user_id, split_id
 from homeserver.requester import Requester
-from storage.stores.accounts import AccountStore, UserExistsError
+from storage.stores.accounts import AccountStore
 from storage.stores.aliases import AliasStore
 from storage.stores.events import EventStore
+from storage.stores.users import UserExistsError
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ from homeserver.accounts.token_values import hash_token
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
 from homeserver.requester import Requester
-from storage.stores.accounts import AccountStore, TokenInfo
+from storage.stores.access_tokens import TokenInfo
+from storage.stores.accounts import AccountStore
 
 logger = logging.getLogger(__name__)
 

@@ -110,7 +110,7 @@ class AccountDeactivation:
         and users who join rooms later see their events without content."""
         devices = await self._store.get_devices(user_id)
         # Through the device service, so E2EE keys and pushers of each device go with it.
-        await self._devices.delete_devices(user_id, [d["device_id"] for d in devices])
+        await self._devices.delete_devices(user_id, [d.device_id for d in devices])
         await self._store.mark_deactivated(user_id, erase=erase)  # the directory skips deactivated users
         self._auth.invalidate_user(user_id)
         await self._remove_pushers(user_id)
@@ -232,12 +232,12 @@ class AccountService:
             raise MatrixError(400, "M_THREEPID_AUTH_FAILED", "sid: no validated third-party identifier session")
         session = await self._email_validation.validated_session(params["sid"], params["client_secret"])
         try:
-            await self._threepids.add_threepid(requester.user_id, session["medium"], session["address"],
-                                               session["validated_ts"], session["validated_ts"])
+            await self._threepids.add_threepid(requester.user_id, session.medium, session.address,
+                                               session.validated_ts, session.validated_ts)
         except ThreepidInUseError:
             raise MatrixError(400, "M_THREEPID_IN_USE", "sid: this address is already in use on this server") \
                 from None
-        await self._email_validation.forget(session["sid"])
+        await self._email_validation.forget(session.sid)
         await self._store.delete_uia_session(session_id)
 
     async def delete_threepid(self, requester: Requester, body: dict[str, Any]) -> dict[str, Any]:

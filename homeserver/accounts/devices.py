@@ -21,6 +21,7 @@ from homeserver.requester import Requester
 from homeserver.streams.bus import StreamBus
 from homeserver.streams.updates import DeviceCreated, DeviceRenamed, DevicesDeleted
 from storage.stores.accounts import AccountStore
+from storage.stores.devices import DeviceRow
 
 DAY_MS = 24 * 3600 * 1000
 PRUNE_INTERVAL_S = 3600.0
@@ -32,13 +33,13 @@ MAX_DEVICES_PER_DELETE = 1000
 _CLIENT_FIELDS = ("device_id", "display_name", "last_seen_ip", "last_seen_ts")
 
 
-def device_for_client(row: dict[str, Any]) -> dict[str, Any]:
+def device_for_client(row: DeviceRow) -> dict[str, Any]:
     """The spec's Device object, with null for what is not known.
 
     The spec would allow leaving unknown fields out, but matrix-nio's response schema
     requires `last_seen_ip` and friends to be present, and Synapse sends null.
     """
-    return {key: row.get(key) for key in _CLIENT_FIELDS}
+    return {key: getattr(row, key) for key in _CLIENT_FIELDS}
 
 
 def parse_device_ids(body: dict[str, Any]) -> list[str]:
@@ -159,7 +160,7 @@ class DeviceService:
     async def delete_other_devices(self, user_id: str, keep_device_id: str | None,
                                    keep_token_id: int | None) -> None:
         """Log out everywhere except one session (device and token): after a password change."""
-        others = [d["device_id"] for d in await self._store.get_devices(user_id) if d["device_id"] != keep_device_id]
+        others = [d.device_id for d in await self._store.get_devices(user_id) if d.device_id != keep_device_id]
         await self.delete_devices(user_id, others)
         # Tokens without a device, or other tokens of the kept device, go too.
         hashes = await self._store.delete_access_tokens(user_id, except_token_id=keep_token_id)

@@ -19,7 +19,7 @@ from homeserver.accounts.mailer import MailDeliveryError, Mailer
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, invalid_param
 from storage.stores.admin import AdminStore
-from storage.stores.threepid_validation import ThreepidValidationStore
+from storage.stores.threepid_validation import ThreepidSession, ThreepidValidationStore
 
 SUBMIT_TOKEN_PATH = "/_matrix/client/unstable/add_threepid/email/submit_token"
 # Deliberately loose: one @, something on each side, no spaces; the mail itself is the real test.
@@ -60,21 +60,21 @@ class EmailValidationService:
         now = self._clock.time_ms()
         await self._store.delete_older_than(now - self._lifetime_ms)
         session = await self._store.find_session(body["client_secret"], "email", address)
-        if session is not None and body["send_attempt"] <= session["send_attempt"]:
-            return {"sid": session["sid"]}
+        if session is not None and body["send_attempt"] <= session.send_attempt:
+            return {"sid": session.sid}
         if session is None:
-            session = {"sid": secrets.token_urlsafe(16), "medium": "email", "address": address,
-                       "client_secret": body["client_secret"], "token": secrets.token_urlsafe(24),
-                       "send_attempt": body["send_attempt"], "next_link": next_link, "created_ts": now}
+            session = ThreepidSession(sid=secrets.token_urlsafe(16), medium="email", address=address,
+                                      client_secret=body["client_secret"], token=secrets.token_urlsafe(24),
+                                      send_attempt=body["send_attempt"], next_link=next_link, created_ts=now)
             await self._store.create_session(session)
         else:
-            await self._store.set_send_attempt(session["sid"], body["send_attempt"])
+            await self._store.set_send_attempt(session.sid, body["send_attempt"])
         await self._send_mail(session)
-        return {"sid": session["sid"]}
+        return {"sid": session.sid}
 
-    async def _send_mail(self, session: dict[str, Any]) -> None:
-        query = urlencode({"token": session["token"], "client_secret": session["client_secret"],
-                           "sid": session["sid"]})
+    async def _send_mail(self, session: ThreepidSession) -> None:
+        query = urlencode({"token": session.token, "client_secret": session.client_secret,
+                           "sid": session.sid})
         link = f"{self._public_baseurl}{SUBMIT_TOKEN_PATH}?{query}"
         app = self._mailer.app_name
         text = (f"A request was made to add this e-mail address to an account on {app}.\n\n"
@@ -84,28 +84,28 @@ class EmailValidationService:
                 f'<p>If that was you, <a href="{html.escape(link)}">confirm the address</a>.</p>'
                 "<p>If it was not you, ignore this message: nothing changes without the link.</p>")
         try:
-            await self._mailer.send(session["address"], f"[{app}] Confirm your e-mail address", text, page)
+            await self._mailer.send(session.address, f"[{app}] Confirm your e-mail address", text, page)
         except MailDeliveryError:
             raise MatrixError(500, "M_UNKNOWN", "Unable to send the validation e-mail; try again later") from None
 
     async def submit_token(self, sid: str, client_secret: str, token: str) -> str | None:
         """The mailed link was followed: validate the session; returns its `next_link`, if any."""
         session = await self._store.get_session(sid)
-        if (session is None or not secrets.compare_digest(session["client_secret"], client_secret)
-                or not secrets.compare_digest(session["token"], token)):
+        if (session is None or not secrets.compare_digest(session.client_secret, client_secret)
+                or not secrets.compare_digest(session.token, token)):
             raise MatrixError(400, "M_THREEPID_AUTH_FAILED", "token: this link is not valid")
-        if session["created_ts"] < self._clock.time_ms() - self._lifetime_ms:
+        if session.created_ts < self._clock.time_ms() - self._lifetime_ms:
             raise MatrixError(400, "M_THREEPID_AUTH_FAILED", "token: this link has expired; ask for a new one")
-        if session["validated_ts"] is None:
+        if session.validated_ts is None:
             await self._store.mark_validated(sid, self._clock.time_ms())
-        return session["next_link"]
+        return session.next_link
 
-    async def validated_session(self, sid: str, client_secret: str) -> dict[str, Any]:
+    async def validated_session(self, sid: str, client_secret: str) -> ThreepidSession:
         """The session behind `/account/3pid/add`, once its link was followed; else `M_THREEPID_AUTH_FAILED`."""
         session = await self._store.get_session(sid)
-        if session is None or not secrets.compare_digest(session["client_secret"], client_secret):
+        if session is None or not secrets.compare_digest(session.client_secret, client_secret):
             raise MatrixError(400, "M_THREEPID_AUTH_FAILED", "sid: no such validation session for this client_secret")
-        if session["validated_ts"] is None:
+        if session.validated_ts is None:
             raise MatrixError(400, "M_THREEPID_AUTH_FAILED", "sid: the address has not been validated yet")
         return session
 

@@ -13,7 +13,8 @@ from homeserver.errors import MatrixError, bad_json, forbidden
 from homeserver.identifiers import is_valid_user_id
 from homeserver.ratelimit import RateLimiter
 from homeserver.requester import Requester
-from storage.stores.accounts import AccountStore, UserRow
+from storage.stores.accounts import AccountStore
+from storage.stores.users import UserRow
 
 LOGIN_FLOWS = [{"type": "m.login.password"}, {"type": "m.login.token"}]
 

@@ -12,13 +12,13 @@ from homeserver.accounts.token_values import hash_token, new_token
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, forbidden
 from homeserver.requester import Requester
-from storage.stores.accounts import AccountStore
+from storage.stores.openid_tokens import OpenIdTokenStore
 
 OPENID_TOKEN_LIFETIME_MS = 3600 * 1000
 
 
 class OpenIdService:
-    def __init__(self, server_name: str, store: AccountStore, clock: Clock):
+    def __init__(self, server_name: str, store: OpenIdTokenStore, clock: Clock):
         self._server_name = server_name
         self._store = store
         self._clock = clock

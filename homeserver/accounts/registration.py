@@ -16,7 +16,8 @@ from homeserver.clock import Clock
 from homeserver.errors import MatrixError, forbidden, invalid_param, missing_param
 from homeserver.identifiers import check_new_localpart
 from homeserver.ratelimit import RateLimiter
-from storage.stores.accounts import AccountStore, UserExistsError
+from storage.stores.accounts import AccountStore
+from storage.stores.users import UserExistsError
 
 MAX_PASSWORD_LENGTH = 512
 NONCE_LIFETIME_MS = 60_000

@@ -71,18 +71,18 @@ class SessionService:
         """Exchange a refresh token for a new access token and a new refresh token."""
         row = await self._store.get_refresh_token(hash_token(refresh_token))
         now = self._clock.time_ms()
-        if row is None or row["next_token_id"] is not None:
+        if row is None or row.next_token_id is not None:
             raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown refresh token", soft_logout=False)
-        if row["expiry_ts"] is not None and row["expiry_ts"] <= now:
+        if row.expiry_ts is not None and row.expiry_ts <= now:
             raise MatrixError(401, "M_UNKNOWN_TOKEN", "Refresh token has expired", soft_logout=False)
-        user_id, device_id = row["user_id"], row["device_id"]
+        user_id, device_id = row.user_id, row.device_id
         new_refresh = new_token("syr")
         expiry = now + self._refresh_lifetime_ms if self._refresh_lifetime_ms else None
         new_id = await self._store.add_refresh_token(hash_token(new_refresh), user_id, device_id,
                                                      created_ts=now, expiry_ts=expiry)
         old_hashes = await self._store.delete_access_tokens(user_id, device_id=device_id)
         self._auth.invalidate_token_hashes(old_hashes)
-        await self._store.replace_refresh_token(row["id"], new_id)
+        await self._store.replace_refresh_token(row.id, new_id)
         lifetime = self._access_lifetime_ms or 300_000
         access_token = new_token("syt")
         await self._store.add_access_token(hash_token(access_token), user_id, device_id, created_ts=now,
@@ -100,7 +100,7 @@ class SessionService:
 
     async def end_all_sessions(self, user_id: str) -> None:
         devices = await self._store.get_devices(user_id)
-        await self._devices.delete_devices(user_id, [d["device_id"] for d in devices])
+        await self._devices.delete_devices(user_id, [d.device_id for d in devices])
         hashes = await self._store.delete_access_tokens(user_id)
         await self._store.delete_refresh_tokens(user_id)
         self._auth.invalidate_token_hashes(hashes)

@@ -14,7 +14,7 @@ from typing import Any
 from homeserver.accounts.token_values import random_string
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, forbidden
-from storage.stores.accounts import AccountStore
+from storage.stores.uia_sessions import UiaSessionStore
 
 DUMMY = "m.login.dummy"
 PASSWORD = "m.login.password"
@@ -48,7 +48,7 @@ class InteractiveAuthRequired(MatrixError):
 
 
 class UserInteractiveAuth:
-    def __init__(self, store: AccountStore, clock: Clock):
+    def __init__(self, store: UiaSessionStore, clock: Clock):
         self._store = store
         self._clock = clock
         self._checkers: dict[str, StageChecker] = {DUMMY: _check_dummy}

@@ -29,9 +29,9 @@ class WhoisService:
             raise not_found("User not found")
         devices: dict[str, Any] = {}
         for sighting in await self._store.get_user_ips(user_id):
-            device = devices.setdefault(sighting["device_id"] or "", {"sessions": [{"connections": []}]})
+            device = devices.setdefault(sighting.device_id or "", {"sessions": [{"connections": []}]})
             device["sessions"][0]["connections"].append({
-                "ip": sighting["ip"], "last_seen": sighting["last_seen"], "user_agent": sighting["user_agent"],
+                "ip": sighting.ip, "last_seen": sighting.last_seen, "user_agent": sighting.user_agent,
             })
         if self._audit is not None:
             for entry in await self._audit(user_id):

@@ -6,7 +6,7 @@ from typing import Any
 
 from homeserver.errors import MatrixError, bad_json, invalid_param, not_found
 from homeserver.identifiers import parse_user_id
-from storage.stores.accounts import AccountStore, UserRow
+from storage.stores.users import UserRow, UserStore
 
 
 def check_local_user_id(user_id: str, server_name: str, field: str = "user_id") -> None:
@@ -16,7 +16,7 @@ def check_local_user_id(user_id: str, server_name: str, field: str = "user_id") 
         raise invalid_param(f"{field}: can only manage local users")
 
 
-async def existing_local_user(accounts: AccountStore, server_name: str, user_id: str) -> UserRow:
+async def existing_local_user(accounts: UserStore, server_name: str, user_id: str) -> UserRow:
     """The local user, or 400 for a bad/remote ID and 404 for an unknown one."""
     check_local_user_id(user_id, server_name)
     user = await accounts.get_user(user_id)

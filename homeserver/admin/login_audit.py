@@ -72,8 +72,8 @@ class LoginAuditService:
         await existing_local_user(self._accounts, self._server_name, user_id)
         sightings = await self._accounts.get_user_ips(user_id)
         return {
-            "connections": [{"device_id": s["device_id"] or None, "ip": s["ip"], "user_agent": s["user_agent"],
-                             "last_seen_ts": s["last_seen"]} for s in sightings],
+            "connections": [{"device_id": s.device_id or None, "ip": s.ip, "user_agent": s.user_agent,
+                             "last_seen_ts": s.last_seen} for s in sightings],
             "logins": [{**login, "device_id": login["device_id"] or None}
                        for login in await self._store.logins_of_user(user_id)],
         }

@@ -10,8 +10,8 @@ from homeserver import __version__
 from homeserver.admin.common import optional_int
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, invalid_param, not_found
-from storage.stores.accounts import AccountStore
 from storage.stores.events import EventStore
+from storage.stores.registration_tokens import RegistrationTokenRow, RegistrationTokenStore
 from storage.stores.reports import ReportStore
 
 TOKEN_CHARS = string.ascii_letters + string.digits + "._~-"
@@ -25,12 +25,13 @@ def _uses_allowed(body: dict[str, Any]) -> int | None:
     return value
 
 
-def _token_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {key: row[key] for key in ("token", "uses_allowed", "pending", "completed", "expiry_time")}
+def _token_json(row: RegistrationTokenRow) -> dict[str, Any]:
+    return {"token": row.token, "uses_allowed": row.uses_allowed, "pending": row.pending, "completed": row.completed,
+            "expiry_time": row.expiry_time}
 
 
 class AdminServerService:
-    def __init__(self, accounts: AccountStore, reports: ReportStore, events: EventStore, clock: Clock):
+    def __init__(self, accounts: RegistrationTokenStore, reports: ReportStore, events: EventStore, clock: Clock):
         self._accounts = accounts
         self._reports = reports
         self._events = events

@@ -17,16 +17,16 @@ from homeserver.errors import MatrixError, bad_json, invalid_param, not_found
 from homeserver.rooms.creation import RoomCreator
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.sender import RoomEventSender
-from storage.stores.accounts import AccountStore, UserExistsError
 from storage.stores.admin import AdminStore
 from storage.stores.events import EventStore
+from storage.stores.users import UserExistsError, UserStore
 
 SERVER_NOTICE_TAG = "m.server_notice"
 # The user's power level in their notices room: below the default for sending anything.
 USER_POWER_LEVEL = -10
 
 class ServerNoticeService:
-    def __init__(self, server_name: str, config: dict[str, Any], accounts: AccountStore, admin_store: AdminStore,
+    def __init__(self, server_name: str, config: dict[str, Any], accounts: UserStore, admin_store: AdminStore,
                  events: EventStore, creator: RoomCreator, membership: MembershipService,
                  sender: RoomEventSender, account_data: AccountDataService, clock: Clock):
         self._server_name = server_name

@@ -31,11 +31,13 @@ from homeserver.identifiers import check_new_localpart, parse_user_id
 from homeserver.push.pushers import pusher_json
 from homeserver.ratelimit import RateLimiter
 from homeserver.requester import Requester
-from storage.stores.accounts import AccountStore, UserExistsError
+from storage.stores.accounts import AccountStore
 from storage.stores.admin import AdminStore, ExternalIdInUseError, ThreepidInUseError, UserFilter
 from storage.stores.consent import ConsentStore
+from storage.stores.devices import DeviceRow
 from storage.stores.events import EventStore
 from storage.stores.pushers import PusherStore
+from storage.stores.users import UserExistsError
 
 logger = logging.getLogger(__name__)
 
@@ -432,10 +434,10 @@ def _listed_user(user: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _admin_device(user_id: str, row: dict[str, Any]) -> dict[str, Any]:
+def _admin_device(user_id: str, row: DeviceRow) -> dict[str, Any]:
     return {
-        "device_id": row["device_id"], "display_name": row["display_name"], "last_seen_ip": row["last_seen_ip"],
-        "last_seen_ts": row["last_seen_ts"], "last_seen_user_agent": row["last_seen_user_agent"],
+        "device_id": row.device_id, "display_name": row.display_name, "last_seen_ip": row.last_seen_ip,
+        "last_seen_ts": row.last_seen_ts, "last_seen_user_agent": row.last_seen_user_agent,
         "user_id": user_id,
     }
 

@@ -9,9 +9,9 @@ from homeserver.errors import bad_json, invalid_param, not_found
 from homeserver.identifiers import is_valid_user_id
 from homeserver.requester import Requester
 from homeserver.rooms.reading import RoomReader
-from storage.stores.accounts import AccountStore
 from storage.stores.events import EventStore
 from storage.stores.reports import ReportStore
+from storage.stores.users import UserStore
 
 MAX_REASON_LENGTH = 1000
 
@@ -24,7 +24,7 @@ def _reason(body: dict[str, Any]) -> str | None:
 
 
 class ReportService:
-    def __init__(self, reports: ReportStore, events: EventStore, accounts: AccountStore, reader: RoomReader,
+    def __init__(self, reports: ReportStore, events: EventStore, accounts: UserStore, reader: RoomReader,
                  clock: Clock):
         self._reports = reports
         self._events = events

@@ -1,7 +1,8 @@
 """What deactivating and erasing an account removes, across the tables that hold a user's data.
 
-Deactivation is the one operation that must reach into every area at once, so its SQL is kept
-together here rather than spread as one-off methods over each area's store.
+Deactivation is the one operation that must reach into every area at once. It runs as one
+transaction; the tables whose owner is declared (docs/architecture.md, "Table owners") are
+emptied through their owning module's transaction functions, the rest still by the SQL here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from homeserver.events.redaction import redact
 from homeserver.events.room_versions import get_room_version
 from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
+from storage.stores import client_ips, events, filters, notifications, receipts, uia_sessions
 
 
 class DeactivationStore:
@@ -40,7 +42,7 @@ class DeactivationStore:
             await txn.execute("UPDATE profiles SET displayname = NULL, avatar_url = NULL WHERE user_id = ?",
                               (user_id,))
             await txn.execute("UPDATE presence_state SET status_msg = NULL WHERE user_id = ?", (user_id,))
-            await txn.execute("DELETE FROM user_ips WHERE user_id = ?", (user_id,))
+            await client_ips.delete_user_ips_txn(txn, user_id)
             await txn.execute(
                 "UPDATE room_memberships SET display_name = NULL, avatar_url = NULL WHERE user_id = ?", (user_id,))
             await txn.execute(
@@ -81,24 +83,8 @@ class DeactivationStore:
 
 async def _erase_activity(txn: Transaction, user_id: str) -> None:
     """What the user did rather than said: receipts, notifications, filters, transaction IDs, UIA sessions."""
-    for table in ("receipts", "event_push_actions", "event_push_counts", "filters", "event_txn_ids"):
-        await txn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))
-    # A session names its user inside its JSON; LIKE narrows the candidates, decoding decides.
-    pattern = "%" + user_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    rows = await txn.fetch_all(
-        "SELECT session_id, serverdict, clientdict FROM ui_auth_sessions WHERE serverdict LIKE ? ESCAPE '\\'"
-        " OR clientdict LIKE ? ESCAPE '\\'", (pattern, pattern))
-    for session_id, serverdict, clientdict in rows:
-        if user_id in _strings(decode(serverdict)) | _strings(decode(clientdict)):
-            await txn.execute("DELETE FROM ui_auth_session_credentials WHERE session_id = ?", (session_id,))
-            await txn.execute("DELETE FROM ui_auth_sessions WHERE session_id = ?", (session_id,))
-
-
-def _strings(value: object) -> set[str]:
-    if isinstance(value, str):
-        return {value}
-    if isinstance(value, dict):
-        return set().union(*(_strings(v) for v in value.values())) if value else set()
-    if isinstance(value, list):
-        return set().union(*(_strings(v) for v in value)) if value else set()
-    return set()
+    await receipts.delete_user_receipts_txn(txn, user_id)
+    await notifications.delete_user_notifications_txn(txn, user_id)
+    await filters.delete_user_filters_txn(txn, user_id)
+    await events.delete_user_txn_ids_txn(txn, user_id)
+    await uia_sessions.delete_user_uia_sessions_txn(txn, user_id)

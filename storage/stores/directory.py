@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from storage.database import Database, Transaction
-from storage.stores.timeline import in_list
+from storage.stores import room_state
 
 # The state that a public room list entry is built from; all have an empty state key.
 DIRECTORY_STATE_TYPES = (
@@ -70,20 +70,12 @@ class DirectoryStore:
     async def get_directory_state(self, room_ids: Sequence[str]) -> dict[str, dict[str, str]]:
         """room_id -> event type -> event ID of the DIRECTORY_STATE_TYPES state of the rooms."""
 
-        async def txn_fn(txn: Transaction) -> dict[str, dict[str, str]]:
-            rooms_clause, rooms_params = in_list(txn.dialect, "room_id", room_ids)
-            types_clause, types_params = in_list(txn.dialect, "type", DIRECTORY_STATE_TYPES)
-            rows = await txn.fetch_all(
-                f"SELECT room_id, type, event_id FROM current_state_events WHERE {rooms_clause}"
-                f" AND {types_clause} AND state_key = ''", (*rooms_params, *types_params))
-            out: dict[str, dict[str, str]] = {}
-            for room_id, event_type, event_id in rows:
-                out.setdefault(room_id, {})[event_type] = event_id
-            return out
-
         if not room_ids:
             return {}
-        return await self.db.run_interaction("directory_state", txn_fn, write=False)
+        state = await self.db.run_interaction("directory_state", room_state.state_event_ids_of_types, room_ids,
+                                              DIRECTORY_STATE_TYPES, state_key="", write=False)
+        return {room_id: {event_type: event_id for (event_type, _), event_id in by_key.items()}
+                for room_id, by_key in state.items()}
 
     # --- user directory ----------------------------------------------------------------
     async def search_users(self, searcher: str, words: Sequence[str], *, all_users: bool

@@ -14,6 +14,7 @@ from typing import Any
 
 from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
+from storage.stores import room_state
 from storage.streams import allocate_stream_positions, get_stream_position
 
 DEVICE_LISTS = "device_lists"
@@ -430,43 +431,22 @@ class E2eeKeyStore:
         return await self.db.run_interaction("get_device_list_delta", txn_fn, write=False)
 
     async def get_joined_rooms(self, user_id: str) -> set[str]:
-        rows = await self.db.fetch_all(
-            "e2ee_joined_rooms",
-            "SELECT room_id FROM current_state_events WHERE type = 'm.room.member' AND state_key = ?"
-            " AND membership = 'join'", (user_id,))
-        return {r[0] for r in rows}
+        return set(await self.db.run_interaction("e2ee_joined_rooms", room_state.rooms_for_user, user_id, ("join",),
+                                                 write=False))
 
     async def get_joined_members(self, room_ids: Sequence[str]) -> set[str]:
         """Everyone joined to any of these rooms now."""
         if not room_ids:
             return set()
 
-        async def txn_fn(txn: Transaction) -> list[Any]:
-            clause, params = txn.dialect.in_list("room_id", list(room_ids))
-            return await txn.fetch_all(
-                "SELECT DISTINCT state_key FROM current_state_events"
-                f" WHERE type = 'm.room.member' AND membership = 'join' AND {clause}", params)
-
-        return {r[0] for r in await self.db.run_interaction("e2ee_joined_members", txn_fn, write=False)}
+        return await self.db.run_interaction("e2ee_joined_members", room_state.joined_members, room_ids, write=False)
 
     async def get_users_sharing_a_room(self, user_id: str, candidates: Sequence[str] | None = None) -> set[str]:
         """Users joined to a room the user is joined to (the user included when joined anywhere).
 
         With `candidates`, only those among them are looked up.
         """
-
-        async def txn_fn(txn: Transaction) -> list[Any]:
-            sql = ("SELECT DISTINCT o.state_key FROM current_state_events o"
-                   " JOIN current_state_events m ON m.room_id = o.room_id"
-                   " WHERE m.type = 'm.room.member' AND m.state_key = ? AND m.membership = 'join'"
-                   " AND o.type = 'm.room.member' AND o.membership = 'join'")
-            params: tuple[Any, ...] = (user_id,)
-            if candidates is not None:
-                clause, extra = _in_list(txn, "o.state_key", list(candidates))
-                sql += " AND " + clause
-                params += extra
-            return await txn.fetch_all(sql, params)
-
         if candidates is not None and not candidates:
             return set()
-        return {r[0] for r in await self.db.run_interaction("users_sharing_a_room", txn_fn, write=False)}
+        return await self.db.run_interaction("users_sharing_a_room", room_state.users_sharing_a_room, user_id,
+                                             candidates, write=False)

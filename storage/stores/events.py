@@ -1,4 +1,5 @@
-"""Room events, the DAG, state groups, current state and memberships.
+"""Room events, the DAG, state groups and memberships; current state is written and read through
+storage/stores/room_state.py, which owns `current_state_events`.
 
 Events are immutable once stored, so they are cached by ID; the only thing that
 changes about a stored event is whether a redaction applies to it (`redacted_by`),
@@ -16,6 +17,7 @@ from homeserver.events.relations import relation_of
 from homeserver.events.room_versions import get_room_version
 from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
+from storage.stores import room_state
 from storage.streams import EVENTS, EVENTS_BACKFILL, allocate_stream_positions, get_stream_position
 
 StateKey = tuple[str, str]
@@ -399,17 +401,12 @@ class EventStore:
         return await self.get_state_for_group(group)
 
     async def get_current_state_ids(self, room_id: str) -> StateMap:
-        rows = await self.db.fetch_all("get_current_state",
-                                       "SELECT type, state_key, event_id FROM current_state_events WHERE room_id = ?",
-                                       (room_id,))
-        return {(r[0], r[1]): r[2] for r in rows}
+        return await self.db.run_interaction("get_current_state", room_state.current_state_ids, room_id,
+                                             write=False)
 
     async def get_current_state_event_id(self, room_id: str, event_type: str, state_key: str) -> str | None:
-        return await self.db.fetch_value(
-            "get_current_state_event",
-            "SELECT event_id FROM current_state_events WHERE room_id = ? AND type = ? AND state_key = ?",
-            (room_id, event_type, state_key),
-        )
+        return await self.db.run_interaction("get_current_state_event", room_state.current_state_event_id,
+                                             room_id, event_type, state_key, write=False)
 
     async def get_last_event_before(self, room_id: str, stream_position: int) -> str | None:
         """The room's last event at or before a stream position."""
@@ -423,39 +420,15 @@ class EventStore:
     # --- memberships -----------------------------------------------------------------
     async def get_rooms_for_user(self, user_id: str, memberships: Sequence[str] = ("join",)) -> dict[str, str]:
         """room_id -> membership for the user's current memberships among `memberships`."""
-
-        async def txn_fn(txn: Transaction) -> dict[str, str]:
-            clause, params = txn.dialect.in_list("membership", list(memberships))
-            rows = await txn.fetch_all(
-                "SELECT room_id, membership FROM current_state_events"
-                f" WHERE type = 'm.room.member' AND state_key = ? AND {clause}",
-                (user_id, *params),
-            )
-            return {r[0]: r[1] for r in rows}
-
-        return await self.db.run_interaction("get_rooms_for_user", txn_fn, write=False)
+        return await self.db.run_interaction("get_rooms_for_user", room_state.rooms_for_user, user_id,
+                                             memberships, write=False)
 
     async def get_membership(self, room_id: str, user_id: str) -> tuple[str | None, str | None]:
         """(membership, event_id) of the user's current member event in the room."""
-        row = await self.db.fetch_one(
-            "get_membership",
-            "SELECT membership, event_id FROM current_state_events"
-            " WHERE room_id = ? AND type = 'm.room.member' AND state_key = ?",
-            (room_id, user_id),
-        )
-        return (row[0], row[1]) if row else (None, None)
+        return await self.db.run_interaction("get_membership", room_state.membership, room_id, user_id, write=False)
 
     async def get_members(self, room_id: str, memberships: Sequence[str] = ("join",)) -> list[str]:
-        async def txn_fn(txn: Transaction) -> list[str]:
-            clause, params = txn.dialect.in_list("membership", list(memberships))
-            rows = await txn.fetch_all(
-                "SELECT state_key FROM current_state_events"
-                f" WHERE room_id = ? AND type = 'm.room.member' AND {clause}",
-                (room_id, *params),
-            )
-            return [r[0] for r in rows]
-
-        return await self.db.run_interaction("get_members", txn_fn, write=False)
+        return await self.db.run_interaction("get_members", room_state.members, room_id, memberships, write=False)
 
     async def forget_room(self, user_id: str, room_id: str) -> None:
         await self.db.simple_upsert("room_forgotten", {"user_id": user_id, "room_id": room_id}, {})
@@ -587,6 +560,35 @@ async def create_state_group(txn: Transaction, room_id: str, event_id: str, prev
     return group
 
 
+async def delete_state_group_links_txn(txn: Transaction, event_ids: Sequence[str]) -> None:
+    """Forget which state group each of these events has (the events are being purged)."""
+    clause, params = txn.dialect.in_list("event_id", list(event_ids))
+    await txn.execute(f"DELETE FROM event_to_state_groups WHERE {clause}", params)
+
+
+async def delete_room_state_group_links_txn(txn: Transaction, room_id: str) -> None:
+    """`delete_state_group_links_txn` for every event of the room (the room is being deleted)."""
+    await txn.execute(
+        "DELETE FROM event_to_state_groups WHERE event_id IN (SELECT event_id FROM events WHERE room_id = ?)",
+        (room_id,))
+
+
+async def delete_user_txn_ids_txn(txn: Transaction, user_id: str) -> None:
+    """Forget the transaction IDs of the user's requests (erasure)."""
+    await txn.execute("DELETE FROM event_txn_ids WHERE user_id = ?", (user_id,))
+
+
+async def delete_txn_ids_txn(txn: Transaction, event_ids: Sequence[str]) -> None:
+    """Forget the transaction IDs that sent these events (the events are being purged)."""
+    clause, params = txn.dialect.in_list("event_id", list(event_ids))
+    await txn.execute(f"DELETE FROM event_txn_ids WHERE {clause}", params)
+
+
+async def delete_room_txn_ids_txn(txn: Transaction, room_id: str) -> None:
+    """Forget the transaction IDs of the room's events (the room is being deleted)."""
+    await txn.execute("DELETE FROM event_txn_ids WHERE room_id = ?", (room_id,))
+
+
 async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, PersistContext]]) -> list[int]:
     """Write a batch of events in order, each table with one statement where the order allows it."""
     positions = [0] * len(batch)
@@ -686,13 +688,7 @@ async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, Persist
                           [(room, e) for room, ids in removed_extremities.items() for e in sorted(ids)])
     await txn.executemany("INSERT INTO event_forward_extremities (room_id, event_id) VALUES (?, ?)",
                           [(room, e) for room, ids in added_extremities.items() for e in sorted(ids)])
-    for room_id in sorted(full_state_rooms):
-        await txn.execute("DELETE FROM current_state_events WHERE room_id = ?", (room_id,))
-    await txn.executemany(
-        "INSERT INTO current_state_events (room_id, type, state_key, event_id, membership)"
-        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, type, state_key)"
-        " DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership",
-        [(room, t, sk, eid, membership) for (room, t, sk), (eid, membership) in current_state.items()])
+    await room_state.write_current_state(txn, current_state, sorted(full_state_rooms))
     await txn.executemany(
         "INSERT INTO room_memberships (event_id, user_id, sender, room_id, membership, display_name, avatar_url,"
         " stream_ordering) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", membership_rows)

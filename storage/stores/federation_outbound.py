@@ -16,6 +16,7 @@ from typing import Any
 
 from homeserver.jsonutil import decode
 from storage.database import Database, Transaction
+from storage.stores import room_state
 from storage.stores.outbound import enqueue_outbound_txn
 from storage.stores.stages import save_stage_position_txn
 
@@ -101,9 +102,7 @@ class FederationOutboundStore:
         pattern = "%:" + server_name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
         async def txn_fn(txn: Transaction) -> list[tuple[str, int]]:
-            rows = await txn.fetch_all(
-                "SELECT DISTINCT room_id, state_key FROM current_state_events WHERE type = 'm.room.member'"
-                " AND membership = 'join' AND state_key LIKE ? ESCAPE '\\'", (pattern,))
+            rows = await room_state.joined_members_matching(txn, pattern)
             rooms = sorted({room_id for room_id, user_id in rows if user_id.split(":", 1)[-1] == server_name})
             out: list[tuple[str, int]] = []
             for start in range(0, len(rooms), 500):

@@ -51,3 +51,8 @@ class FilterStore:
             (user_id, filter_id),
         )
         return None if text is None else decode(text)
+
+
+async def delete_user_filters_txn(txn: Transaction, user_id: str) -> None:
+    """Drop every filter the user uploaded (erasure)."""
+    await txn.execute("DELETE FROM filters WHERE user_id = ?", (user_id,))

@@ -238,6 +238,27 @@ class NotificationStore:
         return await self.db.run_interaction("get_read_positions", txn_fn, write=False)
 
 
+# --- for other stores' transactions (purge, erasure) -----------------------------------------
+
+
+async def delete_user_notifications_txn(txn: Transaction, user_id: str) -> None:
+    """Drop the user's push actions and unread counts (erasure)."""
+    await txn.execute("DELETE FROM event_push_actions WHERE user_id = ?", (user_id,))
+    await txn.execute("DELETE FROM event_push_counts WHERE user_id = ?", (user_id,))
+
+
+async def delete_room_notifications_txn(txn: Transaction, room_id: str) -> None:
+    """Drop the room's push actions and unread counts (the room is being deleted)."""
+    await txn.execute("DELETE FROM event_push_actions WHERE room_id = ?", (room_id,))
+    await txn.execute("DELETE FROM event_push_counts WHERE room_id = ?", (room_id,))
+
+
+async def delete_event_push_actions_txn(txn: Transaction, event_ids: Sequence[str]) -> None:
+    """Drop the push actions of these events (purged, or kept only as outliers that nothing counts)."""
+    clause, params = txn.dialect.in_list("event_id", list(event_ids))
+    await txn.execute(f"DELETE FROM event_push_actions WHERE {clause}", params)
+
+
 def read_up_to(positions: dict[str, int], thread_id: str) -> int:
     """The stream ordering a user has read up to in a thread, given their receipt positions in the room."""
     return max(positions.get(UNTHREADED, BEFORE_EVERYTHING), positions.get(thread_id, BEFORE_EVERYTHING))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
+from storage.stores import room_state
 from storage.streams import EVENTS, allocate_stream_positions
 
 StateMap = dict[tuple[str, str], str]
@@ -125,14 +126,7 @@ class PartialStateStore:
                         " VALUES (?, ?, ?, ?, ?)",
                         [(group, room_id, t, sk, eid) for (t, sk), eid in sorted(full_state.items())
                          if (t, sk) not in have])
-            current = await txn.fetch_all("SELECT type, state_key FROM current_state_events WHERE room_id = ?",
-                                          (room_id,))
-            have_current = {(t, sk) for t, sk in current}
-            await txn.executemany(
-                "INSERT INTO current_state_events (room_id, type, state_key, event_id, membership)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, type, state_key) DO NOTHING",
-                [(room_id, t, sk, eid, memberships.get(eid) if t == "m.room.member" else None)
-                 for (t, sk), eid in sorted(full_state.items()) if (t, sk) not in have_current])
+            await room_state.add_missing_current_state(txn, room_id, full_state, memberships)
             await txn.execute("DELETE FROM partial_state_rooms WHERE room_id = ?", (room_id,))
             (position,) = await allocate_stream_positions(txn, EVENTS, 1)
             await txn.execute("INSERT INTO partial_state_rooms_completed (room_id, stream_ordering) VALUES (?, ?)",

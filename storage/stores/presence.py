@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storage.database import Database, Transaction
+from storage.stores import room_state
 from storage.stores.timeline import in_list
 from storage.streams import allocate_stream_positions, get_stream_position
 
@@ -91,10 +92,5 @@ class PresenceStore:
         return await self.db.run_interaction("get_presence_many", txn_fn, write=False)
 
     async def shares_room(self, user_a: str, user_b: str) -> bool:
-        row = await self.db.fetch_one(
-            "users_share_room",
-            "SELECT 1 FROM current_state_events a JOIN current_state_events b ON b.room_id = a.room_id"
-            " WHERE a.type = 'm.room.member' AND a.state_key = ? AND a.membership = 'join'"
-            " AND b.type = 'm.room.member' AND b.state_key = ? AND b.membership = 'join' LIMIT 1",
-            (user_a, user_b))
-        return row is not None
+        return await self.db.run_interaction("users_share_room", room_state.users_share_a_room, user_a, user_b,
+                                             write=False)

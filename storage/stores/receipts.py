@@ -107,6 +107,25 @@ class ReceiptStore:
         return [_receipt(row) for row in rows]
 
 
+# --- for other stores' transactions (purge, erasure) -----------------------------------------
+
+
+async def delete_user_receipts_txn(txn: Transaction, user_id: str) -> None:
+    """Drop every receipt the user sent (erasure)."""
+    await txn.execute("DELETE FROM receipts WHERE user_id = ?", (user_id,))
+
+
+async def delete_room_receipts_txn(txn: Transaction, room_id: str) -> None:
+    """Drop every receipt in the room (the room is being deleted)."""
+    await txn.execute("DELETE FROM receipts WHERE room_id = ?", (room_id,))
+
+
+async def delete_event_receipts_txn(txn: Transaction, event_ids: Sequence[str]) -> None:
+    """Drop the receipts that point at these events (the events are being purged)."""
+    clause, params = txn.dialect.in_list("event_id", list(event_ids))
+    await txn.execute(f"DELETE FROM receipts WHERE {clause}", params)
+
+
 class _NotNewer(Exception):
     pass
 

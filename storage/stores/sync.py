@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storage.database import Database, Transaction
+from storage.stores import room_state
 
 # SQLite refuses compound SELECTs of more than 500 terms; stay well below.
 _UNION_CHUNK = 100
@@ -211,20 +212,9 @@ class SyncStore:
         """room_id -> membership -> number of users with it, from current state."""
         if not room_ids:
             return {}
-
-        async def txn_fn(txn: Transaction) -> dict[str, dict[str, int]]:
-            clause, params = txn.dialect.in_list("room_id", list(room_ids))
-            rows = await txn.fetch_all(
-                "SELECT room_id, membership, COUNT(*) FROM current_state_events"
-                f" WHERE type = 'm.room.member' AND {clause} GROUP BY room_id, membership",
-                params,
-            )
-            out: dict[str, dict[str, int]] = {room_id: {} for room_id in room_ids}
-            for room_id, membership, count in rows:
-                out[room_id][membership] = int(count)
-            return out
-
-        return await self.db.run_interaction("sync_member_counts", txn_fn, write=False)
+        counts = await self.db.run_interaction("sync_member_counts", room_state.member_counts, room_ids,
+                                               write=False)
+        return {room_id: counts.get(room_id, {}) for room_id in room_ids}
 
     async def get_first_members(self, room_ids: Sequence[str], memberships: Sequence[str], limit: int
                                 ) -> dict[str, list[str]]:
@@ -258,21 +248,9 @@ class SyncStore:
         """room_id -> (type, state_key) -> event_id of the current state events of the given types."""
         if not room_ids:
             return {}
-
-        async def txn_fn(txn: Transaction) -> dict[str, dict[tuple[str, str], str]]:
-            room_clause, room_params = txn.dialect.in_list("room_id", list(room_ids))
-            type_clause, type_params = txn.dialect.in_list("type", list(types))
-            rows = await txn.fetch_all(
-                "SELECT room_id, type, state_key, event_id FROM current_state_events"
-                f" WHERE {room_clause} AND {type_clause}",
-                (*room_params, *type_params),
-            )
-            out: dict[str, dict[tuple[str, str], str]] = {room_id: {} for room_id in room_ids}
-            for room_id, event_type, state_key, event_id in rows:
-                out[room_id][(event_type, state_key)] = event_id
-            return out
-
-        return await self.db.run_interaction("sync_current_state_of_types", txn_fn, write=False)
+        state = await self.db.run_interaction("sync_current_state_of_types", room_state.state_event_ids_of_types,
+                                              room_ids, types, write=False)
+        return {room_id: state.get(room_id, {}) for room_id in room_ids}
 
 
 def _qualified_in_list(txn: Transaction, table: str, column: str, values: list) -> tuple[str, tuple]:

@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+from dataclasses import astuple, dataclass, fields
 from typing import Any
 
 from storage.database import Database
 
-_COLUMNS = ("sid", "medium", "address", "client_secret", "token", "send_attempt", "next_link", "created_ts",
-            "validated_ts")
+
+@dataclass(frozen=True, slots=True)
+class ThreepidSession:
+    sid: str
+    medium: str
+    address: str
+    client_secret: str
+    token: str
+    send_attempt: int
+    next_link: str | None
+    created_ts: int
+    validated_ts: int | None = None
 
 
-def _session(row: tuple[Any, ...] | None) -> dict[str, Any] | None:
-    return None if row is None else dict(zip(_COLUMNS, row, strict=True))
+_COLUMNS = tuple(f.name for f in fields(ThreepidSession))
+
+
+def _session(row: tuple[Any, ...] | None) -> ThreepidSession | None:
+    return None if row is None else ThreepidSession(*row)
 
 
 class ThreepidValidationStore:
     def __init__(self, db: Database):
         self.db = db
 
-    async def find_session(self, client_secret: str, medium: str, address: str) -> dict[str, Any] | None:
+    async def find_session(self, client_secret: str, medium: str, address: str) -> ThreepidSession | None:
         """The newest session for this secret and address (a retried request reuses it)."""
         row = await self.db.fetch_one(
             "find_threepid_session",
@@ -27,14 +41,14 @@ class ThreepidValidationStore:
             (client_secret, medium, address))
         return _session(row)
 
-    async def get_session(self, sid: str) -> dict[str, Any] | None:
+    async def get_session(self, sid: str) -> ThreepidSession | None:
         row = await self.db.fetch_one(
             "get_threepid_session",
             f"SELECT {', '.join(_COLUMNS)} FROM threepid_validation_sessions WHERE sid = ?", (sid,))
         return _session(row)
 
-    async def create_session(self, session: dict[str, Any]) -> None:
-        await self.db.simple_insert("threepid_validation_sessions", {c: session.get(c) for c in _COLUMNS})
+    async def create_session(self, session: ThreepidSession) -> None:
+        await self.db.simple_insert("threepid_validation_sessions", dict(zip(_COLUMNS, astuple(session), strict=True)))
 
     async def set_send_attempt(self, sid: str, send_attempt: int) -> None:
         await self.db.simple_update("threepid_validation_sessions", {"sid": sid}, {"send_attempt": send_attempt})

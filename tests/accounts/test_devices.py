@@ -268,12 +268,12 @@ async def test_pruning_forgets_sightings_older_than_the_configured_age(make_home
         (user, "NEW", "10.0.0.2", "New/1", now - 6 * DAY_MS),
     ])
     assert await server.devices.prune_last_seen() == 1
-    assert [(r["device_id"], r["ip"]) for r in await store.get_user_ips(user)] == [("NEW", "10.0.0.2")]
+    assert [(r.device_id, r.ip) for r in await store.get_user_ips(user)] == [("NEW", "10.0.0.2")]
     old = await store.get_device(user, "OLD")
-    assert old["last_seen_ip"] is None and old["last_seen_user_agent"] is None
-    assert old["last_seen_ts"] == now - 8 * DAY_MS  # when, without where
+    assert old.last_seen_ip is None and old.last_seen_user_agent is None
+    assert old.last_seen_ts == now - 8 * DAY_MS  # when, without where
     new = await store.get_device(user, "NEW")
-    assert new["last_seen_ip"] == "10.0.0.2" and new["last_seen_user_agent"] == "New/1"
+    assert new.last_seen_ip == "10.0.0.2" and new.last_seen_user_agent == "New/1"
     assert await server.devices.prune_last_seen() == 0
 
 

@@ -135,9 +135,9 @@ async def test_last_seen_ip_and_user_agent_are_recorded_per_device(hs, client):
         assert resp.status == 200
     await hs.auth.flush_last_seen()
     device = await hs.account_store.get_device(created["user_id"], created["device_id"])
-    assert device["last_seen_ip"] == "127.0.0.1"
-    assert device["last_seen_user_agent"] == "TestClient/1"
-    assert device["last_seen_ts"] > 0
+    assert device.last_seen_ip == "127.0.0.1"
+    assert device.last_seen_user_agent == "TestClient/1"
+    assert device.last_seen_ts > 0
 
 
 async def test_login_is_rate_limited_per_ip(make_homeserver):

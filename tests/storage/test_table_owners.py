@@ -1,0 +1,106 @@
+"""One owner per table: only a table's owning module in storage/stores/ writes it.
+
+The rule and the readers allowed to join an owned table are in docs/architecture.md ("Table
+owners"). This test reads the Python source of every store module (no database) and finds the
+writes it can see:
+
+- SQL text in string literals (f-strings included, their placeholders read as `{}`):
+  `INSERT INTO t`, `UPDATE t`, `DELETE FROM t`;
+- the table-driven helpers (`simple_insert("t", ...)`, `txn.upsert("t", ...)`, ...) called with
+  the table name as a literal;
+- a literal table name listed in a tuple or list in a module that builds writes from a table
+  name (`f"DELETE FROM {table}"`), as the purge and erasure loops do.
+
+It does not follow a table name through a variable or a constant defined elsewhere; reviews catch
+those. Reads are not checked.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+STORES = Path(__file__).resolve().parents[2] / "storage" / "stores"
+
+# table -> the module (file name in storage/stores/) that alone writes it.
+OWNERS = {
+    "current_state_events": "room_state.py",
+    "event_to_state_groups": "events.py",
+    "event_txn_ids": "events.py",
+    "receipts": "receipts.py",
+    "event_push_actions": "notifications.py",
+    "event_push_counts": "notifications.py",
+    "filters": "filters.py",
+    "ui_auth_sessions": "uia_sessions.py",
+    "ui_auth_session_credentials": "uia_sessions.py",
+    "access_tokens": "access_tokens.py",
+    "refresh_tokens": "refresh_tokens.py",
+    "login_tokens": "login_tokens.py",
+    "openid_tokens": "openid_tokens.py",
+    "devices": "devices.py",
+    "user_ips": "client_ips.py",
+    "registration_tokens": "registration_tokens.py",
+}
+
+_WRITE = re.compile(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
+_DYNAMIC_WRITE = re.compile(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\{", re.IGNORECASE)
+_HELPERS = {"insert", "insert_many", "upsert", "update", "delete",
+            "simple_insert", "simple_upsert", "simple_update", "simple_delete"}
+
+
+def _text(node: ast.AST) -> str | None:
+    """The text of a string literal; an f-string's placeholders become `{}`."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+    return None
+
+
+def writes_in(source: str) -> set[str]:
+    """The tables a module's source visibly writes."""
+    tree = ast.parse(source)
+    texts = [t for node in ast.walk(tree) if (t := _text(node)) is not None]
+    written = {m.group(1).lower() for t in texts for m in _WRITE.finditer(t)}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _HELPERS
+                and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            written.add(node.args[0].value)
+    if any(_DYNAMIC_WRITE.search(t) for t in texts):
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Tuple, ast.List)):
+                written |= {e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+    return written
+
+
+def test_every_owner_module_exists_and_writes_its_tables():
+    for table, owner in OWNERS.items():
+        path = STORES / owner
+        assert path.is_file(), f"{table}: owner {owner} is missing"
+        assert table in writes_in(path.read_text()), f"{owner} is named owner of {table} but never writes it"
+
+
+def test_no_store_writes_a_table_another_module_owns():
+    trespasses = []
+    for path in sorted(STORES.glob("*.py")):
+        for table in sorted(writes_in(path.read_text()) & OWNERS.keys()):
+            if OWNERS[table] != path.name:
+                trespasses.append(f"{path.name} writes {table} (owner: {OWNERS[table]})")
+    assert trespasses == []
+
+
+def test_the_scan_sees_each_kind_of_write():
+    source = '''
+async def f(txn, db, table):
+    await txn.execute("DELETE FROM receipts WHERE user_id = ?", ())
+    await txn.execute("INSERT INTO filters (user_id) VALUES (?)"
+                      " ON CONFLICT DO NOTHING", ())
+    await txn.execute(f"UPDATE event_push_counts SET n = 0 WHERE {table}", ())
+    await db.simple_upsert("event_txn_ids", {}, {})
+    for name in ("current_state_events", "other"):
+        await txn.execute(f"DELETE FROM {name} WHERE room_id = ?", ())
+    await txn.execute("SELECT * FROM event_to_state_groups", ())
+'''
+    assert writes_in(source) == {"receipts", "filters", "event_push_counts", "event_txn_ids",
+                                 "current_state_events", "other"}
