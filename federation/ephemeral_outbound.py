@@ -29,6 +29,7 @@ from federation.room_hosts import joined_hosts
 from homeserver.clock import Clock
 from homeserver.streams.updates import EventPersisted, PresenceChanged, ReadReceiptStored, TypingChanged
 from storage.stores.events import EventStore
+from storage.stores.partial_state import PartialStateStore
 from storage.stores.receipts import StoredReceipt
 
 logger = logging.getLogger(__name__)
@@ -80,8 +81,9 @@ def presence_edus(pushes: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 class EphemeralEduSender:
     def __init__(self, server_name: str, events: EventStore, queue_edus: QueueEdus, read_receipts: ReadReceipts,
                  presence_events: PresenceEvents, clock: Clock, *, typing_renew_s: float = TYPING_RENEW_S,
-                 presence_batch_s: float = PRESENCE_BATCH_S):
+                 presence_batch_s: float = PRESENCE_BATCH_S, partial_state: PartialStateStore | None = None):
         self._server_name = server_name
+        self._partial_state = partial_state
         self._events = events
         self._queue_edus = queue_edus
         self._read_receipts = read_receipts
@@ -101,8 +103,11 @@ class EphemeralEduSender:
     def _is_ours(self, user_id: str) -> bool:
         return server_of(user_id) == self._server_name
 
+    async def _hosts(self, room_id: str) -> set[str]:
+        return await joined_hosts(self._events, room_id, self._partial_state)
+
     async def _send_to_room(self, room_id: str, edus: Sequence[dict[str, Any]]) -> None:
-        for destination in sorted(await joined_hosts(self._events, room_id) - {self._server_name}):
+        for destination in sorted(await self._hosts(room_id) - {self._server_name}):
             await self._queue_edus(destination, edus)
 
     # --- typing ------------------------------------------------------------------------------
@@ -172,7 +177,7 @@ class EphemeralEduSender:
                 destinations: set[str] = set()
                 for room_id in await self._events.get_rooms_for_user(user_id, ("join",)):
                     if room_id not in room_hosts:
-                        room_hosts[room_id] = await joined_hosts(self._events, room_id)
+                        room_hosts[room_id] = await self._hosts(room_id)
                     destinations |= room_hosts[room_id]
                 destinations.discard(self._server_name)
                 for destination in destinations:
@@ -191,7 +196,7 @@ class EphemeralEduSender:
         if joiner not in members:
             return  # not (or no longer) the current membership
         if self._is_ours(joiner):
-            destinations = {server_of(m) for m in members} - {self._server_name}
+            destinations = await self._hosts(event.room_id) - {self._server_name}
             pushes = await self._presence_pushes([joiner])
             for destination in sorted(destinations):
                 await self._queue_edus(destination, presence_edus(pushes))
