@@ -392,7 +392,7 @@ class HomeServer:
         self.device_lists = DeviceListService(e2ee_store, self.event_store, notifier, bus)
         # Users of other servers: their device lists cached, their servers asked (None when federation is off).
         self.remote_devices = RemoteDeviceLists(config.server_name, RemoteDeviceStore(db), e2ee_store, notifier,
-                                                clock, remote=remote_queries)
+                                                clock, remote=remote_queries, bus=bus)
         self.keys = KeysService(config.server_name, e2ee_store, self.device_lists, clock, bus,
                                 remote_devices=self.remote_devices, remote=remote_queries)
         self.cross_signing = CrossSigningService(config.server_name, e2ee_store, self.device_lists, self.uia,
