@@ -11,6 +11,17 @@ neither loses nor repeats them; on start the stage catches up from its saved pos
 Stream positions are unique per change (storage/stores/e2ee.py), so the `stream_id`s of one user
 never repeat, and GET /user/devices answers the latest as the list's `stream_id`.
 
+A room joined with partial state (faster joins) counts its `servers_in_room` (from the join
+answer) among the servers sharing it until its full state is in: its member list names only some.
+
+When one of our users joins a room, the room's servers that shared no room with them before this
+join are told the user's current list (the spec: "when that user joins a room which contains
+servers which are not already receiving updates for that user's device list"): one
+`m.device_list_update` per device, each with the list's current `stream_id` and no `prev_id`, so
+the server fetches the list whole (`GET /user/devices`) and follows the chain from there. The
+hand-off stage (federation/outbound.py) asks `join_edus` for them and queues them right after the
+join, in its transaction.
+
 To-device messages for other servers (`RemoteToDeviceQueued`) are queued as one
 `m.direct_to_device` EDU per server before the sending request returns.
 """
@@ -19,14 +30,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from federation.policy import ServerPolicy
 from homeserver.clock import Clock
+from homeserver.events.event import Event
 from homeserver.streams.bus import StreamBus
 from homeserver.streams.updates import DeviceListChanged, OutboundItemsQueued, RemoteToDeviceQueued
 from storage.stores.e2ee import NO_DEVICE, DeviceListChange, E2eeKeyStore
 from storage.stores.federation_outbound import FEDERATION_KIND, FederationOutboundStore
+from storage.stores.partial_state import PartialStateStore
 from storage.stores.stages import StagePositionStore
 
 logger = logging.getLogger(__name__)
@@ -45,8 +59,9 @@ class DeviceListSender:
 
     def __init__(self, server_name: str, e2ee: E2eeKeyStore, outbound: FederationOutboundStore,
                  positions: StagePositionStore, bus: StreamBus, clock: Clock, policy: ServerPolicy, *,
-                 enabled: bool = True):
+                 enabled: bool = True, partial_state: PartialStateStore | None = None):
         self._server_name = server_name
+        self._partial_state = partial_state
         self._e2ee = e2ee
         self._outbound = outbound
         self._positions = positions
@@ -126,8 +141,55 @@ class DeviceListSender:
 
     async def _destinations(self, user_id: str) -> list[str]:
         servers = {_server_of(u) for u in await self._e2ee.get_users_sharing_a_room(user_id)}
+        servers |= await self._partial_room_servers(user_id)
         servers.discard(self._server_name)
         return sorted(s for s in servers if s and self._policy.denial_reason(s) is None)
+
+    async def _partial_room_servers(self, user_id: str, skip_room: str | None = None) -> set[str]:
+        """The `servers_in_room` of the rooms with partial state the user is joined to."""
+        if self._partial_state is None:
+            return set()
+        partial = await self._partial_state.room_ids()
+        partial.discard(skip_room or "")
+        if not partial:
+            return set()
+        servers: set[str] = set()
+        for room_id in sorted(partial & await self._e2ee.get_joined_rooms(user_id)):
+            room = await self._partial_state.get_room(room_id)
+            if room is not None:
+                servers.update(room.servers_in_room)
+        return servers
+
+    # --- a join brings new servers ---------------------------------------------------------------
+    async def join_edus(self, join: Event, destinations: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """The EDUs owed to the servers our user's `join` goes to that shared no room with the user
+        before it: the user's current device list, which makes them fetch it whole."""
+        user_id = join.state_key or ""
+        if not self._enabled or _server_of(user_id) != self._server_name:
+            return {}
+        position = int(join.internal_metadata.get("stream_ordering") or 0)
+        before = {_server_of(u) for u in
+                  await self._e2ee.get_users_sharing_a_room_joined_before(user_id, join.room_id, position)}
+        before |= await self._partial_room_servers(user_id, skip_room=join.room_id)
+        new = sorted(set(destinations) - before - {self._server_name})
+        if not new:
+            return {}
+        edus = await self._current_list_edus(user_id)
+        return {destination: list(edus) for destination in new} if edus else {}
+
+    async def _current_list_edus(self, user_id: str) -> list[dict[str, Any]]:
+        """One `m.device_list_update` per device with keys, at the list's current `stream_id`."""
+        stream_id = await self._e2ee.get_last_device_change(user_id)
+        edus = []
+        for device in await self._e2ee.get_devices_with_keys(user_id):
+            if not device.keys:
+                continue  # as GET /user/devices: a device without keys is not listed
+            content: dict[str, Any] = {"user_id": user_id, "device_id": device.device_id, "stream_id": stream_id,
+                                       "prev_id": [], "keys": device.keys}
+            if device.display_name is not None:
+                content["device_display_name"] = device.display_name
+            edus.append({"edu_type": "m.device_list_update", "content": content})
+        return edus
 
     async def _edu_for(self, change: DeviceListChange) -> dict[str, Any]:
         if change.device_id == NO_DEVICE:

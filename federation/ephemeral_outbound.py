@@ -14,6 +14,12 @@ federation). Each EDU is queued per destination on the durable outbound queue wi
   with any of the changed users gets one `m.presence` EDU listing the users it shares a room with.
   A server that newly joins a room gets the presence of our users in it, and our user joining a
   room has their presence sent to the room's servers (offline users are left out of both).
+  Other servers take a user they have not heard about for 30 minutes to be offline (Synapse), so a
+  user who stays online or unavailable without a change is sent again every PRESENCE_RESEND_MS
+  (25 minutes, as Synapse pings): `resend_presence`, run every PRESENCE_RESEND_CHECK_S.
+
+In a room joined with partial state the room's servers include the join answer's `servers_in_room`
+until its full state arrives (federation/room_hosts.py), as for our events.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from federation.room_hosts import joined_hosts
 from homeserver.clock import Clock
 from homeserver.streams.updates import EventPersisted, PresenceChanged, ReadReceiptStored, TypingChanged
 from storage.stores.events import EventStore
+from storage.stores.partial_state import PartialStateStore
 from storage.stores.receipts import StoredReceipt
 
 logger = logging.getLogger(__name__)
@@ -41,6 +48,9 @@ TYPING_RENEW_S = 40.0
 PRESENCE_BATCH_S = 0.5
 # Users per m.presence EDU (a transaction carries up to 100 EDUs).
 PRESENCE_PER_EDU = 50
+OFFLINE = "offline"
+PRESENCE_RESEND_MS = 25 * 60_000
+PRESENCE_RESEND_CHECK_S = 60.0
 
 QueueEdus = Callable[[str, Sequence[dict[str, Any]]], Awaitable[None]]
 # (user_id, room_id) -> the user's current m.read / m.read.private receipts in the room
@@ -80,8 +90,9 @@ def presence_edus(pushes: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 class EphemeralEduSender:
     def __init__(self, server_name: str, events: EventStore, queue_edus: QueueEdus, read_receipts: ReadReceipts,
                  presence_events: PresenceEvents, clock: Clock, *, typing_renew_s: float = TYPING_RENEW_S,
-                 presence_batch_s: float = PRESENCE_BATCH_S):
+                 presence_batch_s: float = PRESENCE_BATCH_S, partial_state: PartialStateStore | None = None):
         self._server_name = server_name
+        self._partial_state = partial_state
         self._events = events
         self._queue_edus = queue_edus
         self._read_receipts = read_receipts
@@ -94,6 +105,9 @@ class EphemeralEduSender:
         self._renewals: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._typing_lock = asyncio.Lock()
         self._pending_presence: dict[str, dict[str, Any]] = {}
+        # Our users whose presence other servers hold as not offline -> when it was last sent.
+        self._presence_sent_ms: dict[str, int] = {}
+        self._resend: asyncio.Task[None] | None = None
         self._presence_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._flush: asyncio.Task[None] | None = None
@@ -101,8 +115,11 @@ class EphemeralEduSender:
     def _is_ours(self, user_id: str) -> bool:
         return server_of(user_id) == self._server_name
 
+    async def _hosts(self, room_id: str) -> set[str]:
+        return await joined_hosts(self._events, room_id, self._partial_state)
+
     async def _send_to_room(self, room_id: str, edus: Sequence[dict[str, Any]]) -> None:
-        for destination in sorted(await joined_hosts(self._events, room_id) - {self._server_name}):
+        for destination in sorted(await self._hosts(room_id) - {self._server_name}):
             await self._queue_edus(destination, edus)
 
     # --- typing ------------------------------------------------------------------------------
@@ -165,6 +182,18 @@ class EphemeralEduSender:
         await asyncio.sleep(self._presence_batch_s)
         self._flush = None
         pending, self._pending_presence = self._pending_presence, {}
+        await self._send_presence(pending)
+
+    async def _send_presence(self, pending: dict[str, dict[str, Any]]) -> None:
+        """Send each user's presence to the servers sharing a room with them."""
+        now = self._clock.time_ms()
+        for user_id, content in pending.items():
+            if content.get("presence", OFFLINE) == OFFLINE:
+                self._presence_sent_ms.pop(user_id, None)
+            else:
+                self._presence_sent_ms[user_id] = now
+        if self._presence_sent_ms and self._resend is None:
+            self._resend = self._spawn(self._resend_periodically())
         async with self._presence_lock:
             room_hosts: dict[str, set[str]] = {}
             by_destination: dict[str, list[dict[str, Any]]] = {}
@@ -172,13 +201,37 @@ class EphemeralEduSender:
                 destinations: set[str] = set()
                 for room_id in await self._events.get_rooms_for_user(user_id, ("join",)):
                     if room_id not in room_hosts:
-                        room_hosts[room_id] = await joined_hosts(self._events, room_id)
+                        room_hosts[room_id] = await self._hosts(room_id)
                     destinations |= room_hosts[room_id]
                 destinations.discard(self._server_name)
                 for destination in destinations:
                     by_destination.setdefault(destination, []).append(presence_push(user_id, pending[user_id]))
             for destination in sorted(by_destination):
                 await self._queue_edus(destination, presence_edus(by_destination[destination]))
+
+    async def _resend_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(PRESENCE_RESEND_CHECK_S)
+            try:
+                await self.resend_presence()
+            except Exception:
+                logger.exception("re-sending presence failed")
+
+    async def resend_presence(self) -> None:
+        """Send again the presence of our users last sent PRESENCE_RESEND_MS ago or more who are still
+        not offline, before other servers time them out."""
+        now = self._clock.time_ms()
+        due = sorted(u for u, sent in self._presence_sent_ms.items() if now - sent >= PRESENCE_RESEND_MS)
+        if not due:
+            return
+        current = {e["sender"]: e["content"] for e in await self._presence_events(due)}
+        pending = {u: current.get(u, {"presence": OFFLINE}) for u in due if u not in self._pending_presence}
+        for user_id in [u for u, content in pending.items() if content.get("presence", OFFLINE) == OFFLINE]:
+            del pending[user_id]  # went offline without us hearing: its change was (or will be) sent
+            self._presence_sent_ms.pop(user_id, None)
+        if pending:
+            logger.debug("re-sending the presence of %d users", len(pending))
+            await self._send_presence(pending)
 
     async def on_event_persisted(self, update: EventPersisted) -> None:
         """A server new to a room learns our members' presence; our new member's goes to the room."""
@@ -191,7 +244,7 @@ class EphemeralEduSender:
         if joiner not in members:
             return  # not (or no longer) the current membership
         if self._is_ours(joiner):
-            destinations = {server_of(m) for m in members} - {self._server_name}
+            destinations = await self._hosts(event.room_id) - {self._server_name}
             pushes = await self._presence_pushes([joiner])
             for destination in sorted(destinations):
                 await self._queue_edus(destination, presence_edus(pushes))

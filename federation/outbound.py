@@ -14,14 +14,18 @@ stage, so a crash neither loses nor repeats a hand-off; the courier (federation/
 sends them as transactions.
 
 EDUs (typing, receipts, presence, to-device, device lists: part 2) are queued per destination
-with `queue_edus`, and travel in the same transactions as the PDUs.
+with `queue_edus`, and travel in the same transactions as the PDUs. One kind rides with the stage
+itself: when one of our users newly joins a room, `join_edus` (the device-list sender's) names the
+EDUs owed to the room's servers that learn of the user through this join (the spec asks that they
+be sent the user's device list); they are queued right after the join in the same transaction, so
+a server never hears of the devices of a user it does not yet know to be in the room.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -47,6 +51,9 @@ SEND_ON_BEHALF_OF = "send_on_behalf_of"
 # Joined servers per state group, kept because every message of a room shares its group.
 HOSTS_CACHE_SIZE = 2000
 
+# (our user's join event, the servers it goes to) -> EDUs owed per server because of the join.
+JoinEdus = Callable[[Event, Sequence[str]], Awaitable[dict[str, list[dict[str, Any]]]]]
+
 
 def server_of(user_id: str) -> str:
     """The server name part of a user ID (everything after the first colon)."""
@@ -68,8 +75,9 @@ class FederationHandoff:
     def __init__(self, server_name: str, store: FederationOutboundStore, events: EventStore,
                  positions: StagePositionStore, bus: StreamBus, clock: Clock, policy: ServerPolicy, *,
                  enabled: bool = True, registry: CollectorRegistry | None = None,
-                 partial_state: PartialStateStore | None = None):
+                 partial_state: PartialStateStore | None = None, join_edus: JoinEdus | None = None):
         self._server_name = server_name
+        self._join_edus = join_edus
         # Rooms joined with partial state: their member list is incomplete, so events also go to the
         # servers the join answer said were in the room.
         self._partial_state = partial_state
@@ -91,8 +99,12 @@ class FederationHandoff:
         for event in events:
             if not self.is_ours(event):
                 continue
-            for destination in sorted(await self.destinations(event)):
+            destinations = sorted(await self.destinations(event))
+            for destination in destinations:
                 queued.setdefault(destination, []).append({"pdu": event.event_id, "room_id": event.room_id})
+            if self._join_edus is not None and destinations and await self._is_new_local_join(event):
+                for destination, edus in (await self._join_edus(event, destinations)).items():
+                    queued.setdefault(destination, []).extend({"edu": edu} for edu in edus)
         if not queued:
             return False
         await self._store.queue_pdus(queued, stage=HANDOFF_STAGE, upto=upto, now_ms=self._clock.time_ms())
@@ -107,6 +119,17 @@ class FederationHandoff:
             return False
         return (server_of(event.sender) == self._server_name
                 or bool(event.internal_metadata.get(SEND_ON_BEHALF_OF)))
+
+    async def _is_new_local_join(self, event: Event) -> bool:
+        """Whether the event is one of our users joining a room they were not joined to."""
+        if (event.type != "m.room.member" or not event.state_key or event.content.get("membership") != "join"
+                or server_of(event.state_key) != self._server_name):
+            return False
+        replaced = event.internal_metadata.get("replaces_state")
+        if not replaced:
+            return True
+        previous = await self._events.get_event(replaced)
+        return previous is None or previous.content.get("membership") != "join"
 
     async def destinations(self, event: Event) -> set[str]:
         """The servers an event of ours goes to (never ourselves, never a refused server)."""

@@ -191,17 +191,20 @@ class Federation:
         self.key_handlers = KeyHandlers(self.local_keys, self.key_fetcher)
         self.query_handlers = FederationQueryHandlers(config.server_name, self.authenticator, profiles, aliases,
                                                       directory)
-        # Outbound transactions: the hand-off stage queues our events, the courier sends them.
         outbound_store = FederationOutboundStore(db)
-        self.handoff = FederationHandoff(config.server_name, outbound_store, events, positions, bus, clock,
-                                         self.policy, enabled=self.enabled, registry=registry,
-                                         partial_state=transport.partial_state_store)
-        self.sender = TransactionSender(config.server_name, self.client, events, outbound_store, clock,
-                                        registry=registry)
         # Devices and end-to-end encryption: our users' device lists and to-device messages out,
         # other servers' device EDUs in, and the /user/devices and /user/keys endpoints.
         self.device_lists_sender = DeviceListSender(config.server_name, e2ee, outbound_store, positions, bus, clock,
-                                                    self.policy, enabled=self.enabled)
+                                                    self.policy, enabled=self.enabled,
+                                                    partial_state=transport.partial_state_store)
+        # Outbound transactions: the hand-off stage queues our events (and, after our user's join,
+        # their device list for servers new to them), the courier sends them.
+        self.handoff = FederationHandoff(config.server_name, outbound_store, events, positions, bus, clock,
+                                         self.policy, enabled=self.enabled, registry=registry,
+                                         partial_state=transport.partial_state_store,
+                                         join_edus=self.device_lists_sender.join_edus)
+        self.sender = TransactionSender(config.server_name, self.client, events, outbound_store, clock,
+                                        registry=registry)
         self.device_edus = DeviceEdus(config.server_name, to_device, remote_devices)
         self.acls = ServerAcls(events)
         self.reader = FederationReader(config.server_name, events, timeline, self.acls, clock,
@@ -219,7 +222,8 @@ class Federation:
         self.device_handlers = FederationDeviceHandlers(self.server_name, self.authenticator, keys, user_exists)
         # Outbound EDUs: server.py subscribes this to the typing, receipt, presence and event updates.
         self.ephemeral_sender = EphemeralEduSender(self.server_name, events, self.handoff.queue_edus,
-                                                   receipts.get_read_receipts, presence.presence_events, self.clock)
+                                                   receipts.get_read_receipts, presence.presence_events, self.clock,
+                                                   partial_state=self.transport.partial_state_store)
         self.membership = ResidentMembership(self.server_name, self.signing_key, events, self.ingestor, self.acls,
                                              self.key_fetcher, self.clock, user_exists, send_event,
                                              self.transport.partial_state_store)

@@ -464,7 +464,7 @@ class HomeServer:
         self.device_lists = DeviceListService(self.e2ee_store, self.event_store, notifier, bus)
         # Users of other servers: their device lists cached, their servers asked (None when federation is off).
         self.remote_devices = RemoteDeviceLists(config.server_name, self.remote_device_store, self.e2ee_store,
-                                                notifier, clock, remote=remote_queries)
+                                                notifier, clock, remote=remote_queries, bus=bus)
         self.keys = KeysService(config.server_name, self.e2ee_store, self.device_lists, clock, bus,
                                 remote_devices=self.remote_devices, remote=remote_queries)
         self.cross_signing = CrossSigningService(config.server_name, self.e2ee_store, self.device_lists, self.uia,

@@ -47,14 +47,19 @@ def test_the_quick_mode_joins_both_servers_and_times_messages_across_both_pairs(
     for kind in ("ours", "synapse"):
         join = results[kind]["join"]
         assert 0 < join["join_ms"] < join["first_message_ms"], (kind, join)
-        to_joiner = results[kind]["latency"]["to_joiner"]
-        assert (to_joiner["count"], to_joiner["missed"]) == (federation.QUICK.latency_messages, 0), (kind, to_joiner)
+        assert 0 < join["first_sync_ms"], (kind, join)
+        for section in ("latency", "encrypted", "to_device"):
+            to_joiner = results[kind][section]["to_joiner"]
+            assert (to_joiner["count"], to_joiner["missed"]) == (federation.QUICK.latency_messages, 0), (
+                kind, section, to_joiner)
     from_synapse = results["synapse"]["latency"]["from_joiner"]
     assert (from_synapse["count"], from_synapse["missed"]) == (federation.QUICK.latency_messages, 0), from_synapse
     table = capsys.readouterr().out
     assert "join to first message (ms)" in table
     assert {row["figure"] for row in payload["table"] if row["ours/syn"] is not None} >= {
-        "join (ms)", "join to first message (ms)", "resident -> joiner p50 (ms)"}
-    from_ours = results["ours"]["latency"]["from_joiner"]
-    assert not from_ours["missed"], from_ours
-    assert from_ours["count"] == federation.QUICK.latency_messages
+        "join (ms)", "join to first usable /sync (ms)", "join to first message (ms)", "resident -> joiner p50 (ms)",
+        "encrypted joiner -> resident p50 (ms)", "to-device joiner -> resident p50 (ms)"}
+    for section in ("latency", "encrypted", "to_device"):
+        from_ours = results["ours"][section]["from_joiner"]
+        assert not from_ours["missed"], (section, from_ours)
+        assert from_ours["count"] == federation.QUICK.latency_messages

@@ -6,7 +6,8 @@ EDUs, each with a `stream_id` and the `prev_id`s it builds on: an update that bu
 have is applied; one that refers to something we never saw (a gap: a lost EDU, a restart) makes us
 fetch the whole list again (`GET /user/devices/{userId}`, "resync"), as the spec asks. Every change
 goes on our device_lists stream, so local users sharing a room see the user in /sync's and
-/keys/changes' `changed`. A list is forgotten when its user no longer shares a room with any local
+/keys/changes' `changed`, and is published as `DeviceListChanged` (application services registered
+for MSC3202 get the user in `device_lists.changed`, as Synapse sends remote users' changes). A list is forgotten when its user no longer shares a room with any local
 user: no server keeps telling us about it then.
 """
 
@@ -22,8 +23,9 @@ from typing import Any, Protocol
 from homeserver.clock import Clock
 from homeserver.e2ee.signing import ED25519, has_valid_signature
 from homeserver.errors import MatrixError
+from homeserver.streams.bus import StreamBus
 from homeserver.streams.notifier import Notifier
-from homeserver.streams.updates import RoomSharingChanged
+from homeserver.streams.updates import DeviceListChanged, RoomSharingChanged
 from storage.stores.e2ee import E2eeKeyStore
 from storage.stores.remote_devices import RemoteDevice, RemoteDeviceList, RemoteDeviceStore
 
@@ -117,8 +119,9 @@ class RemoteDeviceLists:
     """The cache of remote users' device lists."""
 
     def __init__(self, server_name: str, store: RemoteDeviceStore, e2ee: E2eeKeyStore, notifier: Notifier,
-                 clock: Clock, remote: RemoteKeyQueries | None):
+                 clock: Clock, remote: RemoteKeyQueries | None, bus: StreamBus | None = None):
         self._server_name = server_name
+        self._bus = bus
         self._store = store
         self._e2ee = e2ee
         self._notifier = notifier
@@ -148,6 +151,8 @@ class RemoteDeviceLists:
 
     async def _announce(self, user_id: str) -> None:
         self._notifier.notify_users(await self.local_users_sharing_a_room(user_id))
+        if self._bus is not None:
+            await self._bus.publish(DeviceListChanged(user_id))
 
     # --- EDUs ------------------------------------------------------------------------------------
     async def receive_device_update(self, update: DeviceListUpdate) -> None:

@@ -126,7 +126,8 @@ class RemoteToDeviceQueued:
 
 @dataclass(frozen=True, slots=True)
 class DeviceListChanged:
-    """A local user's devices or device keys changed (the device_lists stream moved for them)."""
+    """A user's devices or device keys changed (the device_lists stream moved for them): a local
+    user's, or another server's user's list that we cache (homeserver/e2ee/remote_devices.py)."""
 
     user_id: str
 

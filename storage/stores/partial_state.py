@@ -74,6 +74,10 @@ class PartialStateStore:
         return await self.db.fetch_value("is_partial_state_room",
                                          "SELECT 1 FROM partial_state_rooms WHERE room_id = ?", (room_id,)) is not None
 
+    async def room_ids(self) -> set[str]:
+        """The rooms whose state is partial now (from memory)."""
+        return set(await self._partial_rooms())
+
     async def get_rooms(self) -> list[PartialStateRoom]:
         rows = await self.db.fetch_all(
             "get_partial_state_rooms",

@@ -21,6 +21,7 @@ import pytest
 from signedjson.key import generate_signing_key
 from signedjson.sign import sign_json
 
+from storage.stores.outbound import OutboundStore
 from tests.e2ee.helpers import public_key
 from tests.federation.resident import client_call, local_room
 from tests.support.synapse_federation import FederatingSynapse, until
@@ -233,9 +234,23 @@ async def test_nio_clients_on_each_server_exchange_encrypted_messages(fed_hs, ca
         await bob_client.close()
 
 
-async def test_after_an_outage_of_synapse_every_message_and_to_device_message_arrives_once(fed_hs, ca, synapse):
-    """Synapse frozen (SIGSTOP) while our user sends room and to-device messages: once it answers
-    again, all of them reach it, none twice."""
+# The issue's outage lasts a minute. What the length changes is how far our retry schedule gets:
+# with the defaults (60 s request timeout, first retry after 60 s) a minute of silence is one timed
+# out transaction. This test runs the schedule faster (requests time out after 5 s, retries back off
+# from 1 s to 4 s) and keeps Synapse frozen OUTAGE_S seconds and at least until two attempts failed,
+# so the outage spans timeouts, growing backoff and the catch-up after it in 15 s of wall time per
+# database. FEDERATION_OUTAGE_S=60 runs the literal minute (same schedule, a dozen failed attempts).
+OUTAGE_S = float(os.environ.get("FEDERATION_OUTAGE_S", "15"))
+OUTAGE_FAILURES = 2
+
+
+async def test_after_an_outage_of_synapse_every_message_and_to_device_message_arrives_once(
+        make_federating_homeserver, ca, synapse):
+    """Synapse frozen (SIGSTOP) while our user sends room and to-device messages: our transactions
+    to it time out and back off; once it answers again, all of them reach it, none twice."""
+    fed_hs = await make_federating_homeserver(request_timeout_s=5, min_retry_interval_ms=1000)
+    fed_hs.outbound.max_retry_s = 4.0
+    backoff = OutboundStore(fed_hs.db)
     pair = await shared_room(fed_hs, ca, synapse)
     bob, bob_device = pair.bob["user_id"], pair.bob["device_id"]
     room = quote(pair.room_id, safe="")
@@ -248,9 +263,17 @@ async def test_after_an_outage_of_synapse_every_message_and_to_device_message_ar
         for i in range(5):
             await pair.ours("PUT", f"/sendToDevice/org.example.ping/out{i}",
                             {"messages": {bob: {bob_device: {"n": i}}}})
-        await asyncio.sleep(15)  # our sends to it time out and back off meanwhile
+        # Our sends to it time out and back off meanwhile.
+        started = time.monotonic()
+        failures = 0
+        while time.monotonic() - started < max(OUTAGE_S, 60.0):
+            failures = (await backoff.get_backoff("federation", synapse.server_name))[0]
+            if time.monotonic() - started >= OUTAGE_S and failures >= OUTAGE_FAILURES:
+                break
+            await asyncio.sleep(0.25)
     finally:
         os.kill(synapse.process.pid, signal.SIGCONT)
+    assert failures >= OUTAGE_FAILURES, f"only {failures} failed attempts during the outage"
 
     async def all_messages_there():
         page = await pair.theirs("GET", f"/rooms/{room}/messages",
