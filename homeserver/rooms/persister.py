@@ -54,6 +54,12 @@ class _Pending:
     committed: asyncio.Future[int]
     done: asyncio.Future[int]  # committed and published
 
+    def already_stored(self) -> None:
+        # An outlier stored meanwhile by another path: nothing to write, nothing new to publish.
+        for future in (self.committed, self.done):
+            if not future.done():
+                future.set_result(0)
+
     def fail(self, error: BaseException) -> None:
         for future in (self.committed, self.done):
             if not future.done():
@@ -136,7 +142,9 @@ class EventPersister:
                 continue
             batch, self._queue = self._queue[:self._max_batch], self._queue[self._max_batch:]
             try:
-                await self._write(batch)
+                batch = await self._without_stored_outliers(batch)
+                if batch:
+                    await self._write(batch)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # never let the writer die: later events must still be written
@@ -144,6 +152,26 @@ class EventPersister:
                 for pending in batch:
                     if not pending.done.done():
                         self._fail(pending, error)
+
+    async def _without_stored_outliers(self, batch: list[_Pending]) -> list[_Pending]:
+        """Drop outliers already stored, or queued twice: two paths may fetch the same auth chain at
+        once (a full-state fetch and an incoming transaction, both checking before they queue). Only
+        this writer stores events, so checking here cannot race; without it the duplicate would fail
+        its whole batch, and the room's later events with it."""
+        outlier_ids = [p.event.event_id for p in batch if p.context.outlier]
+        if not outlier_ids:
+            return batch
+        stored = await self._events.have_events(outlier_ids)
+        seen: set[str] = set()
+        kept = []
+        for pending in batch:
+            event_id = pending.event.event_id
+            if pending.context.outlier and (event_id in stored or event_id in seen):
+                pending.already_stored()
+                continue
+            seen.add(event_id)
+            kept.append(pending)
+        return kept
 
     async def _write(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
