@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
+from storage.stores.events import add_state_membership_rows
 from storage.streams import EVENTS, allocate_stream_positions
 
 StateMap = dict[tuple[str, str], str]
@@ -133,6 +134,8 @@ class PartialStateStore:
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, type, state_key) DO NOTHING",
                 [(room_id, t, sk, eid, memberships.get(eid) if t == "m.room.member" else None)
                  for (t, sk), eid in sorted(full_state.items()) if (t, sk) not in have_current])
+            await add_state_membership_rows(txn, room_id, [eid for (t, _), eid in full_state.items()
+                                                           if t == "m.room.member"])
             await txn.execute("DELETE FROM partial_state_rooms WHERE room_id = ?", (room_id,))
             (position,) = await allocate_stream_positions(txn, EVENTS, 1)
             await txn.execute("INSERT INTO partial_state_rooms_completed (room_id, stream_ordering) VALUES (?, ?)",
