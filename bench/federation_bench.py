@@ -240,9 +240,11 @@ class SyncWatcher:
 # --- servers --------------------------------------------------------------------------------------
 
 
-def start_ours_tls(workdir: Path, ca: TestCA) -> tuple[Server, subprocess.Popen[bytes]]:
+def start_ours_tls(workdir: Path, ca: TestCA, profile: Path | None = None
+                   ) -> tuple[Server, subprocess.Popen[bytes]]:
     """Our server named 127.0.0.1:PORT on a TLS listener from the CA, trusting that CA outbound
-    and allowed to reach loopback (the config tests/federation/helpers.py gives in-process)."""
+    and allowed to reach loopback (the config tests/federation/helpers.py gives in-process); with
+    ``profile``, under cProfile (written there when the server exits on SIGTERM)."""
     port = servers.run_synapse.free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "homeserver", "generate-config", "--server-name", f"127.0.0.1:{port}",
@@ -260,7 +262,8 @@ def start_ours_tls(workdir: Path, ca: TestCA) -> tuple[Server, subprocess.Popen[
     config_path.write_text(yaml.safe_dump(config))
     log_path = workdir / "server.log"
     with log_path.open("ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "homeserver", "run", "--config", str(config_path)],
+        profiler = ["-m", "cProfile", "-o", str(profile.resolve())] if profile else []
+        process = subprocess.Popen([sys.executable, *profiler, "-m", "homeserver", "run", "--config", str(config_path)],
                                    cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     url = f"https://127.0.0.1:{port}"
 
@@ -357,10 +360,17 @@ async def join_and_first_message(client: Client, resident: Server, joiner: User,
         sent = time.monotonic()
         arrived = await watcher.arrival(body, w.join_timeout)
         usable = await watcher.wait_for_room(w.join_timeout)
+        # The member list answers once the joiner holds the room's full state (both servers make
+        # /members wait during a partial-state join). Waiting here keeps one joiner's state fetch
+        # (thousands of events asked of the resident) out of the next joiner's and the latency figures.
+        await client.ok(joiner.server, "GET", f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/members",
+                        joiner.token, params={"membership": "join"}, timeout=w.join_timeout)
+        full_state = time.monotonic()
     finally:
         await watcher.stop()
     return {"join_ms": (joined - started) * 1000, "first_sync_ms": (usable - started) * 1000,
             "first_message_ms": (arrived - started) * 1000, "delivery_ms": (arrived - sent) * 1000,
+            "full_state_ms": (full_state - started) * 1000,
             "sync_errors": watcher.errors}
 
 
@@ -409,7 +419,7 @@ async def bench(args: argparse.Namespace, w: Workload) -> dict[str, Any]:
             futures = {
                 "resident": pool.submit(start_synapse_tls, base / "resident", ca, "resident", "127.0.0.2"),
                 "synapse": pool.submit(start_synapse_tls, base / "synapse", ca, "synapse", "127.0.0.3"),
-                "ours": pool.submit(start_ours_tls, base / "ours", ca),
+                "ours": pool.submit(start_ours_tls, base / "ours", ca, args.profile),
             }
             errors = []
             found: dict[str, Server] = {}
@@ -477,6 +487,7 @@ FIGURES: list[report.Figure] = [
     ("join (ms)", ("join", "join_ms"), "<= 0.5x"),
     ("join to first usable /sync (ms)", ("join", "first_sync_ms"), "<= 0.3x"),
     ("join to first message (ms)", ("join", "first_message_ms"), "<= 0.5x"),
+    ("join to full member list (ms)", ("join", "full_state_ms"), "lower"),
     ("resident -> joiner p50 (ms)", ("latency", "to_joiner", "p50_ms"), "lower"),
     ("resident -> joiner p95 (ms)", ("latency", "to_joiner", "p95_ms"), "lower"),
     ("joiner -> resident p50 (ms)", ("latency", "from_joiner", "p50_ms"), "lower"),
@@ -495,6 +506,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="which server joins first (default ours: it pays for the resident's cold caches)")
     parser.add_argument("--out", type=Path, help="results JSON (default bench/results/federation-<time>.json)")
     parser.add_argument("--keep-workdir", action="store_true", help="keep the servers' data dirs and logs")
+    parser.add_argument("--profile", type=Path, metavar="FILE",
+                        help="run our server under cProfile, stats to FILE (slows it: not for figures)")
     for f in dataclasses.fields(Workload):
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default),
                             help=f"default {f.default} (quick: {getattr(QUICK, f.name)})")

@@ -439,7 +439,22 @@ class EventIngestor:
             state[prev.state_tuple()] = prev_id
         return state
 
-    async def _auth_state(self, state: StateMap, event: Event) -> dict[tuple[str, str], Event]:
+    async def fetch_state_after(self, origin: str, event: Event, prev_id: str) -> StateMap | None:
+        """The state after `prev_id` (a prev event of `event` we hold no state for), asked of `origin`
+        with /state_ids (the events we lack fetched with /event); None when it cannot be had."""
+        try:
+            return await self._fetch_state_after(origin, event, prev_id)
+        except _MissingState as e:
+            logger.info("no state for %s: %s", event.event_id, e)
+            return None
+
+    async def auth_state(self, state: StateMap, event: Event, known: Mapping[str, Event] | None = None
+                         ) -> dict[tuple[str, str], Event]:
+        """The events of `state` the auth rules consult for `event`, from `known` or the store."""
+        return await self._auth_state(state, event, known)
+
+    async def _auth_state(self, state: StateMap, event: Event, known: Mapping[str, Event] | None = None
+                          ) -> dict[tuple[str, str], Event]:
         """The events of `state` the auth rules consult for `event` (the create event always)."""
         keys = set(auth_types_for_event(event, event.room_version)) | {CREATE_KEY}
         if event.room_version.room_id_from_create_event:
@@ -448,7 +463,9 @@ class EventIngestor:
         else:
             create_id = None
         ids = {k: state[k] for k in keys if k in state}
-        loaded = await self._events.get_events([*ids.values(), *([create_id] if create_id else [])])
+        wanted = [*ids.values(), *([create_id] if create_id else [])]
+        given = {e: known[e] for e in wanted if known is not None and e in known}
+        loaded = {**await self._events.get_events([e for e in wanted if e not in given]), **given}
         out = {k: loaded[v] for k, v in ids.items() if v in loaded}
         if create_id is not None and create_id in loaded:
             out[CREATE_KEY] = loaded[create_id]

@@ -617,7 +617,7 @@ class SyncService:
                 continue
             before = await self._events.get_state_for_group(since_group) if since_group is not None else {}
             state_ids[room_id] = rendering.state_delta(before, start)
-        await self._add_hidden_state(entries, timelines, full_states, state_ids)
+        await self._add_hidden_state(entries, timelines, full_states, state_ids, user_id)
 
         summaries = await self._summaries(user_id, entries, timelines, state_ids, request)
         for entry in entries:
@@ -682,29 +682,47 @@ class SyncService:
 
     async def _add_hidden_state(self, entries: list[RoomSyncEntry], timelines: dict[str, Timeline],
                                 full_states: dict[str, dict[tuple[str, str], str]],
-                                state_ids: dict[str, dict[tuple[str, str], str]]) -> None:
-        """Add the state that events hidden from the timeline changed (members who joined while the
-        user was away): the room's state at the end of the range for those keys, unless the
-        timeline itself ends with it."""
+                                state_ids: dict[str, dict[tuple[str, str], str]], user_id: str) -> None:
+        """Add the state that changed without the timeline showing it: the room's state at the end of
+        the range for those keys, unless the timeline itself ends with it.
+
+        - Events hidden from the timeline (members who joined while the user was away).
+        - A timeline that spans the user's rejoin: a room on another server changed while the user
+          was out, and those events never reached us (the state at the rejoin came whole with
+          send_join). Every key the timeline does not touch takes its value at the end, as Synapse's
+          `_calculate_state` does, so a client applying `state` and then the timeline ends up with
+          the room as it is.
+        """
         hidden: dict[str, set[tuple[str, str]]] = {}
+        rejoined: set[str] = set()
         for entry in entries:
             timeline = timelines[entry.room_id]
-            if entry.never_joined or not timeline.events or not timeline.hidden_state:
+            if entry.never_joined or not timeline.events:
+                continue
+            if any(e.type == "m.room.member" and e.state_key == user_id and e.membership == "join"
+                   for e in timeline.events[1:]):
+                rejoined.add(entry.room_id)
+            if not timeline.hidden_state:
                 continue
             start = event_position(timeline.events[0])
             keys = {e.state_tuple() for e in timeline.hidden_state if event_position(e) > start}
             if keys:
                 hidden[entry.room_id] = keys
-        if not hidden:
+        if not hidden and not rejoined:
             return
         end_groups = await self._store.get_state_groups_at(
-            [(e.room_id, e.upto) for e in entries if e.room_id in hidden])
-        for room_id, keys in hidden.items():
+            [(e.room_id, e.upto) for e in entries if e.room_id in hidden or e.room_id in rejoined])
+        for room_id in hidden.keys() | rejoined:
             group = end_groups.get(room_id)
             if group is None:
                 continue
             end = await self._events.get_state_for_group(group)
-            in_timeline = {e.event_id for e in timelines[room_id].events}
+            events = timelines[room_id].events
+            in_timeline = {e.event_id for e in events}
+            keys = hidden.get(room_id, set())
+            if room_id in rejoined:
+                touched = {e.state_tuple() for e in events if e.is_state()}
+                keys = keys | (end.keys() - touched)
             for key in keys:
                 event_id = end.get(key)
                 if event_id is not None and event_id not in in_timeline and full_states[room_id].get(key) != event_id:

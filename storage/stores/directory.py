@@ -83,20 +83,24 @@ class DirectoryStore:
         """(user_id, displayname, avatar_url) of users the searcher may find whose ID or display
         name contains every word; a superset of the final matches, which the caller ranks.
 
-        Findable are users who share a joined room with the searcher or are joined to a public room,
-        or with `all_users` every active local user. A room is public when anyone may join it or
+        Findable are users who share a joined room with the searcher or are joined to a public room
+        (other servers' users too, named as in their member event), and with `all_users` every
+        active local user as well. A room is public when anyone may join it or
         read it (join rule `public`, or history visibility `world_readable`), as Synapse judges it;
         publication in the room directory does not make an invite-only room's members findable.
         """
 
         async def txn_fn(txn: Transaction) -> list[tuple[str, str | None, str | None]]:
             params: list[object] = []
-            match = ""
+            match = member_match = ""
             for word in words:
                 pattern = f"%{_like_escape(word)}%"
                 match += (" AND (lower(u.user_id) LIKE ? ESCAPE '\\'"
                           " OR lower(COALESCE(p.displayname, '')) LIKE ? ESCAPE '\\')")
+                member_match += (" AND (lower(c.state_key) LIKE ? ESCAPE '\\'"
+                                 " OR lower(COALESCE(p.displayname, m.display_name, '')) LIKE ? ESCAPE '\\')")
                 params += [pattern, pattern]
+            out: dict[str, tuple[str, str | None, str | None]] = {}
             if all_users:
                 rows = await txn.fetch_all(
                     "SELECT u.user_id, p.displayname, p.avatar_url FROM users u"
@@ -104,13 +108,14 @@ class DirectoryStore:
                     f" WHERE u.deactivated = ? AND u.is_guest = ?{match}"
                     f" ORDER BY u.user_id LIMIT {USER_CANDIDATE_LIMIT}",
                     (False, False, *params))
-                return [(r[0], r[1], r[2]) for r in rows]
+                out = {r[0]: (r[0], r[1], r[2]) for r in rows}
             if txn.dialect.is_postgres:
                 join_rule = "(j.json::jsonb -> 'content' ->> 'join_rule')"
                 visibility = "(j.json::jsonb -> 'content' ->> 'history_visibility')"
             else:
                 join_rule = "json_extract(j.json, '$.content.join_rule')"
                 visibility = "json_extract(j.json, '$.content.history_visibility')"
+            # Local users by their profile; other servers' users by their member event in the room.
             rows = await txn.fetch_all(
                 "WITH findable_rooms AS ("
                 " SELECT room_id FROM current_state_events WHERE type = 'm.room.member' AND state_key = ?"
@@ -118,13 +123,18 @@ class DirectoryStore:
                 " UNION SELECT c.room_id FROM current_state_events c JOIN event_json j ON j.event_id = c.event_id"
                 f" WHERE c.state_key = '' AND ((c.type = 'm.room.join_rules' AND {join_rule} = 'public')"
                 f" OR (c.type = 'm.room.history_visibility' AND {visibility} = 'world_readable')))"
-                " SELECT DISTINCT u.user_id, p.displayname, p.avatar_url FROM current_state_events c"
+                " SELECT DISTINCT c.state_key, COALESCE(p.displayname, m.display_name),"
+                " COALESCE(p.avatar_url, m.avatar_url) FROM current_state_events c"
                 " JOIN findable_rooms f ON f.room_id = c.room_id"
-                " JOIN users u ON u.user_id = c.state_key"
-                " LEFT JOIN profiles p ON p.user_id = u.user_id"
-                f" WHERE c.type = 'm.room.member' AND c.membership = 'join' AND u.deactivated = ?{match}"
-                f" ORDER BY u.user_id LIMIT {USER_CANDIDATE_LIMIT}",
+                " LEFT JOIN users u ON u.user_id = c.state_key"
+                " LEFT JOIN profiles p ON p.user_id = c.state_key"
+                " LEFT JOIN room_memberships m ON m.event_id = c.event_id"
+                " WHERE c.type = 'm.room.member' AND c.membership = 'join'"
+                " AND ((u.user_id IS NOT NULL AND u.deactivated = ?) OR (u.user_id IS NULL AND m.event_id IS NOT NULL))"
+                f"{member_match} ORDER BY c.state_key LIMIT {USER_CANDIDATE_LIMIT}",
                 (searcher, False, *params))
-            return [(r[0], r[1], r[2]) for r in rows]
+            for user_id, displayname, avatar_url in rows:
+                out.setdefault(user_id, (user_id, displayname, avatar_url))
+            return sorted(out.values())[:USER_CANDIDATE_LIMIT]
 
         return await self.db.run_interaction("search_user_directory", txn_fn, write=False)

@@ -589,6 +589,36 @@ async def delete_room_txn_ids_txn(txn: Transaction, room_id: str) -> None:
     await txn.execute("DELETE FROM event_txn_ids WHERE room_id = ?", (room_id,))
 
 
+async def add_state_membership_rows(txn: Transaction, room_id: str, event_ids: Iterable[str]) -> None:
+    """`room_memberships` rows for the member events among `event_ids` (a room's state) that have
+    none: the state a room joined over federation comes with is stored as outliers, which record no
+    membership; once it is the room's state (a full join, a partial-state room completed), its
+    members are members like any other (admin queries of a remote user's rooms, the user directory)."""
+    wanted = sorted(set(event_ids))
+    for start in range(0, len(wanted), 500):
+        clause, params = txn.dialect.in_list("event_id", wanted[start:start + 500])
+        rows = await txn.fetch_all(
+            "SELECT e.event_id, e.state_key, e.sender, e.stream_ordering, j.json FROM events e"
+            " JOIN event_json j ON j.event_id = e.event_id"
+            f" WHERE e.{clause} AND e.type = 'm.room.member' AND e.room_id = ? AND e.rejected_reason IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM room_memberships m WHERE m.event_id = e.event_id)",
+            (*params, room_id))
+        membership_rows = []
+        for event_id, state_key, sender, stream_ordering, json in rows:
+            content = decode(json).get("content")
+            content = content if isinstance(content, dict) else {}
+            membership = content.get("membership")
+            if not isinstance(membership, str) or state_key is None:
+                continue
+            displayname = content.get("displayname") if isinstance(content.get("displayname"), str) else None
+            avatar_url = content.get("avatar_url") if isinstance(content.get("avatar_url"), str) else None
+            membership_rows.append((event_id, state_key, sender, room_id, membership, displayname, avatar_url,
+                                    int(stream_ordering)))
+        await txn.executemany(
+            "INSERT INTO room_memberships (event_id, user_id, sender, room_id, membership, display_name, avatar_url,"
+            " stream_ordering) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING", membership_rows)
+
+
 async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, PersistContext]]) -> list[int]:
     """Write a batch of events in order, each table with one statement where the order allows it."""
     positions = [0] * len(batch)
@@ -692,6 +722,9 @@ async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, Persist
     await txn.executemany(
         "INSERT INTO room_memberships (event_id, user_id, sender, room_id, membership, display_name, avatar_url,"
         " stream_ordering) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", membership_rows)
+    for room_id in sorted(full_state_rooms):
+        await add_state_membership_rows(txn, room_id, [eid for (room, t, _), (eid, _) in current_state.items()
+                                                       if room == room_id and t == "m.room.member"])
     await txn.executemany("DELETE FROM room_forgotten WHERE user_id = ? AND room_id = ?", forgotten)
     await txn.executemany("INSERT INTO redactions (event_id, redacts, received_ts) VALUES (?, ?, ?)"
                           " ON CONFLICT (event_id) DO NOTHING", redaction_rows)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
 from storage.stores import room_state
+from storage.stores.events import add_state_membership_rows
 from storage.streams import EVENTS, allocate_stream_positions
 
 StateMap = dict[tuple[str, str], str]
@@ -131,6 +132,8 @@ class PartialStateStore:
                         [(group, room_id, t, sk, eid) for (t, sk), eid in sorted(full_state.items())
                          if (t, sk) not in have])
             await room_state.add_missing_current_state(txn, room_id, full_state, memberships)
+            await add_state_membership_rows(txn, room_id, [eid for (t, _), eid in full_state.items()
+                                                           if t == "m.room.member"])
             await txn.execute("DELETE FROM partial_state_rooms WHERE room_id = ?", (room_id,))
             (position,) = await allocate_stream_positions(txn, EVENTS, 1)
             await txn.execute("INSERT INTO partial_state_rooms_completed (room_id, stream_ordering) VALUES (?, ?)",

@@ -45,6 +45,7 @@ class FakeResidentRoom:
         self.honour_omit_members = False
         self.state_before: dict[str, dict[tuple[str, str], str]] = {}
         self.state_requests: list[str] = []
+        self.state_ids_requests: list[str] = []  # the event_id of each /state_ids
         self.state_gate: asyncio.Event | None = None
         self.transactions: list[dict[str, Any]] = []  # bodies of PUT /send received
         old_style = self.room_version.identifier in ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10")
@@ -101,6 +102,9 @@ class FakeResidentRoom:
             self.state[event.state_tuple()] = event.event_id
 
     def auth_chain(self, event_ids: list[str]) -> list[dict[str, Any]]:
+        return [dict(e.pdu) for e in self.auth_chain_events(event_ids).values()]
+
+    def auth_chain_events(self, event_ids: list[str]) -> dict[str, Event]:
         seen: dict[str, Event] = {}
         stack = list(event_ids)
         while stack:
@@ -111,7 +115,7 @@ class FakeResidentRoom:
                 if auth_id not in seen and auth_id in self.events:
                     seen[auth_id] = self.events[auth_id]
                     stack.append(auth_id)
-        return [dict(e.pdu) for e in seen.values()]
+        return seen
 
     def template(self, user_id: str, membership: str, content_extra: dict[str, Any] | None = None) -> dict[str, Any]:
         content = {"membership": membership, **(content_extra or {})}
@@ -150,6 +154,7 @@ class FakeResidentRoom:
         r.route("PUT", "/_matrix/federation/v2/invite/{roomId}/{eventId}", self._invite)
         r.route("GET", "/_matrix/federation/v1/backfill/{roomId}", self._backfill)
         r.route("GET", "/_matrix/federation/v1/state/{roomId}", self._state)
+        r.route("GET", "/_matrix/federation/v1/state_ids/{roomId}", self._state_ids)
         r.route("GET", "/_matrix/federation/v1/event/{eventId}", self._event)
         r.route("PUT", "/_matrix/federation/v1/send/{txnId}", self._send)
 
@@ -268,6 +273,16 @@ class FakeResidentRoom:
             return web.json_response({"errcode": "M_NOT_FOUND", "error": "unknown event"}, status=404)
         return web.json_response({"pdus": [dict(self.events[v].pdu) for v in before.values()],
                                   "auth_chain": self.auth_chain(list(before.values()))})
+
+    async def _state_ids(self, request: web.Request) -> web.Response:
+        """GET /state_ids: the IDs of the state before an event and of its auth chain."""
+        event_id = request.query.get("event_id", "")
+        self.state_ids_requests.append(event_id)
+        before = self.state_before.get(event_id)
+        if before is None:
+            return web.json_response({"errcode": "M_NOT_FOUND", "error": "unknown event"}, status=404)
+        return web.json_response({"pdu_ids": list(before.values()),
+                                  "auth_chain_ids": list(self.auth_chain_events(list(before.values())))})
 
     async def _event(self, request: web.Request) -> web.Response:
         event = self.events.get(request.match_info["eventId"])
