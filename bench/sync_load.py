@@ -8,8 +8,11 @@ For each server in turn (fresh database, rate limits off, loopback only), the sa
      sizes) and join their members
   2. every device makes an initial /sync, then long-polls `/sync?since=...&timeout=30000` with the
      default filter, in a loop, for the whole run
-  3. `senders` users send messages into their rooms for `duration` seconds, each one after the
-     other with `send_interval` between an acknowledgement and the next send
+  3. `senders` users send messages into their rooms for `duration` seconds: with `pacing` "fixed"
+     (the default) each sender starts a send every `send_interval` seconds whether or not the
+     previous one was acknowledged, so every server is offered the same load; with "ack" each
+     waits for its acknowledgement, then `send_interval`, then sends the next (a slower server
+     is then offered less)
   4. after the senders stop, wait up to `grace` seconds for the devices to see the last messages
 Figures: delivery latency (send start -> the event is in a device's /sync response, for every
 message and every device of every member of its room), send acknowledgement latency, the share of
@@ -63,6 +66,7 @@ class Workload:
     grace: float = 40.0
     room_version: str = "10"
     seed: int = 1
+    pacing: str = "fixed"
 
 
 QUICK = dataclasses.replace(Workload(), users=6, devices=3, rooms=3, min_members=3, max_members=6,
@@ -182,29 +186,43 @@ class LoadRun:
                     elif index in stats.sent_at:
                         stats.delivered[key] = now - stats.sent_at[index]
 
+    async def send_one(self, user: messaging.User, room: int, counter: list[int]) -> None:
+        stats = self.stats
+        index = counter[0]
+        counter[0] += 1
+        stats.sent_at[index] = started = time.perf_counter()
+        stats.room_of[index] = room
+        path = f"{CLIENT}/rooms/{q(self.helper.room_ids[room])}/send/m.room.message/{q(f'load-{index}')}"
+        try:
+            await self.api.call("PUT", path, token=user.token, body={"msgtype": "m.text", "body": f"{TAG}{index}"})
+            stats.acks_ms.append((time.perf_counter() - started) * 1000)
+        except (HttpError, aiohttp.ClientError, TimeoutError) as error:
+            # Not acknowledged: nobody is owed this message.
+            del stats.sent_at[index], stats.room_of[index]
+            stats.send_errors += 1
+            if len(stats.errors) < 20:
+                stats.errors.append(f"send: {error}")
+
     async def send_loop(self, position: int, sender: int, deadline: float, counter: list[int]) -> None:
         user = self.helper.users[sender]
         rooms = self.user_rooms[sender]
-        stats = self.stats
+        interval = self.w.send_interval
         n = 0
-        while time.perf_counter() < deadline:
-            room = rooms[(position + n) % len(rooms)]
-            index = counter[0]
-            counter[0] += 1
-            stats.sent_at[index] = started = time.perf_counter()
-            stats.room_of[index] = room
-            path = f"{CLIENT}/rooms/{q(self.helper.room_ids[room])}/send/m.room.message/{q(f'load-{index}')}"
-            try:
-                await self.api.call("PUT", path, token=user.token, body={"msgtype": "m.text", "body": f"{TAG}{index}"})
-                stats.acks_ms.append((time.perf_counter() - started) * 1000)
-            except (HttpError, aiohttp.ClientError, TimeoutError) as error:
-                # Not acknowledged: nobody is owed this message.
-                del stats.sent_at[index], stats.room_of[index]
-                stats.send_errors += 1
-                if len(stats.errors) < 20:
-                    stats.errors.append(f"send: {error}")
+        if self.w.pacing == "ack":
+            while time.perf_counter() < deadline:
+                await self.send_one(user, rooms[(position + n) % len(rooms)], counter)
+                n += 1
+                await asyncio.sleep(interval)
+            return
+        # Fixed pacing: the senders' starts are spread over one interval, then one send per interval each.
+        next_at = time.perf_counter() + interval * position / max(1, self.w.senders)
+        sends = []
+        while next_at < deadline:
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            sends.append(asyncio.create_task(self.send_one(user, rooms[(position + n) % len(rooms)], counter)))
             n += 1
-            await asyncio.sleep(self.w.send_interval)
+            next_at += interval
+        await asyncio.gather(*sends)
 
     def expected_count(self) -> int:
         per_room = [len(self.expected_devices(r)) for r in range(len(self.plans))]
@@ -351,7 +369,10 @@ def workload_from(args: argparse.Namespace) -> Workload:
     base = QUICK if args.quick else Workload()
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Workload)
                  if getattr(args, f.name) is not None}
-    return dataclasses.replace(base, **overrides)
+    w = dataclasses.replace(base, **overrides)
+    if w.pacing not in ("fixed", "ack"):
+        raise SystemExit("--pacing: fixed or ack")
+    return w
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:

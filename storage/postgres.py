@@ -7,7 +7,6 @@ chosen per transaction without extra round trips to reconfigure the connection.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -17,6 +16,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
 from storage.database import Database, DatabaseConfigError, InteractionFunc, Isolation, Row, Transaction
+from storage.priority import PriorityPool
 from storage.sql import POSTGRES
 
 T = TypeVar("T")
@@ -85,7 +85,8 @@ class PostgresDatabase(Database):
         # reads (a thousand /sync long polls woken at once) then never makes a write wait for a
         # connection behind it. With a pool of one there is nothing to set aside.
         reserved = max(1, pool_max // 4) if pool_max > 1 else 0
-        self._read_slots = asyncio.Semaphore(pool_max - reserved)
+        # Slots go to waiting urgent reads before bulk ones (storage/priority.py).
+        self._read_slots: PriorityPool[int] = PriorityPool(range(pool_max - reserved))
 
     async def open(self) -> None:
         await self._pool.open(wait=True)
@@ -109,8 +110,11 @@ class PostgresDatabase(Database):
     ) -> tuple[T, Transaction]:
         if write:
             return await self._run_on_pool(name, func, args, kwargs, "READ WRITE", isolation)
-        async with self._read_slots:
+        slot = await self._read_slots.acquire()
+        try:
             return await self._run_on_pool(name, func, args, kwargs, "READ ONLY", isolation)
+        finally:
+            self._read_slots.release(slot)
 
     async def _run_on_pool(
         self,

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from storage.database import Database, DatabaseConfigError, InteractionFunc, Isolation, Row, Transaction
+from storage.priority import PriorityPool
 from storage.sql import SQLITE
 
 T = TypeVar("T")
@@ -42,6 +43,8 @@ class _Connection:
     def __init__(self, label: str) -> None:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{label}")
         self.conn: sqlite3.Connection | None = None
+        # A reader whose last read transaction is still open: its COMMIT rides on the next hop.
+        self.lingering = False
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
@@ -72,14 +75,22 @@ class _Connection:
 
 # Each helper below runs on the connection's thread and first issues the transaction's pending
 # BEGIN, if any: opening the transaction together with its first statement saves a thread hop
-# (about 50us here) per transaction.
+# (about 50us here, and up to the interpreter's switch interval when the event loop is busy) per
+# transaction. A reader may still be inside the read transaction of its previous interaction,
+# whose COMMIT was left for this hop to issue (SqliteDatabase._run_on).
+
+
+def _open(conn: sqlite3.Connection, begin: str | None) -> None:
+    if begin:
+        if conn.in_transaction:
+            conn.execute("COMMIT")
+        conn.execute(begin)
 
 
 def _execute(
     conn: sqlite3.Connection, begin: str | None, sql: str, params: Sequence[Any]
 ) -> tuple[list[Row], int]:
-    if begin:
-        conn.execute(begin)
+    _open(conn, begin)
     cur = conn.execute(sql, params)
     try:
         if cur.description is None:
@@ -92,8 +103,7 @@ def _execute(
 
 
 def _executemany(conn: sqlite3.Connection, begin: str | None, sql: str, seq: list[Sequence[Any]]) -> int:
-    if begin:
-        conn.execute(begin)
+    _open(conn, begin)
     cur = conn.executemany(sql, seq)
     try:
         return cur.rowcount
@@ -102,8 +112,7 @@ def _executemany(conn: sqlite3.Connection, begin: str | None, sql: str, seq: lis
 
 
 def _execute_script(conn: sqlite3.Connection, begin: str | None, statements: list[str]) -> None:
-    if begin:
-        conn.execute(begin)
+    _open(conn, begin)
     # Not conn.executescript(): that commits any open transaction first, and migrations must
     # run inside the transaction that also records them.
     for statement in statements:
@@ -130,6 +139,8 @@ class SqliteTransaction(Transaction):
         # Cleared before the hop is awaited: once submitted, the BEGIN will run even if this
         # task is cancelled, and the rollback path checks conn.in_transaction anyway.
         begin, self._pending_begin = self._pending_begin, None
+        if begin:
+            self._connection.lingering = False  # the helper commits it before this BEGIN
         return begin
 
     async def _execute(self, sql: str, params: Sequence[Any]) -> tuple[list[Row], int]:
@@ -173,7 +184,8 @@ class SqliteDatabase(Database):
         self._writer = _Connection("writer")
         self._write_lock = asyncio.Lock()
         self._readers: list[_Connection] = []
-        self._idle_readers: asyncio.Queue[_Connection] = asyncio.Queue()
+        # Handed to waiting reads urgent-first (storage/priority.py).
+        self._idle_readers: PriorityPool[_Connection] = PriorityPool()
 
     async def open(self) -> None:
         sqlite3.register_converter("BOOLEAN", _decode_boolean)
@@ -192,10 +204,10 @@ class SqliteDatabase(Database):
             reader = _Connection(f"reader{index}")
             await reader.open(self.path, [*common, "PRAGMA query_only = ON"])
             self._readers.append(reader)
-            self._idle_readers.put_nowait(reader)
+            self._idle_readers.add(reader)
 
     def pool_stats(self) -> tuple[int, int]:
-        busy_readers = len(self._readers) - self._idle_readers.qsize()
+        busy_readers = len(self._readers) - self._idle_readers.idle_count()
         return 1 + len(self._readers), busy_readers + (1 if self._write_lock.locked() else 0)
 
     def is_transient_error(self, error: BaseException) -> bool:
@@ -223,12 +235,12 @@ class SqliteDatabase(Database):
                 # process surfaces as "database is locked" at the first statement (and is
                 # retried) rather than when a read lock must be upgraded midway.
                 return await self._run_on(self._writer, "BEGIN IMMEDIATE", name, func, args, kwargs)
-        reader = await self._idle_readers.get()
+        reader = await self._idle_readers.acquire()
         try:
             # A read transaction pins one WAL snapshot for all its statements.
-            return await self._run_on(reader, "BEGIN", name, func, args, kwargs)
+            return await self._run_on(reader, "BEGIN", name, func, args, kwargs, defer_commit=True)
         finally:
-            self._idle_readers.put_nowait(reader)
+            self._idle_readers.release(reader)
 
     async def _run_on(
         self,
@@ -238,17 +250,26 @@ class SqliteDatabase(Database):
         func: InteractionFunc[T],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        *,
+        defer_commit: bool = False,
     ) -> tuple[T, Transaction]:
         conn = connection.conn
         assert conn is not None, "database is not open"
         txn = SqliteTransaction(name, connection, begin)
         try:
             result = await func(txn, *args, **kwargs)
-            if txn._pending_begin is None:
-                await connection.call(_commit_if_open, conn)
+            if txn._pending_begin is None or connection.lingering:
+                if defer_commit and self._idle_readers.has_waiters():
+                    # A read transaction has nothing to commit: when another read waits for this
+                    # reader, its first hop ends this one (one hop per read instead of two).
+                    connection.lingering = True
+                else:
+                    await connection.call(_commit_if_open, conn)
+                    connection.lingering = False
         except BaseException:
             # Shielded so that a second cancellation cannot skip it; the connection's single
             # thread runs it only after any statement still in flight.
+            connection.lingering = False
             await asyncio.shield(connection.call(_rollback_if_open, conn))
             raise
         return result, txn
@@ -256,7 +277,7 @@ class SqliteDatabase(Database):
     async def _close(self) -> None:
         async with self._write_lock:
             for _ in self._readers:
-                await self._idle_readers.get()
+                await self._idle_readers.acquire()
             for reader in self._readers:
                 await reader.close()
             await self._writer.close()

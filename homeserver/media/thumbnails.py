@@ -9,8 +9,10 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageOps
+if TYPE_CHECKING:  # Pillow and its plugins are imported by the first thumbnail, not at start-up.
+    from PIL import Image
 
 # The sizes the spec recommends; requests are snapped to one of these so the cache stays small.
 THUMBNAIL_SIZES: tuple[tuple[int, int, str], ...] = (
@@ -78,6 +80,8 @@ def output_type(source_type: str, animated: bool) -> str:
 
 
 def _open_checked(path: str, source_type: str, max_pixels: int) -> Image.Image:
+    from PIL import Image
+
     fmt = THUMBNAILABLE.get(source_type)
     if fmt is None:
         raise NotThumbnailable(source_type)
@@ -107,6 +111,8 @@ def image_size(path: str, source_type: str, max_pixels: int) -> tuple[int, int]:
 def render_thumbnail(path: str, source_type: str, box_w: int, box_h: int, method: str, *,
                      max_pixels: int, animated: bool = False) -> Thumbnail | None:
     """A thumbnail of the image at `path`, or None when the original already fits (serve it as is)."""
+    from PIL import Image, ImageOps
+
     with _open_checked(path, source_type, max_pixels) as image:
         src_w, src_h = image.size
         if src_w <= box_w and src_h <= box_h:
@@ -138,6 +144,8 @@ def _resize(image: Image.Image, box_w: int, box_h: int, method: str) -> Image.Im
     size = scaled_size(image.width, image.height, box_w, box_h)
     if size == image.size:
         return image
+    from PIL import Image
+
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 

@@ -45,6 +45,7 @@ from homeserver.sync.room_list import (
     rooms_needing_prior_membership,
 )
 from homeserver.sync.timeline import Timeline, TimelineReader, event_position
+from storage.priority import bulk_reads
 from storage.stores.account_data import ACCOUNT_DATA, AccountDataStore
 from storage.stores.events import EventStore
 from storage.stores.partial_state import PartialStateStore
@@ -200,6 +201,9 @@ class SyncService:
         """The /sync response; long-polls up to the timeout for news on incremental syncs."""
         if request.set_presence not in PRESENCE_STATES:
             raise invalid_param(f"set_presence: must be one of {', '.join(PRESENCE_STATES)}")
+        # Whatever this request reads (and the shared computations it starts) queues behind the
+        # reads of other requests, such as a send's (storage/priority.py).
+        bulk_reads()
         if self._presence_tracker is None:
             return await self._sync(request)
         async with self._presence_tracker(request.requester.user_id, request.set_presence):
@@ -214,7 +218,10 @@ class SyncService:
         user_id = request.requester.user_id
         ticket = self._flights.ticket()
         known = self._joined_at.get(user_id)
-        if known is not None and known[0] == since:
+        if known is not None:
+            # The rooms of the user's latest build, whatever its token: a poll behind it builds at
+            # once (the token moved), which gives the rooms at its own token, and a membership
+            # change since wakes the user's listeners by user, not by room.
             listen_rooms: Sequence[str] = known[1]
         else:
             listen_rooms = list(await self._flights.run(
@@ -236,6 +243,10 @@ class SyncService:
                     result, news, joined = built
                     if news:
                         return result
+                    if set(joined) != set(listen_rooms):
+                        # The rooms listened to were another token's: listen to these instead.
+                        listen_rooms = joined
+                        continue
                 remaining = deadline - loop.time()
                 if remaining > 0 and await listener.wait(remaining):
                     # Woken: look again under a fresh listener, which also follows rooms joined meanwhile.
@@ -291,12 +302,17 @@ class SyncService:
                 max(remaining, 0.001))
         except TimeoutError:
             return None
-        user_id = requester.user_id
-        self._joined_at[user_id] = (part.now, part.joined)
-        self._joined_at.move_to_end(user_id)
+        self._remember_joined(requester.user_id, part)
+        return await self._finish(request, part, patch_txn_ids=not per_device)
+
+    def _remember_joined(self, user_id: str, part: _UserPart) -> None:
+        """Keep the rooms of the user's newest build: what the user's next long polls listen to."""
+        latest = self._joined_at.get(user_id)
+        if latest is None or latest[0].get("events") <= part.now.get("events"):
+            self._joined_at[user_id] = (part.now, part.joined)
+            self._joined_at.move_to_end(user_id)
         while len(self._joined_at) > JOINED_CACHE_USERS:
             self._joined_at.popitem(last=False)
-        return await self._finish(request, part, patch_txn_ids=not per_device)
 
     async def _bounded_user_part(self, request: SyncRequest, serialize_as: Requester) -> _UserPart:
         async with self._build_slots:
@@ -322,6 +338,7 @@ class SyncService:
 
     async def _build(self, request: SyncRequest) -> tuple[dict[str, Any], bool, list[str]]:
         part = await self._bounded_user_part(request, request.requester)
+        self._remember_joined(request.requester.user_id, part)
         return await self._finish(request, part, patch_txn_ids=False)
 
     async def _build_user_part(self, request: SyncRequest, serialize_as: Requester) -> _UserPart:

@@ -22,16 +22,22 @@ class ClientIpStore:
 
     async def record_last_seen(self, entries: list[tuple[str, str | None, str, str, int]]) -> None:
         """Write a batch of (user_id, device_id, ip, user_agent, ts) sightings."""
+        # Two statements for the whole batch (a thousand syncing devices are one flush): the writer
+        # is held for two round trips, not two per sighting, and sends wait for it.
+        sightings = [(user_id, device_id or "", ip, user_agent, ts) for user_id, device_id, ip, user_agent, ts in entries]
+        # A device's last sighting wins, as when the rows were written one after another.
+        last = {(user_id, device_id): (ip, user_agent, ts) for user_id, device_id, ip, user_agent, ts in entries
+                if device_id}
 
         async def txn_fn(txn: Transaction) -> None:
-            for user_id, device_id, ip, user_agent, ts in entries:
-                await txn.execute(
-                    "INSERT INTO user_ips (user_id, device_id, ip, user_agent, last_seen) VALUES (?, ?, ?, ?, ?)"
-                    " ON CONFLICT (user_id, device_id, ip, user_agent) DO UPDATE SET last_seen = excluded.last_seen",
-                    (user_id, device_id or "", ip, user_agent, ts),
-                )
-                if device_id:
-                    await devices.record_device_seen_txn(txn, user_id, device_id, ip, user_agent, ts)
+            await txn.executemany(
+                "INSERT INTO user_ips (user_id, device_id, ip, user_agent, last_seen) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (user_id, device_id, ip, user_agent) DO UPDATE SET last_seen = excluded.last_seen",
+                sightings,
+            )
+            await devices.record_devices_seen_txn(
+                txn, [(user_id, device_id, ip, user_agent, ts) for (user_id, device_id), (ip, user_agent, ts)
+                      in last.items()])
 
         await self.db.run_interaction("record_last_seen", txn_fn)
 

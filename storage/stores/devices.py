@@ -86,12 +86,12 @@ async def delete_user_devices_txn(txn: Transaction, user_id: str) -> None:
     await txn.execute("DELETE FROM devices WHERE user_id = ?", (user_id,))
 
 
-async def record_device_seen_txn(txn: Transaction, user_id: str, device_id: str, ip: str, user_agent: str,
-                                 ts: int) -> None:
-    await txn.execute(
+async def record_devices_seen_txn(txn: Transaction, sightings: list[tuple[str, str, str, str, int]]) -> None:
+    """Each (user_id, device_id, ip, user_agent, ts) as its device's last sighting, in one statement."""
+    await txn.executemany(
         "UPDATE devices SET last_seen_ip = ?, last_seen_user_agent = ?, last_seen_ts = ?"
         " WHERE user_id = ? AND device_id = ?",
-        (ip, user_agent, ts, user_id, device_id),
+        [(ip, user_agent, ts, user_id, device_id) for user_id, device_id, ip, user_agent, ts in sightings],
     )
 
 

@@ -8,6 +8,7 @@ or may end room sharing are recorded on the same stream (`device_list_membership
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -112,9 +113,23 @@ async def bump_device_lists(txn: Transaction, changes: Iterable[tuple[str, str]]
     return positions[-1]
 
 
+# Users whose key counts are kept in memory (every /sync response carries its device's counts).
+KEY_COUNT_CACHE_USERS = 10_000
+
+
 class E2eeKeyStore:
     def __init__(self, db: Database):
         self.db = db
+        # user -> what get_key_counts_of_user read; dropped by this store's own writes to the key
+        # tables (the only writers). A read that overlapped a write (the user's version moved while
+        # it ran) is returned but not kept.
+        self._key_counts: OrderedDict[str, tuple[dict[str, dict[str, int]], dict[str, list[str]]]] = OrderedDict()
+        self._key_versions: dict[str, int] = {}
+
+    def _keys_changed(self, user_ids: Iterable[str]) -> None:
+        for user_id in user_ids:
+            self._key_versions[user_id] = self._key_versions.get(user_id, 0) + 1
+            self._key_counts.pop(user_id, None)
 
     async def current_device_lists_position(self) -> int:
         return await self.db.run_interaction("device_lists_position", get_stream_position, DEVICE_LISTS,
@@ -183,7 +198,10 @@ class E2eeKeyStore:
                                   ("user_id", "device_id", "algorithm", "key_id", "key_json", "added_ts"),
                                   unique.values())
 
-        await self.db.run_interaction("add_one_time_keys", txn_fn)
+        try:
+            await self.db.run_interaction("add_one_time_keys", txn_fn)
+        finally:
+            self._keys_changed([user_id])
 
     async def count_one_time_keys(self, user_id: str, device_id: str) -> dict[str, int]:
         rows = await self.db.fetch_all(
@@ -207,7 +225,10 @@ class E2eeKeyStore:
                                  {"user_id": user_id, "device_id": device_id, "algorithm": algorithm},
                                  {"key_id": key_id, "key_json": encode_str(key), "used": False})
 
-        await self.db.run_interaction("set_fallback_keys", txn_fn)
+        try:
+            await self.db.run_interaction("set_fallback_keys", txn_fn)
+        finally:
+            self._keys_changed([user_id])
 
     async def get_key_counts_of_user(self, user_id: str
                                      ) -> tuple[dict[str, dict[str, int]], dict[str, list[str]]]:
@@ -229,7 +250,17 @@ class E2eeKeyStore:
                 fallback.setdefault(device_id, []).append(algorithm)
             return counts, fallback
 
-        return await self.db.run_interaction("key_counts_of_user", txn_fn, write=False)
+        cached = self._key_counts.get(user_id)
+        if cached is not None:
+            self._key_counts.move_to_end(user_id)
+            return cached
+        version = self._key_versions.get(user_id, 0)
+        found = await self.db.run_interaction("key_counts_of_user", txn_fn, write=False)
+        if self._key_versions.get(user_id, 0) == version:
+            self._key_counts[user_id] = found
+            while len(self._key_counts) > KEY_COUNT_CACHE_USERS:
+                self._key_counts.popitem(last=False)
+        return found
 
     async def get_unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
         rows = await self.db.fetch_all(
@@ -268,7 +299,10 @@ class E2eeKeyStore:
                     out[request] = (row[0], decode(row[1]))
             return out
 
-        return await self.db.run_interaction("claim_keys", txn_fn, isolation="read_committed")
+        try:
+            return await self.db.run_interaction("claim_keys", txn_fn, isolation="read_committed")
+        finally:
+            self._keys_changed({request.user_id for request in requests})
 
     # --- cross-signing ---------------------------------------------------------------------
     async def get_cross_signing_keys(self, user_ids: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -359,7 +393,10 @@ class E2eeKeyStore:
                                  {"target_user_id": user_id, "target_key_id": device_id})
             return await bump_device_lists(txn, [(user_id, device_id) for device_id in device_ids])
 
-        return await self.db.run_interaction("delete_device_keys", txn_fn, isolation="read_committed")
+        try:
+            return await self.db.run_interaction("delete_device_keys", txn_fn, isolation="read_committed")
+        finally:
+            self._keys_changed([user_id])
 
     # --- what other servers are told -----------------------------------------------------------
     async def get_device_list_changes(self, after: int, upto: int, limit: int) -> list[DeviceListChange]:

@@ -25,20 +25,27 @@ class LoginAuditStore:
     async def record_sightings(self, entries: list[tuple[str, str | None, str, str, int]]) -> int:
         """Add `new_ip` / `new_user_agent` rows for sightings this device has not had; returns how many."""
 
+        # A fixed number of statements per batch (a thousand syncing devices are one flush), not
+        # two per sighting: this runs on the writer, and sends wait for it.
         async def txn_fn(txn: Transaction) -> int:
-            added = 0
+            users = sorted({entry[0] for entry in entries})
+            known: set[tuple[str, str, str, str]] = set()
+            for start in range(0, len(users), 500):
+                clause, params = txn.dialect.in_list("user_id", users[start:start + 500])
+                for column in ("ip", "user_agent"):
+                    rows = await txn.fetch_all(
+                        f"SELECT DISTINCT user_id, device_id, {column} FROM login_audit WHERE {clause}", params)
+                    known.update((column, user_id, device, value) for user_id, device, value in rows)
+            new_rows = []
             for user_id, device_id, ip, user_agent, ts in entries:
                 device = device_id or ""
                 for kind, column, value in (("new_ip", "ip", ip), ("new_user_agent", "user_agent", user_agent)):
-                    known = await txn.fetch_one(
-                        f"SELECT 1 FROM login_audit WHERE user_id = ? AND device_id = ? AND {column} = ? LIMIT 1",
-                        (user_id, device, value))
-                    if known is None:
-                        await txn.execute(
-                            "INSERT INTO login_audit (user_id, device_id, kind, ip, user_agent, ts)"
-                            " VALUES (?, ?, ?, ?, ?, ?)", (user_id, device, kind, ip, user_agent, ts))
-                        added += 1
-            return added
+                    if (column, user_id, device, value) not in known:
+                        known.add((column, user_id, device, value))
+                        new_rows.append((user_id, device, kind, ip, user_agent, ts))
+            await txn.insert_many("login_audit", ("user_id", "device_id", "kind", "ip", "user_agent", "ts"),
+                                  new_rows)
+            return len(new_rows)
 
         return await self.db.run_interaction("record_login_sightings", txn_fn)
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from storage import Database, RetriesExhaustedError, Transaction, create_database
+from storage.priority import bulk_reads
 from storage.streams import EVENTS, EVENTS_BACKFILL, allocate_stream_positions, get_stream_position
 from tests.storage.dbconfig import make_config
 
@@ -281,3 +282,57 @@ async def test_a_write_is_not_kept_waiting_behind_more_reads_than_there_are_conn
         release.set()
         await asyncio.gather(*readers)
     assert await db.fetch_value("w", "SELECT position FROM stream_positions WHERE stream_name = 'written'") == 1
+
+
+async def test_a_read_outside_bulk_work_gets_the_next_free_connection_before_queued_bulk_reads(db: Database) -> None:
+    # A send's reads must not wait behind the reads a wake of many /sync long polls queued first.
+    release = asyncio.Event()
+    order: list[str] = []
+
+    async def hold(txn: Transaction) -> None:
+        await txn.fetch_value("SELECT 1")
+        await release.wait()
+
+    async def note(txn: Transaction, label: str) -> None:
+        await txn.fetch_value("SELECT 1")
+        order.append(label)
+
+    async def in_bulk(name: str, func: Any, *args: Any) -> None:
+        bulk_reads()
+        await db.run_interaction(name, func, *args, write=False)
+
+    holders = [asyncio.create_task(in_bulk("hold", hold)) for _ in range(12)]  # more than the connections
+    await asyncio.sleep(0.3)
+    queued_bulk = [asyncio.create_task(in_bulk("bulk", note, "bulk")) for _ in range(3)]
+    await asyncio.sleep(0.1)
+    urgent = asyncio.create_task(db.run_interaction("urgent", note, "urgent", write=False))
+    await asyncio.sleep(0.1)
+    assert order == []
+    release.set()
+    await asyncio.gather(*holders, *queued_bulk, urgent)
+    assert order[0] == "urgent"
+    assert sorted(order) == ["bulk", "bulk", "bulk", "urgent"]
+
+
+async def test_a_reader_left_inside_its_read_transaction_starts_the_next_one_on_a_fresh_snapshot(
+    db: Database,
+) -> None:
+    # Under load a reader's COMMIT rides on its next hop: the next read must still see later writes.
+    await db.simple_insert("stream_positions", {"stream_name": "seen", "position": 1})
+    release = asyncio.Event()
+
+    async def hold(txn: Transaction) -> None:
+        await txn.fetch_value("SELECT 1")
+        await release.wait()
+
+    async def read(txn: Transaction) -> int:
+        return await txn.fetch_value("SELECT position FROM stream_positions WHERE stream_name = 'seen'")
+
+    holders = [asyncio.create_task(db.run_interaction("hold", hold, write=False)) for _ in range(12)]
+    await asyncio.sleep(0.2)
+    first = [asyncio.create_task(db.run_interaction("read", read, write=False)) for _ in range(4)]
+    release.set()
+    assert await asyncio.gather(*first) == [1, 1, 1, 1]
+    await asyncio.gather(*holders)
+    await db.simple_update("stream_positions", {"stream_name": "seen"}, {"position": 2})
+    assert await asyncio.gather(*(db.run_interaction("read", read, write=False) for _ in range(8))) == [2] * 8
