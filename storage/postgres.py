@@ -3,11 +3,18 @@
 Connections are in autocommit mode and each interaction issues its own
 `BEGIN ISOLATION LEVEL ... READ WRITE|READ ONLY`, so the isolation level and read-only flag are
 chosen per transaction without extra round trips to reconfigure the connection.
+
+Round trips are what a loaded machine makes expensive, so an interaction costs as few as it can:
+the `BEGIN` travels with the first statement in one pipeline (a transaction that runs no
+statement sends nothing), and a read-only transaction's `COMMIT` is sent after its result is
+handed back (everything was read from one snapshot already; the connection returns to the pool
+once the `COMMIT` is answered). A one-statement read is one round trip, a write two.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -30,23 +37,45 @@ _TRANSIENT_ERRORS = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 
 
 class PostgresTransaction(Transaction):
-    def __init__(self, name: str, cursor: psycopg.AsyncCursor[Any]) -> None:
+    def __init__(self, name: str, conn: psycopg.AsyncConnection[Any], cursor: psycopg.AsyncCursor[Any],
+                 begin: str) -> None:
         super().__init__(POSTGRES, name)
+        self._conn = conn
         self._cursor = cursor
+        # The BEGIN not sent yet; it goes out with the first statement.
+        self._begin: str | None = begin
+
+    @property
+    def begun(self) -> bool:
+        return self._begin is None
+
+    async def _send_begin(self) -> None:
+        begin, self._begin = self._begin, None
+        if begin is not None:
+            await self._conn.execute(begin)  # type: ignore[arg-type]
 
     async def _execute(self, sql: str, params: Sequence[Any]) -> tuple[list[Row], int]:
         cur = self._cursor
         # Always pass a (possibly empty) tuple: the translated SQL has `%%` for literal percent
         # signs, which psycopg only unescapes when parameters are given.
-        await cur.execute(sql, params)  # type: ignore[arg-type]
+        if self._begin is not None:
+            # BEGIN and the first statement in one round trip; leaving the pipeline waits for
+            # both results (an error in either is raised there) and puts the statement's on `cur`.
+            async with self._conn.pipeline():
+                await self._send_begin()
+                await cur.execute(sql, params)  # type: ignore[arg-type]
+        else:
+            await cur.execute(sql, params)  # type: ignore[arg-type]
         rows = await cur.fetchall() if cur.description is not None else []
         return rows, cur.rowcount
 
     async def _executemany(self, sql: str, seq_of_params: list[Sequence[Any]]) -> int:
+        await self._send_begin()
         await self._cursor.executemany(sql, seq_of_params)  # type: ignore[arg-type]
         return self._cursor.rowcount
 
     async def _execute_script(self, statements: list[str]) -> None:
+        await self._send_begin()
         for statement in statements:
             # No parameters, so psycopg takes the text verbatim (no `%` processing).
             await self._cursor.execute(statement)  # type: ignore[arg-type]
@@ -87,6 +116,8 @@ class PostgresDatabase(Database):
         reserved = max(1, pool_max // 4) if pool_max > 1 else 0
         # Slots go to waiting urgent reads before bulk ones (storage/priority.py).
         self._read_slots: PriorityPool[int] = PriorityPool(range(pool_max - reserved))
+        # Read-only transactions whose COMMIT is still on its way (see the module docstring).
+        self._finishing: set[asyncio.Task[None]] = set()
 
     async def open(self) -> None:
         await self._pool.open(wait=True)
@@ -109,12 +140,10 @@ class PostgresDatabase(Database):
         isolation: Isolation,
     ) -> tuple[T, Transaction]:
         if write:
-            return await self._run_on_pool(name, func, args, kwargs, "READ WRITE", isolation)
+            return await self._run_on_pool(name, func, args, kwargs, write, isolation, None)
         slot = await self._read_slots.acquire()
-        try:
-            return await self._run_on_pool(name, func, args, kwargs, "READ ONLY", isolation)
-        finally:
-            self._read_slots.release(slot)
+        return await self._run_on_pool(name, func, args, kwargs, write, isolation,
+                                       lambda: self._read_slots.release(slot))
 
     async def _run_on_pool(
         self,
@@ -122,21 +151,57 @@ class PostgresDatabase(Database):
         func: InteractionFunc[T],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        mode: str,
+        write: bool,
         isolation: Isolation,
+        release_slot: Callable[[], None] | None,
     ) -> tuple[T, Transaction]:
-        async with self._pool.connection() as conn, conn.cursor() as cur:
-            txn = PostgresTransaction(name, cur)
+        """Run `func` on a pooled connection; the connection (and the read slot, if any) is given
+        back here, or by the task that finishes a read-only transaction's COMMIT."""
+        handed_off = False
+        try:
+            conn = await self._pool.getconn()
             try:
-                await cur.execute(f"BEGIN ISOLATION LEVEL {_ISOLATION_SQL[isolation]} {mode}")  # type: ignore[arg-type]
-                result = await func(txn, *args, **kwargs)
-                await cur.execute("COMMIT")  # type: ignore[arg-type]
-            except BaseException:
-                await _rollback_quietly(conn)
-                raise
-            return result, txn
+                mode = "READ WRITE" if write else "READ ONLY"
+                txn = PostgresTransaction(
+                    name, conn, conn.cursor(), f"BEGIN ISOLATION LEVEL {_ISOLATION_SQL[isolation]} {mode}"
+                )
+                try:
+                    result = await func(txn, *args, **kwargs)
+                    if txn.begun:
+                        if write:
+                            await conn.execute("COMMIT")  # type: ignore[arg-type]
+                        else:
+                            task = asyncio.get_running_loop().create_task(self._finish_read(conn, release_slot))
+                            self._finishing.add(task)
+                            task.add_done_callback(self._finishing.discard)
+                            handed_off = True
+                except BaseException:
+                    await _rollback_quietly(conn)
+                    raise
+            finally:
+                if not handed_off:
+                    await self._pool.putconn(conn)
+        finally:
+            if release_slot is not None and not handed_off:
+                release_slot()
+        return result, txn
+
+    async def _finish_read(self, conn: psycopg.AsyncConnection[Any], release_slot: Callable[[], None] | None) -> None:
+        try:
+            await conn.execute("COMMIT")  # type: ignore[arg-type]
+        except Exception:
+            # Nothing was written; the pool discards a connection left broken.
+            await _rollback_quietly(conn)
+        finally:
+            try:
+                await self._pool.putconn(conn)
+            finally:
+                if release_slot is not None:
+                    release_slot()
 
     async def _close(self) -> None:
+        while self._finishing:
+            await asyncio.gather(*self._finishing, return_exceptions=True)
         await self._pool.close()
 
 

@@ -8,6 +8,7 @@ shared by all users.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -231,8 +232,10 @@ class SearchService:
         for hit in hits:
             by_room.setdefault(hit.room_id, []).append(hit)
         visible: dict[str, Event] = {}
-        for room_hits in by_room.values():
-            for event in await self._history.load_visible(user_id, [h.row for h in room_hits]):
+        # Each room's visibility is its own read; they run together.
+        for events in await asyncio.gather(*(self._history.load_visible(user_id, [h.row for h in room_hits])
+                                             for room_hits in by_room.values())):
+            for event in events:
                 visible[event.event_id] = event
         return visible
 

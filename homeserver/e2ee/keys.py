@@ -222,8 +222,7 @@ class KeysService:
         wanted = parse_query(body)
         timeout = parse_timeout(body)
         local = {u: d for u, d in wanted.items() if _server_of(u) == self._server_name}
-        response = await self._query_local(local, requester.user_id)
-        own = (await self._store.get_cross_signing_keys([requester.user_id])).get(requester.user_id, {})
+        response, own = await self._query_local(local, requester.user_id)
         if requester.user_id in local and "user_signing" in own:
             response["user_signing_keys"] = {requester.user_id: own["user_signing"]}
         else:
@@ -245,16 +244,29 @@ class KeysService:
     async def query_for_federation(self, body: dict[str, Any]) -> dict[str, Any]:
         """`POST /_matrix/federation/v1/user/keys/query`: keys of our users only (others are left out)."""
         wanted = {u: d for u, d in parse_query(body).items() if _server_of(u) == self._server_name}
-        return await self._query_local(wanted, None)
+        return (await self._query_local(wanted, None))[0]
 
-    async def _query_local(self, local: dict[str, list[str]], requester_user_id: str | None) -> dict[str, Any]:
+    async def _query_local(self, local: dict[str, list[str]], requester_user_id: str | None
+                           ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """The keys of local users, and the requester's own cross-signing keys (by type) when the
+        requester is among them.
+
+        Three independent reads run together (on PostgreSQL each is a round trip): the devices'
+        keys, the cross-signing keys (the requester's too) and every signature over these users'
+        keys, which is then matched to the devices and master keys returned."""
         device_keys: dict[str, dict[str, Any]] = {user_id: {} for user_id in local}
-        rows = await self._store.query_device_keys(local)
-        signatures = await self._store.get_signatures([(r.user_id, r.device_id) for r in rows])
+        users = list(local)
+        rows, cross_signing, signatures = await asyncio.gather(
+            self._store.query_device_keys(local), self._store.get_cross_signing_keys(users),
+            self._store.get_signatures_over_users(users))
+        # Only needed when the requester asked about themselves (their user-signing key).
+        own = cross_signing.get(requester_user_id, {}) if requester_user_id is not None else {}
+        devices = {(r.user_id, r.device_id) for r in rows}
         extra: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
         for s in signatures:
-            extra.setdefault((s.target_user_id, s.target_key_id), {}).setdefault(
-                s.signer_user_id, {})[s.signer_key_id] = s.signature
+            if (s.target_user_id, s.target_key_id) in devices:
+                extra.setdefault((s.target_user_id, s.target_key_id), {}).setdefault(
+                    s.signer_user_id, {})[s.signer_key_id] = s.signature
         for row in rows:
             keys = merge_signatures(row.keys, extra.get((row.user_id, row.device_id), {}))
             if row.display_name is not None:
@@ -262,11 +274,12 @@ class KeysService:
             device_keys[row.user_id][row.device_id] = keys
 
         response: dict[str, Any] = {"device_keys": device_keys, "master_keys": {}, "self_signing_keys": {}}
-        cross_signing = await self._store.get_cross_signing_keys(list(local))
         masters = {u: k["master"] for u, k in cross_signing.items() if "master" in k}
-        master_targets = [(u, _public_key(k)) for u, k in masters.items()]
+        master_targets = {(u, _public_key(k)) for u, k in masters.items()}
         master_sigs: dict[str, dict[str, dict[str, str]]] = {}
-        for s in await self._store.get_signatures(master_targets):
+        for s in signatures:
+            if (s.target_user_id, s.target_key_id) not in master_targets:
+                continue
             # Signatures others made on a master key are theirs to see: only the key's owner's and
             # the requester's own are shown (Synapse shows the requester's).
             if s.signer_user_id in (requester_user_id, s.target_user_id):
@@ -277,7 +290,7 @@ class KeysService:
         for user_id, keys in cross_signing.items():
             if "self_signing" in keys:
                 response["self_signing_keys"][user_id] = keys["self_signing"]
-        return response
+        return response, own
 
     async def _remote_part(self, server: str, part: Any, timeout: float,
                            ask: Callable[[str, Any], Awaitable[dict[str, Any]]]

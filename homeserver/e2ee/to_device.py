@@ -31,6 +31,8 @@ from storage.stores.to_device import TO_DEVICE, ToDeviceStore
 logger = logging.getLogger(__name__)
 
 MAX_PER_SYNC = 100
+# The most a sliding sync client may ask for at once with the extension's `limit`.
+MAX_LIMIT = 1000
 # Devices whose acknowledged position is remembered, so that a sync acknowledging nothing new
 # writes nothing (a wake of a thousand long polls would otherwise queue a thousand DELETEs ahead
 # of the writes of senders).
@@ -121,8 +123,10 @@ class ToDeviceService:
             await self._bus.publish(ToDeviceQueued(position, tuple(sorted(recipients))))
 
     async def sync_sections(self, user_id: str, device_id: str | None, from_position: int | None,
-                            to_position: int) -> dict[str, Any]:
-        """Acknowledge what `from_position` covers, then deliver the next batch up to `to_position`."""
+                            to_position: int, limit: int = MAX_PER_SYNC) -> dict[str, Any]:
+        """Acknowledge what `from_position` covers, then deliver the next batch up to `to_position`:
+        at most `limit` messages (capped at MAX_LIMIT; sliding sync's extension passes its `limit`)."""
+        limit = min(limit, MAX_LIMIT)
         if device_id is None:
             return {}
         after = 0
@@ -140,8 +144,10 @@ class ToDeviceService:
                     self._acked.popitem(last=False)
         if after >= to_position:
             return {"to_device": {"events": []}}
-        messages = await self._store.get_messages(user_id, device_id, after, to_position, MAX_PER_SYNC)
+        if limit <= 0:
+            return {"to_device": {"events": []}, DELIVERED_UPTO: after}
+        messages = await self._store.get_messages(user_id, device_id, after, to_position, limit)
         out: dict[str, Any] = {"to_device": {"events": [message for _, message in messages]}}
-        if len(messages) == MAX_PER_SYNC:
+        if len(messages) == limit:
             out[DELIVERED_UPTO] = messages[-1][0]
         return out

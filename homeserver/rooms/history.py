@@ -7,6 +7,7 @@ reader's membership before each event come out of one query over the page's stat
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -181,7 +182,9 @@ class RoomHistory:
         backwards = direction == "b"
         start = parse_pagination_token(from_token, "from") if from_token else None
         end = parse_pagination_token(to_token, "to") if to_token else None
-        cap = await self.check_can_read(requester.user_id, room_id)
+        # Independent reads run together (on PostgreSQL each is a round trip).
+        cap, conditions = await asyncio.gather(self.check_can_read(requester.user_id, room_id),
+                                               self._conditions(requester.user_id, event_filter))
         from_bound = bound_of(start) if start else None
         to_bound = bound_of(end) if end else None
         if cap is not None:
@@ -191,7 +194,6 @@ class RoomHistory:
             else:
                 to_bound = cap if to_bound is None else earlier_bound(to_bound, cap)
         limit = max(0, min(limit, MAX_LIMIT))
-        conditions = await self._conditions(requester.user_id, event_filter)
         rows = await self._timeline.paginate(room_id, backwards=backwards, limit=limit, from_bound=from_bound,
                                              to_bound=to_bound, conditions=conditions)
         if (backwards and len(rows) < limit and to_bound is None and self._backfill is not None

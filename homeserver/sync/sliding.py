@@ -725,7 +725,12 @@ class SlidingSyncService:
         if config is not None and config.enabled and device_id is not None:
             start = _position(config.since)
             end = now.get("to_device")
-            sections = await self._to_device.get_sections(user_id, device_id, start, end)
+            if config.limit is None:
+                sections = await self._to_device.get_sections(user_id, device_id, start, end)
+            else:
+                # The to-device source's getter takes the batch size as `limit` (ToDeviceService).
+                sections = await self._to_device.get_sections(user_id, device_id, start, end,
+                                                              limit=config.limit)  # type: ignore[call-arg]
             delivered = sections.pop(DELIVERED_UPTO, None)
             events = sections.get("to_device", {}).get("events", [])
             out["to_device"] = {"next_batch": str(delivered if delivered is not None else end), "events": events}

@@ -59,13 +59,19 @@ class TimelineReader:
             loaded = await self._events.get_events(
                 [r.event_id for room_rows in rows.values() for r in room_rows])
             next_pending: dict[str, TimelineRange] = {}
+            kept_by_room: dict[str, list[Event]] = {}
+            for room_id in pending:
+                candidates = [loaded[r.event_id] for r in rows.get(room_id, []) if r.event_id in loaded]
+                kept_by_room[room_id] = [
+                    e for e in candidates
+                    if sync_filter.timeline.matches(e.type, e.sender, e.content, room_id=room_id)
+                    and (e.sender not in ignored or e.is_state() or e.sender == user_id)]
+            # History visibility of every room's page at once: a few queries, not a few per room.
+            visible_by_room = await self._visible(user_id, [(by_room[r], kept) for r, kept in kept_by_room.items()])
             for room_id, asked in pending.items():
                 room_rows = rows.get(room_id, [])
-                candidates = [loaded[r.event_id] for r in room_rows if r.event_id in loaded]
-                kept = [e for e in candidates
-                        if sync_filter.timeline.matches(e.type, e.sender, e.content, room_id=room_id)
-                        and (e.sender not in ignored or e.is_state() or e.sender == user_id)]
-                visible = await self._visible(user_id, by_room[room_id], kept)
+                kept = kept_by_room[room_id]
+                visible = visible_by_room[room_id]
                 timeline = out[room_id]
                 if len(visible) < len(kept):
                     shown = {e.event_id for e in visible}
@@ -89,42 +95,55 @@ class TimelineReader:
             pending = next_pending
         return out
 
-    async def _visible(self, user_id: str, entry: RoomSyncEntry, events: list[Event]) -> list[Event]:
-        """History visibility for one room's timeline page, with a fast path for members throughout."""
-        if not events:
-            return events
-        membership = entry.membership
-        if membership.membership == "join" and membership.stream_ordering < event_position(events[0]):
-            # Joined since before the page and still joined: every event in it was sent while joined.
-            return events
-        if entry.never_joined:
-            # A room the user only saw from outside (rejected invite, ban): their own membership only.
-            return [e for e in events if e.type == "m.room.member" and e.state_key == user_id]
-        groups = await self._store.get_state_groups_around([e.event_id for e in events])
-        states = {}
-        for before, _ in groups.values():
-            if before is not None and before not in states:
-                states[before] = await self._events.get_state_for_group(before)
+    async def _visible(self, user_id: str, pages: Sequence[tuple[RoomSyncEntry, list[Event]]]
+                       ) -> dict[str, list[Event]]:
+        """History visibility for each room's timeline page (room_id -> the visible events), with a
+        fast path for rooms the user was a member of throughout; the others are checked together."""
+        out: dict[str, list[Event]] = {}
+        slow: list[tuple[RoomSyncEntry, list[Event]]] = []
+        for entry, events in pages:
+            membership = entry.membership
+            if not events or (membership.membership == "join"
+                              and membership.stream_ordering < event_position(events[0])):
+                # Joined since before the page and still joined: every event in it was sent while joined.
+                out[entry.room_id] = events
+            elif entry.never_joined:
+                # A room the user only saw from outside (rejected invite, ban): their own membership only.
+                out[entry.room_id] = [e for e in events if e.type == "m.room.member" and e.state_key == user_id]
+            else:
+                slow.append((entry, events))
+        if not slow:
+            return out
+        groups = await self._store.get_state_groups_around([e.event_id for _, events in slow for e in events])
+        states = await self._events.get_state_for_groups(
+            {before for before, _ in groups.values() if before is not None})
         wanted = set()
         for state in states.values():
             for key in (HISTORY_VISIBILITY_KEY, ("m.room.member", user_id)):
                 if key in state:
                     wanted.add(state[key])
         loaded = await self._events.get_events(wanted)
-        joined_afterwards = entry.section == JOIN
-        visible = []
         unjoined: set[str] = set()
-        for event in events:
-            before = groups.get(event.event_id, (None, 0))[0]
-            state = states.get(before, {}) if before is not None else {}
-            hv = loaded.get(state.get(HISTORY_VISIBILITY_KEY, ""))
-            member = loaded.get(state.get(("m.room.member", user_id), ""))
-            at_event = StateAtEvent(
-                history_visibility=hv.content.get("history_visibility") if hv is not None else None,
-                membership=member.membership if member is not None else None,
-            )
-            if is_event_visible(user_id, event, at_event, joined_afterwards=joined_afterwards):
-                visible.append(event)
-                if at_event.membership != "join":
-                    unjoined.add(event.event_id)
-        return await strip_erased_senders(visible, unjoined, self._erased_users)
+        for entry, events in slow:
+            joined_afterwards = entry.section == JOIN
+            visible = []
+            for event in events:
+                before = groups.get(event.event_id, (None, 0))[0]
+                state = states.get(before, {}) if before is not None else {}
+                hv = loaded.get(state.get(HISTORY_VISIBILITY_KEY, ""))
+                member = loaded.get(state.get(("m.room.member", user_id), ""))
+                at_event = StateAtEvent(
+                    history_visibility=hv.content.get("history_visibility") if hv is not None else None,
+                    membership=member.membership if member is not None else None,
+                )
+                if is_event_visible(user_id, event, at_event, joined_afterwards=joined_afterwards):
+                    visible.append(event)
+                    if at_event.membership != "join":
+                        unjoined.add(event.event_id)
+            out[entry.room_id] = visible
+        # One look-up of erased senders for all rooms; each room's page is then pruned on its own.
+        everything = [e for entry, _ in slow for e in out[entry.room_id]]
+        stripped = iter(await strip_erased_senders(everything, unjoined, self._erased_users))
+        for entry, _ in slow:
+            out[entry.room_id] = [next(stripped) for _ in out[entry.room_id]]
+        return out

@@ -354,20 +354,26 @@ class E2eeKeyStore:
         """Uploaded signatures over the (target_user_id, target_key_id) keys."""
         if not targets:
             return []
-
         wanted = set(targets)
-        users = sorted({user_id for user_id, _ in targets})
+        # One statement for every target user (a key query asks about many users at once); the
+        # few signatures over keys not asked about are dropped here.
+        rows = await self.get_signatures_over_users(sorted({user_id for user_id, _ in targets}))
+        return [row for row in rows if (row.target_user_id, row.target_key_id) in wanted]
+
+    async def get_signatures_over_users(self, user_ids: Sequence[str]) -> list[SignatureRow]:
+        """Every uploaded signature over a key of these users (their devices' and cross-signing keys)."""
+        if not user_ids:
+            return []
+        users = list(user_ids)
 
         async def txn_fn(txn: Transaction) -> list[SignatureRow]:
-            # One statement for every target user (a key query asks about many users at once);
-            # the few signatures over keys not asked about are dropped here.
             out: list[SignatureRow] = []
             for start in range(0, len(users), 500):
                 clause, params = txn.dialect.in_list("target_user_id", users[start:start + 500])
                 rows = await txn.fetch_all(
                     "SELECT signer_user_id, signer_key_id, target_user_id, target_key_id, signature"
                     f" FROM e2e_cross_signing_signatures WHERE {clause}", params)
-                out += [SignatureRow(*r) for r in rows if (r[2], r[3]) in wanted]
+                out += [SignatureRow(*r) for r in rows]
             return out
 
         return await self.db.run_interaction("get_signatures", txn_fn, write=False)

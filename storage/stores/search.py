@@ -6,6 +6,7 @@ text ever reaches a query parser unescaped. Every word must match, as a prefix, 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,8 +88,24 @@ class SearchStore:
         await self.db.execute("unindex_event_text", "DELETE FROM event_search WHERE event_id = ?", (event_id,))
 
     async def search(self, query: SearchQuery) -> tuple[list[SearchHit], int]:
-        """A page of matching events, best (or newest) first, and how many match in all."""
-        return await self.db.run_interaction("search_events", _search, query, write=False)
+        """A page of matching events, best (or newest) first, and how many match in all.
+
+        The page and the total (an approximate count, as the spec allows) are read side by side,
+        each in its own read: on PostgreSQL that is one round trip of latency instead of two."""
+        if not query.words or not query.room_ids or not query.keys:
+            return [], 0
+        count_sql, count_params, page_sql, page_params = _search_sql(self.db.dialect, query)
+        count, rows = await asyncio.gather(self.db.fetch_value("search_count", count_sql, count_params),
+                                           self.db.fetch_all("search_events", page_sql, page_params))
+        hits: list[SearchHit] = []
+        seen: set[str] = set()
+        for row in rows:
+            timeline_row = row_from(row[:6])
+            if timeline_row.event_id in seen:
+                continue  # an event matching in two of its texts
+            seen.add(timeline_row.event_id)
+            hits.append(SearchHit(timeline_row, row[6], float(row[7] or 0.0)))
+        return hits, int(count or 0)
 
 
 def _match_sql(dialect: Dialect, query: SearchQuery) -> tuple[str, str, str, list[Any]]:
@@ -101,10 +118,8 @@ def _match_sql(dialect: Dialect, query: SearchQuery) -> tuple[str, str, str, lis
     return "", " AND event_search MATCH ?", "-bm25(event_search)", [_fts5_query(query.words)]
 
 
-async def _search(txn: Transaction, query: SearchQuery) -> tuple[list[SearchHit], int]:
-    if not query.words or not query.room_ids or not query.keys:
-        return [], 0
-    dialect = txn.dialect
+def _search_sql(dialect: Dialect, query: SearchQuery) -> tuple[str, list[Any], str, list[Any]]:
+    """(count SQL, its parameters, page SQL, its parameters) of a search."""
     match_from, match_where, rank, match_params = _match_sql(dialect, query)
     rooms_clause, rooms_params = in_list(dialect, "event_search.room_id", query.room_ids)
     keys_clause, keys_params = in_list(dialect, "event_search.key", query.keys)
@@ -119,7 +134,7 @@ async def _search(txn: Transaction, query: SearchQuery) -> tuple[list[SearchHit]
         params = [*match_params, *rooms_params, *keys_params, False, *cond_params]
     else:
         params = [*rooms_params, *keys_params, False, *match_params, *cond_params]
-    count = await txn.fetch_value(f"SELECT COUNT(DISTINCT e.event_id){from_sql}{where}", params)
+    count_sql = f"SELECT COUNT(DISTINCT e.event_id){from_sql}{where}"
     page_where, page_params = where, list(params)
     if query.order_by_rank:
         order = f"{rank} DESC, e.stream_ordering DESC"
@@ -130,18 +145,8 @@ async def _search(txn: Transaction, query: SearchQuery) -> tuple[list[SearchHit]
         if query.before_stream is not None:
             page_where += " AND e.stream_ordering < ?"
             page_params.append(query.before_stream)
-    rows = await txn.fetch_all(
-        f"SELECT {ROW_COLUMNS}, e.room_id, {rank}{from_sql}{ROW_JOINS}{page_where} ORDER BY {order}{tail}",
-        page_params)
-    hits: list[SearchHit] = []
-    seen: set[str] = set()
-    for row in rows:
-        timeline_row = row_from(row[:6])
-        if timeline_row.event_id in seen:
-            continue  # an event matching in two of its texts
-        seen.add(timeline_row.event_id)
-        hits.append(SearchHit(timeline_row, row[6], float(row[7] or 0.0)))
-    return hits, int(count or 0)
+    page_sql = f"SELECT {ROW_COLUMNS}, e.room_id, {rank}{from_sql}{ROW_JOINS}{page_where} ORDER BY {order}{tail}"
+    return count_sql, params, page_sql, page_params
 
 
 async def _index_texts_txn(txn: Transaction, rows: Sequence[tuple[str, str, str, str]]) -> None:

@@ -249,3 +249,56 @@ async def test_after_commit_callbacks_may_use_the_database(db: Database) -> None
 
     await db.run_interaction("write", write)
     assert copied == [1]
+
+
+async def test_a_failing_first_statement_raises_its_error_and_leaves_the_connection_usable(db: Database) -> None:
+    # On PostgreSQL the first statement travels with the BEGIN; its error must surface as usual.
+    await add_user(db, "@taken:x")
+    for _ in range(6):  # more than the pool holds, so a connection left broken would show up
+        with pytest.raises(Exception) as caught:
+            await db.run_interaction(
+                "clash_first", Transaction.insert, "users", {"user_id": "@taken:x", "created_ts": 0}
+            )
+        assert "unique" in str(caught.value).lower()
+        with pytest.raises(Exception) as caught:
+            await db.fetch_value("bad_read", "SELECT no_such_column FROM users")
+        assert "no_such_column" in str(caught.value)
+    assert await count_users(db) == 1
+    await add_user(db, "@after:x")
+    assert await count_users(db) == 2
+
+
+async def test_many_concurrent_reads_finish_and_leave_room_for_writes(db: Database) -> None:
+    # Read-only transactions give their connection back once their COMMIT is answered, after
+    # the caller has its result: a burst far larger than the pool must neither hang nor starve.
+    await add_user(db, "@a:x")
+
+    async def two_reads(txn: Transaction) -> tuple[int, int]:
+        first = await txn.fetch_value("SELECT COUNT(*) FROM users")
+        second = await txn.fetch_value("SELECT COUNT(*) FROM users WHERE user_id = ?", ("@a:x",))
+        return first, second
+
+    async def nothing(txn: Transaction) -> str:
+        return "no statement"
+
+    results = await asyncio.gather(
+        *(db.run_interaction("two_reads", two_reads, write=False) for _ in range(40)),
+        *(count_users(db) for _ in range(40)),
+        *(db.run_interaction("nothing", nothing, write=False) for _ in range(10)),
+    )
+    assert results[:40] == [(1, 1)] * 40
+    assert results[40:80] == [1] * 40
+    assert results[80:] == ["no statement"] * 10
+    await add_user(db, "@b:x")
+    assert await count_users(db) == 2
+
+
+async def test_a_write_that_runs_no_statement_commits_nothing_and_succeeds(db: Database) -> None:
+    seen: list[str] = []
+
+    async def empty(txn: Transaction) -> int:
+        txn.call_after_commit(seen.append, "done")
+        return 7
+
+    assert await db.run_interaction("empty", empty) == 7
+    assert seen == ["done"]

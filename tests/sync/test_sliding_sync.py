@@ -417,6 +417,30 @@ async def test_the_to_device_extension_delivers_until_acknowledged_with_since(cl
     assert fresh["extensions"]["to_device"]["events"] == []
 
 
+async def test_the_to_device_extension_delivers_at_most_limit_messages_per_response(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    for n in range(1, 6):
+        await alice.call("PUT", f"/sendToDevice/m.test/t{n}",
+                         {"messages": {bob.user_id: {bob.device_id: {"n": n}}}})
+    received: list[list[int]] = []
+    since, pos = None, None
+    for _ in range(4):
+        extension: dict[str, Any] = {"enabled": True, "limit": 2}
+        if since is not None:
+            extension["since"] = since
+        response = await sliding(bob, {"extensions": {"to_device": extension}}, pos=pos)
+        received.append([e["content"]["n"] for e in response["extensions"]["to_device"]["events"]])
+        since, pos = response["extensions"]["to_device"]["next_batch"], response["pos"]
+    assert received == [[1, 2], [3, 4], [5], []]
+    # limit 0 delivers nothing and acknowledges nothing new.
+    await alice.call("PUT", "/sendToDevice/m.test/t6", {"messages": {bob.user_id: {bob.device_id: {"n": 6}}}})
+    empty = await sliding(bob, {"extensions": {"to_device": {"enabled": True, "limit": 0, "since": since}}})
+    assert empty["extensions"]["to_device"]["events"] == []
+    after = await sliding(bob, {"extensions": {"to_device": {
+        "enabled": True, "since": empty["extensions"]["to_device"]["next_batch"]}}})
+    assert [e["content"]["n"] for e in after["extensions"]["to_device"]["events"]] == [6]
+
+
 async def test_unacknowledged_to_device_messages_are_delivered_again(client):
     alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
     await alice.call("PUT", "/sendToDevice/m.test/t1",
