@@ -630,7 +630,8 @@ class HomeServer:
             block_events=consent_config["block_events"], exempt_users=frozenset(consent_config["exempt_users"]),
             # Application services are built after the admin API; the check runs per send, by then they exist.
             is_app_service_user=lambda user_id: bool(self.app_services.registry.by_sender(user_id)
-                                                      or self.app_services.registry.interested_in_user(user_id)))
+                                                      or self.app_services.registry.interested_in_user(user_id)),
+            is_app_service_bot=lambda user_id: bool(self.app_services.registry.by_sender(user_id)))
         self.event_sender.add_send_check(self.consent.check_consent)
         user_event_store = UserEventStore(self.db)
         self.user_events = UserEventsService(user_event_store, self.event_store)
