@@ -74,6 +74,7 @@ class PrivacyService:
         self.port = 0
         self.login_watcher_state = "starting"  # running | unavailable
         self.ready = asyncio.Event()  # set once the bot is admin and the consent policy is published
+        self.consent_swept = asyncio.Event()  # set once every existing member was asked (tests)
 
     @property
     def url(self) -> str:
@@ -149,9 +150,19 @@ class PrivacyService:
                 await self.consent.publish_policy()
                 await self.bot.resume_interrupted()
                 self.ready.set()
-                return
+                break
             except (HomeserverError, OSError) as exc:
                 logger.warning("setting up with the homeserver failed (%s); retrying in %.0fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+        # A new policy version: every existing member is asked now, not at their next sign-in.
+        while True:
+            try:
+                await self.bot.sweep_consent()
+                self.consent_swept.set()
+                return
+            except (HomeserverError, OSError) as exc:
+                logger.warning("asking members for consent failed (%s); retrying in %.0fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30)
 
