@@ -248,6 +248,7 @@ class PrivacyService:
 
     async def _device_poll_loop(self) -> None:
         poller = DevicePoller(self.hs, self.store, self.config.bot_user_id, self.bot.on_login, self.bot.ask_consent)
+        await self.ready.wait()  # the bot is an admin
         first = True
         while True:
             try:
