@@ -92,7 +92,10 @@ async def run_ours(messages: int, media_mb: int, postgres_dsn: str | None) -> di
         "database": database,
         "registration": {"enabled": True, "shared_secret": SECRET}, "passwords": {"bcrypt_rounds": 4},
         "rate_limits": {"enabled": False}, "logging": {"level": "WARNING"},
-        "app_service_config_files": [str(workdir / "reg.yaml")], "http": {"x_forwarded": True},
+        "app_service_config_files": [str(workdir / "reg.yaml")],
+        # The encrypted archive holds all the media: it must fit in one upload.
+        "http": {"x_forwarded": True, "max_request_body_size": 200 * 1024 * 1024},
+        "media": {"max_upload_size": 200 * 1024 * 1024},
     }))
     await hs.start()
     service = PrivacyService(config)
@@ -115,7 +118,7 @@ async def run_synapse(messages: int, media_mb: int) -> dict:
     (workdir / "reg.yaml").write_text(registration_yaml(config))
     server = await asyncio.to_thread(start_synapse, workdir / "synapse", hs_port,
                                      extra_config={"app_service_config_files": [str(workdir / "reg.yaml")],
-                                                   "max_upload_size": "60M"})
+                                                   "max_upload_size": "200M"})
     config = privacy_config(workdir, hs_port, as_port, server.registration_shared_secret)
     service = PrivacyService(config, device_poll_s=0.5)
     await service.start()
