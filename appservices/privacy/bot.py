@@ -107,15 +107,21 @@ class PrivacyBot:
             await self._store.audit(self._clock(), "service", request.user_id, f"{request.kind}.resumed",
                                     request.request_id)
             self._busy[(request.user_id, request.kind)] = request.request_id
-            if request.kind == "export" and room_id is not None:
-                self._spawn(self._run_export(request.user_id, room_id, request, lang))
-            elif request.kind == "erase":
-                self._spawn(self._run_erase(request.user_id, room_id, request.request_id, lang))
+            if request.kind == "export":  # never left in progress for want of a known DM: one is found or opened
+                self._spawn(self._resume_export(request.user_id, room_id, request, lang))
             else:
-                self._busy.pop((request.user_id, request.kind))
-                continue
+                self._spawn(self._run_erase(request.user_id, room_id, request.request_id, lang))
             resumed += 1
         return resumed
+
+    async def _resume_export(self, user_id: str, room_id: str | None, request: PrivacyRequest, lang: str) -> None:
+        if room_id is None:
+            try:
+                room_id = await self.dm_room_for(user_id)
+            except HomeserverError:
+                self._busy.pop((user_id, "export"), None)
+                raise
+        await self._run_export(user_id, room_id, request, lang)
 
     # --- sending ---------------------------------------------------------------------------------
     async def say(self, room_id: str, body: str, extra: dict[str, Any] | None = None) -> str:

@@ -151,6 +151,7 @@ class PrivacyService:
             try:
                 await self.ensure_bot_is_admin()
                 await self.consent.publish_policy()
+                await self._backlog_handled()
                 await self.bot.resume_interrupted()
                 self.ready.set()
                 break
@@ -168,6 +169,13 @@ class PrivacyService:
                 logger.warning("asking members for consent failed (%s); retrying in %.0fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30)
+
+    async def _backlog_handled(self, limit_s: float = 60.0) -> None:
+        """Wait (bounded) until the events stored before a restart are handled: an interrupted request
+        resumes only once the bookkeeping they carry (the member's DM room) is back."""
+        deadline = asyncio.get_running_loop().time() + limit_s
+        while await self.store.unprocessed_events() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
 
     # --- transactions -----------------------------------------------------------------------------
     async def receive_transaction(self, txn_id: str, events: list[dict[str, Any]]) -> None:
