@@ -196,13 +196,18 @@ async def flow(base_url: str, secret: str, service: PrivacyService, messages: in
         while service.login_watcher_state not in ("running", "polling"):
             await asyncio.sleep(0.1)
         notice_s = [await notice_latency(session, token, admin, dm, bot, user_id, n, via_header) for n in range(1, 4)]
+        print(json.dumps({"before_erasure": {"export_s": export_s, "exported": exported, "media_bytes": media_bytes,
+                                             "collect_ms": request.detail.get("collect_ms"),
+                                             "build_and_upload_ms": request.detail.get("build_and_upload_ms"),
+                                             "notice_s": notice_s}}), flush=True)
         started = time.perf_counter()
         await say("wis")
         confirm, _ = await bot_message(lambda c: "'wis " in c.get("body", ""), started)
         code = confirm["content"]["body"].split("'wis ")[1].split("'")[0]
         started = time.perf_counter()
         await say(f"wis {code}")
-        _, erase_s = await bot_message(lambda c: "Bewaard" in c.get("body", ""), started)
+        # Every message is redacted one by one: minutes for 10,000 on a loaded machine.
+        _, erase_s = await bot_message(lambda c: "Bewaard" in c.get("body", ""), started, timeout=3600)
         return {"messages": messages, "exported": exported, "media_bytes_uploaded": uploaded,
                 "media_bytes_exported": media_bytes, "links": len(export["links"]),
                 "unreachable": sorted(export["unreachable"]), "fill_s": round(fill_s, 2), "export_s": export_s,
