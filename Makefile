@@ -24,16 +24,14 @@ $(TEST_STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[speed,test]'
 	touch $@ $(STAMP)
 
+# homeserver.yaml, and beside it privacy.yaml (fresh tokens) with the registration homeserver.yaml names.
 $(DATA)/homeserver.yaml: | $(STAMP)
 	$(BIN)/homeserver generate-config --server-name "$(SERVER_NAME)" --data-dir $(DATA) \
-		--set registration.enabled=true --generate-keys \
-		--set 'app_service_config_files=[privacy-registration.yaml]' \
-		--set 'consent.exempt_users=["@privacy:$(SERVER_NAME)"]'
+		--set registration.enabled=true --generate-keys
 
-# The privacy service's config (fresh tokens) and its registration, which homeserver.yaml names.
+# A data directory from before the privacy service: its config alone, homeserver.yaml kept.
 $(DATA)/privacy.yaml: | $(DATA)/homeserver.yaml
-	$(BIN)/python -m appservices.privacy --generate-config --config $@ --server-name "$(SERVER_NAME)" \
-		--homeserver-url http://127.0.0.1:8008 --homeserver-config $(DATA)/homeserver.yaml
+	$(BIN)/homeserver generate-config --privacy-only --data-dir $(DATA)
 
 ## Serve on 127.0.0.1:8008 with SQLite under ./data (config and signing key made on first run),
 ## with the privacy service (docs/privacy-service.md) beside it on 127.0.0.1:8010.

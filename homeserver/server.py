@@ -389,7 +389,8 @@ class HomeServer:
             config.server_name, self.consent_store, self.account_store, self.event_store, self.auth, clock,
             block_events=consent_config["block_events"], exempt_users=frozenset(consent_config["exempt_users"]),
             is_app_service_user=lambda user_id: bool(app_services.registry.by_sender(user_id)
-                                                      or app_services.registry.interested_in_user(user_id)))
+                                                      or app_services.registry.interested_in_user(user_id)),
+            is_app_service_bot=lambda user_id: bool(app_services.registry.by_sender(user_id)))
 
     def _build_room_services(self) -> None:
         """Rooms: events are created by the sender and written by the persister (group commit)."""

@@ -63,7 +63,8 @@ def test_no_service_imports_federation_or_appservices():
         relative(path): sorted(m for m in imported_modules(path)
                                if m.split(".")[0] in ("federation", "appservices"))
         for path in python_files("homeserver")
-        if relative(path) != "homeserver/server.py"
+        # The composition roots: the server, and the CLI whose generate-config writes the privacy service's config.
+        if relative(path) not in ("homeserver/server.py", "homeserver/__main__.py")
     }
     assert {k: v for k, v in offending.items() if v} == {}
 

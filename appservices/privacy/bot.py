@@ -65,6 +65,7 @@ class PrivacyBot:
         self._clock = clock
         self._tasks: set[asyncio.Task[Any]] = set()
         self._busy: dict[tuple[str, str], str] = {}  # (user, kind) -> request running
+        self._asking = asyncio.Lock()  # the sweep and the login feed never ask the same member twice
 
     @property
     def bot(self) -> str:
@@ -106,15 +107,21 @@ class PrivacyBot:
             await self._store.audit(self._clock(), "service", request.user_id, f"{request.kind}.resumed",
                                     request.request_id)
             self._busy[(request.user_id, request.kind)] = request.request_id
-            if request.kind == "export" and room_id is not None:
-                self._spawn(self._run_export(request.user_id, room_id, request, lang))
-            elif request.kind == "erase":
-                self._spawn(self._run_erase(request.user_id, room_id, request.request_id, lang))
+            if request.kind == "export":  # never left in progress for want of a known DM: one is found or opened
+                self._spawn(self._resume_export(request.user_id, room_id, request, lang))
             else:
-                self._busy.pop((request.user_id, request.kind))
-                continue
+                self._spawn(self._run_erase(request.user_id, room_id, request.request_id, lang))
             resumed += 1
         return resumed
+
+    async def _resume_export(self, user_id: str, room_id: str | None, request: PrivacyRequest, lang: str) -> None:
+        if room_id is None:
+            try:
+                room_id = await self.dm_room_for(user_id)
+            except HomeserverError:
+                self._busy.pop((user_id, "export"), None)
+                raise
+        await self._run_export(user_id, room_id, request, lang)
 
     # --- sending ---------------------------------------------------------------------------------
     async def say(self, room_id: str, body: str, extra: dict[str, Any] | None = None) -> str:
@@ -406,14 +413,44 @@ class PrivacyBot:
         if version is None or user_id == self.bot or not self.is_local(user_id):
             return False
         key = f"consent_asked:{version}:{user_id}"
-        if await self._consent.accepted(user_id) or await self._store.get_value(key):
-            return False
-        lang = await self.language_of(user_id)
-        await self.tell(user_id, text(lang, "consent_status", version=version, url=self._consent.url(language=lang),
-                                      state=text(lang, "consent_missing_state")))
-        await self._store.set_value(key, str(self._clock()))
+        async with self._asking:
+            if await self._consent.accepted(user_id) or await self._store.get_value(key):
+                return False
+            lang = await self.language_of(user_id)
+            await self.tell(user_id, text(lang, "consent_status", version=version,
+                                          url=self._consent.url(language=lang),
+                                          state=text(lang, "consent_missing_state")))
+            await self._store.set_value(key, str(self._clock()))
         await self._store.audit(self._clock(), "service", user_id, "consent.asked", detail={"version": version})
         return True
+
+    async def sweep_consent(self) -> int:
+        """Ask every existing member who has not accepted the current version (once per version, so a
+        restart resumes where it stopped), rather than waiting for their next sign-in; the homeserver
+        blocks their sending meanwhile (`M_CONSENT_NOT_GIVEN`). Returns how many were asked."""
+        version = self._consent.version
+        if version is None or await self._store.get_value(f"consent_swept:{version}"):
+            return 0
+        asked = 0
+        offset: Any = 0
+        while True:
+            page = await self._hs.admin("GET", "/v2/users", limit=500, deactivated="false", guests="false",
+                                        **{"from": offset})
+            for user in page.get("users", []):
+                if user.get("deactivated") or user.get("is_guest") or user.get("appservice_id"):
+                    continue
+                try:
+                    asked += await self.ask_consent(user["name"])
+                except HomeserverError as exc:  # one member's trouble stops nobody else's request
+                    logger.warning("asking %s for consent to version %s failed: %s", user["name"], version, exc)
+            offset = page.get("next_token")
+            if offset is None:
+                break
+        await self._store.set_value(f"consent_swept:{version}", str(self._clock()))
+        await self._store.audit(self._clock(), "service", None, "consent.swept",
+                                detail={"version": version, "asked": asked})
+        logger.info("asked %d members for consent to policy version %s", asked, version)
+        return asked
 
     async def on_login(self, login: dict[str, Any]) -> None:
         """A sign-in from the homeserver's login feed: the consent request if due, a security notice."""

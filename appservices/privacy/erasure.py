@@ -15,7 +15,8 @@ from appservices.privacy.hsclient import HUISKAMER, HomeserverClient, Homeserver
 
 PRIVACY_RECORDS_WHY = ("privacy requests, consent records and the audit log are kept to account for how the "
                        "request was handled (GDPR art. 5(2))")
-PUBLIC_ROOMS_WHY = "messages in public rooms are kept for everyone's safety (erasure.keep_public_room_messages)"
+PUBLIC_ROOMS_WHY = ("messages in public rooms are kept for everyone's safety (erasure.keep_public_room_messages);"
+                    " they show the user ID but no name or avatar")
 
 
 class Eraser:

@@ -21,6 +21,7 @@ from appservices.privacy.collector import Collector
 from appservices.privacy.config import PrivacyConfig
 from appservices.privacy.consent import ConsentService
 from appservices.privacy.database import Database
+from appservices.privacy.device_watch import DevicePoller
 from appservices.privacy.erasure import Eraser
 from appservices.privacy.hsclient import (
     HUISKAMER,
@@ -47,7 +48,8 @@ def wall_clock_ms() -> int:
 
 class PrivacyService:
     def __init__(self, config: PrivacyConfig, clock: Callable[[], int] = wall_clock_ms, *,
-                 login_poll_timeout_ms: int = 30000, expiry_interval_s: float = 60.0):
+                 login_poll_timeout_ms: int = 30000, expiry_interval_s: float = 60.0,
+                 device_poll_s: float = 1.0):
         self.config = config
         self.clock = clock
         self.db = Database(config.database)
@@ -66,6 +68,7 @@ class PrivacyService:
                                 consent=self.consent, on_transaction=self.receive_transaction,
                                 run_retention=self.run_retention, clock=clock, bot_user_id=config.bot_user_id)
         self._login_poll_timeout_ms = login_poll_timeout_ms
+        self._device_poll_s = device_poll_s
         self._expiry_interval_s = expiry_interval_s
         self._inbox_wakeup = asyncio.Event()
         self._loops: list[asyncio.Task[Any]] = []
@@ -74,6 +77,7 @@ class PrivacyService:
         self.port = 0
         self.login_watcher_state = "starting"  # running | unavailable
         self.ready = asyncio.Event()  # set once the bot is admin and the consent policy is published
+        self.consent_swept = asyncio.Event()  # set once every existing member was asked (tests)
 
     @property
     def url(self) -> str:
@@ -147,13 +151,31 @@ class PrivacyService:
             try:
                 await self.ensure_bot_is_admin()
                 await self.consent.publish_policy()
+                await self._backlog_handled()
                 await self.bot.resume_interrupted()
                 self.ready.set()
-                return
+                break
             except (HomeserverError, OSError) as exc:
                 logger.warning("setting up with the homeserver failed (%s); retrying in %.0fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30)
+        # A new policy version: every existing member is asked now, not at their next sign-in.
+        while True:
+            try:
+                await self.bot.sweep_consent()
+                self.consent_swept.set()
+                return
+            except (HomeserverError, OSError) as exc:
+                logger.warning("asking members for consent failed (%s); retrying in %.0fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+
+    async def _backlog_handled(self, limit_s: float = 60.0) -> None:
+        """Wait (bounded) until the events stored before a restart are handled: an interrupted request
+        resumes only once the bookkeeping they carry (the member's DM room) is back."""
+        deadline = asyncio.get_running_loop().time() + limit_s
+        while await self.store.unprocessed_events() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
 
     # --- transactions -----------------------------------------------------------------------------
     async def receive_transaction(self, txn_id: str, events: list[dict[str, Any]]) -> None:
@@ -223,13 +245,28 @@ class PrivacyService:
                 await self.store.set_value("logins_token", str(body["next_token"]))
                 backoff = 1.0
             except Unreachable:
-                self.login_watcher_state = "unavailable"
-                logger.warning("the homeserver has no %s/logins: no security notices", HUISKAMER)
+                logger.warning("the homeserver has no %s/logins: security notices by polling its devices "
+                               "every %.1f s instead", HUISKAMER, self._device_poll_s)
+                await self._device_poll_loop()
                 return
             except Exception as exc:  # noqa: BLE001 - never let the watcher die: notices are a promise
                 logger.warning("watching logins failed (%r); retrying in %.0fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 60)
+
+    async def _device_poll_loop(self) -> None:
+        poller = DevicePoller(self.hs, self.store, self.config.bot_user_id, self.bot.on_login, self.bot.ask_consent)
+        await self.ready.wait()  # the bot is an admin
+        first = True
+        while True:
+            try:
+                await poller.poll_once()
+                if first:  # the baseline is taken: sign-ins from now on are reported
+                    self.login_watcher_state = "polling"
+                    first = False
+            except Exception as exc:  # noqa: BLE001 - as above: the watcher never dies
+                logger.warning("polling devices failed (%r)", exc)
+            await asyncio.sleep(self._device_poll_s)
 
     # --- retention --------------------------------------------------------------------------------
     async def run_retention(self, trigger: str) -> dict[str, Any]:

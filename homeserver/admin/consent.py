@@ -5,8 +5,9 @@ and persisted. While one is set and `consent.block_events` is on, a local member
 accepted the current version may not send room events (`403 M_CONSENT_NOT_GIVEN`, with the
 policy URL as `consent_uri`), except:
 
-- in a room whose other members are all exempt users (`consent.exempt_users`, the privacy
-  bot), so that the member can talk to the bot to consent — joining and leaving such a room too;
+- in a room whose other members are all exempt users (`consent.exempt_users`, and the bot of
+  every registered application service, the privacy bot among them), so that the member can talk
+  to the bot to consent — joining and leaving such a room too;
 - leaving any room and redacting their own events, so withholding consent never traps data;
 - application-service users and server admins.
 """
@@ -32,7 +33,7 @@ _ALWAYS_ALLOWED_TYPES = {"m.room.redaction"}
 class ConsentService:
     def __init__(self, server_name: str, store: ConsentStore, accounts: AccountStore, events: EventStore,
                  auth: AuthService, clock: Clock, *, block_events: bool, exempt_users: frozenset[str],
-                 is_app_service_user: Callable[[str], bool]):
+                 is_app_service_user: Callable[[str], bool], is_app_service_bot: Callable[[str], bool]):
         self._server_name = server_name
         self._store = store
         self._accounts = accounts
@@ -42,6 +43,7 @@ class ConsentService:
         self._block_events = block_events
         self._exempt_users = exempt_users
         self._is_app_service_user = is_app_service_user
+        self._is_app_service_bot = is_app_service_bot
         self._policy: dict[str, Any] | None = None
         # Users known to have accepted the current version; emptied when the version changes.
         self._accepted: set[str] = set()
@@ -116,11 +118,11 @@ class ConsentService:
                           " before you can send messages", consent_uri=policy["url"])
 
     async def _only_exempt_company(self, room_id: str, sender: str) -> bool:
-        """Whether everyone else in the room (joined or invited) is an exempt user."""
-        if not self._exempt_users:
-            return False
+        """Whether everyone else in the room (joined or invited) is an exempt user or an application
+        service's bot (its registration's `sender_localpart`), so a config written before
+        `consent.exempt_users` existed still lets members reach the privacy bot."""
         others = set(await self._events.get_members(room_id, ("join", "invite"))) - {sender}
-        return bool(others) and others <= self._exempt_users
+        return bool(others) and all(user in self._exempt_users or self._is_app_service_bot(user) for user in others)
 
 
 def _required_str(body: dict[str, Any], name: str, max_length: int) -> str:

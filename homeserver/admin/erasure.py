@@ -42,7 +42,9 @@ MEDIA_PAGE = 500
 _NOT_REDACTED_TYPES = {"m.room.redaction"}
 
 WHY = {
-    "public_room_messages": "kept on request: messages in public rooms stay for the other members' safety",
+    "public_room_messages": "kept on request: messages in public rooms stay for the other members' safety;"
+                            " the author is shown by user ID only (name and avatar removed) and only to"
+                            " members who were in the room when they were sent",
     "room_state": "state events other than membership (names, topics, power levels) that the rooms need;"
                   " they carry no profile data",
     "membership_events": "the rooms' membership history needs them; stored without display name or avatar",

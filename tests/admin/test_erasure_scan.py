@@ -61,9 +61,9 @@ async def as_member(client: aiohttp.ClientSession, token: str, method: str, path
         return data
 
 
-async def populate(hs: HomeServer, client: aiohttp.ClientSession, admin: Caller) -> tuple[str, str]:
+async def populate(hs: HomeServer, client: aiohttp.ClientSession, admin: Caller) -> tuple[str, str, Caller]:
     """A member with a name, e-mail, avatar, extended profile, account data, filters, logins from
-    an IP, and messages in a private and a public room; returns (user_id, public room)."""
+    an IP, and messages in a private and a public room; returns (user_id, public room, bob who is in it)."""
     bob = await new_caller(client, "bob")
     await new_caller(client, "xylo")
     async with client.post("/_matrix/client/v3/login", headers={"X-Forwarded-For": IP, "User-Agent": "Xylo/1"},
@@ -97,7 +97,7 @@ async def populate(hs: HomeServer, client: aiohttp.ClientSession, admin: Caller)
                     {})
     await as_member(client, token, "GET", "/sync", params={"timeout": "0"})
     await hs.auth.flush_last_seen()
-    return user_id, public
+    return user_id, public, bob
 
 
 async def scan(hs: HomeServer, needles: dict[str, str]) -> set[tuple[str, str, str]]:
@@ -143,7 +143,7 @@ async def test_erasure_leaves_the_members_data_only_where_the_policy_keeps_it(ma
     hs = await make_homeserver(http={"x_forwarded": True})
     async with aiohttp.ClientSession(hs.base_url("client")) as client:
         admin = await new_admin(client)
-        user_id, public = await populate(hs, client, admin)
+        user_id, public, bob = await populate(hs, client, admin)
         assert media_files(hs), "the avatar is on disk"
         needles = {"user_id": user_id, "display_name": DISPLAY_NAME, "email": EMAIL, "ip": IP,
                    "private_body": PRIVATE_BODY, "public_body": PUBLIC_BODY, "account_data": ACCOUNT_DATA,
@@ -171,6 +171,27 @@ async def test_erasure_leaves_the_members_data_only_where_the_policy_keeps_it(ma
         assert media_files(hs) == []
         user = await admin.admin("GET", f"/v2/users/{q(user_id)}")
         assert user["deactivated"] and user["erased"] and user["displayname"] is None
+        if keep_public:
+            await served_anonymised(client, bob, user_id, public)
+
+
+async def served_anonymised(client: aiohttp.ClientSession, bob: Caller, user_id: str, public: str) -> None:
+    """What "the author anonymised" means for a kept public-room message (docs/privacy-erasure.md):
+    the signed event keeps its sender ID, but no name or avatar is served for it anywhere; members who
+    were in the room still read it, later joiners get it without content."""
+    page = await bob.call("GET", f"/rooms/{q(public)}/messages", dir="b", limit=50)
+    [kept] = [e for e in page["chunk"] if e["type"] == "m.room.message" and e["sender"] == user_id]
+    assert kept["content"]["body"] == PUBLIC_BODY
+    for event in page["chunk"] + (await bob.call("GET", f"/rooms/{q(public)}/members"))["chunk"]:
+        if event["type"] == "m.room.member" and event["state_key"] == user_id:
+            assert "displayname" not in event["content"] and "avatar_url" not in event["content"], event
+    profile = await bob.call("GET", f"/profile/{q(user_id)}", expect=None)
+    assert not profile.get("displayname") and not profile.get("avatar_url"), profile
+    newcomer = await new_caller(client, "newcomer")
+    await newcomer.call("POST", f"/join/{q(public)}", {})
+    page = await newcomer.call("GET", f"/rooms/{q(public)}/messages", dir="b", limit=50)
+    [seen] = [e for e in page["chunk"] if e["type"] == "m.room.message" and e["sender"] == user_id]
+    assert "body" not in seen["content"]
 
 
 def test_every_place_the_allow_list_keeps_is_explained_in_the_docs():

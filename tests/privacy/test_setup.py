@@ -26,6 +26,36 @@ def test_generate_config_writes_a_loadable_config_and_the_registration_beside_it
     assert yaml.safe_load(again.read_text()) == registration
 
 
+def test_homeserver_generate_config_writes_both_configs_and_the_registration_it_names(tmp_path):
+    from homeserver.__main__ import main as homeserver_main
+    from homeserver.config import load_config
+
+    data = tmp_path / "data"
+    assert homeserver_main(["generate-config", "--server-name", "example.org", "--data-dir", str(data),
+                            "--set", "listeners.0.port=8018", "--privacy-port", "8020"]) == 0
+    config = load_config(str(data / "homeserver.yaml"))
+    assert config.app_service_config_files == (str(data / "privacy-registration.yaml"),)
+    privacy = load_privacy_config(str(data / "privacy.yaml"))
+    assert privacy.server_name == "example.org" and privacy.homeserver_url == "http://127.0.0.1:8018"
+    assert privacy.homeserver_shared_secret == config.registration["shared_secret"]
+    assert privacy.public_url == "http://127.0.0.1:8020"
+    registration = yaml.safe_load((data / "privacy-registration.yaml").read_text())
+    assert (registration["as_token"], registration["url"]) == (privacy.as_token, privacy.public_url)
+    # An older data directory without the service: its config alone, homeserver.yaml untouched.
+    (data / "privacy.yaml").unlink()
+    (data / "privacy-registration.yaml").unlink()
+    before = (data / "homeserver.yaml").read_text()
+    assert homeserver_main(["generate-config", "--privacy-only", "--data-dir", str(data)]) == 0
+    assert load_privacy_config(str(data / "privacy.yaml")).as_token != privacy.as_token
+    assert (data / "homeserver.yaml").read_text() == before
+    # Opting out writes homeserver.yaml alone, naming no registration.
+    bare = tmp_path / "bare"
+    assert homeserver_main(["generate-config", "--server-name", "example.org", "--data-dir", str(bare),
+                            "--no-privacy-service"]) == 0
+    assert load_config(str(bare / "homeserver.yaml")).app_service_config_files == ()
+    assert not (bare / "privacy.yaml").exists()
+
+
 def test_a_bad_config_is_reported_and_the_process_exits_1(tmp_path, capsys):
     path = tmp_path / "privacy.yaml"
     path.write_text("server_name: x\n")
