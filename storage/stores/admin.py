@@ -520,3 +520,8 @@ def _task(row: dict[str, Any]) -> dict[str, Any]:
 
 async def _execute(txn: Transaction, sql: str, params: tuple[Any, ...]) -> None:
     await txn.execute(sql, params)
+
+
+async def delete_room_server_notice_txn(txn: Transaction, room_id: str) -> None:
+    """Forget the room as anyone's server-notice room (the room is being deleted)."""
+    await txn.execute("DELETE FROM server_notice_rooms WHERE room_id = ?", (room_id,))

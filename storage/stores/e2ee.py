@@ -464,3 +464,8 @@ class E2eeKeyStore:
             return set()
         return await self.db.run_interaction("users_sharing_a_room", room_state.users_sharing_a_room, user_id,
                                              candidates, write=False)
+
+
+async def delete_room_membership_changes_txn(txn: Transaction, room_id: str) -> None:
+    """The room's entries on the device-list membership stream (the room is being deleted)."""
+    await txn.execute("DELETE FROM device_list_membership_changes WHERE room_id = ?", (room_id,))
