@@ -1,4 +1,4 @@
-"""Deleting rooms and room history: the SQL of the admin API's purges, table by table.
+"""Deleting rooms and room history: what the admin API's purges remove, table by table.
 
 Every table that refers to a room's events or to the room itself is emptied here, through its
 owning store's transaction functions (docs/architecture.md, "Table owners"), so that a purge
@@ -145,6 +145,7 @@ async def _purge_state_groups(txn: Transaction, room_id: str) -> int:
 
 
 async def _delete_room(txn: Transaction, room_id: str) -> int:
+    # Every row of the room but its block list (blocked_rooms), which outlives the room.
     count = int(await txn.fetch_value("SELECT COUNT(*) FROM events WHERE room_id = ?", (room_id,)) or 0)
     await events.delete_room_state_group_links_txn(txn, room_id)
     await events.delete_room_state_groups_txn(txn, room_id)
