@@ -151,3 +151,14 @@ async def _write_room(
         {"user_id": user_id, "room_id": room_id, "account_data_type": data_type},
         {"stream_id": position, "content": encode_str(content)},
     )
+
+
+async def delete_user_account_data_txn(txn: Transaction, user_id: str) -> None:
+    """Every piece of the user's account data, global and per room (a deactivation)."""
+    await txn.execute("DELETE FROM account_data WHERE user_id = ?", (user_id,))
+    await txn.execute("DELETE FROM room_account_data WHERE user_id = ?", (user_id,))
+
+
+async def delete_room_account_data_txn(txn: Transaction, room_id: str) -> None:
+    """Every user's account data for the room (the room is being deleted)."""
+    await txn.execute("DELETE FROM room_account_data WHERE room_id = ?", (room_id,))

@@ -10,6 +10,7 @@ from typing import Any
 
 from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
+from storage.stores import users
 
 
 class ExternalIdInUseError(Exception):
@@ -156,9 +157,9 @@ class AdminStore:
 
     async def set_user_flag(self, user_id: str, flag: str, value: bool) -> None:
         """Set one of the admin-managed flags of a user: locked, suspended, shadow_banned."""
-        if flag not in ("locked", "suspended", "shadow_banned"):
+        if flag not in users.ADMIN_FLAGS:
             raise ValueError(flag)
-        await self.db.simple_update("users", {"user_id": user_id}, {flag: value})
+        await self.db.run_interaction("update_users", users.set_user_flag_txn, user_id, flag, value)
 
     async def get_suspended_users(self) -> set[str]:
         rows = await self.db.fetch_all("suspended_users", "SELECT user_id FROM users WHERE suspended = ?", (True,))
@@ -170,10 +171,10 @@ class AdminStore:
         return {r[0] for r in rows}
 
     async def reactivate_user(self, user_id: str) -> None:
-        await self.db.simple_update("users", {"user_id": user_id}, {"deactivated": False, "erased": False})
+        await self.db.run_interaction("update_users", users.reactivate_user_txn, user_id)
 
     async def set_user_type(self, user_id: str, user_type: str | None) -> None:
-        await self.db.simple_update("users", {"user_id": user_id}, {"user_type": user_type})
+        await self.db.run_interaction("update_users", users.set_user_type_txn, user_id, user_type)
 
     # --- third-party and external identifiers ---------------------------------------------
     async def get_threepids(self, user_id: str) -> list[dict[str, Any]]:
@@ -520,3 +521,8 @@ def _task(row: dict[str, Any]) -> dict[str, Any]:
 
 async def _execute(txn: Transaction, sql: str, params: tuple[Any, ...]) -> None:
     await txn.execute(sql, params)
+
+
+async def delete_room_server_notice_txn(txn: Transaction, room_id: str) -> None:
+    """Forget the room as anyone's server-notice room (the room is being deleted)."""
+    await txn.execute("DELETE FROM server_notice_rooms WHERE room_id = ?", (room_id,))

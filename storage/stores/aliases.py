@@ -38,3 +38,8 @@ class AliasStore:
         rows = await self.db.simple_select_list("room_aliases", {"room_id": room_id}, ["room_alias"],
                                                 order_by=["room_alias"])
         return [r["room_alias"] for r in rows]
+
+
+async def delete_room_aliases_txn(txn: Transaction, room_id: str) -> None:
+    """Every alias of the room (the room is being deleted)."""
+    await txn.execute("DELETE FROM room_aliases WHERE room_id = ?", (room_id,))

@@ -1,8 +1,8 @@
 """What deactivating and erasing an account removes, across the tables that hold a user's data.
 
-Deactivation is the one operation that must reach into every area at once. It runs as one
-transaction; the tables whose owner is declared (docs/architecture.md, "Table owners") are
-emptied through their owning module's transaction functions, the rest still by the SQL here.
+Deactivation is the one operation that must reach into every area at once. Each step runs as one
+transaction, and every table is changed through its owning module's transaction functions
+(docs/architecture.md, "Table owners"); this module only reads.
 """
 
 from __future__ import annotations
@@ -13,7 +13,20 @@ from homeserver.events.redaction import redact
 from homeserver.events.room_versions import get_room_version
 from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
-from storage.stores import client_ips, events, filters, notifications, receipts, uia_sessions
+from storage.stores import (
+    account_data,
+    client_ips,
+    events,
+    filters,
+    key_backup,
+    notifications,
+    presence,
+    profiles,
+    push_rules,
+    receipts,
+    search,
+    uia_sessions,
+)
 
 
 class DeactivationStore:
@@ -24,9 +37,9 @@ class DeactivationStore:
         """Account data (global and per room), push rules and server-side key backups (as Synapse)."""
 
         async def txn_fn(txn: Transaction) -> None:
-            for table in ("account_data", "room_account_data", "push_rules", "push_rule_default_changes",
-                          "e2e_room_keys", "e2e_room_keys_versions"):
-                await txn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))
+            await account_data.delete_user_account_data_txn(txn, user_id)
+            await push_rules.delete_user_push_rules_txn(txn, user_id)
+            await key_backup.delete_user_key_backups_txn(txn, user_id)
 
         await self.db.run_interaction("purge_user_settings", txn_fn)
 
@@ -38,16 +51,11 @@ class DeactivationStore:
         caches to drop."""
 
         async def txn_fn(txn: Transaction) -> list[str]:
-            await txn.execute("DELETE FROM profile_fields WHERE user_id = ?", (user_id,))
-            await txn.execute("UPDATE profiles SET displayname = NULL, avatar_url = NULL WHERE user_id = ?",
-                              (user_id,))
-            await txn.execute("UPDATE presence_state SET status_msg = NULL WHERE user_id = ?", (user_id,))
+            await profiles.erase_profile_txn(txn, user_id)
+            await presence.clear_status_msg_txn(txn, user_id)
             await client_ips.delete_user_ips_txn(txn, user_id)
-            await txn.execute(
-                "UPDATE room_memberships SET display_name = NULL, avatar_url = NULL WHERE user_id = ?", (user_id,))
-            await txn.execute(
-                "DELETE FROM event_search WHERE event_id IN (SELECT event_id FROM events WHERE sender = ?)",
-                (user_id,))
+            await events.erase_member_profiles_txn(txn, user_id)
+            await search.delete_sender_search_txn(txn, user_id)
             await _erase_activity(txn, user_id)
             rows = await txn.fetch_all(
                 "SELECT j.event_id, j.json, r.room_version FROM events e JOIN event_json j USING (event_id)"
@@ -61,7 +69,7 @@ class DeactivationStore:
                     continue
                 # The redacted form keeps the membership and keeps the signatures valid.
                 pruned = redact(pdu, get_room_version(version))
-                await txn.execute("UPDATE event_json SET json = ? WHERE event_id = ?", (encode_str(pruned), event_id))
+                await events.set_event_json_txn(txn, event_id, encode_str(pruned))
                 rewritten.append(event_id)
             return rewritten
 

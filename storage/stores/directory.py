@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from storage.database import Database, Transaction
-from storage.stores import room_state
+from storage.stores import events, room_state
 
 # The state that a public room list entry is built from; all have an empty state key.
 DIRECTORY_STATE_TYPES = (
@@ -31,7 +31,7 @@ class DirectoryStore:
         return None if row is None else bool(row[0])
 
     async def set_room_visibility(self, room_id: str, public: bool) -> None:
-        await self.db.simple_update("rooms", {"room_id": room_id}, {"is_public": public})
+        await self.db.run_interaction("update_rooms", events.set_room_public_txn, room_id, public)
 
     async def get_public_rooms(self, network: tuple[str, str] | None = None, *,
                                all_networks: bool = False) -> list[tuple[str, int]]:

@@ -488,15 +488,9 @@ class E2eeKeyStore:
                                                      ) -> set[str]:
         """Users joined to a room other than `room_id` whose current membership of the user is a join
         older than `stream_ordering` (who shared a room with the user before that join)."""
-        rows = await self.db.fetch_all(
-            "users_sharing_a_room_joined_before",
-            "SELECT DISTINCT o.state_key FROM current_state_events m"
-            " JOIN events e ON e.event_id = m.event_id"
-            " JOIN current_state_events o ON o.room_id = m.room_id"
-            " WHERE m.type = 'm.room.member' AND m.state_key = ? AND m.membership = 'join' AND m.room_id <> ?"
-            " AND e.stream_ordering < ? AND o.type = 'm.room.member' AND o.membership = 'join'",
-            (user_id, room_id, stream_ordering))
-        return {r[0] for r in rows}
+        return await self.db.run_interaction("users_sharing_a_room_joined_before",
+                                             room_state.users_sharing_a_room_joined_before, user_id, room_id,
+                                             stream_ordering, write=False)
 
     async def get_users_sharing_a_room(self, user_id: str, candidates: Sequence[str] | None = None) -> set[str]:
         """Users joined to a room the user is joined to (the user included when joined anywhere).
@@ -507,3 +501,8 @@ class E2eeKeyStore:
             return set()
         return await self.db.run_interaction("users_sharing_a_room", room_state.users_sharing_a_room, user_id,
                                              candidates, write=False)
+
+
+async def delete_room_membership_changes_txn(txn: Transaction, room_id: str) -> None:
+    """The room's entries on the device-list membership stream (the room is being deleted)."""
+    await txn.execute("DELETE FROM device_list_membership_changes WHERE room_id = ?", (room_id,))

@@ -17,7 +17,7 @@ from homeserver.events.relations import relation_of
 from homeserver.events.room_versions import get_room_version
 from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
-from storage.stores import room_state
+from storage.stores import relations, room_state
 from storage.streams import EVENTS, EVENTS_BACKFILL, allocate_stream_positions, get_stream_position
 
 StateKey = tuple[str, str]
@@ -560,6 +560,15 @@ async def create_state_group(txn: Transaction, room_id: str, event_id: str, prev
     return group
 
 
+async def add_missing_group_state(txn: Transaction, group: int, room_id: str, state: Mapping[StateKey, str]) -> None:
+    """Add to a root state group's delta the keys of `state` it lacks (a partial-state room completed)."""
+    held = await txn.fetch_all("SELECT type, state_key FROM state_groups_state WHERE state_group = ?", (group,))
+    have = {(t, sk) for t, sk in held}
+    await txn.executemany(
+        "INSERT INTO state_groups_state (state_group, room_id, type, state_key, event_id) VALUES (?, ?, ?, ?, ?)",
+        [(group, room_id, t, sk, eid) for (t, sk), eid in sorted(state.items()) if (t, sk) not in have])
+
+
 async def delete_state_group_links_txn(txn: Transaction, event_ids: Sequence[str]) -> None:
     """Forget which state group each of these events has (the events are being purged)."""
     clause, params = txn.dialect.in_list("event_id", list(event_ids))
@@ -587,6 +596,103 @@ async def delete_txn_ids_txn(txn: Transaction, event_ids: Sequence[str]) -> None
 async def delete_room_txn_ids_txn(txn: Transaction, room_id: str) -> None:
     """Forget the transaction IDs of the room's events (the room is being deleted)."""
     await txn.execute("DELETE FROM event_txn_ids WHERE room_id = ?", (room_id,))
+
+
+# --- erasure and purges (deactivation.py, user_events.py and purge.py call these) -----------
+
+
+async def erase_member_profiles_txn(txn: Transaction, user_id: str) -> None:
+    """Forget the display name and avatar the user's memberships recorded (an erasure)."""
+    await txn.execute("UPDATE room_memberships SET display_name = NULL, avatar_url = NULL WHERE user_id = ?",
+                      (user_id,))
+
+
+async def set_event_json_txn(txn: Transaction, event_id: str, json_text: str) -> None:
+    """Replace an event's stored JSON (by its redacted form, in an erasure)."""
+    await txn.execute("UPDATE event_json SET json = ? WHERE event_id = ?", (json_text, event_id))
+
+
+async def mark_redaction_censored_txn(txn: Transaction, redaction_id: str) -> None:
+    """Record that the event this redaction redacts is stored in pruned form."""
+    await txn.execute("UPDATE redactions SET have_censored = ? WHERE event_id = ?", (True, redaction_id))
+
+
+async def delete_events_txn(txn: Transaction, room_id: str, event_ids: Sequence[str]) -> int:
+    """Delete these events of the room with their JSON, auth and DAG edges, the redactions they are
+    and those of them, their memberships and extremity rows. Kept events whose prev_events go get
+    those as backward extremities. Returns how many events were deleted."""
+    clause, params = txn.dialect.in_list("event_id", event_ids)
+    edges_clause, edge_params = txn.dialect.in_list("prev_event_id", event_ids)
+    missing = await txn.fetch_all(
+        f"SELECT DISTINCT prev_event_id FROM event_edges WHERE {edges_clause} AND NOT ({clause})",
+        (*edge_params, *params))
+    await txn.execute(f"DELETE FROM event_json WHERE {clause}", params)
+    await txn.execute(f"DELETE FROM event_auth WHERE {clause}", params)
+    await txn.execute(f"DELETE FROM redactions WHERE {clause}", params)
+    await txn.execute(f"DELETE FROM room_memberships WHERE {clause}", params)
+    await txn.execute(f"DELETE FROM event_forward_extremities WHERE {clause}", params)
+    await txn.execute(f"DELETE FROM event_backward_extremities WHERE {clause}", params)
+    redacts_clause, redacts_params = txn.dialect.in_list("redacts", event_ids)
+    await txn.execute(f"DELETE FROM redactions WHERE {redacts_clause}", redacts_params)
+    await txn.execute(f"DELETE FROM event_edges WHERE {clause}", params)
+    await txn.execute(f"DELETE FROM events WHERE {clause}", params)
+    deleted = txn.rowcount
+    for (prev_event_id,) in missing:
+        await txn.execute(
+            "INSERT INTO event_backward_extremities (room_id, event_id) VALUES (?, ?)"
+            " ON CONFLICT (room_id, event_id) DO NOTHING", (room_id, prev_event_id))
+    return deleted
+
+
+async def mark_outliers_txn(txn: Transaction, event_ids: Sequence[str]) -> None:
+    """Turn these events into outliers (state kept by a history purge)."""
+    clause, params = txn.dialect.in_list("event_id", event_ids)
+    await txn.execute(f"UPDATE events SET outlier = ? WHERE {clause}", (True, *params))
+
+
+async def delete_state_groups_txn(txn: Transaction, groups: Sequence[int]) -> None:
+    """Delete these state groups, their deltas and their edges (nothing refers to them any more)."""
+    clause, params = txn.dialect.in_list("state_group", groups)
+    await txn.execute(f"DELETE FROM state_groups_state WHERE {clause}", params)
+    await txn.execute(f"DELETE FROM state_group_edges WHERE {clause}", params)
+    clause, params = txn.dialect.in_list("id", groups)
+    await txn.execute(f"DELETE FROM state_groups WHERE {clause}", params)
+
+
+async def delete_room_state_groups_txn(txn: Transaction, room_id: str) -> None:
+    """The room's state groups and their edges (the room is being deleted; `delete_room_events_txn`
+    drops the groups' deltas)."""
+    await txn.execute(
+        "DELETE FROM state_group_edges WHERE state_group IN (SELECT id FROM state_groups WHERE room_id = ?)",
+        (room_id,))
+    await txn.execute("DELETE FROM state_groups WHERE room_id = ?", (room_id,))
+
+
+async def delete_room_events_txn(txn: Transaction, room_id: str) -> None:
+    """Every event of the room with its JSON, DAG edges, auth, extremities, state deltas,
+    memberships, forgotten marks and redactions (the room is being deleted)."""
+    for_room = (room_id,)
+    await txn.execute("DELETE FROM redactions WHERE event_id IN (SELECT event_id FROM events WHERE room_id = ?)",
+                      for_room)
+    await txn.execute("DELETE FROM events WHERE room_id = ?", for_room)
+    await txn.execute("DELETE FROM event_json WHERE room_id = ?", for_room)
+    await txn.execute("DELETE FROM event_edges WHERE room_id = ?", for_room)
+    await txn.execute("DELETE FROM event_auth WHERE room_id = ?", for_room)
+    await txn.execute("DELETE FROM event_forward_extremities WHERE room_id = ?", for_room)
+    await txn.execute("DELETE FROM event_backward_extremities WHERE room_id = ?", for_room)
+    await txn.execute("DELETE FROM state_groups_state WHERE room_id = ?", for_room)
+    await txn.execute("DELETE FROM room_memberships WHERE room_id = ?", for_room)
+    await txn.execute("DELETE FROM room_forgotten WHERE room_id = ?", for_room)
+
+
+async def delete_room_row_txn(txn: Transaction, room_id: str) -> None:
+    """The room's own row, last of a room deletion."""
+    await txn.execute("DELETE FROM rooms WHERE room_id = ?", (room_id,))
+
+
+async def set_room_public_txn(txn: Transaction, room_id: str, public: bool) -> int:
+    """Publish the room in (or remove it from) the server's room directory."""
+    return await txn.update("rooms", {"room_id": room_id}, {"is_public": public})
 
 
 async def add_state_membership_rows(txn: Transaction, room_id: str, event_ids: Iterable[str]) -> None:
@@ -729,9 +835,7 @@ async def _persist_events(txn: Transaction, batch: Sequence[tuple[Event, Persist
     await txn.executemany("INSERT INTO redactions (event_id, redacts, received_ts) VALUES (?, ?, ?)"
                           " ON CONFLICT (event_id) DO NOTHING", redaction_rows)
     await txn.executemany("UPDATE events SET redacted_by = ? WHERE event_id = ?", applied_redactions)
-    await txn.executemany(
-        "INSERT INTO event_relations (event_id, room_id, relates_to_id, relation_type, aggregation_key)"
-        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING", relation_rows)
+    await relations.add_relations_txn(txn, relation_rows)
     await txn.executemany(
         "INSERT INTO event_txn_ids (user_id, device_id, txn_id, room_id, event_id, inserted_ts)"
         " VALUES (?, ?, ?, ?, ?, ?)", txn_rows)

@@ -190,3 +190,14 @@ class KeyBackupStore:
             return await _version_row(txn, user_id, version)
 
         return await self.db.run_interaction("delete_room_keys", txn_fn)
+
+
+async def delete_user_key_backups_txn(txn: Transaction, user_id: str) -> None:
+    """Every backup of the user, keys and versions (a deactivation)."""
+    await txn.execute("DELETE FROM e2e_room_keys WHERE user_id = ?", (user_id,))
+    await txn.execute("DELETE FROM e2e_room_keys_versions WHERE user_id = ?", (user_id,))
+
+
+async def delete_room_key_backups_txn(txn: Transaction, room_id: str) -> None:
+    """Every backed-up key of the room, in every user's backups (the room is being deleted)."""
+    await txn.execute("DELETE FROM e2e_room_keys WHERE room_id = ?", (room_id,))

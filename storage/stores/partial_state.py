@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
 from storage.stores import room_state
-from storage.stores.events import add_state_membership_rows
+from storage.stores.events import add_missing_group_state, add_state_membership_rows
 from storage.streams import EVENTS, allocate_stream_positions
 
 StateMap = dict[tuple[str, str], str]
@@ -123,14 +123,7 @@ class PartialStateStore:
                     "SELECT g.id FROM state_groups g LEFT JOIN state_group_edges e ON e.state_group = g.id"
                     " WHERE g.room_id = ? AND g.id >= ? AND e.state_group IS NULL", (room_id, base))
                 for (group,) in roots:
-                    held = await txn.fetch_all("SELECT type, state_key FROM state_groups_state WHERE state_group = ?",
-                                               (group,))
-                    have = {(t, sk) for t, sk in held}
-                    await txn.executemany(
-                        "INSERT INTO state_groups_state (state_group, room_id, type, state_key, event_id)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        [(group, room_id, t, sk, eid) for (t, sk), eid in sorted(full_state.items())
-                         if (t, sk) not in have])
+                    await add_missing_group_state(txn, group, room_id, full_state)
             await room_state.add_missing_current_state(txn, room_id, full_state, memberships)
             await add_state_membership_rows(txn, room_id, [eid for (t, _), eid in full_state.items()
                                                            if t == "m.room.member"])

@@ -94,3 +94,8 @@ class PresenceStore:
     async def shares_room(self, user_a: str, user_b: str) -> bool:
         return await self.db.run_interaction("users_share_room", room_state.users_share_a_room, user_a, user_b,
                                              write=False)
+
+
+async def clear_status_msg_txn(txn: Transaction, user_id: str) -> None:
+    """Drop the user's status message (an erasure), inside the caller's transaction."""
+    await txn.execute("UPDATE presence_state SET status_msg = NULL WHERE user_id = ?", (user_id,))

@@ -103,3 +103,18 @@ class ProfileStore:
             return profile
 
         return await self.db.run_interaction("delete_profile_field", txn_fn)
+
+
+# --- for other stores' transactions ----------------------------------------------------------
+
+
+async def create_profile_txn(txn: Transaction, user_id: str, displayname: str | None) -> None:
+    """A new user's profile row (registration); an existing row is left as it is."""
+    await txn.execute("INSERT INTO profiles (user_id, displayname) VALUES (?, ?) ON CONFLICT (user_id) DO NOTHING",
+                      (user_id, displayname))
+
+
+async def erase_profile_txn(txn: Transaction, user_id: str) -> None:
+    """Erase the user's profile: every extra field goes, display name and avatar become NULL."""
+    await txn.execute("DELETE FROM profile_fields WHERE user_id = ?", (user_id,))
+    await txn.execute("UPDATE profiles SET displayname = NULL, avatar_url = NULL WHERE user_id = ?", (user_id,))

@@ -1,8 +1,8 @@
-"""Deleting rooms and room history: the SQL of the admin API's purges, table by table.
+"""Deleting rooms and room history: what the admin API's purges remove, table by table.
 
-Every table that refers to a room's events or to the room itself is named here (or, for a table
-another store owns, deleted through that store's transaction function), so that a purge leaves no
-row pointing at an event that is gone. What is kept on purpose:
+Every table that refers to a room's events or to the room itself is emptied here, through its
+owning store's transaction functions (docs/architecture.md, "Table owners"), so that a purge
+leaves no row pointing at an event that is gone. What is kept on purpose:
 
 - state events before the purge point stay, as outliers: later events' auth chains and the
   room's state need them, and they no longer show in timelines;
@@ -17,22 +17,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from storage.database import Database, Transaction
-from storage.stores import events, notifications, receipts, room_state
+from storage.stores import (
+    account_data,
+    admin,
+    aliases,
+    e2ee,
+    events,
+    key_backup,
+    notifications,
+    receipts,
+    relations,
+    reports,
+    room_state,
+    search,
+)
 
-# Tables keyed by the event they describe: a purged event's rows go from each.
-_EVENT_TABLES = (
-    "event_json", "event_auth", "event_relations",
-    "redactions", "room_memberships", "event_search", "event_forward_extremities",
-    "event_backward_extremities",
-)
-# Tables keyed by the room: a deleted room's rows go from each (the block list is kept).
-_ROOM_TABLES = (
-    "events", "event_json", "event_edges", "event_auth", "event_forward_extremities", "event_backward_extremities",
-    "state_groups_state", "room_memberships",
-    "room_forgotten", "event_relations", "event_search",
-    "room_account_data", "room_aliases", "content_reports", "device_list_membership_changes", "e2e_room_keys",
-    "server_notice_rooms",
-)
 BATCH = 500
 
 
@@ -113,39 +112,21 @@ class PurgeStore:
 
 
 async def _purge_event_batch(txn: Transaction, room_id: str, event_ids: list[str]) -> int:
-    clause, params = txn.dialect.in_list("event_id", event_ids)
-    # Kept events whose prev_events go: those prev_events become backward extremities.
-    edges_clause, edge_params = txn.dialect.in_list("prev_event_id", event_ids)
-    missing = await txn.fetch_all(
-        f"SELECT DISTINCT prev_event_id FROM event_edges WHERE {edges_clause} AND NOT ({clause})",
-        (*edge_params, *params))
     await events.delete_state_group_links_txn(txn, event_ids)
     await notifications.delete_event_push_actions_txn(txn, event_ids)
     await events.delete_txn_ids_txn(txn, event_ids)
-    for table in _EVENT_TABLES:
-        await txn.execute(f"DELETE FROM {table} WHERE {clause}", params)
-    redacts_clause, redacts_params = txn.dialect.in_list("redacts", event_ids)
-    await txn.execute(f"DELETE FROM redactions WHERE {redacts_clause}", redacts_params)
-    parent_clause, parent_params = txn.dialect.in_list("relates_to_id", event_ids)
-    await txn.execute(f"DELETE FROM event_relations WHERE {parent_clause}", parent_params)
+    await relations.delete_event_relations_txn(txn, event_ids)
+    await search.delete_events_search_txn(txn, event_ids)
     await receipts.delete_event_receipts_txn(txn, event_ids)
-    await txn.execute(f"DELETE FROM content_reports WHERE {clause}", params)
-    await txn.execute(f"DELETE FROM event_edges WHERE {clause}", params)
-    await txn.execute(f"DELETE FROM events WHERE {clause}", params)
-    deleted = txn.rowcount
-    for (prev_event_id,) in missing:
-        await txn.execute(
-            "INSERT INTO event_backward_extremities (room_id, event_id) VALUES (?, ?)"
-            " ON CONFLICT (room_id, event_id) DO NOTHING", (room_id, prev_event_id))
-    return deleted
+    await reports.delete_event_reports_txn(txn, event_ids)
+    return await events.delete_events_txn(txn, room_id, event_ids)
 
 
 async def _mark_outliers(txn: Transaction, event_ids: list[str]) -> None:
-    clause, params = txn.dialect.in_list("event_id", event_ids)
-    await txn.execute(f"UPDATE events SET outlier = ? WHERE {clause}", (True, *params))
+    await events.mark_outliers_txn(txn, event_ids)
     # Outliers are not in any timeline, so nothing may count or search them either.
     await notifications.delete_event_push_actions_txn(txn, event_ids)
-    await txn.execute(f"DELETE FROM event_search WHERE {clause}", params)
+    await search.delete_events_search_txn(txn, event_ids)
 
 
 async def _purge_state_groups(txn: Transaction, room_id: str) -> int:
@@ -159,27 +140,27 @@ async def _purge_state_groups(txn: Transaction, room_id: str) -> int:
         if not rows:
             return removed
         groups = [r[0] for r in rows]
-        for column, table in (("state_group", "state_groups_state"), ("state_group", "state_group_edges"),
-                              ("id", "state_groups")):
-            clause, params = txn.dialect.in_list(column, groups)
-            await txn.execute(f"DELETE FROM {table} WHERE {clause}", params)
+        await events.delete_state_groups_txn(txn, groups)
         removed += len(groups)
 
 
 async def _delete_room(txn: Transaction, room_id: str) -> int:
+    # Every row of the room but its block list (blocked_rooms), which outlives the room.
     count = int(await txn.fetch_value("SELECT COUNT(*) FROM events WHERE room_id = ?", (room_id,)) or 0)
     await events.delete_room_state_group_links_txn(txn, room_id)
-    await txn.execute(
-        "DELETE FROM redactions WHERE event_id IN (SELECT event_id FROM events WHERE room_id = ?)", (room_id,))
-    await txn.execute(
-        "DELETE FROM state_group_edges WHERE state_group IN (SELECT id FROM state_groups WHERE room_id = ?)",
-        (room_id,))
-    await txn.execute("DELETE FROM state_groups WHERE room_id = ?", (room_id,))
+    await events.delete_room_state_groups_txn(txn, room_id)
     await room_state.delete_room_current_state(txn, room_id)
     await events.delete_room_txn_ids_txn(txn, room_id)
     await receipts.delete_room_receipts_txn(txn, room_id)
     await notifications.delete_room_notifications_txn(txn, room_id)
-    for table in _ROOM_TABLES:
-        await txn.execute(f"DELETE FROM {table} WHERE room_id = ?", (room_id,))
-    await txn.execute("DELETE FROM rooms WHERE room_id = ?", (room_id,))
+    await events.delete_room_events_txn(txn, room_id)
+    await relations.delete_room_relations_txn(txn, room_id)
+    await search.delete_room_search_txn(txn, room_id)
+    await account_data.delete_room_account_data_txn(txn, room_id)
+    await aliases.delete_room_aliases_txn(txn, room_id)
+    await reports.delete_room_reports_txn(txn, room_id)
+    await e2ee.delete_room_membership_changes_txn(txn, room_id)
+    await key_backup.delete_room_key_backups_txn(txn, room_id)
+    await admin.delete_room_server_notice_txn(txn, room_id)
+    await events.delete_room_row_txn(txn, room_id)
     return count

@@ -198,3 +198,9 @@ async def _read_rules(txn: Transaction, user_id: str) -> StoredPushRules:
             actions=None if actions is None else decode(actions),
         )
     return stored
+
+
+async def delete_user_push_rules_txn(txn: Transaction, user_id: str) -> None:
+    """The user's own rules and their changes to the server-default rules (a deactivation)."""
+    await txn.execute("DELETE FROM push_rules WHERE user_id = ?", (user_id,))
+    await txn.execute("DELETE FROM push_rule_default_changes WHERE user_id = ?", (user_id,))

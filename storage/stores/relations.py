@@ -161,11 +161,22 @@ class RelationStore:
         return [(r[0], r[1]) for r in rows]
 
 
-async def add_relation_txn(txn: Transaction, event_id: str, room_id: str, relates_to_id: str, relation_type: str,
-                           aggregation_key: str | None) -> None:
-    """Record a relation inside the caller's transaction (the event's own, when persisting)."""
-    await txn.execute(
+async def add_relations_txn(txn: Transaction, rows: Sequence[tuple[str, str, str, str, str | None]]) -> None:
+    """Record relations (event_id, room_id, relates_to_id, relation_type, aggregation_key) inside the
+    caller's transaction (the events' own, when persisting)."""
+    await txn.executemany(
         "INSERT INTO event_relations (event_id, room_id, relates_to_id, relation_type, aggregation_key)"
-        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-        (event_id, room_id, relates_to_id, relation_type, aggregation_key),
-    )
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING", rows)
+
+
+async def delete_event_relations_txn(txn: Transaction, event_ids: Sequence[str]) -> None:
+    """Relations of these events and relations pointing at them (the events are being purged)."""
+    clause, params = txn.dialect.in_list("event_id", event_ids)
+    await txn.execute(f"DELETE FROM event_relations WHERE {clause}", params)
+    parent_clause, parent_params = txn.dialect.in_list("relates_to_id", event_ids)
+    await txn.execute(f"DELETE FROM event_relations WHERE {parent_clause}", parent_params)
+
+
+async def delete_room_relations_txn(txn: Transaction, room_id: str) -> None:
+    """Every relation in the room (the room is being deleted)."""
+    await txn.execute("DELETE FROM event_relations WHERE room_id = ?", (room_id,))

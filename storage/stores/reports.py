@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from storage.database import Database, Transaction
@@ -108,3 +109,14 @@ class ReportStore:
 
 _USER_REPORT_KEYS = ("id", "received_ts", "target_user_id", "user_id", "reason")
 _EVENT_REPORT_KEYS = ("id", "received_ts", "room_id", "event_id", "user_id", "reason", "score", "sender")
+
+
+async def delete_event_reports_txn(txn: Transaction, event_ids: Sequence[str]) -> None:
+    """Reports of these events (the events are being purged)."""
+    clause, params = txn.dialect.in_list("event_id", event_ids)
+    await txn.execute(f"DELETE FROM content_reports WHERE {clause}", params)
+
+
+async def delete_room_reports_txn(txn: Transaction, room_id: str) -> None:
+    """Reports of the room's events (the room is being deleted)."""
+    await txn.execute("DELETE FROM content_reports WHERE room_id = ?", (room_id,))

@@ -159,6 +159,21 @@ async def users_sharing_a_room(txn: Transaction, user_id: str, candidates: Seque
     return {r[0] for r in await txn.fetch_all(sql, params)}
 
 
+async def users_sharing_a_room_joined_before(txn: Transaction, user_id: str, room_id: str,
+                                             stream_ordering: int) -> set[str]:
+    """Users joined to a room other than `room_id` whose current membership of the user is a join
+    older than `stream_ordering` (who shared a room with the user before that join); joins `events`
+    for the join's position."""
+    rows = await txn.fetch_all(
+        "SELECT DISTINCT o.state_key FROM current_state_events m"
+        " JOIN events e ON e.event_id = m.event_id"
+        " JOIN current_state_events o ON o.room_id = m.room_id"
+        " WHERE m.type = 'm.room.member' AND m.state_key = ? AND m.membership = 'join' AND m.room_id <> ?"
+        " AND e.stream_ordering < ? AND o.type = 'm.room.member' AND o.membership = 'join'",
+        (user_id, room_id, stream_ordering))
+    return {r[0] for r in rows}
+
+
 async def users_share_a_room(txn: Transaction, user_a: str, user_b: str) -> bool:
     row = await txn.fetch_one(
         "SELECT 1 FROM current_state_events a JOIN current_state_events b ON b.room_id = a.room_id"

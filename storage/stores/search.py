@@ -161,3 +161,23 @@ async def _index_texts_txn(txn: Transaction, rows: Sequence[tuple[str, str, str,
         await txn.executemany(
             "INSERT INTO event_search (value, event_id, room_id, key) VALUES (?, ?, ?, ?)",
             [(text, event_id, room_id, key) for event_id, room_id, key, text in rows])
+
+
+# --- for other stores' transactions (erasure, purges) ----------------------------------------
+
+
+async def delete_sender_search_txn(txn: Transaction, user_id: str) -> None:
+    """Unindex every event the user sent (an erasure)."""
+    await txn.execute("DELETE FROM event_search WHERE event_id IN (SELECT event_id FROM events WHERE sender = ?)",
+                      (user_id,))
+
+
+async def delete_events_search_txn(txn: Transaction, event_ids: Sequence[str]) -> None:
+    """Unindex these events (purged, turned into outliers, or pruned)."""
+    clause, params = txn.dialect.in_list("event_id", event_ids)
+    await txn.execute(f"DELETE FROM event_search WHERE {clause}", params)
+
+
+async def delete_room_search_txn(txn: Transaction, room_id: str) -> None:
+    """Unindex the room's events (the room is being deleted)."""
+    await txn.execute("DELETE FROM event_search WHERE room_id = ?", (room_id,))

@@ -13,6 +13,7 @@ from homeserver.events.redaction import redact
 from homeserver.events.room_versions import get_room_version
 from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
+from storage.stores import events, search
 
 PRUNE_BATCH = 200
 
@@ -44,7 +45,7 @@ class UserEventStore:
         sql += " ORDER BY e.stream_ordering LIMIT ?"
         params.append(limit)
         rows = await self.db.fetch_all("sent_events_page", sql, params)
-        events = []
+        found = []
         for position, event_id, room_id, event_type, state_key, ts, redacted_by, raw, version in rows:
             pdu = decode(raw)
             if redacted_by is not None:
@@ -53,8 +54,8 @@ class UserEventStore:
                      "content": pdu.get("content", {}), "origin_server_ts": ts, "redacted": redacted_by is not None}
             if state_key is not None:
                 event["state_key"] = state_key
-            events.append(event)
-        return events
+            found.append(event)
+        return found
 
     async def sent_event_summaries(self, user_id: str) -> list[dict[str, Any]]:
         """Every event `user_id` sent: ID, room, type, state key, and whether it is redacted."""
@@ -93,8 +94,8 @@ async def _prune_redacted_batch(txn: Transaction, user_id: str) -> list[str]:
         (user_id, False, PRUNE_BATCH))
     for redaction_id, event_id, raw, version in rows:
         pruned = redact(decode(raw), get_room_version(version))
-        await txn.execute("UPDATE event_json SET json = ? WHERE event_id = ?", (encode_str(pruned), event_id))
-        await txn.execute("UPDATE redactions SET have_censored = ? WHERE event_id = ?", (True, redaction_id))
+        await events.set_event_json_txn(txn, event_id, encode_str(pruned))
+        await events.mark_redaction_censored_txn(txn, redaction_id)
     return [row[1] for row in rows]
 
 
@@ -108,7 +109,7 @@ async def _prune_events(txn: Transaction, event_ids: list[str]) -> list[str]:
         pdu = decode(raw)
         pruned = redact(pdu, get_room_version(version))
         if pruned != pdu:
-            await txn.execute("UPDATE event_json SET json = ? WHERE event_id = ?", (encode_str(pruned), event_id))
+            await events.set_event_json_txn(txn, event_id, encode_str(pruned))
             rewritten.append(event_id)
-    await txn.execute(f"DELETE FROM event_search WHERE {clause}", params)
+    await search.delete_events_search_txn(txn, event_ids)
     return rewritten

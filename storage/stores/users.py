@@ -1,4 +1,7 @@
-"""Local user accounts (`users`): creation, lookup, password, admin flag, deactivation."""
+"""Local user accounts (`users`): creation, lookup, password, admin flag, deactivation.
+
+The one module that writes `users`; the admin API's flags, type and reactivation go through the
+transaction functions at the end (AdminStore calls them)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage.database import Database, Transaction
-from storage.stores import access_tokens, devices, refresh_tokens
+from storage.stores import access_tokens, devices, profiles, refresh_tokens
 
 
 class UserExistsError(Exception):
@@ -69,10 +72,7 @@ class UserStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (user_id, password_hash, admin, is_guest, user_type, appservice_id, created_ts),
             )
-            await txn.execute(
-                "INSERT INTO profiles (user_id, displayname) VALUES (?, ?) ON CONFLICT (user_id) DO NOTHING",
-                (user_id, displayname if displayname is not None else localpart),
-            )
+            await profiles.create_profile_txn(txn, user_id, displayname if displayname is not None else localpart)
 
         await self.db.run_interaction("create_user", txn_fn)
 
@@ -120,3 +120,24 @@ class UserStore:
             await devices.delete_user_devices_txn(txn, user_id)
 
         await self.db.run_interaction("mark_deactivated", txn_fn)
+
+
+# --- for the admin API (storage/stores/admin.py) -------------------------------------------
+
+ADMIN_FLAGS = ("locked", "suspended", "shadow_banned")
+
+
+async def set_user_flag_txn(txn: Transaction, user_id: str, flag: str, value: bool) -> int:
+    """Set one of the admin-managed flags of a user (one of ADMIN_FLAGS)."""
+    if flag not in ADMIN_FLAGS:
+        raise ValueError(flag)
+    return await txn.update("users", {"user_id": user_id}, {flag: value})
+
+
+async def reactivate_user_txn(txn: Transaction, user_id: str) -> int:
+    """Undo a deactivation (and the erasure mark); the user sets a new password separately."""
+    return await txn.update("users", {"user_id": user_id}, {"deactivated": False, "erased": False})
+
+
+async def set_user_type_txn(txn: Transaction, user_id: str, user_type: str | None) -> int:
+    return await txn.update("users", {"user_id": user_id}, {"user_type": user_type})
