@@ -15,7 +15,7 @@ from typing import Any
 
 from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
-from storage.stores import room_state
+from storage.stores import room_state, to_device
 from storage.streams import allocate_stream_positions, get_stream_position
 
 DEVICE_LISTS = "device_lists"
@@ -392,9 +392,9 @@ class E2eeKeyStore:
 
         async def txn_fn(txn: Transaction) -> int:
             for device_id in device_ids:
-                for table in ("e2e_device_keys", "e2e_one_time_keys", "e2e_fallback_keys", "to_device_inbox"):
+                for table in ("e2e_device_keys", "e2e_one_time_keys", "e2e_fallback_keys"):
                     await txn.delete(table, {"user_id": user_id, "device_id": device_id})
-                await txn.delete("to_device_txns", {"user_id": user_id, "device_id": device_id})
+                await to_device.forget_device_txn(txn, user_id, device_id)
                 await txn.delete("e2e_cross_signing_signatures",
                                  {"target_user_id": user_id, "target_key_id": device_id})
             return await bump_device_lists(txn, [(user_id, device_id) for device_id in device_ids])

@@ -17,7 +17,7 @@ from typing import Any
 from homeserver.jsonutil import decode
 from storage.database import Database, Transaction
 from storage.stores import room_state
-from storage.stores.outbound import enqueue_outbound_txn
+from storage.stores.outbound import drop_items_txn, enqueue_outbound_txn, record_delivered_position_txn
 from storage.stores.stages import save_stage_position_txn
 
 FEDERATION_KIND = "federation"
@@ -36,14 +36,10 @@ async def _compact(txn: Transaction, destination: str, threshold: int) -> int:
         newest[payload.get("room_id") or ""] = item_id
     keep = set(newest.values())
     dropped = [(item_id, txn_id) for item_id, _, txn_id in pdus if item_id not in keep]
-    await txn.executemany("DELETE FROM outbound_queue WHERE id = ?", [(item_id,) for item_id, _ in dropped])
-    # A transaction ID names one exact set of items: one that lost items is sent under a new ID
-    # (the destination may have processed the old one; it ignores PDUs it already has).
-    touched = sorted({txn_id for _, txn_id in dropped if txn_id is not None})
-    if touched:
-        await txn.executemany(
-            "UPDATE outbound_queue SET txn_id = NULL WHERE kind = ? AND destination = ? AND txn_id = ?",
-            [(FEDERATION_KIND, destination, txn_id) for txn_id in touched])
+    # A transaction that lost items is sent under a new ID (the destination may have processed the
+    # old one; it ignores PDUs it already has).
+    await drop_items_txn(txn, FEDERATION_KIND, destination, [item_id for item_id, _ in dropped],
+                         sorted({txn_id for _, txn_id in dropped if txn_id is not None}))
     return len(dropped)
 
 
@@ -89,10 +85,7 @@ class FederationOutboundStore:
             newest = await txn.fetch_value(f"SELECT MAX(stream_ordering) FROM events WHERE {clause}", params)
             if newest is None:
                 return
-            await txn.execute(
-                "UPDATE outbound_destinations SET last_stream_ordering = ? WHERE kind = ? AND destination = ?"
-                " AND (last_stream_ordering IS NULL OR last_stream_ordering < ?)",
-                (int(newest), FEDERATION_KIND, destination, int(newest)))
+            await record_delivered_position_txn(txn, FEDERATION_KIND, destination, int(newest))
 
         await self.db.run_interaction("record_federation_delivered", txn_fn)
 

@@ -50,6 +50,24 @@ async def enqueue_outbound_txn(txn: Transaction, kind: str, destination: str,
     )
 
 
+async def drop_items_txn(txn: Transaction, kind: str, destination: str, item_ids: Sequence[int],
+                         txn_ids: Sequence[str]) -> None:
+    """Drop queued items (a compacted backlog). A transaction ID names one exact set of items, so
+    the `txn_ids` that lost items are forgotten: what remains of them goes out under a new ID."""
+    await txn.executemany("DELETE FROM outbound_queue WHERE id = ?", [(item_id,) for item_id in item_ids])
+    await txn.executemany(
+        "UPDATE outbound_queue SET txn_id = NULL WHERE kind = ? AND destination = ? AND txn_id = ?",
+        [(kind, destination, txn_id) for txn_id in txn_ids])
+
+
+async def record_delivered_position_txn(txn: Transaction, kind: str, destination: str, stream_ordering: int) -> None:
+    """The newest event the destination accepted, unless it already accepted a newer one."""
+    await txn.execute(
+        "UPDATE outbound_destinations SET last_stream_ordering = ? WHERE kind = ? AND destination = ?"
+        " AND (last_stream_ordering IS NULL OR last_stream_ordering < ?)",
+        (stream_ordering, kind, destination, stream_ordering))
+
+
 # (payloads queued next, oldest first) -> how many of them one transaction takes (at least one).
 BatchFit = Callable[[list[dict[str, Any]]], int]
 

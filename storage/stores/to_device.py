@@ -9,6 +9,12 @@ from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
 from storage.streams import allocate_stream_positions, get_stream_position
 
+
+async def forget_device_txn(txn: Transaction, user_id: str, device_id: str) -> None:
+    """Forget a deleted device's undelivered messages and the transaction IDs of its sends."""
+    await txn.execute("DELETE FROM to_device_inbox WHERE user_id = ? AND device_id = ?", (user_id, device_id))
+    await txn.execute("DELETE FROM to_device_txns WHERE user_id = ? AND device_id = ?", (user_id, device_id))
+
 TO_DEVICE = "to_device"
 ALL_DEVICES = "*"
 TXN_MEMORY_MS = 24 * 3600 * 1000

@@ -73,6 +73,11 @@ OWNERS = {
     "e2e_room_keys": "key_backup.py",
     "e2e_room_keys_versions": "key_backup.py",
     "users": "users.py",
+    # Durable outbound delivery: one queue for every kind; federation's store goes through it.
+    "outbound_queue": "outbound.py",
+    "outbound_destinations": "outbound.py",
+    "to_device_txns": "to_device.py",
+    "to_device_inbox": "to_device.py",
 }
 
 _WRITE = re.compile(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
