@@ -127,6 +127,22 @@ def test_no_store_writes_a_table_another_module_owns():
     assert trespasses == []
 
 
+def schema_tables() -> set[str]:
+    create = re.compile(r"CREATE\s+(?:VIRTUAL\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
+    return {m.group(1).lower() for path in (STORES.parent / "schema").glob("*.sql")
+            for m in create.finditer(path.read_text())}
+
+
+def test_every_table_the_stores_write_has_one_writer():
+    """Beyond the declared map: no table of the schema is written by two store modules."""
+    tables = schema_tables()
+    writers: dict[str, set[str]] = {}
+    for path in sorted(STORES.glob("*.py")):
+        for table in writes_in(path.read_text()) & tables:
+            writers.setdefault(table, set()).add(path.name)
+    assert {t: sorted(w) for t, w in writers.items() if len(w) > 1} == {}
+
+
 def test_the_scan_sees_each_kind_of_write():
     source = '''
 async def f(txn, db, table):
