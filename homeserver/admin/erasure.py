@@ -218,7 +218,7 @@ class _Erasure:
             media, _ = await s._media_store.list_user_media(self.user_id, offset=0, limit=MEDIA_PAGE)
             deleted = 0
             for item in media:
-                if await s._media.delete_local_media(item["media_id"]):
+                if await s._media.delete_local_media(item.media_id):
                     deleted += 1
             self._count(self.removed, "media", deleted)
             if deleted == 0 or len(media) < MEDIA_PAGE:
