@@ -169,14 +169,14 @@ class _Erasure:
         unredactable: list[str] = []
         summaries = await s._user_events.sent_event_summaries(self.user_id)
         for done, event in enumerate(summaries, 1):
-            room_id, event_type = event["room_id"], event["type"]
-            if event["state_key"] is not None:
+            room_id, event_type = event.room_id, event.type
+            if event.state_key is not None:
                 self._count(self.kept, "membership_events" if event_type == "m.room.member" else "room_state")
                 continue
             if event_type in _NOT_REDACTED_TYPES:
                 self._count(self.kept, "redaction_events")
                 continue
-            if event["redacted"]:
+            if event.redacted:
                 continue
             if self.keep_public:
                 if room_id not in public_rooms:
@@ -184,10 +184,10 @@ class _Erasure:
                 if public_rooms[room_id]:
                     self._count(self.kept, "public_room_messages")
                     continue
-            if await self._redact(room_id, event["event_id"]):
+            if await self._redact(room_id, event.event_id):
                 self._count(self.removed, "events_redacted")
             else:
-                unredactable.append(event["event_id"])
+                unredactable.append(event.event_id)
                 self._count(self.removed, "events_pruned_without_redaction")
             if done % PROGRESS_EVERY == 0:
                 await self._report("redacting events", done=done, of=len(summaries))
