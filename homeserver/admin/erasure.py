@@ -81,8 +81,8 @@ class UserErasureService:
         await existing_local_user(self._accounts, self._server_name, user_id)
         keep_public = optional_bool(body, "keep_public_room_messages")
         for task in await self._admin_store.get_tasks(ERASE_USER, user_id):
-            if task["status"] in ("scheduled", "active"):
-                raise invalid_param(f"user_id: an erasure of {user_id} is already running ({task['task_id']})")
+            if task.status in ("scheduled", "active"):
+                raise invalid_param(f"user_id: an erasure of {user_id} is already running ({task.task_id})")
         params = {"keep_public_room_messages": bool(keep_public), "admin": requester.user_id}
         return {"task_id": await self._tasks.schedule(ERASE_USER, user_id, params)}
 
@@ -91,20 +91,20 @@ class UserErasureService:
         task = await self._admin_store.get_task(task_id)
         if task is None:
             raise not_found(f"task_id: no task {task_id}")
-        stored = dict(task["result"] or {})
+        stored = dict(task.result or {})
         progress = stored.pop("progress", {})
-        body: dict[str, Any] = {"status": "active" if task["status"] == "scheduled" else task["status"],
-                                "action": task["action"], "resource_id": task["resource_id"], "progress": progress}
-        if task["status"] == "complete":
+        body: dict[str, Any] = {"status": "active" if task.status == "scheduled" else task.status,
+                                "action": task.action, "resource_id": task.resource_id, "progress": progress}
+        if task.status == "complete":
             body["result"] = stored
-        if task["error"]:
-            body["error"] = task["error"]
+        if task.error:
+            body["error"] = task.error
         return body
 
     async def run(self, task_id: str, params: dict[str, Any]) -> dict[str, Any]:
         task = await self._admin_store.get_task(task_id)
         assert task is not None
-        user_id = task["resource_id"]
+        user_id = task.resource_id
         eraser = _Erasure(self, task_id, user_id, params)
         return await eraser.run()
 
@@ -140,7 +140,7 @@ class _Erasure:
         await self._report("deleting identifiers and logs")
         threepids = await s._admin_store.get_threepids(self.user_id)
         for threepid in threepids:
-            await s._validations.delete_for_address(threepid["medium"], threepid["address"])
+            await s._validations.delete_for_address(threepid.medium, threepid.address)
         await s._admin_store.replace_threepids(self.user_id, set(), 0)
         self._count(self.removed, "threepids", len(threepids))
         self._count(self.removed, "login_log_entries", await s._login_audit.forget_user(self.user_id))

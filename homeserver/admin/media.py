@@ -144,7 +144,9 @@ class AdminMediaService:
         users, total = await self._admin.user_media_statistics(
             order_by=order_by, backwards=backwards, offset=offset, limit=limit, from_ts=from_ts, until_ts=until_ts,
             search_term=search_term)
-        body: dict[str, Any] = {"users": users, "total": total}
+        body: dict[str, Any] = {"users": [{"user_id": u.user_id, "displayname": u.displayname,
+                                           "media_count": u.media_count, "media_length": u.media_length}
+                                          for u in users], "total": total}
         if offset + len(users) < total:
             body["next_token"] = offset + len(users)
         return body
