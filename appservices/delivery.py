@@ -198,7 +198,10 @@ class AppServiceDelivery:
         for service_id, recipients in by_service.items():
             messages = await self._store.to_device_messages_at(update.position, recipients)
             if messages:
-                queued[service_id] = [{"to_device": message} for message in messages]
+                # MSC2409's transaction format: the message with its recipient device added.
+                queued[service_id] = [
+                    {"to_device": {**m.message, "to_user_id": m.user_id, "to_device_id": m.device_id}}
+                    for m in messages]
         if queued:
             await self._store.queue(queued, self._clock.time_ms())
             await self._announce(queued)

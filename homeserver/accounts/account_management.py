@@ -196,7 +196,8 @@ class AccountService:
         """The user's validated 3PIDs, with when they were validated and added."""
         if self._threepids is None:
             return []
-        return await self._threepids.get_threepids(user_id)
+        return [{"medium": t.medium, "address": t.address, "validated_at": t.validated_at, "added_at": t.added_at}
+                for t in await self._threepids.get_threepids(user_id)]
 
     def _validation_for(self, purpose: str, medium: str) -> EmailValidationService | None:
         if purpose == "3pid" and medium == "email" and self._email_validation is not None \

@@ -10,11 +10,12 @@ from homeserver.errors import forbidden, not_found
 from homeserver.identifiers import parse_user_id
 from homeserver.requester import Requester
 from storage.stores.accounts import AccountStore
+from storage.stores.login_audit import LoginAuditEntry
 
 
 class WhoisService:
     def __init__(self, store: AccountStore, auth: AuthService, *,
-                 login_audit: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None):
+                 login_audit: Callable[[str], Awaitable[list[LoginAuditEntry]]] | None = None):
         self._store = store
         self._auth = auth
         # `login_audit(user_id)`: the login audit entries (kind, device_id, ip, user_agent, ts) added to the connections.
@@ -35,9 +36,8 @@ class WhoisService:
             })
         if self._audit is not None:
             for entry in await self._audit(user_id):
-                device = devices.setdefault(entry["device_id"] or "", {"sessions": [{"connections": []}]})
+                device = devices.setdefault(entry.device_id or "", {"sessions": [{"connections": []}]})
                 connections = device["sessions"][0]["connections"]
-                if not any(c["ip"] == entry["ip"] and c["user_agent"] == entry["user_agent"] for c in connections):
-                    connections.append({"ip": entry["ip"], "last_seen": entry["ts"],
-                                        "user_agent": entry["user_agent"]})
+                if not any(c["ip"] == entry.ip and c["user_agent"] == entry.user_agent for c in connections):
+                    connections.append({"ip": entry.ip, "last_seen": entry.ts, "user_agent": entry.user_agent})
         return {"user_id": user_id, "devices": devices}

@@ -22,7 +22,7 @@ from homeserver.admin.common import existing_local_user, optional_str
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, invalid_param, missing_param
 from storage.stores.accounts import AccountStore
-from storage.stores.consent import ConsentStore
+from storage.stores.consent import ConsentPolicy, ConsentStore
 from storage.stores.events import EventStore
 
 MAX_VERSION_LENGTH = 255
@@ -44,7 +44,7 @@ class ConsentService:
         self._exempt_users = exempt_users
         self._is_app_service_user = is_app_service_user
         self._is_app_service_bot = is_app_service_bot
-        self._policy: dict[str, Any] | None = None
+        self._policy: ConsentPolicy | None = None
         # Users known to have accepted the current version; emptied when the version changes.
         self._accepted: set[str] = set()
 
@@ -57,8 +57,10 @@ class ConsentService:
     # --- the admin API -----------------------------------------------------------------------
     async def get_policy(self) -> dict[str, Any]:
         """`GET /_huiskamer/admin/v1/consent/policy`: the current version and URL (nulls while unset)."""
-        policy = self._policy or {}
-        return {"version": policy.get("version"), "url": policy.get("url"), "set_ts": policy.get("set_ts")}
+        policy = self._policy
+        if policy is None:
+            return {"version": None, "url": None, "set_ts": None}
+        return {"version": policy.version, "url": policy.url, "set_ts": policy.set_ts}
 
     async def set_policy(self, body: dict[str, Any]) -> dict[str, Any]:
         """`PUT /_huiskamer/admin/v1/consent/policy`: `{"version", "url"}` becomes the version to accept."""
@@ -68,16 +70,16 @@ class ConsentService:
             raise invalid_param("url: must be an http(s) URL")
         now = self._clock.time_ms()
         await self._store.set_policy(version, url, now)
-        if self._policy is None or self._policy["version"] != version:
+        if self._policy is None or self._policy.version != version:
             self._accepted.clear()
-        self._policy = {"version": version, "url": url, "set_ts": now}
+        self._policy = ConsentPolicy(version, url, now)
         return await self.get_policy()
 
     async def get_user_consent(self, user_id: str) -> dict[str, Any]:
         """`GET /_huiskamer/admin/v1/users/{userId}/consent`: the accepted version and when (nulls if none)."""
         await existing_local_user(self._accounts, self._server_name, user_id)
         consent = await self._store.get_user_consent(user_id)
-        return {"version": consent["version"] if consent else None, "ts": consent["ts"] if consent else None}
+        return {"version": consent.version if consent else None, "ts": consent.ts if consent else None}
 
     async def set_user_consent(self, user_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """`PUT /_huiskamer/admin/v1/users/{userId}/consent`: record that the user accepted `version` now."""
@@ -106,7 +108,7 @@ class ConsentService:
         if event_type == "m.room.member" and state_key == sender and content.get("membership") == "leave":
             return
         consent = await self._store.get_user_consent(sender)
-        if consent is not None and consent["version"] == policy["version"]:
+        if consent is not None and consent.version == policy.version:
             self._accepted.add(sender)
             return
         if self._is_app_service_user(sender) or await self._auth.is_server_admin(sender):
@@ -114,8 +116,8 @@ class ConsentService:
         if await self._only_exempt_company(room_id, sender):
             return
         raise MatrixError(403, "M_CONSENT_NOT_GIVEN",
-                          f"You must accept the privacy policy (version {policy['version']}) at {policy['url']}"
-                          " before you can send messages", consent_uri=policy["url"])
+                          f"You must accept the privacy policy (version {policy.version}) at {policy.url}"
+                          " before you can send messages", consent_uri=policy.url)
 
     async def _only_exempt_company(self, room_id: str, sender: str) -> bool:
         """Whether everyone else in the room (joined or invited) is an exempt user or an application

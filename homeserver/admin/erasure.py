@@ -81,8 +81,8 @@ class UserErasureService:
         await existing_local_user(self._accounts, self._server_name, user_id)
         keep_public = optional_bool(body, "keep_public_room_messages")
         for task in await self._admin_store.get_tasks(ERASE_USER, user_id):
-            if task["status"] in ("scheduled", "active"):
-                raise invalid_param(f"user_id: an erasure of {user_id} is already running ({task['task_id']})")
+            if task.status in ("scheduled", "active"):
+                raise invalid_param(f"user_id: an erasure of {user_id} is already running ({task.task_id})")
         params = {"keep_public_room_messages": bool(keep_public), "admin": requester.user_id}
         return {"task_id": await self._tasks.schedule(ERASE_USER, user_id, params)}
 
@@ -91,20 +91,20 @@ class UserErasureService:
         task = await self._admin_store.get_task(task_id)
         if task is None:
             raise not_found(f"task_id: no task {task_id}")
-        stored = dict(task["result"] or {})
+        stored = dict(task.result or {})
         progress = stored.pop("progress", {})
-        body: dict[str, Any] = {"status": "active" if task["status"] == "scheduled" else task["status"],
-                                "action": task["action"], "resource_id": task["resource_id"], "progress": progress}
-        if task["status"] == "complete":
+        body: dict[str, Any] = {"status": "active" if task.status == "scheduled" else task.status,
+                                "action": task.action, "resource_id": task.resource_id, "progress": progress}
+        if task.status == "complete":
             body["result"] = stored
-        if task["error"]:
-            body["error"] = task["error"]
+        if task.error:
+            body["error"] = task.error
         return body
 
     async def run(self, task_id: str, params: dict[str, Any]) -> dict[str, Any]:
         task = await self._admin_store.get_task(task_id)
         assert task is not None
-        user_id = task["resource_id"]
+        user_id = task.resource_id
         eraser = _Erasure(self, task_id, user_id, params)
         return await eraser.run()
 
@@ -140,7 +140,7 @@ class _Erasure:
         await self._report("deleting identifiers and logs")
         threepids = await s._admin_store.get_threepids(self.user_id)
         for threepid in threepids:
-            await s._validations.delete_for_address(threepid["medium"], threepid["address"])
+            await s._validations.delete_for_address(threepid.medium, threepid.address)
         await s._admin_store.replace_threepids(self.user_id, set(), 0)
         self._count(self.removed, "threepids", len(threepids))
         self._count(self.removed, "login_log_entries", await s._login_audit.forget_user(self.user_id))
@@ -169,14 +169,14 @@ class _Erasure:
         unredactable: list[str] = []
         summaries = await s._user_events.sent_event_summaries(self.user_id)
         for done, event in enumerate(summaries, 1):
-            room_id, event_type = event["room_id"], event["type"]
-            if event["state_key"] is not None:
+            room_id, event_type = event.room_id, event.type
+            if event.state_key is not None:
                 self._count(self.kept, "membership_events" if event_type == "m.room.member" else "room_state")
                 continue
             if event_type in _NOT_REDACTED_TYPES:
                 self._count(self.kept, "redaction_events")
                 continue
-            if event["redacted"]:
+            if event.redacted:
                 continue
             if self.keep_public:
                 if room_id not in public_rooms:
@@ -184,10 +184,10 @@ class _Erasure:
                 if public_rooms[room_id]:
                     self._count(self.kept, "public_room_messages")
                     continue
-            if await self._redact(room_id, event["event_id"]):
+            if await self._redact(room_id, event.event_id):
                 self._count(self.removed, "events_redacted")
             else:
-                unredactable.append(event["event_id"])
+                unredactable.append(event.event_id)
                 self._count(self.removed, "events_pruned_without_redaction")
             if done % PROGRESS_EVERY == 0:
                 await self._report("redacting events", done=done, of=len(summaries))
@@ -218,7 +218,7 @@ class _Erasure:
             media, _ = await s._media_store.list_user_media(self.user_id, offset=0, limit=MEDIA_PAGE)
             deleted = 0
             for item in media:
-                if await s._media.delete_local_media(item["media_id"]):
+                if await s._media.delete_local_media(item.media_id):
                     deleted += 1
             self._count(self.removed, "media", deleted)
             if deleted == 0 or len(media) < MEDIA_PAGE:

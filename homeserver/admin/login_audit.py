@@ -16,7 +16,7 @@ from homeserver.clock import Clock
 from homeserver.errors import invalid_param
 from homeserver.periodic import prune_periodically
 from storage.stores.accounts import AccountStore
-from storage.stores.login_audit import LoginAuditStore
+from storage.stores.login_audit import LoginAuditEntry, LoginAuditStore
 
 DAY_MS = 24 * 3600 * 1000
 PRUNE_INTERVAL_S = 3600.0
@@ -65,7 +65,9 @@ class LoginAuditService:
         """`GET /v1/users/{userId}/login_audit`: the user's audit entries, oldest first unless `dir=b`."""
         await existing_local_user(self._accounts, self._server_name, user_id)
         rows, total = await self._store.list_entries(user_id, offset=offset, limit=limit, backwards=backwards)
-        return page(rows, total, offset, limit, "entries")
+        entries = [{"kind": r.kind, "device_id": r.device_id, "ip": r.ip, "user_agent": r.user_agent, "ts": r.ts}
+                   for r in rows]
+        return page(entries, total, offset, limit, "entries")
 
     async def connections(self, user_id: str) -> dict[str, Any]:
         """`GET /_huiskamer/admin/v1/users/{userId}/connections`: IP/user-agent sightings and logins."""
@@ -74,7 +76,8 @@ class LoginAuditService:
         return {
             "connections": [{"device_id": s.device_id or None, "ip": s.ip, "user_agent": s.user_agent,
                              "last_seen_ts": s.last_seen} for s in sightings],
-            "logins": [{**login, "device_id": login["device_id"] or None}
+            "logins": [{"device_id": login.device_id or None, "ip": login.ip, "user_agent": login.user_agent,
+                        "ts": login.ts, "registration": login.registration}
                        for login in await self._store.logins_of_user(user_id)],
         }
 
@@ -97,15 +100,18 @@ class LoginAuditService:
                     await asyncio.wait_for(self._login_recorded.wait(), min(remaining, FEED_RECHECK_S))
                 except TimeoutError:
                     pass
-        next_token = logins[-1]["id"] if logins else after
-        return {"logins": [{k: v for k, v in login.items() if k != "id"} for login in logins],
+        next_token = logins[-1].id if logins else after
+        return {"logins": [{"user_id": login.user_id, "device_id": login.device_id, "ip": login.ip,
+                            "user_agent": login.user_agent, "ts": login.ts, "new_ip": login.new_ip,
+                            "new_device": login.new_device, "registration": login.registration}
+                           for login in logins],
                 "next_token": str(next_token)}
 
     async def forget_user(self, user_id: str) -> int:
         """Delete the user's whole audit log (erasure); returns how many entries went."""
         return await self._store.delete_user(user_id)
 
-    async def all_entries(self, user_id: str) -> list[dict[str, Any]]:
+    async def all_entries(self, user_id: str) -> list[LoginAuditEntry]:
         return await self._store.all_entries(user_id)
 
     async def prune(self) -> int:

@@ -11,7 +11,16 @@ from homeserver.requester import Requester
 from storage.stores.accounts import AccountStore
 from storage.stores.admin import AdminStore
 from storage.stores.events import EventStore
-from storage.stores.media import MediaStore
+from storage.stores.media import AdminMedia, MediaStore
+
+
+def _media_json(media: AdminMedia) -> dict[str, Any]:
+    """One item of the admin API's media views (Synapse's field names: `media_type` is the content type)."""
+    return {
+        "media_id": media.media_id, "media_type": media.content_type, "media_length": media.media_length,
+        "upload_name": media.upload_name, "created_ts": media.created_ts, "last_access_ts": media.last_access_ts,
+        "quarantined_by": media.quarantined_by, "safe_from_quarantine": media.safe_from_quarantine,
+    }
 
 
 def _split_mxc(uri: str) -> tuple[str, str] | None:
@@ -36,7 +45,7 @@ class AdminMediaService:
             row = await self._store.get_local_media_admin(media_id)
             if row is None:
                 raise not_found("Unknown media")
-            if quarantine and row["safe_from_quarantine"]:
+            if quarantine and row.safe_from_quarantine:
                 return
         if not await self._media.quarantine_media(server_name, media_id, requester.user_id if quarantine else None):
             raise not_found("Unknown media")
@@ -51,7 +60,7 @@ class AdminMediaService:
         row = await self._store.get_local_media_admin(media_id)
         if row is None:
             raise not_found("Unknown media")
-        return {"media_info": row}
+        return {"media_info": _media_json(row)}
 
     async def delete(self, server_name: str, media_id: str) -> dict[str, Any]:
         """`DELETE /v1/media/{serverName}/{mediaId}`: a local item and its bytes."""
@@ -88,7 +97,7 @@ class AdminMediaService:
             if parts is None or parts[0] != self._server_name:
                 continue
             row = await self._store.get_local_media_admin(parts[1])
-            if row is None or row["safe_from_quarantine"] or await self._admin.media_uri_in_events(uri):
+            if row is None or row.safe_from_quarantine or await self._admin.media_uri_in_events(uri):
                 continue
             if await self._media.delete_local_media(parts[1]):
                 deleted.append(parts[1])
@@ -135,7 +144,9 @@ class AdminMediaService:
         users, total = await self._admin.user_media_statistics(
             order_by=order_by, backwards=backwards, offset=offset, limit=limit, from_ts=from_ts, until_ts=until_ts,
             search_term=search_term)
-        body: dict[str, Any] = {"users": users, "total": total}
+        body: dict[str, Any] = {"users": [{"user_id": u.user_id, "displayname": u.displayname,
+                                           "media_count": u.media_count, "media_length": u.media_length}
+                                          for u in users], "total": total}
         if offset + len(users) < total:
             body["next_token"] = offset + len(users)
         return body
@@ -145,7 +156,7 @@ class AdminMediaService:
         await existing_local_user(self._accounts, self._server_name, user_id)
         media, total = await self._store.list_user_media_admin(user_id, order_by=order_by, backwards=backwards,
                                                                offset=offset, limit=limit)
-        body = page(media, total, offset, limit, "media")
+        body = page([_media_json(m) for m in media], total, offset, limit, "media")
         if "next_token" in body:
             body["next_token"] = int(body["next_token"])
         return body

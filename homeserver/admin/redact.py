@@ -52,7 +52,7 @@ class UserRedactionService:
         if not rooms:
             rooms = await self._store.rooms_of_user_ever(user_id)
         for task in await self._store.get_tasks(REDACT_ALL, user_id):
-            if task["status"] in ("scheduled", "active"):
+            if task.status in ("scheduled", "active"):
                 raise invalid_param(f"user_id: a redaction of {user_id} is already running")
         params = {"rooms": rooms, "reason": reason, "limit": limit, "before_ts": before_ts, "after_ts": after_ts,
                   "admin": requester.user_id, "use_admin": bool(body.get("use_admin"))}
@@ -60,14 +60,14 @@ class UserRedactionService:
 
     async def status(self, redact_id: str) -> dict[str, Any]:
         task = await self._store.get_task(redact_id)
-        if task is None or task["action"] != REDACT_ALL:
+        if task is None or task.action != REDACT_ALL:
             raise not_found(f"redact id '{redact_id}' not found")
-        return {"status": task["status"], "failed_redactions": (task["result"] or {}).get("failed_redactions", {})}
+        return {"status": task.status, "failed_redactions": (task.result or {}).get("failed_redactions", {})}
 
     async def run(self, task_id: str, params: dict[str, Any]) -> dict[str, Any]:
         task = await self._store.get_task(task_id)
         assert task is not None
-        user_id = task["resource_id"]
+        user_id = task.resource_id
         local = parse_user_id(user_id)[1] == self._server_name
         failed: dict[str, str] = {}
         redacted = 0

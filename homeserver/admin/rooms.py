@@ -21,7 +21,7 @@ from homeserver.rooms.sender import RoomEventSender
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.streams.client_tokens import PaginationToken, parse_pagination_token
 from storage.stores.accounts import AccountStore
-from storage.stores.admin import AdminStore
+from storage.stores.admin import AdminStore, AdminTaskRow, RoomSummaryRow
 from storage.stores.aliases import AliasStore
 from storage.stores.events import EventStore
 from storage.stores.purge import PurgeStore
@@ -40,24 +40,24 @@ ROOM_ORDERS = ("name", "canonical_alias", "joined_members", "joined_local_member
                "state_events", "alphabetical", "size")
 
 
-def _summary(row: dict[str, Any], *, details: bool) -> dict[str, Any]:
-    state = row["state"]
+def _summary(row: RoomSummaryRow, *, details: bool) -> dict[str, Any]:
+    state = row.state
     create = state.get("m.room.create", {})
     summary = {
-        "room_id": row["room_id"],
+        "room_id": row.room_id,
         "name": state.get("m.room.name", {}).get("name"),
         "canonical_alias": state.get("m.room.canonical_alias", {}).get("alias"),
-        "joined_members": row["joined_members"],
-        "joined_local_members": row["joined_local_members"],
-        "version": row["version"],
-        "creator": row["creator"],
+        "joined_members": row.joined_members,
+        "joined_local_members": row.joined_local_members,
+        "version": row.version,
+        "creator": row.creator,
         "encryption": state.get("m.room.encryption", {}).get("algorithm"),
         "federatable": create.get("m.federate", True) is not False,
-        "public": row["public"],
+        "public": row.public,
         "join_rules": state.get("m.room.join_rules", {}).get("join_rule"),
         "guest_access": state.get("m.room.guest_access", {}).get("guest_access"),
         "history_visibility": state.get("m.room.history_visibility", {}).get("history_visibility"),
-        "state_events": row["state_events"],
+        "state_events": row.state_events,
         "room_type": create.get("type"),
     }
     if details:
@@ -374,14 +374,14 @@ class AdminRoomService:
 
     async def delete_status(self, delete_id: str) -> dict[str, Any]:
         task = await self._store.get_task(delete_id)
-        if task is None or task["action"] != DELETE_ROOM:
+        if task is None or task.action != DELETE_ROOM:
             raise not_found(f"delete id '{delete_id}' not found")
         return _delete_status(task)
 
     async def run_delete_room(self, task_id: str, params: dict[str, Any]) -> dict[str, Any]:
         task = await self._store.get_task(task_id)
         assert task is not None
-        return await self._delete_room(task["resource_id"], params, task_id)
+        return await self._delete_room(task.resource_id, params, task_id)
 
     async def _delete_room(self, room_id: str, params: dict[str, Any], task_id: str | None) -> dict[str, Any]:
         result: dict[str, Any] = {"kicked_users": [], "failed_to_kick_users": [], "local_aliases": [],
@@ -471,17 +471,17 @@ class AdminRoomService:
 
     async def purge_status(self, purge_id: str) -> dict[str, Any]:
         task = await self._store.get_task(purge_id)
-        if task is None or task["action"] != PURGE_HISTORY:
+        if task is None or task.action != PURGE_HISTORY:
             raise not_found(f"purge id '{purge_id}' not found")
-        body: dict[str, Any] = {"status": _public_status(task["status"])}
-        if task["status"] == "failed":
-            body["error"] = task["error"]
+        body: dict[str, Any] = {"status": _public_status(task.status)}
+        if task.status == "failed":
+            body["error"] = task.error
         return body
 
     async def run_purge_history(self, task_id: str, params: dict[str, Any]) -> dict[str, Any]:
         task = await self._store.get_task(task_id)
         assert task is not None
-        room_id = task["resource_id"]
+        room_id = task.resource_id
         async with self._sender.room_lock(room_id):
             deleted_ids, kept = await self._purge.events_to_purge(
                 room_id, params["before_depth"], local_server=self._server_name,
@@ -504,9 +504,9 @@ def _public_status(status: str) -> str:
     return {"scheduled": "active"}.get(status, status)
 
 
-def _delete_status(task: dict[str, Any]) -> dict[str, Any]:
-    body: dict[str, Any] = {"delete_id": task["task_id"], "room_id": task["resource_id"],
-                            "status": task["status"], "shutdown_room": task["result"]}
-    if task["status"] == "failed":
-        body["error"] = task["error"]
+def _delete_status(task: AdminTaskRow) -> dict[str, Any]:
+    body: dict[str, Any] = {"delete_id": task.task_id, "room_id": task.resource_id,
+                            "status": task.status, "shutdown_room": task.result}
+    if task.status == "failed":
+        body["error"] = task.error
     return body

@@ -12,7 +12,7 @@ from homeserver.clock import Clock
 from homeserver.errors import MatrixError, invalid_param, not_found
 from storage.stores.events import EventStore
 from storage.stores.registration_tokens import RegistrationTokenRow, RegistrationTokenStore
-from storage.stores.reports import ReportStore
+from storage.stores.reports import EventReport, ReportStore, UserReport
 
 TOKEN_CHARS = string.ascii_letters + string.digits + "._~-"
 MAX_TOKEN_LENGTH = 64
@@ -118,7 +118,7 @@ class AdminServerService:
         if row is None:
             raise not_found("Event report not found")
         report = await self._with_room(row)
-        event = await self._events.get_event(row["event_id"])
+        event = await self._events.get_event(row.event_id)
         report["event_json"] = dict(event.pdu) if event is not None else None
         return report
 
@@ -131,7 +131,7 @@ class AdminServerService:
                                 target_user_id: str | None) -> dict[str, Any]:
         rows, total = await self._reports.list_user_reports(offset=offset, limit=limit, backwards=backwards,
                                                             reporter=user_id, target=target_user_id)
-        body: dict[str, Any] = {"user_reports": rows, "total": total}
+        body: dict[str, Any] = {"user_reports": [_user_report_json(r) for r in rows], "total": total}
         if offset + limit < total:
             body["next_token"] = offset + len(rows)
         return body
@@ -140,17 +140,20 @@ class AdminServerService:
         row = await self._reports.get_user_report(_report_id(report_id))
         if row is None:
             raise not_found("User report not found")
-        return row
+        return _user_report_json(row)
 
     async def delete_user_report(self, report_id: str) -> None:
         if not await self._reports.delete_user_report(_report_id(report_id)):
             raise not_found("User report not found")
 
-    async def _with_room(self, row: dict[str, Any]) -> dict[str, Any]:
-        report = dict(row)
-        report["name"] = await self._state_field(row["room_id"], "m.room.name", "name")
-        report["canonical_alias"] = await self._state_field(row["room_id"], "m.room.canonical_alias", "alias")
-        return report
+    async def _with_room(self, row: EventReport) -> dict[str, Any]:
+        """An event report as the admin API shows it (Synapse's fields: `user_id` is the reporter)."""
+        return {
+            "id": row.id, "received_ts": row.received_ts, "room_id": row.room_id, "event_id": row.event_id,
+            "user_id": row.reporter, "reason": row.reason, "score": row.score, "sender": row.sender,
+            "name": await self._state_field(row.room_id, "m.room.name", "name"),
+            "canonical_alias": await self._state_field(row.room_id, "m.room.canonical_alias", "alias"),
+        }
 
     async def _state_field(self, room_id: str | None, event_type: str, key: str) -> Any:
         if room_id is None:
@@ -158,6 +161,12 @@ class AdminServerService:
         event_id = await self._events.get_current_state_event_id(room_id, event_type, "")
         event = await self._events.get_event(event_id) if event_id else None
         return event.content.get(key) if event is not None else None
+
+
+def _user_report_json(row: UserReport) -> dict[str, Any]:
+    """A user report as the admin API shows it (`user_id` is the reporter)."""
+    return {"id": row.id, "received_ts": row.received_ts, "target_user_id": row.target_user_id,
+            "user_id": row.reporter, "reason": row.reason}
 
 
 def _report_id(text: str) -> int:

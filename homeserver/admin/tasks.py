@@ -35,9 +35,9 @@ class AdminTaskRunner:
     async def start(self) -> None:
         """Resume the jobs a previous run left unfinished."""
         for task in await self._store.get_unfinished_tasks():
-            if task["action"] in self._jobs:
-                logger.info("Resuming admin task %s (%s %s)", task["task_id"], task["action"], task["resource_id"])
-                self._spawn(task["task_id"], task["action"], task["params"])
+            if task.action in self._jobs:
+                logger.info("Resuming admin task %s (%s %s)", task.task_id, task.action, task.resource_id)
+                self._spawn(task.task_id, task.action, task.params)
 
     async def stop(self) -> None:
         for task in list(self._running):
@@ -58,8 +58,8 @@ class AdminTaskRunner:
         tasks = await self._store.list_tasks(action=action, resource_id=resource_id, status=status,
                                              max_timestamp=max_timestamp)
         return {"scheduled_tasks": [
-            {"id": t["task_id"], "action": t["action"], "status": t["status"], "timestamp_ms": t["updated_ts"],
-             "resource_id": t["resource_id"], "result": t["result"], "error": t["error"]} for t in tasks]}
+            {"id": t.task_id, "action": t.action, "status": t.status, "timestamp_ms": t.updated_ts,
+             "resource_id": t.resource_id, "result": t.result, "error": t.error} for t in tasks]}
 
     async def wait_idle(self) -> None:
         """Wait until no job is running (tests, shutdown of the CLI)."""

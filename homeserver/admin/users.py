@@ -32,7 +32,13 @@ from homeserver.push.pushers import pusher_json
 from homeserver.ratelimit import RateLimiter
 from homeserver.requester import Requester
 from storage.stores.accounts import AccountStore
-from storage.stores.admin import AdminStore, ExternalIdInUseError, ThreepidInUseError, UserFilter
+from storage.stores.admin import (
+    AdminStore,
+    AdminUserRow,
+    ExternalIdInUseError,
+    ThreepidInUseError,
+    UserFilter,
+)
 from storage.stores.consent import ConsentStore
 from storage.stores.devices import DeviceRow
 from storage.stores.events import EventStore
@@ -111,25 +117,27 @@ class AdminUserService:
         consent = await self._consent.get_user_consent(user_id) if self._consent is not None else None
         return {
             "name": user_id,
-            "admin": user["admin"],
-            "deactivated": user["deactivated"],
-            "locked": user["locked"],
-            "shadow_banned": user["shadow_banned"],
+            "admin": user.admin,
+            "deactivated": user.deactivated,
+            "locked": user.locked,
+            "shadow_banned": user.shadow_banned,
             # Synapse shows this one in seconds (the list shows milliseconds).
-            "creation_ts": user["creation_ts"] // 1000,
-            "appservice_id": user["appservice_id"],
+            "creation_ts": user.creation_ts // 1000,
+            "appservice_id": user.appservice_id,
             "consent_server_notice_sent": None,
-            "consent_version": consent["version"] if consent else None,
-            "consent_ts": consent["ts"] if consent else None,
-            "user_type": user["user_type"],
-            "is_guest": user["is_guest"],
-            "suspended": user["suspended"],
-            "displayname": user["displayname"],
-            "avatar_url": user["avatar_url"],
-            "threepids": await self._store.get_threepids(user_id),
-            "external_ids": await self._store.get_external_ids(user_id),
-            "erased": user["erased"],
-            "last_seen_ts": user["last_seen_ts"],
+            "consent_version": consent.version if consent else None,
+            "consent_ts": consent.ts if consent else None,
+            "user_type": user.user_type,
+            "is_guest": user.is_guest,
+            "suspended": user.suspended,
+            "displayname": user.displayname,
+            "avatar_url": user.avatar_url,
+            "threepids": [{"medium": t.medium, "address": t.address, "validated_at": t.validated_at,
+                           "added_at": t.added_at} for t in await self._store.get_threepids(user_id)],
+            "external_ids": [{"auth_provider": e.auth_provider, "external_id": e.external_id}
+                             for e in await self._store.get_external_ids(user_id)],
+            "erased": user.erased,
+            "last_seen_ts": user.last_seen_ts,
         }
 
     # --- creating and modifying --------------------------------------------------------------
@@ -257,7 +265,7 @@ class AdminUserService:
     async def get_moderation_flag(self, flag: str, user_id: str) -> dict[str, Any]:
         """`GET /admin/lock|suspend/{userId}` (spec): `{"locked"|"suspended": bool}`."""
         user = await self._moderation_target(user_id)
-        return {flag: bool(user[flag])}
+        return {flag: bool(getattr(user, flag))}
 
     async def set_moderation_flag(self, requester: Requester, flag: str, user_id: str,
                                   body: dict[str, Any]) -> dict[str, Any]:
@@ -266,7 +274,7 @@ class AdminUserService:
             raise missing_param(f"{flag}: required")
         value = optional_bool(body, flag)
         user = await self._moderation_target(user_id)
-        if user["admin"] and user_id != requester.user_id:
+        if user.admin and user_id != requester.user_id:
             raise forbidden("userId: the target user is a server administrator")
         if flag == "suspended":
             await self._set_suspended(user_id, bool(value))
@@ -275,12 +283,12 @@ class AdminUserService:
         self._auth.invalidate_user(user_id)
         return {flag: bool(value)}
 
-    async def _moderation_target(self, user_id: str) -> dict[str, Any]:
+    async def _moderation_target(self, user_id: str) -> AdminUserRow:
         _, server = parse_user_id(user_id, "userId")
         if server != self._server_name:
             raise invalid_param("userId: user does not belong to the local server")
         user = await self._store.get_user_admin_view(user_id)
-        if user is None or user["deactivated"]:
+        if user is None or user.deactivated:
             raise not_found("User not found")
         return user
 
@@ -425,12 +433,12 @@ class AdminUserService:
         return {"user_id": user_id}
 
 
-def _listed_user(user: dict[str, Any]) -> dict[str, Any]:
+def _listed_user(user: AdminUserRow) -> dict[str, Any]:
     return {
-        "name": user["name"], "user_type": user["user_type"], "is_guest": user["is_guest"], "admin": user["admin"],
-        "deactivated": user["deactivated"], "shadow_banned": user["shadow_banned"],
-        "displayname": user["displayname"], "avatar_url": user["avatar_url"], "creation_ts": user["creation_ts"],
-        "erased": user["erased"], "last_seen_ts": user["last_seen_ts"], "locked": user["locked"],
+        "name": user.user_id, "user_type": user.user_type, "is_guest": user.is_guest, "admin": user.admin,
+        "deactivated": user.deactivated, "shadow_banned": user.shadow_banned,
+        "displayname": user.displayname, "avatar_url": user.avatar_url, "creation_ts": user.creation_ts,
+        "erased": user.erased, "last_seen_ts": user.last_seen_ts, "locked": user.locked,
     }
 
 

@@ -18,7 +18,7 @@ from homeserver.media.ids import check_media_address, mxc_uri, new_media_id
 from homeserver.media.remote import NoRemoteMedia, RemoteMediaFetcher
 from homeserver.media.url_preview import UrlPreviewer
 from homeserver.ratelimit import RateLimiter
-from storage.stores.media import MediaStore
+from storage.stores.media import CachedRemoteMedia, LocalMedia, MediaStore
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class MediaService:
         # One in-flight generation per thumbnail file; concurrent requests await the same task.
         self._thumbnail_tasks: dict[str, asyncio.Future[None]] = {}
         self._uploaded_events: dict[str, asyncio.Event] = {}
-        self._remote_fetches: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
+        self._remote_fetches: dict[tuple[str, str], asyncio.Future[CachedRemoteMedia]] = {}
         self.thumbnails_generated = 0
         self._cleanup_task: asyncio.Task[None] | None = None
 
@@ -157,11 +157,11 @@ class MediaService:
         if server_name != self._server_name:
             raise not_found("mediaId: unknown media ID")
         row = await self._store.get_local_media(media_id)
-        if row is None or (row["content_hash"] is None and row["unused_expires_ts"] <= self._clock.time_ms()):
+        if row is None or (row.content_hash is None and row.unused_expires_ts <= self._clock.time_ms()):
             raise not_found("mediaId: unknown media ID")
-        if row["user_id"] != user_id:
+        if row.user_id != user_id:
             raise forbidden("mediaId: this media ID was reserved by another user")
-        if row["content_hash"] is not None:
+        if row.content_hash is not None:
             raise MatrixError(409, "M_CANNOT_OVERWRITE_MEDIA", "mediaId: this media ID already has content")
         self._check_upload_start(user_id, content_length, counted=True)
         stored = await self._files.write_stream(chunks, self.max_upload_size)
@@ -192,23 +192,23 @@ class MediaService:
             raise not_found("Not found: use the authenticated /_matrix/client/v1/media API")
         if server_name == self._server_name:
             row = await self._local_row(media_id, timeout_ms)
-            added_ts = row["created_ts"]
+            added_ts = row.created_ts
         else:
             row = await self._remote_row(server_name, media_id, allow_remote, timeout_ms)
-            added_ts = row["cached_ts"]
-        if row["quarantined_by"] is not None:
+            added_ts = row.cached_ts
+        if row.quarantined_by is not None:
             raise not_found("mediaId: no media has this ID")
         if unauthenticated and self._freeze_ms is not None and added_ts >= self._freeze_ms:
             raise not_found("Not found: use the authenticated /_matrix/client/v1/media API")
-        return _Located(row["content_hash"], row["content_type"], row["upload_name"], row["media_length"])
+        return _Located(row.content_hash, row.content_type, row.upload_name, row.media_length)
 
-    async def _local_row(self, media_id: str, timeout_ms: int | None) -> dict[str, Any]:
+    async def _local_row(self, media_id: str, timeout_ms: int | None) -> LocalMedia:
         row = await self._store.get_local_media(media_id)
         if row is None:
             raise not_found("mediaId: no media has this ID")
-        if row["content_hash"] is not None:
+        if row.content_hash is not None:
             return row
-        if row["unused_expires_ts"] <= self._clock.time_ms():
+        if row.unused_expires_ts <= self._clock.time_ms():
             raise not_found("mediaId: no media has this ID")
         wait_ms = min(DEFAULT_WAIT_MS if timeout_ms is None else timeout_ms, MAX_WAIT_MS)
         event = self._uploaded_events.setdefault(media_id, asyncio.Event())
@@ -219,12 +219,12 @@ class MediaService:
         row = await self._store.get_local_media(media_id)
         if row is None:
             raise not_found("mediaId: no media has this ID")
-        if row["content_hash"] is None:
+        if row.content_hash is None:
             raise MatrixError(504, "M_NOT_YET_UPLOADED", "mediaId: the content has not been uploaded yet")
         return row
 
     async def _remote_row(self, server_name: str, media_id: str, allow_remote: bool,
-                          timeout_ms: int | None) -> dict[str, Any]:
+                          timeout_ms: int | None) -> CachedRemoteMedia:
         row = await self._store.get_remote_media(server_name, media_id)
         if row is not None:
             return row
@@ -239,12 +239,12 @@ class MediaService:
             fetch.add_done_callback(lambda done: self._fetch_done(key, done))
         return await asyncio.shield(fetch)
 
-    def _fetch_done(self, key: tuple[str, str], fetch: asyncio.Future[dict[str, Any]]) -> None:
+    def _fetch_done(self, key: tuple[str, str], fetch: asyncio.Future[CachedRemoteMedia]) -> None:
         self._remote_fetches.pop(key, None)
         if not fetch.cancelled():
             fetch.exception()  # retrieved here so that a fetch nobody waits for any more logs nothing
 
-    async def _fetch_remote(self, server_name: str, media_id: str, timeout_ms: int | None) -> dict[str, Any]:
+    async def _fetch_remote(self, server_name: str, media_id: str, timeout_ms: int | None) -> CachedRemoteMedia:
         remote = await self._remote.fetch(server_name, media_id, max_size=self.max_upload_size,
                                           timeout_ms=min(timeout_ms or DEFAULT_WAIT_MS, MAX_WAIT_MS))
         try:
@@ -346,7 +346,7 @@ class MediaService:
 
     # --- admin hooks ------------------------------------------------------------
     async def list_user_media(self, user_id: str, *, offset: int = 0, limit: int = 100,
-                              newest_first: bool = True) -> tuple[list[dict[str, Any]], int]:
+                              newest_first: bool = True) -> tuple[list[LocalMedia], int]:
         """A page of the media a local user uploaded, and how many there are in total."""
         return await self._store.list_user_media(user_id, offset=offset, limit=limit, newest_first=newest_first)
 

@@ -57,16 +57,49 @@ _ADMIN_USER_COLUMNS = (
     " u.created_ts, u.erased, (SELECT MAX(last_seen) FROM user_ips i WHERE i.user_id = u.user_id) AS last_seen_ts,"
     " u.locked, u.suspended, u.appservice_id"
 )
-_ADMIN_USER_KEYS = ("name", "user_type", "is_guest", "admin", "deactivated", "shadow_banned", "displayname",
-                    "avatar_url", "creation_ts", "erased", "last_seen_ts", "locked", "suspended", "appservice_id")
-_BOOL_KEYS = {"is_guest", "admin", "deactivated", "shadow_banned", "erased", "locked", "suspended"}
 
 
-def _admin_user(row: tuple[Any, ...]) -> dict[str, Any]:
-    user = dict(zip(_ADMIN_USER_KEYS, row, strict=True))
-    for key in _BOOL_KEYS:
-        user[key] = bool(user[key])
-    return user
+@dataclass(frozen=True, slots=True)
+class AdminUserRow:
+    """A user as the admin API sees it: account flags, profile and the last sighting of any device."""
+    user_id: str
+    user_type: str | None
+    is_guest: bool
+    admin: bool
+    deactivated: bool
+    shadow_banned: bool
+    displayname: str | None
+    avatar_url: str | None
+    creation_ts: int
+    erased: bool
+    last_seen_ts: int | None
+    locked: bool
+    suspended: bool
+    appservice_id: str | None
+
+
+def _admin_user(row: tuple[Any, ...]) -> AdminUserRow:
+    (user_id, user_type, is_guest, admin, deactivated, shadow_banned, displayname, avatar_url, creation_ts, erased,
+     last_seen_ts, locked, suspended, appservice_id) = row
+    return AdminUserRow(user_id, user_type, bool(is_guest), bool(admin), bool(deactivated), bool(shadow_banned),
+                        displayname, avatar_url, creation_ts, bool(erased), last_seen_ts, bool(locked),
+                        bool(suspended), appservice_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreepidRow:
+    """A third-party identifier bound to a user (`user_threepids`)."""
+    medium: str
+    address: str
+    validated_at: int
+    added_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalIdRow:
+    """An identity at an external auth provider (SSO) linked to a user."""
+    auth_provider: str
+    external_id: str
 
 
 def _collect_mxc(value: Any, found: set[str]) -> None:
@@ -90,12 +123,49 @@ MEDIA_STATISTICS_ORDER_COLUMNS = {"user_id": "m.user_id", "displayname": "p.disp
                                   "media_length": "COALESCE(SUM(m.media_length), 0)", "media_count": "COUNT(*)"}
 
 
+@dataclass(frozen=True, slots=True)
+class RoomSummaryRow:
+    """A room with its member and state counts; `state` maps each summary state type (name, alias,
+    topic, avatar, encryption, join rules, guest access, history visibility, create) to its content."""
+    room_id: str
+    version: str
+    creator: str | None
+    public: bool
+    joined_members: int
+    joined_local_members: int
+    state_events: int
+    state: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class AdminTaskRow:
+    """The durable state of a long admin job; `params` and `result` are the job's own JSON documents."""
+    task_id: str
+    action: str
+    resource_id: str
+    status: str
+    params: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None
+    created_ts: int
+    updated_ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserMediaStatistics:
+    """How many local media items a user uploaded, and their total size in bytes."""
+    user_id: str
+    displayname: str | None
+    media_count: int
+    media_length: int
+
+
 class AdminStore:
     def __init__(self, db: Database):
         self.db = db
 
     # --- users ---------------------------------------------------------------------------
-    async def get_user_admin_view(self, user_id: str) -> dict[str, Any] | None:
+    async def get_user_admin_view(self, user_id: str) -> AdminUserRow | None:
         """One user with profile, flags and last sighting, as the admin API shows users."""
         row = await self.db.fetch_one(
             "admin_get_user",
@@ -106,7 +176,7 @@ class AdminStore:
         return None if row is None else _admin_user(row)
 
     async def list_users(self, user_filter: UserFilter, *, order_by: str, backwards: bool, offset: int,
-                         limit: int) -> tuple[list[dict[str, Any]], int]:
+                         limit: int) -> tuple[list[AdminUserRow], int]:
         """A page of users matching the filter, and how many match in all."""
         clauses: list[str] = []
         params: list[Any] = []
@@ -148,7 +218,7 @@ class AdminStore:
         )
         count_sql = f"SELECT COUNT(*) FROM users u LEFT JOIN profiles p ON p.user_id = u.user_id{where}"
 
-        async def txn_fn(txn: Transaction) -> tuple[list[dict[str, Any]], int]:
+        async def txn_fn(txn: Transaction) -> tuple[list[AdminUserRow], int]:
             total = int(await txn.fetch_value(count_sql, tuple(params)))
             rows = await txn.fetch_all(sql, (*params, limit, offset))
             return [_admin_user(r) for r in rows], total
@@ -177,11 +247,11 @@ class AdminStore:
         await self.db.run_interaction("update_users", users.set_user_type_txn, user_id, user_type)
 
     # --- third-party and external identifiers ---------------------------------------------
-    async def get_threepids(self, user_id: str) -> list[dict[str, Any]]:
-        return await self.db.simple_select_list(
-            "user_threepids", {"user_id": user_id}, ["medium", "address", "validated_at", "added_at"],
-            order_by=["medium", "address"],
-        )
+    async def get_threepids(self, user_id: str) -> list[ThreepidRow]:
+        rows = await self.db.fetch_all(
+            "get_threepids", "SELECT medium, address, validated_at, added_at FROM user_threepids WHERE user_id = ?"
+            " ORDER BY medium, address", (user_id,))
+        return [ThreepidRow(*row) for row in rows]
 
     async def replace_threepids(self, user_id: str, threepids: set[tuple[str, str]], now_ms: int) -> None:
         """Make the user's 3PIDs exactly `threepids`, keeping the timestamps of those that stay."""
@@ -223,11 +293,11 @@ class AdminStore:
             "remove_threepid", "DELETE FROM user_threepids WHERE user_id = ? AND medium = ? AND address = ?",
             (user_id, medium, address)))
 
-    async def get_external_ids(self, user_id: str) -> list[dict[str, Any]]:
-        return await self.db.simple_select_list(
-            "user_external_ids", {"user_id": user_id}, ["auth_provider", "external_id"],
-            order_by=["auth_provider", "external_id"],
-        )
+    async def get_external_ids(self, user_id: str) -> list[ExternalIdRow]:
+        rows = await self.db.fetch_all(
+            "get_external_ids", "SELECT auth_provider, external_id FROM user_external_ids WHERE user_id = ?"
+            " ORDER BY auth_provider, external_id", (user_id,))
+        return [ExternalIdRow(*row) for row in rows]
 
     async def replace_external_ids(self, user_id: str, external_ids: list[tuple[str, str]]) -> None:
         """Make the user's external IDs exactly `external_ids`; one taken by another user refuses all."""
@@ -277,12 +347,12 @@ class AdminStore:
         await self.db.simple_delete("ratelimit_overrides", {"user_id": user_id})
 
     # --- rooms ---------------------------------------------------------------------------
-    async def room_summaries(self, local_server: str, room_id: str | None = None) -> list[dict[str, Any]]:
+    async def room_summaries(self, local_server: str, room_id: str | None = None) -> list[RoomSummaryRow]:
         """Every room (or one) with member counts, state count and the contents of its summary state."""
         where, params = ("WHERE r.room_id = ?", (room_id,)) if room_id is not None else ("", ())
         local_pattern = "%:" + _like_escape(local_server)
 
-        async def txn_fn(txn: Transaction) -> list[dict[str, Any]]:
+        async def txn_fn(txn: Transaction) -> list[RoomSummaryRow]:
             rows = await txn.fetch_all(
                 "SELECT r.room_id, r.room_version, r.creator, r.is_public,"
                 " (SELECT COUNT(*) FROM current_state_events c WHERE c.room_id = r.room_id"
@@ -291,9 +361,7 @@ class AdminStore:
                 "  AND c.type = 'm.room.member' AND c.membership = 'join' AND c.state_key LIKE ? ESCAPE '\\'),"
                 " (SELECT COUNT(*) FROM current_state_events c WHERE c.room_id = r.room_id)"
                 f" FROM rooms r {where}", (local_pattern, *params))
-            summaries = {r[0]: {"room_id": r[0], "version": r[1], "creator": r[2], "public": bool(r[3]),
-                                "joined_members": int(r[4]), "joined_local_members": int(r[5]),
-                                "state_events": int(r[6]), "state": {}} for r in rows}
+            states: dict[str, dict[str, dict[str, Any]]] = {r[0]: {} for r in rows}
             types_clause, type_params = txn.dialect.in_list("type", list(_SUMMARY_TYPES))
             state_rows = await txn.fetch_all(
                 "SELECT c.room_id, c.type, j.json FROM current_state_events c"
@@ -301,10 +369,11 @@ class AdminStore:
                 f" WHERE c.state_key = '' AND {types_clause}" + (" AND c.room_id = ?" if room_id else ""),
                 (*type_params, *params))
             for rid, event_type, raw in state_rows:
-                if rid in summaries:
+                if rid in states:
                     content = decode(raw).get("content")
-                    summaries[rid]["state"][event_type] = content if isinstance(content, dict) else {}
-            return list(summaries.values())
+                    states[rid][event_type] = content if isinstance(content, dict) else {}
+            return [RoomSummaryRow(r[0], r[1], r[2], bool(r[3]), int(r[4]), int(r[5]), int(r[6]), states[r[0]])
+                    for r in rows]
 
         return await self.db.run_interaction("admin_room_summaries", txn_fn, write=False)
 
@@ -320,7 +389,7 @@ class AdminStore:
 
     async def user_media_statistics(self, *, order_by: str, backwards: bool, offset: int, limit: int,
                                     from_ts: int | None, until_ts: int | None,
-                                    search_term: str | None) -> tuple[list[dict[str, Any]], int]:
+                                    search_term: str | None) -> tuple[list[UserMediaStatistics], int]:
         """Per local user: how many media items they uploaded and their total size; a page and the total."""
         clauses, params = ["m.user_id IS NOT NULL"], []
         if from_ts is not None:
@@ -340,11 +409,10 @@ class AdminStore:
                f" GROUP BY m.user_id, p.displayname ORDER BY {column} {direction} {nulls}, m.user_id ASC"
                " LIMIT ? OFFSET ?")
 
-        async def txn_fn(txn: Transaction) -> tuple[list[dict[str, Any]], int]:
+        async def txn_fn(txn: Transaction) -> tuple[list[UserMediaStatistics], int]:
             total = int(await txn.fetch_value(f"SELECT COUNT(DISTINCT m.user_id) {base}", tuple(params)) or 0)
             rows = await txn.fetch_all(sql, (*params, limit, offset))
-            return [{"user_id": r[0], "displayname": r[1], "media_count": int(r[2]), "media_length": int(r[3])}
-                    for r in rows], total
+            return [UserMediaStatistics(r[0], r[1], int(r[2]), int(r[3])) for r in rows], total
 
         return await self.db.run_interaction("admin_user_media_statistics", txn_fn, write=False)
 
@@ -473,18 +541,19 @@ class AdminStore:
             values["result"] = encode_str(result)
         await self.db.simple_update("admin_tasks", {"task_id": task_id}, values)
 
-    async def get_task(self, task_id: str) -> dict[str, Any] | None:
-        row = await self.db.simple_select_one(
-            "admin_tasks", {"task_id": task_id}, _TASK_COLUMNS, allow_none=True)
+    async def get_task(self, task_id: str) -> AdminTaskRow | None:
+        row = await self.db.fetch_one(
+            "get_admin_task", f"SELECT {', '.join(_TASK_COLUMNS)} FROM admin_tasks WHERE task_id = ?", (task_id,))
         return None if row is None else _task(row)
 
-    async def get_tasks(self, action: str, resource_id: str) -> list[dict[str, Any]]:
-        rows = await self.db.simple_select_list(
-            "admin_tasks", {"action": action, "resource_id": resource_id}, _TASK_COLUMNS, order_by=["created_ts"])
+    async def get_tasks(self, action: str, resource_id: str) -> list[AdminTaskRow]:
+        rows = await self.db.fetch_all(
+            "get_admin_tasks", f"SELECT {', '.join(_TASK_COLUMNS)} FROM admin_tasks WHERE action = ?"
+            " AND resource_id = ? ORDER BY created_ts", (action, resource_id))
         return [_task(r) for r in rows]
 
     async def list_tasks(self, *, action: str | None, resource_id: str | None, status: str | None,
-                         max_timestamp: int | None) -> list[dict[str, Any]]:
+                         max_timestamp: int | None) -> list[AdminTaskRow]:
         """Tasks matching every filter given, oldest first; a task's timestamp is its last update."""
         clauses, params = [], []
         for column, value in (("action", action), ("resource_id", resource_id), ("status", status)):
@@ -498,25 +567,24 @@ class AdminStore:
         rows = await self.db.fetch_all(
             "admin_list_tasks", f"SELECT {', '.join(_TASK_COLUMNS)} FROM admin_tasks{where} ORDER BY updated_ts, task_id",
             tuple(params))
-        return [_task(dict(zip(_TASK_COLUMNS, row, strict=True))) for row in rows]
+        return [_task(row) for row in rows]
 
-    async def get_unfinished_tasks(self) -> list[dict[str, Any]]:
+    async def get_unfinished_tasks(self) -> list[AdminTaskRow]:
         rows = await self.db.fetch_all(
             "unfinished_admin_tasks",
             f"SELECT {', '.join(_TASK_COLUMNS)} FROM admin_tasks WHERE status IN ('scheduled', 'active')"
             " ORDER BY created_ts", ())
-        return [_task(dict(zip(_TASK_COLUMNS, r, strict=True))) for r in rows]
+        return [_task(r) for r in rows]
 
 
 _TASK_COLUMNS = ["task_id", "action", "resource_id", "status", "params", "result", "error", "created_ts",
                  "updated_ts"]
 
 
-def _task(row: dict[str, Any]) -> dict[str, Any]:
-    row = dict(row)
-    row["params"] = decode(row["params"])
-    row["result"] = decode(row["result"]) if row["result"] else None
-    return row
+def _task(row: tuple[Any, ...]) -> AdminTaskRow:
+    task_id, action, resource_id, status, params, result, error, created_ts, updated_ts = row
+    return AdminTaskRow(task_id, action, resource_id, status, decode(params), decode(result) if result else None,
+                        error, created_ts, updated_ts)
 
 
 async def _execute(txn: Transaction, sql: str, params: tuple[Any, ...]) -> None:

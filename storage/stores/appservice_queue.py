@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from homeserver.jsonutil import decode
@@ -12,6 +13,14 @@ from storage.stores.stages import save_stage_position_txn
 
 # The outbound queue kind of application service transactions; the destination is the service's ID.
 APPSERVICE_KIND = "appservice"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredToDevice:
+    """A to-device message waiting in a device's inbox; `message` is its JSON (sender, type, content)."""
+    user_id: str
+    device_id: str
+    message: dict[str, Any]
 
 
 class AppServiceQueueStore:
@@ -44,18 +53,16 @@ class AppServiceQueueStore:
             "appservice_queue_length", "SELECT COUNT(*) FROM outbound_queue WHERE kind = ? AND destination = ?",
             (APPSERVICE_KIND, service_id)))
 
-    async def to_device_messages_at(self, position: int, user_ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The to-device messages stored at `position` for these users, in the transaction format
-        (with `to_user_id` and `to_device_id`)."""
+    async def to_device_messages_at(self, position: int, user_ids: Sequence[str]) -> list[StoredToDevice]:
+        """The to-device messages stored at `position` for these users, by user and device."""
         if not user_ids:
             return []
 
-        async def txn_fn(txn: Transaction) -> list[dict[str, Any]]:
+        async def txn_fn(txn: Transaction) -> list[StoredToDevice]:
             clause, params = txn.dialect.in_list("user_id", list(user_ids))
             rows = await txn.fetch_all(
                 f"SELECT user_id, device_id, message_json FROM to_device_inbox WHERE stream_id = ? AND {clause}"
                 " ORDER BY user_id, device_id", (position, *params))
-            return [{**decode(message), "to_user_id": user_id, "to_device_id": device_id}
-                    for user_id, device_id, message in rows]
+            return [StoredToDevice(user_id, device_id, decode(message)) for user_id, device_id, message in rows]
 
         return await self.db.run_interaction("appservice_to_device_messages", txn_fn, write=False)

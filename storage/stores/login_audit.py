@@ -2,11 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from storage.database import Database, Transaction
 
 _COLUMNS = ("kind", "device_id", "ip", "user_agent", "ts")
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAuditEntry:
+    """One entry of a user's log: `kind` is login, register, new_ip or new_user_agent; `device_id` "" if none."""
+    kind: str
+    device_id: str
+    ip: str
+    user_agent: str
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserLogin:
+    """A sign-in of a user (a login, or the session a registration started)."""
+    device_id: str
+    ip: str
+    user_agent: str
+    ts: int
+    registration: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FeedLogin:
+    """A sign-in in the server-wide feed, flagged with whether its IP / device was new for the user."""
+    id: int
+    user_id: str
+    device_id: str
+    ip: str
+    user_agent: str
+    ts: int
+    new_ip: bool
+    new_device: bool
+    registration: bool
 # Sign-ins: logins, and the session a registration starts (the spec's automatic login).
 _LOGIN_KINDS = "('login', 'register')"
 
@@ -50,23 +84,23 @@ class LoginAuditStore:
         return await self.db.run_interaction("record_login_sightings", txn_fn)
 
     async def list_entries(self, user_id: str, *, offset: int, limit: int,
-                           backwards: bool) -> tuple[list[dict[str, Any]], int]:
+                           backwards: bool) -> tuple[list[LoginAuditEntry], int]:
         order = "DESC" if backwards else "ASC"
 
-        async def txn_fn(txn: Transaction) -> tuple[list[dict[str, Any]], int]:
+        async def txn_fn(txn: Transaction) -> tuple[list[LoginAuditEntry], int]:
             total = await txn.fetch_value("SELECT COUNT(*) FROM login_audit WHERE user_id = ?", (user_id,))
             rows = await txn.fetch_all(
                 f"SELECT {', '.join(_COLUMNS)} FROM login_audit WHERE user_id = ? ORDER BY ts {order}, id {order}"
                 " LIMIT ? OFFSET ?", (user_id, limit, offset))
-            return [dict(zip(_COLUMNS, row, strict=True)) for row in rows], int(total or 0)
+            return [LoginAuditEntry(*row) for row in rows], int(total or 0)
 
         return await self.db.run_interaction("list_login_audit", txn_fn, write=False)
 
-    async def all_entries(self, user_id: str) -> list[dict[str, Any]]:
+    async def all_entries(self, user_id: str) -> list[LoginAuditEntry]:
         rows = await self.db.fetch_all(
             "all_login_audit", f"SELECT {', '.join(_COLUMNS)} FROM login_audit WHERE user_id = ? ORDER BY ts, id",
             (user_id,))
-        return [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
+        return [LoginAuditEntry(*row) for row in rows]
 
     async def prune(self, older_than_ts: int) -> int:
         return await self.db.execute("prune_login_audit", "DELETE FROM login_audit WHERE ts < ?", (older_than_ts,))
@@ -76,11 +110,11 @@ class LoginAuditStore:
         """The ID of the newest entry: a feed token that skips everything so far."""
         return int(await self.db.fetch_value("latest_login_audit_id", "SELECT MAX(id) FROM login_audit") or 0)
 
-    async def logins_after(self, after_id: int, limit: int) -> list[dict[str, Any]]:
+    async def logins_after(self, after_id: int, limit: int) -> list[FeedLogin]:
         """Logins with an ID above `after_id`, oldest first, each flagged `new_ip` / `new_device`:
         whether the user's earlier entries had never shown this IP, or this device or user agent."""
 
-        async def txn_fn(txn: Transaction) -> list[dict[str, Any]]:
+        async def txn_fn(txn: Transaction) -> list[FeedLogin]:
             rows = await txn.fetch_all(
                 "SELECT id, user_id, device_id, ip, user_agent, ts, kind FROM login_audit WHERE id > ?"
                 f" AND kind IN {_LOGIN_KINDS} ORDER BY id LIMIT ?", (after_id, limit))
@@ -91,19 +125,17 @@ class LoginAuditStore:
                 seen_device = await txn.fetch_one(
                     "SELECT 1 FROM login_audit WHERE user_id = ? AND id < ? AND (device_id = ? OR user_agent = ?)"
                     " LIMIT 1", (user_id, entry_id, device_id, user_agent))
-                logins.append({"id": entry_id, "user_id": user_id, "device_id": device_id, "ip": ip,
-                               "user_agent": user_agent, "ts": ts, "new_ip": seen_ip is None,
-                               "new_device": seen_device is None, "registration": kind == "register"})
+                logins.append(FeedLogin(entry_id, user_id, device_id, ip, user_agent, ts, new_ip=seen_ip is None,
+                                        new_device=seen_device is None, registration=kind == "register"))
             return logins
 
         return await self.db.run_interaction("login_audit_feed", txn_fn, write=False)
 
-    async def logins_of_user(self, user_id: str) -> list[dict[str, Any]]:
+    async def logins_of_user(self, user_id: str) -> list[UserLogin]:
         rows = await self.db.fetch_all(
             "logins_of_user", "SELECT device_id, ip, user_agent, ts, kind FROM login_audit WHERE user_id = ?"
             f" AND kind IN {_LOGIN_KINDS} ORDER BY ts, id", (user_id,))
-        return [{"device_id": r[0], "ip": r[1], "user_agent": r[2], "ts": r[3], "registration": r[4] == "register"}
-                for r in rows]
+        return [UserLogin(*r[:4], registration=r[4] == "register") for r in rows]
 
     async def delete_user(self, user_id: str) -> int:
         return await self.db.execute("forget_login_audit_of_user", "DELETE FROM login_audit WHERE user_id = ?",

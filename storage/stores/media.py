@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from storage.database import Database, Transaction
@@ -20,17 +21,56 @@ _ADMIN_COLUMNS = ("media_id", "content_type", "media_length", "upload_name", "cr
                   "quarantined_by", "safe_from_quarantine")
 
 
-def _admin_media(row: Any) -> dict[str, Any]:
-    media = dict(zip(("media_id", "media_type", "media_length", "upload_name", "created_ts", "last_access_ts",
-                      "quarantined_by", "safe_from_quarantine"), row, strict=True))
-    media["safe_from_quarantine"] = bool(media["safe_from_quarantine"])
-    return media
+@dataclass(frozen=True, slots=True)
+class LocalMedia:
+    """A `local_media` row; `content_hash` is None while the ID is reserved but not yet uploaded."""
+    media_id: str
+    user_id: str | None
+    content_type: str | None
+    upload_name: str | None
+    content_hash: str | None
+    media_length: int | None
+    created_ts: int
+    uploaded_ts: int | None
+    unused_expires_ts: int | None
+    quarantined_by: str | None
+    url_cache: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AdminMedia:
+    """The columns of a local media item that the admin API shows."""
+    media_id: str
+    content_type: str | None
+    media_length: int | None
+    upload_name: str | None
+    created_ts: int
+    last_access_ts: int | None
+    quarantined_by: str | None
+    safe_from_quarantine: bool
+
+
+def _admin_media(row: tuple[Any, ...]) -> AdminMedia:
+    return AdminMedia(*row[:7], safe_from_quarantine=bool(row[7]))
 
 
 REMOTE_COLUMNS = (
     "server_name", "media_id", "content_type", "upload_name", "content_hash", "media_length", "cached_ts",
     "quarantined_by",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class CachedRemoteMedia:
+    """A `remote_media_cache` row."""
+    server_name: str
+    media_id: str
+    content_type: str | None
+    upload_name: str | None
+    content_hash: str
+    media_length: int | None
+    cached_ts: int
+    quarantined_by: str | None
 
 
 class MediaStore:
@@ -79,23 +119,25 @@ class MediaStore:
 
         return await self.db.run_interaction("fill_reserved_media", txn_fn)
 
-    async def get_local_media(self, media_id: str) -> dict[str, Any] | None:
-        return await self.db.simple_select_one("local_media", {"media_id": media_id}, LOCAL_COLUMNS,
-                                               allow_none=True)
+    async def get_local_media(self, media_id: str) -> LocalMedia | None:
+        row = await self.db.fetch_one(
+            "get_local_media", f"SELECT {', '.join(LOCAL_COLUMNS)} FROM local_media WHERE media_id = ?",
+            (media_id,))
+        return None if row is None else LocalMedia(*row)
 
     async def list_user_media(self, user_id: str, *, offset: int, limit: int,
-                              newest_first: bool = True) -> tuple[list[dict[str, Any]], int]:
+                              newest_first: bool = True) -> tuple[list[LocalMedia], int]:
         """A page of a user's uploaded media (reserved-but-unused IDs included) and the total count."""
         order = "DESC" if newest_first else "ASC"
 
-        async def txn_fn(txn: Transaction) -> tuple[list[dict[str, Any]], int]:
+        async def txn_fn(txn: Transaction) -> tuple[list[LocalMedia], int]:
             total = await txn.fetch_value("SELECT COUNT(*) FROM local_media WHERE user_id = ?", (user_id,))
             rows = await txn.fetch_all(
                 f"SELECT {', '.join(LOCAL_COLUMNS)} FROM local_media WHERE user_id = ?"
                 f" ORDER BY created_ts {order}, media_id {order} LIMIT ? OFFSET ?",
                 (user_id, limit, offset),
             )
-            return [dict(zip(LOCAL_COLUMNS, row, strict=True)) for row in rows], int(total or 0)
+            return [LocalMedia(*row) for row in rows], int(total or 0)
 
         return await self.db.run_interaction("list_user_media", txn_fn, write=False)
 
@@ -128,12 +170,12 @@ class MediaStore:
 
     # --- admin views -------------------------------------------------------------
     async def list_user_media_admin(self, user_id: str, *, order_by: str, backwards: bool, offset: int,
-                                    limit: int) -> tuple[list[dict[str, Any]], int]:
-        """A page of a user's media in the admin API's shape and order, and the total."""
+                                    limit: int) -> tuple[list[AdminMedia], int]:
+        """A page of a user's media in the admin API's order, and the total."""
         column = ADMIN_MEDIA_ORDERS[order_by]
         order = "DESC" if backwards else "ASC"
 
-        async def txn_fn(txn: Transaction) -> tuple[list[dict[str, Any]], int]:
+        async def txn_fn(txn: Transaction) -> tuple[list[AdminMedia], int]:
             total = await txn.fetch_value("SELECT COUNT(*) FROM local_media WHERE user_id = ?", (user_id,))
             rows = await txn.fetch_all(
                 f"SELECT {', '.join(_ADMIN_COLUMNS)} FROM local_media WHERE user_id = ?"
@@ -142,7 +184,7 @@ class MediaStore:
 
         return await self.db.run_interaction("list_user_media_admin", txn_fn, write=False)
 
-    async def get_local_media_admin(self, media_id: str) -> dict[str, Any] | None:
+    async def get_local_media_admin(self, media_id: str) -> AdminMedia | None:
         row = await self.db.fetch_one(
             "get_local_media_admin", f"SELECT {', '.join(_ADMIN_COLUMNS)} FROM local_media WHERE media_id = ?",
             (media_id,))
@@ -178,11 +220,12 @@ class MediaStore:
         return [r[0] for r in rows if r[0] not in keep]
 
     # --- remote media cache -----------------------------------------------------
-    async def get_remote_media(self, server_name: str, media_id: str) -> dict[str, Any] | None:
-        return await self.db.simple_select_one(
-            "remote_media_cache", {"server_name": server_name, "media_id": media_id}, REMOTE_COLUMNS,
-            allow_none=True,
-        )
+    async def get_remote_media(self, server_name: str, media_id: str) -> CachedRemoteMedia | None:
+        row = await self.db.fetch_one(
+            "get_remote_media",
+            f"SELECT {', '.join(REMOTE_COLUMNS)} FROM remote_media_cache WHERE server_name = ? AND media_id = ?",
+            (server_name, media_id))
+        return None if row is None else CachedRemoteMedia(*row)
 
     async def insert_remote_media(self, *, server_name: str, media_id: str, content_type: str | None,
                                   upload_name: str | None, content_hash: str, media_length: int,

@@ -7,6 +7,7 @@ privacy mechanisms need, kept apart so the event store stays about rooms.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from homeserver.events.redaction import redact
@@ -16,6 +17,15 @@ from storage.database import Database, Transaction
 from storage.stores import events, search
 
 PRUNE_BATCH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class SentEventSummary:
+    event_id: str
+    room_id: str
+    type: str
+    state_key: str | None
+    redacted: bool
 
 
 class UserEventStore:
@@ -57,14 +67,13 @@ class UserEventStore:
             found.append(event)
         return found
 
-    async def sent_event_summaries(self, user_id: str) -> list[dict[str, Any]]:
+    async def sent_event_summaries(self, user_id: str) -> list[SentEventSummary]:
         """Every event `user_id` sent: ID, room, type, state key, and whether it is redacted."""
         rows = await self.db.fetch_all(
             "sent_event_summaries",
             "SELECT event_id, room_id, type, state_key, redacted_by FROM events WHERE sender = ?"
             " AND rejected_reason IS NULL ORDER BY stream_ordering", (user_id,))
-        return [{"event_id": r[0], "room_id": r[1], "type": r[2], "state_key": r[3], "redacted": r[4] is not None}
-                for r in rows]
+        return [SentEventSummary(*r[:4], redacted=r[4] is not None) for r in rows]
 
     async def prune_redacted_originals(self, user_id: str) -> list[str]:
         """Replace the kept original JSON of `user_id`'s redacted events by the redacted form, now

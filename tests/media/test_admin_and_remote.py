@@ -39,9 +39,9 @@ async def test_a_users_media_is_listed_newest_first_with_a_total(hs, client):
     await bob.upload(b"bob's")
     page, total = await hs.media.list_user_media(alice.user_id, limit=2)
     assert total == 3
-    assert len(page) == 2 and {row["media_id"] for row in page} <= set(uploaded)
+    assert len(page) == 2 and {row.media_id for row in page} <= set(uploaded)
     rest, _ = await hs.media.list_user_media(alice.user_id, offset=2, limit=2)
-    assert {row["media_id"] for row in page + rest} == set(uploaded)
+    assert {row.media_id for row in page + rest} == set(uploaded)
 
 
 async def test_deleting_media_removes_its_bytes_unless_other_media_share_them(hs, client):

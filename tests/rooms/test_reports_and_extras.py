@@ -16,7 +16,7 @@ async def test_a_visible_event_can_be_reported_and_the_report_is_stored(hs, clie
     await bob.call("POST", f"/rooms/{room_id}/report", {"reason": "spam room"})
     await bob.call("POST", f"/users/{alice.user_id}/report", {"reason": "harassment"})
     reports = await ReportStore(hs.db).list_reports()
-    assert [(r["event_id"], r["room_id"], r["target_user_id"], r["reason"]) for r in reversed(reports)] == [
+    assert [(r.event_id, r.room_id, r.target_user_id, r.reason) for r in reversed(reports)] == [
         (event_id, room_id, None, "rude"),
         (None, room_id, None, "spam room"),
         (None, None, alice.user_id, "harassment"),
