@@ -14,6 +14,7 @@ from homeserver.identifiers import is_valid_user_id
 from homeserver.ratelimit import RateLimiter
 from homeserver.requester import Requester
 from storage.stores.accounts import AccountStore
+from storage.stores.uia_sessions import UiaSession
 from storage.stores.users import UserRow
 
 LOGIN_FLOWS = [{"type": "m.login.password"}, {"type": "m.login.token"}]
@@ -135,14 +136,14 @@ class LoginService:
             raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
         return user
 
-    async def check_password_stage(self, auth: dict[str, Any], session: dict[str, Any]) -> str:
+    async def check_password_stage(self, auth: dict[str, Any], session: UiaSession) -> str:
         """UIA `m.login.password`: the password of the user the session is for."""
         user_id = self._requested_user_id(auth, "auth.")
         password = auth.get("password")
         if not isinstance(password, str):
             raise bad_json("auth.password: must be a string")
         user = await self.verify_password(user_id, password)
-        expected = session["serverdict"].get("user_id")
+        expected = session.serverdict.get("user_id")
         if user is None or (expected is not None and user.user_id != expected):
             raise forbidden("Invalid password")
         return user.user_id

@@ -17,6 +17,7 @@ from homeserver.errors import MatrixError, forbidden, invalid_param, missing_par
 from homeserver.identifiers import check_new_localpart
 from homeserver.ratelimit import RateLimiter
 from storage.stores.accounts import AccountStore
+from storage.stores.uia_sessions import UiaSession
 from storage.stores.users import UserExistsError
 
 MAX_PASSWORD_LENGTH = 512
@@ -215,7 +216,7 @@ class RegistrationService:
                 return candidate
         raise MatrixError(500, "M_UNKNOWN", "Could not find a free user ID")
 
-    async def check_registration_token_stage(self, auth: dict[str, Any], session: dict[str, Any]) -> str:
+    async def check_registration_token_stage(self, auth: dict[str, Any], session: UiaSession) -> str:
         token = auth.get("token")
         if not isinstance(token, str) or not token:
             raise missing_param("auth.token: missing registration token")

@@ -14,7 +14,7 @@ from typing import Any
 from homeserver.accounts.token_values import random_string
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, forbidden
-from storage.stores.uia_sessions import UiaSessionStore
+from storage.stores.uia_sessions import UiaSession, UiaSessionStore
 
 DUMMY = "m.login.dummy"
 PASSWORD = "m.login.password"
@@ -24,7 +24,7 @@ SESSION_LIFETIME_MS = 24 * 3600 * 1000
 
 # A stage checker receives the client's `auth` dict and the session, and returns the stage's
 # result (stored and handed back to the endpoint), or raises MatrixError to fail the stage.
-StageChecker = Callable[[dict[str, Any], dict[str, Any]], Awaitable[Any]]
+StageChecker = Callable[[dict[str, Any], UiaSession], Awaitable[Any]]
 
 
 class InteractiveAuthRequired(MatrixError):
@@ -73,19 +73,19 @@ class UserInteractiveAuth:
         if session_id is None:
             session_id = random_string(24)
             await self._store.create_uia_session(session_id, uri, method, clientdict, self._clock.time_ms())
-            session: dict[str, Any] = {"session_id": session_id, "clientdict": clientdict, "serverdict": {}}
+            session = UiaSession(session_id, uri, method, clientdict, {}, self._clock.time_ms())
         else:
             found = await self._store.get_uia_session(session_id)
-            if found is None or found["created_ts"] < self._clock.time_ms() - SESSION_LIFETIME_MS:
+            if found is None or found.created_ts < self._clock.time_ms() - SESSION_LIFETIME_MS:
                 raise MatrixError(400, "M_UNKNOWN", "auth.session: unknown or expired UIA session")
-            if found["uri"] != uri or found["method"] != method:
+            if found.uri != uri or found.method != method:
                 raise forbidden("auth.session: the session was started for another request")
             session = found
             # Later requests may omit the parameters of the first one; what they do send wins.
-            clientdict = {**session["clientdict"], **clientdict}
+            clientdict = {**session.clientdict, **clientdict}
 
         if for_user is not None:
-            session["serverdict"]["user_id"] = for_user
+            session.serverdict["user_id"] = for_user
         completed = await self._store.get_uia_stage_results(session_id)
         if not auth or "type" not in auth:
             if _flow_complete(flows, completed):
@@ -115,7 +115,7 @@ class UserInteractiveAuth:
 
     async def get_server_value(self, session_id: str, key: str) -> Any:
         session = await self._store.get_uia_session(session_id)
-        return None if session is None else session["serverdict"].get(key)
+        return None if session is None else session.serverdict.get(key)
 
     async def set_server_value(self, session_id: str, key: str, value: Any) -> None:
         await self._store.set_uia_server_value(session_id, key, value)
@@ -141,5 +141,5 @@ def _flow_complete(flows: Sequence[Sequence[str]], completed: dict[str, Any]) ->
     return any(all(stage in completed for stage in flow) for flow in flows)
 
 
-async def _check_dummy(auth: dict[str, Any], session: dict[str, Any]) -> bool:
+async def _check_dummy(auth: dict[str, Any], session: UiaSession) -> bool:
     return True

@@ -3,11 +3,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
 
+
+@dataclass(frozen=True, slots=True)
+class UiaSession:
+    """A user-interactive auth session: the request it was started for, the parameters of its first
+    request (`clientdict`) and what the server noted during it (`serverdict`, e.g. the user whose
+    password a stage must check). Both dicts are JSON documents."""
+
+    session_id: str
+    uri: str
+    method: str
+    clientdict: dict[str, Any]
+    serverdict: dict[str, Any]
+    created_ts: int
 
 class UiaSessionStore:
     def __init__(self, db: Database):
@@ -27,7 +41,7 @@ class UiaSessionStore:
             },
         )
 
-    async def get_uia_session(self, session_id: str) -> dict[str, Any] | None:
+    async def get_uia_session(self, session_id: str) -> UiaSession | None:
         row = await self.db.simple_select_one(
             "ui_auth_sessions",
             {"session_id": session_id},
@@ -36,9 +50,8 @@ class UiaSessionStore:
         )
         if row is None:
             return None
-        row["clientdict"] = decode(row["clientdict"])
-        row["serverdict"] = decode(row["serverdict"])
-        return row
+        return UiaSession(row["session_id"], row["uri"], row["method"], decode(row["clientdict"]),
+                          decode(row["serverdict"]), row["created_ts"])
 
     async def set_uia_stage_result(self, session_id: str, stage_type: str, result: Any) -> None:
         await self.db.simple_upsert(
