@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 from urllib.parse import quote
 
 from tests.support.rooms import new_user
@@ -49,11 +50,14 @@ async def test_a_page_of_a_thousand_events_costs_what_a_page_of_ten_does(hs, cli
     assert large <= small + SLACK, (small, large)
 
 
-async def test_an_initial_sync_of_ten_rooms_costs_what_one_of_two_rooms_does(hs, client):
+async def initial_syncs_of_ten_and_two_rooms(hs, client, messages_per_room: int
+                                            ) -> tuple[int, int, list[str], dict[str, Any]]:
+    """Alice in ten rooms of `messages_per_room` messages, Bob in two of them: the statements of each
+    one's initial /sync (timeline limit 20), Alice's rooms and her /sync's joined rooms."""
     alice = await new_user(client, "alice")
     rooms = [await alice.create_room() for _ in range(10)]
     for room_id in rooms:
-        await fill_room(hs, room_id, alice.user_id, 30)
+        await fill_room(hs, room_id, alice.user_id, messages_per_room)
     bob = await new_user(client, "bob")
     for room_id in rooms[:2]:
         await alice.call("POST", f"/rooms/{quote(room_id)}/invite", {"user_id": bob.user_id})
@@ -66,31 +70,20 @@ async def test_an_initial_sync_of_ten_rooms_costs_what_one_of_two_rooms_does(hs,
 
     two_rooms = await statements_of(hs, lambda: sync(bob))
     ten_rooms = await statements_of(hs, lambda: sync(alice))
-    assert set(bodies[alice.user_id]["rooms"]["join"]) == set(rooms)
-    assert all(len(bodies[alice.user_id]["rooms"]["join"][r]["timeline"]["events"]) == 20 for r in rooms)
+    return ten_rooms, two_rooms, rooms, bodies[alice.user_id]["rooms"]["join"]
+
+
+async def test_an_initial_sync_of_ten_rooms_costs_what_one_of_two_rooms_does(hs, client):
+    ten_rooms, two_rooms, rooms, joined = await initial_syncs_of_ten_and_two_rooms(hs, client, 30)
+    assert set(joined) == set(rooms)
+    assert all(len(joined[r]["timeline"]["events"]) == 20 for r in rooms)
     assert ten_rooms <= two_rooms + SLACK, (two_rooms, ten_rooms)
 
 
 async def test_an_initial_sync_whose_timelines_reach_before_the_join_costs_the_same_for_ten_rooms(hs, client):
     # Pages that start before the user's join need history visibility checked; that is done for
     # all rooms of the sync together, not with a few queries per room.
-    alice = await new_user(client, "alice")
-    rooms = [await alice.create_room() for _ in range(10)]
-    for room_id in rooms:
-        await fill_room(hs, room_id, alice.user_id, 3)
-    bob = await new_user(client, "bob")
-    for room_id in rooms[:2]:
-        await alice.call("POST", f"/rooms/{quote(room_id)}/invite", {"user_id": bob.user_id})
-        await bob.join(room_id)
-    timeline = json.dumps({"room": {"timeline": {"limit": 20}}})
-    bodies = {}
-
-    async def sync(user) -> None:
-        bodies[user.user_id] = await user.call("GET", "/sync", filter=timeline)
-
-    two_rooms = await statements_of(hs, lambda: sync(bob))
-    ten_rooms = await statements_of(hs, lambda: sync(alice))
-    joined = bodies[alice.user_id]["rooms"]["join"]
+    ten_rooms, two_rooms, rooms, joined = await initial_syncs_of_ten_and_two_rooms(hs, client, 3)
     assert set(joined) == set(rooms)
     # Every page reaches back to the room's creation, which the creator may see.
     assert all(r["timeline"]["events"][0]["type"] == "m.room.create" for r in joined.values())
