@@ -201,10 +201,11 @@ class RoomReader:
         joined: dict[str, Any] = {}
         for event in events.values():
             if event.membership == "join":
+                # The spec's schema types both as strings: a member without one has the key left out.
                 joined[event.state_key] = {
-                    "display_name": event.content.get("displayname") if isinstance(event.content.get("displayname"), str) else None,
-                    "avatar_url": event.content.get("avatar_url") if isinstance(event.content.get("avatar_url"), str) else None,
-                }
+                    key: event.content[field] for key, field in (("display_name", "displayname"),
+                                                                 ("avatar_url", "avatar_url"))
+                    if isinstance(event.content.get(field), str)}
         return {"joined": joined}
 
     async def joined_rooms(self, requester: Requester) -> list[str]:

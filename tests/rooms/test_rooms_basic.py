@@ -243,3 +243,13 @@ async def test_retrying_a_sent_transaction_does_not_count_against_the_message_li
         error = await alice.call("PUT", f"/rooms/{room_id}/send/m.room.message/newer",
                                  {"msgtype": "m.text", "body": "y"}, expect=429)
         assert error["errcode"] == "M_LIMIT_EXCEEDED"
+
+
+async def test_joined_members_leaves_out_a_display_name_and_avatar_the_member_has_not(client):
+    # The spec types both as strings: a member event without them must not answer null (the fuzz
+    # test found it).
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    await alice.call("PUT", f"/rooms/{room_id}/state/m.room.member/{alice.user_id}", {"membership": "join"})
+    members = await alice.call("GET", f"/rooms/{room_id}/joined_members")
+    assert members["joined"] == {alice.user_id: {}}
