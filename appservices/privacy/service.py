@@ -146,29 +146,17 @@ class PrivacyService:
 
     async def _setup_with_homeserver(self) -> None:
         """Once the homeserver answers (it may start after us): the bot made admin, the policy published."""
-        delay = 0.5
-        while True:
-            try:
-                await self.ensure_bot_is_admin()
-                await self.consent.publish_policy()
-                await self._backlog_handled()
-                await self.bot.resume_interrupted()
-                self.ready.set()
-                break
-            except (HomeserverError, OSError) as exc:
-                logger.warning("setting up with the homeserver failed (%s); retrying in %.0fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)
+        async def set_up() -> None:
+            await self.ensure_bot_is_admin()
+            await self.consent.publish_policy()
+            await self._backlog_handled()
+            await self.bot.resume_interrupted()
+
+        delay = await _until_done("setting up with the homeserver", set_up, 0.5)
+        self.ready.set()
         # A new policy version: every existing member is asked now, not at their next sign-in.
-        while True:
-            try:
-                await self.bot.sweep_consent()
-                self.consent_swept.set()
-                return
-            except (HomeserverError, OSError) as exc:
-                logger.warning("asking members for consent failed (%s); retrying in %.0fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)
+        await _until_done("asking members for consent", self.bot.sweep_consent, delay)
+        self.consent_swept.set()
 
     async def _backlog_handled(self, limit_s: float = 60.0) -> None:
         """Wait (bounded) until the events stored before a restart are handled: an interrupted request
@@ -279,3 +267,16 @@ class PrivacyService:
             await asyncio.sleep(interval)
             with contextlib.suppress(Exception):
                 await self.run_retention("schedule")
+
+
+async def _until_done(what: str, action, delay: float) -> float:
+    """Run `action` until the homeserver lets it finish, backing off up to 30 s; returns the delay
+    reached, so a following step goes on from it."""
+    while True:
+        try:
+            await action()
+            return delay
+        except (HomeserverError, OSError) as exc:
+            logger.warning("%s failed (%s); retrying in %.0fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30)
