@@ -158,9 +158,16 @@ class PostgresDatabase(Database):
         """Run `func` on a pooled connection; the connection (and the read slot, if any) is given
         back here, or by the task that finishes a read-only transaction's COMMIT."""
         handed_off = False
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
             conn = await self._pool.getconn()
             try:
+                if task is not None and task.cancelling() > cancels:
+                    # psycopg_pool waits with asyncio.wait_for, which on Python 3.11 hands back a
+                    # connection that arrived just as its caller was cancelled and drops the
+                    # cancellation. Honour it: a task that was told to stop must not carry on.
+                    raise asyncio.CancelledError()
                 mode = "READ WRITE" if write else "READ ONLY"
                 txn = PostgresTransaction(
                     name, conn, conn.cursor(), f"BEGIN ISOLATION LEVEL {_ISOLATION_SQL[isolation]} {mode}"

@@ -97,7 +97,8 @@ class LoginAuditService:
                 break
             async with self._login_recorded:
                 try:
-                    await asyncio.wait_for(self._login_recorded.wait(), min(remaining, FEED_RECHECK_S))
+                    async with asyncio.timeout(min(remaining, FEED_RECHECK_S)):
+                        await self._login_recorded.wait()
                 except TimeoutError:
                     pass
         next_token = logins[-1].id if logins else after

@@ -213,7 +213,8 @@ class MediaService:
         wait_ms = min(DEFAULT_WAIT_MS if timeout_ms is None else timeout_ms, MAX_WAIT_MS)
         event = self._uploaded_events.setdefault(media_id, asyncio.Event())
         try:
-            await asyncio.wait_for(event.wait(), wait_ms / 1000)
+            async with asyncio.timeout(wait_ms / 1000):
+                await event.wait()
         except TimeoutError:
             pass
         row = await self._store.get_local_media(media_id)

@@ -63,6 +63,8 @@ class OutboundQueue:
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         # Set when a destination got new items while its task was running (or sleeping).
         self._poked: dict[tuple[str, str], asyncio.Event] = {}
+        # Set by `retry_now`: ends a destination's backoff sleep early.
+        self._woken: dict[tuple[str, str], asyncio.Event] = {}
         self._slots = asyncio.Semaphore(max_concurrent)
         self._stopping = False
         self._metrics = _metrics(registry)
@@ -82,6 +84,8 @@ class OutboundQueue:
 
     async def stop(self) -> None:
         self._stopping = True
+        for woken in self._woken.values():
+            woken.set()  # a task that missed its cancellation (see retry_now) still stops
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -110,17 +114,19 @@ class OutboundQueue:
 
     async def retry_now(self, kind: str, destination: str, *, forget_failures: bool = False) -> None:
         """Forget the destination's backoff (it is known to be back) and deliver what is queued;
-        `forget_failures` also resets its count of failures (the next one backs off from the start)."""
+        `forget_failures` also resets its count of failures (the next one backs off from the start).
+
+        A delivery task sleeping out the backoff is woken; one that is sending carries on. Nothing
+        is cancelled or awaited here: a request of the destination's calls this, and must not wait
+        on a task that might not stop (a cancellation can be swallowed by a library's wait_for).
+        """
         if forget_failures:
             await self._store.clear_backoff(kind, destination)
         else:
             await self._store.reset_backoff(kind, destination)
-        key = (kind, destination)
-        task = self._tasks.pop(key, None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Set after the reset committed: a task that cleared this before it read the backoff is
+        # woken; one that clears it later reads the reset.
+        self._woken.setdefault((kind, destination), asyncio.Event()).set()
         self.poke(kind, destination)
 
     # --- delivery ------------------------------------------------------------------------------
@@ -153,11 +159,16 @@ class OutboundQueue:
                 del self._tasks[key]
 
     async def _wait_for_backoff(self, kind: str, destination: str) -> int:
-        """Sleep until the destination may be tried again; returns its failures in a row."""
+        """Sleep until the destination may be tried again, or `retry_now` says it is back;
+        returns its failures in a row."""
+        woken = self._woken.setdefault((kind, destination), asyncio.Event())
+        woken.clear()
         failures, retry_at = await self._store.get_backoff(kind, destination)
         wait_ms = retry_at - self._clock.time_ms()
         if wait_ms > 0:
-            await asyncio.sleep(wait_ms / 1000)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_ms / 1000):
+                    await woken.wait()
         return failures
 
     async def _attempt(self, courier: Courier, kind: str, destination: str, batch: OutboundBatch) -> None:

@@ -33,7 +33,8 @@ class PartialStateRooms:
         while await self._store.is_partial(room_id):
             waiter = self._waiters.setdefault(room_id, asyncio.Event())
             try:
-                await asyncio.wait_for(waiter.wait(), self._poll_s)
+                async with asyncio.timeout(self._poll_s):
+                    await waiter.wait()
             except TimeoutError:
                 pass
 

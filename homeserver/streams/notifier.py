@@ -41,7 +41,8 @@ class Listener:
         started = time.monotonic()
         woken = False
         try:
-            await asyncio.wait_for(self._event.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._event.wait()
             woken = True
             return True
         except TimeoutError:

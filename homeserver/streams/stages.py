@@ -116,7 +116,8 @@ class EventStage:
                 return False
             advanced = self._advanced
             try:
-                await asyncio.wait_for(advanced.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await advanced.wait()
             except TimeoutError:
                 return False
         return True
@@ -136,7 +137,8 @@ class EventStage:
             if self._position >= limit:
                 if self._position > self._saved:
                     try:
-                        await asyncio.wait_for(self._wakeup.wait(), LAZY_SAVE_S)
+                        async with asyncio.timeout(LAZY_SAVE_S):
+                            await self._wakeup.wait()
                     except TimeoutError:
                         await self._save_lazily()
                 else:

@@ -297,9 +297,8 @@ class SyncService:
         serialize_as = requester if per_device else dataclasses.replace(requester, device_id=SHARED_DEVICE)
         remaining = give_up_at - asyncio.get_running_loop().time()
         try:
-            part = await asyncio.wait_for(
-                self._flights.run(key, ticket, lambda: self._bounded_user_part(request, serialize_as)),
-                max(remaining, 0.001))
+            async with asyncio.timeout(max(remaining, 0.001)):
+                part = await self._flights.run(key, ticket, lambda: self._bounded_user_part(request, serialize_as))
         except TimeoutError:
             return None
         self._remember_joined(requester.user_id, part)

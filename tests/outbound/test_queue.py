@@ -24,10 +24,13 @@ class RecordingCourier:
         self.failing: set[str] = set()
         self.refusing: set[str] = set()
         self.arrived = asyncio.Event()
+        self.hold: asyncio.Event | None = None  # when set, attempts wait for it
 
     async def deliver(self, destination: str, txn_id: str, items: list[dict[str, Any]]) -> None:
         self.attempts.append((destination, txn_id, [i["n"] for i in items]))
         self.arrived.set()
+        if self.hold is not None:
+            await self.hold.wait()
         if destination in self.refusing:
             raise PermanentDeliveryError("refused")
         if destination in self.failing:
@@ -143,3 +146,35 @@ async def test_backoff_and_last_success_are_recorded_per_destination(queue_and_c
     states = {s.destination: s for s in await OutboundStore(hs.db).destinations(KIND)}
     assert states["e.example"].failures == 0 and states["e.example"].last_success_ts is not None
     assert states["e.example"].queued == 0
+
+
+async def test_retry_now_ends_a_long_backoff_at_once(hs):
+    courier = RecordingCourier()
+    queue = OutboundQueue(OutboundStore(hs.db), Clock(), {KIND: courier}, min_retry_s=3600, max_retry_s=3600)
+    await queue.start()
+    try:
+        courier.failing.add("f.example")
+        await queue.enqueue(KIND, "f.example", [{"n": 1}])
+        await asyncio.wait_for(courier.arrived.wait(), 5)
+        while (await OutboundStore(hs.db).get_backoff(KIND, "f.example"))[0] == 0:
+            await asyncio.sleep(0.01)  # the failure is being recorded
+        courier.failing.clear()
+        await queue.retry_now(KIND, "f.example")
+        await courier.wait_delivered(1, timeout=5)
+    finally:
+        await queue.stop()
+
+
+async def test_retry_now_neither_waits_for_nor_doubles_a_transaction_in_flight(queue_and_courier):
+    queue, courier = queue_and_courier
+    courier.hold = asyncio.Event()
+    await queue.enqueue(KIND, "g.example", [{"n": 1}])
+    await asyncio.wait_for(courier.arrived.wait(), 5)
+    # The destination calls us while our transaction to it is still on its way.
+    await asyncio.wait_for(queue.retry_now(KIND, "g.example"), 5)
+    await asyncio.sleep(0.1)
+    assert len(courier.attempts) == 1
+    courier.hold.set()
+    await courier.wait_delivered(1)
+    await asyncio.sleep(0.1)
+    assert [items for _, _, items in courier.delivered] == [[1]]

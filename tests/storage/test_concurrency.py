@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 import time
 from pathlib import Path
@@ -166,6 +167,38 @@ async def test_a_cancelled_interaction_is_rolled_back_and_the_writer_stays_usabl
     await db.simple_insert("users", {"user_id": "@after:x", "created_ts": 0})
     rows = await db.simple_select_list("users", {}, ["user_id"])
     assert rows == [{"user_id": "@after:x"}]
+
+
+async def test_an_interaction_cancelled_as_its_connection_arrives_is_cancelled_not_run(
+    engine: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # One connection (SQLite: its one writer), so the second interaction waits for the first
+    # one's, and is cancelled at every moment of that hand-over. A task told to stop that carried
+    # on instead would keep whoever awaits it waiting: a federation request once hung five
+    # minutes on this.
+    one_connection = {"pool_min": 1, "pool_max": 1} if engine == "postgres" else {}
+    db = await create_database(make_config(engine, request, tmp_path, **one_connection))
+
+    async def write(txn: Transaction) -> str:
+        await txn.execute("UPDATE users SET created_ts = created_ts + 1 WHERE user_id = ?", ("@nobody:x",))
+        return "ran"
+
+    try:
+        carried_on = 0
+        rng = random.Random(7)
+        for _ in range(300):
+            first = asyncio.create_task(db.run_interaction("first", write))
+            second = asyncio.create_task(db.run_interaction("second", write))
+            for _ in range(rng.randint(0, 30)):
+                await asyncio.sleep(0)
+            was_pending = second.cancel()
+            first_result, second_result = await asyncio.gather(first, second, return_exceptions=True)
+            assert first_result == "ran"
+            if was_pending and second_result == "ran":
+                carried_on += 1
+        assert carried_on == 0
+    finally:
+        await db.close()
 
 
 async def run_while_ticking(awaitable: Any, interval: float = 0.005) -> tuple[Any, int, float]:

@@ -27,8 +27,12 @@ from homeserver.events.signing import (
     sign_event,
     sign_json,
 )
+from tests.support.hangs import dump_tasks_on_timeout
 from tests.support.ports import free_port  # noqa: F401  (re-exported for the federation tests)
 from tests.support.tls_ca import TestCA
+
+# Longer than any request of a test takes on a loaded machine, far shorter than aiohttp's 5 minutes.
+REQUEST_TIMEOUT_S = 90
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -109,8 +113,9 @@ class FakeRemoteServer:
             data = json.dumps(content).encode()
             headers["Content-Type"] = "application/json"
         ssl_context = ssl.create_default_context(cafile=ca_path or self._ca_path)
-        async with aiohttp.ClientSession() as session:
-            async with session.request(method, URL(base_url + uri, encoded=True), data=data, headers=headers, ssl=ssl_context) as r:
+        async with dump_tasks_on_timeout(REQUEST_TIMEOUT_S, f"{method} {uri}"), aiohttp.ClientSession() as session:
+            async with session.request(method, URL(base_url + uri, encoded=True), data=data, headers=headers,
+                                       ssl=ssl_context) as r:
                 return r.status, await r.json(content_type=None)
 
     def make_event(self, room_version: RoomVersion, *, sender_localpart: str = "remote", event_type: str = "m.room.message",
