@@ -22,6 +22,12 @@ the server fetches the list whole (`GET /user/devices`) and follows the chain fr
 hand-off stage (federation/outbound.py) asks `join_edus` for them and queues them right after the
 join, in its transaction.
 
+A room joined with partial state learns its whole member list only when its full state arrives;
+the servers that list adds (and that share no other room with our user) are told the user's list
+then, the same way. Those EDUs are queued by a bus consumer after the state committed, so a crash
+between the two loses them; the server still learns the list when one of its users first asks for
+our user's keys (`/user/keys/query`), as it does for any user it has no list of.
+
 To-device messages for other servers (`RemoteToDeviceQueued`) are queued as one
 `m.direct_to_device` EDU per server before the sending request returns.
 """
@@ -37,7 +43,12 @@ from federation.policy import ServerPolicy
 from homeserver.clock import Clock
 from homeserver.events.event import Event
 from homeserver.streams.bus import StreamBus
-from homeserver.streams.updates import DeviceListChanged, OutboundItemsQueued, RemoteToDeviceQueued
+from homeserver.streams.updates import (
+    DeviceListChanged,
+    OutboundItemsQueued,
+    PartialStateRoomCompleted,
+    RemoteToDeviceQueued,
+)
 from storage.stores.e2ee import NO_DEVICE, DeviceListChange, E2eeKeyStore
 from storage.stores.federation_outbound import FEDERATION_KIND, FederationOutboundStore
 from storage.stores.partial_state import PartialStateStore
@@ -176,6 +187,36 @@ class DeviceListSender:
             return {}
         edus = await self._current_list_edus(user_id)
         return {destination: list(edus) for destination in new} if edus else {}
+
+    # --- a partial-state room's full member list names more servers ----------------------------
+    async def on_partial_state_completed(self, update: PartialStateRoomCompleted) -> None:
+        """Bus consumer: the full state of a room joined with partial state is in, and its member
+        list may name servers the join answer did not. Each of our users in the room owes those
+        that share no other room with the user its current device list, as after a join."""
+        if not self._enabled:
+            return
+        members = await self._e2ee.get_joined_members([update.room_id])
+        known = set(update.servers_in_room) | {self._server_name}
+        newly_found = {_server_of(u) for u in members} - known
+        newly_found = {s for s in newly_found if self._policy.denial_reason(s) is None}
+        if not newly_found:
+            return
+        owed: dict[str, list[dict[str, Any]]] = {}
+        for user_id in sorted(u for u in members if _server_of(u) == self._server_name):
+            sharing = {_server_of(u) for u in await self._e2ee.get_users_sharing_a_room_joined_before(
+                user_id, update.room_id, update.stream_ordering)}
+            sharing |= await self._partial_room_servers(user_id, skip_room=update.room_id)
+            new = newly_found - sharing
+            if not new:
+                continue
+            edus = await self._current_list_edus(user_id)
+            for server in new:
+                owed.setdefault(server, []).extend(edus)
+        now = self._clock.time_ms()
+        for server, edus in sorted(owed.items()):
+            if edus:
+                await self._outbound.queue_edus(server, edus, now)
+                await self._bus.publish(OutboundItemsQueued(FEDERATION_KIND, server, len(edus)))
 
     async def _current_list_edus(self, user_id: str) -> list[dict[str, Any]]:
         """One `m.device_list_update` per device with keys, at the list's current `stream_id`."""

@@ -151,7 +151,7 @@ class PartialStateResync:
             return True  # another join replaced the mark meanwhile; its own resync runs
         logger.info("%s: full state from %s (%d state events); the room is no longer partial", room_id, server,
                     len(state))
-        await self._bus.publish(PartialStateRoomCompleted(room_id, position))
+        await self._bus.publish(PartialStateRoomCompleted(room_id, position, tuple(room.servers_in_room)))
         return True
 
     async def _persist_outliers(self, events: Sequence[Event]) -> None:

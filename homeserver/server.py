@@ -631,6 +631,7 @@ class HomeServer:
         bus.subscribe(DevicesDeleted, self.pushers.on_devices_deleted)
         bus.subscribe(DeviceListChanged, self.federation.device_lists_sender.on_device_list_changed)
         bus.subscribe(RemoteToDeviceQueued, self.federation.device_lists_sender.on_remote_to_device)
+        bus.subscribe(PartialStateRoomCompleted, self.federation.device_lists_sender.on_partial_state_completed)
         bus.subscribe(RoomSharingChanged, self.remote_devices.on_room_sharing_changed)
         delivery = self.app_service_delivery
         bus.subscribe(EventPersisted, delivery.stage.on_event_persisted)

@@ -153,7 +153,9 @@ class OneTimeKeysChanged:
 @dataclass(frozen=True, slots=True)
 class PartialStateRoomCompleted:
     """A room joined with partial state has its full state; `stream_ordering` is the events stream
-    position of that change (a /sync from before it gets the room's whole state again)."""
+    position of that change (a /sync from before it gets the room's whole state again).
+    `servers_in_room` are the servers the join answer named (those the room counted until now)."""
 
     room_id: str
     stream_ordering: int
+    servers_in_room: tuple[str, ...] = ()

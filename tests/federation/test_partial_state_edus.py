@@ -1,7 +1,8 @@
 """While a room joined with partial state (faster joins) waits for its full state, its member list
 names only some of the room's servers: our users' EDUs (typing, receipts, presence, device lists)
 then also go to the servers the join answer listed in `servers_in_room`, as our events do; and our
-user's join tells those servers about the user's devices."""
+user's join tells those servers about the user's devices. Servers that only the full member list
+names are told once it arrives."""
 
 from __future__ import annotations
 
@@ -57,3 +58,30 @@ async def test_edus_reach_the_servers_in_room_that_partial_state_does_not_show(f
     assert renamed["device_display_name"] == "Dave's phone" and renamed["prev_id"] != []
     typing = [e["content"] for e in inbox.edus if e["edu_type"] == "m.typing"]
     assert {"room_id": room.room_id, "user_id": dave_id, "typing": True} in typing
+
+
+async def test_servers_the_full_state_adds_are_told_our_users_devices_when_it_arrives(fed_hs, ca, make_remote):
+    inboxes: list[TransactionInbox] = []
+    other = await make_remote("127.0.0.3", routes=lambda r: inboxes.append(TransactionInbox(r)))
+    [inbox] = inboxes
+    room = await partial_resident(make_remote, members=3)
+    # A member of a third server, whom the join answer (members omitted) does not show.
+    carol = f"@carol:{other.server_name}"
+    room.send("m.room.member", {"membership": "join"}, state_key=carol, sender=carol, origin=other)
+    room.state_gate = asyncio.Event()
+    dave = await user_with_displayname(fed_hs, ca, "dave", "Dave")
+    token, dave_id = dave["access_token"], dave["user_id"]
+    await upload_keys(KeysSetup(Bed(fed_hs, ca)), token, dave_id, dave["device_id"])
+    await join_remote(fed_hs, ca, token, room)
+    partial_states = fed_hs.federation_transport.partial_state_store
+    assert await partial_states.is_partial(room.room_id)
+    assert not device_updates(inbox, dave_id)
+
+    async def complete() -> bool:
+        return not await partial_states.is_partial(room.room_id)
+
+    room.state_gate.set()
+    await wait_until(complete, "the full state")
+    await inbox.wait_for(lambda: device_updates(inbox, dave_id))
+    [update] = device_updates(inbox, dave_id)
+    assert update["device_id"] == dave["device_id"] and update["prev_id"] == [] and "keys" in update

@@ -77,16 +77,18 @@ class FakeResidentRoom:
         return sorted(self.state[k] for k in auth_types_for_event(provisional, self.room_version) if k in self.state)
 
     def send(self, event_type: str, content: dict[str, Any], *, state_key: str | None = None,
-             sender: str | None = None) -> Event:
-        """A new event of a user of the resident, on the room's head, signed by the resident."""
+             sender: str | None = None, origin: FakeRemoteServer | None = None) -> Event:
+        """A new event on the room's head, signed by `origin` (the sender's server; by default the
+        resident, whose users send)."""
         sender = sender or self.creator
+        origin = origin or self.remote
         event = build_event(
             room_version=self.room_version, event_type=event_type, sender=sender, content=content,
             room_id=None if self.room_version.room_id_from_create_event and event_type == "m.room.create"
             else self.room_id, state_key=state_key, prev_event_ids=list(self.extremities),
             auth_event_ids=self._auth_ids(event_type, sender, content, state_key), depth=self.depth + 1,
-            origin_server_ts=int(time.time() * 1000), origin=self.remote.server_name,
-            signing_key=self.remote.signing_key)
+            origin_server_ts=int(time.time() * 1000), origin=origin.server_name,
+            signing_key=origin.signing_key)
         self.accept(event)
         return event
 
