@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+
 import psycopg
 import pytest
 
@@ -11,7 +13,6 @@ from tests.support.postgres import (
     answers,
     fresh_database,
     start_throwaway_cluster,
-    wait_for_pending_drops,
 )
 
 
@@ -22,7 +23,10 @@ def database_exists(server: PostgresServer, dsn: str) -> bool:
 
 
 def test_each_fresh_database_is_new_empty_and_dropped_afterwards(postgres_server: PostgresServer) -> None:
-    with fresh_database(postgres_server) as first, fresh_database(postgres_server) as second:
+    # Its own dropper: the shared one may hold every database this worker's earlier tests used.
+    dropper = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    with (fresh_database(postgres_server, dropper=dropper) as first,
+          fresh_database(postgres_server, dropper=dropper) as second):
         assert first != second
         with psycopg.connect(first, autocommit=True) as conn:
             conn.execute("CREATE TABLE only_here (x int)")
@@ -31,7 +35,7 @@ def test_each_fresh_database_is_new_empty_and_dropped_afterwards(postgres_server
             assert tables == (0,)
         # A connection left open must not stop the drop.
         leaked = psycopg.connect(first)
-    wait_for_pending_drops()
+    dropper.shutdown(wait=True)
     assert not database_exists(postgres_server, first)
     assert not database_exists(postgres_server, second)
     leaked.close()

@@ -220,8 +220,10 @@ def wait_for_pending_drops() -> None:
 
 
 @contextlib.contextmanager
-def fresh_database(server: PostgresServer, template: str = "template0") -> Iterator[str]:
-    """Create a database with a random name (a copy of `template`), yield its DSN, then drop it."""
+def fresh_database(server: PostgresServer, template: str = "template0", *,
+                   dropper: concurrent.futures.Executor | None = None) -> Iterator[str]:
+    """Create a database with a random name (a copy of `template`), yield its DSN, then drop it
+    (in `dropper`, by default the shared background thread)."""
     name = f"hs_test_{os.getpid()}_{secrets.token_hex(6)}"
     with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
         conn.execute(
@@ -230,7 +232,7 @@ def fresh_database(server: PostgresServer, template: str = "template0") -> Itera
     try:
         yield make_conninfo(server.admin_dsn, dbname=name)
     finally:
-        _dropper.submit(_drop_database, server, name)
+        (dropper or _dropper).submit(_drop_database, server, name)
 
 
 def migrated_template(server: PostgresServer) -> str:
@@ -269,18 +271,21 @@ def _pid_alive(pid: int) -> bool:
 def drop_databases_of_dead_runs(server: PostgresServer) -> int:
     """Drop the test databases whose creating process is gone (a run that was killed, or a worker
     that exited before its dropper finished): they would pile up and slow every CREATE DATABASE.
-    Names carry the creator's PID; a database of a live process (another worker) is never touched."""
+    Names carry the creator's PID; a database of a live process (another worker) is never touched.
+    One worker does it (the others, starting at the same moment, find the lock taken and go on)."""
     with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
+        if not conn.execute("SELECT pg_try_advisory_lock(hashtext('hs_test_drop_dead_runs'))").fetchone()[0]:
+            return 0
         names = [row[0] for row in conn.execute(
             "SELECT datname FROM pg_database WHERE datname LIKE 'hs\\_test\\_%' OR datname LIKE 'hs\\_template\\_%'")]
-    dropped = 0
-    for name in names:
-        parts = name.split("_")
-        pid = parts[2] if len(parts) >= 4 else ""
-        if pid.isdigit() and _pid_alive(int(pid)):
-            continue
-        _drop_database(server, name)
-        dropped += 1
+        dropped = 0
+        for name in names:
+            parts = name.split("_")
+            pid = parts[2] if len(parts) >= 4 else ""
+            if pid.isdigit() and _pid_alive(int(pid)):
+                continue
+            _drop_database(server, name)
+            dropped += 1
     return dropped
 
 
