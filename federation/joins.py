@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -191,16 +192,24 @@ class RemoteMembership:
             # The send_join answer is signed by the resident: its keys are fetched meanwhile.
             prefetch = asyncio.ensure_future(self._keys.prefetch(server)) \
                 if isinstance(self._keys, KeyFetcher) else None
+            started = time.monotonic()
             try:
                 room_version, template = await self._make(server, "join", room_id, user_id)
             finally:
                 if prefetch is not None and not prefetch.done():
                     prefetch.add_done_callback(lambda f: f.exception())
+            made = time.monotonic()
             event = self._build(template, room_version, room_id, user_id, "join", content)
             path = f"{FEDERATION_V2}/send_join/{quote_segment(room_id)}/{quote_segment(event.event_id)}"
             query = {"omit_members": "true"} if self._resync is not None else None
             answer = await self._client.put_json(server, path, dict(event.pdu), query)
-            return await self._complete_join(server, room_version, event, answer)
+            answered = time.monotonic()
+            joined = await self._complete_join(server, room_version, event, answer)
+            # Where a join's time goes: the resident's two answers, then our checks and commit.
+            logger.info("join of %s via %s took %.0f ms: make_join %.0f ms, send_join %.0f ms, checks and "
+                        "persisting %.0f ms", room_id, server, (time.monotonic() - started) * 1000,
+                        (made - started) * 1000, (answered - made) * 1000, (time.monotonic() - answered) * 1000)
+            return joined
 
         return await self._through_servers(f"Joining {room_id}", servers, attempt, JOIN_FAILOVER_ERRCODES)
 
