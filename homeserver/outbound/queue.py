@@ -138,6 +138,8 @@ class OutboundQueue:
                 poked = self._poked.setdefault(key, asyncio.Event())
                 poked.clear()
                 failures = await self._wait_for_backoff(kind, destination)
+                if self._stopping:
+                    return
                 catch_up = getattr(courier, "catch_up", None)
                 if failures and catch_up is not None:
                     await catch_up(destination)
