@@ -230,7 +230,8 @@ class SearchService:
     async def _visible(self, user_id: str, hits: Sequence[SearchHit]) -> dict[str, Event]:
         by_room: dict[str, list[SearchHit]] = {}
         for hit in hits:
-            by_room.setdefault(hit.room_id, []).append(hit)
+            if hit.live:
+                by_room.setdefault(hit.room_id, []).append(hit)
         visible: dict[str, Event] = {}
         # Each room's visibility is its own read; they run together.
         for events in await asyncio.gather(*(self._history.load_visible(user_id, [h.row for h in room_hits])
