@@ -68,7 +68,10 @@ class SearchHit:
 @dataclass(frozen=True)
 class SearchQuery:
     words: tuple[str, ...]
-    room_ids: tuple[str, ...]
+    # The rooms searched: these, or (with `member`) the rooms where `member`'s current membership is
+    # one of `memberships`, read in the search's own query, among `room_ids` when not None and never
+    # in `not_room_ids`.
+    room_ids: tuple[str, ...] | None
     keys: tuple[str, ...]
     conditions: EventConditions
     order_by_rank: bool
@@ -76,6 +79,9 @@ class SearchQuery:
     # Paging: rank order skips `offset` hits; recent order continues below `before_stream`.
     offset: int = 0
     before_stream: int | None = None
+    member: str | None = None
+    memberships: tuple[str, ...] = ()
+    not_room_ids: tuple[str, ...] = ()
 
 
 class SearchStore:
@@ -102,7 +108,8 @@ class SearchStore:
 
         The page and the total (an approximate count, as the spec allows) are read side by side,
         each in its own read: on PostgreSQL that is one round trip of latency instead of two."""
-        if not query.words or not query.room_ids or not query.keys:
+        if not query.words or query.room_ids == () or not query.keys or (query.member is None
+                                                                          and query.room_ids is None):
             return [], 0
         count_sql, count_params, page_sql, page_params = _search_sql(self.db.dialect, query)
         count, rows = await asyncio.gather(self.db.fetch_value("search_count", count_sql, count_params),
@@ -134,6 +141,27 @@ def _match_sql(dialect: Dialect, query: SearchQuery) -> tuple[str, str, str, lis
     return "event_search MATCH ?", "-bm25(event_search)", "event_search.rowid", [_fts5_query(query.words)]
 
 
+def _rooms_sql(dialect: Dialect, query: SearchQuery) -> tuple[str, list[Any]]:
+    """The condition on event_search.room_id (the rooms searched), and its parameters."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if query.member is not None:
+        # The searcher's rooms, read by the search's own query: one round trip fewer.
+        memberships, more = in_list(dialect, "c.membership", query.memberships)
+        clauses.append("event_search.room_id IN (SELECT c.room_id FROM current_state_events c"
+                       f" WHERE c.type = 'm.room.member' AND c.state_key = ? AND {memberships})")
+        params += [query.member, *more]
+    if query.room_ids is not None:
+        clause, more = in_list(dialect, "event_search.room_id", query.room_ids)
+        clauses.append(clause)
+        params += more
+    if query.not_room_ids:
+        clause, more = in_list(dialect, "event_search.room_id", query.not_room_ids)
+        clauses.append(f"NOT {clause}")
+        params += more
+    return " AND ".join(clauses), params
+
+
 # Whether an event is still in its room's timeline. Indexing skips rejected events and a redaction,
 # purge or turn into an outlier unindexes the event, so a hit almost never fails this; it is checked
 # on the page's rows rather than on every match, and a failing row counts as read but is not shown.
@@ -148,7 +176,7 @@ def _search_sql(dialect: Dialect, query: SearchQuery) -> tuple[str, list[Any], s
     apply there, and `events` with the state-group joins is read for the page's rows only. Only a
     filter on what the index does not hold (types, senders, URLs) joins `events` for every match."""
     match, rank, stream, match_params = _match_sql(dialect, query)
-    rooms_clause, rooms_params = in_list(dialect, "event_search.room_id", query.room_ids)
+    rooms_clause, rooms_params = _rooms_sql(dialect, query)
     keys_clause, keys_params = in_list(dialect, "event_search.key", query.keys)
     cond_clause, cond_params, needs_json = condition_sql(dialect, query.conditions)
     from_sql = " FROM event_search"
