@@ -106,14 +106,21 @@ class SearchStore:
     async def search(self, query: SearchQuery) -> tuple[list[SearchHit], int]:
         """A page of matching events, best (or newest) first, and how many match in all.
 
-        The page and the total (an approximate count, as the spec allows) are read side by side,
-        each in its own read: on PostgreSQL that is one round trip of latency instead of two."""
+        The page and the total (an approximate count, as the spec allows) are read side by side
+        on PostgreSQL, each in its own read: one round trip of latency instead of two."""
         if not query.words or query.room_ids == () or not query.keys or (query.member is None
                                                                           and query.room_ids is None):
             return [], 0
         count_sql, count_params, page_sql, page_params = _search_sql(self.db.dialect, query)
-        count, rows = await asyncio.gather(self.db.fetch_value("search_count", count_sql, count_params),
-                                           self.db.fetch_all("search_events", page_sql, page_params))
+        if self.db.dialect.is_postgres:
+            count, rows = await asyncio.gather(self.db.fetch_value("search_count", count_sql, count_params),
+                                               self.db.fetch_all("search_events", page_sql, page_params))
+        else:
+            async def txn_fn(txn: Transaction) -> tuple[Any, list[Any]]:
+                return await txn.fetch_value(count_sql, count_params), await txn.fetch_all(page_sql, page_params)
+
+            # SQLite gains nothing from two reader threads at once: one hop instead of two.
+            count, rows = await self.db.run_interaction("search_events", txn_fn, write=False)
         hits: list[SearchHit] = []
         seen: set[str] = set()
         for row in rows:

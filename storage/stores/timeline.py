@@ -198,7 +198,12 @@ class TimelineStore:
             return await _state_at_groups(txn, {e: groups_before[e] for e in event_ids if e in groups_before},
                                           list(keys))
 
-        # Two independent reads side by side (on PostgreSQL, one round trip of latency, not two).
+        if not self.db.dialect.is_postgres:
+            async def txn_fn(txn: Transaction) -> tuple[dict[str, dict[StateKey, str]], list[tuple[str, int]]]:
+                return await state_fn(txn), await _member_history(txn, room_id, user_id)
+
+            return await self.db.run_interaction("visibility_inputs", txn_fn, write=False)
+        # On PostgreSQL, two independent reads side by side: one round trip of latency, not two.
         # Each reads committed history only: a membership change landing between them reads as
         # one made just after the events, which it is.
         state, history = await asyncio.gather(
