@@ -40,6 +40,9 @@ async def test_texts_indexed_before_the_migration_get_their_stream_position(db_c
             await _old_index_row(db, f"$e{n}", f"marmalade number {n}")
         # A text whose event is gone could never be returned; the migration drops it.
         await _old_index_row(db, "$gone", "marmalade without an event")
+        if not db.dialect.is_postgres:
+            # The old FTS5 table had no key: an event indexed twice keeps one row (its first).
+            await _old_index_row(db, "$e1", "marmalade number 1 again")
 
         assert 160 in await apply_migrations(db, migrations)
 
