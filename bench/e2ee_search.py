@@ -265,7 +265,8 @@ def render(results: dict[str, dict[str, Any]]) -> tuple[str, list[dict[str, Any]
 
 async def bench(args: argparse.Namespace) -> int:
     w = QUICK if args.quick else Workload()
-    overrides = {k: v for k, v in (("users", args.users), ("messages", args.messages)) if v}
+    overrides = {k: v for k, v in (("users", args.users), ("messages", args.messages), ("repeats", args.repeats))
+                 if v}
     w = replace(w, **overrides)
     kinds = [k.strip() for k in args.servers.split(",") if k.strip()]
     results = {kind: await bench_server(kind, args.db, w) for kind in kinds}
@@ -293,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default="ours,synapse", help="comma-separated, run in this order")
     parser.add_argument("--users", type=int, help=f"default {Workload.users}")
     parser.add_argument("--messages", type=int, help=f"default {Workload.messages}")
+    parser.add_argument("--repeats", type=int, help=f"timed repeats of each query (default {Workload.repeats},"
+                        f" {QUICK.repeats} with --quick); more give steadier medians on a busy machine")
     parser.add_argument("--out", type=Path, help="results JSON (default bench/results/e2ee_search-<time>.json)")
     args = parser.parse_args(argv)
     return asyncio.run(bench(args))

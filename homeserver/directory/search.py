@@ -182,11 +182,13 @@ class SearchService:
     async def _room_events(self, requester: Requester, request: RoomEventsRequest, next_batch: str | None
                            ) -> dict[str, Any]:
         user_id = requester.user_id
-        rooms = await self._events.get_rooms_for_user(user_id, READABLE_MEMBERSHIPS)
-        room_ids = tuple(sorted(r for r in rooms if request.event_filter.allows_room(r)))
         limit = min(request.event_filter.limit or DEFAULT_LIMIT, MAX_LIMIT)
         offset, before_stream = parse_batch(next_batch, request.order_by)
-        query = SearchQuery(words=request.words, room_ids=room_ids, keys=request.keys,
+        # The rooms the searcher is or was in, as the filter narrows them, are read by the search.
+        rooms = request.event_filter.rooms
+        query = SearchQuery(words=request.words, member=user_id, memberships=READABLE_MEMBERSHIPS,
+                            room_ids=None if rooms is None else tuple(sorted(rooms)),
+                            not_room_ids=tuple(sorted(request.event_filter.not_rooms)), keys=request.keys,
                             conditions=conditions_of(request.event_filter),
                             order_by_rank=request.order_by == "rank", limit=max(limit * FETCH_FACTOR, 10),
                             offset=offset, before_stream=before_stream)
@@ -230,7 +232,8 @@ class SearchService:
     async def _visible(self, user_id: str, hits: Sequence[SearchHit]) -> dict[str, Event]:
         by_room: dict[str, list[SearchHit]] = {}
         for hit in hits:
-            by_room.setdefault(hit.room_id, []).append(hit)
+            if hit.live:
+                by_room.setdefault(hit.room_id, []).append(hit)
         visible: dict[str, Event] = {}
         # Each room's visibility is its own read; they run together.
         for events in await asyncio.gather(*(self._history.load_visible(user_id, [h.row for h in room_hits])

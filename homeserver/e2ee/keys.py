@@ -251,14 +251,11 @@ class KeysService:
         """The keys of local users, and the requester's own cross-signing keys (by type) when the
         requester is among them.
 
-        Three independent reads run together (on PostgreSQL each is a round trip): the devices'
-        keys, the cross-signing keys (the requester's too) and every signature over these users'
-        keys, which is then matched to the devices and master keys returned."""
+        Three independent reads (together on PostgreSQL, in one on SQLite): the devices' keys, the
+        cross-signing keys (the requester's too) and every signature over these users' keys,
+        which is then matched to the devices and master keys returned."""
         device_keys: dict[str, dict[str, Any]] = {user_id: {} for user_id in local}
-        users = list(local)
-        rows, cross_signing, signatures = await asyncio.gather(
-            self._store.query_device_keys(local), self._store.get_cross_signing_keys(users),
-            self._store.get_signatures_over_users(users))
+        rows, cross_signing, signatures = await self._store.query_keys(local)
         # Only needed when the requester asked about themselves (their user-signing key).
         own = cross_signing.get(requester_user_id, {}) if requester_user_id is not None else {}
         devices = {(r.user_id, r.device_id) for r in rows}

@@ -151,3 +151,55 @@ async def test_unusual_search_terms_are_matched_literally_and_never_break_the_qu
         assert isinstance(result["results"], list), term
     assert _bodies(await _search(alice, "ünïcödé")) == ["snake_case and ünïcödé words"]
     assert _bodies(await _search(alice, "snake_case")) == ["snake_case and ünïcödé words"]
+
+
+async def test_rank_order_puts_the_better_match_first_and_recent_order_the_newest(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    await alice.send(room_id, "apple apple apple")
+    await alice.send(room_id, "an apple among a great many other words in a long and winding sentence")
+    by_rank = await _search(alice, "apple", order_by="rank")
+    assert _bodies(by_rank)[0] == "apple apple apple"
+    assert by_rank["results"][0]["rank"] > by_rank["results"][1]["rank"]
+    by_recent = await _search(alice, "apple", order_by="recent")
+    assert _bodies(by_recent)[0].startswith("an apple among")
+    assert by_recent["count"] == 2
+
+
+async def test_room_filters_and_former_membership_bound_the_rooms_searched(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    shared = await alice.create_room(preset="public_chat")
+    await bob.join(shared)
+    await alice.send(shared, "kumquat before bob left")
+    await bob.call("POST", f"/rooms/{shared}/leave", {})
+    await alice.send(shared, "kumquat after bob left")
+    own = await bob.create_room()
+    await bob.send(own, "kumquat in bob's own room")
+    never = await alice.create_room()
+    await alice.send(never, "kumquat where bob never was")
+    # A former member still finds what was sent while they were in the room, and nothing after.
+    assert sorted(_bodies(await _search(bob, "kumquat"))) == ["kumquat before bob left", "kumquat in bob's own room"]
+    assert _bodies(await _search(bob, "kumquat", filter={"not_rooms": [own]})) == ["kumquat before bob left"]
+    assert _bodies(await _search(bob, "kumquat", filter={"rooms": [own]})) == ["kumquat in bob's own room"]
+    # Naming a room in the filter does not open it to a user who was never in it.
+    assert (await _search(bob, "kumquat", filter={"rooms": [never]}))["results"] == []
+    assert (await _search(bob, "kumquat", filter={"rooms": []}))["results"] == []
+
+
+async def test_an_indexed_event_that_left_the_timeline_is_skipped_and_paging_goes_on(hs, client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    event_ids = [await alice.send(room_id, f"quince number {i}") for i in range(5)]
+    assert len((await _search(alice, "quince"))["results"]) == 5
+    # As if it had become an outlier without being unindexed: the index row stays, the event is not shown.
+    await hs.db.execute("t", "UPDATE events SET outlier = TRUE WHERE event_id = ?", (event_ids[3],))
+    for order in ("recent", "rank"):
+        seen: list[str] = []
+        token = None
+        for _ in range(10):
+            page = await _search(alice, "quince", next_batch=token, order_by=order, filter={"limit": 1})
+            seen += [r["result"]["event_id"] for r in page["results"]]
+            token = page.get("next_batch")
+            if token is None:
+                break
+        assert sorted(seen) == sorted(event_ids[:3] + event_ids[4:]), order
