@@ -135,6 +135,13 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "enabled": {"type": "boolean"},
             },
         },
+        "sync": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "gapless_window_ms": {"type": "integer", "minimum": 0},
+            },
+        },
         "outbound": {
             "type": "object",
             "additionalProperties": False,
@@ -340,6 +347,7 @@ DEFAULTS: dict[str, Any] = {
     "registration": {"enabled": False, "require_token": False, "shared_secret": None, "allow_guests": False},
     "rooms": {"redaction_retention_days": 7},
     "presence": {"enabled": True},
+    "sync": {"gapless_window_ms": 60_000},
     "outbound": {"min_retry_interval_s": 2.0, "max_retry_interval_s": 3600.0},
     "user_directory": {"search_all_users": False},
     "identity": {"trusted_servers": None, "scheme": "https", "ip_range_allowlist": []},

@@ -492,7 +492,8 @@ class HomeServer:
                                 erased_users=self.deactivation_store.get_erased_users,
                                 partial_state=self.federation_transport.partial_state_store,
                                 presence_tracker=self.presence.syncing,
-                                presence_lookup=self.presence.presence_events)
+                                presence_lookup=self.presence.presence_events,
+                                gapless_window_s=self.config.section("sync")["gapless_window_ms"] / 1000)
         for ephemeral in (typing, receipts):
             self.sync.add_ephemeral_source(ephemeral)
         self.sync.add_room_fields_provider(self.notifications.room_fields)

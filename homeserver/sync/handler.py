@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -57,6 +58,8 @@ IGNORED_USER_LIST = "m.ignored_user_list"
 PRESENCE_STATES = ("offline", "online", "unavailable")
 LAZY_CACHE_DEVICES = 2000
 JOINED_CACHE_USERS = 10_000
+# next_batch tokens remembered with when they were handed out (for gapless long polls).
+ISSUED_TOKENS = 100_000
 OWN_STREAMS = ("events", "account_data", "push_rules")
 NAMING_TYPES = ("m.room.name", "m.room.canonical_alias")
 # Responses computed at once; more wait their turn, so that a wake of a thousand long polls neither
@@ -101,8 +104,12 @@ class SyncService:
                  notifier: Notifier, clock: Clock, *, erased_users: ErasedUsers | None = None,
                  partial_state: PartialStateStore | None = None,
                  presence_tracker: Callable[[str, str], AbstractAsyncContextManager[Any]] | None = None,
-                 presence_lookup: Callable[[Sequence[str]], Awaitable[list[dict[str, Any]]]] | None = None):
+                 presence_lookup: Callable[[Sequence[str]], Awaitable[list[dict[str, Any]]]] | None = None,
+                 gapless_window_s: float = 0.0):
         self._events = events
+        # A long poll from a token handed out at most this long ago is answered without gaps.
+        self._gapless_window_s = gapless_window_s
+        self._issued: OrderedDict[str, float] = OrderedDict()
         # Rooms joined with partial state whose full state arrived since a token get their whole state.
         self._partial_state = partial_state
         self._store = store
@@ -205,9 +212,29 @@ class SyncService:
         # reads of other requests, such as a send's (storage/priority.py).
         bulk_reads()
         if self._presence_tracker is None:
-            return await self._sync(request)
-        async with self._presence_tracker(request.requester.user_id, request.set_presence):
-            return await self._sync(request)
+            response = await self._sync(request)
+        else:
+            async with self._presence_tracker(request.requester.user_id, request.set_presence):
+                response = await self._sync(request)
+        self._note_issued(response.get("next_batch"))
+        return response
+
+    def _note_issued(self, token: Any) -> None:
+        if self._gapless_window_s <= 0 or not isinstance(token, str):
+            return
+        self._issued[token] = time.monotonic()
+        self._issued.move_to_end(token)
+        while len(self._issued) > ISSUED_TOKENS:
+            self._issued.popitem(last=False)
+
+    def _answers_gapless(self, request: SyncRequest) -> bool:
+        """Whether a poll is answered in pages rather than with gaps: a long poll (a connected
+        client), from a token handed out lately (not a client back from being away), of a device
+        that is not asking for the whole state."""
+        if request.since is None or request.timeout_ms <= 0 or request.full_state:
+            return False
+        issued = self._issued.get(str(request.since))
+        return issued is not None and time.monotonic() - issued <= self._gapless_window_s
 
     async def _sync(self, request: SyncRequest) -> dict[str, Any]:
         since = request.since
@@ -363,6 +390,14 @@ class SyncService:
             # engine owns; extension sources judge their own positions (typing restarts at 0).
             since = since.replace(**{s: min(since.get(s), now.get(s)) for s in OWN_STREAMS})
         now_pos = now.get("events")
+        if since is not None and self._answers_gapless(request):
+            overflow = await self._store.get_first_overflowing_event(user_id, since.get("events"), now_pos,
+                                                                    sync_filter.timeline_limit)
+            if overflow is not None:
+                # A room holds more new events than its timeline shows: answer up to just before the
+                # first that does not fit, so no timeline has a gap; the next poll goes on from there.
+                now_pos = overflow - 1
+                now = now.replace(events=now_pos)
         memberships = await self._store.get_memberships_at(user_id, now_pos)
         forgotten: set[str] = set()
         if any(row.membership in ("leave", "ban") for row in memberships.values()):

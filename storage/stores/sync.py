@@ -126,6 +126,24 @@ class SyncStore:
         return {r[0] for r in rows}
 
     # --- timelines -------------------------------------------------------------------------
+    async def get_first_overflowing_event(self, user_id: str, after: int, upto: int, per_room: int) -> int | None:
+        """The lowest stream position in (after, upto] at which one of the rooms the user is joined
+        to holds its `per_room + 1`-th event of the range (None: no room holds more than `per_room`)."""
+        if per_room < 0 or upto - after <= per_room:
+            return None  # positions are unique: the range cannot hold that many events of one room
+
+        async def txn_fn(txn: Transaction) -> int | None:
+            value = await txn.fetch_value(
+                "SELECT MIN(stream_ordering) FROM (SELECT e.stream_ordering, ROW_NUMBER() OVER"
+                " (PARTITION BY e.room_id ORDER BY e.stream_ordering) AS n FROM events e"
+                " WHERE e.room_id IN (SELECT c.room_id FROM current_state_events c WHERE c.type = 'm.room.member'"
+                " AND c.state_key = ? AND c.membership = 'join')"
+                " AND e.stream_ordering > ? AND e.stream_ordering <= ? AND e.outlier = ?) AS ranked WHERE n = ?",
+                (user_id, after, upto, False, per_room + 1))
+            return None if value is None else int(value)
+
+        return await self.db.run_interaction("sync_first_overflowing_event", txn_fn, write=False)
+
     async def get_timelines(self, ranges: Sequence[TimelineRange]) -> dict[str, list[TimelineRow]]:
         """For each range, its room's newest `limit` events inside it, returned oldest first."""
         if not ranges:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
+
 from tests.accounts.helpers import login
 from tests.e2ee.helpers import one_time_keys, signed_key
 from tests.support.rooms import User, new_user
@@ -94,8 +96,11 @@ async def test_devices_with_different_filters_at_one_token_do_not_share_a_respon
         sync(phone, since=since, timeout=LONG_POLL_MS, filter={"room": {"timeline": {"limit": 2}}}),
         sync(alice, since=since, timeout=LONG_POLL_MS))
     short_room, full_room = short["rooms"]["join"][room_id], full["rooms"]["join"][room_id]
-    assert bodies(short_room) == ["m3", "m4"]
-    assert short_room["timeline"]["limited"] is True
+    # Each filter's own page: the two-event timeline stops where its room's events no longer fit
+    # (a long poll from a fresh token has no gap), the default one holds all five.
+    assert bodies(short_room) == ["m0", "m1"]
+    assert short_room["timeline"]["limited"] is False
+    assert short["next_batch"] != full["next_batch"]
     assert bodies(full_room) == [f"m{i}" for i in range(5)]
     assert full_room["timeline"]["limited"] is False
 
@@ -132,7 +137,7 @@ async def collect_until(device: User, room_id: str, since: str, wanted: set[str]
     return seen, limited
 
 
-async def test_a_burst_larger_than_the_timeline_limit_is_limited_and_its_prev_batch_reaches_every_event(client):
+async def test_a_burst_larger_than_the_timeline_limit_reaches_every_device_whole_in_pages(client):
     alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
     tablet = await second_device(bob, "bob")
     room_id = await alice.create_room(preset="public_chat")
@@ -146,15 +151,14 @@ async def test_a_burst_larger_than_the_timeline_limit_is_limited_and_its_prev_ba
     first = await asyncio.wait_for(asyncio.gather(*polls), 30)
     for device, reply in zip((bob, tablet), first, strict=True):
         room = reply["rooms"]["join"][room_id]
-        # The long poll returned early with what had arrived; whatever a response leaves out
-        # between its token and its timeline, it says so with `limited` and a prev_batch.
-        seen, limited = await collect_until(device, room_id, since, set(burst))
-        assert seen == burst, f"{device.device_id} saw {seen}"
-        assert bodies(room) == burst[:len(bodies(room))]
-        assert limited >= 1
+        # The long poll returned early with what had arrived; the polls that follow at once carry
+        # on from its token in pages of at most the timeline limit, with no gap to fill.
+        seen, limited = await collect_until(device, room_id, reply["next_batch"], set(burst) - set(bodies(room)))
+        assert bodies(room) + seen == burst, f"{device.device_id} saw {bodies(room) + seen}"
+        assert limited == 0
 
 
-async def test_an_incremental_sync_after_a_burst_is_limited_to_the_newest_events(client):
+async def test_a_long_poll_from_a_token_handed_out_lately_pages_a_burst_without_a_gap(client):
     alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
     tablet = await second_device(bob, "bob")
     room_id = await alice.create_room(preset="public_chat")
@@ -166,11 +170,49 @@ async def test_an_incremental_sync_after_a_burst_is_limited_to_the_newest_events
     replies = await asyncio.gather(*(sync(d, since=since, timeout=LONG_POLL_MS) for d in (bob, tablet)))
     for device, reply in zip((bob, tablet), replies, strict=True):
         timeline = reply["rooms"]["join"][room_id]["timeline"]
+        assert timeline["limited"] is False
+        assert bodies(reply["rooms"]["join"][room_id]) == burst[:10]
+        rest = await sync(device, since=reply["next_batch"], timeout=LONG_POLL_MS)
+        assert bodies(rest["rooms"]["join"][room_id]) == burst[10:]
+        assert rest["rooms"]["join"][room_id]["timeline"]["limited"] is False
+
+
+async def test_an_incremental_sync_after_a_burst_is_limited_to_the_newest_events(client):
+    """Without a timeout (a client catching up, not a connected one) a burst is a gap, as Synapse
+    answers: the newest events, `limited`, and a prev_batch that reaches the rest."""
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    tablet = await second_device(bob, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await bob.join(room_id)
+    since = (await sync(bob))["next_batch"]
+    burst = [f"b{i}" for i in range(15)]
+    for body in burst:
+        await alice.send(room_id, body)
+    replies = await asyncio.gather(*(sync(d, since=since) for d in (bob, tablet)))
+    for device, reply in zip((bob, tablet), replies, strict=True):
+        timeline = reply["rooms"]["join"][room_id]["timeline"]
         assert timeline["limited"] is True
         assert bodies(reply["rooms"]["join"][room_id]) == burst[-10:]
         older = await device.call("GET", f"/rooms/{room_id}/messages", dir="b", limit=5,
                                   **{"from": timeline["prev_batch"]})
         assert [e["content"]["body"] for e in older["chunk"]] == list(reversed(burst[:5]))
+
+
+async def test_a_long_poll_from_an_old_token_is_limited_to_the_newest_events(make_homeserver):
+    """A token older than `sync.gapless_window_ms` (here: the window is off) is a client that was
+    away: its long poll gets the newest events with a gap, not every page since."""
+    hs = await make_homeserver(sync={"gapless_window_ms": 0})
+    async with aiohttp.ClientSession(hs.base_url("client")) as client:
+        alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+        room_id = await alice.create_room(preset="public_chat")
+        await bob.join(room_id)
+        since = (await sync(bob))["next_batch"]
+        burst = [f"b{i}" for i in range(15)]
+        for body in burst:
+            await alice.send(room_id, body)
+        reply = await sync(bob, since=since, timeout=LONG_POLL_MS)
+        assert reply["rooms"]["join"][room_id]["timeline"]["limited"] is True
+        assert bodies(reply["rooms"]["join"][room_id]) == burst[-10:]
 
 
 async def test_each_device_of_a_shared_wake_gets_its_own_one_time_key_counts_and_fallback_types(client):
