@@ -62,6 +62,15 @@ class SlidingSyncStore:
         async def txn_fn(txn: Transaction) -> dict[str, int]:
             out: dict[str, int] = {}
             ids = list(room_ids)
+            if txn.dialect.is_postgres:
+                # One statement of fixed text whatever the number of rooms (planned once per connection).
+                rows = await txn.fetch_all(
+                    "SELECT r.room_id, t.stream_ordering FROM unnest(?::text[]) AS r(room_id)"
+                    " CROSS JOIN LATERAL (SELECT stream_ordering FROM events WHERE room_id = r.room_id"
+                    " AND stream_ordering <= ? AND type = ANY(?) AND outlier = FALSE AND rejected_reason IS NULL"
+                    " ORDER BY stream_ordering DESC LIMIT 1) AS t",
+                    (ids, upto, list(types)))
+                return {room_id: int(position) for room_id, position in rows}
             for start in range(0, len(ids), _UNION_CHUNK):
                 chunk = ids[start:start + _UNION_CHUNK]
                 parts, params = [], []
