@@ -10,6 +10,7 @@ writes only the rooms it changed, and a client continues with its `pos` after a 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -44,7 +45,9 @@ class UnreadableState(ValueError):
     """A stored state this code cannot read (damaged)."""
 
 
+@functools.lru_cache(maxsize=1024)
 def encode_config(config: RoomConfig) -> str:
+    """The stored JSON of a room configuration (a connection's rooms share a few: cached)."""
     return json.dumps([config.timeline_limit, sorted([t, k] for t, k in config.required_state)],
                       separators=(",", ":"))
 
@@ -61,7 +64,7 @@ def room_changes(before: Mapping[str, SentRoom], after: Mapping[str, SentRoom], 
         if old is sent or old == sent:
             continue
         rows.append(RoomRow(room_id, gen, sent.upto, sent.membership, encode_config(sent.config),
-                            json.dumps(sorted(sent.members), separators=(",", ":")),
+                            json.dumps(sorted(sent.members), separators=(",", ":")) if sent.members else "[]",
                             None if sent.seen is None else str(sent.seen)))
     rows.extend(RoomRow(room_id, gen, 0, None, "", "[]", None) for room_id in before if room_id not in after)
     return rows
