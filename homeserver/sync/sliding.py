@@ -6,8 +6,8 @@ grew) in full, and otherwise only with what happened since the client last had i
 left every window keeps the position it was last sent at, so it is caught up when it comes back.
 
 Per-connection state — which rooms were sent, up to where, with which `required_state` — is
-stored in the database, keyed by (user, device, conn_id) and the position a response handed out,
-so a client continues after a restart; recent connections are also kept in memory. Positions
+kept in memory and stored in the database behind each response, per room (only the rooms whose
+entry changed are written; `sliding_state`), so a client continues after a restart. Positions
 not used for `CONNECTION_EXPIRY_MS` are pruned; a position the server does not know is answered
 with M_UNKNOWN_POS and the client starts over. Reading timelines, state, invites and ephemeral data reuses the /sync v2
 engine's building blocks and the sources registered in `homeserver/server.py`.
