@@ -97,7 +97,7 @@ class _Connection:
     # differs from it. `reset` (a new connection under this ID) drops every stored row first;
     # `drop_above` drops the rows above a generation (a branch the client left, seen when the
     # connection was loaded from the database at an older position).
-    head: Mapping[str, SentRoom] = field(default_factory=dict)
+    head: Position | None = None
     reset: bool = False
     drop_above: int | None = None
     next_gen: int = 1
@@ -231,7 +231,7 @@ class SlidingSyncService:
         connection.fresh = connection.reset = False
         connection.stored.add(pos)
         # The rows above this position's generation (if any) belong to positions the client is leaving.
-        connection.head = position.rooms
+        connection.head = position
         connection.drop_above = position.gen
         connection.next_gen = position.gen + 1
         return position
@@ -285,15 +285,16 @@ class SlidingSyncService:
         reset, connection.reset = connection.reset, False
         drop_above, connection.drop_above = connection.drop_above, None
         keep = dict(connection.positions)
-        view: Mapping[str, SentRoom] = {} if reset else connection.head
+        view = None if reset else connection.head
         new: list[NewPosition] = []
         rows: list[RoomRow] = []
         for pos, position in sorted(keep.items(), key=lambda item: item[1].gen):
             if pos in connection.stored and not reset:
                 continue
-            rows.extend(room_changes(view, position.rooms, position.gen))
+            rows.extend(room_changes({} if view is None else view.rooms, None if view is None else view.token,
+                                     position.rooms, position.token, position.gen))
             new.append(NewPosition(pos, position.gen, str(position.token), encode_counts(position.counts)))
-            view = position.rooms
+            view = position
         user_id, device_id, conn_id = key
         try:
             await self._sliding_store.save_connection(

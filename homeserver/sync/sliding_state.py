@@ -56,22 +56,36 @@ def encode_counts(counts: Mapping[str, int]) -> str:
     return json.dumps(dict(counts), separators=(",", ":"))
 
 
-def room_changes(before: Mapping[str, SentRoom], after: Mapping[str, SentRoom], gen: int) -> list[RoomRow]:
-    """The rows to write at `gen` so that the stored state `before` reads as `after`."""
+def _is_live(sent: SentRoom, token: SyncToken | None) -> bool:
+    """Whether the room was in view at the position of `token` and is had up to it: then its row
+    need not name the position (`RoomRow.live`), and a room that stays in view is not rewritten."""
+    return token is not None and sent.seen == token and sent.upto == token.get("events")
+
+
+def _stored_key(sent: SentRoom, token: SyncToken | None) -> tuple[Any, ...]:
+    moving: tuple[Any, ...] = ("live",) if _is_live(sent, token) else (sent.upto, sent.seen)
+    return (*moving, sent.membership, sent.config, sent.members)
+
+
+def room_changes(before: Mapping[str, SentRoom], before_token: SyncToken | None, after: Mapping[str, SentRoom],
+                 after_token: SyncToken, gen: int) -> list[RoomRow]:
+    """The rows to write at `gen` so that the stored state `before` (of the position of
+    `before_token`) reads as `after` at the position of `after_token`."""
     rows: list[RoomRow] = []
     for room_id, sent in after.items():
         old = before.get(room_id)
-        if old is sent or old == sent:
+        if old is not None and _stored_key(old, before_token) == _stored_key(sent, after_token):
             continue
-        rows.append(RoomRow(room_id, gen, sent.upto, sent.membership, encode_config(sent.config),
+        live = _is_live(sent, after_token)
+        rows.append(RoomRow(room_id, gen, 0 if live else sent.upto, sent.membership, encode_config(sent.config),
                             json.dumps(sorted(sent.members), separators=(",", ":")) if sent.members else "[]",
-                            None if sent.seen is None else str(sent.seen)))
-    rows.extend(RoomRow(room_id, gen, 0, None, "", "[]", None) for room_id in before if room_id not in after)
+                            None if live or sent.seen is None else str(sent.seen), live))
+    rows.extend(RoomRow(room_id, gen, 0, None, "", "[]", None, False) for room_id in before if room_id not in after)
     return rows
 
 
-def fold_rooms(rows: Iterable[RoomRow]) -> dict[str, SentRoom]:
-    """The state the stored rows (all at or below one generation) describe."""
+def fold_rooms(rows: Iterable[RoomRow], token: SyncToken) -> dict[str, SentRoom]:
+    """The state the stored rows (all at or below one generation) describe at the position of `token`."""
     newest: dict[str, RoomRow] = {}
     for row in rows:
         current = newest.get(row.room_id)
@@ -79,6 +93,7 @@ def fold_rooms(rows: Iterable[RoomRow]) -> dict[str, SentRoom]:
             newest[row.room_id] = row
     configs: dict[str, RoomConfig] = {}
     out: dict[str, SentRoom] = {}
+    events = token.get("events")
     try:
         for room_id, row in newest.items():
             if row.membership is None:
@@ -87,8 +102,12 @@ def fold_rooms(rows: Iterable[RoomRow]) -> dict[str, SentRoom]:
             if config is None:
                 limit, pairs = json.loads(row.config)
                 config = configs[row.config] = RoomConfig(int(limit), frozenset((str(t), str(k)) for t, k in pairs))
-            out[room_id] = SentRoom(int(row.upto), row.membership, config, frozenset(json.loads(row.members)),
-                                    None if row.seen is None else parse_sync_token(row.seen))
+            members = frozenset(json.loads(row.members))
+            if row.live:
+                out[room_id] = SentRoom(events, row.membership, config, members, token)
+            else:
+                out[room_id] = SentRoom(int(row.upto), row.membership, config, members,
+                                        None if row.seen is None else parse_sync_token(row.seen))
     except Exception as error:  # noqa: BLE001 - any damage reads as an unknown position
         raise UnreadableState(f"{type(error).__name__}: {error}") from error
     return out
@@ -98,7 +117,8 @@ def decode_position(token: str, counts: str, gen: int, rows: Iterable[RoomRow]) 
     try:
         parsed_counts: Any = json.loads(counts)
         decoded = {str(name): int(count) for name, count in parsed_counts.items()}
-        return Position(parse_sync_token(token), fold_rooms(rows), decoded, int(gen))
+        parsed = parse_sync_token(token)
+        return Position(parsed, fold_rooms(rows, parsed), decoded, int(gen))
     except UnreadableState:
         raise
     except Exception as error:  # noqa: BLE001

@@ -22,7 +22,9 @@ CREATE INDEX sliding_sync_connection_positions_created ON sliding_sync_connectio
 
 -- What the client has of a room, written at the `gen` of the position where it changed. The
 -- state at a position of generation G is, per room, the row with the largest gen <= G; a row
--- with a NULL membership says the room is not in that state.
+-- with a NULL membership says the room is not in that state. A `live` row is a room in view at
+-- its position and had up to it: its `upto` and `seen` (stored as 0 and NULL) are those of the
+-- position that reads it, so a room that stays in view without news is not written again.
 CREATE TABLE sliding_sync_connection_rooms (
     user_id TEXT NOT NULL,
     device_id TEXT NOT NULL,
@@ -34,5 +36,6 @@ CREATE TABLE sliding_sync_connection_rooms (
     config TEXT NOT NULL,
     members TEXT NOT NULL,
     seen TEXT,
+    live BOOLEAN NOT NULL,
     PRIMARY KEY (user_id, device_id, conn_id, room_id, gen)
 );

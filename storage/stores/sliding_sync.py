@@ -23,6 +23,9 @@ class RoomRow:
     config: str
     members: str
     seen: str | None
+    # The room was in view at the row's position and had up to it: `upto` and `seen` are the
+    # reading position's own (stored as 0 and NULL).
+    live: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +108,11 @@ class SlidingSyncStore:
                 return None
             gen = int(row[2])
             rooms = await txn.fetch_all(
-                "SELECT room_id, gen, upto, membership, config, members, seen FROM sliding_sync_connection_rooms"
+                "SELECT room_id, gen, upto, membership, config, members, seen, live FROM sliding_sync_connection_rooms"
                 " WHERE user_id = ? AND device_id = ? AND conn_id = ? AND gen <= ?",
                 (user_id, device, conn_id, gen))
-            return StoredPosition(row[0], row[1], gen, [RoomRow(r[0], int(r[1]), int(r[2]), r[3], r[4], r[5], r[6])
+            return StoredPosition(row[0], row[1], gen, [RoomRow(r[0], int(r[1]), int(r[2]), r[3], r[4], r[5], r[6],
+                                                                bool(r[7]))
                                                         for r in rooms])
 
         return await self.db.run_interaction("get_sliding_sync_position", txn_fn, write=False)
@@ -148,12 +152,13 @@ class SlidingSyncStore:
             if rooms:
                 await txn.executemany(
                     "INSERT INTO sliding_sync_connection_rooms"
-                    " (user_id, device_id, conn_id, room_id, gen, upto, membership, config, members, seen)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " (user_id, device_id, conn_id, room_id, gen, upto, membership, config, members, seen, live)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (user_id, device_id, conn_id, room_id, gen) DO UPDATE SET upto = excluded.upto,"
                     " membership = excluded.membership, config = excluded.config, members = excluded.members,"
-                    " seen = excluded.seen",
-                    [(*conn, r.room_id, r.gen, r.upto, r.membership, r.config, r.members, r.seen) for r in rooms])
+                    " seen = excluded.seen, live = excluded.live",
+                    [(*conn, r.room_id, r.gen, r.upto, r.membership, r.config, r.members, r.seen, r.live)
+                     for r in rooms])
             if not reset and keep:
                 # Rows below the oldest kept generation that a newer row (still at or below it) hides.
                 await txn.execute(
