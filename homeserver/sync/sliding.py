@@ -6,8 +6,8 @@ grew) in full, and otherwise only with what happened since the client last had i
 left every window keeps the position it was last sent at, so it is caught up when it comes back.
 
 Per-connection state — which rooms were sent, up to where, with which `required_state` — is
-stored in the database, keyed by (user, device, conn_id) and the position a response handed out,
-so a client continues after a restart; recent connections are also kept in memory. Positions
+kept in memory and stored in the database behind each response, per room (only the rooms whose
+entry changed are written; `sliding_state`), so a client continues after a restart. Positions
 not used for `CONNECTION_EXPIRY_MS` are pruned; a position the server does not know is answered
 with M_UNKNOWN_POS and the client starts over. Reading timelines, state, invites and ephemeral data reuses the /sync v2
 engine's building blocks and the sources registered in `homeserver/server.py`.
@@ -21,7 +21,7 @@ import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from homeserver.clock import Clock
@@ -48,11 +48,18 @@ from homeserver.sync.sliding_request import (
     state_key_matches,
     wanted_state_keys,
 )
-from homeserver.sync.sliding_state import Position, SentRoom, UnreadableState, decode_position, encode_state
+from homeserver.sync.sliding_state import (
+    Position,
+    SentRoom,
+    UnreadableState,
+    decode_position,
+    encode_counts,
+    room_changes,
+)
 from homeserver.sync.timeline import Timeline, TimelineReader, event_position
 from storage.stores.account_data import TAG_TYPE, AccountDataStore
 from storage.stores.events import EventStore
-from storage.stores.sliding_sync import SlidingSyncStore, StoredPosition
+from storage.stores.sliding_sync import NewPosition, RoomRow, SlidingSyncStore
 from storage.stores.sync import MembershipRow, SyncStore
 
 logger = logging.getLogger(__name__)
@@ -86,6 +93,14 @@ class _Connection:
     fresh: bool = False
     stored: set[str] = field(default_factory=set)
     writer: asyncio.Task[None] | None = None
+    # The rooms the stored rows read as at their newest generation: a write adds rows for what
+    # differs from it. `reset` (a new connection under this ID) drops every stored row first;
+    # `drop_above` drops the rows above a generation (a branch the client left, seen when the
+    # connection was loaded from the database at an older position).
+    head: Position | None = None
+    reset: bool = False
+    drop_above: int | None = None
+    next_gen: int = 1
 
 
 @dataclass
@@ -194,7 +209,9 @@ class SlidingSyncService:
             connection = self._connections.get(key)
             if connection is not None:
                 connection.positions.clear()
-                connection.fresh = True
+                connection.fresh = connection.reset = True
+                connection.drop_above = None
+                connection.next_gen = 1
             return None
         connection = self._connections.get(key)
         if connection is not None:
@@ -206,12 +223,17 @@ class SlidingSyncService:
         if stored is None:
             raise unknown_pos()
         try:
-            position = decode_position(stored.token, stored.state)
+            position = decode_position(stored.token, stored.counts, stored.gen, stored.rooms)
         except UnreadableState as error:
             logger.warning("Unreadable sliding sync state of %s at %s: %s", key, pos, error)
             raise unknown_pos() from None
         connection = self._cache(key, None, pos, position)
+        connection.fresh = connection.reset = False
         connection.stored.add(pos)
+        # The rows above this position's generation (if any) belong to positions the client is leaving.
+        connection.head = position
+        connection.drop_above = position.gen
+        connection.next_gen = position.gen + 1
         return position
 
     def _cache(self, key: tuple[str, str | None, str], used: str | None, pos: str, position: Position
@@ -219,7 +241,8 @@ class SlidingSyncService:
         """Keep `pos` in memory with the position the request used; drop the connection's others."""
         connection = self._connections.get(key)
         if connection is None:
-            connection = self._connections[key] = _Connection(fresh=True)
+            # Unknown here: whatever the database holds under this ID is replaced (a load says otherwise).
+            connection = self._connections[key] = _Connection(fresh=True, reset=True)
             while len(self._connections) > MAX_CONNECTIONS:
                 self._connections.popitem(last=False)
         self._connections.move_to_end(key)
@@ -237,7 +260,10 @@ class SlidingSyncService:
         newest positions of a connection are unknown (the client then starts again).
         """
         new_pos = f"{self._instance}.{next(self._counter)}"
-        connection = self._cache(key, used, new_pos, position)
+        connection = self._connections.get(key)
+        gen = connection.next_gen if connection is not None else 1
+        connection = self._cache(key, used, new_pos, replace(position, gen=gen))
+        connection.next_gen = gen + 1
         connection.dirty = True
         if connection.writer is None:
             connection.writer = asyncio.create_task(self._write_behind(key, connection))
@@ -252,22 +278,40 @@ class SlidingSyncService:
             connection.writer = None
 
     async def _write(self, key: tuple[str, str | None, str], connection: _Connection) -> bool:
+        """Store the connection's kept positions: for each new one, the rooms that differ from
+        what the stored rows already read as (usually the few rooms the response sent)."""
         connection.dirty = False
         fresh, connection.fresh = connection.fresh, False
+        reset, connection.reset = connection.reset, False
+        drop_above, connection.drop_above = connection.drop_above, None
         keep = dict(connection.positions)
-        new = {pos: StoredPosition(str(position.token), encode_state(position))
-               for pos, position in keep.items() if pos not in connection.stored}
+        view = None if reset else connection.head
+        new: list[NewPosition] = []
+        rows: list[RoomRow] = []
+        for pos, position in sorted(keep.items(), key=lambda item: item[1].gen):
+            if pos in connection.stored and not reset:
+                continue
+            rows.extend(room_changes({} if view is None else view.rooms, None if view is None else view.token,
+                                     position.rooms, position.token, position.gen))
+            new.append(NewPosition(pos, position.gen, str(position.token), encode_counts(position.counts)))
+            view = position
         user_id, device_id, conn_id = key
         try:
-            await self._sliding_store.save_positions(
-                user_id, device_id, conn_id, keep=list(keep), new=new, now_ts=connection.used_ms,
-                max_per_user=MAX_CONNECTIONS_PER_USER if fresh else None)
+            await self._sliding_store.save_connection(
+                user_id, device_id, conn_id, reset=reset, drop_above=drop_above, keep=list(keep), new=new,
+                rooms=rows, now_ts=connection.used_ms, max_per_user=MAX_CONNECTIONS_PER_USER if fresh else None)
         except Exception:
             logger.exception("Could not store the sliding sync positions of %s", key)
             connection.dirty = True
             connection.fresh = connection.fresh or fresh
+            connection.reset = connection.reset or reset
+            if drop_above is not None and connection.drop_above is None:
+                connection.drop_above = drop_above
             return False
+        if connection.reset:
+            return True  # replaced by a new connection meanwhile: its own write starts over
         connection.stored = set(keep)
+        connection.head = view
         return True
 
     async def forget_cached_connections(self) -> None:

@@ -161,10 +161,11 @@ class NotificationStore:
             # Bounded IN lists keep statements small in rooms-heavy accounts.
             for start in range(0, len(room_ids), 500):
                 chunk = list(room_ids[start:start + 500])
-                marks = ", ".join("?" for _ in chunk)
+                # On PostgreSQL one array parameter: the same statement text for any number of rooms.
+                clause, params = txn.dialect.in_list("room_id", chunk)
                 rows = await txn.fetch_all(
                     "SELECT room_id, thread_id, notification_count, highlight_count FROM event_push_counts"
-                    f" WHERE user_id = ? AND room_id IN ({marks})", (user_id, *chunk))
+                    f" WHERE user_id = ? AND {clause}", (user_id, *params))
                 for room_id, thread_id, notifications, highlights in rows:
                     out.setdefault(room_id, {})[thread_id] = UnreadCounts(int(notifications), int(highlights))
             return out

@@ -1,9 +1,9 @@
 """Queries simplified sliding sync needs beyond those of /sync: the room list's sort key and the
-connections' positions (`sliding_sync_positions`)."""
+connections' stored state (`sliding_sync_connection_positions`, `sliding_sync_connection_rooms`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storage.database import Database, Transaction
@@ -13,11 +13,38 @@ _UNION_CHUNK = 100
 
 
 @dataclass(frozen=True, slots=True)
+class RoomRow:
+    """One stored per-room row of a connection; `membership` None says the room is absent."""
+
+    room_id: str
+    gen: int
+    upto: int
+    membership: str | None
+    config: str
+    members: str
+    seen: str | None
+    # The room was in view at the row's position and had up to it: `upto` and `seen` are the
+    # reading position's own (stored as 0 and NULL).
+    live: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class StoredPosition:
-    """One position of a connection as stored: the response's stream token and the connection's state."""
+    """One position of a connection as stored: the response's stream token, the JSON of its list
+    counts, its generation and the room rows at or below it."""
 
     token: str
-    state: str
+    counts: str
+    gen: int
+    rooms: list[RoomRow]
+
+
+@dataclass(frozen=True, slots=True)
+class NewPosition:
+    pos: str
+    gen: int
+    token: str
+    counts: str
 
 
 class SlidingSyncStore:
@@ -38,6 +65,15 @@ class SlidingSyncStore:
         async def txn_fn(txn: Transaction) -> dict[str, int]:
             out: dict[str, int] = {}
             ids = list(room_ids)
+            if txn.dialect.is_postgres:
+                # One statement of fixed text whatever the number of rooms (planned once per connection).
+                rows = await txn.fetch_all(
+                    "SELECT r.room_id, t.stream_ordering FROM unnest(?::text[]) AS r(room_id)"
+                    " CROSS JOIN LATERAL (SELECT stream_ordering FROM events WHERE room_id = r.room_id"
+                    " AND stream_ordering <= ? AND type = ANY(?) AND outlier = FALSE AND rejected_reason IS NULL"
+                    " ORDER BY stream_ordering DESC LIMIT 1) AS t",
+                    (ids, upto, list(types)))
+                return {room_id: int(position) for room_id, position in rows}
             for start in range(0, len(ids), _UNION_CHUNK):
                 chunk = ids[start:start + _UNION_CHUNK]
                 parts, params = [], []
@@ -55,53 +91,108 @@ class SlidingSyncStore:
 
         return await self.db.run_interaction("sliding_sync_latest_of_types", txn_fn, write=False)
 
-    # --- connection positions ----------------------------------------------------------------
+    # --- connection state ----------------------------------------------------------------------
+    # Positions in `sliding_sync_connection_positions`, what the client has of each room in
+    # `sliding_sync_connection_rooms` (a row per room per generation where it changed).
     async def get_position(self, user_id: str, device_id: str | None, conn_id: str, pos: str
                            ) -> StoredPosition | None:
-        row = await self.db.fetch_one(
-            "get_sliding_sync_position",
-            "SELECT token, state FROM sliding_sync_positions"
-            " WHERE user_id = ? AND device_id = ? AND conn_id = ? AND pos = ?",
-            (user_id, device_id or "", conn_id, pos))
-        return None if row is None else StoredPosition(row[0], row[1])
-
-    async def save_positions(self, user_id: str, device_id: str | None, conn_id: str, *, keep: Sequence[str],
-                             new: Mapping[str, StoredPosition], now_ts: int, max_per_user: int | None) -> None:
-        """Make the connection's stored positions `keep`, adding the `new` ones (written at `now_ts`).
-
-        With `max_per_user` (a new connection), the user's connections beyond that many most
-        recently used are dropped.
-        """
+        """The stored position `pos` and the room rows its state folds from (gen <= its gen)."""
         device = device_id or ""
 
+        async def txn_fn(txn: Transaction) -> StoredPosition | None:
+            row = await txn.fetch_one(
+                "SELECT token, counts, gen FROM sliding_sync_connection_positions"
+                " WHERE user_id = ? AND device_id = ? AND conn_id = ? AND pos = ?",
+                (user_id, device, conn_id, pos))
+            if row is None:
+                return None
+            gen = int(row[2])
+            rooms = await txn.fetch_all(
+                "SELECT room_id, gen, upto, membership, config, members, seen, live FROM sliding_sync_connection_rooms"
+                " WHERE user_id = ? AND device_id = ? AND conn_id = ? AND gen <= ?",
+                (user_id, device, conn_id, gen))
+            return StoredPosition(row[0], row[1], gen, [RoomRow(r[0], int(r[1]), int(r[2]), r[3], r[4], r[5], r[6],
+                                                                bool(r[7]))
+                                                        for r in rooms])
+
+        return await self.db.run_interaction("get_sliding_sync_position", txn_fn, write=False)
+
+    async def save_connection(self, user_id: str, device_id: str | None, conn_id: str, *, reset: bool,
+                              drop_above: int | None, keep: Sequence[str], new: Sequence[NewPosition],
+                              rooms: Sequence[RoomRow], now_ts: int, max_per_user: int | None) -> None:
+        """Store a connection's new positions and the room rows they changed, in one transaction.
+
+        `reset` (a new connection under this ID) first drops everything stored for it;
+        `drop_above` drops the room rows of generations above it (positions of a branch the
+        client left by going back to an older position). Positions not in `keep` go, and room
+        rows no kept position reads any more. With `max_per_user` (a new connection), the user's
+        connections beyond that many most recently used are dropped.
+        """
+        device = device_id or ""
+        conn = (user_id, device, conn_id)
+        where = "user_id = ? AND device_id = ? AND conn_id = ?"
+
         async def txn_fn(txn: Transaction) -> None:
-            if keep:
+            if reset:
+                await txn.execute(f"DELETE FROM sliding_sync_connection_positions WHERE {where}", conn)
+                await txn.execute(f"DELETE FROM sliding_sync_connection_rooms WHERE {where}", conn)
+            elif drop_above is not None:
+                await txn.execute(f"DELETE FROM sliding_sync_connection_rooms WHERE {where} AND gen > ?",
+                                  (*conn, drop_above))
+            if not reset:
                 clause, params = txn.dialect.in_list("pos", list(keep))
+                await txn.execute(f"DELETE FROM sliding_sync_connection_positions WHERE {where} AND NOT ({clause})",
+                                  (*conn, *params))
+            if new:
+                await txn.executemany(
+                    "INSERT INTO sliding_sync_connection_positions"
+                    " (user_id, device_id, conn_id, pos, gen, created_ts, token, counts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (user_id, device_id, conn_id, pos) DO NOTHING",
+                    [(*conn, p.pos, p.gen, now_ts, p.token, p.counts) for p in new])
+            if rooms:
+                await txn.executemany(
+                    "INSERT INTO sliding_sync_connection_rooms"
+                    " (user_id, device_id, conn_id, room_id, gen, upto, membership, config, members, seen, live)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (user_id, device_id, conn_id, room_id, gen) DO UPDATE SET upto = excluded.upto,"
+                    " membership = excluded.membership, config = excluded.config, members = excluded.members,"
+                    " seen = excluded.seen, live = excluded.live",
+                    [(*conn, r.room_id, r.gen, r.upto, r.membership, r.config, r.members, r.seen, r.live)
+                     for r in rooms])
+            if not reset and keep:
+                # Rows below the oldest kept generation that a newer row (still at or below it) hides.
                 await txn.execute(
-                    "DELETE FROM sliding_sync_positions WHERE user_id = ? AND device_id = ? AND conn_id = ?"
-                    f" AND NOT ({clause})", (user_id, device, conn_id, *params))
-            else:
-                await txn.execute(
-                    "DELETE FROM sliding_sync_positions WHERE user_id = ? AND device_id = ? AND conn_id = ?",
-                    (user_id, device, conn_id))
-            for pos, position in new.items():
-                await txn.execute(
-                    "INSERT INTO sliding_sync_positions (user_id, device_id, conn_id, pos, created_ts, token, state)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, device_id, conn_id, pos) DO NOTHING",
-                    (user_id, device, conn_id, pos, now_ts, position.token, position.state))
+                    f"DELETE FROM sliding_sync_connection_rooms WHERE {where} AND gen < ("
+                    f"SELECT MIN(gen) FROM sliding_sync_connection_positions WHERE {where}) AND EXISTS ("
+                    " SELECT 1 FROM sliding_sync_connection_rooms AS newer WHERE newer.user_id = ?"
+                    " AND newer.device_id = ? AND newer.conn_id = ?"
+                    " AND newer.room_id = sliding_sync_connection_rooms.room_id"
+                    " AND newer.gen > sliding_sync_connection_rooms.gen AND newer.gen <= ("
+                    f"SELECT MIN(gen) FROM sliding_sync_connection_positions WHERE {where}))",
+                    (*conn, *conn, *conn, *conn))
             if max_per_user is None:
                 return
             connections = await txn.fetch_all(
-                "SELECT device_id, conn_id, MAX(created_ts) AS last FROM sliding_sync_positions"
+                "SELECT device_id, conn_id, MAX(created_ts) AS last FROM sliding_sync_connection_positions"
                 " WHERE user_id = ? GROUP BY device_id, conn_id ORDER BY last DESC", (user_id,))
             for old_device, old_conn, _ in connections[max_per_user:]:
-                await txn.execute(
-                    "DELETE FROM sliding_sync_positions WHERE user_id = ? AND device_id = ? AND conn_id = ?",
-                    (user_id, old_device, old_conn))
+                for table in ("sliding_sync_connection_positions", "sliding_sync_connection_rooms"):
+                    await txn.execute(f"DELETE FROM {table} WHERE {where}", (user_id, old_device, old_conn))
 
-        await self.db.run_interaction("save_sliding_sync_positions", txn_fn)
+        await self.db.run_interaction("save_sliding_sync_connection", txn_fn)
 
     async def prune_positions(self, older_than_ts: int) -> int:
-        """Delete positions handed out before `older_than_ts`; returns how many went."""
-        return await self.db.execute("prune_sliding_sync_positions",
-                                     "DELETE FROM sliding_sync_positions WHERE created_ts < ?", (older_than_ts,))
+        """Delete positions handed out before `older_than_ts`, and the room rows of connections
+        left without a position; returns how many positions went."""
+
+        async def txn_fn(txn: Transaction) -> int:
+            await txn.execute("DELETE FROM sliding_sync_connection_positions WHERE created_ts < ?", (older_than_ts,))
+            count = txn.rowcount
+            await txn.execute(
+                "DELETE FROM sliding_sync_connection_rooms WHERE NOT EXISTS (SELECT 1 FROM"
+                " sliding_sync_connection_positions AS p WHERE p.user_id = sliding_sync_connection_rooms.user_id"
+                " AND p.device_id = sliding_sync_connection_rooms.device_id"
+                " AND p.conn_id = sliding_sync_connection_rooms.conn_id)", ())
+            return count
+
+        return await self.db.run_interaction("prune_sliding_sync_positions", txn_fn)

@@ -44,6 +44,10 @@ class TimelineRow:
     stream_ordering: int
 
 
+# Below every stream position (backfilled events count down from zero).
+_NO_LOWER_BOUND = -(2**62)
+
+
 def _chunks(items: Sequence, size: int = _UNION_CHUNK) -> list[Sequence]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
@@ -151,7 +155,20 @@ class SyncStore:
 
         async def txn_fn(txn: Transaction) -> dict[str, list[TimelineRow]]:
             out: dict[str, list[TimelineRow]] = {r.room_id: [] for r in ranges}
-            for chunk in _chunks(list(ranges)):
+            if txn.dialect.is_postgres:
+                # One statement whatever the number of rooms: its text never changes, so the
+                # server plans it once per connection (a UNION of N subqueries is planned anew).
+                rows = await txn.fetch_all(
+                    "SELECT r.room_id, t.event_id, t.stream_ordering"
+                    " FROM unnest(?::text[], ?::bigint[], ?::bigint[], ?::bigint[]) AS r(room_id, upto, after, lim)"
+                    " CROSS JOIN LATERAL (SELECT event_id, stream_ordering FROM events"
+                    " WHERE room_id = r.room_id AND stream_ordering <= r.upto AND stream_ordering > r.after"
+                    " AND outlier = FALSE AND rejected_reason IS NULL ORDER BY stream_ordering DESC LIMIT r.lim) AS t",
+                    ([r.room_id for r in ranges], [r.upto for r in ranges],
+                     [_NO_LOWER_BOUND if r.after is None else r.after for r in ranges], [r.limit for r in ranges]))
+                for room_id, event_id, stream_ordering in rows:
+                    out[room_id].append(TimelineRow(event_id, int(stream_ordering)))
+            for chunk in [] if txn.dialect.is_postgres else _chunks(list(ranges)):
                 parts, params = [], []
                 for i, r in enumerate(chunk):
                     lower = "" if r.after is None else " AND stream_ordering > ?"
@@ -179,6 +196,16 @@ class SyncStore:
 
         async def txn_fn(txn: Transaction) -> dict[str, int]:
             out: dict[str, int] = {}
+            if txn.dialect.is_postgres:
+                # One statement of fixed text (planned once per connection), as in get_timelines.
+                rows = await txn.fetch_all(
+                    "SELECT r.room_id, t.state_group FROM unnest(?::text[], ?::bigint[]) AS r(room_id, upto)"
+                    " CROSS JOIN LATERAL (SELECT s.state_group FROM events e"
+                    " JOIN event_to_state_groups s ON s.event_id = e.event_id"
+                    " WHERE e.room_id = r.room_id AND e.stream_ordering <= r.upto AND e.outlier = FALSE"
+                    " ORDER BY e.stream_ordering DESC LIMIT 1) AS t",
+                    ([room_id for room_id, _ in positions], [position for _, position in positions]))
+                return {room_id: int(group) for room_id, group in rows}
             for chunk in _chunks(list(positions)):
                 parts, params = [], []
                 for i, (room_id, position) in enumerate(chunk):

@@ -26,6 +26,8 @@ STORES = Path(__file__).resolve().parents[2] / "storage" / "stores"
 
 # table -> the module (file name in storage/stores/) that alone writes it.
 OWNERS = {
+    "sliding_sync_connection_positions": "sliding_sync.py",
+    "sliding_sync_connection_rooms": "sliding_sync.py",
     "current_state_events": "room_state.py",
     "event_to_state_groups": "events.py",
     "event_txn_ids": "events.py",

@@ -574,3 +574,92 @@ async def test_prev_batch_continues_the_timeline_with_messages(client):
     page = await alice.call("GET", f"/rooms/{room_id}/messages", **{"from": room["prev_batch"], "dir": "b",
                                                                      "limit": "2"})
     assert [e["content"].get("body") for e in page["chunk"]] == ["m1", "m0"]
+
+
+# --- per-room connection state (storage/schema/170_sliding_sync_room_state.sql) -----------------
+async def stored_room_rows(hs) -> list[tuple[str, int]]:
+    await hs.sliding_sync.flush()
+    rows = await hs.db.fetch_all("test_sliding_rows", "SELECT room_id, gen FROM sliding_sync_connection_rooms", ())
+    return sorted((r[0], int(r[1])) for r in rows)
+
+
+async def test_an_incremental_response_sends_only_the_rooms_that_changed(client, hs):
+    alice = await new_user(client, "alice")
+    rooms = [await alice.create_room(name=f"r{i}") for i in range(3)]
+    request = {"lists": {"all": room_list(ranges=[(0, 9)])}}
+    first = await sliding(alice, request)
+    assert set(first["rooms"]) == set(rooms)
+    assert {room for room, _ in await stored_room_rows(hs)} == set(rooms)
+
+    await alice.send(rooms[1], "news")
+    second = await sliding(alice, request, pos=first["pos"])
+    assert list(second["rooms"]) == [rooms[1]]
+    assert bodies(second["rooms"][rooms[1]]) == ["news"] and "initial" not in second["rooms"][rooms[1]]
+
+
+async def test_rooms_outside_the_window_are_not_written_again(client, hs):
+    alice = await new_user(client, "alice")
+    rooms = [await alice.create_room(name=f"r{i}") for i in range(3)]
+    request = {"lists": {"top": room_list(ranges=[(0, 0)])}}
+    first = await sliding(alice, request)
+    (top,) = first["rooms"]
+    assert [room for room, _ in await stored_room_rows(hs)] == [top]
+    other = next(r for r in rooms if r != top)
+    await alice.send(other, "takes the window")
+    second = await sliding(alice, request, pos=first["pos"])
+    assert list(second["rooms"]) == [other]
+    rows = await stored_room_rows(hs)
+    # The room that left the window is written once more (where its extensions stopped).
+    assert sorted(room for room, _ in rows) == sorted([top, top, other])
+    third = await sliding(alice, request, pos=second["pos"])
+    assert third["rooms"] == {}
+    # Nothing changed: no row for the third position, and the row the second one hid is gone.
+    rows = await stored_room_rows(hs)
+    assert sorted(room for room, _ in rows) == sorted([top, other])
+    await alice.send(other, "news in view")
+    fourth = await sliding(alice, request, pos=third["pos"])
+    assert list(fourth["rooms"]) == [other]
+    fifth = await sliding(alice, request, pos=fourth["pos"])
+    assert fifth["rooms"] == {}
+    assert sorted(room for room, _ in await stored_room_rows(hs)) == sorted([top, other])
+
+
+async def test_a_branch_left_by_a_retry_is_forgotten_and_the_retried_one_resumes_after_a_restart(client, hs):
+    alice = await new_user(client, "alice")
+    bob = await new_user(client, "bob")
+    talk = await alice.create_room(name="talk", preset="public_chat")
+    await bob.join(talk)
+    request = {"lists": {"all": room_list(timeline_limit=5, required_state=[("m.room.member", "$LAZY")])}}
+    first = await sliding(alice, request)
+    await bob.send(talk, "one")
+    abandoned = await sliding(alice, request, pos=first["pos"])
+    assert bodies(abandoned["rooms"][talk]) == ["one"]
+    await hs.sliding_sync.flush()
+    # The client never got `abandoned`: it retries `first` and goes on from the retry.
+    retried = await sliding(alice, request, pos=first["pos"])
+    assert bodies(retried["rooms"][talk]) == ["one"]
+
+    await hs.stop()
+    await hs.start()
+    async with aiohttp.ClientSession(hs.base_url("client")) as session:
+        alice.client = bob.client = session
+        error = await sliding(alice, request, pos=abandoned["pos"], expect=400)
+        assert error["errcode"] == "M_UNKNOWN_POS"
+        await bob.send(talk, "two")
+        resumed = await sliding(alice, request, pos=retried["pos"])
+        room = resumed["rooms"][talk]
+        assert "initial" not in room and bodies(room) == ["two"]
+        assert "required_state" not in room  # bob's member event was remembered per room
+        quiet = await sliding(alice, request, pos=resumed["pos"])
+        assert quiet["rooms"] == {}
+
+
+async def test_positions_from_before_the_per_room_state_are_unknown(client, hs):
+    # Migration 170 drops the old `sliding_sync_positions` table (docs/decisions.md): its
+    # positions are answered like any position the server does not know.
+    tables = await hs.db.fetch_all(
+        "test_sliding_tables", "SELECT COUNT(*) FROM sliding_sync_connection_positions", ())
+    assert tables[0][0] == 0
+    alice = await new_user(client, "alice")
+    error = await sliding(alice, {"lists": {"all": room_list()}}, pos="0123abcd.1", expect=400)
+    assert error["errcode"] == "M_UNKNOWN_POS"
