@@ -158,7 +158,9 @@ async def test_a_burst_larger_than_the_timeline_limit_reaches_every_device_whole
         assert limited == 0
 
 
-async def test_a_long_poll_from_a_token_handed_out_lately_pages_a_burst_without_a_gap(client):
+async def burst_since_a_token(client) -> tuple[User, User, str, str, list[str]]:
+    """Bob on two devices in Alice's room, a token of his, then a burst of 15 messages from Alice:
+    (bob, his tablet, the token, the room, the burst's bodies)."""
     alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
     tablet = await second_device(bob, "bob")
     room_id = await alice.create_room(preset="public_chat")
@@ -167,6 +169,11 @@ async def test_a_long_poll_from_a_token_handed_out_lately_pages_a_burst_without_
     burst = [f"b{i}" for i in range(15)]
     for body in burst:
         await alice.send(room_id, body)
+    return bob, tablet, since, room_id, burst
+
+
+async def test_a_long_poll_from_a_token_handed_out_lately_pages_a_burst_without_a_gap(client):
+    bob, tablet, since, room_id, burst = await burst_since_a_token(client)
     replies = await asyncio.gather(*(sync(d, since=since, timeout=LONG_POLL_MS) for d in (bob, tablet)))
     for device, reply in zip((bob, tablet), replies, strict=True):
         timeline = reply["rooms"]["join"][room_id]["timeline"]
@@ -180,14 +187,7 @@ async def test_a_long_poll_from_a_token_handed_out_lately_pages_a_burst_without_
 async def test_an_incremental_sync_after_a_burst_is_limited_to_the_newest_events(client):
     """Without a timeout (a client catching up, not a connected one) a burst is a gap, as Synapse
     answers: the newest events, `limited`, and a prev_batch that reaches the rest."""
-    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
-    tablet = await second_device(bob, "bob")
-    room_id = await alice.create_room(preset="public_chat")
-    await bob.join(room_id)
-    since = (await sync(bob))["next_batch"]
-    burst = [f"b{i}" for i in range(15)]
-    for body in burst:
-        await alice.send(room_id, body)
+    bob, tablet, since, room_id, burst = await burst_since_a_token(client)
     replies = await asyncio.gather(*(sync(d, since=since) for d in (bob, tablet)))
     for device, reply in zip((bob, tablet), replies, strict=True):
         timeline = reply["rooms"]["join"][room_id]["timeline"]
@@ -203,13 +203,7 @@ async def test_a_long_poll_from_an_old_token_is_limited_to_the_newest_events(mak
     away: its long poll gets the newest events with a gap, not every page since."""
     hs = await make_homeserver(sync={"gapless_window_ms": 0})
     async with aiohttp.ClientSession(hs.base_url("client")) as client:
-        alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
-        room_id = await alice.create_room(preset="public_chat")
-        await bob.join(room_id)
-        since = (await sync(bob))["next_batch"]
-        burst = [f"b{i}" for i in range(15)]
-        for body in burst:
-            await alice.send(room_id, body)
+        bob, _, since, room_id, burst = await burst_since_a_token(client)
         reply = await sync(bob, since=since, timeout=LONG_POLL_MS)
         assert reply["rooms"]["join"][room_id]["timeline"]["limited"] is True
         assert bodies(reply["rooms"]["join"][room_id]) == burst[-10:]
