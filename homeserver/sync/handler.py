@@ -390,10 +390,13 @@ class SyncService:
             # engine owns; extension sources judge their own positions (typing restarts at 0).
             since = since.replace(**{s: min(since.get(s), now.get(s)) for s in OWN_STREAMS})
         now_pos = now.get("events")
-        if since is not None and self._answers_gapless(request):
+        paged = False
+        if (since is not None and sync_filter.timeline_limit > 0 and not sync_filter.timeline.is_empty_set
+                and self._answers_gapless(request)):
             overflow = await self._store.get_first_overflowing_event(user_id, since.get("events"), now_pos,
                                                                     sync_filter.timeline_limit)
             if overflow is not None:
+                paged = True
                 # A room holds more new events than its timeline shows: answer up to just before the
                 # first that does not fit, so no timeline has a gap; the next poll goes on from there.
                 now_pos = overflow - 1
@@ -467,7 +470,9 @@ class SyncService:
 
         global_data = filter_plain_events(account_data.get("global", []), sync_filter.account_data)
         response = _response_skeleton(now, rooms, global_data)
-        news = bool(global_data) or any(rooms.values())
+        # A page stopped short of now is answered at once even when the filter kept none of its
+        # events: the next poll goes on from it.
+        news = bool(global_data) or any(rooms.values()) or paged
         all_joined = [room_id for room_id, row in memberships.items() if row.membership == "join"]
         return _UserPart(response, news, since, now, entries, all_joined, own_txns)
 

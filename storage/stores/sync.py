@@ -133,7 +133,7 @@ class SyncStore:
     async def get_first_overflowing_event(self, user_id: str, after: int, upto: int, per_room: int) -> int | None:
         """The lowest stream position in (after, upto] at which one of the rooms the user is joined
         to holds its `per_room + 1`-th event of the range (None: no room holds more than `per_room`)."""
-        if per_room < 0 or upto - after <= per_room:
+        if per_room < 1 or upto - after <= per_room:
             return None  # positions are unique: the range cannot hold that many events of one room
 
         async def txn_fn(txn: Transaction) -> int | None:

@@ -245,3 +245,27 @@ async def test_a_long_poll_that_times_out_answers_at_its_own_token_with_the_devi
         assert reply["to_device"]["events"] == []
     assert first["device_one_time_keys_count"] == {"signed_curve25519": 0}
     assert second["device_one_time_keys_count"] == {"signed_curve25519": 2}
+
+
+async def test_pages_a_filter_keeps_nothing_of_are_answered_at_once_until_the_event_it_wants(client):
+    bob, _, since, room_id, _ = await burst_since_a_token(client)
+    marker = await bob.call("PUT", f"/rooms/{room_id}/send/org.example.marker/m1", {"after": "the burst"})
+    only_markers = {"room": {"timeline": {"limit": 2, "types": ["org.example.marker"]}}}
+    for _ in range(10):
+        # Each page of two raw events holds no marker until the last: answered at once, not after
+        # the poll's timeout (the wait_for bound is well under it).
+        reply = await asyncio.wait_for(sync(bob, since=since, timeout=LONG_POLL_MS, filter=only_markers), 10)
+        assert reply["next_batch"] != since
+        since = reply["next_batch"]
+        room = reply["rooms"]["join"].get(room_id)
+        events = room["timeline"]["events"] if room is not None else []
+        if any(e["event_id"] == marker["event_id"] for e in events):
+            break
+    else:
+        raise AssertionError("the marker never arrived")
+
+
+async def test_a_long_poll_with_a_timeline_limit_of_zero_moves_on(client):
+    bob, _, since, _, _ = await burst_since_a_token(client)
+    reply = await sync(bob, since=since, timeout=LONG_POLL_MS, filter={"room": {"timeline": {"limit": 0}}})
+    assert reply["next_batch"] != since
