@@ -59,7 +59,7 @@ PRESENCE_STATES = ("offline", "online", "unavailable")
 LAZY_CACHE_DEVICES = 2000
 JOINED_CACHE_USERS = 10_000
 # next_batch tokens remembered with when they were handed out (for gapless long polls).
-ISSUED_TOKENS = 100_000
+ISSUED_TOKENS = 20_000
 OWN_STREAMS = ("events", "account_data", "push_rules")
 NAMING_TYPES = ("m.room.name", "m.room.canonical_alias")
 # Responses computed at once; more wait their turn, so that a wake of a thousand long polls neither
