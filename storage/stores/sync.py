@@ -166,24 +166,24 @@ class SyncStore:
                     " AND outlier = FALSE AND rejected_reason IS NULL ORDER BY stream_ordering DESC LIMIT r.lim) AS t",
                     ([r.room_id for r in ranges], [r.upto for r in ranges],
                      [_NO_LOWER_BOUND if r.after is None else r.after for r in ranges], [r.limit for r in ranges]))
-                for room_id, event_id, stream_ordering in rows:
-                    out[room_id].append(TimelineRow(event_id, int(stream_ordering)))
-            for chunk in [] if txn.dialect.is_postgres else _chunks(list(ranges)):
-                parts, params = [], []
-                for i, r in enumerate(chunk):
-                    lower = "" if r.after is None else " AND stream_ordering > ?"
-                    parts.append(
-                        f"SELECT * FROM (SELECT room_id, event_id, stream_ordering FROM events"
-                        f" WHERE room_id = ? AND stream_ordering <= ?{lower} AND outlier = ?"
-                        f" AND rejected_reason IS NULL ORDER BY stream_ordering DESC LIMIT ?) AS t{i}"
-                    )
-                    lower_params = () if r.after is None else (r.after,)
-                    params.extend([r.room_id, r.upto, *lower_params, False, r.limit])
-                rows = await txn.fetch_all(" UNION ALL ".join(parts), params)
-                for room_id, event_id, stream_ordering in rows:
-                    out[room_id].append(TimelineRow(event_id, int(stream_ordering)))
-            for rows in out.values():
-                rows.sort(key=lambda row: row.stream_ordering)
+            else:
+                rows = []
+                for chunk in _chunks(list(ranges)):
+                    parts, params = [], []
+                    for i, r in enumerate(chunk):
+                        lower = "" if r.after is None else " AND stream_ordering > ?"
+                        parts.append(
+                            f"SELECT * FROM (SELECT room_id, event_id, stream_ordering FROM events"
+                            f" WHERE room_id = ? AND stream_ordering <= ?{lower} AND outlier = ?"
+                            f" AND rejected_reason IS NULL ORDER BY stream_ordering DESC LIMIT ?) AS t{i}"
+                        )
+                        lower_params = () if r.after is None else (r.after,)
+                        params.extend([r.room_id, r.upto, *lower_params, False, r.limit])
+                    rows += await txn.fetch_all(" UNION ALL ".join(parts), params)
+            for room_id, event_id, stream_ordering in rows:
+                out[room_id].append(TimelineRow(event_id, int(stream_ordering)))
+            for room_rows in out.values():
+                room_rows.sort(key=lambda row: row.stream_ordering)
             return out
 
         return await self.db.run_interaction("sync_timelines", txn_fn, write=False)
