@@ -187,7 +187,7 @@ def start_ours(db: str, workdir: Path, cleanups: list[Callable[[], None]],
 def ensure_synapse_postgres_driver(python: Path) -> None:
     """Synapse talks to PostgreSQL through psycopg2, which plain matrix-synapse does not pull in."""
     if subprocess.run([str(python), "-c", "import psycopg2"], capture_output=True).returncode != 0:
-        print("installing psycopg2-binary into .venv-synapse ...", file=sys.stderr, flush=True)
+        print(f"installing psycopg2-binary for Synapse ({python}) ...", file=sys.stderr, flush=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", "psycopg2-binary"], check=True)
 
 

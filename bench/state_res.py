@@ -4,7 +4,7 @@
         [--members 10000] [--conflicted 200] [--room-version 10] [--rounds 3] [--repeat 5]
 
 Synapse is not a dependency of the project: its side runs in a subprocess under the
-Python named by $SYNAPSE_PYTHON (default: .venv-synapse, as `make` sets it up), fed the
+Python `run_synapse.find_synapse_python` names ($SYNAPSE_PYTHON, this one, or .venv-synapse), fed the
 very same events and state sets as JSON. Both sides get an in-memory store and the
 same auth chain difference algorithm (Synapse's real one is a database query), so
 what is compared is the resolution itself. The results must be identical.
@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import itertools
 import json
 import operator
-import os
 import statistics
 import subprocess
 import sys
@@ -277,15 +275,13 @@ def main() -> None:
         run_synapse_side(args.synapse_side, args.repeat)
         return
 
-    # $SYNAPSE_PYTHON, else the project's .venv-synapse (see the Makefile), else this
-    # interpreter if it happens to have Synapse.
-    synapse_python = os.environ.get("SYNAPSE_PYTHON")
-    if not synapse_python and (ROOT / ".venv-synapse/bin/python").exists():
-        synapse_python = str(ROOT / ".venv-synapse/bin/python")
-    if not synapse_python:
-        if importlib.util.find_spec("synapse") is None:
-            raise SystemExit("set SYNAPSE_PYTHON to the python of a venv with matrix-synapse installed")
-        synapse_python = sys.executable
+    sys.path.insert(0, str(ROOT / "scripts" / "synapse"))
+    import run_synapse  # a script directory, not a package
+
+    found = run_synapse.find_synapse_python()
+    if found is None:
+        raise SystemExit("set SYNAPSE_PYTHON to the python of a venv with matrix-synapse installed")
+    synapse_python = str(found)
 
     room = build_room(args.members, args.conflicted, args.room_version)
     # Rounds alternate the two sides so that a busy machine slows both alike.

@@ -188,12 +188,12 @@ def test_postgres_dsn_swaps_only_the_database_name():
     assert servers.postgres_dsn("bench_x").rsplit("/", 1)[0] == servers.POSTGRES_ADMIN_DSN.rsplit("/", 1)[0]
 
 
-SYNAPSE_AVAILABLE = (servers.ROOT / ".venv-synapse" / "bin" / "python").exists()
+SYNAPSE_AVAILABLE = servers.run_synapse.find_synapse_python() is not None
 
 
 @pytest.mark.parametrize(
     "kind",
-    ["ours", pytest.param("synapse", marks=pytest.mark.skipif(not SYNAPSE_AVAILABLE, reason="no .venv-synapse"))],
+    ["ours", pytest.param("synapse", marks=pytest.mark.skipif(not SYNAPSE_AVAILABLE, reason="no Python with Synapse installed"))],
 )
 async def test_a_started_server_registers_users_with_the_shared_secret_and_leaves_nothing_behind(kind):
     import aiohttp

@@ -6,14 +6,16 @@
                                                  "url=... pid=... workdir=... secret=..."
     run_synapse.py stop PID                      stop a Synapse started with `start`
 
-Synapse lives in its own virtualenv (.venv-synapse in the project root, created on first
-use) because its Twisted dependency tree must not leak into the homeserver's environment.
+Synapse runs from the test environment when that has it (`make test` installs it there), else
+from a virtualenv of its own (.venv-synapse in the project root, created on first use) so its
+Twisted dependency tree does not leak into the homeserver's environment.
 Benchmarks can import this module and call ``start_synapse`` / ``SynapseServer.stop``.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import secrets
 import shutil
@@ -75,19 +77,38 @@ class SynapseServer:
             self.process.wait()
 
 
-def synapse_python() -> Path:
-    return SYNAPSE_VENV / "bin" / "python"
+def _imports_synapse(python: str | Path) -> bool:
+    return subprocess.run([str(python), "-c", "import synapse.app.homeserver"], capture_output=True).returncode == 0
+
+
+def find_synapse_python() -> Path | None:
+    """The Python to run Synapse with, without installing anything: $SYNAPSE_PYTHON; else this
+    interpreter when it imports Synapse (the test extra installs it, so `make test` needs no
+    second install); else .venv-synapse when Synapse is installed there; else None."""
+    if os.environ.get("SYNAPSE_PYTHON"):
+        return Path(os.environ["SYNAPSE_PYTHON"])
+    if _imports_synapse(sys.executable):
+        return Path(sys.executable)
+    python = SYNAPSE_VENV / "bin" / "python"
+    return python if python.exists() and _imports_synapse(python) else None
 
 
 def ensure_synapse_installed() -> Path:
-    """Create .venv-synapse and install matrix-synapse into it unless already there."""
-    python = synapse_python()
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(SYNAPSE_VENV)], check=True)
-    probe = subprocess.run([str(python), "-c", "import synapse"], capture_output=True)
-    if probe.returncode != 0:
-        print("installing matrix-synapse into .venv-synapse ...", file=sys.stderr, flush=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "matrix-synapse"], check=True)
+    """`find_synapse_python`, else .venv-synapse created and filled now.
+
+    The install runs under a file lock: parallel test workers or benchmarks that all want Synapse
+    must not run pip over files another one's Synapse has mapped (that ends in SIGBUS)."""
+    found = find_synapse_python()
+    if found is not None:
+        return found
+    python = SYNAPSE_VENV / "bin" / "python"
+    with open(PROJECT_ROOT / ".venv-synapse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(SYNAPSE_VENV)], check=True)
+        if not _imports_synapse(python):
+            print("installing matrix-synapse into .venv-synapse ...", file=sys.stderr, flush=True)
+            subprocess.run([str(python), "-m", "pip", "install", "-q", "matrix-synapse"], check=True)
     return python
 
 

@@ -1,7 +1,8 @@
 """Our auth rules and Synapse's agree, on the rule table and on thousands of random rooms.
 
 Synapse is not a dependency: the comparison runs it in a subprocess with the Python of
-`.venv-synapse` (or $SYNAPSE_PYTHON) and is skipped where there is none. Only Synapse's
+$SYNAPSE_PYTHON, this interpreter or `.venv-synapse` (`run_synapse.find_synapse_python`) and
+is skipped where there is none. Only Synapse's
 *state-dependent* rules are compared; the few rules Synapse enforces at another stage
 (signature presence, the v12 room ID, canonical JSON) or enforces more loosely (malformed
 power level values it would later crash on) are listed in KNOWN_DIFFERENCES with why.
@@ -9,12 +10,9 @@ power level values it would later crash on) are listed in KNOWN_DIFFERENCES with
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import random
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +22,14 @@ from signedjson.sign import sign_json
 
 from homeserver.event_auth import AuthError, check_auth
 from homeserver.events.event import Event
+from scripts.synapse.run_synapse import find_synapse_python
 from tests.event_auth import test_auth_membership_rules, test_auth_power_level_rules, test_auth_rules
 from tests.event_auth.authroom import ALICE, BOB, CAROL, CREATOR, MOD, AuthRoom, versions
 
-_REPO = Path(__file__).resolve().parents[3]
-
-
-def _find_synapse_python() -> Path:
-    """$SYNAPSE_PYTHON, else .venv-synapse, else this interpreter when Synapse imports here (make test)."""
-    if "SYNAPSE_PYTHON" in os.environ:
-        return Path(os.environ["SYNAPSE_PYTHON"])
-    dedicated = _REPO / ".venv-synapse" / "bin" / "python"
-    if dedicated.exists() or importlib.util.find_spec("synapse") is None:
-        return dedicated
-    return Path(sys.executable)
-
-
-_SYNAPSE_PYTHON = _find_synapse_python()
+_SYNAPSE_PYTHON = find_synapse_python()
 _DRIVER = Path(__file__).with_name("synapse_auth_driver.py")
 
-pytestmark = pytest.mark.skipif(not _SYNAPSE_PYTHON.exists(), reason="no Python with Synapse installed")
+pytestmark = pytest.mark.skipif(_SYNAPSE_PYTHON is None, reason="no Python with Synapse installed")
 
 # Table rows where Synapse's state-dependent rules and ours disagree, and why that is fine.
 KNOWN_DIFFERENCES = {

@@ -125,22 +125,13 @@ def _wait_until_serving(url: str, context: ssl.SSLContext, process: subprocess.P
     raise RuntimeError(f"Synapse did not answer /versions within {STARTUP_TIMEOUT_SECONDS:.0f}s")
 
 
-def synapse_python() -> Path:
-    """The test environment's own interpreter when it has Synapse (the test extra installs it), so
-    CI needs no second install; otherwise run_synapse's separate .venv-synapse."""
-    probe = subprocess.run([sys.executable, "-c", "import synapse.app.homeserver"], capture_output=True)
-    if probe.returncode == 0:
-        return Path(sys.executable)
-    return run_synapse.ensure_synapse_installed()
-
-
 def start_federating_synapse(workdir: Path, ca: TestCA, host: str = "127.0.0.2",
                              overrides: dict[str, Any] | None = None) -> FederatingSynapse:
     """Configure and start Synapse; returns once its client API answers over TLS. `overrides` are
     top-level config keys laid over the federating config (the benchmarks lower `bcrypt_rounds`)."""
     import secrets
 
-    python = synapse_python()
+    python = run_synapse.ensure_synapse_installed()
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port(host)
