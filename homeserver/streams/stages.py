@@ -58,6 +58,7 @@ class EventStage:
         self._advanced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._downstream: list[EventStage] = []
+        self._save_lock = asyncio.Lock()
         if upstream is not None:
             upstream._downstream.append(self)
         lag = _lag_gauge(registry)
@@ -86,11 +87,10 @@ class EventStage:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        if self._position > self._saved:
-            try:
-                await self._positions.save(self.name, self._position)
-            except Exception:
-                logger.exception("saving the position of stage %s failed", self.name)
+        try:
+            await self.save_position()
+        except Exception:
+            logger.exception("saving the position of stage %s failed", self.name)
 
     # --- input -----------------------------------------------------------------------------
     def on_event_persisted(self, update: EventPersisted) -> None:
@@ -140,7 +140,7 @@ class EventStage:
                         async with asyncio.timeout(LAZY_SAVE_S):
                             await self._wakeup.wait()
                     except TimeoutError:
-                        await self._save_lazily()
+                        await self.save_position()
                 else:
                     await self._wakeup.wait()
                 self._wakeup.clear()
@@ -191,10 +191,15 @@ class EventStage:
         for stage in self._downstream:
             stage._wakeup.set()
 
-    async def _save_lazily(self) -> None:
-        position = self._position
-        await self._positions.save(self.name, position)
-        self._saved = max(self._saved, position)
+    async def save_position(self) -> None:
+        """Record how far the stage got unless that is recorded already. The loop does this once
+        it has been idle for a second; a caller that must not see that write later can do it now."""
+        async with self._save_lock:
+            position = self._position
+            if position <= self._saved:
+                return
+            await self._positions.save(self.name, position)
+            self._saved = max(self._saved, position)
 
 
 def _lag_gauge(registry: CollectorRegistry | None) -> Gauge | None:
