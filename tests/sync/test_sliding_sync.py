@@ -663,3 +663,31 @@ async def test_positions_from_before_the_per_room_state_are_unknown(client, hs):
     alice = await new_user(client, "alice")
     error = await sliding(alice, {"lists": {"all": room_list()}}, pos="0123abcd.1", expect=400)
     assert error["errcode"] == "M_UNKNOWN_POS"
+
+
+async def test_every_connection_of_a_user_sees_the_memberships_another_one_already_read(client):
+    # The service remembers a user's memberships between responses; a join, an invite and a leave
+    # made after one connection read them must still reach the user's other connections.
+    alice = await new_user(client, "alice")
+    bob = await new_user(client, "bob")
+    kept = await alice.create_room()
+    left = await alice.create_room()
+    request = {"lists": {"all": room_list()}}
+    one = await sliding(alice, {**request, "conn_id": "one"})
+    two = await sliding(alice, {**request, "conn_id": "two"})
+    assert one["lists"]["all"]["count"] == two["lists"]["all"]["count"] == 2
+    public = await bob.create_room(preset="public_chat")
+    invited = await bob.create_room()
+    await bob.call("POST", f"/rooms/{invited}/invite", {"user_id": alice.user_id})
+    await alice.join(public)
+    await alice.call("POST", f"/rooms/{left}/leave", {})
+    one = await sliding(alice, {**request, "conn_id": "one"}, pos=one["pos"])
+    assert {public, invited, left} <= set(one["rooms"])
+    assert one["rooms"][invited]["invite_state"]
+    one = await sliding(alice, {**request, "conn_id": "one"}, pos=one["pos"])
+    assert one["lists"]["all"]["count"] == 3
+    # The second connection asks after the first has read the new memberships.
+    two = await sliding(alice, {**request, "conn_id": "two"}, pos=two["pos"])
+    assert {public, invited, left} <= set(two["rooms"])
+    two = await sliding(alice, {**request, "conn_id": "two"}, pos=two["pos"])
+    assert two["lists"]["all"]["count"] == 3 and kept not in two["rooms"]
