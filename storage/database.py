@@ -266,6 +266,7 @@ class Database(abc.ABC):
         kwargs: dict[str, Any],
         write: bool,
         isolation: Isolation,
+        durable: bool,
     ) -> tuple[T, Transaction]:
         """Run `func` in one transaction and commit it, rolling back on any exception."""
 
@@ -291,12 +292,19 @@ class Database(abc.ABC):
         *args: Any,
         write: bool = True,
         isolation: Isolation = "repeatable_read",
+        durable: bool = True,
         **kwargs: Any,
     ) -> T:
         """Run `func(txn, *args, **kwargs)` in a transaction, retrying it on transient conflicts.
 
         `write=False` runs it read-only (a SQLite reader connection, a PostgreSQL READ ONLY
         transaction). `isolation` only matters on PostgreSQL; SQLite's single writer is serializable.
+        `durable=False` commits without waiting for the disk (SQLite `synchronous=NORMAL`,
+        PostgreSQL `synchronous_commit = off`): only for writes that can be redone from durable
+        data and that record how far they got in the same transaction, like a stream stage's
+        results with its position. A crash of our process loses nothing; a crash of the machine
+        (or of PostgreSQL) may lose such commits made after the last durable one, never a durable
+        one, and the stage redoes them.
         """
         if self._closed:
             raise DatabaseError("database is closed")
@@ -312,7 +320,8 @@ class Database(abc.ABC):
             started = time.monotonic()
             self.interactions_in_flight += 1
             try:
-                result, txn = await self._run_transaction_marked(name, func, args, kwargs, write, isolation)
+                result, txn = await self._run_transaction_marked(name, func, args, kwargs, write, isolation,
+                                                                 durable)
             except Exception as error:
                 if not self.is_transient_error(error):
                     raise
@@ -348,10 +357,11 @@ class Database(abc.ABC):
         kwargs: dict[str, Any],
         write: bool,
         isolation: Isolation,
+        durable: bool,
     ) -> tuple[T, Transaction]:
         token = _current_interaction.set(name)
         try:
-            return await self._run_transaction(name, func, args, kwargs, write, isolation)
+            return await self._run_transaction(name, func, args, kwargs, write, isolation, durable)
         finally:
             _current_interaction.reset(token)
 

@@ -38,12 +38,12 @@ _TRANSIENT_ERRORS = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 
 class PostgresTransaction(Transaction):
     def __init__(self, name: str, conn: psycopg.AsyncConnection[Any], cursor: psycopg.AsyncCursor[Any],
-                 begin: str) -> None:
+                 begin: tuple[str, ...]) -> None:
         super().__init__(POSTGRES, name)
         self._conn = conn
         self._cursor = cursor
-        # The BEGIN not sent yet; it goes out with the first statement.
-        self._begin: str | None = begin
+        # The BEGIN (and settings of the transaction) not sent yet; they go out with the first statement.
+        self._begin: tuple[str, ...] | None = begin
 
     @property
     def begun(self) -> bool:
@@ -51,8 +51,8 @@ class PostgresTransaction(Transaction):
 
     async def _send_begin(self) -> None:
         begin, self._begin = self._begin, None
-        if begin is not None:
-            await self._conn.execute(begin)  # type: ignore[arg-type]
+        for statement in begin or ():
+            await self._conn.execute(statement)  # type: ignore[arg-type]
 
     async def _execute(self, sql: str, params: Sequence[Any]) -> tuple[list[Row], int]:
         cur = self._cursor
@@ -138,12 +138,13 @@ class PostgresDatabase(Database):
         kwargs: dict[str, Any],
         write: bool,
         isolation: Isolation,
+        durable: bool,
     ) -> tuple[T, Transaction]:
         if write:
-            return await self._run_on_pool(name, func, args, kwargs, write, isolation, None)
+            return await self._run_on_pool(name, func, args, kwargs, write, isolation, None, durable)
         slot = await self._read_slots.acquire()
         return await self._run_on_pool(name, func, args, kwargs, write, isolation,
-                                       lambda: self._read_slots.release(slot))
+                                       lambda: self._read_slots.release(slot), durable)
 
     async def _run_on_pool(
         self,
@@ -154,6 +155,7 @@ class PostgresDatabase(Database):
         write: bool,
         isolation: Isolation,
         release_slot: Callable[[], None] | None,
+        durable: bool,
     ) -> tuple[T, Transaction]:
         """Run `func` on a pooled connection; the connection (and the read slot, if any) is given
         back here, or by the task that finishes a read-only transaction's COMMIT."""
@@ -169,9 +171,11 @@ class PostgresDatabase(Database):
                     # cancellation. Honour it: a task that was told to stop must not carry on.
                     raise asyncio.CancelledError()
                 mode = "READ WRITE" if write else "READ ONLY"
-                txn = PostgresTransaction(
-                    name, conn, conn.cursor(), f"BEGIN ISOLATION LEVEL {_ISOLATION_SQL[isolation]} {mode}"
-                )
+                begin = f"BEGIN ISOLATION LEVEL {_ISOLATION_SQL[isolation]} {mode}"
+                # Not durable: the commit returns before its WAL record is flushed; the next
+                # synchronous commit flushes it, and only a crash of PostgreSQL itself can lose it.
+                settings = () if durable or not write else ("SET LOCAL synchronous_commit = off",)
+                txn = PostgresTransaction(name, conn, conn.cursor(), (begin, *settings))
                 try:
                     result = await func(txn, *args, **kwargs)
                     if txn.begun:

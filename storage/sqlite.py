@@ -80,15 +80,16 @@ class _Connection:
 # whose COMMIT was left for this hop to issue (SqliteDatabase._run_on).
 
 
-def _open(conn: sqlite3.Connection, begin: str | None) -> None:
+def _open(conn: sqlite3.Connection, begin: Sequence[str] | None) -> None:
     if begin:
         if conn.in_transaction:
             conn.execute("COMMIT")
-        conn.execute(begin)
+        for statement in begin:
+            conn.execute(statement)
 
 
 def _execute(
-    conn: sqlite3.Connection, begin: str | None, sql: str, params: Sequence[Any]
+    conn: sqlite3.Connection, begin: Sequence[str] | None, sql: str, params: Sequence[Any]
 ) -> tuple[list[Row], int]:
     _open(conn, begin)
     cur = conn.execute(sql, params)
@@ -102,7 +103,7 @@ def _execute(
         cur.close()
 
 
-def _executemany(conn: sqlite3.Connection, begin: str | None, sql: str, seq: list[Sequence[Any]]) -> int:
+def _executemany(conn: sqlite3.Connection, begin: Sequence[str] | None, sql: str, seq: list[Sequence[Any]]) -> int:
     _open(conn, begin)
     cur = conn.executemany(sql, seq)
     try:
@@ -111,7 +112,7 @@ def _executemany(conn: sqlite3.Connection, begin: str | None, sql: str, seq: lis
         cur.close()
 
 
-def _execute_script(conn: sqlite3.Connection, begin: str | None, statements: list[str]) -> None:
+def _execute_script(conn: sqlite3.Connection, begin: Sequence[str] | None, statements: list[str]) -> None:
     _open(conn, begin)
     # Not conn.executescript(): that commits any open transaction first, and migrations must
     # run inside the transaction that also records them.
@@ -129,13 +130,23 @@ def _rollback_if_open(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
+def _end_relaxed(conn: sqlite3.Connection, end: Callable[[sqlite3.Connection], None], restore: str) -> None:
+    # The safety level can only change outside a transaction: a relaxed one sets NORMAL before its
+    # BEGIN (in WAL mode its commit is then written to the WAL without a sync, which the next FULL
+    # commit's sync covers) and the configured level comes back right after its end.
+    try:
+        end(conn)
+    finally:
+        conn.execute(f"PRAGMA synchronous = {restore}")
+
+
 class SqliteTransaction(Transaction):
-    def __init__(self, name: str, connection: _Connection, begin: str) -> None:
+    def __init__(self, name: str, connection: _Connection, begin: tuple[str, ...]) -> None:
         super().__init__(SQLITE, name)
         self._connection = connection
-        self._pending_begin: str | None = begin
+        self._pending_begin: tuple[str, ...] | None = begin
 
-    def _take_begin(self) -> str | None:
+    def _take_begin(self) -> tuple[str, ...] | None:
         # Cleared before the hop is awaited: once submitted, the BEGIN will run even if this
         # task is cancelled, and the rollback path checks conn.in_transaction anyway.
         begin, self._pending_begin = self._pending_begin, None
@@ -227,6 +238,7 @@ class SqliteDatabase(Database):
         kwargs: dict[str, Any],
         write: bool,
         isolation: Isolation,
+        durable: bool,
     ) -> tuple[T, Transaction]:
         # Without readers (in-memory databases) reads share the writer, unenforced as read-only.
         if write or not self._readers:
@@ -234,25 +246,30 @@ class SqliteDatabase(Database):
                 # IMMEDIATE takes the file's write lock up front, so a conflict with another
                 # process surfaces as "database is locked" at the first statement (and is
                 # retried) rather than when a read lock must be upgraded midway.
-                return await self._run_on(self._writer, "BEGIN IMMEDIATE", name, func, args, kwargs)
+                if durable or self._synchronous not in ("FULL", "EXTRA"):
+                    return await self._run_on(self._writer, ("BEGIN IMMEDIATE",), name, func, args, kwargs)
+                return await self._run_on(self._writer, ("PRAGMA synchronous = NORMAL", "BEGIN IMMEDIATE"),
+                                          name, func, args, kwargs, restore=self._synchronous)
         reader = await self._idle_readers.acquire()
         try:
             # A read transaction pins one WAL snapshot for all its statements.
-            return await self._run_on(reader, "BEGIN", name, func, args, kwargs, defer_commit=True)
+            return await self._run_on(reader, ("BEGIN",), name, func, args, kwargs, defer_commit=True)
         finally:
             self._idle_readers.release(reader)
 
     async def _run_on(
         self,
         connection: _Connection,
-        begin: str,
+        begin: tuple[str, ...],
         name: str,
         func: InteractionFunc[T],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         *,
         defer_commit: bool = False,
+        restore: str | None = None,
     ) -> tuple[T, Transaction]:
+        """`restore`: the safety level to set again after a transaction whose `begin` lowered it."""
         conn = connection.conn
         assert conn is not None, "database is not open"
         txn = SqliteTransaction(name, connection, begin)
@@ -263,6 +280,8 @@ class SqliteDatabase(Database):
                     # A read transaction has nothing to commit: when another read waits for this
                     # reader, its first hop ends this one (one hop per read instead of two).
                     connection.lingering = True
+                elif restore is not None:
+                    await connection.call(_end_relaxed, conn, _commit_if_open, restore)
                 else:
                     await connection.call(_commit_if_open, conn)
                     connection.lingering = False
@@ -270,7 +289,10 @@ class SqliteDatabase(Database):
             # Shielded so that a second cancellation cannot skip it; the connection's single
             # thread runs it only after any statement still in flight.
             connection.lingering = False
-            await asyncio.shield(connection.call(_rollback_if_open, conn))
+            if restore is not None and txn._pending_begin is None:
+                await asyncio.shield(connection.call(_end_relaxed, conn, _rollback_if_open, restore))
+            else:
+                await asyncio.shield(connection.call(_rollback_if_open, conn))
             raise
         return result, txn
 

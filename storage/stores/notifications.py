@@ -100,7 +100,9 @@ class NotificationStore:
                 " highlight_count = event_push_counts.highlight_count + excluded.highlight_count", count_rows)
             await save_stage_position_txn(txn, stage, upto)
 
-        await self.db.run_interaction("add_push_actions", txn_fn)
+        # Counts and actions are redone from the events after a crash that loses them (the stage
+        # position is in the same transaction), so this commit need not wait for the disk.
+        await self.db.run_interaction("add_push_actions", txn_fn, durable=False)
 
     async def get_push_actions_for_events(self, event_ids: Sequence[str], user_ids: Sequence[str]
                                           ) -> list[StoredNotification]:

@@ -97,7 +97,9 @@ class SearchStore:
             await txn.executemany(_DELETE_EVENT[txn.dialect.is_postgres], [(e,) for e in redacted])
             await save_stage_position_txn(txn, stage, upto)
 
-        await self.db.run_interaction("index_search_batch", txn_fn)
+        # Redone from the events after a crash that loses it (the stage position is in the same
+        # transaction), so this commit need not wait for the disk.
+        await self.db.run_interaction("index_search_batch", txn_fn, durable=False)
 
     async def remove_event(self, event_id: str) -> None:
         """Drop an event's texts from the index (it was redacted)."""

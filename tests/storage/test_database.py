@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -302,3 +303,30 @@ async def test_a_write_that_runs_no_statement_commits_nothing_and_succeeds(db: D
 
     assert await db.run_interaction("empty", empty) == 7
     assert seen == ["done"]
+
+
+async def test_a_relaxed_commit_is_kept_and_the_next_transaction_is_durable_again(db: Database) -> None:
+    # Stream stages commit their derived writes without waiting for the disk; the setting must
+    # not outlive that transaction, or acknowledged events would lose their fsync.
+    async def durability(txn: Transaction) -> Any:
+        if db.dialect.is_postgres:
+            return await txn.fetch_value("SHOW synchronous_commit")
+        return await txn.fetch_value("PRAGMA synchronous")
+
+    async def write(txn: Transaction, name: str, fail: bool = False) -> Any:
+        await txn.execute("INSERT INTO stream_positions (stream_name, position) VALUES (?, ?)", (name, 7))
+        setting = await durability(txn)
+        if fail:
+            raise RuntimeError("rolled back")
+        return setting
+
+    full, relaxed = ("on", "off") if db.dialect.is_postgres else (2, 1)  # FULL, NORMAL
+    assert await db.run_interaction("durability", durability) == full
+    for i in range(3):
+        assert await db.run_interaction("relaxed", write, f"relaxed{i}", durable=False) == relaxed
+        assert await db.run_interaction("durability", durability) == full
+    with pytest.raises(RuntimeError):
+        await db.run_interaction("relaxed", write, "failed", True, durable=False)
+    assert await db.run_interaction("durable", write, "durable") == full
+    names = await db.fetch_all("names", "SELECT stream_name FROM stream_positions WHERE position = 7")
+    assert sorted(n for (n,) in names) == ["durable", "relaxed0", "relaxed1", "relaxed2"]
