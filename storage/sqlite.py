@@ -280,10 +280,11 @@ class SqliteDatabase(Database):
                     # A read transaction has nothing to commit: when another read waits for this
                     # reader, its first hop ends this one (one hop per read instead of two).
                     connection.lingering = True
-                elif restore is not None:
-                    await connection.call(_end_relaxed, conn, _commit_if_open, restore)
                 else:
-                    await connection.call(_commit_if_open, conn)
+                    if restore is not None:
+                        await connection.call(_end_relaxed, conn, _commit_if_open, restore)
+                    else:
+                        await connection.call(_commit_if_open, conn)
                     connection.lingering = False
         except BaseException:
             # Shielded so that a second cancellation cannot skip it; the connection's single
