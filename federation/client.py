@@ -55,11 +55,14 @@ class FederationHttpError(FederationError):
         super().__init__(f"{destination} answered {status} {self.errcode or ''} {error or ''}".strip())
 
 
-def build_ssl_context(ca_bundle_path: str | None) -> ssl.SSLContext:
-    """Certificate checking as the spec asks: the system store, or only the configured bundle."""
+def build_ssl_context(ca_bundle_path: str | None) -> ssl.SSLContext | bool:
+    """Certificate checking as the spec asks: only the configured bundle, or the system store.
+
+    For the system store, True: aiohttp's own verifying context, which it builds at import in any
+    case; a second one would hold another parsed copy of the store (about 1 MiB)."""
     if ca_bundle_path:
         return ssl.create_default_context(cafile=ca_bundle_path)
-    return ssl.create_default_context()
+    return True
 
 
 def encode_path(path: str, query: Mapping[str, Any] | None = None) -> str:

@@ -25,6 +25,11 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+# Page cache of each reader connection, in KiB (SQLite's default is 2,000). In WAL mode a
+# connection drops its whole cache when it begins a read after another connection wrote, so under
+# writes a reader's cache holds little for long; the operating system's file cache still has the
+# pages. The writer keeps the default: its cache stays valid across its own writes.
+READER_CACHE_KIB = 512
 _TRANSIENT_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
@@ -213,7 +218,8 @@ class SqliteDatabase(Database):
             )
         for index in range(self._reader_count):
             reader = _Connection(f"reader{index}")
-            await reader.open(self.path, [*common, "PRAGMA query_only = ON"])
+            await reader.open(self.path, [*common, "PRAGMA query_only = ON",
+                                           f"PRAGMA cache_size = -{READER_CACHE_KIB}"])
             self._readers.append(reader)
             self._idle_readers.add(reader)
 

@@ -6,7 +6,6 @@ import base64
 import hashlib
 import hmac
 import secrets
-from collections import OrderedDict
 from collections.abc import Callable
 from urllib.parse import unquote
 
@@ -29,7 +28,6 @@ from homeserver.rooms.transactions import scoped_txn_id
 from homeserver.rooms.upgrade import RoomUpgrader
 
 MAX_TXN_ID_LENGTH = 255
-RECENT_TXNS = 10_000  # transaction IDs remembered so that retries are not rate limited again
 
 
 # Event IDs of room versions 3 contain `/`, which arrives decoded, hence `{eventId:.+}` in routes.
@@ -89,7 +87,6 @@ class RoomHandlers:
         self._upgrader = upgrader
         self._authenticate = authenticate
         self._ratelimiter = ratelimiter
-        self._recent_txns: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         # Sends and invites of users this names are answered as done and dropped.
         self._is_shadow_banned = is_shadow_banned
         self._fake_id_key = secrets.token_bytes(32)
@@ -205,8 +202,9 @@ class RoomHandlers:
         txn = None if txn_id is None else (requester.user_id, requester.device_id or "",
                                            scoped_txn_id("send", room_id, event_type, txn_id))
         # A retry of a send that went through is answered from the transaction, as Synapse's
-        # response cache does, so it does not count against the limit a second time.
-        if txn is None or txn not in self._recent_txns:
+        # response cache does, so it does not count against the limit a second time (the sender
+        # remembers the latest transactions; an older retry is checked like a new send).
+        if txn is None or not self._sender.answered_recently(txn):
             self._ratelimiter.check("message", requester.user_id)
         if self._shadow_banned(requester):
             return json_response({"event_id": self._fake_event_id(txn)})
@@ -214,11 +212,6 @@ class RoomHandlers:
             room_id, requester.user_id, event_type, content, txn=txn,
             origin_server_ts=_massaged_ts(request, requester),
         )
-        if txn is not None:
-            self._recent_txns[txn] = None
-            self._recent_txns.move_to_end(txn)
-            if len(self._recent_txns) > RECENT_TXNS:
-                self._recent_txns.popitem(last=False)
         return json_response({"event_id": event.event_id})
 
     async def put_state(self, request: web.Request) -> web.Response:

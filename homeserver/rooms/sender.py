@@ -39,7 +39,9 @@ SendCheck = Callable[[str, str, str, Mapping[str, Any], str | None], Awaitable[N
 # added (an invite of another server's user), or raises MatrixError to refuse the send.
 Countersign = Callable[[Event, StateMap], Awaitable[Event]]
 # Transactions answered recently, kept so a retry racing the first request's commit still finds them.
-RECENT_TXNS = 10_000
+# Older ones are found in event_txn_ids (a read every new transaction makes anyway), so this only
+# needs to span the race: 1,000 keeps it at about 0.3 MiB.
+RECENT_TXNS = 1_000
 # Times an event is rebuilt when the head it was built on was dropped meanwhile.
 MAX_REBUILDS = 3
 
@@ -137,6 +139,10 @@ class RoomEventSender:
         if len(self._recent_txns) > RECENT_TXNS:
             self._recent_txns.popitem(last=False)
         return event
+
+    def answered_recently(self, txn: tuple[str, str, str]) -> bool:
+        """Whether this transaction is being sent or was among the latest answered (no read)."""
+        return txn in self._pending_txns or txn in self._recent_txns
 
     async def _answered_txn(self, txn: tuple[str, str, str]) -> Event | asyncio.Future[Event] | None:
         """The event (or the pending send) that already answered this transaction, if any."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from storage import Database
+from storage.stores import events as events_module
 from storage.stores.events import EventStore
 
 
@@ -30,3 +31,18 @@ async def test_many_groups_read_together_match_each_read_alone_with_and_without_
     await partly.get_state_for_group(a2)  # the walk stops at a cached ancestor
     assert {g: dict(s) for g, s in (await partly.get_state_for_groups(groups)).items()} == expected
     assert await cold.get_state_for_groups([]) == {}
+
+
+async def test_the_group_cache_drops_the_oldest_groups_past_its_entry_bound_and_reads_them_back(
+        db: Database, monkeypatch):
+    monkeypatch.setattr(events_module, "GROUP_CACHE_ENTRIES", 25)
+    store = EventStore(db)
+    big = {("m.room.member", f"@u{i}:x"): f"$m{i}" for i in range(20)}
+    first = await store.store_state_group("!a:x", big)
+    second = await store.store_state_group("!a:x", {**big, ("m.room.name", ""): "$n"}, first)
+    # 41 entries over two groups: the older one went, the newer one stays though it alone is past the bound.
+    assert store.cache_stats()["state_groups"][0] == 1
+    assert await store.get_state_for_group(second) == {**big, ("m.room.name", ""): "$n"}
+    assert await store.get_state_for_group(first) == big  # read back from its rows
+    assert store.cache_stats()["state_groups"][0] == 1
+    assert (await store.get_state_for_groups([first, second]))[second] == {**big, ("m.room.name", ""): "$n"}
