@@ -636,13 +636,57 @@ class SyncService:
         user_id = requester.user_id
         sync_filter = request.filter
         timelines = await self._timeline_reader.read(entries, user_id, sync_filter, ignored)
+        include_room_id = sync_filter.event_format == "federation"
+        all_timeline = [e for entry in entries for e in timelines[entry.room_id].events]
+        # The timelines are serialized (their bundled aggregations read) while the rooms' state and
+        # summaries are read: independent reads, so one round trip of latency instead of two.
+        serialized_timeline, (room_state, summaries) = await asyncio.gather(
+            self._serializer.serialize(all_timeline, serialize_as, include_room_id=include_room_id),
+            self._state_and_summaries(request, entries, timelines))
+        timeline_json = iter(serialized_timeline)
+        all_state = [e for entry in entries for e in room_state[entry.room_id]]
+        state_json = iter(await self._serializer.serialize(all_state, serialize_as,
+                                                           include_room_id=include_room_id, bundle=False))
+        _note_own_txns(own_txns, user_id, (*all_timeline, *all_state))
+        fields = sync_filter.event_fields
+        out: dict[str, dict[str, Any]] = {}
+        for entry in entries:
+            room_id = entry.room_id
+            timeline = timelines[room_id]
+            events_json = [next(timeline_json) for _ in timeline.events]
+            state_json_room = [next(state_json) for _ in room_state[room_id]]
+            if fields is not None:
+                events_json = [only_fields(e, fields) for e in events_json]
+                state_json_room = [only_fields(e, fields) for e in state_json_room]
+            prev = event_position(timeline.events[0]) - 1 if timeline.events else entry.upto
+            # A room (re)joined since the token starts afresh: limited, as Synapse marks it.
+            limited = timeline.limited or (request.since is not None and not request.full_state
+                                           and entry.section == JOIN and entry.changed)
+            body: dict[str, Any] = {
+                "timeline": {"events": events_json, "limited": limited,
+                             "prev_batch": str(now.replace(events=prev))},
+                "state": {"events": state_json_room},
+            }
+            if entry.section == JOIN:
+                body["summary"] = summaries.get(room_id, {})
+            out[room_id] = body
+        return out
+
+    async def _state_and_summaries(self, request: SyncRequest, entries: list[RoomSyncEntry],
+                                   timelines: dict[str, Timeline]
+                                   ) -> tuple[dict[str, list[Event]], dict[str, dict[str, Any]]]:
+        """Each room's `state` section (its events, filtered) and the summaries of joined rooms."""
+        requester = request.requester
+        user_id = requester.user_id
+        sync_filter = request.filter
 
         # State at the start of each timeline, and at the token for deltas.
         firsts = {e.room_id: timelines[e.room_id].events[0].event_id
                   for e in entries if timelines[e.room_id].events}
-        around = await self._store.get_state_groups_around(list(firsts.values()))
-        start_groups: dict[str, int | None] = {room_id: around.get(event_id, (None, 0))[0]
-                                               for room_id, event_id in firsts.items()}
+        # The timeline reads brought the state groups of their events (an event without any has no state).
+        start_groups: dict[str, int | None] = {
+            room_id: timelines[room_id].groups_around.get(event_id, (None, 0))[0]
+            for room_id, event_id in firsts.items()}
         no_timeline = [(e.room_id, e.upto) for e in entries if e.room_id not in firsts and not e.never_joined]
         start_groups.update(await self._store.get_state_groups_at(no_timeline))
         deltas_from = [(e.room_id, e.state_after) for e in entries
@@ -709,37 +753,7 @@ class SyncService:
             room_state[entry.room_id] = rendering.filter_state_events(events, sync_filter.state,
                                                                       entry.room_id)
 
-        include_room_id = sync_filter.event_format == "federation"
-        all_timeline = [e for entry in entries for e in timelines[entry.room_id].events]
-        all_state = [e for entry in entries for e in room_state[entry.room_id]]
-        timeline_json = iter(await self._serializer.serialize(all_timeline, serialize_as,
-                                                              include_room_id=include_room_id))
-        state_json = iter(await self._serializer.serialize(all_state, serialize_as,
-                                                           include_room_id=include_room_id, bundle=False))
-        _note_own_txns(own_txns, user_id, (*all_timeline, *all_state))
-        fields = sync_filter.event_fields
-        out: dict[str, dict[str, Any]] = {}
-        for entry in entries:
-            room_id = entry.room_id
-            timeline = timelines[room_id]
-            events_json = [next(timeline_json) for _ in timeline.events]
-            state_json_room = [next(state_json) for _ in room_state[room_id]]
-            if fields is not None:
-                events_json = [only_fields(e, fields) for e in events_json]
-                state_json_room = [only_fields(e, fields) for e in state_json_room]
-            prev = event_position(timeline.events[0]) - 1 if timeline.events else entry.upto
-            # A room (re)joined since the token starts afresh: limited, as Synapse marks it.
-            limited = timeline.limited or (request.since is not None and not request.full_state
-                                           and entry.section == JOIN and entry.changed)
-            body: dict[str, Any] = {
-                "timeline": {"events": events_json, "limited": limited,
-                             "prev_batch": str(now.replace(events=prev))},
-                "state": {"events": state_json_room},
-            }
-            if entry.section == JOIN:
-                body["summary"] = summaries.get(room_id, {})
-            out[room_id] = body
-        return out
+        return room_state, summaries
 
     async def _add_hidden_state(self, entries: list[RoomSyncEntry], timelines: dict[str, Timeline],
                                 full_states: dict[str, dict[tuple[str, str], str]],
@@ -801,8 +815,11 @@ class SyncService:
         ]
         if not wanted:
             return {}
-        counts = await self._store.get_member_counts(wanted)
-        naming = await self._store.get_current_state_event_ids(wanted, NAMING_TYPES)
+        # Heroes are only needed for unnamed rooms, but reading every room's first members with the
+        # counts and names saves the round trip of asking for them once the names are known.
+        inputs = await self._store.get_room_summaries(wanted, NAMING_TYPES, ("join", "invite"),
+                                                      rendering.MAX_HEROES + 1)
+        counts, naming = inputs.member_counts, inputs.naming_state
         naming_events = await self._events.get_events(
             {eid for ids in naming.values() for eid in ids.values()})
 
@@ -812,7 +829,7 @@ class SyncService:
         unnamed = [room_id for room_id in wanted
                    if not rendering.has_display_name(naming_event(room_id, "m.room.name"),
                                                      naming_event(room_id, "m.room.canonical_alias"))]
-        present = await self._store.get_first_members(unnamed, ("join", "invite"), rendering.MAX_HEROES + 1)
+        present = {room_id: inputs.first_members[room_id] for room_id in unnamed}
         lonely = [room_id for room_id in unnamed if not [u for u in present[room_id] if u != user_id]]
         departed = await self._store.get_first_members(lonely, ("leave", "ban"), rendering.MAX_HEROES + 1)
         out = {}
