@@ -159,8 +159,13 @@ class RoomHistory:
 
     async def load_visible(self, user_id: str, rows: Sequence[TimelineRow]) -> list[Event]:
         """The events of timeline rows, in row order, that the user may see."""
+        return await self._visible_of(user_id, rows, await self._load(rows))
+
+    async def _load(self, rows: Sequence[TimelineRow]) -> list[Event]:
         loaded = await self._events.get_events([r.event_id for r in rows])
-        events = [loaded[r.event_id] for r in rows if r.event_id in loaded]
+        return [loaded[r.event_id] for r in rows if r.event_id in loaded]
+
+    async def _visible_of(self, user_id: str, rows: Sequence[TimelineRow], events: list[Event]) -> list[Event]:
         groups = None
         if all(r.group_before != NOT_LOOKED_UP for r in rows):
             # Events without state have no entry, which the filter reads as "not visible".
@@ -202,9 +207,13 @@ class RoomHistory:
             # server in the room, so the page is read again.
             rows = await self._timeline.paginate(room_id, backwards=True, limit=limit, from_bound=from_bound,
                                                  to_bound=None, conditions=conditions)
-        events = await self.load_visible(requester.user_id, rows)
+        page = await self._load(rows)
+        # Which events the user may see and the page's bundled aggregations are independent reads:
+        # together they cost one round trip of latency (aggregations of hidden events go unused).
+        events, bundled = await asyncio.gather(self._visible_of(requester.user_id, rows, page),
+                                               self._serializer.bundled(page, requester))
         result: dict[str, Any] = {
-            "chunk": await self._serializer.serialize(events, requester),
+            "chunk": await self._serializer.serialize(events, requester, bundled=bundled),
             "start": from_token or await self._default_start(rows, backwards),
         }
         # Forwards without a bound, a short page is only the live end for now: later events will
