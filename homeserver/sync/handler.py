@@ -431,7 +431,15 @@ class SyncService:
             quiet = [e.room_id for e in active if e.section == JOIN and not e.changed]
             with_news = await self._store.get_rooms_with_new_events(quiet, since.get("events"), now_pos)
             active = [e for e in active if e.section != JOIN or e.changed or e.room_id in with_news]
-        rendered = await self._render_rooms(request, active, now, ignored, serialize_as, own_txns)
+        fields = None
+        if since is None:
+            # Every joined room is in an initial sync's response, so the providers' room fields
+            # (unread counts) are read while the rooms are rendered.
+            rendered, fields = await asyncio.gather(
+                self._render_rooms(request, active, now, ignored, serialize_as, own_txns),
+                self._room_fields_of(user_id, joined, since, now))
+        else:
+            rendered = await self._render_rooms(request, active, now, ignored, serialize_as, own_txns)
 
         rooms: dict[str, dict[str, Any]] = {JOIN: {}, INVITE: {}, LEAVE: {}, KNOCK: {}}
         for entry in entries:
@@ -460,7 +468,7 @@ class SyncService:
             rooms[JOIN][room_id] = body
         invites = [e for e in entries if e.section in (INVITE, KNOCK)]
         _, stripped_states = await asyncio.gather(
-            self._add_room_fields(request, rooms[JOIN], since, now),
+            self._add_room_fields(request, rooms[JOIN], since, now, fields),
             self._stripped_states(invites, serialize_as, ignored, own_txns))
         for entry, stripped in zip(invites, stripped_states, strict=True):
             if stripped is None:
@@ -593,21 +601,33 @@ class SyncService:
         return {room_id: kept for room_id, events in out.items()
                 if (kept := [dict(e) for e in filter_plain_events(events, sync_filter.ephemeral, room_id)])}
 
+    async def _room_fields_of(self, user_id: str, room_ids: list[str], since: SyncToken | None, now: SyncToken
+                              ) -> list[dict[str, dict[str, Any]]]:
+        """What each room fields provider adds to the rooms (a failing provider adds nothing)."""
+        if not room_ids:
+            return []
+        out = []
+        for provider in self._room_fields:
+            try:
+                out.append(await provider(user_id, room_ids, since, now))
+            except Exception:
+                logger.exception("room fields provider %r failed", provider)
+        return out
+
     async def _add_room_fields(self, request: SyncRequest, joined: dict[str, dict[str, Any]],
-                               since: SyncToken | None, now: SyncToken) -> None:
+                               since: SyncToken | None, now: SyncToken,
+                               provided: list[dict[str, dict[str, Any]]] | None = None) -> None:
+        """Unread counts and the providers' fields on each joined room; `provided` is what
+        `_room_fields_of` gave for these rooms (or more), read ahead of time."""
         for body in joined.values():
             body["unread_notifications"] = {"highlight_count": 0, "notification_count": 0}
             if request.filter.timeline.unread_thread_notifications:
                 body["unread_thread_notifications"] = {}
         if not joined:
             return
-        room_ids = list(joined)
-        for provider in self._room_fields:
-            try:
-                extra = await provider(request.requester.user_id, room_ids, since, now)
-            except Exception:
-                logger.exception("room fields provider %r failed", provider)
-                continue
+        if provided is None:
+            provided = await self._room_fields_of(request.requester.user_id, list(joined), since, now)
+        for extra in provided:
             for room_id, fields in extra.items():
                 if room_id in joined:
                     joined[room_id].update(fields)
