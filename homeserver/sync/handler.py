@@ -418,28 +418,31 @@ class SyncService:
             entries = await self._with_completed_state(entries, since_pos, now_pos)
         entries = [e for e in entries if sync_filter.allows_room(e.room_id)]
         joined = [e.room_id for e in entries if e.section == JOIN]
-        # Independent reads run together: on PostgreSQL each costs round trips.
-        ignored, account_data, ephemeral = await asyncio.gather(
-            self._ignored_users(user_id), self._account_data_changes(user_id, since, now),
-            self._ephemeral_events(user_id, joined, since, now, sync_filter))
-        room_account_data = account_data.get("rooms", {})
+        # The ignore list is usually cached; the rooms' timelines need it.
+        ignored = await self._ignored_users(user_id)
 
-        # Joined rooms whose timeline and state need reading: all on a full sync, otherwise the
-        # newly joined ones and those with events since the token.
-        active = [e for e in entries if e.section in (JOIN, LEAVE)]
-        if since is not None and not request.full_state:
-            quiet = [e.room_id for e in active if e.section == JOIN and not e.changed]
-            with_news = await self._store.get_rooms_with_new_events(quiet, since.get("events"), now_pos)
-            active = [e for e in active if e.section != JOIN or e.changed or e.room_id in with_news]
-        fields = None
-        if since is None:
+        async def render() -> tuple[dict[str, dict[str, Any]], list[dict[str, dict[str, Any]]] | None]:
+            # Joined rooms whose timeline and state need reading: all on a full sync, otherwise the
+            # newly joined ones and those with events since the token.
+            active = [e for e in entries if e.section in (JOIN, LEAVE)]
+            if since is not None and not request.full_state:
+                quiet = [e.room_id for e in active if e.section == JOIN and not e.changed]
+                with_news = await self._store.get_rooms_with_new_events(quiet, since.get("events"), now_pos)
+                active = [e for e in active if e.section != JOIN or e.changed or e.room_id in with_news]
+            if since is not None:
+                return await self._render_rooms(request, active, now, ignored, serialize_as, own_txns), None
             # Every joined room is in an initial sync's response, so the providers' room fields
             # (unread counts) are read while the rooms are rendered.
             rendered, fields = await asyncio.gather(
                 self._render_rooms(request, active, now, ignored, serialize_as, own_txns),
                 self._room_fields_of(user_id, joined, since, now))
-        else:
-            rendered = await self._render_rooms(request, active, now, ignored, serialize_as, own_txns)
+            return rendered, fields
+
+        # Independent reads run together: on PostgreSQL each costs round trips.
+        account_data, ephemeral, (rendered, fields) = await asyncio.gather(
+            self._account_data_changes(user_id, since, now),
+            self._ephemeral_events(user_id, joined, since, now, sync_filter), render())
+        room_account_data = account_data.get("rooms", {})
 
         rooms: dict[str, dict[str, Any]] = {JOIN: {}, INVITE: {}, LEAVE: {}, KNOCK: {}}
         for entry in entries:
