@@ -79,11 +79,27 @@ class Transaction(abc.ABC):
     async def _execute_script(self, statements: list[str]) -> None:
         """Run already-split statements verbatim (no placeholder handling)."""
 
+    async def _fetch_batch(self, statements: list[tuple[str, tuple[Any, ...]]]) -> list[list[Row]]:
+        """Run translated statements in order, returning each one's rows; engines that can send
+        them together override this."""
+        return [(await self._execute(sql, params))[0] for sql, params in statements]
+
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Run one statement; its result rows (if any) become available via fetchone/fetchall."""
         self.statements += 1
         self._rows, self.rowcount = await self._execute(self.dialect.translate(sql), tuple(params))
         self._cursor_pos = 0
+
+    async def fetch_all_batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Row]]:
+        """The rows of each of several statements that do not depend on each other's results.
+
+        On PostgreSQL they travel together, so the batch costs one round trip however long it is.
+        """
+        self.statements += len(statements)
+        self._rows, self._cursor_pos, self.rowcount = [], 0, -1
+        if not statements:
+            return []
+        return await self._fetch_batch([(self.dialect.translate(sql), tuple(params)) for sql, params in statements])
 
     async def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> None:
         batch = [tuple(p) for p in seq_of_params]

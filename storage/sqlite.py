@@ -145,6 +145,11 @@ def _end_relaxed(conn: sqlite3.Connection, end: Callable[[sqlite3.Connection], N
         conn.execute(f"PRAGMA synchronous = {restore}")
 
 
+def _fetch_batch(conn: sqlite3.Connection, begin: Sequence[str] | None, statements: list[tuple[str, tuple[Any, ...]]]
+                 ) -> list[list[Row]]:
+    return [_execute(conn, begin if i == 0 else None, sql, params)[0] for i, (sql, params) in enumerate(statements)]
+
+
 class SqliteTransaction(Transaction):
     def __init__(self, name: str, connection: _Connection, begin: tuple[str, ...]) -> None:
         super().__init__(SQLITE, name)
@@ -161,6 +166,10 @@ class SqliteTransaction(Transaction):
 
     async def _execute(self, sql: str, params: Sequence[Any]) -> tuple[list[Row], int]:
         return await self._connection.call(_execute, self._connection.conn, self._take_begin(), sql, params)
+
+    async def _fetch_batch(self, statements: list[tuple[str, tuple[Any, ...]]]) -> list[list[Row]]:
+        # One hop to the connection's thread for the whole batch.
+        return await self._connection.call(_fetch_batch, self._connection.conn, self._take_begin(), statements)
 
     async def _executemany(self, sql: str, seq_of_params: list[Sequence[Any]]) -> int:
         return await self._connection.call(

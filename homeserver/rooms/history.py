@@ -159,8 +159,13 @@ class RoomHistory:
 
     async def load_visible(self, user_id: str, rows: Sequence[TimelineRow]) -> list[Event]:
         """The events of timeline rows, in row order, that the user may see."""
+        return await self._visible_of(user_id, rows, await self._load(rows))
+
+    async def _load(self, rows: Sequence[TimelineRow]) -> list[Event]:
         loaded = await self._events.get_events([r.event_id for r in rows])
-        events = [loaded[r.event_id] for r in rows if r.event_id in loaded]
+        return [loaded[r.event_id] for r in rows if r.event_id in loaded]
+
+    async def _visible_of(self, user_id: str, rows: Sequence[TimelineRow], events: list[Event]) -> list[Event]:
         groups = None
         if all(r.group_before != NOT_LOOKED_UP for r in rows):
             # Events without state have no entry, which the filter reads as "not visible".
@@ -182,29 +187,44 @@ class RoomHistory:
         backwards = direction == "b"
         start = parse_pagination_token(from_token, "from") if from_token else None
         end = parse_pagination_token(to_token, "to") if to_token else None
-        # Independent reads run together (on PostgreSQL each is a round trip).
-        cap, conditions = await asyncio.gather(self.check_can_read(requester.user_id, room_id),
-                                               self._conditions(requester.user_id, event_filter))
         from_bound = bound_of(start) if start else None
         to_bound = bound_of(end) if end else None
+        limit = max(0, min(limit, MAX_LIMIT))
+        # The page a current member without an ignore list reads is fetched together with the
+        # checks that say whether it is the right page (on PostgreSQL each read is a round trip);
+        # it is only used, and so only shown, once the checks have passed.
+        plain = conditions_of(event_filter)
+        checked = await asyncio.gather(
+            self.check_can_read(requester.user_id, room_id), self._conditions(requester.user_id, event_filter),
+            self._timeline.paginate(room_id, backwards=backwards, limit=limit, from_bound=from_bound,
+                                    to_bound=to_bound, conditions=plain),
+            return_exceptions=True)
+        for outcome in checked:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        cap, conditions, rows = checked
         if cap is not None:
             # Former members read no further than their departure.
             if backwards:
                 from_bound = cap if from_bound is None else earlier_bound(from_bound, cap)
             else:
                 to_bound = cap if to_bound is None else earlier_bound(to_bound, cap)
-        limit = max(0, min(limit, MAX_LIMIT))
-        rows = await self._timeline.paginate(room_id, backwards=backwards, limit=limit, from_bound=from_bound,
-                                             to_bound=to_bound, conditions=conditions)
+        if cap is not None or conditions != plain:
+            rows = await self._timeline.paginate(room_id, backwards=backwards, limit=limit, from_bound=from_bound,
+                                                 to_bound=to_bound, conditions=conditions)
         if (backwards and len(rows) < limit and to_bound is None and self._backfill is not None
                 and await self._backfill.backfill(room_id, limit - len(rows))):
             # Paginating past the start of our copy of the room: older events were fetched from a
             # server in the room, so the page is read again.
             rows = await self._timeline.paginate(room_id, backwards=True, limit=limit, from_bound=from_bound,
                                                  to_bound=None, conditions=conditions)
-        events = await self.load_visible(requester.user_id, rows)
+        page = await self._load(rows)
+        # Which events the user may see and the page's bundled aggregations are independent reads:
+        # together they cost one round trip of latency (aggregations of hidden events go unused).
+        events, bundled = await asyncio.gather(self._visible_of(requester.user_id, rows, page),
+                                               self._serializer.bundled(page, requester))
         result: dict[str, Any] = {
-            "chunk": await self._serializer.serialize(events, requester),
+            "chunk": await self._serializer.serialize(events, requester, bundled=bundled),
             "start": from_token or await self._default_start(rows, backwards),
         }
         # Forwards without a bound, a short page is only the live end for now: later events will

@@ -30,9 +30,21 @@ class ClientEventSerializer:
     def add_unsigned_hook(self, hook: UnsignedHook) -> None:
         self._unsigned_hooks.append(hook)
 
+    async def bundled(self, events: Sequence[Event], requester: Requester | None) -> dict[str, dict[str, Any]]:
+        """event_id -> the extra unsigned keys (bundled aggregations) `serialize` would add."""
+        extra_unsigned: dict[str, dict[str, Any]] = {}
+        for hook in self._unsigned_hooks:
+            for event_id, extra in (await hook(events, requester)).items():
+                extra_unsigned.setdefault(event_id, {}).update(extra)
+        return extra_unsigned
+
     async def serialize(self, events: Sequence[Event], requester: Requester | None, *,
-                        include_room_id: bool = True, bundle: bool = True) -> list[dict[str, Any]]:
-        """Client-format dicts of `events`, in order."""
+                        include_room_id: bool = True, bundle: bool = True,
+                        bundled: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Client-format dicts of `events`, in order.
+
+        `bundled` is what `bundled()` gave for these events (or more), read ahead of time.
+        """
         now = self._clock.time_ms()
         related_ids = set()
         for event in events:
@@ -45,9 +57,7 @@ class ClientEventSerializer:
         related = await self._events.get_events(related_ids) if related_ids else {}
         extra_unsigned: dict[str, dict[str, Any]] = {}
         if bundle:
-            for hook in self._unsigned_hooks:
-                for event_id, extra in (await hook(events, requester)).items():
-                    extra_unsigned.setdefault(event_id, {}).update(extra)
+            extra_unsigned = bundled if bundled is not None else await self.bundled(events, requester)
         out = []
         for event in events:
             redacted_because = None

@@ -418,20 +418,31 @@ class SyncService:
             entries = await self._with_completed_state(entries, since_pos, now_pos)
         entries = [e for e in entries if sync_filter.allows_room(e.room_id)]
         joined = [e.room_id for e in entries if e.section == JOIN]
-        # Independent reads run together: on PostgreSQL each costs round trips.
-        ignored, account_data, ephemeral = await asyncio.gather(
-            self._ignored_users(user_id), self._account_data_changes(user_id, since, now),
-            self._ephemeral_events(user_id, joined, since, now, sync_filter))
-        room_account_data = account_data.get("rooms", {})
+        # The ignore list is usually cached; the rooms' timelines need it.
+        ignored = await self._ignored_users(user_id)
 
-        # Joined rooms whose timeline and state need reading: all on a full sync, otherwise the
-        # newly joined ones and those with events since the token.
-        active = [e for e in entries if e.section in (JOIN, LEAVE)]
-        if since is not None and not request.full_state:
-            quiet = [e.room_id for e in active if e.section == JOIN and not e.changed]
-            with_news = await self._store.get_rooms_with_new_events(quiet, since.get("events"), now_pos)
-            active = [e for e in active if e.section != JOIN or e.changed or e.room_id in with_news]
-        rendered = await self._render_rooms(request, active, now, ignored, serialize_as, own_txns)
+        async def render() -> tuple[dict[str, dict[str, Any]], list[dict[str, dict[str, Any]]] | None]:
+            # Joined rooms whose timeline and state need reading: all on a full sync, otherwise the
+            # newly joined ones and those with events since the token.
+            active = [e for e in entries if e.section in (JOIN, LEAVE)]
+            if since is not None and not request.full_state:
+                quiet = [e.room_id for e in active if e.section == JOIN and not e.changed]
+                with_news = await self._store.get_rooms_with_new_events(quiet, since.get("events"), now_pos)
+                active = [e for e in active if e.section != JOIN or e.changed or e.room_id in with_news]
+            if since is not None:
+                return await self._render_rooms(request, active, now, ignored, serialize_as, own_txns), None
+            # Every joined room is in an initial sync's response, so the providers' room fields
+            # (unread counts) are read while the rooms are rendered.
+            rendered, fields = await asyncio.gather(
+                self._render_rooms(request, active, now, ignored, serialize_as, own_txns),
+                self._room_fields_of(user_id, joined, since, now))
+            return rendered, fields
+
+        # Independent reads run together: on PostgreSQL each costs round trips.
+        account_data, ephemeral, (rendered, fields) = await asyncio.gather(
+            self._account_data_changes(user_id, since, now),
+            self._ephemeral_events(user_id, joined, since, now, sync_filter), render())
+        room_account_data = account_data.get("rooms", {})
 
         rooms: dict[str, dict[str, Any]] = {JOIN: {}, INVITE: {}, LEAVE: {}, KNOCK: {}}
         for entry in entries:
@@ -460,7 +471,7 @@ class SyncService:
             rooms[JOIN][room_id] = body
         invites = [e for e in entries if e.section in (INVITE, KNOCK)]
         _, stripped_states = await asyncio.gather(
-            self._add_room_fields(request, rooms[JOIN], since, now),
+            self._add_room_fields(request, rooms[JOIN], since, now, fields),
             self._stripped_states(invites, serialize_as, ignored, own_txns))
         for entry, stripped in zip(invites, stripped_states, strict=True):
             if stripped is None:
@@ -593,21 +604,33 @@ class SyncService:
         return {room_id: kept for room_id, events in out.items()
                 if (kept := [dict(e) for e in filter_plain_events(events, sync_filter.ephemeral, room_id)])}
 
+    async def _room_fields_of(self, user_id: str, room_ids: list[str], since: SyncToken | None, now: SyncToken
+                              ) -> list[dict[str, dict[str, Any]]]:
+        """What each room fields provider adds to the rooms (a failing provider adds nothing)."""
+        if not room_ids:
+            return []
+        out = []
+        for provider in self._room_fields:
+            try:
+                out.append(await provider(user_id, room_ids, since, now))
+            except Exception:
+                logger.exception("room fields provider %r failed", provider)
+        return out
+
     async def _add_room_fields(self, request: SyncRequest, joined: dict[str, dict[str, Any]],
-                               since: SyncToken | None, now: SyncToken) -> None:
+                               since: SyncToken | None, now: SyncToken,
+                               provided: list[dict[str, dict[str, Any]]] | None = None) -> None:
+        """Unread counts and the providers' fields on each joined room; `provided` is what
+        `_room_fields_of` gave for these rooms (or more), read ahead of time."""
         for body in joined.values():
             body["unread_notifications"] = {"highlight_count": 0, "notification_count": 0}
             if request.filter.timeline.unread_thread_notifications:
                 body["unread_thread_notifications"] = {}
         if not joined:
             return
-        room_ids = list(joined)
-        for provider in self._room_fields:
-            try:
-                extra = await provider(request.requester.user_id, room_ids, since, now)
-            except Exception:
-                logger.exception("room fields provider %r failed", provider)
-                continue
+        if provided is None:
+            provided = await self._room_fields_of(request.requester.user_id, list(joined), since, now)
+        for extra in provided:
             for room_id, fields in extra.items():
                 if room_id in joined:
                     joined[room_id].update(fields)
@@ -636,13 +659,57 @@ class SyncService:
         user_id = requester.user_id
         sync_filter = request.filter
         timelines = await self._timeline_reader.read(entries, user_id, sync_filter, ignored)
+        include_room_id = sync_filter.event_format == "federation"
+        all_timeline = [e for entry in entries for e in timelines[entry.room_id].events]
+        # The timelines are serialized (their bundled aggregations read) while the rooms' state and
+        # summaries are read: independent reads, so one round trip of latency instead of two.
+        serialized_timeline, (room_state, summaries) = await asyncio.gather(
+            self._serializer.serialize(all_timeline, serialize_as, include_room_id=include_room_id),
+            self._state_and_summaries(request, entries, timelines))
+        timeline_json = iter(serialized_timeline)
+        all_state = [e for entry in entries for e in room_state[entry.room_id]]
+        state_json = iter(await self._serializer.serialize(all_state, serialize_as,
+                                                           include_room_id=include_room_id, bundle=False))
+        _note_own_txns(own_txns, user_id, (*all_timeline, *all_state))
+        fields = sync_filter.event_fields
+        out: dict[str, dict[str, Any]] = {}
+        for entry in entries:
+            room_id = entry.room_id
+            timeline = timelines[room_id]
+            events_json = [next(timeline_json) for _ in timeline.events]
+            state_json_room = [next(state_json) for _ in room_state[room_id]]
+            if fields is not None:
+                events_json = [only_fields(e, fields) for e in events_json]
+                state_json_room = [only_fields(e, fields) for e in state_json_room]
+            prev = event_position(timeline.events[0]) - 1 if timeline.events else entry.upto
+            # A room (re)joined since the token starts afresh: limited, as Synapse marks it.
+            limited = timeline.limited or (request.since is not None and not request.full_state
+                                           and entry.section == JOIN and entry.changed)
+            body: dict[str, Any] = {
+                "timeline": {"events": events_json, "limited": limited,
+                             "prev_batch": str(now.replace(events=prev))},
+                "state": {"events": state_json_room},
+            }
+            if entry.section == JOIN:
+                body["summary"] = summaries.get(room_id, {})
+            out[room_id] = body
+        return out
+
+    async def _state_and_summaries(self, request: SyncRequest, entries: list[RoomSyncEntry],
+                                   timelines: dict[str, Timeline]
+                                   ) -> tuple[dict[str, list[Event]], dict[str, dict[str, Any]]]:
+        """Each room's `state` section (its events, filtered) and the summaries of joined rooms."""
+        requester = request.requester
+        user_id = requester.user_id
+        sync_filter = request.filter
 
         # State at the start of each timeline, and at the token for deltas.
         firsts = {e.room_id: timelines[e.room_id].events[0].event_id
                   for e in entries if timelines[e.room_id].events}
-        around = await self._store.get_state_groups_around(list(firsts.values()))
-        start_groups: dict[str, int | None] = {room_id: around.get(event_id, (None, 0))[0]
-                                               for room_id, event_id in firsts.items()}
+        # The timeline reads brought the state groups of their events (an event without any has no state).
+        start_groups: dict[str, int | None] = {
+            room_id: timelines[room_id].groups_around.get(event_id, (None, 0))[0]
+            for room_id, event_id in firsts.items()}
         no_timeline = [(e.room_id, e.upto) for e in entries if e.room_id not in firsts and not e.never_joined]
         start_groups.update(await self._store.get_state_groups_at(no_timeline))
         deltas_from = [(e.room_id, e.state_after) for e in entries
@@ -709,37 +776,7 @@ class SyncService:
             room_state[entry.room_id] = rendering.filter_state_events(events, sync_filter.state,
                                                                       entry.room_id)
 
-        include_room_id = sync_filter.event_format == "federation"
-        all_timeline = [e for entry in entries for e in timelines[entry.room_id].events]
-        all_state = [e for entry in entries for e in room_state[entry.room_id]]
-        timeline_json = iter(await self._serializer.serialize(all_timeline, serialize_as,
-                                                              include_room_id=include_room_id))
-        state_json = iter(await self._serializer.serialize(all_state, serialize_as,
-                                                           include_room_id=include_room_id, bundle=False))
-        _note_own_txns(own_txns, user_id, (*all_timeline, *all_state))
-        fields = sync_filter.event_fields
-        out: dict[str, dict[str, Any]] = {}
-        for entry in entries:
-            room_id = entry.room_id
-            timeline = timelines[room_id]
-            events_json = [next(timeline_json) for _ in timeline.events]
-            state_json_room = [next(state_json) for _ in room_state[room_id]]
-            if fields is not None:
-                events_json = [only_fields(e, fields) for e in events_json]
-                state_json_room = [only_fields(e, fields) for e in state_json_room]
-            prev = event_position(timeline.events[0]) - 1 if timeline.events else entry.upto
-            # A room (re)joined since the token starts afresh: limited, as Synapse marks it.
-            limited = timeline.limited or (request.since is not None and not request.full_state
-                                           and entry.section == JOIN and entry.changed)
-            body: dict[str, Any] = {
-                "timeline": {"events": events_json, "limited": limited,
-                             "prev_batch": str(now.replace(events=prev))},
-                "state": {"events": state_json_room},
-            }
-            if entry.section == JOIN:
-                body["summary"] = summaries.get(room_id, {})
-            out[room_id] = body
-        return out
+        return room_state, summaries
 
     async def _add_hidden_state(self, entries: list[RoomSyncEntry], timelines: dict[str, Timeline],
                                 full_states: dict[str, dict[tuple[str, str], str]],
@@ -801,8 +838,11 @@ class SyncService:
         ]
         if not wanted:
             return {}
-        counts = await self._store.get_member_counts(wanted)
-        naming = await self._store.get_current_state_event_ids(wanted, NAMING_TYPES)
+        # Heroes are only needed for unnamed rooms, but reading every room's first members with the
+        # counts and names saves the round trip of asking for them once the names are known.
+        inputs = await self._store.get_room_summaries(wanted, NAMING_TYPES, ("join", "invite"),
+                                                      rendering.MAX_HEROES + 1)
+        counts, naming = inputs.member_counts, inputs.naming_state
         naming_events = await self._events.get_events(
             {eid for ids in naming.values() for eid in ids.values()})
 
@@ -812,7 +852,7 @@ class SyncService:
         unnamed = [room_id for room_id in wanted
                    if not rendering.has_display_name(naming_event(room_id, "m.room.name"),
                                                      naming_event(room_id, "m.room.canonical_alias"))]
-        present = await self._store.get_first_members(unnamed, ("join", "invite"), rendering.MAX_HEROES + 1)
+        present = {room_id: inputs.first_members[room_id] for room_id in unnamed}
         lonely = [room_id for room_id in unnamed if not [u for u in present[room_id] if u != user_id]]
         departed = await self._store.get_first_members(lonely, ("leave", "ban"), rendering.MAX_HEROES + 1)
         out = {}

@@ -33,6 +33,9 @@ class Timeline:
     # State events in the range read that history visibility hid from the user (e.g. members who
     # joined while the user was away): their effect belongs in the `state` section.
     hidden_state: list[Event] = field(default_factory=list)
+    # event_id -> (state group before, state group after) of the events read for this timeline
+    # (those without state are left out).
+    groups_around: dict[str, tuple[int | None, int]] = field(default_factory=dict)
 
 
 class TimelineReader:
@@ -56,6 +59,9 @@ class TimelineReader:
             if not pending:
                 break
             rows = await self._store.get_timelines(list(pending.values()))
+            for room_id, room_rows in rows.items():
+                out[room_id].groups_around.update(
+                    (r.event_id, r.groups_around) for r in room_rows if r.groups_around is not None)
             loaded = await self._events.get_events(
                 [r.event_id for room_rows in rows.values() for r in room_rows])
             next_pending: dict[str, TimelineRange] = {}
@@ -67,7 +73,8 @@ class TimelineReader:
                     if sync_filter.timeline.matches(e.type, e.sender, e.content, room_id=room_id)
                     and (e.sender not in ignored or e.is_state() or e.sender == user_id)]
             # History visibility of every room's page at once: a few queries, not a few per room.
-            visible_by_room = await self._visible(user_id, [(by_room[r], kept) for r, kept in kept_by_room.items()])
+            visible_by_room = await self._visible(user_id, [(by_room[r], kept) for r, kept in kept_by_room.items()],
+                                                  out)
             for room_id, asked in pending.items():
                 room_rows = rows.get(room_id, [])
                 kept = kept_by_room[room_id]
@@ -95,8 +102,8 @@ class TimelineReader:
             pending = next_pending
         return out
 
-    async def _visible(self, user_id: str, pages: Sequence[tuple[RoomSyncEntry, list[Event]]]
-                       ) -> dict[str, list[Event]]:
+    async def _visible(self, user_id: str, pages: Sequence[tuple[RoomSyncEntry, list[Event]]],
+                       timelines: dict[str, Timeline]) -> dict[str, list[Event]]:
         """History visibility for each room's timeline page (room_id -> the visible events), with a
         fast path for rooms the user was a member of throughout; the others are checked together."""
         out: dict[str, list[Event]] = {}
@@ -114,7 +121,9 @@ class TimelineReader:
                 slow.append((entry, events))
         if not slow:
             return out
-        groups = await self._store.get_state_groups_around([e.event_id for _, events in slow for e in events])
+        # The timeline rows came with their state groups; an event without any has no state.
+        groups = {e.event_id: timelines[entry.room_id].groups_around[e.event_id] for entry, events in slow
+                  for e in events if e.event_id in timelines[entry.room_id].groups_around}
         states = await self._events.get_state_for_groups(
             {before for before, _ in groups.values() if before is not None})
         wanted = set()

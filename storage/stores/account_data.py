@@ -114,17 +114,16 @@ class AccountDataStore:
         async def txn_fn(txn: Transaction) -> AccountDataChanges:
             end = upto if upto is not None else await get_stream_position(txn, ACCOUNT_DATA)
             changes = AccountDataChanges(position=end)
-            for data_type, content in await txn.fetch_all(
-                "SELECT account_data_type, content FROM account_data"
-                " WHERE user_id = ? AND stream_id > ? AND stream_id <= ?",
-                (user_id, since, end),
-            ):
+            # The global and the per-room changes in one round trip.
+            global_rows, room_rows = await txn.fetch_all_batch([
+                ("SELECT account_data_type, content FROM account_data"
+                 " WHERE user_id = ? AND stream_id > ? AND stream_id <= ?", (user_id, since, end)),
+                ("SELECT room_id, account_data_type, content FROM room_account_data"
+                 " WHERE user_id = ? AND stream_id > ? AND stream_id <= ?", (user_id, since, end)),
+            ])
+            for data_type, content in global_rows:
                 changes.global_data[data_type] = decode(content)
-            for room_id, data_type, content in await txn.fetch_all(
-                "SELECT room_id, account_data_type, content FROM room_account_data"
-                " WHERE user_id = ? AND stream_id > ? AND stream_id <= ?",
-                (user_id, since, end),
-            ):
+            for room_id, data_type, content in room_rows:
                 changes.room_data.setdefault(room_id, {})[data_type] = decode(content)
             return changes
 

@@ -12,8 +12,10 @@ into a larger query of their own concern are listed in docs/architecture.md ("Ta
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from storage.database import Transaction
+from storage.database import Row, Transaction
+from storage.sql import Dialect
 
 StateKey = tuple[str, str]
 StateMap = dict[StateKey, str]
@@ -97,15 +99,42 @@ async def rooms_for_user(txn: Transaction, user_id: str, memberships: Sequence[s
     return {r[0]: r[1] for r in rows}
 
 
-async def member_counts(txn: Transaction, room_ids: Sequence[str]) -> dict[str, dict[str, int]]:
-    """room_id -> membership -> number of users with it (rooms without members are left out)."""
-    clause, params = txn.dialect.in_list("room_id", list(room_ids))
-    rows = await txn.fetch_all(
-        f"SELECT room_id, membership, COUNT(*) FROM current_state_events WHERE type = 'm.room.member' AND {clause}"
-        " GROUP BY room_id, membership", params)
+# Reads of many rooms come as a statement and the function reading its rows, so that callers can
+# batch several into one round trip (`Transaction.fetch_all_batch`).
+Statement = tuple[str, tuple[Any, ...]]
+
+
+def member_counts_statement(dialect: Dialect, room_ids: Sequence[str]) -> Statement:
+    clause, params = dialect.in_list("room_id", list(room_ids))
+    return (f"SELECT room_id, membership, COUNT(*) FROM current_state_events WHERE type = 'm.room.member'"
+            f" AND {clause} GROUP BY room_id, membership", tuple(params))
+
+
+def member_counts_from(rows: Sequence[Row]) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for room_id, kind, count in rows:
         out.setdefault(room_id, {})[kind] = int(count)
+    return out
+
+
+async def member_counts(txn: Transaction, room_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """room_id -> membership -> number of users with it (rooms without members are left out)."""
+    return member_counts_from(await txn.fetch_all(*member_counts_statement(txn.dialect, room_ids)))
+
+
+def state_event_ids_of_types_statement(dialect: Dialect, room_ids: Sequence[str], types: Sequence[str],
+                                       state_key: str | None = None) -> Statement:
+    room_clause, room_params = dialect.in_list("room_id", list(room_ids))
+    type_clause, type_params = dialect.in_list("type", list(types))
+    key_clause, key_params = (" AND state_key = ?", (state_key,)) if state_key is not None else ("", ())
+    return (f"SELECT room_id, type, state_key, event_id FROM current_state_events WHERE {room_clause}"
+            f" AND {type_clause}{key_clause}", (*room_params, *type_params, *key_params))
+
+
+def state_event_ids_from(rows: Sequence[Row]) -> dict[str, StateMap]:
+    out: dict[str, StateMap] = {}
+    for room_id, event_type, key, event_id in rows:
+        out.setdefault(room_id, {})[(event_type, key)] = event_id
     return out
 
 
@@ -113,16 +142,8 @@ async def state_event_ids_of_types(txn: Transaction, room_ids: Sequence[str], ty
                                    state_key: str | None = None) -> dict[str, StateMap]:
     """room_id -> (type, state_key) -> event_id of the rooms' current state of the given types
     (only the given `state_key` when one is given; rooms without such state are left out)."""
-    room_clause, room_params = txn.dialect.in_list("room_id", list(room_ids))
-    type_clause, type_params = txn.dialect.in_list("type", list(types))
-    key_clause, key_params = (" AND state_key = ?", (state_key,)) if state_key is not None else ("", ())
-    rows = await txn.fetch_all(
-        f"SELECT room_id, type, state_key, event_id FROM current_state_events WHERE {room_clause} AND {type_clause}"
-        f"{key_clause}", (*room_params, *type_params, *key_params))
-    out: dict[str, StateMap] = {}
-    for room_id, event_type, key, event_id in rows:
-        out.setdefault(room_id, {})[(event_type, key)] = event_id
-    return out
+    return state_event_ids_from(
+        await txn.fetch_all(*state_event_ids_of_types_statement(txn.dialect, room_ids, types, state_key)))
 
 
 async def joined_members(txn: Transaction, room_ids: Sequence[str]) -> set[str]:

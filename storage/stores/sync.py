@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storage.database import Database, Transaction
+from storage.database import Database, Row, Transaction
+from storage.sql import Dialect
 from storage.stores import room_state
 
 # SQLite refuses compound SELECTs of more than 500 terms; stay well below.
@@ -39,13 +40,45 @@ class TimelineRange:
 
 
 @dataclass(frozen=True, slots=True)
+class RoomSummaryInputs:
+    """room_id -> membership -> count; room_id -> (type, state_key) -> event_id; room_id -> users."""
+
+    member_counts: dict[str, dict[str, int]]
+    naming_state: dict[str, dict[tuple[str, str], str]]
+    first_members: dict[str, list[str]]
+
+
+@dataclass(frozen=True, slots=True)
 class TimelineRow:
     event_id: str
     stream_ordering: int
+    # (state group before the event, state group after it); None for an event without state.
+    groups_around: tuple[int | None, int] | None = None
 
 
 # Below every stream position (backfilled events count down from zero).
 _NO_LOWER_BOUND = -(2**62)
+
+
+# The state groups around each row's event `t.event_id` (see `_groups_around`).
+_GROUP_COLUMNS = "sg.state_group, sgc.event_id, sge.prev_state_group"
+_GROUP_JOINS = (
+    " LEFT JOIN event_to_state_groups sg ON sg.event_id = t.event_id"
+    " LEFT JOIN state_groups sgc ON sgc.id = sg.state_group"
+    " LEFT JOIN state_group_edges sge ON sge.state_group = sg.state_group"
+)
+
+
+def _groups_around(event_id: str, group: int | None, creator: str | None, prev_group: int | None
+                   ) -> tuple[int | None, int] | None:
+    """(before, after) from an event's group, the event that created that group and its parent:
+    an event that changed state created its own group, whose parent holds the state before it; any
+    other event shares the group of the state it was sent in."""
+    if group is None:
+        return None
+    if creator == event_id:
+        return (None if prev_group is None else int(prev_group)), int(group)
+    return int(group), int(group)
 
 
 def _chunks(items: Sequence, size: int = _UNION_CHUNK) -> list[Sequence]:
@@ -149,7 +182,8 @@ class SyncStore:
         return await self.db.run_interaction("sync_first_overflowing_event", txn_fn, write=False)
 
     async def get_timelines(self, ranges: Sequence[TimelineRange]) -> dict[str, list[TimelineRow]]:
-        """For each range, its room's newest `limit` events inside it, returned oldest first."""
+        """For each range, its room's newest `limit` events inside it, returned oldest first, each
+        with the state groups around it (as `get_state_groups_around` gives them)."""
         if not ranges:
             return {}
 
@@ -159,11 +193,12 @@ class SyncStore:
                 # One statement whatever the number of rooms: its text never changes, so the
                 # server plans it once per connection (a UNION of N subqueries is planned anew).
                 rows = await txn.fetch_all(
-                    "SELECT r.room_id, t.event_id, t.stream_ordering"
+                    f"SELECT r.room_id, t.event_id, t.stream_ordering, {_GROUP_COLUMNS}"
                     " FROM unnest(?::text[], ?::bigint[], ?::bigint[], ?::bigint[]) AS r(room_id, upto, after, lim)"
                     " CROSS JOIN LATERAL (SELECT event_id, stream_ordering FROM events"
                     " WHERE room_id = r.room_id AND stream_ordering <= r.upto AND stream_ordering > r.after"
-                    " AND outlier = FALSE AND rejected_reason IS NULL ORDER BY stream_ordering DESC LIMIT r.lim) AS t",
+                    " AND outlier = FALSE AND rejected_reason IS NULL ORDER BY stream_ordering DESC LIMIT r.lim) AS t"
+                    f"{_GROUP_JOINS}",
                     ([r.room_id for r in ranges], [r.upto for r in ranges],
                      [_NO_LOWER_BOUND if r.after is None else r.after for r in ranges], [r.limit for r in ranges]))
             else:
@@ -179,9 +214,12 @@ class SyncStore:
                         )
                         lower_params = () if r.after is None else (r.after,)
                         params.extend([r.room_id, r.upto, *lower_params, False, r.limit])
-                    rows += await txn.fetch_all(" UNION ALL ".join(parts), params)
-            for room_id, event_id, stream_ordering in rows:
-                out[room_id].append(TimelineRow(event_id, int(stream_ordering)))
+                    rows += await txn.fetch_all(
+                        f"SELECT t.room_id, t.event_id, t.stream_ordering, {_GROUP_COLUMNS}"
+                        f" FROM ({' UNION ALL '.join(parts)}) AS t{_GROUP_JOINS}", params)
+            for room_id, event_id, stream_ordering, group, creator, prev_group in rows:
+                out[room_id].append(TimelineRow(event_id, int(stream_ordering), _groups_around(event_id, group,
+                                                                                              creator, prev_group)))
             for room_rows in out.values():
                 room_rows.sort(key=lambda row: row.stream_ordering)
             return out
@@ -243,11 +281,9 @@ class SyncStore:
             )
             out: dict[str, tuple[int | None, int]] = {}
             for event_id, group, creator, prev_group in rows:
-                if creator == event_id:
-                    before = None if prev_group is None else int(prev_group)
-                else:
-                    before = int(group)
-                out[event_id] = (before, int(group))
+                around = _groups_around(event_id, group, creator, prev_group)
+                if around is not None:
+                    out[event_id] = around
             return out
 
         return await self.db.run_interaction("sync_state_groups_around", txn_fn, write=False)
@@ -268,25 +304,31 @@ class SyncStore:
             return {}
 
         async def txn_fn(txn: Transaction) -> dict[str, list[str]]:
-            out: dict[str, list[str]] = {room_id: [] for room_id in room_ids}
-            for chunk in _chunks(list(room_ids)):
-                parts, params = [], []
-                for i, room_id in enumerate(chunk):
-                    clause, clause_params = _qualified_in_list(txn, "c", "membership", list(memberships))
-                    parts.append(
-                        f"SELECT * FROM (SELECT c.room_id, c.state_key, e.stream_ordering"
-                        f" FROM current_state_events c"
-                        f" JOIN events e ON e.event_id = c.event_id"
-                        f" WHERE c.room_id = ? AND c.type = 'm.room.member' AND {clause}"
-                        f" ORDER BY e.stream_ordering LIMIT ?) AS t{i}"
-                    )
-                    params.extend([room_id, *clause_params, limit])
-                rows = await txn.fetch_all(" UNION ALL ".join(parts), params)
-                for room_id, user_id, _ in sorted(rows, key=lambda r: r[2]):
-                    out[room_id].append(user_id)
-            return out
+            rows = await txn.fetch_all_batch(_first_members_statements(txn.dialect, room_ids, memberships, limit))
+            return _first_members_from(room_ids, rows)
 
         return await self.db.run_interaction("sync_first_members", txn_fn, write=False)
+
+    async def get_room_summaries(self, room_ids: Sequence[str], naming_types: Sequence[str],
+                                 memberships: Sequence[str], limit: int) -> RoomSummaryInputs:
+        """What room summaries are made of, for each room: member counts, the current state of
+        `naming_types`, and `get_first_members(memberships, limit)`; in one round trip."""
+        if not room_ids:
+            return RoomSummaryInputs({}, {}, {})
+
+        async def txn_fn(txn: Transaction) -> RoomSummaryInputs:
+            first = _first_members_statements(txn.dialect, room_ids, memberships, limit)
+            counts, naming, *members = await txn.fetch_all_batch([
+                room_state.member_counts_statement(txn.dialect, room_ids),
+                room_state.state_event_ids_of_types_statement(txn.dialect, room_ids, naming_types),
+                *first])
+            counted = room_state.member_counts_from(counts)
+            named = room_state.state_event_ids_from(naming)
+            return RoomSummaryInputs({room_id: counted.get(room_id, {}) for room_id in room_ids},
+                                     {room_id: named.get(room_id, {}) for room_id in room_ids},
+                                     _first_members_from(room_ids, members))
+
+        return await self.db.run_interaction("sync_room_summaries", txn_fn, write=False)
 
     async def get_current_state_event_ids(self, room_ids: Sequence[str], types: Sequence[str]
                                           ) -> dict[str, dict[tuple[str, str], str]]:
@@ -296,6 +338,42 @@ class SyncStore:
         state = await self.db.run_interaction("sync_current_state_of_types", room_state.state_event_ids_of_types,
                                               room_ids, types, write=False)
         return {room_id: state.get(room_id, {}) for room_id in room_ids}
+
+
+def _first_members_statements(dialect: Dialect, room_ids: Sequence[str], memberships: Sequence[str], limit: int
+                              ) -> list[room_state.Statement]:
+    if dialect.is_postgres:
+        # One statement of fixed text (planned once per connection), as in get_timelines.
+        return [(
+            "SELECT r.room_id, t.state_key, t.stream_ordering FROM unnest(?::text[]) AS r(room_id)"
+            " CROSS JOIN LATERAL (SELECT c.state_key, e.stream_ordering FROM current_state_events c"
+            " JOIN events e ON e.event_id = c.event_id WHERE c.room_id = r.room_id AND c.type = 'm.room.member'"
+            " AND c.membership = ANY(?) ORDER BY e.stream_ordering LIMIT ?) AS t",
+            (list(room_ids), list(memberships), limit))]
+    clause, clause_params = dialect.in_list("membership", list(memberships))
+    if clause.startswith("membership"):
+        clause = f"c.{clause}"
+    statements = []
+    for chunk in _chunks(list(room_ids)):
+        parts, params = [], []
+        for i, room_id in enumerate(chunk):
+            parts.append(
+                f"SELECT * FROM (SELECT c.room_id, c.state_key, e.stream_ordering"
+                f" FROM current_state_events c"
+                f" JOIN events e ON e.event_id = c.event_id"
+                f" WHERE c.room_id = ? AND c.type = 'm.room.member' AND {clause}"
+                f" ORDER BY e.stream_ordering LIMIT ?) AS t{i}"
+            )
+            params.extend([room_id, *clause_params, limit])
+        statements.append((" UNION ALL ".join(parts), tuple(params)))
+    return statements
+
+
+def _first_members_from(room_ids: Sequence[str], results: Sequence[Sequence[Row]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {room_id: [] for room_id in room_ids}
+    for room_id, user_id, _ in sorted((row for rows in results for row in rows), key=lambda r: r[2]):
+        out[room_id].append(user_id)
+    return out
 
 
 def _qualified_in_list(txn: Transaction, table: str, column: str, values: list) -> tuple[str, tuple]:

@@ -297,8 +297,12 @@ async def _key_values_at_groups(txn: Transaction, groups: set[int],
         top = max(pending)
         wanted, wanted_params = in_list(txn.dialect, "c.sg", sorted(pending))
         rows = await txn.fetch_all(
+            # Each link is looked up by the edge table's key (a scalar subquery): planned as a join,
+            # PostgreSQL would hash the whole edge table once per link of a long chain. The chain
+            # ends with a NULL link, which the final WHERE drops.
             f"WITH RECURSIVE chain(sg, hop) AS (SELECT {cast}, 0 UNION ALL"
-            " SELECT x.prev_state_group, c.hop + 1 FROM chain c JOIN state_group_edges x ON x.state_group = c.sg)"
+            " SELECT (SELECT x.prev_state_group FROM state_group_edges x WHERE x.state_group = c.sg), c.hop + 1"
+            " FROM chain c WHERE c.sg IS NOT NULL)"
             " SELECT c.sg, c.hop, s.type, s.state_key, s.event_id FROM chain c"
             f" LEFT JOIN state_groups_state s ON s.state_group = c.sg AND ({key_sql})"
             f" WHERE s.event_id IS NOT NULL OR {wanted}",

@@ -120,6 +120,35 @@ async def test_fetchone_walks_the_buffered_result(db: Database) -> None:
     assert await db.run_interaction("walk", walk, write=False) == [(1,), [(2,), (3,)], None]
 
 
+async def test_a_batch_of_reads_returns_each_statements_rows_in_order(db: Database) -> None:
+    for i in range(3):
+        await add_user(db, f"@u{i}:x")
+
+    async def read(txn: Transaction) -> tuple[list[list[object]], int]:
+        clause, params = txn.dialect.in_list("user_id", ["@u0:x", "@u2:x", "@nobody:x"])
+        batch = await txn.fetch_all_batch([
+            ("SELECT COUNT(*) FROM users", ()),
+            (f"SELECT user_id FROM users WHERE {clause} ORDER BY user_id", params),
+            ("SELECT user_id FROM users WHERE user_id = ?", ("@nobody:x",)),
+        ])
+        return batch, txn.statements
+
+    batch, statements = await db.run_interaction("batch", read, write=False)
+    assert batch == [[(3,)], [("@u0:x",), ("@u2:x",)], []]
+    assert statements == 3
+
+
+async def test_a_failing_statement_in_a_batch_fails_the_interaction_and_the_connection_stays_usable(
+        db: Database) -> None:
+    async def read(txn: Transaction) -> None:
+        await txn.fetch_all_batch([("SELECT COUNT(*) FROM users", ()), ("SELECT nonsense FROM users", ())])
+
+    for _ in range(3):
+        with pytest.raises(Exception, match="nonsense"):
+            await db.run_interaction("bad_batch", read, write=False)
+    assert await count_users(db) == 0
+
+
 async def test_an_exception_rolls_back_everything_the_transaction_wrote(db: Database) -> None:
     async def doomed(txn: Transaction) -> None:
         await txn.insert("users", {"user_id": "@doomed:x", "created_ts": 0})

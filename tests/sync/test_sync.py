@@ -266,6 +266,24 @@ async def test_heroes_name_the_other_members_of_an_unnamed_room(client):
     assert room["summary"]["m.invited_member_count"] == 1
 
 
+async def test_one_sync_gives_each_room_its_own_counts_and_heroes_only_the_unnamed_ones(client):
+    alice, bob, carol = [await new_user(client, n) for n in ("alice", "bob", "carol")]
+    named = await alice.create_room(name="Named", invite=[bob.user_id])
+    with_bob = await alice.create_room(invite=[bob.user_id])
+    with_both = await alice.create_room(invite=[bob.user_id])
+    await bob.join(with_both)
+    await alice.call("POST", f"/rooms/{with_both}/invite", {"user_id": carol.user_id})
+    rooms = (await sync(alice))["rooms"]["join"]
+    assert "m.heroes" not in rooms[named]["summary"]
+    assert rooms[named]["summary"]["m.invited_member_count"] == 1
+    assert rooms[with_bob]["summary"]["m.heroes"] == [bob.user_id]
+    assert rooms[with_bob]["summary"]["m.joined_member_count"] == 1
+    # Heroes in the order the members' events came: Bob joined before Carol was invited.
+    assert rooms[with_both]["summary"]["m.heroes"] == [bob.user_id, carol.user_id]
+    assert rooms[with_both]["summary"]["m.joined_member_count"] == 2
+    assert rooms[with_both]["summary"]["m.invited_member_count"] == 1
+
+
 async def test_the_sender_sees_the_transaction_id_of_their_own_message(client):
     alice = await new_user(client, "alice")
     room_id = await alice.create_room()
