@@ -270,7 +270,7 @@ class SyncStore:
             return {}
 
         async def txn_fn(txn: Transaction) -> dict[str, tuple[int | None, int]]:
-            clause, params = _qualified_in_list(txn, "s", "event_id", list(event_ids))
+            clause, params = _qualified_in_list(txn.dialect, "s", "event_id", list(event_ids))
             rows = await txn.fetch_all(
                 "SELECT s.event_id, s.state_group, g.event_id, e.prev_state_group"
                 " FROM event_to_state_groups s"
@@ -350,9 +350,7 @@ def _first_members_statements(dialect: Dialect, room_ids: Sequence[str], members
             " JOIN events e ON e.event_id = c.event_id WHERE c.room_id = r.room_id AND c.type = 'm.room.member'"
             " AND c.membership = ANY(?) ORDER BY e.stream_ordering LIMIT ?) AS t",
             (list(room_ids), list(memberships), limit))]
-    clause, clause_params = dialect.in_list("membership", list(memberships))
-    if clause.startswith("membership"):
-        clause = f"c.{clause}"
+    clause, clause_params = _qualified_in_list(dialect, "c", "membership", list(memberships))
     statements = []
     for chunk in _chunks(list(room_ids)):
         parts, params = [], []
@@ -376,9 +374,9 @@ def _first_members_from(room_ids: Sequence[str], results: Sequence[Sequence[Row]
     return out
 
 
-def _qualified_in_list(txn: Transaction, table: str, column: str, values: list) -> tuple[str, tuple]:
+def _qualified_in_list(dialect: Dialect, table: str, column: str, values: list) -> tuple[str, tuple]:
     """`in_list` for a column of an aliased table in a join."""
-    clause, params = txn.dialect.in_list(column, values)
+    clause, params = dialect.in_list(column, values)
     if clause.startswith(column):
         clause = f"{table}.{clause}"
     return clause, params
