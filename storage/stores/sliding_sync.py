@@ -179,7 +179,10 @@ class SlidingSyncStore:
                 for table in ("sliding_sync_connection_positions", "sliding_sync_connection_rooms"):
                     await txn.execute(f"DELETE FROM {table} WHERE {where}", (user_id, old_device, old_conn))
 
-        await self.db.run_interaction("save_sliding_sync_connection", txn_fn)
+        # Positions are written after their response went out: after a crash of the machine loses the
+        # newest, the client is told M_UNKNOWN_POS and starts over, as when the crash comes before the
+        # write. So the commit need not wait for the disk (nor hold SQLite's writer for an fsync).
+        await self.db.run_interaction("save_sliding_sync_connection", txn_fn, durable=False)
 
     async def prune_positions(self, older_than_ts: int) -> int:
         """Delete positions handed out before `older_than_ts`, and the room rows of connections
