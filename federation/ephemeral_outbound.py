@@ -16,7 +16,9 @@ federation). Each EDU is queued per destination on the durable outbound queue wi
   room has their presence sent to the room's servers (offline users are left out of both).
   Other servers take a user they have not heard about for 30 minutes to be offline (Synapse), so a
   user who stays online or unavailable without a change is sent again every PRESENCE_RESEND_MS
-  (25 minutes, as Synapse pings): `resend_presence`, run every PRESENCE_RESEND_CHECK_S.
+  (25 minutes, as Synapse pings): `resend_presence`, run every PRESENCE_RESEND_CHECK_S. When each
+  was last sent is kept in memory only, so after a restart (`start`) every user the last run left
+  online or unavailable is due at the first check: sent once too often rather than timed out.
 
 In a room joined with partial state the room's servers include the join answer's `servers_in_room`
 until its full state arrives (federation/room_hosts.py), as for our events.
@@ -57,6 +59,8 @@ QueueEdus = Callable[[str, Sequence[dict[str, Any]]], Awaitable[None]]
 ReadReceipts = Callable[[str, str], Awaitable[list[StoredReceipt]]]
 # user IDs -> their current m.presence events ({"type", "sender", "content"})
 PresenceEvents = Callable[[Sequence[str]], Awaitable[list[dict[str, Any]]]]
+# -> our users whose stored presence is not offline
+UsersNotOffline = Callable[[], Awaitable[list[str]]]
 
 
 def typing_edu(room_id: str, user_id: str, typing: bool) -> dict[str, Any]:
@@ -89,7 +93,8 @@ def presence_edus(pushes: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 class EphemeralEduSender:
     def __init__(self, server_name: str, events: EventStore, queue_edus: QueueEdus, read_receipts: ReadReceipts,
-                 presence_events: PresenceEvents, clock: Clock, *, typing_renew_s: float = TYPING_RENEW_S,
+                 presence_events: PresenceEvents, users_not_offline: UsersNotOffline, clock: Clock, *,
+                 typing_renew_s: float = TYPING_RENEW_S,
                  presence_batch_s: float = PRESENCE_BATCH_S, partial_state: PartialStateStore | None = None):
         self._server_name = server_name
         self._partial_state = partial_state
@@ -97,6 +102,7 @@ class EphemeralEduSender:
         self._queue_edus = queue_edus
         self._read_receipts = read_receipts
         self._presence_events = presence_events
+        self._users_not_offline = users_not_offline
         self._clock = clock
         self._typing_renew_s = typing_renew_s
         self._presence_batch_s = presence_batch_s
@@ -261,6 +267,13 @@ class EphemeralEduSender:
                 if e["content"].get("presence") != "offline"]
 
     # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Take over the users the last run left online or unavailable, due at the first check."""
+        for user_id in await self._users_not_offline():
+            self._presence_sent_ms.setdefault(user_id, 0)
+        if self._presence_sent_ms and self._resend is None:
+            self._resend = self._spawn(self._resend_periodically())
+
     def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(self._logged(work))
         self._tasks.add(task)

@@ -222,7 +222,8 @@ class Federation:
         self.device_handlers = FederationDeviceHandlers(self.server_name, self.authenticator, keys, user_exists)
         # Outbound EDUs: server.py subscribes this to the typing, receipt, presence and event updates.
         self.ephemeral_sender = EphemeralEduSender(self.server_name, events, self.handoff.queue_edus,
-                                                   receipts.get_read_receipts, presence.presence_events, self.clock,
+                                                   receipts.get_read_receipts, presence.presence_events,
+                                                   presence.local_users_not_offline, self.clock,
                                                    partial_state=self.transport.partial_state_store)
         self.membership = ResidentMembership(self.server_name, self.signing_key, events, self.ingestor, self.acls,
                                              self.key_fetcher, self.clock, user_exists, send_event,
@@ -239,6 +240,10 @@ class Federation:
         self.reading_handlers.register_routes(app)
         self.media_handlers.register_routes(app)
         self.hierarchy_handlers.register_routes(app)
+
+    async def start(self) -> None:
+        if self.enabled:
+            await self.ephemeral_sender.start()
 
     async def stop(self) -> None:
         await self.ephemeral_sender.stop()

@@ -724,6 +724,7 @@ class HomeServer:
             self._background.append(service)
         self._background.append(self.typing)
         # Stopped after the outbound queue, whose federation courier uses its client.
+        await self.federation.start()
         self._background.append(self.federation)
         await self.outbound.start()
         self._background.append(self.outbound)

@@ -170,12 +170,28 @@ class PresenceService:
             self._task = None
 
     async def _check_timeouts_periodically(self) -> None:
+        await self._resume_timeouts()
         while True:
             await asyncio.sleep(CHECK_INTERVAL_S)
             try:
                 await self.check_timeouts()
             except Exception:
                 logger.exception("presence timeout check failed")
+
+    async def _resume_timeouts(self) -> None:
+        """Users left online or unavailable by the last run go on being timed out: their rows are
+        taken into memory, where `check_timeouts` looks (a row already changed meanwhile is kept)."""
+        try:
+            for row in await self._store.get_not_offline():
+                self._rows.setdefault(row.user_id, row)
+        except Exception:
+            logger.exception("reading the presence left by the last run failed")
+
+    async def local_users_not_offline(self) -> list[str]:
+        """Our users whose stored presence is online or unavailable."""
+        if not self.enabled:
+            return []
+        return sorted(row.user_id for row in await self._store.get_not_offline() if self._is_local(row.user_id))
 
     async def check_timeouts(self) -> None:
         """Move idle users to unavailable and absent ones to offline."""

@@ -91,6 +91,12 @@ class PresenceStore:
             return []
         return await self.db.run_interaction("get_presence_many", txn_fn, write=False)
 
+    async def get_not_offline(self) -> list[PresenceRow]:
+        """Every row not offline, local and remote users alike: what a restart must go on timing out."""
+        rows = await self.db.fetch_all("presence_not_offline",
+                                       f"SELECT {_COLUMNS} FROM presence_state WHERE state <> 'offline'", ())
+        return [_row(r) for r in rows]
+
     async def shares_room(self, user_a: str, user_b: str) -> bool:
         return await self.db.run_interaction("users_share_room", room_state.users_share_a_room, user_a, user_b,
                                              write=False)

@@ -1,13 +1,20 @@
 """Other servers take a user they have heard nothing about for 30 minutes to be offline, so our users
-who stay online are sent again every 25 minutes; offline users are not. The sender's clock is
+who stay online are sent again every 25 minutes, and after a restart; offline users are not. The sender's clock is
 stepped by the test and the periodic check is called directly: nothing sleeps."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from homeserver.clock import Clock
+from homeserver.config import parse_config
+from homeserver.server import HomeServer
+from tests.conftest import make_test_config
 from tests.federation.ephemeral_helpers import edus_of, start_with_remotes, wait_for_edus
-from tests.federation.helpers import tls_session
-from tests.federation.remote_rooms import join_remote_user, local_user
+from tests.federation.helpers import federation_overrides, tls_session
+from tests.federation.remote_rooms import TransactionInbox, join_remote_user, local_user
+from tests.support.ports import free_port
 
 MINUTE = 60_000
 
@@ -87,3 +94,51 @@ async def test_an_online_user_is_sent_again_every_25_minutes_and_an_offline_one_
         await sender.resend_presence()
         assert queued == [alice.user_id]
         await wait_for_edus(inbox, "m.presence", lambda _: len(pushes_of(inbox, alice.user_id)) > count)
+
+
+async def test_after_a_restart_users_left_online_are_sent_again_and_go_on_timing_out(
+        tmp_path, database_config, ca, make_remote):
+    """When each user was last sent lives in memory: a restart makes every user the last run left
+    online due at the first check. And the presence service takes those users back into its
+    timeouts, so one who never returns goes offline (and other servers hear it)."""
+    inboxes: list[TransactionInbox] = []
+    remote = await make_remote("127.0.0.2", routes=lambda r: inboxes.append(TransactionInbox(r)))
+    [inbox] = inboxes
+    raw = make_test_config(tmp_path, database_config,
+                           **federation_overrides(ca, free_port(), min_retry_interval_ms=50))
+    hs = HomeServer(parse_config(raw))
+    await hs.start()
+    try:
+        async with tls_session(hs, ca) as session:
+            alice = await local_user(session, "alice")
+            room_id = await alice.create_room(preset="public_chat")
+            await join_remote_user(hs, remote, room_id)
+            await alice.call("PUT", f"/presence/{alice.user_id}/status", {"presence": "online", "status_msg": "hier"})
+            await wait_for_edus(inbox, "m.presence", lambda _: any(p.get("status_msg") == "hier"
+                                                                   for p in pushes_of(inbox, alice.user_id)))
+    finally:
+        await hs.stop()
+
+    hs = HomeServer(parse_config(raw))
+    await hs.start()
+    try:
+        hs.outbound.max_retry_s = 0.3
+        sender = hs.federation.ephemeral_sender
+        assert sender._resend is not None  # started by the users the last run left online
+        sender._resend.cancel()
+        before = len(pushes_of(inbox, alice.user_id))
+        await sender.resend_presence()  # the first check: due at once, whatever the clock says
+        await wait_for_edus(inbox, "m.presence", lambda _: len(pushes_of(inbox, alice.user_id)) > before)
+        assert pushes_of(inbox, alice.user_id)[-1]["presence"] == "online"
+
+        # Alice never syncs again: past the offline timeout she goes offline, and the remote hears it.
+        deadline = time.monotonic() + 10
+        while alice.user_id not in hs.presence._rows:
+            assert time.monotonic() < deadline, "the stored presence was not taken back"
+            await asyncio.sleep(0.02)
+        hs.presence._clock = StepClock(hs.presence._clock)
+        hs.presence._clock.offset = MINUTE
+        await hs.presence.check_timeouts()
+        await wait_for_edus(inbox, "m.presence", lambda _: pushes_of(inbox, alice.user_id)[-1]["presence"] == "offline")
+    finally:
+        await hs.stop()
