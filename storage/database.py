@@ -101,6 +101,11 @@ class Transaction(abc.ABC):
             return []
         return await self._fetch_batch([(self.dialect.translate(sql), tuple(params)) for sql, params in statements])
 
+    async def execute_batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run several statements, in order, none of which needs another's result: on PostgreSQL
+        one round trip for all of them (see `fetch_all_batch`)."""
+        await self.fetch_all_batch(statements)
+
     async def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> None:
         batch = [tuple(p) for p in seq_of_params]
         self.statements += 1 if batch else 0

@@ -5,11 +5,55 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from storage.database import Database, Transaction
 
+T = TypeVar("T")
+
 # SQLite refuses compound SELECTs of more than 500 terms; stay well below.
 _UNION_CHUNK = 100
+# Rows per multi-row INSERT: 11 columns x 200 rows stays far below SQLite's 32,766 parameters.
+_INSERT_CHUNK = 200
+
+
+def _rows_of(width: int, count: int) -> str:
+    """`(?, ?), (?, ?)`: the VALUES of a `count`-row INSERT of `width` columns."""
+    row = f"({', '.join('?' * width)})"
+    return ", ".join([row] * count)
+
+
+_ROOM_UPSERT = (
+    "INSERT INTO sliding_sync_connection_rooms"
+    " (user_id, device_id, conn_id, room_id, gen, upto, membership, config, members, seen, live) {rows}"
+    " ON CONFLICT (user_id, device_id, conn_id, room_id, gen) DO UPDATE SET upto = excluded.upto,"
+    " membership = excluded.membership, config = excluded.config, members = excluded.members,"
+    " seen = excluded.seen, live = excluded.live")
+
+
+def _insert_rooms(postgres: bool, conn: tuple[str, str, str], rows: Sequence[RoomRow]
+                  ) -> list[tuple[str, Sequence[object]]]:
+    """Statements upserting a connection's room rows (no two with the same room and generation).
+
+    PostgreSQL gets one column array per field (one short statement whatever the row count: psycopg
+    parses a statement with hundreds of parameters in Python each time); SQLite multi-row VALUES.
+    """
+    if not rows:
+        return []
+    if postgres:
+        columns = list(zip(*((r.room_id, r.gen, r.upto, r.membership, r.config, r.members, r.seen, r.live)
+                             for r in rows), strict=True))
+        return [(_ROOM_UPSERT.format(rows=(
+            "SELECT ?::text, ?::text, ?::text, r.* FROM unnest(?::text[], ?::bigint[], ?::bigint[], ?::text[],"
+            " ?::text[], ?::text[], ?::text[], ?::boolean[]) AS r")), (*conn, *(list(c) for c in columns)))]
+    return [(_ROOM_UPSERT.format(rows=f"VALUES {_rows_of(11, len(chunk))}"),
+             [v for r in chunk for v in (*conn, r.room_id, r.gen, r.upto, r.membership, r.config, r.members, r.seen,
+                                         r.live)])
+            for chunk in _chunks(rows, _INSERT_CHUNK)]
+
+
+def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,37 +175,35 @@ class SlidingSyncStore:
         device = device_id or ""
         conn = (user_id, device, conn_id)
         where = "user_id = ? AND device_id = ? AND conn_id = ?"
+        # Later rows replace earlier ones with the same key, as one upsert after another would (a
+        # multi-row upsert may not touch a row twice).
+        room_rows = list({(r.room_id, r.gen): r for r in rooms}.values())
 
         async def txn_fn(txn: Transaction) -> None:
+            # No statement needs another's result, so they go in one batch (one round trip on
+            # PostgreSQL) with the user's connection list; only dropping connections beyond
+            # `max_per_user` takes a second.
+            batch: list[tuple[str, Sequence[object]]] = []
             if reset:
-                await txn.execute(f"DELETE FROM sliding_sync_connection_positions WHERE {where}", conn)
-                await txn.execute(f"DELETE FROM sliding_sync_connection_rooms WHERE {where}", conn)
+                batch.append((f"DELETE FROM sliding_sync_connection_positions WHERE {where}", conn))
+                batch.append((f"DELETE FROM sliding_sync_connection_rooms WHERE {where}", conn))
             elif drop_above is not None:
-                await txn.execute(f"DELETE FROM sliding_sync_connection_rooms WHERE {where} AND gen > ?",
-                                  (*conn, drop_above))
+                batch.append((f"DELETE FROM sliding_sync_connection_rooms WHERE {where} AND gen > ?",
+                              (*conn, drop_above)))
             if not reset:
                 clause, params = txn.dialect.in_list("pos", list(keep))
-                await txn.execute(f"DELETE FROM sliding_sync_connection_positions WHERE {where} AND NOT ({clause})",
-                                  (*conn, *params))
-            if new:
-                await txn.executemany(
-                    "INSERT INTO sliding_sync_connection_positions"
-                    " (user_id, device_id, conn_id, pos, gen, created_ts, token, counts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                batch.append((f"DELETE FROM sliding_sync_connection_positions WHERE {where} AND NOT ({clause})",
+                              (*conn, *params)))
+            for chunk in _chunks(new, _INSERT_CHUNK):
+                batch.append((
+                    "INSERT INTO sliding_sync_connection_positions (user_id, device_id, conn_id, pos, gen,"
+                    f" created_ts, token, counts) VALUES {_rows_of(8, len(chunk))}"
                     " ON CONFLICT (user_id, device_id, conn_id, pos) DO NOTHING",
-                    [(*conn, p.pos, p.gen, now_ts, p.token, p.counts) for p in new])
-            if rooms:
-                await txn.executemany(
-                    "INSERT INTO sliding_sync_connection_rooms"
-                    " (user_id, device_id, conn_id, room_id, gen, upto, membership, config, members, seen, live)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (user_id, device_id, conn_id, room_id, gen) DO UPDATE SET upto = excluded.upto,"
-                    " membership = excluded.membership, config = excluded.config, members = excluded.members,"
-                    " seen = excluded.seen, live = excluded.live",
-                    [(*conn, r.room_id, r.gen, r.upto, r.membership, r.config, r.members, r.seen, r.live)
-                     for r in rooms])
+                    [v for p in chunk for v in (*conn, p.pos, p.gen, now_ts, p.token, p.counts)]))
+            batch.extend(_insert_rooms(txn.dialect.is_postgres, conn, room_rows))
             if not reset and keep:
                 # Rows below the oldest kept generation that a newer row (still at or below it) hides.
-                await txn.execute(
+                batch.append((
                     f"DELETE FROM sliding_sync_connection_rooms WHERE {where} AND gen < ("
                     f"SELECT MIN(gen) FROM sliding_sync_connection_positions WHERE {where}) AND EXISTS ("
                     " SELECT 1 FROM sliding_sync_connection_rooms AS newer WHERE newer.user_id = ?"
@@ -169,20 +211,25 @@ class SlidingSyncStore:
                     " AND newer.room_id = sliding_sync_connection_rooms.room_id"
                     " AND newer.gen > sliding_sync_connection_rooms.gen AND newer.gen <= ("
                     f"SELECT MIN(gen) FROM sliding_sync_connection_positions WHERE {where}))",
-                    (*conn, *conn, *conn, *conn))
-            if max_per_user is None:
-                return
-            connections = await txn.fetch_all(
-                "SELECT device_id, conn_id, MAX(created_ts) AS last FROM sliding_sync_connection_positions"
-                " WHERE user_id = ? GROUP BY device_id, conn_id ORDER BY last DESC", (user_id,))
-            for old_device, old_conn, _ in connections[max_per_user:]:
-                for table in ("sliding_sync_connection_positions", "sliding_sync_connection_rooms"):
-                    await txn.execute(f"DELETE FROM {table} WHERE {where}", (user_id, old_device, old_conn))
+                    (*conn, *conn, *conn, *conn)))
+            if max_per_user is not None:
+                batch.append((
+                    "SELECT device_id, conn_id, MAX(created_ts) AS last FROM sliding_sync_connection_positions"
+                    " WHERE user_id = ? GROUP BY device_id, conn_id ORDER BY last DESC", (user_id,)))
+            results = await txn.fetch_all_batch(batch)
+            if max_per_user is not None:
+                await txn.execute_batch([
+                    (f"DELETE FROM {table} WHERE {where}", (user_id, old_device, old_conn))
+                    for old_device, old_conn, _ in results[-1][max_per_user:]
+                    for table in ("sliding_sync_connection_positions", "sliding_sync_connection_rooms")])
 
         # Positions are written after their response went out: after a crash of the machine loses the
         # newest, the client is told M_UNKNOWN_POS and starts over, as when the crash comes before the
         # write. So the commit need not wait for the disk (nor hold SQLite's writer for an fsync).
-        await self.db.run_interaction("save_sliding_sync_connection", txn_fn, durable=False)
+        # Read committed: a concurrent write of another of the user's connections that drops the same
+        # old connection is then no conflict (each connection's own writes never overlap).
+        await self.db.run_interaction("save_sliding_sync_connection", txn_fn, durable=False,
+                                      isolation="read_committed")
 
     async def prune_positions(self, older_than_ts: int) -> int:
         """Delete positions handed out before `older_than_ts`, and the room rows of connections

@@ -691,3 +691,28 @@ async def test_every_connection_of_a_user_sees_the_memberships_another_one_alrea
     assert {public, invited, left} <= set(two["rooms"])
     two = await sliding(alice, {**request, "conn_id": "two"}, pos=two["pos"])
     assert two["lists"]["all"]["count"] == 3 and kept not in two["rooms"]
+
+
+async def test_a_users_connections_beyond_the_most_recent_fifty_are_forgotten_with_their_rooms(client, hs):
+    from homeserver.sync.sliding import MAX_CONNECTIONS_PER_USER
+
+    alice = await new_user(client, "alice")
+    await alice.create_room(name="talk")
+    positions = []
+    for i in range(MAX_CONNECTIONS_PER_USER + 1):
+        positions.append((await sliding(alice, {"conn_id": f"c{i}", "lists": {"all": room_list()}}))["pos"])
+        await asyncio.sleep(0.005)  # each connection used at its own millisecond
+    await hs.sliding_sync.forget_cached_connections()  # writes what is pending, then reads from the database
+
+    async def stored_rows(conn_id: str) -> int:
+        return await hs.db.fetch_value(
+            "test_rows", "SELECT COUNT(*) FROM sliding_sync_connection_rooms WHERE user_id = ? AND conn_id = ?",
+            (alice.user_id, conn_id))
+
+    assert await stored_rows("c0") == 0
+    assert await stored_rows("c1") == 1
+    error = await sliding(alice, {"conn_id": "c0", "lists": {"all": room_list()}}, pos=positions[0], expect=400)
+    assert error["errcode"] == "M_UNKNOWN_POS"
+    last = MAX_CONNECTIONS_PER_USER
+    await sliding(alice, {"conn_id": f"c{last}", "lists": {"all": room_list()}}, pos=positions[last])
+    await sliding(alice, {"conn_id": "c1", "lists": {"all": room_list()}}, pos=positions[1])
