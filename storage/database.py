@@ -288,6 +288,7 @@ class Database(abc.ABC):
         write: bool,
         isolation: Isolation,
         durable: bool,
+        single_statement: bool,
     ) -> tuple[T, Transaction]:
         """Run `func` in one transaction and commit it, rolling back on any exception."""
 
@@ -314,6 +315,7 @@ class Database(abc.ABC):
         write: bool = True,
         isolation: Isolation = "repeatable_read",
         durable: bool = True,
+        single_statement: bool = False,
         **kwargs: Any,
     ) -> T:
         """Run `func(txn, *args, **kwargs)` in a transaction, retrying it on transient conflicts.
@@ -326,7 +328,12 @@ class Database(abc.ABC):
         results with its position. A crash of our process loses nothing; a crash of the machine
         (or of PostgreSQL) may lose such commits made after the last durable one, never a durable
         one, and the stage redoes them.
+        `single_statement=True` (reads only) promises that on PostgreSQL `func` makes one round trip:
+        one statement, or one batch whose statements need no common snapshot. PostgreSQL then runs it outside a
+        transaction block, without BEGIN and COMMIT; a second round trip is an error.
         """
+        if single_statement and write:
+            raise ValueError("single_statement is for reads (write=False)")
         if self._closed:
             raise DatabaseError("database is closed")
         if isolation not in ISOLATION_LEVELS:
@@ -342,7 +349,7 @@ class Database(abc.ABC):
             self.interactions_in_flight += 1
             try:
                 result, txn = await self._run_transaction_marked(name, func, args, kwargs, write, isolation,
-                                                                 durable)
+                                                                 durable, single_statement)
             except Exception as error:
                 if not self.is_transient_error(error):
                     raise
@@ -379,10 +386,11 @@ class Database(abc.ABC):
         write: bool,
         isolation: Isolation,
         durable: bool,
+        single_statement: bool,
     ) -> tuple[T, Transaction]:
         token = _current_interaction.set(name)
         try:
-            return await self._run_transaction(name, func, args, kwargs, write, isolation, durable)
+            return await self._run_transaction(name, func, args, kwargs, write, isolation, durable, single_statement)
         finally:
             _current_interaction.reset(token)
 
@@ -391,7 +399,8 @@ class Database(abc.ABC):
             self._closed = True
             await self._close()
 
-    # One-statement conveniences; each is its own interaction.
+    # One-statement conveniences; each is its own interaction (a read: a single statement, see
+    # `run_interaction`).
 
     async def execute(self, name: str, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one writing statement in its own transaction; returns the affected row count."""
@@ -403,13 +412,13 @@ class Database(abc.ABC):
         return await self.run_interaction(name, run)
 
     async def fetch_one(self, name: str, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        return await self.run_interaction(name, _fetch_one, sql, params, write=False)
+        return await self.run_interaction(name, _fetch_one, sql, params, write=False, single_statement=True)
 
     async def fetch_all(self, name: str, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return await self.run_interaction(name, _fetch_all, sql, params, write=False)
+        return await self.run_interaction(name, _fetch_all, sql, params, write=False, single_statement=True)
 
     async def fetch_value(self, name: str, sql: str, params: Sequence[Any] = ()) -> Any:
-        return await self.run_interaction(name, _fetch_value, sql, params, write=False)
+        return await self.run_interaction(name, _fetch_value, sql, params, write=False, single_statement=True)
 
     async def simple_select_one(
         self, table: str, keyvalues: Mapping[str, Any], retcols: Sequence[str], *, allow_none: bool = False

@@ -9,7 +9,8 @@ the `BEGIN` travels with the first statement in one pipeline (a transaction that
 statement sends nothing), independent reads given together to `fetch_all_batch` share one
 pipeline too, and a read-only transaction's `COMMIT` is sent after its result is handed back
 (everything was read from one snapshot already; the connection returns to the pool once the
-`COMMIT` is answered). A one-statement read (or one batch) is one round trip, a write two.
+`COMMIT` is answered). A one-statement read (or one batch) is one round trip, a write two. A read
+declared `single_statement` runs outside a transaction block: no BEGIN, no COMMIT at all.
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.array import ListBinaryDumper
 from psycopg_pool import AsyncConnectionPool
 
-from storage.database import Database, DatabaseConfigError, InteractionFunc, Isolation, Row, Transaction
+from storage.database import (
+    Database,
+    DatabaseConfigError,
+    DatabaseError,
+    InteractionFunc,
+    Isolation,
+    Row,
+    Transaction,
+)
 from storage.priority import PriorityPool
 from storage.sql import POSTGRES
 
@@ -40,18 +49,26 @@ _TRANSIENT_ERRORS = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 
 class PostgresTransaction(Transaction):
     def __init__(self, name: str, conn: psycopg.AsyncConnection[Any], cursor: psycopg.AsyncCursor[Any],
-                 begin: tuple[str, ...]) -> None:
+                 begin: tuple[str, ...] | None) -> None:
         super().__init__(POSTGRES, name)
         self._conn = conn
         self._cursor = cursor
-        # The BEGIN (and settings of the transaction) not sent yet; they go out with the first statement.
+        # The BEGIN (and settings of the transaction) not sent yet; they go out with the first
+        # statement. None from the start: one round trip outside a transaction block, no more.
         self._begin: tuple[str, ...] | None = begin
+        self._single = begin is None
+        self._round_trips = 0
 
     @property
     def begun(self) -> bool:
-        return self._begin is None
+        """Whether a transaction block was opened (and so needs its COMMIT)."""
+        return self._begin is None and not self._single
 
     async def _send_begin(self) -> None:
+        self._round_trips += 1
+        if self._single and self._round_trips > 1:
+            raise DatabaseError(f"interaction {self.name!r} was declared single_statement but made a second"
+                                " round trip")
         begin, self._begin = self._begin, None
         for statement in begin or ():
             await self._conn.execute(statement)  # type: ignore[arg-type]
@@ -60,7 +77,10 @@ class PostgresTransaction(Transaction):
         cur = self._cursor
         # Always pass a (possibly empty) tuple: the translated SQL has `%%` for literal percent
         # signs, which psycopg only unescapes when parameters are given.
-        if self._begin is not None:
+        if self._single:
+            await self._send_begin()  # counts the round trip; sends nothing
+            await cur.execute(sql, params)  # type: ignore[arg-type]
+        elif self._begin is not None:
             # BEGIN and the first statement in one round trip; leaving the pipeline waits for
             # both results (an error in either is raised there) and puts the statement's on `cur`.
             async with self._conn.pipeline():
@@ -153,12 +173,13 @@ class PostgresDatabase(Database):
         write: bool,
         isolation: Isolation,
         durable: bool,
+        single_statement: bool,
     ) -> tuple[T, Transaction]:
         if write:
-            return await self._run_on_pool(name, func, args, kwargs, write, isolation, None, durable)
+            return await self._run_on_pool(name, func, args, kwargs, write, isolation, None, durable, False)
         slot = await self._read_slots.acquire()
         return await self._run_on_pool(name, func, args, kwargs, write, isolation,
-                                       lambda: self._read_slots.release(slot), durable)
+                                       lambda: self._read_slots.release(slot), durable, single_statement)
 
     async def _run_on_pool(
         self,
@@ -170,6 +191,7 @@ class PostgresDatabase(Database):
         isolation: Isolation,
         release_slot: Callable[[], None] | None,
         durable: bool,
+        single_statement: bool,
     ) -> tuple[T, Transaction]:
         """Run `func` on a pooled connection; the connection (and the read slot, if any) is given
         back here, or by the task that finishes a read-only transaction's COMMIT."""
@@ -189,7 +211,8 @@ class PostgresDatabase(Database):
                 # Not durable: the commit returns before its WAL record is flushed; the next
                 # synchronous commit flushes it, and only a crash of PostgreSQL itself can lose it.
                 settings = () if durable or not write else ("SET LOCAL synchronous_commit = off",)
-                txn = PostgresTransaction(name, conn, conn.cursor(), (begin, *settings))
+                # A single statement is atomic on its own: no transaction block to open or commit.
+                txn = PostgresTransaction(name, conn, conn.cursor(), None if single_statement else (begin, *settings))
                 try:
                     result = await func(txn, *args, **kwargs)
                     if txn.begun:

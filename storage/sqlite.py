@@ -254,7 +254,10 @@ class SqliteDatabase(Database):
         write: bool,
         isolation: Isolation,
         durable: bool,
+        single_statement: bool,
     ) -> tuple[T, Transaction]:
+        # `single_statement` changes nothing here: a read's BEGIN rides with its first statement and
+        # its commit is deferred to the connection's next use, so neither costs a hop of its own.
         # Without readers (in-memory databases) reads share the writer, unenforced as read-only.
         if write or not self._readers:
             async with self._write_lock:

@@ -160,9 +160,11 @@ class NotificationStore:
 
         async def txn_fn(txn: Transaction) -> dict[str, dict[str, UnreadCounts]]:
             out: dict[str, dict[str, UnreadCounts]] = {}
-            # Bounded IN lists keep statements small in rooms-heavy accounts.
-            for start in range(0, len(room_ids), 500):
-                chunk = list(room_ids[start:start + 500])
+            # Bounded IN lists keep SQLite's statements small in rooms-heavy accounts; PostgreSQL
+            # takes one array parameter, so one statement whatever the number.
+            size = len(room_ids) if txn.dialect.is_postgres else 500
+            for start in range(0, len(room_ids), size):
+                chunk = list(room_ids[start:start + size])
                 # On PostgreSQL one array parameter: the same statement text for any number of rooms.
                 clause, params = txn.dialect.in_list("room_id", chunk)
                 rows = await txn.fetch_all(
@@ -172,7 +174,7 @@ class NotificationStore:
                     out.setdefault(room_id, {})[thread_id] = UnreadCounts(int(notifications), int(highlights))
             return out
 
-        return await self.db.run_interaction("get_unread_counts", txn_fn, write=False)
+        return await self.db.run_interaction("get_unread_counts", txn_fn, write=False, single_statement=True)
 
     async def get_total_unread(self, user_id: str) -> int:
         """The user's unread notifications across all rooms (the push badge)."""

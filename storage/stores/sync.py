@@ -224,7 +224,7 @@ class SyncStore:
                 room_rows.sort(key=lambda row: row.stream_ordering)
             return out
 
-        return await self.db.run_interaction("sync_timelines", txn_fn, write=False)
+        return await self.db.run_interaction("sync_timelines", txn_fn, write=False, single_statement=True)
 
     # --- state -------------------------------------------------------------------------------
     async def get_state_groups_at(self, positions: Sequence[tuple[str, int]]) -> dict[str, int]:
@@ -258,7 +258,7 @@ class SyncStore:
                     out[room_id] = int(group)
             return out
 
-        return await self.db.run_interaction("sync_state_groups_at", txn_fn, write=False)
+        return await self.db.run_interaction("sync_state_groups_at", txn_fn, write=False, single_statement=True)
 
     async def get_state_groups_around(self, event_ids: Sequence[str]) -> dict[str, tuple[int | None, int]]:
         """event_id -> (state group before it, state group after it).
@@ -294,7 +294,7 @@ class SyncStore:
         if not room_ids:
             return {}
         counts = await self.db.run_interaction("sync_member_counts", room_state.member_counts, room_ids,
-                                               write=False)
+                                               write=False, single_statement=True)
         return {room_id: counts.get(room_id, {}) for room_id in room_ids}
 
     async def get_first_members(self, room_ids: Sequence[str], memberships: Sequence[str], limit: int

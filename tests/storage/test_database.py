@@ -359,3 +359,23 @@ async def test_a_relaxed_commit_is_kept_and_the_next_transaction_is_durable_agai
     assert await db.run_interaction("durable", write, "durable") == full
     names = await db.fetch_all("names", "SELECT stream_name FROM stream_positions WHERE position = 7")
     assert sorted(n for (n,) in names) == ["durable", "relaxed0", "relaxed1", "relaxed2"]
+
+
+async def test_a_single_statement_read_runs_and_a_second_round_trip_is_refused(db):
+    await db.execute("seed_single", "CREATE TABLE single_probe (n INTEGER)")
+    await db.execute("seed_single_row", "INSERT INTO single_probe (n) VALUES (1)")
+    assert await db.fetch_value("single_probe", "SELECT n FROM single_probe") == 1
+
+    async def two(txn):
+        await txn.fetch_all("SELECT n FROM single_probe")
+        return await txn.fetch_all("SELECT n FROM single_probe")
+
+    if db.engine == "postgres":
+        with pytest.raises(DatabaseError, match="second round trip"):
+            await db.run_interaction("two_statements", two, write=False, single_statement=True)
+    else:  # SQLite's reads cost no hop for BEGIN or COMMIT: the promise changes nothing there
+        assert await db.run_interaction("two_statements", two, write=False, single_statement=True) == [(1,)]
+    with pytest.raises(ValueError):
+        await db.run_interaction("a_write", two, single_statement=True)
+    # The connection went back to the pool usable, outside any transaction.
+    assert await db.run_interaction("two_statements_in_a_block", two, write=False) == [(1,)]
