@@ -610,6 +610,7 @@ class HomeServer:
             bus.subscribe(EventPersisted, stage.on_event_persisted)
         bus.subscribe(EventPersisted, self.typing.on_event_persisted)
         bus.subscribe(PartialStateRoomCompleted, self.partial_state_rooms.on_completed)
+        bus.subscribe(PartialStateRoomCompleted, lambda _: self.recent_events.memberships_moved_everywhere())
         bus.subscribe(EventPersisted, self.sliding_sync.on_event_persisted)
         bus.subscribe(EventPersisted, self.presence.on_event_persisted)
         bus.subscribe(EventPersisted, self.device_lists.on_event_persisted)

@@ -230,7 +230,8 @@ class EventPersister:
     def _wake(self, committed: Sequence[_Pending]) -> None:
         if self._recent is not None:
             self._recent.record((p.event.room_id, p.context.stream_ordering,
-                                 not (p.context.outlier or p.context.soft_failed)) for p in committed)
+                                 not (p.context.outlier or p.context.soft_failed), _membership_moves(p))
+                                for p in committed)
         # Backfilled history is older than any sync position: nobody waits for it.
         committed = [p for p in committed if not p.context.backfilled]
         for room_id in {p.event.room_id for p in committed}:
@@ -254,6 +255,19 @@ class EventPersister:
                 finally:
                     if not pending.done.done():
                         pending.done.set_result(pending.context.stream_ordering)
+
+
+def _membership_moves(pending: _Pending) -> list[str] | None:
+    """The users whose membership an event moves (its own target, and every membership its
+    current-state change touches); None when it replaces the room's whole current state."""
+    context = pending.context
+    if context.current_state_is_full:
+        return None
+    moved = [state_key for event_type, state_key in context.current_state_delta or () if event_type == "m.room.member"]
+    event = pending.event
+    if event.type == "m.room.member" and event.state_key:
+        moved.append(event.state_key)
+    return moved
 
 
 async def redaction_applies(events: EventStore, redaction: Event, state_before: StateMap) -> bool:

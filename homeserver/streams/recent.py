@@ -13,6 +13,11 @@ otherwise the caller reads the database, as before. Each room keeps its newest `
 positions and at most `max_rooms` rooms are kept: what is dropped raises the floor of that room
 (or of every unkept room), so an answer never misses an event.
 
+The same commits tell whose membership moved in current state (their own membership events, and
+every key of a current-state change, a state reset included): a user's memberships read at one
+position hold at a later one when memory shows no move in between. A change of the whole current
+state (a join over federation) or a partial-state room completing counts as everyone's move.
+
 Events that never show on a timeline (outliers, soft-failed events) are recorded as moving the
 stream, not the room; a rejected event counts as the room's (a false "news" costs one empty read,
 never a missed event).
@@ -25,12 +30,23 @@ from collections.abc import Iterable, Sequence
 
 PER_ROOM = 64
 MAX_ROOMS = 20_000
+MAX_USERS = 50_000
+# (room ID, stream position, whether it shows on the timeline, users whose membership it moves;
+# None: anyone's may have moved).
+Commit = tuple[str, int, bool, Iterable[str] | None]
 
 
 class RecentEvents:
-    def __init__(self, *, per_room: int = PER_ROOM, max_rooms: int = MAX_ROOMS) -> None:
+    def __init__(self, *, per_room: int = PER_ROOM, max_rooms: int = MAX_ROOMS, max_users: int = MAX_USERS) -> None:
         self._per_room = per_room
         self._max_rooms = max_rooms
+        self._max_users = max_users
+        # user_id -> the newest position their membership moved at; users least lately moved first.
+        self._moved: OrderedDict[str, int] = OrderedDict()
+        # Memberships of users no longer kept in `_moved` are only known past this.
+        self._moved_evicted = 0
+        # Everyone's membership may have moved at this position.
+        self._all_moved = 0
         # room_id -> (positions, newest first dropped or -inf), rooms used least lately first.
         self._rooms: OrderedDict[str, tuple[deque[int], list[int]]] = OrderedDict()
         # Every event past `floor` up to `upto` was recorded; None before the first commit.
@@ -39,15 +55,23 @@ class RecentEvents:
         # The newest position of a room no longer kept: unkept rooms are known only past it.
         self._evicted_upto: int | None = None
 
-    def record(self, commits: Iterable[tuple[str, int, bool]]) -> None:
-        """Note committed events, in commit order: (room ID, stream position, on the timeline).
-        Positions at or below zero (backfilled history) are not part of the live stream."""
-        for room_id, position, on_timeline in commits:
+    def record(self, commits: Iterable[Commit]) -> None:
+        """Note committed events, in commit order (see `Commit`). Positions at or below zero
+        (backfilled history) are not part of the live stream."""
+        for room_id, position, on_timeline, moved in commits:
             if position <= 0:
                 continue
             if self.floor is None:
                 self.floor = position - 1
             self.upto = max(self.upto, position)
+            if moved is None:
+                self._all_moved = position
+            else:
+                for user_id in moved:
+                    self._moved[user_id] = position
+                    self._moved.move_to_end(user_id)
+                while len(self._moved) > self._max_users:
+                    self._moved_evicted = max(self._moved_evicted, self._moved.popitem(last=False)[1])
             if not on_timeline:
                 continue
             kept = self._rooms.get(room_id)
@@ -114,3 +138,16 @@ class RecentEvents:
                 position = found[per_room]
                 lowest = position if lowest is None else min(lowest, position)
         return True, lowest
+
+    def memberships_moved_everywhere(self) -> None:
+        """Anyone's membership may have moved just now (a partial-state room got its full state
+        outside the persister): no range up to the newest position shows memberships unmoved."""
+        self._all_moved = max(self._all_moved, self.upto + 1)
+
+    def membership_unmoved(self, user_id: str, after: int, upto: int) -> bool:
+        """Whether memory shows the user's membership moved nowhere in `after < position <= upto`
+        (False also when memory does not hold the range)."""
+        if self.floor is None or after < self.floor or upto > self.upto:
+            return False
+        last = self._moved.get(user_id, self._moved_evicted)
+        return max(last, self._all_moved) <= after

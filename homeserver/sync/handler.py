@@ -51,7 +51,7 @@ from storage.priority import bulk_reads
 from storage.stores.account_data import ACCOUNT_DATA, AccountDataStore
 from storage.stores.events import EventStore
 from storage.stores.partial_state import PartialStateStore
-from storage.stores.sync import SyncStore
+from storage.stores.sync import MembershipRow, SyncStore
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +141,9 @@ class SyncService:
         # user -> (a token, the rooms the user was joined to at it), from the user's latest build.
         self._joined_at: OrderedDict[str, tuple[SyncToken, list[str]]] = OrderedDict()
         self._build_slots = asyncio.Semaphore(BUILD_CONCURRENCY)
+        # user -> (a position, the user's memberships at it), reused at a later position while the
+        # persister's commits show no move of the user's membership in between (streams/recent.py).
+        self._memberships: OrderedDict[str, tuple[int, dict[str, MembershipRow]]] = OrderedDict()
 
     # --- extension points -------------------------------------------------------------
     def add_ephemeral_source(self, source: EphemeralSource) -> None:
@@ -405,7 +408,7 @@ class SyncService:
                 # first that does not fit, so no timeline has a gap; the next poll goes on from there.
                 now_pos = overflow - 1
                 now = now.replace(events=now_pos)
-        memberships = await self._store.get_memberships_at(user_id, now_pos)
+        memberships = await self._memberships_at(user_id, now_pos)
         forgotten: set[str] = set()
         if any(row.membership in ("leave", "ban") for row in memberships.values()):
             forgotten = await self._store.get_forgotten_rooms(user_id)
@@ -414,7 +417,8 @@ class SyncService:
                                       forgotten=forgotten)
         else:
             since_pos = since.get("events")
-            changes = await self._store.get_membership_changes(user_id, since_pos, now_pos)
+            changes = ([] if self._recent is not None and self._recent.membership_unmoved(user_id, since_pos, now_pos)
+                       else await self._store.get_membership_changes(user_id, since_pos, now_pos))
             before = await self._store.get_memberships_before(
                 user_id, rooms_needing_prior_membership(memberships, changes), since_pos)
             entries = incremental_entries(memberships, changes, before, since_pos, now_pos,
@@ -490,6 +494,24 @@ class SyncService:
         news = bool(global_data) or any(rooms.values()) or paged
         all_joined = [room_id for room_id, row in memberships.items() if row.membership == "join"]
         return _UserPart(response, news, since, now, entries, all_joined, own_txns)
+
+    async def _memberships_at(self, user_id: str, position: int) -> dict[str, MembershipRow]:
+        """`SyncStore.get_memberships_at`, from the user's last read when nothing moved since."""
+        recent = self._recent
+        if recent is None:
+            return await self._store.get_memberships_at(user_id, position)
+        memo = self._memberships.get(user_id)
+        if memo is not None and memo[0] <= position and recent.membership_unmoved(user_id, memo[0], position):
+            self._memberships.move_to_end(user_id)
+            return memo[1]
+        rows = await self._store.get_memberships_at(user_id, position)
+        # Kept only when no move came after the position meanwhile (the read may have seen it).
+        if recent.membership_unmoved(user_id, position, recent.upto) and (memo is None or memo[0] <= position):
+            self._memberships[user_id] = (position, rows)
+            self._memberships.move_to_end(user_id)
+            while len(self._memberships) > JOINED_CACHE_USERS:
+                self._memberships.popitem(last=False)
+        return rows
 
     async def _first_overflowing_event(self, user_id: str, after: int, upto: int, per_room: int) -> int | None:
         """The lowest position at which a joined room holds more new events than `per_room`: from

@@ -9,7 +9,7 @@ from homeserver.streams.recent import RecentEvents
 
 def recent_with(*commits: tuple[str, int], per_room: int = 64, max_rooms: int = 100) -> RecentEvents:
     recent = RecentEvents(per_room=per_room, max_rooms=max_rooms)
-    recent.record((room, position, True) for room, position in commits)
+    recent.record((room, position, True, ()) for room, position in commits)
     return recent
 
 
@@ -55,7 +55,7 @@ def test_rooms_no_longer_kept_are_only_answered_after_their_newest_event():
 
 def test_events_off_the_timeline_move_the_stream_but_not_the_room():
     recent = RecentEvents()
-    recent.record([("!a", 11, True), ("!a", 12, False), ("!b", 13, False), ("!b", -5, True)])
+    recent.record([("!a", 11, True, ()), ("!a", 12, False, ()), ("!b", 13, False, ()), ("!b", -5, True, ())])
     assert recent.upto == 13
     assert recent.rooms_with_new_events(["!a", "!b"], 11, 13) == {}
 
@@ -70,3 +70,29 @@ def test_the_first_overflowing_position_is_the_lowest_over_the_rooms(per_room, e
     assert recent.first_overflowing(["!a", "!b"], 10, 16, per_room) == (True, expected)
     # A room not asked about does not count.
     assert recent.first_overflowing(["!b"], 10, 16, per_room) == (True, {1: 14, 2: 16, 3: None}[per_room])
+
+
+def test_a_membership_is_unmoved_only_over_ranges_memory_holds_without_a_move_of_it():
+    recent = RecentEvents(max_users=2)
+    recent.record([("!a", 11, True, ["@alice"]), ("!a", 12, True, []), ("!b", 13, True, ["@bob", "@carol"])])
+    assert recent.membership_unmoved("@alice", 11, 13)
+    assert not recent.membership_unmoved("@alice", 10, 13)  # moved at 11
+    # Only a user's newest move is kept: a range before it is not vouched for (the database is asked).
+    assert not recent.membership_unmoved("@bob", 10, 12)
+    assert recent.membership_unmoved("@bob", 13, 13)
+    assert not recent.membership_unmoved("@bob", 12, 13)
+    assert not recent.membership_unmoved("@alice", 11, 14)  # past what memory holds
+    assert not recent.membership_unmoved("@dave", 9, 13)  # before the first commit recorded
+    # @alice was dropped to keep two users: known unmoved only past her move.
+    assert recent.membership_unmoved("@alice", 11, 13) and not recent.membership_unmoved("@dave", 10, 13)
+
+
+def test_a_whole_current_state_change_or_a_completed_partial_state_room_moves_everyone():
+    recent = RecentEvents()
+    recent.record([("!a", 11, True, []), ("!a", 12, True, None)])
+    assert not recent.membership_unmoved("@alice", 11, 12)
+    assert recent.membership_unmoved("@alice", 12, 12)
+    recent.memberships_moved_everywhere()
+    assert not recent.membership_unmoved("@alice", 12, 12)
+    recent.record([("!a", 13, True, [])])
+    assert recent.membership_unmoved("@alice", 13, 13)
