@@ -141,6 +141,7 @@ from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.signing_keys import load_or_create_signing_key
 from homeserver.streams.bus import StreamBus
 from homeserver.streams.notifier import Notifier
+from homeserver.streams.recent import RecentEvents
 from homeserver.streams.sources import EphemeralSource, TopLevelSource
 from homeserver.streams.updates import (
     AccountDataChanged,
@@ -399,8 +400,9 @@ class HomeServer:
         remote_queries = transport.remote_queries
         get_profile = self.profile_store.get_profile
         self.room_heads = RoomHeads(self.event_store)
+        self.recent_events = RecentEvents()
         self.persister = EventPersister(self.event_store, self.room_heads, self.notifier, bus,
-                                        registry=self.metrics.registry)
+                                        registry=self.metrics.registry, recent=self.recent_events)
         self.alias_service = AliasService(config.server_name, self.alias_store, self.event_store, clock,
                                           self.auth.is_server_admin, remote=remote_queries,
                                           create_checks=[app_services.check_alias_creation],
@@ -493,7 +495,8 @@ class HomeServer:
                                 partial_state=self.federation_transport.partial_state_store,
                                 presence_tracker=self.presence.syncing,
                                 presence_lookup=self.presence.presence_events,
-                                gapless_window_s=self.config.section("sync")["gapless_window_ms"] / 1000)
+                                gapless_window_s=self.config.section("sync")["gapless_window_ms"] / 1000,
+                                recent=self.recent_events)
         for ephemeral in (typing, receipts):
             self.sync.add_ephemeral_source(ephemeral)
         self.sync.add_room_fields_provider(self.notifications.room_fields)
@@ -607,6 +610,7 @@ class HomeServer:
             bus.subscribe(EventPersisted, stage.on_event_persisted)
         bus.subscribe(EventPersisted, self.typing.on_event_persisted)
         bus.subscribe(PartialStateRoomCompleted, self.partial_state_rooms.on_completed)
+        bus.subscribe(PartialStateRoomCompleted, lambda _: self.recent_events.memberships_moved_everywhere())
         bus.subscribe(EventPersisted, self.sliding_sync.on_event_persisted)
         bus.subscribe(EventPersisted, self.presence.on_event_persisted)
         bus.subscribe(EventPersisted, self.device_lists.on_event_persisted)

@@ -32,6 +32,7 @@ from homeserver.rooms.heads import RoomHeads
 from homeserver.rooms.power import RoomPower
 from homeserver.streams.bus import StreamBus
 from homeserver.streams.notifier import Notifier
+from homeserver.streams.recent import RecentEvents
 from homeserver.streams.updates import EventPersisted
 from storage.stores.events import EventStore, PersistContext, StateMap
 
@@ -69,8 +70,11 @@ class _Pending:
 
 class EventPersister:
     def __init__(self, events: EventStore, heads: RoomHeads, notifier: Notifier, bus: StreamBus, *,
-                 registry: CollectorRegistry | None = None, max_batch: int = MAX_BATCH):
+                 registry: CollectorRegistry | None = None, max_batch: int = MAX_BATCH,
+                 recent: RecentEvents | None = None):
         self._events = events
+        # Told of every commit before anyone is woken, so /sync may answer from memory (streams/recent.py).
+        self._recent = recent
         self._notifier = notifier
         self._bus = bus
         self._max_batch = max_batch
@@ -224,6 +228,10 @@ class EventPersister:
         self._heads.forget(room_id)
 
     def _wake(self, committed: Sequence[_Pending]) -> None:
+        if self._recent is not None:
+            self._recent.record((p.event.room_id, p.context.stream_ordering,
+                                 not (p.context.outlier or p.context.soft_failed), _membership_moves(p))
+                                for p in committed)
         # Backfilled history is older than any sync position: nobody waits for it.
         committed = [p for p in committed if not p.context.backfilled]
         for room_id in {p.event.room_id for p in committed}:
@@ -247,6 +255,19 @@ class EventPersister:
                 finally:
                     if not pending.done.done():
                         pending.done.set_result(pending.context.stream_ordering)
+
+
+def _membership_moves(pending: _Pending) -> list[str] | None:
+    """The users whose membership an event moves (its own target, and every membership its
+    current-state change touches); None when it replaces the room's whole current state."""
+    context = pending.context
+    if context.current_state_is_full:
+        return None
+    moved = [state_key for event_type, state_key in context.current_state_delta or () if event_type == "m.room.member"]
+    event = pending.event
+    if event.type == "m.room.member" and event.state_key:
+        moved.append(event.state_key)
+    return moved
 
 
 async def redaction_applies(events: EventStore, redaction: Event, state_before: StateMap) -> bool:

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +32,7 @@ from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.streams.client_tokens import STREAMS, SyncToken
 from homeserver.streams.flights import Flights
 from homeserver.streams.notifier import Notifier
+from homeserver.streams.recent import RecentEvents
 from homeserver.streams.sources import DELIVERED_UPTO, EphemeralSource, RoomFieldsProvider, TopLevelSource
 from homeserver.streams.updates import AccountDataChanged, PushRulesChanged
 from homeserver.sync import rendering
@@ -50,7 +51,7 @@ from storage.priority import bulk_reads
 from storage.stores.account_data import ACCOUNT_DATA, AccountDataStore
 from storage.stores.events import EventStore
 from storage.stores.partial_state import PartialStateStore
-from storage.stores.sync import SyncStore
+from storage.stores.sync import MembershipRow, SyncStore
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +106,11 @@ class SyncService:
                  partial_state: PartialStateStore | None = None,
                  presence_tracker: Callable[[str, str], AbstractAsyncContextManager[Any]] | None = None,
                  presence_lookup: Callable[[Sequence[str]], Awaitable[list[dict[str, Any]]]] | None = None,
-                 gapless_window_s: float = 0.0):
+                 gapless_window_s: float = 0.0, recent: RecentEvents | None = None):
         self._events = events
+        # The newest event positions of each room, from the persister's commits: a wake's "which
+        # rooms have news" and "does a room overflow its timeline" without a database read.
+        self._recent = recent
         # A long poll from a token handed out at most this long ago is answered without gaps.
         self._gapless_window_s = gapless_window_s
         self._issued: OrderedDict[str, float] = OrderedDict()
@@ -137,6 +141,9 @@ class SyncService:
         # user -> (a token, the rooms the user was joined to at it), from the user's latest build.
         self._joined_at: OrderedDict[str, tuple[SyncToken, list[str]]] = OrderedDict()
         self._build_slots = asyncio.Semaphore(BUILD_CONCURRENCY)
+        # user -> (a position, the user's memberships at it), reused at a later position while the
+        # persister's commits show no move of the user's membership in between (streams/recent.py).
+        self._memberships: OrderedDict[str, tuple[int, dict[str, MembershipRow]]] = OrderedDict()
 
     # --- extension points -------------------------------------------------------------
     def add_ephemeral_source(self, source: EphemeralSource) -> None:
@@ -393,15 +400,15 @@ class SyncService:
         paged = False
         if (since is not None and sync_filter.timeline_limit > 0 and not sync_filter.timeline.is_empty_set
                 and self._answers_gapless(request)):
-            overflow = await self._store.get_first_overflowing_event(user_id, since.get("events"), now_pos,
-                                                                    sync_filter.timeline_limit)
+            overflow = await self._first_overflowing_event(user_id, since.get("events"), now_pos,
+                                                           sync_filter.timeline_limit)
             if overflow is not None:
                 paged = True
                 # A room holds more new events than its timeline shows: answer up to just before the
                 # first that does not fit, so no timeline has a gap; the next poll goes on from there.
                 now_pos = overflow - 1
                 now = now.replace(events=now_pos)
-        memberships = await self._store.get_memberships_at(user_id, now_pos)
+        memberships = await self._memberships_at(user_id, now_pos)
         forgotten: set[str] = set()
         if any(row.membership in ("leave", "ban") for row in memberships.values()):
             forgotten = await self._store.get_forgotten_rooms(user_id)
@@ -410,7 +417,8 @@ class SyncService:
                                       forgotten=forgotten)
         else:
             since_pos = since.get("events")
-            changes = await self._store.get_membership_changes(user_id, since_pos, now_pos)
+            changes = ([] if self._recent is not None and self._recent.membership_unmoved(user_id, since_pos, now_pos)
+                       else await self._store.get_membership_changes(user_id, since_pos, now_pos))
             before = await self._store.get_memberships_before(
                 user_id, rooms_needing_prior_membership(memberships, changes), since_pos)
             entries = incremental_entries(memberships, changes, before, since_pos, now_pos,
@@ -427,7 +435,7 @@ class SyncService:
             active = [e for e in entries if e.section in (JOIN, LEAVE)]
             if since is not None and not request.full_state:
                 quiet = [e.room_id for e in active if e.section == JOIN and not e.changed]
-                with_news = await self._store.get_rooms_with_new_events(quiet, since.get("events"), now_pos)
+                with_news = await self._rooms_with_new_events(quiet, since.get("events"), now_pos)
                 active = [e for e in active if e.section != JOIN or e.changed or e.room_id in with_news]
             if since is not None:
                 return await self._render_rooms(request, active, now, ignored, serialize_as, own_txns), None
@@ -486,6 +494,43 @@ class SyncService:
         news = bool(global_data) or any(rooms.values()) or paged
         all_joined = [room_id for room_id, row in memberships.items() if row.membership == "join"]
         return _UserPart(response, news, since, now, entries, all_joined, own_txns)
+
+    async def _memberships_at(self, user_id: str, position: int) -> dict[str, MembershipRow]:
+        """`SyncStore.get_memberships_at`, from the user's last read when nothing moved since."""
+        recent = self._recent
+        if recent is None:
+            return await self._store.get_memberships_at(user_id, position)
+        memo = self._memberships.get(user_id)
+        if memo is not None and memo[0] <= position and recent.membership_unmoved(user_id, memo[0], position):
+            self._memberships.move_to_end(user_id)
+            return memo[1]
+        rows = await self._store.get_memberships_at(user_id, position)
+        # Kept only when no move came after the position meanwhile (the read may have seen it).
+        if recent.membership_unmoved(user_id, position, recent.upto) and (memo is None or memo[0] <= position):
+            self._memberships[user_id] = (position, rows)
+            self._memberships.move_to_end(user_id)
+            while len(self._memberships) > JOINED_CACHE_USERS:
+                self._memberships.popitem(last=False)
+        return rows
+
+    async def _first_overflowing_event(self, user_id: str, after: int, upto: int, per_room: int) -> int | None:
+        """The lowest position at which a joined room holds more new events than `per_room`: from
+        memory when it holds the range for every room the user was joined to at their latest build
+        (that build is no older than `after`, so a room missing from it was joined inside the range
+        and is synced as newly joined, limited anyway), else from the database."""
+        known = self._joined_at.get(user_id)
+        if self._recent is not None and known is not None and known[0].get("events") >= after:
+            covered, position = self._recent.first_overflowing(known[1], after, upto, per_room)
+            if covered:
+                return position
+        return await self._store.get_first_overflowing_event(user_id, after, upto, per_room)
+
+    async def _rooms_with_new_events(self, room_ids: Sequence[str], after: int, upto: int) -> Collection[str]:
+        if self._recent is not None:
+            found = self._recent.rooms_with_new_events(room_ids, after, upto)
+            if found is not None:
+                return found
+        return await self._store.get_rooms_with_new_events(room_ids, after, upto)
 
     async def _finish(self, request: SyncRequest, part: _UserPart, *, patch_txn_ids: bool
                       ) -> tuple[dict[str, Any], bool, list[str]]:

@@ -97,3 +97,33 @@ async def test_an_initial_sync_whose_timelines_reach_before_the_join_costs_the_s
     # Every page reaches back to the room's creation, which the creator may see.
     assert all(r["timeline"]["events"][0]["type"] == "m.room.create" for r in joined.values())
     assert ten_rooms <= two_rooms + SLACK, (two_rooms, ten_rooms)
+
+
+async def test_a_woken_long_poll_reads_neither_memberships_nor_which_rooms_moved_from_the_database(hs, client):
+    # The persister's commits answer them (homeserver/streams/recent.py); the first poll after the
+    # server started remembers the user's memberships.
+    from tests.sync.test_sync import bodies, sync
+
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    rooms = []
+    for _ in range(3):
+        room_id = await bob.create_room(preset="public_chat")
+        await alice.join(room_id)
+        rooms.append(room_id)
+    since = (await sync(alice, timeout=1))["next_batch"]
+    await bob.send(rooms[0], "warm up")
+    since = (await sync(alice, since=since, timeout=5000))["next_batch"]
+    # A burst past the timeline limit: the gapless page's "where does a room overflow" too.
+    for n in range(12):
+        await bob.send(rooms[1], f"burst {n}")
+    names: list[str] = []
+    hs.db.on_transaction, previous = (lambda name, write, elapsed: names.append(name)), hs.db.on_transaction
+    try:
+        reply = await sync(alice, since=since, timeout=5000, filter={"room": {"timeline": {"limit": 10}}})
+    finally:
+        hs.db.on_transaction = previous
+    assert bodies(reply["rooms"]["join"][rooms[1]]) == [f"burst {n}" for n in range(10)]
+    assert not reply["rooms"]["join"][rooms[1]]["timeline"]["limited"]
+    assert not {"sync_memberships_at", "sync_membership_changes", "sync_rooms_with_new_events",
+                "sync_first_overflowing_event"} & set(names)
+    assert "sync_timelines" in names

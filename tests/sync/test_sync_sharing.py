@@ -269,3 +269,37 @@ async def test_a_long_poll_with_a_timeline_limit_of_zero_moves_on(client):
     bob, _, since, _, _ = await burst_since_a_token(client)
     reply = await sync(bob, since=since, timeout=LONG_POLL_MS, filter={"room": {"timeline": {"limit": 0}}})
     assert reply["next_batch"] != since
+
+
+async def test_long_polls_between_membership_changes_see_each_invite_join_and_kick(client):
+    # The user's memberships are remembered between wakes while no membership of theirs moves; each
+    # move must show in the next long poll.
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    phone = await second_device(alice, "alice")
+    lobby = await bob.create_room(preset="public_chat")
+    await alice.join(lobby)
+    since = (await sync(alice))["next_batch"]
+    for n in range(2):  # wakes by messages alone: memberships unchanged
+        await bob.send(lobby, f"chat {n}")
+        replies = await asyncio.gather(sync(alice, since=since, timeout=LONG_POLL_MS),
+                                       sync(phone, since=since, timeout=LONG_POLL_MS))
+        assert [bodies(r["rooms"]["join"][lobby]) for r in replies] == [[f"chat {n}"]] * 2
+        since = replies[0]["next_batch"]
+    other = await bob.create_room()
+    await bob.call("POST", f"/rooms/{other}/invite", {"user_id": alice.user_id})
+    invited = await sync(alice, since=since, timeout=LONG_POLL_MS)
+    assert other in invited["rooms"]["invite"]
+    await alice.join(other)
+    joined = await sync(alice, since=invited["next_batch"], timeout=LONG_POLL_MS)
+    assert other in joined["rooms"]["join"]
+    await bob.send(other, "welcome")
+    news = await sync(phone, since=joined["next_batch"], timeout=LONG_POLL_MS)
+    assert bodies(news["rooms"]["join"][other]) == ["welcome"]
+    await bob.call("POST", f"/rooms/{lobby}/kick", {"user_id": alice.user_id})
+    kicked = await sync(alice, since=news["next_batch"], timeout=LONG_POLL_MS)
+    assert lobby in kicked["rooms"]["leave"]
+    await bob.send(lobby, "after the kick")
+    await bob.send(other, "still here")
+    later = await sync(alice, since=kicked["next_batch"], timeout=LONG_POLL_MS)
+    assert lobby not in later["rooms"]["join"] and lobby not in later["rooms"]["leave"]
+    assert bodies(later["rooms"]["join"][other]) == ["still here"]
