@@ -158,6 +158,7 @@ from homeserver.streams.updates import (
     PushRulesChanged,
     ReadReceiptStored,
     RemoteToDeviceQueued,
+    RoomPurged,
     RoomSharingChanged,
     RoomUpgraded,
     ToDeviceQueued,
@@ -566,7 +567,7 @@ class HomeServer:
             config.server_name, self.event_store, self.timeline_store, self.admin_store, self.purge_store,
             self.account_store, self.alias_store, self.event_sender, self.membership, self.room_creator,
             self.event_serializer, self.admin_tasks, clock,
-            delete_unreferenced_media=self.admin_media.delete_unreferenced)
+            delete_unreferenced_media=self.admin_media.delete_unreferenced, bus=self.bus)
         self.user_redactions = UserRedactionService(config.server_name, self.event_store, self.admin_store,
                                                     self.redactions, self.admin_tasks)
         self.user_events = UserEventsService(self.user_event_store, self.event_store)
@@ -610,7 +611,9 @@ class HomeServer:
             bus.subscribe(EventPersisted, stage.on_event_persisted)
         bus.subscribe(EventPersisted, self.typing.on_event_persisted)
         bus.subscribe(PartialStateRoomCompleted, self.partial_state_rooms.on_completed)
-        bus.subscribe(PartialStateRoomCompleted, lambda _: self.recent_events.memberships_moved_everywhere())
+        for moves_everyones_membership in (PartialStateRoomCompleted, RoomPurged):
+            bus.subscribe(moves_everyones_membership, lambda _: self.recent_events.memberships_moved_everywhere())
+        bus.subscribe(RoomPurged, self.sliding_sync.on_room_purged)
         bus.subscribe(EventPersisted, self.sliding_sync.on_event_persisted)
         bus.subscribe(EventPersisted, self.presence.on_event_persisted)
         bus.subscribe(EventPersisted, self.device_lists.on_event_persisted)

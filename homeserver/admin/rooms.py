@@ -19,7 +19,9 @@ from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.room_event_filter import conditions_of
 from homeserver.rooms.sender import RoomEventSender
 from homeserver.rooms.serialize import ClientEventSerializer
+from homeserver.streams.bus import StreamBus
 from homeserver.streams.client_tokens import PaginationToken, parse_pagination_token
+from homeserver.streams.updates import RoomPurged
 from storage.stores.accounts import AccountStore
 from storage.stores.admin import AdminStore, AdminTaskRow, RoomSummaryRow
 from storage.stores.aliases import AliasStore
@@ -87,7 +89,8 @@ class AdminRoomService:
                  purge_store: PurgeStore, accounts: AccountStore, aliases: AliasStore, sender: RoomEventSender,
                  membership: MembershipService, creator: RoomCreator, serializer: ClientEventSerializer,
                  tasks: AdminTaskRunner, clock: Clock, *,
-                 delete_unreferenced_media: Callable[[set[str]], Awaitable[list[str]]] | None = None):
+                 delete_unreferenced_media: Callable[[set[str]], Awaitable[list[str]]] | None = None,
+                 bus: StreamBus | None = None):
         self._server_name = server_name
         self._events = events
         self._timeline = timeline
@@ -101,6 +104,7 @@ class AdminRoomService:
         self._serializer = serializer
         self._tasks = tasks
         self._clock = clock
+        self._bus = bus
         # What purges with `delete_media` call with the mxc URIs the purged events named.
         self._delete_unreferenced_media = delete_unreferenced_media
 
@@ -425,6 +429,8 @@ class AdminRoomService:
                 count = await self._purge.delete_room(room_id)
                 self._events.drop_cached(event_ids, room_id)
                 self._sender.forget_head(room_id)
+            if self._bus is not None:
+                await self._bus.publish(RoomPurged(room_id))
             logger.info("Deleting room %s: purged %d events", room_id, count)
             if media:
                 result["deleted_media"] = await self._delete_media(media)

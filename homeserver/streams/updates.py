@@ -159,3 +159,11 @@ class PartialStateRoomCompleted:
     room_id: str
     stream_ordering: int
     servers_in_room: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RoomPurged:
+    """A room's events and state were deleted outside the persister (an admin's room purge):
+    whatever was remembered of its memberships must be read again."""
+
+    room_id: str

@@ -35,7 +35,7 @@ from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.streams.client_tokens import SyncToken
 from homeserver.streams.notifier import Notifier
 from homeserver.streams.sources import DELIVERED_UPTO, EphemeralSource, RoomFieldsProvider, TopLevelSource
-from homeserver.streams.updates import EventPersisted
+from homeserver.streams.updates import EventPersisted, RoomPurged
 from homeserver.sync import rendering
 from homeserver.sync.handler import SyncService
 from homeserver.sync.room_list import INVITE, JOIN, KNOCK, LEAVE, RoomSyncEntry
@@ -163,6 +163,11 @@ class SlidingSyncService:
         self._membership_memo: OrderedDict[str, tuple[int, Mapping[str, MembershipRow]]] = OrderedDict()
         # Bumped whenever current state moves a membership; a read that saw it move meanwhile is not kept.
         self._membership_moves = 0
+
+    def on_room_purged(self, _: RoomPurged) -> None:
+        """Bus consumer: a purge deleted memberships outside the persister; nobody's memo holds."""
+        self._membership_memo.clear()
+        self._membership_moves += 1
 
     def on_event_persisted(self, update: EventPersisted) -> None:
         """Bus consumer: a new bump event moves its room up every list; a membership that moved in

@@ -364,3 +364,31 @@ async def test_any_event_is_fetched_and_found_by_timestamp_by_an_admin(client):
         "M_MISSING_PARAM"
     mallory = await new_caller(client, "mallory")
     await assert_admin_only(mallory, "GET", f"/v1/fetch_event/{q(event_id)}")
+
+
+async def test_a_purge_makes_sync_and_sliding_sync_read_memberships_again(hs, client):
+    """/sync and sliding sync remember each user's memberships between requests, trusting the
+    persister to tell them of every move; a purge deletes memberships outside it, so it says so."""
+    admin = await new_admin(client)
+    alice = await new_caller(client, "alice")
+    bob = await new_caller(client, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await bob.join(room_id)
+    sliding = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
+    everything = {"lists": {"all": {"ranges": [[0, 9]], "timeline_limit": 1, "required_state": []}}}
+    started = await admin.admin("DELETE", f"/v2/rooms/{q(room_id)}", {"purge": False})
+    await wait_for_status(admin, f"/v2/rooms/delete_status/{started['delete_id']}")
+    # Both read, and remember, Bob's memberships after he was made to leave.
+    await bob.call("POST", sliding, {"conn_id": "before", **everything})
+    position = (await bob.call("GET", "/sync"))["next_batch"]
+    upto = hs.recent_events.upto
+    assert hs.recent_events.membership_unmoved(bob.user_id, upto, upto)
+    assert bob.user_id in hs.sliding_sync._membership_memo
+    started = await admin.admin("DELETE", f"/v2/rooms/{q(room_id)}", {"purge": True})
+    await wait_for_status(admin, f"/v2/rooms/delete_status/{started['delete_id']}")
+    assert not hs.recent_events.membership_unmoved(bob.user_id, upto, hs.recent_events.upto)
+    assert bob.user_id not in hs.sliding_sync._membership_memo
+    # And what they answer next comes from the database.
+    assert (await bob.call("POST", sliding, {"conn_id": "after", **everything}))["lists"]["all"]["count"] == 0
+    rooms = (await bob.call("GET", "/sync", since=position, timeout=0))["rooms"]
+    assert all(room_id not in rooms.get(section, {}) for section in ("join", "leave", "invite")), rooms
