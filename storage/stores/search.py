@@ -157,8 +157,12 @@ def _rooms_sql(dialect: Dialect, query: SearchQuery) -> tuple[str, list[Any]]:
     if query.member is not None:
         # The searcher's rooms, read by the search's own query: one round trip fewer.
         memberships, more = in_list(dialect, "c.membership", query.memberships)
-        clauses.append("event_search.room_id IN (SELECT c.room_id FROM current_state_events c"
-                       f" WHERE c.type = 'm.room.member' AND c.state_key = ? AND {memberships})")
+        rooms = ("SELECT c.room_id FROM current_state_events c"
+                 f" WHERE c.type = 'm.room.member' AND c.state_key = ? AND {memberships}")
+        # PostgreSQL: as an array computed once, not a join, so the rooms cannot drive the plan
+        # (read every text of every room, then match each); the text index finds the matches.
+        clauses.append(f"event_search.room_id = ANY(ARRAY({rooms}))" if dialect.is_postgres
+                       else f"event_search.room_id IN ({rooms})")
         params += [query.member, *more]
     if query.room_ids is not None:
         clause, more = in_list(dialect, "event_search.room_id", query.room_ids)

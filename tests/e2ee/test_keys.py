@@ -8,7 +8,14 @@ import pytest
 
 from homeserver.e2ee.keys import parse_claim, parse_device_keys, parse_key_map
 from homeserver.errors import MatrixError
-from tests.e2ee.helpers import device_keys, one_time_keys, second_device, signed_key, upload_device_keys
+from tests.e2ee.helpers import (
+    device_keys,
+    one_time_keys,
+    second_device,
+    set_up_cross_signing,
+    signed_key,
+    upload_device_keys,
+)
 from tests.support.rooms import User, new_user
 
 
@@ -109,6 +116,37 @@ async def test_query_of_named_devices_returns_only_those(client):
     await upload_device_keys(phone)
     body = await alice.call("POST", "/keys/query", {"device_keys": {alice.user_id: [phone.device_id]}})
     assert list(body["device_keys"][alice.user_id]) == [phone.device_id]
+
+
+async def test_one_query_answers_whole_users_named_devices_and_cross_signing_keys_together(client):
+    alice = await new_user(client, "alice")
+    alice_phone = await second_device(client, alice)
+    bob = await new_user(client, "bob")
+    bob_phone = await second_device(client, bob)
+    for user in (alice, alice_phone, bob, bob_phone):
+        await upload_device_keys(user)
+    await set_up_cross_signing(bob)
+    body = await alice.call("POST", "/keys/query",
+                            {"device_keys": {alice.user_id: [], bob.user_id: [bob_phone.device_id]}})
+    assert set(body["device_keys"][alice.user_id]) == {alice.device_id, alice_phone.device_id}
+    assert list(body["device_keys"][bob.user_id]) == [bob_phone.device_id]
+    assert set(body["master_keys"]) == set(body["self_signing_keys"]) == {bob.user_id}
+    assert body["user_signing_keys"] == {}
+
+
+async def test_keys_uploaded_again_with_more_signatures_and_a_new_name_are_what_the_next_query_serves(client):
+    alice = await new_user(client, "alice")
+    keys, _ = await upload_device_keys(alice)
+    bob = await new_user(client, "bob")
+    query = {"device_keys": {alice.user_id: []}}
+    first = (await bob.call("POST", "/keys/query", query))["device_keys"][alice.user_id][alice.device_id]
+    assert first["signatures"] == keys["signatures"]
+    more = {**keys, "signatures": {**keys["signatures"], "@carol:test": {"ed25519:CAROL": "c2lnbmF0dXJl"}}}
+    await alice.call("POST", "/keys/upload", {"device_keys": more})
+    await alice.call("PUT", f"/devices/{alice.device_id}", {"display_name": "Laptop"})
+    served = (await bob.call("POST", "/keys/query", query))["device_keys"][alice.user_id][alice.device_id]
+    assert served["signatures"] == more["signatures"]
+    assert served["unsigned"] == {"device_display_name": "Laptop"}
 
 
 async def test_changing_an_existing_devices_identity_keys_is_refused(client):

@@ -1,0 +1,3 @@
+-- PostgreSQL's GIN index of the search texts stops using a pending list; SQLite's FTS5 index has
+-- nothing alike.
+SELECT 1;
