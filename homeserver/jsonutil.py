@@ -18,6 +18,12 @@ def encode(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
+def encode_kept(value: Any) -> bytes:
+    """`encode` for bytes held for long (cache entries, cache keys): orjson's result keeps the 4 KiB
+    buffer it was written into whatever its length, so a copy the size of the JSON is kept instead."""
+    return bytes(memoryview(orjson.dumps(value)))
+
+
 def encode_str(value: Any) -> str:
     return orjson.dumps(value).decode("utf-8")
 

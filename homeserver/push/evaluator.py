@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from homeserver.jsonutil import decode, encode
+from homeserver.jsonutil import decode, encode_kept
 from homeserver.push.rules import IGNORED_ACTIONS, LEGACY_MENTION_RULE_IDS, PushRule
 
 MISSING = object()
@@ -252,7 +252,7 @@ def compile_condition(condition: Mapping[str, Any]) -> Condition:
     """The compiled, interned form of one condition."""
     if not isinstance(condition, Mapping):
         return _never
-    return _interned_condition(encode(dict(sorted(condition.items()))))
+    return _interned_condition(encode_kept(dict(sorted(condition.items()))))
 
 
 # --- rules ---------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from sys import intern
 
 from homeserver.events.event import Event
 from homeserver.events.relations import relation_of
@@ -19,15 +18,18 @@ from homeserver.events.room_versions import get_room_version
 from homeserver.jsonutil import decode, encode_str
 from storage.database import Database, Transaction
 from storage.stores import relations, room_state
+from storage.stores.event_cache import EventCache
 from storage.streams import EVENTS, EVENTS_BACKFILL, allocate_stream_positions, get_stream_position
 
 StateKey = tuple[str, str]
 StateMap = dict[StateKey, str]
 
-# Events kept in memory by ID. A message event costs about 2.6 KiB as Python objects (its JSON is
-# about 0.6 KiB), so 10,000 (Synapse's default too) holds at most about 25 MiB: the recent history
-# of a small community server; older events are read back when asked for.
-EVENT_CACHE_SIZE = 10_000
+# Events kept in memory by ID (storage/stores/event_cache.py): the newest 1,000 as objects (a
+# message event is about 2.9 KiB so), the 10,000 before them as their JSON (about 0.75 KiB each):
+# at most about 11 MiB for the recent history of a small community server, where 10,000 decoded
+# events were about 28 MiB. Older events are read back from the database when asked for.
+EVENT_CACHE_HOT = 1_000
+EVENT_CACHE_WARM = 10_000
 # Full state maps of state groups kept in memory: at most this many groups, and at most this many
 # (type, state_key) entries over all of them (about 36 bytes each as dict slots; the keys and event
 # IDs are shared), so that rooms of thousands of members cannot make the count bound 100s of MiB.
@@ -88,10 +90,9 @@ class PersistContext:
 
 
 class EventStore:
-    def __init__(self, db: Database, cache_size: int = EVENT_CACHE_SIZE):
+    def __init__(self, db: Database, hot_events: int = EVENT_CACHE_HOT, warm_events: int = EVENT_CACHE_WARM):
         self.db = db
-        self._cache: OrderedDict[str, Event] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache = EventCache(hot_events, warm_events)
         # State groups never change once written, so their full state is cached.
         self._group_cache: OrderedDict[int, StateMap] = OrderedDict()
         self._group_entries = 0  # len() of every map in _group_cache, summed
@@ -102,7 +103,7 @@ class EventStore:
     def drop_cached(self, event_ids: Iterable[str], room_id: str | None = None) -> None:
         """Forget cached events (and the room's version) after an admin purge deleted them."""
         for event_id in event_ids:
-            self._cache.pop(event_id, None)
+            self._cache.pop(event_id)
         if room_id is not None:
             self._room_versions.pop(room_id, None)
 
@@ -198,10 +199,7 @@ class EventStore:
         return (await self.get_events([event_id])).get(event_id)
 
     def _remember(self, event: Event) -> None:
-        _share_strings(event.pdu)
-        self._cache[event.event_id] = event
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._cache.put(event)
 
     async def get_forward_extremities(self, room_id: str) -> list[str]:
         rows = await self.db.fetch_all("get_forward_extremities",
@@ -527,31 +525,14 @@ class EventStore:
     def forget_cached_events(self, event_ids: Iterable[str]) -> None:
         """Drop events from the cache after their stored JSON was rewritten (erasure)."""
         for event_id in event_ids:
-            self._cache.pop(event_id, None)
+            self._cache.pop(event_id)
 
     async def mark_redacted(self, event_id: str, redaction_id: str) -> None:
         await self.db.simple_update("events", {"event_id": event_id}, {"redacted_by": redaction_id})
         self._forget(event_id)
 
     def _forget(self, event_id: str) -> None:
-        self._cache.pop(event_id, None)
-
-
-def _share_strings(pdu: Mapping[str, object]) -> None:
-    """Make a cached event's recurring strings (its room, sender, type, and the IDs of the events it
-    points at, which its neighbours point at too) one shared object each: equal values, about a
-    fifth less memory per event read from the database, a tenth per event built here."""
-    if type(pdu) is not dict:
-        return
-    for key in ("room_id", "sender", "type"):
-        value = pdu.get(key)
-        if type(value) is str:
-            pdu[key] = intern(value)
-    for key in ("auth_events", "prev_events"):
-        ids = pdu.get(key)
-        # Room versions 1 and 2 list [event ID, hashes] pairs: left as they are.
-        if type(ids) is list and all(type(i) is str for i in ids):
-            pdu[key] = [intern(i) for i in ids]
+        self._cache.pop(event_id)
 
 
 # --- transaction functions -------------------------------------------------------------
