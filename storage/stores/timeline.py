@@ -191,28 +191,35 @@ class TimelineStore:
         `groups_before` (from TimelineRow.group_before) saves looking the events' state groups up.
         """
 
-        if groups_before is None:
-            async def txn_fn(txn: Transaction) -> tuple[dict[str, dict[StateKey, str]], list[tuple[str, int]]]:
-                return (await _state_before_events(txn, list(event_ids), list(keys)),
-                        await _member_history(txn, room_id, user_id))
+        wanted_keys = list(keys)
 
-            return await self.db.run_interaction("visibility_inputs", txn_fn, write=False)
-        known = {e: groups_before[e] for e in event_ids if e in groups_before}
-
-        async def batched_fn(txn: Transaction) -> tuple[dict[str, dict[StateKey, str]], list[tuple[str, int]]]:
-            # The user's membership history and the first walk of the state chain do not depend on
-            # each other: one round trip for both.
-            groups = {g for g in known.values() if g is not None}
+        async def txn_fn(txn: Transaction) -> tuple[dict[str, dict[StateKey, str]], list[tuple[str, int]]]:
+            # The user's membership history does not depend on the state reads: it travels with the
+            # first of them (the events' state groups, or the first walk of the chain when the groups
+            # are known), so the usual page costs one round trip.
             statements = [_member_history_statement(room_id, user_id)]
-            if groups:
-                statements.append(_chain_statement(txn.dialect, groups, list(keys)))
-            history_rows, *chain_rows = await txn.fetch_all_batch(statements)
-            values = await _key_values_at_groups(txn, groups, list(keys), chain_rows[0] if chain_rows else None)
+            known: dict[str, int | None] = {}
+            if groups_before is None:
+                if event_ids:
+                    statements.append(_groups_before_statement(txn.dialect, list(event_ids)))
+            else:
+                known = {e: groups_before[e] for e in event_ids if e in groups_before}
+                groups = {g for g in known.values() if g is not None}
+                if groups:
+                    statements.append(_chain_statement(txn.dialect, groups, wanted_keys))
+            history_rows, *rest = await txn.fetch_all_batch(statements)
+            first_walk = None
+            if groups_before is None:
+                known = _groups_before_of(rest[0]) if rest else {}
+            elif rest:
+                first_walk = rest[0]
+            values = await _key_values_at_groups(txn, {g for g in known.values() if g is not None}, wanted_keys,
+                                                 first_walk)
             state = {event_id: (values.get(group, {}) if group is not None else {})
                      for event_id, group in known.items()}
             return state, [(r[0], r[1]) for r in history_rows]
 
-        return await self.db.run_interaction("visibility_inputs", batched_fn, write=False)
+        return await self.db.run_interaction("visibility_inputs", txn_fn, write=False)
 
     async def get_state_before_events(self, event_ids: Sequence[str],
                                       keys: Sequence[StateKey]) -> dict[str, dict[StateKey, str]]:
@@ -256,26 +263,25 @@ def _member_history_statement(room_id: str, user_id: str) -> tuple[str, list[Any
             " ORDER BY stream_ordering", [room_id, user_id])
 
 
-async def _member_history(txn: Transaction, room_id: str, user_id: str) -> list[tuple[str, int]]:
-    rows = await txn.fetch_all(*_member_history_statement(room_id, user_id))
-    return [(r[0], r[1]) for r in rows]
+def _groups_before_statement(dialect: Dialect, event_ids: list[str]) -> tuple[str, tuple[object, ...]]:
+    clause, params = in_list(dialect, "s.event_id", event_ids)
+    return ("SELECT s.event_id, s.state_group, g.event_id, x.prev_state_group FROM event_to_state_groups s"
+            " JOIN state_groups g ON g.id = s.state_group"
+            f" LEFT JOIN state_group_edges x ON x.state_group = s.state_group WHERE {clause}", params)
+
+
+def _groups_before_of(rows: Sequence[Sequence[Any]]) -> dict[str, int | None]:
+    """event_id -> the state group before it, from `_groups_before_statement`'s rows."""
+    # An event that created its group (a state event) sees its parent group; others see their own.
+    return {event_id: prev if creator == event_id else group for event_id, group, creator, prev in rows}
 
 
 async def _state_before_events(txn: Transaction, event_ids: list[str],
                                keys: list[StateKey]) -> dict[str, dict[StateKey, str]]:
     if not event_ids:
         return {}
-    clause, params = in_list(txn.dialect, "s.event_id", event_ids)
-    rows = await txn.fetch_all(
-        "SELECT s.event_id, s.state_group, g.event_id, x.prev_state_group FROM event_to_state_groups s"
-        " JOIN state_groups g ON g.id = s.state_group"
-        f" LEFT JOIN state_group_edges x ON x.state_group = s.state_group WHERE {clause}",
-        params,
-    )
-    group_before: dict[str, int | None] = {}
-    for event_id, group, creator, prev in rows:
-        group_before[event_id] = prev if creator == event_id else group
-    return await _state_at_groups(txn, group_before, keys)
+    return await _state_at_groups(txn, _groups_before_of(await txn.fetch_all(
+        *_groups_before_statement(txn.dialect, event_ids))), keys)
 
 
 async def _state_at_groups(txn: Transaction, group_before: Mapping[str, int | None],
