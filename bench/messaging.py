@@ -438,9 +438,30 @@ class Run:
 ERRORS = (HttpError, aiohttp.ClientError, TimeoutError, KeyError, ValueError, RuntimeError)
 
 
-async def run_phases(run: Run) -> dict[str, Any]:
-    """Each phase's result or its error; a phase whose prerequisites failed is skipped."""
+PHASES = ("register", "rooms", "throughput", "latency", "latency_under_load", "history", "initial_sync", "messages")
+PHASE_NEEDS = {"rooms": ("register",), "throughput": ("rooms",), "latency": ("rooms",),
+               "latency_under_load": ("rooms",), "history": ("rooms",), "initial_sync": ("history",),
+               "messages": ("history",)}
+
+
+def with_prerequisites(selected: set[str]) -> set[str]:
+    """The selected phases and every phase they need, transitively."""
+    chosen, pending = set(), list(selected)
+    while pending:
+        name = pending.pop()
+        if name not in chosen:
+            chosen.add(name)
+            pending.extend(PHASE_NEEDS.get(name, ()))
+    return chosen
+
+
+async def run_phases(run: Run, only: set[str] | None = None) -> dict[str, Any]:
+    """Each phase's result or its error; a phase whose prerequisites failed is skipped.
+
+    `only` runs just those phases (and what they need); the others are left out of the result.
+    """
     phases: dict[str, Any] = {}
+    chosen = with_prerequisites(only) if only is not None else set(PHASES)
     order: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]], tuple[str, ...]]] = [
         ("register", run.register, ()),
         ("rooms", run.make_rooms, ("register",)),
@@ -452,6 +473,8 @@ async def run_phases(run: Run) -> dict[str, Any]:
         ("messages", run.messages, ("history",)),
     ]
     for name, phase, needs in order:
+        if name not in chosen:
+            continue
         failed = [n for n in needs if "error" in phases[n] or "skipped" in phases[n]]
         if failed:
             phases[name] = {"skipped": f"needs {', '.join(failed)}"}
@@ -466,7 +489,8 @@ async def run_phases(run: Run) -> dict[str, Any]:
 
 
 async def bench_server(
-    kind: str, db: str, w: Workload, keep_workdir: bool, profile: Path | None = None
+    kind: str, db: str, w: Workload, keep_workdir: bool, profile: Path | None = None,
+    only: set[str] | None = None,
 ) -> dict[str, Any]:
     print(f"{kind} ({db}): starting", file=sys.stderr, flush=True)
     try:
@@ -485,7 +509,7 @@ async def bench_server(
     try:
         connector = aiohttp.TCPConnector(limit=200)
         async with aiohttp.ClientSession(connector=connector) as session:
-            phases = await run_phases(Run(Api(session, server.url), server.shared_secret, w))
+            phases = await run_phases(Run(Api(session, server.url), server.shared_secret, w), only)
         rss.sample()
         result = {"phases": phases, "peak_rss_mib": rss.peak_mib, "alive_at_end": server.alive(),
                   "workdir": str(server.workdir) if keep_workdir else None}
@@ -609,6 +633,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep-workdir", action="store_true", help="keep each server's data dir and log")
     parser.add_argument("--profile-ours", type=Path, metavar="FILE",
                         help="run our server under cProfile, stats to FILE (slows it: not for figures)")
+    parser.add_argument("--phases", help="comma-separated phases to run (with the ones they need), e.g."
+                        f" messages,initial_sync; default all of {','.join(PHASES)}")
     for field in dataclasses.fields(Workload):
         flag = "--" + field.name.replace("_", "-")
         kind = {"int": int, "float": float, "str": str}[str(field.type)]
@@ -630,8 +656,15 @@ async def bench(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown server(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
+    only = None
+    if args.phases:
+        only = {p.strip() for p in args.phases.split(",") if p.strip()}
+        if only - set(PHASES):
+            print(f"unknown phase(s): {', '.join(sorted(only - set(PHASES)))}", file=sys.stderr)
+            return 2
     results = {
-        kind: await bench_server(kind, args.db, w, args.keep_workdir, args.profile_ours if kind == "ours" else None)
+        kind: await bench_server(kind, args.db, w, args.keep_workdir,
+                                 args.profile_ours if kind == "ours" else None, only)
         for kind in kinds
     }
     ours, synapse = results.get("ours", {}), results.get("synapse", {})

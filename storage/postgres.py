@@ -217,7 +217,8 @@ class PostgresDatabase(Database):
                     result = await func(txn, *args, **kwargs)
                     if txn.begun:
                         if write:
-                            await conn.execute("COMMIT")  # type: ignore[arg-type]
+                            # commit() sends the bare command: no cursor, no query preparation.
+                            await conn.commit()
                         else:
                             task = asyncio.get_running_loop().create_task(self._finish_read(conn, release_slot))
                             self._finishing.add(task)
@@ -236,7 +237,7 @@ class PostgresDatabase(Database):
 
     async def _finish_read(self, conn: psycopg.AsyncConnection[Any], release_slot: Callable[[], None] | None) -> None:
         try:
-            await conn.execute("COMMIT")  # type: ignore[arg-type]
+            await conn.commit()
         except Exception:
             # Nothing was written; the pool discards a connection left broken.
             await _rollback_quietly(conn)

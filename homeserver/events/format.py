@@ -81,6 +81,31 @@ def serialize_for_client(
     return out
 
 
+def plain_client_event(event: Event, now: int, include_room_id: bool, transaction_id: str | None,
+                       unsigned: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`serialize_for_client` of an event that is not redacted, has no `prev_content` and is not a
+    redaction, without the keyword handling: a page of a thousand events goes through this."""
+    pdu = event.pdu
+    out: dict[str, Any] = {
+        "content": pdu.get("content", {}),
+        "event_id": event.event_id,
+        "origin_server_ts": pdu.get("origin_server_ts", 0),
+        "sender": pdu["sender"],
+        "type": pdu["type"],
+    }
+    if include_room_id:
+        out["room_id"] = event.room_id
+    if "state_key" in pdu:
+        out["state_key"] = pdu["state_key"]
+    out_unsigned: dict[str, Any] = {"age": now - out["origin_server_ts"]}
+    if unsigned:
+        out_unsigned.update(unsigned)
+    if transaction_id is not None:
+        out_unsigned["transaction_id"] = transaction_id
+    out["unsigned"] = out_unsigned
+    return out
+
+
 def serialize_for_sync(event: Event, now: int, **kwargs: Any) -> dict[str, Any]:
     """The /sync form (ClientEventWithoutRoomID): the client form without `room_id`."""
     return serialize_for_client(event, now, include_room_id=False, **kwargs)

@@ -95,16 +95,21 @@ class HistoryVisibilityFilter:
         last_join = max((stream for membership, stream in history if membership == "join"), default=None)
         visible = []
         unjoined: set[str] = set()
+        # Consecutive events share their state entry: each distinct one is read once.
+        befores: dict[tuple[str | None, str | None], StateAtEvent] = {}
         for event in events:
             entry = state.get(event.event_id)
             if entry is None:
                 continue  # no state known: an outlier, never shown
-            hv_event = loaded.get(entry.get(HISTORY_VISIBILITY_KEY, ""))
-            member_event = loaded.get(entry.get(member_key, ""))
-            before = StateAtEvent(
-                history_visibility=hv_event.content.get("history_visibility") if hv_event else None,
-                membership=member_event.membership if member_event else None,
-            )
+            pair = (entry.get(HISTORY_VISIBILITY_KEY), entry.get(member_key))
+            before = befores.get(pair)
+            if before is None:
+                hv_event = loaded.get(pair[0] or "")
+                member_event = loaded.get(pair[1] or "")
+                before = befores[pair] = StateAtEvent(
+                    history_visibility=hv_event.content.get("history_visibility") if hv_event else None,
+                    membership=member_event.membership if member_event else None,
+                )
             stream = event.internal_metadata.get("stream_ordering", 0)
             joined_afterwards = last_join is not None and stream < last_join
             if is_event_visible(user_id, event, before, joined_afterwards=joined_afterwards):

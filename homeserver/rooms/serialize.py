@@ -13,7 +13,7 @@ from typing import Any
 
 from homeserver.clock import Clock
 from homeserver.events.event import Event
-from homeserver.events.format import serialize_for_client
+from homeserver.events.format import plain_client_event, serialize_for_client
 from homeserver.requester import Requester
 from storage.stores.events import EventStore
 
@@ -48,30 +48,41 @@ class ClientEventSerializer:
         now = self._clock.time_ms()
         related_ids = set()
         for event in events:
-            redacted_by = event.internal_metadata.get("redacted_by")
+            metadata = event.internal_metadata
+            redacted_by = metadata.get("redacted_by")
             if redacted_by:
                 related_ids.add(redacted_by)
-            replaced = event.internal_metadata.get("replaces_state")
+            replaced = metadata.get("replaces_state")
             if replaced:
                 related_ids.add(replaced)
         related = await self._events.get_events(related_ids) if related_ids else {}
         extra_unsigned: dict[str, dict[str, Any]] = {}
         if bundle:
             extra_unsigned = bundled if bundled is not None else await self.bundled(events, requester)
+        user_id = requester.user_id if requester is not None else None
+        device_id = requester.device_id if requester is not None else None
         out = []
         for event in events:
+            metadata = event.internal_metadata
+            if not related and event.type != "m.room.redaction":
+                # Most events of a page: not redacted, no previous state, no `redacts` to copy.
+                out.append(plain_client_event(
+                    event, now, include_room_id,
+                    metadata.get("txn_id") if event.sender == user_id and metadata.get("device_id") == device_id
+                    else None,
+                    extra_unsigned.get(event.event_id) if extra_unsigned else None))
+                continue
             redacted_because = None
-            redaction = related.get(event.internal_metadata.get("redacted_by", ""))
+            redaction = related.get(metadata.get("redacted_by", ""))
             if redaction is not None:
                 redacted_because = serialize_for_client(redaction, now, include_room_id=include_room_id)
             prev_content = None
-            replaced = related.get(event.internal_metadata.get("replaces_state", ""))
+            replaced = related.get(metadata.get("replaces_state", ""))
             if replaced is not None:
                 prev_content = replaced.content
             transaction_id = None
-            if (requester is not None and event.sender == requester.user_id
-                    and event.internal_metadata.get("device_id") == requester.device_id):
-                transaction_id = event.internal_metadata.get("txn_id")
+            if requester is not None and event.sender == user_id and metadata.get("device_id") == device_id:
+                transaction_id = metadata.get("txn_id")
             unsigned = extra_unsigned.get(event.event_id) if redaction is None else None
             if prev_content is not None:
                 unsigned = {**(unsigned or {}), "replaces_state": replaced.event_id}

@@ -8,7 +8,6 @@ returns events strictly after it.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -192,24 +191,35 @@ class TimelineStore:
         `groups_before` (from TimelineRow.group_before) saves looking the events' state groups up.
         """
 
-        async def state_fn(txn: Transaction) -> dict[str, dict[StateKey, str]]:
+        wanted_keys = list(keys)
+
+        async def txn_fn(txn: Transaction) -> tuple[dict[str, dict[StateKey, str]], list[tuple[str, int]]]:
+            # The user's membership history does not depend on the state reads: it travels with the
+            # first of them (the events' state groups, or the first walk of the chain when the groups
+            # are known), so the usual page costs one round trip.
+            statements = [_member_history_statement(room_id, user_id)]
+            known: dict[str, int | None] = {}
             if groups_before is None:
-                return await _state_before_events(txn, list(event_ids), list(keys))
-            return await _state_at_groups(txn, {e: groups_before[e] for e in event_ids if e in groups_before},
-                                          list(keys))
+                if event_ids:
+                    statements.append(_groups_before_statement(txn.dialect, list(event_ids)))
+            else:
+                known = {e: groups_before[e] for e in event_ids if e in groups_before}
+                groups = {g for g in known.values() if g is not None}
+                if groups:
+                    statements.append(_chain_statement(txn.dialect, groups, wanted_keys))
+            history_rows, *rest = await txn.fetch_all_batch(statements)
+            first_walk = None
+            if groups_before is None:
+                known = _groups_before_of(rest[0]) if rest else {}
+            elif rest:
+                first_walk = rest[0]
+            values = await _key_values_at_groups(txn, {g for g in known.values() if g is not None}, wanted_keys,
+                                                 first_walk)
+            state = {event_id: (values.get(group, {}) if group is not None else {})
+                     for event_id, group in known.items()}
+            return state, [(r[0], r[1]) for r in history_rows]
 
-        if not self.db.dialect.is_postgres:
-            async def txn_fn(txn: Transaction) -> tuple[dict[str, dict[StateKey, str]], list[tuple[str, int]]]:
-                return await state_fn(txn), await _member_history(txn, room_id, user_id)
-
-            return await self.db.run_interaction("visibility_inputs", txn_fn, write=False)
-        # On PostgreSQL, two independent reads side by side: one round trip of latency, not two.
-        # Each reads committed history only: a membership change landing between them reads as
-        # one made just after the events, which it is.
-        state, history = await asyncio.gather(
-            self.db.run_interaction("visibility_state", state_fn, write=False),
-            self.db.run_interaction("visibility_member_history", _member_history, room_id, user_id, write=False))
-        return state, history
+        return await self.db.run_interaction("visibility_inputs", txn_fn, write=False)
 
     async def get_state_before_events(self, event_ids: Sequence[str],
                                       keys: Sequence[StateKey]) -> dict[str, dict[StateKey, str]]:
@@ -248,30 +258,30 @@ async def _paginate(txn: Transaction, room_id: str, backwards: bool, limit: int,
     return [row_from(row) for row in rows]
 
 
-async def _member_history(txn: Transaction, room_id: str, user_id: str) -> list[tuple[str, int]]:
-    rows = await txn.fetch_all(
-        "SELECT membership, stream_ordering FROM room_memberships WHERE room_id = ? AND user_id = ?"
-        " ORDER BY stream_ordering",
-        (room_id, user_id),
-    )
-    return [(r[0], r[1]) for r in rows]
+def _member_history_statement(room_id: str, user_id: str) -> tuple[str, list[Any]]:
+    return ("SELECT membership, stream_ordering FROM room_memberships WHERE room_id = ? AND user_id = ?"
+            " ORDER BY stream_ordering", [room_id, user_id])
+
+
+def _groups_before_statement(dialect: Dialect, event_ids: list[str]) -> tuple[str, tuple[object, ...]]:
+    clause, params = in_list(dialect, "s.event_id", event_ids)
+    return ("SELECT s.event_id, s.state_group, g.event_id, x.prev_state_group FROM event_to_state_groups s"
+            " JOIN state_groups g ON g.id = s.state_group"
+            f" LEFT JOIN state_group_edges x ON x.state_group = s.state_group WHERE {clause}", params)
+
+
+def _groups_before_of(rows: Sequence[Sequence[Any]]) -> dict[str, int | None]:
+    """event_id -> the state group before it, from `_groups_before_statement`'s rows."""
+    # An event that created its group (a state event) sees its parent group; others see their own.
+    return {event_id: prev if creator == event_id else group for event_id, group, creator, prev in rows}
 
 
 async def _state_before_events(txn: Transaction, event_ids: list[str],
                                keys: list[StateKey]) -> dict[str, dict[StateKey, str]]:
     if not event_ids:
         return {}
-    clause, params = in_list(txn.dialect, "s.event_id", event_ids)
-    rows = await txn.fetch_all(
-        "SELECT s.event_id, s.state_group, g.event_id, x.prev_state_group FROM event_to_state_groups s"
-        " JOIN state_groups g ON g.id = s.state_group"
-        f" LEFT JOIN state_group_edges x ON x.state_group = s.state_group WHERE {clause}",
-        params,
-    )
-    group_before: dict[str, int | None] = {}
-    for event_id, group, creator, prev in rows:
-        group_before[event_id] = prev if creator == event_id else group
-    return await _state_at_groups(txn, group_before, keys)
+    return await _state_at_groups(txn, _groups_before_of(await txn.fetch_all(
+        *_groups_before_statement(txn.dialect, event_ids))), keys)
 
 
 async def _state_at_groups(txn: Transaction, group_before: Mapping[str, int | None],
@@ -281,50 +291,62 @@ async def _state_at_groups(txn: Transaction, group_before: Mapping[str, int | No
             for event_id, group in group_before.items()}
 
 
-async def _key_values_at_groups(txn: Transaction, groups: set[int],
-                                keys: list[StateKey]) -> dict[int, dict[StateKey, str]]:
+def _chain_statement(dialect: Dialect, pending: set[int], keys: list[StateKey]) -> tuple[str, list[Any]]:
+    """The statement walking the chain of the newest of `pending` groups for the values of `keys`."""
+    key_sql = " OR ".join("(s.type = ? AND s.state_key = ?)" for _ in keys) or "1 = 0"
+    key_params = [part for key in keys for part in key]
+    cast = "CAST(? AS BIGINT)" if dialect.is_postgres else "?"
+    wanted, wanted_params = in_list(dialect, "c.sg", sorted(pending))
+    # Each link is looked up by the edge table's key (a scalar subquery): planned as a join,
+    # PostgreSQL would hash the whole edge table once per link of a long chain. The chain
+    # ends with a NULL link, which the final WHERE drops.
+    sql = (f"WITH RECURSIVE chain(sg, hop) AS (SELECT {cast}, 0 UNION ALL"
+           " SELECT (SELECT x.prev_state_group FROM state_group_edges x WHERE x.state_group = c.sg), c.hop + 1"
+           " FROM chain c WHERE c.sg IS NOT NULL)"
+           " SELECT c.sg, c.hop, s.type, s.state_key, s.event_id FROM chain c"
+           f" LEFT JOIN state_groups_state s ON s.state_group = c.sg AND ({key_sql})"
+           f" WHERE s.event_id IS NOT NULL OR {wanted}")
+    return sql, [max(pending), *key_params, *wanted_params]
+
+
+def _resolve_chain(rows: Sequence[Sequence[Any]], pending: set[int],
+                   result: dict[int, dict[StateKey, str]]) -> None:
+    """Record in `result` the groups of `pending` that one chain walk answered, and drop them from it."""
+    hop_of: dict[int, int] = {}
+    deltas: list[tuple[int, StateKey, str]] = []
+    for sg, hop, event_type, state_key, event_id in rows:
+        if sg in pending:
+            hop_of[sg] = hop
+        if event_id is not None:
+            deltas.append((hop, (event_type, state_key), event_id))
+    deltas.sort(key=lambda d: d[0])
+    for group, hop in hop_of.items():
+        # The nearest delta at or above the group's own link wins.
+        found: dict[StateKey, str] = {}
+        for delta_hop, key, event_id in deltas:
+            if delta_hop >= hop and key not in found:
+                found[key] = event_id
+        result[group] = found
+    resolved = set(hop_of) or {max(pending)}
+    pending -= resolved
+    for group in resolved - set(hop_of):
+        result[group] = {}
+
+
+async def _key_values_at_groups(txn: Transaction, groups: set[int], keys: list[StateKey],
+                                first_rows: Sequence[Sequence[Any]] | None = None,
+                                ) -> dict[int, dict[StateKey, str]]:
     """The values of `keys` in the full state of each group.
 
     Walks the chain of the newest unresolved group in one recursive query; the groups of one
-    page almost always lie on that chain, so this usually runs once.
+    page almost always lie on that chain, so this usually runs once. `first_rows` are the rows of
+    the first walk (`_chain_statement` of all `groups`) when the caller already ran it.
     """
     result: dict[int, dict[StateKey, str]] = {}
     pending = set(groups)
-    key_sql = " OR ".join("(s.type = ? AND s.state_key = ?)" for _ in keys) or "1 = 0"
-    key_params = [part for key in keys for part in key]
-    cast = "CAST(? AS BIGINT)" if txn.dialect.is_postgres else "?"
+    if first_rows is not None and pending:
+        _resolve_chain(first_rows, pending, result)
     while pending:
-        top = max(pending)
-        wanted, wanted_params = in_list(txn.dialect, "c.sg", sorted(pending))
-        rows = await txn.fetch_all(
-            # Each link is looked up by the edge table's key (a scalar subquery): planned as a join,
-            # PostgreSQL would hash the whole edge table once per link of a long chain. The chain
-            # ends with a NULL link, which the final WHERE drops.
-            f"WITH RECURSIVE chain(sg, hop) AS (SELECT {cast}, 0 UNION ALL"
-            " SELECT (SELECT x.prev_state_group FROM state_group_edges x WHERE x.state_group = c.sg), c.hop + 1"
-            " FROM chain c WHERE c.sg IS NOT NULL)"
-            " SELECT c.sg, c.hop, s.type, s.state_key, s.event_id FROM chain c"
-            f" LEFT JOIN state_groups_state s ON s.state_group = c.sg AND ({key_sql})"
-            f" WHERE s.event_id IS NOT NULL OR {wanted}",
-            [top, *key_params, *wanted_params],
-        )
-        hop_of: dict[int, int] = {}
-        deltas: list[tuple[int, StateKey, str]] = []
-        for sg, hop, event_type, state_key, event_id in rows:
-            if sg in pending:
-                hop_of[sg] = hop
-            if event_id is not None:
-                deltas.append((hop, (event_type, state_key), event_id))
-        deltas.sort(key=lambda d: d[0])
-        for group, hop in hop_of.items():
-            # The nearest delta at or above the group's own link wins.
-            found: dict[StateKey, str] = {}
-            for delta_hop, key, event_id in deltas:
-                if delta_hop >= hop and key not in found:
-                    found[key] = event_id
-            result[group] = found
-        resolved = set(hop_of) or {top}
-        pending -= resolved
-        for group in resolved - set(hop_of):
-            result[group] = {}
+        sql, params = _chain_statement(txn.dialect, pending, keys)
+        _resolve_chain(await txn.fetch_all(sql, params), pending, result)
     return result

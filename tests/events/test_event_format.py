@@ -1,7 +1,12 @@
 """Client and federation serialisation of events."""
 
 from homeserver.events.event import Event
-from homeserver.events.format import serialize_for_client, serialize_for_federation, serialize_for_sync
+from homeserver.events.format import (
+    plain_client_event,
+    serialize_for_client,
+    serialize_for_federation,
+    serialize_for_sync,
+)
 from homeserver.events.hashing import add_content_hash
 from homeserver.events.room_versions import get_room_version
 
@@ -87,3 +92,16 @@ def test_federation_format_of_a_redacted_event_is_the_redacted_pdu():
     assert out["content"] == {}
     assert out["hashes"] == make().pdu["hashes"]
     assert out["unsigned"] == {"age": 0}
+
+
+def test_the_plain_event_path_gives_what_the_general_one_does():
+    events = [make(), make(type="m.room.member", state_key="@bob:example.org", content={"membership": "join"}),
+              make(rv=V11, type="m.room.topic", state_key="", content={"topic": "t"})]
+    cases = [(None, None), ("txn1", None), (None, {"m.relations": {"m.thread": {"count": 1}}}),
+             ("txn2", {"m.relations": {}})]
+    for event in events:
+        for include_room_id in (True, False):
+            for transaction_id, unsigned in cases:
+                assert plain_client_event(event, 1500, include_room_id, transaction_id, unsigned) == \
+                    serialize_for_client(event, 1500, include_room_id=include_room_id,
+                                         transaction_id=transaction_id, unsigned=unsigned)
