@@ -62,7 +62,7 @@ class Statements(int):
         return value
 
     def __repr__(self) -> str:
-        return f"{int(self)} in {self.transactions}"  # noqa
+        return f"{int(self)} in {self.transactions}"
 
 
 async def test_a_page_of_a_thousand_events_costs_what_a_page_of_ten_does(hs, client):
