@@ -726,6 +726,10 @@ class HomeServer:
 
     async def _start_background(self) -> None:
         """Start the background work, in dependency order; `stop` stops it in reverse."""
+        upkeep = self.db.table_upkeep() if self.db is not None else None
+        if upkeep is not None:
+            await upkeep.start()
+            self._background.append(upkeep)
         for service in (self.auth, self.devices, self.media, self.redactions, self.presence, self.sliding_sync):
             service.start()
             self._background.append(service)

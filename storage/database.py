@@ -19,7 +19,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from storage.sql import Dialect, check_identifier
 
@@ -252,6 +252,12 @@ def _where(keyvalues: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
 InteractionFunc = Callable[..., Awaitable[T]]
 
 
+class BackgroundUpkeep(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class Database(abc.ABC):
     """An open database: run interactions, plus one-statement conveniences built on them."""
 
@@ -306,6 +312,10 @@ class Database(abc.ABC):
     def pool_stats(self) -> tuple[int, int]:
         """(connections open, connections busy in a transaction), for metrics."""
         return 0, 0
+
+    def table_upkeep(self) -> BackgroundUpkeep | None:
+        """A background service that keeps the engine's tables in shape, where the engine needs one."""
+        return None
 
     async def run_interaction(
         self,

@@ -24,6 +24,8 @@ _ENGINE_KEYS: dict[str, dict[str, tuple[type, Any]]] = {
         "pool_min": (int, 1),
         "pool_max": (int, 10),
         "pool_timeout": (float, 30.0),
+        # Seconds between table upkeep rounds when the server's autovacuum is off; 0: never.
+        "upkeep_interval_s": (float, 15.0),
     },
 }
 _ENGINE_ALIASES = {

@@ -34,6 +34,7 @@ from storage.database import (
     Row,
     Transaction,
 )
+from storage.pg_upkeep import TableUpkeep
 from storage.priority import PriorityPool
 from storage.sql import POSTGRES
 
@@ -126,6 +127,7 @@ class PostgresDatabase(Database):
         pool_min: int = 1,
         pool_max: int = 10,
         pool_timeout: float = 30.0,
+        upkeep_interval_s: float = 15.0,
         **retry_options: Any,
     ) -> None:
         super().__init__(**retry_options)
@@ -134,6 +136,7 @@ class PostgresDatabase(Database):
                 "database.pool_min/pool_max must satisfy 0 <= pool_min <= pool_max, pool_max >= 1"
             )
         self.dsn = dsn
+        self.upkeep_interval_s = upkeep_interval_s
         self._pool = AsyncConnectionPool(
             dsn,
             min_size=pool_min,
@@ -155,6 +158,9 @@ class PostgresDatabase(Database):
 
     async def open(self) -> None:
         await self._pool.open(wait=True)
+
+    def table_upkeep(self) -> TableUpkeep:
+        return TableUpkeep(self.dsn, self.upkeep_interval_s)
 
     def pool_stats(self) -> tuple[int, int]:
         stats = self._pool.get_stats()

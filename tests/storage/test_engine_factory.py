@@ -37,7 +37,8 @@ def test_bad_configs_are_rejected_with_the_offending_key(config: dict[str, Any],
 def test_defaults_are_filled_in_and_engine_aliases_accepted() -> None:
     engine, options = parse_database_config({"engine": "postgresql", "dsn": "host=x", "pool_timeout": 5})
     assert engine == "postgres"
-    assert options == {"dsn": "host=x", "pool_min": 1, "pool_max": 10, "pool_timeout": 5.0, "max_retries": 8}
+    assert options == {"dsn": "host=x", "pool_min": 1, "pool_max": 10, "pool_timeout": 5.0, "upkeep_interval_s": 15.0,
+                       "max_retries": 8}
     engine, options = parse_database_config({"path": "h.db"})
     assert engine == "sqlite" and options["readers"] == 2 and options["synchronous"] == "FULL"
 
