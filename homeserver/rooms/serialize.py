@@ -8,12 +8,12 @@ relations module installs.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 from homeserver.clock import Clock
 from homeserver.events.event import Event
-from homeserver.events.format import plain_client_event, serialize_for_client
+from homeserver.events.format import plain_client_event, plain_client_fragment, serialize_for_client
 from homeserver.requester import Requester
 from storage.stores.events import EventStore
 
@@ -30,8 +30,17 @@ class ClientEventSerializer:
     def add_unsigned_hook(self, hook: UnsignedHook) -> None:
         self._unsigned_hooks.append(hook)
 
-    async def bundled(self, events: Sequence[Event], requester: Requester | None) -> dict[str, dict[str, Any]]:
-        """event_id -> the extra unsigned keys (bundled aggregations) `serialize` would add."""
+    async def bundled(self, events: Sequence[Event], requester: Requester | None, *,
+                      related: Collection[str] | None = None) -> dict[str, dict[str, Any]]:
+        """event_id -> the extra unsigned keys (bundled aggregations) `serialize` would add.
+
+        `related`, when the caller knows it, names the events that other events relate to; the
+        rest have nothing to bundle.
+        """
+        if related is not None:
+            events = [event for event in events if event.event_id in related]
+            if not events:
+                return {}
         extra_unsigned: dict[str, dict[str, Any]] = {}
         for hook in self._unsigned_hooks:
             for event_id, extra in (await hook(events, requester)).items():
@@ -40,21 +49,20 @@ class ClientEventSerializer:
 
     async def serialize(self, events: Sequence[Event], requester: Requester | None, *,
                         include_room_id: bool = True, bundle: bool = True,
-                        bundled: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+                        bundled: dict[str, dict[str, Any]] | None = None,
+                        fragments: bool = False) -> list[dict[str, Any]]:
         """Client-format dicts of `events`, in order.
 
         `bundled` is what `bundled()` gave for these events (or more), read ahead of time.
+        `fragments=True` is for a caller that only encodes the result into a response: events
+        with nothing added for this reader then come as encoded JSON (`jsonutil.Fragment`).
         """
         now = self._clock.time_ms()
         related_ids = set()
         for event in events:
             metadata = event.internal_metadata
-            redacted_by = metadata.get("redacted_by")
-            if redacted_by:
-                related_ids.add(redacted_by)
-            replaced = metadata.get("replaces_state")
-            if replaced:
-                related_ids.add(replaced)
+            if "redacted_by" in metadata or "replaces_state" in metadata:
+                related_ids.update(filter(None, (metadata.get("redacted_by"), metadata.get("replaces_state"))))
         related = await self._events.get_events(related_ids) if related_ids else {}
         extra_unsigned: dict[str, dict[str, Any]] = {}
         if bundle:
@@ -64,13 +72,16 @@ class ClientEventSerializer:
         out = []
         for event in events:
             metadata = event.internal_metadata
-            if not related and event.type != "m.room.redaction":
+            if not related and event.pdu["type"] != "m.room.redaction":
                 # Most events of a page: not redacted, no previous state, no `redacts` to copy.
-                out.append(plain_client_event(
-                    event, now, include_room_id,
-                    metadata.get("txn_id") if event.sender == user_id and metadata.get("device_id") == device_id
-                    else None,
-                    extra_unsigned.get(event.event_id) if extra_unsigned else None))
+                txn_id = metadata.get("txn_id")
+                if txn_id is not None and (event.sender != user_id or metadata.get("device_id") != device_id):
+                    txn_id = None
+                extra = extra_unsigned.get(event.event_id) if extra_unsigned else None
+                if fragments and include_room_id and txn_id is None and not extra:
+                    out.append(plain_client_fragment(event, now))  # type: ignore[arg-type]
+                else:
+                    out.append(plain_client_event(event, now, include_room_id, txn_id, extra))
                 continue
             redacted_because = None
             redaction = related.get(metadata.get("redacted_by", ""))

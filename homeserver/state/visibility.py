@@ -46,6 +46,13 @@ def state_at_event_for(user_id: str, state: Mapping[tuple[str, str], Event]) -> 
     )
 
 
+def visible_whatever_the_event(state_before: StateAtEvent, *, joined_afterwards: bool = False) -> bool:
+    """Whether the state alone lets the user see an event: then `is_event_visible` says yes for
+    every event with this state before it, and a caller may decide a run of them at once."""
+    return _allowed(effective_visibility(state_before.history_visibility), state_before.membership,
+                    joined_afterwards)
+
+
 def _allowed(visibility: str, membership: str | None, joined_afterwards: bool) -> bool:
     # Rules 1-5 of "Server behaviour", in order.
     if visibility == WORLD_READABLE:

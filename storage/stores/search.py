@@ -18,6 +18,7 @@ from storage.stores.stages import save_stage_position_txn
 from storage.stores.timeline import (
     ROW_COLUMNS,
     ROW_JOINS,
+    ROW_WIDTH,
     EventConditions,
     TimelineRow,
     condition_sql,
@@ -126,11 +127,12 @@ class SearchStore:
         hits: list[SearchHit] = []
         seen: set[str] = set()
         for row in rows:
-            timeline_row = row_from(row[:6])
+            timeline_row = row_from(row[:ROW_WIDTH])
             if timeline_row.event_id in seen:
                 continue  # an event matching in two of its texts
             seen.add(timeline_row.event_id)
-            hits.append(SearchHit(timeline_row, row[6], float(row[7] or 0.0), bool(row[8])))
+            room_id, rank, live = row[ROW_WIDTH:]
+            hits.append(SearchHit(timeline_row, room_id, float(rank or 0.0), bool(live)))
         return hits, int(count or 0)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from storage.database import Database, Transaction
 from storage.sql import Dialect
@@ -41,13 +41,17 @@ NOT_LOOKED_UP = -1
 NO_STATE = -2
 
 
-@dataclass(frozen=True)
-class TimelineRow:
+class TimelineRow(NamedTuple):
+    # A tuple rather than a dataclass: a page builds a thousand of these, and a frozen dataclass
+    # costs about five times as much to make.
     event_id: str
     depth: int
     stream_ordering: int
     # The state group holding the state just before the event; None for the create event (empty state).
     group_before: int | None = NOT_LOOKED_UP
+    # Whether other events relate to it in a way that is bundled (edits, references, threads):
+    # most have none, and a page then asks nothing more about relations.
+    has_relations: bool = True
 
     @property
     def position(self) -> Position:
@@ -135,7 +139,13 @@ def bound_sql(bound: Bound, op: str) -> tuple[str, list[Any]]:
 _TIMELINE = "e.outlier = ? AND e.rejected_reason IS NULL"
 
 # Timeline rows with the state group before each event, so visibility needs no lookup per event.
-ROW_COLUMNS = "e.event_id, e.depth, e.stream_ordering, sg.state_group, sgc.event_id, sge.prev_state_group"
+# An event that created its group (a state event) sees its parent group, others their own;
+# an event without a group has no state (NO_STATE).
+ROW_COLUMNS = ("e.event_id, e.depth, e.stream_ordering, CASE WHEN sg.state_group IS NULL THEN "
+               f"{NO_STATE} WHEN sgc.event_id = e.event_id THEN sge.prev_state_group ELSE sg.state_group END,"
+               " EXISTS (SELECT 1 FROM event_relations r WHERE r.relates_to_id = e.event_id"
+               " AND r.relation_type IN ('m.replace', 'm.reference', 'm.thread'))")
+ROW_WIDTH = 5
 ROW_JOINS = (
     " LEFT JOIN event_to_state_groups sg ON sg.event_id = e.event_id"
     " LEFT JOIN state_groups sgc ON sgc.id = sg.state_group"
@@ -145,11 +155,7 @@ ROW_JOINS = (
 
 def row_from(columns: Sequence[Any]) -> TimelineRow:
     """A TimelineRow from ROW_COLUMNS."""
-    event_id, depth, stream, group, creator, prev = columns
-    if group is None:
-        return TimelineRow(event_id, depth, stream, NO_STATE)
-    # An event that created its group (a state event) sees its parent group; others see their own.
-    return TimelineRow(event_id, depth, stream, prev if creator == event_id else group)
+    return TimelineRow._make(columns)
 
 
 class TimelineStore:
@@ -236,7 +242,7 @@ async def _paginate(txn: Transaction, room_id: str, backwards: bool, limit: int,
                     to_bound: Bound | None, conditions: EventConditions) -> list[TimelineRow]:
     if limit <= 0:
         return []
-    sql = f"SELECT {ROW_COLUMNS} FROM events e{ROW_JOINS}"
+    sql = "SELECT e.event_id, e.depth, e.stream_ordering FROM events e"
     where = f" WHERE e.room_id = ? AND {_TIMELINE}"
     params: list[Any] = [room_id, False]
     if from_bound is not None:
@@ -252,10 +258,14 @@ async def _paginate(txn: Transaction, room_id: str, backwards: bool, limit: int,
         sql += " JOIN event_json j ON j.event_id = e.event_id"
     where += clause
     params += more
-    order = "DESC" if backwards else "ASC"
-    rows = await txn.fetch_all(f"{sql}{where} ORDER BY e.depth {order}, e.stream_ordering {order} LIMIT {int(limit)}",
-                               params)
-    return [row_from(row) for row in rows]
+    order = f"e.depth {'DESC' if backwards else 'ASC'}, e.stream_ordering {'DESC' if backwards else 'ASC'}"
+    # The page is chosen first and only its rows are joined to their state groups: planned as one
+    # query, PostgreSQL with statistics that lag the table (autovacuum off or behind, as after a
+    # burst) joined every event of the room before sorting, 26 ms instead of 6 for a page of 1,000
+    # from 5,000 (EXPLAIN ANALYZE).
+    page = f"{sql}{where} ORDER BY {order} LIMIT {int(limit)}"
+    rows = await txn.fetch_all(f"SELECT {ROW_COLUMNS} FROM ({page}) e{ROW_JOINS} ORDER BY {order}", params)
+    return list(map(TimelineRow._make, rows))
 
 
 def _member_history_statement(room_id: str, user_id: str) -> tuple[str, list[Any]]:

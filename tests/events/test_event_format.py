@@ -1,8 +1,11 @@
 """Client and federation serialisation of events."""
 
+import orjson
+
 from homeserver.events.event import Event
 from homeserver.events.format import (
     plain_client_event,
+    plain_client_fragment,
     serialize_for_client,
     serialize_for_federation,
     serialize_for_sync,
@@ -105,3 +108,16 @@ def test_the_plain_event_path_gives_what_the_general_one_does():
                 assert plain_client_event(event, 1500, include_room_id, transaction_id, unsigned) == \
                     serialize_for_client(event, 1500, include_room_id=include_room_id,
                                          transaction_id=transaction_id, unsigned=unsigned)
+
+
+def test_the_encoded_plain_form_decodes_to_the_plain_event_at_every_call():
+    v12 = get_room_version("12")
+    events = [make(), make(type="m.room.member", state_key="@bob:example.org", content={"membership": "join"}),
+              make(content={"body": "naïve \u2028 \"quoted\"", "msgtype": "m.text", "n": [1, 2.5, None]}),
+              # A v12 create event names no room: its room ID comes from its event ID.
+              make(rv=v12, type="m.room.create", state_key="", room_id=None, content={"room_version": "12"})]
+    for event in events:
+        for now in (1500, 99_000):  # the fixed part is kept; the age is each call's own
+            fragment = plain_client_fragment(event, now)
+            assert orjson.loads(orjson.dumps([fragment])) == [plain_client_event(event, now, True, None, None)]
+        assert event.client_json is not None
