@@ -33,8 +33,9 @@ class Event:
         self.rejected_reason = rejected_reason
         # Free-form, not part of the event: stream positions, outlier flag, txn id.
         self.internal_metadata: dict[str, Any] = {}
-        # The client form's fixed part as JSON, once a page has needed it (events/format.py).
-        self.client_json: bytes | None = None
+        # The client form's fixed part as JSON and the event's origin_server_ts, once a page has
+        # needed them (events/format.py).
+        self.client_json: tuple[bytes, int] | None = None
 
     # --- identity -------------------------------------------------------------
     @property

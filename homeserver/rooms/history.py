@@ -79,40 +79,45 @@ class HistoryVisibilityFilter:
         self._erased_users = erased_users
 
     async def filter(self, user_id: str, events: Sequence[Event],
-                     groups_before: Mapping[str, int | None] | None = None) -> list[Event]:
+                     groups_before: Mapping[str, int | None] | None = None, *,
+                     earliest_stream: int | None = None) -> list[Event]:
         """The events (all of one room) the user may see, in order.
 
-        `groups_before` (event_id -> state group before it, from timeline rows) saves a lookup.
+        `groups_before` (event_id -> state group before it, from timeline rows) saves a lookup;
+        `earliest_stream`, the lowest stream position among the events, saves reading each one's.
         """
         if not events:
             return []
         member_key = ("m.room.member", user_id)
-        state, history = await self._timeline.get_visibility_inputs(
+        group_of, values, history = await self._timeline.get_visibility_inputs(
             events[0].room_id, user_id, [e.event_id for e in events], [HISTORY_VISIBILITY_KEY, member_key],
             groups_before)
-        referenced = {eid for entry in state.values() for eid in entry.values()}
-        loaded = await self._events.get_events(referenced)
+        loaded = await self._events.get_events({eid for entry in values.values() for eid in entry.values()})
         last_join = max((stream for membership, stream in history if membership == "join"), default=None)
         visible = []
         unjoined: set[str] = set()
-        # Consecutive events share their state entry: each distinct one is read, and judged for
-        # all events alike where the state alone decides, once.
-        befores: dict[tuple[str | None, str | None, bool], tuple[StateAtEvent, bool]] = {}
+        # Consecutive events share their state group: each distinct one is read, and judged for
+        # all its events alike where the state alone decides, once.
+        befores: dict[tuple[int | None, bool], tuple[StateAtEvent, bool]] = {}
+        # Whether the user joined after an event; for none of them when the last join is older
+        # than them all (a member reading back through history since their join).
+        compare = last_join is not None and (earliest_stream is None or earliest_stream < last_join)
         for event in events:
-            entry = state.get(event.event_id)
-            if entry is None:
+            group = group_of.get(event.event_id, NO_STATE)
+            if group == NO_STATE:
                 continue  # no state known: an outlier, never shown
-            joined_afterwards = last_join is not None and event.internal_metadata.get("stream_ordering", 0) < last_join
-            key = (entry.get(HISTORY_VISIBILITY_KEY), entry.get(member_key), joined_afterwards)
-            judged = befores.get(key)
+            joined_afterwards = compare and event.internal_metadata.get("stream_ordering", 0) < last_join
+            judged = befores.get((group, joined_afterwards))
             if judged is None:
-                hv_event = loaded.get(key[0] or "")
-                member_event = loaded.get(key[1] or "")
+                entry = values.get(group, {}) if group is not None else {}
+                hv_event = loaded.get(entry.get(HISTORY_VISIBILITY_KEY, ""))
+                member_event = loaded.get(entry.get(member_key, ""))
                 before = StateAtEvent(
                     history_visibility=hv_event.content.get("history_visibility") if hv_event else None,
                     membership=member_event.membership if member_event else None,
                 )
-                judged = befores[key] = (before, visible_whatever_the_event(before, joined_afterwards=joined_afterwards))
+                judged = befores[(group, joined_afterwards)] = (
+                    before, visible_whatever_the_event(before, joined_afterwards=joined_afterwards))
             before, seen_by_state = judged
             if seen_by_state or is_event_visible(user_id, event, before, joined_afterwards=joined_afterwards):
                 visible.append(event)
@@ -177,7 +182,8 @@ class RoomHistory:
         if all(r.group_before != NOT_LOOKED_UP for r in rows):
             # Events without state have no entry, which the filter reads as "not visible".
             groups = {r.event_id: r.group_before for r in rows if r.group_before != NO_STATE}
-        return await self._visibility.filter(user_id, events, groups)
+        earliest = min((r.stream_ordering for r in rows), default=None)
+        return await self._visibility.filter(user_id, events, groups, earliest_stream=earliest)
 
     async def _member_state(self, at_event_id: str, senders: set[str]) -> list[Event]:
         """The member events of `senders` in the state at an event (lazy-loading members)."""

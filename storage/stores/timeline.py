@@ -191,15 +191,19 @@ class TimelineStore:
 
     async def get_visibility_inputs(self, room_id: str, user_id: str, event_ids: Sequence[str],
                                     keys: Sequence[StateKey], groups_before: Mapping[str, int | None] | None = None,
-                                    ) -> tuple[dict[str, dict[StateKey, str]], list[tuple[str, int]]]:
-        """`get_state_before_events` and the user's (membership, stream_ordering) history in the room.
+                                    ) -> tuple[dict[str, int | None], dict[int, dict[StateKey, str]],
+                                               list[tuple[str, int]]]:
+        """What history visibility reads, in one interaction: each event's state group before it
+        (None: empty state; an event with no entry has no state known), the `keys` entries of
+        each of those groups, and the user's (membership, stream_ordering) history in the room.
 
         `groups_before` (from TimelineRow.group_before) saves looking the events' state groups up.
         """
 
         wanted_keys = list(keys)
 
-        async def txn_fn(txn: Transaction) -> tuple[dict[str, dict[StateKey, str]], list[tuple[str, int]]]:
+        async def txn_fn(txn: Transaction) -> tuple[dict[str, int | None], dict[int, dict[StateKey, str]],
+                                                    list[tuple[str, int]]]:
             # The user's membership history does not depend on the state reads: it travels with the
             # first of them (the events' state groups, or the first walk of the chain when the groups
             # are known), so the usual page costs one round trip.
@@ -221,9 +225,7 @@ class TimelineStore:
                 first_walk = rest[0]
             values = await _key_values_at_groups(txn, {g for g in known.values() if g is not None}, wanted_keys,
                                                  first_walk)
-            state = {event_id: (values.get(group, {}) if group is not None else {})
-                     for event_id, group in known.items()}
-            return state, [(r[0], r[1]) for r in history_rows]
+            return known, values, [(r[0], r[1]) for r in history_rows]
 
         return await self.db.run_interaction("visibility_inputs", txn_fn, write=False)
 
