@@ -8,7 +8,6 @@ shared by all users.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -193,12 +192,17 @@ class SearchService:
                             order_by_rank=request.order_by == "rank", limit=max(limit * FETCH_FACTOR, 10),
                             offset=offset, before_stream=before_stream)
         results: list[tuple[SearchHit, Event]] = []
+        bundled: dict[str, dict[str, Any]] = {}
         count = 0
         more = False
         for _ in range(MAX_FETCH_ROUNDS if limit else 0):
             hits, count = await self._store.search(query)
             exhausted = len(hits) < query.limit
-            visible = await self._visible(user_id, hits)
+            # Every hit's visibility, whatever its room, in one read.
+            loaded, more_bundled = await self._history.load_visible_bundled(
+                requester, [hit.row for hit in hits if hit.live])
+            visible = {event.event_id: event for event in loaded}
+            bundled.update(more_bundled)
             for index, hit in enumerate(hits):
                 offset += 1
                 before_stream = hit.row.stream_ordering
@@ -211,7 +215,10 @@ class SearchService:
             if len(results) == limit or exhausted:
                 break
             query = dataclasses.replace(query, offset=offset, before_stream=before_stream)
-        serialized = await self._serializer.serialize([event for _, event in results], requester)
+        # The result events are only encoded into the response: those with nothing added for this
+        # reader go as encoded JSON.
+        serialized = await self._serializer.serialize([event for _, event in results], requester, bundled=bundled,
+                                                      fragments=True)
         out: dict[str, Any] = {
             "results": [{"rank": hit.rank, "result": result}
                         for (hit, _), result in zip(results, serialized, strict=True)],
@@ -228,19 +235,6 @@ class SearchService:
         if request.include_state:
             out["state"] = await self._room_states(requester, {event.room_id for _, event in results})
         return out
-
-    async def _visible(self, user_id: str, hits: Sequence[SearchHit]) -> dict[str, Event]:
-        by_room: dict[str, list[SearchHit]] = {}
-        for hit in hits:
-            if hit.live:
-                by_room.setdefault(hit.room_id, []).append(hit)
-        visible: dict[str, Event] = {}
-        # Each room's visibility is its own read; they run together.
-        for events in await asyncio.gather(*(self._history.load_visible(user_id, [h.row for h in room_hits])
-                                             for room_hits in by_room.values())):
-            for event in events:
-                visible[event.event_id] = event
-        return visible
 
     async def _context(self, requester: Requester, hit: SearchHit, event: Event, request: RoomEventsRequest
                        ) -> dict[str, Any]:

@@ -71,7 +71,7 @@ class HistoryBackfill(Protocol):
 
 
 class HistoryVisibilityFilter:
-    """Which of a room's events a user may see, decided per batch."""
+    """Which events (of one room or several) a user may see, decided per batch."""
 
     def __init__(self, events: EventStore, timeline: TimelineStore, erased_users: ErasedUsers | None = None):
         self._events = events
@@ -81,7 +81,8 @@ class HistoryVisibilityFilter:
     async def filter(self, user_id: str, events: Sequence[Event],
                      groups_before: Mapping[str, int | None] | None = None, *,
                      earliest_stream: int | None = None) -> list[Event]:
-        """The events (all of one room) the user may see, in order.
+        """The events the user may see, in order. They may be of several rooms: what all of them
+        need is read in one interaction, and each is judged by its own room's history.
 
         `groups_before` (event_id -> state group before it, from timeline rows) saves a lookup;
         `earliest_stream`, the lowest stream position among the events, saves reading each one's.
@@ -89,24 +90,31 @@ class HistoryVisibilityFilter:
         if not events:
             return []
         member_key = ("m.room.member", user_id)
-        group_of, values, history = await self._timeline.get_visibility_inputs(
-            events[0].room_id, user_id, [e.event_id for e in events], [HISTORY_VISIBILITY_KEY, member_key],
-            groups_before)
+        events_by_room: dict[str, list[str]] = {}
+        for event in events:
+            events_by_room.setdefault(event.room_id, []).append(event.event_id)
+        group_of, values, histories = await self._timeline.get_visibility_inputs(
+            user_id, events_by_room, [HISTORY_VISIBILITY_KEY, member_key], groups_before)
         loaded = await self._events.get_events({eid for entry in values.values() for eid in entry.values()})
-        last_join = max((stream for membership, stream in history if membership == "join"), default=None)
+        last_joins = {room_id: max((stream for membership, stream in history if membership == "join"), default=None)
+                      for room_id, history in histories.items()}
         visible = []
         unjoined: set[str] = set()
         # Consecutive events share their state group: each distinct one is read, and judged for
         # all its events alike where the state alone decides, once.
         befores: dict[tuple[int | None, bool], tuple[StateAtEvent, bool]] = {}
-        # Whether the user joined after an event; for none of them when the last join is older
-        # than them all (a member reading back through history since their join).
-        compare = last_join is not None and (earliest_stream is None or earliest_stream < last_join)
+        # Whether the user joined the event's room after it; for none of a room's events when the
+        # last join is older than them all (a member reading back through history since their join).
+        # State groups are each of one room, so a group's judgement holds for its room alone.
+        compare = {room_id: last_join is not None and (earliest_stream is None or earliest_stream < last_join)
+                   for room_id, last_join in last_joins.items()}
         for event in events:
             group = group_of.get(event.event_id, NO_STATE)
             if group == NO_STATE:
                 continue  # no state known: an outlier, never shown
-            joined_afterwards = compare and event.internal_metadata.get("stream_ordering", 0) < last_join
+            last_join = last_joins[event.room_id]
+            joined_afterwards = (compare[event.room_id] and last_join is not None
+                                 and event.internal_metadata.get("stream_ordering", 0) < last_join)
             judged = befores.get((group, joined_afterwards))
             if judged is None:
                 entry = values.get(group, {}) if group is not None else {}
@@ -170,8 +178,21 @@ class RoomHistory:
         raise forbidden(f"User {user_id} is not in room {room_id}")
 
     async def load_visible(self, user_id: str, rows: Sequence[TimelineRow]) -> list[Event]:
-        """The events of timeline rows, in row order, that the user may see."""
+        """The events of timeline rows (of one room or several), in row order, that the user may see."""
         return await self._visible_of(user_id, rows, await self._load(rows))
+
+    async def load_visible_bundled(self, requester: Requester, rows: Sequence[TimelineRow]
+                                   ) -> tuple[list[Event], dict[str, dict[str, Any]]]:
+        """The events of timeline rows (of one room or several), in row order, that the reader may
+        see, and the bundled aggregations of the rows' events (`ClientEventSerializer.bundled`).
+
+        Both are read together: one round trip of latency instead of two (the aggregations of
+        hidden events go unused), and none for aggregations when no row has relations."""
+        events = await self._load(rows)
+        visible, bundled = await asyncio.gather(
+            self._visible_of(requester.user_id, rows, events),
+            self._serializer.bundled(events, requester, related={r.event_id for r in rows if r.has_relations}))
+        return visible, bundled
 
     async def _load(self, rows: Sequence[TimelineRow]) -> list[Event]:
         loaded = await self._events.get_events([r.event_id for r in rows])
@@ -231,12 +252,7 @@ class RoomHistory:
             # server in the room, so the page is read again.
             rows = await self._timeline.paginate(room_id, backwards=True, limit=limit, from_bound=from_bound,
                                                  to_bound=None, conditions=conditions)
-        page = await self._load(rows)
-        # Which events the user may see and the page's bundled aggregations are independent reads:
-        # together they cost one round trip of latency (aggregations of hidden events go unused).
-        related = {r.event_id for r in rows if r.has_relations}
-        events, bundled = await asyncio.gather(self._visible_of(requester.user_id, rows, page),
-                                               self._serializer.bundled(page, requester, related=related))
+        events, bundled = await self.load_visible_bundled(requester, rows)
         result: dict[str, Any] = {
             "chunk": await self._serializer.serialize(events, requester, bundled=bundled, fragments=True),
             "start": from_token or await self._default_start(rows, backwards),

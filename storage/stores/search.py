@@ -136,6 +136,14 @@ class SearchStore:
         return hits, int(count or 0)
 
 
+_TSQUERY = f"to_tsquery('{TS_CONFIG}', ?)"
+
+
+def _pg_rank(vector: str) -> str:
+    """PostgreSQL's rank of a match (higher is better): its cover density, as Synapse ranks."""
+    return f"ts_rank_cd({vector}, {_TSQUERY})"
+
+
 def _match_sql(dialect: Dialect, query: SearchQuery) -> tuple[str, str, str, list[Any]]:
     """(WHERE clause of the text match, rank expression, event_search's stream position column,
     the match's parameters).
@@ -143,8 +151,7 @@ def _match_sql(dialect: Dialect, query: SearchQuery) -> tuple[str, str, str, lis
     On PostgreSQL the tsquery is written inline (not joined in as a function), so the planner
     sees a constant: it estimates how rare the words are and reads a rare word from the GIN index."""
     if dialect.is_postgres:
-        tsquery = f"to_tsquery('{TS_CONFIG}', ?)"
-        return (f"event_search.vector @@ {tsquery}", f"ts_rank_cd(event_search.vector, {tsquery})",
+        return (f"event_search.vector @@ {_TSQUERY}", _pg_rank("event_search.vector"),
                 "event_search.stream_ordering", [_tsquery(query.words)])
     # bm25() is better when lower; negate it so that both engines rank higher as better. SQLite's
     # index is keyed by the event's stream position (its rowid), so FTS5 hands matches out in
@@ -210,6 +217,8 @@ def _search_sql(dialect: Dialect, query: SearchQuery) -> tuple[str, list[Any], s
     # The rank expression's parameter (PostgreSQL's) comes first, in the page's SELECT list.
     if dialect.is_postgres:
         page_params = [*match_params, *page_params]
+    # The page's columns: the event, its stream position and what the outer query ranks it by.
+    ranked, outer_rank = f"{rank} AS rank", "hit.rank"
     if query.order_by_rank:
         order, outer_order = "rank DESC, stream DESC", "hit.rank DESC, hit.stream DESC"
         tail = f" LIMIT {int(query.limit)} OFFSET {int(query.offset)}"
@@ -219,9 +228,13 @@ def _search_sql(dialect: Dialect, query: SearchQuery) -> tuple[str, list[Any], s
         if query.before_stream is not None:
             page_where += f" AND {stream} < ?"
             page_params.append(query.before_stream)
-    page = (f"SELECT event_search.event_id, {stream} AS stream, {rank} AS rank{from_sql}{page_where}"
+        if dialect.is_postgres:
+            # Newest first, the rank is only shown: worked out for the page's rows, not for every
+            # match (ts_rank_cd of a thousand matches costs more than finding them).
+            ranked, outer_rank = "event_search.vector", _pg_rank("hit.vector")
+    page = (f"SELECT event_search.event_id, {stream} AS stream, {ranked}{from_sql}{page_where}"
             f" ORDER BY {order}{tail}")
-    page_sql = (f"SELECT {ROW_COLUMNS}, e.room_id, hit.rank, {_LIVE} FROM ({page}) hit"
+    page_sql = (f"SELECT {ROW_COLUMNS}, e.room_id, {outer_rank}, {_LIVE} FROM ({page}) hit"
                 f" JOIN events e ON e.event_id = hit.event_id{ROW_JOINS} ORDER BY {outer_order}")
     return count_sql, params, page_sql, page_params
 

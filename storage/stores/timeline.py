@@ -189,43 +189,50 @@ class TimelineStore:
         )
         return None if row is None else (row[0], row[1])
 
-    async def get_visibility_inputs(self, room_id: str, user_id: str, event_ids: Sequence[str],
+    async def get_visibility_inputs(self, user_id: str, events_by_room: Mapping[str, Sequence[str]],
                                     keys: Sequence[StateKey], groups_before: Mapping[str, int | None] | None = None,
                                     ) -> tuple[dict[str, int | None], dict[int, dict[StateKey, str]],
-                                               list[tuple[str, int]]]:
+                                               dict[str, list[tuple[str, int]]]]:
         """What history visibility reads, in one interaction: each event's state group before it
         (None: empty state; an event with no entry has no state known), the `keys` entries of
-        each of those groups, and the user's (membership, stream_ordering) history in the room.
+        each of those groups, and the user's (membership, stream_ordering) history in each room
+        (room_id -> history, oldest first).
 
+        `events_by_room` is room_id -> the event IDs of that room; they may be of several rooms.
         `groups_before` (from TimelineRow.group_before) saves looking the events' state groups up.
         """
 
         wanted_keys = list(keys)
+        room_ids = list(events_by_room)
+        room_of = {event_id: room_id for room_id, event_ids in events_by_room.items() for event_id in event_ids}
 
         async def txn_fn(txn: Transaction) -> tuple[dict[str, int | None], dict[int, dict[StateKey, str]],
-                                                    list[tuple[str, int]]]:
+                                                    dict[str, list[tuple[str, int]]]]:
             # The user's membership history does not depend on the state reads: it travels with the
-            # first of them (the events' state groups, or the first walk of the chain when the groups
-            # are known), so the usual page costs one round trip.
-            statements = [_member_history_statement(room_id, user_id)]
+            # first of them (the events' state groups, or the first walk of each room's chain when
+            # the groups are known), so the usual page costs one round trip, whatever its rooms.
+            statements = [_member_history_statement(txn.dialect, room_ids, user_id)]
             known: dict[str, int | None] = {}
+            group_sets: list[set[int]] = []
             if groups_before is None:
-                if event_ids:
-                    statements.append(_groups_before_statement(txn.dialect, list(event_ids)))
+                if room_of:
+                    statements.append(_groups_before_statement(txn.dialect, list(room_of)))
             else:
-                known = {e: groups_before[e] for e in event_ids if e in groups_before}
-                groups = {g for g in known.values() if g is not None}
-                if groups:
-                    statements.append(_chain_statement(txn.dialect, groups, wanted_keys))
+                known = {e: groups_before[e] for e in room_of if e in groups_before}
+                group_sets = _groups_by_room(known, room_of)
+                statements += [_chain_statement(txn.dialect, groups, wanted_keys) for groups in group_sets]
             history_rows, *rest = await txn.fetch_all_batch(statements)
-            first_walk = None
+            first_walks = None
             if groups_before is None:
                 known = _groups_before_of(rest[0]) if rest else {}
-            elif rest:
-                first_walk = rest[0]
-            values = await _key_values_at_groups(txn, {g for g in known.values() if g is not None}, wanted_keys,
-                                                 first_walk)
-            return known, values, [(r[0], r[1]) for r in history_rows]
+                group_sets = _groups_by_room(known, room_of)
+            else:
+                first_walks = rest
+            values = await _key_values_at_group_sets(txn, group_sets, wanted_keys, first_walks)
+            history: dict[str, list[tuple[str, int]]] = {room_id: [] for room_id in room_ids}
+            for room_id, membership, stream in history_rows:
+                history[room_id].append((membership, stream))
+            return known, values, history
 
         return await self.db.run_interaction("visibility_inputs", txn_fn, write=False)
 
@@ -270,9 +277,19 @@ async def _paginate(txn: Transaction, room_id: str, backwards: bool, limit: int,
     return list(map(TimelineRow._make, rows))
 
 
-def _member_history_statement(room_id: str, user_id: str) -> tuple[str, list[Any]]:
-    return ("SELECT membership, stream_ordering FROM room_memberships WHERE room_id = ? AND user_id = ?"
-            " ORDER BY stream_ordering", [room_id, user_id])
+def _member_history_statement(dialect: Dialect, room_ids: Sequence[str], user_id: str) -> tuple[str, list[Any]]:
+    rooms, params = in_list(dialect, "room_id", room_ids)
+    return ("SELECT room_id, membership, stream_ordering FROM room_memberships"
+            f" WHERE {rooms} AND user_id = ? ORDER BY stream_ordering", [*params, user_id])
+
+
+def _groups_by_room(known: Mapping[str, int | None], room_of: Mapping[str, str]) -> list[set[int]]:
+    """The distinct state groups of the events, a set per room (each room's groups share a chain)."""
+    by_room: dict[str, set[int]] = {}
+    for event_id, group in known.items():
+        if group is not None:
+            by_room.setdefault(room_of[event_id], set()).add(group)
+    return list(by_room.values())
 
 
 def _groups_before_statement(dialect: Dialect, event_ids: list[str]) -> tuple[str, tuple[object, ...]]:
@@ -345,20 +362,29 @@ def _resolve_chain(rows: Sequence[Sequence[Any]], pending: set[int],
         result[group] = {}
 
 
-async def _key_values_at_groups(txn: Transaction, groups: set[int], keys: list[StateKey],
-                                first_rows: Sequence[Sequence[Any]] | None = None,
+async def _key_values_at_groups(txn: Transaction, groups: set[int], keys: list[StateKey]
                                 ) -> dict[int, dict[StateKey, str]]:
-    """The values of `keys` in the full state of each group.
+    """The values of `keys` in the full state of each group (of one room)."""
+    return await _key_values_at_group_sets(txn, [groups], keys)
 
-    Walks the chain of the newest unresolved group in one recursive query; the groups of one
-    page almost always lie on that chain, so this usually runs once. `first_rows` are the rows of
-    the first walk (`_chain_statement` of all `groups`) when the caller already ran it.
+
+async def _key_values_at_group_sets(txn: Transaction, group_sets: Sequence[set[int]], keys: list[StateKey],
+                                    first_rows: Sequence[Sequence[Sequence[Any]]] | None = None,
+                                    ) -> dict[int, dict[StateKey, str]]:
+    """The values of `keys` in the full state of each group of each set (a set per room).
+
+    Walks the chain of the newest unresolved group of each set in one recursive query, the sets'
+    walks together in one round trip; the groups of one room's page almost always lie on that
+    chain, so this usually runs once. `first_rows` are the rows of the first walk of each set
+    (`_chain_statement` of all its groups) when the caller already ran them.
     """
     result: dict[int, dict[StateKey, str]] = {}
-    pending = set(groups)
-    if first_rows is not None and pending:
-        _resolve_chain(first_rows, pending, result)
-    while pending:
-        sql, params = _chain_statement(txn.dialect, pending, keys)
-        _resolve_chain(await txn.fetch_all(sql, params), pending, result)
+    pending = [set(groups) for groups in group_sets if groups]
+    if first_rows is not None:
+        for groups, rows in zip(pending, first_rows, strict=True):
+            _resolve_chain(rows, groups, result)
+    while active := [groups for groups in pending if groups]:
+        walks = await txn.fetch_all_batch([_chain_statement(txn.dialect, groups, keys) for groups in active])
+        for groups, rows in zip(active, walks, strict=True):
+            _resolve_chain(rows, groups, result)
     return result
