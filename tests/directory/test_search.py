@@ -203,3 +203,62 @@ async def test_an_indexed_event_that_left_the_timeline_is_skipped_and_paging_goe
             if token is None:
                 break
         assert sorted(seen) == sorted(event_ids[:3] + event_ids[4:]), order
+
+
+async def test_hits_of_several_rooms_are_each_shown_by_their_own_room_history_and_page_in_order(client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+
+    async def room(visibility: str) -> str:
+        return await alice.create_room(preset="public_chat", initial_state=[
+            {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": visibility}}])
+
+    joined_only, shared, left = await room("joined"), await room("shared"), await room("shared")
+    await bob.join(left)
+    sent: list[tuple[str, str]] = []  # (room, body), oldest first
+
+    async def say(room_id: str, body: str) -> None:
+        await alice.send(room_id, body)
+        sent.append((room_id, body))
+
+    await say(joined_only, "persimmon joined-only before bob")
+    await say(shared, "persimmon shared before bob")
+    await say(left, "persimmon while bob is in")
+    await bob.join(joined_only)
+    await bob.join(shared)
+    await bob.call("POST", f"/rooms/{left}/leave", {})
+    await say(left, "persimmon after bob left")
+    await say(joined_only, "persimmon joined-only with bob")
+    await say(shared, "persimmon shared with bob")
+    hidden = {"persimmon joined-only before bob", "persimmon after bob left"}
+    expected = [body for _, body in reversed(sent) if body not in hidden]
+    # Every page mixes rooms; hits hidden in one room never fill a page or end the paging early.
+    for order in ("recent", "rank"):
+        seen: list[str] = []
+        token = None
+        for _ in range(10):
+            page = await _search(bob, "persimmon", next_batch=token, order_by=order, filter={"limit": 1})
+            seen += _bodies(page)
+            token = page.get("next_batch")
+            if token is None:
+                break
+        if order == "recent":
+            assert seen == expected
+        else:
+            assert sorted(seen) == sorted(expected)
+    # Alice was in every room all along: she sees every hit, newest first, in one page.
+    assert _bodies(await _search(alice, "persimmon", order_by="recent")) == [body for _, body in reversed(sent)]
+
+
+async def test_a_hit_with_an_edit_carries_its_bundled_aggregation(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    original = await alice.send(room_id, "apricot jam")
+    plain = await alice.send(room_id, "apricot tart")
+    edit = await alice.send(room_id, "* apricot jam recipe", **{
+        "m.new_content": {"msgtype": "m.text", "body": "apricot jam recipe"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": original}})
+    found = {r["result"]["event_id"]: r["result"] for r in (await _search(alice, "apricot"))["results"]}
+    assert set(found) == {original, plain, edit}
+    assert found[original]["unsigned"]["m.relations"]["m.replace"]["event_id"] == edit
+    assert "m.relations" not in found[plain]["unsigned"]
+    assert found[plain]["unsigned"]["age"] >= 0

@@ -316,3 +316,33 @@ async def test_forward_messages_reaching_the_live_end_give_an_end_that_picks_up_
     # An empty forward page has nothing to continue from: no `end`, as Synapse answers.
     empty = await alice.call("GET", f"/rooms/{room_id}/messages", dir="f", limit=10, **{"from": after["end"]})
     assert empty["chunk"] == [] and "end" not in empty
+
+
+async def test_one_batch_over_several_rooms_judges_each_event_by_its_own_room(hs, client):
+    alice, bob = await new_user(client, "alice"), await new_user(client, "bob")
+    rooms = []
+    # Bob joins the first two; a shared room he never joins shows him nothing, whatever his other rooms.
+    for visibility in ("joined", "shared", "invited", "shared"):
+        rooms.append(await alice.create_room(preset="public_chat", initial_state=[
+            {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": visibility}}]))
+    sent = []
+    for i in range(2):
+        for room_id in rooms:
+            sent.append(await alice.send(room_id, f"before bob {i}"))
+    await bob.join(rooms[0])
+    await bob.join(rooms[1])
+    for room_id in rooms:
+        sent.append(await alice.send(room_id, "after bob joined two rooms"))
+    loaded = await hs.event_store.get_events(sent)
+    events = [loaded[i] for i in sent]  # the rooms interleaved
+    for user in (alice, bob):
+        batch = [e.event_id for e in await hs.history_visibility.filter(user.user_id, events)]
+        per_room = set()
+        for room_id in rooms:
+            per_room |= {e.event_id for e in await hs.history_visibility.filter(
+                user.user_id, [e for e in events if e.room_id == room_id])}
+        # The same events as room by room, in the order given.
+        assert batch == [e for e in sent if e in per_room], user.user_id
+    seen_by_bob = {(e.room_id, e.content["body"]) for e in await hs.history_visibility.filter(bob.user_id, events)}
+    assert seen_by_bob == {(rooms[1], "before bob 0"), (rooms[1], "before bob 1"),
+                           (rooms[0], "after bob joined two rooms"), (rooms[1], "after bob joined two rooms")}
