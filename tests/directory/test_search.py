@@ -262,3 +262,15 @@ async def test_a_hit_with_an_edit_carries_its_bundled_aggregation(client):
     assert found[original]["unsigned"]["m.relations"]["m.replace"]["event_id"] == edit
     assert "m.relations" not in found[plain]["unsigned"]
     assert found[plain]["unsigned"]["age"] >= 0
+
+
+async def test_each_hit_has_the_same_rank_newest_first_as_best_first(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    await alice.send(room_id, "fig fig fig")
+    await alice.send(room_id, "a fig among a great many other words in a long sentence")
+    await alice.send(room_id, "fig and fig")
+    by_rank = {r["result"]["event_id"]: r["rank"] for r in (await _search(alice, "fig"))["results"]}
+    by_recent = {r["result"]["event_id"]: r["rank"] for r in (await _search(alice, "fig", order_by="recent"))["results"]}
+    assert by_recent == by_rank
+    assert len(set(by_rank.values())) == 3 and all(rank > 0 for rank in by_rank.values())
