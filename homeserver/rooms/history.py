@@ -106,15 +106,16 @@ class HistoryVisibilityFilter:
         # Whether the user joined the event's room after it; for none of a room's events when the
         # last join is older than them all (a member reading back through history since their join).
         # State groups are each of one room, so a group's judgement holds for its room alone.
-        compare = {room_id: last_join is not None and (earliest_stream is None or earliest_stream < last_join)
-                   for room_id, last_join in last_joins.items()}
+        compared = {room_id: last_join for room_id, last_join in last_joins.items()
+                    if last_join is not None and (earliest_stream is None or earliest_stream < last_join)}
+        joined_afterwards = False
         for event in events:
             group = group_of.get(event.event_id, NO_STATE)
             if group == NO_STATE:
                 continue  # no state known: an outlier, never shown
-            last_join = last_joins[event.room_id]
-            joined_afterwards = (compare[event.room_id] and last_join is not None
-                                 and event.internal_metadata.get("stream_ordering", 0) < last_join)
+            if compared:
+                last_join = compared.get(event.room_id)
+                joined_afterwards = last_join is not None and event.internal_metadata.get("stream_ordering", 0) < last_join
             judged = befores.get((group, joined_afterwards))
             if judged is None:
                 entry = values.get(group, {}) if group is not None else {}
