@@ -598,7 +598,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
         if row["goal"] is not None:
             sign = ">=" if row["better"] == "higher" else "<="
             verdict = {True: "met", False: "MISSED", None: "?"}[row["goal_met"]]
-            goal = f"{sign} {row['goal']:.1f}x {verdict}"
+            goal = f"{sign} {row['goal']:g}x {verdict}"
         lines.append(f"{row['label']:<46} {number(row['ours']):>10} {number(row['synapse']):>10} "
                      f"{ratio:>9}  {row['better']:<7} {goal}")
     return "\n".join(lines)

@@ -72,7 +72,8 @@ class ClientEventSerializer:
         out = []
         for event in events:
             metadata = event.internal_metadata
-            if not related and event.pdu["type"] != "m.room.redaction":
+            if (not related or ("redacted_by" not in metadata and "replaces_state" not in metadata)) \
+                    and event.pdu["type"] != "m.room.redaction":
                 # Most events of a page: not redacted, no previous state, no `redacts` to copy.
                 txn_id = metadata.get("txn_id")
                 if txn_id is not None and (event.sender != user_id or metadata.get("device_id") != device_id):
