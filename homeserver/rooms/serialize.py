@@ -50,10 +50,12 @@ class ClientEventSerializer:
     async def serialize(self, events: Sequence[Event], requester: Requester | None, *,
                         include_room_id: bool = True, bundle: bool = True,
                         bundled: dict[str, dict[str, Any]] | None = None,
+                        with_relations: Collection[str] | None = None,
                         fragments: bool = False) -> list[dict[str, Any]]:
         """Client-format dicts of `events`, in order.
 
-        `bundled` is what `bundled()` gave for these events (or more), read ahead of time.
+        `bundled` is what `bundled()` gave for these events (or more), read ahead of time; else
+        `with_relations` is passed on to `bundled()` as its `related`.
         `fragments=True` is for a caller that only encodes the result into a response: events
         with nothing added for this reader then come as encoded JSON (`jsonutil.Fragment`).
         """
@@ -66,7 +68,8 @@ class ClientEventSerializer:
         related = await self._events.get_events(related_ids) if related_ids else {}
         extra_unsigned: dict[str, dict[str, Any]] = {}
         if bundle:
-            extra_unsigned = bundled if bundled is not None else await self.bundled(events, requester)
+            extra_unsigned = bundled if bundled is not None else await self.bundled(events, requester,
+                                                                                     related=with_relations)
         user_id = requester.user_id if requester is not None else None
         device_id = requester.device_id if requester is not None else None
         out = []

@@ -709,7 +709,8 @@ class SyncService:
         # The timelines are serialized (their bundled aggregations read) while the rooms' state and
         # summaries are read: independent reads, so one round trip of latency instead of two.
         serialized_timeline, (room_state, summaries) = await asyncio.gather(
-            self._serializer.serialize(all_timeline, serialize_as, include_room_id=include_room_id),
+            self._serializer.serialize(all_timeline, serialize_as, include_room_id=include_room_id,
+                                       with_relations={i for t in timelines.values() for i in t.related}),
             self._state_and_summaries(request, entries, timelines))
         timeline_json = iter(serialized_timeline)
         all_state = [e for entry in entries for e in room_state[entry.room_id]]

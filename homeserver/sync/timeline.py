@@ -36,6 +36,8 @@ class Timeline:
     # event_id -> (state group before, state group after) of the events read for this timeline
     # (those without state are left out).
     groups_around: dict[str, tuple[int | None, int]] = field(default_factory=dict)
+    # The events read for this timeline that other events relate to (bundled aggregations).
+    related: set[str] = field(default_factory=set)
 
 
 class TimelineReader:
@@ -62,6 +64,7 @@ class TimelineReader:
             for room_id, room_rows in rows.items():
                 out[room_id].groups_around.update(
                     (r.event_id, r.groups_around) for r in room_rows if r.groups_around is not None)
+                out[room_id].related.update(r.event_id for r in room_rows if r.has_relations)
             loaded = await self._events.get_events(
                 [r.event_id for room_rows in rows.values() for r in room_rows])
             next_pending: dict[str, TimelineRange] = {}

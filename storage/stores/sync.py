@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from storage.database import Database, Row, Transaction
 from storage.sql import Dialect
 from storage.stores import room_state
+from storage.stores.timeline import has_relations_sql
 
 # SQLite refuses compound SELECTs of more than 500 terms; stay well below.
 _UNION_CHUNK = 100
@@ -54,14 +55,17 @@ class TimelineRow:
     stream_ordering: int
     # (state group before the event, state group after it); None for an event without state.
     groups_around: tuple[int | None, int] | None = None
+    # Whether anything relates to it that is bundled (see timeline.has_relations_sql).
+    has_relations: bool = True
 
 
 # Below every stream position (backfilled events count down from zero).
 _NO_LOWER_BOUND = -(2**62)
 
 
-# The state groups around each row's event `t.event_id` (see `_groups_around`).
-_GROUP_COLUMNS = "sg.state_group, sgc.event_id, sge.prev_state_group"
+# The state groups around each row's event `t.event_id` (see `_groups_around`), and whether
+# anything relates to it.
+_GROUP_COLUMNS = f"sg.state_group, sgc.event_id, sge.prev_state_group, {has_relations_sql('t.event_id')}"
 _GROUP_JOINS = (
     " LEFT JOIN event_to_state_groups sg ON sg.event_id = t.event_id"
     " LEFT JOIN state_groups sgc ON sgc.id = sg.state_group"
@@ -217,9 +221,9 @@ class SyncStore:
                     rows += await txn.fetch_all(
                         f"SELECT t.room_id, t.event_id, t.stream_ordering, {_GROUP_COLUMNS}"
                         f" FROM ({' UNION ALL '.join(parts)}) AS t{_GROUP_JOINS}", params)
-            for room_id, event_id, stream_ordering, group, creator, prev_group in rows:
-                out[room_id].append(TimelineRow(event_id, int(stream_ordering), _groups_around(event_id, group,
-                                                                                              creator, prev_group)))
+            for room_id, event_id, stream_ordering, group, creator, prev_group, related in rows:
+                out[room_id].append(TimelineRow(event_id, int(stream_ordering),
+                                                _groups_around(event_id, group, creator, prev_group), bool(related)))
             for room_rows in out.values():
                 room_rows.sort(key=lambda row: row.stream_ordering)
             return out

@@ -141,10 +141,16 @@ _TIMELINE = "e.outlier = ? AND e.rejected_reason IS NULL"
 # Timeline rows with the state group before each event, so visibility needs no lookup per event.
 # An event that created its group (a state event) sees its parent group, others their own;
 # an event without a group has no state (NO_STATE).
+def has_relations_sql(event_id_column: str) -> str:
+    """Whether other events relate to the event in a way that is bundled (edits, references,
+    threads): one probe of the relations index."""
+    return (f"EXISTS (SELECT 1 FROM event_relations rel WHERE rel.relates_to_id = {event_id_column}"
+            " AND rel.relation_type IN ('m.replace', 'm.reference', 'm.thread'))")
+
+
 ROW_COLUMNS = ("e.event_id, e.depth, e.stream_ordering, CASE WHEN sg.state_group IS NULL THEN "
-               f"{NO_STATE} WHEN sgc.event_id = e.event_id THEN sge.prev_state_group ELSE sg.state_group END,"
-               " EXISTS (SELECT 1 FROM event_relations r WHERE r.relates_to_id = e.event_id"
-               " AND r.relation_type IN ('m.replace', 'm.reference', 'm.thread'))")
+               f"{NO_STATE} WHEN sgc.event_id = e.event_id THEN sge.prev_state_group ELSE sg.state_group END, "
+               + has_relations_sql("e.event_id"))
 ROW_WIDTH = 5
 ROW_JOINS = (
     " LEFT JOIN event_to_state_groups sg ON sg.event_id = e.event_id"

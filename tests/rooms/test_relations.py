@@ -186,3 +186,22 @@ async def test_messages_carry_bundled_aggregations(client):
     by_id = {e["event_id"]: e for e in page["chunk"]}
     assert by_id[original]["unsigned"]["m.relations"]["m.replace"]["event_id"] == edit
     assert "m.relations" not in by_id[edit].get("unsigned", {})
+
+
+async def test_an_initial_sync_timeline_bundles_edits_threads_and_references(client):
+    alice = await new_user(client, "alice")
+    room_id = await alice.create_room()
+    edited = await alice.send(room_id, "helo")
+    root = await alice.send(room_id, "thread root")
+    cited = await alice.send(room_id, "cited")
+    plain = await alice.send(room_id, "nothing relates to me")
+    edit = await _send(alice, room_id, _edit(edited, "hello"))
+    reply = await _send(alice, room_id, {"body": "in the thread", **_thread(root)})
+    reference = await _send(alice, room_id, {"body": "see above", "m.relates_to": {"rel_type": "m.reference",
+                                                                                   "event_id": cited}})
+    body = await alice.call("GET", "/sync", filter='{"room": {"timeline": {"limit": 20}}}')
+    timeline = {e["event_id"]: e for e in body["rooms"]["join"][room_id]["timeline"]["events"]}
+    assert timeline[edited]["unsigned"]["m.relations"]["m.replace"]["event_id"] == edit
+    assert timeline[root]["unsigned"]["m.relations"]["m.thread"]["latest_event"]["event_id"] == reply
+    assert timeline[cited]["unsigned"]["m.relations"]["m.reference"]["chunk"] == [{"event_id": reference}]
+    assert "m.relations" not in timeline[plain]["unsigned"]
