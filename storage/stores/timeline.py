@@ -138,9 +138,7 @@ def bound_sql(bound: Bound, op: str) -> tuple[str, list[Any]]:
 
 _TIMELINE = "e.outlier = ? AND e.rejected_reason IS NULL"
 
-# Timeline rows with the state group before each event, so visibility needs no lookup per event.
-# An event that created its group (a state event) sees its parent group, others their own;
-# an event without a group has no state (NO_STATE).
+
 def has_relations_sql(event_id_column: str) -> str:
     """Whether other events relate to the event in a way that is bundled (edits, references,
     threads): one probe of the relations index."""
@@ -148,6 +146,9 @@ def has_relations_sql(event_id_column: str) -> str:
             " AND rel.relation_type IN ('m.replace', 'm.reference', 'm.thread'))")
 
 
+# Timeline rows with the state group before each event, so visibility needs no lookup per event.
+# An event that created its group (a state event) sees its parent group, others their own;
+# an event without a group has no state (NO_STATE).
 ROW_COLUMNS = ("e.event_id, e.depth, e.stream_ordering, CASE WHEN sg.state_group IS NULL THEN "
                f"{NO_STATE} WHEN sgc.event_id = e.event_id THEN sge.prev_state_group ELSE sg.state_group END, "
                + has_relations_sql("e.event_id"))
