@@ -72,7 +72,7 @@ class ClientEventSerializer:
                                                                                      related=with_relations)
         user_id = requester.user_id if requester is not None else None
         device_id = requester.device_id if requester is not None else None
-        out = []
+        out: list[Any] = []  # dicts, and Fragments where `fragments` allows
         for event in events:
             metadata = event.internal_metadata
             if (not related or ("redacted_by" not in metadata and "replaces_state" not in metadata)) \
@@ -83,7 +83,7 @@ class ClientEventSerializer:
                     txn_id = None
                 extra = extra_unsigned.get(event.event_id) if extra_unsigned else None
                 if fragments and include_room_id and txn_id is None and not extra:
-                    out.append(plain_client_fragment(event, now))  # type: ignore[arg-type]
+                    out.append(plain_client_fragment(event, now))
                 else:
                     out.append(plain_client_event(event, now, include_room_id, txn_id, extra))
                 continue
